@@ -1,0 +1,126 @@
+"""The `tflquant` command: quantize, inspect, import, export.
+
+Every failure the user can act on prints one line `tflquant: error: ...` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tflquant.errors import TflquantError
+
+
+def _cmd_inspect(a: argparse.Namespace) -> None:
+    from tflquant.tflite.inspect import inspect_model
+
+    print(inspect_model(a.model), end="")
+
+
+def _cmd_import(a: argparse.Namespace) -> None:
+    from tflquant.fileio import atomic_write
+    from tflquant.ir import print_module
+    from tflquant.tflite.reader import load_model
+
+    text = print_module(load_model(a.model))
+    if a.output:
+        atomic_write(a.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _cmd_export(a: argparse.Namespace) -> None:
+    from tflquant.fileio import atomic_write, read_bytes
+    from tflquant.ir import parse_module
+    from tflquant.tflite.writer import write_flatbuffer
+
+    text = read_bytes(a.input, "IR file").decode("utf-8", errors="replace")
+    module = parse_module(text, name=a.input)
+    try:
+        module.verify()
+    except Exception as e:
+        raise TflquantError(f"{a.input}: invalid IR: {e}") from None
+    atomic_write(a.output, write_flatbuffer(module))
+
+
+def _cmd_quantize(a: argparse.Namespace) -> None:
+    from tflquant.api import quantize
+    from tflquant.pipeline import pipeline_spec
+
+    if a.print_pipeline:
+        print(
+            pipeline_spec(
+                a.mode,
+                io_type=a.io_type,
+                per_channel=not a.per_tensor,
+                allow_float=not a.strict,
+                bias_type=a.bias_type,
+            )
+        )
+        if a.output is None:
+            return
+    if a.output is None:
+        raise TflquantError("quantize needs -o OUT.tflite (or --print-pipeline alone)")
+    result = quantize(
+        a.model,
+        mode=a.mode,
+        representative_dataset=a.calibration,
+        io_type=a.io_type,
+        per_channel=not a.per_tensor,
+        allow_float=not a.strict,
+        bias_type=a.bias_type,
+        progress=not a.quiet,
+    )
+    result.save(a.output)
+    if not a.quiet:
+        print(result.report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tflquant", description="Post-training quantization compiler for TFLite models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quantize", help="quantize a float .tflite model")
+    q.add_argument("model", help="float .tflite model")
+    q.add_argument("-o", "--output", help="where to write the quantized .tflite")
+    q.add_argument("--mode", default="int8", choices=["int8", "int16x8", "dynamic", "float16"])
+    q.add_argument("--calibration", metavar="DATA.npz", help="representative dataset: one array per input, samples first")
+    q.add_argument("--io-type", default="float32", choices=["float32", "int8", "uint8", "int16"], help="model input/output type (integer = integer only)")
+    q.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
+    q.add_argument("--strict", action="store_true", help="fail if any op would stay float (no float fallback)")
+    q.add_argument("--bias-type", choices=["int32", "int64"], help="bias storage type (default: int32 for int8, int64 for int16x8)")
+    q.add_argument("--print-pipeline", action="store_true", help="print the pass pipeline spec for these options")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
+    q.set_defaults(func=_cmd_quantize)
+
+    i = sub.add_parser("inspect", help="print a model's ops, tensors, types, quantization and sizes")
+    i.add_argument("model")
+    i.set_defaults(func=_cmd_inspect)
+
+    im = sub.add_parser("import", help="lower a .tflite model to textual IR")
+    im.add_argument("model")
+    im.add_argument("-o", "--output", help="write the IR here instead of stdout")
+    im.set_defaults(func=_cmd_import)
+
+    ex = sub.add_parser("export", help="write textual IR back as a .tflite model")
+    ex.add_argument("input", help="IR file (.mlir)")
+    ex.add_argument("-o", "--output", required=True)
+    ex.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TflquantError as e:
+        print(f"tflquant: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tflquant: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

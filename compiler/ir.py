@@ -1,0 +1,145 @@
+"""Helpers at the edge of the IR: the context, text I/O, element types, payloads, names.
+
+Everything that turns numpy data into attributes (or back), or reads a tensor's TFLite
+name, goes through here so there is one checked way to do it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import builtin, func
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    BytesAttr,
+    ComplexType,
+    DenseIntOrFPElementsAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerType,
+    ModuleOp,
+    Signedness,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, BlockArgument, SSAValue
+from xdsl.parser import Parser
+
+from tflquant.dialects.quant import Quant, UniformQuantizedType
+from tflquant.dialects.tfl import TFL, tensor_names
+from tflquant.errors import TflquantError
+
+
+def make_context() -> Context:
+    """A context with builtin, func, tfl and quant loaded (what every tool uses)."""
+    ctx = Context()
+    for d in (builtin.Builtin, func.Func, TFL, Quant):
+        ctx.load_dialect(d)
+    return ctx
+
+
+def parse_module(text: str, name: str = "<input>", ctx: Context | None = None) -> ModuleOp:
+    """Parse textual IR, raising TflquantError with the parser's message on failure."""
+    from xdsl.utils.exceptions import ParseError
+
+    try:
+        return Parser(ctx or make_context(), text, name=name).parse_module()
+    except ParseError as e:
+        raise TflquantError(f"{name}: cannot parse IR: {e}") from None
+
+
+def print_module(module: ModuleOp) -> str:
+    return str(module) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Element types <-> numpy dtypes
+# ---------------------------------------------------------------------------------------
+
+_DTYPE_TO_ELEMENT: dict[str, Attribute] = {
+    "float32": Float32Type(),
+    "float16": Float16Type(),
+    "float64": Float64Type(),
+    "int8": IntegerType(8),
+    "int16": IntegerType(16),
+    "int32": IntegerType(32),
+    "int64": IntegerType(64),
+    "uint8": IntegerType(8, Signedness.UNSIGNED),
+    "uint16": IntegerType(16, Signedness.UNSIGNED),
+    "uint32": IntegerType(32, Signedness.UNSIGNED),
+    "uint64": IntegerType(64, Signedness.UNSIGNED),
+    "bool": IntegerType(1),
+    "complex64": ComplexType(Float32Type()),
+    "complex128": ComplexType(Float64Type()),
+}
+
+
+def element_type_of_dtype(dtype: np.dtype) -> Attribute:
+    try:
+        return _DTYPE_TO_ELEMENT[np.dtype(dtype).name]
+    except KeyError:
+        raise TflquantError(f"numpy dtype {np.dtype(dtype)} has no tensor element type") from None
+
+
+def numpy_dtype_of_element(elem: Attribute) -> np.dtype:
+    """The little-endian numpy dtype of an element type (storage type for quantized types)."""
+    if isinstance(elem, UniformQuantizedType):
+        return elem.numpy_dtype().newbyteorder("<")
+    if isinstance(elem, BFloat16Type):
+        return np.dtype("<u2")
+    for name, e in _DTYPE_TO_ELEMENT.items():
+        if e == elem:
+            return np.dtype(name).newbyteorder("<")
+    raise TflquantError(f"element type {elem} has no numpy dtype")
+
+
+def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
+    """A read-only numpy view of a dense attribute's bytes, shaped like its type."""
+    t = attr.type
+    dtype = numpy_dtype_of_element(t.element_type)
+    shape = tuple(t.get_shape())
+    data = attr.data.data
+    n = int(np.prod(shape)) if shape else 1
+    if len(data) != n * dtype.itemsize:
+        raise TflquantError(f"constant of type {t} holds {len(data)} bytes, expected {n * dtype.itemsize}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> DenseIntOrFPElementsAttr:
+    """A dense attribute holding arr's bytes; `element` overrides the element type (e.g. bf16)."""
+    arr = np.ascontiguousarray(arr)
+    le = arr.dtype.newbyteorder("<")
+    if arr.dtype != le and arr.dtype.byteorder not in ("|", "="):
+        arr = arr.astype(le)
+    elem = element if element is not None else element_type_of_dtype(arr.dtype)
+    return DenseIntOrFPElementsAttr(TensorType(elem, arr.shape), BytesAttr(arr.tobytes()))
+
+
+# ---------------------------------------------------------------------------------------
+# Tensor names
+# ---------------------------------------------------------------------------------------
+
+
+def value_name(v: SSAValue) -> str | None:
+    """The TFLite tensor name of a value: its defining op's `names`, or the argument's `tfl.name`."""
+    if isinstance(v, BlockArgument):
+        parent = v.block.parent_op()
+        if isinstance(parent, func.FuncOp) and parent.arg_attrs is not None:
+            d = parent.arg_attrs.data[v.index]
+            if isinstance(n := d.data.get("tfl.name"), StringAttr):
+                return n.data
+        return None
+    names = tensor_names(v.owner)
+    if names is None:
+        return None
+    return names[v.index] if v.index < len(names) else None
+
+
+def describe(v: SSAValue) -> str:
+    """How an error message should refer to a value: its tensor name, else its op."""
+    if (n := value_name(v)) is not None:
+        return f"tensor '{n}'"
+    if isinstance(v, BlockArgument):
+        return f"input #{v.index}"
+    return f"result #{v.index} of {v.owner.name}"

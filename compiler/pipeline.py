@@ -1,0 +1,80 @@
+"""One place that maps each quantization mode to its pass pipeline, and runs pipelines.
+
+A pipeline is an xDSL spec string (`pass-a,pass-b{opt=1}`): `tflquant quantize
+--print-pipeline` prints it and `tflquant-opt -p '<spec>'` replays it pass by pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.utils.exceptions import VerifyException
+
+from tflquant.errors import TflquantError
+from tflquant.passes import get_all_passes
+
+MODES = ("int8", "int16x8", "dynamic", "float16")
+
+
+def pipeline_spec(
+    mode: str,
+    *,
+    io_type: str = "float32",
+    per_channel: bool = True,
+    allow_float: bool = True,
+    bias_type: str | None = None,
+    stats_file: str | None = None,
+    min_weight_elements: int = 1024,
+) -> str:
+    """The pass pipeline spec for a mode and its options."""
+    if mode not in MODES:
+        raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "float16":
+        return "cast-weights-f16"
+    if mode == "dynamic":
+        return f"quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
+    act = "int8" if mode == "int8" else "int16"
+    bias = bias_type or ("int32" if mode == "int8" else "int64")
+    calib = f"annotate-calibration{{stats-file={stats_file}}}" if stats_file else "annotate-calibration"
+    passes = [
+        calib,
+        f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
+        "propagate-scales",
+        "rewrite-integer",
+        f"legalize-float-fallback{{strict={_b(not allow_float)}}}",
+        f"quantize-bias{{bias-type={bias}}}",
+    ]
+    if io_type != "float32":
+        passes.append(f"set-io-types{{type={io_type}}}")
+    return ",".join(passes)
+
+
+def _b(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+def parse_pipeline(spec: str, callback: Callable[[ModulePass, ModuleOp, ModulePass], None] | None = None) -> PassPipeline:
+    try:
+        return PassPipeline.parse_spec(get_all_passes(), spec, callback)
+    except Exception as e:  # xDSL raises ValueError/PassFailedException for bad specs
+        raise TflquantError(f"bad pipeline {spec!r}: {e}") from None
+
+
+def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True) -> None:
+    """Run a pipeline, verifying the module after every pass (as mlir-opt does)."""
+
+    def check(prev: ModulePass, mod: ModuleOp, _next: ModulePass) -> None:
+        if not verify:
+            return
+        try:
+            mod.verify()
+        except VerifyException as e:
+            raise TflquantError(f"IR is invalid after pass '{prev.name}': {e}") from None
+
+    pipeline = parse_pipeline(spec, check)
+    pipeline.apply(ctx, module)
+    if verify and pipeline.passes:
+        check(pipeline.passes[-1], module, pipeline.passes[-1])

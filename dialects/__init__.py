@@ -1,0 +1,1 @@
+"""IR dialects: `tfl` (TFLite builtin ops) and `quant` (quantized types, stats, Q/DQ)."""

@@ -1,0 +1,402 @@
+"""The `quant` dialect: uniform quantized types, calibration statistics, and Q/DQ ops.
+
+Syntax follows MLIR's quant dialect:
+
+    !quant.uniform<i8:f32, 0.0123:-5>                 per tensor
+    !quant.uniform<i8<-127:127>:f32:3, {0.1, 0.2}>    per axis (dimension 3), narrow range
+    #quant.stats<-1.5, 6.0>                           calibrated min/max of a tensor
+    #quant.stats<3, [-1.0, -2.0], [1.0, 2.0]>         per axis (dimension 3)
+
+Ops:
+    %s = quant.stats %x, <-1.5, 6.0> : tensor<..>   marks a float value with its range
+    %q = quant.qcast %x : tensor<..xf32> -> tensor<..x!quant.uniform<..>>
+    %f = quant.dcast %q : tensor<..x!quant.uniform<..>> -> tensor<..xf32>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    ArrayAttr,
+    Float32Type,
+    FloatData,
+    IntAttr,
+    IntegerType,
+    Signedness,
+    TensorType,
+)
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    IRDLOperation,
+    VarConstraint,
+    base,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+STORAGE_BITS = (8, 16, 32, 64)
+
+
+def f32(x: float) -> float:
+    """The float32 value nearest to x, as a Python float (scales are float32 in TFLite)."""
+    return float(np.float32(x))
+
+
+def _fmt(x: float) -> str:
+    """Shortest text that reads back as the same float32 value."""
+    s = str(np.float32(x))
+    if s in ("inf", "-inf", "nan"):
+        raise ValueError(f"non-finite value {s} cannot be printed in a quant attribute")
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return s
+
+
+def storage_range(storage: IntegerType) -> tuple[int, int]:
+    bits = storage.width.data
+    if storage.signedness.data == Signedness.UNSIGNED:
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+@irdl_attr_definition
+class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
+    """A uniform (affine) quantized element type: real = (q - zero_point) * scale.
+
+    `axis` is -1 for per-tensor quantization, otherwise the quantized dimension, with one
+    (scale, zero point) pair per slice along it. `storage_min`/`storage_max` narrow the
+    storage range (weights use [-127, 127]).
+    """
+
+    name = "quant.uniform"
+
+    storage_type: IntegerType
+    expressed_type: AnyFloat
+    axis: IntAttr
+    scales: ArrayAttr[FloatData]
+    zero_points: ArrayAttr[IntAttr]
+    storage_min: IntAttr
+    storage_max: IntAttr
+
+    @staticmethod
+    def make(
+        storage: IntegerType,
+        scales: Sequence[float] | float,
+        zero_points: Sequence[int] | int = 0,
+        axis: int = -1,
+        narrow: bool = False,
+        expressed: AnyFloat | None = None,
+    ) -> UniformQuantizedType:
+        """Build a type; scales are rounded to float32 as TFLite stores them."""
+        if axis < 0:
+            scales = [scales] if not isinstance(scales, Sequence) else scales
+            zero_points = [zero_points] if not isinstance(zero_points, Sequence) else zero_points
+        else:
+            scales = list(scales)  # type: ignore[arg-type]
+            if not isinstance(zero_points, Sequence):
+                zero_points = [zero_points] * len(scales)
+        lo, hi = storage_range(storage)
+        if narrow:
+            lo += 1
+        return UniformQuantizedType(
+            storage,
+            expressed if expressed is not None else Float32Type(),
+            IntAttr(axis),
+            ArrayAttr(FloatData(f32(s)) for s in scales),
+            ArrayAttr(IntAttr(int(z)) for z in zero_points),
+            IntAttr(lo),
+            IntAttr(hi),
+        )
+
+    # typed accessors -------------------------------------------------------------
+    @property
+    def per_axis(self) -> bool:
+        return self.axis.data >= 0
+
+    @property
+    def scale(self) -> float:
+        """The scale of a per-tensor type."""
+        assert not self.per_axis, "per-axis type has no single scale"
+        return self.scales.data[0].data
+
+    @property
+    def zero_point(self) -> int:
+        assert not self.per_axis, "per-axis type has no single zero point"
+        return self.zero_points.data[0].data
+
+    def scale_array(self) -> np.ndarray:
+        return np.array([s.data for s in self.scales.data], dtype=np.float64)
+
+    def zero_point_array(self) -> np.ndarray:
+        return np.array([z.data for z in self.zero_points.data], dtype=np.int64)
+
+    @property
+    def bits(self) -> int:
+        return self.storage_type.width.data
+
+    @property
+    def is_signed(self) -> bool:
+        return self.storage_type.signedness.data != Signedness.UNSIGNED
+
+    @property
+    def qmin(self) -> int:
+        return self.storage_min.data
+
+    @property
+    def qmax(self) -> int:
+        return self.storage_max.data
+
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(f"{'i' if self.is_signed else 'u'}{self.bits // 8}")
+
+    def verify(self) -> None:
+        if self.storage_type.width.data not in STORAGE_BITS:
+            raise VerifyException(f"quant storage type must be 8, 16, 32 or 64 bits, got {self.storage_type}")
+        if self.storage_type.signedness.data == Signedness.SIGNED:
+            raise VerifyException("quant storage type must be signless (i8) or unsigned (ui8)")
+        n = len(self.scales.data)
+        if n == 0 or n != len(self.zero_points.data):
+            raise VerifyException(f"quant type needs as many zero points as scales ({n} scales, {len(self.zero_points.data)} zero points)")
+        if self.axis.data < 0 and n != 1:
+            raise VerifyException(f"per-tensor quant type must have exactly one scale, got {n}")
+        lo, hi = storage_range(self.storage_type)
+        if not lo <= self.storage_min.data <= self.storage_max.data <= hi:
+            raise VerifyException(f"storage range [{self.storage_min.data}, {self.storage_max.data}] does not fit {self.storage_type}")
+        for s in self.scales.data:
+            if not (np.isfinite(s.data) and s.data > 0):
+                raise VerifyException(f"quant scale must be positive and finite, got {s.data}")
+        for z in self.zero_points.data:
+            if not lo <= z.data <= hi:
+                raise VerifyException(f"zero point {z.data} out of storage range [{lo}, {hi}]")
+
+    # syntax ---------------------------------------------------------------------
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def scale_zp() -> tuple[float, int]:
+            s = parser.parse_float()
+            z = parser.parse_integer() if parser.parse_optional_punctuation(":") is not None else 0
+            return f32(s), z
+
+        with parser.in_angle_brackets():
+            storage = parser.parse_type()
+            if not isinstance(storage, IntegerType):
+                parser.raise_error("quant storage type must be an integer type")
+            lo, hi = storage_range(storage)
+            if parser.parse_optional_punctuation("<") is not None:
+                lo = parser.parse_integer()
+                parser.parse_punctuation(":")
+                hi = parser.parse_integer()
+                parser.parse_punctuation(">")
+            parser.parse_punctuation(":")
+            expressed = parser.parse_type()
+            axis = -1
+            if parser.parse_optional_punctuation(":") is not None:
+                axis = parser.parse_integer(allow_negative=False)
+            parser.parse_punctuation(",")
+            if axis >= 0:
+                pairs = parser.parse_comma_separated_list(parser.Delimiter.BRACES, scale_zp)
+            else:
+                pairs = [scale_zp()]
+        return (
+            storage,
+            expressed,
+            IntAttr(axis),
+            ArrayAttr(FloatData(s) for s, _ in pairs),
+            ArrayAttr(IntAttr(z) for _, z in pairs),
+            IntAttr(lo),
+            IntAttr(hi),
+        )
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<")
+        printer.print_attribute(self.storage_type)
+        if (self.qmin, self.qmax) != storage_range(self.storage_type):
+            printer.print_string(f"<{self.qmin}:{self.qmax}>")
+        printer.print_string(":")
+        printer.print_attribute(self.expressed_type)
+        pairs = [
+            _fmt(s.data) + (f":{z.data}" if z.data != 0 else "")
+            for s, z in zip(self.scales.data, self.zero_points.data)
+        ]
+        if self.per_axis:
+            printer.print_string(f":{self.axis.data}, {{{', '.join(pairs)}}}>")
+        else:
+            printer.print_string(f", {pairs[0]}>")
+
+
+@irdl_attr_definition
+class CalibrationStatsAttr(ParametrizedAttribute):
+    """Observed min/max of a float tensor; per axis when `axis` >= 0."""
+
+    name = "quant.stats"
+
+    axis: IntAttr
+    mins: ArrayAttr[FloatData]
+    maxs: ArrayAttr[FloatData]
+
+    @staticmethod
+    def make(mins: Sequence[float] | float, maxs: Sequence[float] | float, axis: int = -1) -> CalibrationStatsAttr:
+        if axis < 0:
+            mins, maxs = [mins], [maxs]  # type: ignore[list-item]
+        return CalibrationStatsAttr(
+            IntAttr(axis),
+            ArrayAttr(FloatData(f32(v)) for v in mins),  # type: ignore[union-attr]
+            ArrayAttr(FloatData(f32(v)) for v in maxs),  # type: ignore[union-attr]
+        )
+
+    @property
+    def min(self) -> float:
+        return min(v.data for v in self.mins.data)
+
+    @property
+    def max(self) -> float:
+        return max(v.data for v in self.maxs.data)
+
+    def min_array(self) -> np.ndarray:
+        return np.array([v.data for v in self.mins.data], dtype=np.float64)
+
+    def max_array(self) -> np.ndarray:
+        return np.array([v.data for v in self.maxs.data], dtype=np.float64)
+
+    def verify(self) -> None:
+        n = len(self.mins.data)
+        if n == 0 or n != len(self.maxs.data):
+            raise VerifyException("quant.stats needs as many max values as min values")
+        if self.axis.data < 0 and n != 1:
+            raise VerifyException("per-tensor quant.stats has exactly one min and one max")
+        for lo, hi in zip(self.mins.data, self.maxs.data):
+            if not (np.isfinite(lo.data) and np.isfinite(hi.data)):
+                raise VerifyException(f"quant.stats range must be finite, got [{lo.data}, {hi.data}]")
+            if lo.data > hi.data:
+                raise VerifyException(f"quant.stats min {lo.data} is greater than max {hi.data}")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def rest_of_list() -> list[float]:  # after '[' has been read
+            vals = [float(parser.parse_number())]
+            while parser.parse_optional_punctuation(",") is not None:
+                vals.append(float(parser.parse_number()))
+            parser.parse_punctuation("]")
+            return vals
+
+        with parser.in_angle_brackets():
+            first = parser.parse_number()
+            parser.parse_punctuation(",")
+            if parser.parse_optional_punctuation("[") is not None:
+                axis = int(first)
+                mins = rest_of_list()
+                parser.parse_punctuation(",")
+                parser.parse_punctuation("[")
+                maxs = rest_of_list()
+            else:
+                axis = -1
+                mins = [float(first)]
+                maxs = [float(parser.parse_number())]
+        return (
+            IntAttr(axis),
+            ArrayAttr(FloatData(f32(v)) for v in mins),
+            ArrayAttr(FloatData(f32(v)) for v in maxs),
+        )
+
+    def print_parameters(self, printer: Printer) -> None:
+        if self.axis.data < 0:
+            printer.print_string(f"<{_fmt(self.mins.data[0].data)}, {_fmt(self.maxs.data[0].data)}>")
+        else:
+            lo = ", ".join(_fmt(v.data) for v in self.mins.data)
+            hi = ", ".join(_fmt(v.data) for v in self.maxs.data)
+            printer.print_string(f"<{self.axis.data}, [{lo}], [{hi}]>")
+
+
+def quantized_element(t: Attribute) -> UniformQuantizedType | None:
+    """The quantized element type of a tensor type, or None."""
+    if isinstance(t, TensorType) and isinstance(t.element_type, UniformQuantizedType):
+        return t.element_type
+    return None
+
+
+def with_element(t: TensorType, element: Attribute) -> TensorType:
+    """The same tensor type (shape kept, dynamic dims included) with another element type."""
+    return TensorType(element, t.get_shape())
+
+
+@irdl_op_definition
+class StatsOp(IRDLOperation):
+    """Identity on a float tensor that records its calibrated range (MLIR's quantfork.stats)."""
+
+    name = "quant.stats"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    result = result_def(T)
+    stats = prop_def(CalibrationStatsAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $stats attr-dict `:` type($input)"
+
+    def __init__(self, value: SSAValue, stats: CalibrationStatsAttr):
+        super().__init__(operands=[value], result_types=[value.type], properties={"stats": stats})
+
+
+@irdl_op_definition
+class QuantizeCastOp(IRDLOperation):
+    """Float tensor to a quantized tensor of the same shape (fake-quant, first half)."""
+
+    name = "quant.qcast"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, value: SSAValue, qtype: UniformQuantizedType):
+        assert isinstance(value.type, TensorType)
+        super().__init__(operands=[value], result_types=[with_element(value.type, qtype)])
+
+    def verify_(self) -> None:
+        assert isinstance(self.input.type, TensorType) and isinstance(self.result.type, TensorType)
+        if quantized_element(self.result.type) is None:
+            raise VerifyException("quant.qcast must produce a quantized tensor")
+        if self.input.type.get_shape() != self.result.type.get_shape():
+            raise VerifyException("quant.qcast must keep the shape")
+
+
+@irdl_op_definition
+class DequantizeCastOp(IRDLOperation):
+    """Quantized tensor back to float (fake-quant, second half)."""
+
+    name = "quant.dcast"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, value: SSAValue):
+        assert isinstance(value.type, TensorType)
+        q = quantized_element(value.type)
+        assert q is not None
+        super().__init__(operands=[value], result_types=[with_element(value.type, q.expressed_type)])
+
+    def verify_(self) -> None:
+        assert isinstance(self.input.type, TensorType) and isinstance(self.result.type, TensorType)
+        if (q := quantized_element(self.input.type)) is None:
+            raise VerifyException("quant.dcast must take a quantized tensor")
+        if self.result.type.element_type != q.expressed_type:
+            raise VerifyException("quant.dcast result element type must be the expressed type")
+        if self.input.type.get_shape() != self.result.type.get_shape():
+            raise VerifyException("quant.dcast must keep the shape")
+
+
+Quant = Dialect(
+    "quant",
+    [StatsOp, QuantizeCastOp, DequantizeCastOp],
+    [UniformQuantizedType, CalibrationStatsAttr],
+)

@@ -1,0 +1,491 @@
+"""The `tfl` dialect: TFLite builtin operators, one op per builtin.
+
+Every op takes its TFLite inputs as variadic operands (in TFLite order; an absent optional
+input is the result of `tfl.no_value`) and produces its TFLite outputs as variadic results.
+Builtin options are typed properties named as in the schema; an option left out has the
+schema's default. Enums (padding, fused activation, tensor types, ...) are strings:
+
+    %y = "tfl.conv_2d"(%x, %w, %b) <{padding = "SAME", stride_w = 1 : i32, stride_h = 1 : i32,
+         fused_activation_function = "RELU6"}> {names = ["conv1"]} : (...) -> tensor<1x8x8x16xf32>
+
+Tensor names travel on the defining op as the discardable attribute `names` (one per
+result) and on function arguments as the argument attribute `tfl.name`.
+
+`tfl.const` holds constant payloads as raw little-endian bytes; a quantized constant keeps
+integer bytes with the quantized type on its result. A builtin or custom op this dialect
+does not model is a `tfl.opaque` that carries its code, version and options untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BoolAttr,
+    BytesAttr,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    NoneType,
+    StringAttr,
+    TensorType,
+    f32,
+    i1,
+    i8,
+    i16,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import ConstantLike, Pure
+from xdsl.utils.exceptions import VerifyException
+
+from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.tflite import schema
+
+# Option fields whose integer value is an enum, printed by name.
+ENUM_FIELDS: dict[str, dict[str, int]] = {
+    "padding": schema.PADDINGS,
+    "fused_activation_function": schema.ACTIVATIONS,
+    "weights_format": schema.FC_WEIGHTS_FORMATS,
+    "quantized_bias_type": schema.TENSOR_TYPES,
+    "output_type": schema.TENSOR_TYPES,
+    "out_type": schema.TENSOR_TYPES,
+    "in_data_type": schema.TENSOR_TYPES,
+    "out_data_type": schema.TENSOR_TYPES,
+    "kernel_type": schema.LSTM_KERNEL_TYPES,
+}
+MIRROR_PAD_MODE_FIELD = ("MirrorPadOptions", "mode")
+
+_SCALAR_ATTR_TYPES = {"i8": i8, "i16": i16, "i32": i32, "i64": i64, "u8": i32, "u16": i32, "u32": i64, "u64": i64}
+
+
+def enum_of(table: str, field: str) -> dict[str, int] | None:
+    if (table, field) == MIRROR_PAD_MODE_FIELD:
+        return schema.MIRROR_PAD_MODES
+    return ENUM_FIELDS.get(field)
+
+
+def option_to_attr(table: str, field: str, ftype: str, value: Any) -> Attribute:
+    """A Python option value (ints for enums) as the property attribute the dialect uses."""
+    if (enum := enum_of(table, field)) is not None:
+        names = {v: k for k, v in enum.items()}
+        return StringAttr(names.get(int(value), str(int(value))))
+    if ftype == "bool":
+        return BoolAttr.from_bool(bool(value))
+    if ftype in ("f32", "f64"):
+        return FloatAttr(float(value), f32 if ftype == "f32" else 64)  # type: ignore[arg-type]
+    if ftype == "string":
+        return StringAttr(str(value))
+    if ftype.startswith("["):
+        elem = ftype[1:-1]
+        if elem in ("u8", "i8"):
+            return BytesAttr(bytes(np.asarray(value, dtype=np.uint8 if elem == "u8" else np.int8).tobytes()))
+        return DenseArrayBase.from_list(i64 if elem in ("i64", "u64", "u32") else i32, [int(v) for v in value])
+    return IntegerAttr(int(value), _SCALAR_ATTR_TYPES[ftype])
+
+
+def attr_to_option(table: str, field: str, ftype: str, attr: Attribute) -> Any:
+    """Inverse of option_to_attr: the Python value the flatbuffer stores."""
+    if (enum := enum_of(table, field)) is not None:
+        assert isinstance(attr, StringAttr)
+        if attr.data in enum:
+            return enum[attr.data]
+        return int(attr.data)
+    if ftype == "bool":
+        assert isinstance(attr, IntegerAttr)
+        return bool(attr.value.data)
+    if ftype in ("f32", "f64"):
+        assert isinstance(attr, FloatAttr)
+        return float(attr.value.data)
+    if ftype == "string":
+        assert isinstance(attr, StringAttr)
+        return attr.data
+    if ftype.startswith("["):
+        if isinstance(attr, BytesAttr):
+            return list(np.frombuffer(attr.data, dtype=np.uint8 if ftype == "[u8]" else np.int8))
+        assert isinstance(attr, DenseArrayBase)
+        return [int(v) for v in attr.get_values()]
+    assert isinstance(attr, IntegerAttr)
+    return int(attr.value.data)
+
+
+def _enum_check(table: str, field: str, attr: Attribute) -> None:
+    enum = enum_of(table, field)
+    if enum is None:
+        return
+    if not isinstance(attr, StringAttr):
+        raise VerifyException(f"option {field} must be a string naming one of {sorted(enum)}")
+    if attr.data not in enum and not attr.data.lstrip("-").isdigit():
+        raise VerifyException(f"option {field} = {attr.data!r} is not one of {sorted(enum)}")
+
+
+class TflOp(IRDLOperation):
+    """Base of every builtin op: variadic inputs and outputs, options as properties.
+
+    Class facts (set by `_builtin`): BUILTIN (schema name), CODE, OPTIONS (option table or
+    None), OPERANDS (input names in TFLite order; a name starting with '*' is variadic),
+    FIELDS (option fields: name -> (type, default)).
+    """
+
+    BUILTIN: ClassVar[str]
+    CODE: ClassVar[int]
+    OPTIONS: ClassVar[str | None]
+    OPERANDS: ClassVar[tuple[str, ...]]
+    FIELDS: ClassVar[dict[str, tuple[str, Any]]]
+
+    inputs = var_operand_def()
+    outputs = var_result_def()
+
+    def __init__(
+        self,
+        inputs: Sequence[SSAValue | Operation],
+        result_types: Sequence[Attribute],
+        options: dict[str, Any] | None = None,
+        names: Sequence[str] | None = None,
+    ):
+        """Build from Python option values (enums by name or number); defaults are left out."""
+        props: dict[str, Attribute] = {}
+        for field, value in (options or {}).items():
+            if field not in self.FIELDS:
+                raise ValueError(f"{self.name} has no option {field!r}; options: {sorted(self.FIELDS)}")
+            ftype, default = self.FIELDS[field]
+            if isinstance(value, str) and enum_of(self.OPTIONS or "", field) is not None:
+                props[field] = StringAttr(value)
+            elif value is not None:
+                props[field] = option_to_attr(self.OPTIONS or "", field, ftype, value)
+        attrs = {"names": ArrayAttr(StringAttr(n) for n in names)} if names is not None else {}
+        super().__init__(operands=[list(inputs)], result_types=[list(result_types)], properties=props, attributes=attrs)
+
+    # typed accessors ---------------------------------------------------------------
+    def operand(self, name: str) -> SSAValue | None:
+        """The input named `name` in TFLite order, or None when absent or `tfl.no_value`."""
+        idx = self.OPERANDS.index(name)
+        if idx >= len(self.inputs):
+            return None
+        v = self.inputs[idx]
+        if isinstance(v.owner, NoValueOp):
+            return None
+        return v
+
+    def option(self, field: str) -> Any:
+        """The option's value as Python data: enums by name, arrays as lists; defaults filled."""
+        ftype, default = self.FIELDS[field]
+        attr = self.properties.get(field)
+        if attr is None:
+            if (enum := enum_of(self.OPTIONS or "", field)) is not None:
+                return {v: k for k, v in enum.items()}.get(default, default)
+            return [] if ftype.startswith("[") and default is None else default
+        if isinstance(attr, StringAttr):
+            return attr.data
+        return attr_to_option(self.OPTIONS or "", field, ftype, attr)
+
+    def set_option(self, field: str, value: Any) -> None:
+        ftype, _ = self.FIELDS[field]
+        if isinstance(value, str) and enum_of(self.OPTIONS or "", field) is not None:
+            self.properties[field] = StringAttr(value)
+        else:
+            self.properties[field] = option_to_attr(self.OPTIONS or "", field, ftype, value)
+
+    def verify_(self) -> None:
+        for field, attr in self.properties.items():
+            if field not in self.FIELDS:
+                raise VerifyException(f"{self.name} has no option {field!r}")
+            _enum_check(self.OPTIONS or "", field, attr)
+        fixed = [n for n in self.OPERANDS if not n.startswith("*")]
+        if not any(n.startswith("*") for n in self.OPERANDS) and len(self.inputs) > len(fixed):
+            raise VerifyException(f"{self.name} takes at most {len(fixed)} inputs ({', '.join(fixed)}), got {len(self.inputs)}")
+        if names := self.attributes.get("names"):
+            if not isinstance(names, ArrayAttr) or len(names.data) != len(self.results):
+                raise VerifyException(f"{self.name}: 'names' must list one name per result")
+
+
+def tensor_names(op: Operation) -> list[str] | None:
+    names = op.attributes.get("names")
+    if isinstance(names, ArrayAttr):
+        return [n.data for n in names.data]  # type: ignore[attr-defined]
+    return None
+
+
+# (BUILTIN, option table or None, input names). Variadic inputs start with '*'.
+BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("ADD", "AddOptions", ("lhs", "rhs")),
+    ("SUB", "SubOptions", ("lhs", "rhs")),
+    ("MUL", "MulOptions", ("lhs", "rhs")),
+    ("DIV", "DivOptions", ("lhs", "rhs")),
+    ("CONV_2D", "Conv2DOptions", ("input", "filter", "bias")),
+    ("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias")),
+    ("TRANSPOSE_CONV", "TransposeConvOptions", ("output_shape", "filter", "input", "bias")),
+    ("FULLY_CONNECTED", "FullyConnectedOptions", ("input", "filter", "bias")),
+    ("BATCH_MATMUL", "BatchMatMulOptions", ("x", "y")),
+    ("AVERAGE_POOL_2D", "Pool2DOptions", ("input",)),
+    ("MAX_POOL_2D", "Pool2DOptions", ("input",)),
+    ("MEAN", "ReducerOptions", ("input", "axis")),
+    ("SUM", "ReducerOptions", ("input", "axis")),
+    ("REDUCE_MAX", "ReducerOptions", ("input", "axis")),
+    ("REDUCE_MIN", "ReducerOptions", ("input", "axis")),
+    ("SOFTMAX", "SoftmaxOptions", ("input",)),
+    ("LOG_SOFTMAX", "LogSoftmaxOptions", ("input",)),
+    ("LOGISTIC", None, ("input",)),
+    ("TANH", None, ("input",)),
+    ("RELU", None, ("input",)),
+    ("RELU6", None, ("input",)),
+    ("RELU_N1_TO_1", None, ("input",)),
+    ("LEAKY_RELU", "LeakyReluOptions", ("input",)),
+    ("PRELU", None, ("input", "alpha")),
+    ("HARD_SWISH", "HardSwishOptions", ("input",)),
+    ("GELU", "GeluOptions", ("input",)),
+    ("EXP", "ExpOptions", ("input",)),
+    ("LOG", None, ("input",)),
+    ("SQRT", None, ("input",)),
+    ("RSQRT", None, ("input",)),
+    ("SQUARE", "SquareOptions", ("input",)),
+    ("SQUARED_DIFFERENCE", "SquaredDifferenceOptions", ("lhs", "rhs")),
+    ("ABS", "AbsOptions", ("input",)),
+    ("NEG", "NegOptions", ("input",)),
+    ("MAXIMUM", "MaximumMinimumOptions", ("lhs", "rhs")),
+    ("MINIMUM", "MaximumMinimumOptions", ("lhs", "rhs")),
+    ("RESHAPE", "ReshapeOptions", ("input", "shape")),
+    ("SQUEEZE", "SqueezeOptions", ("input",)),
+    ("EXPAND_DIMS", "ExpandDimsOptions", ("input", "axis")),
+    ("TRANSPOSE", "TransposeOptions", ("input", "perm")),
+    ("CONCATENATION", "ConcatenationOptions", ("*values",)),
+    ("SPLIT", "SplitOptions", ("axis", "input")),
+    ("SPLIT_V", "SplitVOptions", ("input", "size_splits", "axis")),
+    ("SLICE", "SliceOptions", ("input", "begin", "size")),
+    ("STRIDED_SLICE", "StridedSliceOptions", ("input", "begin", "end", "strides")),
+    ("PACK", "PackOptions", ("*values",)),
+    ("UNPACK", "UnpackOptions", ("input",)),
+    ("PAD", "PadOptions", ("input", "paddings")),
+    ("PADV2", "PadV2Options", ("input", "paddings", "constant_values")),
+    ("MIRROR_PAD", "MirrorPadOptions", ("input", "paddings")),
+    ("GATHER", "GatherOptions", ("params", "indices")),
+    ("GATHER_ND", "GatherNdOptions", ("params", "indices")),
+    ("EMBEDDING_LOOKUP", None, ("ids", "value")),
+    ("RESIZE_BILINEAR", "ResizeBilinearOptions", ("input", "size")),
+    ("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptions", ("input", "size")),
+    ("SPACE_TO_DEPTH", "SpaceToDepthOptions", ("input",)),
+    ("DEPTH_TO_SPACE", "DepthToSpaceOptions", ("input",)),
+    ("BATCH_TO_SPACE_ND", "BatchToSpaceNDOptions", ("input", "block_shape", "crops")),
+    ("SPACE_TO_BATCH_ND", "SpaceToBatchNDOptions", ("input", "block_shape", "paddings")),
+    ("QUANTIZE", "QuantizeOptions", ("input",)),
+    ("DEQUANTIZE", "DequantizeOptions", ("input",)),
+    ("CAST", "CastOptions", ("input",)),
+    ("SHAPE", "ShapeOptions", ("input",)),
+    ("FILL", "FillOptions", ("dims", "value")),
+    ("BROADCAST_TO", "BroadcastToOptions", ("input", "shape")),
+    ("TILE", "TileOptions", ("input", "multiples")),
+    ("SELECT", "SelectOptions", ("condition", "x", "y")),
+    ("SELECT_V2", "SelectV2Options", ("condition", "x", "y")),
+    ("EQUAL", "EqualOptions", ("lhs", "rhs")),
+    ("NOT_EQUAL", "NotEqualOptions", ("lhs", "rhs")),
+    ("LESS", "LessOptions", ("lhs", "rhs")),
+    ("LESS_EQUAL", "LessEqualOptions", ("lhs", "rhs")),
+    ("GREATER", "GreaterOptions", ("lhs", "rhs")),
+    ("GREATER_EQUAL", "GreaterEqualOptions", ("lhs", "rhs")),
+    ("ARG_MAX", "ArgMaxOptions", ("input", "dim")),
+    ("ARG_MIN", "ArgMinOptions", ("input", "dim")),
+    ("L2_NORMALIZATION", "L2NormOptions", ("input",)),
+    ("DENSIFY", "DensifyOptions", ("input",)),
+    ("CUMSUM", "CumsumOptions", ("input", "axis")),
+    (
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "UnidirectionalSequenceLSTMOptions",
+        (
+            "input",
+            "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
+            "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights", "recurrent_to_output_weights",
+            "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
+            "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
+            "projection_weights", "projection_bias",
+            "output_state", "cell_state",
+            "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
+            "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
+        ),
+    ),
+)  # fmt: skip
+
+
+def _camel(builtin: str) -> str:
+    return "".join(p.capitalize() for p in builtin.split("_")) + "Op"
+
+
+def _builtin(builtin: str, table: str | None, operands: tuple[str, ...]) -> type[TflOp]:
+    fields = {f: (t, d) for f, _slot, t, d in schema.OPTION_TABLES.get(table, ())} if table else {}
+    body: dict[str, Any] = {
+        "name": f"tfl.{builtin.lower()}",
+        "BUILTIN": builtin,
+        "CODE": schema.BUILTIN_CODES[builtin],
+        "OPTIONS": table,
+        "OPERANDS": operands,
+        "FIELDS": fields,
+        "__module__": __name__,
+        "__annotations__": {k: ClassVar for k in ("BUILTIN", "CODE", "OPTIONS", "OPERANDS", "FIELDS")},
+        "__doc__": f"TFLite builtin {builtin} (inputs: {', '.join(operands)}; options: {table or 'none'}).",
+    }
+    for f in fields:
+        body[f] = opt_prop_def(Attribute)
+    cls = type(_camel(builtin), (TflOp,), body)
+    return irdl_op_definition(cls)
+
+
+BUILTIN_CLASSES: dict[str, type[TflOp]] = {b: _builtin(b, t, ops) for b, t, ops in BUILTIN_OPS}
+BY_CODE: dict[int, type[TflOp]] = {cls.CODE: cls for cls in BUILTIN_CLASSES.values()}
+globals().update({cls.__name__: cls for cls in BUILTIN_CLASSES.values()})
+
+# Names for the classes a pass author reaches for most (others: BUILTIN_CLASSES["X"]).
+AddOp = BUILTIN_CLASSES["ADD"]
+SubOp = BUILTIN_CLASSES["SUB"]
+MulOp = BUILTIN_CLASSES["MUL"]
+Conv2DOp = BUILTIN_CLASSES["CONV_2D"]
+DepthwiseConv2DOp = BUILTIN_CLASSES["DEPTHWISE_CONV_2D"]
+TransposeConvOp = BUILTIN_CLASSES["TRANSPOSE_CONV"]
+FullyConnectedOp = BUILTIN_CLASSES["FULLY_CONNECTED"]
+BatchMatmulOp = BUILTIN_CLASSES["BATCH_MATMUL"]
+ConcatenationOp = BUILTIN_CLASSES["CONCATENATION"]
+SoftmaxOp = BUILTIN_CLASSES["SOFTMAX"]
+LogisticOp = BUILTIN_CLASSES["LOGISTIC"]
+TanhOp = BUILTIN_CLASSES["TANH"]
+ReshapeOp = BUILTIN_CLASSES["RESHAPE"]
+QuantizeOp = BUILTIN_CLASSES["QUANTIZE"]
+DequantizeOp = BUILTIN_CLASSES["DEQUANTIZE"]
+GatherOp = BUILTIN_CLASSES["GATHER"]
+EmbeddingLookupOp = BUILTIN_CLASSES["EMBEDDING_LOOKUP"]
+UnidirectionalSequenceLstmOp = BUILTIN_CLASSES["UNIDIRECTIONAL_SEQUENCE_LSTM"]
+
+
+# ----------------------------------------------------------------------------------------
+# Constants, absent inputs, variables and opaque ops
+# ----------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class ConstOp(IRDLOperation):
+    """A constant tensor. `value` holds raw bytes; for a quantized result it holds the
+    integer storage values and the result type carries the quantization."""
+
+    name = "tfl.const"
+    value = prop_def(DenseIntOrFPElementsAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure(), ConstantLike())
+
+    def __init__(self, value: DenseIntOrFPElementsAttr, result_type: Attribute | None = None, name: str | None = None):
+        attrs = {"names": ArrayAttr([StringAttr(name)])} if name is not None else {}
+        super().__init__(properties={"value": value}, result_types=[result_type or value.type], attributes=attrs)
+
+    def numpy(self) -> np.ndarray:
+        """The payload as a read-only numpy view (integer storage for quantized constants)."""
+        from tflquant.ir import dense_to_numpy
+
+        return dense_to_numpy(self.value)
+
+    def verify_(self) -> None:
+        vt, rt = self.value.type, self.result.type
+        assert isinstance(rt, TensorType)
+        if tuple(vt.get_shape()) != tuple(rt.get_shape()):
+            raise VerifyException(f"tfl.const payload shape {tuple(vt.get_shape())} differs from result shape {tuple(rt.get_shape())}")
+        q = quantized_element(rt)
+        expected = q.storage_type if q is not None else rt.element_type
+        got = vt.element_type
+        if q is not None and isinstance(got, IntegerType) and isinstance(expected, IntegerType):
+            if got.width.data != expected.width.data:
+                raise VerifyException(f"tfl.const payload {got} does not match quantized storage {expected}")
+        elif got != expected:
+            raise VerifyException(f"tfl.const payload element {got} does not match result element {expected}")
+        n = int(np.prod(vt.get_shape())) if vt.get_shape() else 1
+        from tflquant.ir import numpy_dtype_of_element
+
+        size = n * numpy_dtype_of_element(got).itemsize
+        if len(self.value.data.data) != size:
+            raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+
+
+@irdl_op_definition
+class SparseConstOp(IRDLOperation):
+    """A sparse constant: `value` is the compressed payload (1-D), `sparsity` the TFLite
+    SparsityParameters, and the result the dense tensor type it stands for."""
+
+    name = "tfl.sparse_const"
+    value = prop_def(DenseIntOrFPElementsAttr)
+    sparsity = prop_def(DictionaryAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure(), ConstantLike())
+
+
+@irdl_op_definition
+class NoValueOp(IRDLOperation):
+    """An absent optional input (TFLite index -1)."""
+
+    name = "tfl.no_value"
+    result = result_def(NoneType)
+    traits = traits_def(Pure(), ConstantLike())
+    assembly_format = "attr-dict"
+
+    def __init__(self):
+        super().__init__(result_types=[NoneType()])
+
+
+@irdl_op_definition
+class VariableOp(IRDLOperation):
+    """A TFLite variable tensor (is_variable), with its initial value when it has one."""
+
+    name = "tfl.variable"
+    value = opt_prop_def(DenseIntOrFPElementsAttr)
+    result = result_def(TensorType)
+
+
+@irdl_op_definition
+class OpaqueOp(IRDLOperation):
+    """A builtin or custom op tflquant does not model; it round-trips untouched and stays float.
+
+    `code` is the BuiltinOperator value; `custom_code` names a custom op; `options_type`
+    is the BuiltinOptions (or BuiltinOptions2 when `options2` is set) union index and
+    `options` its decoded fields; `custom_options` the raw custom bytes.
+    """
+
+    name = "tfl.opaque"
+    inputs = var_operand_def()
+    outputs = var_result_def()
+    code = prop_def(IntegerAttr)
+    version = prop_def(IntegerAttr)
+    custom_code = opt_prop_def(StringAttr)
+    options_type = opt_prop_def(IntegerAttr)
+    options2 = opt_prop_def(BoolAttr)
+    options = opt_prop_def(DictionaryAttr)
+    custom_options = opt_prop_def(BytesAttr)
+    extra = opt_prop_def(DictionaryAttr)
+
+    @property
+    def op_name(self) -> str:
+        if (cc := self.custom_code) is not None:
+            return cc.data
+        names = {v: k for k, v in schema.BUILTIN_CODES.items()}
+        return names.get(self.code.value.data, f"BUILTIN_{self.code.value.data}")
+
+
+def is_float_tensor(t: Attribute) -> bool:
+    """A tensor of a float element type (not integer, bool or quantized)."""
+    return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType))
+
+
+TFL = Dialect(
+    "tfl",
+    [*BUILTIN_CLASSES.values(), ConstOp, SparseConstOp, NoValueOp, VariableOp, OpaqueOp],
+    [],
+)

@@ -1,0 +1,48 @@
+"""tflquant's passes: one xDSL ModulePass per file, the pass name is the file name in kebab-case.
+
+`get_all_passes()` maps every pass name to a loader (modules are imported on first use).
+Passes from outside the package join the registry with `register_pass(MyPass)` or an entry
+point in the group `tflquant.passes` (`name = "pkg.module:MyPass"`); after that they work by
+name in `tflquant-opt` and in pipelines given to the API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from xdsl.passes import ModulePass
+
+_EXTERNAL: dict[str, Callable[[], type[ModulePass]]] = {}
+
+
+def register_pass(cls: type[ModulePass]) -> type[ModulePass]:
+    """Make a pass usable by name (works as a class decorator too)."""
+    _EXTERNAL[cls.name] = lambda: cls
+    return cls
+
+
+def _loader(module: str, pass_name: str) -> Callable[[], type[ModulePass]]:
+    def load() -> type[ModulePass]:
+        mod = importlib.import_module(f"{__name__}.{module}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, ModulePass) and getattr(obj, "name", None) == pass_name:
+                return obj
+        raise ImportError(f"{__name__}.{module} defines no ModulePass named {pass_name!r}")
+
+    return load
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Every available pass: the package's own, entry points, and registered ones."""
+    passes: dict[str, Callable[[], type[ModulePass]]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            name = info.name.replace("_", "-")
+            passes[name] = _loader(info.name, name)
+    for ep in entry_points(group="tflquant.passes"):
+        passes[ep.name] = lambda ep=ep: ep.load()
+    passes.update(_EXTERNAL)
+    return passes
