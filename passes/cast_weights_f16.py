@@ -1,0 +1,71 @@
+"""`cast-weights-f16`: float16 weights, float32 compute.
+
+Every float32 constant read by tfl ops (weights, biases, other constant operands) with at
+least `min-elements` elements becomes a float16 constant followed by one DEQUANTIZE back to
+float32, shared by all its readers; values beyond the fp16 range are clamped to ±65504
+(NaN stays NaN). Activations, model inputs and outputs stay float32. This is what the TF
+converter's float16 mode writes; LiteRT dequantizes constant inputs once, at preparation.
+
+Left alone: constants that are not float32 (so a model whose weights are already fp16
+behind a DEQUANTIZE is recognised and not converted twice), constants read by opaque ops
+(custom kernels may need a real constant) or returned as model outputs, and constants with
+fewer than `min-elements` elements (default 0: all of them, like the converter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import with_element
+from tflquant.ir import dense_from_numpy, value_name
+
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+
+
+def to_fp16(w: np.ndarray) -> np.ndarray:
+    """float32 -> float16, round to nearest even, clamped to the finite fp16 range."""
+    return np.clip(np.asarray(w, dtype=np.float32), -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+@dataclass(frozen=True)
+class CastWeightsF16(ModulePass):
+    """float32 constants -> float16 constants + DEQUANTIZE to float32 (see module docstring)."""
+
+    name = "cast-weights-f16"
+
+    min_elements: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        consts = [c for c in op.walk() if isinstance(c, tfl.ConstOp) and self._castable(c)]
+        for c in consts:
+            self._cast(c)
+
+    def _castable(self, c: tfl.ConstOp) -> bool:
+        t = c.result.type
+        if not (isinstance(t, TensorType) and isinstance(t.element_type, Float32Type)):
+            return False
+        uses = list(c.result.uses)
+        if not uses or not all(isinstance(u.operation, tfl.TflOp) for u in uses):
+            return False
+        n = int(np.prod(t.get_shape())) if t.get_shape() else 1
+        return n >= self.min_elements
+
+    @staticmethod
+    def _cast(c: tfl.ConstOp) -> None:
+        t = c.result.type
+        assert isinstance(t, TensorType) and c.parent is not None
+        name = value_name(c.result) or "weight"
+        half = tfl.ConstOp(dense_from_numpy(to_fp16(c.numpy())), with_element(t, Float16Type()), name=name)
+        dq = tfl.DequantizeOp([half.result], [t], names=[f"{name}_dequantize"])
+        block = c.parent
+        block.insert_op_before(half, c)
+        block.insert_op_after(dq, half)
+        c.result.replace_all_uses_with(dq.outputs[0])
+        Rewriter.erase_op(c)

@@ -1,0 +1,250 @@
+"""`quantize-weights`: dynamic-range (hybrid) quantization, weights only, no calibration.
+
+The weights of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL
+(constant right-hand side), EMBEDDING_LOOKUP, GATHER (constant table) and
+UNIDIRECTIONAL_SEQUENCE_LSTM become int8 symmetric constants ([-127, 127], zero point 0,
+scale = max|w| / 127), per channel along the op's channel axis where its hybrid kernel takes
+that (conv 0, depthwise 3, FC 0, transpose conv 0, embedding rows 0), per tensor otherwise.
+Activations stay float32. Mirrors what the TF converter writes (checked on its
+`tf_dynamic.tflite` files):
+
+- ops with a hybrid kernel read the int8 weight directly (LiteRT quantizes their float input
+  on the fly); FULLY_CONNECTED, BATCH_MATMUL and the LSTM get `asymmetric_quantize_inputs`;
+- GATHER gathers int8 rows and a DEQUANTIZE after it restores float;
+- every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
+- a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
+  all or nothing (its hybrid kernel wants every weight int8);
+- a weight already stored as fp16 behind a DEQUANTIZE is quantized from its fp16 values;
+- constants also read by opaque ops or returned as model outputs are left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import UniformQuantizedType, with_element
+from tflquant.ir import dense_from_numpy, value_name
+
+# op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}
+WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
+    "CONV_2D": {1: (0, True)},
+    "DEPTHWISE_CONV_2D": {1: (3, True)},
+    "FULLY_CONNECTED": {1: (0, True)},
+    "TRANSPOSE_CONV": {1: (0, True)},
+    "BATCH_MATMUL": {1: (None, True)},
+    "EMBEDDING_LOOKUP": {1: (0, True)},
+    "GATHER": {0: (None, False)},
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": {i: (None, True) for i in (*range(1, 12), 16)},
+}
+# Hybrid kernels that only accept per-channel weights (LiteRT depthwise_conv.cc).
+PER_CHANNEL_ONLY = {"DEPTHWISE_CONV_2D"}
+# Ops whose options carry asymmetric_quantize_inputs.
+ASYMMETRIC_INPUTS = {"FULLY_CONNECTED", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+# LSTM weights whose size decides the all-or-nothing threshold (the matrices).
+LSTM_MATRICES = (*range(1, 9), 16)
+
+
+def quantize_symmetric(w: np.ndarray, axis: int | None, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric narrow-range quantization: (int values, float32 scales).
+
+    scale = max|w| / qmax per slice along `axis` (one scale when axis is None); an all-zero
+    slice gets scale 1. Values round half away from zero and clamp to [-qmax, qmax].
+    """
+    w = np.asarray(w, dtype=np.float32)
+    if axis is None:
+        absmax = np.array([np.max(np.abs(w))], dtype=np.float32) if w.size else np.ones(1, np.float32)
+        bshape: tuple[int, ...] = ()
+    else:
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        absmax = np.max(np.abs(moved), axis=1) if moved.shape[1] else np.zeros(w.shape[axis], np.float32)
+        bshape = tuple(-1 if d == axis else 1 for d in range(w.ndim))
+    scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
+    scales[~(scales > 0) | ~np.isfinite(scales)] = 1.0
+    s = scales.reshape(bshape) if axis is not None else scales[0]
+    x = w.astype(np.float64) / np.float64(s) if axis is None else w.astype(np.float64) / s.astype(np.float64)
+    q = np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), -qmax, qmax)
+    dtype = np.int8 if qmax <= 127 else np.int16 if qmax <= 32767 else np.int32
+    return q.astype(dtype), scales
+
+
+def _op_kind(op: Operation) -> str | None:
+    return op.BUILTIN if isinstance(op, tfl.TflOp) else None
+
+
+def float_weight(v: SSAValue) -> np.ndarray | None:
+    """The float values behind `v` if it is a float32 constant or DEQUANTIZE(fp16 constant)."""
+    owner = v.owner
+    if isinstance(owner, tfl.ConstOp):
+        t = owner.result.type
+        if isinstance(t, TensorType) and isinstance(t.element_type, Float32Type):
+            return owner.numpy()
+        return None
+    if isinstance(owner, tfl.DequantizeOp) and len(owner.inputs) == 1:
+        src = owner.inputs[0].owner
+        if isinstance(src, tfl.ConstOp):
+            t = src.result.type
+            if isinstance(t, TensorType) and isinstance(t.element_type, Float16Type):
+                return src.numpy().astype(np.float32)
+    return None
+
+
+def _quantizable_source(v: SSAValue) -> bool:
+    """A weight we may rewrite: every reader is a modelled tfl op (no opaque op, no return)."""
+    return all(isinstance(u.operation, tfl.TflOp) for u in v.uses)
+
+
+@dataclass(frozen=True)
+class QuantizeWeights(ModulePass):
+    """Weights of hybrid-capable ops to int8 symmetric (per channel where the kernel allows);
+    activations stay float. See the module docstring for the exact guarantees."""
+
+    name = "quantize-weights"
+
+    min_elements: int = 1024
+    per_channel: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for f in op.walk():
+            if isinstance(f, func.FuncOp):
+                self._apply_block(f)
+
+    # -------------------------------------------------------------------------------
+    def _apply_block(self, f: func.FuncOp) -> None:
+        # Plan: source value -> chosen axis (None = per tensor), in program order.
+        plans: dict[SSAValue, int | None] = {}
+        for o in list(f.walk()):
+            kind = _op_kind(o)
+            if kind not in WEIGHT_INPUTS:
+                continue
+            if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+                self._plan_lstm(o, plans)
+                continue
+            for idx, (axis, _hybrid) in WEIGHT_INPUTS[kind].items():
+                if idx >= len(o.operands):
+                    continue
+                v = o.operands[idx]
+                if v in plans or not self._eligible(v):
+                    continue
+                if axis is not None and not self.per_channel:
+                    axis = None
+                plans[v] = axis
+        for v, axis in plans.items():
+            self._rewrite(v, axis)
+
+    def _eligible(self, v: SSAValue) -> bool:
+        w = float_weight(v)
+        return w is not None and w.size >= self.min_elements and w.ndim >= 1 and _quantizable_source(v)
+
+    def _plan_lstm(self, o: Operation, plans: dict[SSAValue, int | None]) -> None:
+        present = {
+            i: o.operands[i]
+            for i in WEIGHT_INPUTS["UNIDIRECTIONAL_SEQUENCE_LSTM"]
+            if i < len(o.operands) and not isinstance(o.operands[i].owner, tfl.NoValueOp)
+        }
+        if not present:
+            return
+        weights = {i: float_weight(v) for i, v in present.items()}
+        if any(w is None for w in weights.values()) or not all(_quantizable_source(v) for v in present.values()):
+            return
+        matrices = [weights[i] for i in LSTM_MATRICES if i in weights]
+        if not matrices or any(w.size < self.min_elements for w in matrices):  # type: ignore[union-attr]
+            return
+        for v in present.values():
+            plans.setdefault(v, None)
+
+    # -------------------------------------------------------------------------------
+    def _rewrite(self, v: SSAValue, axis: int | None) -> None:
+        w = float_weight(v)
+        assert w is not None
+        source = v.owner
+        assert isinstance(source, Operation) and source.parent is not None
+        block = source.parent
+        q, scales = quantize_symmetric(w, axis)
+        qtype = UniformQuantizedType.make(
+            IntegerType(8), [float(s) for s in scales] if axis is not None else float(scales[0]),
+            0, axis=-1 if axis is None else axis, narrow=True,
+        )
+        ftype = v.type
+        assert isinstance(ftype, TensorType)
+        named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name
+        name = value_name(named) or "weight"
+        qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
+        block.insert_op_before(qconst, source)
+        qv = qconst.result
+
+        dequant: SSAValue | None = None
+
+        def dequantized() -> SSAValue:
+            nonlocal dequant
+            if dequant is None:
+                dq = tfl.DequantizeOp([qv], [ftype], names=[f"{name}_dequantize"])
+                block.insert_op_after(dq, qconst)
+                dequant = dq.outputs[0]
+            return dequant
+
+        for use in list(v.uses):
+            user = use.operation
+            kind = _op_kind(user)
+            axis_ok, hybrid = self._hybrid_use(kind, use.index, axis)
+            if hybrid and axis_ok:
+                user.operands[use.index] = qv
+                if kind in ASYMMETRIC_INPUTS:
+                    assert isinstance(user, tfl.TflOp)
+                    user.set_option("asymmetric_quantize_inputs", True)
+            elif kind == "GATHER" and use.index == 0 and axis is None:
+                self._gather_int8(user, qv)
+            else:
+                user.operands[use.index] = dequantized()
+
+        self._erase_if_dead(source)
+
+    def _hybrid_use(self, kind: str | None, index: int, axis: int | None) -> tuple[bool, bool]:
+        """(weight layout fits the kernel, the op reads int8 weights directly)."""
+        spec = WEIGHT_INPUTS.get(kind or "", {}).get(index)
+        if spec is None:
+            return False, False
+        want_axis, hybrid = spec
+        if axis is None:
+            return kind not in PER_CHANNEL_ONLY, hybrid
+        return want_axis == axis, hybrid
+
+    @staticmethod
+    def _gather_int8(gather: Operation, qv: SSAValue) -> None:
+        """GATHER on the int8 table, then DEQUANTIZE its output back to float."""
+        assert isinstance(gather, tfl.TflOp) and gather.parent is not None
+        out = gather.outputs[0]
+        ftype = out.type
+        assert isinstance(ftype, TensorType) and isinstance(qv.type, TensorType)
+        qelem = qv.type.element_type
+        name = value_name(out) or "gather"
+        new_gather = type(gather)(
+            [qv, *gather.operands[1:]],
+            [with_element(ftype, qelem)],
+            names=[f"{name}_int8"],
+        )
+        new_gather.properties.update(gather.properties)
+        dq = tfl.DequantizeOp([new_gather.outputs[0]], [ftype], names=[name])
+        block = gather.parent
+        block.insert_op_before(new_gather, gather)
+        block.insert_op_after(dq, new_gather)
+        out.replace_all_uses_with(dq.outputs[0])
+        Rewriter.erase_op(gather)
+
+    @staticmethod
+    def _erase_if_dead(source: Operation) -> None:
+        if any(r.uses for r in source.results):
+            return
+        inputs = list(source.operands)
+        Rewriter.erase_op(source)
+        for v in inputs:  # DEQUANTIZE(fp16 const): drop the fp16 constant too
+            if isinstance(v.owner, tfl.ConstOp) and not v.uses:
+                Rewriter.erase_op(v.owner)
