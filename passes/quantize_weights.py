@@ -57,7 +57,7 @@ def quantize_symmetric(w: np.ndarray, axis: int | None, qmax: int = 127) -> tupl
     """Symmetric narrow-range quantization: (int values, float32 scales).
 
     scale = max|w| / qmax per slice along `axis` (one scale when axis is None); an all-zero
-    slice gets scale 1. Values round half away from zero and clamp to [-qmax, qmax].
+    slice gets scale 1. Values round half to even (as the TF converter does) and clamp to [-qmax, qmax].
     """
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
@@ -70,8 +70,8 @@ def quantize_symmetric(w: np.ndarray, axis: int | None, qmax: int = 127) -> tupl
     scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
     scales[~(scales > 0) | ~np.isfinite(scales)] = 1.0
     s = scales.reshape(bshape) if axis is not None else scales[0]
-    x = w.astype(np.float64) / np.float64(s) if axis is None else w.astype(np.float64) / s.astype(np.float64)
-    q = np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), -qmax, qmax)
+    x = w / s  # float32 arithmetic, as the converter does
+    q = np.clip(np.rint(x), -qmax, qmax)
     dtype = np.int8 if qmax <= 127 else np.int16 if qmax <= 32767 else np.int32
     return q.astype(dtype), scales
 
