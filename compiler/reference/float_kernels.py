@@ -1,0 +1,1277 @@
+"""numpy kernels for the float semantics of the `tfl` ops (what LiteRT's float kernels compute).
+
+Each kernel is built once per op by a *factory*: `factory(op) -> kernel`, reading the op's
+options up front; the kernel then maps numpy arrays to numpy arrays on every run.
+
+Batched convention (see interpreter.py): a *data* input always carries a leading sample axis
+(size N, or 1 for a sample-independent value the interpreter lifted); a *parameter* input
+(weights, axes, shapes, paddings, ...; listed in PARAMS) never does. A kernel returns its
+results with the sample axis (a tuple for several results), except the ops in
+UNBATCHED_RESULTS, whose result does not depend on the sample (SHAPE).
+
+Numerics follow LiteRT's reference kernels: float32 arithmetic, TFLite's SAME padding
+(before = total // 2), pooling averages over the valid window only, bilinear resize with
+TFLite's interpolation formula, round half away from zero when quantizing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation
+
+from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.errors import TflquantError
+
+Kernel = Callable[..., Any]
+Factory = Callable[[Operation], Kernel]
+
+F32 = np.float32
+
+# builtin -> operand names that are parameters (no sample axis; must not depend on the sample)
+PARAMS: dict[str, frozenset[str]] = {
+    k: frozenset(v)
+    for k, v in {
+        "CONV_2D": ("filter", "bias"),
+        "DEPTHWISE_CONV_2D": ("filter", "bias"),
+        "TRANSPOSE_CONV": ("output_shape", "filter", "bias"),
+        "MEAN": ("axis",),
+        "SUM": ("axis",),
+        "REDUCE_MAX": ("axis",),
+        "REDUCE_MIN": ("axis",),
+        "REDUCE_PROD": ("axis",),
+        "RESHAPE": ("shape",),
+        "EXPAND_DIMS": ("axis",),
+        "TRANSPOSE": ("perm",),
+        "SPLIT": ("axis",),
+        "SPLIT_V": ("size_splits", "axis"),
+        "SLICE": ("begin", "size"),
+        "STRIDED_SLICE": ("begin", "end", "strides"),
+        "PAD": ("paddings",),
+        "PADV2": ("paddings",),
+        "MIRROR_PAD": ("paddings",),
+        "RESIZE_BILINEAR": ("size",),
+        "RESIZE_NEAREST_NEIGHBOR": ("size",),
+        "BATCH_TO_SPACE_ND": ("block_shape", "crops"),
+        "SPACE_TO_BATCH_ND": ("block_shape", "paddings"),
+        "FILL": ("dims",),
+        "BROADCAST_TO": ("shape",),
+        "TILE": ("multiples",),
+        "ARG_MAX": ("dim",),
+        "ARG_MIN": ("dim",),
+        "CUMSUM": ("axis",),
+        "UNIDIRECTIONAL_SEQUENCE_LSTM": (
+            "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
+            "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
+            "recurrent_to_output_weights", "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
+            "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
+            "projection_weights", "projection_bias",
+            "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
+            "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
+        ),
+    }.items()
+}  # fmt: skip
+
+# Ops whose result has no sample axis even when the input has one.
+UNBATCHED_RESULTS = frozenset({"SHAPE"})
+
+# Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
+QUANT_AWARE = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "quant.qcast", "quant.dcast", "quant.stats"})
+
+KERNELS: dict[str, Factory] = {}
+
+
+def kernel(*names: str) -> Callable[[Factory], Factory]:
+    def register(f: Factory) -> Factory:
+        for n in names:
+            KERNELS[n] = f
+        return f
+
+    return register
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+
+
+def opt(op: Operation, field: str, default: Any = None) -> Any:
+    """An option of a tfl op (modelled or opaque), with a default."""
+    if hasattr(op, "FIELDS"):
+        if field in op.FIELDS:  # type: ignore[attr-defined]
+            return op.option(field)  # type: ignore[attr-defined]
+        return default
+    opts = op.properties.get("options")
+    if opts is None:
+        return default
+    a = opts.data.get(field)  # type: ignore[attr-defined]
+    if a is None:
+        return default
+    for attr in ("value", "data"):
+        v = getattr(a, attr, None)
+        if v is not None:
+            v = getattr(v, "data", v)
+            return v
+    return default
+
+
+def operand_index(op: Operation, name: str) -> int:
+    return op.OPERANDS.index(name)  # type: ignore[attr-defined]
+
+
+def result_type(op: Operation, i: int = 0) -> TensorType:
+    t = op.results[i].type
+    assert isinstance(t, TensorType)
+    return t
+
+
+def static_shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.get_shape())
+
+
+def ints(a: np.ndarray | None) -> list[int]:
+    return [] if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
+
+
+def activation(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """In-place fused activation on a freshly computed float array (None for NONE)."""
+    if name in ("NONE", "0", None):
+        return None
+    if name == "RELU":
+        return lambda x: np.maximum(x, 0, out=x)
+    if name == "RELU6":
+        return lambda x: np.clip(x, 0, 6, out=x)
+    if name == "RELU_N1_TO_1":
+        return lambda x: np.clip(x, -1, 1, out=x)
+    if name == "TANH":
+        return lambda x: np.tanh(x, out=x)
+    if name == "SIGN_BIT":
+        return lambda x: np.signbit(x).astype(x.dtype)
+    raise TflquantError(f"unknown fused activation function {name!r}")
+
+
+def with_act(op: Operation) -> Callable[[np.ndarray], np.ndarray]:
+    act = activation(opt(op, "fused_activation_function", "NONE"))
+    if act is None:
+        return lambda x: x
+    return act
+
+
+def align(*arrs: np.ndarray) -> list[np.ndarray]:
+    """Give batched arrays equal rank by inserting unit dims right after the sample axis
+    (TFLite broadcasting aligns per-sample shapes on the right)."""
+    r = max(a.ndim for a in arrs)
+    return [a if a.ndim == r else a.reshape(a.shape[:1] + (1,) * (r - a.ndim) + a.shape[1:]) for a in arrs]
+
+
+def as_f32(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype == F32 else a.astype(F32)
+
+
+def merge_batch(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """(S, B, ...) -> (S*B, ...) and the (S, B) to split back."""
+    s, b = x.shape[0], x.shape[1]
+    return x.reshape((s * b,) + x.shape[2:]), (s, b)
+
+
+def split_batch(y: np.ndarray, sb: tuple[int, int]) -> np.ndarray:
+    return y.reshape(sb + y.shape[1:])
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    return np.trunc(x + np.copysign(np.asarray(0.5, x.dtype), x))
+
+
+def axis_norm(axis: int, rank: int, what: str = "axis") -> int:
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < max(rank, 1):
+        raise TflquantError(f"{what} {axis} is out of range for rank {rank}")
+    return a
+
+
+# ----------------------------------------------------------------------------------------
+# quantization (used by QUANTIZE/DEQUANTIZE, qcast/dcast and the interpreter's conversions)
+# ----------------------------------------------------------------------------------------
+
+
+def _qparams(q: UniformQuantizedType, ndim: int, axis_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    scale = q.scale_array()
+    zp = q.zero_point_array()
+    if q.per_axis:
+        shape = [1] * ndim
+        shape[q.axis.data + axis_shift] = len(scale)
+        return scale.reshape(shape), zp.reshape(shape)
+    return scale.reshape(()), zp.reshape(())
+
+
+def quantize(x: np.ndarray, q: UniformQuantizedType, axis_shift: int = 0) -> np.ndarray:
+    """Float -> integer storage: round(x / scale) + zp, clamped to the storage range."""
+    scale, zp = _qparams(q, x.ndim, axis_shift)
+    v = round_half_away(as_f32(x) / scale.astype(F32)) + zp
+    return np.clip(v, q.qmin, q.qmax).astype(q.numpy_dtype())
+
+
+def dequantize(x: np.ndarray, q: UniformQuantizedType, axis_shift: int = 0) -> np.ndarray:
+    """Integer storage -> float32: (q - zp) * scale (computed in double like TFLite)."""
+    scale, zp = _qparams(q, x.ndim, axis_shift)
+    return (scale * (x.astype(np.int64) - zp)).astype(F32)
+
+
+def float_dtype(t: Any) -> np.dtype:
+    """The numpy dtype a float kernel produces for tensor type t (quantized -> float32)."""
+    from tflquant.ir import numpy_dtype_of_element
+
+    e = t.element_type
+    if isinstance(e, UniformQuantizedType):
+        return np.dtype(F32)
+    return numpy_dtype_of_element(e).newbyteorder("=")
+
+
+@kernel("QUANTIZE")
+def _quantize(op: Operation) -> Kernel:
+    q = quantized_element(result_type(op))
+    src = quantized_element(op.operands[0].type)
+    if q is None:
+        raise TflquantError(f"tfl.quantize result {result_type(op)} is not a quantized type")
+    if src is not None:  # requantize
+        return lambda x: quantize(dequantize(x, src, 1), q, 1)
+    return lambda x: quantize(x, q, 1)
+
+
+@kernel("DEQUANTIZE")
+def _dequantize(op: Operation) -> Kernel:
+    src = quantized_element(op.operands[0].type)
+    if src is None:  # fp16 (or other float) weights
+        return lambda x: x.astype(F32)
+    return lambda x: dequantize(x, src, 1)
+
+
+@kernel("quant.qcast")
+def _qcast(op: Operation) -> Kernel:
+    q = quantized_element(result_type(op))
+    assert q is not None
+    return lambda x: quantize(x, q, 1)
+
+
+@kernel("quant.dcast")
+def _dcast(op: Operation) -> Kernel:
+    q = quantized_element(op.operands[0].type)
+    assert q is not None
+    return lambda x: dequantize(x, q, 1)
+
+
+@kernel("quant.stats")
+def _stats(op: Operation) -> Kernel:
+    return lambda x: x
+
+
+# ----------------------------------------------------------------------------------------
+# elementwise
+# ----------------------------------------------------------------------------------------
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], fused: bool = False) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        act = with_act(op) if fused else (lambda x: x)
+        is_div = op.name == "tfl.div"
+
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            a, b = align(a, b)
+            if is_div and a.dtype.kind in "iu":
+                return _int_div(a, b)
+            return act(fn(a, b))
+
+        return run
+
+    return factory
+
+
+KERNELS["ADD"] = _binary(np.add, True)
+KERNELS["SUB"] = _binary(np.subtract, True)
+KERNELS["MUL"] = _binary(np.multiply, True)
+KERNELS["DIV"] = _binary(np.divide, True)
+KERNELS["MAXIMUM"] = _binary(np.maximum)
+KERNELS["MINIMUM"] = _binary(np.minimum)
+KERNELS["SQUARED_DIFFERENCE"] = _binary(lambda a, b: np.square(a - b))
+KERNELS["EQUAL"] = _binary(np.equal)
+KERNELS["NOT_EQUAL"] = _binary(np.not_equal)
+KERNELS["LESS"] = _binary(np.less)
+KERNELS["LESS_EQUAL"] = _binary(np.less_equal)
+KERNELS["GREATER"] = _binary(np.greater)
+KERNELS["GREATER_EQUAL"] = _binary(np.greater_equal)
+# opaque builtins that are cheap to support
+KERNELS["FLOOR_DIV"] = _binary(lambda a, b: np.floor_divide(a, b) if a.dtype.kind in "iu" else np.floor(a / b))
+KERNELS["FLOOR_MOD"] = _binary(np.mod)
+KERNELS["POW"] = _binary(np.power)
+KERNELS["LOGICAL_AND"] = _binary(np.logical_and)
+KERNELS["LOGICAL_OR"] = _binary(np.logical_or)
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Factory:
+    return lambda op: fn
+
+
+def _gelu_exact(x: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erfc  # optional; exact and fast
+    except ImportError:  # pragma: no cover
+        erfc = np.frompyfunc(math.erfc, 1, 1)
+    return (0.5 * x * erfc(-x.astype(np.float64) * math.sqrt(0.5))).astype(x.dtype)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return (0.5 * x * (1 + np.tanh(F32(math.sqrt(2 / math.pi)) * (x + F32(0.044715) * x * x * x)))).astype(x.dtype)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # stable for large |x|: exp of a non-positive number only
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+KERNELS.update(
+    {
+        "LOGISTIC": _unary(_sigmoid),
+        "TANH": _unary(np.tanh),
+        "RELU": _unary(lambda x: np.maximum(x, 0)),
+        "RELU6": _unary(lambda x: np.clip(x, 0, 6)),
+        "RELU_N1_TO_1": _unary(lambda x: np.clip(x, -1, 1)),
+        "HARD_SWISH": _unary(lambda x: x * np.clip(x + 3, 0, 6) / F32(6)),
+        "EXP": _unary(np.exp),
+        "LOG": _unary(np.log),
+        "SQRT": _unary(np.sqrt),
+        "RSQRT": _unary(lambda x: F32(1) / np.sqrt(x)),
+        "SQUARE": _unary(np.square),
+        "ABS": _unary(np.abs),
+        "NEG": _unary(np.negative),
+        "FLOOR": _unary(np.floor),
+        "CEIL": _unary(np.ceil),
+        "ROUND": _unary(np.round),  # TFLite ROUND rounds half to even
+        "SIN": _unary(np.sin),
+        "COS": _unary(np.cos),
+        "SIGN": _unary(np.sign),
+        "LOGICAL_NOT": _unary(np.logical_not),
+        "ZEROS_LIKE": _unary(np.zeros_like),
+        "ONES_LIKE": _unary(np.ones_like),
+    }
+)
+
+
+@kernel("GELU")
+def _gelu(op: Operation) -> Kernel:
+    return _gelu_tanh if opt(op, "approximate", False) else _gelu_exact
+
+
+@kernel("LEAKY_RELU")
+def _leaky(op: Operation) -> Kernel:
+    alpha = F32(opt(op, "alpha", 0.0))
+    return lambda x: np.where(x >= 0, x, x * alpha)
+
+
+@kernel("PRELU")
+def _prelu(op: Operation) -> Kernel:
+    def run(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        x, alpha = align(x, alpha)
+        return np.where(x >= 0, x, x * alpha)
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------
+# convolution and pooling (NHWC; the sample axis is merged into the batch)
+# ----------------------------------------------------------------------------------------
+
+
+def out_size_and_pad(size: int, k: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
+    """TFLite's output size and (before, after) padding for one spatial dim."""
+    eff = (k - 1) * dilation + 1
+    if padding == "SAME":
+        out = (size + stride - 1) // stride
+    elif padding == "VALID":
+        out = (size + stride - eff) // stride
+    else:
+        raise TflquantError(f"unsupported padding {padding!r}")
+    total = max((out - 1) * stride + eff - size, 0)
+    before = total // 2
+    return out, before, total - before
+
+
+def _pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], value: float = 0.0) -> np.ndarray:
+    if not any(p for pair in pads for p in pair):
+        return x
+    return np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=value)
+
+
+def _windows(xp: np.ndarray, oh: int, ow: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> np.ndarray:
+    """View (N, OH, OW, KH, KW, C) of the windows of a padded NHWC array."""
+    n, _, _, c = xp.shape
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False
+    )
+
+
+_IM2COL_BYTES = 64 << 20
+
+
+def conv2d_nhwc(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, int], dil: tuple[int, int], padding: str
+) -> np.ndarray:
+    """Float CONV_2D: x (N,H,W,C), w (O,KH,KW,C/groups), b (O,) -> (N,OH,OW,O), no activation."""
+    n, h, wd, c = x.shape
+    o, kh, kw, ci = w.shape
+    sh, sw = strides
+    dh, dw = dil
+    oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
+    ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
+    if ci == 0 or c % ci or o % (c // ci):
+        raise TflquantError(f"CONV_2D input has {c} channels, filter expects {ci} per group")
+    groups = c // ci
+    if kh == kw == 1 and sh == sw == 1 and groups == 1 and pt == pb == pl == pr == 0:
+        y = x.reshape(-1, c) @ w.reshape(o, c).T
+        y = y.reshape(n, oh, ow, o)
+    else:
+        xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
+        y = np.empty((n, oh, ow, o), F32)
+        og = o // groups
+        for g in range(groups):
+            xg = xp[..., g * ci : (g + 1) * ci] if groups > 1 else xp
+            wmat = w[g * og : (g + 1) * og].reshape(og, kh * kw * ci).T
+            per_sample = oh * ow * kh * kw * ci * 4
+            chunk = max(1, _IM2COL_BYTES // max(per_sample, 1))
+            for s0 in range(0, n, chunk):
+                cols = _windows(np.ascontiguousarray(xg[s0 : s0 + chunk]), oh, ow, kh, kw, sh, sw, dh, dw)
+                res = cols.reshape(-1, kh * kw * ci) @ wmat
+                y[s0 : s0 + chunk, ..., g * og : (g + 1) * og] = res.reshape(-1, oh, ow, og)
+    if b is not None:
+        y += b
+    return y
+
+
+def depthwise_nhwc(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, int], dil: tuple[int, int], padding: str
+) -> np.ndarray:
+    """Float DEPTHWISE_CONV_2D: x (N,H,W,C), w (1,KH,KW,C*M) -> (N,OH,OW,C*M)."""
+    n, h, wd, c = x.shape
+    _, kh, kw, oc = w.shape
+    if oc % c:
+        raise TflquantError(f"DEPTHWISE_CONV_2D filter has {oc} channels, not a multiple of the input's {c}")
+    m = oc // c
+    if m > 1:
+        x = np.repeat(x, m, axis=3)
+    sh, sw = strides
+    dh, dw = dil
+    oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
+    ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
+    xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
+    y = np.zeros((n, oh, ow, oc), F32)
+    tmp = np.empty_like(y)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
+            np.multiply(patch, w[0, i, j], out=tmp)
+            y += tmp
+    if b is not None:
+        y += b
+    return y
+
+
+def _conv_like(op: Operation, fn: Callable[..., np.ndarray]) -> Kernel:
+    strides = (max(1, opt(op, "stride_h", 1)), max(1, opt(op, "stride_w", 1)))
+    dil = (max(1, opt(op, "dilation_h_factor", 1)), max(1, opt(op, "dilation_w_factor", 1)))
+    padding = opt(op, "padding", "SAME")
+    act = with_act(op)
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        xm, sb = merge_batch(as_f32(x))
+        y = fn(xm, as_f32(w), None if b is None else as_f32(b), strides, dil, padding)
+        return act(split_batch(y, sb))
+
+    return run
+
+
+@kernel("CONV_2D")
+def _conv2d(op: Operation) -> Kernel:
+    return _conv_like(op, conv2d_nhwc)
+
+
+@kernel("DEPTHWISE_CONV_2D")
+def _depthwise(op: Operation) -> Kernel:
+    return _conv_like(op, depthwise_nhwc)
+
+
+@kernel("TRANSPOSE_CONV")
+def _transpose_conv(op: Operation) -> Kernel:
+    sh, sw = max(1, opt(op, "stride_h", 1)), max(1, opt(op, "stride_w", 1))
+    padding = opt(op, "padding", "SAME")
+    act = with_act(op)
+
+    def run(output_shape: np.ndarray, w: np.ndarray, x: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        xm, sb = merge_batch(as_f32(x))
+        w = as_f32(w)
+        n, h, wd, c = xm.shape
+        o, kh, kw, ci = w.shape
+        _, out_h, out_w, out_c = ints(output_shape)
+        # TFLite pads as for the forward conv from the output size
+        _, pt, _ = out_size_and_pad(out_h, kh, sh, 1, padding)
+        _, pl, _ = out_size_and_pad(out_w, kw, sw, 1, padding)
+        full_h = max((h - 1) * sh + kh, pt + out_h)
+        full_w = max((wd - 1) * sw + kw, pl + out_w)
+        full = np.zeros((n, full_h, full_w, o), F32)
+        flat = xm.reshape(-1, c)
+        for i in range(kh):
+            for j in range(kw):
+                contrib = (flat @ w[:, i, j, :].T).reshape(n, h, wd, o)
+                full[:, i : i + (h - 1) * sh + 1 : sh, j : j + (wd - 1) * sw + 1 : sw, :] += contrib
+        y = np.ascontiguousarray(full[:, pt : pt + out_h, pl : pl + out_w, :])
+        if b is not None:
+            y += as_f32(b)
+        return act(split_batch(y, sb))
+
+    return run
+
+
+def _pool(op: Operation, is_max: bool) -> Kernel:
+    sh, sw = max(1, opt(op, "stride_h", 1)), max(1, opt(op, "stride_w", 1))
+    kh, kw = opt(op, "filter_height", 1), opt(op, "filter_width", 1)
+    padding = opt(op, "padding", "VALID")
+    act = with_act(op)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        xm, sb = merge_batch(x)
+        n, h, wd, c = xm.shape
+        oh, pt, pb = out_size_and_pad(h, kh, sh, 1, padding)
+        ow, pl, pr = out_size_and_pad(wd, kw, sw, 1, padding)
+        fill = -np.inf if is_max else 0.0
+        if xm.dtype.kind in "iu" and is_max:
+            fill = np.iinfo(xm.dtype).min
+        xp = _pad_spatial(xm, [(pt, pb), (pl, pr)], fill)
+        y: np.ndarray | None = None
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
+                if y is None:
+                    y = patch.astype(F32 if not is_max else xm.dtype, copy=True)
+                elif is_max:
+                    np.maximum(y, patch, out=y)
+                else:
+                    y += patch
+        assert y is not None
+        if not is_max:
+            ones = _pad_spatial(np.ones((1, h, wd, 1), F32), [(pt, pb), (pl, pr)])
+            cnt = np.zeros((1, oh, ow, 1), F32)
+            for i in range(kh):
+                for j in range(kw):
+                    cnt += ones[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
+            y /= cnt
+        return act(split_batch(y, sb))
+
+    return run
+
+
+KERNELS["AVERAGE_POOL_2D"] = lambda op: _pool(op, False)
+KERNELS["MAX_POOL_2D"] = lambda op: _pool(op, True)
+
+
+# ----------------------------------------------------------------------------------------
+# matrix products
+# ----------------------------------------------------------------------------------------
+
+
+@kernel("FULLY_CONNECTED")
+def _fully_connected(op: Operation) -> Kernel:
+    keep = bool(opt(op, "keep_num_dims", False))
+    fmt = opt(op, "weights_format", "DEFAULT")
+    if fmt not in ("DEFAULT", 0, "0"):
+        raise TflquantError(f"FULLY_CONNECTED weights_format {fmt} has no float reference kernel")
+    act = with_act(op)
+    out_rank = len(result_type(op).get_shape())
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        x, w = as_f32(x), as_f32(w)
+        k = w.shape[-1]
+        s = x.shape[0]
+        xf = x.reshape(s, -1, k)
+        if w.shape[0] == 1:  # constant (lifted) weights
+            y = (xf.reshape(-1, k) @ w[0].T).reshape(s, -1, w.shape[1])
+        else:
+            y = np.matmul(xf, np.swapaxes(w, -1, -2))
+        if b is not None:
+            y += as_f32(b).reshape(b.shape[0], 1, -1)
+        if keep:
+            y = y.reshape(x.shape[:-1] + (y.shape[-1],))
+        elif out_rank != 2:
+            y = y.reshape((s,) + (-1,) * 0 + y.shape[1:])
+        return act(y)
+
+    return run
+
+
+@kernel("BATCH_MATMUL")
+def _batch_matmul(op: Operation) -> Kernel:
+    adj_x, adj_y = bool(opt(op, "adj_x", False)), bool(opt(op, "adj_y", False))
+
+    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            x, y = as_f32(x), as_f32(y)
+        x, y = align(x, y)
+        if adj_x:
+            x = np.swapaxes(x, -1, -2)
+        if adj_y:
+            y = np.swapaxes(y, -1, -2)
+        return np.matmul(x, y)
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------
+# reductions, softmax, normalization
+# ----------------------------------------------------------------------------------------
+
+
+def _reducer(fn: Callable[..., np.ndarray]) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        keep = bool(opt(op, "keep_dims", False))
+
+        def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+            r = x.ndim - 1
+            axes = tuple(sorted({axis_norm(a, r) + 1 for a in ints(axis)}))
+            if not axes:
+                return x.copy()
+            if x.dtype.kind in "iu" and fn is np.mean:
+                y = np.mean(x, axis=axes, keepdims=keep, dtype=np.float64)
+                return np.trunc(y).astype(x.dtype)  # integer mean truncates like TFLite
+            return fn(x, axis=axes, keepdims=keep)
+
+        return run
+
+    return factory
+
+
+KERNELS["MEAN"] = _reducer(np.mean)
+KERNELS["SUM"] = _reducer(np.sum)
+KERNELS["REDUCE_MAX"] = _reducer(np.max)
+KERNELS["REDUCE_MIN"] = _reducer(np.min)
+KERNELS["REDUCE_PROD"] = _reducer(np.prod)
+KERNELS["REDUCE_ANY"] = _reducer(np.any)
+KERNELS["REDUCE_ALL"] = _reducer(np.all)
+
+
+@kernel("SOFTMAX")
+def _softmax(op: Operation) -> Kernel:
+    beta = F32(opt(op, "beta", 1.0))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        e = np.exp((x - x.max(axis=-1, keepdims=True)) * beta)
+        e /= e.sum(axis=-1, keepdims=True)
+        return e
+
+    return run
+
+
+@kernel("LOG_SOFTMAX")
+def _log_softmax(op: Operation) -> Kernel:
+    def run(x: np.ndarray) -> np.ndarray:
+        d = x - x.max(axis=-1, keepdims=True)
+        return d - np.log(np.exp(d).sum(axis=-1, keepdims=True))
+
+    return run
+
+
+@kernel("L2_NORMALIZATION")
+def _l2norm(op: Operation) -> Kernel:
+    act = with_act(op)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        n = np.sqrt(np.sum(np.square(x), axis=-1, keepdims=True))
+        return act(x / np.maximum(n, F32(1e-6)))
+
+    return run
+
+
+@kernel("CUMSUM")
+def _cumsum(op: Operation) -> Kernel:
+    exclusive, reverse = bool(opt(op, "exclusive", False)), bool(opt(op, "reverse", False))
+
+    def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        a = axis_norm(ints(axis)[0], x.ndim - 1) + 1
+        if reverse:
+            x = np.flip(x, a)
+        y = np.cumsum(x, axis=a, dtype=x.dtype)
+        if exclusive:
+            y = np.concatenate([np.zeros_like(np.take(y, [0], axis=a)), np.take(y, range(y.shape[a] - 1), axis=a)], axis=a)
+        if reverse:
+            y = np.flip(y, a)
+        return np.ascontiguousarray(y)
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------
+# shape manipulation
+# ----------------------------------------------------------------------------------------
+
+
+@kernel("RESHAPE")
+def _reshape(op: Operation) -> Kernel:
+    new_shape = list(opt(op, "new_shape", []) or [])
+    typed = static_shape(result_type(op))
+
+    def run(x: np.ndarray, shape: np.ndarray | None = None) -> np.ndarray:
+        target = ints(shape) if shape is not None and shape.size > 0 else (new_shape or list(typed))
+        if shape is not None and shape.size == 0 and shape.ndim == 1:
+            target = []  # reshape to a scalar
+        try:
+            return x.reshape((x.shape[0], *target))
+        except ValueError:
+            raise TflquantError(f"RESHAPE of per-sample shape {x.shape[1:]} to {target} is impossible") from None
+
+    return run
+
+
+@kernel("SQUEEZE")
+def _squeeze(op: Operation) -> Kernel:
+    dims = list(opt(op, "squeeze_dims", []) or [])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        r = x.ndim - 1
+        if dims:
+            axes = tuple(axis_norm(d, r) + 1 for d in dims)
+        else:
+            axes = tuple(i + 1 for i, d in enumerate(x.shape[1:]) if d == 1)
+        return np.squeeze(x, axis=axes)
+
+    return run
+
+
+@kernel("EXPAND_DIMS")
+def _expand_dims(op: Operation) -> Kernel:
+    def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        a = ints(axis)[0]
+        r = x.ndim - 1
+        if a < 0:
+            a += r + 1
+        return np.expand_dims(x, a + 1)
+
+    return run
+
+
+@kernel("TRANSPOSE")
+def _transpose(op: Operation) -> Kernel:
+    def run(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+        r = x.ndim - 1
+        return np.transpose(x, (0, *(axis_norm(p, r) + 1 for p in ints(perm))))
+
+    return run
+
+
+def _common_samples(arrs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    s = max(a.shape[0] for a in arrs)
+    return [a if a.shape[0] == s else np.broadcast_to(a, (s,) + a.shape[1:]) for a in arrs]
+
+
+@kernel("CONCATENATION")
+def _concat(op: Operation) -> Kernel:
+    axis = opt(op, "axis", 0)
+    act = with_act(op)
+
+    def run(*xs: np.ndarray) -> np.ndarray:
+        xs2 = _common_samples(xs)
+        return act(np.concatenate(xs2, axis=axis_norm(axis, xs2[0].ndim - 1) + 1))
+
+    return run
+
+
+@kernel("PACK")
+def _pack(op: Operation) -> Kernel:
+    axis = opt(op, "axis", 0)
+
+    def run(*xs: np.ndarray) -> np.ndarray:
+        xs2 = _common_samples(xs)
+        return np.stack(xs2, axis=axis_norm(axis, xs2[0].ndim) + 1)
+
+    return run
+
+
+@kernel("UNPACK")
+def _unpack(op: Operation) -> Kernel:
+    axis = opt(op, "axis", 0)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        a = axis_norm(axis, x.ndim - 1) + 1
+        return tuple(np.take(x, i, axis=a) for i in range(x.shape[a]))
+
+    return run
+
+
+@kernel("SPLIT")
+def _split(op: Operation) -> Kernel:
+    n = len(op.results)
+
+    def run(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(np.split(x, n, axis=axis_norm(ints(axis)[0], x.ndim - 1) + 1))
+
+    return run
+
+
+@kernel("SPLIT_V")
+def _split_v(op: Operation) -> Kernel:
+    def run(x: np.ndarray, size_splits: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, ...]:
+        a = axis_norm(ints(axis)[0], x.ndim - 1) + 1
+        sizes = ints(size_splits)
+        if -1 in sizes:
+            sizes[sizes.index(-1)] = x.shape[a] - (sum(sizes) + 1)
+        return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=a))
+
+    return run
+
+
+@kernel("SLICE")
+def _slice(op: Operation) -> Kernel:
+    def run(x: np.ndarray, begin: np.ndarray, size: np.ndarray) -> np.ndarray:
+        idx = [slice(None)]
+        for d, (b, s) in enumerate(zip(ints(begin), ints(size))):
+            idx.append(slice(b, x.shape[d + 1] if s == -1 else b + s))
+        return x[tuple(idx)]
+
+    return run
+
+
+def strided_slice_index(
+    begin: Sequence[int], end: Sequence[int], strides: Sequence[int], masks: dict[str, int], offset: bool
+) -> tuple[Any, ...]:
+    """A numpy index equivalent to TFLite STRIDED_SLICE (sparse spec with all masks)."""
+    idx: list[Any] = []
+    seen_ellipsis = False
+    for i in range(len(begin)):
+        bit = 1 << i
+        if masks["ellipsis_mask"] & bit and not seen_ellipsis:
+            idx.append(Ellipsis)
+            seen_ellipsis = True
+        elif masks["new_axis_mask"] & bit:
+            idx.append(None)
+        elif masks["shrink_axis_mask"] & bit:
+            idx.append(int(begin[i]))
+        else:
+            st = int(strides[i]) if i < len(strides) else 1
+            if st == 0:
+                raise TflquantError("STRIDED_SLICE stride must not be 0")
+            b = None if masks["begin_mask"] & bit else int(begin[i])
+            if masks["end_mask"] & bit:
+                e = None
+            else:
+                e = int(end[i]) + (int(begin[i]) if offset else 0)
+            idx.append(slice(b, e, st))
+    return tuple(idx)
+
+
+@kernel("STRIDED_SLICE")
+def _strided_slice(op: Operation) -> Kernel:
+    masks = {m: int(opt(op, m, 0)) for m in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
+    offset = bool(opt(op, "offset", False))
+
+    def run(x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: np.ndarray | None = None) -> np.ndarray:
+        b = ints(begin)
+        st = ints(strides) if strides is not None else [1] * len(b)
+        idx = strided_slice_index(b, ints(end), st, masks, offset)
+        if Ellipsis not in idx:
+            idx = idx + (Ellipsis,)
+        return x[(slice(None), *idx)]
+
+    return run
+
+
+def _paddings(p: np.ndarray) -> list[tuple[int, int]]:
+    v = ints(p)
+    return [(0, 0)] + [(v[2 * i], v[2 * i + 1]) for i in range(len(v) // 2)]
+
+
+@kernel("PAD")
+def _pad(op: Operation) -> Kernel:
+    return lambda x, paddings: np.pad(x, _paddings(paddings))
+
+
+@kernel("PADV2")
+def _padv2(op: Operation) -> Kernel:
+    def run(x: np.ndarray, paddings: np.ndarray, value: np.ndarray | None = None) -> np.ndarray:
+        cv = 0 if value is None else value.reshape(-1)[0]
+        return np.pad(x, _paddings(paddings), constant_values=cv)
+
+    return run
+
+
+@kernel("MIRROR_PAD")
+def _mirror_pad(op: Operation) -> Kernel:
+    mode = {"REFLECT": "reflect", "SYMMETRIC": "symmetric"}.get(opt(op, "mode", "REFLECT"), "reflect")
+    return lambda x, paddings: np.pad(x, _paddings(paddings), mode=mode)  # type: ignore[call-overload]
+
+
+def _batched_gather(p: np.ndarray, idx: np.ndarray, axis: int, batch_dims: int) -> np.ndarray:
+    """GATHER with `batch_dims` leading batch dims shared by params and indices (numpy arrays)."""
+    bshape = p.shape[:batch_dims]
+    mshape = p.shape[batch_dims:axis]
+    rshape = p.shape[axis + 1 :]
+    ishape = idx.shape[batch_dims:]
+    bp, mp, rp = int(np.prod(bshape)), int(np.prod(mshape)), int(np.prod(rshape))
+    p2 = p.reshape(bp, mp, p.shape[axis], rp)
+    i2 = idx.reshape(bp, 1, -1)
+    out = p2[np.arange(bp)[:, None, None], np.arange(mp)[None, :, None], i2]
+    return out.reshape(bshape + mshape + ishape + rshape)
+
+
+def gather(p: np.ndarray, idx: np.ndarray, axis: int, batch_dims: int) -> np.ndarray:
+    """Batched GATHER: p (Sp, ...), idx (Si, ...), per-sample axis and batch_dims."""
+    r = p.ndim - 1
+    axis = axis_norm(axis, r)
+    if batch_dims < 0:
+        batch_dims += idx.ndim - 1
+    idx = idx.astype(np.int64, copy=False)
+    if batch_dims == 0 and p.shape[0] == 1:
+        out = np.take(p[0], idx, axis=axis)
+        return np.moveaxis(out, axis, 0) if axis else out
+    if batch_dims == 0 and idx.shape[0] == 1:
+        return np.take(p, idx[0], axis=axis + 1)
+    p, idx = _common_samples([p, idx])
+    return _batched_gather(p, idx, axis + 1, batch_dims + 1)
+
+
+@kernel("GATHER")
+def _gather(op: Operation) -> Kernel:
+    axis, bd = opt(op, "axis", 0), opt(op, "batch_dims", 0)
+    return lambda p, idx: gather(p, idx, axis, bd)
+
+
+@kernel("EMBEDDING_LOOKUP")
+def _embedding_lookup(op: Operation) -> Kernel:
+    return lambda ids, value: gather(value, ids, 0, 0)
+
+
+@kernel("GATHER_ND")
+def _gather_nd(op: Operation) -> Kernel:
+    def run(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        idx = idx.astype(np.int64, copy=False)
+        k = idx.shape[-1]
+        cols = tuple(idx[..., j] for j in range(k))
+        if p.shape[0] == 1:
+            return p[0][tuple(c for c in cols)]
+        if idx.shape[0] == 1:
+            return p[(slice(None), *(c[0] for c in cols))]
+        s = p.shape[0]
+        samples = np.arange(s).reshape((s,) + (1,) * (idx.ndim - 2))
+        return p[(samples, *cols)]
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------
+# resizing and space/depth/batch rearrangements
+# ----------------------------------------------------------------------------------------
+
+
+def _bilinear_coords(out: int, inp: int, align_corners: bool, half_pixel: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scale = F32(inp - 1) / F32(out - 1) if align_corners and out > 1 else F32(inp) / F32(out)
+    v = np.arange(out, dtype=F32)
+    src = (v + F32(0.5)) * scale - F32(0.5) if half_pixel else v * scale
+    lo = np.maximum(np.floor(src).astype(np.int64), 0)
+    hi = np.minimum(np.ceil(src).astype(np.int64), inp - 1)
+    return src - lo.astype(F32), lo, hi
+
+
+@kernel("RESIZE_BILINEAR")
+def _resize_bilinear(op: Operation) -> Kernel:
+    ac, hp = bool(opt(op, "align_corners", False)), bool(opt(op, "half_pixel_centers", False))
+
+    def run(x: np.ndarray, size: np.ndarray) -> np.ndarray:
+        xm, sb = merge_batch(as_f32(x))
+        _, h, w, _ = xm.shape
+        oh, ow = ints(size)
+        fy, y0, y1 = _bilinear_coords(oh, h, ac, hp)
+        fx, x0, x1 = _bilinear_coords(ow, w, ac, hp)
+        fy = fy[None, :, None, None]
+        fx = fx[None, None, :, None]
+        top = xm[:, y0]
+        bot = xm[:, y1]
+        tl, tr = top[:, :, x0], top[:, :, x1]
+        bl, br = bot[:, :, x0], bot[:, :, x1]
+        one = F32(1)
+        y = tl * (one - fy) * (one - fx) + bl * fy * (one - fx) + tr * (one - fy) * fx + br * fy * fx
+        return split_batch(y.astype(x.dtype if x.dtype.kind == "f" else F32), sb)
+
+    return run
+
+
+def _nearest_index(out: int, inp: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    scale = F32(inp - 1) / F32(out - 1) if align_corners and out > 1 else F32(inp) / F32(out)
+    off = F32(0.5) if half_pixel else F32(0)
+    v = (np.arange(out, dtype=F32) + off) * scale
+    idx = round_half_away(v) if align_corners else np.floor(v)
+    idx = np.minimum(idx.astype(np.int64), inp - 1)
+    if half_pixel:
+        idx = np.maximum(idx, 0)
+    return idx
+
+
+@kernel("RESIZE_NEAREST_NEIGHBOR")
+def _resize_nearest(op: Operation) -> Kernel:
+    ac, hp = bool(opt(op, "align_corners", False)), bool(opt(op, "half_pixel_centers", False))
+
+    def run(x: np.ndarray, size: np.ndarray) -> np.ndarray:
+        xm, sb = merge_batch(x)
+        oh, ow = ints(size)
+        iy = _nearest_index(oh, xm.shape[1], ac, hp)
+        ix = _nearest_index(ow, xm.shape[2], ac, hp)
+        return split_batch(xm[:, iy][:, :, ix], sb)
+
+    return run
+
+
+@kernel("SPACE_TO_DEPTH")
+def _space_to_depth(op: Operation) -> Kernel:
+    bs = opt(op, "block_size", 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        s, b, h, w, c = x.shape
+        y = x.reshape(s * b, h // bs, bs, w // bs, bs, c).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(s, b, h // bs, w // bs, bs * bs * c)
+
+    return run
+
+
+@kernel("DEPTH_TO_SPACE")
+def _depth_to_space(op: Operation) -> Kernel:
+    bs = opt(op, "block_size", 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        s, b, h, w, c = x.shape
+        oc = c // (bs * bs)
+        y = x.reshape(s * b, h, w, bs, bs, oc).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(s, b, h * bs, w * bs, oc)
+
+    return run
+
+
+@kernel("SPACE_TO_BATCH_ND")
+def _space_to_batch(op: Operation) -> Kernel:
+    def run(x: np.ndarray, block_shape: np.ndarray, paddings: np.ndarray) -> np.ndarray:
+        bsh = ints(block_shape)
+        m = len(bsh)
+        pads = _paddings(paddings)  # sample axis first
+        pads = [(0, 0), *pads[1 : m + 1]]
+        pads = [pads[0], (0, 0), *pads[1:]] + [(0, 0)] * (x.ndim - 2 - m)
+        xp = np.pad(x, pads)
+        s, b = xp.shape[:2]
+        spatial = xp.shape[2 : 2 + m]
+        rest = xp.shape[2 + m :]
+        shape = [s, b]
+        for d, k in zip(spatial, bsh):
+            shape += [d // k, k]
+        y = xp.reshape(shape + list(rest))
+        # (s, b, d0/k0, k0, d1/k1, k1, rest) -> (s, k0, k1, b, d0/k0, d1/k1, rest)
+        perm = [0] + [3 + 2 * i for i in range(m)] + [1] + [2 + 2 * i for i in range(m)]
+        perm += list(range(2 + 2 * m, y.ndim))
+        y = y.transpose(perm)
+        return y.reshape([s, b * int(np.prod(bsh))] + [d // k for d, k in zip(spatial, bsh)] + list(rest))
+
+    return run
+
+
+@kernel("BATCH_TO_SPACE_ND")
+def _batch_to_space(op: Operation) -> Kernel:
+    def run(x: np.ndarray, block_shape: np.ndarray, crops: np.ndarray) -> np.ndarray:
+        bsh = ints(block_shape)
+        m = len(bsh)
+        cr = ints(crops)
+        s, bb = x.shape[:2]
+        spatial = x.shape[2 : 2 + m]
+        rest = x.shape[2 + m :]
+        b = bb // int(np.prod(bsh))
+        y = x.reshape([s, *bsh, b, *spatial, *rest])
+        # (s, k0, k1, b, d0, d1, rest) -> (s, b, d0, k0, d1, k1, rest)
+        perm = [0, 1 + m]
+        for i in range(m):
+            perm += [2 + m + i, 1 + i]
+        perm += list(range(2 + 2 * m, y.ndim))
+        y = y.transpose(perm).reshape([s, b, *(d * k for d, k in zip(spatial, bsh)), *rest])
+        idx = [slice(None), slice(None)]
+        for i in range(m):
+            idx.append(slice(cr[2 * i], y.shape[2 + i] - cr[2 * i + 1]))
+        return y[tuple(idx)]
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------
+# types, shapes, constants and selection
+# ----------------------------------------------------------------------------------------
+
+
+@kernel("CAST")
+def _cast(op: Operation) -> Kernel:
+    dt = float_dtype(result_type(op))
+    if dt == np.bool_:
+        return lambda x: x != 0
+    return lambda x: x.astype(dt)
+
+
+@kernel("SHAPE")
+def _shape(op: Operation) -> Kernel:
+    dt = float_dtype(result_type(op))
+    return lambda x: np.array(x.shape[1:], dtype=dt)
+
+
+@kernel("FILL")
+def _fill(op: Operation) -> Kernel:
+    def run(dims: np.ndarray, value: np.ndarray) -> np.ndarray:
+        d = tuple(ints(dims))
+        s = value.shape[0]
+        return np.ascontiguousarray(np.broadcast_to(value.reshape((s,) + (1,) * len(d)), (s, *d)))
+
+    return run
+
+
+@kernel("BROADCAST_TO")
+def _broadcast_to(op: Operation) -> Kernel:
+    def run(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
+        d = tuple(ints(shape))
+        (x,) = align(x, np.empty((1, *d), np.bool_))[:1] if x.ndim - 1 < len(d) else (x,)
+        return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0], *d)))
+
+    return run
+
+
+@kernel("TILE")
+def _tile(op: Operation) -> Kernel:
+    return lambda x, multiples: np.tile(x, (1, *ints(multiples)))
+
+
+@kernel("SELECT", "SELECT_V2")
+def _select(op: Operation) -> Kernel:
+    v1 = op.name == "tfl.select"
+
+    def run(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if v1 and c.ndim == 2 and x.ndim > 2:  # rank-1 condition picks rows
+            c = c.reshape(c.shape + (1,) * (x.ndim - 2))
+        c, x, y = align(c, x, y)
+        return np.where(c, x, y)
+
+    return run
+
+
+def _arg(fn: Callable[..., np.ndarray]) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        dt = float_dtype(result_type(op))
+
+        def run(x: np.ndarray, dim: np.ndarray) -> np.ndarray:
+            return fn(x, axis=axis_norm(ints(dim)[0], x.ndim - 1) + 1).astype(dt)
+
+        return run
+
+    return factory
+
+
+KERNELS["ARG_MAX"] = _arg(np.argmax)
+KERNELS["ARG_MIN"] = _arg(np.argmin)
+
+
+# ----------------------------------------------------------------------------------------
+# recurrent
+# ----------------------------------------------------------------------------------------
+
+
+@kernel("UNIDIRECTIONAL_SEQUENCE_LSTM")
+def _lstm(op: Operation) -> Kernel:
+    names = op.OPERANDS  # type: ignore[attr-defined]
+    act = activation(opt(op, "fused_activation_function", "TANH")) or (lambda v: v)
+    cell_clip = float(opt(op, "cell_clip", 0.0))
+    proj_clip = float(opt(op, "proj_clip", 0.0))
+    time_major = bool(opt(op, "time_major", False))
+    diagonal = bool(opt(op, "diagonal_recurrent_tensors", False))
+
+    def gate_act(v: np.ndarray) -> np.ndarray:
+        return act(v.copy())
+
+    def run(*args: np.ndarray | None) -> np.ndarray:
+        a = dict(zip(names, args))
+        x = as_f32(a["input"])  # (S, B, T, I) or (S, T, B, I)
+        if time_major:
+            x = np.swapaxes(x, 1, 2)
+        s, b, t, _ = x.shape
+        h0, c0 = a["output_state"], a["cell_state"]
+        h = np.broadcast_to(as_f32(h0), (s,) + h0.shape[1:]).reshape(s * b, -1).copy()
+        c = np.broadcast_to(as_f32(c0), (s,) + c0.shape[1:]).reshape(s * b, -1).copy()
+        xs = x.reshape(s * b, t, -1)
+        cifg = a["input_to_input_weights"] is None
+
+        def w(n: str) -> np.ndarray | None:
+            v = a.get(n)
+            return None if v is None else as_f32(v)
+
+        gates = {
+            g: (w(f"input_to_{g}_weights"), w(f"recurrent_to_{g}_weights"), w(f"{g}_gate_bias"), w(f"{g}_layer_norm_coefficients"))
+            for g in ("input", "forget", "cell", "output")
+        }
+        peep = {g: w(f"cell_to_{g}_weights") for g in ("input", "forget", "output")}
+        proj_w, proj_b = w("projection_weights"), w("projection_bias")
+
+        def pre(g: str, xt: np.ndarray) -> np.ndarray:
+            wi, wr, bias, ln = gates[g]
+            assert wi is not None
+            v = xt @ wi.T
+            v += h * wr if diagonal and wr is not None and wr.ndim == 1 else (h @ wr.T if wr is not None else 0)
+            return v
+
+        def finish(g: str, v: np.ndarray) -> np.ndarray:
+            _, _, bias, ln = gates[g]
+            if ln is not None:
+                mean = v.mean(axis=-1, keepdims=True)
+                var = np.square(v - mean).mean(axis=-1, keepdims=True)
+                v = (v - mean) / np.sqrt(var + F32(1e-8)) * ln
+            if bias is not None:
+                v = v + bias
+            return v
+
+        outs = []
+        for step in range(t):
+            xt = xs[:, step]
+            f = pre("forget", xt)
+            if peep["forget"] is not None:
+                f = f + c * peep["forget"]
+            f = _sigmoid(finish("forget", f))
+            if cifg:
+                i = 1 - f
+            else:
+                i = pre("input", xt)
+                if peep["input"] is not None:
+                    i = i + c * peep["input"]
+                i = _sigmoid(finish("input", i))
+            g = gate_act(finish("cell", pre("cell", xt)))
+            c = f * c + i * g
+            if cell_clip > 0:
+                c = np.clip(c, -cell_clip, cell_clip)
+            o = pre("output", xt)
+            if peep["output"] is not None:
+                o = o + c * peep["output"]
+            o = _sigmoid(finish("output", o))
+            h = o * gate_act(c)
+            if proj_w is not None:
+                h = h @ proj_w.T
+                if proj_b is not None:
+                    h = h + proj_b
+                if proj_clip > 0:
+                    h = np.clip(h, -proj_clip, proj_clip)
+            outs.append(h.astype(F32))
+        y = np.stack(outs, axis=1).reshape(s, b, t, -1)
+        if time_major:
+            y = np.swapaxes(y, 1, 2)
+        return np.ascontiguousarray(y)
+
+    return run

@@ -1,0 +1,466 @@
+"""The reference interpreter: runs a `tfl` module (float, fake-quantized or mixed) in numpy.
+
+    interp = Interpreter(module)
+    outs = interp.run([x], observer=lambda value, array: ...)
+
+Samples are batched: every input has a leading *sample axis* (a model input of shape
+[1,16,16,1] takes an array of shape (N,1,16,16,1)) and so do the outputs. Inside, every
+value that depends on the inputs carries the sample axis; constants, and values computed
+only from constants and shapes (SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chains), do not.
+
+A function is compiled once into a flat plan of steps (kernel, operand slots, result slots,
+slots to free); running it is a loop that only dispatches to numpy kernels. Quantized values
+are integer storage arrays: QUANTIZE / quant.qcast produce them and DEQUANTIZE / quant.dcast
+read them; any other op consuming a quantized value sees it dequantized (weights of hybrid
+models, fp16 weights after DEQUANTIZE), and an op with a quantized result quantizes its
+float result, so fake-quantized and quantized modules can be simulated in float.
+
+The observer is called as `observer(value, array)` for every function argument and every op
+result except constants (`tfl.const`, `tfl.no_value`, ...: read those with ConstOp.numpy()),
+always with a leading sample axis (a broadcast view for sample-independent values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, NoneType, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from tflquant.dialects import quant, tfl
+from tflquant.dialects.quant import quantized_element
+from tflquant.errors import TflquantError
+from tflquant.ir import describe, numpy_dtype_of_element
+from tflquant.reference import float_kernels as fk
+
+Observer = Callable[[SSAValue, np.ndarray], None]
+
+_CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
+
+
+def op_label(op: Operation) -> str:
+    """`tfl.conv_2d 'name'` for error messages."""
+    kind = op.op_name if isinstance(op, tfl.OpaqueOp) else op.name
+    names = tfl.tensor_names(op)
+    return f"{kind} '{names[0]}'" if names else kind
+
+
+def _kernel_key(op: Operation) -> str:
+    if isinstance(op, tfl.TflOp):
+        return op.BUILTIN
+    if isinstance(op, tfl.OpaqueOp):
+        return op.op_name
+    return op.name
+
+
+@dataclass
+class _Step:
+    run: Callable[[list[Any]], list[Any]]
+    ins: list[int]
+    outs: list[int]
+    free: list[int]
+    batched: bool
+    values: list[SSAValue]
+
+
+@dataclass
+class _Plan:
+    func: func.FuncOp
+    n_slots: int
+    args: list[int]
+    arg_types: list[TensorType]
+    consts: dict[int, Any]
+    steps: list[_Step]
+    results: list[int]
+    result_batched: list[bool]
+    batched: set[int] = field(default_factory=set)
+
+
+def _sparse_to_dense(op: tfl.SparseConstOp) -> np.ndarray:
+    """Densify a TFLite sparse constant (DENSE and SPARSE_CSR dimension metadata, blocks)."""
+    from tflquant.ir import dense_to_numpy
+
+    values = dense_to_numpy(op.value).reshape(-1)
+    t = op.result.type
+    assert isinstance(t, TensorType)
+    shape = [int(d) for d in t.get_shape()]
+    n = len(shape)
+    sp = _attr_py(op.sparsity)
+    order = [int(v) for v in sp.get("traversal_order", [])] or list(range(n))
+    block_map = [int(v) for v in sp.get("block_map", [])]
+    dims = sp.get("dim_metadata", [])
+    block_size = {}
+    for i, d in enumerate(order):
+        if d >= n:
+            block_size[block_map[d - n]] = int(dims[i]["dense_size"])
+    sizes = [shape[d] // block_size.get(d, 1) if d < n else block_size[block_map[d - n]] for d in order]
+    positions = np.zeros(1, dtype=np.int64)
+    for i, md in enumerate(dims):
+        if int(md.get("format", 0)) == 0:
+            positions = (positions[:, None] * sizes[i] + np.arange(sizes[i])[None, :]).reshape(-1)
+        else:
+            seg = np.asarray(md.get("array_segments", []), dtype=np.int64)
+            idx = np.asarray(md.get("array_indices", []), dtype=np.int64)
+            counts = seg[1:] - seg[:-1]
+            positions = np.repeat(positions, counts) * sizes[i] + idx[seg[0] : seg[-1]]
+    if len(positions) != len(values):
+        raise ValueError(f"{len(values)} values for {len(positions)} positions")
+    flat = np.zeros(int(np.prod(sizes)), dtype=values.dtype)
+    flat[positions] = values
+    arr = flat.reshape(sizes)
+    # axes of `arr` follow traversal order; bring each dim next to its block dim, then merge
+    target = []
+    for d in range(n):
+        target.append(order.index(d))
+        if d in block_size:
+            target.append(order.index(n + block_map.index(d)))
+    return np.ascontiguousarray(arr.transpose(target).reshape(shape))
+
+
+def _attr_py(a: Any) -> Any:
+    """Plain Python data from a (nested) xDSL attribute used in sparsity dictionaries."""
+    from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, FloatAttr, IntegerAttr
+
+    if isinstance(a, DictionaryAttr):
+        return {k: _attr_py(v) for k, v in a.data.items()}
+    if isinstance(a, ArrayAttr):
+        return [_attr_py(v) for v in a.data]
+    if isinstance(a, DenseArrayBase):
+        return list(a.get_values())
+    if isinstance(a, IntegerAttr):
+        return a.value.data
+    if isinstance(a, FloatAttr):
+        return a.value.data
+    if isinstance(a, StringAttr):
+        return a.data
+    return a
+
+
+class Interpreter:
+    """Runs the functions of a module (or one func.func) on batches of samples."""
+
+    def __init__(self, module_or_func: ModuleOp | func.FuncOp):
+        if isinstance(module_or_func, func.FuncOp):
+            funcs = [module_or_func]
+            self.module: ModuleOp | None = None
+        elif isinstance(module_or_func, ModuleOp):
+            funcs = [op for op in module_or_func.ops if isinstance(op, func.FuncOp)]
+            self.module = module_or_func
+        else:
+            raise TflquantError(f"the reference interpreter runs a module or a func.func, not {type(module_or_func).__name__}")
+        if not funcs:
+            raise TflquantError("the module has no function to run")
+        self.funcs = funcs
+        self._by_name = {f.sym_name.data: f for f in funcs}
+        self._plans: dict[str, _Plan] = {}
+
+    # ------------------------------------------------------------------------------------
+    def function(self, func_name: str | None = None, signature: str | None = None) -> func.FuncOp:
+        if signature is not None:
+            return self._signature_func(signature)
+        if func_name is None:
+            return self.funcs[0]
+        if func_name not in self._by_name:
+            raise TflquantError(f"no function named {func_name!r}; functions: {', '.join(self._by_name)}")
+        return self._by_name[func_name]
+
+    def signatures(self) -> list[dict[str, Any]]:
+        """The module's signature defs (`tfl.signatures`) as plain dictionaries."""
+        sigs = self.module.attributes.get("tfl.signatures") if self.module is not None else None
+        return [e for e in _attr_py(sigs) if isinstance(e, dict)] if sigs is not None else []
+
+    def _signature(self, signature: str) -> dict[str, Any]:
+        sigs = self.signatures()
+        for entry in sigs:
+            if entry.get("key") == signature:
+                return entry
+        keys = ", ".join(repr(e.get("key")) for e in sigs) or "none"
+        raise TflquantError(f"the model has no signature {signature!r} (signatures: {keys})")
+
+    def _signature_func(self, signature: str) -> func.FuncOp:
+        return self.function(str(self._signature(signature).get("function", self.funcs[0].sym_name.data)))
+
+    def run(
+        self,
+        inputs: Sequence[np.ndarray],
+        observer: Observer | None = None,
+        func_name: str | None = None,
+        signature: str | None = None,
+    ) -> list[np.ndarray]:
+        """Run N samples at once: inputs[i] has shape (N, *shape of argument i).
+
+        With `signature`, inputs and outputs follow the signature's order instead.
+        """
+        f = self.function(func_name, signature)
+        name = f.sym_name.data
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = _build_plan(f)
+        if signature is None:
+            return _execute(plan, inputs, observer)
+        sig = self._signature(signature)
+        in_idx = [int(i) for i in sig.get("input_indices", range(len(inputs)))]
+        if len(inputs) != len(in_idx):
+            raise TflquantError(f"signature {signature!r} takes {len(in_idx)} inputs, got {len(inputs)}")
+        ordered: list[Any] = [None] * len(plan.args)
+        for pos, i in enumerate(in_idx):
+            ordered[i] = inputs[pos]
+        outs = _execute(plan, ordered, observer)
+        return [outs[int(i)] for i in sig.get("output_indices", range(len(outs)))]
+
+
+# ----------------------------------------------------------------------------------------
+# planning
+# ----------------------------------------------------------------------------------------
+
+
+def _build_plan(f: func.FuncOp) -> _Plan:
+    slots: dict[SSAValue, int] = {}
+    consts: dict[int, Any] = {}
+    batched: set[int] = set()
+    deq_consts: dict[int, int] = {}
+    steps: list[_Step] = []
+    last_use: dict[int, int] = {}
+
+    def new_slot(v: SSAValue | None) -> int:
+        i = len(slots) + len(extra)
+        if v is not None:
+            slots[v] = i
+        else:
+            extra.append(i)
+        return i
+
+    extra: list[int] = []
+    block = f.body.block
+    arg_types = []
+    args = []
+    for a in block.args:
+        s = new_slot(a)
+        args.append(s)
+        batched.add(s)
+        assert isinstance(a.type, TensorType), f"argument {describe(a)} is not a tensor"
+        arg_types.append(a.type)
+
+    results: list[int] = []
+    for op in block.ops:
+        if isinstance(op, func.ReturnOp):
+            results = [slots[v] for v in op.operands]
+            for s in results:
+                last_use[s] = len(steps) + 1  # never freed
+            break
+        if isinstance(op, tfl.ConstOp):
+            consts[new_slot(op.result)] = op.numpy()
+            continue
+        if isinstance(op, tfl.NoValueOp):
+            consts[new_slot(op.result)] = None
+            continue
+        if isinstance(op, tfl.VariableOp):
+            t = op.result.type
+            assert isinstance(t, TensorType)
+            if op.value is not None:
+                from tflquant.ir import dense_to_numpy
+
+                consts[new_slot(op.result)] = dense_to_numpy(op.value)
+            else:
+                shape = [max(int(d), 1) for d in t.get_shape()]
+                consts[new_slot(op.result)] = np.zeros(shape, numpy_dtype_of_element(t.element_type))
+            continue
+        if isinstance(op, tfl.SparseConstOp):
+            try:
+                consts[new_slot(op.result)] = _sparse_to_dense(op)
+            except (KeyError, IndexError, ValueError, TypeError) as e:
+                raise TflquantError(f"{op_label(op)}: cannot densify sparse constant: {e}") from None
+            continue
+
+        key = _kernel_key(op)
+        factory = fk.KERNELS.get(key)
+        if factory is None or (isinstance(op, tfl.OpaqueOp) and op.custom_code is not None):
+            what = "custom op" if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None else "op"
+            raise TflquantError(
+                f"{what} {op_label(op)} has no reference kernel; the float reference interpreter "
+                f"cannot run this model (supported: {len(fk.KERNELS)} ops, see tflquant.reference.float_kernels)"
+            )
+        try:
+            kern = factory(op)
+        except TflquantError as e:
+            raise TflquantError(f"{op_label(op)}: {e}") from None
+
+        operand_names = getattr(op, "OPERANDS", ())
+        params = fk.PARAMS.get(key, frozenset())
+        quant_aware = key in fk.QUANT_AWARE
+        in_slots: list[int] = []
+        modes: list[tuple[str, Any]] = []  # per operand: ('data'|'param', dequantize type or None)
+        op_batched = False
+        for i, v in enumerate(op.operands):
+            s = slots[v]
+            name = operand_names[i] if i < len(operand_names) else (operand_names[-1] if operand_names else "")
+            is_param = name in params and not name.startswith("*")
+            q = None if quant_aware or isinstance(v.type, NoneType) else quantized_element(v.type)
+            if q is not None and s in consts and s not in batched:
+                # dequantize a quantized constant once
+                if s not in deq_consts:
+                    ds = new_slot(None)
+                    consts[ds] = fk.dequantize(consts[s], q, 0)
+                    deq_consts[s] = ds
+                s = deq_consts[s]
+                q = None
+            in_slots.append(s)
+            modes.append(("param" if is_param else "data", q))
+            if s in batched:
+                op_batched = True
+        out_q = [None if quant_aware else quantized_element(r.type) for r in op.results]
+        res_batched = op_batched and key not in fk.UNBATCHED_RESULTS
+        out_slots = [new_slot(r) for r in op.results]
+        if res_batched:
+            batched.update(out_slots)
+        in_batched = [s in batched for s in in_slots]
+        for s in in_slots:
+            last_use[s] = len(steps)
+        run = _wrap(op, kern, modes, in_batched, op_batched, key in fk.UNBATCHED_RESULTS, out_q)
+        steps.append(_Step(run, in_slots, out_slots, [], res_batched, list(op.results)))
+    else:
+        raise TflquantError(f"function @{f.sym_name.data} has no func.return")
+
+    for s, i in last_use.items():
+        if i < len(steps) and s not in consts and s not in args:
+            steps[i].free.append(s)
+    n = len(slots) + len(extra)
+    res_b = [s in batched for s in results]
+    return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched)
+
+
+def _wrap(
+    op: Operation,
+    kern: fk.Kernel,
+    modes: list[tuple[str, Any]],
+    in_batched: list[bool],
+    op_batched: bool,
+    unbatched_result: bool,
+    out_q: list[Any],
+) -> Callable[[list[Any]], list[Any]]:
+    """Adapt a kernel to the plan: lift/dequantize operands, quantize/unlift results."""
+    label = op_label(op)
+    n_out = len(op.results)
+    convs: list[Callable[[Any], Any] | None] = []
+    for (mode, q), b in zip(modes, in_batched):
+        if mode == "param":
+            if b:
+                convs.append(_param_from_batched(label, q))
+            elif q is not None:
+                convs.append(lambda a, q=q: fk.dequantize(a, q, 0))
+            else:
+                convs.append(None)
+        else:
+            if b:
+                convs.append(None if q is None else (lambda a, q=q: fk.dequantize(a, q, 1)))
+            elif q is not None:
+                convs.append(lambda a, q=q: None if a is None else fk.dequantize(a, q, 0)[None])
+            else:
+                convs.append(lambda a: None if a is None else np.asarray(a)[None])
+    any_conv = any(c is not None for c in convs)
+    out_types = [r.type for r in op.results]
+    out_dt = [fk.float_dtype(t) if isinstance(t, TensorType) else None for t in out_types]
+    strip = not op_batched and not unbatched_result
+    any_q = any(q is not None for q in out_q)
+
+    def run(vals: list[Any]) -> list[Any]:
+        if any_conv:
+            vals = [v if c is None or v is None else c(v) for c, v in zip(convs, vals)]
+        try:
+            r = kern(*vals)
+        except TflquantError as e:
+            raise TflquantError(f"{label}: {e}") from None
+        except (ValueError, IndexError, TypeError) as e:
+            shapes = ", ".join("-" if v is None else str(getattr(v, "shape", "?")) for v in vals)
+            raise TflquantError(f"{label} failed on operands of shapes ({shapes}): {e}") from None
+        outs = list(r) if isinstance(r, (tuple, list)) else [r]
+        if len(outs) != n_out:
+            raise TflquantError(f"{label} produced {len(outs)} results, the op declares {n_out}")
+        for i, o in enumerate(outs):
+            o = np.asarray(o)
+            q = out_q[i]
+            if q is not None:
+                o = fk.quantize(o, q, 0 if unbatched_result else 1)
+            elif out_dt[i] is not None and o.dtype != out_dt[i]:
+                o = o.astype(out_dt[i])
+            outs[i] = o[0] if strip else o
+        return outs
+
+    del any_q
+    return run
+
+
+def _param_from_batched(label: str, q: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def conv(a: np.ndarray) -> np.ndarray:
+        if a.shape[0] > 1 and not (a == a[:1]).all():
+            raise TflquantError(f"{label}: a parameter operand (shape, axis, weights, ...) differs between samples")
+        v = a[0]
+        return fk.dequantize(v, q, 0) if q is not None else v
+
+    return conv
+
+
+# ----------------------------------------------------------------------------------------
+# execution
+# ----------------------------------------------------------------------------------------
+
+
+def _check_input(i: int, x: Any, t: TensorType, f: func.FuncOp) -> np.ndarray:
+    from tflquant.ir import value_name
+
+    a = np.asarray(x)
+    want = [max(int(d), -1) for d in t.get_shape()]
+    name = value_name(f.body.block.args[i]) or f"#{i}"
+    if a.ndim == len(want) and want and want[0] in (1, -1):
+        a = a[:, None]  # samples given as rows of a batch-1 input: (N, 16, 16, 1) for [1,16,16,1]
+    if a.ndim != len(want) + 1 or any(w >= 0 and w != g for w, g in zip(want, a.shape[1:])):
+        shown = "x".join("?" if d < 0 else str(d) for d in want)
+        raise TflquantError(
+            f"input {i} ('{name}') of @{f.sym_name.data} must have shape (N, {', '.join('?' if d < 0 else str(d) for d in want)}) "
+            f"(samples first, then the tensor<{shown}>), got {a.shape}"
+        )
+    dt = numpy_dtype_of_element(t.element_type).newbyteorder("=")
+    if a.dtype != dt:
+        if a.dtype.kind == "f" and dt.kind in "iu":
+            raise TflquantError(f"input {i} ('{name}') must be {dt}, got float data {a.dtype}")
+        a = a.astype(dt)
+    return a
+
+
+def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | None) -> list[np.ndarray]:
+    f = plan.func
+    if len(inputs) != len(plan.args):
+        raise TflquantError(f"@{f.sym_name.data} takes {len(plan.args)} inputs, got {len(inputs)}")
+    vals: list[Any] = [None] * plan.n_slots
+    for s, a in plan.consts.items():
+        vals[s] = a
+    n = None
+    block_args = f.body.block.args
+    for i, (s, x, t) in enumerate(zip(plan.args, inputs, plan.arg_types)):
+        a = _check_input(i, x, t, f)
+        if n is None:
+            n = a.shape[0]
+        elif a.shape[0] != n:
+            raise TflquantError(f"all inputs must have the same number of samples: input 0 has {n}, input {i} has {a.shape[0]}")
+        vals[s] = a
+        if observer is not None:
+            observer(block_args[i], a)
+    n = n or 1
+    for step in plan.steps:
+        outs = step.run([vals[s] for s in step.ins])
+        for s, o in zip(step.outs, outs):
+            vals[s] = o
+        if observer is not None:
+            for v, o in zip(step.values, outs):
+                observer(v, o if step.batched else np.broadcast_to(o, (n,) + o.shape))
+        for s in step.free:
+            vals[s] = None
+    res = []
+    for s, b in zip(plan.results, plan.result_batched):
+        o = vals[s]
+        res.append(o if b else np.broadcast_to(o, (n,) + np.shape(o)).copy())
+    return res
