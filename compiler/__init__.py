@@ -1,7 +1,20 @@
 """tflquant: a post-training quantization compiler for TensorFlow Lite models."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from tflquant.errors import TflquantError
 
 __version__ = "0.1.0"
 
-__all__ = ["TflquantError", "__version__"]
+__all__ = ["QuantizationReport", "QuantizationResult", "TflquantError", "__version__", "quantize"]
+
+
+def __getattr__(name: str) -> Any:
+    # The API pulls in xDSL and the passes: import it on first use, not with the package.
+    if name in ("quantize", "QuantizationResult", "QuantizationReport"):
+        from tflquant import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tflquant' has no attribute {name!r}")

@@ -38,7 +38,7 @@ def pipeline_spec(
         return f"quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
     act = "int8" if mode == "int8" else "int16"
     bias = bias_type or ("int32" if mode == "int8" else "int64")
-    calib = f"annotate-calibration{{stats-file={stats_file}}}" if stats_file else "annotate-calibration"
+    calib = f"annotate-calibration{{stats-file=\"{stats_file}\"}}" if stats_file else "annotate-calibration"
     passes = [
         calib,
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",

@@ -1,0 +1,445 @@
+"""The Python API: `tflquant.quantize(model, mode=..., representative_dataset=..., ...)`.
+
+    import tflquant
+    result = tflquant.quantize("model.tflite", mode="int8", representative_dataset="calib.npz")
+    print(result.report)          # what was quantized, what stayed float and why, sizes, times
+    result.save("model_int8.tflite")
+
+The flow: read the flatbuffer into the IR -> (int8, int16x8) run the representative data
+through the float model in the reference interpreter and record every float tensor's range
+-> run the mode's pass pipeline (`tflquant.pipeline.pipeline_spec`), with the ranges handed
+to `annotate-calibration` in memory -> write the flatbuffer -> build the report.
+
+Inputs are never modified; `save` writes atomically; every problem the user can fix is a
+TflquantError with one clear message. The same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
+from xdsl.ir import Operation
+
+from tflquant.errors import TflquantError
+from tflquant.pipeline import MODES
+
+IO_TYPES = ("float32", "int8", "uint8", "int16")
+STATIC_MODES = ("int8", "int16x8")
+
+# (mode, io_type) pairs that make sense: integer I/O types must match the activation type.
+_IO_FOR_MODE = {
+    "int8": ("float32", "int8", "uint8"),
+    "int16x8": ("float32", "int16"),
+    "dynamic": ("float32",),
+    "float16": ("float32",),
+}
+_BIAS_FOR_MODE = {"int8": ("int32",), "int16x8": ("int32", "int64")}
+
+
+# ---------------------------------------------------------------------------------------
+# Result and report
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpInfo:
+    """One operator of the output model as the report lists it."""
+
+    op_type: str
+    name: str  # first output tensor name
+    kind: str  # "int8", "int16", "hybrid", "float", "integer" (non-float data), "quantize", "dequantize"
+    reason: str | None = None  # why a float op stayed float
+
+
+@dataclass
+class QuantizationReport:
+    """What `quantize` did. `str(report)` is the text the CLI prints."""
+
+    model: str
+    mode: str
+    io_type: str
+    pipeline: str
+    size_before: int
+    size_after: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    ops: list[OpInfo] = field(default_factory=list)
+    calibration_samples: int = 0
+    calibration_batches: int = 0
+    warnings: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)  # "name: type"
+    outputs: list[str] = field(default_factory=list)
+
+    # summaries ---------------------------------------------------------------------
+    @property
+    def quantized(self) -> list[OpInfo]:
+        return [o for o in self.ops if o.kind in ("int8", "int16", "hybrid")]
+
+    @property
+    def float_ops(self) -> list[OpInfo]:
+        """Ops that compute in float (fell back, or float by the mode)."""
+        return [o for o in self.ops if o.kind == "float"]
+
+    @property
+    def fallbacks(self) -> list[OpInfo]:
+        """Float ops in a static mode: the ones that fell back."""
+        return self.float_ops if self.mode in STATIC_MODES else []
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds.get("total", sum(self.seconds.values()))
+
+    def counts(self) -> dict[str, Counter[str]]:
+        """op type -> Counter of kinds."""
+        out: dict[str, Counter[str]] = {}
+        for o in self.ops:
+            out.setdefault(o.op_type, Counter())[o.kind] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "io_type": self.io_type,
+            "pipeline": self.pipeline,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+            "seconds": dict(self.seconds),
+            "calibration_samples": self.calibration_samples,
+            "ops": [o.__dict__ for o in self.ops],
+            "warnings": list(self.warnings),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"tflquant: {self.model} -> {self.mode}" + (f" ({self.io_type} I/O)" if self.io_type != "float32" else "")]
+        ratio = self.size_after / self.size_before if self.size_before else 0.0
+        lines.append(f"  size        {_kb(self.size_before)} -> {_kb(self.size_after)} ({ratio:.1%} of the float model)")
+        t = self.seconds
+        parts = [f"{k} {v:.2f}s" for k, v in t.items() if k != "total"]
+        lines.append(f"  time        {self.total_seconds:.2f}s ({', '.join(parts)})")
+        if self.calibration_samples:
+            lines.append(f"  calibration {self.calibration_samples} samples in {self.calibration_batches} batches")
+        if self.inputs:
+            lines.append(f"  inputs      {'; '.join(self.inputs)}")
+            lines.append(f"  outputs     {'; '.join(self.outputs)}")
+        n_compute = [o for o in self.ops if o.kind not in ("quantize", "dequantize")]
+        kinds = Counter(o.kind for o in n_compute)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"  ops         {len(n_compute)} ({summary})")
+        qd = Counter(o.kind for o in self.ops if o.kind in ("quantize", "dequantize"))
+        if qd:
+            lines.append(f"              + {qd.get('quantize', 0)} QUANTIZE, {qd.get('dequantize', 0)} DEQUANTIZE")
+        lines.append("")
+        lines.append(f"  {'op type':<24}{'count':>6}  kinds")
+        for op_type, c in sorted(self.counts().items()):
+            kinds_text = ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
+            lines.append(f"  {op_type:<24}{sum(c.values()):>6}  {kinds_text}")
+        if self.fallbacks:
+            lines.append("")
+            lines.append(f"  kept float ({len(self.fallbacks)}):")
+            for o in self.fallbacks:
+                lines.append(f"    {o.op_type} '{o.name}': {o.reason or 'no integer kernel used'}")
+        if self.warnings:
+            lines.append("")
+            lines.append("  warnings:")
+            lines.extend(f"    {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.2f} MB"
+
+
+@dataclass
+class QuantizationResult:
+    """The quantized model (`model`: flatbuffer bytes) and its `report`."""
+
+    model: bytes
+    report: QuantizationReport
+    module: ModuleOp | None = field(default=None, repr=False)  # the quantized IR
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model atomically (a temporary file beside `path`, then a rename)."""
+        from tflquant.fileio import atomic_write
+
+        atomic_write(path, self.model)
+
+    def __bytes__(self) -> bytes:
+        return self.model
+
+
+# ---------------------------------------------------------------------------------------
+# Option checks
+# ---------------------------------------------------------------------------------------
+
+
+def check_options(mode: str, io_type: str, bias_type: str | None, representative_dataset: Any) -> None:
+    if mode not in MODES:
+        raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if io_type not in IO_TYPES:
+        raise TflquantError(f"unknown io_type {io_type!r}: choose one of {', '.join(IO_TYPES)}")
+    if io_type not in _IO_FOR_MODE[mode]:
+        raise TflquantError(
+            f"io_type {io_type} does not go with mode {mode}: "
+            f"{mode} takes io_type {' or '.join(_IO_FOR_MODE[mode])}"
+            + (" (int16 I/O needs --mode int16x8)" if io_type == "int16" else "")
+            + (" (int8/uint8 I/O needs --mode int8)" if io_type in ("int8", "uint8") and mode == "int16x8" else "")
+        )
+    if bias_type is not None:
+        if mode not in _BIAS_FOR_MODE:
+            raise TflquantError(f"bias_type applies to int8 and int16x8 only, not to mode {mode}")
+        if bias_type not in _BIAS_FOR_MODE[mode]:
+            raise TflquantError(f"bias_type {bias_type} does not go with mode {mode}: use {' or '.join(_BIAS_FOR_MODE[mode])}")
+    if mode in STATIC_MODES and representative_dataset is None:
+        raise TflquantError(
+            f"mode {mode} needs representative data to calibrate activation ranges: "
+            "pass representative_dataset= (CLI: --calibration DATA.npz)"
+        )
+
+
+def _load(model: Any) -> tuple[ModuleOp, bytes, str]:
+    from tflquant.tflite.reader import read_flatbuffer
+
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        label = "<bytes>"
+    elif isinstance(model, (str, os.PathLike)):
+        from tflquant.fileio import read_bytes
+
+        label = os.fspath(model)
+        data = read_bytes(label, "TFLite model")
+    else:
+        raise TflquantError(f"model must be a path to a .tflite file or its bytes, got {type(model).__name__}")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TflquantError(f"{label}: not a TFLite model (no 'TFL3' file identifier)")
+    return read_flatbuffer(data, name=label), data, label
+
+
+# ---------------------------------------------------------------------------------------
+# quantize
+# ---------------------------------------------------------------------------------------
+
+
+def quantize(
+    model: str | os.PathLike[str] | bytes,
+    mode: str = "int8",
+    representative_dataset: str | os.PathLike[str] | Mapping[str, Any] | Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
+    io_type: str = "float32",
+    per_channel: bool = True,
+    allow_float: bool = True,
+    bias_type: str | None = None,
+    progress: bool = False,
+    *,
+    batch_size: int = 32,
+    max_samples: int | None = None,
+    min_weight_elements: int = 1024,
+    save_stats: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+) -> QuantizationResult:
+    """Quantize a float TFLite model.
+
+    model: path to a .tflite file, or its bytes.
+    mode: "int8" (full integer, float fallback), "int16x8", "dynamic" or "float16".
+    representative_dataset: needed by int8 and int16x8. A path to a .npz (one array per
+      input, samples first, keyed by input tensor name or in input order), a dict of such
+      arrays, or an iterable / function returning an iterable that yields one sample at a
+      time as a list (input order) or dict (by name) of arrays, like TF's
+      `representative_dataset`.
+    io_type: "float32" keeps float model I/O; "int8"/"uint8" (mode int8) or "int16"
+      (mode int16x8) make the model integer only, with integer inputs and outputs.
+    per_channel: per-channel weight scales (False: per tensor, for accelerators).
+    allow_float: let ops without an integer kernel stay float; False fails listing them.
+    bias_type: "int32" or "int64" (int16x8 only); default int32 for int8, int64 for 16x8.
+    progress: show a calibration progress bar when stderr is a terminal.
+    batch_size: calibration samples run through the reference interpreter at once.
+    max_samples: use at most this many calibration samples (per signature).
+    min_weight_elements: dynamic mode: weights smaller than this stay float.
+    save_stats: also write the calibration statistics (JSON keyed by tensor name) there,
+      for `tflquant-opt -p 'annotate-calibration{stats-file="..."},...'`.
+    """
+    from tflquant.calibration.stats import provide_stats, write_stats
+    from tflquant.ir import make_context
+    from tflquant.pipeline import pipeline_spec, run_pipeline
+    from tflquant.tflite.writer import write_flatbuffer
+
+    check_options(mode, io_type, bias_type, representative_dataset)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise TflquantError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        raise TflquantError(f"max_samples must be a positive integer, got {max_samples!r}")
+    seconds: dict[str, float] = {}
+    t_start = t = time.perf_counter()
+    ctx = make_context()
+    module, data, label = _load(model)
+    seconds["load"] = time.perf_counter() - t
+
+    report_warnings: list[str] = []
+    stats = None
+    calib = None
+    if mode in STATIC_MODES:
+        from tflquant.calibration.calibrate import calibrate
+
+        t = time.perf_counter()
+        calib = calibrate(
+            module,
+            representative_dataset,
+            batch_size=batch_size,
+            progress=progress,
+            max_samples=max_samples,
+        )
+        stats = calib.stats
+        report_warnings += calib.warnings
+        seconds["calibrate"] = time.perf_counter() - t
+        if save_stats is not None:
+            write_stats(save_stats, stats)
+    elif representative_dataset is not None:
+        report_warnings.append(f"mode {mode} needs no calibration data; the representative dataset was not used")
+
+    spec = pipeline_spec(
+        mode,
+        io_type=io_type,
+        per_channel=per_channel,
+        allow_float=allow_float,
+        bias_type=bias_type,
+        min_weight_elements=min_weight_elements,
+    )
+    t = time.perf_counter()
+    if stats is not None:
+        with provide_stats(stats):
+            run_pipeline(ctx, module, spec, verify=verify)
+    else:
+        run_pipeline(ctx, module, spec, verify=verify)
+    seconds["passes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out = write_flatbuffer(module)
+    seconds["write"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+
+    report = QuantizationReport(
+        model=label,
+        mode=mode,
+        io_type=io_type,
+        pipeline=spec,
+        size_before=len(data),
+        size_after=len(out),
+        seconds=seconds,
+        ops=describe_ops(module),
+        calibration_samples=calib.samples if calib else 0,
+        calibration_batches=calib.batches if calib else 0,
+        warnings=report_warnings,
+    )
+    report.inputs, report.outputs = _io_summary(module)
+    return QuantizationResult(out, report, module)
+
+
+# ---------------------------------------------------------------------------------------
+# What the output model holds
+# ---------------------------------------------------------------------------------------
+
+_SKIP = ("tfl.const", "tfl.no_value", "tfl.variable", "tfl.sparse_const", "tfl.pseudo_const", "func.return")
+
+
+def _op_type(op: Operation) -> str:
+    if (b := getattr(type(op), "BUILTIN", None)) is not None:
+        return b
+    if (n := getattr(op, "op_name", None)) is not None:
+        return str(n)
+    return op.name
+
+
+def _elem_kind(t: Any) -> str | None:
+    """'q8' / 'q16' / 'q' (other quantized), 'f' (float), 'i' (integer/bool), None (not a tensor)."""
+    from tflquant.dialects.quant import UniformQuantizedType
+
+    if not isinstance(t, TensorType):
+        return None
+    e = t.element_type
+    if isinstance(e, UniformQuantizedType):
+        return {8: "q8", 16: "q16"}.get(e.bits, "q")
+    from tflquant.dialects.tfl import is_float_tensor
+
+    return "f" if is_float_tensor(t) else "i"
+
+
+def _is_const(v: Any) -> bool:
+    owner = getattr(v, "owner", None)
+    return isinstance(owner, Operation) and owner.name in ("tfl.const", "tfl.sparse_const", "tfl.pseudo_const")
+
+
+def _classify(op: Operation) -> str:
+    if op.name == "tfl.quantize":
+        return "quantize"
+    if op.name == "tfl.dequantize":
+        return "dequantize"
+    acts = [v for v in op.operands if not _is_const(v)] + list(op.results)
+    act_kinds = {_elem_kind(v.type) for v in acts} - {None}
+    weight_kinds = {_elem_kind(v.type) for v in op.operands if _is_const(v)} - {None}
+    if "q16" in act_kinds:
+        return "int16"
+    if act_kinds & {"q8", "q"}:
+        return "int8"
+    if "f" in act_kinds:
+        return "hybrid" if weight_kinds & {"q8", "q16", "q"} else "float"
+    return "integer"
+
+
+def _reason(op: Operation, kind: str) -> str | None:
+    if kind != "float":
+        return None
+    for key in ("fallback_reason", "tflquant.fallback_reason"):
+        if isinstance(a := op.attributes.get(key), StringAttr):
+            return a.data
+    if op.name == "tfl.opaque":
+        return "custom or unmodelled op: tflquant has no integer form of it"
+    return None
+
+
+def describe_ops(module: ModuleOp) -> list[OpInfo]:
+    from tflquant.ir import value_name
+
+    out = []
+    for fn in module.ops:
+        if not isinstance(fn, func.FuncOp):
+            continue
+        for op in fn.body.walk():
+            if op.name in _SKIP or op.name.startswith("quant."):
+                continue
+            kind = _classify(op)
+            name = (value_name(op.results[0]) if op.results else None) or ""
+            out.append(OpInfo(_op_type(op), name, kind, _reason(op, kind)))
+    return out
+
+
+def _io_summary(module: ModuleOp) -> tuple[list[str], list[str]]:
+    from tflquant.ir import describe, value_name
+
+    fns = [o for o in module.ops if isinstance(o, func.FuncOp)]
+    if not fns or not fns[0].body.blocks:
+        return [], []
+    main = fns[0]
+    ins = [f"{value_name(a) or describe(a)} {_type_text(a.type)}" for a in main.body.blocks[0].args]
+    ret = main.body.blocks[-1].last_op
+    outs = [f"{value_name(v) or describe(v)} {_type_text(v.type)}" for v in (ret.operands if ret else ())]
+    return ins, outs
+
+
+def _type_text(t: Any) -> str:
+    from tflquant.dialects.quant import UniformQuantizedType
+
+    if not isinstance(t, TensorType):
+        return str(t)
+    e = t.element_type
+    shape = "x".join("?" if d < 0 else str(d) for d in t.get_shape())
+    if isinstance(e, UniformQuantizedType):
+        base = ("" if e.is_signed else "u") + f"int{e.bits}"
+        if not e.per_axis:
+            return f"{base}[{shape}] (scale {e.scale:.6g}, zero point {e.zero_point})"
+        return f"{base}[{shape}]"
+    return f"{e}[{shape}]"

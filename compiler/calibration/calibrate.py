@@ -1,0 +1,302 @@
+"""Run representative data through the float model and record every float tensor's range.
+
+    result = calibrate(module, "calib.npz", batch_size=32, progress=True)
+    result.stats      # tensor name -> Range, what annotate-calibration consumes
+    result.warnings   # NaN/Inf skipped, ... (also issued as Python warnings)
+
+The model runs in the numpy reference interpreter, `batch_size` samples at a time (every
+activation gets a leading sample axis), so Python only dispatches ops. Models with several
+signatures calibrate every signature the data names; a model without signatures runs its
+first function.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, TensorType
+from xdsl.ir import SSAValue
+
+from tflquant.calibration.dataset import (
+    InputSpec,
+    batches,
+    load_npz,
+    samples_from_arrays,
+    samples_from_iterable,
+    split_signature,
+)
+from tflquant.calibration.observers import MinMaxObserver, make_observer
+from tflquant.calibration.stats import Stats
+from tflquant.errors import TflquantError
+from tflquant.ir import numpy_dtype_of_element, value_name
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class CalibrationWarning(UserWarning):
+    """Something in the calibration data the user should know about (NaN/Inf, ...)."""
+
+
+@dataclass
+class Entry:
+    """One function to calibrate: a signature, or the model's main function."""
+
+    fn: func.FuncOp
+    specs: list[InputSpec]
+    key: str | None = None  # signature key
+
+    @property
+    def label(self) -> str:
+        return f"signature '{self.key}'" if self.key is not None else f"function '{self.fn.sym_name.data}'"
+
+
+@dataclass
+class CalibrationResult:
+    stats: Stats
+    samples: int
+    batches: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    per_entry: dict[str, int] = field(default_factory=dict)  # signature/function -> samples
+
+
+# ---------------------------------------------------------------------------------------
+# Model entry points
+# ---------------------------------------------------------------------------------------
+
+
+def _functions(module: ModuleOp) -> list[func.FuncOp]:
+    return [op for op in module.ops if isinstance(op, func.FuncOp)]
+
+
+def _arg_specs(fn: func.FuncOp, aliases: Mapping[int, str] | None = None) -> list[InputSpec]:
+    specs = []
+    for i, arg in enumerate(fn.body.blocks[0].args if fn.body.blocks else ()):
+        t = arg.type
+        if not isinstance(t, TensorType):
+            raise TflquantError(f"{fn.sym_name.data}: argument #{i} is not a tensor ({t})")
+        name = value_name(arg) or f"input_{i}"
+        shape = tuple(int(d) for d in t.get_shape())
+        specs.append(InputSpec(name, shape, numpy_dtype_of_element(t.element_type).newbyteorder("="), (aliases or {}).get(i)))
+    return specs
+
+
+def entries(module: ModuleOp) -> list[Entry]:
+    """The model's signatures (in file order), or its first function when it has none."""
+    fns = {f.sym_name.data: f for f in _functions(module)}
+    if not fns:
+        raise TflquantError("the model has no subgraph to calibrate")
+    sigs = module.attributes.get("tfl.signatures")
+    out: list[Entry] = []
+    if isinstance(sigs, ArrayAttr):
+        for s in sigs.data:
+            if not isinstance(s, DictionaryAttr):
+                continue
+            d = s.data
+            key = d["key"].data if isinstance(d.get("key"), StringAttr) else ""
+            fname = d["function"].data if isinstance(d.get("function"), StringAttr) else None
+            if fname not in fns:
+                raise TflquantError(f"signature '{key}' names function {fname!r}, which the model does not have")
+            aliases: dict[int, str] = {}
+            names, idx = d.get("inputs"), d.get("input_indices")
+            if isinstance(names, ArrayAttr) and isinstance(idx, DenseArrayBase):
+                for n, i in zip(names.data, idx.get_values()):
+                    aliases[int(i)] = n.data  # type: ignore[attr-defined]
+            out.append(Entry(fns[fname], _arg_specs(fns[fname], aliases), key))
+    if not out:
+        first = next(iter(fns.values()))
+        out.append(Entry(first, _arg_specs(first)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Progress on a terminal
+# ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr; silent unless enabled and stderr is a terminal."""
+
+    def __init__(self, total: int | None, enabled: bool, label: str = "calibrating", stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and _isatty(self.stream)
+        self.total, self.label, self.done = total, label, 0
+        self.start = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        if self.total:
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(frac * 24)
+            text = f"\r{self.label} [{bar:<24}] {self.done}/{self.total} samples  {elapsed:5.1f}s"
+        else:
+            text = f"\r{self.label}: {self.done} samples  {elapsed:5.1f}s"
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# Routing data to entries
+# ---------------------------------------------------------------------------------------
+
+Source = Any  # path to .npz, mapping of arrays, iterable, or a function returning an iterable
+
+
+def _plan(module: ModuleOp, data: Source, where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
+    """(entry, sample count if known, samples) for every entry the data feeds."""
+    ents = entries(module)
+    if isinstance(data, (str, os.PathLike)):
+        where = os.fspath(data)
+        data = load_npz(data)
+    if isinstance(data, Mapping) and all(isinstance(v, np.ndarray) for v in data.values()):
+        return _plan_arrays(ents, data, where)
+    if isinstance(data, Mapping):
+        raise TflquantError(f"{where}: a mapping of calibration data must hold numpy arrays (one per input, samples first)")
+    if len(ents) == 1:
+        return [(ents[0], None, samples_from_iterable(data, ents[0].specs, where))]
+    return _plan_multi_iterable(ents, data, where)
+
+
+def _plan_arrays(ents: list[Entry], arrays: Mapping[str, np.ndarray], where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
+    if len(ents) == 1:
+        n, it = samples_from_arrays(arrays, ents[0].specs, where)
+        return [(ents[0], n, it)]
+    plan = []
+    for e in ents:
+        prefix = f"{e.key}/"
+        sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        sub.update({k: v for k, v in arrays.items() if any(k == s.name for s in e.specs)})
+        if sub:
+            n, it = samples_from_arrays(sub, e.specs, f"{where} ({e.label})")
+            plan.append((e, n, it))
+    if not plan:
+        want = "; ".join(f"{e.label}: {', '.join(s.name for s in e.specs)}" for e in ents)
+        raise TflquantError(
+            f"{where}: the model has {len(ents)} signatures and no array matches one of them; key arrays "
+            f"'<signature>/<input>' or by input tensor name ({want})"
+        )
+    return plan
+
+
+def _plan_multi_iterable(ents: list[Entry], data: Source, where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
+    """Several signatures, TF style: items are (signature_key, {name: array})."""
+    by_key = {e.key: e for e in ents}
+    routed: dict[str | None, list[list[np.ndarray]]] = {}
+    from tflquant.calibration.dataset import _item_to_sample
+
+    it = data() if callable(data) else data
+    try:
+        iterator = iter(it)
+    except TypeError:
+        raise TflquantError(f"{where}: expected an iterable of samples, got {type(it).__name__}") from None
+    for i, item in enumerate(iterator):
+        key, payload = split_signature(item)
+        if key is None:
+            raise TflquantError(
+                f"{where}, sample {i}: the model has signatures {', '.join(repr(k) for k in by_key)}; "
+                "yield (signature_key, {input_name: array}) pairs"
+            )
+        if key not in by_key:
+            raise TflquantError(f"{where}, sample {i}: unknown signature {key!r} (the model has {', '.join(repr(k) for k in by_key)})")
+        routed.setdefault(key, []).append(_item_to_sample(payload, by_key[key].specs, f"{where}, sample {i}"))
+    return [(by_key[k], len(v), iter(v)) for k, v in routed.items()]
+
+
+# ---------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------
+
+
+def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any) -> None:
+    interp.run(arrays, observer=observe, func_name=entry.fn.sym_name.data)
+
+
+def calibrate(
+    module: ModuleOp,
+    data: Source,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    observer: MinMaxObserver | str = "minmax",
+    max_samples: int | None = None,
+    where: str = "calibration data",
+) -> CalibrationResult:
+    """Observe every float tensor of the float model over the data; see the module docstring."""
+    from tflquant.reference.interpreter import Interpreter
+
+    t0 = time.perf_counter()
+    obs = make_observer(observer) if isinstance(observer, str) else observer
+    plan = _plan(module, data, where)
+    total_known = all(n is not None for _, n, _ in plan)
+    total = sum(n for _, n, _ in plan if n is not None) if total_known else None
+    if max_samples is not None and total is not None:
+        total = min(total, max_samples * len(plan))
+    bar = Progress(total, progress)
+    interp = Interpreter(module)
+    names: dict[SSAValue, str | None] = {}
+
+    def observe(value: SSAValue, array: np.ndarray) -> None:
+        try:
+            name = names[value]
+        except KeyError:
+            name = names[value] = value_name(value)
+        if name is not None:
+            obs.observe(name, array)
+
+    n_samples = n_batches = 0
+    per_entry: dict[str, int] = {}
+    try:
+        for entry, _, samples in plan:
+            count = 0
+            if max_samples is not None:
+                samples = _take(samples, max_samples)
+            for arrays in batches(samples, batch_size):
+                _run_batch(interp, entry, arrays, observe)
+                k = len(arrays[0]) if arrays else 0
+                count += k
+                n_batches += 1
+                bar.update(k)
+            if count == 0:
+                raise TflquantError(f"{where}: no calibration samples for {entry.label}")
+            per_entry[entry.key if entry.key is not None else entry.fn.sym_name.data] = count
+            n_samples += count
+    finally:
+        bar.close()
+    notes = obs.warnings()
+    for w in notes:
+        warnings.warn(w, CalibrationWarning, stacklevel=2)
+    return CalibrationResult(obs.stats(), n_samples, n_batches, time.perf_counter() - t0, notes, per_entry)
+
+
+def _take(it: Iterator[list[np.ndarray]], n: int) -> Iterator[list[np.ndarray]]:
+    for i, s in enumerate(it):
+        if i >= n:
+            return
+        yield s
+
+
+def specs_summary(specs: Sequence[InputSpec]) -> str:
+    return ", ".join(f"{s.name} {s.shape_text()} {s.dtype.name}" for s in specs)

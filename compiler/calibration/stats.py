@@ -1,0 +1,140 @@
+"""Calibration statistics files: JSON keyed by TFLite tensor name.
+
+    {
+      "format": "tflquant-calibration-stats",
+      "version": 1,
+      "tensors": {
+        "conv1": {"min": -1.5, "max": 6.0},
+        "dense": {"axis": 1, "min": [-1.0, -2.0], "max": [1.0, 2.0]}
+      }
+    }
+
+The reader also takes the bare mapping (`{"conv1": {"min": .., "max": ..}}`) and
+`[min, max]` pairs, so a hand-written file for a test stays short. `annotate-calibration
+{stats-file=PATH}` reads these files; the driver writes one with `--save-stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from tflquant.errors import TflquantError
+
+FORMAT = "tflquant-calibration-stats"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A calibrated range: per tensor (axis -1, one min and max) or per axis."""
+
+    mins: tuple[float, ...]
+    maxs: tuple[float, ...]
+    axis: int = -1
+
+    @staticmethod
+    def of(lo: float, hi: float) -> Range:
+        return Range((float(lo),), (float(hi),))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.axis < 0:
+            return {"min": self.mins[0], "max": self.maxs[0]}
+        return {"axis": self.axis, "min": list(self.mins), "max": list(self.maxs)}
+
+
+Stats = dict[str, Range]
+
+
+def as_stats(data: Mapping[str, Any]) -> Stats:
+    """Normalize an in-memory mapping (name -> Range | (min, max) | {"min","max"[,"axis"]})."""
+    return {str(k): _range(str(k), v, "stats") for k, v in data.items()}
+
+
+def _range(name: str, v: Any, where: str) -> Range:
+    if isinstance(v, Range):
+        r = v
+    elif isinstance(v, Mapping):
+        if "min" not in v or "max" not in v:
+            raise TflquantError(f"{where}: tensor '{name}' needs both 'min' and 'max'")
+        axis = int(v.get("axis", -1))
+        lo, hi = v["min"], v["max"]
+        if axis >= 0:
+            if not isinstance(lo, list) or not isinstance(hi, list) or len(lo) != len(hi) or not lo:
+                raise TflquantError(f"{where}: tensor '{name}' has axis {axis}, so 'min' and 'max' must be lists of equal length")
+            r = Range(tuple(map(float, lo)), tuple(map(float, hi)), axis)
+        else:
+            r = Range.of(_num(lo, name, where), _num(hi, name, where))
+    elif isinstance(v, (list, tuple)) and len(v) == 2:
+        r = Range.of(_num(v[0], name, where), _num(v[1], name, where))
+    else:
+        raise TflquantError(f"{where}: tensor '{name}': expected {{\"min\": .., \"max\": ..}} or [min, max], got {v!r}")
+    for lo, hi in zip(r.mins, r.maxs):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise TflquantError(f"{where}: tensor '{name}' has a non-finite range [{lo}, {hi}]")
+        if lo > hi:
+            raise TflquantError(f"{where}: tensor '{name}' has min {lo} greater than max {hi}")
+    return r
+
+
+def _num(x: Any, name: str, where: str) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise TflquantError(f"{where}: tensor '{name}': {x!r} is not a number") from None
+
+
+def stats_to_json(stats: Mapping[str, Range]) -> str:
+    body = {"format": FORMAT, "version": 1, "tensors": {k: stats[k].to_json() for k in sorted(stats)}}
+    return json.dumps(body, indent=1) + "\n"
+
+
+def write_stats(path: str | os.PathLike[str], stats: Mapping[str, Range]) -> None:
+    from tflquant.fileio import atomic_write
+
+    atomic_write(path, stats_to_json(stats))
+
+
+def read_stats(path: str | os.PathLike[str]) -> Stats:
+    from tflquant.fileio import read_bytes
+
+    where = os.fspath(path)
+    text = read_bytes(path, "calibration stats file")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TflquantError(f"{where}: not a JSON calibration stats file: {e}") from None
+    if not isinstance(data, dict):
+        raise TflquantError(f"{where}: expected a JSON object keyed by tensor name")
+    if "tensors" in data and isinstance(data["tensors"], dict):
+        if data.get("format", FORMAT) != FORMAT:
+            raise TflquantError(f"{where}: unknown stats format {data.get('format')!r}")
+        data = data["tensors"]
+    return {str(k): _range(str(k), v, where) for k, v in data.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# In-memory hand-over from the driver to `annotate-calibration`
+# ---------------------------------------------------------------------------------------
+
+_PROVIDED: ContextVar[Stats | None] = ContextVar("tflquant_calibration_stats", default=None)
+
+
+@contextmanager
+def provide_stats(stats: Mapping[str, Any]) -> Iterator[None]:
+    """Within this block, `annotate-calibration` without `stats-file` uses these statistics."""
+    token = _PROVIDED.set(as_stats(stats))
+    try:
+        yield
+    finally:
+        _PROVIDED.reset(token)
+
+
+def provided_stats() -> Stats | None:
+    """The statistics the driver handed over with `provide_stats`, if any."""
+    return _PROVIDED.get()
