@@ -108,7 +108,7 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
 
 def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> DenseIntOrFPElementsAttr:
     """A dense attribute holding arr's bytes; `element` overrides the element type (e.g. bf16)."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr).reshape(np.shape(arr))  # ascontiguousarray makes 0-d arrays 1-d
     le = arr.dtype.newbyteorder("<")
     if arr.dtype != le and arr.dtype.byteorder not in ("|", "="):
         arr = arr.astype(le)

@@ -600,3 +600,46 @@ OPTION2_TABLES: dict[str, tuple[tuple[str, int, str, object], ...]] = {
     "StablehloShiftLeftOptions": (),
     "StablehloCaseOptions": (("branch_subgraph_indices", 0, "[i32]", None),),
 }
+
+# Field slots (vtable ids) of the model-level tables (research/tflite_quant.md §5.2).
+# A union field takes two ids: <name>_type then the value.
+MODEL_FIELDS: dict[str, int] = {
+    "version": 0, "operator_codes": 1, "subgraphs": 2, "description": 3, "buffers": 4,
+    "metadata_buffer": 5, "metadata": 6, "signature_defs": 7,
+}
+SUBGRAPH_FIELDS: dict[str, int] = {"tensors": 0, "inputs": 1, "outputs": 2, "operators": 3, "name": 4}
+TENSOR_FIELDS: dict[str, int] = {
+    "shape": 0, "type": 1, "buffer": 2, "name": 3, "quantization": 4, "is_variable": 5,
+    "sparsity": 6, "shape_signature": 7, "has_rank": 8, "variant_tensors": 9,
+}
+QUANTIZATION_FIELDS: dict[str, int] = {
+    "min": 0, "max": 1, "scale": 2, "zero_point": 3, "details_type": 4, "details": 5, "quantized_dimension": 6,
+}
+BUFFER_FIELDS: dict[str, int] = {"data": 0, "offset": 1, "size": 2}
+OPERATOR_CODE_FIELDS: dict[str, int] = {"deprecated_builtin_code": 0, "custom_code": 1, "version": 2, "builtin_code": 3}
+OPERATOR_FIELDS: dict[str, int] = {
+    "opcode_index": 0, "inputs": 1, "outputs": 2, "builtin_options_type": 3, "builtin_options": 4,
+    "custom_options": 5, "custom_options_format": 6, "mutating_variable_inputs": 7, "intermediates": 8,
+    "large_custom_options_offset": 9, "large_custom_options_size": 10,
+    "builtin_options_2_type": 11, "builtin_options_2": 12, "debug_metadata_index": 13,
+}
+METADATA_FIELDS: dict[str, int] = {"name": 0, "buffer": 1}
+SIGNATURE_DEF_FIELDS: dict[str, int] = {"inputs": 0, "outputs": 1, "signature_key": 2, "subgraph_index": 4}
+TENSOR_MAP_FIELDS: dict[str, int] = {"name": 0, "tensor_index": 1}
+# SparsityParameters: 0 traversal_order [int], 1 block_map [int], 2 dim_metadata [DimensionMetadata].
+SPARSITY_FIELDS: dict[str, int] = {"traversal_order": 0, "block_map": 1, "dim_metadata": 2}
+# DimensionMetadata: 0 format (DimensionType byte), 1 dense_size int, 2/3 array_segments
+# (SparseIndexVector union type/value), 4/5 array_indices (union type/value).
+DIMENSION_METADATA_FIELDS: dict[str, int] = {
+    "format": 0, "dense_size": 1, "array_segments_type": 2, "array_segments": 3,
+    "array_indices_type": 4, "array_indices": 5,
+}
+DIMENSION_TYPES: dict[str, int] = {"DENSE": 0, "SPARSE_CSR": 1}
+# SparseIndexVector union: 1 Int32Vector, 2 Uint16Vector, 3 Uint8Vector (each a table with
+# one vector field `values` at slot 0).
+SPARSE_INDEX_VECTORS: dict[str, int] = {"Int32Vector": 1, "Uint16Vector": 2, "Uint8Vector": 3}
+SPARSE_INDEX_KINDS: dict[int, str] = {1: "i32", 2: "u16", 3: "u8"}
+# QuantizationDetails union: 1 CustomQuantization (0 custom [ubyte]).
+CUSTOM_QUANTIZATION = 1
+# Size past which a model is written with buffers after the flatbuffer (offset/size).
+FLATBUFFER_SIZE_MAX = 2147483648

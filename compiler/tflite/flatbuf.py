@@ -1,0 +1,266 @@
+"""Low-level flatbuffer access: checked table reading over raw bytes, and table building.
+
+Reading never trusts the buffer: every offset, vtable and vector is bounds-checked against
+the buffer size, so a corrupted file raises FlatbufferError (never IndexError, a struct
+error or a hang). Every loop a caller runs is bounded by a vector length that has already
+been checked against the buffer size.
+
+Building wraps `flatbuffers.Builder` with the few shapes a TFLite model needs: strings,
+numpy vectors, 16-byte aligned byte vectors, vectors of offsets, and tables given as
+(slot, kind, value, default) fields.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import flatbuffers
+import numpy as np
+
+
+class FlatbufferError(Exception):
+    """The buffer is not a well-formed flatbuffer (the reader turns this into TflquantError)."""
+
+
+_SCALARS: dict[str, struct.Struct] = {
+    "bool": struct.Struct("<B"),
+    "u8": struct.Struct("<B"),
+    "i8": struct.Struct("<b"),
+    "u16": struct.Struct("<H"),
+    "i16": struct.Struct("<h"),
+    "u32": struct.Struct("<I"),
+    "i32": struct.Struct("<i"),
+    "u64": struct.Struct("<Q"),
+    "i64": struct.Struct("<q"),
+    "f32": struct.Struct("<f"),
+    "f64": struct.Struct("<d"),
+}
+NUMPY_OF_KIND: dict[str, str] = {
+    "bool": "u1",
+    "u8": "u1",
+    "i8": "i1",
+    "u16": "<u2",
+    "i16": "<i2",
+    "u32": "<u4",
+    "i32": "<i4",
+    "u64": "<u8",
+    "i64": "<i8",
+    "f32": "<f4",
+    "f64": "<f8",
+}
+_U16 = _SCALARS["u16"]
+_U32 = _SCALARS["u32"]
+_I32 = _SCALARS["i32"]
+
+
+class Table:
+    """A table at `pos` in `buf`, with its vtable checked."""
+
+    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen")
+
+    def __init__(self, buf: bytes, pos: int):
+        n = len(buf)
+        if pos < 0 or pos + 4 > n:
+            raise FlatbufferError(f"table offset {pos} is outside the {n}-byte buffer")
+        vt = pos - _I32.unpack_from(buf, pos)[0]
+        if vt < 0 or vt + 4 > n:
+            raise FlatbufferError(f"vtable of the table at {pos} is outside the buffer")
+        vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
+        if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
+            raise FlatbufferError(f"malformed vtable for the table at {pos}")
+        self.buf, self.pos, self.vt, self.vtlen, self.objlen = buf, pos, vt, vtlen, objlen
+
+    def _field(self, slot: int) -> int:
+        o = 4 + 2 * slot
+        if o + 2 > self.vtlen:
+            return 0
+        return _U16.unpack_from(self.buf, self.vt + o)[0]
+
+    def has(self, slot: int) -> bool:
+        return self._field(slot) != 0
+
+    def scalar(self, slot: int, kind: str, default: object = 0) -> object:
+        off = self._field(slot)
+        if off == 0:
+            return default
+        st = _SCALARS[kind]
+        if off + st.size > self.objlen:
+            raise FlatbufferError(f"field {slot} of the table at {self.pos} runs past the table")
+        v = st.unpack_from(self.buf, self.pos + off)[0]
+        return bool(v) if kind == "bool" else v
+
+    def _indirect(self, slot: int) -> int | None:
+        off = self._field(slot)
+        if off == 0:
+            return None
+        p = self.pos + off
+        if off + 4 > self.objlen:
+            raise FlatbufferError(f"field {slot} of the table at {self.pos} runs past the table")
+        target = p + _U32.unpack_from(self.buf, p)[0]
+        if target + 4 > len(self.buf):
+            raise FlatbufferError(f"field {slot} of the table at {self.pos} points outside the buffer")
+        return target
+
+    def table(self, slot: int) -> Table | None:
+        p = self._indirect(slot)
+        return None if p is None else Table(self.buf, p)
+
+    def _vector(self, slot: int, itemsize: int) -> tuple[int, int] | None:
+        p = self._indirect(slot)
+        if p is None:
+            return None
+        count = _U32.unpack_from(self.buf, p)[0]
+        if p + 4 + count * itemsize > len(self.buf):
+            raise FlatbufferError(f"vector in field {slot} of the table at {self.pos} runs past the buffer ({count} elements)")
+        return p + 4, count
+
+    def string(self, slot: int) -> str | None:
+        raw = self.raw_bytes(slot)
+        return None if raw is None else raw.decode("utf-8", errors="surrogateescape")
+
+    def raw_bytes(self, slot: int) -> bytes | None:
+        v = self._vector(slot, 1)
+        if v is None:
+            return None
+        start, count = v
+        return bytes(self.buf[start : start + count])
+
+    def vector(self, slot: int, kind: str) -> np.ndarray | None:
+        """A vector of scalars as a read-only numpy array (None when absent)."""
+        dtype = np.dtype(NUMPY_OF_KIND[kind])
+        v = self._vector(slot, dtype.itemsize)
+        if v is None:
+            return None
+        start, count = v
+        return np.frombuffer(self.buf, dtype=dtype, count=count, offset=start)
+
+    def vector_span(self, slot: int) -> tuple[int, int] | None:
+        """(start, length) in bytes of a [ubyte] vector, without copying."""
+        return self._vector(slot, 1)
+
+    def tables(self, slot: int) -> list[Table]:
+        v = self._vector(slot, 4)
+        if v is None:
+            return []
+        start, count = v
+        buf = self.buf
+        out = []
+        for i in range(count):
+            q = start + 4 * i
+            out.append(Table(buf, q + _U32.unpack_from(buf, q)[0]))
+        return out
+
+    def strings(self, slot: int) -> list[str]:
+        v = self._vector(slot, 4)
+        if v is None:
+            return []
+        start, count = v
+        out = []
+        n = len(self.buf)
+        for i in range(count):
+            q = start + 4 * i
+            p = q + _U32.unpack_from(self.buf, q)[0]
+            if p + 4 > n:
+                raise FlatbufferError("string outside the buffer")
+            ln = _U32.unpack_from(self.buf, p)[0]
+            if p + 4 + ln > n:
+                raise FlatbufferError("string runs past the buffer")
+            out.append(bytes(self.buf[p + 4 : p + 4 + ln]).decode("utf-8", errors="surrogateescape"))
+        return out
+
+
+def root_table(buf: bytes, identifier: bytes | None = None) -> Table:
+    """The root table of a finished flatbuffer, checking the 4-byte file identifier."""
+    if len(buf) < 8:
+        raise FlatbufferError(f"only {len(buf)} bytes, too short for a flatbuffer")
+    if identifier is not None and bytes(buf[4:8]) != identifier:
+        raise FlatbufferError(f"file identifier is {bytes(buf[4:8])!r}, expected {identifier!r}")
+    return Table(buf, _U32.unpack_from(buf, 0)[0])
+
+
+# ----------------------------------------------------------------------------------------
+# Building
+# ----------------------------------------------------------------------------------------
+
+_PREPEND_SLOT = {
+    "bool": "PrependBoolSlot",
+    "u8": "PrependUint8Slot",
+    "i8": "PrependInt8Slot",
+    "u16": "PrependUint16Slot",
+    "i16": "PrependInt16Slot",
+    "u32": "PrependUint32Slot",
+    "i32": "PrependInt32Slot",
+    "u64": "PrependUint64Slot",
+    "i64": "PrependInt64Slot",
+    "f32": "PrependFloat32Slot",
+    "f64": "PrependFloat64Slot",
+}
+
+# A table field to build: (slot, kind, value, default). kind is a scalar kind or "off"
+# (an offset returned by one of the vector/string/table builders). A scalar equal to its
+# default is left out, as flatbuffers does; pass default=None to always write it.
+Field = tuple[int, str, object, object]
+
+
+class Builder:
+    """A thin layer over flatbuffers.Builder (back-to-front building, children first)."""
+
+    def __init__(self, size_hint: int = 1024):
+        self.fb = flatbuffers.Builder(max(1024, min(size_hint, 1 << 31)))
+
+    def string(self, s: str) -> int:
+        return self.fb.CreateString(s.encode("utf-8", errors="surrogateescape"))
+
+    def numpy(self, arr: np.ndarray | Sequence[object], kind: str) -> int:
+        a = np.ascontiguousarray(np.asarray(arr, dtype=np.dtype(NUMPY_OF_KIND[kind])).reshape(-1))
+        return self.fb.CreateNumpyVector(a)
+
+    def bytes_vector(self, data: bytes, alignment: int = 1) -> int:
+        fb = self.fb
+        n = len(data)
+        fb.StartVector(1, n, alignment)
+        fb.head = fb.head - n
+        fb.Bytes[fb.head : fb.head + n] = data
+        fb.vectorNumElems = n
+        return fb.EndVector()
+
+    def offsets(self, offs: Sequence[int]) -> int:
+        fb = self.fb
+        fb.StartVector(4, len(offs), 4)
+        for o in reversed(offs):
+            fb.PrependUOffsetTRelative(o)
+        return fb.EndVector()
+
+    def table(self, fields: Sequence[Field]) -> int:
+        fb = self.fb
+        nslots = max((f[0] for f in fields), default=-1) + 1
+        fb.StartObject(nslots)
+        # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
+        for slot, kind, value, default in sorted(fields, key=lambda f: (-_width(f[1]), f[0])):
+            if value is None:
+                continue
+            if kind == "off":
+                fb.PrependUOffsetTRelativeSlot(slot, value, 0)
+            elif default is None:
+                # Always write: temporarily force defaults for this one field.
+                fb.ForceDefaults(True)
+                getattr(fb, _PREPEND_SLOT[kind])(slot, value, 0)
+                fb.ForceDefaults(False)
+            else:
+                getattr(fb, _PREPEND_SLOT[kind])(slot, value, default)
+        return fb.EndObject()
+
+    def finish(self, root: int, identifier: bytes) -> bytes:
+        self.fb.Finish(root, file_identifier=identifier)
+        return bytes(self.fb.Output())
+
+
+def _width(kind: str) -> int:
+    if kind in ("off", "u32", "i32", "f32"):
+        return 4
+    if kind in ("u64", "i64", "f64"):
+        return 8
+    if kind in ("u16", "i16"):
+        return 2
+    return 1

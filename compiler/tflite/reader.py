@@ -1,0 +1,548 @@
+"""Import a TFLite flatbuffer into the tflquant IR (a builtin.module of func.func).
+
+Mapping (see docs/TEAM.md):
+- each SubGraph becomes a func.func, in subgraph order, named by SubGraph.name (else
+  "main" for subgraph 0 and "subgraph_N"); inputs are block arguments with `tfl.name`;
+  outputs are the operands of func.return;
+- a tensor an operator produces is that op's result; op attribute `names` lists the tensor
+  names; constant tensors become `tfl.const` (`tfl.sparse_const` when sparse), variable
+  tensors `tfl.variable`, an absent optional input (-1) one `tfl.no_value` per function;
+  these come first in the function, in order of first use;
+- modelled builtins become typed `tfl.*` ops with their non-default options; every other
+  operator (unmodelled builtin, custom op, BuiltinOptions2) becomes `tfl.opaque`;
+- quantized tensors get a `!quant.uniform` element type; a tensor with only min/max is
+  followed by a `quant.stats` op carrying the range;
+- shape_signature -1 becomes a dynamic (`?`) dimension.
+
+Module attributes:
+- `tfl.description`: the model description string (when present);
+- `tfl.metadata`: dictionary name -> bytes of Model.metadata, without `min_runtime_version`
+  and `buffer_location` (the writer recomputes them);
+- `tfl.signatures`: array of dictionaries, one per SignatureDef, in file order:
+  `{key = "serving_default", function = "main", inputs = ["x", ...], input_indices =
+  array<i32: 0, ...>, outputs = [...], output_indices = array<i32: ...>}`, where the
+  indices are positions among the function's arguments and results.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    BoolAttr,
+    BytesAttr,
+    DYNAMIC_INDEX,
+    ComplexType,
+    DenseArrayBase,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    Signedness,
+    StringAttr,
+    TensorType,
+    i32,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy
+from tflquant.tflite import schema
+from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
+
+T = schema.TENSOR_FIELDS
+OPF = schema.OPERATOR_FIELDS
+DROPPED_METADATA = ("min_runtime_version", "buffer_location")
+
+# TensorType enum -> (element type, numpy dtype of the payload)
+ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
+    0: (Float32Type(), "<f4"),
+    1: (Float16Type(), "<f2"),
+    2: (IntegerType(32), "<i4"),
+    3: (IntegerType(8, Signedness.UNSIGNED), "u1"),
+    4: (IntegerType(64), "<i8"),
+    6: (IntegerType(1), "?"),
+    7: (IntegerType(16), "<i2"),
+    8: (ComplexType(Float32Type()), "<c8"),
+    9: (IntegerType(8), "i1"),
+    10: (Float64Type(), "<f8"),
+    11: (ComplexType(Float64Type()), "<c16"),
+    12: (IntegerType(64, Signedness.UNSIGNED), "<u8"),
+    15: (IntegerType(32, Signedness.UNSIGNED), "<u4"),
+    16: (IntegerType(16, Signedness.UNSIGNED), "<u2"),
+    18: (BFloat16Type(), "<u2"),
+}
+_TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
+_OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
+_OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
+_QUANT_STORAGE = {3, 9, 7, 2, 4}  # UINT8, INT8, INT16, INT32, INT64
+
+
+def load_model(path: str | os.PathLike[str]) -> ModuleOp:
+    """Read a .tflite file into a module (TflquantError naming the file on any problem)."""
+    from tflquant.fileio import read_bytes
+
+    return read_flatbuffer(read_bytes(path, "TFLite model"), name=os.fspath(path))
+
+
+def read_flatbuffer(data: bytes, name: str = "<model>") -> ModuleOp:
+    """Import a TFLite flatbuffer held in memory."""
+    data = bytes(data)
+    try:
+        module = _Importer(data, name).run()
+    except TflquantError:
+        raise
+    except FlatbufferError as e:
+        raise TflquantError(f"{name}: corrupted or truncated TFLite model: {e}") from None
+    except RecursionError:
+        raise TflquantError(f"{name}: corrupted TFLite model: structure nested too deeply") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AssertionError, MemoryError, UnicodeError) as e:
+        raise TflquantError(f"{name}: corrupted TFLite model: {type(e).__name__}: {e}") from None
+    try:
+        module.verify()
+    except Exception as e:  # noqa: BLE001 - any verifier failure means the file holds bad values
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TflquantError(f"{name}: the model holds invalid values: {first}") from None
+    return module
+
+
+class _Tensor:
+    __slots__ = ("name", "ttype", "buffer", "is_variable", "sparsity", "stats", "payload_dtype", "shape", "table", "type_code")
+
+
+class _Importer:
+    def __init__(self, data: bytes, name: str):
+        self.data = data
+        self.name = name
+
+    def fail(self, msg: str) -> TflquantError:
+        return TflquantError(f"{self.name}: {msg}")
+
+    # ------------------------------------------------------------------ model level
+    def run(self) -> ModuleOp:
+        data = self.data
+        if len(data) < 8:
+            raise self.fail(f"not a TFLite model: only {len(data)} bytes")
+        if data[4:8] != schema.FILE_IDENTIFIER:
+            raise self.fail(f"not a TFLite model (file identifier {bytes(data[4:8])!r}, expected b'TFL3')")
+        root = root_table(data)
+        M = schema.MODEL_FIELDS
+        version = root.scalar(M["version"], "u32", 0)
+        if version != schema.SCHEMA_VERSION:
+            raise self.fail(f"unsupported TFLite schema version {version} (expected {schema.SCHEMA_VERSION})")
+        self.buffers = root.tables(M["buffers"])
+        self.opcodes = []
+        for oc in root.tables(M["operator_codes"]):
+            C = schema.OPERATOR_CODE_FIELDS
+            dep = oc.scalar(C["deprecated_builtin_code"], "i8", 0)
+            code = max(oc.scalar(C["builtin_code"], "i32", 0), dep)
+            self.opcodes.append((code, oc.string(C["custom_code"]), oc.scalar(C["version"], "i32", 1)))
+        subgraphs = root.tables(M["subgraphs"])
+        if not subgraphs:
+            raise self.fail("the model has no subgraphs")
+        names: list[str] = []
+        for i, sg in enumerate(subgraphs):
+            n = sg.string(schema.SUBGRAPH_FIELDS["name"]) or ("main" if i == 0 else f"subgraph_{i}")
+            base, k = n, 1
+            while n in names:
+                n = f"{base}_{k}"
+                k += 1
+            names.append(n)
+        funcs = [self._subgraph(i, sg, names[i]) for i, sg in enumerate(subgraphs)]
+        attrs: dict[str, Attribute] = {}
+        if (desc := root.string(M["description"])) is not None:
+            attrs["tfl.description"] = StringAttr(desc)
+        meta: dict[str, Attribute] = {}
+        for md in root.tables(M["metadata"]):
+            mname = md.string(schema.METADATA_FIELDS["name"]) or ""
+            if mname in DROPPED_METADATA:
+                continue
+            idx = md.scalar(schema.METADATA_FIELDS["buffer"], "u32", 0)
+            meta[mname] = BytesAttr(self.buffer_bytes(idx, f"metadata '{mname}'") or b"")
+        if meta:
+            attrs["tfl.metadata"] = DictionaryAttr(meta)
+        sigs = [self._signature(s, subgraphs, names) for s in root.tables(M["signature_defs"])]
+        if sigs:
+            attrs["tfl.signatures"] = ArrayAttr(sigs)
+        return ModuleOp(funcs, attributes=attrs)
+
+    def buffer_bytes(self, idx: int, what: str) -> bytes | None:
+        """The data of buffer `idx`, inline or at offset/size; None when empty."""
+        if idx == 0:
+            return None
+        if idx >= len(self.buffers):
+            raise self.fail(f"{what} refers to buffer {idx}, but the model has {len(self.buffers)} buffers")
+        b = self.buffers[idx]
+        B = schema.BUFFER_FIELDS
+        span = b.vector_span(B["data"])
+        if span is not None and span[1] > 0:
+            return self.data[span[0] : span[0] + span[1]]
+        off = b.scalar(B["offset"], "u64", 0)
+        if off > 1:
+            size = b.scalar(B["size"], "u64", 0)
+            if off + size > len(self.data):
+                raise self.fail(f"{what}: buffer {idx} lies at bytes {off}..{off + size}, past the end of the {len(self.data)}-byte file (truncated?)")
+            return self.data[off : off + size]
+        return None
+
+    def _signature(self, s: Table, subgraphs: list[Table], names: list[str]) -> DictionaryAttr:
+        S = schema.SIGNATURE_DEF_FIELDS
+        key = s.string(S["signature_key"]) or ""
+        sg_idx = s.scalar(S["subgraph_index"], "u32", 0)
+        if sg_idx >= len(subgraphs):
+            raise self.fail(f"signature '{key}' refers to subgraph {sg_idx}, but the model has {len(subgraphs)}")
+        sg = subgraphs[sg_idx]
+        sg_in = _ints(sg.vector(schema.SUBGRAPH_FIELDS["inputs"], "i32"))
+        sg_out = _ints(sg.vector(schema.SUBGRAPH_FIELDS["outputs"], "i32"))
+
+        def maps(slot: int, io: list[int], what: str) -> tuple[list[str], list[int]]:
+            ns, idxs = [], []
+            for tm in s.tables(slot):
+                tname = tm.string(schema.TENSOR_MAP_FIELDS["name"]) or ""
+                t = tm.scalar(schema.TENSOR_MAP_FIELDS["tensor_index"], "u32", 0)
+                if t not in io:
+                    raise self.fail(f"signature '{key}' {what} '{tname}' is tensor {t}, which is not a subgraph {what}")
+                ns.append(tname)
+                idxs.append(io.index(t))
+            return ns, idxs
+
+        in_names, in_idx = maps(S["inputs"], sg_in, "input")
+        out_names, out_idx = maps(S["outputs"], sg_out, "output")
+        return DictionaryAttr(
+            {
+                "key": StringAttr(key),
+                "function": StringAttr(names[sg_idx]),
+                "inputs": ArrayAttr([StringAttr(n) for n in in_names]),
+                "input_indices": DenseArrayBase.from_list(i32, in_idx),
+                "outputs": ArrayAttr([StringAttr(n) for n in out_names]),
+                "output_indices": DenseArrayBase.from_list(i32, out_idx),
+            }
+        )
+
+    # ------------------------------------------------------------------ tensors
+    def _tensor(self, t: Table, index: int, sg_index: int) -> _Tensor:
+        info = _Tensor()
+        info.table = t
+        info.name = t.string(T["name"])
+        if info.name is None:
+            info.name = f"tensor_{index}" if sg_index == 0 else f"subgraph_{sg_index}_tensor_{index}"
+        code = t.scalar(T["type"], "i8", 0)
+        info.type_code = code
+        if code not in ELEMENT_OF_TYPE:
+            tname = _TYPE_NAMES.get(code, str(code))
+            raise self.fail(f"tensor '{info.name}' has type {tname}, which tflquant does not support")
+        elem, dtype = ELEMENT_OF_TYPE[code]
+        info.payload_dtype = np.dtype(dtype)
+        shape_v = t.vector(T["shape"], "i32")
+        shape = [int(d) for d in shape_v] if shape_v is not None else []
+        if any(d < 0 for d in shape):
+            raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
+        info.shape = shape
+        dims = list(shape)
+        sig = t.vector(T["shape_signature"], "i32")
+        if sig is not None and len(sig) == len(shape):
+            for k, d in enumerate(sig):
+                if int(d) == -1:
+                    dims[k] = DYNAMIC_INDEX
+        info.buffer = t.scalar(T["buffer"], "u32", 0)
+        info.is_variable = t.scalar(T["is_variable"], "bool", False)
+        info.sparsity = t.table(T["sparsity"])
+        info.stats = None
+        q = t.table(T["quantization"])
+        if q is not None:
+            Q = schema.QUANTIZATION_FIELDS
+            scale = q.vector(Q["scale"], "f32")
+            details = q.scalar(Q["details_type"], "u8", 0)
+            if details != 0:
+                raise self.fail(f"tensor '{info.name}' uses custom quantization details (type {details}), which tflquant does not support")
+            qdim = q.scalar(Q["quantized_dimension"], "i32", 0)
+            if scale is not None and len(scale) > 0 and code in _QUANT_STORAGE:
+                zp = q.vector(Q["zero_point"], "i64")
+                zps = [int(z) for z in zp] if zp is not None and len(zp) > 0 else [0]
+                if len(zps) == 1 and len(scale) > 1:
+                    zps = zps * len(scale)
+                if len(zps) != len(scale):
+                    raise self.fail(f"tensor '{info.name}' has {len(scale)} scales but {len(zps)} zero points")
+                scales = [float(s) for s in scale]
+                for s in scales:
+                    if not (math.isfinite(s) and s > 0):
+                        raise self.fail(f"tensor '{info.name}' has quantization scale {s}; scales must be positive and finite")
+                per_axis = len(scales) > 1 or qdim != 0
+                if per_axis and not (0 <= qdim < max(len(dims), 1)):
+                    raise self.fail(f"tensor '{info.name}' has quantized_dimension {qdim} outside its rank {len(dims)}")
+                storage = elem if isinstance(elem, IntegerType) else IntegerType(8)
+                if storage.signedness.data == Signedness.SIGNED:
+                    storage = IntegerType(storage.width.data)
+                elem = UniformQuantizedType.make(storage, scales if per_axis else scales[0], zps if per_axis else zps[0], axis=qdim if per_axis else -1)
+            else:
+                mn, mx = q.vector(Q["min"], "f32"), q.vector(Q["max"], "f32")
+                if mn is not None and mx is not None and len(mn) > 0 and len(mn) == len(mx):
+                    if len(mn) == 1:
+                        info.stats = CalibrationStatsAttr.make(float(mn[0]), float(mx[0]))
+                    else:
+                        info.stats = CalibrationStatsAttr.make([float(v) for v in mn], [float(v) for v in mx], axis=qdim)
+        info.ttype = TensorType(elem, dims)
+        return info
+
+    def _payload(self, info: _Tensor, raw: bytes) -> np.ndarray:
+        n = math.prod(info.shape)
+        need = n * info.payload_dtype.itemsize
+        if len(raw) != need:
+            raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but its shape {info.shape} needs {need}")
+        return np.frombuffer(raw, dtype=info.payload_dtype).reshape(info.shape)
+
+    # ------------------------------------------------------------------ subgraphs
+    def _subgraph(self, sg_index: int, sg: Table, fname: str) -> func.FuncOp:
+        SG = schema.SUBGRAPH_FIELDS
+        ttables = sg.tables(SG["tensors"])
+        ntensors = len(ttables)
+        infos: list[_Tensor | None] = [None] * ntensors
+
+        def info_of(t: int, where: str) -> _Tensor:
+            if not 0 <= t < ntensors:
+                raise self.fail(f"{where} refers to tensor {t}, but subgraph {sg_index} has {ntensors} tensors")
+            inf = infos[t]
+            if inf is None:
+                inf = infos[t] = self._tensor(ttables[t], t, sg_index)
+            return inf
+
+        inputs = _ints(sg.vector(SG["inputs"], "i32"))
+        outputs = _ints(sg.vector(SG["outputs"], "i32"))
+        arg_types = [info_of(t, f"subgraph {sg_index} input").ttype for t in inputs]
+        block = Block(arg_types=arg_types)
+        prologue: list[Operation] = []
+        body: list[Operation] = []
+        values: dict[int, SSAValue] = {}
+        no_value: list[SSAValue] = []
+
+        def define(t: int, v: SSAValue, into: list[Operation]) -> None:
+            inf = infos[t]
+            assert inf is not None
+            if inf.stats is not None:
+                st = StatsOp(v, inf.stats)
+                into.append(st)
+                v = st.result
+            values[t] = v
+
+        for k, t in enumerate(inputs):
+            if t not in values:
+                define(t, block.args[k], body)
+
+        def value_of(t: int, where: str) -> SSAValue:
+            if t == -1:
+                if not no_value:
+                    nv = tfl.NoValueOp()
+                    prologue.append(nv)
+                    no_value.append(nv.result)
+                return no_value[0]
+            v = values.get(t)
+            if v is not None:
+                return v
+            inf = info_of(t, where)
+            raw = self.buffer_bytes(inf.buffer, f"tensor '{inf.name}'")
+            if inf.is_variable:
+                props: dict[str, Attribute] = {}
+                if raw is not None:
+                    props["value"] = dense_from_numpy(self._payload(inf, raw), _storage_elem(inf.ttype))
+                op: Operation = tfl.VariableOp.create(
+                    properties=props, result_types=[inf.ttype], attributes={"names": ArrayAttr([StringAttr(inf.name)])}
+                )
+            elif raw is None:
+                raise self.fail(f"{where} reads tensor '{inf.name}' (#{t}), which is not an input, a constant, a variable or the output of an earlier operator")
+            elif inf.sparsity is not None:
+                op = self._sparse_const(inf, raw)
+            else:
+                op = tfl.ConstOp(dense_from_numpy(self._payload(inf, raw), _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
+            prologue.append(op)
+            define(t, op.results[0], prologue)
+            return values[t]
+
+        for j, opt in enumerate(sg.tables(SG["operators"])):
+            self._operator(sg_index, j, opt, value_of, info_of, values, define, body)
+
+        ret_vals = [value_of(t, f"subgraph {sg_index} output") for t in outputs]
+        ret = func.ReturnOp(*ret_vals)
+        for op in prologue + body:
+            block.add_op(op)
+        block.add_op(ret)
+        arg_attrs = ArrayAttr([DictionaryAttr({"tfl.name": StringAttr(info_of(t, "input").name)}) for t in inputs])
+        return func.FuncOp(fname, (arg_types, [v.type for v in ret_vals]), Region(block), arg_attrs=arg_attrs)
+
+    def _operator(self, sg_index, j, opt: Table, value_of, info_of, values, define, body) -> Operation:
+        where = f"subgraph {sg_index} operator {j}"
+        oc_idx = opt.scalar(OPF["opcode_index"], "u32", 0)
+        if oc_idx >= len(self.opcodes):
+            raise self.fail(f"{where} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
+        code, custom_code, version = self.opcodes[oc_idx]
+        in_idx = _ints(opt.vector(OPF["inputs"], "i32"))
+        out_idx = _ints(opt.vector(OPF["outputs"], "i32"))
+        op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
+        where = f"{where} ({op_name})"
+        operands = [value_of(t, where) for t in in_idx]
+        out_infos = []
+        for t in out_idx:
+            if t == -1:
+                raise self.fail(f"{where} has an absent (-1) output")
+            if t in values:
+                raise self.fail(f"{where} writes tensor '{info_of(t, where).name}', which is already defined")
+            out_infos.append(info_of(t, where))
+        result_types = [i.ttype for i in out_infos]
+        names = [i.name for i in out_infos]
+        opts_type = opt.scalar(OPF["builtin_options_type"], "u8", 0)
+        opts = opt.table(OPF["builtin_options"]) if opts_type else None
+        opts2_type = opt.scalar(OPF["builtin_options_2_type"], "u8", 0)
+        opts2 = opt.table(OPF["builtin_options_2"]) if opts2_type else None
+        custom = opt.raw_bytes(OPF["custom_options"])
+        large_off = opt.scalar(OPF["large_custom_options_offset"], "u64", 0)
+        if large_off > 1:
+            large_size = opt.scalar(OPF["large_custom_options_size"], "u64", 0)
+            if large_off + large_size > len(self.data):
+                raise self.fail(f"{where}: custom options lie past the end of the file (truncated?)")
+            custom = self.data[large_off : large_off + large_size]
+        cls = tfl.BY_CODE.get(code) if code != schema.BUILTIN_CODES["CUSTOM"] else None
+        typed = (
+            cls is not None
+            and opts2_type == 0
+            and custom is None
+            and (opts_type == 0 or (cls.OPTIONS is not None and schema.OPTIONS_UNION.get(cls.OPTIONS) == opts_type))
+            and (any(n.startswith("*") for n in cls.OPERANDS) or len(operands) <= len(cls.OPERANDS))
+        )
+        if typed:
+            assert cls is not None
+            options = _decode_options(cls.OPTIONS, opts) if (cls.OPTIONS and opts is not None) else {}
+            op: Operation = cls(operands, result_types, options=options, names=names)
+        else:
+            props: dict[str, Attribute] = {
+                "code": IntegerAttr(code, i32),
+                "version": IntegerAttr(version, i32),
+            }
+            if custom_code is not None:
+                props["custom_code"] = StringAttr(custom_code)
+            if opts2_type:
+                table_name = _OPTIONS2_BY_INDEX.get(opts2_type)
+                tables = schema.OPTION2_TABLES
+                props["options2"] = BoolAttr.from_bool(True)
+                props["options_type"] = IntegerAttr(opts2_type, i32)
+                src = opts2
+                if opts_type:
+                    raise self.fail(f"{where} has both builtin_options and builtin_options_2")
+            else:
+                table_name = _OPTIONS_BY_INDEX.get(opts_type)
+                tables = schema.OPTION_TABLES
+                src = opts
+                if opts_type:
+                    props["options_type"] = IntegerAttr(opts_type, i32)
+            if (opts_type or opts2_type) and (table_name is None or table_name not in tables):
+                raise self.fail(f"{where} has builtin options of unknown union type {opts2_type or opts_type}")
+            if src is not None and table_name is not None:
+                fields = {f: (t, d) for f, _s, t, d in tables[table_name]}
+                decoded = _decode_options(table_name, src, tables)
+                props["options"] = DictionaryAttr(
+                    {f: tfl.option_to_attr(table_name, f, fields[f][0], v) for f, v in decoded.items()}
+                )
+            if custom is not None:
+                props["custom_options"] = BytesAttr(custom)
+            op = tfl.OpaqueOp.create(
+                operands=operands,
+                result_types=result_types,
+                properties=props,
+                attributes={"names": ArrayAttr([StringAttr(n) for n in names])},
+            )
+        body.append(op)
+        for t, r in zip(out_idx, op.results):
+            define(t, r, body)
+        return op
+
+    def _sparse_const(self, inf: _Tensor, raw: bytes) -> Operation:
+        sp = inf.sparsity
+        assert sp is not None
+        S = schema.SPARSITY_FIELDS
+        D = schema.DIMENSION_METADATA_FIELDS
+        if len(raw) % inf.payload_dtype.itemsize:
+            raise self.fail(f"sparse tensor '{inf.name}' has {len(raw)} bytes, not a multiple of its element size")
+        trav = sp.vector(S["traversal_order"], "i32")
+        bmap = sp.vector(S["block_map"], "i32")
+        dims = []
+        for dm in sp.tables(S["dim_metadata"]):
+            d: dict[str, Attribute] = {
+                "format": IntegerAttr(dm.scalar(D["format"], "i8", 0), i32),
+                "dense_size": IntegerAttr(dm.scalar(D["dense_size"], "i32", 0), i32),
+            }
+            for key in ("array_segments", "array_indices"):
+                kind_code = dm.scalar(D[key + "_type"], "u8", 0)
+                if kind_code == 0:
+                    continue
+                if kind_code not in schema.SPARSE_INDEX_KINDS:
+                    raise self.fail(f"sparse tensor '{inf.name}' has index vector type {kind_code}")
+                vt = dm.table(D[key])
+                vals = vt.vector(0, schema.SPARSE_INDEX_KINDS[kind_code]) if vt is not None else None
+                d[key + "_type"] = IntegerAttr(kind_code, i32)
+                d[key] = DenseArrayBase.from_list(i32, [int(v) for v in (vals if vals is not None else [])])
+            dims.append(DictionaryAttr(d))
+        sparsity = DictionaryAttr(
+            {
+                "traversal_order": DenseArrayBase.from_list(i32, [int(v) for v in (trav if trav is not None else [])]),
+                "block_map": DenseArrayBase.from_list(i32, [int(v) for v in (bmap if bmap is not None else [])]),
+                "dim_metadata": ArrayAttr(dims),
+            }
+        )
+        payload = np.frombuffer(raw, dtype=inf.payload_dtype)
+        return tfl.SparseConstOp.create(
+            properties={"value": dense_from_numpy(payload, _storage_elem(inf.ttype)), "sparsity": sparsity},
+            result_types=[inf.ttype],
+            attributes={"names": ArrayAttr([StringAttr(inf.name)])},
+        )
+
+
+def _ints(v: np.ndarray | None) -> list[int]:
+    return [] if v is None else [int(x) for x in v]
+
+
+def _storage_elem(t: TensorType) -> Attribute:
+    e = t.element_type
+    if isinstance(e, UniformQuantizedType):
+        return e.storage_type
+    return e
+
+
+def _builtin_name(code: int) -> str:
+    for k, v in schema.BUILTIN_CODES.items():
+        if v == code:
+            return k
+    return f"BUILTIN_{code}"
+
+
+def _decode_options(table: str, t: Table | None, tables: dict | None = None) -> dict[str, object]:
+    """Non-default fields of an options table as Python values (vectors kept when present)."""
+    out: dict[str, object] = {}
+    if t is None:
+        return out
+    for field, slot, ftype, default in (tables or schema.OPTION_TABLES)[table]:
+        if not t.has(slot):
+            continue
+        if ftype == "string":
+            out[field] = t.string(slot) or ""
+        elif ftype.startswith("["):
+            elem = ftype[1:-1]
+            v = t.vector(slot, "u8" if elem == "bool" else elem)
+            out[field] = [] if v is None else [int(x) if elem != "f32" else float(x) for x in v]
+        else:
+            v = t.scalar(slot, ftype, default)
+            if ftype in ("f32", "f64"):
+                if not math.isfinite(v):  # type: ignore[arg-type]
+                    raise FlatbufferError(f"option {field} of {table} is {v}")
+                if v != default:
+                    out[field] = v
+            elif v != default:
+                out[field] = v
+    return out

@@ -1,0 +1,461 @@
+"""Operator versions (OperatorCode.version) and the `min_runtime_version` metadata.
+
+`builtin_version(op)` follows the rules of TFLite's op version logic (research/tflite_quant.md
+§4.3): float ops are version 1 unless their options or shapes need a newer kernel; int8
+variants are mostly 2; 16x8 (int16 activations) variants higher. The writer gives every
+OperatorCode the highest version any of its operators needs, as the TFLite exporter does.
+
+`min_runtime_version(ops)` is the oldest TFLite release that runs every (op, version) pair:
+the 16-byte zero-padded ASCII string the exporter stores as metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from xdsl.dialects.builtin import (
+    ComplexType,
+    Float16Type,
+    Float32Type,
+    IntegerType,
+    NoneType,
+    Signedness,
+    TensorType,
+)
+from xdsl.ir import SSAValue
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import UniformQuantizedType
+
+
+def _kind(v: SSAValue | None) -> str:
+    """A short name of a value's element type: f32 f16 q8 qu8 q16 q32 q64 i8 u8 i16 i32 i64 bool none."""
+    if v is None:
+        return "none"
+    t = v.type
+    if isinstance(t, NoneType) or not isinstance(t, TensorType):
+        return "none"
+    e = t.element_type
+    if isinstance(e, UniformQuantizedType):
+        if not e.is_signed:
+            return "qu8" if e.bits == 8 else f"qu{e.bits}"
+        return f"q{e.bits}"
+    if isinstance(e, Float32Type):
+        return "f32"
+    if isinstance(e, Float16Type):
+        return "f16"
+    if isinstance(e, IntegerType):
+        w = e.width.data
+        if w == 1:
+            return "bool"
+        return ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
+    if isinstance(e, ComplexType):
+        return "complex"
+    return str(e)
+
+
+def _rank(v: SSAValue | None) -> int:
+    if v is None or not isinstance(v.type, TensorType):
+        return 0
+    return len(v.type.get_shape())
+
+
+def _per_axis(v: SSAValue | None) -> bool:
+    if v is None or not isinstance(v.type, TensorType):
+        return False
+    e = v.type.element_type
+    return isinstance(e, UniformQuantizedType) and e.per_axis
+
+
+def _in(op: tfl.TflOp, i: int) -> SSAValue | None:
+    if i >= len(op.inputs):
+        return None
+    v = op.inputs[i]
+    if isinstance(v.owner, tfl.NoValueOp):
+        return None
+    return v
+
+
+def _int8(k: str) -> bool:
+    return k in ("q8", "i8")
+
+
+def _int16(k: str) -> bool:
+    return k in ("q16",)
+
+
+def _broadcast_rank_gt4(op: tfl.TflOp) -> bool:
+    a, b = _in(op, 0), _in(op, 1)
+    if a is None or b is None or not isinstance(a.type, TensorType) or not isinstance(b.type, TensorType):
+        return False
+    return tuple(a.type.get_shape()) != tuple(b.type.get_shape()) and max(_rank(a), _rank(b)) > 4
+
+
+def builtin_version(op: tfl.TflOp) -> int:
+    """The OperatorCode.version this operator needs."""
+    b = op.BUILTIN
+    k0 = _kind(_in(op, 0))
+    k1 = _kind(_in(op, 1))
+    out0 = _kind(op.results[0]) if op.results else "none"
+    opt = op.option
+
+    if b == "ADD":
+        if k0 == "q16":
+            return 3 if not opt("pot_scale_int16") else 2
+        if k0 == "i16":
+            return 5
+        if k0 == "i64":
+            return 4
+        if k0 == "f16":
+            return 6
+        return 2 if _int8(k0) else 1
+    if b == "SUB":
+        if k0 == "q16":
+            return 5 if not opt("pot_scale_int16") else 3
+        if k0 == "i64":
+            return 4
+        if _broadcast_rank_gt4(op):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "MUL":
+        if k0 == "q16":
+            return 4
+        if k0 in ("i16", "u32"):
+            return 7
+        if k0 == "f16":
+            return 8
+        if k0 in ("q8", "qu8") and _mul_rescale_ge1(op):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "CONV_2D":
+        if opt("quantized_bias_type") not in ("FLOAT32", 0):
+            return 8
+        if k0 == "f32" and k1 in ("q8", "qu8"):
+            return 5 if _per_axis(_in(op, 1)) else 2
+        if k0 in ("q8", "q16") and k1 == "q4":
+            return 7
+        if _grouped(op):
+            return 6
+        if k0 in ("q8", "q16"):
+            return 3
+        return 1
+    if b == "DEPTHWISE_CONV_2D":
+        if k0 == "f32" and k1 in ("q8", "qu8"):
+            return 6 if _per_axis(_in(op, 1)) else 4
+        if k0 in ("q8", "q16"):
+            return 3
+        if opt("dilation_w_factor") != 1 or opt("dilation_h_factor") != 1:
+            return 2
+        return 1
+    if b == "FULLY_CONNECTED":
+        if k0 == "f32" and k1 in ("q8", "qu8"):
+            if _per_axis(_in(op, 1)):
+                return 12
+            return 9 if opt("asymmetric_quantize_inputs") else 3
+        if len(op.inputs) == 2:
+            return 6
+        if opt("keep_num_dims"):
+            return 5
+        if opt("quantized_bias_type") not in ("FLOAT32", 0):
+            return 11
+        if k0 in ("q8", "q16"):
+            return 4
+        if opt("weights_format") != "DEFAULT":
+            return 2
+        return 1
+    if b == "TRANSPOSE_CONV":
+        if opt("quantized_bias_type") not in ("FLOAT32", 0):
+            return 5
+        if opt("fused_activation_function") != "NONE":
+            return 4
+        if _in(op, 3) is not None:
+            return 3
+        k2 = _kind(_in(op, 2))
+        if k2 == "q16":
+            return 3
+        if k2 == "q8" or k1 in ("q8",):
+            return 2
+        return 1
+    if b == "BATCH_MATMUL":
+        if k0 == "f32" and k1 == "q8":
+            return 4 if opt("asymmetric_quantize_inputs") else 1
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "TANH"):
+        if k0 == "q16":
+            return 3
+        if b == "SOFTMAX" and k0 == "f16":
+            return 4
+        return 2 if _int8(k0) else 1
+    if b == "CONCATENATION":
+        if k0 == "q16":
+            return 3
+        if k0 == "u32":
+            return 4
+        if k0 == "f16":
+            return 6
+        return 2 if _int8(k0) else 1
+    if b in ("L2_NORMALIZATION", "LOG_SOFTMAX", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "ARG_MAX", "ARG_MIN", "GREATER", "LESS_EQUAL", "SPLIT_V", "SQUARED_DIFFERENCE", "EXP", "LOG", "SQRT", "GELU", "DIV"):
+        if b in ("SPLIT_V",) and k0 == "q16":
+            return 3
+        if b in ("EXP", "LOG", "SQRT") and k0 == "q16":
+            return 2
+        return 2 if _int8(k0) or k0 == "qu8" and b == "GELU" else 1
+    if b in ("RESHAPE", "EXPAND_DIMS", "SHAPE", "HARD_SWISH", "PRELU", "RELU_N1_TO_1", "CUMSUM", "DENSIFY", "SQUARE", "NEG", "CAST", "EMBEDDING_LOOKUP"):
+        if b == "EMBEDDING_LOOKUP" and k1 in ("q8", "i8"):
+            return 3
+        if b == "EMBEDDING_LOOKUP" and k1 in ("qu8", "u8"):
+            return 2
+        if b == "NEG" and _int8(k0):
+            return 2
+        return 1
+    if b == "SQUEEZE":
+        return 1
+    if b == "RESIZE_BILINEAR":
+        if k0 == "q16":
+            return 4
+        if opt("half_pixel_centers"):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "RESIZE_NEAREST_NEIGHBOR":
+        if k0 == "q16":
+            return 4
+        if opt("half_pixel_centers") or opt("align_corners"):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("PAD", "PADV2"):
+        if _rank(_in(op, 0)) > 4:
+            return 4
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "MIRROR_PAD":
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "GATHER":
+        if _kind(_in(op, 1)) == "i16":
+            return 6
+        if opt("batch_dims") != 0:
+            return 5
+        if k0 == "q16":
+            return 4
+        if k0 in ("bool",):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "GATHER_ND":
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND"):
+        if k0 == "q16":
+            return 4
+        if _rank(_in(op, 0)) != 4:
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "TRANSPOSE":
+        if _rank(_in(op, 0)) > 5:
+            return 6
+        if k0 == "q16":
+            return 5
+        if _rank(_in(op, 0)) > 4:
+            return 4
+        if k0 == "bool":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("MEAN", "REDUCE_MAX", "REDUCE_MIN"):
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "SUM":
+        return 2 if _int8(k0) or k0 == "q16" else 1
+    if b in ("MAXIMUM", "MINIMUM"):
+        if k0 == "q16":
+            return 4
+        if _broadcast_rank_gt4(op):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("LESS", "GREATER_EQUAL"):
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("EQUAL", "NOT_EQUAL"):
+        if k0 == "q16":
+            return 4 if b == "NOT_EQUAL" else 4
+        return 2 if _int8(k0) else 1
+    if b == "SLICE":
+        if _rank(_in(op, 0)) > 4:
+            return 5
+        if k0 == "q16":
+            return 4
+        return 2 if _int8(k0) else 1
+    if b == "STRIDED_SLICE":
+        if opt("offset"):
+            return 8
+        if opt("ellipsis_mask") or opt("new_axis_mask"):
+            return 6
+        if _rank(_in(op, 0)) > 4:
+            return 4
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b in ("SELECT", "SELECT_V2"):
+        kx = _kind(_in(op, 1))
+        if b == "SELECT" and _rank(_in(op, 1)) == 5:
+            return 3
+        return 2 if _int8(kx) else 1
+    if b == "SPLIT":
+        k = _kind(_in(op, 1))
+        if k == "q16":
+            return 4
+        if k == "i32":
+            return 3
+        return 2 if _int8(k) else 1
+    if b == "PACK":
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "UNPACK":
+        if k0 == "q16":
+            return 4
+        if k0 == "bool":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "TILE":
+        if _int8(k0) or k0 == "q16":
+            return 3
+        return 1
+    if b in ("RELU", "RELU6"):
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) or k0 == "qu8" else 1
+    if b == "LEAKY_RELU":
+        return 2 if k0 == "q16" else 1
+    if b == "QUANTIZE":
+        if _per_axis(op.results[0]):
+            return 3
+        return 2 if out0 == "q16" else 1
+    if b == "DEQUANTIZE":
+        if k0 == "q8" and _per_axis(_in(op, 0)):
+            return 5
+        if k0 in ("q16", "f16"):
+            return 3
+        return 2 if k0 == "q8" else 1
+    if b == "RSQRT":
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "ABS":
+        if k0 == "q16":
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "BROADCAST_TO":
+        return 3 if _int8(k0) or k0 == "q16" else 2
+    if b == "FILL":
+        k = _kind(_in(op, 1))
+        if _int8(k) or k == "q16":
+            return 3
+        if k in ("bool", "i64"):
+            return 2
+        return 1
+    if b == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        if opt("diagonal_recurrent_tensors"):
+            return 5
+        k_w = _kind(_in(op, 2))
+        if k0 == "f32" and k_w == "q8":
+            return 4 if opt("asymmetric_quantize_inputs") else 2
+        if k0 in ("q8", "q16"):
+            return 3
+        return 1
+    return 1
+
+
+def _grouped(op: tfl.TflOp) -> bool:
+    x, w = _in(op, 0), _in(op, 1)
+    if x is None or w is None or not isinstance(x.type, TensorType) or not isinstance(w.type, TensorType):
+        return False
+    xs, ws = x.type.get_shape(), w.type.get_shape()
+    return len(xs) == 4 and len(ws) == 4 and xs[3] > 0 and ws[3] > 0 and xs[3] != ws[3]
+
+
+def _mul_rescale_ge1(op: tfl.TflOp) -> bool:
+    try:
+        a = op.inputs[0].type.element_type  # type: ignore[attr-defined]
+        b = op.inputs[1].type.element_type  # type: ignore[attr-defined]
+        o = op.results[0].type.element_type  # type: ignore[attr-defined]
+        return a.scale * b.scale / o.scale >= 1.0
+    except (AttributeError, AssertionError, ZeroDivisionError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# min_runtime_version
+# ---------------------------------------------------------------------------------------
+
+# (builtin, version) -> first TFLite release whose runtime has that kernel version.
+RUNTIME_VERSIONS: dict[tuple[str, int], str] = {
+    ("AVERAGE_POOL_2D", 1): "1.5.0", ("AVERAGE_POOL_2D", 2): "1.14.0", ("AVERAGE_POOL_2D", 3): "2.3.0",
+    ("BATCH_MATMUL", 1): "2.3.0", ("BATCH_MATMUL", 2): "2.3.0", ("BATCH_MATMUL", 3): "2.4.0", ("BATCH_MATMUL", 4): "2.5.0",
+    ("CONV_2D", 1): "1.5.0", ("CONV_2D", 2): "1.14.0", ("CONV_2D", 3): "1.14.0", ("CONV_2D", 4): "2.3.0",
+    ("CONV_2D", 5): "2.4.0", ("CONV_2D", 6): "2.9.0", ("CONV_2D", 7): "2.11.0", ("CONV_2D", 8): "2.15.0",
+    ("DEPTHWISE_CONV_2D", 1): "1.5.0", ("DEPTHWISE_CONV_2D", 2): "1.12.0", ("DEPTHWISE_CONV_2D", 3): "1.14.0",
+    ("DEPTHWISE_CONV_2D", 4): "2.2.0", ("DEPTHWISE_CONV_2D", 5): "2.3.0", ("DEPTHWISE_CONV_2D", 6): "2.3.0",
+    ("DEPTHWISE_CONV_2D", 7): "2.11.0",
+    ("ADD", 1): "1.5.0", ("ADD", 2): "1.14.0", ("ADD", 3): "2.4.0", ("ADD", 4): "2.6.0", ("ADD", 5): "2.13.0",
+    ("SUB", 1): "1.6.0", ("SUB", 2): "1.14.0", ("SUB", 3): "2.3.0", ("SUB", 4): "2.4.0", ("SUB", 5): "2.4.0",
+    ("MUL", 1): "1.5.0", ("MUL", 2): "1.14.0", ("MUL", 3): "1.15.0", ("MUL", 4): "2.3.0", ("MUL", 5): "2.6.0",
+    ("MUL", 6): "2.11.0", ("MUL", 7): "2.13.0",
+    ("DIV", 1): "1.6.0", ("DIV", 2): "2.3.0",
+    ("FULLY_CONNECTED", 1): "1.5.0", ("FULLY_CONNECTED", 2): "1.10.0", ("FULLY_CONNECTED", 3): "1.14.0",
+    ("FULLY_CONNECTED", 4): "1.14.0", ("FULLY_CONNECTED", 5): "2.0.0", ("FULLY_CONNECTED", 6): "2.1.0",
+    ("FULLY_CONNECTED", 7): "2.3.0", ("FULLY_CONNECTED", 8): "2.3.0", ("FULLY_CONNECTED", 9): "2.3.0",
+    ("FULLY_CONNECTED", 10): "2.11.0", ("FULLY_CONNECTED", 11): "2.15.0", ("FULLY_CONNECTED", 12): "2.17.0",
+    ("MAX_POOL_2D", 1): "1.5.0", ("MAX_POOL_2D", 2): "1.14.0", ("MAX_POOL_2D", 3): "2.3.0",
+    ("SOFTMAX", 1): "1.5.0", ("SOFTMAX", 2): "1.14.0", ("SOFTMAX", 3): "2.3.0",
+    ("LOGISTIC", 1): "1.5.0", ("LOGISTIC", 2): "1.14.0", ("LOGISTIC", 3): "2.3.0",
+    ("TANH", 1): "1.14.0", ("TANH", 2): "1.14.0", ("TANH", 3): "2.3.0",
+    ("CONCATENATION", 1): "1.5.0", ("CONCATENATION", 2): "1.14.0", ("CONCATENATION", 3): "2.3.0",
+    ("RESHAPE", 1): "1.5.0",
+    ("MEAN", 1): "1.6.0", ("MEAN", 2): "1.14.0", ("MEAN", 3): "2.4.0",
+    ("QUANTIZE", 1): "1.14.0", ("QUANTIZE", 2): "1.15.0", ("QUANTIZE", 3): "2.7.0",
+    ("DEQUANTIZE", 1): "1.13.1", ("DEQUANTIZE", 2): "1.14.0", ("DEQUANTIZE", 3): "1.15.0",
+    ("DEQUANTIZE", 4): "2.2.0", ("DEQUANTIZE", 5): "2.7.0",
+    ("RESIZE_BILINEAR", 1): "1.7.0", ("RESIZE_BILINEAR", 2): "1.14.0", ("RESIZE_BILINEAR", 3): "2.2.0",
+    ("RESIZE_BILINEAR", 4): "2.5.0",
+    ("RESIZE_NEAREST_NEIGHBOR", 1): "1.13.1", ("RESIZE_NEAREST_NEIGHBOR", 2): "1.14.0",
+    ("RESIZE_NEAREST_NEIGHBOR", 3): "2.3.0", ("RESIZE_NEAREST_NEIGHBOR", 4): "2.4.0",
+    ("TRANSPOSE_CONV", 1): "1.9.0", ("TRANSPOSE_CONV", 2): "2.2.0", ("TRANSPOSE_CONV", 3): "2.3.0",
+    ("TRANSPOSE_CONV", 4): "2.13.0", ("TRANSPOSE_CONV", 5): "2.15.0",
+    ("TRANSPOSE", 1): "1.6.0", ("TRANSPOSE", 2): "1.14.0", ("TRANSPOSE", 3): "1.15.0", ("TRANSPOSE", 4): "2.3.0",
+    ("TRANSPOSE", 5): "2.4.0", ("TRANSPOSE", 6): "2.12.0",
+    ("PAD", 1): "1.5.0", ("PAD", 2): "1.14.0", ("PAD", 3): "2.4.0", ("PAD", 4): "2.6.0",
+    ("GATHER", 1): "1.6.0", ("GATHER", 2): "1.14.0", ("GATHER", 3): "1.15.0", ("GATHER", 4): "2.4.0",
+    ("GATHER", 5): "2.5.0",
+    ("SQUARED_DIFFERENCE", 1): "1.13.1", ("SQUARED_DIFFERENCE", 2): "2.5.0",
+    ("RSQRT", 1): "1.10.0", ("RSQRT", 2): "2.5.0",
+    ("GELU", 1): "2.9.0", ("GELU", 2): "2.9.0",
+    ("STRIDED_SLICE", 1): "1.6.0", ("STRIDED_SLICE", 2): "1.14.0", ("STRIDED_SLICE", 3): "2.1.0",
+    ("STRIDED_SLICE", 4): "2.2.0", ("STRIDED_SLICE", 5): "2.5.0", ("STRIDED_SLICE", 6): "2.6.0",
+    ("PACK", 1): "1.11.0", ("PACK", 2): "1.14.0", ("PACK", 3): "2.3.0",
+    ("SHAPE", 1): "1.10.0", ("LESS", 1): "1.9.0", ("LESS", 2): "1.14.0", ("NEG", 1): "1.9.0",
+    ("SELECT_V2", 1): "2.2.0", ("REDUCE_PROD", 1): "1.11.0", ("REDUCE_PROD", 2): "2.6.0",
+    ("HARD_SWISH", 1): "1.15.0", ("RELU", 1): "1.5.0", ("RELU", 2): "2.1.0", ("RELU6", 1): "1.5.0",
+    ("RELU6", 2): "1.14.0", ("EXPAND_DIMS", 1): "1.10.0", ("SQUEEZE", 1): "1.6.0",
+}  # fmt: skip
+
+
+def _parse(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+def min_runtime_version(ops: Iterable[tuple[str, int]]) -> str:
+    """The oldest release that has every (builtin name, version); unknown pairs are skipped."""
+    best = "1.5.0"
+    for key in ops:
+        v = RUNTIME_VERSIONS.get(key)
+        if v is not None and _parse(v) > _parse(best):
+            best = v
+    return best
+
+

@@ -1,0 +1,606 @@
+"""Emit a tflquant module (see reader.py for the mapping) as a TFLite flatbuffer.
+
+The output is a valid schema-3 model: identifier TFL3, version 3, an empty buffers[0],
+constant data 16-byte aligned, identical constant buffers stored once, builtin_code plus
+deprecated_builtin_code = min(code, 127), an options table for every op that has one, op
+versions from versions.py (opaque ops keep theirs) and a `min_runtime_version` metadata
+entry. The same module always gives the same bytes.
+
+A model whose flatbuffer would pass `max_flatbuffer_size` (2 GB) is written in the
+large-model layout: constant buffers hold offset/size and their data follows the
+flatbuffer (16-byte aligned), as TFLite's exporter does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    ArrayAttr,
+    BFloat16Type,
+
+    BytesAttr,
+    ComplexType,
+    DenseArrayBase,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    NoneType,
+    Signedness,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import value_name
+from tflquant.tflite import schema, versions
+from tflquant.tflite.flatbuf import Builder
+
+_CUSTOM = schema.BUILTIN_CODES["CUSTOM"]
+_NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
+
+
+def _type_code(elem: Attribute) -> int:
+    TT = schema.TENSOR_TYPES
+    if isinstance(elem, UniformQuantizedType):
+        elem = elem.storage_type
+    if isinstance(elem, Float32Type):
+        return TT["FLOAT32"]
+    if isinstance(elem, Float16Type):
+        return TT["FLOAT16"]
+    if isinstance(elem, Float64Type):
+        return TT["FLOAT64"]
+    if isinstance(elem, BFloat16Type):
+        return TT["BFLOAT16"]
+    if isinstance(elem, ComplexType):
+        return TT["COMPLEX128"] if isinstance(elem.element_type, Float64Type) else TT["COMPLEX64"]
+    if isinstance(elem, IntegerType):
+        w = elem.width.data
+        unsigned = elem.signedness.data == Signedness.UNSIGNED
+        table = {
+            (1, False): "BOOL", (4, False): "INT4", (8, False): "INT8", (16, False): "INT16", (32, False): "INT32",
+            (64, False): "INT64", (8, True): "UINT8", (16, True): "UINT16", (32, True): "UINT32", (64, True): "UINT64",
+            (4, True): "UINT4",
+        }  # fmt: skip
+        if (w, unsigned) in table:
+            return TT[table[(w, unsigned)]]
+    raise TflquantError(f"element type {elem} cannot be written to a TFLite model")
+
+
+@dataclass
+class _Tensor:
+    name: str | None
+    ttype: TensorType
+    buffer: int = 0
+    is_variable: bool = False
+    stats: CalibrationStatsAttr | None = None
+    sparsity: DictionaryAttr | None = None
+
+
+@dataclass
+class _Operator:
+    opcode: int
+    inputs: list[int]
+    outputs: list[int]
+    op: Operation
+
+
+@dataclass
+class _Subgraph:
+    name: str
+    tensors: list[_Tensor] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    operators: list[_Operator] = field(default_factory=list)
+
+
+class _Plan:
+    """Everything the flatbuffer holds, in the order it is written."""
+
+    def __init__(self) -> None:
+        self.buffers: list[bytes | None] = [None]  # buffers[0]: the empty sentinel
+        self._buffer_index: dict[bytes, int] = {}
+        self.opcodes: list[list] = []  # [code, custom_code, version]
+        self._opcode_index: dict[tuple[int, str | None], int] = {}
+        self.subgraphs: list[_Subgraph] = []
+
+    def buffer(self, data: bytes) -> int:
+        idx = self._buffer_index.get(data)
+        if idx is None:
+            idx = len(self.buffers)
+            self.buffers.append(data)
+            self._buffer_index[data] = idx
+        return idx
+
+    def opcode(self, code: int, custom: str | None, version: int) -> int:
+        key = (code, custom)
+        idx = self._opcode_index.get(key)
+        if idx is None:
+            idx = len(self.opcodes)
+            self.opcodes.append([code, custom, version])
+            self._opcode_index[key] = idx
+        else:
+            self.opcodes[idx][2] = max(self.opcodes[idx][2], version)
+        return idx
+
+
+def write_flatbuffer(module: ModuleOp, *, max_flatbuffer_size: int = schema.FLATBUFFER_SIZE_MAX) -> bytes:
+    """The module as .tflite bytes (TflquantError if it holds something TFLite cannot)."""
+    plan = _plan(module)
+    total = sum(len(b) for b in plan.buffers if b)
+    if total < max_flatbuffer_size:
+        out = _emit(module, plan, offsets=None)
+        if len(out) <= max_flatbuffer_size:
+            return out
+    return _emit_large(module, plan)
+
+
+# ----------------------------------------------------------------------------------------
+# Planning: tensors, buffers, operator codes
+# ----------------------------------------------------------------------------------------
+
+
+def _plan(module: ModuleOp) -> _Plan:
+    plan = _Plan()
+    funcs = [op for op in module.body.ops if isinstance(op, func.FuncOp)]
+    if not funcs:
+        raise TflquantError("the module has no func.func to write as a subgraph")
+    for f in funcs:
+        plan.subgraphs.append(_plan_function(plan, f))
+    return plan
+
+
+def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
+    sg = _Subgraph(f.sym_name.data)
+    index: dict[SSAValue, int] = {}
+    fname = f.sym_name.data
+
+    def new_tensor(v: SSAValue, t: _Tensor) -> int:
+        idx = len(sg.tensors)
+        sg.tensors.append(t)
+        index[v] = idx
+        return idx
+
+    def tensor_type(v: SSAValue, what: str) -> TensorType:
+        if not isinstance(v.type, TensorType):
+            raise TflquantError(f"function @{fname}: {what} has type {v.type}; TFLite tensors need a ranked tensor type")
+        return v.type
+
+    def lookup(v: SSAValue, op: Operation) -> int:
+        if isinstance(v.type, NoneType):
+            return -1
+        idx = index.get(v)
+        if idx is None:
+            raise TflquantError(f"function @{fname}: {op.name} uses a value defined outside the function body")
+        return idx
+
+    if len(f.body.blocks) != 1:
+        raise TflquantError(f"function @{fname} must have exactly one block to be written as a subgraph")
+    block = f.body.blocks[0]
+    for arg in block.args:
+        sg.inputs.append(new_tensor(arg, _Tensor(value_name(arg), tensor_type(arg, f"argument #{arg.index}"))))
+
+    for op in block.ops:
+        if isinstance(op, func.ReturnOp):
+            sg.outputs = [lookup(v, op) for v in op.operands]
+            continue
+        if isinstance(op, tfl.NoValueOp):
+            continue
+        if isinstance(op, StatsOp):
+            src = lookup(op.input, op)
+            if src < 0:
+                raise TflquantError(f"function @{fname}: quant.stats on an absent value")
+            t = sg.tensors[src]
+            if not isinstance(t.ttype.element_type, UniformQuantizedType):
+                t.stats = op.stats
+            index[op.result] = src
+            continue
+        if isinstance(op, tfl.ConstOp):
+            data = op.value.data.data
+            new_tensor(op.result, _Tensor(value_name(op.result), tensor_type(op.result, "tfl.const"), buffer=plan.buffer(data) if data else 0))
+            continue
+        if isinstance(op, tfl.SparseConstOp):
+            data = op.value.data.data
+            t = _Tensor(value_name(op.result), tensor_type(op.result, "tfl.sparse_const"), buffer=plan.buffer(data), sparsity=op.sparsity)
+            new_tensor(op.result, t)
+            continue
+        if isinstance(op, tfl.VariableOp):
+            buf = 0
+            if op.value is not None and op.value.data.data:
+                buf = plan.buffer(op.value.data.data)
+            new_tensor(op.result, _Tensor(value_name(op.result), tensor_type(op.result, "tfl.variable"), buffer=buf, is_variable=True))
+            continue
+        if isinstance(op, tfl.TflOp):
+            code, custom, version = op.CODE, None, versions.builtin_version(op)
+        elif isinstance(op, tfl.OpaqueOp):
+            code = op.code.value.data
+            custom = op.custom_code.data if op.custom_code is not None else None
+            version = op.version.value.data
+        else:
+            hint = " (lower quant.qcast/quant.dcast to tfl.quantize/tfl.dequantize first)" if op.name.startswith("quant.") else ""
+            raise TflquantError(f"function @{fname}: {op.name} cannot be written to a TFLite model{hint}")
+        ins = [lookup(v, op) for v in op.operands]
+        names = tfl.tensor_names(op)
+        outs = []
+        for k, r in enumerate(op.results):
+            nm = names[k] if names is not None and k < len(names) else None
+            outs.append(new_tensor(r, _Tensor(nm, tensor_type(r, f"result #{k} of {op.name}"))))
+        sg.operators.append(_Operator(plan.opcode(code, custom, version), ins, outs, op))
+    _name_tensors(sg)
+    return sg
+
+
+def _name_tensors(sg: _Subgraph) -> None:
+    """Give unnamed tensors deterministic names that no other tensor uses."""
+    used = {t.name for t in sg.tensors if t.name is not None}
+    for i, t in enumerate(sg.tensors):
+        if t.name is None:
+            base = f"tensor_{i}"
+            n, k = base, 1
+            while n in used:
+                n = f"{base}_{k}"
+                k += 1
+            t.name = n
+            used.add(n)
+
+
+# ----------------------------------------------------------------------------------------
+# Emission
+# ----------------------------------------------------------------------------------------
+
+
+def _emit_large(module: ModuleOp, plan: _Plan) -> bytes:
+    """Large-model layout: buffer data after the flatbuffer, found by absolute offset/size."""
+    placeholder = {i: (1, len(b)) for i, b in enumerate(plan.buffers) if b}
+    head = _emit(module, plan, offsets=placeholder)
+    pos = _align16(len(head))
+    offsets: dict[int, tuple[int, int]] = {}
+    for i, b in enumerate(plan.buffers):
+        if b:
+            offsets[i] = (pos, len(b))
+            pos = _align16(pos + len(b))
+    head2 = _emit(module, plan, offsets=offsets)
+    if len(head2) != len(head):
+        raise TflquantError("internal error: large-model layout changed size between passes")
+    parts = [head2, b"\0" * (_align16(len(head2)) - len(head2))]
+    cur = _align16(len(head2))
+    for i, b in enumerate(plan.buffers):
+        if b:
+            parts.append(b)
+            cur += len(b)
+            pad = _align16(cur) - cur
+            parts.append(b"\0" * pad)
+            cur += pad
+    parts.append(b"\0" * 16)  # trailing padding, as the TFLite exporter writes
+    return b"".join(parts)
+
+
+def _align16(n: int) -> int:
+    return (n + 15) & ~15
+
+
+def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | None) -> bytes:
+    data_size = 0 if offsets is not None else sum(len(b) + 16 for b in plan.buffers if b)
+    bld = Builder(data_size + 65536)
+    B = schema.BUFFER_FIELDS
+
+    # metadata buffers go after the constant buffers
+    attrs = module.attributes
+    metadata: list[tuple[str, bytes]] = []
+    md = attrs.get("tfl.metadata")
+    if md is not None:
+        if not isinstance(md, DictionaryAttr):
+            raise TflquantError("module attribute tfl.metadata must be a dictionary of name -> bytes")
+        for k, v in md.data.items():
+            if k in ("min_runtime_version", "buffer_location"):
+                continue
+            if isinstance(v, BytesAttr):
+                metadata.append((k, v.data))
+            elif isinstance(v, StringAttr):
+                metadata.append((k, v.data.encode()))
+            else:
+                raise TflquantError(f"metadata '{k}' must be bytes or a string, got {v}")
+    pairs = [(_NAMES_OF_CODE.get(c, str(c)), ver) for c, _cc, ver in plan.opcodes]
+    mrv = versions.min_runtime_version(pairs).encode()
+    metadata.append(("min_runtime_version", mrv.ljust(16, b"\0") if len(mrv) < 16 else mrv))
+
+    buffer_offs: list[int] = []
+    for i, b in enumerate(plan.buffers):
+        if not b:
+            buffer_offs.append(bld.table([]))
+        elif offsets is not None:
+            off, size = offsets[i]
+            buffer_offs.append(bld.table([(B["offset"], "u64", off, None), (B["size"], "u64", size, None)]))
+        else:
+            d = bld.bytes_vector(b, 16)
+            buffer_offs.append(bld.table([(B["data"], "off", d, 0)]))
+    meta_entries = []
+    for k, v in metadata:
+        d = bld.bytes_vector(v, 16)
+        meta_entries.append((k, len(buffer_offs)))
+        buffer_offs.append(bld.table([(B["data"], "off", d, 0)]))
+
+    subgraph_offs = [_emit_subgraph(bld, sg) for sg in plan.subgraphs]
+
+    C = schema.OPERATOR_CODE_FIELDS
+    opcode_offs = []
+    for code, custom, version in plan.opcodes:
+        cc = bld.string(custom) if custom is not None else None
+        opcode_offs.append(
+            bld.table(
+                [
+                    (C["deprecated_builtin_code"], "i8", min(code, 127), 0),
+                    (C["custom_code"], "off", cc, 0),
+                    (C["version"], "i32", version, 1),
+                    (C["builtin_code"], "i32", code, 0),
+                ]
+            )
+        )
+
+    MD = schema.METADATA_FIELDS
+    meta_offs = []
+    for k, bidx in meta_entries:
+        s = bld.string(k)
+        meta_offs.append(bld.table([(MD["name"], "off", s, 0), (MD["buffer"], "u32", bidx, 0)]))
+
+    sig_offs = _emit_signatures(bld, module, plan)
+
+    desc = attrs.get("tfl.description")
+    desc_off = bld.string(desc.data) if isinstance(desc, StringAttr) else None
+    M = schema.MODEL_FIELDS
+    fields = [
+        (M["version"], "u32", schema.SCHEMA_VERSION, 0),
+        (M["operator_codes"], "off", bld.offsets(opcode_offs), 0),
+        (M["subgraphs"], "off", bld.offsets(subgraph_offs), 0),
+        (M["description"], "off", desc_off, 0),
+        (M["buffers"], "off", bld.offsets(buffer_offs), 0),
+        (M["metadata"], "off", bld.offsets(meta_offs), 0),
+    ]
+    if sig_offs is not None:
+        fields.append((M["signature_defs"], "off", bld.offsets(sig_offs), 0))
+    root = bld.table(fields)
+    return bld.finish(root, schema.FILE_IDENTIFIER)
+
+
+def _emit_signatures(bld: Builder, module: ModuleOp, plan: _Plan) -> list[int] | None:
+    sigs = module.attributes.get("tfl.signatures")
+    if sigs is None:
+        return None
+    if not isinstance(sigs, ArrayAttr):
+        raise TflquantError("module attribute tfl.signatures must be an array of dictionaries")
+    by_name = {sg.name: i for i, sg in enumerate(plan.subgraphs)}
+    S, TM = schema.SIGNATURE_DEF_FIELDS, schema.TENSOR_MAP_FIELDS
+    out = []
+    for s in sigs.data:
+        if not isinstance(s, DictionaryAttr):
+            raise TflquantError("each tfl.signatures entry must be a dictionary")
+        d = s.data
+        key = _str(d.get("key"), "signature key")
+        fn = _str(d.get("function"), f"signature '{key}' function")
+        if fn not in by_name:
+            raise TflquantError(f"signature '{key}' names function @{fn}, which the module does not have")
+        sg = plan.subgraphs[by_name[fn]]
+
+        def maps(names_key: str, idx_key: str, io: list[int], what: str) -> int:
+            names = d.get(names_key)
+            idxs = d.get(idx_key)
+            nl = [_str(n, f"signature '{key}' {what} name") for n in (names.data if isinstance(names, ArrayAttr) else [])]
+            il = [int(x) for x in idxs.get_values()] if isinstance(idxs, DenseArrayBase) else []
+            if len(nl) != len(il):
+                raise TflquantError(f"signature '{key}': {names_key} and {idx_key} differ in length")
+            entries = []
+            for n, i in zip(nl, il):
+                if not 0 <= i < len(io):
+                    raise TflquantError(f"signature '{key}' {what} '{n}' refers to position {i}, but @{fn} has {len(io)} {what}s")
+                so = bld.string(n)
+                entries.append(bld.table([(TM["name"], "off", so, 0), (TM["tensor_index"], "u32", io[i], None)]))
+            return bld.offsets(entries)
+
+        ins = maps("inputs", "input_indices", sg.inputs, "input")
+        outs = maps("outputs", "output_indices", sg.outputs, "output")
+        ko = bld.string(key)
+        out.append(
+            bld.table(
+                [
+                    (S["inputs"], "off", ins, 0),
+                    (S["outputs"], "off", outs, 0),
+                    (S["signature_key"], "off", ko, 0),
+                    (S["subgraph_index"], "u32", by_name[fn], 0),
+                ]
+            )
+        )
+    return out
+
+
+def _str(a: Attribute | None, what: str) -> str:
+    if not isinstance(a, StringAttr):
+        raise TflquantError(f"{what} must be a string")
+    return a.data
+
+
+def _emit_subgraph(bld: Builder, sg: _Subgraph) -> int:
+    tensor_offs = [_emit_tensor(bld, t) for t in sg.tensors]
+    op_offs = [_emit_operator(bld, o) for o in sg.operators]
+    SG = schema.SUBGRAPH_FIELDS
+    name = bld.string(sg.name)
+    return bld.table(
+        [
+            (SG["tensors"], "off", bld.offsets(tensor_offs), 0),
+            (SG["inputs"], "off", bld.numpy(sg.inputs, "i32"), 0),
+            (SG["outputs"], "off", bld.numpy(sg.outputs, "i32"), 0),
+            (SG["operators"], "off", bld.offsets(op_offs), 0),
+            (SG["name"], "off", name, 0),
+        ]
+    )
+
+
+def _emit_tensor(bld: Builder, t: _Tensor) -> int:
+    T = schema.TENSOR_FIELDS
+    Q = schema.QUANTIZATION_FIELDS
+    dims = [int(d) for d in t.ttype.get_shape()]
+    dynamic = any(d == DYNAMIC_INDEX or d < 0 for d in dims)
+    shape = bld.numpy([1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32")
+    sig = bld.numpy([-1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32") if dynamic else None
+    elem = t.ttype.element_type
+    q = None
+    if isinstance(elem, UniformQuantizedType):
+        scale = bld.numpy(elem.scale_array().astype(np.float32), "f32")
+        zp = bld.numpy(elem.zero_point_array(), "i64")
+        q = bld.table(
+            [
+                (Q["scale"], "off", scale, 0),
+                (Q["zero_point"], "off", zp, 0),
+                (Q["quantized_dimension"], "i32", elem.axis.data if elem.per_axis else 0, 0),
+            ]
+        )
+    elif t.stats is not None:
+        mn = bld.numpy(t.stats.min_array().astype(np.float32), "f32")
+        mx = bld.numpy(t.stats.max_array().astype(np.float32), "f32")
+        q = bld.table(
+            [
+                (Q["min"], "off", mn, 0),
+                (Q["max"], "off", mx, 0),
+                (Q["quantized_dimension"], "i32", max(t.stats.axis.data, 0), 0),
+            ]
+        )
+    sparsity = _emit_sparsity(bld, t.sparsity) if t.sparsity is not None else None
+    name = bld.string(t.name or "")
+    return bld.table(
+        [
+            (T["shape"], "off", shape, 0),
+            (T["type"], "i8", _type_code(elem), 0),
+            (T["buffer"], "u32", t.buffer, 0),
+            (T["name"], "off", name, 0),
+            (T["quantization"], "off", q, 0),
+            (T["is_variable"], "bool", t.is_variable, False),
+            (T["sparsity"], "off", sparsity, 0),
+            (T["shape_signature"], "off", sig, 0),
+        ]
+    )
+
+
+def _ints_of(a: Attribute | None) -> list[int]:
+    if isinstance(a, DenseArrayBase):
+        return [int(x) for x in a.get_values()]
+    return []
+
+
+def _int_of(a: Attribute | None, default: int = 0) -> int:
+    if isinstance(a, IntegerAttr):
+        return int(a.value.data)
+    return default
+
+
+def _emit_sparsity(bld: Builder, sp: DictionaryAttr) -> int:
+    S, D = schema.SPARSITY_FIELDS, schema.DIMENSION_METADATA_FIELDS
+    d = sp.data
+    dims = []
+    dm_attr = d.get("dim_metadata")
+    for dm in dm_attr.data if isinstance(dm_attr, ArrayAttr) else []:
+        if not isinstance(dm, DictionaryAttr):
+            raise TflquantError("sparsity dim_metadata entries must be dictionaries")
+        fields = [
+            (D["format"], "i8", _int_of(dm.data.get("format")), 0),
+            (D["dense_size"], "i32", _int_of(dm.data.get("dense_size")), 0),
+        ]
+        for key in ("array_segments", "array_indices"):
+            kc = _int_of(dm.data.get(key + "_type"))
+            if kc == 0:
+                continue
+            if kc not in schema.SPARSE_INDEX_KINDS:
+                raise TflquantError(f"sparsity {key}_type {kc} is not a SparseIndexVector type")
+            vec = bld.numpy(_ints_of(dm.data.get(key)), schema.SPARSE_INDEX_KINDS[kc])
+            tbl = bld.table([(0, "off", vec, 0)])
+            fields.append((D[key + "_type"], "u8", kc, 0))
+            fields.append((D[key], "off", tbl, 0))
+        dims.append(bld.table(fields))
+    trav = bld.numpy(_ints_of(d.get("traversal_order")), "i32")
+    bmap = _ints_of(d.get("block_map"))
+    bm = bld.numpy(bmap, "i32") if bmap else None
+    return bld.table(
+        [
+            (S["traversal_order"], "off", trav, 0),
+            (S["block_map"], "off", bm, 0),
+            (S["dim_metadata"], "off", bld.offsets(dims), 0),
+        ]
+    )
+
+
+def _emit_options(bld: Builder, table: str, values: dict[str, object], tables: dict) -> int:
+    fields = []
+    for fname, slot, ftype, default in tables[table]:
+        if fname not in values:
+            continue
+        v = values[fname]
+        if ftype == "string":
+            fields.append((slot, "off", bld.string(str(v)), 0))
+        elif ftype.startswith("["):
+            elem = ftype[1:-1]
+            kind = "u8" if elem == "bool" else elem
+            fields.append((slot, "off", bld.numpy(list(v), kind), 0))  # type: ignore[arg-type]
+        elif ftype == "bool":
+            fields.append((slot, "bool", bool(v), bool(default)))
+        elif ftype in ("f32", "f64"):
+            fields.append((slot, ftype, float(v), float(default)))  # type: ignore[arg-type]
+        else:
+            fields.append((slot, ftype, int(v), int(default)))  # type: ignore[arg-type, call-overload]
+    return bld.table(fields)
+
+
+def _emit_operator(bld: Builder, o: _Operator) -> int:
+    OP = schema.OPERATOR_FIELDS
+    op = o.op
+    fields: list = [
+        (OP["opcode_index"], "u32", o.opcode, 0),
+        (OP["inputs"], "off", bld.numpy(o.inputs, "i32"), 0),
+        (OP["outputs"], "off", bld.numpy(o.outputs, "i32"), 0),
+    ]
+    if isinstance(op, tfl.TflOp):
+        if op.OPTIONS is not None:
+            vals = {}
+            for fname, (ftype, _d) in op.FIELDS.items():
+                a = op.properties.get(fname)
+                if a is not None:
+                    vals[fname] = tfl.attr_to_option(op.OPTIONS, fname, ftype, a)
+            opts = _emit_options(bld, op.OPTIONS, vals, schema.OPTION_TABLES)
+            fields.append((OP["builtin_options_type"], "u8", schema.OPTIONS_UNION[op.OPTIONS], 0))
+            fields.append((OP["builtin_options"], "off", opts, 0))
+    else:
+        assert isinstance(op, tfl.OpaqueOp)
+        is2 = op.options2 is not None and op.options2.value.data != 0
+        otype = op.options_type.value.data if op.options_type is not None else 0
+        if otype:
+            union = schema.OPTIONS2_UNION if is2 else schema.OPTIONS_UNION
+            tables = schema.OPTION2_TABLES if is2 else schema.OPTION_TABLES
+            tname = next((k for k, v in union.items() if v == otype), None)
+            if tname is None or tname not in tables:
+                raise TflquantError(f"tfl.opaque {op.op_name}: unknown options type {otype}")
+            ftypes = {f: t for f, _s, t, _d in tables[tname]}
+            vals = {}
+            if op.options is not None:
+                for fname, a in op.options.data.items():
+                    if fname not in ftypes:
+                        raise TflquantError(f"tfl.opaque {op.op_name}: {tname} has no field {fname!r}")
+                    vals[fname] = tfl.attr_to_option(tname, fname, ftypes[fname], a)
+            opts = _emit_options(bld, tname, vals, tables)
+            if is2:
+                fields.append((OP["builtin_options_2_type"], "u8", otype, 0))
+                fields.append((OP["builtin_options_2"], "off", opts, 0))
+            else:
+                fields.append((OP["builtin_options_type"], "u8", otype, 0))
+                fields.append((OP["builtin_options"], "off", opts, 0))
+        if op.custom_options is not None:
+            fields.append((OP["custom_options"], "off", bld.bytes_vector(op.custom_options.data, 16), 0))
+    return bld.table(fields)
+
+
