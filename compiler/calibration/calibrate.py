@@ -286,8 +286,9 @@ def calibrate(
     finally:
         bar.close()
     notes = obs.warnings()
-    for w in notes:
-        warnings.warn(w, CalibrationWarning, stacklevel=2)
+    if notes:
+        more = f" (and {len(notes) - 1} more tensor(s))" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + more, CalibrationWarning, stacklevel=2)
     return CalibrationResult(obs.stats(), n_samples, n_batches, time.perf_counter() - t0, notes, per_entry)
 
 

@@ -159,16 +159,16 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if os.path.isdir(path):
         raise TflquantError(f"{path}: is a directory, expected a .npz calibration file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise TflquantError(f"{path}: not a .npz archive (one array per model input, samples first)")
-            return {k: z[k] for k in z.files}
-    except TflquantError:
-        raise
+        z = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise TflquantError(f"{path}: not a readable .npz calibration file: {e}") from None
-    except AttributeError:  # np.load returned a plain ndarray (.npy)
-        raise TflquantError(f"{path}: not a .npz archive (one array per model input, samples first)") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise TflquantError(f"{path}: not a .npz archive (one array per model input, samples first)")
+    try:
+        with z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise TflquantError(f"{path}: not a readable .npz calibration file: {e}") from None
 
 
 def samples_from_arrays(arrays: Mapping[str, Any], specs: Sequence[InputSpec], where: str) -> tuple[int, Iterator[list[np.ndarray]]]:
@@ -204,6 +204,8 @@ def _item_to_sample(item: Any, specs: Sequence[InputSpec], where: str) -> list[n
     if isinstance(item, Mapping):
         keys = match_keys([str(k) for k in item], specs, where)
         return [fit_sample(item[k], s, where) for k, s in zip(keys, specs)]
+    if isinstance(item, (str, bytes)):
+        raise TflquantError(f"{where}: expected a list or dict of arrays per sample, got {type(item).__name__}")
     if isinstance(item, np.ndarray) or np.isscalar(item):
         if len(specs) != 1:
             raise TflquantError(
