@@ -24,6 +24,7 @@ from xdsl.rewriter import Rewriter
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import with_element
+from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
@@ -41,6 +42,10 @@ class CastWeightsF16(ModulePass):
     name = "cast-weights-f16"
 
     min_elements: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_elements < 0:
+            raise TflquantError(f"cast-weights-f16: min-elements must be >= 0, got {self.min_elements}")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         consts = [c for c in op.walk() if isinstance(c, tfl.ConstOp) and self._castable(c)]
@@ -61,9 +66,9 @@ class CastWeightsF16(ModulePass):
     def _cast(c: tfl.ConstOp) -> None:
         t = c.result.type
         assert isinstance(t, TensorType) and c.parent is not None
-        name = value_name(c.result) or "weight"
+        name = value_name(c.result)
         half = tfl.ConstOp(dense_from_numpy(to_fp16(c.numpy())), with_element(t, Float16Type()), name=name)
-        dq = tfl.DequantizeOp([half.result], [t], names=[f"{name}_dequantize"])
+        dq = tfl.DequantizeOp([half.result], [t], names=None if name is None else [f"{name}_dequantize"])
         block = c.parent
         block.insert_op_before(half, c)
         block.insert_op_after(dq, half)

@@ -32,7 +32,8 @@ from xdsl.rewriter import Rewriter
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
-from tflquant.ir import dense_from_numpy, value_name
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, describe, value_name
 
 # op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}
 WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
@@ -112,6 +113,10 @@ class QuantizeWeights(ModulePass):
     min_elements: int = 1024
     per_channel: bool = True
 
+    def __post_init__(self) -> None:
+        if self.min_elements < 0:
+            raise TflquantError(f"quantize-weights: min-elements must be >= 0, got {self.min_elements}")
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in op.walk():
             if isinstance(f, func.FuncOp):
@@ -165,6 +170,12 @@ class QuantizeWeights(ModulePass):
     def _rewrite(self, v: SSAValue, axis: int | None) -> None:
         w = float_weight(v)
         assert w is not None
+        if not np.all(np.isfinite(w)):
+            readers = ", ".join(sorted({u.operation.name for u in v.uses}))
+            raise TflquantError(
+                f"quantize-weights: weight {describe(v)} (read by {readers}) holds NaN or infinite values "
+                "and cannot be quantized; fix the float model or raise min-elements above its size to keep it float"
+            )
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
         block = source.parent
@@ -176,7 +187,7 @@ class QuantizeWeights(ModulePass):
         ftype = v.type
         assert isinstance(ftype, TensorType)
         named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name
-        name = value_name(named) or "weight"
+        name = value_name(named)
         qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
         block.insert_op_before(qconst, source)
         qv = qconst.result
@@ -186,7 +197,7 @@ class QuantizeWeights(ModulePass):
         def dequantized() -> SSAValue:
             nonlocal dequant
             if dequant is None:
-                dq = tfl.DequantizeOp([qv], [ftype], names=[f"{name}_dequantize"])
+                dq = tfl.DequantizeOp([qv], [ftype], names=None if name is None else [f"{name}_dequantize"])
                 block.insert_op_after(dq, qconst)
                 dequant = dq.outputs[0]
             return dequant
@@ -225,14 +236,14 @@ class QuantizeWeights(ModulePass):
         ftype = out.type
         assert isinstance(ftype, TensorType) and isinstance(qv.type, TensorType)
         qelem = qv.type.element_type
-        name = value_name(out) or "gather"
+        name = value_name(out)
         new_gather = type(gather)(
             [qv, *gather.operands[1:]],
             [with_element(ftype, qelem)],
-            names=[f"{name}_int8"],
+            names=None if name is None else [f"{name}_int8"],
         )
         new_gather.properties.update(gather.properties)
-        dq = tfl.DequantizeOp([new_gather.outputs[0]], [ftype], names=[name])
+        dq = tfl.DequantizeOp([new_gather.outputs[0]], [ftype], names=None if name is None else [name])
         block = gather.parent
         block.insert_op_before(new_gather, gather)
         block.insert_op_after(dq, new_gather)
