@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, ModuleOp, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -33,6 +33,7 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
+from tflquant.quant_math import choose_weight_params
 from tflquant.ir import dense_from_numpy, describe, value_name
 
 # op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}
@@ -54,27 +55,16 @@ ASYMMETRIC_INPUTS = {"FULLY_CONNECTED", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE
 LSTM_MATRICES = (*range(1, 9), 16)
 
 
-def quantize_symmetric(w: np.ndarray, axis: int | None, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric narrow-range quantization: (int values, float32 scales).
-
-    scale = max|w| / qmax per slice along `axis` (one scale when axis is None); an all-zero
-    slice gets scale 1. Values round half to even (as the TF converter does) and clamp to [-qmax, qmax].
-    """
-    w = np.asarray(w, dtype=np.float32)
-    if axis is None:
-        absmax = np.array([np.max(np.abs(w))], dtype=np.float32) if w.size else np.ones(1, np.float32)
-        bshape: tuple[int, ...] = ()
-    else:
-        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-        absmax = np.max(np.abs(moved), axis=1) if moved.shape[1] else np.zeros(w.shape[axis], np.float32)
-        bshape = tuple(-1 if d == axis else 1 for d in range(w.ndim))
-    scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
-    scales[~(scales > 0) | ~np.isfinite(scales)] = 1.0
-    s = scales.reshape(bshape) if axis is not None else scales[0]
-    x = w / s  # float32 arithmetic, as the converter does
-    q = np.clip(np.rint(x), -qmax, qmax)
-    dtype = np.int8 if qmax <= 127 else np.int16 if qmax <= 32767 else np.int32
-    return q.astype(dtype), scales
+def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, UniformQuantizedType]:
+    """int8 symmetric narrow-range values and type (scale = max|w| / 127, per slice along
+    `axis` or one for the tensor; see quant_math.choose_weight_params). Values round half to
+    even in float32 arithmetic, which reproduces the TF converter's int8 weights bit for bit."""
+    qtype = choose_weight_params(w, axis)
+    s = qtype.scale_array().astype(np.float32)
+    if axis is not None:
+        s = s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+    q = np.clip(np.rint(np.asarray(w, dtype=np.float32) / s), qtype.qmin, qtype.qmax)
+    return q.astype(np.int8), qtype
 
 
 def _op_kind(op: Operation) -> str | None:
@@ -179,11 +169,7 @@ class QuantizeWeights(ModulePass):
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
         block = source.parent
-        q, scales = quantize_symmetric(w, axis)
-        qtype = UniformQuantizedType.make(
-            IntegerType(8), [float(s) for s in scales] if axis is not None else float(scales[0]),
-            0, axis=-1 if axis is None else axis, narrow=True,
-        )
+        q, qtype = quantize_weight(w, axis)
         ftype = v.type
         assert isinstance(ftype, TensorType)
         named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name

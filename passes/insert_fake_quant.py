@@ -1,0 +1,162 @@
+"""insert-fake-quant: turn calibration statistics and constants into fake quantization.
+
+Afterwards no `quant.stats` op is left: every annotated float value `%x` is read only through
+`quant.dcast(quant.qcast(%x))`, with int8 asymmetric parameters (range widened to contain 0)
+or, for `activations=int16`, int16 symmetric parameters (zero point 0). Every float constant
+input of an op that has an integer kernel for those activations is wrapped the same way
+(one pair per use): weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3,
+FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in
+int8 symmetric [-127, 127], per channel unless `per-channel=false`; other constant inputs
+(ADD/MUL operands, gather tables, PReLU alpha, ...) like activations. Biases stay float for
+quantize-bias. A weight stored as DEQUANTIZE(fp16 constant) is read as its float values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from tflquant.dialects import quant, tfl
+from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, describe, value_name
+from tflquant.passes._quant_ops import float_const, fp16_weight, has_kernel, is_f32, op_info
+from tflquant.quant_math import choose_activation_params, choose_weight_params
+
+ACTIVATION_TYPES = {"int8": 8, "int16": 16}
+
+
+def activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
+    """int8 asymmetric / int16 symmetric parameters for the range [lo, hi]."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-6:  # degenerate (all-zero) range: a tiny non-zero one
+        lo, hi = min(lo, -5e-7), max(hi, 5e-7)
+    return choose_activation_params(lo, hi, bits=bits, symmetric=bits == 16)
+
+
+def weight_params(w: np.ndarray, axis: int | None) -> UniformQuantizedType:
+    """int8 symmetric [-127, 127]; an all-zero channel borrows a neighbour-sized scale."""
+    t = choose_weight_params(w, axis=axis)
+    if axis is None or w.size == 0:
+        return t
+    absmax = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
+    if np.all(absmax > 0) or not np.any(absmax > 0):
+        return t
+    # A zero channel keeps any scale; use the median of the others so that its bias keeps
+    # a sane scale (a scale of 1.0 would round the bias coarsely).
+    scales = t.scale_array()
+    scales[absmax == 0] = float(np.median(scales[absmax > 0]))
+    return UniformQuantizedType.make(t.storage_type, [float(s) for s in scales], 0, axis=axis, narrow=True)
+
+
+def fake_quant(v: SSAValue, qtype: UniformQuantizedType, before: Operation) -> SSAValue:
+    """Insert qcast/dcast of v before `before`; returns the dcast result."""
+    q = quant.QuantizeCastOp(v, qtype)
+    d = quant.DequantizeCastOp(q.result)
+    block = before.parent_block()
+    assert block is not None
+    block.insert_ops_before([q, d], before)
+    return d.result
+
+
+@dataclass(frozen=True)
+class InsertFakeQuant(ModulePass):
+    """Every quant.stats value and every constant input of an integer-capable op is read
+    through a qcast/dcast pair whose type follows the activation scheme or the weight scheme."""
+
+    name = "insert-fake-quant"
+
+    activations: str = "int8"
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        if self.activations not in ACTIVATION_TYPES:
+            raise TflquantError(f"insert-fake-quant: activations must be int8 or int16, got {self.activations!r}")
+
+    @property
+    def bits(self) -> int:
+        return ACTIVATION_TYPES[self.activations]
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
+            self._stats(f)
+            self._constants(f)
+
+    # activations -------------------------------------------------------------------
+    def _stats(self, f: func.FuncOp) -> None:
+        for s in [o for o in f.walk() if isinstance(o, quant.StatsOp)]:
+            x = s.input
+            if not is_f32(x.type):
+                raise TflquantError(f"insert-fake-quant: quant.stats on non-f32 value {describe(x)}")
+            st = s.stats
+            qtype = activation_params(st.min, st.max, self.bits)
+            q = quant.QuantizeCastOp(x, qtype)
+            d = quant.DequantizeCastOp(q.result)
+            block = s.parent_block()
+            assert block is not None
+            block.insert_ops_before([q, d], s)
+            s.result.replace_all_uses_with(d.result)
+            x.replace_uses_with_if(d.result, lambda use: use.operation is not q)
+            s.detach()
+            s.erase()
+
+    # constants -------------------------------------------------------------------
+    def _constants(self, f: func.FuncOp) -> None:
+        materialized: dict[SSAValue, SSAValue] = {}
+        for o in list(f.walk()):
+            info = op_info(o)
+            if info is None or not has_kernel(o, self.bits):
+                continue
+            for i, v in enumerate(list(o.operands)):
+                if i == info.bias:
+                    continue
+                w = self._const_values(v, materialized, o)
+                if w is None:
+                    continue
+                values, src = w
+                if i in info.weights and (self.bits == 8 or info.weights[i] is not None):
+                    axis = info.weights[i] if self.per_channel else None
+                    if axis is not None and values.ndim <= axis:
+                        axis = None
+                    qtype = weight_params(values, axis)
+                else:
+                    if values.size == 0:
+                        continue
+                    qtype = activation_params(float(np.min(values)), float(np.max(values)), self.bits)
+                o.operands[i] = fake_quant(src, qtype, o)
+        for dq in [o for o in f.walk() if isinstance(o, tfl.DequantizeOp)]:
+            if fp16_weight(dq.outputs[0]) is not None and not dq.outputs[0].uses:
+                src = dq.inputs[0].owner
+                dq.detach()
+                dq.erase()
+                if isinstance(src, tfl.ConstOp) and not src.result.uses:
+                    src.detach()
+                    src.erase()
+
+    def _const_values(
+        self, v: SSAValue, materialized: dict[SSAValue, SSAValue], user: Operation
+    ) -> tuple[np.ndarray, SSAValue] | None:
+        if (c := float_const(v)) is not None:
+            w = c.numpy()
+            if not np.all(np.isfinite(w)):
+                raise TflquantError(
+                    f"insert-fake-quant: constant {describe(v)} read by {user.name} holds NaN or infinite values"
+                )
+            return w, v
+        if (h := fp16_weight(v)) is not None:
+            values, src = h
+            if v not in materialized:
+                assert isinstance(v.type, TensorType)
+                c = tfl.ConstOp(dense_from_numpy(values.astype(np.float32)), name=value_name(src.result) or value_name(v))
+                block = v.owner.parent_block()  # type: ignore[union-attr]
+                assert block is not None
+                block.insert_op_before(c, v.owner)  # type: ignore[arg-type]
+                materialized[v] = c.result
+            return values, materialized[v]
+        return None

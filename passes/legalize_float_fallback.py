@@ -1,0 +1,110 @@
+"""legalize-float-fallback: ops left in float read DEQUANTIZE and feed QUANTIZE.
+
+Afterwards no `quant.qcast`/`quant.dcast` is left. An op that rewrite-integer did not turn
+integer (no LiteRT integer kernel for its type, see passes/_quant_ops.py, or inputs without
+calibration) keeps computing in float: it reads quantized values through a DEQUANTIZE and
+its results reach integer readers through a QUANTIZE; between two float ops the value stays
+float (no needless round trip). With `strict=true` (integer-only mode) the pass instead
+raises one TflquantError that lists every op still computing in float, by tensor name and
+op type, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument, Operation
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from tflquant.dialects import quant, tfl
+from tflquant.errors import TflquantError
+from tflquant.ir import value_name
+from tflquant.passes._quant_ops import is_f32, op_info
+from tflquant.passes.rewrite_integer import erase_if_unused, storage_suffix
+
+_NOT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp, func.FuncOp)
+
+
+def op_type(o: Operation) -> str:
+    if isinstance(o, tfl.OpaqueOp):
+        return o.op_name
+    if isinstance(o, tfl.TflOp):
+        return o.BUILTIN
+    return o.name
+
+
+def float_ops(module: ModuleOp) -> list[Operation]:
+    """Ops that still compute in float (the model I/O QUANTIZE/DEQUANTIZE excepted)."""
+    found: list[Operation] = []
+    for o in module.walk():
+        if isinstance(o, _NOT_OPS) or isinstance(o, ModuleOp):
+            continue
+        if isinstance(o, tfl.QuantizeOp) and isinstance(o.inputs[0], BlockArgument):
+            continue
+        if isinstance(o, tfl.DequantizeOp) and all(isinstance(u.operation, func.ReturnOp) for u in o.outputs[0].uses):
+            continue
+        info = op_info(o)
+        bias = info.bias if info is not None else None
+        floats = [r for r in o.results if is_f32(r.type)]
+        floats += [v for i, v in enumerate(o.operands) if is_f32(v.type) and i != bias]
+        if not floats:
+            continue
+        found.append(o)
+    return found
+
+
+def describe_op(o: Operation) -> str:
+    name = value_name(o.results[0]) if o.results else None
+    return f"'{name}' ({op_type(o)})" if name else f"{op_type(o)}"
+
+
+@dataclass(frozen=True)
+class LegalizeFloatFallback(ModulePass):
+    """No qcast/dcast remains: float ops sit between DEQUANTIZE and QUANTIZE; strict mode
+    rejects any float op with one error that lists them all."""
+
+    name = "legalize-float-fallback"
+
+    strict: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.strict:
+            bad = [o for o in float_ops(op) if not isinstance(o, quant.QuantizeCastOp | quant.DequantizeCastOp)]
+            if bad:
+                listing = ", ".join(describe_op(o) for o in bad)
+                raise TflquantError(
+                    f"integer-only quantization is impossible: {len(bad)} op(s) have no integer kernel "
+                    f"or no calibration data and would stay float: {listing}. "
+                    "Allow float fallback (float I/O, no --io-type) or change the model."
+                )
+        for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
+            self._legalize(f)
+
+    def _legalize(self, f: func.FuncOp) -> None:
+        # float -> float: drop the fake quantization round trip
+        for d in [o for o in f.walk() if isinstance(o, quant.DequantizeCastOp)]:
+            q = d.input.owner
+            if isinstance(q, quant.QuantizeCastOp):
+                d.result.replace_all_uses_with(q.input)
+                d.detach()
+                d.erase()
+                erase_if_unused(q)
+        for o in list(f.walk()):
+            if isinstance(o, quant.QuantizeCastOp):
+                qt = quant.quantized_element(o.result.type)
+                assert qt is not None
+                base = value_name(o.input) or "tensor"
+                new = tfl.QuantizeOp([o.input], [o.result.type], names=[f"{base}_{storage_suffix(qt)}"])
+            elif isinstance(o, quant.DequantizeCastOp):
+                base = value_name(o.input) or "tensor"
+                new = tfl.DequantizeOp([o.input], [o.result.type], names=[f"{base}_dequantized"])
+            else:
+                continue
+            Rewriter.insert_op(new, InsertPoint.before(o))
+            o.results[0].replace_all_uses_with(new.outputs[0])
+            o.detach()
+            o.erase()
