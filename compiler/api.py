@@ -75,6 +75,7 @@ class QuantizationReport:
     warnings: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # "name: type"
     outputs: list[str] = field(default_factory=list)
+    weights: dict[str, int] = field(default_factory=dict)  # constant bytes by element type
 
     # summaries ---------------------------------------------------------------------
     @property
@@ -128,6 +129,9 @@ class QuantizationReport:
         if self.inputs:
             lines.append(f"  inputs      {'; '.join(self.inputs)}")
             lines.append(f"  outputs     {'; '.join(self.outputs)}")
+        if self.weights:
+            w = ", ".join(f"{k} {_kb(v)}" for k, v in sorted(self.weights.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  weights     {w}")
         n_compute = [o for o in self.ops if o.kind not in ("quantize", "dequantize")]
         kinds = Counter(o.kind for o in n_compute)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -138,6 +142,8 @@ class QuantizationReport:
         lines.append("")
         lines.append(f"  {'op type':<24}{'count':>6}  kinds")
         for op_type, c in sorted(self.counts().items()):
+            if set(c) <= {"quantize", "dequantize"}:
+                continue
             kinds_text = ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
             lines.append(f"  {op_type:<24}{sum(c.values()):>6}  {kinds_text}")
         if self.fallbacks:
@@ -153,6 +159,8 @@ class QuantizationReport:
 
 
 def _kb(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.2f} MB"
 
 
@@ -199,7 +207,7 @@ def check_options(mode: str, io_type: str, bias_type: str | None, representative
     if mode in STATIC_MODES and representative_dataset is None:
         raise TflquantError(
             f"mode {mode} needs representative data to calibrate activation ranges: "
-            "pass representative_dataset= (CLI: --calibration DATA.npz)"
+            "give representative_dataset= (on the command line: --calibration DATA.npz)"
         )
 
 
@@ -336,6 +344,7 @@ def quantize(
         warnings=report_warnings,
     )
     report.inputs, report.outputs = _io_summary(module)
+    report.weights = weight_bytes(module)
     return QuantizationResult(out, report, module)
 
 
@@ -430,6 +439,33 @@ def _io_summary(module: ModuleOp) -> tuple[list[str], list[str]]:
     return ins, outs
 
 
+def _elem_name(e: Any) -> str:
+    from tflquant.dialects.quant import UniformQuantizedType
+    from tflquant.ir import numpy_dtype_of_element
+
+    if isinstance(e, UniformQuantizedType):
+        return ("" if e.is_signed else "u") + f"int{e.bits}"
+    try:
+        return numpy_dtype_of_element(e).name
+    except TflquantError:
+        return str(e)
+
+
+def weight_bytes(module: ModuleOp) -> dict[str, int]:
+    """Bytes of constant data per element type (int8, float32, ...)."""
+    out: dict[str, int] = {}
+    for op in module.walk():
+        if op.name != "tfl.const" or not op.results:
+            continue
+        t = op.results[0].type
+        value = op.properties.get("value")
+        data = getattr(getattr(value, "data", None), "data", None)
+        if isinstance(t, TensorType) and isinstance(data, bytes):
+            k = _elem_name(t.element_type)
+            out[k] = out.get(k, 0) + len(data)
+    return out
+
+
 def _type_text(t: Any) -> str:
     from tflquant.dialects.quant import UniformQuantizedType
 
@@ -442,4 +478,4 @@ def _type_text(t: Any) -> str:
         if not e.per_axis:
             return f"{base}[{shape}] (scale {e.scale:.6g}, zero point {e.zero_point})"
         return f"{base}[{shape}]"
-    return f"{e}[{shape}]"
+    return f"{_elem_name(e)}[{shape}]"

@@ -44,6 +44,8 @@ def _cmd_export(a: argparse.Namespace) -> None:
 
 
 def _cmd_quantize(a: argparse.Namespace) -> None:
+    import warnings
+
     from tflquant.api import quantize
     from tflquant.pipeline import pipeline_spec
 
@@ -55,25 +57,36 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 per_channel=not a.per_tensor,
                 allow_float=not a.strict,
                 bias_type=a.bias_type,
+                min_weight_elements=a.min_weight_elements,
             )
         )
         if a.output is None:
             return
     if a.output is None:
         raise TflquantError("quantize needs -o OUT.tflite (or --print-pipeline alone)")
-    result = quantize(
-        a.model,
-        mode=a.mode,
-        representative_dataset=a.calibration,
-        io_type=a.io_type,
-        per_channel=not a.per_tensor,
-        allow_float=not a.strict,
-        bias_type=a.bias_type,
-        progress=not a.quiet,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = quantize(
+            a.model,
+            mode=a.mode,
+            representative_dataset=a.calibration,
+            io_type=a.io_type,
+            per_channel=not a.per_tensor,
+            allow_float=not a.strict,
+            bias_type=a.bias_type,
+            progress=not a.quiet,
+            batch_size=a.batch_size,
+            max_samples=a.max_samples,
+            min_weight_elements=a.min_weight_elements,
+            save_stats=a.save_stats,
+        )
+    for w in caught:
+        if not a.quiet:
+            print(f"tflquant: warning: {w.message}", file=sys.stderr)
     result.save(a.output)
     if not a.quiet:
         print(result.report)
+        print(f"wrote {a.output}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--strict", action="store_true", help="fail if any op would stay float (no float fallback)")
     q.add_argument("--bias-type", choices=["int32", "int64"], help="bias storage type (default: int32 for int8, int64 for int16x8)")
     q.add_argument("--print-pipeline", action="store_true", help="print the pass pipeline spec for these options")
+    q.add_argument("--batch-size", type=int, default=32, metavar="N", help="calibration samples run at once (default 32)")
+    q.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration samples")
+    q.add_argument("--min-weight-elements", type=int, default=1024, metavar="N", help="dynamic mode: weights with fewer elements stay float (default 1024)")
+    q.add_argument("--save-stats", metavar="STATS.json", help="also write the calibrated ranges (JSON keyed by tensor name)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)
 

@@ -1,0 +1,249 @@
+"""The public API (`tflquant.quantize`) and the `tflquant quantize` command: options, errors,
+atomic output, determinism, the report, and README's main command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tflquant
+from tflquant.api import QuantizationResult, check_options
+from tflquant.cli import main
+from tflquant.errors import TflquantError
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "examples" / "digits_cnn.tflite"
+DIGITS_CALIB = ROOT / "examples" / "digits_cnn_calib.npz"
+DIGITS_INPUT = "serving_default_keras_tensor:0"
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _litert_run(model: bytes, x: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for s in x:
+        s = s.reshape(d["shape"])
+        if d["dtype"] != np.float32:
+            sc, zp = d["quantization"]
+            s = np.clip(np.round(s / sc) + zp, np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
+        it.set_tensor(d["index"], s.astype(d["dtype"]))
+        it.invoke()
+        y = it.get_tensor(o["index"]).astype(np.float32)
+        if o["dtype"] != np.float32:
+            sc, zp = o["quantization"]
+            y = (y - zp) * sc
+        outs.append(y)
+    return np.stack(outs)
+
+
+@pytest.fixture
+def calib() -> np.ndarray:
+    return np.load(DIGITS_CALIB)[DIGITS_INPUT]
+
+
+# ---------------------------------------------------------------------------------------
+# API
+# ---------------------------------------------------------------------------------------
+
+
+def test_package_exports_quantize() -> None:
+    assert tflquant.quantize is tflquant.api.quantize
+    assert tflquant.QuantizationResult is QuantizationResult
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "float16"])
+def test_weight_only_modes_from_path_and_bytes_give_the_same_bytes(mode: str, tmp_path: Path) -> None:
+    before = _sha(DIGITS)
+    a = tflquant.quantize(str(DIGITS), mode=mode)
+    b = tflquant.quantize(DIGITS.read_bytes(), mode=mode)
+    assert a.model == b.model and a.model[4:8] == b"TFL3"
+    assert _sha(DIGITS) == before
+    assert a.report.size_after == len(a.model) < a.report.size_before == DIGITS.stat().st_size
+    out = tmp_path / "m.tflite"
+    a.save(out)
+    assert out.read_bytes() == a.model
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tflquant-")]
+    y = _litert_run(a.model, np.load(DIGITS_CALIB)[DIGITS_INPUT][:4])
+    assert y.shape == (4, 1, 10) and np.all(np.isfinite(y))
+
+
+def test_int8_with_npz_iterable_and_generator_function(calib: np.ndarray) -> None:
+    a = tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB)
+    b = tflquant.quantize(DIGITS, representative_dataset=({DIGITS_INPUT: s[None]} for s in calib))
+
+    def gen():
+        for s in calib:
+            yield [s[None]]
+
+    c = tflquant.quantize(DIGITS, representative_dataset=gen)
+    assert a.model == b.model == c.model  # same data, same bytes
+    r = a.report
+    assert r.calibration_samples == 100 and r.mode == "int8"
+    assert {o.op_type for o in r.quantized} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"}
+    text = str(r)
+    for needle in ("int8", "size", "CONV_2D", "calibration 100 samples", "of the float model"):
+        assert needle in text
+    y = _litert_run(a.model, calib[:8])
+    ref = _litert_run(DIGITS.read_bytes(), calib[:8])
+    assert np.mean(y.argmax(-1) == ref.argmax(-1)) >= 0.75
+
+
+def test_integer_only_io(calib: np.ndarray) -> None:
+    r = tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, io_type="int8")
+    assert not r.report.float_ops
+    assert "int8[" in r.report.inputs[0] and "int8[" in r.report.outputs[0]
+    y = _litert_run(r.model, calib[:4])
+    assert y.shape == (4, 1, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mode="int4"), "unknown mode 'int4'"),
+        (dict(mode="int8", io_type="int16", representative_dataset="x"), "io_type int16 does not go with mode int8"),
+        (dict(mode="int16x8", io_type="uint8", representative_dataset="x"), "io_type uint8 does not go with mode int16x8"),
+        (dict(mode="dynamic", io_type="int8"), "io_type int8 does not go with mode dynamic"),
+        (dict(mode="float16", io_type="float64"), "unknown io_type 'float64'"),
+        (dict(mode="int8", bias_type="int64", representative_dataset="x"), "bias_type int64 does not go with mode int8"),
+        (dict(mode="float16", bias_type="int32"), "bias_type applies to int8 and int16x8 only"),
+        (dict(mode="int8"), "mode int8 needs representative data"),
+        (dict(mode="int16x8"), "mode int16x8 needs representative data"),
+    ],
+)
+def test_bad_option_combinations(kwargs: dict, message: str) -> None:
+    with pytest.raises(TflquantError, match=message):
+        tflquant.quantize(DIGITS, **kwargs)
+
+
+def test_option_check_accepts_the_valid_combinations() -> None:
+    for mode, io in [("int8", "float32"), ("int8", "int8"), ("int8", "uint8"), ("int16x8", "int16"), ("dynamic", "float32")]:
+        check_options(mode, io, None, "data")
+    check_options("int16x8", "float32", "int32", "data")
+
+
+def test_bad_model_inputs(tmp_path: Path) -> None:
+    with pytest.raises(TflquantError, match="no such TFLite model"):
+        tflquant.quantize(tmp_path / "missing.tflite", mode="float16")
+    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
+    with pytest.raises(TflquantError, match="junk.tflite: not a TFLite model"):
+        tflquant.quantize(tmp_path / "junk.tflite", mode="float16")
+    with pytest.raises(TflquantError, match="not a TFLite model"):
+        tflquant.quantize(b"hello", mode="float16")
+    with pytest.raises(TflquantError, match="corrupted|truncated"):
+        tflquant.quantize(DIGITS.read_bytes()[:2000], mode="float16")
+    with pytest.raises(TflquantError, match="model must be a path"):
+        tflquant.quantize(12, mode="float16")  # type: ignore[arg-type]
+
+
+def test_bad_calibration_data(tmp_path: Path) -> None:
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(TflquantError, match="bad.npz: not a readable .npz"):
+        tflquant.quantize(DIGITS, representative_dataset=tmp_path / "bad.npz")
+    np.savez(tmp_path / "shape.npz", x=np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(TflquantError, match=f"input '{DIGITS_INPUT}'.*expects a sample of shape \\[\\?, 16, 16, 1\\]|input '{DIGITS_INPUT}'.*expects a sample of shape"):
+        tflquant.quantize(DIGITS, representative_dataset=tmp_path / "shape.npz")
+    with pytest.raises(TflquantError, match="no calibration samples"):
+        tflquant.quantize(DIGITS, representative_dataset=[])
+    with pytest.raises(TflquantError, match="batch_size must be a positive integer"):
+        tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, batch_size=0)
+
+
+def test_save_is_atomic_and_reports_unwritable_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = tflquant.quantize(DIGITS, mode="float16")
+    with pytest.raises(TflquantError, match="cannot write"):
+        r.save(tmp_path / "no" / "such" / "dir" / "m.tflite")
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"old contents")
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(TflquantError, match="No space left"):
+        r.save(out)
+    assert out.read_bytes() == b"old contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------
+
+
+def test_cli_print_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quantize", str(DIGITS), "--print-pipeline"]) == 0
+    spec = capsys.readouterr().out.strip()
+    assert spec.startswith("annotate-calibration,insert-fake-quant") and "quantize-bias" in spec
+    assert main(["quantize", str(DIGITS), "--mode", "int8", "--io-type", "uint8", "--per-tensor", "--print-pipeline"]) == 0
+    spec = capsys.readouterr().out.strip()
+    assert "per-channel=false" in spec and "set-io-types{type=uint8}" in spec
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode", "int8"], "needs representative data"),
+        (["--mode", "int8", "--io-type", "int16", "--calibration", "x.npz"], "io_type int16 does not go with mode int8"),
+        (["--calibration", "missing.npz"], "missing.npz: no such calibration file"),
+    ],
+)
+def test_cli_errors_are_one_line_and_leave_no_file(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.tflite"
+    assert main(["quantize", str(DIGITS), "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tflquant: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quantize", str(tmp_path / "nope.tflite"), "-o", str(tmp_path / "o.tflite"), "--mode", "dynamic"]) == 2
+    assert "nope.tflite: no such TFLite model" in capsys.readouterr().err
+
+
+def test_cli_quantize_writes_model_stats_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "in.tflite"
+    shutil.copy(DIGITS, model)
+    before = _sha(model)
+    out, stats = tmp_path / "out.tflite", tmp_path / "stats.json"
+    rc = main(["quantize", str(model), "-o", str(out), "--calibration", str(DIGITS_CALIB), "--save-stats", str(stats), "--batch-size", "50"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "-> int8" in text and "calibration 100 samples in 2 batches" in text and f"wrote {out}" in text
+    assert _sha(model) == before
+    assert out.read_bytes()[4:8] == b"TFL3"
+    from tflquant.calibration.stats import read_stats
+
+    assert DIGITS_INPUT in read_stats(stats)
+    # -q: nothing on stdout, same bytes
+    out2 = tmp_path / "out2.tflite"
+    assert main(["quantize", str(model), "-o", str(out2), "--calibration", str(DIGITS_CALIB), "--batch-size", "50", "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    assert out2.read_bytes() == out.read_bytes()
+
+
+def test_readme_main_command(tmp_path: Path) -> None:
+    """README: `tflquant quantize examples/digits_cnn.tflite -o digits_cnn_int8.tflite --calibration ...`."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tflquant.cli", "quantize", str(DIGITS), "-o", "digits_cnn_int8.tflite", "--calibration", str(DIGITS_CALIB)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "-> int8" in proc.stdout and "CONV_2D" in proc.stdout
+    assert (tmp_path / "digits_cnn_int8.tflite").stat().st_size < DIGITS.stat().st_size
