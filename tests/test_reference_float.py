@@ -1,0 +1,565 @@
+"""The reference interpreter's float kernels against LiteRT.
+
+Every op kernel runs on small single-op models (built as IR, emitted with the writer, run in
+LiteRT sample by sample) and the reference models in ../shared/models run on eval samples;
+both must match LiteRT within 1e-4 relative error (max |ours - LiteRT| / max |LiteRT|).
+Then: batching semantics, the observer, fake quantization and error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
+from xdsl.ir import Attribute, Block, Region
+
+from tflquant.dialects import quant, tfl
+from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, element_type_of_dtype, parse_module
+from tflquant.reference import Interpreter
+from tflquant.reference.float_kernels import strided_slice_index
+
+N = 3  # samples per run
+RTOL = 1e-4
+F32 = np.float32
+I8 = element_type_of_dtype(np.int8)
+
+
+# ----------------------------------------------------------------------------------------
+# single-op model builder
+# ----------------------------------------------------------------------------------------
+
+
+class In:
+    """A model input; `data` has the sample axis first."""
+
+    def __init__(self, data: Any):
+        self.data = np.asarray(data)
+
+
+class QConst:
+    """A quantized (or otherwise typed) constant: storage array + element type."""
+
+    def __init__(self, data: np.ndarray, element: Attribute):
+        self.data, self.element = data, element
+
+
+def build(builtin: str, operands: Sequence[Any], options: dict | None, results: Sequence[tuple[Attribute, Sequence[int]]]) -> ModuleOp:
+    inputs = [o for o in operands if isinstance(o, In)]
+    arg_types = [TensorType(element_type_of_dtype(i.data.dtype), i.data.shape[1:]) for i in inputs]
+    block = Block(arg_types=arg_types)
+    pre: list = []
+    vals = []
+    k = 0
+    for o in operands:
+        if isinstance(o, In):
+            vals.append(block.args[k])
+            k += 1
+        elif o is None:
+            nv = tfl.NoValueOp()
+            pre.append(nv)
+            vals.append(nv.result)
+        elif isinstance(o, QConst):
+            c = tfl.ConstOp(dense_from_numpy(o.data), TensorType(o.element, o.data.shape), name=f"c{len(pre)}")
+            pre.append(c)
+            vals.append(c.result)
+        else:
+            c = tfl.ConstOp(dense_from_numpy(np.asarray(o)), name=f"c{len(pre)}")
+            pre.append(c)
+            vals.append(c.result)
+    rtypes = [TensorType(e, s) for e, s in results]
+    op = tfl.BUILTIN_CLASSES[builtin](vals, rtypes, options=options, names=[f"out{i}" for i in range(len(rtypes))])
+    block.add_ops([*pre, op, func.ReturnOp(*op.results)])
+    arg_attrs = ArrayAttr([DictionaryAttr({"tfl.name": StringAttr(f"in{i}")}) for i in range(len(inputs))])
+    f = func.FuncOp("main", (arg_types, rtypes), Region(block), arg_attrs=arg_attrs)
+    m = ModuleOp([f])
+    m.verify()
+    return m
+
+
+def op_model(builtin: str, operands: Sequence[Any], options: dict | None = None, out: Sequence[Any] = (np.float32,)) -> tuple[ModuleOp, list[np.ndarray]]:
+    """A single-op module; result shapes come from a first reference run (LiteRT then
+    computes its own, and the test compares shapes too)."""
+    elems = [o if isinstance(o, Attribute) else element_type_of_dtype(np.dtype(o)) for o in out]
+    inputs = [o.data for o in operands if isinstance(o, In)]
+    probe = build(builtin, operands, options, [(e, []) for e in elems])
+    shapes = [r.shape[1:] for r in Interpreter(probe).run(inputs)]
+    return build(builtin, operands, options, list(zip(elems, shapes))), inputs
+
+
+def litert_run(model: bytes, inputs: list[np.ndarray]) -> dict[str, list[list[np.ndarray]]]:
+    """Outputs per sample from each LiteRT op resolver that accepts the model (samples run
+    one at a time): the builtin kernels must, the default (XNNPACK) and reference ones may
+    refuse (XNNPACK cannot run a graph of constants only)."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from ai_edge_litert.interpreter import OpResolverType
+
+    results = {}
+    for rt in (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.AUTO, OpResolverType.BUILTIN_REF):
+        try:
+            li = LiteRT(model_content=model, experimental_op_resolver_type=rt)
+            li.allocate_tensors()
+            ins, outs = li.get_input_details(), li.get_output_details()
+            n = inputs[0].shape[0] if inputs else 1
+            res = []
+            for k in range(n):
+                li.reset_all_variables()  # LSTM state tensors persist between invocations
+                for d, x in zip(ins, inputs):
+                    li.set_tensor(d["index"], np.array(x[k]))
+                li.invoke()
+                res.append([li.get_tensor(d["index"]).copy() for d in outs])
+        except (RuntimeError, ValueError):
+            if rt == OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES:
+                raise
+            continue
+        results[rt.name] = res
+    return results
+
+
+def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(ours - ref).max(initial=0) / max(np.abs(ref).max(initial=0), 1e-6))
+
+
+def compare_with_litert(module: ModuleOp, inputs: list[np.ndarray], int_tol: int = 0) -> float:
+    from tflquant.tflite.writer import write_flatbuffer
+
+    ours = Interpreter(module).run(inputs)
+    worst = 0.0
+    for resolver, ref in litert_run(write_flatbuffer(module), inputs).items():
+        for k, per_sample in enumerate(ref):
+            for j, r in enumerate(per_sample):
+                o = ours[j][k]
+                assert o.shape == r.shape, f"{resolver} output {j}: shape {o.shape}, LiteRT {r.shape}"
+                if r.dtype.kind == "f":
+                    worst = max(worst, rel_err(o, r))
+                else:
+                    assert np.abs(o.astype(np.int64) - r.astype(np.int64)).max(initial=0) <= int_tol, (resolver, o, r)
+        assert worst <= RTOL, f"{resolver}: max relative error {worst:.3g}"
+    return worst
+
+
+# ----------------------------------------------------------------------------------------
+# cases: one or more per kernel
+# ----------------------------------------------------------------------------------------
+
+rng = np.random.default_rng(7)
+
+
+def act(*shape: int, lo: float | None = None, hi: float | None = None) -> In:
+    if lo is not None:
+        return In(rng.uniform(lo, hi, (N, *shape)).astype(F32))
+    return In(rng.standard_normal((N, *shape)).astype(F32))
+
+
+def w(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(F32)
+
+
+def i32(*v: int) -> np.ndarray:
+    return np.array(v, np.int32)
+
+
+def ints_in(hi: int, *shape: int) -> In:
+    return In(rng.integers(0, hi, (N, *shape)).astype(np.int32))
+
+
+RELU6 = {"fused_activation_function": "RELU6"}
+
+
+def conv(padding: str, s: int, d: int = 1, act_fn: str = "NONE", k: int = 3, cin: int = 3, h: int = 9) -> tuple:
+    o = {"padding": padding, "stride_h": s, "stride_w": s, "dilation_h_factor": d, "dilation_w_factor": d, "fused_activation_function": act_fn}
+    return ("CONV_2D", [act(1, h, h + 1, cin), w(4, k, k, cin), w(4)], o)
+
+
+def dw(padding: str, s: int, m: int = 1, d: int = 1) -> tuple:
+    o = {"padding": padding, "stride_h": s, "stride_w": s, "depth_multiplier": m, "dilation_h_factor": d, "dilation_w_factor": d}
+    return ("DEPTHWISE_CONV_2D", [act(1, 8, 9, 3), w(1, 3, 3, 3 * m), w(3 * m)], o)
+
+
+def tconv(padding: str, s: int, k: int, out_hw: tuple[int, int], bias: bool = True) -> tuple:
+    o = {"padding": padding, "stride_h": s, "stride_w": s}
+    return ("TRANSPOSE_CONV", [i32(1, *out_hw, 4), w(4, k, k, 3), act(1, 5, 6, 3), w(4) if bias else None], o)
+
+
+def pool(kind: str, padding: str, s: int, k: int) -> tuple:
+    o = {"padding": padding, "stride_h": s, "stride_w": s, "filter_height": k, "filter_width": k}
+    return (kind, [act(1, 7, 8, 2)], o)
+
+
+def ss(begin: Sequence[int], end: Sequence[int], strides: Sequence[int], **masks: int) -> tuple:
+    return ("STRIDED_SLICE", [act(2, 5, 6, 3), i32(*begin), i32(*end), i32(*strides)], masks)
+
+
+def resize(kind: str, size: tuple[int, int], ac: bool, hp: bool) -> tuple:
+    return (kind, [act(1, 5, 7, 2), i32(*size)], {"align_corners": ac, "half_pixel_centers": hp})
+
+
+def lstm(cifg: bool = False, peephole: bool = False, proj: bool = False, layer_norm: bool = False, time_major: bool = False) -> tuple:
+    b, t, i, h = 2, 4, 3, 5
+    out_h = 4 if proj else h
+    x = act(t, b, i) if time_major else act(b, t, i)
+    ops: list[Any] = [x]
+    ops += [None if (cifg and g == "i") else w(h, i) * 0.5 for g in "ifco"]
+    ops += [None if (cifg and g == "i") else w(h, out_h) * 0.5 for g in "ifco"]
+    ops += [None if (not peephole or (cifg and g == "i")) else w(h) * 0.3 for g in "ifo"]
+    ops += [None if (cifg and g == "i") else w(h) * 0.1 for g in "ifco"]
+    ops += [w(out_h, h) * 0.5 if proj else None, w(out_h) * 0.1 if proj else None]
+    ops += ["state_h", "state_c"]
+    ops += [None if (not layer_norm or (cifg and g == "i")) else 1 + 0.1 * w(h) for g in "ifco"]
+    o = {"fused_activation_function": "TANH", "cell_clip": 3.0, "proj_clip": 2.0 if proj else 0.0, "time_major": time_major}
+    return ("UNIDIRECTIONAL_SEQUENCE_LSTM", ops, o, (np.float32,), {"state_h": (b, out_h), "state_c": (b, h)})
+
+
+CASES: dict[str, tuple] = {
+    "add_relu6": ("ADD", [act(1, 4, 4, 3), act(1, 4, 4, 3)], RELU6),
+    "add_broadcast_const": ("ADD", [act(4, 3), w(2, 1, 3)], None),
+    "add_int32": ("ADD", [ints_in(50, 5), i32(1, 2, 3, 4, 5)], None, (np.int32,)),
+    "sub_relu": ("SUB", [act(2, 3), w(3)], {"fused_activation_function": "RELU"}),
+    "mul_bcast": ("MUL", [act(2, 1, 3), act(1, 4, 1)], None),
+    "div": ("DIV", [act(2, 3), act(2, 3, lo=0.5, hi=2.0)], {"fused_activation_function": "RELU_N1_TO_1"}),
+    "maximum": ("MAXIMUM", [act(2, 3), w(3)], None),
+    "minimum": ("MINIMUM", [act(2, 3), act(2, 3)], None),
+    "squared_difference": ("SQUARED_DIFFERENCE", [act(2, 3), w(2, 3)], None),
+    "equal": ("EQUAL", [ints_in(3, 6), ints_in(3, 6)], None, (np.bool_,)),
+    "not_equal": ("NOT_EQUAL", [ints_in(3, 6), i32(1)], None, (np.bool_,)),
+    "less": ("LESS", [act(2, 3), act(2, 3)], None, (np.bool_,)),
+    "less_equal": ("LESS_EQUAL", [ints_in(3, 6), ints_in(3, 6)], None, (np.bool_,)),
+    "greater": ("GREATER", [act(2, 3), w(3)], None, (np.bool_,)),
+    "greater_equal": ("GREATER_EQUAL", [ints_in(3, 6), ints_in(3, 6)], None, (np.bool_,)),
+    "conv_same_s1": conv("SAME", 1),
+    "conv_valid_s2": conv("VALID", 2),
+    "conv_same_s2_relu6": conv("SAME", 2, act_fn="RELU6", h=10),
+    "conv_dilated": conv("SAME", 1, d=2),
+    "conv_1x1": conv("VALID", 1, k=1, cin=5),
+    "conv_5x5_tanh": conv("SAME", 2, k=5, act_fn="TANH"),  # LiteRT ignores a fused TANH
+    "depthwise_same": dw("SAME", 1),
+    "depthwise_valid_s2": dw("VALID", 2),
+    "depthwise_mult2": dw("SAME", 2, m=2),
+    "depthwise_dilated": dw("SAME", 1, d=2),
+    "transpose_conv_same_s2": tconv("SAME", 2, 3, (10, 12)),
+    "transpose_conv_valid_s2": tconv("VALID", 2, 3, (11, 13)),
+    "transpose_conv_same_s1_nobias": tconv("SAME", 1, 3, (5, 6), bias=False),
+    "transpose_conv_s2_k2": tconv("SAME", 2, 2, (10, 12)),
+    "fc": ("FULLY_CONNECTED", [act(2, 6), w(4, 6), w(4)], RELU6),
+    "fc_3d": ("FULLY_CONNECTED", [act(2, 3, 6), w(4, 6), w(4)], None),
+    "fc_keep_dims": ("FULLY_CONNECTED", [act(2, 3, 6), w(4, 6), w(4)], {"keep_num_dims": True}),
+    "fc_no_bias": ("FULLY_CONNECTED", [act(1, 6), w(4, 6), None], None),
+    "fc_dynamic_filter": ("FULLY_CONNECTED", [act(2, 6), act(4, 6), None], None),
+    "batch_matmul": ("BATCH_MATMUL", [act(2, 3, 4), act(2, 4, 5)], None),
+    "batch_matmul_adj": ("BATCH_MATMUL", [act(2, 4, 3), act(2, 5, 4)], {"adj_x": True, "adj_y": True}),
+    "batch_matmul_const_bcast": ("BATCH_MATMUL", [act(2, 3, 4), w(4, 5)], None),
+    "avg_pool_same": pool("AVERAGE_POOL_2D", "SAME", 2, 3),
+    "avg_pool_valid": pool("AVERAGE_POOL_2D", "VALID", 2, 2),
+    "max_pool_same": pool("MAX_POOL_2D", "SAME", 2, 3),
+    "max_pool_valid": pool("MAX_POOL_2D", "VALID", 1, 2),
+    "mean_keep": ("MEAN", [act(1, 4, 5, 3), i32(1, 2)], {"keep_dims": True}),
+    "mean_neg_axis": ("MEAN", [act(2, 4, 3), i32(-1)], None),
+    "sum": ("SUM", [act(2, 4, 3), i32(0, 2)], None),
+    "reduce_max": ("REDUCE_MAX", [act(2, 4, 3), i32(1)], {"keep_dims": True}),
+    "reduce_min": ("REDUCE_MIN", [act(2, 4, 3), i32(-2, 0)], None),
+    "softmax": ("SOFTMAX", [act(2, 7)], {"beta": 1.0}),
+    "softmax_beta": ("SOFTMAX", [act(2, 3, 7)], {"beta": 0.5}),
+    "log_softmax": ("LOG_SOFTMAX", [act(2, 7)], None),
+    "logistic": ("LOGISTIC", [act(2, 8)], None),
+    "tanh": ("TANH", [act(2, 8)], None),
+    "relu": ("RELU", [act(2, 8)], None),
+    "relu6": ("RELU6", [In(rng.uniform(-3, 9, (N, 2, 8)).astype(F32))], None),
+    "relu_n1_to_1": ("RELU_N1_TO_1", [act(2, 8)], None),
+    "leaky_relu": ("LEAKY_RELU", [act(2, 8)], {"alpha": 0.2}),
+    "prelu": ("PRELU", [act(1, 2, 2, 3), w(1, 1, 3)], None),
+    "hard_swish": ("HARD_SWISH", [act(4, 8, lo=-5, hi=5)], None),
+    "gelu_exact": ("GELU", [act(4, 8)], {"approximate": False}),
+    "gelu_tanh": ("GELU", [act(4, 8)], {"approximate": True}),
+    "exp": ("EXP", [act(2, 8)], None),
+    "log": ("LOG", [act(2, 8, lo=0.1, hi=5)], None),
+    "sqrt": ("SQRT", [act(2, 8, lo=0.0, hi=5)], None),
+    "rsqrt": ("RSQRT", [act(2, 8, lo=0.1, hi=5)], None),
+    "square": ("SQUARE", [act(2, 8)], None),
+    "abs": ("ABS", [act(2, 8)], None),
+    "neg": ("NEG", [act(2, 8)], None),
+    "reshape": ("RESHAPE", [act(1, 4, 6), i32(-1, 3)], None),
+    "reshape_scalar_dims": ("RESHAPE", [act(2, 3, 4), i32(6, 2, 2)], None),
+    "squeeze_dims": ("SQUEEZE", [act(1, 4, 1, 3)], {"squeeze_dims": [2]}),
+    "squeeze_all": ("SQUEEZE", [act(1, 4, 1, 3)], None),
+    "expand_dims": ("EXPAND_DIMS", [act(4, 3), i32(1)], None),
+    "expand_dims_neg": ("EXPAND_DIMS", [act(4, 3), i32(-1)], None),
+    "transpose": ("TRANSPOSE", [act(2, 3, 4, 5), i32(0, 3, 1, 2)], None),
+    "concat": ("CONCATENATION", [act(1, 4, 2), act(1, 4, 3), w(1, 4, 1)], {"axis": -1}),
+    "concat_axis1": ("CONCATENATION", [act(1, 2, 3), act(1, 5, 3)], {"axis": 1}),
+    "pack": ("PACK", [act(2, 3), act(2, 3), w(2, 3)], {"values_count": 3, "axis": 1}),
+    "pack_neg": ("PACK", [act(2, 3), act(2, 3)], {"values_count": 2, "axis": -1}),
+    "unpack": ("UNPACK", [act(2, 3, 4)], {"num": 3, "axis": 1}, (np.float32,) * 3),
+    "split": ("SPLIT", [i32(2), act(1, 3, 6)], {"num_splits": 3}, (np.float32,) * 3),
+    "split_v": ("SPLIT_V", [act(1, 7, 2), i32(1, -1, 2), i32(1)], {"num_splits": 3}, (np.float32,) * 3),
+    "slice": ("SLICE", [act(2, 5, 6), i32(0, 1, 2), i32(-1, 3, -1)], None),
+    "strided_slice_basic": ss([0, 1, 0, 0], [2, 4, 6, 3], [1, 1, 2, 1]),
+    "strided_slice_masks": ss([0, 1, 5, 1], [0, 4, 0, 0], [1, 2, -2, 1], begin_mask=0b0001, end_mask=0b1101),
+    "strided_slice_shrink": ss([0, -1, 0, 0], [1, 0, 6, 3], [1, 1, 1, 1], shrink_axis_mask=0b0011),
+    "strided_slice_neg_stride": ss([1, 4, -1, 2], [0, 0, -7, 0], [-1, -1, -1, -1], begin_mask=0b0001, end_mask=0b0001),
+    "strided_slice_ellipsis": ss([0, 1], [0, 3], [1, 1], ellipsis_mask=0b01),
+    "strided_slice_new_axis": ss([0, 0, 1], [0, 0, 3], [1, 1, 1], new_axis_mask=0b010, begin_mask=0b001, end_mask=0b001),
+    "strided_slice_offset": ss([0, 1, 2, 0], [2, 2, 3, 3], [1, 1, 1, 1], offset=True),
+    "pad": ("PAD", [act(1, 3, 4, 2), i32(0, 0, 1, 2, 2, 0, 0, 1).reshape(4, 2)], None),
+    "padv2": ("PADV2", [act(1, 3, 4, 2), i32(0, 0, 1, 2, 2, 0, 0, 0).reshape(4, 2), np.array(-1.5, F32)], None),
+    "mirror_pad_reflect": ("MIRROR_PAD", [act(1, 4, 5, 2), i32(0, 0, 2, 1, 1, 3, 0, 0).reshape(4, 2)], {"mode": "REFLECT"}),
+    "mirror_pad_symmetric": ("MIRROR_PAD", [act(1, 4, 5, 2), i32(0, 0, 2, 1, 1, 3, 0, 0).reshape(4, 2)], {"mode": "SYMMETRIC"}),
+    "gather_const_params": ("GATHER", [w(10, 4), ints_in(10, 1, 5)], {"axis": 0}),
+    "gather_axis1": ("GATHER", [act(2, 6, 3), i32(5, 0, 2, 2)], {"axis": 1}),
+    "gather_axis_neg_2d_idx": ("GATHER", [act(2, 6, 3), i32(1, 0, 2, 3).reshape(2, 2)], {"axis": -2}),
+    "gather_const_params_axis1": ("GATHER", [w(3, 10, 2), ints_in(10, 4)], {"axis": 1}),
+    "gather_batch_dims": ("GATHER", [act(2, 6, 3), ints_in(6, 2, 4)], {"axis": 1, "batch_dims": 1}),
+    "gather_nd": ("GATHER_ND", [act(4, 5, 3), i32(0, 1, 3, 4, 2, 2).reshape(3, 2)], None),
+    "gather_nd_const_params": ("GATHER_ND", [w(4, 5, 3), ints_in(4, 2, 1)], None),
+    "embedding_lookup": ("EMBEDDING_LOOKUP", [ints_in(7, 5), w(7, 3)], None),
+    "resize_bilinear_up": resize("RESIZE_BILINEAR", (9, 16), False, False),
+    "resize_bilinear_align": resize("RESIZE_BILINEAR", (9, 16), True, False),
+    "resize_bilinear_half_pixel": resize("RESIZE_BILINEAR", (9, 13), False, True),
+    "resize_bilinear_down": resize("RESIZE_BILINEAR", (3, 4), False, True),
+    "resize_bilinear_down_align": resize("RESIZE_BILINEAR", (3, 4), True, False),
+    "resize_nearest_up": resize("RESIZE_NEAREST_NEIGHBOR", (9, 16), False, False),
+    "resize_nearest_align": resize("RESIZE_NEAREST_NEIGHBOR", (9, 16), True, False),
+    "resize_nearest_half_pixel": resize("RESIZE_NEAREST_NEIGHBOR", (9, 13), False, True),
+    "resize_nearest_align_half": resize("RESIZE_NEAREST_NEIGHBOR", (11, 5), True, True),
+    "resize_nearest_down": resize("RESIZE_NEAREST_NEIGHBOR", (3, 4), False, False),
+    "space_to_depth": ("SPACE_TO_DEPTH", [act(1, 4, 6, 3)], {"block_size": 2}),
+    "depth_to_space": ("DEPTH_TO_SPACE", [act(1, 2, 3, 8)], {"block_size": 2}),
+    "space_to_batch_nd": ("SPACE_TO_BATCH_ND", [act(1, 5, 6, 2), i32(2, 3), i32(1, 0, 0, 0).reshape(2, 2)], None),
+    "batch_to_space_nd": ("BATCH_TO_SPACE_ND", [act(6, 3, 2, 2), i32(2, 3), i32(1, 0, 0, 1).reshape(2, 2)], None),
+    "quantize": ("QUANTIZE", [act(2, 8)], None, (UniformQuantizedType.make(I8, 0.02, -3),)),
+    "dequantize": ("DEQUANTIZE", [QConst(rng.integers(-128, 128, (3, 4)).astype(np.int8), UniformQuantizedType.make(I8, 0.05, 4)), ], None),
+    "dequantize_fp16": ("DEQUANTIZE", [w(3, 4).astype(np.float16)], None),
+    "cast_f2i": ("CAST", [act(2, 5, lo=-9, hi=9)], None, (np.int32,)),
+    "cast_i2f": ("CAST", [ints_in(100, 5)], None, (np.float32,)),
+    "shape": ("SHAPE", [act(2, 5, 3)], {"out_type": "INT32"}, (np.int32,)),
+    "fill": ("FILL", [i32(2, 3), act()], None),
+    "broadcast_to": ("BROADCAST_TO", [act(1, 3), i32(2, 4, 3)], None),
+    "tile": ("TILE", [act(2, 1, 3), i32(2, 3, 1)], None),
+    "select": ("SELECT", [In(rng.random((N, 2, 3)) > 0.5), act(2, 3), act(2, 3)], None),
+    "select_v2": ("SELECT_V2", [In(rng.random((N, 2, 1)) > 0.5), act(2, 3), w(3)], None),
+    "arg_max": ("ARG_MAX", [act(2, 7), i32(1)], {"output_type": "INT32"}, (np.int32,)),
+    "arg_min_i64": ("ARG_MIN", [act(2, 7, 3), i32(-2)], {"output_type": "INT64"}, (np.int64,)),
+    "l2_normalization": ("L2_NORMALIZATION", [act(2, 6)], None),
+    "cumsum": ("CUMSUM", [act(2, 5), i32(1)], None),
+    "cumsum_exclusive_reverse": ("CUMSUM", [act(2, 5), i32(-1)], {"exclusive": True, "reverse": True}),
+    "lstm": lstm(),
+    "lstm_cifg_peephole_proj": lstm(cifg=True, peephole=True, proj=True),
+    "lstm_layer_norm_time_major": lstm(peephole=True, layer_norm=True, time_major=True),
+}
+
+
+def _materialize(case: tuple) -> tuple[ModuleOp, list[np.ndarray]]:
+    builtin, operands, options = case[:3]
+    out = case[3] if len(case) > 3 else (np.float32,)
+    variables = case[4] if len(case) > 4 else {}
+    if not variables:
+        return op_model(builtin, operands, options, out)
+    # ops with variable (state) tensors: build, then swap the placeholders for tfl.variable
+    ops = [np.zeros(variables[o], F32) if isinstance(o, str) else o for o in operands]
+    module, inputs = op_model(builtin, ops, options, out)
+    f = next(iter(module.ops))
+    assert isinstance(f, func.FuncOp)
+    consts = [op for op in f.body.block.ops if isinstance(op, tfl.ConstOp)]
+    for c in consts:
+        if c.numpy().shape in set(variables.values()) and not c.numpy().any():
+            v = tfl.VariableOp.create(result_types=[c.result.type], attributes={"names": c.attributes["names"]})
+            f.body.block.insert_op_before(v, c)
+            c.result.replace_all_uses_with(v.result)
+            c.detach()
+            c.erase()
+    module.verify()
+    return module, inputs
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_single_op_matches_litert(name: str) -> None:
+    module, inputs = _materialize(CASES[name])
+    compare_with_litert(module, inputs, int_tol=1 if name == "quantize" else 0)
+
+
+def test_every_modelled_op_has_a_kernel_and_a_litert_case() -> None:
+    from tflquant.reference.float_kernels import KERNELS
+
+    covered = {c[0] for c in CASES.values()}
+    for builtin, _, _ in tfl.BUILTIN_OPS:
+        assert builtin in KERNELS, builtin
+        if builtin != "DENSIFY":  # sparse constants: tested below on the densified values
+            assert builtin in covered, f"no LiteRT comparison for {builtin}"
+
+
+# ----------------------------------------------------------------------------------------
+# the reference models
+# ----------------------------------------------------------------------------------------
+
+
+def test_shared_model_matches_litert(shared_model) -> None:
+    from tflquant.tflite.reader import load_model
+
+    module = load_model(shared_model / "float.tflite")
+    ev = np.load(shared_model / "eval.npz")
+    model = (shared_model / "float.tflite").read_bytes()
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+    li = LiteRT(model_content=model)
+    names = [d["name"] for d in li.get_input_details()]
+    xs = [ev[n][:4] for n in names]  # samples are rows of a batch-1 input
+    ours = Interpreter(module).run(xs)
+    ref = litert_run(model, [x[:, None] for x in xs])["AUTO"]
+    worst = 0.0
+    for k, per_sample in enumerate(ref):
+        for j, r in enumerate(per_sample):
+            assert ours[j][k].shape == r.shape
+            worst = max(worst, rel_err(ours[j][k], r))
+    assert worst <= RTOL, f"{shared_model.name}: max relative error {worst:.3g}"
+
+
+# ----------------------------------------------------------------------------------------
+# batching, observer, fake quantization, errors
+# ----------------------------------------------------------------------------------------
+
+SMALL = """
+builtin.module {
+  func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x2xf32> {
+    %w = "tfl.const"() <{value = dense<[[1.0, 0.0, -1.0, 0.5], [0.25, 0.25, 0.25, 0.25]]> : tensor<2x4xf32>}> {names = ["w"]} : () -> tensor<2x4xf32>
+    %n = "tfl.no_value"() : () -> none
+    %s = "tfl.shape"(%x) <{out_type = "INT32"}> {names = ["s"]} : (tensor<1x4xf32>) -> tensor<2xi32>
+    %y = "tfl.fully_connected"(%x, %w, %n) <{fused_activation_function = "RELU"}> {names = ["y"]} : (tensor<1x4xf32>, tensor<2x4xf32>, none) -> tensor<1x2xf32>
+    %r = "tfl.reshape"(%y, %s2) {names = ["r"]} : (tensor<1x2xf32>, tensor<2xi32>) -> tensor<1x2xf32>
+    %s2 = "tfl.shape"(%y) <{out_type = "INT32"}> {names = ["s2"]} : (tensor<1x2xf32>) -> tensor<2xi32>
+    func.return %r : tensor<1x2xf32>
+  }
+}
+"""
+
+
+def _small() -> ModuleOp:
+    text = SMALL.replace(
+        '    %r = "tfl.reshape"(%y, %s2) {names = ["r"]} : (tensor<1x2xf32>, tensor<2xi32>) -> tensor<1x2xf32>\n'
+        '    %s2 = "tfl.shape"(%y) <{out_type = "INT32"}> {names = ["s2"]} : (tensor<1x2xf32>) -> tensor<2xi32>\n',
+        '    %s2 = "tfl.shape"(%y) <{out_type = "INT32"}> {names = ["s2"]} : (tensor<1x2xf32>) -> tensor<2xi32>\n'
+        '    %r = "tfl.reshape"(%y, %s2) {names = ["r"]} : (tensor<1x2xf32>, tensor<2xi32>) -> tensor<1x2xf32>\n',
+    )
+    return parse_module(text)
+
+
+def test_batched_run_equals_per_sample_runs_and_observer_sees_everything() -> None:
+    m = _small()
+    x = rng.standard_normal((5, 1, 4)).astype(F32)
+    seen: dict[str, tuple] = {}
+    from tflquant.ir import value_name
+
+    def observer(v, a):
+        seen[value_name(v)] = a.shape
+
+    interp = Interpreter(m)
+    (batched,) = interp.run([x], observer=observer)
+    assert batched.shape == (5, 1, 2)
+    for k in range(5):
+        (one,) = interp.run([x[k : k + 1]])
+        np.testing.assert_array_equal(one[0], batched[k])
+    wm = np.array([[1.0, 0.0, -1.0, 0.5], [0.25, 0.25, 0.25, 0.25]], F32)
+    np.testing.assert_allclose(batched[:, 0], np.maximum(x[:, 0] @ wm.T, 0), rtol=1e-6)
+    # every argument and op result but constants, always with the sample axis
+    assert seen == {"x": (5, 1, 4), "s": (5, 2), "y": (5, 1, 2), "s2": (5, 2), "r": (5, 1, 2)}
+    # samples may also be given as rows of the batch-1 input
+    (rows,) = interp.run([x[:, 0]])
+    np.testing.assert_array_equal(rows, batched)
+
+
+def test_fake_quant_rounds_to_the_grid_per_tensor_and_per_axis() -> None:
+    text = """
+    builtin.module {
+      func.func @main(%x: tensor<2x3xf32>) -> (tensor<2x3xf32>, tensor<2x3xf32>) {
+        %q = quant.qcast %x : tensor<2x3xf32> -> tensor<2x3x!quant.uniform<i8:f32, 0.1:-3>>
+        %d = quant.dcast %q : tensor<2x3x!quant.uniform<i8:f32, 0.1:-3>> -> tensor<2x3xf32>
+        %s = quant.stats %d, <-1.0, 1.0> : tensor<2x3xf32>
+        %qa = quant.qcast %x : tensor<2x3xf32> -> tensor<2x3x!quant.uniform<i8<-127:127>:f32:1, {0.5, 0.01, 0.02}>>
+        %da = quant.dcast %qa : tensor<2x3x!quant.uniform<i8<-127:127>:f32:1, {0.5, 0.01, 0.02}>> -> tensor<2x3xf32>
+        func.return %s, %da : tensor<2x3xf32>, tensor<2x3xf32>
+      }
+    }
+    """
+    x = np.array([[[0.04, 0.05, -0.26], [100.0, -100.0, 12.8]]] * 2, F32)
+    d, da = Interpreter(parse_module(text)).run([x])
+    np.testing.assert_allclose(d[0], [[0.0, 0.1, -0.3], [13.0, -12.5, 12.8]], atol=1e-6)  # zp -3: [-12.5, 13.0]
+    np.testing.assert_allclose(da[0], [[0.0, 0.05, -0.26], [63.5, -1.27, 2.54]], atol=1e-6)
+
+
+def test_quantized_constant_feeds_float_kernel_dequantized() -> None:
+    qt = UniformQuantizedType.make(I8, [0.5, 0.25], 0, axis=0, narrow=True)
+    wq = np.array([[2, -4, 6], [8, 10, -127]], np.int8)
+    m, inputs = op_model("FULLY_CONNECTED", [act(1, 3), QConst(wq, qt), None], None)
+    (y,) = Interpreter(m).run(inputs)
+    wf = wq.astype(F32) * np.array([[0.5], [0.25]], F32)
+    np.testing.assert_allclose(y[:, 0], inputs[0][:, 0] @ wf.T, rtol=1e-6)
+
+
+def test_sparse_constant_densifies() -> None:
+    from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, i32 as I32
+
+    from tflquant.reference.interpreter import _sparse_to_dense
+
+    dense = np.array([[0, 1.5, 0, 0], [0, 0, 0, 0], [2.0, 0, 0, -3.0]], F32)
+    md0 = DictionaryAttr({"format": IntegerAttr(0, I32), "dense_size": IntegerAttr(3, I32)})
+    md1 = DictionaryAttr(
+        {
+            "format": IntegerAttr(1, I32),
+            "dense_size": IntegerAttr(0, I32),
+            "array_segments": DenseArrayBase.from_list(I32, [0, 1, 1, 3]),
+            "array_indices": DenseArrayBase.from_list(I32, [1, 0, 3]),
+        }
+    )
+    sparsity = DictionaryAttr(
+        {"traversal_order": DenseArrayBase.from_list(I32, [0, 1]), "block_map": DenseArrayBase.from_list(I32, []), "dim_metadata": ArrayAttr([md0, md1])}
+    )
+    op = tfl.SparseConstOp.create(
+        properties={"value": dense_from_numpy(np.array([1.5, 2.0, -3.0], F32)), "sparsity": sparsity},
+        result_types=[TensorType(element_type_of_dtype(F32), [3, 4])],
+    )
+    np.testing.assert_array_equal(_sparse_to_dense(op), dense)
+
+
+def test_strided_slice_index_matches_numpy_semantics() -> None:
+    masks = dict(begin_mask=0, end_mask=0b10, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0b01)
+    assert strided_slice_index([2, 1], [3, 0], [1, 2], masks, False) == (2, slice(1, None, 2))
+
+
+def test_unsupported_op_and_bad_inputs_raise_one_clear_error() -> None:
+    text = """
+    builtin.module {
+      func.func @main(%x: tensor<1x4xf32>) -> tensor<1x4xf32> {
+        %y = "tfl.opaque"(%x) <{code = 200 : i32, version = 1 : i32, custom_code = "MyOp"}> {names = ["mine"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
+        func.return %y : tensor<1x4xf32>
+      }
+    }
+    """
+    with pytest.raises(TflquantError, match="MyOp 'mine' has no reference kernel"):
+        Interpreter(parse_module(text)).run([np.zeros((2, 1, 4), F32)])
+    m = _small()
+    with pytest.raises(TflquantError, match=r"input 0 \('x'\) of @main must have shape \(N, 1, 4\)"):
+        Interpreter(m).run([np.zeros((2, 1, 5), F32)])
+    with pytest.raises(TflquantError, match="takes 1 inputs"):
+        Interpreter(m).run([])
+    with pytest.raises(TflquantError, match="no function named"):
+        Interpreter(m).run([np.zeros((2, 1, 4), F32)], func_name="nope")
+
+
+def test_fake_quantized_module_runs_in_float() -> None:
+    """A qcast/dcast pair around an op: the float result equals the op on grid values."""
+    m, inputs = op_model("RELU", [act(2, 3)])
+    f = next(iter(m.ops))
+    relu = next(op for op in f.body.block.ops if op.name == "tfl.relu")
+    qt = UniformQuantizedType.make(I8, 0.05, 0)
+    q = quant.QuantizeCastOp(relu.operands[0], qt)
+    d = quant.DequantizeCastOp(q.result)
+    f.body.block.insert_ops_before([q, d], relu)
+    relu.operands[0] = d.result
+    m.verify()
+    (y,) = Interpreter(m).run(inputs)
+    grid = np.clip(np.trunc(inputs[0] / F32(0.05) + np.copysign(0.5, inputs[0])), -128, 127) * 0.05
+    np.testing.assert_allclose(y, np.maximum(grid, 0), atol=1e-6)
