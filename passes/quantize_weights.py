@@ -4,13 +4,16 @@ The weights of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, BATC
 (constant right-hand side), EMBEDDING_LOOKUP, GATHER (constant table) and
 UNIDIRECTIONAL_SEQUENCE_LSTM become int8 symmetric constants ([-127, 127], zero point 0,
 scale = max|w| / 127), per channel along the op's channel axis where its hybrid kernel takes
-that (conv 0, depthwise 3, FC 0, transpose conv 0, embedding rows 0), per tensor otherwise.
+that (conv 0, depthwise 3, FC 0, transpose conv 0, embedding rows 0, gather features last),
+per tensor otherwise.
 Activations stay float32. Mirrors what the TF converter writes (checked on its
 `tf_dynamic.tflite` files):
 
 - ops with a hybrid kernel read the int8 weight directly (LiteRT quantizes their float input
   on the fly); FULLY_CONNECTED, BATCH_MATMUL and the LSTM get `asymmetric_quantize_inputs`;
-- GATHER gathers int8 rows and a DEQUANTIZE after it restores float;
+- GATHER gathers int8 rows and a DEQUANTIZE after it restores float; its table is per
+  channel along the last (feature) dimension, which survives the gather (the converter
+  uses one scale; per-feature scales gave +2 dB on the tiny transformer at the same size);
 - every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
 - a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
   all or nothing (its hybrid kernel wants every weight int8);
@@ -65,6 +68,18 @@ def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, Unifor
         s = s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
     q = np.clip(np.rint(np.asarray(w, dtype=np.float32) / s), qtype.qmin, qtype.qmax)
     return q.astype(np.int8), qtype
+
+
+def _gather_table_axis(gather: Operation, table: SSAValue) -> int | None:
+    """Per-channel axis for a GATHER table: its last dimension (the embedding features),
+    which survives the gather, unless the gather runs along it. Per-row scales would not
+    describe the gathered output; per-feature scales do, and cut the error the most."""
+    t = table.type
+    assert isinstance(gather, tfl.TflOp) and isinstance(t, TensorType)
+    rank = len(t.get_shape())
+    axis = gather.option("axis")
+    axis = axis + rank if axis < 0 else axis
+    return rank - 1 if rank >= 2 and axis != rank - 1 else None
 
 
 def _op_kind(op: Operation) -> str | None:
@@ -129,6 +144,8 @@ class QuantizeWeights(ModulePass):
                 v = o.operands[idx]
                 if v in plans or not self._eligible(v):
                     continue
+                if kind == "GATHER":
+                    axis = _gather_table_axis(o, v)
                 if axis is not None and not self.per_channel:
                     axis = None
                 plans[v] = axis
@@ -197,7 +214,7 @@ class QuantizeWeights(ModulePass):
                 if kind in ASYMMETRIC_INPUTS:
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
-            elif kind == "GATHER" and use.index == 0 and axis is None:
+            elif kind == "GATHER" and use.index == 0 and (axis is None or axis == _gather_table_axis(user, qv)):
                 self._gather_int8(user, qv)
             else:
                 user.operands[use.index] = dequantized()
@@ -216,12 +233,19 @@ class QuantizeWeights(ModulePass):
 
     @staticmethod
     def _gather_int8(gather: Operation, qv: SSAValue) -> None:
-        """GATHER on the int8 table, then DEQUANTIZE its output back to float."""
+        """GATHER on the int8 table, then DEQUANTIZE its output back to float. A per-axis
+        table keeps its scales on the same dimension of the gathered output."""
         assert isinstance(gather, tfl.TflOp) and gather.parent is not None
         out = gather.outputs[0]
         ftype = out.type
         assert isinstance(ftype, TensorType) and isinstance(qv.type, TensorType)
         qelem = qv.type.element_type
+        assert isinstance(qelem, UniformQuantizedType)
+        if qelem.per_axis:
+            shift = len(ftype.get_shape()) - len(qv.type.get_shape())
+            qelem = UniformQuantizedType.make(
+                qelem.storage_type, list(qelem.scale_array()), 0, axis=qelem.axis.data + shift, narrow=True
+            )
         name = value_name(out)
         new_gather = type(gather)(
             [qv, *gather.operands[1:]],
