@@ -76,9 +76,58 @@ def make_fixed(bits: int, scale: float, zp: int) -> UniformQuantizedType:
     return UniformQuantizedType.make(IntegerType(bits), scale, zp)
 
 
-def _is_forward(o: Operation) -> bool:
-    info = op_info(o)
-    return info is not None and len(info.same) == 1 and info.same[0] >= 0 or (o.name == "tfl.padv2")
+def qrange(t: UniformQuantizedType) -> tuple[float, float]:
+    """The real range a per-tensor type represents (symmetric types: +-qmax*scale)."""
+    s, z = t.scale, t.zero_point
+    if z == 0 and t.is_signed and bits_of(t) > 8:
+        return -t.qmax * s, t.qmax * s
+    return (t.qmin - z) * s, (t.qmax - z) * s
+
+
+class _Groups:
+    """Union-find over qcast ops: each group must end up with one parameter set."""
+
+    def __init__(self) -> None:
+        self.parent: dict[quant.QuantizeCastOp, quant.QuantizeCastOp] = {}
+        self.fixed: dict[quant.QuantizeCastOp, UniformQuantizedType] = {}
+
+    def find(self, q: quant.QuantizeCastOp) -> quant.QuantizeCastOp:
+        self.parent.setdefault(q, q)
+        while self.parent[q] is not q:
+            self.parent[q] = self.parent[self.parent[q]]
+            q = self.parent[q]
+        return q
+
+    def fixed_of(self, q: quant.QuantizeCastOp) -> UniformQuantizedType | None:
+        return self.fixed.get(self.find(q))
+
+    def union(self, a: quant.QuantizeCastOp, b: quant.QuantizeCastOp) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra is rb:
+            return
+        self.parent[rb] = ra
+        if rb in self.fixed:
+            self.fixed.setdefault(ra, self.fixed.pop(rb))
+
+    def members(self) -> dict[quant.QuantizeCastOp, list[quant.QuantizeCastOp]]:
+        out: dict[quant.QuantizeCastOp, list[quant.QuantizeCastOp]] = {}
+        for q in list(self.parent):
+            out.setdefault(self.find(q), []).append(q)
+        return out
+
+
+def _input_qcast(v: SSAValue) -> quant.QuantizeCastOp | None:
+    d = dcast_source(v)
+    if d is None:
+        return None
+    q = d.input.owner
+    return q if isinstance(q, quant.QuantizeCastOp) else None
+
+
+def _activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
+    from tflquant.passes.insert_fake_quant import activation_params
+
+    return activation_params(lo, hi, bits)
 
 
 @dataclass(frozen=True)
@@ -90,103 +139,87 @@ class PropagateScales(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
-            for o in list(f.walk()):
-                self._visit(o)
+            _Propagator().run(f)
 
-    def _visit(self, o: Operation) -> None:
+
+class _Propagator:
+    def __init__(self) -> None:
+        self.groups = _Groups()
+        self.pending: list[tuple[Operation, quant.QuantizeCastOp]] = []
+
+    def run(self, f: func.FuncOp) -> None:
+        for o in list(f.walk()):
+            self._visit(o, self.groups)
+        self._assign(self.groups)
+
+    def _visit(self, o: Operation, groups: _Groups) -> None:
         info = op_info(o)
         if info is None:
             return
         bits = op_bits(o)
         if bits is None or not has_kernel(o, bits):
             return
+        outs = [q for r in o.results for q in qcast_users(r) if quant.quantized_element(q.result.type) is not None]
         if (fp := fixed_params(info, bits)) is not None:
             fixed = make_fixed(bits, *fp)
-            for r in o.results:
-                for q in qcast_users(r):
-                    retype_qcast(q, fixed)
+            for q in outs:
+                groups.find(q)
+                groups.fixed[groups.find(q)] = fixed
             return
         bound = same_inputs(o, info)
-        if not bound:
+        if not bound or not outs:
             return
-        if _is_forward(o):
-            self._forward(o, bound)
-        else:
-            self._output_defines(o, bound)
-
-    def _forward(self, o: Operation, bound: list[int]) -> None:
-        src = input_qtype(o.operands[bound[0]])
-        if src is None or src.per_axis:
-            return
-        for r in o.results:
-            for q in qcast_users(r):
-                retype_qcast(q, src)
-        for i in bound[1:]:
-            self._bring_to(o, i, src)
-
-    def _output_defines(self, o: Operation, bound: list[int]) -> None:
-        target = None
-        for r in o.results:
-            for q in qcast_users(r):
-                target = quant.quantized_element(q.result.type)
-        if target is None:
-            return
+        anchor = outs[0]
+        for q in outs[1:]:
+            groups.union(anchor, q)
+        several = len(bound) > 1 and o.name != "tfl.padv2"
         for i in bound:
-            self._bring_to(o, i, target)
+            q = _input_qcast(o.operands[i])
+            if q is None:
+                continue
+            if quant.quantized_element(q.result.type).per_axis:  # type: ignore[union-attr]
+                continue
+            if several and (groups.fixed_of(q) is not None) != (groups.fixed_of(anchor) is not None):
+                # a fixed-range value (e.g. LOGISTIC) must not impose its range on the others
+                self._requantize(o, i)
+                continue
+            fa, fq = groups.fixed_of(anchor), groups.fixed_of(q)
+            if fa is not None and fq is not None and fa != fq:
+                self._requantize(o, i)
+                continue
+            groups.union(anchor, q)
 
-    # -------------------------------------------------------------------------------
-    def _bring_to(self, o: Operation, i: int, target: UniformQuantizedType) -> None:
-        """Make input i of o carry `target`: retype at the source, or requantize."""
+    def _requantize(self, o: Operation, i: int) -> None:
+        """Give input i its own qcast (a requantize) that joins the op's group later."""
         v = o.operands[i]
-        d = dcast_source(v)
-        if d is None:
-            return
-        if quant.quantized_element(d.input.type) == target:
-            return
-        chain = self._retypable_chain(v, o)
-        if chain is not None:
-            for q in chain:
-                retype_qcast(q, target)
-            return
-        # requantize: qcast(dcast(x)) to the target, read by this op only
-        rq = quant.QuantizeCastOp(v, target)
+        t = quant.quantized_element(v.owner.input.type)  # type: ignore[union-attr]
+        assert t is not None
+        rq = quant.QuantizeCastOp(v, t)
         rd = quant.DequantizeCastOp(rq.result)
         block = o.parent_block()
         assert block is not None
         block.insert_ops_before([rq, rd], o)
         o.operands[i] = rd.result
+        self.pending.append((o, rq))
 
-    def _retypable_chain(self, v: SSAValue, reader: Operation) -> list[quant.QuantizeCastOp] | None:
-        """The qcasts to retype so that v (a dcast read only by `reader`) gets new parameters
-        without touching any other reader; None when a requantize is needed instead."""
-        chain: list[quant.QuantizeCastOp] = []
-        while True:
-            d = dcast_source(v)
-            if d is None or not v.has_one_use() or next(iter(v.uses)).operation is not reader:
-                return None
-            q = d.input.owner
-            if not isinstance(q, quant.QuantizeCastOp) or not q.result.has_one_use():
-                return None
-            chain.append(q)
-            x = q.input
-            if float_const(x) is not None or not isinstance(x.owner, Operation):
-                return chain  # a constant or a function argument takes any parameters
-            producer = x.owner
-            if isinstance(producer, quant.DequantizeCastOp | tfl.ConstOp):
-                return None
-            if not x.has_one_use():
-                return None
-            info = op_info(producer)
-            bits = op_bits(producer)
-            if info is None or bits is None or not has_kernel(producer, bits):
-                return chain  # a float op: its output is quantized by this qcast alone
-            if fixed_params(info, bits) is not None:
-                return None
-            if not info.same:
-                return chain  # free output parameters
-            if not _is_forward(producer) or len(producer.results) != 1:
-                return None
-            bound = same_inputs(producer, info)
-            if len(bound) != 1:
-                return None
-            v, reader = producer.operands[bound[0]], producer
+    def _assign(self, groups: _Groups) -> None:
+        for o, rq in self.pending:
+            for r in o.results:
+                for q in qcast_users(r):
+                    groups.union(q, rq)
+                    break
+        for root, members in groups.members().items():
+            fixed = groups.fixed.get(root)
+            if fixed is not None:
+                target = fixed
+            else:
+                types = [quant.quantized_element(q.result.type) for q in members]
+                uniq = {t for t in types if t is not None}
+                if len(uniq) <= 1:
+                    continue
+                ranges = [qrange(t) for t in uniq]  # type: ignore[arg-type]
+                bits = bits_of(next(iter(uniq)))  # type: ignore[arg-type]
+                target = _activation_params(min(r[0] for r in ranges), max(r[1] for r in ranges), bits)
+            for q in members:
+                retype_qcast(q, target)
+
