@@ -468,7 +468,7 @@ class OpaqueOp(IRDLOperation):
     options_type = opt_prop_def(IntegerAttr)
     options2 = opt_prop_def(BoolAttr)
     options = opt_prop_def(DictionaryAttr)
-    custom_options = opt_prop_def(BytesAttr)
+    custom_options = opt_prop_def(BytesAttr | StringAttr)  # text IR parses valid UTF-8 bytes as a string
     extra = opt_prop_def(DictionaryAttr)
 
     @property

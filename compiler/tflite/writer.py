@@ -307,7 +307,7 @@ def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | N
             if isinstance(v, BytesAttr):
                 metadata.append((k, v.data))
             elif isinstance(v, StringAttr):
-                metadata.append((k, v.data.encode()))
+                metadata.append((k, v.data.encode("utf-8", errors="surrogateescape")))
             else:
                 raise TflquantError(f"metadata '{k}' must be bytes or a string, got {v}")
     pairs = [(_NAMES_OF_CODE.get(c, str(c)), ver) for c, _cc, ver in plan.opcodes]
@@ -600,7 +600,9 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
                 fields.append((OP["builtin_options_type"], "u8", otype, 0))
                 fields.append((OP["builtin_options"], "off", opts, 0))
         if op.custom_options is not None:
-            fields.append((OP["custom_options"], "off", bld.bytes_vector(op.custom_options.data, 16), 0))
+            raw = op.custom_options.data
+            raw = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else raw
+            fields.append((OP["custom_options"], "off", bld.bytes_vector(raw, 16), 0))
     return bld.table(fields)
 
 

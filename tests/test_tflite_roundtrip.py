@@ -1,0 +1,420 @@
+"""TFLite import/emit: lossless round trips (LiteRT bit-identical), file invariants, layouts."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from models import MODELS, GraphBuilder, run_tflite, sample_inputs, signature_attr, ttype
+from xdsl.dialects.builtin import ArrayAttr, BoolAttr, DenseArrayBase, DictionaryAttr, IntegerAttr, StringAttr, TensorType, i32, i64
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, parse_module, print_module
+from tflquant.tflite import schema
+from tflquant.tflite.flatbuf import root_table
+from tflquant.tflite.reader import read_flatbuffer
+from tflquant.tflite.writer import write_flatbuffer
+
+M, SG, T, B = schema.MODEL_FIELDS, schema.SUBGRAPH_FIELDS, schema.TENSOR_FIELDS, schema.BUFFER_FIELDS
+
+
+def _same_outputs(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+
+
+def _text_roundtrip(data: bytes) -> bytes:
+    m = parse_module(print_module(read_flatbuffer(data)))
+    m.verify()
+    return write_flatbuffer(m)
+
+
+# ---------------------------------------------------------------------------------------
+# Reference models (skipped when ../shared is absent)
+# ---------------------------------------------------------------------------------------
+
+
+def test_shared_models_roundtrip_bit_identical(shared_model):
+    ev = dict(np.load(shared_model / "eval.npz"))
+    files = sorted(shared_model.glob("*.tflite"))
+    assert any(f.name == "float.tflite" for f in files)
+    for path in files:
+        orig = path.read_bytes()
+        module = read_flatbuffer(orig, str(path))
+        out = write_flatbuffer(module)
+        assert write_flatbuffer(read_flatbuffer(orig)) == out, f"{path.name}: output not deterministic"
+        assert write_flatbuffer(read_flatbuffer(out)) == out, f"{path.name}: import/emit is not a fixpoint"
+        assert _same_outputs(run_tflite(orig, ev, n=3), run_tflite(out, ev, n=3)), f"{path.name}: LiteRT outputs differ"
+        if path.name in ("float.tflite", "tf_int8.tflite"):
+            assert _text_roundtrip(orig) == out, f"{path.name}: text round trip changed the model"
+
+
+def test_shared_signatures_and_metadata_survive(shared_model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    orig = (shared_model / "float.tflite").read_bytes()
+    out = write_flatbuffer(read_flatbuffer(orig))
+    a, b = Interpreter(model_content=orig), Interpreter(model_content=out)
+    assert a.get_signature_list() == b.get_signature_list()
+    assert [d["name"] for d in a.get_input_details()] == [d["name"] for d in b.get_input_details()]
+    assert [d["shape_signature"].tolist() for d in a.get_input_details()] == [d["shape_signature"].tolist() for d in b.get_input_details()]
+    module = read_flatbuffer(out)
+    assert "CONVERSION_METADATA" in module.attributes["tfl.metadata"].data
+
+
+# ---------------------------------------------------------------------------------------
+# Models built from IR
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_built_model_roundtrip(name):
+    module = MODELS[name]()
+    module.verify()
+    data = write_flatbuffer(module)
+    inputs = sample_inputs(module, 3, seed=7)
+    expected = run_tflite(data, inputs)
+    back = read_flatbuffer(data)
+    again = write_flatbuffer(back)
+    assert _same_outputs(expected, run_tflite(again, inputs))
+    assert write_flatbuffer(read_flatbuffer(again)) == again
+    assert _text_roundtrip(again) == again
+    assert write_flatbuffer(MODELS[name]()) == data, "same module must give the same bytes"
+
+
+def test_dynamic_batch_runs_with_other_batch_sizes():
+    module = MODELS["dynamic_batch"]()
+    data = write_flatbuffer(read_flatbuffer(write_flatbuffer(module)))
+    text = print_module(read_flatbuffer(data))
+    assert "tensor<?x5xi32>" in text
+    inputs = sample_inputs(module, 2, batch=3)
+    (out,) = run_tflite(data, inputs)
+    assert out.shape == (2, 3, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# File-level invariants
+# ---------------------------------------------------------------------------------------
+
+
+def _buffers(data: bytes):
+    return root_table(data).tables(M["buffers"])
+
+
+def test_file_invariants():
+    data = write_flatbuffer(MODELS["cnn"]())
+    assert data[4:8] == b"TFL3"
+    root = root_table(data)
+    assert root.scalar(M["version"], "u32") == 3
+    bufs = _buffers(data)
+    assert bufs[0].raw_bytes(B["data"]) in (None, b"")
+    for b in bufs[1:]:
+        span = b.vector_span(B["data"])
+        if span is not None and span[1]:
+            assert span[0] % 16 == 0, "constant data must be 16-byte aligned"
+    meta = {md.string(0): md.scalar(1, "u32") for md in root.tables(M["metadata"])}
+    mrv = bufs[meta["min_runtime_version"]].raw_bytes(B["data"])
+    assert len(mrv) == 16 and mrv.rstrip(b"\0").decode().count(".") == 2
+    for oc in root.tables(M["operator_codes"]):
+        code = oc.scalar(3, "i32")
+        assert oc.scalar(0, "i8") == min(code, 127)
+
+
+def test_identical_buffers_stored_once():
+    g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
+    w = np.arange(4, dtype=np.float32)
+    a = g.op("ADD", [g.x, g.const(w, "w1")], (1, 4))
+    b = g.op("MUL", [a, g.const(w, "w2")], (1, 4))
+    data = g.tflite([b])
+    root = root_table(data)
+    tensors = root.tables(M["subgraphs"])[0].tables(SG["tensors"])
+    bufidx = {t.string(T["name"]): t.scalar(T["buffer"], "u32") for t in tensors}
+    assert bufidx["w1"] == bufidx["w2"] != 0
+    module = read_flatbuffer(data)
+    consts = [op for op in module.walk() if isinstance(op, tfl.ConstOp)]
+    assert len(consts) == 2  # one const per tensor, even when they share a buffer
+    (out,) = run_tflite(data, {"x": np.ones((1, 1, 4), np.float32)})
+    assert np.array_equal(out[0], (1 + w)[None] * w)
+
+
+def test_op_versions_follow_types():
+    """Float ops are version 1 unless options need more; int8 variants are version 2+."""
+    data = write_flatbuffer(MODELS["cnn"]())
+    root = root_table(data)
+    names = {v: k for k, v in schema.BUILTIN_CODES.items()}
+    versions = {names[oc.scalar(3, "i32")]: oc.scalar(2, "i32", 1) for oc in root.tables(M["operator_codes"])}
+    assert versions["CONV_2D"] == 1 and versions["SOFTMAX"] == 1 and versions["FULLY_CONNECTED"] == 1
+    data = write_flatbuffer(MODELS["matmul"]())
+    root = root_table(data)
+    versions = {names[oc.scalar(3, "i32")]: oc.scalar(2, "i32", 1) for oc in root.tables(M["operator_codes"])}
+    assert versions["FULLY_CONNECTED"] == 5  # keep_num_dims
+
+
+def test_shared_int8_versions_match_converter(shared_model):
+    path = shared_model / "tf_int8.tflite"
+    orig = path.read_bytes()
+    out = write_flatbuffer(read_flatbuffer(orig))
+
+    def versions(d: bytes) -> dict[int, int]:
+        return {max(oc.scalar(3, "i32"), oc.scalar(0, "i8")): oc.scalar(2, "i32", 1) for oc in root_table(d).tables(M["operator_codes"])}
+
+    assert versions(out) == versions(orig)
+
+
+# ---------------------------------------------------------------------------------------
+# Large-model layout
+# ---------------------------------------------------------------------------------------
+
+
+def test_large_model_offset_layout():
+    module = MODELS["cnn"]()
+    normal = write_flatbuffer(module)
+    big = write_flatbuffer(module, max_flatbuffer_size=1024)
+    bufs = _buffers(big)
+    outside = [b for b in bufs if b.scalar(B["offset"], "u64", 0) > 1]
+    assert outside and all(b.vector_span(B["data"]) is None for b in outside)
+    for b in outside:
+        off, size = b.scalar(B["offset"], "u64"), b.scalar(B["size"], "u64")
+        assert off % 16 == 0 and off + size <= len(big)
+    assert len(big) % 16 == 0
+    # reads back to the same module, and LiteRT runs it with the same results
+    assert write_flatbuffer(read_flatbuffer(big)) == write_flatbuffer(read_flatbuffer(normal))
+    inputs = sample_inputs(module, 2)
+    assert _same_outputs(run_tflite(normal, inputs), run_tflite(big, inputs))
+    # a truncated large model is reported, not crashed on
+    with pytest.raises(TflquantError, match="past the end"):
+        read_flatbuffer(big[: len(big) - 200], "big.tflite")
+
+
+# ---------------------------------------------------------------------------------------
+# Signatures, names, dynamic shapes
+# ---------------------------------------------------------------------------------------
+
+
+def test_no_signatures_and_several_signatures():
+    from ai_edge_litert.interpreter import Interpreter
+
+    g = GraphBuilder("main", {"x": ((1, 3), np.float32), "y": ((1, 3), np.float32)})
+    s = g.op("ADD", [g.args["x"], g.args["y"]], (1, 3), name="sum")
+    d = g.op("SUB", [g.args["x"], g.args["y"]], (1, 3), name="diff")
+    module = g.module([s, d], signature=None)
+    data = write_flatbuffer(module)
+    assert "tfl.signatures" not in read_flatbuffer(data).attributes
+    assert Interpreter(model_content=data).get_signature_list() == {}
+
+    module.attributes["tfl.signatures"] = ArrayAttr(
+        [
+            signature_attr("both", "main", ["x", "y"], ["s", "d"]),
+            DictionaryAttr(
+                {
+                    "key": StringAttr("swapped"),
+                    "function": StringAttr("main"),
+                    "inputs": ArrayAttr([StringAttr("b"), StringAttr("a")]),
+                    "input_indices": DenseArrayBase.from_list(i32, [1, 0]),
+                    "outputs": ArrayAttr([StringAttr("only_diff")]),
+                    "output_indices": DenseArrayBase.from_list(i32, [1]),
+                }
+            ),
+        ]
+    )
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    assert back.attributes["tfl.signatures"] == module.attributes["tfl.signatures"]
+    it = Interpreter(model_content=data)
+    assert set(it.get_signature_list()) == {"both", "swapped"}
+    runner = it.get_signature_runner("swapped")
+    res = runner(a=np.ones((1, 3), np.float32), b=np.full((1, 3), 5, np.float32))
+    assert np.array_equal(res["only_diff"], np.full((1, 3), -4, np.float32))
+
+
+def test_duplicate_and_missing_names():
+    g = GraphBuilder("main", {"x": ((2,), np.float32)})
+    a = g.op("RELU", [g.x], (2,), name="same")
+    b = g.op("NEG", [a], (2,), name="same")
+    c = tfl.BUILTIN_CLASSES["TANH"]([b], [ttype((2,))])  # no names attribute
+    g.add(c)
+    data = g.tflite([c.results[0]])
+    tensors = root_table(data).tables(M["subgraphs"])[0].tables(SG["tensors"])
+    names = [t.string(T["name"]) for t in tensors]
+    assert names.count("same") == 2
+    assert len(set(names)) == len(names) - 1 and all(names)
+    back = read_flatbuffer(data)
+    assert write_flatbuffer(back) == write_flatbuffer(read_flatbuffer(write_flatbuffer(back)))
+
+
+def test_multiple_subgraphs_keep_order_and_names():
+    g1 = GraphBuilder("main", {"x": ((2,), np.float32)})
+    y = g1.op("RELU", [g1.x], (2,))
+    g2 = GraphBuilder("helper body", {"x": ((2,), np.float32)})
+    z = g2.op("NEG", [g2.x], (2,))
+    module = g1.module([y], extra=[g2.function([z])])
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    text = print_module(back)
+    assert '@"helper body"' in text and text.index("@main") < text.index('@"helper body"')
+    assert _text_roundtrip(data) == write_flatbuffer(back)
+    (out,) = run_tflite(data, {"x": np.array([[-1.0, 2.0]], np.float32)})
+    assert np.array_equal(out[0], [0.0, 2.0])
+
+
+# ---------------------------------------------------------------------------------------
+# Quantized tensors, stats, fp16, sparse, variables, opaque ops
+# ---------------------------------------------------------------------------------------
+
+
+def test_quantized_tensors_and_stats_roundtrip():
+    from xdsl.dialects.builtin import IntegerType
+
+    g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
+    st = g.add(StatsOp(g.x, CalibrationStatsAttr.make(-1.0, 2.0)))
+    qt = UniformQuantizedType.make(IntegerType(8), 0.05, -3)
+    q = g.op("QUANTIZE", [st.results[0]], (1, 4), qt, name="q")
+    wq = UniformQuantizedType.make(IntegerType(8), [0.1, 0.2, 0.3], 0, axis=0)
+    w = g.add(tfl.ConstOp(dense_from_numpy(np.arange(12, dtype=np.int8).reshape(3, 4)), TensorType(wq, [3, 4]), name="w"))
+    bq = UniformQuantizedType.make(IntegerType(32), [0.005, 0.01, 0.015], 0, axis=0)
+    bias = g.add(tfl.ConstOp(dense_from_numpy(np.array([1, -2, 3], np.int32)), TensorType(bq, [3]), name="b"))
+    fc = g.op("FULLY_CONNECTED", [q, w.results[0], bias.results[0]], (1, 3), UniformQuantizedType.make(IntegerType(8), 0.1, 5), name="fc")
+    y = g.op("DEQUANTIZE", [fc], (1, 3), name="y")
+    module = g.module([y])
+    module.verify()
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    text = print_module(back)
+    assert "!quant.uniform<i8:f32, 0.05:-3>" in text
+    assert "!quant.uniform<i8:f32:0, {0.1, 0.2, 0.3}>" in text
+    assert "quant.stats" in text and "<-1.0, 2.0>" in text
+    assert write_flatbuffer(back) == write_flatbuffer(read_flatbuffer(write_flatbuffer(back)))
+    x = np.array([[[0.5, -0.25, 1.0, 0.0]]], np.float32)
+    (out,) = run_tflite(data, {"x": x})
+    xq = np.clip(np.round(x[0] / 0.05) - 3, -128, 127) + 3
+    acc = (xq @ np.arange(12).reshape(3, 4).T) * np.array([0.1, 0.2, 0.3]) * 0.05 + np.array([1, -2, 3]) * [0.005, 0.01, 0.015]
+    expect = (np.clip(np.round(acc / 0.1) + 5, -128, 127) - 5) * 0.1
+    assert np.allclose(out[0], expect, atol=1e-6)
+
+
+def test_sparse_constant_densify():
+    dense = np.array([[0, 1.5, 0, 0], [0, 0, 0, 0], [2.0, 0, 0, -3.0]], np.float32)
+    rows, cols = np.nonzero(dense)
+    segments = [0]
+    for r in range(dense.shape[0]):
+        segments.append(segments[-1] + int(np.sum(rows == r)))
+    sparsity = DictionaryAttr(
+        {
+            "traversal_order": DenseArrayBase.from_list(i32, [0, 1]),
+            "block_map": DenseArrayBase.from_list(i32, []),
+            "dim_metadata": ArrayAttr(
+                [
+                    DictionaryAttr({"format": IntegerAttr(0, i32), "dense_size": IntegerAttr(3, i32)}),
+                    DictionaryAttr(
+                        {
+                            "format": IntegerAttr(1, i32),
+                            "dense_size": IntegerAttr(0, i32),
+                            "array_segments_type": IntegerAttr(1, i32),
+                            "array_segments": DenseArrayBase.from_list(i32, segments),
+                            "array_indices_type": IntegerAttr(3, i32),
+                            "array_indices": DenseArrayBase.from_list(i32, [int(c) for c in cols]),
+                        }
+                    ),
+                ]
+            ),
+        }
+    )
+    g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
+    sp = g.add(
+        tfl.SparseConstOp.create(
+            properties={"value": dense_from_numpy(dense[rows, cols]), "sparsity": sparsity},
+            result_types=[ttype((3, 4))],
+            attributes={"names": ArrayAttr([StringAttr("sparse_w")])},
+        )
+    )
+    d = g.op("DENSIFY", [sp.results[0]], (3, 4))
+    y = g.op("FULLY_CONNECTED", [g.x, d, g.no_value()], (1, 3))
+    data = g.tflite([y])
+    back = read_flatbuffer(data)
+    assert back.is_structurally_equivalent(read_flatbuffer(write_flatbuffer(back)))
+    assert write_flatbuffer(back) == data or write_flatbuffer(read_flatbuffer(write_flatbuffer(back))) == write_flatbuffer(back)
+    x = np.array([[[1.0, 2.0, 3.0, 4.0]]], np.float32)
+    (out,) = run_tflite(write_flatbuffer(back), {"x": x})
+    assert np.allclose(out[0], x[0] @ dense.T)
+
+
+def test_variable_tensor_roundtrip():
+    g = GraphBuilder("main", {"x": ((1, 2), np.float32)})
+    var = g.add(tfl.VariableOp.create(result_types=[ttype((1, 2))], attributes={"names": ArrayAttr([StringAttr("state")])}))
+    y = g.op("ADD", [g.x, var.results[0]], (1, 2))
+    data = g.tflite([y])
+    tensors = root_table(data).tables(M["subgraphs"])[0].tables(SG["tensors"])
+    assert any(t.scalar(T["is_variable"], "bool", False) for t in tensors)
+    back = read_flatbuffer(data)
+    assert any(isinstance(op, tfl.VariableOp) for op in back.walk())
+    assert write_flatbuffer(back) == data
+    (out,) = run_tflite(data, {"x": np.array([[[1.0, 2.0]]], np.float32)})
+    assert np.array_equal(out[0], [[1.0, 2.0]])
+
+
+def test_opaque_builtin_custom_and_options2_roundtrip():
+    g = GraphBuilder("main", {"x": ((2, 3), np.float32)})
+    (fl,) = g.opaque(schema.BUILTIN_CODES["FLOOR"], [g.x], [ttype((2, 3))])
+    module = g.module([fl])
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    assert [op.op_name for op in back.walk() if isinstance(op, tfl.OpaqueOp)] == ["FLOOR"]
+    (out,) = run_tflite(data, {"x": np.array([[[1.5, -0.5, 2.0], [0.1, -2.2, 3.9]]], np.float32)})
+    assert np.array_equal(out[0], np.floor([[1.5, -0.5, 2.0], [0.1, -2.2, 3.9]]))
+
+    # custom op (LiteRT cannot run it) and a BuiltinOptions2 op: bytes survive exactly
+    g = GraphBuilder("main", {"x": ((4,), np.float32)})
+    (c,) = g.opaque(schema.BUILTIN_CODES["CUSTOM"], [g.x], [ttype((4,))], custom_code="MyOp", custom_options=b"\x01\x02\x03")
+    op2 = tfl.OpaqueOp.create(
+        operands=[c, c],
+        result_types=[ttype((8,))],
+        properties={
+            "code": IntegerAttr(schema.BUILTIN_CODES["STABLEHLO_CONCATENATE"], i32),
+            "version": IntegerAttr(1, i32),
+            "options_type": IntegerAttr(schema.OPTIONS2_UNION["StablehloConcatenateOptions"], i32),
+            "options2": BoolAttr.from_bool(True),
+            "options": DictionaryAttr({"dimension": IntegerAttr(1, i64)}),
+        },
+    )
+    g.add(op2)
+    (gm,) = g.opaque(schema.BUILTIN_CODES["GELU"] + 1000, [op2.results[0]], [ttype((8,))], version=7)
+    module = g.module([gm])
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    ops = [op for op in back.walk() if isinstance(op, tfl.OpaqueOp)]
+    assert ops[0].custom_options.data == b"\x01\x02\x03" and ops[0].op_name == "MyOp"
+    assert ops[1].options2 is not None and ops[1].options.data["dimension"].value.data == 1
+    assert ops[2].version.value.data == 7
+    assert write_flatbuffer(back) == write_flatbuffer(read_flatbuffer(write_flatbuffer(back)))
+    assert _text_roundtrip(data) == write_flatbuffer(back)
+
+
+def test_min_runtime_version_recomputed():
+    data = write_flatbuffer(MODELS["cnn"]())
+    module = read_flatbuffer(data)
+    md = module.attributes.get("tfl.metadata")
+    assert md is None or "min_runtime_version" not in md.data
+    root = root_table(data)
+    meta = {m.string(0): m.scalar(1, "u32") for m in root.tables(M["metadata"])}
+    value = root.tables(M["buffers"])[meta["min_runtime_version"]].raw_bytes(0).rstrip(b"\0").decode()
+    assert value == "1.6.0"  # SUB and MEAN v1 first ran in TFLite 1.6.0
+
+
+def test_fp16_constant_payload(shared_model):
+    data = (shared_model / "tf_float16.tflite").read_bytes()
+    text = print_module(read_flatbuffer(data))
+    assert "xf16>" in text and '"tfl.dequantize"' in text
+
+
+def test_reader_header_errors():
+    with pytest.raises(TflquantError, match="not a TFLite model"):
+        read_flatbuffer(b"hello world, not a model", "junk.bin")
+    with pytest.raises(TflquantError, match="m.tflite"):
+        read_flatbuffer(b"\x00\x01", "m.tflite")
+    data = bytearray(write_flatbuffer(MODELS["cnn"]()))
+    root = struct.unpack_from("<I", data, 0)[0]
+    struct.pack_into("<I", data, 0, root + 10_000_000)
+    with pytest.raises(TflquantError, match="corrupted"):
+        read_flatbuffer(bytes(data), "bad.tflite")
