@@ -563,3 +563,109 @@ def test_fake_quantized_module_runs_in_float() -> None:
     (y,) = Interpreter(m).run(inputs)
     grid = np.clip(np.trunc(inputs[0] / F32(0.05) + np.copysign(0.5, inputs[0])), -128, 127) * 0.05
     np.testing.assert_allclose(y, np.maximum(grid, 0), atol=1e-6)
+
+
+def test_densify_of_sparse_constant_matches_litert() -> None:
+    from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, i32 as I32
+
+    from tflquant.tflite.writer import write_flatbuffer
+
+    md0 = DictionaryAttr({"format": IntegerAttr(0, I32), "dense_size": IntegerAttr(3, I32)})
+    md1 = DictionaryAttr(
+        {
+            "format": IntegerAttr(1, I32),
+            "dense_size": IntegerAttr(0, I32),
+            "array_segments_type": IntegerAttr(1, I32),
+            "array_segments": DenseArrayBase.from_list(I32, [0, 1, 1, 3]),
+            "array_indices_type": IntegerAttr(1, I32),
+            "array_indices": DenseArrayBase.from_list(I32, [1, 0, 3]),
+        }
+    )
+    sparsity = DictionaryAttr(
+        {"traversal_order": DenseArrayBase.from_list(I32, [0, 1]), "block_map": DenseArrayBase.from_list(I32, []), "dim_metadata": ArrayAttr([md0, md1])}
+    )
+    t = TensorType(element_type_of_dtype(F32), [3, 4])
+    block = Block(arg_types=[t])
+    sc = tfl.SparseConstOp.create(
+        properties={"value": dense_from_numpy(np.array([1.5, 2.0, -3.0], F32)), "sparsity": sparsity},
+        result_types=[t],
+        attributes={"names": ArrayAttr([StringAttr("sparse")])},
+    )
+    dn = tfl.BUILTIN_CLASSES["DENSIFY"]([sc.result], [t], names=["dense"])
+    add = tfl.AddOp([block.args[0], dn.results[0]], [t], names=["sum"])
+    block.add_ops([sc, dn, add, func.ReturnOp(add.results[0])])
+    f = func.FuncOp("main", ([t], [t]), Region(block), arg_attrs=ArrayAttr([DictionaryAttr({"tfl.name": StringAttr("x")})]))
+    m = ModuleOp([f])
+    x = rng.standard_normal((N, 3, 4)).astype(F32)
+    (y,) = Interpreter(m).run([x])
+    np.testing.assert_allclose(y - x, np.broadcast_to([[0, 1.5, 0, 0], [0, 0, 0, 0], [2.0, 0, 0, -3.0]], (N, 3, 4)), atol=1e-6)
+    compare_with_litert(m, [x])
+
+
+def test_opaque_reduce_prod_matches_litert() -> None:
+    text = """
+    builtin.module {
+      func.func @main(%x: tensor<2x3xf32> {tfl.name = "x"}) -> tensor<2x1xf32> {
+        %a = "tfl.const"() <{value = dense<1> : tensor<1xi32>}> {names = ["axis"]} : () -> tensor<1xi32>
+        %y = "tfl.opaque"(%x, %a) <{code = 81 : i32, version = 1 : i32, options_type = 27 : i32, options = {keep_dims = true}}> {names = ["prod"]} : (tensor<2x3xf32>, tensor<1xi32>) -> tensor<2x1xf32>
+        func.return %y : tensor<2x1xf32>
+      }
+    }
+    """
+    m = parse_module(text)
+    x = rng.uniform(0.5, 1.5, (N, 2, 3)).astype(F32)
+    compare_with_litert(m, [x])
+
+
+def test_functions_and_signatures() -> None:
+    text = """
+    builtin.module attributes {tfl.signatures = [
+        {key = "double", function = "twice", inputs = ["b", "a"], input_indices = array<i32: 1, 0>, outputs = ["o"], output_indices = array<i32: 0>}]} {
+      func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> {
+        %y = "tfl.neg"(%x) : (tensor<2xf32>) -> tensor<2xf32>
+        func.return %y : tensor<2xf32>
+      }
+      func.func @twice(%a: tensor<2xf32>, %b: tensor<2xf32>) -> tensor<2xf32> {
+        %y = "tfl.sub"(%a, %b) : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+        func.return %y : tensor<2xf32>
+      }
+    }
+    """
+    it = Interpreter(parse_module(text))
+    a, b = np.ones((1, 2), F32), np.full((1, 2), 3.0, F32)
+    np.testing.assert_array_equal(it.run([a])[0], -a)
+    np.testing.assert_array_equal(it.run([a, b], func_name="twice")[0], a - b)
+    # signature order: inputs ["b", "a"] are arguments 1 and 0
+    np.testing.assert_array_equal(it.run([b, a], signature="double")[0], a - b)
+    with pytest.raises(TflquantError, match="no signature 'nope'"):
+        it.run([a], signature="nope")
+
+
+def test_control_flow_is_reported_by_name() -> None:
+    text = """
+    builtin.module {
+      func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> {
+        %y = "tfl.opaque"(%x) <{code = 119 : i32, version = 1 : i32}> {names = ["loop"]} : (tensor<2xf32>) -> tensor<2xf32>
+        func.return %y : tensor<2xf32>
+      }
+    }
+    """
+    with pytest.raises(TflquantError, match="op WHILE 'loop' has no reference kernel"):
+        Interpreter(parse_module(text)).run([np.zeros((1, 2), F32)])
+
+
+def test_fp16_weight_models_match_litert(shared_model) -> None:
+    """fp16 weights feeding DEQUANTIZE run in float like LiteRT runs them."""
+    from tflquant.tflite.reader import load_model
+
+    path = shared_model / "tf_float16.tflite"
+    module = load_model(path)
+    ev = np.load(shared_model / "eval.npz")
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+    names = [d["name"] for d in LiteRT(model_path=str(path)).get_input_details()]
+    xs = [ev[n][:2] for n in names]
+    ours = Interpreter(module).run(xs)
+    ref = litert_run(path.read_bytes(), [x[:, None] for x in xs])["AUTO"]
+    worst = max(rel_err(ours[j][k], r) for k, per in enumerate(ref) for j, r in enumerate(per))
+    assert worst <= RTOL, f"{shared_model.name}: max relative error {worst:.3g}"

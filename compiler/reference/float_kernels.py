@@ -76,6 +76,13 @@ PARAMS: dict[str, frozenset[str]] = {
     }.items()
 }  # fmt: skip
 
+# Input names of the unmodelled builtins (tfl.opaque) that have a kernel and parameters.
+OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
+    "REDUCE_PROD": ("input", "axis"),
+    "REDUCE_ANY": ("input", "axis"),
+    "REDUCE_ALL": ("input", "axis"),
+}
+
 # Ops whose result has no sample axis even when the input has one.
 UNBATCHED_RESULTS = frozenset({"SHAPE"})
 
@@ -664,6 +671,7 @@ KERNELS["REDUCE_MIN"] = _reducer(np.min)
 KERNELS["REDUCE_PROD"] = _reducer(np.prod)
 KERNELS["REDUCE_ANY"] = _reducer(np.any)
 KERNELS["REDUCE_ALL"] = _reducer(np.all)
+PARAMS.update({k: frozenset({"axis"}) for k in ("REDUCE_ANY", "REDUCE_ALL")})
 
 
 @kernel("SOFTMAX")

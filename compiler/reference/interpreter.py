@@ -289,7 +289,7 @@ def _build_plan(f: func.FuncOp) -> _Plan:
         except TflquantError as e:
             raise TflquantError(f"{op_label(op)}: {e}") from None
 
-        operand_names = getattr(op, "OPERANDS", ())
+        operand_names = getattr(op, "OPERANDS", None) or fk.OPAQUE_OPERANDS.get(key, ())
         params = fk.PARAMS.get(key, frozenset())
         quant_aware = key in fk.QUANT_AWARE
         in_slots: list[int] = []
