@@ -338,7 +338,7 @@ def quantize(
         size_before=len(data),
         size_after=len(out),
         seconds=seconds,
-        ops=describe_ops(module),
+        ops=describe_ops(module, mode),
         calibration_samples=calib.samples if calib else 0,
         calibration_batches=calib.batches if calib else 0,
         warnings=report_warnings,
@@ -399,7 +399,8 @@ def _classify(op: Operation) -> str:
     return "integer"
 
 
-def _reason(op: Operation, kind: str) -> str | None:
+def _reason(op: Operation, kind: str, bits: int) -> str | None:
+    """Why an op computes in float in a static mode (None when it does not)."""
     if kind != "float":
         return None
     for key in ("fallback_reason", "tflquant.fallback_reason"):
@@ -407,11 +408,21 @@ def _reason(op: Operation, kind: str) -> str | None:
             return a.data
     if op.name == "tfl.opaque":
         return "custom or unmodelled op: tflquant has no integer form of it"
-    return None
+    if any(_elem_kind(v.type) == "i" for v in op.operands if not _is_const(v)):
+        return "reads integer data and produces float (kept as in the float model)"
+    try:
+        from tflquant.passes._quant_ops import has_kernel
+    except ImportError:  # pragma: no cover - the static passes are part of the package
+        return None
+    if not has_kernel(op, bits):
+        return f"LiteRT has no int{bits} kernel for {_op_type(op)}"
+    return "an input or output has no calibrated range, or an input stayed float"
 
 
-def describe_ops(module: ModuleOp) -> list[OpInfo]:
+def describe_ops(module: ModuleOp, mode: str = "int8") -> list[OpInfo]:
     from tflquant.ir import value_name
+
+    bits = 16 if mode == "int16x8" else 8
 
     out = []
     for fn in module.ops:
@@ -422,7 +433,7 @@ def describe_ops(module: ModuleOp) -> list[OpInfo]:
                 continue
             kind = _classify(op)
             name = (value_name(op.results[0]) if op.results else None) or ""
-            out.append(OpInfo(_op_type(op), name, kind, _reason(op, kind)))
+            out.append(OpInfo(_op_type(op), name, kind, _reason(op, kind, bits) if mode in STATIC_MODES else None))
     return out
 
 
