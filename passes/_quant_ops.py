@@ -16,6 +16,12 @@ Per op:
 - `fixed8` / `fixed16`: fixed (scale, zero point) of the output.
 Any other float constant input of a quantized op is quantized like an activation
 (int8 asymmetric, int16 symmetric), as OPPROP's `quantize_input_as_activations`.
+
+The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized by this
+chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
+NEG (insert-fake-quant rewrites NEG as MUL by -1), REDUCE_PROD; int16 is refused by
+SQUARED_DIFFERENCE, HARD_SWISH, RELU_N1_TO_1, LOG_SOFTMAX, L2_NORMALIZATION,
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ OPS: dict[str, OpQuant] = {
     "LEAKY_RELU": _FREE,
     "PRELU": _FREE8,
     "HARD_SWISH": _FREE8,
-    "GELU": _FREE8,
-    "EXP": _FREE8,
+    "GELU": _FREE,
+    "EXP": _FREE,
+    "SQRT": _FREE,
+    "DIV": _FREE,
     "LOG": _FREE,
     "RSQRT": _FREE,
     "ABS": _FREE,
@@ -91,12 +99,12 @@ OPS: dict[str, OpQuant] = {
     "MAX_POOL_2D": _same(0),
     "PAD": _same(0),
     "PADV2": _same(0, 2),
-    "MIRROR_PAD": _same(0, int16=False),
+    "MIRROR_PAD": _same(0),
     "SLICE": _same(0),
     "STRIDED_SLICE": _same(0),
     "GATHER": _same(0),
-    "GATHER_ND": _same(0, int16=False),
-    "EMBEDDING_LOOKUP": _same(1, int16=False),
+    "GATHER_ND": _same(0),
+    "EMBEDDING_LOOKUP": _same(1),
     "BATCH_TO_SPACE_ND": _same(0),
     "SPACE_TO_BATCH_ND": _same(0),
     "SPACE_TO_DEPTH": _same(0, int16=False),
@@ -120,12 +128,12 @@ OPS: dict[str, OpQuant] = {
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,
     "ARG_MIN": _FREE8,
-    "EQUAL": _FREE8,
-    "NOT_EQUAL": _FREE8,
-    "LESS": _FREE8,
-    "LESS_EQUAL": _FREE8,
-    "GREATER": _FREE8,
-    "GREATER_EQUAL": _FREE8,
+    "EQUAL": _FREE,
+    "NOT_EQUAL": _FREE,
+    "LESS": _FREE,
+    "LESS_EQUAL": _FREE,
+    "GREATER": _FREE,
+    "GREATER_EQUAL": _FREE,
 }
 
 

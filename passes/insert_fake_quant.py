@@ -9,8 +9,8 @@ FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per te
 int8 symmetric [-127, 127], per channel unless `per-channel=false`; other constant inputs
 (ADD/MUL operands, gather tables, PReLU alpha, ...) like activations. Biases stay float for
 quantize-bias. A weight stored as DEQUANTIZE(fp16 constant) is read as its float values.
-A fake-quantized NEG (no integer kernel in LiteRT) becomes MUL by a constant -1 (which has
-one), so that it need not fall back to float.
+A fake-quantized NEG or SQUARE (no integer kernel in LiteRT) becomes MUL by a constant -1
+or MUL(x, x) (which has one), so that it need not fall back to float.
 """
 
 from __future__ import annotations
@@ -109,22 +109,30 @@ class InsertFakeQuant(ModulePass):
             s.detach()
             s.erase()
 
-    # NEG has no integer kernel: NEG(x) = MUL(x, -1), which has one --------------------
+    # NEG and SQUARE have no integer kernel: NEG(x) = MUL(x, -1), SQUARE(x) = MUL(x, x) ----
     def _negations(self, f: func.FuncOp) -> None:
-        for o in [o for o in f.walk() if isinstance(o, tfl.BUILTIN_CLASSES["NEG"])]:
+        rewritable = (tfl.BUILTIN_CLASSES["NEG"], tfl.BUILTIN_CLASSES["SQUARE"])
+        for o in [o for o in f.walk() if isinstance(o, rewritable)]:
             x, y = o.inputs[0], o.outputs[0]
             if not isinstance(x.owner, quant.DequantizeCastOp) or not is_f32(y.type):
                 continue
             if not y.uses or not all(isinstance(u.operation, quant.QuantizeCastOp) for u in y.uses):
                 continue
             name = value_name(y)
-            minus_one = tfl.ConstOp(
-                dense_from_numpy(np.array(-1.0, np.float32)), name=f"{name}/minus_one" if name else None
-            )
-            mul = tfl.MulOp([x, minus_one.result], [y.type], options={}, names=[name] if name else None)
+            new_ops: list[Operation] = []
+            if o.BUILTIN == "NEG":
+                minus_one = tfl.ConstOp(
+                    dense_from_numpy(np.array(-1.0, np.float32)), name=f"{name}/minus_one" if name else None
+                )
+                new_ops.append(minus_one)
+                other = minus_one.result
+            else:
+                other = x
+            mul = tfl.MulOp([x, other], [y.type], names=[name] if name else None)
+            new_ops.append(mul)
             block = o.parent_block()
             assert block is not None
-            block.insert_ops_before([minus_one, mul], o)
+            block.insert_ops_before(new_ops, o)
             y.replace_all_uses_with(mul.outputs[0])
             o.detach()
             o.erase()
