@@ -59,6 +59,7 @@ __all__ = [
     "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier",
     "multiply_by_quantized_multiplier_64",
+    "multiply_by_quantized_multiplier_gemm",
 ]
 
 
@@ -225,17 +226,20 @@ def broadcast_params(qtype: UniformQuantizedType, ndim: int) -> tuple[np.ndarray
     return s.reshape(shape), z.reshape(shape)
 
 
-def quantize(x: np.ndarray, qtype: UniformQuantizedType) -> np.ndarray:
-    """Float values to the type's storage integers, as LiteRT's QUANTIZE kernel does:
-    q = clamp(round_half_away(float32(x) / float32(scale)) + zero_point, qmin, qmax).
+def quantize(x: np.ndarray, qtype: UniformQuantizedType, rounding: str = "away") -> np.ndarray:
+    """Float values to the type's storage integers: clamp(round(float32(x) / scale) + zp).
 
-    The division is float32 (so results match the runtime bit for bit). Per-axis types
-    quantize slice by slice along their axis (x must then have the type's rank).
+    The division is float32, as in TFLite. `rounding="away"` (ties away from zero) is
+    TFLite's reference kernels and its legacy quantizer; `rounding="even"` (ties to even)
+    is what LiteRT's optimized x86 QUANTIZE kernel computes (measured) and how the TF
+    converter rounds weights. Per-axis types quantize slice by slice along their axis
+    (x must then have the type's rank).
     """
     x = np.asarray(x, dtype=np.float32)
     s, z = broadcast_params(qtype, x.ndim)
-    with np.errstate(over="ignore", invalid="ignore"):
-        r = round_half_away(x / s)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y = x / s
+        r = round_half_away(y) if rounding == "away" else np.rint(y.astype(np.float64))
     q = np.clip(r + z, qtype.qmin, qtype.qmax)
     q = np.where(np.isnan(x), z, q)  # NaN has no integer; LiteRT's cast is undefined there
     return q.astype(qtype.numpy_dtype())
@@ -337,6 +341,22 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int
     right = np.maximum(-shift, 0)
     shifted = _wrap32(x << left)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_gemm(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """The multiplier as LiteRT's x86 GEMM path (ruy) applies it to CONV_2D / FULLY_CONNECTED.
+
+    Same as `multiply_by_quantized_multiplier` except the final rounding right shift rounds
+    ties toward +infinity ((x + 2^(e-1)) >> e) instead of away from zero. Measured against
+    ai-edge-litert 2.3 on x86-64 (builtin kernels): exact on the reference models' convs.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    high = saturating_rounding_doubling_high_mul(_wrap32(x << left), multiplier)
+    nudge = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    return (high + nudge) >> right
 
 
 def multiply_by_quantized_multiplier_64(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:

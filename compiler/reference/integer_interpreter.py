@@ -1,0 +1,205 @@
+"""Simulates a quantized `tfl` module the way LiteRT runs it: integer kernels, bit for bit.
+
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+    interp = IntegerInterpreter(module)
+    (y,) = interp.run([x_int8])          # x: (N, *input shape), storage integers
+    interp.float_ops                     # ops it had to simulate in float (see below)
+
+Every op whose operands or results are quantized and that has a kernel in
+`integer_kernels.KERNELS` runs with TFLite's fixed-point arithmetic. Float ops (and
+quantized ops without an integer kernel) run with the float reference kernels, their
+quantized operands dequantized and quantized results re-quantized; they are listed in
+`float_ops` so a test can tell exact from approximate simulation.
+
+Batching follows the float interpreter: every input has a leading sample axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, NoneType, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from tflquant import quant_math as qm
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.errors import TflquantError
+from tflquant.ir import numpy_dtype_of_element
+from tflquant.reference import float_kernels as fk
+from tflquant.reference import integer_kernels as ik
+
+Observer = Callable[[SSAValue, np.ndarray], None]
+
+# Operands the integer kernels take without a sample axis, besides float_kernels.PARAMS.
+INTEGER_PARAMS: dict[str, frozenset[str]] = {
+    "FULLY_CONNECTED": frozenset({"filter", "bias"}),
+    "TRANSPOSE_CONV": frozenset({"output_shape", "filter", "bias"}),
+}
+
+
+def _label(op: Operation) -> str:
+    names = tfl.tensor_names(op)
+    kind = op.op_name if isinstance(op, tfl.OpaqueOp) else op.name
+    return f"{kind} '{names[0]}'" if names else kind
+
+
+def _key(op: Operation) -> str:
+    if isinstance(op, tfl.TflOp):
+        return op.BUILTIN
+    if isinstance(op, tfl.OpaqueOp):
+        return op.op_name
+    return op.name
+
+
+def _dequant(x: np.ndarray, q: UniformQuantizedType, batched: bool) -> np.ndarray:
+    if not q.per_axis:
+        return qm.dequantize(x, q)
+    s, z = qm.broadcast_params(q, x.ndim - (1 if batched else 0))
+    return (s.astype(np.float64) * (x.astype(np.int64) - z)).astype(np.float32)
+
+
+def _quant(x: np.ndarray, q: UniformQuantizedType, batched: bool) -> np.ndarray:
+    if not q.per_axis:
+        return qm.quantize(x, q)
+    s, z = qm.broadcast_params(q, x.ndim - (1 if batched else 0))
+    r = qm.round_half_away(np.asarray(x, np.float32) / s)
+    return np.clip(r + z, q.qmin, q.qmax).astype(q.numpy_dtype())
+
+
+class IntegerInterpreter:
+    """Runs `@main` (or a given function) of a quantized module with integer kernels."""
+
+    def __init__(self, module_or_func: ModuleOp | func.FuncOp, strict: bool = False):
+        if isinstance(module_or_func, ModuleOp):
+            funcs = [o for o in module_or_func.ops if isinstance(o, func.FuncOp)]
+            if not funcs:
+                raise TflquantError("module has no func.func to run")
+            f = next((g for g in funcs if g.sym_name.data == "main"), funcs[0])
+        else:
+            f = module_or_func
+        self.func = f
+        self.strict = strict
+        self.float_ops: list[str] = []
+        self._steps: list[tuple[Operation, Callable[..., Any], bool]] = []
+        self._compile()
+
+    # ---------------------------------------------------------------------------------
+    def _compile(self) -> None:
+        for op in self.func.body.block.ops:
+            if isinstance(op, (func.ReturnOp, tfl.ConstOp, tfl.NoValueOp)):
+                continue
+            key = _key(op)
+            quantized = any(quantized_element(v.type) is not None for v in (*op.operands, *op.results))
+            if quantized and key in ik.KERNELS:
+                try:
+                    k = ik.KERNELS[key](op)
+                except TflquantError as e:
+                    raise TflquantError(f"{_label(op)}: {e}") from None
+                self._steps.append((op, k, True))
+                continue
+            if quantized and self.strict:
+                raise TflquantError(f"{_label(op)} has no integer kernel (strict mode)")
+            factory = fk.KERNELS.get(key)
+            if factory is None:
+                raise TflquantError(f"{_label(op)} has no reference kernel")
+            if quantized:
+                self.float_ops.append(_label(op))
+            self._steps.append((op, factory(op), False))
+
+    # ---------------------------------------------------------------------------------
+    def run(self, inputs: Sequence[np.ndarray], observer: Observer | None = None) -> list[np.ndarray]:
+        block = self.func.body.block
+        if len(inputs) != len(block.args):
+            raise TflquantError(f"@{self.func.sym_name.data} takes {len(block.args)} inputs, got {len(inputs)}")
+        vals: dict[SSAValue, Any] = {}
+        batched: dict[SSAValue, bool] = {}
+        n = None
+        for a, x in zip(block.args, inputs):
+            t = a.type
+            assert isinstance(t, TensorType)
+            arr = np.asarray(x)
+            want = len(t.get_shape())
+            if arr.ndim == want:  # a single sample given without the sample axis
+                arr = arr[None]
+            dt = numpy_dtype_of_element(t.element_type).newbyteorder("=")
+            if arr.dtype != dt:
+                if arr.dtype.kind == "f" and dt.kind in "iu":
+                    raise TflquantError(f"input {a.index} is {t}: give its storage integers, not floats")
+                arr = arr.astype(dt)
+            vals[a] = arr
+            batched[a] = True
+            n = arr.shape[0] if n is None else n
+            if observer is not None:
+                observer(a, arr)
+        for op in block.ops:
+            if isinstance(op, tfl.ConstOp):
+                vals[op.result] = op.numpy()
+                batched[op.result] = False
+        for op in block.ops:
+            if isinstance(op, tfl.NoValueOp):
+                vals[op.result] = None
+                batched[op.result] = False
+        for op, k, integer in self._steps:
+            outs, ob = self._call(op, k, integer, vals, batched)
+            for r, o in zip(op.results, outs):
+                vals[r] = o
+                batched[r] = ob
+                if observer is not None:
+                    observer(r, o if ob else np.broadcast_to(o, (n or 1,) + np.shape(o)))
+        ret = block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        res = []
+        for v in ret.operands:
+            o = vals[v]
+            res.append(o if batched[v] else np.broadcast_to(o, (n or 1,) + np.shape(o)).copy())
+        return res
+
+    def _call(self, op: Operation, k: Callable[..., Any], integer: bool, vals: dict, batched: dict) -> tuple[list[Any], bool]:
+        key = _key(op)
+        params = fk.PARAMS.get(key, frozenset())
+        if integer:
+            params = params | INTEGER_PARAMS.get(key, frozenset())
+        names = getattr(op, "OPERANDS", ())
+        any_b = any(batched[v] for v in op.operands)
+        args = []
+        for i, v in enumerate(op.operands):
+            x = vals[v]
+            name = names[i] if i < len(names) else (names[-1] if names else "")
+            is_param = name in params and not name.startswith("*")
+            b = batched[v]
+            q = None if isinstance(v.type, NoneType) else quantized_element(v.type)
+            if not integer and q is not None and x is not None and key not in fk.QUANT_AWARE:
+                x = _dequant(x, q, b)
+            if x is not None:
+                if is_param and b:
+                    x = x[0]
+                elif not is_param and not b:
+                    x = np.asarray(x)[None]
+            args.append(x)
+        try:
+            r = k(*args)
+        except TflquantError as e:
+            raise TflquantError(f"{_label(op)}: {e}") from None
+        except (ValueError, IndexError, TypeError) as e:
+            shapes = ", ".join("-" if a is None else str(np.shape(a)) for a in args)
+            raise TflquantError(f"{_label(op)} failed on operands of shapes ({shapes}): {e}") from None
+        outs = list(r) if isinstance(r, (tuple, list)) else [r]
+        unbatched_result = key in fk.UNBATCHED_RESULTS
+        res = []
+        for o, rv in zip(outs, op.results):
+            o = np.asarray(o)
+            q = quantized_element(rv.type)
+            if not integer and q is not None and key not in fk.QUANT_AWARE:
+                o = _quant(o, q, not unbatched_result)
+            elif not integer and isinstance(rv.type, TensorType) and q is None:
+                dt = fk.float_dtype(rv.type)
+                if dt is not None and o.dtype != dt:
+                    o = o.astype(dt)
+            if not any_b and not unbatched_result:
+                o = o[0]
+            res.append(o)
+        return res, any_b and not unbatched_result

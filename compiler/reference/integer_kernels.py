@@ -1,0 +1,877 @@
+"""Integer reference kernels: what LiteRT's int8 and 16x8 kernels compute, bit for bit.
+
+Each kernel is built per op by a factory `factory(op) -> kernel`, which reads the op's
+quantization parameters and precomputes TFLite's multipliers (tflquant.quant_math); the
+kernel then maps integer storage arrays to integer storage arrays.
+
+Conventions are those of the float kernels (tflquant.reference.float_kernels): a data
+operand carries a leading sample axis, a parameter operand (weights, bias, shapes, axes)
+does not; results carry the sample axis.
+
+Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
+`kernels/internal/reference/...`), in the default "double rounding" build:
+
+- CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV / BATCH_MATMUL: exact
+  int32 (int8) or int64 (16x8 with int64 bias) accumulation of (x - zp_x) * w, bias added,
+  MultiplyByQuantizedMultiplier with multiplier s_in * s_w[c] / s_out, + zp_out, clamped to
+  the fused activation's quantized range;
+- ADD / SUB: the general path (inputs shifted left by 20 for int8, 15 for int16, each
+  rescaled by s_i / (2 max s), summed, rescaled to the output); int16 with
+  pot_scale_int16 and power-of-two scales uses the POT path (rounding shifts, saturating);
+- MUL: (x1 - zp1) * (x2 - zp2) rescaled by s1 s2 / s_out;
+- AVERAGE_POOL_2D: sum over the valid window, divided rounding half away from zero;
+  MAX_POOL_2D: max over the valid window;
+- MEAN / SUM: reference_ops::QuantizedMeanOrSum (1/n folded into the multiplier);
+- LOGISTIC / TANH int8: the 256-entry table LUTPopulate builds from float32 math;
+  int16: computed from the float function (not LiteRT's fixed-point table: may differ by a
+  unit in the last place);
+- SOFTMAX int8: the float32 exp table of the optimized kernel (`PopulateSoftmaxLookupTable`,
+  sequential float32 sum, round half away); int16: LUT-based reference (exp and 1/(1+x)
+  tables with 9-bit interpolation);
+- QUANTIZE: float -> int by round(x / s) + zp (float32 division); int -> int by
+  MultiplyByQuantizedMultiplier(x - zp_in, s_in / s_out) + zp_out;
+- RESIZE_BILINEAR: ResizeBilinearInteger (10-bit fixed-point coordinates);
+- RELU / RELU6 / RELU_N1_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
+- data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, ...): copies.
+
+Ops without an integer kernel here are simulated in float by the integer interpreter
+(dequantize, float kernel, quantize); see integer_interpreter.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation, SSAValue
+
+from tflquant import quant_math as qm
+from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.errors import TflquantError
+from tflquant.reference import float_kernels as fk
+
+Kernel = Callable[..., Any]
+Factory = Callable[[Operation], Kernel]
+
+KERNELS: dict[str, Factory] = {}
+
+
+def kernel(*names: str) -> Callable[[Factory], Factory]:
+    def register(f: Factory) -> Factory:
+        for n in names:
+            KERNELS[n] = f
+        return f
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+
+def qtype(v: SSAValue, what: str) -> UniformQuantizedType:
+    q = quantized_element(v.type)
+    if q is None:
+        raise TflquantError(f"{what} must be quantized, got {v.type}")
+    return q
+
+
+def in_q(op: Operation, i: int) -> UniformQuantizedType:
+    return qtype(op.operands[i], f"operand #{i}")
+
+
+def out_q(op: Operation, i: int = 0) -> UniformQuantizedType:
+    return qtype(op.results[i], f"result #{i}")
+
+
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def act_range(op: Operation, q: UniformQuantizedType, name: str | None = None) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized: the fused activation's range in the output's integers."""
+    act = name if name is not None else (fk.opt(op, "fused_activation_function", "NONE") or "NONE")
+    lo, hi = q.qmin, q.qmax
+    if q.per_axis:
+        return lo, hi
+    s, z = np.float32(q.scale), q.zero_point
+
+    def quant(f: float) -> int:
+        return z + int(qm.round_half_away(np.float32(f) / s))
+
+    if act == "RELU":
+        return max(lo, quant(0.0)), hi
+    if act == "RELU6":
+        return max(lo, quant(0.0)), min(hi, quant(6.0))
+    if act == "RELU_N1_TO_1":
+        return max(lo, quant(-1.0)), min(hi, quant(1.0))
+    if act in ("NONE", None):
+        return lo, hi
+    raise TflquantError(f"fused activation {act} has no quantized kernel")
+
+
+def per_channel_multipliers(s_in: float, w: UniformQuantizedType, s_out: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """PopulateConvolutionQuantizationParams: one (multiplier, shift) per output channel."""
+    ws = w.scale_array()
+    if ws.size == 1:
+        ws = np.repeat(ws, n)
+    reals = [float(np.float64(f32(s_in)) * np.float64(f32(s)) / np.float64(f32(s_out))) for s in ws]
+    return qm.quantize_multiplier_array(reals)
+
+
+def mbqm(acc: np.ndarray, m: Any, s: Any, wide: bool = False, gemm: bool = False) -> np.ndarray:
+    if wide:
+        return qm.multiply_by_quantized_multiplier_64(acc, m, s)
+    if gemm and GEMM_ROUNDING:
+        return qm.multiply_by_quantized_multiplier_gemm(acc, m, s)
+    return qm.multiply_by_quantized_multiplier(acc, m, s)
+
+
+# LiteRT's x86 build runs int8 CONV_2D / FULLY_CONNECTED through ruy's GEMM, whose final
+# rounding shift rounds ties toward +inf; set False to get the portable reference kernels.
+GEMM_ROUNDING = True
+
+
+def store(x: np.ndarray, q: UniformQuantizedType) -> np.ndarray:
+    return x.astype(q.numpy_dtype())
+
+
+def merge(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """(samples, batch, ...) -> (samples*batch, ...)."""
+    s, b = x.shape[0], x.shape[1]
+    return x.reshape((s * b,) + x.shape[2:]), (s, b)
+
+
+def split(y: np.ndarray, sb: tuple[int, int]) -> np.ndarray:
+    return y.reshape(sb + y.shape[1:])
+
+
+def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer matrix product, exact: float64 BLAS when sums stay below 2^53, else int64."""
+    a64 = a.astype(np.int64)
+    b64 = b.astype(np.int64)
+    bound = float(np.abs(a64).max(initial=0)) * float(np.abs(b64).max(initial=0)) * a.shape[-1]
+    if bound < 2.0**52:
+        return np.rint(a64.astype(np.float64) @ b64.astype(np.float64)).astype(np.int64)
+    return a64 @ b64
+
+
+# ---------------------------------------------------------------------------------------
+# QUANTIZE / DEQUANTIZE
+# ---------------------------------------------------------------------------------------
+
+
+@kernel("QUANTIZE")
+def _quantize(op: Operation) -> Kernel:
+    qo = out_q(op)
+    qi = quantized_element(op.operands[0].type)
+    if qi is None:
+        # LiteRT's optimized float->int QUANTIZE rounds ties to even (measured on x86-64).
+        return lambda x: qm.quantize(x, qo, rounding="even")
+    if qi.per_axis or qo.per_axis:
+        raise TflquantError("per-axis requantization has no kernel")
+    m, s = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+    zi, zo = qi.zero_point, qo.zero_point
+
+    def run(x: np.ndarray) -> np.ndarray:
+        y = mbqm(x.astype(np.int64) - zi, m, s) + zo
+        return store(np.clip(y, qo.qmin, qo.qmax), qo)
+
+    return run
+
+
+@kernel("DEQUANTIZE")
+def _dequantize(op: Operation) -> Kernel:
+    qi = in_q(op, 0)
+    if qi.per_axis:
+        ax = qi.axis.data
+
+        def run_axis(x: np.ndarray) -> np.ndarray:
+            s, z = qm.broadcast_params(qi, x.ndim - 1)
+            return (s.astype(np.float64) * (x.astype(np.int64) - z)).astype(np.float32)
+
+        del ax
+        return run_axis
+    return lambda x: qm.dequantize(x, qi)
+
+
+# ---------------------------------------------------------------------------------------
+# Convolutions and matrix products
+# ---------------------------------------------------------------------------------------
+
+
+def _conv_common(op: Operation, w_axis: int) -> tuple:
+    qi, qw, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    wshape = op.operands[1].type.get_shape()  # type: ignore[union-attr]
+    n_out = int(wshape[w_axis])
+    m, s = per_channel_multipliers(qi.scale, qw, qo.scale, n_out)
+    lo, hi = act_range(op, qo)
+    bias_v = op.operands[2] if len(op.operands) > 2 else None
+    wide = False
+    if bias_v is not None and quantized_element(bias_v.type) is not None:
+        wide = quantized_element(bias_v.type).bits == 64  # type: ignore[union-attr]
+    elif qi.bits == 16:
+        wide = True
+    return qi, qw, qo, m, s, lo, hi, wide
+
+
+def _finish(
+    acc: np.ndarray, m: np.ndarray, s: np.ndarray, wide: bool, qo: UniformQuantizedType, lo: int, hi: int, gemm: bool = False
+) -> np.ndarray:
+    y = mbqm(acc, m, s, wide, gemm) + qo.zero_point
+    return store(np.clip(y, lo, hi), qo)
+
+
+@kernel("CONV_2D")
+def _conv2d(op: Operation) -> Kernel:
+    qi, qw, qo, m, s, lo, hi, wide = _conv_common(op, 0)
+    sh, sw = int(fk.opt(op, "stride_h", 1)), int(fk.opt(op, "stride_w", 1))
+    dh, dw = int(fk.opt(op, "dilation_h_factor", 1)), int(fk.opt(op, "dilation_w_factor", 1))
+    padding = fk.opt(op, "padding", "SAME")
+    zi = qi.zero_point if not qi.per_axis else 0
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        xm, sb = merge(x)
+        n, h, wd, c = xm.shape
+        o, kh, kw, ci = w.shape
+        groups = c // ci
+        oh, pt, pb = fk.out_size_and_pad(h, kh, sh, dh, padding)
+        ow, pl, pr = fk.out_size_and_pad(wd, kw, sw, dw, padding)
+        xo = xm.astype(np.int64) - zi
+        xp = np.pad(xo, [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+        win = fk._windows(xp, oh, ow, kh, kw, sh, sw, dh, dw)  # (n, oh, ow, kh, kw, c)
+        acc = np.empty((n, oh, ow, o), np.int64)
+        og = o // groups
+        for g in range(groups):
+            cols = win[..., g * ci : (g + 1) * ci].reshape(n * oh * ow, kh * kw * ci)
+            wg = w[g * og : (g + 1) * og].reshape(og, kh * kw * ci)
+            acc[..., g * og : (g + 1) * og] = exact_dot(cols, wg.T).reshape(n, oh, ow, og)
+        if b is not None:
+            acc += b.astype(np.int64)
+        return split(_finish(acc, m, s, wide, qo, lo, hi, gemm=True), sb)
+
+    return run
+
+
+@kernel("DEPTHWISE_CONV_2D")
+def _depthwise(op: Operation) -> Kernel:
+    qi, qw, qo, m, s, lo, hi, wide = _conv_common(op, 3)
+    sh, sw = int(fk.opt(op, "stride_h", 1)), int(fk.opt(op, "stride_w", 1))
+    dh, dw = int(fk.opt(op, "dilation_h_factor", 1)), int(fk.opt(op, "dilation_w_factor", 1))
+    padding = fk.opt(op, "padding", "SAME")
+    zi = qi.zero_point
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        xm, sb = merge(x)
+        n, h, wd, c = xm.shape
+        _, kh, kw, oc = w.shape
+        mult = oc // c
+        xo = xm.astype(np.int64) - zi
+        if mult > 1:
+            xo = np.repeat(xo, mult, axis=3)
+        oh, pt, pb = fk.out_size_and_pad(h, kh, sh, dh, padding)
+        ow, pl, pr = fk.out_size_and_pad(wd, kw, sw, dw, padding)
+        xp = np.pad(xo, [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+        win = fk._windows(xp, oh, ow, kh, kw, sh, sw, dh, dw)
+        acc = np.einsum("nhwijc,ijc->nhwc", win.astype(np.float64), w[0].astype(np.float64))
+        acc = np.rint(acc).astype(np.int64)
+        if b is not None:
+            acc += b.astype(np.int64)
+        return split(_finish(acc, m, s, wide, qo, lo, hi), sb)
+
+    return run
+
+
+@kernel("FULLY_CONNECTED")
+def _fully_connected(op: Operation) -> Kernel:
+    qi, qw, qo, m, s, lo, hi, wide = _conv_common(op, 0)
+    keep = bool(fk.opt(op, "keep_num_dims", False))
+    zi = qi.zero_point
+    zw = 0 if qw.per_axis else qw.zero_point
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        k = w.shape[-1]
+        smp = x.shape[0]
+        xf = x.reshape(-1, k).astype(np.int64) - zi
+        acc = exact_dot(xf, (w.astype(np.int64) - zw).T)
+        if b is not None:
+            acc += b.astype(np.int64)
+        y = _finish(acc, m, s, wide, qo, lo, hi, gemm=True)
+        if keep:
+            return y.reshape(x.shape[:-1] + (w.shape[0],))
+        return y.reshape(smp, -1, w.shape[0]) if x.ndim > 2 else y.reshape(smp, -1)
+
+    return run
+
+
+@kernel("TRANSPOSE_CONV")
+def _transpose_conv(op: Operation) -> Kernel:
+    qi, qw, qo = in_q(op, 2), in_q(op, 1), out_q(op)
+    wshape = op.operands[1].type.get_shape()  # type: ignore[union-attr]
+    m, s = per_channel_multipliers(qi.scale, qw, qo.scale, int(wshape[0]))
+    lo, hi = act_range(op, qo)
+    sh, sw = int(fk.opt(op, "stride_h", 1)), int(fk.opt(op, "stride_w", 1))
+    padding = fk.opt(op, "padding", "SAME")
+    bias_v = op.operands[3] if len(op.operands) > 3 else None
+    bq = quantized_element(bias_v.type) if bias_v is not None else None
+    wide = (bq is not None and bq.bits == 64) or (bq is None and qi.bits == 16)
+    out_shape = [int(d) for d in op.results[0].type.get_shape()]  # type: ignore[union-attr]
+
+    def run(output_shape: np.ndarray, w: np.ndarray, x: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        xm, sb = merge(x)
+        n, h, wd, c = xm.shape
+        o, kh, kw, _ = w.shape
+        oh, ow = int(output_shape[1]), int(output_shape[2])
+        _, pt, _ = fk.out_size_and_pad(oh, kh, sh, 1, padding)
+        _, pl, _ = fk.out_size_and_pad(ow, kw, sw, 1, padding)
+        xo = xm.astype(np.int64) - qi.zero_point
+        # full (unpadded) output, then crop
+        fh, fw = (h - 1) * sh + kh, (wd - 1) * sw + kw
+        full = np.zeros((n, max(fh, oh + pt), max(fw, ow + pl), o), np.int64)
+        contrib = exact_dot(xo.reshape(-1, c), w.reshape(o * kh * kw, c).T).reshape(n, h, wd, o, kh, kw)
+        for i in range(kh):
+            for j in range(kw):
+                full[:, i : i + (h - 1) * sh + 1 : sh, j : j + (wd - 1) * sw + 1 : sw, :] += contrib[:, :, :, :, i, j]
+        acc = full[:, pt : pt + oh, pl : pl + ow, :]
+        if b is not None:
+            acc = acc + b.astype(np.int64)
+        return split(_finish(acc, m, s, wide, qo, lo, hi, gemm=True), sb)
+
+    del out_shape
+    return run
+
+
+@kernel("BATCH_MATMUL")
+def _batch_matmul(op: Operation) -> Kernel:
+    qx, qy, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    m, s = qm.quantize_multiplier(float(np.float64(f32(qx.scale)) * np.float64(f32(qy.scale)) / np.float64(f32(qo.scale))))
+    adj_x, adj_y = bool(fk.opt(op, "adj_x", False)), bool(fk.opt(op, "adj_y", False))
+    wide = qx.bits == 16
+
+    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = fk.align(x, y)
+        xo = x.astype(np.int64) - qx.zero_point
+        yo = y.astype(np.int64) - qy.zero_point
+        if adj_x:
+            xo = np.swapaxes(xo, -1, -2)
+        if adj_y:
+            yo = np.swapaxes(yo, -1, -2)
+        acc = np.rint(np.matmul(xo.astype(np.float64), yo.astype(np.float64))).astype(np.int64)
+        y_ = mbqm(acc, m, s, wide) + qo.zero_point
+        return store(np.clip(y_, qo.qmin, qo.qmax), qo)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------
+# Elementwise binary ops
+# ---------------------------------------------------------------------------------------
+
+
+def _is_pot(scale: float) -> tuple[bool, int]:
+    lg = np.log(np.float32(scale)) * (np.float32(1.0) / np.log(np.float32(2.0)))
+    r = qm.round_half_away(lg)
+    return bool(abs(float(lg) - float(r)) < 1e-3), int(r)
+
+
+def _add_sub(op: Operation, sign: int) -> Kernel:
+    q1, q2, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    lo, hi = act_range(op, qo)
+    if qo.bits == 16 and q1.bits == 16:
+        pot = bool(fk.opt(op, "pot_scale_int16", True))
+        p1, l1 = _is_pot(q1.scale)
+        p2, l2 = _is_pot(q2.scale)
+        po, lo_ = _is_pot(qo.scale)
+        if pot and p1 and p2 and po and q1.zero_point == q2.zero_point == qo.zero_point == 0:
+            s1, s2 = l1 - lo_, l2 - lo_
+
+            def run_pot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                a, b = fk.align(a, b)
+                x1 = qm.rounding_divide_by_pot(a.astype(np.int64), -s1) if s1 < 0 else a.astype(np.int64) << s1
+                x2 = qm.rounding_divide_by_pot(b.astype(np.int64), -s2) if s2 < 0 else b.astype(np.int64) << s2
+                r = np.clip(x1 + sign * x2, -32768, 32767)
+                return store(np.clip(r, lo, hi), qo)
+
+            return run_pot
+        left = 15
+    else:
+        left = 20
+    twice = 2.0 * float(max(np.float32(q1.scale), np.float32(q2.scale)))
+    m1, sh1 = qm.quantize_multiplier(f32(q1.scale) / twice)
+    m2, sh2 = qm.quantize_multiplier(f32(q2.scale) / twice)
+    mo, sho = qm.quantize_multiplier(twice / (float(1 << left) * f32(qo.scale)))
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = fk.align(a, b)
+        x1 = (a.astype(np.int64) - q1.zero_point) << left
+        x2 = (b.astype(np.int64) - q2.zero_point) << left
+        y1 = mbqm(x1, m1, sh1)
+        y2 = mbqm(x2, m2, sh2)
+        r = mbqm(y1 + sign * y2, mo, sho) + qo.zero_point
+        return store(np.clip(r, lo, hi), qo)
+
+    return run
+
+
+KERNELS["ADD"] = lambda op: _add_sub(op, 1)
+KERNELS["SUB"] = lambda op: _add_sub(op, -1)
+
+
+@kernel("MUL")
+def _mul(op: Operation) -> Kernel:
+    q1, q2, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    lo, hi = act_range(op, qo)
+    m, s = qm.quantize_multiplier(float(np.float64(f32(q1.scale)) * np.float64(f32(q2.scale)) / np.float64(f32(qo.scale))))
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = fk.align(a, b)
+        p = (a.astype(np.int64) - q1.zero_point) * (b.astype(np.int64) - q2.zero_point)
+        r = mbqm(p, m, s) + qo.zero_point
+        return store(np.clip(r, lo, hi), qo)
+
+    return run
+
+
+def _same_params_binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        q1, q2, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+        if (q1.scale, q1.zero_point) != (qo.scale, qo.zero_point) or (q2.scale, q2.zero_point) != (qo.scale, qo.zero_point):
+            raise TflquantError("MAXIMUM/MINIMUM need inputs and output with the same quantization")
+
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            a, b = fk.align(a, b)
+            return store(fn(a, b), qo)
+
+        return run
+
+    return factory
+
+
+KERNELS["MAXIMUM"] = _same_params_binary(np.maximum)
+KERNELS["MINIMUM"] = _same_params_binary(np.minimum)
+
+
+# ---------------------------------------------------------------------------------------
+# Pools and reductions
+# ---------------------------------------------------------------------------------------
+
+
+def _pool(op: Operation, is_max: bool) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    lo, hi = act_range(op, qo)
+    sh, sw = int(fk.opt(op, "stride_h", 1)), int(fk.opt(op, "stride_w", 1))
+    kh, kw = int(fk.opt(op, "filter_height", 1)), int(fk.opt(op, "filter_width", 1))
+    padding = fk.opt(op, "padding", "SAME")
+    del qi
+
+    def run(x: np.ndarray) -> np.ndarray:
+        xm, sb = merge(x)
+        n, h, wd, c = xm.shape
+        oh, pt, pb = fk.out_size_and_pad(h, kh, sh, 1, padding)
+        ow, pl, pr = fk.out_size_and_pad(wd, kw, sw, 1, padding)
+        if is_max:
+            xp = np.pad(xm.astype(np.int64), [(0, 0), (pt, pb), (pl, pr), (0, 0)], constant_values=-(1 << 40))
+            y = fk._windows(xp, oh, ow, kh, kw, sh, sw, 1, 1).max(axis=(3, 4))
+        else:
+            xp = np.pad(xm.astype(np.int64), [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+            ones = np.pad(np.ones((1, h, wd, 1), np.int64), [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+            total = fk._windows(xp, oh, ow, kh, kw, sh, sw, 1, 1).sum(axis=(3, 4))
+            count = fk._windows(ones, oh, ow, kh, kw, sh, sw, 1, 1).sum(axis=(3, 4))
+            half = count // 2
+            num = np.where(total > 0, total + half, total - half)
+            y = np.sign(num) * (np.abs(num) // count)  # C division truncates toward zero
+        return split(store(np.clip(y, lo, hi), qo), sb)
+
+    return run
+
+
+KERNELS["MAX_POOL_2D"] = lambda op: _pool(op, True)
+KERNELS["AVERAGE_POOL_2D"] = lambda op: _pool(op, False)
+
+
+def _mean_sum(op: Operation, compute_sum: bool) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    keep = bool(fk.opt(op, "keep_dims", False))
+    m0, s0 = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+
+    def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        r = x.ndim - 1
+        axes = tuple(sorted({fk.axis_norm(int(a), r) + 1 for a in np.ravel(axis)}))
+        total = x.astype(np.int64).sum(axis=axes, keepdims=keep)
+        n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+        m, s = m0, s0
+        if not compute_sum:
+            shift = min(n.bit_length() - 1, 32, 31 + s)
+            m = int((m << shift) // n)
+            s = s - shift
+        shifted = qm._wrap32(total - qi.zero_point * n)
+        y = mbqm(shifted, m, s) + qo.zero_point
+        return store(np.clip(y, qo.qmin, qo.qmax), qo)
+
+    return run
+
+
+KERNELS["MEAN"] = lambda op: _mean_sum(op, False)
+KERNELS["SUM"] = lambda op: _mean_sum(op, True)
+
+
+def _reduce_same(fn: Callable[..., np.ndarray]) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        qo = out_q(op)
+        keep = bool(fk.opt(op, "keep_dims", False))
+
+        def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+            r = x.ndim - 1
+            axes = tuple(sorted({fk.axis_norm(int(a), r) + 1 for a in np.ravel(axis)}))
+            return store(fn(x, axis=axes, keepdims=keep), qo)
+
+        return run
+
+    return factory
+
+
+KERNELS["REDUCE_MAX"] = _reduce_same(np.max)
+KERNELS["REDUCE_MIN"] = _reduce_same(np.min)
+
+
+# ---------------------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------------------
+
+
+def _lut8(qi: UniformQuantizedType, qo: UniformQuantizedType, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """LUTPopulate<int8/uint8>: float32 dequantize, transform, round(y / s_out) + zp, clamp."""
+    vals = np.arange(qi.qmin if qi.is_signed else 0, (qi.qmax if qi.is_signed else 255) + 1)
+    lo, hi = (-128, 127) if qi.is_signed else (0, 255)
+    vals = np.arange(lo, hi + 1)
+    deq = np.float32(qi.scale) * (vals - qi.zero_point).astype(np.float32)
+    with np.errstate(over="ignore"):
+        t = fn(deq.astype(np.float32)).astype(np.float32)
+    inv = np.float32(1.0) / np.float32(qo.scale)
+    r = qm.round_half_away(t * inv)
+    q = np.clip((r + qo.zero_point).astype(np.int64), lo, hi)
+    return q
+
+
+def _sigmoid32(x: np.ndarray) -> np.ndarray:
+    one = np.float32(1.0)
+    return one / (one + np.exp(-x))
+
+
+def _lut_kernel(fn: Callable[[np.ndarray], np.ndarray]) -> Factory:
+    def factory(op: Operation) -> Kernel:
+        qi, qo = in_q(op, 0), out_q(op)
+        if qi.bits == 8:
+            table = _lut8(qi, qo, fn)
+            base = -128 if qi.is_signed else 0
+
+            def run(x: np.ndarray) -> np.ndarray:
+                return store(table[x.astype(np.int64) - base], qo)
+
+            return run
+
+        def run16(x: np.ndarray) -> np.ndarray:
+            y = fn(qm.dequantize(x, qi).astype(np.float32))
+            return qm.quantize(y, qo)
+
+        return run16
+
+    return factory
+
+
+KERNELS["LOGISTIC"] = _lut_kernel(_sigmoid32)
+KERNELS["TANH"] = _lut_kernel(lambda x: np.tanh(x))
+KERNELS["ELU"] = _lut_kernel(lambda x: np.where(x < 0, np.expm1(x), x).astype(np.float32))
+
+
+@kernel("GELU")
+def _gelu(op: Operation) -> Kernel:
+    approx = bool(fk.opt(op, "approximate", False))
+    from math import erf
+
+    verf = np.vectorize(lambda v: np.float32(erf(float(v))), otypes=[np.float32])
+
+    def gelu(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32)
+        if approx:
+            c = np.float32(np.sqrt(2.0 / np.pi))
+            return (np.float32(0.5) * x * (np.float32(1.0) + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))).astype(np.float32)
+        return (np.float32(0.5) * x * (np.float32(1.0) + verf(x * np.float32(np.sqrt(0.5))))).astype(np.float32)
+
+    return _lut_kernel(gelu)(op)
+
+
+def _relu_x(op: Operation, act: str) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    m, s = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+    sc, z = np.float32(qo.scale), qo.zero_point
+    bounds = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[act]
+    lo = max(qo.qmin if qo.bits != 8 else (-128 if qo.is_signed else 0), z + int(qm.round_half_away(np.float32(bounds[0]) / sc)))
+    hi = qo.qmax if bounds[1] is None else min(qo.qmax, z + int(qm.round_half_away(np.float32(bounds[1]) / sc)))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        y = mbqm(x.astype(np.int64) - qi.zero_point, m, s) + z
+        return store(np.clip(y, lo, hi), qo)
+
+    return run
+
+
+KERNELS["RELU"] = lambda op: _relu_x(op, "RELU")
+KERNELS["RELU6"] = lambda op: _relu_x(op, "RELU6")
+KERNELS["RELU_N1_TO_1"] = lambda op: _relu_x(op, "RELU_N1_TO_1")
+
+
+@kernel("LEAKY_RELU")
+def _leaky(op: Operation) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    alpha = f32(fk.opt(op, "alpha", 0.2))
+    ma, sa = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) * alpha / np.float64(f32(qo.scale))))
+    mi, si = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        d = x.astype(np.int64) - qi.zero_point
+        y = np.where(d >= 0, mbqm(d, mi, si), mbqm(d, ma, sa)) + qo.zero_point
+        return store(np.clip(y, qo.qmin, qo.qmax), qo)
+
+    return run
+
+
+@kernel("SOFTMAX")
+def _softmax(op: Operation) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    beta = f32(fk.opt(op, "beta", 1.0))
+    if qi.bits == 8:
+        scale = np.float32(-np.float32(qi.scale) * np.float32(beta))
+        vals = np.arange(256, dtype=np.float32)
+        table = np.empty(256, np.float32)
+        table[255 - np.arange(256)] = np.exp(scale * vals).astype(np.float32)
+        lo, hi = (-128, 127) if qo.is_signed else (0, 255)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            xi = x.astype(np.int64)
+            mx = xi.max(axis=-1, keepdims=True)
+            e = table[255 - mx + xi]  # exp(-s * beta * (max - x))
+            total = np.zeros(e.shape[:-1], np.float32)
+            for j in range(e.shape[-1]):  # float32, summed in order like the kernel
+                total = (total + e[..., j]).astype(np.float32)
+            inv = (np.float32(1.0) / (total * np.float32(qo.scale))).astype(np.float32)
+            p = (e * inv[..., None]).astype(np.float32)
+            q = qm.round_half_away(p) + qo.zero_point
+            return store(np.clip(q, lo, hi), qo)
+
+        return run
+    return _softmax16(op, qi, qo, beta)
+
+
+def _lut16_populate(input_scale: float, input_zp: int, output_scale: float, output_zp: int, fn: Callable[[float], float]) -> np.ndarray:
+    """LUTPopulate<int16> (double flavour): 513 entries, 9-bit index, midpoint bias correction."""
+    input_min = input_scale * (-32768 - input_zp)
+    input_max = input_scale * (32767 - input_zp)
+    output_min = output_scale * (-32768 - output_zp)
+    output_max = output_scale * (32767 - output_zp)
+    steps = 512
+    step = (input_max - input_min) / steps
+    half = step / 2
+    inv = 65536.0 / (output_max - output_min)
+    lut = np.empty(513, np.int64)
+    r = lambda v: float(qm.round_half_away(v))  # noqa: E731
+    for i in range(steps):
+        val = fn(input_min + i * step)
+        mid = fn(input_min + i * step + half)
+        nxt = fn(input_min + (i + 1) * step)
+        sample = r(val * inv)
+        mid_interp = r((nxt * inv + r(val * inv)) / 2)
+        mid_val = r(mid * inv)
+        bias = r((mid_interp - mid_val) / 2)
+        lut[i] = int(min(max(sample - bias, -32768.0), 32767.0))
+    lut[steps] = int(min(max(r(fn(input_max) * inv), -32768.0), 32767.0))
+    return lut
+
+
+def _lut16_lookup(value: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    v = value.astype(np.int64)
+    index = 256 + (v >> 7)
+    offset = v & 0x7F
+    base = lut[index]
+    slope = lut[index + 1] - lut[index]
+    delta = (slope * offset + 64) >> 7
+    return base + delta
+
+
+def _softmax16(op: Operation, qi: UniformQuantizedType, qo: UniformQuantizedType, beta: float) -> Kernel:
+    rng = 65535
+    exp_lut = _lut16_populate(10.0 / rng, 32767, 2.0 / rng, 0, lambda v: float(np.exp(v)))
+    inv_lut = _lut16_populate(1.0 / rng, -32768, 2.0 / rng, 0, lambda v: 1.0 / (1.0 + v))
+    m, s = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) * beta / (10.0 / 65535.0)))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        xi = x.astype(np.int64)
+        mx = xi.max(axis=-1, keepdims=True)
+        scaled = mbqm(xi - mx, m, s)  # [-65535, 0] <-> [-10, 0]
+        e = _lut16_lookup(np.clip(scaled + 32767, -32768, 32767), exp_lut)  # Q0.15
+        total = e.sum(axis=-1, keepdims=True)  # Q16.15
+        h = np.vectorize(lambda t: 32 - int(t).bit_length())(total)  # CountLeadingZeros(uint32)
+        shifted = ((total << (h - 1)) + (1 << 13)) >> 14
+        sym = np.clip(shifted - ((1 << 15) + (1 << 16)), -32768, 32767)
+        recip = _lut16_lookup(sym, inv_lut)
+        rs = 31 - h
+        out = (e * recip + (np.int64(1) << (rs - 1))) >> rs
+        return store(np.clip(out, 0, 32767), qo)
+
+    return run
+
+
+@kernel("HARD_SWISH")
+def _hard_swish(op: Operation) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+
+    def hs(x: np.ndarray) -> np.ndarray:
+        return (x * np.clip(x + np.float32(3.0), 0, 6) / np.float32(6.0)).astype(np.float32)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return qm.quantize(hs(qm.dequantize(x, qi)), qo)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------
+# Data movement
+# ---------------------------------------------------------------------------------------
+
+
+@kernel("CONCATENATION")
+def _concat(op: Operation) -> Kernel:
+    qo = out_q(op)
+    axis = int(fk.opt(op, "axis", 0))
+    qis = [in_q(op, i) for i in range(len(op.operands))]
+    rank = len(op.results[0].type.get_shape())  # type: ignore[union-attr]
+    lo, hi = act_range(op, qo)
+
+    def requant(x: np.ndarray, q: UniformQuantizedType) -> np.ndarray:
+        if (q.scale, q.zero_point) == (qo.scale, qo.zero_point):
+            return x
+        sc = np.float32(np.float32(q.scale) * (np.float32(1.0) / np.float32(qo.scale)))
+        bias = np.float32(-q.zero_point * sc)
+        y = qm.round_half_away((x.astype(np.float32) * sc + bias).astype(np.float32)) + qo.zero_point
+        return np.clip(y, qo.qmin, qo.qmax)
+
+    def run(*xs: np.ndarray) -> np.ndarray:
+        xs = fk.align(*xs) if len(xs) > 1 else list(xs)
+        n = max(x.shape[0] for x in xs)
+        xs = [np.broadcast_to(x, (n,) + x.shape[1:]) for x in xs]
+        ax = fk.axis_norm(axis, rank) + 1
+        y = np.concatenate([requant(x, q) for x, q in zip(xs, qis)], axis=ax)
+        return store(np.clip(y, lo, hi), qo)
+
+    return run
+
+
+def _float_passthrough(name: str) -> Factory:
+    """Ops that only move values (no arithmetic): the float kernel on the integer arrays."""
+
+    def factory(op: Operation) -> Kernel:
+        inner = fk.KERNELS[name](op)
+        qo = out_q(op)
+
+        def run(*args: Any) -> Any:
+            r = inner(*args)
+            if isinstance(r, (tuple, list)):
+                return type(r)(store(np.asarray(v), qo) for v in r)
+            return store(np.asarray(r), qo)
+
+        return run
+
+    return factory
+
+
+for _name in (
+    "RESHAPE",
+    "SQUEEZE",
+    "EXPAND_DIMS",
+    "TRANSPOSE",
+    "GATHER",
+    "GATHER_ND",
+    "STRIDED_SLICE",
+    "SLICE",
+    "PACK",
+    "UNPACK",
+    "SPLIT",
+    "SPLIT_V",
+    "SPACE_TO_DEPTH",
+    "DEPTH_TO_SPACE",
+    "BATCH_TO_SPACE_ND",
+    "SPACE_TO_BATCH_ND",
+    "TILE",
+    "BROADCAST_TO",
+    "RESIZE_NEAREST_NEIGHBOR",
+):
+    if _name in fk.KERNELS:
+        KERNELS[_name] = _float_passthrough(_name)
+
+
+@kernel("PAD", "PADV2")
+def _pad(op: Operation) -> Kernel:
+    qo = out_q(op)
+
+    def run(x: np.ndarray, paddings: np.ndarray, value: np.ndarray | None = None) -> np.ndarray:
+        p = np.asarray(paddings, dtype=np.int64).reshape(-1, 2)
+        fill = qo.zero_point if value is None else int(np.ravel(value)[0])
+        return store(np.pad(x, [(0, 0)] + [tuple(r) for r in p], constant_values=fill), qo)
+
+    return run
+
+
+@kernel("RESIZE_BILINEAR")
+def _resize_bilinear(op: Operation) -> Kernel:
+    qo = out_q(op)
+    align = bool(fk.opt(op, "align_corners", False))
+    half = bool(fk.opt(op, "half_pixel_centers", False))
+
+    def scale10(in_size: int, out_size: int) -> int:
+        if align and out_size > 1:
+            return ((1 << 10) * (in_size - 1) + (out_size - 1) // 2) // (out_size - 1)
+        return ((1 << 10) * in_size + out_size // 2) // out_size
+
+    def coords(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sc = scale10(in_size, out_size)
+        v = np.arange(out_size, dtype=np.int64)
+        scaled = v * sc + sc // 2 - (1 << 9) if half else v * sc
+        # C division truncates toward zero
+        low = np.maximum(np.sign(scaled) * (np.abs(scaled) >> 10), 0)
+        up = np.minimum((scaled + (1 << 10) - 1 + 0) // 1, np.int64(1) << 62)
+        up = np.sign(scaled + 1023) * (np.abs(scaled + 1023) >> 10)
+        up = np.minimum(up, in_size - 1)
+        return scaled, low, up
+
+    def run(x: np.ndarray, size: np.ndarray) -> np.ndarray:
+        xm, sb = merge(x)
+        n, h, w, c = xm.shape
+        oh, ow = int(size[0]), int(size[1])
+        ys, y0, y1 = coords(oh, h)
+        xs, x0, x1 = coords(ow, w)
+        xi = xm.astype(np.int64)
+        one = 1 << 10
+        fy = (ys - one * y0)[None, :, None, None]
+        fx = (xs - one * x0)[None, None, :, None]
+        g = lambda yy, xx: xi[:, yy][:, :, xx]  # noqa: E731
+        out20 = (
+            g(y0, x0) * (one - fy) * (one - fx)
+            + g(y1, x0) * fy * (one - fx)
+            + g(y0, x1) * (one - fy) * fx
+            + g(y1, x1) * fy * fx
+        )
+        rnd = np.where(out20 > 0, 1 << 19, -(1 << 19))
+        t = out20 + rnd
+        y = np.sign(t) * (np.abs(t) >> 20)
+        return split(store(y, qo), sb)
+
+    return run
+
+
+# SHAPE reads only the shape: exact whatever the element type.
+KERNELS["SHAPE"] = fk.KERNELS["SHAPE"]
+
+INTEGER_OPS = frozenset(KERNELS)
