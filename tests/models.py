@@ -263,7 +263,26 @@ def dynamic_batch() -> ModuleOp:
     return g.module([y], ["pooled"])
 
 
+def lstm() -> ModuleOp:
+    """A float UNIDIRECTIONAL_SEQUENCE_LSTM with variable state tensors and absent inputs."""
+    r = _rng(5)
+    g = GraphBuilder("main", {"seq": ((1, 3, 2), np.float32)})
+    nv = g.no_value()
+    w_in = [g.const(_w(r, 4, 2), f"w_in_{k}") for k in range(4)]
+    w_rec = [g.const(_w(r, 4, 4), f"w_rec_{k}") for k in range(4)]
+    bias = [g.const(_w(r, 4), f"bias_{k}") for k in range(4)]
+    states = []
+    for nm in ("output_state", "cell_state"):
+        var = tfl.VariableOp.create(result_types=[ttype((1, 4))], attributes={"names": ArrayAttr([StringAttr(nm)])})
+        states.append(g.add(var).results[0])
+    inputs = [g.x, *w_in, *w_rec, nv, nv, nv, *bias, nv, nv, *states, nv, nv, nv, nv]
+    y = g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, (1, 3, 4), fused_activation_function="TANH", time_major=False, name="lstm_out")
+    out = g.op("FULLY_CONNECTED", [y, g.const(_w(r, 2, 4)), g.const(_w(r, 2))], (1, 3, 2), keep_num_dims=True)
+    return g.module([out], ["prediction"])
+
+
 MODELS: dict[str, Callable[[], ModuleOp]] = {
+    "lstm": lstm,
     "cnn": cnn,
     "elementwise": elementwise,
     "shapes": shapes,

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 from models import MODELS, GraphBuilder, run_tflite, sample_inputs, signature_attr, ttype
-from xdsl.dialects.builtin import ArrayAttr, BoolAttr, DenseArrayBase, DictionaryAttr, IntegerAttr, StringAttr, TensorType, i32, i64
+from xdsl.dialects.builtin import ArrayAttr, BoolAttr, DenseArrayBase, DictionaryAttr, IntegerAttr, IntegerType, StringAttr, TensorType, i32, i64
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
@@ -265,7 +265,6 @@ def test_multiple_subgraphs_keep_order_and_names():
 
 
 def test_quantized_tensors_and_stats_roundtrip():
-    from xdsl.dialects.builtin import IntegerType
 
     g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
     st = g.add(StatsOp(g.x, CalibrationStatsAttr.make(-1.0, 2.0)))
@@ -418,3 +417,73 @@ def test_reader_header_errors():
     struct.pack_into("<I", data, 0, root + 10_000_000)
     with pytest.raises(TflquantError, match="corrupted"):
         read_flatbuffer(bytes(data), "bad.tflite")
+
+
+def test_intermediates_roundtrip():
+    g = GraphBuilder("main", {"x": ((1, 2), np.float32)})
+    y = g.op("ADD", [g.x, g.x], (1, 2), name="y")
+    y.owner.attributes["tfl.intermediates"] = ArrayAttr(
+        [
+            DictionaryAttr({"name": StringAttr("gate"), "type": ttype((1, 2)), "stats": CalibrationStatsAttr.make(-1.0, 1.0)}),
+            DictionaryAttr({"name": StringAttr("q_gate"), "type": TensorType(UniformQuantizedType.make(IntegerType(16), 0.5, 0), [1, 2])}),
+        ]
+    )
+    data = g.tflite([y])
+    root = root_table(data)
+    op = root.tables(M["subgraphs"])[0].tables(SG["operators"])[0]
+    assert len(op.vector(schema.OPERATOR_FIELDS["intermediates"], "i32")) == 2
+    back = read_flatbuffer(data)
+    (add,) = [o for o in back.walk() if isinstance(o, tfl.AddOp)]
+    assert add.attributes["tfl.intermediates"] == y.owner.attributes["tfl.intermediates"]
+    assert write_flatbuffer(back) == data
+    (out,) = run_tflite(data, {"x": np.array([[[1.0, -2.0]]], np.float32)})
+    assert np.array_equal(out[0], [[2.0, -4.0]])
+
+
+def _legacy_model() -> bytes:
+    """A hand-built model the way old converters wrote them: only deprecated_builtin_code,
+    no names, no options table, no signatures, an all-zero scale on an int32 tensor."""
+    from tflquant.tflite.flatbuf import Builder
+
+    b = Builder()
+    Q, OP, C = schema.QUANTIZATION_FIELDS, schema.OPERATOR_FIELDS, schema.OPERATOR_CODE_FIELDS
+    data = b.bytes_vector(np.array([1, 2, 3], np.int32).tobytes(), 16)
+    bufs = [b.table([]), b.table([(B["data"], "off", data, 0)])]
+    q = b.table([(Q["scale"], "off", b.numpy([0.0], "f32"), 0), (Q["zero_point"], "off", b.numpy([0], "i64"), 0)])
+    t_in = b.table([(T["shape"], "off", b.numpy([3], "i32"), 0), (T["type"], "i8", 2, 0)])
+    t_c = b.table([(T["shape"], "off", b.numpy([3], "i32"), 0), (T["type"], "i8", 2, 0), (T["buffer"], "u32", 1, 0), (T["quantization"], "off", q, 0)])
+    t_out = b.table([(T["shape"], "off", b.numpy([3], "i32"), 0), (T["type"], "i8", 2, 0)])
+    op = b.table([(OP["inputs"], "off", b.numpy([0, 1], "i32"), 0), (OP["outputs"], "off", b.numpy([2], "i32"), 0)])
+    sg = b.table(
+        [
+            (SG["tensors"], "off", b.offsets([t_in, t_c, t_out]), 0),
+            (SG["inputs"], "off", b.numpy([0], "i32"), 0),
+            (SG["outputs"], "off", b.numpy([2], "i32"), 0),
+            (SG["operators"], "off", b.offsets([op]), 0),
+        ]
+    )
+    oc = b.table([(C["deprecated_builtin_code"], "i8", schema.BUILTIN_CODES["ADD"], None)])
+    root = b.table(
+        [
+            (M["version"], "u32", 3, 0),
+            (M["operator_codes"], "off", b.offsets([oc]), 0),
+            (M["subgraphs"], "off", b.offsets([sg]), 0),
+            (M["buffers"], "off", b.offsets(bufs), 0),
+        ]
+    )
+    return b.finish(root, b"TFL3")
+
+
+def test_legacy_style_model():
+    from ai_edge_litert.interpreter import Interpreter
+
+    orig = _legacy_model()
+    Interpreter(model_content=orig).allocate_tensors()
+    module = read_flatbuffer(orig)
+    text = print_module(module)
+    assert "@main" in text and '"tfl.add"' in text and "quant" not in text
+    assert '"tensor_0"' in text and '"tensor_2"' in text
+    out = write_flatbuffer(module)
+    x = {"x": np.array([[10, 20, 30]], np.int32)}
+    assert _same_outputs(run_tflite(orig, x), run_tflite(out, x))
+    assert run_tflite(out, x)[0].tolist() == [[11, 22, 33]]

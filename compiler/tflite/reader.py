@@ -12,7 +12,9 @@ Mapping (see docs/TEAM.md):
   operator (unmodelled builtin, custom op, BuiltinOptions2) becomes `tfl.opaque`;
 - quantized tensors get a `!quant.uniform` element type; a tensor with only min/max is
   followed by a `quant.stats` op carrying the range;
-- shape_signature -1 becomes a dynamic (`?`) dimension.
+- shape_signature -1 becomes a dynamic (`?`) dimension;
+- Operator.intermediates (quantized LSTM) become the op attribute `tfl.intermediates`:
+  `[{name = "...", type = tensor<...>, stats = #quant.stats<...>?}, ...]`.
 
 Module attributes:
 - `tfl.description`: the model description string (when present);
@@ -266,6 +268,8 @@ class _Importer:
             if details != 0:
                 raise self.fail(f"tensor '{info.name}' uses custom quantization details (type {details}), which tflquant does not support")
             qdim = q.scalar(Q["quantized_dimension"], "i32", 0)
+            if scale is not None and len(scale) > 0 and not np.any(scale):
+                scale = None  # all-zero scales (old converters on int32 shape tensors): not quantized
             if scale is not None and len(scale) > 0 and code in _QUANT_STORAGE:
                 zp = q.vector(Q["zero_point"], "i64")
                 zps = [int(z) for z in zp] if zp is not None and len(zp) > 0 else [0]
@@ -458,6 +462,16 @@ class _Importer:
                 properties=props,
                 attributes={"names": ArrayAttr([StringAttr(n) for n in names])},
             )
+        inter = _ints(opt.vector(OPF["intermediates"], "i32"))
+        if inter:
+            entries = []
+            for t in inter:
+                inf = info_of(t, f"{where} intermediate")
+                e: dict[str, Attribute] = {"name": StringAttr(inf.name), "type": inf.ttype}
+                if inf.stats is not None:
+                    e["stats"] = inf.stats
+                entries.append(DictionaryAttr(e))
+            op.attributes["tfl.intermediates"] = ArrayAttr(entries)
         body.append(op)
         for t, r in zip(out_idx, op.results):
             define(t, r, body)

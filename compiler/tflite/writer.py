@@ -93,6 +93,7 @@ class _Operator:
     inputs: list[int]
     outputs: list[int]
     op: Operation
+    intermediates: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -235,7 +236,21 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         for k, r in enumerate(op.results):
             nm = names[k] if names is not None and k < len(names) else None
             outs.append(new_tensor(r, _Tensor(nm, tensor_type(r, f"result #{k} of {op.name}"))))
-        sg.operators.append(_Operator(plan.opcode(code, custom, version), ins, outs, op))
+        inter: list[int] = []
+        ia = op.attributes.get("tfl.intermediates")
+        if ia is not None:
+            if not isinstance(ia, ArrayAttr):
+                raise TflquantError(f"function @{fname}: {op.name} attribute tfl.intermediates must be an array")
+            for e in ia.data:
+                if not isinstance(e, DictionaryAttr) or not isinstance(e.data.get("type"), TensorType):
+                    raise TflquantError(f"function @{fname}: {op.name}: each tfl.intermediates entry needs a tensor `type`")
+                nm = e.data.get("name")
+                st = e.data.get("stats")
+                t = _Tensor(nm.data if isinstance(nm, StringAttr) else None, e.data["type"],  # type: ignore[arg-type]
+                            stats=st if isinstance(st, CalibrationStatsAttr) else None)
+                inter.append(len(sg.tensors))
+                sg.tensors.append(t)
+        sg.operators.append(_Operator(plan.opcode(code, custom, version), ins, outs, op, inter))
     _name_tensors(sg)
     return sg
 
@@ -565,6 +580,8 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
         (OP["inputs"], "off", bld.numpy(o.inputs, "i32"), 0),
         (OP["outputs"], "off", bld.numpy(o.outputs, "i32"), 0),
     ]
+    if o.intermediates:
+        fields.append((OP["intermediates"], "off", bld.numpy(o.intermediates, "i32"), 0))
     if isinstance(op, tfl.TflOp):
         if op.OPTIONS is not None:
             vals = {}
