@@ -17,7 +17,9 @@ Activations stay float32. Mirrors what the TF converter writes (checked on its
 - every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
 - a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
   all or nothing (its hybrid kernel wants every weight int8);
-- a weight already stored as fp16 behind a DEQUANTIZE is quantized from its fp16 values;
+- a weight already stored as fp16 behind a DEQUANTIZE is quantized from its fp16 values,
+  and the hybrid op's other fp16 constants (its bias) become float32 again (LiteRT's
+  XNNPACK delegate cannot prepare a hybrid op with an fp16-dequantized bias);
 - constants also read by opaque ops or returned as model outputs are left alone.
 """
 
@@ -80,6 +82,22 @@ def _gather_table_axis(gather: Operation, table: SSAValue) -> int | None:
     axis = gather.option("axis")
     axis = axis + rank if axis < 0 else axis
     return rank - 1 if rank >= 2 and axis != rank - 1 else None
+
+
+def _float32_constant_inputs(op: Operation) -> None:
+    """Give a hybrid op float32 constants where it read DEQUANTIZE(fp16 constant) (biases of an
+    fp16 model): LiteRT's XNNPACK delegate fails to prepare a hybrid conv or fully connected
+    op whose bias comes from an fp16 DEQUANTIZE."""
+    for i, v in enumerate(op.operands):
+        dq = v.owner
+        if not (isinstance(dq, tfl.DequantizeOp) and float_weight(v) is not None):
+            continue
+        half = dq.inputs[0].owner
+        assert isinstance(half, tfl.ConstOp) and dq.parent is not None
+        f32 = tfl.ConstOp(dense_from_numpy(half.numpy().astype(np.float32)), name=value_name(half.result))
+        dq.parent.insert_op_before(f32, dq)
+        op.operands[i] = f32.result
+        QuantizeWeights._erase_if_dead(dq)
 
 
 def _op_kind(op: Operation) -> str | None:
@@ -149,8 +167,12 @@ class QuantizeWeights(ModulePass):
                 if axis is not None and not self.per_channel:
                     axis = None
                 plans[v] = axis
+        hybrid_ops: list[Operation] = []
         for v, axis in plans.items():
-            self._rewrite(v, axis)
+            self._rewrite(v, axis, hybrid_ops)
+        for o in hybrid_ops:
+            if o.parent is not None:
+                _float32_constant_inputs(o)
 
     def _eligible(self, v: SSAValue) -> bool:
         w = float_weight(v)
@@ -174,7 +196,7 @@ class QuantizeWeights(ModulePass):
             plans.setdefault(v, None)
 
     # -------------------------------------------------------------------------------
-    def _rewrite(self, v: SSAValue, axis: int | None) -> None:
+    def _rewrite(self, v: SSAValue, axis: int | None, hybrid_ops: list[Operation]) -> None:
         w = float_weight(v)
         assert w is not None
         if not np.all(np.isfinite(w)):
@@ -214,6 +236,7 @@ class QuantizeWeights(ModulePass):
                 if kind in ASYMMETRIC_INPUTS:
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
+                hybrid_ops.append(user)
             elif kind == "GATHER" and use.index == 0 and (axis is None or axis == _gather_table_axis(user, qv)):
                 self._gather_int8(user, qv)
             else:

@@ -1,0 +1,400 @@
+"""Dynamic-range and float16 modes: the passes' guarantees (property tests), models built
+from IR end to end in LiteRT, and every reference model in ../shared against the TF
+converter's own dynamic and float16 files (SQNR and size at least as good)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from xdsl.dialects import func
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
+
+import tflquant
+from tflquant import testing as tt
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.ir import make_context, print_module
+from tflquant.passes.cast_weights_f16 import FP16_MAX
+from tflquant.passes.quantize_weights import WEIGHT_INPUTS, quantize_weight
+from tflquant.pipeline import run_pipeline
+from tflquant.tflite.reader import read_flatbuffer
+from tflquant.tflite.writer import write_flatbuffer
+
+from conftest import SHARED_MODELS
+from models import GraphBuilder, run_tflite, sample_inputs
+
+FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _run(module: ModuleOp, spec: str) -> ModuleOp:
+    run_pipeline(make_context(), module, spec)
+    return module
+
+
+def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
+    """As ../shared/tools/score.py: 10 log10(|ref|^2 / |ref - got|^2), 99 when identical."""
+    ref = ref.astype(np.float64)
+    err = float(np.sum((ref - got) ** 2))
+    if err == 0:
+        return 99.0
+    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
+
+
+def _consts(module: ModuleOp) -> list[tfl.ConstOp]:
+    return [o for o in module.walk() if isinstance(o, tfl.ConstOp)]
+
+
+def _elem(v) -> object:  # noqa: ANN001
+    return v.type.element_type if isinstance(v.type, TensorType) else None
+
+
+# ---------------------------------------------------------------------------------------
+# A model with every weight kind the dynamic mode handles
+# ---------------------------------------------------------------------------------------
+
+
+def hybrid_zoo() -> ModuleOp:
+    """conv, depthwise, transpose conv, fully connected, batch matmul (constant rhs),
+    gather and embedding lookup tables, and a unidirectional LSTM; six outputs."""
+    r = np.random.default_rng(7)
+
+    def w(*shape: int, scale: float = 0.3) -> np.ndarray:
+        return (r.standard_normal(shape) * scale).astype(np.float32)
+
+    g = GraphBuilder("main", {
+        "image": ((1, 8, 8, 4), np.float32),
+        "tokens": ((1, 6), np.int32),
+        "ids": ((6,), np.int32),
+        "seq": ((1, 3, 4), np.float32),
+    })
+    a = g.args
+    c = g.op("CONV_2D", [a["image"], g.const(w(16, 3, 3, 4), "conv/w"), g.const(w(16), "conv/b")], (1, 8, 8, 16),
+             padding="SAME", stride_w=1, stride_h=1, fused_activation_function="RELU")
+    d = g.op("DEPTHWISE_CONV_2D", [c, g.const(w(1, 3, 3, 16), "dw/w"), g.const(w(16), "dw/b")], (1, 8, 8, 16),
+             padding="SAME", stride_w=1, stride_h=1, depth_multiplier=1, name="dw")
+    tc = g.op("TRANSPOSE_CONV", [g.const(np.array([1, 16, 16, 8], np.int32)), g.const(w(8, 2, 2, 16), "tconv/w"), d,
+                                 g.const(w(8), "tconv/b")], (1, 16, 16, 8), padding="SAME", stride_w=2, stride_h=2, name="tconv")
+    m = g.op("MEAN", [d, g.const(np.array([1, 2], np.int32))], (1, 16))
+    fc = g.op("FULLY_CONNECTED", [m, g.const(w(32, 16), "fc/w"), g.const(w(32), "fc/b")], (1, 32),
+              fused_activation_function="RELU")
+    rs = g.op("RESHAPE", [fc, g.const(np.array([1, 4, 8], np.int32))], (1, 4, 8))
+    bmm = g.op("BATCH_MATMUL", [rs, g.const(w(8, 12), "bmm/rhs")], (1, 4, 12), name="bmm")
+    gat = g.op("GATHER", [g.const(w(20, 16), "embedding/table"), a["tokens"]], (1, 6, 16), axis=0, name="gathered")
+    emb = g.op("EMBEDDING_LOOKUP", [a["ids"], g.const(w(20, 16), "lookup/table")], (6, 16), name="looked_up")
+    nc, ni = 8, 4
+    lw = [g.const(w(nc, ni), f"lstm/wi{k}") for k in range(4)]
+    lr = [g.const(w(nc, nc), f"lstm/wr{k}") for k in range(4)]
+    lb = [g.const(np.zeros(nc, np.float32), f"lstm/b{k}") for k in range(4)]
+    n = g.no_value()
+    h = g.add(tfl.VariableOp(result_types=[TensorType(Float32Type(), [1, nc])])).results[0]
+    cs = g.add(tfl.VariableOp(result_types=[TensorType(Float32Type(), [1, nc])])).results[0]
+    lstm = g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", [a["seq"], *lw, *lr, n, n, n, *lb, n, n, h, cs, n, n, n, n], (1, 3, nc),
+                fused_activation_function="TANH", time_major=False, name="lstm")
+    return g.module([tc, bmm, gat, emb, lstm, d], ["tconv", "bmm", "gathered", "looked_up", "lstm", "dw"])
+
+
+def _zoo_inputs(n: int = 4) -> dict[str, np.ndarray]:
+    ins = sample_inputs(hybrid_zoo(), n=n, seed=3)
+    ins["tokens"] = np.random.default_rng(1).integers(0, 20, size=(n, 1, 6)).astype(np.int32)
+    ins["ids"] = np.random.default_rng(2).integers(0, 20, size=(n, 6)).astype(np.int32)
+    return ins
+
+
+def _litert_ops(model: bytes) -> list[dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    return [{"op": o["op_name"], "inputs": [tensors.get(i) for i in o["inputs"]]} for o in it._get_ops_details()]
+
+
+# ---------------------------------------------------------------------------------------
+# quantize-weights: unit and property tests
+# ---------------------------------------------------------------------------------------
+
+
+@FAST
+@given(
+    hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=4, max_side=6),
+               elements=st.floats(-1e4, 1e4, width=32, allow_subnormal=False)),
+    st.data(),
+)
+def test_weight_quantization_is_symmetric_int8_within_half_a_step(w: np.ndarray, data: st.DataObject) -> None:
+    axis = data.draw(st.one_of(st.none(), st.integers(0, w.ndim - 1)))
+    q, t = quantize_weight(w, axis)
+    assert q.dtype == np.int8 and q.shape == w.shape
+    assert (t.qmin, t.qmax) == (-127, 127) and not np.any(t.zero_point_array())
+    assert np.all(np.abs(q.astype(np.int32)) <= 127)
+    s = t.scale_array().astype(np.float32)
+    if axis is not None:
+        assert t.axis.data == axis and len(s) == w.shape[axis]
+        s = s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+        absmax = np.max(np.abs(w), axis=tuple(d for d in range(w.ndim) if d != axis), keepdims=True)
+    else:
+        assert not t.per_axis
+        absmax = np.max(np.abs(w), keepdims=True)
+    err = np.abs(w.astype(np.float64) - q * s.astype(np.float64))
+    assert np.all(err <= s.astype(np.float64) * 0.5 * (1 + 1e-5))
+    # the largest magnitude of every non-zero slice lands on +-127
+    qmax = np.max(np.abs(q.astype(np.int32)), axis=tuple(d for d in range(w.ndim) if d != axis) if axis is not None else None,
+                  keepdims=True)
+    assert np.all((qmax == 127) | (absmax == 0))
+
+
+def _weight_slots(module: ModuleOp) -> list[tuple[tfl.TflOp, int]]:
+    return [
+        (o, i) for o in module.walk() if isinstance(o, tfl.TflOp) and o.BUILTIN in WEIGHT_INPUTS
+        for i in WEIGHT_INPUTS[o.BUILTIN] if i < len(o.inputs)
+    ]
+
+
+@FAST
+@given(tt.tfl_graphs(max_ops=5), st.sampled_from([1, 16, 64, 1024]), st.booleans())
+def test_quantize_weights_guarantees(module: ModuleOp, min_elements: int, per_channel: bool) -> None:
+    original = module.clone()
+    before = {(id(o), i): o.inputs[i] for o, i in _weight_slots(original)}
+    spec = f"quantize-weights{{min-elements={min_elements} per-channel={'true' if per_channel else 'false'}}}"
+    _run(module, spec)
+    text = print_module(module)
+    # every weight slot of at least min-elements is an int8 constant (or its DEQUANTIZE)
+    for (o, i), (o0, i0) in zip(_weight_slots(module), _weight_slots(original)):
+        v, v0 = o.inputs[i], o0.inputs[i0]
+        if not isinstance(v0.owner, tfl.ConstOp):
+            assert v.owner is not None
+            continue
+        w0 = v0.owner.numpy()
+        src = v.owner.inputs[0] if isinstance(v.owner, tfl.DequantizeOp) else v
+        if w0.size < min_elements:
+            assert isinstance(_elem(v), Float32Type) and isinstance(v.owner, tfl.ConstOp)
+            continue
+        q = quantized_element(src.type)
+        assert q is not None and q.bits == 8 and (q.qmin, q.qmax) == (-127, 127)
+        assert not np.any(q.zero_point_array())
+        hybrid = v is src
+        if o.BUILTIN == "DEPTHWISE_CONV_2D":
+            assert hybrid == per_channel and (q.axis.data == 3 if per_channel else not q.per_axis)
+        elif o.BUILTIN in ("CONV_2D", "FULLY_CONNECTED"):
+            assert hybrid and (q.axis.data == 0 if per_channel else not q.per_axis)
+        if o.BUILTIN == "FULLY_CONNECTED":
+            assert o.option("asymmetric_quantize_inputs")
+        # dequantized weights are within half a step of the float ones
+        s = q.scale_array()
+        if q.per_axis:
+            s = s.reshape([-1 if d == q.axis.data else 1 for d in range(w0.ndim)])
+        assert np.all(np.abs(src.owner.numpy() * s - w0) <= s * 0.5 * (1 + 1e-5))
+    assert len(before) == len(_weight_slots(module))
+    # activations stay float32: every op result is float32 except int8 GATHER outputs
+    for o in module.walk():
+        if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.GatherOp):
+            assert all(isinstance(_elem(r), Float32Type) for r in o.results), o.name
+    # deterministic and idempotent
+    again = _run(original.clone(), spec)
+    assert print_module(again) == text
+    assert print_module(_run(module, spec)) == text
+
+
+@FAST
+@given(tt.tfl_graphs(max_ops=4))
+def test_dynamic_random_graphs_run_in_litert(module: ModuleOp) -> None:
+    float_model = write_flatbuffer(module)
+    _run(module, "quantize-weights{min-elements=1}")
+    q_model = write_flatbuffer(module)
+    ins = sample_inputs(module, n=2, seed=0)
+    ref = run_tflite(float_model, ins)
+    got = run_tflite(q_model, ins)
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape and np.all(np.isfinite(g))
+        if np.sum(r.astype(np.float64) ** 2) > 1e-6:
+            assert _sqnr(r, g) > 10
+
+
+def test_dynamic_zoo_in_litert() -> None:
+    ins = _zoo_inputs()
+    float_model = write_flatbuffer(hybrid_zoo())
+    ref = run_tflite(float_model, ins)
+    # default threshold: these weights are all under 1024 elements and stay float
+    m = _run(hybrid_zoo(), "quantize-weights")
+    assert not any(quantized_element(c.result.type) for c in _consts(m))
+    # threshold 32: every weight is int8, hybrid ops read it directly
+    q_model = write_flatbuffer(_run(hybrid_zoo(), "quantize-weights{min-elements=32}"))
+    got = run_tflite(q_model, ins)
+    for name, r, g in zip(["tconv", "bmm", "gathered", "looked_up", "lstm", "dw"], ref, got):
+        assert _sqnr(r, g) > 30, name
+    ops = _litert_ops(q_model)
+    kinds = [o["op"] for o in ops]
+    assert kinds.count("DEQUANTIZE") == 1  # only after the int8 GATHER
+    for o in ops:
+        if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL", "EMBEDDING_LOOKUP"):
+            weights = [t for t in o["inputs"] if t is not None and t["dtype"] == np.int8]
+            assert len(weights) == 1, o["op"]
+            per_channel = len(weights[0]["quantization_parameters"]["scales"]) > 1
+            assert per_channel == (o["op"] != "BATCH_MATMUL"), o["op"]
+        if o["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            assert sum(t is not None and t["dtype"] == np.int8 for t in o["inputs"]) == 8
+    # size: the int8 weights take a quarter of their float bytes (per-channel scales and zero
+    # points cost 12 bytes a channel, noticeable on a model this small)
+    int8_bytes = sum(c.numpy().size for c in _consts(read_flatbuffer(q_model)) if quantized_element(c.result.type))
+    assert len(float_model) - len(q_model) >= 2 * int8_bytes
+
+
+def test_dynamic_per_tensor_zoo_in_litert() -> None:
+    ins = _zoo_inputs()
+    ref = run_tflite(write_flatbuffer(hybrid_zoo()), ins)
+    q_model = write_flatbuffer(_run(hybrid_zoo(), "quantize-weights{min-elements=32 per-channel=false}"))
+    got = run_tflite(q_model, ins)
+    for r, g in zip(ref, got):
+        assert _sqnr(r, g) > 25
+    ops = _litert_ops(q_model)
+    dw = next(o for o in ops if o["op"] == "DEPTHWISE_CONV_2D")
+    assert dw["inputs"][1]["dtype"] == np.float32  # per-tensor depthwise: weight-only, DEQUANTIZE
+    assert [o["op"] for o in ops].count("DEQUANTIZE") == 2
+
+
+def test_dynamic_quantizes_fp16_weights_from_their_fp16_values() -> None:
+    ins = _zoo_inputs()
+    f16 = write_flatbuffer(_run(hybrid_zoo(), "cast-weights-f16"))
+    m = _run(read_flatbuffer(f16), "quantize-weights{min-elements=32}")
+    # every weight is int8 now (its fp16 constant and DEQUANTIZE are gone) and the hybrid ops'
+    # biases are float32 again (XNNPACK cannot prepare a hybrid op with an fp16 bias)
+    for o, i in _weight_slots(m):
+        src = o.inputs[i].owner
+        if isinstance(src, tfl.NoValueOp):
+            continue
+        if isinstance(src, tfl.DequantizeOp):
+            src = src.inputs[0].owner
+        assert quantized_element(src.results[0].type) is not None, o.name
+        assert not any(isinstance(v.owner, tfl.DequantizeOp) for v in o.inputs), o.name
+    assert not any(isinstance(_elem(c.result), Float16Type) for c in _consts(m))
+    ref = run_tflite(write_flatbuffer(hybrid_zoo()), ins)
+    got = run_tflite(write_flatbuffer(m), ins)
+    for r, g in zip(ref, got):
+        assert _sqnr(r, g) > 30
+
+
+def test_dynamic_api_report_and_errors(tmp_path: Path) -> None:
+    model = tmp_path / "zoo.tflite"
+    model.write_bytes(write_flatbuffer(hybrid_zoo()))
+    res = tflquant.quantize(str(model), mode="dynamic", min_weight_elements=32)
+    kinds = {o.op_type: o.kind for o in res.report.ops}
+    assert kinds["CONV_2D"] == "hybrid" and kinds["FULLY_CONNECTED"] == "hybrid"
+    assert res.model == tflquant.quantize(str(model), mode="dynamic", min_weight_elements=32).model  # deterministic
+    bad = hybrid_zoo()
+    w = next(c for c in _consts(bad) if "fc/w" in str(c.attributes.get("names")))
+    arr = w.numpy().copy()
+    arr[0, 0] = np.inf
+    from tflquant.ir import dense_from_numpy
+
+    w.properties["value"] = dense_from_numpy(arr)
+    with pytest.raises(tflquant.TflquantError, match="fc/w.*NaN or infinite"):
+        _run(bad, "quantize-weights{min-elements=32}")
+
+
+# ---------------------------------------------------------------------------------------
+# cast-weights-f16
+# ---------------------------------------------------------------------------------------
+
+
+@FAST
+@given(tt.tfl_graphs(max_ops=5))
+def test_cast_weights_f16_guarantees(module: ModuleOp) -> None:
+    originals = {c.result: c.numpy().copy() for c in _consts(module) if isinstance(_elem(c.result), Float32Type)}
+    readers = {v: [(u.operation, u.index) for u in v.uses] for v in originals}
+    _run(module, "cast-weights-f16")
+    text = print_module(module)
+    for c in _consts(module):
+        assert not isinstance(_elem(c.result), Float32Type) or not c.result.uses
+    for v, w in originals.items():
+        for op, idx in readers[v]:
+            dq = op.operands[idx].owner
+            assert isinstance(dq, tfl.DequantizeOp) and isinstance(_elem(dq.outputs[0]), Float32Type)
+            half = dq.inputs[0].owner.numpy()
+            assert half.dtype == np.float16
+            np.testing.assert_array_equal(half, np.clip(w, -FP16_MAX, FP16_MAX).astype(np.float16))
+    # an fp16 model is recognised: a second run changes nothing
+    assert print_module(_run(module, "cast-weights-f16")) == text
+    for f in module.walk():
+        if isinstance(f, func.FuncOp):
+            assert all(isinstance(_elem(a), Float32Type) for a in f.body.block.args)
+
+
+def test_float16_zoo_in_litert() -> None:
+    ins = _zoo_inputs()
+    float_model = write_flatbuffer(hybrid_zoo())
+    h_model = write_flatbuffer(_run(hybrid_zoo(), "cast-weights-f16"))
+    ref = run_tflite(float_model, ins)
+    got = run_tflite(h_model, ins)
+    for r, g in zip(ref, got):
+        assert _sqnr(r, g) > 50
+    ops = _litert_ops(h_model)
+    n_float_consts = sum(isinstance(_elem(c.result), Float32Type) for c in _consts(hybrid_zoo()))
+    assert [o["op"] for o in ops].count("DEQUANTIZE") == n_float_consts
+    # weights take half their bytes; each DEQUANTIZE, its tensor and padding cost ~100 bytes, which
+    # matters on a model of 30 small constants (the shared models check the real ratio)
+    f32_bytes = sum(4 * c.numpy().size for c in _consts(hybrid_zoo()) if isinstance(_elem(c.result), Float32Type))
+    f16_bytes = sum(2 * c.numpy().size for c in _consts(read_flatbuffer(h_model)) if isinstance(_elem(c.result), Float16Type))
+    assert f16_bytes * 2 == f32_bytes
+    assert len(float_model) - len(h_model) >= f16_bytes - 120 * n_float_consts
+    # converting the fp16 model again changes nothing (no double conversion)
+    assert print_module(_run(read_flatbuffer(h_model), "cast-weights-f16")) == print_module(read_flatbuffer(h_model))
+    res = tflquant.quantize(h_model, mode="float16")
+    assert res.model == write_flatbuffer(read_flatbuffer(h_model))
+
+
+def test_float16_clamps_to_the_fp16_range() -> None:
+    g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
+    y = g.op("MUL", [g.x, g.const(np.array([1e6, -1e9, 3.0, 1e-9], np.float32), "k")], (1, 4))
+    data = write_flatbuffer(_run(g.module([y]), "cast-weights-f16"))
+    out = run_tflite(data, {"x": np.ones((1, 1, 4), np.float32)})[0]
+    np.testing.assert_array_equal(out.reshape(-1), np.array([65504.0, -65504.0, 3.0, 0.0], np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# The reference models in ../shared against the TF converter
+# ---------------------------------------------------------------------------------------
+
+MAX_EVAL = 100  # samples per model: enough for a stable SQNR, fast enough for the suite
+
+
+def _score_module():  # noqa: ANN202
+    path = SHARED_MODELS.parent / "tools" / "score.py"
+    spec = importlib.util.spec_from_file_location("shared_score", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("mode,tf_file", [("dynamic", "tf_dynamic.tflite"), ("float16", "tf_float16.tflite")])
+def test_shared_models_match_or_beat_tf(shared_model: Path, mode: str, tf_file: str, tmp_path: Path) -> None:
+    score = _score_module()
+    res = tflquant.quantize(str(shared_model / "float.tflite"), mode=mode)
+    ours = tmp_path / f"{mode}.tflite"
+    res.save(ours)
+    tf = shared_model / tf_file
+    z = np.load(shared_model / "eval.npz")
+    inputs = [z[k][:MAX_EVAL] for k in z.files if k != "labels"]
+    ref = score.run(str(shared_model / "float.tflite"), inputs)
+    got = score.run(str(ours), inputs)
+    want = score.run(str(tf), inputs)
+    for r, g, t in zip(ref, got, want):
+        assert score.sqnr_db(r, g) >= score.sqnr_db(r, t), f"{shared_model.name} {mode}: SQNR below TF's"
+    assert os.path.getsize(ours) <= os.path.getsize(tf), f"{shared_model.name} {mode}: larger than TF's"
+    float_size = os.path.getsize(shared_model / "float.tflite")
+    if mode == "float16":
+        assert os.path.getsize(ours) < 0.7 * float_size
+    else:
+        # every weight of 1024+ elements read by a hybrid-capable op is int8
+        m = res.module
+        assert m is not None
+        for o, i in _weight_slots(m):
+            v = o.inputs[i]
+            if isinstance(v.owner, tfl.ConstOp) and v.owner.numpy().size >= 1024:
+                assert isinstance(_elem(v), UniformQuantizedType), f"{o.name} weight stayed float"
+        assert os.path.getsize(ours) < 0.6 * float_size
