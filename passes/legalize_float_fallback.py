@@ -100,6 +100,12 @@ class LegalizeFloatFallback(ModulePass):
                 base = value_name(o.input) or "tensor"
                 new = tfl.QuantizeOp([o.input], [o.result.type], names=[f"{base}_{storage_suffix(qt)}"])
             elif isinstance(o, quant.DequantizeCastOp):
+                existing = [u.operation for u in o.input.uses if isinstance(u.operation, tfl.DequantizeOp)]
+                if existing:  # e.g. the model output's DEQUANTIZE: share it
+                    o.result.replace_all_uses_with(existing[0].outputs[0])
+                    o.detach()
+                    o.erase()
+                    continue
                 base = value_name(o.input) or "tensor"
                 new = tfl.DequantizeOp([o.input], [o.result.type], names=[f"{base}_dequantized"])
             else:

@@ -22,7 +22,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
@@ -225,7 +225,10 @@ class RewriteInteger(ModulePass):
                 new = tfl.DequantizeOp([y], [d.result.type], names=[name])
                 if isinstance(y.owner, Operation):
                     set_name(y.owner, y.index, f"{name}_{storage_suffix(qt)}")  # type: ignore[attr-defined]
-                Rewriter.insert_op(new, _before(ret))
+                if isinstance(y.owner, Operation):
+                    Rewriter.insert_op(new, InsertPoint.after(y.owner))
+                else:
+                    Rewriter.insert_op(new, _before(ret))
                 done[y] = new.outputs[0]
             ret.operands[i] = done[y]
             erase_if_unused(d)
