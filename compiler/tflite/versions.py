@@ -393,56 +393,171 @@ def _mul_rescale_ge1(op: tfl.TflOp) -> bool:
 # min_runtime_version
 # ---------------------------------------------------------------------------------------
 
-# (builtin, version) -> first TFLite release whose runtime has that kernel version.
+# First TFLite release whose runtime has each kernel version: "OP v1 v2 ..." ("-" = none).
+# Facts from TFLite's runtime_version table (plus CONV_2D v8, FULLY_CONNECTED v12 from
+# research/tflite_quant.md §4.3). Pairs not listed are skipped, as TFLite does.
+_RUNTIME_TABLE = """
+ADD 1.5.0 1.14.0 2.4.0 2.6.0
+ADD_N 1.14.0
+ABS 1.13.0 2.4.0 2.5.0 2.6.0
+ARG_MAX 1.9.0 1.14.0 2.9.0
+ARG_MIN 1.9.0 1.14.0 2.9.0
+ASSIGN_VARIABLE 2.6.0
+ATAN2 2.10.0
+AVERAGE_POOL_2D 1.5.0 1.14.0 2.3.0
+BATCH_MATMUL 2.3.0 2.3.0 2.4.0 2.5.0
+BATCH_TO_SPACE_ND 1.6.0 1.14.0 2.3.0
+BIDIRECTIONAL_SEQUENCE_LSTM 1.14.0 1.14.0 1.14.0
+BIDIRECTIONAL_SEQUENCE_RNN 1.14.0 1.14.0 2.3.0
+BROADCAST_ARGS 2.6.0
+BROADCAST_TO - 2.5.0 2.5.0
+BUCKETIZE 2.8.0
+CALL_ONCE 2.5.0
+CAST 1.5.0 2.7.0 2.8.0 2.9.0
+CEIL 1.14.0
+COMPLEX_ABS 2.5.0
+CONCATENATION 1.5.0 1.14.0 2.3.0
+CONV_2D 1.5.0 1.14.0 1.14.0 2.3.0 2.4.0 2.9.0 - 2.15.0
+CONV_3D 2.5.0
+CONV_3D_TRANSPOSE 2.6.0
+COS 1.14.0
+CUMSUM 2.4.0
+DENSIFY 2.2.0
+DEPTH_TO_SPACE 2.1.0 2.5.0
+DEPTHWISE_CONV_2D 1.5.0 1.12.0 1.14.0 2.2.0 2.3.0 2.3.0
+DEQUANTIZE 1.13.1 1.14.0 1.15.0 2.2.0 2.7.0
+DIV 1.6.0 2.3.0
+DYNAMIC_UPDATE_SLICE 2.9.0
+ELU 1.14.0
+EMBEDDING_LOOKUP 1.13.0 1.14.0 1.14.0
+EMBEDDING_LOOKUP_SPARSE 1.5.0
+EQUAL 1.14.0 1.14.0 2.3.0
+EXP 1.7.0
+EXPAND_DIMS 1.10.0
+FAKE_QUANT 1.5.0 1.10.0
+FILL 1.13.0 2.3.0 2.5.0
+FLOOR 1.9.0
+FLOOR_DIV 1.14.0 1.14.0
+FLOOR_MOD 1.13.0
+FULLY_CONNECTED 1.5.0 1.10.0 1.14.0 1.14.0 2.0.0 2.1.0 2.3.0 2.3.0 2.3.0 - - 2.17.0
+GATHER 1.6.0 1.14.0 1.15.0 2.4.0 2.5.0
+GATHER_ND 1.14.0 2.3.0 2.5.0
+GELU 2.9.0 2.9.0
+GREATER 1.14.0 1.14.0
+GREATER_EQUAL 1.14.0 1.14.0
+HARD_SWISH 1.15.0
+HASHTABLE 2.5.0
+HASHTABLE_FIND 2.5.0
+HASHTABLE_IMPORT 2.5.0
+HASHTABLE_LOOKUP 1.5.0
+HASHTABLE_SIZE 2.5.0
+IF 1.15.0
+IMAG 2.5.0
+L2_NORMALIZATION 1.5.0 1.14.0
+L2_POOL_2D 1.5.0
+LEAKY_RELU 1.13.1 2.3.0
+LESS 1.14.0 1.14.0
+LESS_EQUAL 1.14.0 1.14.0
+LOCAL_RESPONSE_NORMALIZATION 1.5.0
+LOG 1.14.0
+LOG_SOFTMAX 1.14.0 1.14.0
+LOGICAL_AND 1.11.0
+LOGICAL_NOT 1.11.0
+LOGICAL_OR 1.11.0
+LOGISTIC 1.14.0 1.14.0 2.3.0
+LSH_PROJECTION 1.5.0
+LSTM 1.7.0 1.10.0 1.14.0 2.3.0
+MATRIX_DIAG 1.14.0
+MATRIX_SET_DIAG 1.14.0
+MAX_POOL_2D 1.5.0 1.14.0 2.3.0
+MAXIMUM 1.14.0 1.14.0 2.3.0 2.3.0
+MEAN 1.6.0 1.14.0 2.4.0
+MINIMUM 1.14.0 1.14.0 2.3.0 2.3.0
+MIRROR_PAD 1.13.1 2.3.0
+MUL 1.5.0 1.14.0 1.15.0 2.3.0 2.6.0
+MULTINOMIAL 2.8.0
+NEG 1.9.0
+NON_MAX_SUPPRESSION_V4 2.1.0
+NON_MAX_SUPPRESSION_V5 2.1.0
+NOT_EQUAL 1.14.0 1.14.0 2.3.0
+ONE_HOT 1.11.0
+PACK 1.11.0 1.14.0 2.3.0
+PAD 1.5.0 1.14.0 2.4.0 2.6.0
+PADV2 1.9.0 1.14.0 2.4.0 2.6.0
+POW 1.10.0
+PRELU 1.8.0
+QUANTIZE 1.14.0 1.15.0 2.7.0
+RANDOM_STANDARD_NORMAL 2.8.0
+RANDOM_UNIFORM 2.8.0
+RANGE 1.13.0
+RANK 1.14.0
+READ_VARIABLE 2.6.0
+REAL 2.5.0
+REDUCE_ALL 2.6.0
+REDUCE_ANY 1.11.0
+REDUCE_MAX 1.11.0 1.14.0 2.5.0
+REDUCE_MIN 1.11.0 1.14.0 2.5.0
+REDUCE_PROD 1.11.0 2.6.0
+RELU 1.5.0 2.1.0 2.5.0
+RELU6 1.5.0 1.14.0 2.5.0
+RELU_0_TO_1 2.10.0
+RELU_N1_TO_1 1.5.0
+RESHAPE 1.5.0
+RESIZE_BILINEAR 1.7.0 1.14.0 2.2.0 2.5.0
+RESIZE_NEAREST_NEIGHBOR 1.13.1 1.14.0 2.3.0 2.4.0
+REVERSE_SEQUENCE 1.14.0
+REVERSE_V2 1.14.0 2.2.0 2.5.0
+RFFT2D 2.5.0
+RNN 1.5.0 1.14.0 2.3.0
+ROUND 1.14.0
+RSQRT 1.10.0 2.5.0
+SCATTER_ND 2.1.0
+SEGMENT_SUM 2.2.0
+SELECT 1.14.0 1.14.0
+SELECT_V2 2.2.0
+SHAPE 1.10.0
+SIN 1.9.0
+SKIP_GRAM 1.5.0
+SLICE 1.14.0 1.14.0 1.14.0 2.4.0 2.5.0
+SOFTMAX 1.5.0 1.14.0 2.3.0
+SPACE_TO_BATCH_ND 1.6.0 1.14.0 2.3.0
+SPACE_TO_DEPTH 1.5.0 1.14.0
+SPARSE_TO_DENSE 1.9.0 1.14.0 1.15.0
+SPLIT 1.5.0 1.14.0 1.14.0 2.3.0
+SPLIT_V 1.13.1 2.3.0
+SQRT 1.10.0
+SQUARE 1.12.0
+SQUARED_DIFFERENCE 1.13.1 2.5.0
+SQUEEZE 1.6.0 2.5.0
+STRIDED_SLICE 1.6.0 1.14.0 2.1.0 2.2.0 2.5.0 2.6.0
+SUB 1.6.0 1.14.0 2.3.0 2.4.0 2.4.0
+SUM 1.10.0 1.15.0
+SVDF 1.5.0 1.14.0 2.2.0 2.3.0
+TANH 1.14.0 1.14.0 2.3.0
+TILE 1.10.1 2.2.0 2.8.0
+TOPK_V2 1.7.0 1.14.0
+TRANSPOSE 1.6.0 1.14.0 1.15.0 2.3.0 2.4.0
+TRANSPOSE_CONV 1.9.0 2.2.0 2.3.0
+UNIDIRECTIONAL_SEQUENCE_LSTM 1.13.1 1.14.0 2.3.0
+UNIDIRECTIONAL_SEQUENCE_RNN 1.14.0 1.14.0 2.3.0
+UNIQUE 1.14.0
+UNPACK 1.11.0 1.14.0 2.2.0 2.3.0
+UNSORTED_SEGMENT_MAX 2.10.0
+UNSORTED_SEGMENT_MIN 2.11.0
+UNSORTED_SEGMENT_PROD 2.10.0
+UNSORTED_SEGMENT_SUM 2.10.0
+VAR_HANDLE 2.6.0
+WHERE 1.14.0 2.8.0
+WHILE 1.15.0
+ZEROS_LIKE 1.12.0
+"""
+
 RUNTIME_VERSIONS: dict[tuple[str, int], str] = {
-    ("AVERAGE_POOL_2D", 1): "1.5.0", ("AVERAGE_POOL_2D", 2): "1.14.0", ("AVERAGE_POOL_2D", 3): "2.3.0",
-    ("BATCH_MATMUL", 1): "2.3.0", ("BATCH_MATMUL", 2): "2.3.0", ("BATCH_MATMUL", 3): "2.4.0", ("BATCH_MATMUL", 4): "2.5.0",
-    ("CONV_2D", 1): "1.5.0", ("CONV_2D", 2): "1.14.0", ("CONV_2D", 3): "1.14.0", ("CONV_2D", 4): "2.3.0",
-    ("CONV_2D", 5): "2.4.0", ("CONV_2D", 6): "2.9.0", ("CONV_2D", 7): "2.11.0", ("CONV_2D", 8): "2.15.0",
-    ("DEPTHWISE_CONV_2D", 1): "1.5.0", ("DEPTHWISE_CONV_2D", 2): "1.12.0", ("DEPTHWISE_CONV_2D", 3): "1.14.0",
-    ("DEPTHWISE_CONV_2D", 4): "2.2.0", ("DEPTHWISE_CONV_2D", 5): "2.3.0", ("DEPTHWISE_CONV_2D", 6): "2.3.0",
-    ("DEPTHWISE_CONV_2D", 7): "2.11.0",
-    ("ADD", 1): "1.5.0", ("ADD", 2): "1.14.0", ("ADD", 3): "2.4.0", ("ADD", 4): "2.6.0", ("ADD", 5): "2.13.0",
-    ("SUB", 1): "1.6.0", ("SUB", 2): "1.14.0", ("SUB", 3): "2.3.0", ("SUB", 4): "2.4.0", ("SUB", 5): "2.4.0",
-    ("MUL", 1): "1.5.0", ("MUL", 2): "1.14.0", ("MUL", 3): "1.15.0", ("MUL", 4): "2.3.0", ("MUL", 5): "2.6.0",
-    ("MUL", 6): "2.11.0", ("MUL", 7): "2.13.0",
-    ("DIV", 1): "1.6.0", ("DIV", 2): "2.3.0",
-    ("FULLY_CONNECTED", 1): "1.5.0", ("FULLY_CONNECTED", 2): "1.10.0", ("FULLY_CONNECTED", 3): "1.14.0",
-    ("FULLY_CONNECTED", 4): "1.14.0", ("FULLY_CONNECTED", 5): "2.0.0", ("FULLY_CONNECTED", 6): "2.1.0",
-    ("FULLY_CONNECTED", 7): "2.3.0", ("FULLY_CONNECTED", 8): "2.3.0", ("FULLY_CONNECTED", 9): "2.3.0",
-    ("FULLY_CONNECTED", 10): "2.11.0", ("FULLY_CONNECTED", 11): "2.15.0", ("FULLY_CONNECTED", 12): "2.17.0",
-    ("MAX_POOL_2D", 1): "1.5.0", ("MAX_POOL_2D", 2): "1.14.0", ("MAX_POOL_2D", 3): "2.3.0",
-    ("SOFTMAX", 1): "1.5.0", ("SOFTMAX", 2): "1.14.0", ("SOFTMAX", 3): "2.3.0",
-    ("LOGISTIC", 1): "1.5.0", ("LOGISTIC", 2): "1.14.0", ("LOGISTIC", 3): "2.3.0",
-    ("TANH", 1): "1.14.0", ("TANH", 2): "1.14.0", ("TANH", 3): "2.3.0",
-    ("CONCATENATION", 1): "1.5.0", ("CONCATENATION", 2): "1.14.0", ("CONCATENATION", 3): "2.3.0",
-    ("RESHAPE", 1): "1.5.0",
-    ("MEAN", 1): "1.6.0", ("MEAN", 2): "1.14.0", ("MEAN", 3): "2.4.0",
-    ("QUANTIZE", 1): "1.14.0", ("QUANTIZE", 2): "1.15.0", ("QUANTIZE", 3): "2.7.0",
-    ("DEQUANTIZE", 1): "1.13.1", ("DEQUANTIZE", 2): "1.14.0", ("DEQUANTIZE", 3): "1.15.0",
-    ("DEQUANTIZE", 4): "2.2.0", ("DEQUANTIZE", 5): "2.7.0",
-    ("RESIZE_BILINEAR", 1): "1.7.0", ("RESIZE_BILINEAR", 2): "1.14.0", ("RESIZE_BILINEAR", 3): "2.2.0",
-    ("RESIZE_BILINEAR", 4): "2.5.0",
-    ("RESIZE_NEAREST_NEIGHBOR", 1): "1.13.1", ("RESIZE_NEAREST_NEIGHBOR", 2): "1.14.0",
-    ("RESIZE_NEAREST_NEIGHBOR", 3): "2.3.0", ("RESIZE_NEAREST_NEIGHBOR", 4): "2.4.0",
-    ("TRANSPOSE_CONV", 1): "1.9.0", ("TRANSPOSE_CONV", 2): "2.2.0", ("TRANSPOSE_CONV", 3): "2.3.0",
-    ("TRANSPOSE_CONV", 4): "2.13.0", ("TRANSPOSE_CONV", 5): "2.15.0",
-    ("TRANSPOSE", 1): "1.6.0", ("TRANSPOSE", 2): "1.14.0", ("TRANSPOSE", 3): "1.15.0", ("TRANSPOSE", 4): "2.3.0",
-    ("TRANSPOSE", 5): "2.4.0", ("TRANSPOSE", 6): "2.12.0",
-    ("PAD", 1): "1.5.0", ("PAD", 2): "1.14.0", ("PAD", 3): "2.4.0", ("PAD", 4): "2.6.0",
-    ("GATHER", 1): "1.6.0", ("GATHER", 2): "1.14.0", ("GATHER", 3): "1.15.0", ("GATHER", 4): "2.4.0",
-    ("GATHER", 5): "2.5.0",
-    ("SQUARED_DIFFERENCE", 1): "1.13.1", ("SQUARED_DIFFERENCE", 2): "2.5.0",
-    ("RSQRT", 1): "1.10.0", ("RSQRT", 2): "2.5.0",
-    ("GELU", 1): "2.9.0", ("GELU", 2): "2.9.0",
-    ("STRIDED_SLICE", 1): "1.6.0", ("STRIDED_SLICE", 2): "1.14.0", ("STRIDED_SLICE", 3): "2.1.0",
-    ("STRIDED_SLICE", 4): "2.2.0", ("STRIDED_SLICE", 5): "2.5.0", ("STRIDED_SLICE", 6): "2.6.0",
-    ("PACK", 1): "1.11.0", ("PACK", 2): "1.14.0", ("PACK", 3): "2.3.0",
-    ("SHAPE", 1): "1.10.0", ("LESS", 1): "1.9.0", ("LESS", 2): "1.14.0", ("NEG", 1): "1.9.0",
-    ("SELECT_V2", 1): "2.2.0", ("REDUCE_PROD", 1): "1.11.0", ("REDUCE_PROD", 2): "2.6.0",
-    ("HARD_SWISH", 1): "1.15.0", ("RELU", 1): "1.5.0", ("RELU", 2): "2.1.0", ("RELU6", 1): "1.5.0",
-    ("RELU6", 2): "1.14.0", ("EXPAND_DIMS", 1): "1.10.0", ("SQUEEZE", 1): "1.6.0",
-}  # fmt: skip
+    (line.split()[0], v): rel
+    for line in _RUNTIME_TABLE.strip().splitlines()
+    for v, rel in enumerate(line.split()[1:], start=1)
+    if rel != "-"
+}
 
 
 def _parse(v: str) -> tuple[int, ...]:
@@ -450,12 +565,11 @@ def _parse(v: str) -> tuple[int, ...]:
 
 
 def min_runtime_version(ops: Iterable[tuple[str, int]]) -> str:
-    """The oldest release that has every (builtin name, version); unknown pairs are skipped."""
-    best = "1.5.0"
+    """The oldest release that has every (builtin name, version); pairs not in the table are
+    skipped, and "" when none is known (TFLite then leaves the metadata zero-filled)."""
+    best = ""
     for key in ops:
         v = RUNTIME_VERSIONS.get(key)
-        if v is not None and _parse(v) > _parse(best):
+        if v is not None and (not best or _parse(v) > _parse(best)):
             best = v
     return best
-
-
