@@ -536,7 +536,10 @@ def test_sparse_constant_densifies() -> None:
 
 def test_strided_slice_index_matches_numpy_semantics() -> None:
     masks = dict(begin_mask=0, end_mask=0b10, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0b01)
-    assert strided_slice_index([2, 1], [3, 0], [1, 2], masks, False) == (2, slice(1, None, 2))
+    assert strided_slice_index([4, 5], [2, 1], [3, 0], [1, 2], masks, False) == (2, slice(1, 5, 2))
+    # begin_mask picks the first element of a shrunk axis; offset ends count from the clamped start
+    masks = dict(masks, begin_mask=0b01, end_mask=0)
+    assert strided_slice_index([4, 5], [3, -9], [0, 2], [1, 1], masks, True) == (0, slice(0, 2, 1))
 
 
 def test_unsupported_op_and_bad_inputs_raise_one_clear_error() -> None:
@@ -679,3 +682,115 @@ def test_fp16_weight_models_match_litert(shared_model) -> None:
     ref = litert_run(path.read_bytes(), [x[:, None] for x in xs])["AUTO"]
     worst = max(rel_err(ours[j][k], r) for k, per in enumerate(ref) for j, r in enumerate(per))
     assert worst <= RTOL, f"{shared_model.name}: max relative error {worst:.3g}"
+
+
+# ----------------------------------------------------------------------------------------
+# property tests: random configurations of the kernels with the most corner cases
+# ----------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _litert_accepts(module: ModuleOp) -> bool:
+    """Whether LiteRT's builtin kernels prepare the model (they refuse some configurations)."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from tflquant.tflite.writer import write_flatbuffer
+
+    try:
+        li = LiteRT(model_content=write_flatbuffer(module), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        li.allocate_tensors()
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _check_case(case: tuple) -> None:
+    from hypothesis import assume
+
+    try:
+        module, inputs = _materialize(case)
+    except TflquantError as e:
+        # shrinking an axis at an index outside it: TF rejects it, LiteRT reads out of bounds
+        assume("outside its size" not in str(e))
+        # otherwise, when we refuse, LiteRT must refuse too
+        builtin, operands, options = case[:3]
+        probe = build(builtin, operands, options, [(element_type_of_dtype(F32), [])])
+        assert not _litert_accepts(probe), f"reference refused a configuration LiteRT accepts: {case}"
+        assume(False)
+        return
+    # empty results: XNNPACK and the builtin kernels disagree on their shapes
+    assume(all(0 not in t.get_shape() for t in next(iter(module.ops)).function_type.outputs))  # type: ignore[attr-defined]
+    assume(_litert_accepts(module))
+    compare_with_litert(module, inputs)
+
+
+@PROPS
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_strided_slice_random(shape: list[int], data: st.DataObject) -> None:
+    r = len(shape)
+    n = data.draw(st.integers(1, r))
+    begin = data.draw(st.lists(st.integers(-6, 6), min_size=n, max_size=n))
+    end = data.draw(st.lists(st.integers(-6, 6), min_size=n, max_size=n))
+    strides = data.draw(st.lists(st.sampled_from([-3, -2, -1, 1, 2, 3]), min_size=n, max_size=n))
+    bits = st.integers(0, (1 << n) - 1)
+    masks = {"begin_mask": data.draw(bits), "end_mask": data.draw(bits), "shrink_axis_mask": data.draw(bits)}
+    # LiteRT writes nothing for a shrunk axis with a negative stride (undefined output)
+    masks["shrink_axis_mask"] &= sum(1 << i for i in range(n) if strides[i] > 0)
+    if data.draw(st.booleans()):
+        masks["ellipsis_mask"] = 1 << data.draw(st.integers(0, n - 1))
+    x = In(rng.standard_normal((N, *shape)).astype(F32))
+    _check_case(("STRIDED_SLICE", [x, i32(*begin), i32(*end), i32(*strides)], masks))
+
+
+@PROPS
+@given(
+    h=st.integers(1, 7), w=st.integers(1, 7), oh=st.integers(1, 11), ow=st.integers(1, 11),
+    ac=st.booleans(), hp=st.booleans(), nearest=st.booleans(),
+)  # fmt: skip
+def test_resize_random(h: int, w: int, oh: int, ow: int, ac: bool, hp: bool, nearest: bool) -> None:
+    kind = "RESIZE_NEAREST_NEIGHBOR" if nearest else "RESIZE_BILINEAR"
+    x = In(rng.standard_normal((N, 1, h, w, 2)).astype(F32))
+    _check_case((kind, [x, i32(oh, ow)], {"align_corners": ac, "half_pixel_centers": hp}))
+
+
+@PROPS
+@given(
+    h=st.integers(1, 9), w=st.integers(1, 9), k=st.integers(1, 4), s=st.integers(1, 3), d=st.integers(1, 2),
+    padding=st.sampled_from(["SAME", "VALID"]), kind=st.sampled_from(["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"]),
+)  # fmt: skip
+def test_window_ops_random(h: int, w: int, k: int, s: int, d: int, padding: str, kind: str) -> None:
+    x = In(rng.standard_normal((N, 2, h, w, 3)).astype(F32))
+    o: dict[str, Any] = {"padding": padding, "stride_h": s, "stride_w": s}
+    if kind == "CONV_2D":
+        o.update(dilation_h_factor=d, dilation_w_factor=d)
+        ops: list[Any] = [x, w_(4, k, k, 3), w_(4)]
+    elif kind == "DEPTHWISE_CONV_2D":
+        o.update(dilation_h_factor=d, dilation_w_factor=d, depth_multiplier=2)
+        ops = [x, w_(1, k, k, 6), w_(6)]
+    else:
+        o.update(filter_height=k, filter_width=max(1, k - d + 1))
+        ops = [x]
+    _check_case((kind, ops, o))
+
+
+@PROPS
+@given(h=st.integers(1, 6), w=st.integers(1, 6), k=st.integers(1, 4), s=st.integers(1, 3), padding=st.sampled_from(["SAME", "VALID"]))
+def test_transpose_conv_random(h: int, w: int, k: int, s: int, padding: str) -> None:
+    if padding == "SAME":
+        oh, ow = h * s, w * s
+    else:
+        oh, ow = (h - 1) * s + k, (w - 1) * s + k
+    x = In(rng.standard_normal((N, 1, h, w, 3)).astype(F32))
+    _check_case(("TRANSPOSE_CONV", [i32(1, oh, ow, 2), w_(2, k, k, 3), x, w_(2)], {"padding": padding, "stride_h": s, "stride_w": s}))
+
+
+def w_(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(F32)

@@ -448,6 +448,8 @@ def conv2d_nhwc(
     dh, dw = dil
     oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
     ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
+    if oh <= 0 or ow <= 0:
+        return np.zeros((n, max(oh, 0), max(ow, 0), o), F32)
     if ci == 0 or c % ci or o % (c // ci):
         raise TflquantError(f"CONV_2D input has {c} channels, filter expects {ci} per group")
     groups = c // ci
@@ -487,6 +489,8 @@ def depthwise_nhwc(
     dh, dw = dil
     oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
     ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
+    if oh <= 0 or ow <= 0:
+        return np.zeros((n, max(oh, 0), max(ow, 0), oc), F32)
     xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
     # one pass over the windows (einsum) is 2-5x faster than a multiply-add per tap
     y = np.einsum("nhwijc,ijc->nhwc", _windows(xp, oh, ow, kh, kw, sh, sw, dh, dw), w[0])
@@ -561,6 +565,8 @@ def _pool(op: Operation, is_max: bool) -> Kernel:
         n, h, wd, c = xm.shape
         oh, pt, pb = out_size_and_pad(h, kh, sh, 1, padding)
         ow, pl, pr = out_size_and_pad(wd, kw, sw, 1, padding)
+        if oh <= 0 or ow <= 0:
+            return split_batch(np.zeros((n, max(oh, 0), max(ow, 0), c), xm.dtype), sb)
         fill = -np.inf if is_max else 0.0
         if xm.dtype.kind in "iu" and is_max:
             fill = np.iinfo(xm.dtype).min
@@ -854,31 +860,66 @@ def _slice(op: Operation) -> Kernel:
     return run
 
 
+def _ss_start(b: int, size: int, stride: int, masked: bool) -> int:
+    """TFLite's StridedSliceStartForAxis."""
+    if b < 0:
+        b += size
+    b = min(max(b, 0), size) if stride > 0 else min(max(b, -1), size - 1)
+    if masked:
+        b = 0 if stride > 0 else size - 1
+    return b
+
+
+def _ss_end(e: int, start: int, size: int, stride: int, masked: bool, offset: bool) -> int:
+    """TFLite's StridedSliceEndForAxis (not for shrunk axes)."""
+    if offset:
+        e += start
+    if e < 0:
+        e += size
+    e = min(max(e, 0), size) if stride > 0 else min(max(e, -1), size - 1)
+    if masked:
+        e = size if stride > 0 else -1
+    return e
+
+
 def strided_slice_index(
-    begin: Sequence[int], end: Sequence[int], strides: Sequence[int], masks: dict[str, int], offset: bool
+    shape: Sequence[int], begin: Sequence[int], end: Sequence[int], strides: Sequence[int], masks: dict[str, int], offset: bool
 ) -> tuple[Any, ...]:
-    """A numpy index equivalent to TFLite STRIDED_SLICE (sparse spec with all masks)."""
+    """A numpy index computing TFLite STRIDED_SLICE on a tensor of `shape` (all masks)."""
+    n = len(begin)
+    ell = masks["ellipsis_mask"]
+    new_axis = masks["new_axis_mask"]
+    # input axes an ellipsis stands for: those not named by the other (non-new-axis) entries
+    first_ell = next((i for i in range(n) if ell & (1 << i)), None)
+    named = sum(1 for i in range(n) if not (new_axis & (1 << i)) and i != first_ell)
     idx: list[Any] = []
-    seen_ellipsis = False
-    for i in range(len(begin)):
+    axis = 0
+    for i in range(n):
         bit = 1 << i
-        if masks["ellipsis_mask"] & bit and not seen_ellipsis:
-            idx.append(Ellipsis)
-            seen_ellipsis = True
-        elif masks["new_axis_mask"] & bit:
+        if i == first_ell:
+            cover = max(len(shape) - named, 0)
+            idx.extend([slice(None)] * cover)
+            axis += cover
+            continue
+        if new_axis & bit:
             idx.append(None)
-        elif masks["shrink_axis_mask"] & bit:
-            idx.append(int(begin[i]))
+            continue
+        if axis >= len(shape):
+            raise TflquantError(f"STRIDED_SLICE has more index entries than the input has dimensions {tuple(shape)}")
+        size = shape[axis]
+        st = int(strides[i]) if i < len(strides) else 1
+        if st == 0:
+            raise TflquantError("STRIDED_SLICE stride must not be 0")
+        b = _ss_start(int(begin[i]), size, st, bool(masks["begin_mask"] & bit))
+        if masks["shrink_axis_mask"] & bit:
+            if not 0 <= b < size:
+                raise TflquantError(f"STRIDED_SLICE shrinks axis {axis} at index {int(begin[i])}, outside its size {size}")
+            idx.append(b)
         else:
-            st = int(strides[i]) if i < len(strides) else 1
-            if st == 0:
-                raise TflquantError("STRIDED_SLICE stride must not be 0")
-            b = None if masks["begin_mask"] & bit else int(begin[i])
-            if masks["end_mask"] & bit:
-                e = None
-            else:
-                e = int(end[i]) + (int(begin[i]) if offset else 0)
-            idx.append(slice(b, e, st))
+            e = _ss_end(int(end[i]), b, size, st, bool(masks["end_mask"] & bit), offset)
+            # numpy reads a negative start as counted from the end; TFLite's -1 means empty
+            idx.append(slice(0, 0) if b < 0 else slice(b, e if e >= 0 else None, st))
+        axis += 1
     return tuple(idx)
 
 
@@ -890,9 +931,7 @@ def _strided_slice(op: Operation) -> Kernel:
     def run(x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: np.ndarray | None = None) -> np.ndarray:
         b = ints(begin)
         st = ints(strides) if strides is not None else [1] * len(b)
-        idx = strided_slice_index(b, ints(end), st, masks, offset)
-        if Ellipsis not in idx:
-            idx = idx + (Ellipsis,)
+        idx = strided_slice_index(x.shape[1:], b, ints(end), st, masks, offset)
         return x[(slice(None), *idx)]
 
     return run
