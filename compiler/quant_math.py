@@ -60,6 +60,7 @@ __all__ = [
     "multiply_by_quantized_multiplier",
     "multiply_by_quantized_multiplier_64",
     "multiply_by_quantized_multiplier_gemm",
+    "multiply_by_quantized_multiplier_single",
 ]
 
 
@@ -357,6 +358,18 @@ def multiply_by_quantized_multiplier_gemm(x: np.ndarray, multiplier: np.ndarray 
     high = saturating_rounding_doubling_high_mul(_wrap32(x << left), multiplier)
     nudge = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
     return (high + nudge) >> right
+
+
+def multiply_by_quantized_multiplier_single(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """The single-rounding MultiplyByQuantizedMultiplier: (x * m + 2^(30 - shift)) >> (31 - shift).
+
+    Exact 64-bit product, one rounding (ties toward +inf). LiteRT's 16x8 FULLY_CONNECTED
+    rescales this way on x86-64 (measured bit-exact on the reference models).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    total = 31 - np.asarray(shift, dtype=np.int64)
+    return _wrap32((x * m + (np.int64(1) << (total - 1))) >> total)
 
 
 def multiply_by_quantized_multiplier_64(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:

@@ -299,7 +299,11 @@ def _fully_connected(op: Operation) -> Kernel:
         acc = exact_dot(xf, (w.astype(np.int64) - zw).T)
         if b is not None:
             acc += b.astype(np.int64)
-        y = _finish(acc, m, s, wide, qo, lo, hi, gemm=True)
+        if qi.bits == 16:
+            # LiteRT's 16x8 FULLY_CONNECTED rescales with one rounding (measured exact).
+            y = store(np.clip(qm.multiply_by_quantized_multiplier_single(acc, m, s) + qo.zero_point, lo, hi), qo)
+        else:
+            y = _finish(acc, m, s, wide, qo, lo, hi, gemm=True)
         if keep:
             return y.reshape(x.shape[:-1] + (w.shape[0],))
         return y.reshape(smp, -1, w.shape[0]) if x.ndim > 2 else y.reshape(smp, -1)
@@ -403,13 +407,16 @@ def _add_sub(op: Operation, sign: int) -> Kernel:
     m1, sh1 = qm.quantize_multiplier(f32(q1.scale) / twice)
     m2, sh2 = qm.quantize_multiplier(f32(q2.scale) / twice)
     mo, sho = qm.quantize_multiplier(twice / (float(1 << left) * f32(qo.scale)))
+    # int16 (general path): LiteRT's optimized kernel rescales the inputs with one rounding
+    # and the sum with the double-rounding multiply (measured bit-exact on x86-64).
+    in_mul = qm.multiply_by_quantized_multiplier_single if left == 15 else qm.multiply_by_quantized_multiplier
 
     def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = fk.align(a, b)
         x1 = (a.astype(np.int64) - q1.zero_point) << left
         x2 = (b.astype(np.int64) - q2.zero_point) << left
-        y1 = mbqm(x1, m1, sh1)
-        y2 = mbqm(x2, m2, sh2)
+        y1 = in_mul(x1, m1, sh1)
+        y2 = in_mul(x2, m2, sh2)
         r = mbqm(y1 + sign * y2, mo, sho) + qo.zero_point
         return store(np.clip(r, lo, hi), qo)
 
