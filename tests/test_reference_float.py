@@ -794,3 +794,93 @@ def test_transpose_conv_random(h: int, w: int, k: int, s: int, padding: str) -> 
 
 def w_(*shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(F32)
+
+
+def _bcast_shapes(draw_shape: list[int], data: st.DataObject) -> list[int]:
+    """A shape that broadcasts with `draw_shape` (right-aligned; some dims 1, rank may differ)."""
+    r = data.draw(st.integers(0, len(draw_shape) + 1))
+    out = []
+    for i in range(r):
+        j = len(draw_shape) - r + i
+        d = draw_shape[j] if 0 <= j < len(draw_shape) else data.draw(st.integers(1, 3))
+        out.append(1 if data.draw(st.booleans()) else d)
+    return out
+
+
+@PROPS
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=4), data=st.data())
+def test_broadcasting_binary_random(shape: list[int], data: st.DataObject) -> None:
+    other = _bcast_shapes(shape, data)
+    builtin = data.draw(st.sampled_from(["ADD", "SUB", "MUL", "MAXIMUM", "SQUARED_DIFFERENCE", "LESS", "SELECT_V2"]))
+    a = In(rng.standard_normal((N, *shape)).astype(F32))
+    b = In(rng.standard_normal((N, *other)).astype(F32)) if data.draw(st.booleans()) else w_(*other)
+    if builtin == "SELECT_V2":
+        cond = In(rng.random((N, *_bcast_shapes(shape, data))) > 0.5)
+        _check_case((builtin, [cond, a, b], None))
+    else:
+        _check_case((builtin, [b, a] if data.draw(st.booleans()) else [a, b], None, (np.bool_,) if builtin == "LESS" else (np.float32,)))
+
+
+@PROPS
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data())
+def test_axis_ops_random(shape: list[int], data: st.DataObject) -> None:
+    r = len(shape)
+    x = In(rng.standard_normal((N, *shape)).astype(F32))
+    kind = data.draw(st.sampled_from(["reduce", "transpose", "gather", "pad", "mirror_pad", "concat", "split_v", "cumsum", "softmax", "tile", "slice"]))
+    axis = data.draw(st.integers(-r, r - 1))
+    if kind == "reduce":
+        builtin = data.draw(st.sampled_from(["MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"]))
+        axes = data.draw(st.lists(st.integers(-r, r - 1), min_size=1, max_size=r, unique=True))
+        case: tuple = (builtin, [x, i32(*axes)], {"keep_dims": data.draw(st.booleans())})
+    elif kind == "transpose":
+        case = ("TRANSPOSE", [x, i32(*data.draw(st.permutations(range(r))))], None)
+    elif kind == "gather":
+        bd = data.draw(st.integers(0, (axis % r)))
+        ishape = shape[:bd] + data.draw(st.lists(st.integers(1, 3), max_size=2))
+        idx = In(rng.integers(0, shape[axis], (N, *ishape)).astype(np.int32)) if bd or data.draw(st.booleans()) else rng.integers(0, shape[axis], ishape).astype(np.int32)
+        case = ("GATHER", [x, idx], {"axis": axis, "batch_dims": bd})
+    elif kind in ("pad", "mirror_pad"):
+        hi = (lambda d: d - 1) if kind == "mirror_pad" else (lambda d: 3)
+        pads = [data.draw(st.integers(0, max(hi(d), 0))) for d in shape for _ in range(2)]
+        if kind == "pad":
+            case = ("PAD", [x, i32(*pads).reshape(r, 2)], None)
+        else:
+            case = ("MIRROR_PAD", [x, i32(*pads).reshape(r, 2)], {"mode": data.draw(st.sampled_from(["REFLECT", "SYMMETRIC"]))})
+    elif kind == "concat":
+        other = list(shape)
+        other[axis] = data.draw(st.integers(1, 3))
+        case = ("CONCATENATION", [x, w_(*other), In(rng.standard_normal((N, *other)).astype(F32))], {"axis": axis})
+    elif kind == "split_v":
+        d = shape[axis]
+        cut = sorted(data.draw(st.lists(st.integers(0, d), min_size=1, max_size=2)))
+        sizes = [b - a for a, b in zip([0, *cut], [*cut, d])]
+        sizes[data.draw(st.integers(0, len(sizes) - 1))] = -1
+        case = ("SPLIT_V", [x, i32(*sizes), i32(axis)], {"num_splits": len(sizes)}, (np.float32,) * len(sizes))
+    elif kind == "cumsum":
+        case = ("CUMSUM", [x, i32(axis)], {"exclusive": data.draw(st.booleans()), "reverse": data.draw(st.booleans())})
+    elif kind == "softmax":
+        case = (data.draw(st.sampled_from(["SOFTMAX", "LOG_SOFTMAX"])), [x], {"beta": 0.7} if data.draw(st.booleans()) else None)
+        if case[0] == "LOG_SOFTMAX":
+            case = ("LOG_SOFTMAX", [x], None)
+    elif kind == "tile":
+        case = ("TILE", [x, i32(*data.draw(st.lists(st.integers(1, 3), min_size=r, max_size=r)))], None)
+    else:
+        begin = [data.draw(st.integers(0, d - 1)) for d in shape]
+        size = [data.draw(st.sampled_from([-1, d - b])) for d, b in zip(shape, begin)]
+        case = ("SLICE", [x, i32(*begin), i32(*size)], None)
+    _check_case(case)
+
+
+@PROPS
+@given(h=st.integers(1, 4), w=st.integers(1, 4), b0=st.integers(1, 3), b1=st.integers(1, 3), data=st.data())
+def test_space_batch_random(h: int, w: int, b0: int, b1: int, data: st.DataObject) -> None:
+    pads = [data.draw(st.integers(0, 2)) for _ in range(4)]
+    ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    ph, pw = ph + (-ph) % b0, pw + (-pw) % b1
+    pads[1] += ph - (h + pads[0] + pads[1])
+    pads[3] += pw - (w + pads[2] + pads[3])
+    x = In(rng.standard_normal((N, 2, h, w, 3)).astype(F32))
+    _check_case(("SPACE_TO_BATCH_ND", [x, i32(b0, b1), i32(*pads).reshape(2, 2)], None))
+    crops = [data.draw(st.integers(0, 1)) for _ in range(4)]
+    y = In(rng.standard_normal((N, 2 * b0 * b1, h + crops[0] + crops[1], w + crops[2] + crops[3], 3)).astype(F32))
+    _check_case(("BATCH_TO_SPACE_ND", [y, i32(b0, b1), i32(*crops).reshape(2, 2)], None))
