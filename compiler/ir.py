@@ -143,3 +143,23 @@ def describe(v: SSAValue) -> str:
     if isinstance(v, BlockArgument):
         return f"input #{v.index}"
     return f"result #{v.index} of {v.owner.name}"
+
+
+# xDSL decides whether to print a dense attribute as a splat by comparing values with ==,
+# so [0.0, -0.0] prints as `dense<0.0>` and the text round trip flips the sign of zeros.
+# Weights must survive text bit for bit: compare the raw bytes instead.
+_xdsl_is_splat = DenseIntOrFPElementsAttr.is_splat
+
+
+def _bitwise_is_splat(self: DenseIntOrFPElementsAttr) -> bool:
+    try:
+        k = numpy_dtype_of_element(self.type.element_type).itemsize
+    except TflquantError:
+        return _xdsl_is_splat(self)
+    raw = self.data.data
+    if len(raw) < k or len(raw) % k:
+        return _xdsl_is_splat(self)
+    return raw == raw[:k] * (len(raw) // k)
+
+
+DenseIntOrFPElementsAttr.is_splat = _bitwise_is_splat  # type: ignore[method-assign]

@@ -47,7 +47,7 @@ def test_shared_models_roundtrip_bit_identical(shared_model):
         assert write_flatbuffer(read_flatbuffer(orig)) == out, f"{path.name}: output not deterministic"
         assert write_flatbuffer(read_flatbuffer(out)) == out, f"{path.name}: import/emit is not a fixpoint"
         assert _same_outputs(run_tflite(orig, ev, n=3), run_tflite(out, ev, n=3)), f"{path.name}: LiteRT outputs differ"
-        if path.name in ("float.tflite", "tf_int8.tflite"):
+        if path.name in ("float.tflite", "tf_int8.tflite", "tf_float16.tflite"):
             assert _text_roundtrip(orig) == out, f"{path.name}: text round trip changed the model"
 
 
@@ -537,3 +537,13 @@ def test_control_flow_while_subgraphs():
     assert np.array_equal(out[0], [8.0, -4.0])
     assert _same_outputs(run_tflite(data, x), [out])
     assert _text_roundtrip(again) == again
+
+
+def test_signed_zeros_survive_text():
+    g = GraphBuilder("main", {"x": ((4,), np.float32)})
+    w = np.array([0.0, -0.0, 0.0, -0.0], np.float32)
+    y = g.op("ADD", [g.x, g.const(w, "zeros")], (4,))
+    data = g.tflite([y])
+    back = parse_module(print_module(read_flatbuffer(data)))
+    (c,) = [op for op in back.walk() if isinstance(op, tfl.ConstOp)]
+    assert c.value.data.data == w.tobytes()

@@ -99,7 +99,8 @@ def load_model(path: str | os.PathLike[str]) -> ModuleOp:
 
 def read_flatbuffer(data: bytes, name: str = "<model>") -> ModuleOp:
     """Import a TFLite flatbuffer held in memory."""
-    data = bytes(data)
+    if not isinstance(data, bytes):
+        data = bytes(data)
     try:
         module = _Importer(data, name).run()
     except TflquantError:

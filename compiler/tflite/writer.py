@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from flatbuffers.builder import BuilderSizeError
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
@@ -140,8 +141,11 @@ def write_flatbuffer(module: ModuleOp, *, max_flatbuffer_size: int = schema.FLAT
     plan = _plan(module)
     total = sum(len(b) for b in plan.buffers if b)
     if total < max_flatbuffer_size:
-        out = _emit(module, plan, offsets=None)
-        if len(out) <= max_flatbuffer_size:
+        try:
+            out = _emit(module, plan, offsets=None)
+        except BuilderSizeError:  # the flatbuffer library's own 2 GB limit
+            out = None
+        if out is not None and len(out) <= max_flatbuffer_size:
             return out
     return _emit_large(module, plan)
 
