@@ -4,16 +4,18 @@ The weights of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, BATC
 (constant right-hand side), EMBEDDING_LOOKUP, GATHER (constant table) and
 UNIDIRECTIONAL_SEQUENCE_LSTM become int8 symmetric constants ([-127, 127], zero point 0,
 scale = max|w| / 127), per channel along the op's channel axis where its hybrid kernel takes
-that (conv 0, depthwise 3, FC 0, transpose conv 0, embedding rows 0, gather features last),
-per tensor otherwise.
+that (conv 0, depthwise 3, FC 0, transpose conv 0, embedding rows 0, small gather tables
+along their features), per tensor otherwise.
 Activations stay float32. Mirrors what the TF converter writes (checked on its
 `tf_dynamic.tflite` files):
 
 - ops with a hybrid kernel read the int8 weight directly (LiteRT quantizes their float input
   on the fly); FULLY_CONNECTED, BATCH_MATMUL and the LSTM get `asymmetric_quantize_inputs`;
-- GATHER gathers int8 rows and a DEQUANTIZE after it restores float; its table is per
-  channel along the last (feature) dimension, which survives the gather (the converter
-  uses one scale; per-feature scales gave +2 dB on the tiny transformer at the same size);
+- GATHER: a table of at most 2^20 elements is per channel along its last (feature)
+  dimension and read through a DEQUANTIZE, which LiteRT runs once (constant input) before
+  a float GATHER: +2.1 dB on the tiny transformer over the converter's single scale, and
+  no slower. A bigger table is one int8 scale, gathered as int8 rows and dequantized
+  after the GATHER (the converter's way: no float copy of the table in memory);
 - every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
 - a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
   all or nothing (its hybrid kernel wants every weight int8);
@@ -52,6 +54,8 @@ WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
     "GATHER": {0: (None, False)},
     "UNIDIRECTIONAL_SEQUENCE_LSTM": {i: (None, True) for i in (*range(1, 12), 16)},
 }
+# GATHER tables up to this size are dequantized once (a float copy stays in memory).
+GATHER_DEQUANTIZE_ONCE_MAX = 1 << 20
 # Hybrid kernels that only accept per-channel weights (LiteRT depthwise_conv.cc).
 PER_CHANNEL_ONLY = {"DEPTHWISE_CONV_2D"}
 # Ops whose options carry asymmetric_quantize_inputs.
@@ -73,15 +77,16 @@ def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, Unifor
 
 
 def _gather_table_axis(gather: Operation, table: SSAValue) -> int | None:
-    """Per-channel axis for a GATHER table: its last dimension (the embedding features),
-    which survives the gather, unless the gather runs along it. Per-row scales would not
-    describe the gathered output; per-feature scales do, and cut the error the most."""
+    """Per-channel axis for a GATHER table that is dequantized once before the gather: its
+    last dimension (the embedding features; per-feature scales cut the error more than
+    per-row ones). None (one scale, int8 gather) for tables over GATHER_DEQUANTIZE_ONCE_MAX
+    elements and rank-1 tables."""
     t = table.type
     assert isinstance(gather, tfl.TflOp) and isinstance(t, TensorType)
-    rank = len(t.get_shape())
-    axis = gather.option("axis")
-    axis = axis + rank if axis < 0 else axis
-    return rank - 1 if rank >= 2 and axis != rank - 1 else None
+    shape = t.get_shape()
+    if len(shape) < 2 or int(np.prod(shape)) > GATHER_DEQUANTIZE_ONCE_MAX:
+        return None
+    return len(shape) - 1
 
 
 def _float32_constant_inputs(op: Operation) -> None:
@@ -237,7 +242,7 @@ class QuantizeWeights(ModulePass):
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
                 hybrid_ops.append(user)
-            elif kind == "GATHER" and use.index == 0 and (axis is None or axis == _gather_table_axis(user, qv)):
+            elif kind == "GATHER" and use.index == 0 and axis is None:
                 self._gather_int8(user, qv)
             else:
                 user.operands[use.index] = dequantized()
@@ -256,19 +261,13 @@ class QuantizeWeights(ModulePass):
 
     @staticmethod
     def _gather_int8(gather: Operation, qv: SSAValue) -> None:
-        """GATHER on the int8 table, then DEQUANTIZE its output back to float. A per-axis
-        table keeps its scales on the same dimension of the gathered output."""
+        """GATHER on the (per-tensor) int8 table, then DEQUANTIZE its output back to float."""
         assert isinstance(gather, tfl.TflOp) and gather.parent is not None
         out = gather.outputs[0]
         ftype = out.type
         assert isinstance(ftype, TensorType) and isinstance(qv.type, TensorType)
         qelem = qv.type.element_type
-        assert isinstance(qelem, UniformQuantizedType)
-        if qelem.per_axis:
-            shift = len(ftype.get_shape()) - len(qv.type.get_shape())
-            qelem = UniformQuantizedType.make(
-                qelem.storage_type, list(qelem.scale_array()), 0, axis=qelem.axis.data + shift, narrow=True
-            )
+        assert isinstance(qelem, UniformQuantizedType) and not qelem.per_axis
         name = value_name(out)
         new_gather = type(gather)(
             [qv, *gather.operands[1:]],
