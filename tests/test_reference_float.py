@@ -428,6 +428,38 @@ def test_shared_model_matches_litert(shared_model) -> None:
     assert worst <= RTOL, f"{shared_model.name}: max relative error {worst:.3g}"
 
 
+def test_shared_model_intermediates_match_litert(shared_model) -> None:
+    """Every tensor the observer sees (what calibration records) equals LiteRT's."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from tflquant.ir import value_name
+    from tflquant.tflite.reader import load_model
+
+    path = shared_model / "float.tflite"
+    li = LiteRT(model_path=str(path), experimental_preserve_all_tensors=True, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    li.allocate_tensors()
+    ev = np.load(shared_model / "eval.npz")
+    xs = [ev[d["name"]][:1] for d in li.get_input_details()]
+    seen: dict[str | None, np.ndarray] = {}
+    Interpreter(load_model(path)).run(xs, observer=lambda v, a: seen.__setitem__(value_name(v), a[0]))
+    for d, x in zip(li.get_input_details(), xs):
+        li.set_tensor(d["index"], x)
+    li.invoke()
+    compared = 0
+    for t in li.get_tensor_details():
+        if t["name"] not in seen:
+            continue
+        ref = li.get_tensor(t["index"])
+        ours = seen[t["name"]].reshape(ref.shape)
+        if ref.dtype.kind == "f":
+            assert rel_err(ours, ref) <= RTOL, t["name"]
+        else:
+            np.testing.assert_array_equal(ours, ref, err_msg=t["name"])
+        compared += 1
+    assert compared == len(seen)
+
+
 # ----------------------------------------------------------------------------------------
 # batching, observer, fake quantization, errors
 # ----------------------------------------------------------------------------------------
