@@ -288,6 +288,8 @@ def _build_plan(f: func.FuncOp) -> _Plan:
             kern = factory(op)
         except TflquantError as e:
             raise TflquantError(f"{op_label(op)}: {e}") from None
+        except (KeyError, ValueError, TypeError, AssertionError, AttributeError) as e:
+            raise TflquantError(f"{op_label(op)}: cannot build its reference kernel ({type(e).__name__}: {e})") from None
 
         operand_names = getattr(op, "OPERANDS", None) or fk.OPAQUE_OPERANDS.get(key, ())
         params = fk.PARAMS.get(key, frozenset())
@@ -365,7 +367,6 @@ def _wrap(
     out_types = [r.type for r in op.results]
     out_dt = [fk.float_dtype(t) if isinstance(t, TensorType) else None for t in out_types]
     strip = not op_batched and not unbatched_result
-    any_q = any(q is not None for q in out_q)
 
     def run(vals: list[Any]) -> list[Any]:
         if any_conv:
@@ -390,7 +391,6 @@ def _wrap(
             outs[i] = o[0] if strip else o
         return outs
 
-    del any_q
     return run
 
 
@@ -450,6 +450,16 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
         if observer is not None:
             observer(block_args[i], a)
     n = n or 1
+    with np.errstate(all="ignore"):  # inf/nan propagate silently, as in LiteRT
+        _run_steps(plan, vals, n, observer)
+    res = []
+    for s, b in zip(plan.results, plan.result_batched):
+        o = vals[s]
+        res.append(o if b else np.broadcast_to(o, (n,) + np.shape(o)).copy())
+    return res
+
+
+def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> None:
     for step in plan.steps:
         outs = step.run([vals[s] for s in step.ins])
         for s, o in zip(step.outs, outs):
@@ -459,8 +469,3 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
                 observer(v, o if step.batched else np.broadcast_to(o, (n,) + o.shape))
         for s in step.free:
             vals[s] = None
-    res = []
-    for s, b in zip(plan.results, plan.result_batched):
-        o = vals[s]
-        res.append(o if b else np.broadcast_to(o, (n,) + np.shape(o)).copy())
-    return res
