@@ -547,3 +547,69 @@ def test_signed_zeros_survive_text():
     back = parse_module(print_module(read_flatbuffer(data)))
     (c,) = [op for op in back.walk() if isinstance(op, tfl.ConstOp)]
     assert c.value.data.data == w.tobytes()
+
+
+def _non_default(table: str, field: str, ftype: str, default: object) -> object:
+    enum = tfl.enum_of(table, field) if not ftype.startswith("[") else None
+    if enum is not None:
+        return next(v for v in sorted(enum.values()) if v != default)
+    if ftype == "bool":
+        return not default
+    if ftype in ("f32", "f64"):
+        return 0.75
+    if ftype == "string":
+        return "some name"
+    if ftype in ("[u8]", "[i8]"):
+        return [1, 2, 200 if ftype == "[u8]" else -5]
+    if ftype == "[f32]":
+        return [0.5, 1.25]
+    if ftype.startswith("["):
+        return [3, 1, 2]
+    return 3
+
+
+def _option_tables():
+    for table, fields in schema.OPTION_TABLES.items():
+        yield False, table, fields
+    for table, fields in schema.OPTION2_TABLES.items():
+        yield True, table, fields
+
+
+@pytest.mark.parametrize("builtin", sorted(b for b, c in tfl.BUILTIN_CLASSES.items() if c.OPTIONS))
+def test_typed_options_roundtrip(builtin):
+    """Every option field of every modelled op survives emit/import (and text)."""
+    cls = tfl.BUILTIN_CLASSES[builtin]
+    opts = {f: _non_default(cls.OPTIONS, f, t, d) for f, (t, d) in cls.FIELDS.items()}
+    g = GraphBuilder("main", {"x": ((2,), np.float32)})
+    op = g.add(cls([g.x], [ttype((2,))], options=opts, names=["y"]))
+    data = g.tflite([op.results[0]])
+    back = read_flatbuffer(data)
+    (op2,) = [o for o in back.walk() if isinstance(o, cls)]
+    for f in cls.FIELDS:
+        assert op2.option(f) == op.option(f), f"{builtin}.{f}"
+    assert _text_roundtrip(data) == write_flatbuffer(back)
+
+
+@pytest.mark.parametrize("is2,table,fields", list(_option_tables()), ids=lambda v: v if isinstance(v, str) else None)
+def test_opaque_options_roundtrip(is2, table, fields):
+    """Every options table (BuiltinOptions and BuiltinOptions2) survives on an opaque op."""
+    union = schema.OPTIONS2_UNION if is2 else schema.OPTIONS_UNION
+    from tflquant.tflite.reader import _option_attr
+
+    values = {f: _option_attr(table, f, t, _non_default(table, f, t, d)) for f, _s, t, d in fields}
+    props = {
+        "code": IntegerAttr(9999, i32),
+        "version": IntegerAttr(2, i32),
+        "options_type": IntegerAttr(union[table], i32),
+        "options": DictionaryAttr(values),
+    }
+    if is2:
+        props["options2"] = BoolAttr.from_bool(True)
+    g = GraphBuilder("main", {"x": ((2,), np.float32)})
+    op = g.add(tfl.OpaqueOp.create(operands=[g.x], result_types=[ttype((2,))], properties=props))
+    data = g.tflite([op.results[0]])
+    back = read_flatbuffer(data)
+    (op2,) = [o for o in back.walk() if isinstance(o, tfl.OpaqueOp)]
+    assert op2.options_type.value.data == union[table]
+    assert (op2.options.data if op2.options else {}) == values
+    assert _text_roundtrip(data) == write_flatbuffer(back)

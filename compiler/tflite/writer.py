@@ -576,6 +576,24 @@ def _emit_options(bld: Builder, table: str, values: dict[str, object], tables: d
     return bld.table(fields)
 
 
+def _option_value(table: str, field: str, ftype: str, a: Attribute) -> object:
+    """An option attribute as the value to store; also accepts what text IR parses back
+    (a byte vector that is valid UTF-8 reads back as a string) and float vectors."""
+    try:
+        if ftype in ("[u8]", "[i8]") and isinstance(a, (BytesAttr, StringAttr)):
+            raw = a.data if isinstance(a, BytesAttr) else a.data.encode("utf-8", errors="surrogateescape")
+            return list(np.frombuffer(raw, dtype=np.uint8 if ftype == "[u8]" else np.int8))
+        if ftype == "[f32]" and isinstance(a, DenseArrayBase):
+            return [float(v) for v in a.get_values()]
+        if ftype.startswith("[") and isinstance(a, DenseArrayBase):
+            return [int(v) for v in a.get_values()]
+        if ftype == "string" and isinstance(a, BytesAttr):
+            return a.data.decode("utf-8", errors="surrogateescape")
+        return tfl.attr_to_option(table, field, ftype, a)
+    except (AssertionError, ValueError, TypeError) as e:
+        raise TflquantError(f"option {field} of {table} has an invalid value {a}: {e}") from None
+
+
 def _emit_operator(bld: Builder, o: _Operator) -> int:
     OP = schema.OPERATOR_FIELDS
     op = o.op
@@ -592,7 +610,7 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
             for fname, (ftype, _d) in op.FIELDS.items():
                 a = op.properties.get(fname)
                 if a is not None:
-                    vals[fname] = tfl.attr_to_option(op.OPTIONS, fname, ftype, a)
+                    vals[fname] = _option_value(op.OPTIONS, fname, ftype, a)
             opts = _emit_options(bld, op.OPTIONS, vals, schema.OPTION_TABLES)
             fields.append((OP["builtin_options_type"], "u8", schema.OPTIONS_UNION[op.OPTIONS], 0))
             fields.append((OP["builtin_options"], "off", opts, 0))
@@ -612,7 +630,7 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
                 for fname, a in op.options.data.items():
                     if fname not in ftypes:
                         raise TflquantError(f"tfl.opaque {op.op_name}: {tname} has no field {fname!r}")
-                    vals[fname] = tfl.attr_to_option(tname, fname, ftypes[fname], a)
+                    vals[fname] = _option_value(tname, fname, ftypes[fname], a)
             opts = _emit_options(bld, tname, vals, tables)
             if is2:
                 fields.append((OP["builtin_options_2_type"], "u8", otype, 0))
