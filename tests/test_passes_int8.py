@@ -1,0 +1,294 @@
+"""The static-quantization pass chain (int8, integer only, 16x8): guarantees and end to end.
+
+Every quantized module is checked against what LiteRT's kernels require (`check_kernel_rules`),
+the models run in LiteRT and stay close to the float model, and random graphs (hypothesis)
+keep the same guarantees. (TFLite Micro runs of integer-only models: tests/test_e2e_int8.py.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument, Operation
+
+import tflquant
+from tflquant import testing as tt
+from tflquant.dialects import quant, tfl
+from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.errors import TflquantError
+from tflquant.ir import make_context, parse_module
+from tflquant.passes._quant_ops import OPS, fixed_params, has_kernel, is_f32, op_info, same_inputs
+from tflquant.pipeline import run_pipeline
+from tflquant.tflite.reader import read_flatbuffer
+from tflquant.tflite.writer import write_flatbuffer
+
+from models import MODELS, run_tflite, sample_inputs
+
+CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
+INPUT_INDEX = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 2}
+
+
+def qt(v) -> UniformQuantizedType | None:  # noqa: ANN001
+    return quant.quantized_element(v.type)
+
+
+def check_kernel_rules(module: ModuleOp, integer_only: bool = False) -> None:
+    """What LiteRT's integer kernels check (research §1.3, §2), on a quantized module."""
+    for f in [o for o in module.walk() if isinstance(o, func.FuncOp)]:
+        seen: set = set(f.body.blocks[0].args)
+        for o in f.body.blocks[0].ops:
+            # program order: every operand is defined before it is read
+            for v in o.operands:
+                assert isinstance(v, BlockArgument) or v in seen, f"{o.name} reads a value defined later"
+            seen.update(o.results)
+            assert not isinstance(o, quant.QuantizeCastOp | quant.DequantizeCastOp | quant.StatsOp), "fake quant left"
+            for v in list(o.operands) + list(o.results):
+                t = qt(v)
+                if t is not None and t.bits == 16 and t.is_signed:
+                    assert not np.any(t.zero_point_array()), f"int16 tensor with non-zero zero point at {o.name}"
+            _check_op(o)
+            if integer_only and not isinstance(o, func.ReturnOp | tfl.ConstOp | tfl.NoValueOp):
+                assert not any(is_f32(v.type) for v in list(o.operands) + list(o.results)), f"{o.name} is float"
+
+
+def _check_op(o: Operation) -> None:
+    info = op_info(o)
+    if info is None:
+        return
+    ins = [qt(v) for v in o.operands]
+    outs = [qt(r) for r in o.results]
+    acts = [t for i, t in enumerate(ins) if t is not None and i not in info.weights and not t.per_axis]
+    if not acts and not any(outs):
+        return  # a float op
+    bits = (acts or [t for t in outs if t is not None])[0].bits
+    assert has_kernel(o, bits), f"{o.name} has no int{bits} kernel but is quantized"
+    if (fp := fixed_params(info, bits)) is not None:
+        for t in outs:
+            assert t is not None and np.float32(t.scale) == np.float32(fp[0]) and t.zero_point == fp[1], (
+                f"{o.name} output {t} is not the fixed {fp}"
+            )
+    bound = same_inputs(o, info)
+    if bound:
+        types = {ins[i] for i in bound} | {t for t in outs}
+        assert len(types) == 1, f"{o.name} needs one parameter set on inputs {bound} and outputs, got {types}"
+    kind = o.BUILTIN  # type: ignore[attr-defined]
+    if kind in ("ADD", "SUB") and bits == 16:
+        assert o.option("pot_scale_int16") is False  # type: ignore[attr-defined]
+    if kind in CHANNEL_AXIS:
+        x, w = ins[INPUT_INDEX[kind]], ins[1]
+        assert x is not None and w is not None
+        assert isinstance(o.operands[1].owner, tfl.ConstOp)
+        assert not np.any(w.zero_point_array()) and w.bits == 8
+        assert o.operands[1].owner.numpy().min() >= -127  # type: ignore[union-attr]  # narrow range
+        if w.per_axis:
+            assert w.axis.data == CHANNEL_AXIS[kind]
+        b = o.operand("bias")  # type: ignore[attr-defined]
+        if kind == "CONV_2D":
+            assert b is not None, "CONV_2D needs a bias"
+        if b is not None:
+            bt = qt(b)
+            assert bt is not None and not np.any(bt.zero_point_array())
+            want_bits = 32 if bits == 8 else (64 if kind == "DEPTHWISE_CONV_2D" else bt.bits)
+            assert bt.bits == want_bits
+            expect = (np.float32(x.scale) * w.scale_array().astype(np.float32)).astype(np.float32)
+            assert np.array_equal(bt.scale_array().astype(np.float32), expect), "bias scale != input x filter scale"
+
+
+def quantize_module(module: ModuleOp, inputs: dict[str, np.ndarray], **kw) -> tflquant.api.QuantizationResult:  # noqa: ANN003
+    return tflquant.quantize(write_flatbuffer(module), representative_dataset=inputs, **kw)
+
+
+def sqnr(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = ref.astype(np.float64)
+    err = float(np.sum((ref - got) ** 2))
+    return 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
+
+
+def run_integer_io(model: bytes, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a model with integer I/O: quantize the float inputs, dequantize the outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    it.allocate_tensors()
+    ind, outd = it.get_input_details(), it.get_output_details()
+    outs: list[list[np.ndarray]] = [[] for _ in outd]
+    arrays = list(inputs.values())
+    for i in range(len(arrays[0])):
+        for d, a in zip(ind, arrays):
+            x = a[i]
+            if d["dtype"] in (np.int8, np.uint8, np.int16):
+                s, z = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(x / s) + z, info.min, info.max)
+            it.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]).reshape(d["shape"]))
+        it.invoke()
+        for k, d in enumerate(outd):
+            y = it.get_tensor(d["index"]).astype(np.float32)
+            if d["dtype"] in (np.int8, np.uint8, np.int16):
+                s, z = d["quantization"]
+                y = (y - z) * s
+            outs[k].append(y)
+    return [np.stack(o) for o in outs]
+
+
+# ---------------------------------------------------------------------------------------
+# End to end on the test models (no ../shared needed)
+# ---------------------------------------------------------------------------------------
+
+# (model, mode, io_type): minimum SQNR (dB) of each float output against the float model
+CASES = {
+    ("cnn", "int8", "float32"): 30,
+    ("cnn", "int8", "int8"): 30,
+    ("cnn", "int8", "uint8"): 30,
+    ("cnn", "int16x8", "float32"): 60,
+    ("cnn", "int16x8", "int16"): 60,
+    ("elementwise", "int8", "float32"): 25,
+    ("elementwise", "int16x8", "float32"): 50,
+    ("shapes", "int8", "float32"): 25,
+    ("shapes", "int8", "int8"): 25,
+    ("shapes", "int16x8", "float32"): 60,
+    ("matmul", "int8", "float32"): 20,
+    ("matmul", "int16x8", "float32"): 35,
+    ("dynamic_batch", "int8", "float32"): 30,
+    ("dynamic_batch", "int16x8", "float32"): 60,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=lambda c: "-".join(c))
+def test_models_run_in_litert(case: tuple[str, str, str]) -> None:
+    name, mode, io_type = case
+    module = MODELS[name]()
+    float_model = write_flatbuffer(module)
+    calib = sample_inputs(module, 32, seed=1)
+    ev = sample_inputs(module, 6, seed=2)
+    integer_only = io_type != "float32"
+    r = quantize_module(module, calib, mode=mode, io_type=io_type, allow_float=not integer_only)
+    check_kernel_rules(read_flatbuffer(r.model), integer_only=integer_only)
+    ref = run_tflite(float_model, ev)
+    got = run_integer_io(r.model, ev) if integer_only else run_tflite(r.model, ev)
+    for a, b in zip(ref, got):
+        if a.dtype.kind == "f":
+            assert sqnr(a, b) >= CASES[case], f"{case}: SQNR {sqnr(a, b):.1f} dB"
+    assert len(r.model) < len(float_model) or name != "cnn"
+
+
+def test_integer_only_lists_every_float_op() -> None:
+    module = MODELS["elementwise"]()
+    with pytest.raises(TflquantError) as e:
+        quantize_module(module, sample_inputs(module, 8, seed=1), mode="int8", io_type="int8", allow_float=False)
+    assert "'cast_" in str(e.value) and "(CAST)" in str(e.value)
+    # NEG and SQUARE have no integer kernel but are rewritten as MUL, so they are not listed
+    assert "NEG" not in str(e.value) and "SQUARE" not in str(e.value)
+
+
+def test_deterministic() -> None:
+    module = MODELS["shapes"]()
+    calib = sample_inputs(module, 16, seed=1)
+    a = quantize_module(module, calib, mode="int8").model
+    b = quantize_module(MODELS["shapes"](), calib, mode="int8").model
+    assert a == b
+
+
+# ---------------------------------------------------------------------------------------
+# Pass-level guarantees on textual IR
+# ---------------------------------------------------------------------------------------
+
+CHAIN = "insert-fake-quant{{activations={act}}},propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{{bias-type={bias}}}"
+
+CONV = """
+func.func @main(%x: tensor<1x3x3x2xf32> {tfl.name = "x"}) -> tensor<1x3x3x3xf32> {
+  %xs = quant.stats %x, <-0.7, 2.3> : tensor<1x3x3x2xf32>
+  %w = "tfl.const"() <{value = dense<[[[[0.3, -1.2]]], [[[0.01, 0.02]]], [[[0.0, 0.0]]]]> : tensor<3x1x1x2xf32>}> {names = ["w"]} : () -> tensor<3x1x1x2xf32>
+  %b = "tfl.const"() <{value = dense<[0.123, -4.5, 0.7]> : tensor<3xf32>}> {names = ["b"]} : () -> tensor<3xf32>
+  %c = "tfl.conv_2d"(%xs, %w, %b) <{padding = "SAME", stride_w = 1 : i32, stride_h = 1 : i32}> {names = ["conv"]} : (tensor<1x3x3x2xf32>, tensor<3x1x1x2xf32>, tensor<3xf32>) -> tensor<1x3x3x3xf32>
+  %cs = quant.stats %c, <-5.0, 5.0> : tensor<1x3x3x3xf32>
+  %l = "tfl.logistic"(%cs) {names = ["sig"]} : (tensor<1x3x3x3xf32>) -> tensor<1x3x3x3xf32>
+  %ls = quant.stats %l, <0.0, 1.0> : tensor<1x3x3x3xf32>
+  func.return %ls : tensor<1x3x3x3xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("act,bias", [("int8", "int32"), ("int16", "int64"), ("int16", "int32")])
+def test_bias_is_input_times_filter_scale(act: str, bias: str) -> None:
+    ctx = make_context()
+    m = parse_module(CONV, ctx=ctx)
+    run_pipeline(ctx, m, CHAIN.format(act=act, bias=bias))
+    check_kernel_rules(m)
+    conv = next(o for o in m.walk() if isinstance(o, tfl.Conv2DOp))
+    x, w, b = (qt(v) for v in conv.inputs)
+    assert x is not None and w is not None and b is not None
+    assert b.bits == (32 if act == "int8" else int(bias[3:]))
+    bq = conv.inputs[2].owner.numpy().astype(np.float64)  # type: ignore[union-attr]
+    real = bq * b.scale_array()
+    # each bias is the nearest multiple of its scale: error at most half a step
+    assert np.all(np.abs(real - np.array([0.123, -4.5, 0.7])) <= b.scale_array() / 2 + 1e-12)
+    # the all-zero channel borrows a usable scale instead of a huge or tiny one
+    assert 0 < w.scale_array()[2] < 1
+
+
+def test_fake_quant_round_trip_is_exact_on_the_grid() -> None:
+    """The integer payload of a weight dequantizes back within half a step of the float weight."""
+    ctx = make_context()
+    m = parse_module(CONV, ctx=ctx)
+    run_pipeline(ctx, m, CHAIN.format(act="int8", bias="int32"))
+    conv = next(o for o in m.walk() if isinstance(o, tfl.Conv2DOp))
+    w = qt(conv.inputs[1])
+    q = conv.inputs[1].owner.numpy().astype(np.float64)  # type: ignore[union-attr]
+    real = q * w.scale_array().reshape(-1, 1, 1, 1)
+    orig = np.array([[[[0.3, -1.2]]], [[[0.01, 0.02]]], [[[0.0, 0.0]]]])
+    assert np.all(np.abs(real - orig) <= w.scale_array().reshape(-1, 1, 1, 1) / 2 + 1e-9)
+    assert np.max(np.abs(q)) == 127
+
+
+def test_partly_quantized_ops_keep_their_types() -> None:
+    text = """
+func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
+  %q = "tfl.quantize"(%x) {names = ["q"]} : (tensor<1x4xf32>) -> tensor<1x4x!quant.uniform<i8:f32, 0.1:3>>
+  %r = "tfl.relu"(%q) {names = ["r"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.1:3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.05:-128>>
+  %d = "tfl.dequantize"(%r) {names = ["d"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.05:-128>>) -> tensor<1x4xf32>
+  %ds = quant.stats %d, <0.0, 6.0> : tensor<1x4xf32>
+  %t = "tfl.tanh"(%ds) {names = ["t"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  %ts = quant.stats %t, <0.0, 1.0> : tensor<1x4xf32>
+  func.return %ts : tensor<1x4xf32>
+}
+"""
+    ctx = make_context()
+    m = parse_module(text, ctx=ctx)
+    run_pipeline(ctx, m, CHAIN.format(act="int8", bias="int32"))
+    check_kernel_rules(m)
+    relu = next(o for o in m.walk() if isinstance(o, tfl.BUILTIN_CLASSES["RELU"]))
+    assert str(qt(relu.outputs[0])) == "!quant.uniform<i8:f32, 0.05:-128>"
+    tanh = next(o for o in m.walk() if isinstance(o, tfl.TanhOp))
+    assert qt(tanh.outputs[0]) is not None and qt(tanh.outputs[0]).scale == 1 / 128  # type: ignore[union-attr]
+
+
+def test_op_table_names_are_builtins() -> None:
+    assert set(OPS) <= set(tfl.BUILTIN_CLASSES)
+
+
+# ---------------------------------------------------------------------------------------
+# Random graphs (hypothesis)
+# ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tt.graphs_with_data(max_ops=5))
+def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
+    module, inputs = graph
+    names = [a.data["tfl.name"].data for a in next(o for o in module.walk() if isinstance(o, func.FuncOp)).arg_attrs.data]  # type: ignore[union-attr]
+    data = dict(zip(names, inputs))
+    fb = write_flatbuffer(module)
+    for mode in ("int8", "int16x8"):
+        r = tflquant.quantize(fb, mode=mode, representative_dataset=data)
+        q = read_flatbuffer(r.model)
+        check_kernel_rules(q)
+        # an op falls back to float exactly when it has no integer kernel for the mode
+        bits = 8 if mode == "int8" else 16
+        for o in q.walk():
+            if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.QuantizeOp | tfl.DequantizeOp):
+                stayed_float = any(is_f32(v.type) for v in o.results)
+                assert stayed_float == (not has_kernel(o, bits)), f"{o.name}: float={stayed_float} in {mode}"
