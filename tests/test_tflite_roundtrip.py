@@ -613,3 +613,40 @@ def test_opaque_options_roundtrip(is2, table, fields):
     assert op2.options_type.value.data == union[table]
     assert (op2.options.data if op2.options else {}) == values
     assert _text_roundtrip(data) == write_flatbuffer(back)
+
+
+def test_tflite_micro_example_model_roundtrip():
+    """The sine model shipped inside the tflite-micro package (a test dependency)."""
+    from pathlib import Path
+
+    import tflite_micro
+
+    path = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
+    orig = path.read_bytes()
+    out = write_flatbuffer(read_flatbuffer(orig, str(path)))
+    x = {"x": np.linspace(0, 6, 16, dtype=np.float32).reshape(16, 1, 1)}
+    assert _same_outputs(run_tflite(orig, x), run_tflite(out, x))
+    assert write_flatbuffer(read_flatbuffer(out)) == out
+
+
+def test_tflite_micro_runs_emitted_int8_model():
+    from conftest import shared_model_dir
+    from tflite_micro.python.tflite_micro import runtime
+
+    d = shared_model_dir("digits_cnn")
+    orig = (d / "tf_int8only.tflite").read_bytes()
+    out = write_flatbuffer(read_flatbuffer(orig))
+    x = np.load(d / "eval.npz")["serving_default_keras_tensor:0"][:2]
+    results = []
+    for data in (orig, out):
+        it = runtime.Interpreter.from_bytes(data)
+        det = it.get_input_details(0)
+        qp = det["quantization_parameters"]
+        rows = []
+        for s in range(len(x)):
+            xq = np.clip(np.round(x[s : s + 1] / qp["scales"][0]) + qp["zero_points"][0], -128, 127).astype(np.int8)
+            it.set_input(xq.reshape(det["shape"]), 0)
+            it.invoke()
+            rows.append(it.get_output(0).copy())
+        results.append(np.stack(rows))
+    assert np.array_equal(results[0], results[1])
