@@ -1269,45 +1269,34 @@ def _lstm(op: Operation) -> Kernel:
         peep = {g: w(f"cell_to_{g}_weights") for g in ("input", "forget", "output")}
         proj_w, proj_b = w("projection_weights"), w("projection_bias")
 
-        def pre(g: str, xt: np.ndarray) -> np.ndarray:
+        def gate(g: str, xt: np.ndarray, cell: np.ndarray) -> np.ndarray:
+            """Pre-activation of gate g: input and recurrent products, peephole on `cell`,
+            then layer norm (coefficients) and bias, in the order of LiteRT's lstm_eval."""
             wi, wr, bias, ln = gates[g]
             assert wi is not None
             v = xt @ wi.T
-            v += h * wr if diagonal and wr is not None and wr.ndim == 1 else (h @ wr.T if wr is not None else 0)
-            return v
-
-        def finish(g: str, v: np.ndarray) -> np.ndarray:
-            _, _, bias, ln = gates[g]
+            if wr is not None:
+                v += h * wr if diagonal and wr.ndim == 1 else h @ wr.T
+            if (p := peep.get(g)) is not None:
+                v += cell * p
             if ln is not None:
                 mean = v.mean(axis=-1, keepdims=True)
                 var = np.square(v - mean).mean(axis=-1, keepdims=True)
                 v = (v - mean) / np.sqrt(var + F32(1e-8)) * ln
             if bias is not None:
-                v = v + bias
+                v += bias
             return v
 
         outs = []
         for step in range(t):
             xt = xs[:, step]
-            f = pre("forget", xt)
-            if peep["forget"] is not None:
-                f = f + c * peep["forget"]
-            f = _sigmoid(finish("forget", f))
-            if cifg:
-                i = 1 - f
-            else:
-                i = pre("input", xt)
-                if peep["input"] is not None:
-                    i = i + c * peep["input"]
-                i = _sigmoid(finish("input", i))
-            g = gate_act(finish("cell", pre("cell", xt)))
+            f = _sigmoid(gate("forget", xt, c))
+            i = 1 - f if cifg else _sigmoid(gate("input", xt, c))
+            g = gate_act(gate("cell", xt, c))
             c = f * c + i * g
             if cell_clip > 0:
                 c = np.clip(c, -cell_clip, cell_clip)
-            o = pre("output", xt)
-            if peep["output"] is not None:
-                o = o + c * peep["output"]
-            o = _sigmoid(finish("output", o))
+            o = _sigmoid(gate("output", xt, c))
             h = o * gate_act(c)
             if proj_w is not None:
                 h = h @ proj_w.T
