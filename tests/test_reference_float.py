@@ -932,3 +932,26 @@ def test_space_batch_random(h: int, w: int, b0: int, b1: int, data: st.DataObjec
     crops = [data.draw(st.integers(0, 1)) for _ in range(4)]
     y = In(rng.standard_normal((N, 2 * b0 * b1, h + crops[0] + crops[1], w + crops[2] + crops[3], 3)).astype(F32))
     _check_case(("BATCH_TO_SPACE_ND", [y, i32(b0, b1), i32(*crops).reshape(2, 2)], None))
+
+
+def test_constant_subgraphs_are_computed_once_and_observed_every_run() -> None:
+    text = """
+    builtin.module {
+      func.func @main(%x: tensor<2x3xf32> {tfl.name = "x"}) -> tensor<2x3xf32> {
+        %h = "tfl.const"() <{value = dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf16>}> {names = ["w16"]} : () -> tensor<2x3xf16>
+        %w = "tfl.dequantize"(%h) {names = ["w"]} : (tensor<2x3xf16>) -> tensor<2x3xf32>
+        %y = "tfl.add"(%x, %w) {names = ["y"]} : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32>
+        func.return %y : tensor<2x3xf32>
+      }
+    }
+    """
+    from tflquant.ir import value_name
+
+    it = Interpreter(parse_module(text))
+    w = np.arange(1, 7, dtype=F32).reshape(2, 3)
+    for n in (1, 4):
+        seen: dict = {}
+        x = rng.standard_normal((n, 2, 3)).astype(F32)
+        (y,) = it.run([x], observer=lambda v, a: seen.__setitem__(value_name(v), a.shape))
+        np.testing.assert_array_equal(y, x + w)
+        assert seen == {"x": (n, 2, 3), "w": (n, 2, 3), "y": (n, 2, 3)}

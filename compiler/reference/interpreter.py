@@ -235,6 +235,7 @@ def _build_plan(f: func.FuncOp) -> _Plan:
         return i
 
     extra: list[int] = []
+    folded = _ConstSlots(consts)  # slots whose value never changes between runs
     block = f.body.block
     arg_types = []
     args = []
@@ -323,6 +324,10 @@ def _build_plan(f: func.FuncOp) -> _Plan:
         for s in in_slots:
             last_use[s] = len(steps)
         run = _wrap(op, kern, modes, in_batched, op_batched, key in fk.UNBATCHED_RESULTS, out_q)
+        if all(s in folded for s in in_slots):
+            # only constants in (e.g. DEQUANTIZE of fp16 weights): compute on the first run, keep
+            run = _once(run)
+            folded.update(out_slots)
         steps.append(_Step(run, in_slots, out_slots, [], res_batched, list(op.results)))
     else:
         raise TflquantError(f"function @{f.sym_name.data} has no func.return")
@@ -392,6 +397,28 @@ def _wrap(
         return outs
 
     return run
+
+
+class _ConstSlots(set):
+    """Slots holding constants, plus results computed only from constants."""
+
+    def __init__(self, consts: dict[int, Any]):
+        super().__init__()
+        self.consts = consts
+
+    def __contains__(self, s: object) -> bool:
+        return s in self.consts or set.__contains__(self, s)
+
+
+def _once(run: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+    cache: list[Any] = []
+
+    def cached(vals: list[Any]) -> list[Any]:
+        if not cache:
+            cache.append(run(vals))
+        return cache[0]
+
+    return cached
 
 
 def _param_from_batched(label: str, q: Any) -> Callable[[np.ndarray], np.ndarray]:
