@@ -41,7 +41,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
 )
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
 from tflquant import quant_math as qm
 from tflquant.dialects import tfl
@@ -419,6 +419,10 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
 
     def act_type(v: SSAValue) -> UniformQuantizedType:
         lo, hi = ranges_.get(v, (0.0, 0.0))
+        if hi - lo < 1e-6 and not isinstance(v, BlockArgument) and v.owner.operands:
+            # An (almost) constant result, e.g. x - x: borrow the first input's range, so
+            # no rescale multiplier explodes (LiteRT's int16 ADD/SUB cannot take > 1).
+            lo, hi = ranges_.get(v.owner.operands[0], (lo, hi))
         return qm.choose_activation_params(lo, hi, bits=act_bits, symmetric=i16)
 
     fixed = {
