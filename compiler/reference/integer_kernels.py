@@ -442,6 +442,27 @@ def _mul(op: Operation) -> Kernel:
     return run
 
 
+@kernel("SQUARED_DIFFERENCE")
+def _squared_difference(op: Operation) -> Kernel:
+    """int8 SQUARED_DIFFERENCE: inputs shifted left by 7, rescaled by s_i / (2 max s), the
+    difference squared and rescaled by (2 max s)^2 / (2^14 s_out)."""
+    q1, q2, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    left = 7
+    twice = 2.0 * float(max(np.float32(q1.scale), np.float32(q2.scale)))
+    m1, sh1 = qm.quantize_multiplier(f32(q1.scale) / twice)
+    m2, sh2 = qm.quantize_multiplier(f32(q2.scale) / twice)
+    mo, sho = qm.quantize_multiplier(twice * twice / (float(1 << (2 * left)) * f32(qo.scale)))
+    lo, hi = act_range(op, qo)
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = fk.align(a, b)
+        d = mbqm((a.astype(np.int64) - q1.zero_point) << left, m1, sh1) - mbqm((b.astype(np.int64) - q2.zero_point) << left, m2, sh2)
+        r = mbqm(qm._wrap32(d * d), mo, sho) + qo.zero_point
+        return store(np.clip(r, lo, hi), qo)
+
+    return run
+
+
 def _same_params_binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Factory:
     def factory(op: Operation) -> Kernel:
         q1, q2, qo = in_q(op, 0), in_q(op, 1), out_q(op)
