@@ -955,3 +955,43 @@ def test_constant_subgraphs_are_computed_once_and_observed_every_run() -> None:
         (y,) = it.run([x], observer=lambda v, a: seen.__setitem__(value_name(v), a.shape))
         np.testing.assert_array_equal(y, x + w)
         assert seen == {"x": (n, 2, 3), "w": (n, 2, 3), "y": (n, 2, 3)}
+
+
+_F = "tensor<2x4xf32>"
+_I = "tensor<2x4xi32>"
+_B = "tensor<2x4xi1>"
+OPAQUE_CASES = {
+    "FLOOR_DIV_f32": ("FLOOR_DIV", [_F, _F], _F),
+    "FLOOR_DIV_i32": ("FLOOR_DIV", [_I, _I], _I),
+    "FLOOR_MOD_f32": ("FLOOR_MOD", [_F, _F], _F),
+    "FLOOR_MOD_i32": ("FLOOR_MOD", [_I, _I], _I),
+    "POW": ("POW", [_F, _F], _F),
+    **{u: (u, [_F], _F) for u in ("FLOOR", "CEIL", "ROUND", "SIN", "COS", "SIGN", "ZEROS_LIKE")},
+    "LOGICAL_AND": ("LOGICAL_AND", [_B, _B], _B),
+    "LOGICAL_OR": ("LOGICAL_OR", [_B, _B], _B),
+    "LOGICAL_NOT": ("LOGICAL_NOT", [_B], _B),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPAQUE_CASES))
+def test_unmodelled_builtins_with_kernels_match_litert(name: str) -> None:
+    """Builtins the dialect keeps opaque but the interpreter can still run."""
+    from tflquant.tflite import schema
+
+    builtin, types, out = OPAQUE_CASES[name]
+    args = ", ".join(f'%a{i}: {t} {{tfl.name = "a{i}"}}' for i, t in enumerate(types))
+    ops = ", ".join(f"%a{i}" for i in range(len(types)))
+    text = f"""builtin.module {{ func.func @main({args}) -> {out} {{
+      %y = "tfl.opaque"({ops}) <{{code = {schema.BUILTIN_CODES[builtin]} : i32, version = 1 : i32}}> {{names = ["y"]}} : ({", ".join(types)}) -> {out}
+      func.return %y : {out} }} }}"""
+    inputs = []
+    for k, t in enumerate(types):
+        if t == _B:
+            inputs.append(rng.random((N, 2, 4)) > 0.5)
+        elif t == _I:
+            inputs.append(rng.integers(-9, 9, (N, 2, 4)).astype(np.int32) if k == 0 else rng.integers(1, 5, (N, 2, 4)).astype(np.int32))
+        else:
+            x = rng.standard_normal((N, 2, 4)).astype(F32) * 3
+            x[0, 0, :2] = [0.5, 2.5]  # ties for ROUND
+            inputs.append(np.abs(x) + F32(0.5) if k == 1 or builtin == "POW" else x)
+    compare_with_litert(parse_module(text), inputs)

@@ -371,7 +371,6 @@ KERNELS.update(
         "SIGN": _unary(np.sign),
         "LOGICAL_NOT": _unary(np.logical_not),
         "ZEROS_LIKE": _unary(np.zeros_like),
-        "ONES_LIKE": _unary(np.ones_like),
     }
 )
 
