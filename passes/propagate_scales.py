@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
@@ -151,6 +152,9 @@ class _Propagator:
         for o in list(f.walk()):
             self._visit(o, self.groups)
         self._assign(self.groups)
+        for o in list(f.walk()):
+            if o.name in ("tfl.add", "tfl.sub"):
+                self._add_output_scale(o)
 
     def _visit(self, o: Operation, groups: _Groups) -> None:
         info = op_info(o)
@@ -223,3 +227,27 @@ class _Propagator:
             for q in members:
                 retype_qcast(q, target)
 
+    def _add_output_scale(self, o: Operation) -> None:
+        """ADD/SUB rescale both inputs to 2*max(s1, s2) / 2^shift (shift 20 for int8, 15 for
+        int16) and need the output multiplier below 1 (TFLite Micro aborts otherwise): an
+        output scale too small for its inputs (a near-constant difference) is widened."""
+        ins = [input_qtype(v) for v in o.operands]
+        outs = [q for q in qcast_users(o.results[0])] if o.results else []
+        if len(outs) != 1 or any(t is None or t.per_axis for t in ins):
+            return
+        out = quant.quantized_element(outs[0].result.type)
+        if out is None:
+            return
+        shift = 20 if bits_of(out) == 8 else 15
+        need = 2 * max(t.scale for t in ins) / (1 << shift) * 1.01  # type: ignore[union-attr]
+        if out.scale >= need:
+            return
+        if out.zero_point == 0 and bits_of(out) > 8:
+            target = UniformQuantizedType.make(out.storage_type, need, 0)
+        else:
+            lo, _ = qrange(out)
+            zp = int(np.clip(np.round(out.qmin - lo / need), out.qmin, out.qmax))
+            target = UniformQuantizedType.make(out.storage_type, need, zp)
+        members = self.groups.members().get(self.groups.find(outs[0]), [outs[0]])
+        for q in members:
+            retype_qcast(q, target)
