@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, BlockArgument, SSAValue
 from xdsl.parser import Parser
+from xdsl.printer import Printer
 
 from tflquant.dialects.quant import Quant, UniformQuantizedType
 from tflquant.dialects.tfl import TFL, tensor_names
@@ -163,3 +164,29 @@ def _bitwise_is_splat(self: DenseIntOrFPElementsAttr) -> bool:
 
 
 DenseIntOrFPElementsAttr.is_splat = _bitwise_is_splat  # type: ignore[method-assign]
+
+
+# xDSL prints every non-ASCII byte of a string as an escape, and its parser reads such a
+# literal back as bytes (BytesAttr), so a tensor named "größe" would come back from text as
+# bytes. Print valid non-ASCII text as is (the lexer reads UTF-8); keep escapes for quotes,
+# backslashes and control characters, and for names that are not valid UTF-8.
+def _print_string_literal(self: Printer, string: str) -> None:
+    try:
+        string.encode("utf-8")
+    except UnicodeEncodeError:
+        self.print_bytes_literal(string.encode("utf-8", errors="surrogateescape"))
+        return
+    out = ['"']
+    for ch in string:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"' or o < 0x20 or o == 0x7F:
+            out.append(f"\\{o:02X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    self.print_string("".join(out))
+
+
+Printer.print_string_literal = _print_string_literal  # type: ignore[method-assign]

@@ -650,3 +650,65 @@ def test_tflite_micro_runs_emitted_int8_model():
             rows.append(it.get_output(0).copy())
         results.append(np.stack(rows))
     assert np.array_equal(results[0], results[1])
+
+
+# ---------------------------------------------------------------------------------------
+# Property test: random graphs survive emit -> import -> emit and text exactly
+# ---------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_UNARY = ["RELU", "RELU6", "TANH", "LOGISTIC", "NEG", "ABS", "EXP", "HARD_SWISH"]
+_BINARY = ["ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"]
+
+
+@st.composite
+def _graphs(draw):
+    from xdsl.dialects.builtin import IntegerType
+
+    rank = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank)))
+    dynamic = draw(st.booleans())
+    in_shape = (None, *shape[1:]) if dynamic else shape
+    n_in = draw(st.integers(1, 3))
+    g = GraphBuilder(draw(st.sampled_from(["main", "serving", "f 1"])), {f"in{k}": (in_shape, np.float32) for k in range(n_in)})
+    values = list(g.block.args)
+    names = st.one_of(st.none(), st.sampled_from(["a", "b", "same", "weird name/with:stuff;ü"]))
+    for _ in range(draw(st.integers(1, 8))):
+        choice = draw(st.integers(0, 3))
+        name = draw(names)
+        if choice == 0:
+            v = g.op(draw(st.sampled_from(_UNARY)), [draw(st.sampled_from(values))], in_shape, name=name)
+        elif choice == 1:
+            a, b = draw(st.sampled_from(values)), draw(st.sampled_from(values))
+            kind = draw(st.sampled_from(_BINARY))
+            act = {"fused_activation_function": draw(st.sampled_from(["NONE", "RELU", "RELU6"]))} if kind in ("ADD", "SUB", "MUL") else {}
+            v = g.op(kind, [a, b], in_shape, name=name, **act)
+        elif choice == 2:
+            n = 1 if (dynamic and rank == 1) else shape[-1]
+            w = np.asarray(draw(st.lists(st.floats(-4, 4, width=32), min_size=n, max_size=n)), np.float32)
+            v = g.op("ADD", [draw(st.sampled_from(values)), g.const(w, name)], in_shape)
+        else:
+            scale = draw(st.floats(0.0009765625, 16.0, width=32))
+            zp = draw(st.integers(-128, 127))
+            q = g.op("QUANTIZE", [draw(st.sampled_from(values))], in_shape, UniformQuantizedType.make(IntegerType(8), scale, zp), name=name)
+            v = g.op("DEQUANTIZE", [q], in_shape)
+        values.append(v)
+    outs = draw(st.lists(st.sampled_from(values[n_in:]), min_size=1, max_size=3))
+    sig = draw(st.sampled_from([None, "serving_default"]))
+    return g.module(outs, signature=sig)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_graphs())
+def test_random_graphs_roundtrip(module):
+    module.verify()
+    data = write_flatbuffer(module)
+    assert write_flatbuffer(module) == data
+    back = read_flatbuffer(data)
+    again = write_flatbuffer(back)
+    assert write_flatbuffer(read_flatbuffer(again)) == again
+    assert _text_roundtrip(again) == again
+    inputs = sample_inputs(module, 1, seed=3, batch=2)
+    assert _same_outputs(run_tflite(data, inputs), run_tflite(again, inputs))

@@ -43,7 +43,6 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.errors import TflquantError
-from tflquant.ir import value_name
 from tflquant.tflite import schema, versions
 from tflquant.tflite.flatbuf import Builder
 
@@ -193,7 +192,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         raise TflquantError(f"function @{fname} must have exactly one block to be written as a subgraph")
     block = f.body.blocks[0]
     for arg in block.args:
-        sg.inputs.append(new_tensor(arg, _Tensor(value_name(arg), tensor_type(arg, f"argument #{arg.index}"))))
+        sg.inputs.append(new_tensor(arg, _Tensor(_arg_name(f, arg.index), tensor_type(arg, f"argument #{arg.index}"))))
 
     for op in block.ops:
         if isinstance(op, func.ReturnOp):
@@ -212,18 +211,18 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             continue
         if isinstance(op, tfl.ConstOp):
             data = op.value.data.data
-            new_tensor(op.result, _Tensor(value_name(op.result), tensor_type(op.result, "tfl.const"), buffer=plan.buffer(data) if data else 0))
+            new_tensor(op.result, _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.const"), buffer=plan.buffer(data) if data else 0))
             continue
         if isinstance(op, tfl.SparseConstOp):
             data = op.value.data.data
-            t = _Tensor(value_name(op.result), tensor_type(op.result, "tfl.sparse_const"), buffer=plan.buffer(data), sparsity=op.sparsity)
+            t = _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.sparse_const"), buffer=plan.buffer(data), sparsity=op.sparsity)
             new_tensor(op.result, t)
             continue
         if isinstance(op, tfl.VariableOp):
             buf = 0
             if op.value is not None and op.value.data.data:
                 buf = plan.buffer(op.value.data.data)
-            new_tensor(op.result, _Tensor(value_name(op.result), tensor_type(op.result, "tfl.variable"), buffer=buf, is_variable=True))
+            new_tensor(op.result, _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.variable"), buffer=buf, is_variable=True))
             continue
         if isinstance(op, tfl.TflOp):
             code, custom, version = op.CODE, None, versions.builtin_version(op)
@@ -235,10 +234,9 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             hint = " (lower quant.qcast/quant.dcast to tfl.quantize/tfl.dequantize first)" if op.name.startswith("quant.") else ""
             raise TflquantError(f"function @{fname}: {op.name} cannot be written to a TFLite model{hint}")
         ins = [lookup(v, op) for v in op.operands]
-        names = tfl.tensor_names(op)
         outs = []
         for k, r in enumerate(op.results):
-            nm = names[k] if names is not None and k < len(names) else None
+            nm = _result_name(op, k)
             outs.append(new_tensor(r, _Tensor(nm, tensor_type(r, f"result #{k} of {op.name}"))))
         inter: list[int] = []
         ia = op.attributes.get("tfl.intermediates")
@@ -248,15 +246,35 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             for e in ia.data:
                 if not isinstance(e, DictionaryAttr) or not isinstance(e.data.get("type"), TensorType):
                     raise TflquantError(f"function @{fname}: {op.name}: each tfl.intermediates entry needs a tensor `type`")
-                nm = e.data.get("name")
                 st = e.data.get("stats")
-                t = _Tensor(nm.data if isinstance(nm, StringAttr) else None, e.data["type"],  # type: ignore[arg-type]
+                t = _Tensor(_text(e.data.get("name")), e.data["type"],  # type: ignore[arg-type]
                             stats=st if isinstance(st, CalibrationStatsAttr) else None)
                 inter.append(len(sg.tensors))
                 sg.tensors.append(t)
         sg.operators.append(_Operator(plan.opcode(code, custom, version), ins, outs, op, inter))
     _name_tensors(sg)
     return sg
+
+
+def _text(a: Attribute | None) -> str | None:
+    if isinstance(a, StringAttr):
+        return a.data
+    if isinstance(a, BytesAttr):  # text IR reads names that are not valid UTF-8 as bytes
+        return a.data.decode("utf-8", errors="surrogateescape")
+    return None
+
+
+def _arg_name(f: func.FuncOp, index: int) -> str | None:
+    if f.arg_attrs is None or index >= len(f.arg_attrs.data):
+        return None
+    return _text(f.arg_attrs.data[index].data.get("tfl.name"))
+
+
+def _result_name(op: Operation, index: int) -> str | None:
+    names = op.attributes.get("names")
+    if isinstance(names, ArrayAttr) and index < len(names.data):
+        return _text(names.data[index])
+    return None
 
 
 def _name_tensors(sg: _Subgraph) -> None:
@@ -442,9 +460,10 @@ def _emit_signatures(bld: Builder, module: ModuleOp, plan: _Plan) -> list[int] |
 
 
 def _str(a: Attribute | None, what: str) -> str:
-    if not isinstance(a, StringAttr):
+    t = _text(a)
+    if t is None:
         raise TflquantError(f"{what} must be a string")
-    return a.data
+    return t
 
 
 def _emit_subgraph(bld: Builder, sg: _Subgraph) -> int:
