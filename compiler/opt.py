@@ -4,6 +4,7 @@
     tflquant-opt model.tflite -p propagate-scales -o out.tflite
     tflquant-opt in.mlir --split-input-file --verify-diagnostics -p some-pass
     tflquant-opt --list-passes
+    tflquant-opt --load my_passes.py in.mlir -p my-pass     # a pass from outside the package
 
 Input is textual IR (a file, or stdin when the path is `-` or left out) or a `.tflite`
 flatbuffer (recognised by its `TFL3` identifier). The module is verified after parsing and
@@ -106,7 +107,8 @@ def describe_pass(cls: type[ModulePass]) -> str:
     # ModulePass's own docstring is not the pass's: only use a docstring the class defines.
     if "__doc__" not in vars(cls) or not vars(cls)["__doc__"]:
         doc = ""
-    first = doc.strip().splitlines()[0] if doc.strip() else "(no description)"
+    # The first paragraph of the class docstring, on one line: what the pass guarantees.
+    first = " ".join(doc.strip().split("\n\n")[0].split()) if doc.strip() else "(no description)"
     return f"  {head}\n      {first}"
 
 
@@ -310,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--print-op-generic", action="store_true", help="print ops in generic form")
     ap.add_argument("--disable-verify", action="store_true", help="do not verify after parsing and after passes")
     ap.add_argument("--list-passes", action="store_true", help="list passes, their options and guarantees")
+    ap.add_argument(
+        "--load",
+        action="append",
+        metavar="MODULE_OR_FILE",
+        help="import a Python module (dotted name or .py file) first, e.g. one that calls tflquant.passes.register_pass (repeatable)",
+    )
     ap.add_argument("--print-pipeline", metavar="MODE", help="print the pass pipeline of a quantization mode (int8, int16x8, dynamic, float16) and exit")
     return ap
 
@@ -340,7 +348,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def load_plugin(spec: str) -> None:
+    """Import a module by dotted name or from a .py file (so its register_pass calls run)."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec)
+            if not path.is_file():
+                raise TflquantError(f"--load {spec}: no such file")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert mod_spec is not None and mod_spec.loader is not None
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[path.stem] = module
+            mod_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+    except TflquantError:
+        raise
+    except Exception as e:
+        raise TflquantError(f"--load {spec}: {type(e).__name__}: {e}") from None
+
+
 def _main(args: argparse.Namespace) -> int:
+    for spec in args.load or ():
+        load_plugin(spec)
     if args.list_passes:
         return list_passes(sys.stdout)
     if args.print_pipeline:
