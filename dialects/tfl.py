@@ -240,6 +240,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("SUM", "ReducerOptions", ("input", "axis")),
     ("REDUCE_MAX", "ReducerOptions", ("input", "axis")),
     ("REDUCE_MIN", "ReducerOptions", ("input", "axis")),
+    ("REDUCE_PROD", "ReducerOptions", ("input", "axis")),
     ("SOFTMAX", "SoftmaxOptions", ("input",)),
     ("LOG_SOFTMAX", "LogSoftmaxOptions", ("input",)),
     ("LOGISTIC", None, ("input",)),
