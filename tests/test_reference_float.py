@@ -273,6 +273,7 @@ CASES: dict[str, tuple] = {
     "sum": ("SUM", [act(2, 4, 3), i32(0, 2)], None),
     "reduce_max": ("REDUCE_MAX", [act(2, 4, 3), i32(1)], {"keep_dims": True}),
     "reduce_min": ("REDUCE_MIN", [act(2, 4, 3), i32(-2, 0)], None),
+    "reduce_prod": ("REDUCE_PROD", [act(2, 4, 3), i32(1)], {"keep_dims": True}),
     "softmax": ("SOFTMAX", [act(2, 7)], {"beta": 1.0}),
     "softmax_beta": ("SOFTMAX", [act(2, 3, 7)], {"beta": 0.5}),
     "log_softmax": ("LOG_SOFTMAX", [act(2, 7)], None),
