@@ -131,3 +131,25 @@ def test_error_from_real_process_has_no_traceback(tmp_path, example_model):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and p.stderr.strip().startswith("tflquant: error:")
     assert p.stdout == ""
+
+
+def test_inspect_large_layout_variables_and_ranges(capsys, tmp_path):
+    from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp
+
+    module = MODELS["lstm"]()
+    path = tmp_path / "big.tflite"
+    path.write_bytes(write_flatbuffer(module, max_flatbuffer_size=512))
+    rc, out, _ = _run(capsys, "inspect", str(path))
+    assert rc == 0
+    assert "large-model layout" in out and "(outside)" in out
+    assert "'output_state' FLOAT32[1,4]  variable" in out
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM v1" in out
+
+    from models import GraphBuilder
+
+    g = GraphBuilder("main", {"x": ((3,), np.float32)})
+    s = g.add(StatsOp(g.x, CalibrationStatsAttr.make(-2.5, 4.0)))
+    y = g.op("RELU", [s.results[0]], (3,))
+    path.write_bytes(g.tflite([y]))
+    rc, out, _ = _run(capsys, "inspect", str(path))
+    assert "range [-2.5, 4]" in out
