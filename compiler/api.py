@@ -248,7 +248,8 @@ def quantize(
     max_samples: int | None = None,
     min_weight_elements: int = 1024,
     save_stats: str | os.PathLike[str] | None = None,
-    verify: bool = True,
+    calibration_threads: int | None = 1,
+    verify: str = "end",
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -270,6 +271,10 @@ def quantize(
     min_weight_elements: dynamic mode: weights smaller than this stay float.
     save_stats: also write the calibration statistics (JSON keyed by tensor name) there,
       for `tflquant-opt -p 'annotate-calibration{stats-file="..."},...'`.
+    calibration_threads: BLAS threads while calibrating (1: batches already keep numpy
+      busy and threads stall on a loaded machine; None: numpy's default).
+    verify: "end" checks the IR once after the whole pipeline; "each" after every pass
+      (as tflquant-opt does: slower, names the pass that broke the IR); "none" skips it.
     """
     from tflquant.calibration.stats import provide_stats, write_stats
     from tflquant.ir import make_context
@@ -277,6 +282,8 @@ def quantize(
     from tflquant.tflite.writer import write_flatbuffer
 
     check_options(mode, io_type, bias_type, representative_dataset)
+    if verify not in ("end", "each", "none"):
+        raise TflquantError(f"verify must be 'end', 'each' or 'none', got {verify!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise TflquantError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
@@ -300,6 +307,7 @@ def quantize(
             batch_size=batch_size,
             progress=progress,
             max_samples=max_samples,
+            threads=calibration_threads,
         )
         stats = calib.stats
         report_warnings += calib.warnings
@@ -320,9 +328,11 @@ def quantize(
     t = time.perf_counter()
     if stats is not None:
         with provide_stats(stats):
-            run_pipeline(ctx, module, spec, verify=verify)
+            run_pipeline(ctx, module, spec, verify=verify == "each")
     else:
-        run_pipeline(ctx, module, spec, verify=verify)
+        run_pipeline(ctx, module, spec, verify=verify == "each")
+    if verify == "end":
+        _verify_output(module, spec)
     seconds["passes"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -346,6 +356,19 @@ def quantize(
     report.inputs, report.outputs = _io_summary(module)
     report.weights = weight_bytes(module)
     return QuantizationResult(out, report, module)
+
+
+def _verify_output(module: ModuleOp, spec: str) -> None:
+    from xdsl.utils.exceptions import VerifyException
+
+    try:
+        module.verify()
+    except VerifyException as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TflquantError(
+            f"internal error: the IR is invalid after the pipeline '{spec}': {first} "
+            "(rerun with verify='each' to find the pass)"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------

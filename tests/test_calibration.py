@@ -365,3 +365,16 @@ def test_calibrated_stats_annotate_every_float_activation_of_a_real_model() -> N
     with provide_stats(r.stats):
         run_pipeline(ctx, m, "annotate-calibration")
     assert print_module(m).count("quant.stats ") == len(r.stats)
+
+
+def test_blas_threads_are_limited_inside_and_restored_after() -> None:
+    from tflquant.calibration.blas import blas_threads, current_blas_threads
+
+    before = current_blas_threads()
+    with blas_threads(1):
+        inside = current_blas_threads()
+    assert current_blas_threads() == before
+    if before is not None:  # numpy uses OpenBLAS here
+        assert inside == 1
+    with blas_threads(None):
+        assert current_blas_threads() == before

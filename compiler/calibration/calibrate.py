@@ -128,7 +128,7 @@ class Progress:
     def __init__(self, total: int | None, enabled: bool, label: str = "calibrating", stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.enabled = enabled and _isatty(self.stream)
-        self.total, self.label, self.done = total, label, 0
+        self.total, self.label, self.done, self.batches = total, label, 0, 0
         self.start = time.perf_counter()
 
     def update(self, n: int) -> None:
@@ -243,8 +243,14 @@ def calibrate(
     observer: MinMaxObserver | str = "minmax",
     max_samples: int | None = None,
     where: str = "calibration data",
+    threads: int | None = 1,
 ) -> CalibrationResult:
-    """Observe every float tensor of the float model over the data; see the module docstring."""
+    """Observe every float tensor of the float model over the data; see the module docstring.
+
+    `threads`: BLAS threads while calibrating (see tflquant.calibration.blas); None keeps
+    numpy's default.
+    """
+    from tflquant.calibration.blas import blas_threads
     from tflquant.reference.interpreter import Interpreter
 
     t0 = time.perf_counter()
@@ -266,30 +272,44 @@ def calibrate(
         if name is not None:
             obs.observe(name, array)
 
-    n_samples = n_batches = 0
     per_entry: dict[str, int] = {}
     try:
-        for entry, _, samples in plan:
-            count = 0
-            if max_samples is not None:
-                samples = _take(samples, max_samples)
-            for arrays in batches(samples, batch_size):
-                _run_batch(interp, entry, arrays, observe)
-                k = len(arrays[0]) if arrays else 0
-                count += k
-                n_batches += 1
-                bar.update(k)
-            if count == 0:
-                raise TflquantError(f"{where}: no calibration samples for {entry.label}")
-            per_entry[entry.key if entry.key is not None else entry.fn.sym_name.data] = count
-            n_samples += count
+        with blas_threads(threads):
+            _run_plan(plan, interp, observe, batch_size, max_samples, where, bar, per_entry)
     finally:
         bar.close()
+    n_samples = sum(per_entry.values())
+    n_batches = bar.batches
     notes = obs.warnings()
     if notes:
         more = f" (and {len(notes) - 1} more tensor(s))" if len(notes) > 1 else ""
         warnings.warn(notes[0] + more, CalibrationWarning, stacklevel=2)
     return CalibrationResult(obs.stats(), n_samples, n_batches, time.perf_counter() - t0, notes, per_entry)
+
+
+def _run_plan(
+    plan: list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]],
+    interp: Any,
+    observe: Any,
+    batch_size: int,
+    max_samples: int | None,
+    where: str,
+    bar: Progress,
+    per_entry: dict[str, int],
+) -> None:
+    for entry, _, samples in plan:
+        count = 0
+        if max_samples is not None:
+            samples = _take(samples, max_samples)
+        for arrays in batches(samples, batch_size):
+            _run_batch(interp, entry, arrays, observe)
+            k = len(arrays[0]) if arrays else 0
+            count += k
+            bar.batches += 1
+            bar.update(k)
+        if count == 0:
+            raise TflquantError(f"{where}: no calibration samples for {entry.label}")
+        per_entry[entry.key if entry.key is not None else entry.fn.sym_name.data] = count
 
 
 def _take(it: Iterator[list[np.ndarray]], n: int) -> Iterator[list[np.ndarray]]:
