@@ -807,15 +807,59 @@ def _softmax16(op: Operation, qi: UniformQuantizedType, qo: UniformQuantizedType
     return run
 
 
+def _srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int16."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    t = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    high = np.where(t >= 0, t >> 15, -((-t) >> 15))
+    return np.where((a == -32768) & (b == -32768), 32767, high)
+
+
+def _sdhm16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SaturatingDoublingHighMul on int16 (no rounding: C division by 2^15)."""
+    ab = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    high = np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+    return np.where((np.asarray(a) == -32768) & (np.asarray(b) == -32768), 32767, high)
+
+
+def _sat_left_shift16(v: np.ndarray, amount: int) -> np.ndarray:
+    return np.clip(np.asarray(v, np.int64) << amount, -32768, 32767)
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier, then DownScaleInt32ToInt16Multiplier (round to 16 bits)."""
+    m, e = qm.quantize_multiplier(real)
+    m16 = 32767 if m >= (1 << 31) - 1 - (1 << 15) else (m + (1 << 15)) >> 16
+    return m16, e
+
+
 @kernel("HARD_SWISH")
 def _hard_swish(op: Operation) -> Kernel:
+    """int8 HARD_SWISH in LiteRT's 16-bit fixed point: x * relu6(x + 3) / 6."""
     qi, qo = in_q(op, 0), out_q(op)
-
-    def hs(x: np.ndarray) -> np.ndarray:
-        return (x * np.clip(x + np.float32(3.0), 0, 6) / np.float32(6.0)).astype(np.float32)
+    hires = np.float32(np.float32(1.0 / 128.0) * np.float32(qi.scale))
+    out_m, out_e = _int16_multiplier(float(np.float32(hires / np.float32(qo.scale))))
+    rel_m, rel_e = _int16_multiplier(float(np.float32(hires / np.float32(3.0 / 32768.0))))
+    lo, hi = (-128, 127) if qo.is_signed else (0, 255)
 
     def run(x: np.ndarray) -> np.ndarray:
-        return qm.quantize(hs(qm.dequantize(x, qi)), qo)
+        v = x.astype(np.int64) - qi.zero_point
+        v_hires = v * (1 << 7)
+        v_out = _srdhm16(v_hires, out_m)
+        r = v_hires
+        if rel_e > 0:
+            r = _sat_left_shift16(r, rel_e - 1)
+        r = _srdhm16(r, rel_m)
+        if rel_e > 0:
+            r = _sat_left_shift16(r, 1)
+        if rel_e < 0:
+            r = qm.rounding_divide_by_pot(r, -rel_e)
+        r = (r + (1 << 15)) >> 1
+        pre = _sdhm16(r, v_out)
+        y = qm.rounding_divide_by_pot(pre, -out_e) + qo.zero_point
+        return store(np.clip(y, lo, hi), qo)
 
     return run
 
