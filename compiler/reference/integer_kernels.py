@@ -14,7 +14,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV / BATCH_MATMUL: exact
   int32 (int8) or int64 (16x8 with int64 bias) accumulation of (x - zp_x) * w, bias added,
   MultiplyByQuantizedMultiplier with multiplier s_in * s_w[c] / s_out, + zp_out, clamped to
-  the fused activation's quantized range;
+  the fused activation's quantized range (int8 CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV
+  use the GEMM rounding of LiteRT's x86 build, 16x8 FULLY_CONNECTED a single rounding);
 - ADD / SUB: the general path (inputs shifted left by 20 for int8, 15 for int16, each
   rescaled by s_i / (2 max s), summed, rescaled to the output); int16 with
   pot_scale_int16 and power-of-two scales uses the POT path (rounding shifts, saturating);
@@ -23,8 +24,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
   MAX_POOL_2D: max over the valid window;
 - MEAN / SUM: reference_ops::QuantizedMeanOrSum (1/n folded into the multiplier);
 - LOGISTIC / TANH int8: the 256-entry table LUTPopulate builds from float32 math;
-  int16: computed from the float function (not LiteRT's fixed-point table: may differ by a
-  unit in the last place);
+  int16: LiteRT's interpolated sigmoid(i/24) table scheme, with our own rounding of the
+  table (LiteRT's is hand-tuned), so results may differ by one unit in the last place;
 - SOFTMAX int8: the float32 exp table of the optimized kernel (`PopulateSoftmaxLookupTable`,
   sequential float32 sum, round half away); int16: LUT-based reference (exp and 1/(1+x)
   tables with 9-bit interpolation);
@@ -32,6 +33,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
   MultiplyByQuantizedMultiplier(x - zp_in, s_in / s_out) + zp_out;
 - RESIZE_BILINEAR: ResizeBilinearInteger (10-bit fixed-point coordinates);
 - RELU / RELU6 / RELU_N1_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
+- HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
+  Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
 - data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, ...): copies.
 
 Ops without an integer kernel here are simulated in float by the integer interpreter
@@ -860,6 +863,69 @@ def _hard_swish(op: Operation) -> Kernel:
         pre = _sdhm16(r, v_out)
         y = qm.rounding_divide_by_pot(pre, -out_e) + qo.zero_point
         return store(np.clip(y, lo, hi), qo)
+
+    return run
+
+
+def _sat_mul_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT on int32 raw values."""
+    x = np.asarray(x, np.int64)
+    if exponent > 0:
+        return np.clip(x << exponent, qm.INT32_MIN, qm.INT32_MAX)
+    if exponent < 0:
+        return qm.rounding_divide_by_pot(x, -exponent)
+    return x
+
+
+def inv_sqrt_multiplier(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GetInvSqrtQuantizedMultiplierExp (reverse shift): 1/sqrt(value) as (multiplier, left shift).
+
+    Newton-Raphson in gemmlowp fixed point (3 integer bits, 5 iterations), vectorised;
+    value <= 1 gives (INT32_MAX, 0).
+    """
+    v = np.asarray(value, np.int64).copy()
+    small = v <= 1
+    v = np.where(small, 4, v)
+    shift = np.full(v.shape, 11, np.int64)
+    while np.any(v >= (1 << 29)):
+        big = v >= (1 << 29)
+        v = np.where(big, v // 4, v)
+        shift = shift + big
+    clz = 32 - np.vectorize(lambda t: int(t).bit_length())(v)
+    pairs = (clz - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    srdhm = qm.saturating_rounding_doubling_high_mul
+    x_in = v >> 1  # F3 raw
+    half_in = _sat_mul_pot(x_in, -1)
+    half_three = (1 << 28) + (1 << 27)
+    x = np.full(v.shape, 1 << 28, np.int64)  # F3 one
+    for _ in range(5):
+        x3 = _sat_mul_pot(srdhm(srdhm(x, x), x), 6)  # F9 -> F3
+        t = qm._wrap32(srdhm(np.int64(half_three), x) - srdhm(half_in, x3))  # F6
+        x = _sat_mul_pot(t, 3)  # F6 -> F3
+    x = srdhm(x, 1518500250)  # * sqrt(2)/2
+    neg = shift < 0
+    x = np.where(neg, x << np.where(neg, -shift, 0), x)
+    shift = np.where(neg, 0, shift)
+    mult = np.where(small, qm.INT32_MAX, x)
+    return mult, np.where(small, 0, -shift)
+
+
+@kernel("RSQRT")
+def _rsqrt(op: Operation) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    m, s = qm.quantize_multiplier(1.0 / (float(np.sqrt(np.float64(f32(qi.scale)))) * float(np.float64(f32(qo.scale)))))
+    lo, hi = (-128, 127) if qo.bits == 8 else (-32768, 32767)
+    k_shift = 20
+
+    def run(x: np.ndarray) -> np.ndarray:
+        v = x.astype(np.int64) - qi.zero_point
+        im, ish = inv_sqrt_multiplier(np.maximum(v, 1))
+        data = mbqm(np.ones_like(v), im, ish + k_shift)
+        out = mbqm(data, m, s - k_shift) + qo.zero_point
+        out = np.where(v == 0, hi, out)
+        return store(np.clip(out, lo, hi), qo)
 
     return run
 
