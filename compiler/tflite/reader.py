@@ -293,7 +293,15 @@ class _Importer:
                 elem = UniformQuantizedType.make(storage, scales if per_axis else scales[0], zps if per_axis else zps[0], axis=qdim if per_axis else -1)
             else:
                 mn, mx = q.vector(Q["min"], "f32"), q.vector(Q["max"], "f32")
-                if mn is not None and mx is not None and len(mn) > 0 and len(mn) == len(mx):
+                valid = (
+                    mn is not None and mx is not None and len(mn) > 0 and len(mn) == len(mx)
+                    and bool(np.all(np.isfinite(mn)) and np.all(np.isfinite(mx)) and np.all(mn <= mx))
+                )
+                if valid and len(mn) > 1 and not 0 <= qdim < max(len(dims), 1):
+                    valid = False
+                # min/max are only informational (calibration results): unusable ones are dropped
+                if valid:
+                    assert mn is not None and mx is not None
                     if len(mn) == 1:
                         info.stats = CalibrationStatsAttr.make(float(mn[0]), float(mx[0]))
                     else:
