@@ -201,6 +201,13 @@ class _Inspector:
             if size:
                 sizes.append((size, k))
         w("  op counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        types: dict[str, int] = {}
+        for t in tensors:
+            q = t.table(schema.TENSOR_FIELDS["quantization"])
+            sc = q.vector(schema.QUANTIZATION_FIELDS["scale"], "f32") if q is not None else None
+            key = _TYPE_NAMES.get(t.scalar(schema.TENSOR_FIELDS["type"], "i8", 0), "?") + (" (quantized)" if sc is not None and len(sc) and np.any(sc) else "")  # type: ignore[call-overload]
+            types[key] = types.get(key, 0) + 1
+        w("  tensor types: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
         if sizes:
             sizes.sort(reverse=True)
             w(f"  constants: {len(sizes)} tensors, {_fmt_bytes(sum(s for s, _ in sizes))}; largest: "
