@@ -696,6 +696,8 @@ def _graphs(draw):
             v = g.op("DEQUANTIZE", [q], in_shape)
         values.append(v)
     outs = draw(st.lists(st.sampled_from(values[n_in:]), min_size=1, max_size=3))
+    if draw(st.booleans()):
+        outs.append(values[0])  # an input returned as is
     sig = draw(st.sampled_from([None, "serving_default"]))
     return g.module(outs, signature=sig)
 
