@@ -4,7 +4,8 @@ Every float32 constant read by tfl ops (weights, biases, other constant operands
 least `min-elements` elements becomes a float16 constant followed by one DEQUANTIZE back to
 float32, shared by all its readers; values beyond the fp16 range are clamped to ±65504
 (NaN stays NaN). Activations, model inputs and outputs stay float32. This is what the TF
-converter's float16 mode writes; LiteRT dequantizes constant inputs once, at preparation.
+converter's float16 mode writes, including the model metadata `reduced_precision_support =
+"fp16accfp32"`; LiteRT dequantizes constant inputs once, at preparation.
 
 Left alone: constants that are not float32 (so a model whose weights are already fp16
 behind a DEQUANTIZE is recognised and not converted twice), constants read by opaque ops
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
+from xdsl.dialects.builtin import BytesAttr, DictionaryAttr, Float16Type, Float32Type, ModuleOp, TensorType
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
@@ -28,11 +29,23 @@ from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+REDUCED_PRECISION_KEY = "reduced_precision_support"
 
 
 def to_fp16(w: np.ndarray) -> np.ndarray:
     """float32 -> float16, round to nearest even, clamped to the finite fp16 range."""
     return np.clip(np.asarray(w, dtype=np.float32), -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+def _mark_reduced_precision(module: ModuleOp) -> None:
+    """Model metadata `reduced_precision_support = "fp16accfp32"`, as the TF converter writes
+    for float16 models: it tells XNNPACK that the model may run in fp16 (with fp32
+    accumulation) on CPUs with fp16 arithmetic. An existing value is kept."""
+    md = module.attributes.get("tfl.metadata")
+    entries = dict(md.data) if isinstance(md, DictionaryAttr) else {}
+    if REDUCED_PRECISION_KEY not in entries:
+        entries[REDUCED_PRECISION_KEY] = BytesAttr(b"fp16accfp32")
+        module.attributes["tfl.metadata"] = DictionaryAttr(entries)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class CastWeightsF16(ModulePass):
         consts = [c for c in op.walk() if isinstance(c, tfl.ConstOp) and self._castable(c)]
         for c in consts:
             self._cast(c)
+        if consts:
+            _mark_reduced_precision(op)
 
     def _castable(self, c: tfl.ConstOp) -> bool:
         t = c.result.type

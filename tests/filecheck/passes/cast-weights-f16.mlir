@@ -6,6 +6,8 @@
 // name) and one DEQUANTIZE to float32 shared by its readers; activations stay float32.
 // Running the pass twice gives the same IR (already-fp16 weights are recognised).
 
+// The module says so in its metadata, as the TF converter's float16 files do.
+// CHECK:      builtin.module attributes {tfl.metadata = {reduced_precision_support = "fp16accfp32"}}
 // CHECK-LABEL: func.func @conv
 // CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}1.000000e+00, -2.000000e+00]], {{\[\[}}3.330080e-01, 0.000000e+00]]], {{\[\[\[}}6.550400e+04, -6.550400e+04]], {{\[\[}}9.997560e-02, 0.000000e+00]]]]> : tensor<2x2x1x2xf16>}> {names = ["conv/w"]} : () -> tensor<2x2x1x2xf16>
 // CHECK-NEXT: %[[WD:.*]] = "tfl.dequantize"(%[[W]]) {names = ["conv/w_dequantize"]} : (tensor<2x2x1x2xf16>) -> tensor<2x2x1x2xf32>
@@ -34,6 +36,7 @@ func.func @conv(%x: tensor<1x3x3x2xf32> {tfl.name = "x"}) -> tensor<1x3x3x2xf32>
 
 // Left alone: weights already fp16 behind a DEQUANTIZE, integer constants, a constant that
 // is a model output, and one read by an opaque (custom) op.
+// CHECK:      builtin.module {
 // CHECK-LABEL: func.func @untouched
 // CHECK-NEXT: %h = "tfl.const"() {{.*}} : () -> tensor<2x2xf16>
 // CHECK-NEXT: %w = "tfl.dequantize"(%h) {names = ["w"]} : (tensor<2x2xf16>) -> tensor<2x2xf32>
