@@ -358,6 +358,8 @@ def test_float16_zoo_in_litert() -> None:
     f16_bytes = sum(2 * c.numpy().size for c in _consts(read_flatbuffer(h_model)) if isinstance(_elem(c.result), Float16Type))
     assert f16_bytes * 2 == f32_bytes
     assert len(float_model) - len(h_model) >= f16_bytes - 120 * n_float_consts
+    md = read_flatbuffer(h_model).attributes["tfl.metadata"]
+    assert md.data["reduced_precision_support"].data == b"fp16accfp32"  # type: ignore[attr-defined]
     # converting the fp16 model again changes nothing (no double conversion)
     assert print_module(_run(read_flatbuffer(h_model), "cast-weights-f16")) == print_module(read_flatbuffer(h_model))
     res = tflquant.quantize(h_model, mode="float16")
