@@ -120,7 +120,7 @@ class QuantizationReport:
     def __str__(self) -> str:
         lines = [f"tflquant: {self.model} -> {self.mode}" + (f" ({self.io_type} I/O)" if self.io_type != "float32" else "")]
         ratio = self.size_after / self.size_before if self.size_before else 0.0
-        lines.append(f"  size        {_kb(self.size_before)} -> {_kb(self.size_after)} ({ratio:.1%} of the float model)")
+        lines.append(f"  size        {_kb(self.size_before)} -> {_kb(self.size_after)} ({ratio:.1%} of the input model)")
         t = self.seconds
         parts = [f"{k} {v:.2f}s" for k, v in t.items() if k != "total"]
         lines.append(f"  time        {self.total_seconds:.2f}s ({', '.join(parts)})")

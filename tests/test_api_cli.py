@@ -95,7 +95,7 @@ def test_int8_with_npz_iterable_and_generator_function(calib: np.ndarray) -> Non
     assert r.calibration_samples == 100 and r.mode == "int8"
     assert {o.op_type for o in r.quantized} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"}
     text = str(r)
-    for needle in ("int8", "size", "CONV_2D", "calibration 100 samples", "of the float model"):
+    for needle in ("int8", "size", "CONV_2D", "calibration 100 samples", "of the input model"):
         assert needle in text
     y = _litert_run(a.model, calib[:8])
     ref = _litert_run(DIGITS.read_bytes(), calib[:8])
