@@ -181,7 +181,7 @@ class QuantizeWeights(ModulePass):
 
     def _eligible(self, v: SSAValue) -> bool:
         w = float_weight(v)
-        return w is not None and w.size >= self.min_elements and w.ndim >= 1 and _quantizable_source(v)
+        return w is not None and w.size >= max(self.min_elements, 1) and w.ndim >= 1 and _quantizable_source(v)
 
     def _plan_lstm(self, o: Operation, plans: dict[SSAValue, int | None]) -> None:
         present = {
