@@ -247,3 +247,22 @@ def test_readme_main_command(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "-> int8" in proc.stdout and "CONV_2D" in proc.stdout
     assert (tmp_path / "digits_cnn_int8.tflite").stat().st_size < DIGITS.stat().st_size
+
+
+def test_multi_signature_model_quantizes_every_signature_it_has_data_for() -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from test_calibration import MULTI_SIG
+
+    from tflquant.ir import parse_module
+    from tflquant.tflite.writer import write_flatbuffer
+
+    fb = write_flatbuffer(parse_module(MULTI_SIG))
+    x = np.random.default_rng(0).normal(size=(20, 1, 2)).astype(np.float32)
+    r = tflquant.quantize(fb, representative_dataset={"add/x": x, "mul_x": x})
+    assert sorted(o.op_type for o in r.report.quantized) == ["ADD", "MUL"]
+    ref, got = Interpreter(model_content=fb), Interpreter(model_content=r.model)
+    assert got.get_signature_list() == ref.get_signature_list()
+    for key in ("add", "mul"):
+        a = ref.get_signature_runner(key)(x=x[3])["y"]
+        b = got.get_signature_runner(key)(x=x[3])["y"]
+        np.testing.assert_allclose(a, b, atol=0.05)
