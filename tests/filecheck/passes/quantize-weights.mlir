@@ -152,17 +152,22 @@ func.func @shared(%x: tensor<2x2xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32>) {
 
 // -----
 
-// Left alone: a weight that is also a model output, and ops without weights to quantize.
+// Left alone: a weight that is also a model output, one also read by an opaque (custom)
+// op, and ops without weights to quantize.
 // CHECK-LABEL: func.func @untouched
 // CHECK-NOT:  !quant.uniform
 // CHECK-NOT:  tfl.dequantize
-func.func @untouched(%x: tensor<2x2xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>) {
+func.func @untouched(%x: tensor<2x2xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>) {
   %w = "tfl.const"() <{value = dense<[[4.0, 1.0], [2.0, 3.0]]> : tensor<2x2xf32>}> : () -> tensor<2x2xf32>
   %n = "tfl.no_value"() : () -> none
   %a = "tfl.fully_connected"(%x, %w, %n) : (tensor<2x2xf32>, tensor<2x2xf32>, none) -> tensor<2x2xf32>
   %c = "tfl.const"() <{value = dense<[[4.0, 1.0], [2.0, 3.0]]> : tensor<2x2xf32>}> : () -> tensor<2x2xf32>
   %b = "tfl.mul"(%x, %c) <{fused_activation_function = "NONE"}> : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
-  func.return %a, %b, %w : tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>
+  %o = "tfl.const"() <{value = dense<[[4.0, 1.0], [2.0, 3.0]]> : tensor<2x2xf32>}> : () -> tensor<2x2xf32>
+  %d = "tfl.fully_connected"(%x, %o, %n) : (tensor<2x2xf32>, tensor<2x2xf32>, none) -> tensor<2x2xf32>
+  %e = "tfl.opaque"(%o) <{code = 32 : i32, version = 1 : i32, custom_code = "MyCustomOp"}> : (tensor<2x2xf32>) -> tensor<2x2xf32>
+  %f = "tfl.add"(%d, %e) <{fused_activation_function = "NONE"}> : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
+  func.return %a, %b, %w, %f : tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>
 }
 
 // -----
