@@ -59,7 +59,7 @@ def test_fuzzed_models_raise_only_tflquant_error():
     tried = imported = 0
     slowest = 0.0
     for seed in seeds:
-        for mutant in _mutants(seed, rng, 800):
+        for mutant in _mutants(seed, rng, 700):
             tried += 1
             t0 = time.perf_counter()
             try:
@@ -76,7 +76,7 @@ def test_fuzzed_models_raise_only_tflquant_error():
                 except TflquantError:
                     pass
             slowest = max(slowest, time.perf_counter() - t0)
-    assert tried == 2400
+    assert tried == 2100
     assert 0 < imported < tried  # some mutations are harmless, most are caught
     assert slowest < 2.0, f"a mutant took {slowest:.2f}s to read"
 
