@@ -378,9 +378,6 @@ def test_float16_clamps_to_the_fp16_range() -> None:
 # The reference models in ../shared against the TF converter
 # ---------------------------------------------------------------------------------------
 
-MAX_EVAL = 100  # samples per model: enough for a stable SQNR, fast enough for the suite
-
-
 def _score_module():  # noqa: ANN202
     path = SHARED_MODELS.parent / "tools" / "score.py"
     spec = importlib.util.spec_from_file_location("shared_score", path)
@@ -398,7 +395,7 @@ def test_shared_models_match_or_beat_tf(shared_model: Path, mode: str, tf_file: 
     res.save(ours)
     tf = shared_model / tf_file
     z = np.load(shared_model / "eval.npz")
-    inputs = [z[k][:MAX_EVAL] for k in z.files if k != "labels"]
+    inputs = [z[k] for k in z.files if k != "labels"]  # all of eval.npz, as score.py
     ref = score.run(str(shared_model / "float.tflite"), inputs)
     got = score.run(str(ours), inputs)
     want = score.run(str(tf), inputs)
