@@ -33,6 +33,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     NoneType,
+    Signedness,
     StringAttr,
     TensorType,
     f32,
@@ -42,9 +43,10 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     IRDLOperation,
+    irdl_attr_definition,
     irdl_op_definition,
     opt_prop_def,
     prop_def,
@@ -376,6 +378,32 @@ UnidirectionalSequenceLstmOp = BUILTIN_CLASSES["UNIDIRECTIONAL_SEQUENCE_LSTM"]
 # ----------------------------------------------------------------------------------------
 
 
+@irdl_attr_definition
+class StringType(ParametrizedAttribute, TypeAttribute):
+    """TFLite STRING elements: `tensor<3x!tfl.string>`. A string constant's payload is the
+    raw TFLite string buffer (count, offsets, bytes) held as a 1-D ui8 dense attribute."""
+
+    name = "tfl.string"
+
+
+@irdl_attr_definition
+class ResourceType(ParametrizedAttribute, TypeAttribute):
+    """TFLite RESOURCE elements (handles of VAR_HANDLE / hash tables)."""
+
+    name = "tfl.resource"
+
+
+@irdl_attr_definition
+class VariantType(ParametrizedAttribute, TypeAttribute):
+    """TFLite VARIANT elements (tensor lists)."""
+
+    name = "tfl.variant"
+
+
+# Element types with no numeric payload: constants of them hold raw TFLite buffer bytes.
+OPAQUE_ELEMENT_TYPES = (StringType, ResourceType, VariantType)
+
+
 @irdl_op_definition
 class ConstOp(IRDLOperation):
     """A constant tensor. `value` holds raw bytes; for a quantized result it holds the
@@ -399,6 +427,10 @@ class ConstOp(IRDLOperation):
     def verify_(self) -> None:
         vt, rt = self.value.type, self.result.type
         assert isinstance(rt, TensorType)
+        if isinstance(rt.element_type, OPAQUE_ELEMENT_TYPES):
+            if vt.element_type != IntegerType(8, Signedness.UNSIGNED) or len(vt.get_shape()) != 1:
+                raise VerifyException(f"tfl.const of {rt.element_type} holds the raw TFLite buffer as a 1-D ui8 payload")
+            return
         if tuple(vt.get_shape()) != tuple(rt.get_shape()):
             raise VerifyException(f"tfl.const payload shape {tuple(vt.get_shape())} differs from result shape {tuple(rt.get_shape())}")
         q = quantized_element(rt)
@@ -482,11 +514,11 @@ class OpaqueOp(IRDLOperation):
 
 def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
-    return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType))
+    return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES))
 
 
 TFL = Dialect(
     "tfl",
     [*BUILTIN_CLASSES.values(), ConstOp, SparseConstOp, NoValueOp, VariableOp, OpaqueOp],
-    [],
+    [StringType, ResourceType, VariantType],
 )

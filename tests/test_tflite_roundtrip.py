@@ -714,3 +714,40 @@ def test_random_graphs_roundtrip(module):
     assert _text_roundtrip(again) == again
     inputs = sample_inputs(module, 1, seed=3, batch=2)
     assert _same_outputs(run_tflite(data, inputs), run_tflite(again, inputs))
+
+
+def _string_buffer(items: list[bytes]) -> bytes:
+    """TFLite's string tensor layout: count, count+1 offsets, then the bytes."""
+    header = 4 * (len(items) + 2)
+    offsets, pos = [], header
+    for it in items:
+        offsets.append(pos)
+        pos += len(it)
+    offsets.append(pos)
+    return struct.pack(f"<{len(items) + 2}i", len(items), *offsets) + b"".join(items)
+
+
+def test_string_tensors_roundtrip():
+    from xdsl.dialects.builtin import IntegerType, Signedness
+
+    words = [b"alpha", b"", "größe".encode()]
+    g = GraphBuilder("main", {"idx": ((2,), np.int32)})
+    raw = _string_buffer(words)
+    table = g.add(
+        tfl.ConstOp(
+            dense_from_numpy(np.frombuffer(raw, np.uint8), IntegerType(8, Signedness.UNSIGNED)),
+            TensorType(tfl.StringType(), [3]),
+            name="vocab",
+        )
+    )
+    y = g.op("GATHER", [table.results[0], g.x], (2,), tfl.StringType(), axis=0)
+    module = g.module([y])
+    module.verify()
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    text = print_module(back)
+    assert "tensor<3x!tfl.string>" in text
+    assert write_flatbuffer(back) == write_flatbuffer(read_flatbuffer(write_flatbuffer(back)))
+    assert _text_roundtrip(data) == write_flatbuffer(back)
+    (out,) = run_tflite(write_flatbuffer(back), {"idx": np.array([[2, 0]], np.int32)})
+    assert list(out[0]) == [words[2], words[0]]

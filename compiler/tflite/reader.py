@@ -85,6 +85,10 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
     15: (IntegerType(32, Signedness.UNSIGNED), "<u4"),
     16: (IntegerType(16, Signedness.UNSIGNED), "<u2"),
     18: (BFloat16Type(), "<u2"),
+    # no numeric payload: a constant keeps its raw TFLite buffer (string buffer format)
+    5: (tfl.StringType(), "u1"),
+    13: (tfl.ResourceType(), "u1"),
+    14: (tfl.VariantType(), "u1"),
 }
 _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
@@ -310,6 +314,8 @@ class _Importer:
         return info
 
     def _payload(self, info: _Tensor, raw: bytes) -> np.ndarray:
+        if isinstance(info.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES):
+            return np.frombuffer(raw, dtype=np.uint8)
         n = math.prod(info.shape)
         need = n * info.payload_dtype.itemsize
         if len(raw) != need:
@@ -548,6 +554,8 @@ def _storage_elem(t: TensorType) -> Attribute:
     e = t.element_type
     if isinstance(e, UniformQuantizedType):
         return e.storage_type
+    if isinstance(e, tfl.OPAQUE_ELEMENT_TYPES):
+        return IntegerType(8, Signedness.UNSIGNED)
     return e
 
 

@@ -54,6 +54,12 @@ def _type_code(elem: Attribute) -> int:
     TT = schema.TENSOR_TYPES
     if isinstance(elem, UniformQuantizedType):
         elem = elem.storage_type
+    if isinstance(elem, tfl.StringType):
+        return TT["STRING"]
+    if isinstance(elem, tfl.ResourceType):
+        return TT["RESOURCE"]
+    if isinstance(elem, tfl.VariantType):
+        return TT["VARIANT"]
     if isinstance(elem, Float32Type):
         return TT["FLOAT32"]
     if isinstance(elem, Float16Type):
