@@ -278,7 +278,9 @@ def _step(draw: st.DrawFn, b: GraphBuilder, live: list[SSAValue], ops: Sequence[
             {"padding": pad, "stride_w": s, "stride_h": s, "filter_width": k, "filter_height": k, "fused_activation_function": act},
         )
     if builtin == "MEAN":
-        return b.add(builtin, [x, b.const(np.array([1, 2], np.int32))], [1, shape[3]], {"keep_dims": False})
+        keep = draw(st.booleans())
+        out = [1, 1, 1, shape[3]] if keep else [1, shape[3]]
+        return b.add(builtin, [x, b.const(np.array([1, 2], np.int32))], out, {"keep_dims": keep})
     if builtin == "SOFTMAX":
         return b.add(builtin, [x], shape, {"beta": 1.0})
     if builtin == "RESIZE_BILINEAR":

@@ -533,6 +533,17 @@ def _mean_sum(op: Operation, compute_sum: bool) -> Kernel:
         axes = tuple(sorted({fk.axis_norm(int(a), r) + 1 for a in np.ravel(axis)}))
         total = x.astype(np.int64).sum(axis=axes, keepdims=keep)
         n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+        if not compute_sum and keep and r == 4 and axes == (2, 3) and qi.bits == 8 and qi.is_signed:
+            # LiteRT's optimized int8 Mean (4-D, keep_dims, over H and W): float32 bias and
+            # scale, the raw sum rescaled once.
+            f = np.float32
+            temp = f(f(qi.zero_point) * f(qi.scale) / f(qo.scale))
+            temp = f(temp + f(0.5)) if temp > 0 else f(temp - f(0.5))
+            bias = qo.zero_point - int(temp)
+            real = f(f(qi.scale) / (f(n) * f(qo.scale)))
+            mm, ss = qm.quantize_multiplier(float(real))
+            y = mbqm(total, mm, ss) + bias
+            return store(np.clip(y, -128, 127), qo)
         m, s = m0, s0
         if not compute_sum:
             shift = min(n.bit_length() - 1, 32, 31 + s)
