@@ -751,3 +751,38 @@ def test_string_tensors_roundtrip():
     assert _text_roundtrip(data) == write_flatbuffer(back)
     (out,) = run_tflite(write_flatbuffer(back), {"idx": np.array([[2, 0]], np.int32)})
     assert list(out[0]) == [words[2], words[0]]
+
+
+def _opaque(g: GraphBuilder, builtin: str, inputs, result_types, options: dict | None = None, table: str | None = None):
+    props = {"code": IntegerAttr(schema.BUILTIN_CODES[builtin], i32), "version": IntegerAttr(1, i32)}
+    if table is not None:
+        props["options_type"] = IntegerAttr(schema.OPTIONS_UNION[table], i32)
+        props["options"] = DictionaryAttr(options or {})
+    op = tfl.OpaqueOp.create(operands=list(inputs), result_types=list(result_types), properties=props)
+    g.add(op)
+    return op.results
+
+
+def test_resource_variables_stateful_model():
+    """VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE with a CALL_ONCE init subgraph."""
+    res = TensorType(tfl.ResourceType(), [])
+    main = GraphBuilder("main", {"x": ((1,), np.float32)})
+    _opaque(main, "CALL_ONCE", [], [], {"init_subgraph_index": IntegerAttr(1, i32)}, "CallOnceOptions")
+    (h,) = _opaque(main, "VAR_HANDLE", [], [res], {"shared_name": StringAttr("counter")}, "VarHandleOptions")
+    (v,) = _opaque(main, "READ_VARIABLE", [h], [ttype((1,))], {}, "ReadVariableOptions")
+    s = main.op("ADD", [v, main.x], (1,), name="total")
+    _opaque(main, "ASSIGN_VARIABLE", [h, s], [], {}, "AssignVariableOptions")
+    init = GraphBuilder("init", {})
+    (h0,) = _opaque(init, "VAR_HANDLE", [], [res], {"shared_name": StringAttr("counter")}, "VarHandleOptions")
+    _opaque(init, "ASSIGN_VARIABLE", [h0, init.const(np.array([10.0], np.float32))], [], {}, "AssignVariableOptions")
+    module = main.module([s], extra=[init.function([])])
+    module.verify()
+    data = write_flatbuffer(module)
+    back = read_flatbuffer(data)
+    assert "tensor<!tfl.resource>" in print_module(back)
+    again = write_flatbuffer(back)
+    assert _text_roundtrip(again) == again
+    x = {"x": np.array([[1.0], [2.0], [3.0]], np.float32)}
+    (out,) = run_tflite(again, x)
+    assert out.ravel().tolist() == [11.0, 13.0, 16.0]
+    assert _same_outputs(run_tflite(data, x), [out])
