@@ -13,6 +13,9 @@ Mapping (see docs/TEAM.md):
 - quantized tensors get a `!quant.uniform` element type; a tensor with only min/max is
   followed by a `quant.stats` op carrying the range;
 - shape_signature -1 becomes a dynamic (`?`) dimension;
+- STRING / RESOURCE / VARIANT tensors get `!tfl.string` / `!tfl.resource` / `!tfl.variant`
+  elements (a string constant keeps its raw TFLite buffer as a 1-D ui8 payload); other
+  types without an IR element (INT4, UINT4, INT2, FLOAT8) are refused with a clear error;
 - Operator.intermediates (quantized LSTM) become the op attribute `tfl.intermediates`:
   `[{name = "...", type = tensor<...>, stats = #quant.stats<...>?}, ...]`.
 
