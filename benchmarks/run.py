@@ -9,7 +9,7 @@ TF converter's files there (and ai-edge-quantizer when available):
 Per model and mode it prints, for tflquant, the TF converter and ai-edge-quantizer (AEQ):
 SQNR of every output against the float model on eval.npz (dB, as ../shared/tools/score.py),
 top-1 agreement, labelled accuracy, file size, LiteRT latency (single thread, median, the
-models interleaved in the same process), quantize wall time (calibration included, model
+invokes interleaved one by one in the same process), quantize wall time (calibration included, model
 read from disk, imports excluded) and peak memory of the quantizing process. Ratios are
 against references measured in this run: size and latency against the TF converter's file,
 wall time against AEQ's. Targets checked (marked OK / MISS):
@@ -195,27 +195,30 @@ def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
 
 
 def latencies_ms(paths: dict[str, Path], inputs: list[np.ndarray], budget_s: float) -> dict[str, float]:
-    """Median single-thread invoke time of each model, measured in interleaved rounds."""
+    """Median single-thread invoke time of each model. Invokes are interleaved one by one
+    (model order rotating), so load bursts from other processes hit every model alike."""
     its = {}
     for k, p in paths.items():
         it = _interp(p)
         for d, a in zip(it.get_input_details(), inputs):
             _feed(it, d, a[0])
-        it.invoke()
+        for _ in range(3):  # warm up
+            it.invoke()
         its[k] = it
     t = time.perf_counter()
     for it in its.values():
         it.invoke()
-    one = max((time.perf_counter() - t) / max(len(its), 1), 1e-6)
-    rounds = 7
-    reps = int(max(5, min(400, budget_s / rounds / max(len(its), 1) / one)))
-    times: dict[str, list[float]] = {k: [] for k in its}
-    for _ in range(rounds):
-        for k, it in its.items():
-            for _ in range(reps):
-                t = time.perf_counter()
-                it.invoke()
-                times[k].append(time.perf_counter() - t)
+    one_round = max(time.perf_counter() - t, 1e-6)
+    n = int(max(20, min(3000, budget_s / one_round)))
+    keys = list(its)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    for i in range(n):
+        for j in range(len(keys)):
+            k = keys[(i + j) % len(keys)]
+            it = its[k]
+            t = time.perf_counter()
+            it.invoke()
+            times[k].append(time.perf_counter() - t)
     return {k: 1000 * float(np.median(v)) for k, v in times.items()}
 
 
