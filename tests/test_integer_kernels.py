@@ -27,11 +27,6 @@ from conftest import shared_model_dir
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
-# Ops whose int16 kernel interpolates LiteRT's private sigmoid table: ours is rounded
-# from the formula, so they may differ by one unit (see integer_kernels.py).
-INT16_TABLE_OPS = {"tfl.logistic", "tfl.tanh"}
-
-
 def make_interpreter(model: bytes | str, delegates: bool, preserve: bool = False):  # noqa: ANN201
     kind = litert.OpResolverType.AUTO if delegates else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
@@ -149,11 +144,7 @@ def test_reference_models_op_by_op_bit_exact(name: str, variant: str) -> None:
     module = load_model(path)
     stats = op_by_op(module, str(path), [x[:, None] if x.ndim == 3 else x[None]])
     assert stats, "no integer op could be compared"
-    bad = {
-        label: st
-        for label, st in stats.items()
-        if st[1] and not (label.split(" ")[0] in INT16_TABLE_OPS and variant == "tf_int16x8" and st[0] <= 1)
-    }
+    bad = {label: st for label, st in stats.items() if st[1]}
     report = "\n".join(f"  {lbl}: max |diff| {st[0]}, {st[1]}/{st[2]} differ" for lbl, st in stats.items() if st[1])
     print(f"{name}/{variant}: {len(stats)} integer ops compared\n{report}")
     assert not bad, f"integer kernels differ from LiteRT:\n{report}"

@@ -24,8 +24,7 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
   MAX_POOL_2D: max over the valid window;
 - MEAN / SUM: reference_ops::QuantizedMeanOrSum (1/n folded into the multiplier);
 - LOGISTIC / TANH int8: the 256-entry table LUTPopulate builds from float32 math;
-  int16: LiteRT's interpolated sigmoid(i/24) table scheme, with our own rounding of the
-  table (LiteRT's is hand-tuned), so results may differ by one unit in the last place;
+  int16: LiteRT's fixed-point interpolation of a sigmoid(i/24) table (derived, bit-exact);
 - SOFTMAX int8: the float32 exp table of the optimized kernel (`PopulateSoftmaxLookupTable`,
   sequential float32 sum, round half away); int16: LUT-based reference (exp and 1/(1+x)
   tables with 9-bit interpolation);
@@ -624,11 +623,27 @@ def _lut_kernel(fn: Callable[[np.ndarray], np.ndarray]) -> Factory:
     return factory
 
 
-# LiteRT's int16 LOGISTIC/TANH interpolate a 256-entry table of sigmoid(i/24) in 0.16
-# fixed point. LiteRT ships its own rounded table; ours is round(65536 * sigmoid(i/24)),
-# which differs from it by one in the table's last bit at a few entries, so results can
-# differ by one unit in the last place (measured below 1% of elements).
-_SIGMOID_I24 = np.minimum(np.round(65536.0 / (1.0 + np.exp(-np.arange(256) / 24.0))), 65535).astype(np.int64)
+# LiteRT's int16 LOGISTIC/TANH interpolate a 256-entry table of 65536 * sigmoid(i/24).
+# Its entries are not plain roundings: they equal the least-squares fit of the
+# piecewise-linear interpolant to 65536 * sigmoid at the knots and midpoints, rounded,
+# with the last entry saturated to 65535 (we derive the table that way; checked equal to
+# the one the runtime uses by running LiteRT's int16 LOGISTIC/TANH kernels).
+def _sigmoid_table() -> np.ndarray:
+    n = 256
+    j = np.arange(2 * (n - 1) + 1)
+    k = np.minimum(j // 2, n - 2)
+    frac = (j - 2 * k) / 2.0
+    a = np.zeros((j.size, n))
+    a[np.arange(j.size), k] = 1.0 - frac
+    a[np.arange(j.size), k + 1] += frac
+    y = 65536.0 / (1.0 + np.exp(-(k + frac) / 24.0))
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    table = np.minimum(np.round(coef), 65535).astype(np.int64)
+    table[-1] = 65535
+    return table
+
+
+_SIGMOID_I24 = _sigmoid_table()
 
 
 def _int16_sigmoid_tanh_params(scale: float, tanh: bool) -> tuple[int, int]:
