@@ -2,7 +2,9 @@
 
 Afterwards no `quant.stats` op is left: every annotated float value `%x` is read only through
 `quant.dcast(quant.qcast(%x))`, with int8 asymmetric parameters (range widened to contain 0)
-or, for `activations=int16`, int16 symmetric parameters (zero point 0). Every float constant
+or, for `activations=int16`, int16 symmetric parameters (zero point 0) over the range widened
+by `int16-headroom` (default 1.3: 0.4 of 15 bits buys room for data beyond the calibration
+set; clipping, not resolution, is what limits 16x8 accuracy). Every float constant
 input of an op that has an integer kernel for those activations is wrapped the same way
 (one pair per use): weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3,
 FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in
@@ -76,8 +78,11 @@ class InsertFakeQuant(ModulePass):
 
     activations: str = "int8"
     per_channel: bool = True
+    int16_headroom: float = 1.3
 
     def __post_init__(self) -> None:
+        if not 1.0 <= self.int16_headroom <= 16.0:
+            raise TflquantError(f"insert-fake-quant: int16-headroom must be in [1, 16], got {self.int16_headroom}")
         if self.activations not in ACTIVATION_TYPES:
             raise TflquantError(f"insert-fake-quant: activations must be int8 or int16, got {self.activations!r}")
 
@@ -98,7 +103,8 @@ class InsertFakeQuant(ModulePass):
             if not is_f32(x.type):
                 raise TflquantError(f"insert-fake-quant: quant.stats on non-f32 value {describe(x)}")
             st = s.stats
-            qtype = activation_params(st.min, st.max, self.bits)
+            k = self.int16_headroom if self.bits == 16 else 1.0
+            qtype = activation_params(st.min * k, st.max * k, self.bits)
             q = quant.QuantizeCastOp(x, qtype)
             d = quant.DequantizeCastOp(q.result)
             block = s.parent_block()

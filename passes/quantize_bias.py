@@ -108,13 +108,15 @@ class QuantizeBias(ModulePass):
         if np.any(need > limit):
             wt, wscales = self._widen_filter(o, wc, wt, values, float(in_scale), limit, axis)
         bscales = (in_scale * wscales).astype(np.float32)
+        # the kernels multiply by double(s_in) * double(s_w[c]): quantize in those exact units
+        exact = np.float64(in_scale) * wscales.astype(np.float64)
         st = IntegerType(bits)
         if wt.per_axis:
             bt = UniformQuantizedType.make(st, [float(s) for s in bscales], 0, axis=0)
-            q = np.rint(values.astype(np.float64) / bscales.astype(np.float64))
+            q = np.rint(values.astype(np.float64) / exact)
         else:
             bt = UniformQuantizedType.make(st, float(bscales[0]), 0)
-            q = np.rint(values.astype(np.float64) / float(bscales[0]))
+            q = np.rint(values.astype(np.float64) / exact[0])
         hi = (1 << (bits - 1)) - 1
         q = np.clip(q, -hi, hi).astype(np.int32 if bits == 32 else np.int64)
         ttype = TensorType(bt, [n])

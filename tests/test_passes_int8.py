@@ -223,9 +223,12 @@ def test_bias_is_input_times_filter_scale(act: str, bias: str) -> None:
     assert x is not None and w is not None and b is not None
     assert b.bits == (32 if act == "int8" else int(bias[3:]))
     bq = conv.inputs[2].owner.numpy().astype(np.float64)  # type: ignore[union-attr]
-    real = bq * b.scale_array()
-    # each bias is the nearest multiple of its scale: error at most half a step
-    assert np.all(np.abs(real - np.array([0.123, -4.5, 0.7])) <= b.scale_array() / 2 + 1e-12)
+    # the kernels scale the accumulator by double(s_in) * double(s_w[c]): each bias integer is
+    # the nearest multiple of that unit (error at most half a step)
+    unit = np.float64(x.scale) * w.scale_array()
+    assert np.allclose(b.scale_array(), unit, rtol=1e-6)
+    want = np.array([0.123, -4.5, 0.7], np.float32).astype(np.float64)
+    assert np.all(np.abs(bq * unit - want) <= unit / 2 * (1 + 1e-9))
     # the all-zero channel borrows a usable scale instead of a huge or tiny one
     assert 0 < w.scale_array()[2] < 1
 

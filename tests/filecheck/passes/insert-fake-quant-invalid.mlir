@@ -1,7 +1,9 @@
 // RUN: tflquant-opt %s --split-input-file --verify-diagnostics -p insert-fake-quant | filecheck %s
 // RUN: not tflquant-opt %s -p 'insert-fake-quant{activations=int4}' 2>&1 | filecheck %s --check-prefix=OPTION
+// RUN: not tflquant-opt %s -p 'insert-fake-quant{int16-headroom=0.5}' 2>&1 | filecheck %s --check-prefix=HEADROOM
 
 // OPTION: insert-fake-quant: activations must be int8 or int16, got 'int4'
+// HEADROOM: insert-fake-quant: int16-headroom must be in [1, 16], got 0.5
 
 // A weight with NaN cannot be quantized: the error names the tensor.
 func.func @nan_weight(%x: tensor<1x2xf32> {tfl.name = "x"}) -> tensor<1x2xf32> {

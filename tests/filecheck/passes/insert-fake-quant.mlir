@@ -1,12 +1,14 @@
 // RUN: tflquant-opt %s --split-input-file -p insert-fake-quant | filecheck %s
 // RUN: tflquant-opt %s --split-input-file -p 'insert-fake-quant{activations=int16 per-channel=false}' | filecheck %s --check-prefix=I16
+// RUN: tflquant-opt %s --split-input-file -p 'insert-fake-quant{activations=int16 int16-headroom=1.0}' | filecheck %s --check-prefix=EXACT
 
 // Calibration statistics become fake quantization (qcast/dcast): int8 asymmetric
 // activations with the range widened to contain 0, int16 symmetric (zero point 0);
 // weights int8 symmetric [-127, 127], per channel (conv: dim 0) unless per-channel=false;
 // other constants like activations; biases stay float (quantize-bias handles them).
 
-// [-1, 3]: scale 4/255, zero point round(-128 + 1/(4/255)) = -64; int16: 3/32767.
+// [-1, 3]: scale 4/255, zero point round(-128 + 1/(4/255)) = -64; int16: 3 * 1.3 / 32767
+// (int16 ranges get 30% headroom; constants are exact: their own range, no headroom).
 // CHECK-LABEL: func.func @conv
 // CHECK:      %[[Q:.*]] = quant.qcast %x : tensor<1x3x3x2xf32> -> tensor<1x3x3x2x!quant.uniform<i8:f32, 0.015686275:-64>>
 // CHECK-NEXT: %[[X:.*]] = quant.dcast %[[Q]]
@@ -19,9 +21,11 @@
 // CHECK-NEXT: func.return %[[YD]]
 // CHECK-NOT:  quant.stats
 // I16-LABEL: func.func @conv
-// I16:       quant.qcast %x : tensor<1x3x3x2xf32> -> tensor<1x3x3x2x!quant.uniform<i16:f32, 9.155553e-05>>
+// I16:       quant.qcast %x : tensor<1x3x3x2xf32> -> tensor<1x3x3x2x!quant.uniform<i16:f32, 0.00011902219>>
 // I16:       quant.qcast %w : tensor<2x1x1x2xf32> -> tensor<2x1x1x2x!quant.uniform<i8<-127:127>:f32, 0.031496063>>
-// I16:       tensor<1x3x3x2x!quant.uniform<i16:f32, 6.103702e-05>>
+// I16:       tensor<1x3x3x2x!quant.uniform<i16:f32, 7.934812e-05>>
+// EXACT-LABEL: func.func @conv
+// EXACT:       quant.qcast %x : tensor<1x3x3x2xf32> -> tensor<1x3x3x2x!quant.uniform<i16:f32, 9.155553e-05>>
 func.func @conv(%x: tensor<1x3x3x2xf32> {tfl.name = "x"}) -> tensor<1x3x3x2xf32> {
   %xs = quant.stats %x, <-1.0, 3.0> : tensor<1x3x3x2xf32>
   %w = "tfl.const"() <{value = dense<[[[[4.0, -2.0]]], [[[-0.5, 0.25]]]]> : tensor<2x1x1x2xf32>}> {names = ["w"]} : () -> tensor<2x1x1x2xf32>

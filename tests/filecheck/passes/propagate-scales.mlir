@@ -13,8 +13,8 @@
 // CHECK:      quant.qcast %fc : {{.*}} -> tensor<1x32x!quant.uniform<i8:f32, 0.03137255:-1>>
 // CHECK:      quant.qcast %sm : {{.*}} -> tensor<1x32x!quant.uniform<i8:f32, 0.00390625:-128>>
 // I16-LABEL: func.func @chain
-// I16:       quant.qcast %p : {{.*}} -> tensor<1x2x2x2x!quant.uniform<i16:f32, 3.051851e-05>>
-// I16:       quant.qcast %r : {{.*}} -> tensor<1x8x!quant.uniform<i16:f32, 3.051851e-05>>
+// I16:       quant.qcast %p : {{.*}} -> tensor<1x2x2x2x!quant.uniform<i16:f32, 3.967406e-05>>
+// I16:       quant.qcast %r : {{.*}} -> tensor<1x8x!quant.uniform<i16:f32, 3.967406e-05>>
 // I16:       quant.qcast %sm : {{.*}} -> tensor<1x32x!quant.uniform<i16:f32, 3.0517578e-05>>
 func.func @chain(%x: tensor<1x4x4x2xf32> {tfl.name = "x"}) -> tensor<1x32xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4x4x2xf32>
@@ -50,8 +50,8 @@ func.func @chain(%x: tensor<1x4x4x2xf32> {tfl.name = "x"}) -> tensor<1x32xf32> {
 // CHECK:      quant.qcast %l : {{.*}} -> tensor<1x2x!quant.uniform<i8:f32, 0.00390625:-128>>
 // I16-LABEL: func.func @concat
 // I16:       quant.qcast %t : {{.*}} -> tensor<1x2x!quant.uniform<i16:f32, 3.0517578e-05>>
-// I16:       quant.qcast %ts : {{.*}} -> tensor<1x2x!quant.uniform<i16:f32, 0.00012207404>>
-// I16:       quant.qcast %c : {{.*}} -> tensor<1x6x!quant.uniform<i16:f32, 0.00012207404>>
+// I16:       quant.qcast %ts : {{.*}} -> tensor<1x2x!quant.uniform<i16:f32, 0.00015869625>>
+// I16:       quant.qcast %c : {{.*}} -> tensor<1x6x!quant.uniform<i16:f32, 0.00015869625>>
 
 func.func @concat(%a: tensor<1x2xf32> {tfl.name = "a"}, %b: tensor<1x2xf32> {tfl.name = "b"}) -> (tensor<1x6xf32>, tensor<1x2xf32>) {
   %as = quant.stats %a, <-1.0, 1.0> : tensor<1x2xf32>

@@ -10,7 +10,7 @@
 // CHECK-NEXT: "tfl.conv_2d"(%{{.*}}, %{{.*}}, %[[B]])
 // CHECK-NOT:  tfl.no_value
 // I16-LABEL: func.func @conv_no_bias
-// I16:       "tfl.const"() <{value = dense<0> : tensor<2xi32>}> {{.*}} : () -> tensor<2x!quant.uniform<i32:f32:0, {2.4030322e-07, 1.2015161e-07}>>
+// I16:       "tfl.const"() <{value = dense<0> : tensor<2xi32>}> {{.*}} : () -> tensor<2x!quant.uniform<i32:f32:0, {3.1239418e-07, 1.5619709e-07}>>
 func.func @conv_no_bias(%x: tensor<1x2x2x1xf32> {tfl.name = "x"}) -> tensor<1x2x2x2xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x2x2x1xf32>
   %w = "tfl.const"() <{value = dense<[[[[1.0]]], [[[0.5]]]]> : tensor<2x1x1x1xf32>}> {names = ["w"]} : () -> tensor<2x1x1x1xf32>
@@ -28,7 +28,7 @@ func.func @conv_no_bias(%x: tensor<1x2x2x1xf32> {tfl.name = "x"}) -> tensor<1x2x
 // CHECK-LABEL: func.func @depthwise
 // CHECK:      "tfl.const"() <{value = dense<[4048, -32385]> : tensor<2xi32>}> {names = ["dw/b"]} : () -> tensor<2x!quant.uniform<i32:f32:0, {6.175699e-05, 3.0878495e-05}>>
 // I16-LABEL: func.func @depthwise
-// I16:       "tfl.const"() <{value = dense<[1040352, -8322818]> : tensor<2xi64>}> {names = ["dw/b"]} : () -> tensor<2x!quant.uniform<i64:f32:0, {2.4030322e-07, 1.2015161e-07}>>
+// I16:       "tfl.const"() <{value = dense<[800271, -6402168]> : tensor<2xi64>}> {names = ["dw/b"]} : () -> tensor<2x!quant.uniform<i64:f32:0, {3.1239418e-07, 1.5619709e-07}>>
 
 func.func @depthwise(%x: tensor<1x2x2x2xf32> {tfl.name = "x"}) -> tensor<1x2x2x2xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x2x2x2xf32>
@@ -47,7 +47,7 @@ func.func @depthwise(%x: tensor<1x2x2x2xf32> {tfl.name = "x"}) -> tensor<1x2x2x2
 // channel keeps its scale 1/127.
 // CHECK-LABEL: func.func @overflow
 // CHECK:      "tfl.const"() <{value = dense<{{\[\[}}0, 0], [64, 127]]> : tensor<2x2xi8>}> {names = ["fc/w"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.11874374, 0.007874016}>>
-// CHECK-NEXT: "tfl.const"() <{value = dense<[1073740775, 16192500]> : tensor<2xi32>}> {names = ["fc/b"]} : () -> tensor<2x!quant.uniform<i32:f32:0, {9.313235e-07, 6.1756985e-08}>>
+// CHECK-NEXT: "tfl.const"() <{value = dense<[1073740765, 16192499]> : tensor<2xi32>}> {names = ["fc/b"]} : () -> tensor<2x!quant.uniform<i32:f32:0, {9.313235e-07, 6.1756985e-08}>>
 
 func.func @overflow(%x: tensor<1x2xf32> {tfl.name = "x"}) -> tensor<1x2xf32> {
   %xs = quant.stats %x, <-0.001, 0.001> : tensor<1x2xf32>

@@ -20,7 +20,7 @@
 // CHECK-NEXT: %[[OUT1:.*]] = "tfl.dequantize"(%[[A]]) {names = ["add"]}
 // CHECK-NEXT: func.return %[[OUT1]], %[[OUT2]]
 // ADD on int16 uses the general-scale kernel.
-// I16: "tfl.add"({{.*}}) <{pot_scale_int16 = false}> {names = ["add_int16"]} : (tensor<1x2x2x2x!quant.uniform<i16:f32, 0.00018311106>>, tensor<2x!quant.uniform<i16:f32, 1.5259255e-05>>) -> tensor<1x2x2x2x!quant.uniform<i16:f32, 0.00019837031>>
+// I16: "tfl.add"({{.*}}) <{pot_scale_int16 = false}> {names = ["add_int16"]} : (tensor<1x2x2x2x!quant.uniform<i16:f32, 0.00023804438>>, tensor<2x!quant.uniform<i16:f32, 1.5259255e-05>>) -> tensor<1x2x2x2x!quant.uniform<i16:f32, 0.0002578814>>
 func.func @main(%x: tensor<1x2x2x2xf32> {tfl.name = "x"}) -> (tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>) {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x2x2x2xf32>
   %w = "tfl.const"() <{value = dense<[[[[1.0, -2.0]]], [[[0.5, 0.25]]]]> : tensor<2x1x1x2xf32>}> {names = ["w"]} : () -> tensor<2x1x1x2xf32>

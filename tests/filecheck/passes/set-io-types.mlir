@@ -15,7 +15,7 @@
 // U8-NEXT: %[[R:.*]] = "tfl.relu"(%[[Q]])
 // U8-NEXT: %[[O:.*]] = "tfl.quantize"(%[[R]]) {names = ["relu"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>) -> tensor<1x4x!quant.uniform<ui8:f32, 0.003921569>>
 // U8-NEXT: func.return %[[O]], %t
-// I16:      func.func @main(%x: tensor<1x4x!quant.uniform<i16:f32, 3.051851e-05>> {tfl.name = "x"}, %t: tensor<1x4xi32> {tfl.name = "ids"}) -> (tensor<1x4x!quant.uniform<i16:f32, 3.051851e-05>>, tensor<1x4xi32>)
+// I16:      func.func @main(%x: tensor<1x4x!quant.uniform<i16:f32, 3.967406e-05>> {tfl.name = "x"}, %t: tensor<1x4xi32> {tfl.name = "ids"}) -> (tensor<1x4x!quant.uniform<i16:f32, 3.967406e-05>>, tensor<1x4xi32>)
 func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}, %t: tensor<1x4xi32> {tfl.name = "ids"}) -> (tensor<1x4xf32>, tensor<1x4xi32>) {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
   %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
