@@ -152,6 +152,10 @@ class InsertFakeQuant(ModulePass):
                 continue
             for i, v in enumerate(list(o.operands)):
                 if i == info.bias:
+                    if fp16_weight(v) is not None:  # an fp16 bias: quantize-bias reads float32
+                        w = self._const_values(v, materialized, o)
+                        assert w is not None
+                        o.operands[i] = w[1]
                     continue
                 w = self._const_values(v, materialized, o)
                 if w is None:

@@ -84,3 +84,25 @@ func.func @matmul(%x: tensor<2x3xf32> {tfl.name = "x"}) -> tensor<2x2xf32> {
   %z = "tfl.cumsum"(%ys, %c) {names = ["cs"]} : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
   func.return %z : tensor<2x2xf32>
 }
+
+// -----
+
+// Weights stored as fp16 behind a DEQUANTIZE (a float16-converted model) are read as their
+// float32 values: the filter is fake-quantized, the bias becomes a float32 constant for
+// quantize-bias, and the DEQUANTIZE ops disappear.
+// CHECK-LABEL: func.func @fp16_weights
+// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}1.000000e+00]]], {{\[\[\[}}-5.000000e-01]]]]> : tensor<2x1x1x1xf32>}> {names = ["w16"]}
+// CHECK:      %[[B:.*]] = "tfl.const"() <{value = dense<[2.500000e-01, 0.000000e+00]> : tensor<2xf32>}> {names = ["b16"]}
+// CHECK:      quant.qcast %[[W]] : tensor<2x1x1x1xf32> -> tensor<2x1x1x1x!quant.uniform<i8<-127:127>:f32:0, {0.007874016, 0.003937008}>>
+// CHECK:      "tfl.conv_2d"(%{{.*}}, %{{.*}}, %[[B]])
+// CHECK-NOT:  tfl.dequantize
+func.func @fp16_weights(%x: tensor<1x1x1x1xf32> {tfl.name = "x"}) -> tensor<1x1x1x2xf32> {
+  %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x1x1x1xf32>
+  %w16 = "tfl.const"() <{value = dense<[[[[1.0]]], [[[-0.5]]]]> : tensor<2x1x1x1xf16>}> {names = ["w16"]} : () -> tensor<2x1x1x1xf16>
+  %w = "tfl.dequantize"(%w16) {names = ["w"]} : (tensor<2x1x1x1xf16>) -> tensor<2x1x1x1xf32>
+  %b16 = "tfl.const"() <{value = dense<[0.25, 0.0]> : tensor<2xf16>}> {names = ["b16"]} : () -> tensor<2xf16>
+  %b = "tfl.dequantize"(%b16) {names = ["b"]} : (tensor<2xf16>) -> tensor<2xf32>
+  %y = "tfl.conv_2d"(%xs, %w, %b) <{padding = "VALID", stride_w = 1 : i32, stride_h = 1 : i32}> {names = ["conv"]} : (tensor<1x1x1x1xf32>, tensor<2x1x1x1xf32>, tensor<2xf32>) -> tensor<1x1x1x2xf32>
+  %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x1x1x2xf32>
+  func.return %ys : tensor<1x1x1x2xf32>
+}
