@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
     f32,
-    i1,
+    f64,
     i8,
     i16,
     i32,
@@ -85,26 +85,40 @@ def enum_of(table: str, field: str) -> dict[str, int] | None:
 
 
 def option_to_attr(table: str, field: str, ftype: str, value: Any) -> Attribute:
-    """A Python option value (ints for enums) as the property attribute the dialect uses."""
+    """A Python option value (ints for enums) as the property attribute the dialect uses.
+
+    Vectors are never enums (StableHLO's `padding` is an [i64]); byte vectors are bytes,
+    float vectors f32/f64 arrays, integer vectors i32/i64 arrays."""
+    if ftype.startswith("["):
+        elem = ftype[1:-1]
+        if elem in ("u8", "i8"):
+            return BytesAttr(bytes(np.asarray(value, dtype=np.uint8 if elem == "u8" else np.int8).tobytes()))
+        if elem in ("f32", "f64"):
+            return DenseArrayBase.from_list(f32 if elem == "f32" else f64, [float(v) for v in value])
+        return DenseArrayBase.from_list(i64 if elem in ("i64", "u64", "u32") else i32, [int(v) for v in value])
     if (enum := enum_of(table, field)) is not None:
         names = {v: k for k, v in enum.items()}
         return StringAttr(names.get(int(value), str(int(value))))
     if ftype == "bool":
         return BoolAttr.from_bool(bool(value))
     if ftype in ("f32", "f64"):
-        return FloatAttr(float(value), f32 if ftype == "f32" else 64)  # type: ignore[arg-type]
+        return FloatAttr(float(value), f32 if ftype == "f32" else f64)
     if ftype == "string":
         return StringAttr(str(value))
-    if ftype.startswith("["):
-        elem = ftype[1:-1]
-        if elem in ("u8", "i8"):
-            return BytesAttr(bytes(np.asarray(value, dtype=np.uint8 if elem == "u8" else np.int8).tobytes()))
-        return DenseArrayBase.from_list(i64 if elem in ("i64", "u64", "u32") else i32, [int(v) for v in value])
     return IntegerAttr(int(value), _SCALAR_ATTR_TYPES[ftype])
 
 
 def attr_to_option(table: str, field: str, ftype: str, attr: Attribute) -> Any:
-    """Inverse of option_to_attr: the Python value the flatbuffer stores."""
+    """Inverse of option_to_attr: the Python value the flatbuffer stores. Also takes what
+    text IR parses back (a byte vector that is valid UTF-8 reads back as a string)."""
+    if ftype.startswith("["):
+        elem = ftype[1:-1]
+        if isinstance(attr, (BytesAttr, StringAttr)):
+            raw = attr.data if isinstance(attr, BytesAttr) else attr.data.encode("utf-8", errors="surrogateescape")
+            return list(np.frombuffer(raw, dtype=np.int8 if elem == "i8" else np.uint8))
+        assert isinstance(attr, DenseArrayBase)
+        conv = float if elem in ("f32", "f64") else int
+        return [conv(v) for v in attr.get_values()]
     if (enum := enum_of(table, field)) is not None:
         assert isinstance(attr, StringAttr)
         if attr.data in enum:
@@ -117,13 +131,10 @@ def attr_to_option(table: str, field: str, ftype: str, attr: Attribute) -> Any:
         assert isinstance(attr, FloatAttr)
         return float(attr.value.data)
     if ftype == "string":
+        if isinstance(attr, BytesAttr):
+            return attr.data.decode("utf-8", errors="surrogateescape")
         assert isinstance(attr, StringAttr)
         return attr.data
-    if ftype.startswith("["):
-        if isinstance(attr, BytesAttr):
-            return list(np.frombuffer(attr.data, dtype=np.uint8 if ftype == "[u8]" else np.int8))
-        assert isinstance(attr, DenseArrayBase)
-        return [int(v) for v in attr.get_values()]
     assert isinstance(attr, IntegerAttr)
     return int(attr.value.data)
 

@@ -594,9 +594,7 @@ def test_typed_options_roundtrip(builtin):
 def test_opaque_options_roundtrip(is2, table, fields):
     """Every options table (BuiltinOptions and BuiltinOptions2) survives on an opaque op."""
     union = schema.OPTIONS2_UNION if is2 else schema.OPTIONS_UNION
-    from tflquant.tflite.reader import _option_attr
-
-    values = {f: _option_attr(table, f, t, _non_default(table, f, t, d)) for f, _s, t, d in fields}
+    values = {f: tfl.option_to_attr(table, f, t, _non_default(table, f, t, d)) for f, _s, t, d in fields}
     props = {
         "code": IntegerAttr(9999, i32),
         "version": IntegerAttr(2, i32),

@@ -54,9 +54,7 @@ from xdsl.dialects.builtin import (
     Signedness,
     StringAttr,
     TensorType,
-    f32,
     i32,
-    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -472,7 +470,7 @@ class _Importer:
                 fields = {f: (t, d) for f, _s, t, d in tables[table_name]}
                 decoded = _decode_options(table_name, src, tables)
                 props["options"] = DictionaryAttr(
-                    {f: _option_attr(table_name, f, fields[f][0], v) for f, v in decoded.items()}
+                    {f: tfl.option_to_attr(table_name, f, fields[f][0], v) for f, v in decoded.items()}
                 )
             if custom is not None:
                 props["custom_options"] = BytesAttr(custom)
@@ -536,17 +534,6 @@ class _Importer:
             result_types=[inf.ttype],
             attributes={"names": ArrayAttr([StringAttr(inf.name)])},
         )
-
-
-def _option_attr(table: str, field: str, ftype: str, value: object) -> Attribute:
-    """tfl.option_to_attr, except that vectors never go through the enum names (StableHLO
-    `padding` is an [i64], not a Padding) and float vectors stay floats."""
-    if ftype == "[f32]":
-        return DenseArrayBase.from_list(f32, [float(v) for v in value])  # type: ignore[attr-defined]
-    if ftype.startswith("[") and ftype not in ("[u8]", "[i8]"):
-        elem = ftype[1:-1]
-        return DenseArrayBase.from_list(i64 if elem in ("i64", "u64", "u32") else i32, [int(v) for v in value])  # type: ignore[attr-defined]
-    return tfl.option_to_attr(table, field, ftype, value)
 
 
 def _ints(v: np.ndarray | None) -> list[int]:

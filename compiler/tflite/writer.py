@@ -602,18 +602,8 @@ def _emit_options(bld: Builder, table: str, values: dict[str, object], tables: d
 
 
 def _option_value(table: str, field: str, ftype: str, a: Attribute) -> object:
-    """An option attribute as the value to store; also accepts what text IR parses back
-    (a byte vector that is valid UTF-8 reads back as a string) and float vectors."""
+    """An option attribute as the value to store, or a clear error."""
     try:
-        if ftype in ("[u8]", "[i8]") and isinstance(a, (BytesAttr, StringAttr)):
-            raw = a.data if isinstance(a, BytesAttr) else a.data.encode("utf-8", errors="surrogateescape")
-            return list(np.frombuffer(raw, dtype=np.uint8 if ftype == "[u8]" else np.int8))
-        if ftype == "[f32]" and isinstance(a, DenseArrayBase):
-            return [float(v) for v in a.get_values()]
-        if ftype.startswith("[") and isinstance(a, DenseArrayBase):
-            return [int(v) for v in a.get_values()]
-        if ftype == "string" and isinstance(a, BytesAttr):
-            return a.data.decode("utf-8", errors="surrogateescape")
         return tfl.attr_to_option(table, field, ftype, a)
     except (AssertionError, ValueError, TypeError) as e:
         raise TflquantError(f"option {field} of {table} has an invalid value {a}: {e}") from None
