@@ -54,6 +54,7 @@ WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
     "GATHER": {0: (None, False)},
     "UNIDIRECTIONAL_SEQUENCE_LSTM": {i: (None, True) for i in (*range(1, 12), 16)},
 }
+HYBRID_OPS = {k for k, slots in WEIGHT_INPUTS.items() if any(h for _axis, h in slots.values())}
 # GATHER tables up to this size are dequantized once (a float copy stays in memory).
 GATHER_DEQUANTIZE_ONCE_MAX = 1 << 20
 # Hybrid kernels that only accept per-channel weights (LiteRT depthwise_conv.cc).
@@ -152,12 +153,13 @@ class QuantizeWeights(ModulePass):
 
     # -------------------------------------------------------------------------------
     def _apply_block(self, f: func.FuncOp) -> None:
-        # Plan: source value -> chosen axis (None = per tensor), in program order.
+        # Plan: source value -> chosen axis (None = per tensor), in program order; readers
+        # with a hybrid kernel choose first (a table tied to an output projection keeps the
+        # projection hybrid and is dequantized once for the GATHER).
         plans: dict[SSAValue, int | None] = {}
-        for o in list(f.walk()):
-            kind = _op_kind(o)
-            if kind not in WEIGHT_INPUTS:
-                continue
+        readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS]
+        readers.sort(key=lambda ok: ok[1] not in HYBRID_OPS)  # stable: program order kept
+        for o, kind in readers:
             if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
                 self._plan_lstm(o, plans)
                 continue

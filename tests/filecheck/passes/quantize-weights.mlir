@@ -228,3 +228,20 @@ func.func @lstm_small(%x: tensor<1x1x1xf32>) -> tensor<1x1x2xf32> {
   %y = "tfl.unidirectional_sequence_lstm"(%x, %s, %s, %s, %s, %w, %w, %w, %w, %n, %n, %n, %b, %b, %b, %b, %n, %n, %h, %c, %n, %n, %n, %n) <{fused_activation_function = "TANH"}> : (tensor<1x1x1xf32>, tensor<2x1xf32>, tensor<2x1xf32>, tensor<2x1xf32>, tensor<2x1xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, none, none, none, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, none, none, tensor<1x2xf32>, tensor<1x2xf32>, none, none, none, none) -> tensor<1x1x2xf32>
   func.return %y : tensor<1x1x2xf32>
 }
+
+// -----
+
+// An embedding table tied to the output projection: the projection (hybrid kernel) decides
+// the layout, per channel along dim 0, and the GATHER reads the table through a DEQUANTIZE.
+// CHECK-LABEL: func.func @tied_embedding
+// CHECK:      %[[T:.*]] = "tfl.const"() {{.*}} {names = ["tied"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
+// CHECK-NEXT: %[[TD:.*]] = "tfl.dequantize"(%[[T]])
+// CHECK:      "tfl.gather"(%[[TD]], %ids)
+// CHECK:      "tfl.fully_connected"(%{{.*}}, %[[T]], %{{.*}}) <{asymmetric_quantize_inputs = true}>
+func.func @tied_embedding(%ids: tensor<3xi32>, %h: tensor<3x2xf32>) -> (tensor<3x2xf32>, tensor<3x2xf32>) {
+  %t = "tfl.const"() <{value = dense<[[4.0, 0.0], [-2.0, 1.0]]> : tensor<2x2xf32>}> {names = ["tied"]} : () -> tensor<2x2xf32>
+  %g = "tfl.gather"(%t, %ids) <{axis = 0 : i32}> : (tensor<2x2xf32>, tensor<3xi32>) -> tensor<3x2xf32>
+  %n = "tfl.no_value"() : () -> none
+  %y = "tfl.fully_connected"(%h, %t, %n) : (tensor<3x2xf32>, tensor<2x2xf32>, none) -> tensor<3x2xf32>
+  func.return %g, %y : tensor<3x2xf32>, tensor<3x2xf32>
+}
