@@ -71,8 +71,18 @@ SAFE_OPS: tuple[str, ...] = (
     "HARD_SWISH",
     "RESIZE_BILINEAR",
 )
+# More ops the quantizer handles, drawn only when asked for (ops=SAFE_OPS + EXTRA_OPS).
+EXTRA_OPS: tuple[str, ...] = (
+    "ABS",
+    "EXP",
+    "LEAKY_RELU",
+    "PRELU",
+    "L2_NORMALIZATION",
+    "MAXIMUM",
+    "MINIMUM",
+)
 # Ops without an int16 kernel in LiteRT (OPPROP quantizable_int16 = false).
-NOT_INT16 = frozenset({"HARD_SWISH"})
+NOT_INT16 = frozenset({"HARD_SWISH", "PRELU", "L2_NORMALIZATION"})
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,7 +303,20 @@ def _step(draw: st.DrawFn, b: GraphBuilder, live: list[SSAValue], ops: Sequence[
             [1, oh, ow, c],
             {"align_corners": False, "half_pixel_centers": hp},
         )
-    # elementwise unary: LOGISTIC, TANH, RELU, RELU6, HARD_SWISH
+    if builtin == "LEAKY_RELU":
+        return b.add(builtin, [x], shape, {"alpha": draw(st.sampled_from([0.1, 0.2, 0.3]))})
+    if builtin == "PRELU":
+        alpha = (b.rng.uniform(0.05, 0.5, [shape[-1]])).astype(np.float32)
+        return b.add(builtin, [x, b.const(alpha)], shape)
+    if builtin in ("MAXIMUM", "MINIMUM"):
+        other = [v for v in live[:-1] if shape_of(v) == shape]
+        y = draw(st.sampled_from(other)) if other and draw(st.booleans()) else b.const((b.rng.standard_normal(shape) * 0.5).astype(np.float32))
+        return b.add(builtin, [x, y], shape)
+    if builtin == "EXP":
+        # keep exp's input small: scale it down first (MUL by a constant)
+        small = b.add("MUL", [x, b.const(np.array([0.25], np.float32))], shape, {"fused_activation_function": "NONE"})
+        return b.add(builtin, [small], shape)
+    # elementwise unary: LOGISTIC, TANH, RELU, RELU6, HARD_SWISH, ABS, L2_NORMALIZATION
     return b.add(builtin, [x], shape)
 
 
@@ -431,6 +454,7 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
         return qm.choose_activation_params(lo, hi, bits=act_bits, symmetric=i16)
 
     fixed = {
+        "L2_NORMALIZATION": (1 / 128, 0),
         "LOGISTIC": (1 / 32768, 0) if i16 else (1 / 256, -128),
         "SOFTMAX": (1 / 32768, 0) if i16 else (1 / 256, -128),
         "TANH": (1 / 32768, 0) if i16 else (1 / 128, 0),
@@ -485,7 +509,7 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
             wc = emit(tfl.ConstOp(dense_from_numpy(wq), _tensor(w.shape, wt)))
             bc = emit(tfl.ConstOp(dense_from_numpy(bq), _tensor(bias.shape, bt)))
             operands = [mapping[x], wc.result, bc.result]
-        elif kind in ("ADD", "SUB", "MUL"):
+        elif kind in ("ADD", "SUB", "MUL", "PRELU"):
             for v in op.inputs:
                 if v in consts:
                     c = consts[v]
@@ -497,9 +521,21 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
                     operands.append(mapping[v])
             if i16 and kind in ("ADD", "SUB"):
                 options["pot_scale_int16"] = False
-        elif kind == "CONCATENATION":
+        elif kind in ("CONCATENATION", "MAXIMUM", "MINIMUM"):
             ot = act_type(out)
+            if kind != "CONCATENATION":  # inputs share the output's range: cover both
+                lo = min(ranges_.get(v, (0.0, 0.0))[0] for v in op.inputs if v in ranges_)
+                hi = max(ranges_.get(v, (0.0, 0.0))[1] for v in op.inputs if v in ranges_)
+                cs = [consts[v] for v in op.inputs if v in consts]
+                lo = min([lo, *[float(c.min()) for c in cs]])
+                hi = max([hi, *[float(c.max()) for c in cs]])
+                ot = qm.choose_activation_params(lo, hi, bits=act_bits, symmetric=i16)
             for v in op.inputs:
+                if v in consts:
+                    c = consts[v]
+                    cc = emit(tfl.ConstOp(dense_from_numpy(qm.quantize(c, ot)), _tensor(c.shape, ot)))
+                    operands.append(cc.result)
+                    continue
                 nv = mapping[v]
                 operands.append(nv if new_types[v] == ot else requant(nv, ot))
         else:

@@ -956,6 +956,93 @@ def _rsqrt(op: Operation) -> Kernel:
     return run
 
 
+@kernel("ABS")
+def _abs(op: Operation) -> Kernel:
+    """|x - zp_in|, rescaled by s_in / s_out when the parameters differ, + zp_out."""
+    qi, qo = in_q(op, 0), out_q(op)
+    rescale = (f32(qi.scale), qi.zero_point) != (f32(qo.scale), qo.zero_point)
+    m, s = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+    lo, hi = qo.qmin, qo.qmax
+
+    def run(x: np.ndarray) -> np.ndarray:
+        v = np.abs(x.astype(np.int64) - qi.zero_point)
+        y = mbqm(v, m, s) + qo.zero_point if rescale else v + qo.zero_point
+        return store(np.clip(y, lo, hi), qo)
+
+    return run
+
+
+@kernel("PRELU")
+def _prelu(op: Operation) -> Kernel:
+    """x >= zp: (x - zp) * s_in / s_out; else (x - zp)(a - zp_a) * s_in s_a / s_out."""
+    qi, qa, qo = in_q(op, 0), in_q(op, 1), out_q(op)
+    m1, s1 = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
+    m2, s2 = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) * np.float64(f32(qa.scale)) / np.float64(f32(qo.scale))))
+
+    def run(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        x, alpha = fk.align(x, alpha)
+        d = x.astype(np.int64) - qi.zero_point
+        a = alpha.astype(np.int64) - qa.zero_point
+        y = np.where(d >= 0, mbqm(d, m1, s1), mbqm(d * a, m2, s2)) + qo.zero_point
+        return store(np.clip(y, qo.qmin, qo.qmax), qo)
+
+    return run
+
+
+@kernel("L2_NORMALIZATION")
+def _l2norm(op: Operation) -> Kernel:
+    """int8: x / sqrt(sum (x - zp)^2) in units of 1/128, via the fixed-point inverse sqrt."""
+    qi, qo = in_q(op, 0), out_q(op)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        d = x.astype(np.int64) - qi.zero_point
+        acc = (d * d).sum(axis=-1, keepdims=True)
+        im, ish = inv_sqrt_multiplier(acc)
+        y = mbqm(d, im, ish + 7)
+        return store(np.clip(y, -128, 127), qo)
+
+    return run
+
+
+def _lut16_populate_f32(qi: UniformQuantizedType, qo: UniformQuantizedType, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """LUTPopulate<int16> (float flavour): the same 513-entry table in float32 arithmetic."""
+    f = np.float32
+    s_in, s_out = f(qi.scale), f(qo.scale)
+    input_min = f(s_in * f(-32768 - qi.zero_point))
+    input_max = f(s_in * f(32767 - qi.zero_point))
+    output_min = f(s_out * f(-32768 - qo.zero_point))
+    output_max = f(s_out * f(32767 - qo.zero_point))
+    step = f(f(input_max - input_min) / f(512))
+    half = f(step / f(2))
+    inv = f(f(65536) / f(output_max - output_min))
+    i = np.arange(512, dtype=np.float32)
+    x0 = (input_min + (i * step).astype(np.float32)).astype(np.float32)
+    x1 = (input_min + (f(1) * (i + f(1)) * step).astype(np.float32)).astype(np.float32)
+    xm = (x0 + half).astype(np.float32)
+    val, mid, nxt = (fn(v).astype(np.float32) for v in (x0, xm, x1))
+    r = qm.round_half_away
+    sample = r((val * inv).astype(np.float32))
+    mid_interp = r(((nxt * inv).astype(np.float32) + r((val * inv).astype(np.float32)).astype(np.float32)) / f(2))
+    mid_val = r((mid * inv).astype(np.float32))
+    bias = r((mid_interp - mid_val) / 2)
+    lut = np.empty(513, np.int64)
+    lut[:512] = np.clip(sample - bias, -32768, 32767)
+    lut[512] = np.clip(r((fn(np.array([input_max], np.float32)).astype(np.float32) * inv).astype(np.float32))[0], -32768, 32767)
+    return lut
+
+
+def _exp(op: Operation) -> Kernel:
+    qi, qo = in_q(op, 0), out_q(op)
+    fn = lambda v: np.exp(v).astype(np.float32)  # noqa: E731
+    if qi.bits == 8:
+        return _lut_kernel(fn)(op)
+    lut = _lut16_populate_f32(qi, qo, fn)
+    return lambda x: store(_lut16_lookup(x, lut), qo)
+
+
+KERNELS["EXP"] = _exp
+
+
 # ---------------------------------------------------------------------------------------
 # Data movement
 # ---------------------------------------------------------------------------------------
