@@ -188,6 +188,14 @@ class RewriteInteger(ModulePass):
             qt = quant.quantized_element(q.result.type)
             assert qt is not None
             if isinstance(x, BlockArgument):
+                for u in list(q.result.uses):  # float readers take the argument itself
+                    if isinstance(u.operation, quant.DequantizeCastOp):
+                        u.operation.result.replace_all_uses_with(x)
+                        erase_if_unused(u.operation)
+                if not q.result.uses:
+                    q.detach()
+                    q.erase()
+                    continue
                 name = f"{value_name(x) or 'input'}_{storage_suffix(qt)}"
                 new = tfl.QuantizeOp([x], [q.result.type], names=[name])
                 Rewriter.insert_op(new, _before(q))

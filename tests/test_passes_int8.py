@@ -295,3 +295,12 @@ def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
             if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.QuantizeOp | tfl.DequantizeOp):
                 stayed_float = any(is_f32(v.type) for v in o.results)
                 assert stayed_float == (not has_kernel(o, bits)), f"{o.name}: float={stayed_float} in {mode}"
+
+
+def test_quantizing_a_quantized_model_changes_nothing() -> None:
+    """An int8 model run through the chain again keeps every op and type (idempotence)."""
+    module = MODELS["cnn"]()
+    calib = sample_inputs(module, 16, seed=1)
+    once = quantize_module(module, calib, mode="int8").model
+    twice = tflquant.quantize(once, mode="int8", representative_dataset=calib).model
+    assert str(read_flatbuffer(once)) == str(read_flatbuffer(twice))
