@@ -99,8 +99,11 @@ class IntegerInterpreter:
                     k = ik.KERNELS[key](op)
                 except TflquantError as e:
                     raise TflquantError(f"{_label(op)}: {e}") from None
-                self._steps.append((op, k, True))
-                continue
+                except NotImplementedError:
+                    k = None  # this variant (e.g. int16) has no integer kernel: float below
+                if k is not None:
+                    self._steps.append((op, k, True))
+                    continue
             if quantized and self.strict:
                 raise TflquantError(f"{_label(op)} has no integer kernel (strict mode)")
             factory = fk.KERNELS.get(key)

@@ -1094,6 +1094,10 @@ def _float_passthrough(name: str) -> Factory:
 
 
 for _name in (
+    "MIRROR_PAD",
+    "EMBEDDING_LOOKUP",
+    "SELECT",
+    "SELECT_V2",
     "RESHAPE",
     "SQUEEZE",
     "EXPAND_DIMS",
@@ -1116,6 +1120,51 @@ for _name in (
 ):
     if _name in fk.KERNELS:
         KERNELS[_name] = _float_passthrough(_name)
+
+
+def _raw_passthrough(name: str) -> Factory:
+    """Ops whose non-quantized result depends only on the order of the values (ARG_MAX)."""
+
+    def factory(op: Operation) -> Kernel:
+        return fk.KERNELS[name](op)
+
+    return factory
+
+
+for _name in ("ARG_MAX", "ARG_MIN"):
+    KERNELS[_name] = _raw_passthrough(_name)
+
+
+def _comparison(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Factory:
+    """int8 comparisons: both inputs shifted left by 8 and rescaled by their own scale."""
+
+    def factory(op: Operation) -> Kernel:
+        q1, q2 = in_q(op, 0), in_q(op, 1)
+        if q1.bits != 8 or q2.bits != 8:
+            raise NotImplementedError("int16 comparisons are simulated in float")
+        m1, s1 = qm.quantize_multiplier(f32(q1.scale))
+        m2, s2 = qm.quantize_multiplier(f32(q2.scale))
+
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            a, b = fk.align(a, b)
+            x1 = mbqm((a.astype(np.int64) - q1.zero_point) << 8, m1, s1)
+            x2 = mbqm((b.astype(np.int64) - q2.zero_point) << 8, m2, s2)
+            return fn(x1, x2)
+
+        return run
+
+    return factory
+
+
+for _name, _fn in (
+    ("EQUAL", np.equal),
+    ("NOT_EQUAL", np.not_equal),
+    ("LESS", np.less),
+    ("LESS_EQUAL", np.less_equal),
+    ("GREATER", np.greater),
+    ("GREATER_EQUAL", np.greater_equal),
+):
+    KERNELS[_name] = _comparison(_fn)
 
 
 @kernel("PAD", "PADV2")
