@@ -145,32 +145,19 @@ def _read_input(path: str) -> tuple[bytes, str]:
 
 
 def _load_flatbuffer(data: bytes, name: str, ctx: Context) -> ModuleOp:
-    try:
-        from tflquant.tflite import reader  # type: ignore[attr-defined]
-    except ImportError:
-        raise TflquantError(f"{name}: reading .tflite needs tflquant.tflite.reader, which is not available yet") from None
-    fn = getattr(reader, "read_flatbuffer", None)
-    if fn is None:
-        raise TflquantError(f"{name}: tflquant.tflite.reader has no read_flatbuffer()")
-    params = inspect.signature(fn).parameters
-    kwargs = {}
-    if "ctx" in params:
-        kwargs["ctx"] = ctx
-    if "name" in params:
-        kwargs["name"] = name
-    module = fn(data, **kwargs)
-    return module
+    from tflquant.tflite.reader import read_flatbuffer
+
+    del ctx  # the reader builds its module with tflquant's own context
+    return read_flatbuffer(data, name=name)
 
 
 def _write_output(module_texts: list[str], modules: list[ModuleOp], path: str | None) -> None:
     if path is not None and path.endswith(".tflite"):
         if len(modules) != 1:
             raise TflquantError("-o *.tflite needs exactly one module (do not combine with --split-input-file)")
-        try:
-            from tflquant.tflite import writer  # type: ignore[attr-defined]
-        except ImportError:
-            raise TflquantError("writing .tflite needs tflquant.tflite.writer, which is not available yet") from None
-        data = writer.write_flatbuffer(modules[0])
+        from tflquant.tflite.writer import write_flatbuffer
+
+        data = write_flatbuffer(modules[0])
         from tflquant.fileio import atomic_write
 
         atomic_write(path, data)
