@@ -16,10 +16,10 @@ func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
 
 // -----
 
-// An output computed in float (no calibration for it) cannot become an integer tensor.
+// A relu without calibration data stays float, so its input cannot become an integer tensor.
 func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
   %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
   func.return %r : tensor<1x4xf32>
 }
-// FLOAT: set-io-types: model output tensor 'relu' is computed in float; it cannot become int8
+// FLOAT: set-io-types: model input tensor 'x' is read in float; it cannot become int8
