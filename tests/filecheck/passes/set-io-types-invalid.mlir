@@ -23,3 +23,16 @@ func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
   func.return %r : tensor<1x4xf32>
 }
 // FLOAT: set-io-types: model input tensor 'x' is read in float; it cannot become int8
+
+// -----
+
+// An output computed by a float op (CUMSUM has no integer kernel) cannot become an integer tensor.
+func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
+  %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
+  %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  %rs = quant.stats %r, <0.0, 1.0> : tensor<1x4xf32>
+  %ax = "tfl.const"() <{value = dense<1> : tensor<i32>}> : () -> tensor<i32>
+  %c = "tfl.cumsum"(%rs, %ax) {names = ["cumsum"]} : (tensor<1x4xf32>, tensor<i32>) -> tensor<1x4xf32>
+  func.return %c : tensor<1x4xf32>
+}
+// FLOAT: set-io-types: model output tensor 'cumsum' is computed in float; it cannot become int8
