@@ -414,3 +414,22 @@ def test_shared_models_match_or_beat_tf(shared_model: Path, mode: str, tf_file: 
             if isinstance(v.owner, tfl.ConstOp) and v.owner.numpy().size >= 1024:
                 assert isinstance(_elem(v), UniformQuantizedType), f"{o.name} weight stayed float"
         assert os.path.getsize(ours) < 0.6 * float_size
+
+
+def test_shared_fp16_models_are_recognised(shared_model: Path, tmp_path: Path) -> None:
+    """TF's float16 files (weights already fp16 behind DEQUANTIZE): float16 mode leaves them
+    as they are; dynamic mode quantizes their weights from the fp16 values and stays within
+    2 dB of quantizing the float model (the fp16 rounding comes first)."""
+    score = _score_module()
+    src = (shared_model / "tf_float16.tflite").read_bytes()
+    assert tflquant.quantize(src, mode="float16").model == write_flatbuffer(read_flatbuffer(src))
+    z = np.load(shared_model / "eval.npz")
+    inputs = [z[k] for k in z.files if k != "labels"]
+    ref = score.run(str(shared_model / "float.tflite"), inputs)
+    sq = {}
+    for label, model in (("fp16", src), ("float", (shared_model / "float.tflite").read_bytes())):
+        out = tmp_path / f"dynamic_from_{label}.tflite"
+        tflquant.quantize(model, mode="dynamic").save(out)
+        got = score.run(str(out), inputs)
+        sq[label] = min(score.sqnr_db(r, g) for r, g in zip(ref, got))
+    assert sq["fp16"] >= sq["float"] - 2.0, sq
