@@ -66,3 +66,19 @@ func.func @concat(%a: tensor<1x2xf32> {tfl.name = "a"}, %b: tensor<1x2xf32> {tfl
   %ls = quant.stats %l, <0.5, 0.75> : tensor<1x2xf32>
   func.return %cs, %ls : tensor<1x6xf32>, tensor<1x2xf32>
 }
+
+// -----
+
+// SUB of a value from itself: calibrated range [0, 0] would give a scale so small that the
+// kernel's output multiplier 2*max(s_in)/(2^20*s_out) exceeds 1 (TFLite Micro aborts): the
+// output scale is raised to 1.01 * 2 * s_in / 2^20.
+// CHECK-LABEL: func.func @cancel
+// CHECK: quant.qcast %d : {{.*}} -> tensor<1x4x!quant.uniform<i8:f32, 1.5109194e-08:-95>>
+func.func @cancel(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
+  %xs = quant.stats %x, <-2.0, 2.0> : tensor<1x4xf32>
+  %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  %rs = quant.stats %r, <0.0, 2.0> : tensor<1x4xf32>
+  %d = "tfl.sub"(%rs, %rs) {names = ["diff"]} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<1x4xf32>
+  %ds = quant.stats %d, <0.0, 0.0> : tensor<1x4xf32>
+  func.return %ds : tensor<1x4xf32>
+}
