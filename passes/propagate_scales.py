@@ -5,14 +5,18 @@ Afterwards, for every op with an integer kernel whose inputs and outputs are fak
 - fixed-range ops have their fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128),
   TANH (1/128, 0), LOG_SOFTMAX (16/256, 127), L2_NORMALIZATION (1/128, 0); int16:
   SOFTMAX, LOGISTIC and TANH (1/32768, 0);
-- same-scale ops have the same parameters on the bound inputs and every output. Ops with one
-  such input (RESHAPE, pools, PAD, TRANSPOSE, SLICE, GATHER, SPLIT, RESIZE_*, REDUCE_MAX, ...)
-  give their outputs the input's parameters (a PADV2 pad value is requantized to them).
-  Ops with several (CONCATENATION, PACK, MAXIMUM, MINIMUM, SELECT) keep the output's
-  calibrated parameters and bring each input to them: a constant is requantized, a value only
-  this op reads gets the parameters at its producer (through a chain of same-scale ops),
-  anything else goes through a requantize (`qcast(dcast(x))`, a QUANTIZE int->int later).
-Ops are visited in program order, so a chain of same-scale ops shares one parameter set.
+- same-scale ops (RESHAPE, pools, PAD/PADV2, TRANSPOSE, SLICE, GATHER, SPLIT, RESIZE_*,
+  REDUCE_MAX, CONCATENATION, PACK, MAXIMUM, MINIMUM, SELECT, ...) have one parameter set on
+  their bound inputs and every output. The values tied together this way form a group
+  (union-find over qcasts); a group gets the parameters of the union of its members' ranges
+  (TF's converter gives e.g. a concatenation's producers its output range the same way), or
+  the fixed parameters when a fixed-range output is in it. A multi-input op never lets a
+  fixed-range input impose its range on the others: that input is requantized instead
+  (`qcast(dcast(x))`, a QUANTIZE int->int after rewrite-integer), as is any input whose
+  group's fixed parameters conflict;
+- ADD/SUB outputs have a scale of at least 1.01 * 2 * max(input scales) / 2^shift (shift 20
+  for int8, 15 for int16), so the kernel's output multiplier stays below 1 (TFLite Micro
+  aborts otherwise; it happens when a calibrated difference is constant).
 """
 
 from __future__ import annotations
@@ -27,16 +31,9 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from tflquant.dialects import quant, tfl
+from tflquant.dialects import quant
 from tflquant.dialects.quant import UniformQuantizedType, with_element
-from tflquant.passes._quant_ops import (
-    bits_of,
-    fixed_params,
-    float_const,
-    has_kernel,
-    op_info,
-    same_inputs,
-)
+from tflquant.passes._quant_ops import bits_of, fixed_params, has_kernel, op_info, same_inputs
 
 
 def qcast_users(v: SSAValue) -> list[quant.QuantizeCastOp]:
