@@ -8,7 +8,8 @@ point 0, scale input_scale x filter_scale[c] (per axis 0 when the filter is per 
 values round(b / scale) exactly. A CONV_2D without a bias gets a zero bias (its kernel
 requires one). Where a bias would overflow (|q| > 2^31/2 for int32), the filter scale of
 that channel is widened until it fits and the filter is requantized (the constant is copied
-first if other ops read it). A bias constant read by several ops is copied per reader.
+first if other ops read it). A bias constant read by several ops is copied per reader. `quantized_bias_type` is left
+unset: the kernels accept int32 and int64 biases without it (TF's 16x8 files omit it too).
 """
 
 from __future__ import annotations
@@ -133,8 +134,6 @@ class QuantizeBias(ModulePass):
         if isinstance(owner, Operation) and not old.uses:
             owner.detach()
             owner.erase()
-        if kind in ("CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and bits == 64 and bits_of(xt) == 16:
-            pass  # the kernels accept int64 without quantized_bias_type (TF's 16x8 files omit it)
 
     def _widen_filter(
         self,
