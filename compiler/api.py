@@ -211,6 +211,13 @@ def check_options(mode: str, io_type: str, bias_type: str | None, representative
         )
 
 
+def default_allow_float(mode: str, io_type: str, allow_float: bool | None) -> bool:
+    """Integer-only int8 (int8/uint8 I/O) means every op integer, unless asked otherwise."""
+    if allow_float is not None:
+        return allow_float
+    return not (mode == "int8" and io_type in ("int8", "uint8"))
+
+
 def _load(model: Any) -> tuple[ModuleOp, bytes, str]:
     from tflquant.tflite.reader import read_flatbuffer
 
@@ -240,7 +247,7 @@ def quantize(
     representative_dataset: str | os.PathLike[str] | Mapping[str, Any] | Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
     io_type: str = "float32",
     per_channel: bool = True,
-    allow_float: bool = True,
+    allow_float: bool | None = None,
     bias_type: str | None = None,
     progress: bool = False,
     *,
@@ -264,6 +271,7 @@ def quantize(
       (mode int16x8) make the model integer only, with integer inputs and outputs.
     per_channel: per-channel weight scales (False: per tensor, for accelerators).
     allow_float: let ops without an integer kernel stay float; False fails listing them.
+      Default (None): False for integer-only int8 (io_type int8/uint8), True otherwise.
     bias_type: "int32" or "int64" (int16x8 only); default int32 for int8, int64 for 16x8.
     progress: show a calibration progress bar when stderr is a terminal.
     batch_size: calibration samples run through the reference interpreter at once.
@@ -282,6 +290,7 @@ def quantize(
     from tflquant.tflite.writer import write_flatbuffer
 
     check_options(mode, io_type, bias_type, representative_dataset)
+    allow_float = default_allow_float(mode, io_type, allow_float)
     if verify not in ("end", "each", "none"):
         raise TflquantError(f"verify must be 'end', 'each' or 'none', got {verify!r}")
     if not isinstance(batch_size, int) or batch_size < 1:

@@ -46,16 +46,17 @@ def _cmd_export(a: argparse.Namespace) -> None:
 def _cmd_quantize(a: argparse.Namespace) -> None:
     import warnings
 
-    from tflquant.api import quantize
+    from tflquant.api import default_allow_float, quantize
     from tflquant.pipeline import pipeline_spec
 
+    allow_float = False if a.strict else (True if a.allow_float else None)
     if a.print_pipeline:
         print(
             pipeline_spec(
                 a.mode,
                 io_type=a.io_type,
                 per_channel=not a.per_tensor,
-                allow_float=not a.strict,
+                allow_float=default_allow_float(a.mode, a.io_type, allow_float),
                 bias_type=a.bias_type,
                 min_weight_elements=a.min_weight_elements,
             )
@@ -72,7 +73,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             representative_dataset=a.calibration,
             io_type=a.io_type,
             per_channel=not a.per_tensor,
-            allow_float=not a.strict,
+            allow_float=allow_float,
             bias_type=a.bias_type,
             progress=not a.quiet,
             batch_size=a.batch_size,
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration", metavar="DATA.npz", help="representative dataset: one array per input, samples first")
     q.add_argument("--io-type", default="float32", choices=["float32", "int8", "uint8", "int16"], help="model input/output type (integer = integer only)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
-    q.add_argument("--strict", action="store_true", help="fail if any op would stay float (no float fallback)")
+    q.add_argument("--strict", action="store_true", help="fail if any op would stay float (no float fallback; the default with --io-type int8/uint8)")
+    q.add_argument("--allow-float", action="store_true", help="with --io-type int8/uint8: let ops without an integer kernel stay float inside")
     q.add_argument("--bias-type", choices=["int32", "int64"], help="bias storage type (default: int32 for int8, int64 for int16x8)")
     q.add_argument("--print-pipeline", action="store_true", help="print the pass pipeline spec for these options")
     q.add_argument("--batch-size", type=int, default=32, metavar="N", help="calibration samples run at once (default 32)")

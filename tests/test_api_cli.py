@@ -266,3 +266,24 @@ def test_multi_signature_model_quantizes_every_signature_it_has_data_for() -> No
         a = ref.get_signature_runner(key)(x=x[3])["y"]
         b = got.get_signature_runner(key)(x=x[3])["y"]
         np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_integer_io_means_integer_only_unless_float_is_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from models import MODELS, sample_inputs
+
+    from tflquant.tflite.writer import write_flatbuffer
+
+    module = MODELS["matmul"]()  # has a CUMSUM, which has no integer kernel
+    model = tmp_path / "m.tflite"
+    model.write_bytes(write_flatbuffer(module))
+    calib = tmp_path / "c.npz"
+    np.savez(calib, **sample_inputs(module, n=16, seed=1))
+    out = tmp_path / "o.tflite"
+    args = ["quantize", str(model), "-o", str(out), "--calibration", str(calib), "--io-type", "int8"]
+    assert main(args) == 2
+    assert "'cumsum_7' (CUMSUM)" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--allow-float", "-q"]) == 0 and out.exists()
+    assert main(["quantize", str(model), "--io-type", "int8", "--print-pipeline"]) == 0
+    assert "strict=true" in capsys.readouterr().out
+    assert main(["quantize", str(model), "--io-type", "int8", "--allow-float", "--print-pipeline"]) == 0
+    assert "strict=false" in capsys.readouterr().out
