@@ -287,3 +287,20 @@ def test_integer_io_means_integer_only_unless_float_is_allowed(tmp_path: Path, c
     assert "strict=true" in capsys.readouterr().out
     assert main(["quantize", str(model), "--io-type", "int8", "--allow-float", "--print-pipeline"]) == 0
     assert "strict=false" in capsys.readouterr().out
+
+
+def test_same_bytes_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"o{seed}.tflite"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run(
+            [sys.executable, "-m", "tflquant.cli", "quantize", str(DIGITS), "-o", str(out), "--calibration", str(DIGITS_CALIB), "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
