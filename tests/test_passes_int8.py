@@ -279,7 +279,7 @@ def test_op_table_names_are_builtins() -> None:
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(tt.graphs_with_data(max_ops=5))
+@given(tt.graphs_with_data(ops=tt.SAFE_OPS + tt.EXTRA_OPS, max_ops=6))
 def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
     module, inputs = graph
     names = [a.data["tfl.name"].data for a in next(o for o in module.walk() if isinstance(o, func.FuncOp)).arg_attrs.data]  # type: ignore[union-attr]
