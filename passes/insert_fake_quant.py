@@ -12,7 +12,9 @@ int8 symmetric [-127, 127], per channel unless `per-channel=false`; other consta
 (ADD/MUL operands, gather tables, PReLU alpha, ...) like activations. Biases stay float for
 quantize-bias. A weight stored as DEQUANTIZE(fp16 constant) is read as its float values.
 A fake-quantized NEG or SQUARE (no integer kernel in LiteRT) becomes MUL by a constant -1
-or MUL(x, x) (which has one), so that it need not fall back to float.
+or MUL(x, x), and in 16x8 SQUARED_DIFFERENCE (no int16 kernel) becomes MUL(d, d) with
+d = SUB(x, y) fake-quantized over [x_min - y_max, x_max - y_min], so that they need not
+fall back to float.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ def weight_params(w: np.ndarray, axis: int | None) -> UniformQuantizedType:
     scales = t.scale_array()
     scales[absmax == 0] = float(np.median(scales[absmax > 0]))
     return UniformQuantizedType.make(t.storage_type, [float(s) for s in scales], 0, axis=axis, narrow=True)
+
+
+def _real_range(v: SSAValue) -> tuple[float, float]:
+    """The real range a dcast'ed value can take (from its fake-quant type)."""
+    t = quant.quantized_element(v.owner.input.type)  # type: ignore[union-attr]
+    assert t is not None
+    return (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
 
 
 def fake_quant(v: SSAValue, qtype: UniformQuantizedType, before: Operation) -> SSAValue:
@@ -115,12 +124,19 @@ class InsertFakeQuant(ModulePass):
             s.detach()
             s.erase()
 
-    # NEG and SQUARE have no integer kernel: NEG(x) = MUL(x, -1), SQUARE(x) = MUL(x, x) ----
+    # NEG and SQUARE have no integer kernel: NEG(x) = MUL(x, -1), SQUARE(x) = MUL(x, x);
+    # SQUARED_DIFFERENCE has none for int16: (x - y)^2 = MUL(SUB(x, y), SUB(x, y)) --------
     def _negations(self, f: func.FuncOp) -> None:
-        rewritable = (tfl.BUILTIN_CLASSES["NEG"], tfl.BUILTIN_CLASSES["SQUARE"])
+        rewritable = (
+            tfl.BUILTIN_CLASSES["NEG"],
+            tfl.BUILTIN_CLASSES["SQUARE"],
+            tfl.BUILTIN_CLASSES["SQUARED_DIFFERENCE"],
+        )
         for o in [o for o in f.walk() if isinstance(o, rewritable)]:
             x, y = o.inputs[0], o.outputs[0]
-            if not isinstance(x.owner, quant.DequantizeCastOp) or not is_f32(y.type):
+            if o.BUILTIN == "SQUARED_DIFFERENCE" and has_kernel(o, self.bits):
+                continue
+            if not all(isinstance(v.owner, quant.DequantizeCastOp) for v in o.inputs) or not is_f32(y.type):
                 continue
             if not y.uses or not all(isinstance(u.operation, quant.QuantizeCastOp) for u in y.uses):
                 continue
@@ -132,8 +148,18 @@ class InsertFakeQuant(ModulePass):
                 )
                 new_ops.append(minus_one)
                 other = minus_one.result
-            else:
+            elif o.BUILTIN == "SQUARE":
                 other = x
+            else:
+                # the difference's range follows from the operands' (their fake-quant types)
+                (xl, xh), (yl, yh) = (_real_range(v) for v in o.inputs)
+                sub = tfl.SubOp(list(o.inputs), [y.type], names=[f"{name}/diff"] if name else None)
+                new_ops.append(sub)
+                block = o.parent_block()
+                assert block is not None
+                block.insert_ops_before(new_ops, o)
+                new_ops = []
+                x = other = fake_quant(sub.outputs[0], activation_params(xl - yh, xh - yl, self.bits), o)
             mul = tfl.MulOp([x, other], [y.type], names=[name] if name else None)
             new_ops.append(mul)
             block = o.parent_block()

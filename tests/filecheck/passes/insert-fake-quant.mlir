@@ -106,3 +106,24 @@ func.func @fp16_weights(%x: tensor<1x1x1x1xf32> {tfl.name = "x"}) -> tensor<1x1x
   %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x1x1x2xf32>
   func.return %ys : tensor<1x1x1x2xf32>
 }
+
+// -----
+
+// SQUARED_DIFFERENCE has an int8 kernel but no int16 one: in 16x8 it becomes
+// MUL(d, d) with d = SUB(x, y) fake-quantized over [x_min - y_max, x_max - y_min]
+// ([-1.3, 1.3] - [-0.65, 0.65] -> [-1.95, 1.95]).
+// CHECK-LABEL: func.func @squared_difference
+// CHECK:     "tfl.squared_difference"
+// I16-LABEL: func.func @squared_difference
+// I16:       %[[D:.*]] = "tfl.sub"(%xs, %ys) {names = ["sqd/diff"]}
+// I16-NEXT:  %[[DQ:.*]] = quant.qcast %[[D]] : tensor<1x4xf32> -> tensor<1x4x!quant.uniform<i16:f32, 5.9512302e-05>>
+// I16-NEXT:  %[[DD:.*]] = quant.dcast %[[DQ]]
+// I16-NEXT:  %sq = "tfl.mul"(%[[DD]], %[[DD]]) {names = ["sqd"]}
+// I16-NOT:   tfl.squared_difference
+func.func @squared_difference(%x: tensor<1x4xf32> {tfl.name = "x"}, %y: tensor<1x4xf32> {tfl.name = "y"}) -> tensor<1x4xf32> {
+  %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
+  %ys = quant.stats %y, <-0.5, 0.5> : tensor<1x4xf32>
+  %sq = "tfl.squared_difference"(%xs, %ys) {names = ["sqd"]} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<1x4xf32>
+  %sqs = quant.stats %sq, <0.0, 2.25> : tensor<1x4xf32>
+  func.return %sqs : tensor<1x4xf32>
+}
