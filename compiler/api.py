@@ -267,8 +267,9 @@ def quantize(
       arrays, or an iterable / function returning an iterable that yields one sample at a
       time as a list (input order) or dict (by name) of arrays, like TF's
       `representative_dataset`.
-    io_type: "float32" keeps float model I/O; "int8"/"uint8" (mode int8) or "int16"
-      (mode int16x8) make the model integer only, with integer inputs and outputs.
+    io_type: "float32" keeps float model I/O; "int8"/"uint8" (mode int8) make the model
+      integer only (integer I/O, every op integer: see allow_float); "int16" (mode
+      int16x8) gives int16 inputs and outputs.
     per_channel: per-channel weight scales (False: per tensor, for accelerators).
     allow_float: let ops without an integer kernel stay float; False fails listing them.
       Default (None): False for integer-only int8 (io_type int8/uint8), True otherwise.
