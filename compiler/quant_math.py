@@ -247,7 +247,9 @@ def quantize(x: np.ndarray, qtype: UniformQuantizedType, rounding: str = "away")
 
 
 def dequantize(q: np.ndarray, qtype: UniformQuantizedType) -> np.ndarray:
-    """Storage integers to float32, as LiteRT's DEQUANTIZE kernel: float32(scale * (q - zp))."""
+    """Storage integers to float32, as LiteRT's reference DEQUANTIZE: float32(scale * (q - zp)),
+    the product taken in double precision. (LiteRT's optimized int8 kernel differs in the last
+    float bit for most elements; see integer_kernels.DEQUANTIZE.)"""
     q = np.asarray(q)
     s, z = broadcast_params(qtype, q.ndim)
     return (s.astype(np.float64) * (q.astype(np.int64) - z)).astype(np.float32)

@@ -125,9 +125,12 @@ class IntegerInterpreter:
             t = a.type
             assert isinstance(t, TensorType)
             arr = np.asarray(x)
-            want = len(t.get_shape())
-            if arr.ndim == want:  # a single sample given without the sample axis
-                arr = arr[None]
+            dims = [max(int(d), -1) for d in t.get_shape()]  # dynamic dims are negative
+            if arr.ndim == len(dims) and dims and dims[0] in (1, -1):
+                arr = arr[:, None]  # samples as rows of a batch-1 input: (N, 16, 16, 1) for [1,16,16,1]
+            if arr.ndim != len(dims) + 1 or any(w >= 0 and w != g for w, g in zip(dims, arr.shape[1:])):
+                shown = "x".join("?" if d < 0 else str(d) for d in dims)
+                raise TflquantError(f"input {a.index} must have shape (N, {shown.replace('x', ', ')}) (samples first), got {arr.shape}")
             dt = numpy_dtype_of_element(t.element_type).newbyteorder("=")
             if arr.dtype != dt:
                 if arr.dtype.kind == "f" and dt.kind in "iu":
