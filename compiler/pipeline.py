@@ -57,9 +57,11 @@ def _b(flag: bool) -> str:
 
 
 def parse_pipeline(spec: str, callback: Callable[[ModulePass, ModuleOp, ModulePass], None] | None = None) -> PassPipeline:
+    from xdsl.utils.exceptions import ArgSpecParseError
+
     try:
         return PassPipeline.parse_spec(get_all_passes(), spec, callback)
-    except Exception as e:  # xDSL raises ValueError/PassFailedException for bad specs
+    except (Exception, ArgSpecParseError) as e:  # ValueError, PassFailedException; ArgSpecParseError is a BaseException
         raise TflquantError(f"bad pipeline {spec!r}: {e}") from None
 
 
