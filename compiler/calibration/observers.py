@@ -38,6 +38,8 @@ class MinMaxObserver:
         a = np.asarray(array)
         if a.dtype.kind != "f" or a.size == 0:
             return
+        if a.ndim and a.strides[0] == 0:  # a sample-independent value broadcast over samples
+            a = a[:1]
         r = self.ranges.get(name)
         if r is None:
             r = self.ranges[name] = TensorRange()
