@@ -8,8 +8,9 @@ point 0, scale input_scale x filter_scale[c] (per axis 0 when the filter is per 
 values round(b / scale) exactly. A CONV_2D without a bias gets a zero bias (its kernel
 requires one). Where a bias would overflow (|q| > 2^31/2 for int32), the filter scale of
 that channel is widened until it fits and the filter is requantized (the constant is copied
-first if other ops read it). A bias constant read by several ops is copied per reader. `quantized_bias_type` is left
-unset: the kernels accept int32 and int64 biases without it (TF's 16x8 files omit it too).
+first if other ops read it). A bias constant read by several ops is copied per reader. An int32 bias on int16 inputs sets
+`quantized_bias_type = INT32` (CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV), without which the
+int16 kernels read the bias as int64; int64 and int8-mode biases leave it unset, as TF does.
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ class QuantizeBias(ModulePass):
             operands.append(nv.result)
         old = operands[bidx]
         o.operands[bidx] = const.result
+        if bits == 32 and bits_of(xt) == 16 and "quantized_bias_type" in o.FIELDS:
+            # int16 kernels read an unmarked bias as int64: say it is int32
+            o.set_option("quantized_bias_type", "INT32")
         owner = old.owner
         if isinstance(owner, Operation) and not old.uses:
             owner.detach()

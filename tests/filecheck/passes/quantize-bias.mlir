@@ -11,6 +11,8 @@
 // CHECK-NOT:  tfl.no_value
 // I16-LABEL: func.func @conv_no_bias
 // I16:       "tfl.const"() <{value = dense<0> : tensor<2xi32>}> {{.*}} : () -> tensor<2x!quant.uniform<i32:f32:0, {3.1239418e-07, 1.5619709e-07}>>
+// An int32 bias on int16 inputs must be marked (the kernel reads an unmarked one as int64).
+// I16-NEXT:  "tfl.conv_2d"({{.*}}) <{padding = "SAME", stride_w = 1 : i32, stride_h = 1 : i32, quantized_bias_type = "INT32"}>
 func.func @conv_no_bias(%x: tensor<1x2x2x1xf32> {tfl.name = "x"}) -> tensor<1x2x2x2xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x2x2x1xf32>
   %w = "tfl.const"() <{value = dense<[[[[1.0]]], [[[0.5]]]]> : tensor<2x1x1x1xf32>}> {names = ["w"]} : () -> tensor<2x1x1x1xf32>
