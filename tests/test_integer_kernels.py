@@ -213,3 +213,47 @@ def test_random_quantized_graphs_agree_with_litert(mode: str, delegates: bool) -
         print("worst case:\n" + agg.worst_case)
     assert agg.elements > 1000
     assert agg.within_one() >= 0.999, agg.summary() + "\nworst case:\n" + agg.worst_case
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Elementwise ops over their whole int8 input range (and a sweep of int16)
+# ---------------------------------------------------------------------------------------
+
+UNARY = [
+    ("log", "i8:f32, 0.05:-128", "i8:f32, 0.03:10"),
+    ("exp", "i8:f32, 0.05:-128", "i8:f32, 0.03:10"),
+    ("rsqrt", "i8:f32, 0.05:-128", "i8:f32, 0.03:10"),
+    ("abs", "i8:f32, 0.05:3", "i8:f32, 0.03:-20"),
+    ("exp", "i16:f32, 0.0004", "i16:f32, 0.0002"),
+    ("abs", "i16:f32, 0.0004", "i16:f32, 0.0002"),
+    ("logistic", "i16:f32, 0.0004", "i16:f32, 3.0517578e-05"),
+    ("tanh", "i16:f32, 0.00012207031", "i16:f32, 3.0517578e-05"),
+]
+
+
+@pytest.mark.parametrize(("op", "in_t", "out_t"), UNARY, ids=[f"{o}-{i[:3]}" for o, i, _ in UNARY])
+def test_unary_ops_bit_exact_over_input_range(op: str, in_t: str, out_t: str) -> None:
+    from tflquant.ir import parse_module
+    from tflquant.tflite.writer import write_flatbuffer
+
+    n = 256
+    text = (
+        f'func.func @main(%a: tensor<1x{n}x!quant.uniform<{in_t}>> {{tfl.name = "a"}}) -> tensor<1x{n}x!quant.uniform<{out_t}>> {{\n'
+        f'  %r = "tfl.{op}"(%a) {{names = ["r"]}} : (tensor<1x{n}x!quant.uniform<{in_t}>>) -> tensor<1x{n}x!quant.uniform<{out_t}>>\n'
+        f"  func.return %r : tensor<1x{n}x!quant.uniform<{out_t}>>\n}}\n"
+    )
+    module = parse_module(text)
+    if in_t.startswith("i8"):
+        x = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, n)
+    else:
+        lo = -32768 if op != "exp" else -4000
+        x = np.linspace(lo, 32767, 4 * n).astype(np.int16).reshape(4, 1, n)
+    ii = IntegerInterpreter(module, strict=True)
+    (mine,) = ii.run([x])
+    interp = make_interpreter(write_flatbuffer(module), delegates=False)
+    interp.allocate_tensors()
+    di, do = interp.get_input_details()[0], interp.get_output_details()[0]
+    for s in range(x.shape[0]):
+        interp.set_tensor(di["index"], x[s])
+        interp.invoke()
+        assert np.array_equal(mine[s], interp.get_tensor(do["index"]))

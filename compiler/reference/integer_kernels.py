@@ -599,16 +599,17 @@ KERNELS["REDUCE_MIN"] = _reduce_same(np.min)
 
 def _lut8(qi: UniformQuantizedType, qo: UniformQuantizedType, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """LUTPopulate<int8/uint8>: float32 dequantize, transform, round(y / s_out) + zp, clamp."""
-    vals = np.arange(qi.qmin if qi.is_signed else 0, (qi.qmax if qi.is_signed else 255) + 1)
     lo, hi = (-128, 127) if qi.is_signed else (0, 255)
     vals = np.arange(lo, hi + 1)
     deq = np.float32(qi.scale) * (vals - qi.zero_point).astype(np.float32)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         t = fn(deq.astype(np.float32)).astype(np.float32)
-    inv = np.float32(1.0) / np.float32(qo.scale)
-    r = qm.round_half_away(t * inv)
-    q = np.clip((r + qo.zero_point).astype(np.int64), lo, hi)
-    return q
+        inv = np.float32(1.0) / np.float32(qo.scale)
+        r = qm.round_half_away(t * inv) + qo.zero_point
+    # float -> int32 as x86 converts: NaN, +-inf and out-of-range values become INT32_MIN
+    bad = ~np.isfinite(r) | (r < qm.INT32_MIN) | (r > qm.INT32_MAX)
+    r = np.where(bad, qm.INT32_MIN, np.nan_to_num(r))
+    return np.clip(r.astype(np.int64), lo, hi)
 
 
 def _sigmoid32(x: np.ndarray) -> np.ndarray:
@@ -1040,11 +1041,11 @@ def _lut16_populate_f32(qi: UniformQuantizedType, qo: UniformQuantizedType, fn: 
     sample = r((val * inv).astype(np.float32))
     mid_interp = r(((nxt * inv).astype(np.float32) + r((val * inv).astype(np.float32)).astype(np.float32)) / f(2))
     mid_val = r((mid * inv).astype(np.float32))
-    bias = r((mid_interp - mid_val) / 2)
-    lut = np.empty(513, np.int64)
-    lut[:512] = np.clip(sample - bias, -32768, 32767)
-    lut[512] = np.clip(r((fn(np.array([input_max], np.float32)).astype(np.float32) * inv).astype(np.float32))[0], -32768, 32767)
-    return lut
+    with np.errstate(invalid="ignore"):
+        bias = r((mid_interp - mid_val) / 2)
+        entries = np.append(sample - bias, r((fn(np.array([input_max], np.float32)).astype(np.float32) * inv).astype(np.float32)))
+    # clamp to int16; a NaN entry (inf - inf) converts as x86 does: int32 0x80000000 -> int16 0
+    return np.where(np.isnan(entries), 0, np.clip(np.nan_to_num(entries, nan=0.0), -32768, 32767)).astype(np.int64)
 
 
 def _exp(op: Operation) -> Kernel:
@@ -1057,6 +1058,26 @@ def _exp(op: Operation) -> Kernel:
 
 
 KERNELS["EXP"] = _exp
+
+
+def _lut8_op(fn: Callable[[np.ndarray], np.ndarray]) -> Factory:
+    """A unary op LiteRT evaluates through the int8 LUTPopulate table (int16: float-simulated)."""
+
+    def factory(op: Operation) -> Kernel:
+        if in_q(op, 0).bits != 8:
+            raise NotImplementedError("int16 variant is simulated in float")
+        return _lut_kernel(fn)(op)
+
+    return factory
+
+
+def _log32(v: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(v.astype(np.float32)).astype(np.float32)
+
+
+# int8 LOG is LiteRT's LUT (bit-exact); SQRT uses another formulation and stays float-simulated.
+KERNELS["LOG"] = _lut8_op(_log32)
 
 
 # ---------------------------------------------------------------------------------------
