@@ -155,6 +155,8 @@ class RewriteInteger(ModulePass):
         kind = o.BUILTIN  # type: ignore[attr-defined]
         if kind in ("ADD", "SUB") and first_in is not None and bits_of(first_in) == 16:
             o.set_option("pot_scale_int16", False)  # type: ignore[attr-defined]
+        if "asymmetric_quantize_inputs" in o.properties:  # a hybrid op (dynamic-range model) made fully integer
+            del o.properties["asymmetric_quantize_inputs"]
 
     # constants ----------------------------------------------------------------------
     def _constants(self, f: func.FuncOp) -> None:
