@@ -5,8 +5,8 @@ Afterwards every such op with a quantized input and a quantized constant filter 
 integer bias: int32 (`bias-type=int32`, always for int8 inputs) or int64 (`bias-type=int64`,
 and always for a DEPTHWISE_CONV_2D on int16 inputs, the only bias its kernel takes), zero
 point 0, scale input_scale x filter_scale[c] (per axis 0 when the filter is per channel),
-values round(b / scale) exactly. A CONV_2D without a bias gets a zero bias (its kernel
-requires one). Where a bias would overflow (|q| > 2^31/2 for int32), the filter scale of
+values round(b / scale) exactly. A CONV_2D or DEPTHWISE_CONV_2D without a bias gets a zero
+bias (LiteRT's kernels require one). Where a bias would overflow (|q| > 2^31/2 for int32), the filter scale of
 that channel is widened until it fits and the filter is requantized (the constant is copied
 first if other ops read it). A bias constant read by several ops is copied per reader. An int32 bias on int16 inputs sets
 `quantized_bias_type = INT32` (CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV), without which the
@@ -88,7 +88,7 @@ class QuantizeBias(ModulePass):
         axis = CHANNEL_AXIS[kind]
         n = wshape[axis]
         if b is None:
-            if kind != "CONV_2D":
+            if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 return
             values = np.zeros(n, np.float32)
             bname = f"{value_name(o.results[0]) or 'conv'}_bias"

@@ -304,3 +304,27 @@ def test_quantizing_a_quantized_model_changes_nothing() -> None:
     once = quantize_module(module, calib, mode="int8").model
     twice = tflquant.quantize(once, mode="int8", representative_dataset=calib).model
     assert str(read_flatbuffer(once)) == str(read_flatbuffer(twice))
+
+
+@pytest.mark.parametrize("mode,bias", [("int8", None), ("int16x8", None), ("int16x8", "int32")])
+def test_transpose_conv_and_depthwise_biases_run(mode: str, bias: str | None) -> None:
+    """TRANSPOSE_CONV with a bias (input 3) and DEPTHWISE_CONV_2D: int32 / int64 biases, and an
+    int32 bias on int16 inputs marked with quantized_bias_type, all run in LiteRT."""
+    from models import GraphBuilder
+
+    r = np.random.default_rng(0)
+    g = GraphBuilder("main", {"x": ((1, 4, 4, 3), np.float32)})
+    shape = g.const(np.array([1, 8, 8, 5], np.int32))
+    w = g.const((r.normal(size=(5, 2, 2, 3)) * 0.3).astype(np.float32))
+    b = g.const(r.normal(size=(5,)).astype(np.float32))
+    y = g.op("TRANSPOSE_CONV", [shape, w, g.x, b], (1, 8, 8, 5), padding="SAME", stride_w=2, stride_h=2)
+    w2 = g.const((r.normal(size=(1, 3, 3, 5)) * 0.3).astype(np.float32))
+    z = g.op("DEPTHWISE_CONV_2D", [y, w2, g.const(np.full(5, 0.1, np.float32))], (1, 8, 8, 5),
+             padding="SAME", stride_w=1, stride_h=1, depth_multiplier=1)
+    module = g.module([z])
+    fb = write_flatbuffer(module)
+    res = quantize_module(module, sample_inputs(module, 32, seed=1), mode=mode, bias_type=bias)
+    check_kernel_rules(read_flatbuffer(res.model))
+    ev = sample_inputs(module, 4, seed=2)
+    assert sqnr(run_tflite(fb, ev)[0], run_tflite(res.model, ev)[0]) > (35 if mode == "int8" else 45)
+    assert not [o for o in res.report.ops if o.kind == "float"]
