@@ -86,8 +86,8 @@ def _check_op(o: Operation) -> None:
         if w.per_axis:
             assert w.axis.data == CHANNEL_AXIS[kind]
         b = o.operand("bias")  # type: ignore[attr-defined]
-        if kind == "CONV_2D":
-            assert b is not None, "CONV_2D needs a bias"
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            assert b is not None, f"{kind} needs a bias"
         if b is not None:
             bt = qt(b)
             assert bt is not None and not np.any(bt.zero_point_array())
