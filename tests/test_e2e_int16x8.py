@@ -140,6 +140,26 @@ def test_attention_model_16x8_beats_int8_in_litert() -> None:
     assert "float" not in kinds  # every op of this model has an int16 kernel
 
 
+def test_ops_without_int16_kernel_fall_back_to_float_unless_strict() -> None:
+    """L2_NORMALIZATION and LOG_SOFTMAX have no int16 kernel: they run in float between
+    DEQUANTIZE and QUANTIZE; strict mode fails with one error naming both."""
+    g = GraphBuilder("main", {"x": ((1, 8), np.float32)})
+    a = g.op("L2_NORMALIZATION", [g.x], (1, 8), name="l2")
+    b = g.op("LOG_SOFTMAX", [a], (1, 8), name="log_softmax")
+    w = np.random.default_rng(5).standard_normal((4, 8)).astype(np.float32)
+    y = g.op("FULLY_CONNECTED", [b, g.const(w), g.no_value()], (1, 4), name="fc")
+    model = g.tflite([y])
+    x = np.random.default_rng(6).standard_normal((16, 1, 8)).astype(np.float32)
+    res = tflquant.quantize(model, mode="int16x8", representative_dataset={"x": x})
+    kinds = {o.op_type: o.kind for o in res.report.ops}
+    assert kinds["L2_NORMALIZATION"] == kinds["LOG_SOFTMAX"] == "float" and kinds["FULLY_CONNECTED"] == "int16"
+    assert sqnr_db(litert_run(model, [x])[0], litert_run(res.model, [x])[0]) > 40
+    with pytest.raises(tflquant.TflquantError) as e:
+        tflquant.quantize(model, mode="int16x8", representative_dataset={"x": x}, allow_float=False)
+    msg = str(e.value)
+    assert "'l2' (L2_NORMALIZATION)" in msg and "'log_softmax' (LOG_SOFTMAX)" in msg and "fc" not in msg
+
+
 # ---------------------------------------------------------------------------------------
 # ../shared/models against the TF converter
 # ---------------------------------------------------------------------------------------
