@@ -39,7 +39,13 @@ def pipeline_spec(
     act = "int8" if mode == "int8" else "int16"
     bias = bias_type or ("int32" if mode == "int8" else "int64")
     calib = f"annotate-calibration{{stats-file=\"{stats_file}\"}}" if stats_file else "annotate-calibration"
+    # Integer-only models must run on TFLite Micro too: static shapes, no run-time shape
+    # arithmetic (SHAPE -> ... -> REDUCE_PROD -> PACK -> RESHAPE). Float-I/O models keep a
+    # dynamic batch for LiteRT users. Calibration ran on the original module: names of the
+    # tensors these passes keep are unchanged, so the ranges still apply.
+    static = ["freeze-batch-size", "fold-constants"] if io_type != "float32" else []
     passes = [
+        *static,
         calib,
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
         "propagate-scales",
