@@ -257,6 +257,7 @@ def quantize(
     save_stats: str | os.PathLike[str] | None = None,
     calibration_threads: int | None = 1,
     verify: str = "end",
+    bias_correction: bool = False,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -284,6 +285,8 @@ def quantize(
       busy and threads stall on a loaded machine; None: numpy's default).
     verify: "end" checks the IR once after the whole pipeline; "each" after every pass
       (as tflquant-opt does: slower, names the pass that broke the IR); "none" skips it.
+    bias_correction: (int8, int16x8) correct conv/FC biases for the mean error that weight
+      rounding causes, from the calibrated per-channel input means (the `correct-bias` pass).
     """
     from tflquant.calibration.stats import provide_stats, write_stats
     from tflquant.ir import make_context
@@ -318,6 +321,7 @@ def quantize(
             progress=progress,
             max_samples=max_samples,
             threads=calibration_threads,
+            channel_means=bias_correction,
         )
         stats = calib.stats
         report_warnings += calib.warnings
@@ -334,6 +338,7 @@ def quantize(
         allow_float=allow_float,
         bias_type=bias_type,
         min_weight_elements=min_weight_elements,
+        bias_correction=bias_correction,
     )
     t = time.perf_counter()
     if stats is not None:

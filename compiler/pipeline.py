@@ -28,8 +28,14 @@ def pipeline_spec(
     bias_type: str | None = None,
     stats_file: str | None = None,
     min_weight_elements: int = 1024,
+    bias_correction: bool = False,
 ) -> str:
-    """The pass pipeline spec for a mode and its options."""
+    """The pass pipeline spec for a mode and its options.
+
+    bias_correction: (int8, int16x8) run `correct-bias` after insert-fake-quant, which
+    subtracts each output channel's mean weight-rounding error from conv/FC biases using the
+    calibrated input means. Off by default: see benchmarks/README.md for what it measured.
+    """
     if mode not in MODES:
         raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "float16":
@@ -48,6 +54,7 @@ def pipeline_spec(
         *static,
         calib,
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
+        *([f"correct-bias{{stats-file=\"{stats_file}\"}}" if stats_file else "correct-bias"] if bias_correction else []),
         "propagate-scales",
         "rewrite-integer",
         f"legalize-float-fallback{{strict={_b(not allow_float)}}}",

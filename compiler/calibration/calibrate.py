@@ -230,6 +230,22 @@ def _plan_multi_iterable(ents: list[Entry], data: Source, where: str) -> list[tu
 # ---------------------------------------------------------------------------------------
 
 
+# ops whose bias `correct-bias` adjusts: the input operand whose channel means it needs
+_WEIGHTED_INPUT = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0}
+
+
+def weighted_layer_inputs(module: ModuleOp) -> frozenset[str]:
+    """Tensor names of the activation inputs of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED."""
+    out = set()
+    for op in module.walk():
+        idx = _WEIGHTED_INPUT.get(getattr(type(op), "BUILTIN", None) or "")
+        if idx is not None and idx < len(op.operands):
+            name = value_name(op.operands[idx])
+            if name is not None:
+                out.add(name)
+    return frozenset(out)
+
+
 def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any) -> None:
     interp.run(arrays, observer=observe, func_name=entry.fn.sym_name.data)
 
@@ -244,17 +260,21 @@ def calibrate(
     max_samples: int | None = None,
     where: str = "calibration data",
     threads: int | None = 1,
+    channel_means: bool = True,
 ) -> CalibrationResult:
     """Observe every float tensor of the float model over the data; see the module docstring.
 
     `threads`: BLAS threads while calibrating (see tflquant.calibration.blas); None keeps
-    numpy's default.
+    numpy's default. `channel_means`: also record the per-channel mean of every input of a
+    weighted layer (what `correct-bias` reads).
     """
     from tflquant.calibration.blas import blas_threads
     from tflquant.reference.interpreter import Interpreter
 
     t0 = time.perf_counter()
     obs = make_observer(observer) if isinstance(observer, str) else observer
+    if channel_means and isinstance(obs, MinMaxObserver):
+        obs.mean_names = obs.mean_names | weighted_layer_inputs(module)
     plan = _plan(module, data, where)
     total_known = all(n is not None for _, n, _ in plan)
     total = sum(n for _, n, _ in plan if n is not None) if total_known else None

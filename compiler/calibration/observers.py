@@ -5,6 +5,11 @@ end gives `stats()`: tensor name -> (min, max). `MinMaxObserver` keeps the runni
 minimum and maximum over all samples, which is what the TF converter's calibrator does.
 NaN and +-Inf never enter a range: they are skipped and counted, and `warnings()` says which
 tensors had them.
+
+For the tensors named in `mean_names` the observer also keeps the per-channel mean (over
+samples and every axis but the last, in float64; non-finite values left out), which
+`correct-bias` needs for the inputs of weighted layers. It is not a range: min/max stays
+the calibration that decides quantization parameters.
 """
 
 from __future__ import annotations
@@ -22,6 +27,35 @@ class TensorRange:
     max: float = float("-inf")
     nonfinite: int = 0  # NaN/Inf values skipped
     seen: int = 0  # values seen, finite or not
+    sums: np.ndarray | None = None  # per-channel sums (float64), when means are kept
+    counts: np.ndarray | None = None  # per-channel finite value counts
+
+    def add_channels(self, a: np.ndarray) -> None:
+        """Accumulate per-channel (last axis) sums of finite values; a channel count change
+        (a tensor whose last dimension varies between batches) drops the mean."""
+        if a.ndim < 2:
+            return
+        c = a.shape[-1]
+        flat = a.reshape(-1, c)
+        finite = np.isfinite(flat)
+        if finite.all():
+            s = flat.sum(axis=0, dtype=np.float64)
+            n = np.full(c, flat.shape[0], np.int64)
+        else:
+            s = np.where(finite, flat, 0).sum(axis=0, dtype=np.float64)
+            n = finite.sum(axis=0).astype(np.int64)
+        if self.sums is None:
+            self.sums, self.counts = s, n
+        elif self.sums.shape == s.shape and self.counts is not None:
+            self.sums += s
+            self.counts += n
+        else:
+            self.sums = self.counts = np.zeros(0)  # inconsistent: no mean
+
+    def mean(self) -> tuple[float, ...] | None:
+        if self.sums is None or self.counts is None or self.sums.size == 0 or np.any(self.counts == 0):
+            return None
+        return tuple(float(x) for x in self.sums / self.counts)
 
     @property
     def valid(self) -> bool:
@@ -33,6 +67,7 @@ class MinMaxObserver:
     """Running global min/max per tensor name; non-finite values are skipped and counted."""
 
     ranges: dict[str, TensorRange] = field(default_factory=dict)
+    mean_names: frozenset[str] = frozenset()  # tensors whose per-channel mean is kept too
 
     def observe(self, name: str, array: np.ndarray) -> None:
         a = np.asarray(array)
@@ -44,6 +79,8 @@ class MinMaxObserver:
         if r is None:
             r = self.ranges[name] = TensorRange()
         r.seen += a.size
+        if name in self.mean_names:
+            r.add_channels(a)
         lo, hi = float(a.min()), float(a.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             finite = np.isfinite(a)
@@ -59,7 +96,12 @@ class MinMaxObserver:
 
     def stats(self) -> Stats:
         """Tensor name -> Range, only for tensors that had at least one finite value."""
-        return {n: Range.of(r.min, r.max) for n, r in sorted(self.ranges.items()) if r.valid}
+        out: Stats = {}
+        for n, r in sorted(self.ranges.items()):
+            if r.valid:
+                m = r.mean()
+                out[n] = Range((r.min,), (r.max,), -1, m) if m is not None else Range.of(r.min, r.max)
+        return out
 
     def warnings(self) -> list[str]:
         out = []

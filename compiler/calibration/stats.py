@@ -5,12 +5,16 @@
       "version": 1,
       "tensors": {
         "conv1": {"min": -1.5, "max": 6.0},
-        "dense": {"axis": 1, "min": [-1.0, -2.0], "max": [1.0, 2.0]}
+        "dense": {"axis": 1, "min": [-1.0, -2.0], "max": [1.0, 2.0]},
+        "pool": {"min": 0.0, "max": 4.0, "mean": [0.5, 1.25]}
       }
     }
 
 The reader also takes the bare mapping (`{"conv1": {"min": .., "max": ..}}`) and
-`[min, max]` pairs, so a hand-written file for a test stays short. `annotate-calibration
+`[min, max]` pairs, so a hand-written file for a test stays short. The optional "mean" is the
+tensor's per-channel mean over the calibration data (mean over every axis but the last, one
+value per last-axis index); calibration records it for the inputs of CONV_2D,
+DEPTHWISE_CONV_2D and FULLY_CONNECTED, and the `correct-bias` pass reads it. `annotate-calibration
 {stats-file=PATH}` reads these files; the driver writes one with `--save-stats`.
 """
 
@@ -32,11 +36,13 @@ FORMAT = "tflquant-calibration-stats"
 
 @dataclass(frozen=True)
 class Range:
-    """A calibrated range: per tensor (axis -1, one min and max) or per axis."""
+    """A calibrated range: per tensor (axis -1, one min and max) or per axis; `mean`, when
+    recorded, is the per-channel (last axis) mean of the tensor over the calibration data."""
 
     mins: tuple[float, ...]
     maxs: tuple[float, ...]
     axis: int = -1
+    mean: tuple[float, ...] | None = None
 
     @staticmethod
     def of(lo: float, hi: float) -> Range:
@@ -44,8 +50,12 @@ class Range:
 
     def to_json(self) -> dict[str, Any]:
         if self.axis < 0:
-            return {"min": self.mins[0], "max": self.maxs[0]}
-        return {"axis": self.axis, "min": list(self.mins), "max": list(self.maxs)}
+            out: dict[str, Any] = {"min": self.mins[0], "max": self.maxs[0]}
+        else:
+            out = {"axis": self.axis, "min": list(self.mins), "max": list(self.maxs)}
+        if self.mean is not None:
+            out["mean"] = list(self.mean)
+        return out
 
 
 Stats = dict[str, Range]
@@ -70,6 +80,14 @@ def _range(name: str, v: Any, where: str) -> Range:
             r = Range(tuple(map(float, lo)), tuple(map(float, hi)), axis)
         else:
             r = Range.of(_num(lo, name, where), _num(hi, name, where))
+        if "mean" in v:
+            m = v["mean"]
+            if not isinstance(m, list) or not m:
+                raise TflquantError(f"{where}: tensor '{name}': 'mean' must be a non-empty list of numbers (one per channel)")
+            mean = tuple(_num(x, name, where) for x in m)
+            if not all(math.isfinite(x) for x in mean):
+                raise TflquantError(f"{where}: tensor '{name}' has a non-finite mean")
+            r = Range(r.mins, r.maxs, r.axis, mean)
     elif isinstance(v, (list, tuple)) and len(v) == 2:
         r = Range.of(_num(v[0], name, where), _num(v[1], name, where))
     else:
