@@ -17,6 +17,7 @@ TFLite's interpolation formula, round half away from zero when quantizing.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -164,11 +165,16 @@ def activation(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
 def with_act(op: Operation) -> Callable[[np.ndarray], np.ndarray]:
     """The fused activation as LiteRT's float kernels apply it: they clamp to the range of
     RELU / RELU6 / RELU_N1_TO_1 and ignore TANH and SIGN_BIT (CalculateActivationRange)."""
-    name = opt(op, "fused_activation_function", "NONE")
-    act = None if name in ("TANH", "SIGN_BIT") else activation(name)
+    act = fused_act(op)
     if act is None:
         return lambda x: x
     return act
+
+
+def fused_act(op: Operation) -> Callable[[np.ndarray], np.ndarray] | None:
+    """with_act's in-place clamp, or None when the op applies none."""
+    name = opt(op, "fused_activation_function", "NONE")
+    return None if name in ("TANH", "SIGN_BIT") else activation(name)
 
 
 def align(*arrs: np.ndarray) -> list[np.ndarray]:
@@ -434,13 +440,59 @@ def _windows(xp: np.ndarray, oh: int, ow: int, kh: int, kw: int, sh: int, sw: in
     )
 
 
-_IM2COL_BYTES = 64 << 20
+# Scratch memory reused by every kernel run (kernels run one at a time per thread): fresh
+# large arrays cost page faults on every run, which on this kind of workload is as much as
+# the arithmetic; a small reused buffer stays in cache.
+_SCRATCH = threading.local()
+_CHUNK_BYTES = 512 << 10  # im2col chunk: fits in L2 next to the filter and the output rows
+
+
+def scratch(key: str, n: int) -> np.ndarray:
+    """A reused float32 buffer of n elements (contents undefined), one per key and thread."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
+    b = bufs.get(key)
+    if b is None or b.size < n:
+        b = bufs[key] = np.empty(max(n, 1024), F32)
+    return b[:n]
+
+
+def _padded_sample_buffer(h: int, w: int, c: int, pads: Sequence[tuple[int, int]], value: float = 0.0) -> np.ndarray:
+    """A (H+pt+pb, W+pl+pr, C) scratch buffer whose border holds `value`; copy a sample into
+    its interior with `buf[pt:pt+h, pl:pl+w] = x`."""
+    (pt, pb), (pl, pr) = pads
+    hp, wp = h + pt + pb, w + pl + pr
+    buf = scratch("pad", hp * wp * c).reshape(hp, wp, c)
+    if pt:
+        buf[:pt] = value
+    if pb:
+        buf[hp - pb :] = value
+    if pl:
+        buf[pt : hp - pb, :pl] = value
+    if pr:
+        buf[pt : hp - pb, wp - pr :] = value
+    return buf
 
 
 def conv2d_nhwc(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, int], dil: tuple[int, int], padding: str
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: tuple[int, int],
+    dil: tuple[int, int],
+    padding: str,
+    act: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Float CONV_2D: x (N,H,W,C), w (O,KH,KW,C/groups), b (O,) -> (N,OH,OW,O), no activation."""
+    """Float CONV_2D: x (N,H,W,C), w (O,KH,KW,C/groups), b (O,) -> (N,OH,OW,O), float32.
+
+    `act` (in place, e.g. activation("RELU")) is applied to each output chunk while it is in
+    cache. A 1x1 stride-1 convolution is one matrix product. Otherwise each sample is padded
+    into a scratch buffer and processed a few output rows at a time: with stride 1 the
+    chunk's im2col holds only the KW taps of each input row and the KH filter rows are KH
+    accumulated products over row-shifted (contiguous) slices of it; with a larger stride
+    the chunk holds the full KH*KW windows and needs one product.
+    """
     n, h, wd, c = x.shape
     o, kh, kw, ci = w.shape
     sh, sw = strides
@@ -451,30 +503,103 @@ def conv2d_nhwc(
         return np.zeros((n, max(oh, 0), max(ow, 0), o), F32)
     if ci == 0 or c % ci or o % (c // ci):
         raise TflquantError(f"CONV_2D input has {c} channels, filter expects {ci} per group")
+    x = as_f32(x)
+    w = as_f32(w)
+    b = None if b is None else as_f32(b)
     groups = c // ci
     if kh == kw == 1 and sh == sw == 1 and groups == 1 and pt == pb == pl == pr == 0:
-        y = x.reshape(-1, c) @ w.reshape(o, c).T
-        y = y.reshape(n, oh, ow, o)
-    else:
-        xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
-        y = np.empty((n, oh, ow, o), F32)
-        og = o // groups
-        for g in range(groups):
-            xg = xp[..., g * ci : (g + 1) * ci] if groups > 1 else xp
-            wmat = w[g * og : (g + 1) * og].reshape(og, kh * kw * ci).T
-            per_sample = oh * ow * kh * kw * ci * 4
-            chunk = max(1, _IM2COL_BYTES // max(per_sample, 1))
-            for s0 in range(0, n, chunk):
-                cols = _windows(np.ascontiguousarray(xg[s0 : s0 + chunk]), oh, ow, kh, kw, sh, sw, dh, dw)
-                res = cols.reshape(-1, kh * kw * ci) @ wmat
-                y[s0 : s0 + chunk, ..., g * og : (g + 1) * og] = res.reshape(-1, oh, ow, og)
-    if b is not None:
-        y += b
+        y = np.matmul(x.reshape(-1, c), w.reshape(o, c).T).reshape(n, oh, ow, o)
+        if b is not None:
+            y += b
+        if act is not None:
+            act(y)
+        return y
+    y = np.empty((n, oh, ow, o), F32)
+    og = o // groups
+    for g in range(groups):
+        xg = x[..., g * ci : (g + 1) * ci] if groups > 1 else x
+        yg = y[..., g * og : (g + 1) * og] if groups > 1 else y
+        bg = None if b is None else b[g * og : (g + 1) * og]
+        _conv_group(xg, w[g * og : (g + 1) * og], bg, yg, (sh, sw), (dh, dw), (pt, pb, pl, pr), act if groups == 1 else None)
+    if act is not None and groups > 1:
+        act(y)
     return y
 
 
+def _conv_group(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    y: np.ndarray,
+    strides: tuple[int, int],
+    dil: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    act: Callable[[np.ndarray], np.ndarray] | None,
+) -> None:
+    """One group of conv2d_nhwc, written into y (N,OH,OW,O) (a view when grouped)."""
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    _, oh, ow, _ = y.shape
+    sh, sw = strides
+    dh, dw = dil
+    pt, pb, pl, pr = pads
+    xp = _padded_sample_buffer(h, wd, c, [(pt, pb), (pl, pr)])
+    s0, s1, s2 = xp.strides
+    contiguous = y.flags.c_contiguous
+    if sh == 1:
+        kwc = kw * c
+        wrows = [np.ascontiguousarray(w[:, i].reshape(o, kwc).T) for i in range(kh)]
+        rows = max(1, min(oh, _CHUNK_BYTES // (ow * kwc * 4)))
+        span = rows + (kh - 1) * dh
+        cols = scratch("cols", span * ow * kwc)
+        tmp = scratch("acc", rows * ow * o) if kh > 1 else None
+    else:
+        k = kh * kw * c
+        wmat = np.ascontiguousarray(w.reshape(o, k).T)
+        rows = max(1, min(oh, _CHUNK_BYTES // (ow * k * 4)))
+        cols = scratch("cols", rows * ow * k)
+    out_tmp = None if contiguous else scratch("out", rows * ow * o)
+    for s in range(n):
+        xp[pt : pt + h, pl : pl + wd] = x[s]
+        for r0 in range(0, oh, rows):
+            r = min(rows, oh - r0)
+            m = r * ow
+            out = y[s, r0 : r0 + r].reshape(m, o) if contiguous else out_tmp[: m * o].reshape(m, o)  # type: ignore[index]
+            if sh == 1:
+                rr = r + (kh - 1) * dh
+                win = np.lib.stride_tricks.as_strided(xp[r0:], (rr, ow, kw, c), (s0, s1 * sw, s1 * dw, s2), writeable=False)
+                cb = cols[: rr * ow * kwc]
+                np.copyto(cb.reshape(rr, ow, kw, c), win)
+                cb = cb.reshape(rr * ow, kwc)
+                np.matmul(cb[:m], wrows[0], out=out)
+                if kh > 1:
+                    t = tmp[: m * o].reshape(m, o)  # type: ignore[index]
+                    for i in range(1, kh):
+                        np.matmul(cb[i * dh * ow : (i * dh + r) * ow], wrows[i], out=t)
+                        out += t
+            else:
+                win = np.lib.stride_tricks.as_strided(
+                    xp[r0 * sh :], (r, ow, kh, kw, c), (s0 * sh, s1 * sw, s0 * dh, s1 * dw, s2), writeable=False
+                )
+                cb = cols[: m * k]
+                np.copyto(cb.reshape(r, ow, kh, kw, c), win)
+                np.matmul(cb.reshape(m, k), wmat, out=out)
+            if b is not None:
+                out += b
+            if act is not None:
+                act(out)
+            if not contiguous:
+                y[s, r0 : r0 + r] = out.reshape(r, ow, o)
+
+
 def depthwise_nhwc(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: tuple[int, int], dil: tuple[int, int], padding: str
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: tuple[int, int],
+    dil: tuple[int, int],
+    padding: str,
+    act: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Float DEPTHWISE_CONV_2D: x (N,H,W,C), w (1,KH,KW,C*M) -> (N,OH,OW,C*M)."""
     n, h, wd, c = x.shape
@@ -495,6 +620,8 @@ def depthwise_nhwc(
     y = np.einsum("nhwijc,ijc->nhwc", _windows(xp, oh, ow, kh, kw, sh, sw, dh, dw), w[0])
     if b is not None:
         y += b
+    if act is not None:
+        act(y)
     return y
 
 
@@ -502,12 +629,12 @@ def _conv_like(op: Operation, fn: Callable[..., np.ndarray]) -> Kernel:
     strides = (max(1, opt(op, "stride_h", 1)), max(1, opt(op, "stride_w", 1)))
     dil = (max(1, opt(op, "dilation_h_factor", 1)), max(1, opt(op, "dilation_w_factor", 1)))
     padding = opt(op, "padding", "SAME")
-    act = with_act(op)
+    act = fused_act(op)
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         xm, sb = merge_batch(as_f32(x))
-        y = fn(xm, as_f32(w), None if b is None else as_f32(b), strides, dil, padding)
-        return act(split_batch(y, sb))
+        y = fn(xm, as_f32(w), None if b is None else as_f32(b), strides, dil, padding, act)
+        return split_batch(y, sb)
 
     return run
 
