@@ -88,7 +88,7 @@ OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
 UNBATCHED_RESULTS = frozenset({"SHAPE"})
 
 # Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
-QUANT_AWARE = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "quant.qcast", "quant.dcast", "quant.stats"})
+QUANT_AWARE = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "CAST", "quant.qcast", "quant.dcast", "quant.stats"})
 
 KERNELS: dict[str, Factory] = {}
 
@@ -1159,14 +1159,25 @@ def _bilinear_coords(out: int, inp: int, align_corners: bool, half_pixel: bool) 
     return src - lo.astype(F32), lo, hi
 
 
+def _bilinear_matrix(out: int, inp: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    """(out, inp) float32 matrix of TFLite's 1-D bilinear weights: row o holds 1-f at its
+    lower source index and f at its upper one (summed when they coincide)."""
+    f, lo, hi = _bilinear_coords(out, inp, align_corners, half_pixel)
+    a = np.zeros((out, inp), F32)
+    rows = np.arange(out)
+    a[rows, lo] = F32(1) - f
+    a[rows, hi] += f
+    return a
+
+
 @kernel("RESIZE_BILINEAR")
 def _resize_bilinear(op: Operation) -> Kernel:
     ac, hp = bool(opt(op, "align_corners", False)), bool(opt(op, "half_pixel_centers", False))
+    mats: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def run(x: np.ndarray, size: np.ndarray) -> np.ndarray:
-        xm, sb = merge_batch(as_f32(x))
+    def gathered(xm: np.ndarray, oh: int, ow: int) -> np.ndarray:
+        """The four-neighbour formula, for data with NaN/Inf (kept local, as in LiteRT)."""
         _, h, w, _ = xm.shape
-        oh, ow = ints(size)
         fy, y0, y1 = _bilinear_coords(oh, h, ac, hp)
         fx, x0, x1 = _bilinear_coords(ow, w, ac, hp)
         fy = fy[None, :, None, None]
@@ -1176,8 +1187,24 @@ def _resize_bilinear(op: Operation) -> Kernel:
         tl, tr = top[:, :, x0], top[:, :, x1]
         bl, br = bot[:, :, x0], bot[:, :, x1]
         one = F32(1)
-        y = tl * (one - fy) * (one - fx) + bl * fy * (one - fx) + tr * (one - fy) * fx + br * fy * fx
-        return split_batch(y.astype(x.dtype if x.dtype.kind == "f" else F32), sb)
+        return tl * (one - fy) * (one - fx) + bl * fy * (one - fx) + tr * (one - fy) * fx + br * fy * fx
+
+    def run(x: np.ndarray, size: np.ndarray) -> np.ndarray:
+        xm, sb = merge_batch(as_f32(x))
+        n, h, w, c = xm.shape
+        oh, ow = ints(size)
+        if n == 0 or h == 0 or w == 0 or c == 0 or oh <= 0 or ow <= 0 or not np.isfinite(np.add.reduce(xm, axis=None)):
+            y = gathered(xm, oh, ow)  # a sum that is not finite: NaN/Inf (or overflow) somewhere
+        else:
+            # separable: rows then columns, each a small matrix product (the four-neighbour
+            # gathers cost 10x more); zero weights only ever multiply finite values here
+            key = (h, w, oh, ow)
+            if key not in mats:
+                mats[key] = (_bilinear_matrix(oh, h, ac, hp), _bilinear_matrix(ow, w, ac, hp))
+            ah, aw = mats[key]
+            t = np.matmul(ah, xm.reshape(n, h, w * c))
+            y = np.matmul(aw, t.reshape(n * oh, w, c)).reshape(n, oh, ow, c)
+        return split_batch(y.astype(x.dtype if x.dtype.kind == "f" else F32, copy=False), sb)
 
     return run
 
