@@ -34,7 +34,7 @@ def pipeline_spec(
 
     bias_correction: (int8, int16x8) run `correct-bias` after insert-fake-quant, which
     subtracts each output channel's mean weight-rounding error from conv/FC biases using the
-    calibrated input means. Off by default: see benchmarks/README.md for what it measured.
+    calibrated input means. Off by default: passes/correct_bias.py says what it measured.
     """
     if mode not in MODES:
         raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -61,7 +61,8 @@ def pipeline_spec(
         f"quantize-bias{{bias-type={bias}}}",
     ]
     if io_type != "float32":
-        passes.append(f"set-io-types{{type={io_type}}}")
+        # legalize-for-micro: int8 GELU / int32 SELECT_V2 as ops TFLite Micro has (same bytes).
+        passes += [f"set-io-types{{type={io_type}}}", "legalize-for-micro"]
     return ",".join(passes)
 
 
