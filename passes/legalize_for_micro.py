@@ -1,0 +1,127 @@
+"""`legalize-for-micro`: ops TFLite Micro has no kernel for become equivalent ops it has; outputs stay bit-identical.
+
+Integer-only models must run on TFLite Micro as well as LiteRT. Two ops of integer-only
+models have LiteRT kernels but none in TFLite Micro; this pass rewrites them, in place,
+into ops both runtimes run, computing the same bytes:
+
+- int8 GELU (TFLM has no GELU). LiteRT computes it as a lookup in a 256-entry table of
+  quantize(gelu(dequantize(q))); here the same lookup is written out:
+
+      idx = CAST(x)                  int8 storage -> int32 (CAST copies raw values)
+      idx = ADD(idx, 128)            int32 in [0, 255]
+      y   = GATHER(table, idx)       table: tensor<256x!quant.uniform<i8...>>, the GELU's output type
+
+  The table is what tflquant's integer reference GELU (bit-exact with LiteRT's) gives for
+  each of the 256 inputs.
+- int32 SELECT_V2 (TFLM's SELECT_V2 takes int8, int16 and float32 only; e.g. the
+  negative-index wrap of an embedding lookup, `select(ids < 0, ids + vocab, ids)`):
+
+      y = ADD(b, MUL(CAST(cond) -> int32, SUB(a, b)))
+
+  exact in int32 arithmetic (b + 1 * (a - b) = a, b + 0 = b), with the same broadcasting.
+
+The rewritten op's result keeps its type and tensor name (the last new op produces it);
+new tensors are named `<name>/...`. Everything else is left alone (int16 GELU, float ops,
+SELECT_V2 of other types).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerType, ModuleOp, TensorType, i32
+from xdsl.ir import Operation
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import quantized_element
+from tflquant.ir import dense_from_numpy
+from tflquant.reference import integer_kernels as ik
+
+
+def _int8(t: object) -> bool:
+    q = quantized_element(t) if isinstance(t, TensorType) else None
+    if q is None or q.per_axis:
+        return False
+    w = q.storage_type
+    return isinstance(w, IntegerType) and w.width.data == 8 and q.qmin < 0
+
+
+def _is_i32(t: object) -> bool:
+    return isinstance(t, TensorType) and t.element_type == i32
+
+
+def _broadcast(*types: TensorType) -> list[int]:
+    shapes = [[int(d) for d in t.get_shape()] for t in types]
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(rank):
+        dims = [s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0]
+        out.append(max(dims) if all(d >= 0 for d in dims) else min(dims))
+    return out
+
+
+def _name(op: Operation, default: str) -> str:
+    names = tfl.tensor_names(op)
+    return names[0] if names else default
+
+
+def _build(name: str, inputs: list, result_type: TensorType, tensor: str, **options: object) -> Operation:  # noqa: ANN001
+    return tfl.BUILTIN_CLASSES[name](inputs, [result_type], options=dict(options), names=[tensor])
+
+
+def _gelu(g: Operation) -> list[Operation] | None:
+    x, y = g.operands[0], g.results[0]
+    if not (_int8(x.type) and _int8(y.type)):
+        return None
+    xt, yt = x.type, y.type
+    assert isinstance(xt, TensorType) and isinstance(yt, TensorType)
+    codes = np.arange(-128, 128, dtype=np.int8)
+    table = np.asarray(ik.KERNELS["GELU"](g)(codes[None]))[0].astype(np.int8)
+    name = _name(g, "gelu")
+    shape = list(xt.get_shape())
+    cast = _build("CAST", [x], TensorType(i32, shape), f"{name}/table_index")
+    offset = tfl.ConstOp(dense_from_numpy(np.array(128, np.int32)), name=f"{name}/table_offset")
+    add = _build("ADD", [cast.results[0], offset.result], TensorType(i32, shape), f"{name}/table_index_offset")
+    q = quantized_element(yt)
+    tab = tfl.ConstOp(dense_from_numpy(table), TensorType(q, [256]), name=f"{name}/table")
+    gather = _build("GATHER", [tab.result, add.results[0]], yt, name, axis=0)
+    return [cast, offset, add, tab, gather]
+
+
+def _select(s: Operation) -> list[Operation] | None:
+    c, a, b = s.operands
+    y = s.results[0]
+    if not (_is_i32(a.type) and _is_i32(b.type) and _is_i32(y.type)) or not isinstance(c.type, TensorType):
+        return None
+    yt = y.type
+    assert isinstance(yt, TensorType)
+    name = _name(s, "select")
+    ci = _build("CAST", [c], TensorType(i32, list(c.type.get_shape())), f"{name}/condition")
+    diff = _build("SUB", [a, b], TensorType(i32, _broadcast(a.type, b.type)), f"{name}/difference")  # type: ignore[arg-type]
+    mul = _build("MUL", [ci.results[0], diff.results[0]], TensorType(i32, _broadcast(ci.results[0].type, diff.results[0].type)), f"{name}/selected_difference")  # type: ignore[arg-type]
+    add = _build("ADD", [b, mul.results[0]], yt, name)
+    return [ci, diff, mul, add]
+
+
+@dataclass(frozen=True)
+class LegalizeForMicro(ModulePass):
+    """int8 GELU -> table lookup, int32 SELECT_V2 -> arithmetic: same bytes, runs on TFLite Micro."""
+
+    name = "legalize-for-micro"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        rules = {tfl.BUILTIN_CLASSES["GELU"]: _gelu, tfl.BUILTIN_CLASSES["SELECT_V2"]: _select}
+        for o in list(op.walk()):
+            rule = rules.get(type(o))
+            if rule is None:
+                continue
+            new = rule(o)
+            if new is None:
+                continue
+            Rewriter.insert_op(new, InsertPoint.before(o))
+            o.results[0].replace_all_uses_with(new[-1].results[0])
+            Rewriter.erase_op(o)
