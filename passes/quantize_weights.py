@@ -40,8 +40,8 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.quant_math import choose_weight_params
 from tflquant.ir import dense_from_numpy, describe, value_name
+from tflquant.quant_math import choose_weight_params
 
 # op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}
 WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
