@@ -193,7 +193,10 @@ def _agreement(mode: str, delegates: bool, examples: int) -> Agreement:
         ii = IntegerInterpreter(qmod, strict=True)
         (mine,) = ii.run(qin)
         interp = make_interpreter(write_flatbuffer(qmod), delegates)
-        interp.allocate_tensors()
+        try:
+            interp.allocate_tensors()
+        except RuntimeError as e:
+            raise AssertionError(f"LiteRT rejects the test model: {e}\n{print_module(qmod)}") from None
         di, do = interp.get_input_details()[0], interp.get_output_details()[0]
         for s in range(qin[0].shape[0]):
             interp.set_tensor(di["index"], qin[0][s])
