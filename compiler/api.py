@@ -258,6 +258,7 @@ def quantize(
     calibration_threads: int | None = 1,
     verify: str = "end",
     bias_correction: bool = False,
+    clip_weights: bool = False,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -287,6 +288,8 @@ def quantize(
       (as tflquant-opt does: slower, names the pass that broke the IR); "none" skips it.
     bias_correction: (int8, int16x8) correct conv/FC biases for the mean error that weight
       rounding causes, from the calibrated per-channel input means (the `correct-bias` pass).
+    clip_weights: (int8, int16x8) per-channel weight scales chosen by expected output error
+      on the calibration data instead of absmax (the `clip-weights` pass).
     """
     from tflquant.calibration.stats import provide_stats, write_stats
     from tflquant.ir import make_context
@@ -321,7 +324,7 @@ def quantize(
             progress=progress,
             max_samples=max_samples,
             threads=calibration_threads,
-            channel_means=bias_correction,
+            channel_means=bias_correction or clip_weights,
         )
         stats = calib.stats
         report_warnings += calib.warnings
@@ -339,6 +342,7 @@ def quantize(
         bias_type=bias_type,
         min_weight_elements=min_weight_elements,
         bias_correction=bias_correction,
+        clip_weights=clip_weights,
     )
     t = time.perf_counter()
     if stats is not None:

@@ -29,12 +29,15 @@ def pipeline_spec(
     stats_file: str | None = None,
     min_weight_elements: int = 1024,
     bias_correction: bool = False,
+    clip_weights: bool = False,
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
     bias_correction: (int8, int16x8) run `correct-bias` after insert-fake-quant, which
     subtracts each output channel's mean weight-rounding error from conv/FC biases using the
     calibrated input means. Off by default: passes/correct_bias.py says what it measured.
+    clip_weights: (int8, int16x8) run `clip-weights` first: per-channel weight scales chosen
+    by expected output error on the calibration data instead of absmax.
     """
     if mode not in MODES:
         raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -54,7 +57,8 @@ def pipeline_spec(
         *static,
         calib,
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
-        *([f"correct-bias{{stats-file=\"{stats_file}\"}}" if stats_file else "correct-bias"] if bias_correction else []),
+        *([_with_stats("clip-weights", stats_file, f"corrected={_b(bias_correction)}")] if clip_weights else []),
+        *([_with_stats("correct-bias", stats_file)] if bias_correction else []),
         "propagate-scales",
         "rewrite-integer",
         f"legalize-float-fallback{{strict={_b(not allow_float)}}}",
@@ -64,6 +68,11 @@ def pipeline_spec(
         # legalize-for-micro: int8 GELU / int32 SELECT_V2 as ops TFLite Micro has (same bytes).
         passes += [f"set-io-types{{type={io_type}}}", "legalize-for-micro"]
     return ",".join(passes)
+
+
+def _with_stats(name: str, stats_file: str | None, *options: str) -> str:
+    opts = ([f"stats-file=\"{stats_file}\""] if stats_file else []) + list(options)
+    return f"{name}{{{' '.join(opts)}}}" if opts else name
 
 
 def _b(flag: bool) -> str:

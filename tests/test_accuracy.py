@@ -2,7 +2,8 @@
 
 - bias correction (`correct-bias`, `quantize(..., bias_correction=True)`) raises SQNR on a
   self-contained model whose layer inputs have a large mean (where weight rounding shifts
-  every output by a constant), in int8 and int16x8;
+  every output by a constant), in int8 and int16x8; output-error weight clipping
+  (`clip-weights`, `clip_weights=True`) does on a layer with heavy-tailed weights;
 - on the shared reference models (skipped when absent): SQNR at least the TF converter's,
   top-1 agreement and labelled accuracy no worse, for the default pipeline (int8 and
   integer-only int8). Bias correction's own numbers on them are in benchmarks/README.md.
@@ -37,6 +38,15 @@ def _offset_mlp() -> bytes:
     return g.tflite([y], output_names=["logits"])
 
 
+def _heavy_tailed_mlp() -> bytes:
+    """x [1, 64] -> FC 64->32 whose weights have a few large outliers per row (Student t, 2 dof)."""
+    r = np.random.default_rng(11)
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32)})
+    w = (r.standard_t(2, (32, 64)) * 0.05).astype(np.float32)
+    y = g.op("FULLY_CONNECTED", [g.x, g.const(w), g.const(np.zeros(32, np.float32))], (1, 32), name="y")
+    return g.tflite([y], output_names=["y"])
+
+
 def _data(n: int, seed: int) -> dict[str, np.ndarray]:
     r = np.random.default_rng(seed)
     return {"x": (3.0 + 0.5 * r.standard_normal((n, 1, 64))).astype(np.float32)}
@@ -58,6 +68,19 @@ def test_bias_correction_raises_sqnr(mode: str) -> None:
     assert kinds == ["int16" if mode == "int16x8" else "int8"] * 2
 
 
+@pytest.mark.parametrize("mode", ["int8", "int16x8"])
+def test_clip_weights_raises_sqnr(mode: str) -> None:
+    model = _heavy_tailed_mlp()
+    calib, evald = _data(100, 5), _data(200, 6)
+    ref = run_tflite(model, evald)[0]
+    off = tflquant.quantize(model, mode=mode, representative_dataset=calib)
+    on = tflquant.quantize(model, mode=mode, representative_dataset=calib, clip_weights=True, bias_correction=True)
+    assert "clip-weights{corrected=true},correct-bias" in on.report.pipeline
+    s_off = sqnr_db(ref, run_tflite(off.model, evald)[0])
+    s_on = sqnr_db(ref, run_tflite(on.model, evald)[0])
+    assert s_on > s_off + 1.0, (s_off, s_on)
+
+
 def test_bias_correction_is_deterministic() -> None:
     model = _offset_mlp()
     a = tflquant.quantize(model, representative_dataset=_data(50, 3), bias_correction=True).model
@@ -75,6 +98,7 @@ def test_calibration_records_layer_input_means() -> None:
     m = stats["x"].mean
     assert m is not None and len(m) == 64
     np.testing.assert_allclose(m, data["x"].reshape(-1, 64).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats["x"].mean_sq, (data["x"].astype(np.float64) ** 2).reshape(-1, 64).mean(axis=0), rtol=1e-6)
     assert stats["logits"].mean is None  # not the input of a weighted layer
     assert calibrate(module, data, channel_means=False).stats["x"].mean is None
 
@@ -116,3 +140,16 @@ def test_shared_int8_labels_and_top1_at_least_tf(name: str, tmp_path) -> None:
     tflquant.quantize(d / "float.tflite", representative_dataset=d / "calib.npz").save(ours)
     mine, tf = _score(d, str(ours)), _score(d, str(d / "tf_int8.tflite"))
     assert mine["top1"] >= tf["top1"] and mine["acc"] >= tf["acc"], (mine, tf)
+
+
+def test_stats_file_keeps_means(tmp_path) -> None:
+    from tflquant.calibration.stats import Range, read_stats, write_stats
+    from tflquant.errors import TflquantError
+
+    p = tmp_path / "s.json"
+    write_stats(p, {"x": Range((0.0,), (4.0,), -1, (1.0, 2.0), (2.0, 5.0)), "y": Range.of(-1, 1)})
+    back = read_stats(p)
+    assert back["x"].mean == (1.0, 2.0) and back["x"].mean_sq == (2.0, 5.0) and back["y"].mean is None
+    p.write_text('{"x": {"min": 0, "max": 1, "mean": [1.0], "mean_sq": [1.0, 2.0]}}')
+    with pytest.raises(TflquantError, match="mean_sq"):
+        read_stats(p)

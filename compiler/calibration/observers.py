@@ -6,9 +6,10 @@ minimum and maximum over all samples, which is what the TF converter's calibrato
 NaN and +-Inf never enter a range: they are skipped and counted, and `warnings()` says which
 tensors had them.
 
-For the tensors named in `mean_names` the observer also keeps the per-channel mean (over
+For the tensors named in `mean_names` the observer also keeps the per-channel mean and mean
+square (over
 samples and every axis but the last, in float64; non-finite values left out), which
-`correct-bias` needs for the inputs of weighted layers. It is not a range: min/max stays
+`correct-bias` and `clip-weights` need for the inputs of weighted layers. It is not a range: min/max stays
 the calibration that decides quantization parameters.
 """
 
@@ -28,6 +29,7 @@ class TensorRange:
     nonfinite: int = 0  # NaN/Inf values skipped
     seen: int = 0  # values seen, finite or not
     sums: np.ndarray | None = None  # per-channel sums (float64), when means are kept
+    sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
 
     def add_channels(self, a: np.ndarray) -> None:
@@ -39,23 +41,31 @@ class TensorRange:
         flat = a.reshape(-1, c)
         finite = np.isfinite(flat)
         if finite.all():
-            s = flat.sum(axis=0, dtype=np.float64)
+            f64 = flat.astype(np.float64)
             n = np.full(c, flat.shape[0], np.int64)
         else:
-            s = np.where(finite, flat, 0).sum(axis=0, dtype=np.float64)
+            f64 = np.where(finite, flat, 0).astype(np.float64)
             n = finite.sum(axis=0).astype(np.int64)
+        s = f64.sum(axis=0)
+        q = np.einsum("ij,ij->j", f64, f64)
         if self.sums is None:
-            self.sums, self.counts = s, n
-        elif self.sums.shape == s.shape and self.counts is not None:
+            self.sums, self.sqsums, self.counts = s, q, n
+        elif self.sums.shape == s.shape and self.counts is not None and self.sqsums is not None:
             self.sums += s
+            self.sqsums += q
             self.counts += n
         else:
-            self.sums = self.counts = np.zeros(0)  # inconsistent: no mean
+            self.sums = self.sqsums = self.counts = np.zeros(0)  # inconsistent: no mean
 
     def mean(self) -> tuple[float, ...] | None:
         if self.sums is None or self.counts is None or self.sums.size == 0 or np.any(self.counts == 0):
             return None
         return tuple(float(x) for x in self.sums / self.counts)
+
+    def mean_square(self) -> tuple[float, ...] | None:
+        if self.mean() is None or self.sqsums is None or self.counts is None:
+            return None
+        return tuple(float(x) for x in self.sqsums / self.counts)
 
     @property
     def valid(self) -> bool:
@@ -100,7 +110,7 @@ class MinMaxObserver:
         for n, r in sorted(self.ranges.items()):
             if r.valid:
                 m = r.mean()
-                out[n] = Range((r.min,), (r.max,), -1, m) if m is not None else Range.of(r.min, r.max)
+                out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
         return out
 
     def warnings(self) -> list[str]:

@@ -14,7 +14,8 @@ The reader also takes the bare mapping (`{"conv1": {"min": .., "max": ..}}`) and
 `[min, max]` pairs, so a hand-written file for a test stays short. The optional "mean" is the
 tensor's per-channel mean over the calibration data (mean over every axis but the last, one
 value per last-axis index); calibration records it for the inputs of CONV_2D,
-DEPTHWISE_CONV_2D and FULLY_CONNECTED, and the `correct-bias` pass reads it. `annotate-calibration
+DEPTHWISE_CONV_2D and FULLY_CONNECTED, with "mean_sq" (per-channel mean of squares), and
+the `correct-bias` and `clip-weights` passes read them. `annotate-calibration
 {stats-file=PATH}` reads these files; the driver writes one with `--save-stats`.
 """
 
@@ -43,6 +44,7 @@ class Range:
     maxs: tuple[float, ...]
     axis: int = -1
     mean: tuple[float, ...] | None = None
+    mean_sq: tuple[float, ...] | None = None  # per-channel mean of squares, with `mean`
 
     @staticmethod
     def of(lo: float, hi: float) -> Range:
@@ -55,6 +57,8 @@ class Range:
             out = {"axis": self.axis, "min": list(self.mins), "max": list(self.maxs)}
         if self.mean is not None:
             out["mean"] = list(self.mean)
+        if self.mean_sq is not None:
+            out["mean_sq"] = list(self.mean_sq)
         return out
 
 
@@ -87,7 +91,15 @@ def _range(name: str, v: Any, where: str) -> Range:
             mean = tuple(_num(x, name, where) for x in m)
             if not all(math.isfinite(x) for x in mean):
                 raise TflquantError(f"{where}: tensor '{name}' has a non-finite mean")
-            r = Range(r.mins, r.maxs, r.axis, mean)
+            mean_sq = None
+            if "mean_sq" in v:
+                q = v["mean_sq"]
+                if not isinstance(q, list) or len(q) != len(mean):
+                    raise TflquantError(f"{where}: tensor '{name}': 'mean_sq' must be a list as long as 'mean'")
+                mean_sq = tuple(_num(x, name, where) for x in q)
+                if not all(math.isfinite(x) and x >= 0 for x in mean_sq):
+                    raise TflquantError(f"{where}: tensor '{name}' has a negative or non-finite mean_sq")
+            r = Range(r.mins, r.maxs, r.axis, mean, mean_sq)
     elif isinstance(v, (list, tuple)) and len(v) == 2:
         r = Range.of(_num(v[0], name, where), _num(v[1], name, where))
     else:
