@@ -559,18 +559,29 @@ def _conv_group(
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * k * 4)))
         cols = scratch("cols", rows * ow * k)
     out_tmp = None if contiguous else scratch("out", rows * ow * o)
+    # the padded buffer is the same memory for every sample: build the chunks' window views
+    # (as_strided is slow to call) and im2col views once
+    chunks = []
+    for r0 in range(0, oh, rows):
+        r = min(rows, oh - r0)
+        if sh == 1:
+            rr = r + (kh - 1) * dh
+            win = np.lib.stride_tricks.as_strided(xp[r0:], (rr, ow, kw, c), (s0, s1 * sw, s1 * dw, s2), writeable=False)
+            cb = cols[: rr * ow * kwc]
+            chunks.append((r0, r, win, cb.reshape(rr, ow, kw, c), cb.reshape(rr * ow, kwc)))
+        else:
+            win = np.lib.stride_tricks.as_strided(
+                xp[r0 * sh :], (r, ow, kh, kw, c), (s0 * sh, s1 * sw, s0 * dh, s1 * dw, s2), writeable=False
+            )
+            cb = cols[: r * ow * k]
+            chunks.append((r0, r, win, cb.reshape(r, ow, kh, kw, c), cb.reshape(r * ow, k)))
     for s in range(n):
         xp[pt : pt + h, pl : pl + wd] = x[s]
-        for r0 in range(0, oh, rows):
-            r = min(rows, oh - r0)
+        for r0, r, win, cb_win, cb in chunks:
             m = r * ow
             out = y[s, r0 : r0 + r].reshape(m, o) if contiguous else out_tmp[: m * o].reshape(m, o)  # type: ignore[index]
+            np.copyto(cb_win, win)
             if sh == 1:
-                rr = r + (kh - 1) * dh
-                win = np.lib.stride_tricks.as_strided(xp[r0:], (rr, ow, kw, c), (s0, s1 * sw, s1 * dw, s2), writeable=False)
-                cb = cols[: rr * ow * kwc]
-                np.copyto(cb.reshape(rr, ow, kw, c), win)
-                cb = cb.reshape(rr * ow, kwc)
                 np.matmul(cb[:m], wrows[0], out=out)
                 if kh > 1:
                     t = tmp[: m * o].reshape(m, o)  # type: ignore[index]
@@ -578,12 +589,7 @@ def _conv_group(
                         np.matmul(cb[i * dh * ow : (i * dh + r) * ow], wrows[i], out=t)
                         out += t
             else:
-                win = np.lib.stride_tricks.as_strided(
-                    xp[r0 * sh :], (r, ow, kh, kw, c), (s0 * sh, s1 * sw, s0 * dh, s1 * dw, s2), writeable=False
-                )
-                cb = cols[: m * k]
-                np.copyto(cb.reshape(r, ow, kh, kw, c), win)
-                np.matmul(cb.reshape(m, k), wmat, out=out)
+                np.matmul(cb, wmat, out=out)
             if b is not None:
                 out += b
             if act is not None:
