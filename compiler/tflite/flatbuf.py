@@ -208,13 +208,18 @@ class Builder:
 
     def __init__(self, size_hint: int = 1024):
         self.fb = flatbuffers.Builder(max(1024, min(size_hint, 1 << 31)))
+        self._shared: dict[tuple[str, bytes], int] = {}
 
     def string(self, s: str) -> int:
         return self.fb.CreateString(s.encode("utf-8", errors="surrogateescape"))
 
     def numpy(self, arr: np.ndarray | Sequence[object], kind: str) -> int:
+        """A scalar vector; identical vectors (shapes, scales, zero points) are stored once."""
         a = np.ascontiguousarray(np.asarray(arr, dtype=np.dtype(NUMPY_OF_KIND[kind])).reshape(-1))
-        return self.fb.CreateNumpyVector(a)
+        key = (kind, a.tobytes())
+        if (off := self._shared.get(key)) is None:
+            off = self._shared[key] = self.fb.CreateNumpyVector(a)
+        return off
 
     def bytes_vector(self, data: bytes, alignment: int = 1) -> int:
         fb = self.fb
