@@ -110,6 +110,15 @@ def test_tiny_transformer_legalize_for_micro_keeps_litert_outputs_bit_identical(
     b = litert_raw(_tt("int8", ("legalize-for-micro",)).model, inputs)
     assert "GELU" in _op_types(_tt("int8", ("legalize-for-micro",)))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # the integer reference interpreter computes the same on both forms too (CAST of int8
+    # storage copies the raw values, as in LiteRT)
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+    from tflquant.tflite.reader import read_flatbuffer
+
+    x = [inputs[0][:16]]
+    (ia,) = IntegerInterpreter(read_flatbuffer(_tt("int8").model)).run(x)
+    (ib,) = IntegerInterpreter(read_flatbuffer(_tt("int8", ("legalize-for-micro",)).model)).run(x)
+    assert np.array_equal(ia, ib)
 
 
 def test_tiny_transformer_float_io_keeps_dynamic_batch() -> None:
