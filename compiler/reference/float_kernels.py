@@ -88,6 +88,8 @@ OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
 UNBATCHED_RESULTS = frozenset({"SHAPE"})
 
 # Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
+# CAST copies raw values, quantized storage included, as LiteRT's CAST does (the GELU
+# table lookup of legalize-for-micro casts int8 storage to int32 indices).
 QUANT_AWARE = frozenset({"QUANTIZE", "DEQUANTIZE", "SHAPE", "CAST", "quant.qcast", "quant.dcast", "quant.stats"})
 
 KERNELS: dict[str, Factory] = {}
