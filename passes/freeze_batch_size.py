@@ -11,8 +11,8 @@ result type still has dynamic dims gets them re-inferred from its operands:
   RESHAPE / TRANSPOSE / GATHER / CONCATENATION / MEAN / STRIDED_SLICE / ...) is run once
   by its numpy reference kernel on zeros shaped like its operands, once all of them are
   static and every shape-like parameter (RESHAPE's shape, TRANSPOSE's perm, MEAN's axes,
-  ...) is a `tfl.const`; the result shapes are read off. No kernel here has a result
-  shape that depends on data values.
+  ...) is a `tfl.const`; the result shapes are read off. Ops whose result shape depends
+  on non-constant operand values (WHERE, RANGE, TOPK_V2, ...) are never inferred this way.
 
 A result whose shape cannot be inferred (a RESHAPE whose shape is computed at run time, an
 op without a reference kernel, a custom op) keeps its dynamic dims; `fold-constants`
@@ -63,8 +63,16 @@ _BROADCAST = frozenset(
         "SELECT_V2", "SQUARED_DIFFERENCE", "SUB",
     }
 )  # fmt: skip
-# Ops never run on zeros to infer shapes: their results are not tensors of the inputs' data.
-_NO_ZERO_EVAL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "DENSIFY"})
+# Ops never run on zeros to infer shapes: stateful ones, and ones whose result shape depends
+# on operand *values* that are not constant parameters (if they ever get a reference kernel).
+_NO_ZERO_EVAL = frozenset(
+    {
+        "UNIDIRECTIONAL_SEQUENCE_LSTM", "DENSIFY", "WHERE", "UNIQUE", "NON_MAX_SUPPRESSION_V4",
+        "NON_MAX_SUPPRESSION_V5", "RANGE", "TOPK_V2", "ONE_HOT", "SPARSE_TO_DENSE", "SEGMENT_SUM",
+        "UNSORTED_SEGMENT_SUM", "UNSORTED_SEGMENT_PROD", "UNSORTED_SEGMENT_MAX", "UNSORTED_SEGMENT_MIN",
+        "SCATTER_ND", "BROADCAST_ARGS", "RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL", "MULTINOMIAL",
+    }
+)  # fmt: skip
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
