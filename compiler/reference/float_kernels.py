@@ -609,28 +609,128 @@ def depthwise_nhwc(
     padding: str,
     act: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Float DEPTHWISE_CONV_2D: x (N,H,W,C), w (1,KH,KW,C*M) -> (N,OH,OW,C*M)."""
+    """Float DEPTHWISE_CONV_2D: x (N,H,W,C), w (1,KH,KW,C*M) -> (N,OH,OW,C*M), float32.
+
+    Samples are processed a few at a time through a padded scratch buffer, bias and `act`
+    applied per chunk. Few channels and large images: a multiply-add per tap over flat
+    row-major slices of the padded (for strides, polyphase-split) input, so every numpy
+    loop is long and contiguous. Otherwise one einsum over the windows, whose per-pixel
+    loop is efficient once there are enough channels.
+    """
     n, h, wd, c = x.shape
     _, kh, kw, oc = w.shape
     if oc % c:
         raise TflquantError(f"DEPTHWISE_CONV_2D filter has {oc} channels, not a multiple of the input's {c}")
     m = oc // c
+    x = as_f32(x)
+    w = as_f32(w)
     if m > 1:
         x = np.repeat(x, m, axis=3)
     sh, sw = strides
     dh, dw = dil
     oh, pt, pb = out_size_and_pad(h, kh, sh, dh, padding)
     ow, pl, pr = out_size_and_pad(wd, kw, sw, dw, padding)
-    if oh <= 0 or ow <= 0:
+    if oh <= 0 or ow <= 0 or n == 0:
         return np.zeros((n, max(oh, 0), max(ow, 0), oc), F32)
-    xp = _pad_spatial(x, [(pt, pb), (pl, pr)])
-    # one pass over the windows (einsum) is 2-5x faster than a multiply-add per tap
-    y = np.einsum("nhwijc,ijc->nhwc", _windows(xp, oh, ow, kh, kw, sh, sw, dh, dw), w[0])
-    if b is not None:
-        y += b
-    if act is not None:
-        act(y)
+    y = np.empty((n, oh, ow, oc), F32)
+    pads = (pt, pb, pl, pr)
+    if oc <= 32 and oh * ow >= 100:
+        _depthwise_flat(x, w[0], y, strides, dil, pads)
+        chunk = max(1, _CHUNK_BYTES // (oh * ow * oc * 4))
+        for s0 in range(0, n, chunk):
+            ys = y[s0 : s0 + chunk]
+            if b is not None:
+                ys += b
+            if act is not None:
+                act(ys)
+    else:
+        _depthwise_einsum(x, w[0], b, y, strides, dil, pads, act)
     return y
+
+
+def _depthwise_einsum(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    y: np.ndarray,
+    strides: tuple[int, int],
+    dil: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    act: Callable[[np.ndarray], np.ndarray] | None,
+) -> None:
+    n, h, wd, c = x.shape
+    kh, kw, _ = w.shape
+    _, oh, ow, _ = y.shape
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    k = max(1, min(n, _CHUNK_BYTES // (hp * wp * c * 4)))
+    xp = scratch("pad", k * hp * wp * c).reshape(k, hp, wp, c)
+    if pt or pb or pl or pr:
+        xp[...] = 0
+    for s0 in range(0, n, k):
+        kk = min(k, n - s0)
+        xp[:kk, pt : pt + h, pl : pl + wd] = x[s0 : s0 + kk]
+        ys = y[s0 : s0 + kk]
+        np.einsum("nhwijc,ijc->nhwc", _windows(xp[:kk], oh, ow, kh, kw, *strides, *dil), w, out=ys)
+        if b is not None:
+            ys += b
+        if act is not None:
+            act(ys)
+
+
+def _depthwise_flat(
+    x: np.ndarray, w: np.ndarray, y: np.ndarray, strides: tuple[int, int], dil: tuple[int, int], pads: tuple[int, int, int, int]
+) -> None:
+    """y = depthwise(x, w) without bias. The padded input is split into its sh*sw stride
+    phases (rows a::sh, columns b::sw), each a (HQ, WQ, C) grid; tap (i, j) reads phase
+    (i*dh % sh, j*dw % sw) shifted by (i*dh // sh, j*dw // sw), which in a flat row-major
+    buffer is one contiguous slice. Outputs are computed for the whole (HQ, WQ) grid of
+    each sample (the extra rows/columns are discarded; they read zeros or the next sample)."""
+    n, h, wd, c = x.shape
+    kh, kw, _ = w.shape
+    _, oh, ow, _ = y.shape
+    sh, sw = strides
+    dh, dw = dil
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    rowlen = wq * c
+    per = hq * rowlen
+    taps = [((i * dh % sh) * sw + j * dw % sw, (i * dh // sh) * rowlen + (j * dw // sw) * c, i, j) for i in range(kh) for j in range(kw)]
+    slack = max(t[1] for t in taps)
+    k = max(1, min(n, _CHUNK_BYTES // (per * 4)))
+    nph = sh * sw
+    phases = scratch("phases", nph * (k * per + slack)).reshape(nph, k * per + slack)
+    phases[...] = 0
+    grid = phases[:, : k * per].reshape(nph, k, hq, wq, c)
+    padded = None
+    if nph > 1:
+        padded = scratch("pad", k * hq * sh * wq * sw * c).reshape(k, hq * sh, wq * sw, c)
+        padded[...] = 0
+    wt = np.tile(w.reshape(kh, kw, 1, c), (1, 1, wq, 1)).reshape(kh, kw, rowlen)
+    acc = scratch("acc", k * per)
+    tmp = scratch("tmp", k * per)
+    for s0 in range(0, n, k):
+        kk = min(k, n - s0)
+        if padded is None:
+            grid[0, :kk, pt : pt + h, pl : pl + wd] = x[s0 : s0 + kk]
+        else:
+            padded[:kk, pt : pt + h, pl : pl + wd] = x[s0 : s0 + kk]
+            for a in range(sh):
+                for bb in range(sw):
+                    grid[a * sw + bb, :kk] = padded[:kk, a::sh, bb::sw]
+        rows = kk * hq
+        total = rows * rowlen
+        out = acc[:total].reshape(rows, rowlen)
+        t = tmp[:total].reshape(rows, rowlen)
+        for q, (p, off, i, j) in enumerate(taps):
+            src = phases[p, off : off + total].reshape(rows, rowlen)
+            if q == 0:
+                np.multiply(src, wt[i, j], out=out)
+            else:
+                np.multiply(src, wt[i, j], out=t)
+                out += t
+        y[s0 : s0 + kk] = out.reshape(kk, hq, wq, c)[:, :oh, :ow]
 
 
 def _conv_like(op: Operation, fn: Callable[..., np.ndarray]) -> Kernel:
