@@ -510,11 +510,19 @@ def conv2d_nhwc(
     b = None if b is None else as_f32(b)
     groups = c // ci
     if kh == kw == 1 and sh == sw == 1 and groups == 1 and pt == pb == pl == pr == 0:
-        y = np.matmul(x.reshape(-1, c), w.reshape(o, c).T).reshape(n, oh, ow, o)
-        if b is not None:
-            y += b
-        if act is not None:
-            act(y)
+        # one matrix product, in row chunks so bias and activation find the rows in cache
+        xf = x.reshape(-1, c)
+        wmat = np.ascontiguousarray(w.reshape(o, c).T)
+        y = np.empty((n, oh, ow, o), F32)
+        yf = y.reshape(-1, o)
+        step = max(256, _CHUNK_BYTES // (4 * (c + o)))
+        for r0 in range(0, yf.shape[0], step):
+            out = yf[r0 : r0 + step]
+            np.matmul(xf[r0 : r0 + step], wmat, out=out)
+            if b is not None:
+                out += b
+            if act is not None:
+                act(out)
         return y
     y = np.empty((n, oh, ow, o), F32)
     og = o // groups
