@@ -135,7 +135,8 @@ def choose_activation_params(
       to an integer as TFLite's MLIR quantizer does (see `_nudged`);
     - symmetric (int16 activations, 16x8 mode): zero point 0 and
       scale = max(|min|, |max|) / qmax (TFLite's legacy quantizer, half range 32767).
-    An all-zero range gets scale 1.0 (zero point qmin, or 0 when symmetric).
+    A range narrower than double epsilon (an all-zero tensor) gets scale 1.0 (zero point
+    qmin, or 0 when symmetric).
     """
     lo, hi = float(min_value), float(max_value)
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -147,7 +148,8 @@ def choose_activation_params(
     st = storage_type(bits, signed)
     if symmetric:
         half = np.float32(max(abs(lo), abs(hi)))
-        scale = float(half / np.float32(qmax)) if half > 0 else 1.0
+        # a range narrower than double epsilon is an all-zero tensor (as for asymmetric)
+        scale = float(half / np.float32(qmax)) if half >= np.finfo(np.float64).eps else 1.0
         zp = 0 if signed else (qmin + qmax + 1) // 2
         return UniformQuantizedType.make(st, scale, zp, narrow=narrow)
     scale, zp = _nudged(qmin, qmax, lo, hi)
