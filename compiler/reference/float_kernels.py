@@ -830,31 +830,73 @@ def _depthwise(op: Operation) -> Kernel:
 def _transpose_conv(op: Operation) -> Kernel:
     sh, sw = max(1, opt(op, "stride_h", 1)), max(1, opt(op, "stride_w", 1))
     padding = opt(op, "padding", "SAME")
-    act = with_act(op)
+    act = fused_act(op)
 
     def run(output_shape: np.ndarray, w: np.ndarray, x: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         xm, sb = merge_batch(as_f32(x))
         w = as_f32(w)
         n, h, wd, c = xm.shape
         o, kh, kw, ci = w.shape
+        if ci != c:
+            raise TflquantError(f"TRANSPOSE_CONV input has {c} channels, filter expects {ci}")
         _, out_h, out_w, out_c = ints(output_shape)
         # TFLite pads as for the forward conv from the output size
         _, pt, _ = out_size_and_pad(out_h, kh, sh, 1, padding)
         _, pl, _ = out_size_and_pad(out_w, kw, sw, 1, padding)
-        full_h = max((h - 1) * sh + kh, pt + out_h)
-        full_w = max((wd - 1) * sw + kw, pl + out_w)
-        full = np.zeros((n, full_h, full_w, o), F32)
-        flat = xm.reshape(-1, c)
-        for i in range(kh):
-            for j in range(kw):
-                contrib = (flat @ w[:, i, j, :].T).reshape(n, h, wd, o)
-                full[:, i : i + (h - 1) * sh + 1 : sh, j : j + (wd - 1) * sw + 1 : sw, :] += contrib
-        y = np.ascontiguousarray(full[:, pt : pt + out_h, pl : pl + out_w, :])
-        if b is not None:
-            y += as_f32(b)
-        return act(split_batch(y, sb))
+        y = transpose_conv_nhwc(xm, w, None if b is None else as_f32(b), (sh, sw), (pt, pl), (out_h, out_w), act)
+        return split_batch(y, sb)
 
     return run
+
+
+def transpose_conv_nhwc(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    out_hw: tuple[int, int],
+    act: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Float TRANSPOSE_CONV: x (N,H,W,C), w (O,KH,KW,C) -> (N,OUT_H,OUT_W,O): every input
+    pixel scatters x @ w[:, i, j, :].T to output (h*sh + i - pt, w*sw + j - pl). One matrix
+    product gives all KH*KW taps of a chunk of samples, scattered into a scratch canvas."""
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    sh, sw = strides
+    pt, pl = pads
+    out_h, out_w = out_hw
+    full_h = max((h - 1) * sh + kh, pt + out_h)
+    full_w = max((wd - 1) * sw + kw, pl + out_w)
+    y = np.empty((n, out_h, out_w, o), F32)
+    if n == 0 or y.size == 0:
+        return y
+    wall = np.ascontiguousarray(w.transpose(3, 1, 2, 0).reshape(c, kh * kw * o))
+    per = max(full_h * full_w * o, h * wd * kh * kw * o)
+    k = max(1, _CHUNK_BYTES // (4 * per))
+
+    def part(s0: int, s1: int) -> None:
+        taps = scratch("taps", min(k, s1 - s0) * h * wd * kh * kw * o)
+        canvas = scratch("canvas", min(k, s1 - s0) * full_h * full_w * o)
+        for c0 in range(s0, s1, k):
+            kk = min(k, s1 - c0)
+            t = taps[: kk * h * wd * kh * kw * o].reshape(kk * h * wd, kh * kw * o)
+            np.matmul(x[c0 : c0 + kk].reshape(-1, c), wall, out=t)
+            t6 = t.reshape(kk, h, wd, kh, kw, o)
+            full = canvas[: kk * full_h * full_w * o].reshape(kk, full_h, full_w, o)
+            full[...] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    full[:, i : i + (h - 1) * sh + 1 : sh, j : j + (wd - 1) * sw + 1 : sw, :] += t6[:, :, :, i, j, :]
+            ys = y[c0 : c0 + kk]
+            ys[...] = full[:, pt : pt + out_h, pl : pl + out_w, :]
+            if b is not None:
+                ys += b
+            if act is not None:
+                act(ys)
+
+    split_samples(n, n * h * wd * c * kh * kw * o, part)
+    return y
 
 
 def _pool(op: Operation, is_max: bool) -> Kernel:
