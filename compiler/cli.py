@@ -59,6 +59,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 allow_float=default_allow_float(a.mode, a.io_type, allow_float),
                 bias_type=a.bias_type,
                 min_weight_elements=a.min_weight_elements,
+                bias_correction=a.bias_correction,
+                clip_weights=a.clip_weights,
             )
         )
         if a.output is None:
@@ -80,6 +82,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             max_samples=a.max_samples,
             min_weight_elements=a.min_weight_elements,
             save_stats=a.save_stats,
+            bias_correction=a.bias_correction,
+            clip_weights=a.clip_weights,
         )
     for w in caught:
         if not a.quiet:
@@ -109,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=32, metavar="N", help="calibration samples run at once (default 32)")
     q.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration samples")
     q.add_argument("--min-weight-elements", type=int, default=1024, metavar="N", help="dynamic mode: weights with fewer elements stay float (default 1024)")
+    q.add_argument(
+        "--bias-correction",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="correct conv/FC biases for the mean weight-rounding error (default: on for int16x8, off for int8)",
+    )
+    q.add_argument("--clip-weights", action="store_true", help="per-channel weight scales chosen by expected output error instead of absmax")
     q.add_argument("--save-stats", metavar="STATS.json", help="also write the calibrated ranges (JSON keyed by tensor name)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)

@@ -28,14 +28,15 @@ def pipeline_spec(
     bias_type: str | None = None,
     stats_file: str | None = None,
     min_weight_elements: int = 1024,
-    bias_correction: bool = False,
+    bias_correction: bool | None = None,
     clip_weights: bool = False,
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
     bias_correction: (int8, int16x8) run `correct-bias` after insert-fake-quant, which
     subtracts each output channel's mean weight-rounding error from conv/FC biases using the
-    calibrated input means. Off by default: passes/correct_bias.py says what it measured.
+    calibrated input means. Default (None): on for int16x8, off for int8 (see
+    passes/correct_bias.py for what it measured).
     clip_weights: (int8, int16x8) run `clip-weights` first: per-channel weight scales chosen
     by expected output error on the calibration data instead of absmax.
     """
@@ -46,6 +47,8 @@ def pipeline_spec(
     if mode == "dynamic":
         return f"quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
     act = "int8" if mode == "int8" else "int16"
+    if bias_correction is None:
+        bias_correction = mode == "int16x8"
     bias = bias_type or ("int32" if mode == "int8" else "int64")
     calib = f"annotate-calibration{{stats-file=\"{stats_file}\"}}" if stats_file else "annotate-calibration"
     # Integer-only models must run on TFLite Micro too: static shapes, no run-time shape

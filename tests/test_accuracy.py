@@ -57,8 +57,10 @@ def test_bias_correction_raises_sqnr(mode: str) -> None:
     model = _offset_mlp()
     calib, evald = _data(100, 1), _data(200, 2)
     ref = run_tflite(model, evald)[0]
-    off = tflquant.quantize(model, mode=mode, representative_dataset=calib)
+    off = tflquant.quantize(model, mode=mode, representative_dataset=calib, bias_correction=False)
     on = tflquant.quantize(model, mode=mode, representative_dataset=calib, bias_correction=True)
+    default = tflquant.quantize(model, mode=mode, representative_dataset=calib)
+    assert default.model == (on.model if mode == "int16x8" else off.model)  # on by default for 16x8 only
     assert "correct-bias" in on.report.pipeline and "correct-bias" not in off.report.pipeline
     s_off = sqnr_db(ref, run_tflite(off.model, evald)[0])
     s_on = sqnr_db(ref, run_tflite(on.model, evald)[0])
@@ -73,7 +75,7 @@ def test_clip_weights_raises_sqnr(mode: str) -> None:
     model = _heavy_tailed_mlp()
     calib, evald = _data(100, 5), _data(200, 6)
     ref = run_tflite(model, evald)[0]
-    off = tflquant.quantize(model, mode=mode, representative_dataset=calib)
+    off = tflquant.quantize(model, mode=mode, representative_dataset=calib, bias_correction=False)
     on = tflquant.quantize(model, mode=mode, representative_dataset=calib, clip_weights=True, bias_correction=True)
     assert "clip-weights{corrected=true},correct-bias" in on.report.pipeline
     s_off = sqnr_db(ref, run_tflite(off.model, evald)[0])
