@@ -336,7 +336,27 @@ KERNELS["LOGICAL_OR"] = _binary(np.logical_or)
 
 
 def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Factory:
-    return lambda op: fn
+    return lambda op: per_sample_parts(fn)
+
+
+def per_sample_parts(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """An elementwise fn that, on a large batch, runs on sample ranges in parallel."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if _THREADS == 1 or x.ndim == 0 or x.shape[0] < 2 or x.size < (1 << 20):
+            return fn(x)
+        probe = np.asarray(fn(x[:1]))
+        if probe.shape != x[:1].shape:
+            return fn(x)
+        y = np.empty(x.shape, probe.dtype)
+
+        def part(s0: int, s1: int) -> None:
+            y[s0:s1] = fn(x[s0:s1])
+
+        split_samples(x.shape[0], x.size * 4, part)
+        return y
+
+    return run
 
 
 def _gelu_exact(x: np.ndarray) -> np.ndarray:
@@ -905,13 +925,9 @@ def _pool(op: Operation, is_max: bool) -> Kernel:
     padding = opt(op, "padding", "VALID")
     act = with_act(op)
 
-    def run(x: np.ndarray) -> np.ndarray:
-        xm, sb = merge_batch(x)
-        n, h, wd, c = xm.shape
-        oh, pt, pb = out_size_and_pad(h, kh, sh, 1, padding)
-        ow, pl, pr = out_size_and_pad(wd, kw, sw, 1, padding)
-        if oh <= 0 or ow <= 0:
-            return split_batch(np.zeros((n, max(oh, 0), max(ow, 0), c), xm.dtype), sb)
+    def window_op(xm: np.ndarray, oh: int, ow: int, pads: tuple[int, int, int, int]) -> np.ndarray:
+        pt, pb, pl, pr = pads
+        h, wd = xm.shape[1], xm.shape[2]
         fill = -np.inf if is_max else 0.0
         if xm.dtype.kind in "iu" and is_max:
             fill = np.iinfo(xm.dtype).min
@@ -934,7 +950,25 @@ def _pool(op: Operation, is_max: bool) -> Kernel:
                 for j in range(kw):
                     cnt += ones[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
             y /= cnt
-        return act(split_batch(y, sb))
+        return act(y)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        xm, sb = merge_batch(x)
+        n, h, wd, c = xm.shape
+        oh, pt, pb = out_size_and_pad(h, kh, sh, 1, padding)
+        ow, pl, pr = out_size_and_pad(wd, kw, sw, 1, padding)
+        if oh <= 0 or ow <= 0:
+            return split_batch(np.zeros((n, max(oh, 0), max(ow, 0), c), xm.dtype), sb)
+        pads = (pt, pb, pl, pr)
+        if n < 2 or n * oh * ow * c * kh * kw < _PARALLEL_MIN_WORK:
+            return split_batch(window_op(xm, oh, ow, pads), sb)
+        y = np.empty((n, oh, ow, c), xm.dtype if is_max else F32)
+
+        def part(s0: int, s1: int) -> None:
+            y[s0:s1] = window_op(xm[s0:s1], oh, ow, pads)
+
+        split_samples(n, n * oh * ow * c * kh * kw, part)
+        return split_batch(y, sb)
 
     return run
 
@@ -1145,7 +1179,21 @@ def _concat(op: Operation) -> Kernel:
 
     def run(*xs: np.ndarray) -> np.ndarray:
         xs2 = _common_samples(xs)
-        return act(np.concatenate(xs2, axis=axis_norm(axis, xs2[0].ndim - 1) + 1))
+        a = axis_norm(axis, xs2[0].ndim - 1) + 1
+        dt = np.result_type(*xs2)
+        n = xs2[0].shape[0]
+        if n < 2 or any(x.shape[:a] != xs2[0].shape[:a] or x.shape[a + 1 :] != xs2[0].shape[a + 1 :] for x in xs2):
+            return act(np.concatenate(xs2, axis=a))  # (let numpy report mismatched shapes)
+        shape = list(xs2[0].shape)
+        shape[a] = sum(x.shape[a] for x in xs2)
+        y = np.empty(shape, dt)
+
+        def part(s0: int, s1: int) -> None:  # a memory-bound copy: two threads move more bytes
+            np.concatenate([x[s0:s1] for x in xs2], axis=a, out=y[s0:s1])
+            act(y[s0:s1])
+
+        split_samples(n, y.size * 4, part)
+        return y
 
     return run
 
@@ -1421,8 +1469,19 @@ def _resize_bilinear(op: Operation) -> Kernel:
             if key not in mats:
                 mats[key] = (_bilinear_matrix(oh, h, ac, hp), _bilinear_matrix(ow, w, ac, hp))
             ah, aw = mats[key]
-            t = np.matmul(ah, xm.reshape(n, h, w * c))
-            y = np.matmul(aw, t.reshape(n * oh, w, c)).reshape(n, oh, ow, c)
+            y = np.empty((n, oh, ow, c), F32)
+            xr = xm.reshape(n, h, w * c)
+            k = max(1, _CHUNK_BYTES // (4 * oh * w * c))
+
+            def part(s0: int, s1: int) -> None:
+                buf = scratch("resize", min(k, s1 - s0) * oh * w * c)
+                for c0 in range(s0, s1, k):
+                    kk = min(k, s1 - c0)
+                    t = buf[: kk * oh * w * c].reshape(kk, oh, w * c)
+                    np.matmul(ah, xr[c0 : c0 + kk], out=t)
+                    np.matmul(aw, t.reshape(kk * oh, w, c), out=y[c0 : c0 + kk].reshape(kk * oh, ow, c))
+
+            split_samples(n, y.size * (h + w), part)
         return split_batch(y.astype(x.dtype if x.dtype.kind == "f" else F32, copy=False), sb)
 
     return run
