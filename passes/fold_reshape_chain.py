@@ -11,7 +11,7 @@ no RESHAPE reads another RESHAPE's result afterwards, except where folding would
 quantized type (the element types along the chain differ: a requantization, kept);
 surviving ops keep their results, types and tensor names.
 
-This pass is the worked example of docs/adding_a_pass.md.
+This pass is the worked example of README.md, section "Adding a pass".
 """
 
 from __future__ import annotations

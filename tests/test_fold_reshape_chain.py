@@ -1,4 +1,4 @@
-"""Property test of fold-reshape-chain (the worked example in docs/adding_a_pass.md).
+"""Property test of fold-reshape-chain (the worked example in README.md, "Adding a pass").
 
 For random tfl graphs rich in reshapes: the pass keeps the module valid, computes the
 same values bit for bit, leaves no RESHAPE reading a RESHAPE, and is idempotent and
