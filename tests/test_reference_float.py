@@ -367,6 +367,12 @@ CASES: dict[str, tuple] = {
     "conv_batch2": ("CONV_2D", [act(2, 6, 5, 3), w(4, 3, 3, 3), w(4)], {"padding": "SAME", "stride_h": 2, "stride_w": 1}),
     "depthwise_batch2": ("DEPTHWISE_CONV_2D", [act(2, 6, 5, 3), w(1, 3, 3, 3), w(3)], {"padding": "VALID", "stride_h": 1, "stride_w": 2}),
     "transpose_conv_batch2": ("TRANSPOSE_CONV", [i32(2, 10, 12, 4), w(4, 3, 3, 3), act(2, 5, 6, 3), w(4)], {"padding": "SAME", "stride_h": 2, "stride_w": 2}),
+    # the fast paths of the calibration kernels (see float_kernels): flat/polyphase depthwise
+    # (few channels, >= 100 output pixels), stride-1 row-tap convolution with dilation
+    "depthwise_flat_s1": ("DEPTHWISE_CONV_2D", [act(1, 12, 13, 4), w(1, 3, 3, 4), w(4)], {"padding": "SAME", "stride_h": 1, "stride_w": 1, "fused_activation_function": "RELU6"}),
+    "depthwise_flat_s2_m2": ("DEPTHWISE_CONV_2D", [act(1, 23, 22, 3), w(1, 3, 3, 6), w(6)], {"padding": "SAME", "stride_h": 2, "stride_w": 2, "depth_multiplier": 2}),
+    "depthwise_flat_dilated": ("DEPTHWISE_CONV_2D", [act(1, 14, 15, 5), w(1, 3, 2, 5), w(5)], {"padding": "VALID", "stride_h": 1, "stride_w": 1, "dilation_h_factor": 2, "dilation_w_factor": 3}),
+    "conv_dilated_rows": ("CONV_2D", [act(1, 12, 11, 5), w(6, 3, 2, 5), w(6)], {"padding": "SAME", "stride_h": 1, "stride_w": 2, "dilation_h_factor": 2, "dilation_w_factor": 1}),
     "resize_bilinear_batch2": ("RESIZE_BILINEAR", [act(2, 3, 4, 2), i32(5, 7)], {"half_pixel_centers": True}),
     "depth_to_space_batch2": ("DEPTH_TO_SPACE", [act(2, 2, 3, 12)], {"block_size": 2}),
     "space_to_depth_batch2": ("SPACE_TO_DEPTH", [act(2, 6, 4, 2)], {"block_size": 2}),
@@ -407,6 +413,64 @@ def _materialize(case: tuple) -> tuple[ModuleOp, list[np.ndarray]]:
 def test_single_op_matches_litert(name: str) -> None:
     module, inputs = _materialize(CASES[name])
     compare_with_litert(module, inputs, int_tol=1 if name == "quantize" else 0)
+
+
+THREADED_CASES = [
+    "conv_batch2", "conv_dilated_rows", "depthwise_flat_s1", "depthwise_flat_s2_m2", "depthwise_batch2",
+    "transpose_conv_batch2", "resize_bilinear_batch2", "avg_pool_batch2", "add_relu6",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", THREADED_CASES)
+def test_kernels_split_over_threads_match_one_thread_and_litert(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tflquant.reference import float_kernels as fk
+
+    module, inputs = _materialize(CASES[name])
+    old = fk.set_threads(1)
+    try:
+        single = Interpreter(module).run(inputs)
+        fk.set_threads(2)
+        monkeypatch.setattr(fk, "_PARALLEL_MIN_WORK", 0)  # split even these small batches
+        split = Interpreter(module).run(inputs)
+        for a, b in zip(single, split):
+            np.testing.assert_array_equal(a, b)
+        compare_with_litert(module, inputs)
+    finally:
+        fk.set_threads(old)
+
+
+def test_parallel_part_errors_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tflquant.reference import float_kernels as fk
+
+    monkeypatch.setattr(fk, "_PARALLEL_MIN_WORK", 0)
+    old = fk.set_threads(2)
+    try:
+        seen = []
+
+        def part(s0: int, s1: int) -> None:
+            seen.append((s0, s1))
+            if s0 > 0:
+                raise ValueError("second part failed")
+
+        with pytest.raises(ValueError, match="second part"):
+            fk.split_samples(4, 1, part)
+        assert sorted(seen) == [(0, 2), (2, 4)]
+    finally:
+        fk.set_threads(old)
+
+
+def test_resize_bilinear_keeps_inf_local_like_litert() -> None:
+    x = rng.standard_normal((N, 1, 5, 6, 2)).astype(F32)
+    x[1, 0, 2, 3, 1] = np.inf
+    module, inputs = op_model("RESIZE_BILINEAR", [In(x), i32(9, 11)], {"half_pixel_centers": True})
+    from tflquant.tflite.writer import write_flatbuffer
+
+    ours = Interpreter(module).run(inputs)[0]
+    ref = np.stack([r[0] for r in litert_run(write_flatbuffer(module), inputs)["BUILTIN_WITHOUT_DEFAULT_DELEGATES"]])
+    fin = np.isfinite(ref)
+    assert not fin.all() and fin.sum() > fin.size // 2  # the Inf reaches a few outputs only
+    np.testing.assert_array_equal(np.isfinite(ours), fin)
+    assert rel_err(ours[fin], ref[fin]) <= RTOL
 
 
 def test_every_modelled_op_has_a_kernel_and_a_litert_case() -> None:
