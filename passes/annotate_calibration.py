@@ -29,6 +29,7 @@ from xdsl.passes import ModulePass
 
 from tflquant.calibration.stats import Range, Stats, provided_stats, read_stats
 from tflquant.dialects import quant, tfl
+from tflquant.errors import TflquantError
 from tflquant.ir import value_name
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
@@ -60,6 +61,19 @@ def _attr(r: Range) -> quant.CalibrationStatsAttr:
     return quant.CalibrationStatsAttr.make(list(r.mins), list(r.maxs), r.axis)
 
 
+def _check_axis(v: SSAValue, name: str, r: Range) -> None:
+    """Per-axis statistics must name an axis of the tensor and one range per channel."""
+    if r.axis < 0:
+        return
+    assert isinstance(v.type, TensorType)
+    shape = list(v.type.get_shape())
+    if r.axis >= len(shape) or (shape[r.axis] >= 0 and shape[r.axis] != len(r.mins)):
+        raise TflquantError(
+            f"annotate-calibration: statistics for tensor '{name}' have {len(r.mins)} per-channel ranges on "
+            f"axis {r.axis}, which does not fit its type {v.type}; recalibrate this model"
+        )
+
+
 def _annotate(v: SSAValue, r: Range, after: Operation | None, fn: func.FuncOp) -> Operation:
     op = quant.StatsOp(v, _attr(r))
     block = fn.body.blocks[0]
@@ -88,6 +102,7 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
             name = value_name(arg)
             if name is None or name not in stats:
                 continue
+            _check_axis(arg, name, stats[name])
             last_arg_stats = _annotate(arg, stats[name], last_arg_stats, fn)
             count += 1
         for op in list(fn.body.walk()):
@@ -99,6 +114,7 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
                 name = value_name(res)
                 if name is None or name not in stats:
                     continue
+                _check_axis(res, name, stats[name])
                 _annotate(res, stats[name], op, fn)
                 count += 1
     return count

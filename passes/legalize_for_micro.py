@@ -38,6 +38,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
+from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy
 from tflquant.reference import integer_kernels as ik
 
@@ -114,11 +115,16 @@ class LegalizeForMicro(ModulePass):
     name = "legalize-for-micro"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        rules = {tfl.BUILTIN_CLASSES["GELU"]: _gelu, tfl.BUILTIN_CLASSES["SELECT_V2"]: _select}
+        rules = {tfl.BUILTIN_CLASSES["GELU"]: (_gelu, 1), tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3)}
         for o in list(op.walk()):
-            rule = rules.get(type(o))
+            rule, arity = rules.get(type(o), (None, 0))
             if rule is None:
                 continue
+            if len(o.operands) != arity or len(o.results) != 1:
+                raise TflquantError(
+                    f"legalize-for-micro: {o.name} '{_name(o, '?')}' has {len(o.operands)} inputs and "
+                    f"{len(o.results)} outputs; it takes {arity} and has 1"
+                )
             new = rule(o)
             if new is None:
                 continue

@@ -26,7 +26,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
-from tflquant.ir import dense_from_numpy, value_name
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, describe, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, has_kernel, is_f32, op_info, same_inputs
 from tflquant.passes.propagate_scales import dcast_source, op_bits, qcast_users
 from tflquant.quant_math import quantize
@@ -174,7 +175,13 @@ class RewriteInteger(ModulePass):
             if q.result.uses:
                 qt = quant.quantized_element(q.result.type)
                 assert qt is not None and isinstance(q.result.type, TensorType)
-                payload = quantize_const_values(c.numpy(), qt)
+                values = c.numpy()
+                if not np.all(np.isfinite(values)):
+                    raise TflquantError(
+                        f"rewrite-integer: constant {describe(c.result)} holds NaN or infinite values; "
+                        f"it cannot become an integer constant of type {q.result.type}"
+                    )
+                payload = quantize_const_values(values, qt)
                 name = value_name(c.result)
                 qc = tfl.ConstOp(dense_from_numpy(payload), q.result.type, name=name)
                 Rewriter.insert_op(qc, _before(q))
