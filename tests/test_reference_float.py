@@ -594,6 +594,37 @@ def test_batched_run_equals_per_sample_runs_and_observer_sees_everything() -> No
     np.testing.assert_array_equal(rows, batched)
 
 
+def test_large_batches_run_as_parallel_sample_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+
+    m = _small()
+    x = rng.standard_normal((40, 1, 4)).astype(F32)
+    old = fk.set_threads(1)
+    try:
+        (single,) = Interpreter(m).run([x])
+        fk.set_threads(2)
+        monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", 0)
+        seen: dict[str, list[int]] = {}
+        busy = []
+
+        def observer(v, a):
+            assert not busy, "observer called concurrently"
+            busy.append(1)
+            seen.setdefault(value_name(v), []).append(a.shape[0])
+            busy.pop()
+
+        from tflquant.ir import value_name
+
+        (split,) = Interpreter(m).run([x], observer=observer)
+    finally:
+        fk.set_threads(old)
+    np.testing.assert_allclose(split, single, rtol=1e-6)
+    assert split.shape == single.shape
+    assert seen["x"] == [40]  # arguments: once, whole
+    assert all(sum(v) == 40 and len(v) == 2 for k, v in seen.items() if k != "x"), seen
+
+
 def test_fake_quant_rounds_to_the_grid_per_tensor_and_per_axis() -> None:
     text = """
     builtin.module {

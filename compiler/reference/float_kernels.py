@@ -508,13 +508,24 @@ def get_threads() -> int:
     return _THREADS
 
 
-def split_samples(n: int, work: int, fn: Callable[[int, int], None]) -> None:
+def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_parts: bool = False) -> None:
     """fn(s0, s1) over sample ranges covering [0, n): in parallel when the work (about
-    multiply-adds) is worth it, the calling thread taking the first range."""
+    multiply-adds) is worth it, the calling thread taking the first range. With
+    serial_parts, kernels called inside fn do not split again (whole-plan parallelism)."""
     parts = min(_THREADS, n) if work >= _PARALLEL_MIN_WORK else 1
-    if parts <= 1 or threading.current_thread().name.startswith("tflquant-kernel"):
+    if parts <= 1 or getattr(_SCRATCH, "serial", False) or threading.current_thread().name.startswith("tflquant-kernel"):
         fn(0, n)
         return
+    if serial_parts:
+        inner = fn
+
+        def fn(s0: int, s1: int) -> None:
+            _SCRATCH.serial = True
+            try:
+                inner(s0, s1)
+            finally:
+                _SCRATCH.serial = False
+
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
