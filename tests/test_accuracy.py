@@ -15,16 +15,9 @@ import numpy as np
 import pytest
 
 import tflquant
+from tflquant.scoring import accuracy, sqnr_db, top1
 from tests.conftest import shared_model_dir
 from tests.models import GraphBuilder, run_tflite
-
-
-def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - q) ** 2))
-    if err == 0:
-        return 99.0
-    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
 
 
 def _offset_mlp() -> bytes:
@@ -112,13 +105,9 @@ def _score(d, path: str) -> dict[str, float]:
         ref = run_tflite(f.read(), inputs)[0]
     with open(path, "rb") as f:
         got = run_tflite(f.read(), inputs)[0]
-    n = len(ref)
-    out = {
-        "sqnr": sqnr_db(ref, got),
-        "top1": float(np.mean(ref.reshape(n, -1).argmax(-1) == got.reshape(n, -1).argmax(-1))),
-    }
+    out = {"sqnr": sqnr_db(ref, got), "top1": top1(ref, got)}
     if "labels" in z.files:
-        out["acc"] = float(np.mean(got.reshape(n, -1).argmax(-1) == z["labels"]))
+        out["acc"] = accuracy(got, z["labels"])
     return out
 
 

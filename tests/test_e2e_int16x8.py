@@ -18,6 +18,7 @@ from conftest import MODEL_NAMES, shared_model_dir
 from models import GraphBuilder, sample_inputs
 
 import tflquant
+from tflquant.scoring import litert_run, load_eval, sqnr_db
 from tflquant.tflite.writer import write_flatbuffer
 
 # A 16x8 model may trail the TF converter's by this much. Measured (eval.npz, all samples):
@@ -27,40 +28,6 @@ from tflquant.tflite.writer import write_flatbuffer
 # ADD's second input, so every residual branch gets the ADD output's (wider) range; copying
 # that gave no gain (46.549 dB). Differences this small move either way with any rounding.
 SQNR_SLACK_DB = 0.02
-
-
-def litert_run(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """As ../shared/tools/score.py: integer inputs quantized, integer outputs dequantized."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model)
-    it.allocate_tensors()
-    ind, outd = it.get_input_details(), it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in outd]
-    for i in range(len(inputs[0])):
-        for d, a in zip(ind, inputs):
-            x = np.asarray(a[i]).reshape(d["shape"])
-            if d["dtype"] in (np.int8, np.uint8, np.int16) and x.dtype.kind == "f":
-                s, z = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / s) + z, info.min, info.max)
-            it.set_tensor(d["index"], x.astype(d["dtype"]))
-        it.invoke()
-        for k, d in enumerate(outd):
-            y = it.get_tensor(d["index"]).astype(np.float32)
-            if d["dtype"] in (np.int8, np.uint8, np.int16):
-                s, z = d["quantization"]
-                y = (y - z) * s
-            outs[k].append(y)
-    return [np.stack(o) for o in outs]
-
-
-def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - q) ** 2))
-    if err == 0:
-        return 99.0
-    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
 
 
 def tensor_details(model: bytes) -> list[dict]:
@@ -173,8 +140,7 @@ MAX_EVAL = 32
 
 @functools.cache
 def _eval(name: str) -> list[np.ndarray]:
-    z = np.load(shared_model_dir(name) / "eval.npz")
-    return [z[k][:MAX_EVAL] for k in z.files if k != "labels"]
+    return load_eval(shared_model_dir(name) / "eval.npz", MAX_EVAL)[0]
 
 
 @functools.cache

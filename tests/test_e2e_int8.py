@@ -18,6 +18,7 @@ from conftest import EXAMPLES, MODEL_NAMES, shared_model_dir
 from models import MODELS, sample_inputs
 
 import tflquant
+from tflquant.scoring import TflmMissingOps, accuracy, litert_run, load_eval, sqnr_db, tflm_run, top1
 from tflquant.tflite.writer import write_flatbuffer
 
 DIGITS = EXAMPLES / "digits_cnn.tflite"
@@ -43,112 +44,9 @@ TFLM_LACKS = {"shapes": "TILE"}
 # ---------------------------------------------------------------------------------------
 
 
-def _quantize_in(d: dict, x: np.ndarray, scale_key: str = "quantization") -> np.ndarray:
-    dt = np.dtype(d["dtype"])
-    if dt.kind in "iu" and x.dtype.kind == "f":
-        if scale_key == "quantization":
-            s, z = d["quantization"]
-        else:
-            s, z = float(d[scale_key]["scales"][0]), int(d[scale_key]["zero_points"][0])
-        info = np.iinfo(dt)
-        x = np.clip(np.round(x / s) + z, info.min, info.max)
-    return x.astype(dt)
-
-
-def litert_run(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Every output (dequantized to float) for every sample; inputs have samples first."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model)
-    it.allocate_tensors()
-    ind, outd = it.get_input_details(), it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in outd]
-    for i in range(len(inputs[0])):
-        for d, a in zip(ind, inputs):
-            it.set_tensor(d["index"], _quantize_in(d, np.asarray(a[i]).reshape(d["shape"])))
-        it.invoke()
-        for k, d in enumerate(outd):
-            y = it.get_tensor(d["index"]).astype(np.float32)
-            if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0] != 0:
-                s, z = d["quantization"]
-                y = (y - z) * s
-            outs[k].append(y)
-    return [np.stack(o) for o in outs]
-
-
-_TFLM_SCRIPT = r"""
-import sys, numpy as np
-from tflite_micro.python.tflite_micro import runtime
-model, inp, out = sys.argv[1:4]
-z = np.load(inp)
-inputs = [z[f"i{k}"] for k in range(len(z.files))]
-it = runtime.Interpreter.from_bytes(open(model, "rb").read(), arena_size=32 * 1024 * 1024)
-n_out = 0
-while True:
-    try:
-        it.get_output_details(n_out)
-    except Exception:
-        break
-    n_out += 1
-outs = [[] for _ in range(n_out)]
-for i in range(len(inputs[0])):
-    for k, a in enumerate(inputs):
-        d = it.get_input_details(k)
-        x = np.asarray(a[i]).reshape(d["shape"])
-        dt = np.dtype(d["dtype"])
-        if dt.kind in "iu" and x.dtype.kind == "f":
-            q = d["quantization_parameters"]
-            info = np.iinfo(dt)
-            x = np.clip(np.round(x / float(q["scales"][0])) + int(q["zero_points"][0]), info.min, info.max)
-        it.set_input(x.astype(dt), k)
-    it.invoke()
-    for k in range(n_out):
-        outs[k].append(np.array(it.get_output(k)))
-np.savez(out, **{f"o{k}": np.stack(o) for k, o in enumerate(outs)})
-"""
-
-
-class TflmMissingOps(RuntimeError):
-    """TFLite Micro has no kernel for some op of the model."""
-
-
-def tflm_run(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs (raw, not dequantized) on TFLite Micro, run in a child process: TFLM aborts
-    the whole process on some models it rejects."""
-    import re
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        mp, ip, op = Path(d, "m.tflite"), Path(d, "in.npz"), Path(d, "out.npz")
-        mp.write_bytes(model)
-        np.savez(ip, **{f"i{k}": a for k, a in enumerate(inputs)})
-        proc = subprocess.run([sys.executable, "-c", _TFLM_SCRIPT, str(mp), str(ip), str(op)], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '(\w+)'", proc.stderr)))
-            if missing:
-                raise TflmMissingOps(", ".join(missing))
-            raise RuntimeError(f"TFLM failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}")
-        z = np.load(op)
-        return [z[f"o{k}"] for k in range(len(z.files))]
-
-
 def litert_raw(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """LiteRT outputs as stored (integer for integer-only models)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model)
-    it.allocate_tensors()
-    ind, outd = it.get_input_details(), it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in outd]
-    for i in range(len(inputs[0])):
-        for d, a in zip(ind, inputs):
-            it.set_tensor(d["index"], _quantize_in(d, np.asarray(a[i]).reshape(d["shape"])))
-        it.invoke()
-        for k, d in enumerate(outd):
-            outs[k].append(it.get_tensor(d["index"]).copy())
-    return [np.stack(o) for o in outs]
+    return litert_run(model, inputs, dequantize=False)
 
 
 def assert_tflm_matches_litert(model: bytes, inputs: list[np.ndarray]) -> None:
@@ -167,16 +65,6 @@ def assert_tflm_matches_litert(model: bytes, inputs: list[np.ndarray]) -> None:
         assert sqnr_db(a, b) > 30.0
         if a.shape[1] <= 1000:  # classifier-like output (not a segmentation map)
             assert top1(a, b) >= 0.9
-
-
-def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - q) ** 2))
-    return 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
-
-
-def top1(ref: np.ndarray, q: np.ndarray) -> float:
-    return float(np.mean(ref.reshape(len(ref), -1).argmax(-1) == q.reshape(len(q), -1).argmax(-1)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,8 +139,7 @@ def _shared(name: str, io_type: str) -> tflquant.QuantizationResult:
 
 @functools.cache
 def _eval(name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
-    z = np.load(shared_model_dir(name) / "eval.npz")
-    return [z[k] for k in z.files if k != "labels"], (z["labels"] if "labels" in z.files else None)
+    return load_eval(shared_model_dir(name) / "eval.npz")
 
 
 @functools.cache
@@ -278,8 +165,7 @@ def test_shared_int8_at_least_as_good_as_tf_converter(name: str, io_type: str) -
         assert s_ours >= s_tf - SQNR_SLACK_DB, f"{name} output {k}: SQNR {s_ours:.2f} dB < TF {s_tf:.2f} dB"
     assert top1(ref[0], ours[0]) >= top1(ref[0], theirs[0]) - 0.02
     if labels is not None:
-        acc = lambda y: float(np.mean(y.reshape(len(labels), -1).argmax(-1) == labels))  # noqa: E731
-        assert acc(ours[0]) >= acc(theirs[0]) - 0.01
+        assert accuracy(ours[0], labels) >= accuracy(theirs[0], labels) - 0.01
     assert len(r.model) <= tf_path.stat().st_size
     if io_type != "float32":  # float I/O became int8; token ids stay int32
         for text in r.report.inputs + r.report.outputs:

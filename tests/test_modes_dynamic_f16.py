@@ -24,6 +24,7 @@ from tflquant.ir import make_context, print_module
 from tflquant.passes.cast_weights_f16 import FP16_MAX
 from tflquant.passes.quantize_weights import WEIGHT_INPUTS, quantize_weight
 from tflquant.pipeline import run_pipeline
+from tflquant.scoring import sqnr_db
 from tflquant.tflite.reader import read_flatbuffer
 from tflquant.tflite.writer import write_flatbuffer
 
@@ -36,15 +37,6 @@ FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthChe
 def _run(module: ModuleOp, spec: str) -> ModuleOp:
     run_pipeline(make_context(), module, spec)
     return module
-
-
-def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
-    """As ../shared/tools/score.py: 10 log10(|ref|^2 / |ref - got|^2), 99 when identical."""
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - got) ** 2))
-    if err == 0:
-        return 99.0
-    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
 
 
 def _consts(module: ModuleOp) -> list[tfl.ConstOp]:
@@ -212,7 +204,7 @@ def test_dynamic_random_graphs_run_in_litert(module: ModuleOp) -> None:
     for r, g in zip(ref, got):
         assert r.shape == g.shape and np.all(np.isfinite(g))
         if np.sum(r.astype(np.float64) ** 2) > 1e-6:
-            assert _sqnr(r, g) > 10
+            assert sqnr_db(r, g) > 10
 
 
 def test_dynamic_zoo_in_litert() -> None:
@@ -226,7 +218,7 @@ def test_dynamic_zoo_in_litert() -> None:
     q_model = write_flatbuffer(_run(hybrid_zoo(), "quantize-weights{min-elements=32}"))
     got = run_tflite(q_model, ins)
     for name, r, g in zip(["tconv", "bmm", "gathered", "looked_up", "lstm", "dw"], ref, got):
-        assert _sqnr(r, g) > 30, name
+        assert sqnr_db(r, g) > 30, name
     ops = _litert_ops(q_model)
     kinds = [o["op"] for o in ops]
     assert kinds.count("DEQUANTIZE") == 1  # the gather table's, run once (constant input)
@@ -257,7 +249,7 @@ def test_dynamic_big_gather_table_is_gathered_as_int8(monkeypatch: pytest.Monkey
     (use,) = gather.outputs[0].uses
     assert isinstance(use.operation, tfl.DequantizeOp)
     got = run_tflite(write_flatbuffer(m), ins)
-    assert _sqnr(ref[2], got[2]) > 30
+    assert sqnr_db(ref[2], got[2]) > 30
 
 
 def test_dynamic_per_tensor_zoo_in_litert() -> None:
@@ -266,7 +258,7 @@ def test_dynamic_per_tensor_zoo_in_litert() -> None:
     q_model = write_flatbuffer(_run(hybrid_zoo(), "quantize-weights{min-elements=32 per-channel=false}"))
     got = run_tflite(q_model, ins)
     for r, g in zip(ref, got):
-        assert _sqnr(r, g) > 25
+        assert sqnr_db(r, g) > 25
     ops = _litert_ops(q_model)
     dw = next(o for o in ops if o["op"] == "DEPTHWISE_CONV_2D")
     assert dw["inputs"][1]["dtype"] == np.float32  # per-tensor depthwise: weight-only, DEQUANTIZE
@@ -292,7 +284,7 @@ def test_dynamic_quantizes_fp16_weights_from_their_fp16_values() -> None:
     ref = run_tflite(write_flatbuffer(hybrid_zoo()), ins)
     got = run_tflite(write_flatbuffer(m), ins)
     for r, g in zip(ref, got):
-        assert _sqnr(r, g) > 30
+        assert sqnr_db(r, g) > 30
 
 
 def test_dynamic_api_report_and_errors(tmp_path: Path) -> None:
@@ -348,7 +340,7 @@ def test_float16_zoo_in_litert() -> None:
     ref = run_tflite(float_model, ins)
     got = run_tflite(h_model, ins)
     for r, g in zip(ref, got):
-        assert _sqnr(r, g) > 50
+        assert sqnr_db(r, g) > 50
     ops = _litert_ops(h_model)
     n_float_consts = sum(isinstance(_elem(c.result), Float32Type) for c in _consts(hybrid_zoo()))
     assert [o["op"] for o in ops].count("DEQUANTIZE") == n_float_consts

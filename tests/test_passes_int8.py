@@ -22,6 +22,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import make_context, parse_module
 from tflquant.passes._quant_ops import OPS, fixed_params, has_kernel, is_f32, op_info, same_inputs
 from tflquant.pipeline import run_pipeline
+from tflquant.scoring import litert_run, sqnr_db
 from tflquant.tflite.reader import read_flatbuffer
 from tflquant.tflite.writer import write_flatbuffer
 
@@ -101,37 +102,9 @@ def quantize_module(module: ModuleOp, inputs: dict[str, np.ndarray], **kw) -> tf
     return tflquant.quantize(write_flatbuffer(module), representative_dataset=inputs, **kw)
 
 
-def sqnr(ref: np.ndarray, got: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - got) ** 2))
-    return 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
-
-
 def run_integer_io(model: bytes, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model with integer I/O: quantize the float inputs, dequantize the outputs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model)
-    it.allocate_tensors()
-    ind, outd = it.get_input_details(), it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in outd]
-    arrays = list(inputs.values())
-    for i in range(len(arrays[0])):
-        for d, a in zip(ind, arrays):
-            x = a[i]
-            if d["dtype"] in (np.int8, np.uint8, np.int16):
-                s, z = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / s) + z, info.min, info.max)
-            it.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]).reshape(d["shape"]))
-        it.invoke()
-        for k, d in enumerate(outd):
-            y = it.get_tensor(d["index"]).astype(np.float32)
-            if d["dtype"] in (np.int8, np.uint8, np.int16):
-                s, z = d["quantization"]
-                y = (y - z) * s
-            outs[k].append(y)
-    return [np.stack(o) for o in outs]
+    return litert_run(model, list(inputs.values()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,7 +144,7 @@ def test_models_run_in_litert(case: tuple[str, str, str]) -> None:
     got = run_integer_io(r.model, ev) if integer_only else run_tflite(r.model, ev)
     for a, b in zip(ref, got):
         if a.dtype.kind == "f":
-            assert sqnr(a, b) >= CASES[case], f"{case}: SQNR {sqnr(a, b):.1f} dB"
+            assert sqnr_db(a, b) >= CASES[case], f"{case}: SQNR {sqnr_db(a, b):.1f} dB"
     assert len(r.model) < len(float_model) or name != "cnn"
 
 
@@ -326,5 +299,5 @@ def test_transpose_conv_and_depthwise_biases_run(mode: str, bias: str | None) ->
     res = quantize_module(module, sample_inputs(module, 32, seed=1), mode=mode, bias_type=bias)
     check_kernel_rules(read_flatbuffer(res.model))
     ev = sample_inputs(module, 4, seed=2)
-    assert sqnr(run_tflite(fb, ev)[0], run_tflite(res.model, ev)[0]) > (35 if mode == "int8" else 45)
+    assert sqnr_db(run_tflite(fb, ev)[0], run_tflite(res.model, ev)[0]) > (35 if mode == "int8" else 45)
     assert not [o for o in res.report.ops if o.kind == "float"]
