@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tflquant.scoring import accuracy, feed, interpreter, litert_run, load_eval, sqnr_db, top1
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TFLQUANT_SHARED_MODELS", ROOT.parent / "shared" / "models"))
 
@@ -152,46 +154,8 @@ def find_aeq_python(explicit: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _interp(path: Path):  # type: ignore[no-untyped-def]
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    return it
-
-
-def _feed(it, d: dict, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    x = np.asarray(x).reshape(d["shape"])
-    if d["dtype"] in (np.int8, np.uint8, np.int16) and x.dtype.kind == "f":
-        s, z = d["quantization"]
-        info = np.iinfo(d["dtype"])
-        x = np.clip(np.round(x / s) + z, info.min, info.max)
-    it.set_tensor(d["index"], x.astype(d["dtype"]))
-
-
 def run_model(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    it = _interp(path)
-    ind, outd = it.get_input_details(), it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in outd]
-    for i in range(len(inputs[0])):
-        for d, a in zip(ind, inputs):
-            _feed(it, d, a[i])
-        it.invoke()
-        for k, d in enumerate(outd):
-            y = it.get_tensor(d["index"]).astype(np.float32)
-            if d["dtype"] in (np.int8, np.uint8, np.int16):
-                s, z = d["quantization"]
-                y = (y - z) * s
-            outs[k].append(y)
-    return [np.stack(o) for o in outs]
-
-
-def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = float(np.sum((ref - q) ** 2))
-    if err == 0:
-        return 99.0
-    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
+    return litert_run(path, inputs, num_threads=1)
 
 
 def latencies_ms(paths: dict[str, Path], inputs: list[np.ndarray], budget_s: float) -> dict[str, float]:
@@ -199,9 +163,9 @@ def latencies_ms(paths: dict[str, Path], inputs: list[np.ndarray], budget_s: flo
     (model order rotating), so load bursts from other processes hit every model alike."""
     its = {}
     for k, p in paths.items():
-        it = _interp(p)
+        it = interpreter(p, num_threads=1)
         for d, a in zip(it.get_input_details(), inputs):
-            _feed(it, d, a[0])
+            feed(it, d, a[0])
         for _ in range(3):  # warm up
             it.invoke()
         its[k] = it
@@ -246,9 +210,9 @@ def score(rows: list[Row], float_path: Path, inputs: list[np.ndarray], labels: n
             r.error = f"LiteRT: {str(e).strip().splitlines()[0][:120]}"
             continue
         r.sqnr = [round(sqnr_db(a, b), 2) for a, b in zip(ref, got)]
-        r.top1 = float(np.mean(ref[0].reshape(len(ref[0]), -1).argmax(-1) == got[0].reshape(len(got[0]), -1).argmax(-1)))
+        r.top1 = top1(ref[0], got[0])
         if labels is not None:
-            r.acc = float(np.mean(got[0].reshape(len(labels), -1).argmax(-1) == labels))
+            r.acc = accuracy(got[0], labels)
         r.size = r.path.stat().st_size  # type: ignore[union-attr]
     paths = {"float": float_path} | {r.tool: r.path for r in ok if r.error is None}  # type: ignore[misc]
     lat = latencies_ms(paths, inputs, budget_s)  # type: ignore[arg-type]
@@ -298,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             float_path = d / "float.tflite"
             float_size = float_path.stat().st_size
             info = json.loads((d / "info.json").read_text()) if (d / "info.json").exists() else {}
-            z = np.load(d / "eval.npz")
-            inputs = [z[k] for k in z.files if k != "labels"]
-            labels = z["labels"] if "labels" in z.files else None
+            inputs, labels = load_eval(d / "eval.npz")
             ref = run_model(float_path, inputs)
             mem_budget_mb = 3 * float_size / MB + 300
             print(f"== {name}  (float {float_size / 1024:.1f} KB, {len(inputs[0])} eval samples; memory budget {mem_budget_mb:.0f} MB)")
