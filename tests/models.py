@@ -330,6 +330,7 @@ def run_tflite(model: bytes, inputs: dict[str, np.ndarray], n: int | None = None
     results: list[list[np.ndarray]] = [[] for _ in outs]
     allocated = False
     for s in range(count):
+        xs = []
         for pos, d in enumerate(ins):
             arr = inputs[d["name"]] if d["name"] in inputs else inputs[keys[pos]]
             x = np.asarray(arr[s : s + 1])
@@ -343,19 +344,12 @@ def run_tflite(model: bytes, inputs: dict[str, np.ndarray], n: int | None = None
             if list(d["shape"]) != list(x.shape):
                 it.resize_tensor_input(d["index"], list(x.shape))
                 allocated = False
+            xs.append(x)
         if not allocated:
             it.allocate_tensors()
             allocated = True
-        for pos, d in enumerate(ins):
-            arr = inputs[d["name"]] if d["name"] in inputs else inputs[keys[pos]]
-            x = np.asarray(arr[s : s + 1])
-            if x.shape[0] == 1 and len(d["shape"]) == x.ndim - 1:
-                x = x[0]
-            if np.dtype(d["dtype"]).kind in "iu" and x.dtype.kind == "f":
-                sc, zp = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / sc) + zp, info.min, info.max)
-            it.set_tensor(d["index"], x.astype(d["dtype"]))
+        for d, x in zip(ins, xs):
+            it.set_tensor(d["index"], x)
         it.invoke()
         for k, o in enumerate(outs):
             results[k].append(it.get_tensor(o["index"]).copy())
