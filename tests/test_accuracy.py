@@ -111,13 +111,18 @@ def _score(d, path: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("name", ["digits_cnn", "tiny_transformer"])
-def test_shared_int8_at_least_tf(name: str, tmp_path) -> None:
-    """Default int8 pipeline vs the TF converter's file (the two small reference models)."""
+def _mine_and_tf(name: str, tmp_path) -> tuple[dict[str, float], dict[str, float]]:  # noqa: ANN001
+    """Scores of the default int8 pipeline's model and of the TF converter's tf_int8.tflite."""
     d = shared_model_dir(name)
     ours = tmp_path / "int8.tflite"
     tflquant.quantize(d / "float.tflite", representative_dataset=d / "calib.npz").save(ours)
-    mine, tf = _score(d, str(ours)), _score(d, str(d / "tf_int8.tflite"))
+    return _score(d, str(ours)), _score(d, str(d / "tf_int8.tflite"))
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "tiny_transformer"])
+def test_shared_int8_at_least_tf(name: str, tmp_path) -> None:
+    """Default int8 pipeline vs the TF converter's file (the two small reference models)."""
+    mine, tf = _mine_and_tf(name, tmp_path)
     assert mine["sqnr"] >= tf["sqnr"], (mine, tf)
     if name == "digits_cnn":
         assert mine["top1"] >= tf["top1"], (mine, tf)
@@ -126,10 +131,7 @@ def test_shared_int8_at_least_tf(name: str, tmp_path) -> None:
 @pytest.mark.xfail(strict=True, reason="known gap (issue 3): one sample each; bias correction does not close it")
 @pytest.mark.parametrize("name", ["digits_cnn", "tiny_transformer"])
 def test_shared_int8_labels_and_top1_at_least_tf(name: str, tmp_path) -> None:
-    d = shared_model_dir(name)
-    ours = tmp_path / "int8.tflite"
-    tflquant.quantize(d / "float.tflite", representative_dataset=d / "calib.npz").save(ours)
-    mine, tf = _score(d, str(ours)), _score(d, str(d / "tf_int8.tflite"))
+    mine, tf = _mine_and_tf(name, tmp_path)
     assert mine["top1"] >= tf["top1"] and mine["acc"] >= tf["acc"], (mine, tf)
 
 
