@@ -238,9 +238,11 @@ def run_passes(
 def parse_spec(spec: str) -> tuple[ModulePass, ...]:
     if not spec.strip():
         return ()
+    from xdsl.utils.exceptions import ArgSpecParseError
+
     try:
         return PassPipeline.parse_spec(available_passes(), spec).passes
-    except Exception as e:  # xDSL raises ValueError / PassFailedException for bad specs
+    except (Exception, ArgSpecParseError) as e:  # ValueError, PassFailedException; ArgSpecParseError is a BaseException
         raise _ExitError(f"bad pass pipeline {spec!r}: {e}") from None
 
 

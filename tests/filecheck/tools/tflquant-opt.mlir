@@ -25,6 +25,11 @@
 // RUN: not tflquant-opt %s -p no-such-pass 2>&1 | filecheck %s --check-prefix=BADPASS
 // BADPASS: tflquant-opt: error: bad pass pipeline 'no-such-pass': Unrecognized passes: ['no-such-pass']
 
+// An unquoted option value is a syntax error of the spec: one line, no traceback.
+// RUN: not tflquant-opt %s -p 'correct-bias{stats-file=x.json}' 2>&1 | filecheck %s --check-prefix=BADSPEC
+// BADSPEC: tflquant-opt: error: bad pass pipeline 'correct-bias{stats-file=x.json}':
+// BADSPEC-NOT: Traceback
+
 // RUN: not tflquant-opt %s.missing 2>&1 | filecheck %s --check-prefix=MISSING
 // MISSING: tflquant-opt: error:
 
