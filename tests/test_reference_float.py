@@ -622,7 +622,8 @@ def test_large_batches_run_as_parallel_sample_ranges(monkeypatch: pytest.MonkeyP
     np.testing.assert_allclose(split, single, rtol=1e-6)
     assert split.shape == single.shape
     assert seen["x"] == [40]  # arguments: once, whole
-    assert all(sum(v) == 40 and len(v) == 2 for k, v in seen.items() if k != "x"), seen
+    ranges = 40 // interp_mod.PARALLEL_RANGE_SAMPLES
+    assert all(sorted(v) == [40 // ranges] * ranges for k, v in seen.items() if k != "x"), seen
 
 
 def test_fake_quant_rounds_to_the_grid_per_tensor_and_per_axis() -> None:
@@ -1091,3 +1092,39 @@ def test_unmodelled_builtins_with_kernels_match_litert(name: str) -> None:
             x[0, 0, :2] = [0.5, 2.5]  # ties for ROUND
             inputs.append(np.abs(x) + F32(0.5) if k == 1 or builtin == "POW" else x)
     compare_with_litert(parse_module(text), inputs)
+
+
+def test_parallel_ranges_observe_in_order_and_report_the_first_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tflquant.ir import value_name
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+
+    m = _small()
+    x = rng.standard_normal((64, 1, 4)).astype(F32)
+    monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", 0)
+    old = fk.set_threads(2)
+    try:
+        order: dict[str, list[float]] = {}
+
+        def observer(v, a):  # the first sample of each range, per value, in call order
+            order.setdefault(value_name(v), []).append(float(a.reshape(a.shape[0], -1)[0, 0]))
+
+        Interpreter(m).run([x], observer=observer)
+        (ref_y,) = Interpreter(m).run([x])
+        ranges = 64 // interp_mod.PARALLEL_RANGE_SAMPLES
+        assert len(order["r"]) == ranges
+        step = interp_mod.PARALLEL_RANGE_SAMPLES
+        assert order["r"] == [float(ref_y[k * step].reshape(-1)[0]) for k in range(ranges)]
+
+        calls = []
+
+        def failing(v, a):  # calls for a value come range by range: the last is the last range
+            if value_name(v) == "y":
+                calls.append(1)
+                if len(calls) == ranges:
+                    raise ValueError("observer refused the last range")
+
+        with pytest.raises(ValueError, match="last range"):
+            Interpreter(m).run([x], observer=failing)
+    finally:
+        fk.set_threads(old)

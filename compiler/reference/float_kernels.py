@@ -508,39 +508,50 @@ def get_threads() -> int:
     return _THREADS
 
 
-def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_parts: bool = False) -> None:
+def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_parts: bool = False, ranges: int = 0) -> None:
     """fn(s0, s1) over sample ranges covering [0, n): in parallel when the work (about
-    multiply-adds) is worth it, the calling thread taking the first range. With
-    serial_parts, kernels called inside fn do not split again (whole-plan parallelism)."""
-    parts = min(_THREADS, n) if work >= _PARALLEL_MIN_WORK else 1
-    if parts <= 1 or getattr(_SCRATCH, "serial", False) or threading.current_thread().name.startswith("tflquant-kernel"):
+    multiply-adds) is worth it. The calling thread and the pool's workers take the ranges
+    (`ranges` of them, default one per thread) in order from a shared counter, so a thread
+    slowed by other processes takes fewer. With serial_parts, kernels called inside fn do
+    not split again (whole-plan parallelism)."""
+    threads = min(_THREADS, n) if work >= _PARALLEL_MIN_WORK else 1
+    if threads <= 1 or getattr(_SCRATCH, "serial", False) or threading.current_thread().name.startswith("tflquant-kernel"):
         fn(0, n)
         return
-    if serial_parts:
-        inner = fn
+    count = min(n, max(ranges, threads))
+    bounds = [n * i // count for i in range(count + 1)]
+    lock = threading.Lock()
+    state = {"next": 0}
+    errors: list[BaseException] = []
 
-        def fn(s0: int, s1: int) -> None:
+    def drain() -> None:
+        if serial_parts:
             _SCRATCH.serial = True
-            try:
-                inner(s0, s1)
-            finally:
+        try:
+            while True:
+                with lock:
+                    i = state["next"]
+                    if i >= count or errors:
+                        return
+                    state["next"] = i + 1
+                try:
+                    fn(bounds[i], bounds[i + 1])
+                except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+                    with lock:
+                        errors.append(e)
+                    return
+        finally:
+            if serial_parts:
                 _SCRATCH.serial = False
 
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(max_workers=_THREADS - 1 if _THREADS > 1 else 1, thread_name_prefix="tflquant-kernel"))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    futures = [_POOL[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    try:
-        fn(bounds[0], bounds[1])
-    finally:
-        errors = []
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as e:  # noqa: BLE001 - re-raised below, after every part ended
-                errors.append(e)
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, _THREADS - 1), thread_name_prefix="tflquant-kernel"))
+    futures = [_POOL[0].submit(drain) for _ in range(threads - 1)]
+    drain()
+    for f in futures:
+        f.result()
     if errors:
         raise errors[0]
 

@@ -506,32 +506,60 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
 # inside the heavy kernels; a small model like tiny_transformer loses to the thread handoff).
 PARALLEL_MIN_SAMPLES = 16
 PARALLEL_MIN_ELEMS = 4 << 20
+PARALLEL_RANGE_SAMPLES = 16  # samples per range (8: more balance, more per-range overhead; measured slower)
 
 
 def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> list[np.ndarray]:
     """Run the steps on sample ranges in parallel (float_kernels' threads; kernels inside do
-    not split again). The observer is called under a lock, once per range."""
+    not split again). The observer sees each value range by range, in range order (so an
+    observer that sums in floating point stays deterministic), never concurrently."""
     import threading
 
-    lock = threading.Lock()
-    obs: Observer | None = None
-    if observer is not None:
-
-        def obs(v: SSAValue, a: np.ndarray) -> None:
-            with lock:
-                observer(v, a)
-
+    ranges = min(n, max(fk.get_threads(), n // PARALLEL_RANGE_SAMPLES))
+    bounds = [n * i // ranges for i in range(ranges + 1)]
+    start_of = {b: i for i, b in enumerate(bounds[:-1])}
     outs: dict[int, list[Any]] = {}
+    cond = threading.Condition()
+    progress: dict[SSAValue, int] = {}  # value -> ranges that have observed it
+    failed: list[BaseException] = []  # the first error of a range (others then stop)
 
     def part(s0: int, s1: int) -> None:
+        idx = start_of[s0]
+        obs: Observer | None = None
+        if observer is not None:
+
+            def obs(v: SSAValue, a: np.ndarray) -> None:
+                with cond:
+                    while progress.get(v, 0) != idx and not failed:
+                        cond.wait()
+                    if failed:
+                        raise TflquantError("another sample range failed")
+                    try:
+                        observer(v, a)
+                    finally:
+                        progress[v] = idx + 1
+                        cond.notify_all()
+
         mine = list(vals)
         for s in plan.args:
             mine[s] = vals[s][s0:s1]
-        with np.errstate(all="ignore"):
-            _run_steps(plan, mine, s1 - s0, obs)
+        try:
+            with np.errstate(all="ignore"):
+                _run_steps(plan, mine, s1 - s0, obs)
+        except BaseException as e:
+            with cond:
+                if not failed:
+                    failed.append(e)
+                cond.notify_all()
+            raise
         outs[s0] = [mine[s] for s in plan.results]
 
-    fk.split_samples(n, 1 << 62, part, serial_parts=True)
+    try:
+        fk.split_samples(n, 1 << 62, part, serial_parts=True, ranges=ranges)
+    except BaseException:
+        if failed:
+            raise failed[0] from None
+        raise
     order = sorted(outs)
     res = []
     for i, (s, b) in enumerate(zip(plan.results, plan.result_batched)):
