@@ -7,10 +7,9 @@ NaN and +-Inf never enter a range: they are skipped and counted, and `warnings()
 tensors had them.
 
 For the tensors named in `mean_names` the observer also keeps the per-channel mean and mean
-square (over
-samples and every axis but the last, in float64; non-finite values left out), which
-`correct-bias` and `clip-weights` need for the inputs of weighted layers. It is not a range: min/max stays
-the calibration that decides quantization parameters.
+square (over samples and every axis but the last, accumulated in float64; non-finite values
+left out), which `correct-bias` and `clip-weights` need for the inputs of weighted layers.
+It is not a range: min/max stays the calibration that decides quantization parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tflquant.calibration.stats import Range, Stats
+
+
+_BLOCK_ROWS = 4096  # rows per block when accumulating per-channel sums
 
 
 @dataclass
@@ -39,15 +41,20 @@ class TensorRange:
             return
         c = a.shape[-1]
         flat = a.reshape(-1, c)
-        finite = np.isfinite(flat)
-        if finite.all():
-            f64 = flat.astype(np.float64)
-            n = np.full(c, flat.shape[0], np.int64)
-        else:
+        # Blocks of rows in the tensor's own precision, accumulated in float64: no float64
+        # copy of the whole tensor (per-block relative error ~1e-7).
+        s, q = np.zeros(c), np.zeros(c)
+        for i in range(0, flat.shape[0], _BLOCK_ROWS):
+            b = flat[i : i + _BLOCK_ROWS]
+            s += b.sum(axis=0, dtype=np.float64)
+            q += np.einsum("ij,ij->j", b, b)
+        n = np.full(c, flat.shape[0], np.int64)
+        if not (np.isfinite(s).all() and np.isfinite(q).all()):  # NaN/Inf (or float32 overflow): count finite values only
+            finite = np.isfinite(flat)
             f64 = np.where(finite, flat, 0).astype(np.float64)
             n = finite.sum(axis=0).astype(np.int64)
-        s = f64.sum(axis=0)
-        q = np.einsum("ij,ij->j", f64, f64)
+            s = f64.sum(axis=0)
+            q = np.einsum("ij,ij->j", f64, f64)
         if self.sums is None:
             self.sums, self.sqsums, self.counts = s, q, n
         elif self.sums.shape == s.shape and self.counts is not None and self.sqsums is not None:
