@@ -27,6 +27,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
+from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.pipeline import MODES
 
@@ -401,12 +402,6 @@ def _verify_output(module: ModuleOp, spec: str) -> None:
 _SKIP = ("tfl.const", "tfl.no_value", "tfl.variable", "tfl.sparse_const", "tfl.pseudo_const", "func.return")
 
 
-def _op_type(op: Operation) -> str:
-    if (b := getattr(type(op), "BUILTIN", None)) is not None:
-        return b
-    if (n := getattr(op, "op_name", None)) is not None:
-        return str(n)
-    return op.name
 
 
 def _elem_kind(t: Any) -> str | None:
@@ -461,7 +456,7 @@ def _reason(op: Operation, kind: str, bits: int) -> str | None:
     except ImportError:  # pragma: no cover - the static passes are part of the package
         return None
     if not has_kernel(op, bits):
-        return f"LiteRT has no int{bits} kernel for {_op_type(op)}"
+        return f"LiteRT has no int{bits} kernel for {tfl.op_type(op)}"
     return "an input or output has no calibrated range, or an input stayed float"
 
 
@@ -479,7 +474,7 @@ def describe_ops(module: ModuleOp, mode: str = "int8") -> list[OpInfo]:
                 continue
             kind = _classify(op)
             name = (value_name(op.results[0]) if op.results else None) or ""
-            out.append(OpInfo(_op_type(op), name, kind, _reason(op, kind, bits) if mode in STATIC_MODES else None))
+            out.append(OpInfo(tfl.op_type(op), name, kind, _reason(op, kind, bits) if mode in STATIC_MODES else None))
     return out
 
 

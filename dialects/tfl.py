@@ -523,6 +523,16 @@ class OpaqueOp(IRDLOperation):
         return names.get(self.code.value.data, f"BUILTIN_{self.code.value.data}")
 
 
+def op_type(op: Operation) -> str:
+    """The TFLite op type users know an op by: the builtin name (CONV_2D), an opaque op's
+    builtin or custom name, else the IR op name (quant.qcast, func.return, ...)."""
+    if isinstance(op, TflOp):
+        return op.BUILTIN
+    if isinstance(op, OpaqueOp):
+        return op.op_name
+    return op.name
+
+
 def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
     return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES))

@@ -37,7 +37,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, numpy_dtype_of_element
-from tflquant.passes.freeze_batch_size import has_kernel, is_static, kernel_key, refine_op, run_kernel, shape_of, update_function_type
+from tflquant.passes.freeze_batch_size import has_kernel, is_static, refine_op, run_kernel, shape_of, update_function_type
 from tflquant.reference.interpreter import op_label
 
 # Never folded: (de)quantization keeps weights small; DENSIFY keeps them sparse.
@@ -79,7 +79,7 @@ class FoldConstants(ModulePass):
     def _foldable(self, op: Operation) -> bool:
         if isinstance(op, (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp)):
             return False
-        if not op.results or op.regions or not has_kernel(op) or kernel_key(op) in _KEEP:
+        if not op.results or op.regions or not has_kernel(op) or tfl.op_type(op) in _KEEP:
             return False
         for v in (*op.operands, *op.results):
             if isinstance(v.type, NoneType):
@@ -92,12 +92,12 @@ class FoldConstants(ModulePass):
                 return False  # strings, resources, ...
         if any(isinstance(u.operation, func.ReturnOp) for r in op.results for u in r.uses):
             return False  # a model output stays computed (and keeps its place in the I/O)
-        if kernel_key(op) == "SHAPE":
+        if tfl.op_type(op) == "SHAPE":
             return is_static(shape_of(op.operands[0]))
         return all(isinstance(v.owner, (tfl.ConstOp, tfl.NoValueOp)) for v in op.operands)
 
     def _evaluate(self, op: Operation) -> list[np.ndarray] | None:
-        key = kernel_key(op)
+        key = tfl.op_type(op)
         rtypes = [r.type for r in op.results]
         if key == "SHAPE":
             shape = shape_of(op.operands[0])

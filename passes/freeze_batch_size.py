@@ -77,13 +77,6 @@ _NO_ZERO_EVAL = frozenset(
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
 
-def kernel_key(op: Operation) -> str:
-    """The name the reference kernels are registered under (builtin name, opaque op name, op name)."""
-    if isinstance(op, tfl.TflOp):
-        return op.BUILTIN
-    if isinstance(op, tfl.OpaqueOp):
-        return op.op_name
-    return op.name
 
 
 def shape_of(v: SSAValue) -> list[int] | None:
@@ -125,14 +118,14 @@ def _operand_kind(op: Operation, key: str, i: int) -> str:
 def has_kernel(op: Operation) -> bool:
     if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None:
         return False
-    return kernel_key(op) in fk.KERNELS
+    return tfl.op_type(op) in fk.KERNELS
 
 
 def run_kernel(op: Operation, arrays: Sequence[np.ndarray | None]) -> list[np.ndarray]:
     """Evaluate `op` on sample-independent operand arrays (None: absent optional input),
     with its float reference kernel; returns one array per result, without a sample axis
     (constants have none, see tflquant.reference.interpreter)."""
-    key = kernel_key(op)
+    key = tfl.op_type(op)
     kern = fk.KERNELS[key](op)
     args = []
     for i, a in enumerate(arrays):
@@ -159,7 +152,7 @@ def infer_result_shapes(op: Operation) -> list[list[int] | None] | None:
     one list per result, with -1 where a dim stays unknown; None when nothing is known."""
     if isinstance(op, (*_CONSTANT_OPS, func.ReturnOp)) or not op.results:
         return None
-    key = kernel_key(op)
+    key = tfl.op_type(op)
     if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None:
         return None
     shapes = [shape_of(v) for v in op.operands]

@@ -29,12 +29,6 @@ from tflquant.passes.rewrite_integer import erase_if_unused, storage_suffix
 _NOT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp, func.FuncOp)
 
 
-def op_type(o: Operation) -> str:
-    if isinstance(o, tfl.OpaqueOp):
-        return o.op_name
-    if isinstance(o, tfl.TflOp):
-        return o.BUILTIN
-    return o.name
 
 
 def float_ops(module: ModuleOp) -> list[Operation]:
@@ -59,7 +53,7 @@ def float_ops(module: ModuleOp) -> list[Operation]:
 
 def describe_op(o: Operation) -> str:
     name = value_name(o.results[0]) if o.results else None
-    return f"'{name}' ({op_type(o)})" if name else f"{op_type(o)}"
+    return f"'{name}' ({tfl.op_type(o)})" if name else f"{tfl.op_type(o)}"
 
 
 @dataclass(frozen=True)

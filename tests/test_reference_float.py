@@ -726,7 +726,6 @@ def test_fake_quantized_module_runs_in_float() -> None:
 def test_densify_of_sparse_constant_matches_litert() -> None:
     from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, i32 as I32
 
-    from tflquant.tflite.writer import write_flatbuffer
 
     md0 = DictionaryAttr({"format": IntegerAttr(0, I32), "dense_size": IntegerAttr(3, I32)})
     md1 = DictionaryAttr(

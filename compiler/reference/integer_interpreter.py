@@ -47,12 +47,6 @@ def _label(op: Operation) -> str:
     return f"{kind} '{names[0]}'" if names else kind
 
 
-def _key(op: Operation) -> str:
-    if isinstance(op, tfl.TflOp):
-        return op.BUILTIN
-    if isinstance(op, tfl.OpaqueOp):
-        return op.op_name
-    return op.name
 
 
 def _dequant(x: np.ndarray, q: UniformQuantizedType, batched: bool) -> np.ndarray:
@@ -92,7 +86,7 @@ class IntegerInterpreter:
         for op in self.func.body.block.ops:
             if isinstance(op, (func.ReturnOp, tfl.ConstOp, tfl.NoValueOp)):
                 continue
-            key = _key(op)
+            key = tfl.op_type(op)
             quantized = any(quantized_element(v.type) is not None for v in (*op.operands, *op.results))
             if quantized and key in ik.KERNELS:
                 try:
@@ -165,7 +159,7 @@ class IntegerInterpreter:
         return res
 
     def _call(self, op: Operation, k: Callable[..., Any], integer: bool, vals: dict, batched: dict) -> tuple[list[Any], bool]:
-        key = _key(op)
+        key = tfl.op_type(op)
         params = fk.PARAMS.get(key, frozenset())
         if integer:
             params = params | INTEGER_PARAMS.get(key, frozenset())

@@ -42,11 +42,10 @@ Ops without an integer kernel here are simulated in float by the integer interpr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
 
 from tflquant import quant_math as qm

@@ -34,7 +34,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, NoneType, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
-from tflquant.dialects import quant, tfl
+from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import describe, numpy_dtype_of_element
@@ -52,12 +52,6 @@ def op_label(op: Operation) -> str:
     return f"{kind} '{names[0]}'" if names else kind
 
 
-def _kernel_key(op: Operation) -> str:
-    if isinstance(op, tfl.TflOp):
-        return op.BUILTIN
-    if isinstance(op, tfl.OpaqueOp):
-        return op.op_name
-    return op.name
 
 
 @dataclass
@@ -282,7 +276,7 @@ def _build_plan(f: func.FuncOp) -> _Plan:
                 raise TflquantError(f"{op_label(op)}: cannot densify sparse constant: {e}") from None
             continue
 
-        key = _kernel_key(op)
+        key = tfl.op_type(op)
         factory = fk.KERNELS.get(key)
         if factory is None or (isinstance(op, tfl.OpaqueOp) and op.custom_code is not None):
             what = "custom op" if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None else "op"
