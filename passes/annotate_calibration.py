@@ -27,7 +27,7 @@ from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from tflquant.calibration.stats import Range, Stats, provided_stats, read_stats
+from tflquant.calibration.stats import Range, Stats, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
@@ -129,7 +129,7 @@ class AnnotateCalibration(ModulePass):
     stats_file: str | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = read_stats(self.stats_file) if self.stats_file else provided_stats()
+        stats = pass_stats(self.stats_file)
         if stats is None:
             return
         annotate_module(op, stats)

@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, provided_stats, read_stats
+from tflquant.calibration.stats import Stats, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.passes._quant_ops import float_const, is_f32
@@ -98,7 +98,7 @@ class ClipWeights(ModulePass):
     corrected: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = read_stats(self.stats_file) if self.stats_file else provided_stats()
+        stats = pass_stats(self.stats_file)
         if not stats:
             return
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:

@@ -41,7 +41,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, provided_stats, read_stats
+from tflquant.calibration.stats import Stats, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import float_const, is_f32
@@ -135,7 +135,7 @@ class CorrectBias(ModulePass):
     stats_file: str | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = read_stats(self.stats_file) if self.stats_file else provided_stats()
+        stats = pass_stats(self.stats_file)
         if not stats:
             return
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:

@@ -168,3 +168,8 @@ def provide_stats(stats: Mapping[str, Any]) -> Iterator[None]:
 def provided_stats() -> Stats | None:
     """The statistics the driver handed over with `provide_stats`, if any."""
     return _PROVIDED.get()
+
+
+def pass_stats(stats_file: str | None) -> Stats | None:
+    """What a pass's `stats-file` option points to, else the driver's in-memory stats."""
+    return read_stats(stats_file) if stats_file else provided_stats()
