@@ -13,7 +13,8 @@ invokes interleaved one by one in the same process), quantize wall time (calibra
 read from disk, imports excluded) and peak memory of the quantizing process. Ratios are
 against references measured in this run: size and latency against the TF converter's file,
 wall time against AEQ's. Targets checked (marked OK / MISS):
-  - SQNR >= TF's on every output, size <= TF's, latency <= 1.05 x TF's;
+  - SQNR >= TF's on every output, top-1 agreement and labelled accuracy >= TF's, size <=
+    TF's, latency <= 1.05 x TF's;
   - static modes: quantize wall time <= 0.5 x AEQ's (same float model, same 100 samples);
   - peak memory < 3 x float model size + 300 MB.
 
@@ -317,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                 checks = []
                 if q.error is None and t and t.error is None and t.sqnr:
                     checks.append(("SQNR>=TF", all(a >= b for a, b in zip(q.sqnr, t.sqnr))))
+                    checks.append(("top1>=TF", q.top1 is not None and t.top1 is not None and q.top1 >= t.top1))
+                    if t.acc is not None:
+                        checks.append(("acc>=TF", q.acc is not None and q.acc >= t.acc))
                     checks.append(("size<=TF", q.size is not None and t.size is not None and q.size <= t.size))
                     checks.append(("lat<=1.05xTF", q.latency is not None and t.latency is not None and q.latency <= 1.05 * t.latency))
                 if q.error is None and ae and ae.seconds and q.seconds and mode in STATIC:
