@@ -8,17 +8,31 @@ into ops both runtimes run, computing the same bytes:
   quantize(gelu(dequantize(q))); here the same lookup is written out:
 
       idx = CAST(x)                  int8 storage -> int32 (CAST copies raw values)
-      idx = ADD(idx, 128)            int32 in [0, 255]
+      idx = ADD(idx, offset)         offset: int32 128 (x's shape, see below); idx in [0, 255]
       y   = GATHER(table, idx)       table: tensor<256x!quant.uniform<i8...>>, the GELU's output type
 
   The table is what tflquant's integer reference GELU (bit-exact with LiteRT's) gives for
-  each of the 256 inputs.
+  each of the 256 inputs. GATHER is the cost (LiteRT copies element by element, ~2 ns
+  each, against ~0.3 ns for its GELU table); the ops around it are the cheapest found
+  that both runtimes take: GATHER indices must be int32 for TFLM and non-negative for
+  both, and neither runtime has a one-op int8 -> non-negative int32 (QUANTIZE to int32
+  is not in LiteRT, TFLM's CAST takes no uint8, TFLM's GATHER no int16 indices). The
+  offset has x's full shape because LiteRT's broadcasting int32 ADD is slower than its
+  elementwise one (~0.4 us of the tiny transformer's ~35). That costs 4 bytes of constant
+  data per element, so only up to 4096 elements (16 KiB; one constant per shape, shared
+  by the GELUs of a function, like equal tables); a larger or dynamic x gets a scalar.
 - int32 SELECT_V2 (TFLM's SELECT_V2 takes int8, int16 and float32 only; e.g. the
   negative-index wrap of an embedding lookup, `select(ids < 0, ids + vocab, ids)`):
 
       y = ADD(b, MUL(CAST(cond) -> int32, SUB(a, b)))
 
   exact in int32 arithmetic (b + 1 * (a - b) = a, b + 0 = b), with the same broadcasting.
+  When `a` is `ADD(b, k)` (no fused activation) with a constant `k`, a - b is k:
+
+      y = ADD(b, MUL(CAST(cond) -> int32, k))
+
+  and that ADD is erased when nothing else reads it: CAST, MUL, ADD in place of ADD,
+  SELECT_V2 (the general form adds CAST, SUB, MUL, ADD).
 
 The rewritten op's result keeps its type and tensor name (the last new op produces it);
 new tensors are named `<name>/...`. Everything else is left alone (int16 GELU, float ops,
@@ -32,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerType, ModuleOp, TensorType, i32
-from xdsl.ir import Operation
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -40,6 +54,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy
+from tflquant.reference import float_kernels as fk
 from tflquant.reference import integer_kernels as ik
 
 
@@ -74,7 +89,13 @@ def _build(name: str, inputs: list, result_type: TensorType, tensor: str, **opti
     return tfl.BUILTIN_CLASSES[name](inputs, [result_type], options=dict(options), names=[tensor])
 
 
-def _gelu(g: Operation) -> list[Operation] | None:
+# Largest offset constant of the index's full shape (elements); beyond it, a scalar.
+OFFSET_MAX_ELEMENTS = 4096
+
+
+def _gelu(g: Operation, shared: dict) -> list[Operation] | None:
+    """The lookup ops for int8 GELU `g`; constants already made for `g`'s block (same
+    offset shape, same table) are taken from `shared` instead of made again."""
     x, y = g.operands[0], g.results[0]
     if not (_int8(x.type) and _int8(y.type)):
         return None
@@ -83,14 +104,45 @@ def _gelu(g: Operation) -> list[Operation] | None:
     codes = np.arange(-128, 128, dtype=np.int8)
     table = np.asarray(ik.KERNELS["GELU"](g)(codes[None]))[0].astype(np.int8)
     name = _name(g, "gelu")
-    shape = list(xt.get_shape())
+    shape = [int(d) for d in xt.get_shape()]
+    new: list[Operation] = []
+
+    def const(key: tuple, make) -> Operation:  # noqa: ANN001
+        key = (g.parent, *key)
+        c = shared.get(key)
+        if c is None:
+            c = shared[key] = make()
+            new.append(c)
+        return c
+
     cast = _build("CAST", [x], TensorType(i32, shape), f"{name}/table_index")
-    offset = tfl.ConstOp(dense_from_numpy(np.array(128, np.int32)), name=f"{name}/table_offset")
-    add = _build("ADD", [cast.results[0], offset.result], TensorType(i32, shape), f"{name}/table_index_offset")
-    q = quantized_element(yt)
-    tab = tfl.ConstOp(dense_from_numpy(table), TensorType(q, [256]), name=f"{name}/table")
-    gather = _build("GATHER", [tab.result, add.results[0]], yt, name, axis=0)
-    return [cast, offset, add, tab, gather]
+    new.append(cast)
+    full = all(d >= 0 for d in shape) and int(np.prod(shape)) <= OFFSET_MAX_ELEMENTS
+    offset_shape = shape if full else []
+    offset = const(
+        ("offset", tuple(offset_shape)),
+        lambda: tfl.ConstOp(dense_from_numpy(np.full(offset_shape, 128, np.int32)), name=f"{name}/table_offset"),
+    )
+    add = _build("ADD", [cast.results[0], offset.results[0]], TensorType(i32, shape), f"{name}/table_index_offset")
+    new.append(add)
+    tt = TensorType(quantized_element(yt), [256])
+    tab = const(("table", tt, table.tobytes()), lambda: tfl.ConstOp(dense_from_numpy(table), tt, name=f"{name}/table"))
+    new.append(_build("GATHER", [tab.results[0], add.results[0]], yt, name, axis=0))
+    return new
+
+
+def _const_difference(a: SSAValue, b: SSAValue) -> SSAValue | None:
+    """k when `a` is ADD(b, k) or ADD(k, b) with a constant k and no fused activation."""
+    add = a.owner
+    if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"]) or len(add.operands) != 2:
+        return None
+    if str(fk.opt(add, "fused_activation_function", "NONE")) != "NONE":
+        return None
+    x0, x1 = add.operands
+    k = x1 if x0 is b else x0 if x1 is b else None
+    if k is None or not isinstance(k.owner, tfl.ConstOp) or not _is_i32(k.type):
+        return None
+    return k
 
 
 def _select(s: Operation) -> list[Operation] | None:
@@ -102,6 +154,10 @@ def _select(s: Operation) -> list[Operation] | None:
     assert isinstance(yt, TensorType)
     name = _name(s, "select")
     ci = _build("CAST", [c], TensorType(i32, list(c.type.get_shape())), f"{name}/condition")
+    k = _const_difference(a, b)
+    if k is not None:
+        mul = _build("MUL", [ci.results[0], k], TensorType(i32, _broadcast(ci.results[0].type, k.type)), f"{name}/selected_difference")  # type: ignore[arg-type]
+        return [ci, mul, _build("ADD", [b, mul.results[0]], yt, name)]
     diff = _build("SUB", [a, b], TensorType(i32, _broadcast(a.type, b.type)), f"{name}/difference")  # type: ignore[arg-type]
     mul = _build("MUL", [ci.results[0], diff.results[0]], TensorType(i32, _broadcast(ci.results[0].type, diff.results[0].type)), f"{name}/selected_difference")  # type: ignore[arg-type]
     add = _build("ADD", [b, mul.results[0]], yt, name)
@@ -115,7 +171,8 @@ class LegalizeForMicro(ModulePass):
     name = "legalize-for-micro"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        rules = {tfl.BUILTIN_CLASSES["GELU"]: (_gelu, 1), tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3)}
+        shared: dict = {}
+        rules = {tfl.BUILTIN_CLASSES["GELU"]: (lambda g: _gelu(g, shared), 1), tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3)}
         for o in list(op.walk()):
             rule, arity = rules.get(type(o), (None, 0))
             if rule is None:
@@ -128,6 +185,9 @@ class LegalizeForMicro(ModulePass):
             new = rule(o)
             if new is None:
                 continue
+            a = o.operands[1].owner if arity == 3 else None  # the select's `a`: ADD(b, k) may die
             Rewriter.insert_op(new, InsertPoint.before(o))
             o.results[0].replace_all_uses_with(new[-1].results[0])
             Rewriter.erase_op(o)
+            if isinstance(a, tfl.BUILTIN_CLASSES["ADD"]) and not a.results[0].uses:
+                Rewriter.erase_op(a)

@@ -1,17 +1,61 @@
 // RUN: tflquant-opt %s -p legalize-for-micro | filecheck %s
 
 // An int8 GELU becomes CAST -> ADD 128 -> GATHER from a 256-entry int8 table of its output
-// type; the GATHER keeps the GELU's result type and name.
+// type; the GATHER keeps the GELU's result type and name. The offset has the index's full
+// shape (LiteRT's elementwise int32 ADD, not its slower broadcasting one).
 // CHECK-LABEL: func.func @gelu
 // CHECK-NEXT:    %[[C:.*]] = "tfl.cast"(%x) {names = ["g/table_index"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4xi32>
-// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<128> : tensor<i32>}> {names = ["g/table_offset"]} : () -> tensor<i32>
-// CHECK-NEXT:    %[[I:.*]] = "tfl.add"(%[[C]], %[[O]]) {names = ["g/table_index_offset"]} : (tensor<1x4xi32>, tensor<i32>) -> tensor<1x4xi32>
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<128> : tensor<1x4xi32>}> {names = ["g/table_offset"]} : () -> tensor<1x4xi32>
+// CHECK-NEXT:    %[[I:.*]] = "tfl.add"(%[[C]], %[[O]]) {names = ["g/table_index_offset"]} : (tensor<1x4xi32>, tensor<1x4xi32>) -> tensor<1x4xi32>
 // CHECK-NEXT:    %[[T:.*]] = "tfl.const"() <{value = dense<"0x{{[0-9A-F]+}}"> : tensor<256xi8>}> {names = ["g/table"]} : () -> tensor<256x!quant.uniform<i8:f32, 0.04:-120>>
 // CHECK-NEXT:    %[[Y:.*]] = "tfl.gather"(%[[T]], %[[I]]) <{axis = 0 : i32}> {names = ["g"]} : (tensor<256x!quant.uniform<i8:f32, 0.04:-120>>, tensor<1x4xi32>) -> tensor<1x4x!quant.uniform<i8:f32, 0.04:-120>>
 // CHECK-NEXT:    func.return %[[Y]]
 func.func @gelu(%x: tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.04:-120>> {
   %y = "tfl.gelu"(%x) {names = ["g"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.04:-120>>
   func.return %y : tensor<1x4x!quant.uniform<i8:f32, 0.04:-120>>
+}
+
+// GELUs of one function share the offset of a shape and equal tables: the second GELU
+// (same types) makes neither again; the third (other input scale) has its own table.
+// CHECK-LABEL: func.func @gelu_shared
+// CHECK-NEXT:    "tfl.cast"(%x) {names = ["g1/table_index"]}
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<128> : tensor<1x4xi32>}> {names = ["g1/table_offset"]}
+// CHECK-NEXT:    "tfl.add"
+// CHECK-NEXT:    %[[T:.*]] = "tfl.const"() {{.*}} {names = ["g1/table"]}
+// CHECK-NEXT:    %[[Y1:.*]] = "tfl.gather"(%[[T]], {{.*}}) {{.*}} {names = ["g1"]}
+// CHECK-NEXT:    %[[C2:.*]] = "tfl.cast"(%[[Y1]]) {names = ["g2/table_index"]}
+// CHECK-NEXT:    %[[I2:.*]] = "tfl.add"(%[[C2]], %[[O]]) {names = ["g2/table_index_offset"]}
+// CHECK-NEXT:    %[[Y2:.*]] = "tfl.gather"(%[[T]], %[[I2]]) {{.*}} {names = ["g2"]}
+// CHECK-NEXT:    %[[C3:.*]] = "tfl.cast"(%z) {names = ["g3/table_index"]}
+// CHECK-NEXT:    %[[I3:.*]] = "tfl.add"(%[[C3]], %[[O]]) {names = ["g3/table_index_offset"]}
+// CHECK-NEXT:    %[[T3:.*]] = "tfl.const"() {{.*}} {names = ["g3/table"]}
+// CHECK-NEXT:    "tfl.gather"(%[[T3]], %[[I3]]) {{.*}} {names = ["g3"]}
+// CHECK-NEXT:    func.return
+func.func @gelu_shared(%x: tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>, %z: tensor<1x4x!quant.uniform<i8:f32, 0.07:-3>>) -> (tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>, tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) {
+  %y1 = "tfl.gelu"(%x) {names = ["g1"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>
+  %y2 = "tfl.gelu"(%y1) {names = ["g2"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>
+  %y3 = "tfl.gelu"(%z) {names = ["g3"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.07:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>
+  func.return %y2, %y3 : tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>, tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>
+}
+
+// With a dynamic dimension, or more than 4096 elements, the offset is a scalar (broadcast
+// by the ADD).
+// CHECK-LABEL: func.func @gelu_dynamic
+// CHECK-NEXT:    %[[C:.*]] = "tfl.cast"(%x) {names = ["g/table_index"]} : (tensor<?x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<?x4xi32>
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<128> : tensor<i32>}> {names = ["g/table_offset"]} : () -> tensor<i32>
+// CHECK-NEXT:    "tfl.add"(%[[C]], %[[O]]) {names = ["g/table_index_offset"]} : (tensor<?x4xi32>, tensor<i32>) -> tensor<?x4xi32>
+func.func @gelu_dynamic(%x: tensor<?x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<?x4x!quant.uniform<i8:f32, 0.04:-120>> {
+  %y = "tfl.gelu"(%x) {names = ["g"]} : (tensor<?x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<?x4x!quant.uniform<i8:f32, 0.04:-120>>
+  func.return %y : tensor<?x4x!quant.uniform<i8:f32, 0.04:-120>>
+}
+
+// CHECK-LABEL: func.func @gelu_large
+// CHECK-NEXT:    %[[C:.*]] = "tfl.cast"(%x) {names = ["g/table_index"]} : (tensor<1x64x65x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x64x65xi32>
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<128> : tensor<i32>}> {names = ["g/table_offset"]} : () -> tensor<i32>
+// CHECK-NEXT:    "tfl.add"(%[[C]], %[[O]]) {names = ["g/table_index_offset"]} : (tensor<1x64x65xi32>, tensor<i32>) -> tensor<1x64x65xi32>
+func.func @gelu_large(%x: tensor<1x64x65x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x64x65x!quant.uniform<i8:f32, 0.04:-120>> {
+  %y = "tfl.gelu"(%x) {names = ["g"]} : (tensor<1x64x65x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x64x65x!quant.uniform<i8:f32, 0.04:-120>>
+  func.return %y : tensor<1x64x65x!quant.uniform<i8:f32, 0.04:-120>>
 }
 
 // An int32 SELECT_V2 becomes b + int32(cond) * (a - b), broadcasting as SELECT_V2 does.
@@ -24,6 +68,52 @@ func.func @gelu(%x: tensor<1x4x!quant.uniform<i8:f32, 0.05:-3>>) -> tensor<1x4x!
 func.func @select(%c: tensor<1x3xi1>, %a: tensor<1x3xi32>, %b: tensor<i32>) -> tensor<1x3xi32> {
   %y = "tfl.select_v2"(%c, %a, %b) {names = ["s"]} : (tensor<1x3xi1>, tensor<1x3xi32>, tensor<i32>) -> tensor<1x3xi32>
   func.return %y : tensor<1x3xi32>
+}
+
+// The embedding wrap select(ids < 0, ids + k, ids) with a constant k: a - b is k, so
+// y = ids + int32(cond) * k, and the ADD ids + k, read by nothing else, goes (either
+// operand order). An ADD with a fused activation is not ids + k: the general form.
+// CHECK-LABEL: func.func @select_wrap
+// CHECK-NEXT:    %[[K:.*]] = "tfl.const"() <{value = dense<32> : tensor<i32>}>
+// CHECK-NEXT:    %[[Z:.*]] = "tfl.const"() <{value = dense<0> : tensor<i32>}>
+// CHECK-NEXT:    %[[L:.*]] = "tfl.less"(%ids, %[[Z]])
+// CHECK-NEXT:    %[[C:.*]] = "tfl.cast"(%[[L]]) {names = ["s/condition"]} : (tensor<1x16xi1>) -> tensor<1x16xi32>
+// CHECK-NEXT:    %[[M:.*]] = "tfl.mul"(%[[C]], %[[K]]) {names = ["s/selected_difference"]} : (tensor<1x16xi32>, tensor<i32>) -> tensor<1x16xi32>
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.add"(%ids, %[[M]]) {names = ["s"]} : (tensor<1x16xi32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+// CHECK-NEXT:    %[[C2:.*]] = "tfl.cast"(%[[L]]) {names = ["s2/condition"]}
+// CHECK-NEXT:    %[[M2:.*]] = "tfl.mul"(%[[C2]], %[[K]]) {names = ["s2/selected_difference"]}
+// CHECK-NEXT:    %[[Y2:.*]] = "tfl.add"(%ids, %[[M2]]) {names = ["s2"]}
+// CHECK-NEXT:    %[[R:.*]] = "tfl.add"(%ids, %[[K]]) <{fused_activation_function = "RELU"}>
+// CHECK-NEXT:    "tfl.cast"(%[[L]]) {names = ["s3/condition"]}
+// CHECK-NEXT:    "tfl.sub"(%[[R]], %ids) {names = ["s3/difference"]}
+// CHECK-NEXT:    "tfl.mul"
+// CHECK-NEXT:    "tfl.add"(%ids, {{.*}}) {names = ["s3"]}
+// CHECK-NEXT:    func.return
+func.func @select_wrap(%ids: tensor<1x16xi32>) -> (tensor<1x16xi32>, tensor<1x16xi32>, tensor<1x16xi32>) {
+  %k = "tfl.const"() <{value = dense<32> : tensor<i32>}> : () -> tensor<i32>
+  %z = "tfl.const"() <{value = dense<0> : tensor<i32>}> : () -> tensor<i32>
+  %c = "tfl.less"(%ids, %z) : (tensor<1x16xi32>, tensor<i32>) -> tensor<1x16xi1>
+  %a = "tfl.add"(%ids, %k) : (tensor<1x16xi32>, tensor<i32>) -> tensor<1x16xi32>
+  %y = "tfl.select_v2"(%c, %a, %ids) {names = ["s"]} : (tensor<1x16xi1>, tensor<1x16xi32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+  %a2 = "tfl.add"(%k, %ids) : (tensor<i32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+  %y2 = "tfl.select_v2"(%c, %a2, %ids) {names = ["s2"]} : (tensor<1x16xi1>, tensor<1x16xi32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+  %a3 = "tfl.add"(%ids, %k) <{fused_activation_function = "RELU"}> : (tensor<1x16xi32>, tensor<i32>) -> tensor<1x16xi32>
+  %y3 = "tfl.select_v2"(%c, %a3, %ids) {names = ["s3"]} : (tensor<1x16xi1>, tensor<1x16xi32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+  func.return %y, %y2, %y3 : tensor<1x16xi32>, tensor<1x16xi32>, tensor<1x16xi32>
+}
+
+// ids + k read by something else stays.
+// CHECK-LABEL: func.func @select_wrap_shared_add
+// CHECK:         %[[A:.*]] = "tfl.add"(%ids, %k)
+// CHECK-NEXT:    "tfl.cast"
+// CHECK-NEXT:    "tfl.mul"(%{{.*}}, %k)
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.add"(%ids, %{{.*}}) {names = ["s"]}
+// CHECK-NEXT:    func.return %[[Y]], %[[A]]
+func.func @select_wrap_shared_add(%ids: tensor<1x16xi32>, %c: tensor<1x16xi1>) -> (tensor<1x16xi32>, tensor<1x16xi32>) {
+  %k = "tfl.const"() <{value = dense<32> : tensor<i32>}> : () -> tensor<i32>
+  %a = "tfl.add"(%ids, %k) : (tensor<1x16xi32>, tensor<i32>) -> tensor<1x16xi32>
+  %y = "tfl.select_v2"(%c, %a, %ids) {names = ["s"]} : (tensor<1x16xi1>, tensor<1x16xi32>, tensor<1x16xi32>) -> tensor<1x16xi32>
+  func.return %y, %a : tensor<1x16xi32>, tensor<1x16xi32>
 }
 
 // Float GELU, int16 GELU and a float SELECT_V2 stay.
