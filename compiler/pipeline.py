@@ -59,6 +59,7 @@ def pipeline_spec(
     passes = [
         *static,
         calib,
+        "fold-bias-add",
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
         *([_with_stats("clip-weights", stats_file, f"corrected={_b(bias_correction)}")] if clip_weights else []),
         *([_with_stats("correct-bias", stats_file)] if bias_correction else []),

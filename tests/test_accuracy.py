@@ -121,18 +121,24 @@ def _mine_and_tf(name: str, tmp_path) -> tuple[dict[str, float], dict[str, float
 
 @pytest.mark.parametrize("name", ["digits_cnn", "tiny_transformer"])
 def test_shared_int8_at_least_tf(name: str, tmp_path) -> None:
-    """Default int8 pipeline vs the TF converter's file (the two small reference models)."""
+    """Default int8 pipeline vs the TF converter's file (the two small labelled models):
+    SQNR and top-1 agreement at least TF's; on the transformer labelled accuracy too."""
     mine, tf = _mine_and_tf(name, tmp_path)
-    assert mine["sqnr"] >= tf["sqnr"], (mine, tf)
-    if name == "digits_cnn":
-        assert mine["top1"] >= tf["top1"], (mine, tf)
+    assert mine["sqnr"] >= tf["sqnr"] and mine["top1"] >= tf["top1"], (mine, tf)
+    if name == "tiny_transformer":
+        assert mine["sqnr"] >= tf["sqnr"] + 6, (mine, tf)  # fold-bias-add: +6.8 dB measured
+        assert mine["acc"] >= tf["acc"], (mine, tf)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 3): one sample each, a coin flip: over 20 bootstrap resamples of calib.npz ours matches TF on 11/20 (tiny_transformer) and 2/20 (digits, where TF beats the float model)")
-@pytest.mark.parametrize("name", ["digits_cnn", "tiny_transformer"])
-def test_shared_int8_labels_and_top1_at_least_tf(name: str, tmp_path) -> None:
-    mine, tf = _mine_and_tf(name, tmp_path)
-    assert mine["top1"] >= tf["top1"] and mine["acc"] >= tf["acc"], (mine, tf)
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 3): TF's int8 digits model is one eval sample more accurate than the float "
+    "model itself; ours tracks the float model (top-1 agreement 0.995 vs TF's 0.992). Over 20 bootstrap "
+    "resamples of calib.npz, 2 reach TF's accuracy (benchmarks/calibration_spread.py)",
+)
+def test_shared_int8_digits_labels_at_least_tf(tmp_path) -> None:
+    mine, tf = _mine_and_tf("digits_cnn", tmp_path)
+    assert mine["acc"] >= tf["acc"], (mine, tf)
 
 
 def test_stats_file_keeps_means(tmp_path) -> None:

@@ -187,7 +187,7 @@ def test_save_is_atomic_and_reports_unwritable_paths(tmp_path: Path, monkeypatch
 def test_cli_print_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quantize", str(DIGITS), "--print-pipeline"]) == 0
     spec = capsys.readouterr().out.strip()
-    assert spec.startswith("annotate-calibration,insert-fake-quant") and "quantize-bias" in spec
+    assert spec.startswith("annotate-calibration,fold-bias-add,insert-fake-quant") and "quantize-bias" in spec
     assert main(["quantize", str(DIGITS), "--mode", "int8", "--io-type", "uint8", "--per-tensor", "--print-pipeline"]) == 0
     spec = capsys.readouterr().out.strip()
     assert "per-channel=false" in spec and "set-io-types{type=uint8}" in spec

@@ -39,7 +39,7 @@
 // TFLITE: "tfl.softmax"
 
 // RUN: tflquant-opt --print-pipeline int8 | filecheck %s --check-prefix=PIPE
-// PIPE: annotate-calibration,insert-fake-quant
+// PIPE: annotate-calibration,fold-bias-add,insert-fake-quant
 
 func.func @f(%x: tensor<1x6xf32>) -> tensor<6xf32> {
   %s1 = "tfl.const"() <{value = dense<[2, 3]> : tensor<2xi32>}> : () -> tensor<2xi32>
