@@ -126,9 +126,7 @@ def _fold(layer: Operation) -> bool:
     base = np.zeros(channels, np.float32) if bias is None else np.asarray(float_const(bias).numpy(), np.float32).reshape(channels)  # type: ignore[union-attr]
     new_bias = tfl.ConstOp(dense_from_numpy((base + row).astype(np.float32)), name=value_name(const_v) or f"{value_name(z)}/bias")
     inputs = list(layer.inputs)
-    inputs[bias_at : bias_at + 1] = [new_bias.result]
-    if len(inputs) <= bias_at:
-        inputs.append(new_bias.result)
+    inputs[bias_at : bias_at + 1] = [new_bias.result]  # replaces the bias, or appends it
     Rewriter.insert_op(new_bias, InsertPoint.before(layer))
     layer.operands = inputs  # type: ignore[assignment]
     layer.set_option("fused_activation_function", act)  # type: ignore[attr-defined]

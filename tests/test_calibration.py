@@ -242,6 +242,41 @@ def test_batch_size_does_not_change_the_ranges() -> None:
         assert a[k].mins[0] == pytest.approx(b[k].mins[0], abs=1e-5) and a[k].maxs[0] == pytest.approx(b[k].maxs[0], abs=1e-5)
 
 
+def test_parallel_sample_ranges_give_the_serial_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel ranges reduce their arrays in their own threads and merge in range order:
+    the ranges and per-channel means of one thread over whole batches (up to the kernels'
+    float rounding, which depends on the matrix sizes BLAS sees)."""
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+    from tflquant.tflite.reader import load_model
+
+    m = load_model(DIGITS)
+    x = np.load(DIGITS_CALIB)[DIGITS_INPUT][:64]
+    x[3, 0, 0, 0] = np.nan  # a non-finite value is counted the same way too
+    old = fk.set_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            serial = calibrate(m, {DIGITS_INPUT: x}, batch_size=64)
+            fk.set_threads(2)
+            monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", 0)
+            merged: list[str] = []
+            real_merge = MinMaxObserver.merge
+            monkeypatch.setattr(MinMaxObserver, "merge", lambda self, name, part: (merged.append(name), real_merge(self, name, part))[1])
+            parallel = calibrate(m, {DIGITS_INPUT: x}, batch_size=64)
+    finally:
+        fk.set_threads(old)
+    ranges = 64 // interp_mod.PARALLEL_RANGE_SAMPLES
+    assert len(merged) > ranges * 5 and merged.count(merged[-1]) == ranges  # merged once per range
+    assert serial.stats.keys() == parallel.stats.keys() and serial.warnings == parallel.warnings
+    for k, a in serial.stats.items():
+        b = parallel.stats[k]
+        np.testing.assert_allclose(b.mins + b.maxs, a.mins + a.maxs, rtol=1e-5, atol=1e-6, err_msg=k)
+        assert (a.mean is None) == (b.mean is None), k
+        if a.mean is not None:
+            np.testing.assert_allclose(b.mean, a.mean, rtol=1e-5, atol=1e-6)
+
+
 def test_nan_samples_are_skipped_with_a_warning() -> None:
     from tflquant.tflite.reader import load_model
 

@@ -282,16 +282,7 @@ def calibrate(
         total = min(total, max_samples * len(plan))
     bar = Progress(total, progress)
     interp = Interpreter(module)
-    names: dict[SSAValue, str | None] = {}
-
-    def observe(value: SSAValue, array: np.ndarray) -> None:
-        try:
-            name = names[value]
-        except KeyError:
-            name = names[value] = value_name(value)
-        if name is not None:
-            obs.observe(name, array)
-
+    observe = _NamedObserver(obs)
     per_entry: dict[str, int] = {}
     try:
         with blas_threads(threads):
@@ -305,6 +296,34 @@ def calibrate(
         more = f" (and {len(notes) - 1} more tensor(s))" if len(notes) > 1 else ""
         warnings.warn(notes[0] + more, CalibrationWarning, stacklevel=2)
     return CalibrationResult(obs.stats(), n_samples, n_batches, time.perf_counter() - t0, notes, per_entry)
+
+
+class _NamedObserver:
+    """The interpreter's observer (values) in front of a MinMaxObserver (tensor names); it
+    splits into reduce/merge so that parallel sample ranges reduce their arrays at once."""
+
+    def __init__(self, obs: MinMaxObserver):
+        self.obs = obs
+        self.names: dict[SSAValue, str | None] = {}
+
+    def _name(self, value: SSAValue) -> str | None:
+        try:
+            return self.names[value]
+        except KeyError:
+            name = self.names[value] = value_name(value)
+            return name
+
+    def __call__(self, value: SSAValue, array: np.ndarray) -> None:
+        if (name := self._name(value)) is not None:
+            self.obs.observe(name, array)
+
+    def reduce(self, value: SSAValue, array: np.ndarray) -> Any:
+        name = self._name(value)
+        return None if name is None else (name, self.obs.reduce(name, array))
+
+    def merge(self, value: SSAValue, token: Any) -> None:
+        if token is not None and token[1] is not None:
+            self.obs.merge(*token)
 
 
 def _run_plan(

@@ -55,9 +55,14 @@ class TensorRange:
             n = finite.sum(axis=0).astype(np.int64)
             s = f64.sum(axis=0)
             q = np.einsum("ij,ij->j", f64, f64)
+        self.add_sums(TensorRange(sums=s, sqsums=q, counts=n))
+
+    def add_sums(self, other: TensorRange) -> None:
+        """Add another range's per-channel sums (a channel count change drops the mean)."""
+        s, q, n = other.sums, other.sqsums, other.counts
         if self.sums is None:
             self.sums, self.sqsums, self.counts = s, q, n
-        elif self.sums.shape == s.shape and self.counts is not None and self.sqsums is not None:
+        elif s is not None and self.sums.shape == s.shape and self.counts is not None and self.sqsums is not None:
             self.sums += s
             self.sqsums += q
             self.counts += n
@@ -81,35 +86,54 @@ class TensorRange:
 
 @dataclass
 class MinMaxObserver:
-    """Running global min/max per tensor name; non-finite values are skipped and counted."""
+    """Running global min/max per tensor name; non-finite values are skipped and counted.
+
+    `observe(name, array)` is `merge(name, reduce(name, array))`: `reduce` reads the array
+    (and nothing of the observer but `mean_names`), so calibration can run it for several
+    sample ranges at once and merge the results in range order."""
 
     ranges: dict[str, TensorRange] = field(default_factory=dict)
     mean_names: frozenset[str] = frozenset()  # tensors whose per-channel mean is kept too
 
     def observe(self, name: str, array: np.ndarray) -> None:
+        part = self.reduce(name, array)
+        if part is not None:
+            self.merge(name, part)
+
+    def reduce(self, name: str, array: np.ndarray) -> TensorRange | None:
+        """What one array adds to `name`'s statistics (None: not a float tensor, or empty)."""
         a = np.asarray(array)
         if a.dtype.kind != "f" or a.size == 0:
-            return
+            return None
         if a.ndim and a.strides[0] == 0:  # a sample-independent value broadcast over samples
             a = a[:1]
-        r = self.ranges.get(name)
-        if r is None:
-            r = self.ranges[name] = TensorRange()
-        r.seen += a.size
+        part = TensorRange(seen=a.size)
         if name in self.mean_names:
-            r.add_channels(a)
+            part.add_channels(a)
         lo, hi = float(a.min()), float(a.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             finite = np.isfinite(a)
-            r.nonfinite += int(a.size - np.count_nonzero(finite))
+            part.nonfinite = int(a.size - np.count_nonzero(finite))
             if not finite.any():
-                return
+                return part
             vals = a[finite]
             lo, hi = float(vals.min()), float(vals.max())
-        if lo < r.min:
-            r.min = lo
-        if hi > r.max:
-            r.max = hi
+        part.min, part.max = lo, hi
+        return part
+
+    def merge(self, name: str, part: TensorRange) -> None:
+        """Add a `reduce` result to the running statistics of `name`."""
+        r = self.ranges.get(name)
+        if r is None:
+            r = self.ranges[name] = TensorRange()
+        r.seen += part.seen
+        r.nonfinite += part.nonfinite
+        if part.sums is not None:
+            r.add_sums(part)
+        if part.min < r.min:
+            r.min = part.min
+        if part.max > r.max:
+            r.max = part.max
 
     def stats(self) -> Stats:
         """Tensor name -> Range, only for tensors that had at least one finite value."""

@@ -41,6 +41,10 @@ from tflquant.ir import describe, numpy_dtype_of_element
 from tflquant.reference import float_kernels as fk
 
 Observer = Callable[[SSAValue, np.ndarray], None]
+# An observer may also split its work: `reduce(value, array) -> token` (thread-safe, no
+# shared state written) and `merge(value, token)`. When batches run as parallel sample
+# ranges, `reduce` runs in each range's own thread and only `merge` waits its turn (range
+# order); the plain call `observer(value, array)` must equal merge(value, reduce(...)).
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
@@ -516,6 +520,8 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
     cond = threading.Condition()
     progress: dict[SSAValue, int] = {}  # value -> ranges that have observed it
     failed: list[BaseException] = []  # the first error of a range (others then stop)
+    reduce, merge = getattr(observer, "reduce", None), getattr(observer, "merge", None)
+    split = reduce is not None and merge is not None
 
     def part(s0: int, s1: int) -> None:
         idx = start_of[s0]
@@ -523,13 +529,14 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
         if observer is not None:
 
             def obs(v: SSAValue, a: np.ndarray) -> None:
+                token = reduce(v, a) if split else None  # this range's own work, in parallel
                 with cond:
                     while progress.get(v, 0) != idx and not failed:
                         cond.wait()
                     if failed:
                         raise TflquantError("another sample range failed")
                     try:
-                        observer(v, a)
+                        merge(v, token) if split else observer(v, a)
                     finally:
                         progress[v] = idx + 1
                         cond.notify_all()
