@@ -45,7 +45,8 @@ def pipeline_spec(
     if mode == "float16":
         return "cast-weights-f16"
     if mode == "dynamic":
-        return f"quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
+        # fold-bias-add: one float ADD fewer after each hybrid layer (the same values)
+        return f"fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
     act = "int8" if mode == "int8" else "int16"
     if bias_correction is None:
         bias_correction = mode == "int16x8"
