@@ -318,6 +318,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("L2_NORMALIZATION", "L2NormOptions", ("input",)),
     ("DENSIFY", "DensifyOptions", ("input",)),
     ("CUMSUM", "CumsumOptions", ("input", "axis")),
+    ("ELU", None, ("input",)),
     (
         "UNIDIRECTIONAL_SEQUENCE_LSTM",
         "UnidirectionalSequenceLSTMOptions",

@@ -21,7 +21,7 @@ The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized b
 chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
 NEG (insert-fake-quant rewrites NEG as MUL by -1), REDUCE_PROD; int16 is refused by
 SQUARED_DIFFERENCE, HARD_SWISH, RELU_N1_TO_1, LOG_SOFTMAX, L2_NORMALIZATION,
-SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results.
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, and PRELU runs on int16 but computes wrong results.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ OPS: dict[str, OpQuant] = {
     "LOG": _FREE,
     "RSQRT": _FREE,
     "ABS": _FREE,
+    "ELU": _FREE8,  # int8: 256-entry table; no int16 kernel
     # weighted ops
     "CONV_2D": OpQuant(weights={1: 0}, bias=2),
     "DEPTHWISE_CONV_2D": OpQuant(weights={1: 3}, bias=2),

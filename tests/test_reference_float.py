@@ -385,6 +385,21 @@ CASES: dict[str, tuple] = {
     "lstm_layer_norm_time_major": lstm(peephole=True, layer_norm=True, time_major=True),
 }
 
+# ops with int8 kernels added later (tests/test_more_int8_ops.py); their own generator, so
+# the data of the cases above stays as it was
+_rng_more = np.random.default_rng(11)
+
+
+def _act_more(*shape: int, scale: float = 2.0) -> In:
+    return In((_rng_more.standard_normal((N, *shape)) * scale).astype(F32))
+
+
+CASES.update(
+    {
+        "elu": ("ELU", [_act_more(4, 8)], None),
+    }
+)
+
 
 def _materialize(case: tuple) -> tuple[ModuleOp, list[np.ndarray]]:
     builtin, operands, options = case[:3]

@@ -408,6 +408,8 @@ KERNELS.update(
         "SIGN": _unary(np.sign),
         "LOGICAL_NOT": _unary(np.logical_not),
         "ZEROS_LIKE": _unary(np.zeros_like),
+        # LiteRT's float ELU: x for x >= 0, expm1(x) below
+        "ELU": _unary(lambda x: np.where(x < 0, np.expm1(np.minimum(x, 0)), x).astype(x.dtype)),
     }
 )
 
@@ -1688,6 +1690,7 @@ def _arg(fn: Callable[..., np.ndarray]) -> Factory:
 
 KERNELS["ARG_MAX"] = _arg(np.argmax)
 KERNELS["ARG_MIN"] = _arg(np.argmin)
+
 
 
 # ----------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - AVERAGE_POOL_2D: sum over the valid window, divided rounding half away from zero;
   MAX_POOL_2D: max over the valid window;
 - MEAN / SUM: reference_ops::QuantizedMeanOrSum (1/n folded into the multiplier);
-- LOGISTIC / TANH int8: the 256-entry table LUTPopulate builds from float32 math;
+- LOGISTIC / TANH / ELU / GELU / LOG / EXP int8: the 256-entry table LUTPopulate builds
+  from float32 math;
   int16: LiteRT's fixed-point interpolation of a sigmoid(i/24) table (derived, bit-exact);
 - SOFTMAX int8: the float32 exp table of the optimized kernel (`PopulateSoftmaxLookupTable`,
   sequential float32 sum, round half away); int16: LUT-based reference (exp and 1/(1+x)
@@ -723,7 +724,6 @@ _logistic8 = _lut_kernel(_sigmoid32)
 _tanh8 = _lut_kernel(lambda x: np.tanh(x))
 KERNELS["LOGISTIC"] = lambda op: _int16_table_op(op, False, _logistic8)
 KERNELS["TANH"] = lambda op: _int16_table_op(op, True, _tanh8)
-KERNELS["ELU"] = _lut_kernel(lambda x: np.where(x < 0, np.expm1(x), x).astype(np.float32))
 
 
 @kernel("GELU")
@@ -1098,6 +1098,8 @@ def _log32(v: np.ndarray) -> np.ndarray:
 
 # int8 LOG is LiteRT's LUT (bit-exact); SQRT uses another formulation and stays float-simulated.
 KERNELS["LOG"] = _lut8_op(_log32)
+# ELU int8: LiteRT's table of exp(x) - 1 (float32) for x < 0, x above (not expm1)
+KERNELS["ELU"] = _lut8_op(lambda x: np.where(x < 0, np.exp(np.minimum(x, 0)) - np.float32(1), x).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Ops with an int8 LiteRT kernel that tflquant quantizes (beyond the core set): one-op models.
+
+For each op: a float one-op model (textual IR, written with tflquant's writer) quantized by
+`tflquant.quantize` in int8 with float I/O must keep the op integer (no DEQUANTIZE /
+QUANTIZE between it and its neighbours: only the model's own input QUANTIZE and output
+DEQUANTIZE), run in LiteRT's builtin kernels close to the float model, and agree with
+tflquant's IntegerInterpreter bit for bit; integer-only (io_type int8) it must run on TFLite
+Micro with LiteRT's outputs when TFLM has the kernel. The integer kernels are also compared
+with LiteRT on random quantization parameters over the whole int8 input range.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tflquant
+from tflquant.ir import parse_module
+from tflquant.reference import Interpreter
+from tflquant.reference.integer_interpreter import IntegerInterpreter
+from tflquant.scoring import TflmMissingOps, tflm_run
+from tflquant.tflite.reader import read_flatbuffer
+from tflquant.tflite.writer import write_flatbuffer
+
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+
+
+def builtin_interpreter(model: bytes):  # noqa: ANN201
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        it = litert.Interpreter(
+            model_content=model, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    it.allocate_tensors()
+    return it
+
+
+def run_builtin(model: bytes, x: np.ndarray, dequantize: bool = True) -> list[np.ndarray]:
+    """Every output per sample (samples first) with LiteRT's builtin kernels (no XNNPACK)."""
+    from tflquant.scoring import dequantize_output, feed
+
+    it = builtin_interpreter(model)
+    di, outs = it.get_input_details()[0], it.get_output_details()
+    res: list[list[np.ndarray]] = [[] for _ in outs]
+    for s in range(x.shape[0]):
+        feed(it, di, x[s])
+        it.invoke()
+        for k, d in enumerate(outs):
+            y = it.get_tensor(d["index"])
+            quantized = d["quantization"][0] != 0
+            res[k].append(dequantize_output(d, y) if dequantize and quantized else y.copy())
+    return [np.stack(r) for r in res]
+
+
+def one_op_model(op: str, in_shape: str, out_types: list[str], params: str = "", consts: str = "", operands: str = "%x") -> str:
+    """A float model `y = op(x, consts...)` as textual IR."""
+    outs = ", ".join(out_types)
+    names = ", ".join(f'"y{i}"' for i in range(len(out_types)))
+    res = ", ".join(f"%y#{i}" for i in range(len(out_types))) if len(out_types) > 1 else "%y"
+    operand_types = ", ".join(["tensor<" + in_shape + "xf32>"] + [t for t in params.split(";") if t])
+    return (
+        f'func.func @main(%x: tensor<{in_shape}xf32> {{tfl.name = "x"}}) -> ({outs}) {{\n'
+        f"{consts}"
+        f'  %y{":" + str(len(out_types)) if len(out_types) > 1 else ""} = "tfl.{op}"({operands}) {{names = [{names}]}} : ({operand_types}) -> ({outs})\n'
+        f"  func.return {res} : {outs}\n}}\n"
+    )
+
+
+def quantize_one_op(text: str, x: np.ndarray, io_type: str = "float32") -> tuple[bytes, bytes]:
+    """(float model, int8 model) bytes."""
+    fb = write_flatbuffer(parse_module(text))
+    q = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type=io_type)
+    return fb, q.model
+
+
+def op_names(model: bytes) -> list[str]:
+    return [o.name for o in read_flatbuffer(model).walk() if o.name.startswith("tfl.") and o.name != "tfl.const"]
+
+
+def check_one_op(text: str, op: str, x: np.ndarray, tol_lsb: float, tflm: bool, check_int=None) -> None:  # noqa: ANN001
+    """The e2e contract of the module docstring. tol_lsb: max |float - int8| in output LSBs;
+    tflm: True (TFLM must run it), False (TFLM has no kernel: must say so); check_int(k,
+    float model's output, int8 model's output, scale): integer outputs (default: equal)."""
+    module = parse_module(text)
+    fb = write_flatbuffer(module)
+    # the float reference kernel (the calibration engine) agrees with LiteRT's float kernel
+    ref = run_builtin(fb, x)
+    mine = Interpreter(module).run([x])
+    for a, b in zip(ref, mine):
+        np.testing.assert_allclose(np.asarray(b, np.float32).reshape(a.shape), a, rtol=1e-5, atol=1e-6)
+
+    qb = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}).model
+    n_float = sum(a.dtype.kind == "f" for a in ref)
+    assert op_names(qb) == ["tfl.quantize", f"tfl.{op}", *["tfl.dequantize"] * n_float], op_names(qb)
+    got = run_builtin(qb, x)
+    ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8").model
+    scales = [d["quantization"][0] for d in builtin_interpreter(ib).get_output_details()]
+    for k, (a, b) in enumerate(zip(ref, got)):
+        if a.dtype.kind in "iu":
+            if check_int is not None:
+                check_int(k, a, b.reshape(a.shape), scales)
+            else:
+                assert np.array_equal(a, b.reshape(a.shape)), f"output {k}: integer outputs differ"
+            continue
+        scale = scales[k]
+        err = float(np.abs(a - b.reshape(a.shape)).max())
+        assert err <= tol_lsb * scale, f"output {k}: max |float - int8| {err} > {tol_lsb} x scale {scale}"
+
+    # integer only: the integer interpreter is bit-exact with LiteRT; TFLM runs it too
+    assert op_names(ib) == [f"tfl.{op}"], op_names(ib)
+    imod = read_flatbuffer(ib)
+    it = builtin_interpreter(ib)
+    d = it.get_input_details()[0]
+    s, z = d["quantization"]
+    xq = np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+    lit = run_builtin(ib, xq, dequantize=False)
+    sim = IntegerInterpreter(imod, strict=True).run([xq])
+    for a, b in zip(lit, sim):
+        assert np.array_equal(np.asarray(b).reshape(a.shape), a), "IntegerInterpreter differs from LiteRT"
+    if tflm:
+        micro = tflm_run(ib, [xq])
+        for a, b in zip(lit, micro):
+            assert np.array_equal(b.reshape(a.shape), a), "TFLite Micro differs from LiteRT"
+    else:
+        with pytest.raises(TflmMissingOps):
+            tflm_run(ib, [xq])
+
+
+RNG = np.random.default_rng(0)
+
+
+def test_elu_int8_end_to_end() -> None:
+    text = one_op_model("elu", "1x4x64", ["tensor<1x4x64xf32>"])
+    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+    check_one_op(text, "elu", x, tol_lsb=2.0, tflm=True)  # half an input LSB (input scale ~2x) + half an output LSB
+
+
+# ---------------------------------------------------------------------------------------
+# Integer kernels against LiteRT over the whole int8 input range, random parameters
+# ---------------------------------------------------------------------------------------
+
+
+def _unary_int8_model(op: str, si: float, zi: int, so: float, zo: int) -> str:
+    it_, ot = f"i8:f32, {si!r}:{zi}", f"i8:f32, {so!r}:{zo}"
+    t_in, t_out = f"tensor<1x256x!quant.uniform<{it_}>>", f"tensor<1x256x!quant.uniform<{ot}>>"
+    return (
+        f'func.func @main(%a: {t_in} {{tfl.name = "a"}}) -> {t_out} {{\n'
+        f'  %r = "tfl.{op}"(%a) {{names = ["r"]}} : ({t_in}) -> {t_out}\n'
+        f"  func.return %r : {t_out}\n}}\n"
+    )
+
+
+@pytest.mark.parametrize("op", ["elu"])
+def test_lut_op_bit_exact_random_params(op: str) -> None:
+    rng = np.random.default_rng(7)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 256)
+    for _ in range(40):
+        si, so = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
+        zi, zo = (int(v) for v in rng.integers(-128, 128, 2))
+        module = parse_module(_unary_int8_model(op, si, zi, so, zo))
+        (mine,) = IntegerInterpreter(module, strict=True).run([x])
+        (ref,) = run_builtin(write_flatbuffer(module), x, dequantize=False)
+        assert np.array_equal(mine.reshape(ref.shape), ref), f"{op} in {si}:{zi} out {so}:{zo}: {int((mine.reshape(ref.shape) != ref).sum())} differ"
+
