@@ -319,6 +319,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("DENSIFY", "DensifyOptions", ("input",)),
     ("CUMSUM", "CumsumOptions", ("input", "axis")),
     ("ELU", None, ("input",)),
+    ("REVERSE_V2", "ReverseV2Options", ("input", "axis")),
     (
         "UNIDIRECTIONAL_SEQUENCE_LSTM",
         "UnidirectionalSequenceLSTMOptions",

@@ -125,6 +125,7 @@ OPS: dict[str, OpQuant] = {
     "MINIMUM": _same(0, 1),
     "SELECT": _same(1, 2),
     "SELECT_V2": _same(1, 2),
+    "REVERSE_V2": _same(0),
     # integer outputs (no output parameters)
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,

@@ -137,6 +137,15 @@ def test_elu_int8_end_to_end() -> None:
     check_one_op(text, "elu", x, tol_lsb=2.0, tflm=True)  # half an input LSB (input scale ~2x) + half an output LSB
 
 
+def test_reverse_v2_int8_end_to_end() -> None:
+    text = one_op_model(
+        "reverse_v2", "1x4x64", ["tensor<1x4x64xf32>"], params="tensor<1xi32>", operands="%x, %a",
+        consts='  %a = "tfl.const"() <{value = dense<[1]> : tensor<1xi32>}> : () -> tensor<1xi32>\n',
+    )  # fmt: skip
+    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+    check_one_op(text, "reverse_v2", x, tol_lsb=0.51, tflm=True)
+
+
 # ---------------------------------------------------------------------------------------
 # Integer kernels against LiteRT over the whole int8 input range, random parameters
 # ---------------------------------------------------------------------------------------
@@ -164,3 +173,60 @@ def test_lut_op_bit_exact_random_params(op: str) -> None:
         (ref,) = run_builtin(write_flatbuffer(module), x, dequantize=False)
         assert np.array_equal(mine.reshape(ref.shape), ref), f"{op} in {si}:{zi} out {so}:{zo}: {int((mine.reshape(ref.shape) != ref).sum())} differ"
 
+
+def _data_model(op: str, q: str, shape: str, out_shape: str, param: str, extra_out: str = "") -> str:
+    """A quantized one-op model (parameter constant `param`), outputs: the op's results."""
+    t_in, t_out = f"tensor<{shape}x!quant.uniform<{q}>>", f"tensor<{out_shape}x!quant.uniform<{q}>>"
+    ptype = param.split(" : ")[1]
+    outs = t_out + (f", {extra_out}" if extra_out else "")
+    n = 2 if extra_out else 1
+    res = "%r#0, %r#1" if extra_out else "%r"
+    names = '["r0", "r1"]' if extra_out else '["r0"]'
+    return (
+        f'func.func @main(%a: {t_in} {{tfl.name = "a"}}) -> ({outs}) {{\n'
+        f'  %p = "tfl.const"() <{{value = {param}}}> : () -> {ptype}\n'
+        f'  %r{":2" if n == 2 else ""} = "tfl.{op}"(%a, %p) {{names = {names}}} : ({t_in}, {ptype}) -> ({outs})\n'
+        f"  func.return {res} : {outs}\n}}\n"
+    )
+
+
+DATA_CASES = [
+    ("reverse_v2", "2x5x7", "2x5x7", "dense<[1]> : tensor<1xi32>", ""),
+    ("reverse_v2", "2x5x7", "2x5x7", "dense<[1, 2]> : tensor<2xi32>", ""),
+    ("reverse_v2", "2x5x7", "2x5x7", "dense<[-1]> : tensor<1xi32>", ""),
+]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize(("op", "shape", "out_shape", "param", "extra"), DATA_CASES, ids=[f"{c[0]}-{c[3][6:12]}-{c[2]}" for c in DATA_CASES])
+def test_data_movement_ops_bit_exact(op: str, shape: str, out_shape: str, param: str, extra: str, bits: int) -> None:
+    """Stored values move unchanged (TOPK_V2: equal values in index order), int8 and int16."""
+    rng = np.random.default_rng(3)
+    q = "i8:f32, 0.05:-3" if bits == 8 else "i16:f32, 0.0005"
+    module = parse_module(_data_model(op, q, shape, out_shape, param, extra))
+    dims = [int(d) for d in shape.split("x")]
+    dt = np.int8 if bits == 8 else np.int16
+    # few distinct values: many ties for TOPK_V2
+    x = np.concatenate([rng.integers(-4, 4, (3, *dims)), rng.integers(np.iinfo(dt).min, np.iinfo(dt).max, (3, *dims))]).astype(dt)
+    mine = IntegerInterpreter(module, strict=True).run([x])
+    ref = run_builtin(write_flatbuffer(module), x, dequantize=False)
+    for a, b in zip(ref, mine):
+        assert np.array_equal(np.asarray(b).reshape(a.shape), a)
+
+
+@pytest.mark.parametrize("op", ["reverse_v2"])
+def test_data_movement_ops_int16x8_end_to_end(op: str) -> None:
+    """16x8: the op stays int16 (LiteRT's kernels take int16) and matches the float model."""
+    if op == "reverse_v2":
+        text = one_op_model(op, "1x4x64", ["tensor<1x4x64xf32>"], params="tensor<1xi32>", operands="%x, %a",
+                            consts='  %a = "tfl.const"() <{value = dense<[2]> : tensor<1xi32>}> : () -> tensor<1xi32>\n')  # fmt: skip
+    else:
+        text = one_op_model(op, "1x4x64", ["tensor<1x4x5xf32>", "tensor<1x4x5xi32>"], params="tensor<i32>", operands="%x, %k",
+                            consts='  %k = "tfl.const"() <{value = dense<5> : tensor<i32>}> : () -> tensor<i32>\n')  # fmt: skip
+    fb = write_flatbuffer(parse_module(text))
+    x = (RNG.standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
+    q = tflquant.quantize(fb, mode="int16x8", representative_dataset={"x": x}, io_type="int16").model
+    assert op_names(q) == [f"tfl.{op}"]
+    ref, got = run_builtin(fb, x), run_builtin(q, x)
+    scale = builtin_interpreter(q).get_output_details()[0]["quantization"][0]
+    assert float(np.abs(ref[0] - got[0].reshape(ref[0].shape)).max()) <= 0.51 * scale

@@ -397,6 +397,8 @@ def _act_more(*shape: int, scale: float = 2.0) -> In:
 CASES.update(
     {
         "elu": ("ELU", [_act_more(4, 8)], None),
+        "reverse_v2": ("REVERSE_V2", [_act_more(2, 3, 4), i32(1)], None),
+        "reverse_v2_neg_axis": ("REVERSE_V2", [_act_more(2, 3, 4), i32(-1)], None),
     }
 )
 

@@ -74,6 +74,7 @@ PARAMS: dict[str, frozenset[str]] = {
         "ARG_MAX": ("dim",),
         "ARG_MIN": ("dim",),
         "CUMSUM": ("axis",),
+        "REVERSE_V2": ("axis",),
         "UNIDIRECTIONAL_SEQUENCE_LSTM": (
             "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
             "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
@@ -1690,6 +1691,15 @@ def _arg(fn: Callable[..., np.ndarray]) -> Factory:
 
 KERNELS["ARG_MAX"] = _arg(np.argmax)
 KERNELS["ARG_MIN"] = _arg(np.argmin)
+
+
+@kernel("REVERSE_V2")
+def _reverse_v2(op: Operation) -> Kernel:
+    def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        axes = sorted({axis_norm(a, x.ndim - 1) + 1 for a in ints(axis)})
+        return np.flip(x, axis=tuple(axes)) if axes else x
+
+    return run
 
 
 

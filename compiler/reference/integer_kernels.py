@@ -35,7 +35,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - RELU / RELU6 / RELU_N1_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
 - HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
   Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
-- data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, ...): copies.
+- data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, ...):
+  copies.
 
 Ops without an integer kernel here are simulated in float by the integer interpreter
 (dequantize, float kernel, quantize); see integer_interpreter.py.
@@ -1176,6 +1177,7 @@ for _name in (
     "TILE",
     "BROADCAST_TO",
     "RESIZE_NEAREST_NEIGHBOR",
+    "REVERSE_V2",
 ):
     if _name in fk.KERNELS:
         KERNELS[_name] = _float_passthrough(_name)
