@@ -320,6 +320,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("CUMSUM", "CumsumOptions", ("input", "axis")),
     ("ELU", None, ("input",)),
     ("REVERSE_V2", "ReverseV2Options", ("input", "axis")),
+    ("TOPK_V2", "TopKV2Options", ("input", "k")),
     (
         "UNIDIRECTIONAL_SEQUENCE_LSTM",
         "UnidirectionalSequenceLSTMOptions",

@@ -126,6 +126,7 @@ OPS: dict[str, OpQuant] = {
     "SELECT": _same(1, 2),
     "SELECT_V2": _same(1, 2),
     "REVERSE_V2": _same(0),
+    "TOPK_V2": _same(0),  # values: the input's parameters; indices int32
     # integer outputs (no output parameters)
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,

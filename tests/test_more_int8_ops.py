@@ -146,6 +146,24 @@ def test_reverse_v2_int8_end_to_end() -> None:
     check_one_op(text, "reverse_v2", x, tol_lsb=0.51, tflm=True)
 
 
+def test_topk_v2_int8_end_to_end() -> None:
+    text = one_op_model(
+        "topk_v2", "1x4x64", ["tensor<1x4x5xf32>", "tensor<1x4x5xi32>"], params="tensor<i32>", operands="%x, %k",
+        consts='  %k = "tfl.const"() <{value = dense<5> : tensor<i32>}> : () -> tensor<i32>\n',
+    )  # fmt: skip
+    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+
+    def indices_pick_the_top_values(k: int, ref_idx: np.ndarray, idx: np.ndarray, scales: list[float]) -> None:
+        # equal int8 values may order differently from the float ones: the chosen elements
+        # must hold the k largest float values up to one input LSB (scale in = scale out)
+        top = np.take_along_axis(x, ref_idx.astype(np.int64), axis=-1)
+        chosen = np.take_along_axis(x, idx.astype(np.int64), axis=-1)
+        assert float(np.abs(np.sort(top, -1) - np.sort(chosen, -1)).max()) <= 1.01 * scales[0]
+        assert (ref_idx == idx).mean() > 0.9
+
+    check_one_op(text, "topk_v2", x, tol_lsb=0.51, tflm=False, check_int=indices_pick_the_top_values)
+
+
 # ---------------------------------------------------------------------------------------
 # Integer kernels against LiteRT over the whole int8 input range, random parameters
 # ---------------------------------------------------------------------------------------
@@ -194,6 +212,8 @@ DATA_CASES = [
     ("reverse_v2", "2x5x7", "2x5x7", "dense<[1]> : tensor<1xi32>", ""),
     ("reverse_v2", "2x5x7", "2x5x7", "dense<[1, 2]> : tensor<2xi32>", ""),
     ("reverse_v2", "2x5x7", "2x5x7", "dense<[-1]> : tensor<1xi32>", ""),
+    ("topk_v2", "3x40", "3x6", "dense<6> : tensor<i32>", "tensor<3x6xi32>"),
+    ("topk_v2", "2x3x9", "2x3x9", "dense<9> : tensor<i32>", "tensor<2x3x9xi32>"),
 ]
 
 
@@ -214,7 +234,7 @@ def test_data_movement_ops_bit_exact(op: str, shape: str, out_shape: str, param:
         assert np.array_equal(np.asarray(b).reshape(a.shape), a)
 
 
-@pytest.mark.parametrize("op", ["reverse_v2"])
+@pytest.mark.parametrize("op", ["reverse_v2", "topk_v2"])
 def test_data_movement_ops_int16x8_end_to_end(op: str) -> None:
     """16x8: the op stays int16 (LiteRT's kernels take int16) and matches the float model."""
     if op == "reverse_v2":

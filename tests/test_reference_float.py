@@ -399,6 +399,8 @@ CASES.update(
         "elu": ("ELU", [_act_more(4, 8)], None),
         "reverse_v2": ("REVERSE_V2", [_act_more(2, 3, 4), i32(1)], None),
         "reverse_v2_neg_axis": ("REVERSE_V2", [_act_more(2, 3, 4), i32(-1)], None),
+        "topk_v2": ("TOPK_V2", [_act_more(3, 7), np.array(3, np.int32)], None, (np.float32, np.int32)),
+        "topk_v2_ties": ("TOPK_V2", [In(_rng_more.integers(0, 3, (N, 2, 9)).astype(F32)), np.array(4, np.int32)], None, (np.float32, np.int32)),
     }
 )
 

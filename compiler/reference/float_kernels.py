@@ -75,6 +75,7 @@ PARAMS: dict[str, frozenset[str]] = {
         "ARG_MIN": ("dim",),
         "CUMSUM": ("axis",),
         "REVERSE_V2": ("axis",),
+        "TOPK_V2": ("k",),
         "UNIDIRECTIONAL_SEQUENCE_LSTM": (
             "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
             "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
@@ -1701,6 +1702,22 @@ def _reverse_v2(op: Operation) -> Kernel:
 
     return run
 
+
+@kernel("TOPK_V2")
+def _topk_v2(op: Operation) -> Kernel:
+    """The k largest values along the last axis, largest first (equal values: lower index
+    first), and their int32 indices."""
+    idt = float_dtype(result_type(op, 1))
+
+    def run(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = int(ints(k)[0])
+        if x.ndim < 2 or not 0 <= n <= x.shape[-1]:
+            raise TflquantError(f"TOPK_V2: k = {n} must be in [0, {x.shape[-1] if x.ndim >= 2 else 0}] (last dimension)")
+        key = -x.astype(np.float64) if x.dtype.kind == "f" else -x.astype(np.int64)
+        idx = np.argsort(key, axis=-1, kind="stable")[..., :n]
+        return np.take_along_axis(x, idx, axis=-1), idx.astype(idt)
+
+    return run
 
 
 # ----------------------------------------------------------------------------------------

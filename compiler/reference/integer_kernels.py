@@ -36,7 +36,7 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
   Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
 - data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, ...):
-  copies.
+  copies; TOPK_V2: the k largest stored values, equal values in index order.
 
 Ops without an integer kernel here are simulated in float by the integer interpreter
 (dequantize, float kernel, quantize); see integer_interpreter.py.
@@ -1181,6 +1181,20 @@ for _name in (
 ):
     if _name in fk.KERNELS:
         KERNELS[_name] = _float_passthrough(_name)
+
+
+@kernel("TOPK_V2")
+def _topk_v2(op: Operation) -> Kernel:
+    """The k largest stored values (same parameters in and out), largest first, equal values
+    by lower index as LiteRT's TopContainer orders them, and their int32 indices."""
+    inner = fk.KERNELS["TOPK_V2"](op)
+    qo = out_q(op)
+
+    def run(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, idx = inner(x, k)
+        return store(values, qo), idx
+
+    return run
 
 
 def _raw_passthrough(name: str) -> Factory:
