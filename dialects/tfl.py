@@ -261,6 +261,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("RELU", None, ("input",)),
     ("RELU6", None, ("input",)),
     ("RELU_N1_TO_1", None, ("input",)),
+    ("RELU_0_TO_1", None, ("input",)),
     ("LEAKY_RELU", "LeakyReluOptions", ("input",)),
     ("PRELU", None, ("input", "alpha")),
     ("HARD_SWISH", "HardSwishOptions", ("input",)),

@@ -21,7 +21,7 @@ The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized b
 chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
 NEG (insert-fake-quant rewrites NEG as MUL by -1), REDUCE_PROD; int16 is refused by
 SQUARED_DIFFERENCE, HARD_SWISH, RELU_N1_TO_1, LOG_SOFTMAX, L2_NORMALIZATION,
-SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, and PRELU runs on int16 but computes wrong results.
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, RELU_0_TO_1, and PRELU runs on int16 but computes wrong results.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ OPS: dict[str, OpQuant] = {
     "RELU": _FREE,
     "RELU6": _FREE,
     "RELU_N1_TO_1": _FREE8,
+    "RELU_0_TO_1": _FREE8,  # no int16 kernel
     "LEAKY_RELU": _FREE,
     "PRELU": _FREE8,
     "HARD_SWISH": _FREE8,

@@ -397,6 +397,7 @@ def _act_more(*shape: int, scale: float = 2.0) -> In:
 CASES.update(
     {
         "elu": ("ELU", [_act_more(4, 8)], None),
+        "relu_0_to_1": ("RELU_0_TO_1", [_act_more(4, 8, scale=0.8)], None),
         "reverse_v2": ("REVERSE_V2", [_act_more(2, 3, 4), i32(1)], None),
         "reverse_v2_neg_axis": ("REVERSE_V2", [_act_more(2, 3, 4), i32(-1)], None),
         "topk_v2": ("TOPK_V2", [_act_more(3, 7), np.array(3, np.int32)], None, (np.float32, np.int32)),

@@ -394,6 +394,7 @@ KERNELS.update(
         "RELU": _unary(lambda x: np.maximum(x, 0)),
         "RELU6": _unary(lambda x: np.clip(x, 0, 6)),
         "RELU_N1_TO_1": _unary(lambda x: np.clip(x, -1, 1)),
+        "RELU_0_TO_1": _unary(lambda x: np.clip(x, 0, 1)),
         "HARD_SWISH": _unary(lambda x: x * np.clip(x + 3, 0, 6) / F32(6)),
         "EXP": _unary(np.exp),
         "LOG": _unary(np.log),

@@ -32,7 +32,7 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - QUANTIZE: float -> int by round(x / s) + zp (float32 division); int -> int by
   MultiplyByQuantizedMultiplier(x - zp_in, s_in / s_out) + zp_out;
 - RESIZE_BILINEAR: ResizeBilinearInteger (10-bit fixed-point coordinates);
-- RELU / RELU6 / RELU_N1_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
+- RELU / RELU6 / RELU_N1_TO_1 / RELU_0_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
 - HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
   Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
 - data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, ...):
@@ -748,7 +748,7 @@ def _relu_x(op: Operation, act: str) -> Kernel:
     qi, qo = in_q(op, 0), out_q(op)
     m, s = qm.quantize_multiplier(float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale))))
     sc, z = np.float32(qo.scale), qo.zero_point
-    bounds = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[act]
+    bounds = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0), "RELU_0_TO_1": (0.0, 1.0)}[act]
     lo = max(qo.qmin if qo.bits != 8 else (-128 if qo.is_signed else 0), z + int(qm.round_half_away(np.float32(bounds[0]) / sc)))
     hi = qo.qmax if bounds[1] is None else min(qo.qmax, z + int(qm.round_half_away(np.float32(bounds[1]) / sc)))
 
@@ -762,6 +762,7 @@ def _relu_x(op: Operation, act: str) -> Kernel:
 KERNELS["RELU"] = lambda op: _relu_x(op, "RELU")
 KERNELS["RELU6"] = lambda op: _relu_x(op, "RELU6")
 KERNELS["RELU_N1_TO_1"] = lambda op: _relu_x(op, "RELU_N1_TO_1")
+KERNELS["RELU_0_TO_1"] = lambda op: _relu_x(op, "RELU_0_TO_1")
 
 
 @kernel("LEAKY_RELU")
