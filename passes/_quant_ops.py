@@ -120,6 +120,7 @@ OPS: dict[str, OpQuant] = {
     "RESIZE_NEAREST_NEIGHBOR": _same(0),
     "TILE": _same(0),
     "BROADCAST_TO": _same(0),
+    "FILL": _same(1),  # the output has the value's parameters
     "CONCATENATION": _same(ALL),
     "PACK": _same(ALL),
     "MAXIMUM": _same(0, 1),

@@ -257,3 +257,55 @@ def test_data_movement_ops_int16x8_end_to_end(op: str) -> None:
     ref, got = run_builtin(fb, x), run_builtin(q, x)
     scale = builtin_interpreter(q).get_output_details()[0]["quantization"][0]
     assert float(np.abs(ref[0] - got[0].reshape(ref[0].shape)).max()) <= 0.51 * scale
+
+
+FILL_MODEL = """
+func.func @main(%x: tensor<1x4x64xf32> {tfl.name = "x"}) -> (tensor<1x4x64xf32>, tensor<1x4x64xf32>) {
+  %s = "tfl.shape"(%x) <{out_type = "INT32"}> {names = ["s"]} : (tensor<1x4x64xf32>) -> tensor<3xi32>
+  %v = "tfl.const"() <{value = dense<0.5> : tensor<f32>}> {names = ["v"]} : () -> tensor<f32>
+  %f = "tfl.fill"(%s, %v) {names = ["f"]} : (tensor<3xi32>, tensor<f32>) -> tensor<1x4x64xf32>
+  %m = "tfl.maximum"(%x, %f) {names = ["m"]} : (tensor<1x4x64xf32>, tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  %w = "tfl.const"() <{value = dense<-1.5> : tensor<f32>}> {names = ["w"]} : () -> tensor<f32>
+  %g = "tfl.fill"(%s, %w) {names = ["g"]} : (tensor<3xi32>, tensor<f32>) -> tensor<1x4x64xf32>
+  %a = "tfl.add"(%x, %g) <{fused_activation_function = "NONE"}> {names = ["a"]} : (tensor<1x4x64xf32>, tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  func.return %m, %a : tensor<1x4x64xf32>, tensor<1x4x64xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["int8", "int16x8"])
+def test_fill_of_shape_quantized_end_to_end(mode: str) -> None:
+    """FILL(SHAPE(x), c) (a dynamic-shape constant tensor) stays integer with float I/O: no
+    float FILL and QUANTIZE; its value takes the scale of the op it feeds (MAXIMUM) or its
+    own (ADD). LiteRT matches the float model and the IntegerInterpreter bit for bit."""
+    fb = write_flatbuffer(parse_module(FILL_MODEL))
+    x = (RNG.standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
+    q = tflquant.quantize(fb, mode=mode, representative_dataset={"x": x})
+    names = op_names(q.model)
+    assert sorted(names) == sorted(["tfl.quantize", "tfl.shape", "tfl.fill", "tfl.maximum", "tfl.fill", "tfl.add", "tfl.dequantize", "tfl.dequantize"]), names
+    ref, got = run_builtin(fb, x), run_builtin(q.model, x)
+    levels = 255 if mode == "int8" else 65535
+    sim = IntegerInterpreter(q.module).run([x])
+    for a, b, c in zip(ref, got, sim):
+        # half a step of x and of the filled value, half an output step
+        bound = 1.5 * 2 * float(np.abs(a).max()) / levels
+        assert float(np.abs(a - b.reshape(a.shape)).max()) <= bound
+        np.testing.assert_allclose(np.asarray(c).reshape(b.shape), b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("q", ["i8:f32, 0.05:-3", "i16:f32, 0.0005"])
+def test_fill_bit_exact(q: str) -> None:
+    t = f"tensor<!quant.uniform<{q}>>"
+    o = f"tensor<2x3x!quant.uniform<{q}>>"
+    text = (
+        f'func.func @main(%v: {t} {{tfl.name = "v"}}) -> {o} {{\n'
+        '  %d = "tfl.const"() <{value = dense<[2, 3]> : tensor<2xi32>}> : () -> tensor<2xi32>\n'
+        f'  %r = "tfl.fill"(%d, %v) {{names = ["r"]}} : (tensor<2xi32>, {t}) -> {o}\n'
+        f"  func.return %r : {o}\n}}\n"
+    )
+    module = parse_module(text)
+    dt = np.int8 if q.startswith("i8") else np.int16
+    x = np.array([np.iinfo(dt).min, -7, 0, 5, np.iinfo(dt).max], dt)
+    (mine,) = IntegerInterpreter(module, strict=True).run([x])
+    (ref,) = run_builtin(write_flatbuffer(module), x, dequantize=False)
+    assert np.array_equal(mine.reshape(ref.shape), ref)
