@@ -322,6 +322,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("ELU", None, ("input",)),
     ("REVERSE_V2", "ReverseV2Options", ("input", "axis")),
     ("TOPK_V2", "TopKV2Options", ("input", "k")),
+    ("DYNAMIC_UPDATE_SLICE", "DynamicUpdateSliceOptions", ("operand", "update", "start_indices")),
     (
         "UNIDIRECTIONAL_SEQUENCE_LSTM",
         "UnidirectionalSequenceLSTMOptions",

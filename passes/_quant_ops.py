@@ -129,6 +129,7 @@ OPS: dict[str, OpQuant] = {
     "SELECT_V2": _same(1, 2),
     "REVERSE_V2": _same(0),
     "TOPK_V2": _same(0),  # values: the input's parameters; indices int32
+    "DYNAMIC_UPDATE_SLICE": _same(0, 1),
     # integer outputs (no output parameters)
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,

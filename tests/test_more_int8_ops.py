@@ -171,6 +171,22 @@ def test_topk_v2_int8_end_to_end() -> None:
     check_one_op(text, "topk_v2", x, tflm=False, check_int=indices_pick_the_top_values)
 
 
+def test_dynamic_update_slice_int8_end_to_end() -> None:
+    """A constant block written into the activation (a cache update): the block takes the
+    activation's parameters."""
+    upd = np.linspace(-3, 3, 2 * 16, dtype=np.float32).reshape(1, 2, 16)
+    from tflquant.ir import dense_from_numpy
+
+    lit = dense_from_numpy(upd)
+    text = one_op_model(
+        "dynamic_update_slice", "1x8x16", ["tensor<1x8x16xf32>"], params="tensor<1x2x16xf32>;tensor<3xi32>", operands="%x, %u, %i",
+        consts=f'  %u = "tfl.const"() <{{value = {lit}}}> : () -> tensor<1x2x16xf32>\n'
+        '  %i = "tfl.const"() <{value = dense<[0, 3, 0]> : tensor<3xi32>}> : () -> tensor<3xi32>\n',
+    )  # fmt: skip
+    x = (RNG.standard_normal((16, 1, 8, 16)) * 2).astype(np.float32)
+    check_one_op(text, "dynamic_update_slice", x, tflm=True)
+
+
 # ---------------------------------------------------------------------------------------
 # Integer kernels against LiteRT over the whole int8 input range, random parameters
 # ---------------------------------------------------------------------------------------
@@ -309,3 +325,28 @@ def test_fill_bit_exact(q: str) -> None:
     (mine,) = IntegerInterpreter(module, strict=True).run([x])
     (ref,) = run_builtin(write_flatbuffer(module), x, dequantize=False)
     assert np.array_equal(mine.reshape(ref.shape), ref)
+
+
+@pytest.mark.parametrize("q", ["i8:f32, 0.05:-3", "i16:f32, 0.0005"])
+def test_dynamic_update_slice_bit_exact_with_runtime_start(q: str) -> None:
+    """The start is a model input (a cache position), clamped into range as LiteRT does."""
+    t, u = f"tensor<6x5x!quant.uniform<{q}>>", f"tensor<2x5x!quant.uniform<{q}>>"
+    text = (
+        f'func.func @main(%a: {t} {{tfl.name = "a"}}, %s: tensor<2xi32> {{tfl.name = "s"}}) -> {t} {{\n'
+        f'  %u = "tfl.const"() <{{value = dense<[[1, 2, 3, 4, 5], [-6, -7, -8, -9, -10]]> : tensor<2x5xi8>}}> : () -> {u}\n'
+        f'  %r = "tfl.dynamic_update_slice"(%a, %u, %s) {{names = ["r"]}} : ({t}, {u}, tensor<2xi32>) -> {t}\n'
+        f"  func.return %r : {t}\n}}\n"
+    ).replace("xi8>", "xi8>" if q.startswith("i8") else "xi16>")
+    module = parse_module(text)
+    dt = np.int8 if q.startswith("i8") else np.int16
+    rng = np.random.default_rng(5)
+    starts = np.array([[0, 0], [3, 0], [5, 0], [-2, 1], [4, 9]], np.int32)
+    x = rng.integers(-100, 100, (len(starts), 6, 5)).astype(dt)
+    (mine,) = IntegerInterpreter(module, strict=True).run([x, starts])
+    it = builtin_interpreter(write_flatbuffer(module))
+    da, ds = it.get_input_details()
+    for k in range(len(starts)):
+        it.set_tensor(da["index"], x[k])
+        it.set_tensor(ds["index"], starts[k])
+        it.invoke()
+        assert np.array_equal(mine[k], it.get_tensor(it.get_output_details()[0]["index"])), starts[k]

@@ -401,6 +401,9 @@ CASES.update(
         "reverse_v2": ("REVERSE_V2", [_act_more(2, 3, 4), i32(1)], None),
         "reverse_v2_neg_axis": ("REVERSE_V2", [_act_more(2, 3, 4), i32(-1)], None),
         "topk_v2": ("TOPK_V2", [_act_more(3, 7), np.array(3, np.int32)], None, (np.float32, np.int32)),
+        "dynamic_update_slice": ("DYNAMIC_UPDATE_SLICE", [_act_more(4, 5, 3), _act_more(2, 2, 3), i32(1, 2, 0)], None),
+        "dynamic_update_slice_clamped": ("DYNAMIC_UPDATE_SLICE", [_act_more(4, 5), _act_more(2, 3), i32(3, -1)], None),
+        "dynamic_update_slice_per_sample": ("DYNAMIC_UPDATE_SLICE", [_act_more(6, 4), _act_more(1, 4), In(np.array([[0, 0], [5, 0], [2, 1]], np.int32))], None),
         "topk_v2_ties": ("TOPK_V2", [In(_rng_more.integers(0, 3, (N, 2, 9)).astype(F32)), np.array(4, np.int32)], None, (np.float32, np.int32)),
     }
 )

@@ -1704,6 +1704,31 @@ def _reverse_v2(op: Operation) -> Kernel:
     return run
 
 
+@kernel("DYNAMIC_UPDATE_SLICE")
+def _dynamic_update_slice(op: Operation) -> Kernel:
+    """`operand` with `update` written at `start_indices`, each start clamped to
+    [0, operand dim - update dim] (LiteRT's semantics); the start may differ per sample."""
+
+    def run(x: np.ndarray, upd: np.ndarray, start: np.ndarray) -> np.ndarray:
+        r = x.ndim - 1
+        if upd.ndim - 1 != r or start.shape[1:] != (r,):
+            raise TflquantError(f"DYNAMIC_UPDATE_SLICE: update of rank {upd.ndim - 1} and {start.shape[1:]} start indices for an operand of rank {r}")
+        n = max(x.shape[0], upd.shape[0], start.shape[0])
+        out = np.array(np.broadcast_to(x, (n, *x.shape[1:])))
+        hi = np.array(x.shape[1:]) - np.array(upd.shape[1:])
+        if (hi < 0).any():
+            raise TflquantError(f"DYNAMIC_UPDATE_SLICE: update {upd.shape[1:]} is larger than the operand {x.shape[1:]}")
+        starts = np.clip(start.astype(np.int64), 0, hi)
+        if starts.shape[0] == 1:
+            out[(slice(None), *(slice(b, b + u) for b, u in zip(starts[0], upd.shape[1:])))] = upd
+        else:
+            for s in range(n):
+                out[(s, *(slice(b, b + u) for b, u in zip(starts[s], upd.shape[1:])))] = upd[s if upd.shape[0] > 1 else 0]
+        return out
+
+    return run
+
+
 @kernel("TOPK_V2")
 def _topk_v2(op: Operation) -> Kernel:
     """The k largest values along the last axis, largest first (equal values: lower index

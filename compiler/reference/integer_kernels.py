@@ -35,7 +35,8 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - RELU / RELU6 / RELU_N1_TO_1 / RELU_0_TO_1 / LEAKY_RELU: requantizing ReluX / leaky relu;
 - HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
   Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
-- data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, FILL, ...):
+- data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, FILL,
+  DYNAMIC_UPDATE_SLICE, ...):
   copies; TOPK_V2: the k largest stored values, equal values in index order.
 
 Ops without an integer kernel here are simulated in float by the integer interpreter
@@ -1180,6 +1181,7 @@ for _name in (
     "RESIZE_NEAREST_NEIGHBOR",
     "REVERSE_V2",
     "FILL",
+    "DYNAMIC_UPDATE_SLICE",
 ):
     if _name in fk.KERNELS:
         KERNELS[_name] = _float_passthrough(_name)
