@@ -323,6 +323,7 @@ BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("REVERSE_V2", "ReverseV2Options", ("input", "axis")),
     ("TOPK_V2", "TopKV2Options", ("input", "k")),
     ("DYNAMIC_UPDATE_SLICE", "DynamicUpdateSliceOptions", ("operand", "update", "start_indices")),
+    ("ONE_HOT", "OneHotOptions", ("indices", "depth", "on_value", "off_value")),
     (
         "UNIDIRECTIONAL_SEQUENCE_LSTM",
         "UnidirectionalSequenceLSTMOptions",

@@ -21,7 +21,7 @@ The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized b
 chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
 NEG (insert-fake-quant rewrites NEG as MUL by -1), REDUCE_PROD; int16 is refused by
 SQUARED_DIFFERENCE, HARD_SWISH, RELU_N1_TO_1, LOG_SOFTMAX, L2_NORMALIZATION,
-SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, RELU_0_TO_1, and PRELU runs on int16 but computes wrong results.
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, RELU_0_TO_1, ONE_HOT, and PRELU runs on int16 but computes wrong results.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ OPS: dict[str, OpQuant] = {
     "REVERSE_V2": _same(0),
     "TOPK_V2": _same(0),  # values: the input's parameters; indices int32
     "DYNAMIC_UPDATE_SLICE": _same(0, 1),
+    "ONE_HOT": _same(2, 3, int16=False),  # on/off values stored with the output's parameters
     # integer outputs (no output parameters)
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,

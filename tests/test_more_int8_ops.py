@@ -350,3 +350,33 @@ def test_dynamic_update_slice_bit_exact_with_runtime_start(q: str) -> None:
         it.set_tensor(ds["index"], starts[k])
         it.invoke()
         assert np.array_equal(mine[k], it.get_tensor(it.get_output_details()[0]["index"])), starts[k]
+
+
+ONE_HOT_MODEL = """
+func.func @main(%x: tensor<1x6xi32> {tfl.name = "x"}) -> tensor<1x6x8xf32> {
+  %d = "tfl.const"() <{value = dense<8> : tensor<i32>}> : () -> tensor<i32>
+  %on = "tfl.const"() <{value = dense<1.0> : tensor<f32>}> : () -> tensor<f32>
+  %off = "tfl.const"() <{value = dense<0.0> : tensor<f32>}> : () -> tensor<f32>
+  %y = "tfl.one_hot"(%x, %d, %on, %off) <{axis = -1 : i32}> {names = ["y0"]} : (tensor<1x6xi32>, tensor<i32>, tensor<f32>, tensor<f32>) -> tensor<1x6x8xf32>
+  func.return %y : tensor<1x6x8xf32>
+}
+"""
+
+
+def test_one_hot_int8_end_to_end() -> None:
+    """ONE_HOT of int32 ids (token types, classes): int8 output, no float ONE_HOT + QUANTIZE;
+    on = 1 and off = 0 are on the calibrated grid. Integer only it runs in LiteRT
+    (TFLite Micro has no ONE_HOT kernel)."""
+    fb = write_flatbuffer(parse_module(ONE_HOT_MODEL))
+    x = RNG.integers(-1, 9, (16, 1, 6)).astype(np.int32)  # -1 and 8: rows of off_value
+    q = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x})
+    assert op_names(q.model) == ["tfl.one_hot", "tfl.dequantize"], op_names(q.model)
+    ref, got = run_builtin(fb, x), run_builtin(q.model, x)
+    np.testing.assert_allclose(got[0].reshape(ref[0].shape), ref[0], rtol=0, atol=1e-6)  # float32 scale 1/255
+    ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8").model
+    assert op_names(ib) == ["tfl.one_hot"]
+    lit = run_builtin(ib, x, dequantize=False)[0]
+    (sim,) = IntegerInterpreter(read_flatbuffer(ib), strict=True).run([x])
+    assert np.array_equal(sim.reshape(lit.shape), lit)
+    with pytest.raises(TflmMissingOps):
+        tflm_run(ib, [x])

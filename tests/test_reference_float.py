@@ -404,6 +404,8 @@ CASES.update(
         "dynamic_update_slice": ("DYNAMIC_UPDATE_SLICE", [_act_more(4, 5, 3), _act_more(2, 2, 3), i32(1, 2, 0)], None),
         "dynamic_update_slice_clamped": ("DYNAMIC_UPDATE_SLICE", [_act_more(4, 5), _act_more(2, 3), i32(3, -1)], None),
         "dynamic_update_slice_per_sample": ("DYNAMIC_UPDATE_SLICE", [_act_more(6, 4), _act_more(1, 4), In(np.array([[0, 0], [5, 0], [2, 1]], np.int32))], None),
+        "one_hot": ("ONE_HOT", [In(np.array([[0, 3, 1], [2, -1, 4], [3, 3, 0]], np.int32)), np.array(4, np.int32), np.array(1.0, F32), np.array(0.0, F32)], {"axis": -1}),
+        "one_hot_axis0": ("ONE_HOT", [In(np.array([[0, 3], [2, 1], [1, 1]], np.int32)), np.array(3, np.int32), np.array(2.5, F32), np.array(-1.0, F32)], {"axis": 0}),
         "topk_v2_ties": ("TOPK_V2", [In(_rng_more.integers(0, 3, (N, 2, 9)).astype(F32)), np.array(4, np.int32)], None, (np.float32, np.int32)),
     }
 )

@@ -76,6 +76,7 @@ PARAMS: dict[str, frozenset[str]] = {
         "CUMSUM": ("axis",),
         "REVERSE_V2": ("axis",),
         "TOPK_V2": ("k",),
+        "ONE_HOT": ("depth",),
         "UNIDIRECTIONAL_SEQUENCE_LSTM": (
             "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
             "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
@@ -1725,6 +1726,27 @@ def _dynamic_update_slice(op: Operation) -> Kernel:
             for s in range(n):
                 out[(s, *(slice(b, b + u) for b, u in zip(starts[s], upd.shape[1:])))] = upd[s if upd.shape[0] > 1 else 0]
         return out
+
+    return run
+
+
+@kernel("ONE_HOT")
+def _one_hot(op: Operation) -> Kernel:
+    """on_value where the new axis' position equals the index, off_value elsewhere (an index
+    outside [0, depth) gives a row of off_value)."""
+    axis = int(opt(op, "axis", -1))
+
+    def run(idx: np.ndarray, depth: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
+        d = int(ints(depth)[0])
+        r = idx.ndim  # output rank without the sample axis: idx rank (without it) + 1
+        ax = axis_norm(axis, r) + 1
+        pos = np.arange(d).reshape((d,) + (1,) * (r - ax))
+        hot = np.expand_dims(idx, ax) == pos
+        n = max(idx.shape[0], on.shape[0], off.shape[0])
+        on_b = on.reshape((on.shape[0],) + (1,) * r)
+        off_b = off.reshape((off.shape[0],) + (1,) * r)
+        y = np.where(hot, on_b, off_b)
+        return np.ascontiguousarray(np.broadcast_to(y, (n,) + y.shape[1:]))
 
     return run
 

@@ -36,7 +36,7 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - HARD_SWISH int8: LiteRT's 16-bit fixed-point formulation; RSQRT: fixed-point
   Newton-Raphson inverse square root; SQUARED_DIFFERENCE: inputs shifted left by 7;
 - data movement (RESHAPE, TRANSPOSE, GATHER, PAD with zp, CONCATENATION, REVERSE_V2, FILL,
-  DYNAMIC_UPDATE_SLICE, ...):
+  DYNAMIC_UPDATE_SLICE, ONE_HOT, ...):
   copies; TOPK_V2: the k largest stored values, equal values in index order.
 
 Ops without an integer kernel here are simulated in float by the integer interpreter
@@ -1182,6 +1182,7 @@ for _name in (
     "REVERSE_V2",
     "FILL",
     "DYNAMIC_UPDATE_SLICE",
+    "ONE_HOT",
 ):
     if _name in fk.KERNELS:
         KERNELS[_name] = _float_passthrough(_name)
