@@ -19,9 +19,13 @@ Any other float constant input of a quantized op is quantized like an activation
 
 The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized by this
 chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
-NEG (insert-fake-quant rewrites NEG as MUL by -1), REDUCE_PROD; int16 is refused by
-SQUARED_DIFFERENCE, HARD_SWISH, RELU_N1_TO_1, LOG_SOFTMAX, L2_NORMALIZATION,
-SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, ELU, RELU_0_TO_1, ONE_HOT, and PRELU runs on int16 but computes wrong results.
+NEG (insert-fake-quant rewrites NEG as MUL by -1), SIGN, ZEROS_LIKE, FLOOR, CEIL, ROUND,
+SIN, COS, POW, ADD_N, SEGMENT_SUM, UNSORTED_SEGMENT_*, REVERSE_SEQUENCE,
+LOCAL_RESPONSE_NORMALIZATION (FLOOR_DIV / FLOOR_MOD accept int8 but compute on the stored
+integers); REDUCE_PROD runs int8 in LiteRT 2.3 but stays float here (rare on float
+activations, no bit-exact integer kernel yet); int16 is refused by SQUARED_DIFFERENCE,
+HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1, ELU, ONE_HOT, LOG_SOFTMAX, L2_NORMALIZATION,
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Ops with an int8 LiteRT kernel that tflquant quantizes (beyond the core set): one-op models.
+"""Ops with an int8 LiteRT kernel that tflquant quantizes (beyond the core set): ELU,
+RELU_0_TO_1, REVERSE_V2, TOPK_V2, DYNAMIC_UPDATE_SLICE, FILL, ONE_HOT.
 
 For each op: a float one-op model (textual IR, written with tflquant's writer) quantized by
 `tflquant.quantize` in int8 with float I/O must keep the op integer (no DEQUANTIZE /
@@ -68,21 +69,15 @@ def one_op_model(op: str, in_shape: str, out_types: list[str], params: str = "",
     )
 
 
-def quantize_one_op(text: str, x: np.ndarray, io_type: str = "float32") -> tuple[bytes, bytes]:
-    """(float model, int8 model) bytes."""
-    fb = write_flatbuffer(parse_module(text))
-    q = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type=io_type)
-    return fb, q.model
-
-
 def op_names(model: bytes) -> list[str]:
     return [o.name for o in read_flatbuffer(model).walk() if o.name.startswith("tfl.") and o.name != "tfl.const"]
 
 
 def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None) -> None:  # noqa: ANN001
     """The e2e contract of the module docstring. The op is 1-Lipschitz: |float - int8| is at
-    most half an input step plus half an output step; tflm: True (TFLM must run it), False (TFLM has no kernel: must say so); check_int(k,
-    float model's output, int8 model's output, scale): integer outputs (default: equal)."""
+    most half an input step plus half an output step. tflm: True (TFLM must run it and
+    match LiteRT), False (TFLM has no kernel: must say so). check_int(k, float model's
+    output, int8 model's output, output scales) checks integer outputs (default: equal)."""
     module = parse_module(text)
     fb = write_flatbuffer(module)
     # the float reference kernel (the calibration engine) agrees with LiteRT's float kernel
@@ -129,18 +124,20 @@ def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None) 
             tflm_run(ib, [xq])
 
 
-RNG = np.random.default_rng(0)
+def data_rng() -> np.random.Generator:
+    """Each test's own data (the same whichever tests run)."""
+    return np.random.default_rng(0)
 
 
 def test_elu_int8_end_to_end() -> None:
     text = one_op_model("elu", "1x4x64", ["tensor<1x4x64xf32>"])
-    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
     check_one_op(text, "elu", x, tflm=True)
 
 
 def test_relu_0_to_1_int8_end_to_end() -> None:
     text = one_op_model("relu_0_to_1", "1x4x64", ["tensor<1x4x64xf32>"])
-    x = (RNG.standard_normal((16, 1, 4, 64)) * 0.8).astype(np.float32)
+    x = (data_rng().standard_normal((16, 1, 4, 64)) * 0.8).astype(np.float32)
     check_one_op(text, "relu_0_to_1", x, tflm=False)
 
 
@@ -149,7 +146,7 @@ def test_reverse_v2_int8_end_to_end() -> None:
         "reverse_v2", "1x4x64", ["tensor<1x4x64xf32>"], params="tensor<1xi32>", operands="%x, %a",
         consts='  %a = "tfl.const"() <{value = dense<[1]> : tensor<1xi32>}> : () -> tensor<1xi32>\n',
     )  # fmt: skip
-    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
     check_one_op(text, "reverse_v2", x, tflm=True)
 
 
@@ -158,7 +155,7 @@ def test_topk_v2_int8_end_to_end() -> None:
         "topk_v2", "1x4x64", ["tensor<1x4x5xf32>", "tensor<1x4x5xi32>"], params="tensor<i32>", operands="%x, %k",
         consts='  %k = "tfl.const"() <{value = dense<5> : tensor<i32>}> : () -> tensor<i32>\n',
     )  # fmt: skip
-    x = (RNG.standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((16, 1, 4, 64)) * 2).astype(np.float32)
 
     def indices_pick_the_top_values(k: int, ref_idx: np.ndarray, idx: np.ndarray, scales: list[float]) -> None:
         # equal int8 values may order differently from the float ones: the chosen elements
@@ -183,7 +180,7 @@ def test_dynamic_update_slice_int8_end_to_end() -> None:
         consts=f'  %u = "tfl.const"() <{{value = {lit}}}> : () -> tensor<1x2x16xf32>\n'
         '  %i = "tfl.const"() <{value = dense<[0, 3, 0]> : tensor<3xi32>}> : () -> tensor<3xi32>\n',
     )  # fmt: skip
-    x = (RNG.standard_normal((16, 1, 8, 16)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((16, 1, 8, 16)) * 2).astype(np.float32)
     check_one_op(text, "dynamic_update_slice", x, tflm=True)
 
 
@@ -267,7 +264,7 @@ def test_data_movement_ops_int16x8_end_to_end(op: str) -> None:
         text = one_op_model(op, "1x4x64", ["tensor<1x4x5xf32>", "tensor<1x4x5xi32>"], params="tensor<i32>", operands="%x, %k",
                             consts='  %k = "tfl.const"() <{value = dense<5> : tensor<i32>}> : () -> tensor<i32>\n')  # fmt: skip
     fb = write_flatbuffer(parse_module(text))
-    x = (RNG.standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
     q = tflquant.quantize(fb, mode="int16x8", representative_dataset={"x": x}, io_type="int16").model
     assert op_names(q) == [f"tfl.{op}"]
     ref, got = run_builtin(fb, x), run_builtin(q, x)
@@ -295,7 +292,7 @@ def test_fill_of_shape_quantized_end_to_end(mode: str) -> None:
     float FILL and QUANTIZE; its value takes the scale of the op it feeds (MAXIMUM) or its
     own (ADD). LiteRT matches the float model and the IntegerInterpreter bit for bit."""
     fb = write_flatbuffer(parse_module(FILL_MODEL))
-    x = (RNG.standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
+    x = (data_rng().standard_normal((8, 1, 4, 64)) * 2).astype(np.float32)
     q = tflquant.quantize(fb, mode=mode, representative_dataset={"x": x})
     names = op_names(q.model)
     assert sorted(names) == sorted(["tfl.quantize", "tfl.shape", "tfl.fill", "tfl.maximum", "tfl.fill", "tfl.add", "tfl.dequantize", "tfl.dequantize"]), names
@@ -368,7 +365,7 @@ def test_one_hot_int8_end_to_end() -> None:
     on = 1 and off = 0 are on the calibrated grid. Integer only it runs in LiteRT
     (TFLite Micro has no ONE_HOT kernel)."""
     fb = write_flatbuffer(parse_module(ONE_HOT_MODEL))
-    x = RNG.integers(-1, 9, (16, 1, 6)).astype(np.int32)  # -1 and 8: rows of off_value
+    x = data_rng().integers(-1, 9, (16, 1, 6)).astype(np.int32)  # -1 and 8: rows of off_value
     q = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x})
     assert op_names(q.model) == ["tfl.one_hot", "tfl.dequantize"], op_names(q.model)
     ref, got = run_builtin(fb, x), run_builtin(q.model, x)
