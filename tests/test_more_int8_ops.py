@@ -377,3 +377,28 @@ def test_one_hot_int8_end_to_end() -> None:
     assert np.array_equal(sim.reshape(lit.shape), lit)
     with pytest.raises(TflmMissingOps):
         tflm_run(ib, [x])
+
+
+def test_new_int8_ops_carry_the_converters_op_versions() -> None:
+    """Op versions as TFLite's op_version rules give them: REVERSE_V2 int8 3, TOPK_V2 int8 2;
+    ELU, RELU_0_TO_1 and ONE_HOT have no type-dependent versions (1)."""
+    from tflquant.dialects import tfl
+    from tflquant.tflite.versions import builtin_version
+
+    cases = {
+        "reverse_v2": (one_op_model(
+            "reverse_v2", "1x4x8", ["tensor<1x4x8xf32>"], params="tensor<1xi32>", operands="%x, %a",
+            consts='  %a = "tfl.const"() <{value = dense<[1]> : tensor<1xi32>}> : () -> tensor<1xi32>\n'), 3),
+        "topk_v2": (one_op_model(
+            "topk_v2", "1x4x8", ["tensor<1x4x2xf32>", "tensor<1x4x2xi32>"], params="tensor<i32>", operands="%x, %k",
+            consts='  %k = "tfl.const"() <{value = dense<2> : tensor<i32>}> : () -> tensor<i32>\n'), 2),
+        "elu": (one_op_model("elu", "1x4x8", ["tensor<1x4x8xf32>"]), 1),
+    }  # fmt: skip
+    x = (data_rng().standard_normal((8, 1, 4, 8))).astype(np.float32)
+    for name, (text, want) in cases.items():
+        fb = write_flatbuffer(parse_module(text))
+        float_op = next(o for o in read_flatbuffer(fb).walk() if o.name == f"tfl.{name}")
+        assert builtin_version(float_op) == 1, name
+        q = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}).module
+        op = next(o for o in q.walk() if o.name == f"tfl.{name}")
+        assert isinstance(op, tfl.TflOp) and builtin_version(op) == want, (name, builtin_version(op))

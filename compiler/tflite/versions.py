@@ -352,6 +352,14 @@ def builtin_version(op: tfl.TflOp) -> int:
         return 2 if _int8(k0) else 1
     if b == "BROADCAST_TO":
         return 3 if _int8(k0) or k0 == "q16" else 2
+    if b == "REVERSE_V2":
+        return 3 if _int8(k0) else 2 if k0 == "bool" else 1
+    if b == "TOPK_V2":
+        if k0 == "q16" or _kind(_in(op, 1)) == "i16" or (len(op.results) > 1 and _kind(op.results[1]) == "i16"):
+            return 3
+        return 2 if _int8(k0) else 1
+    if b == "DYNAMIC_UPDATE_SLICE":
+        return 2 if _kind(_in(op, 2)) == "i64" else 1
     if b == "FILL":
         k = _kind(_in(op, 1))
         if _int8(k) or k == "q16":
