@@ -34,6 +34,11 @@ into ops both runtimes run, computing the same bytes:
   and that ADD is erased when nothing else reads it: CAST, MUL, ADD in place of ADD,
   SELECT_V2 (the general form adds CAST, SUB, MUL, ADD).
 
+- int8 RELU_0_TO_1 (TFLM has none) whose output type puts real 1.0 at or above the int8
+  maximum (zero point + round(1 / scale) >= 127: every calibrated output range within
+  [0, 1] does): RELU. Both requantize the input alike and clamp below at the zero point;
+  RELU_0_TO_1's upper clamp is then the int8 maximum too.
+
 The rewritten op's result keeps its type and tensor name (the last new op produces it);
 new tensors are named `<name>/...`. Everything else is left alone (int16 GELU, float ops,
 SELECT_V2 of other types).
@@ -164,15 +169,31 @@ def _select(s: Operation) -> list[Operation] | None:
     return [ci, diff, mul, add]
 
 
+def _relu_0_to_1(r: Operation) -> list[Operation] | None:
+    x, y = r.operands[0], r.results[0]
+    if not (_int8(x.type) and _int8(y.type)):
+        return None
+    q = quantized_element(y.type)  # type: ignore[arg-type]
+    assert q is not None
+    if q.zero_point + round(1.0 / q.scale) < q.qmax:
+        return None  # 1.0 is inside the int8 range: RELU would not clamp there
+    return [_build("RELU", [x], y.type, _name(r, "relu_0_to_1"))]  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class LegalizeForMicro(ModulePass):
-    """int8 GELU -> table lookup, int32 SELECT_V2 -> arithmetic: same bytes, runs on TFLite Micro."""
+    """int8 GELU -> table lookup, int32 SELECT_V2 -> arithmetic, int8 RELU_0_TO_1 -> RELU:
+    same bytes, runs on TFLite Micro."""
 
     name = "legalize-for-micro"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         shared: dict = {}
-        rules = {tfl.BUILTIN_CLASSES["GELU"]: (lambda g: _gelu(g, shared), 1), tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3)}
+        rules = {
+            tfl.BUILTIN_CLASSES["GELU"]: (lambda g: _gelu(g, shared), 1),
+            tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3),
+            tfl.BUILTIN_CLASSES["RELU_0_TO_1"]: (_relu_0_to_1, 1),
+        }
         for o in list(op.walk()):
             rule, arity = rules.get(type(o), (None, 0))
             if rule is None:

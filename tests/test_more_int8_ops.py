@@ -73,11 +73,12 @@ def op_names(model: bytes) -> list[str]:
     return [o.name for o in read_flatbuffer(model).walk() if o.name.startswith("tfl.") and o.name != "tfl.const"]
 
 
-def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None) -> None:  # noqa: ANN001
+def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None, micro_op: str | None = None) -> None:  # noqa: ANN001
     """The e2e contract of the module docstring. The op is 1-Lipschitz: |float - int8| is at
     most half an input step plus half an output step. tflm: True (TFLM must run it and
     match LiteRT), False (TFLM has no kernel: must say so). check_int(k, float model's
-    output, int8 model's output, output scales) checks integer outputs (default: equal)."""
+    output, int8 model's output, output scales) checks integer outputs (default: equal).
+    micro_op: the op legalize-for-micro writes instead in the integer-only model."""
     module = parse_module(text)
     fb = write_flatbuffer(module)
     # the float reference kernel (the calibration engine) agrees with LiteRT's float kernel
@@ -105,7 +106,7 @@ def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None) 
         assert err <= bound, f"output {k}: max |float - int8| {err} > {bound} (scales in {s_in}, out {scales[k]})"
 
     # integer only: the integer interpreter is bit-exact with LiteRT; TFLM runs it too
-    assert op_names(ib) == [f"tfl.{op}"], op_names(ib)
+    assert op_names(ib) == [f"tfl.{micro_op or op}"], op_names(ib)
     imod = read_flatbuffer(ib)
     it = builtin_interpreter(ib)
     d = it.get_input_details()[0]
@@ -138,7 +139,28 @@ def test_elu_int8_end_to_end() -> None:
 def test_relu_0_to_1_int8_end_to_end() -> None:
     text = one_op_model("relu_0_to_1", "1x4x64", ["tensor<1x4x64xf32>"])
     x = (data_rng().standard_normal((16, 1, 4, 64)) * 0.8).astype(np.float32)
-    check_one_op(text, "relu_0_to_1", x, tflm=False)
+    # integer only it is RELU (legalize-for-micro: the calibrated output scale puts 1.0 at 127)
+    check_one_op(text, "relu_0_to_1", x, tflm=True, micro_op="relu")
+    # the same pipeline without legalize-for-micro keeps RELU_0_TO_1 and computes the same bytes
+    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.stats import provide_stats
+    from tflquant.ir import make_context
+    from tflquant.pipeline import run_pipeline
+
+    fb = write_flatbuffer(parse_module(text))
+    res = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8")
+    ib, spec = res.model, res.report.pipeline
+    m = read_flatbuffer(fb)
+    stats = calibrate(m, {"x": x}).stats
+    with provide_stats(stats):
+        run_pipeline(make_context(), m, spec.replace(",legalize-for-micro", ""))
+    plain = write_flatbuffer(m)
+    assert op_names(plain) == ["tfl.relu_0_to_1"]
+    d = builtin_interpreter(ib).get_input_details()[0]
+    s_, z = d["quantization"]
+    xq = np.clip(np.round(x / s_) + z, -128, 127).astype(np.int8)
+    for a, b in zip(run_builtin(plain, xq, dequantize=False), run_builtin(ib, xq, dequantize=False)):
+        assert np.array_equal(a, b)
 
 
 def test_reverse_v2_int8_end_to_end() -> None:

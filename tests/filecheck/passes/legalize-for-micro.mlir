@@ -116,6 +116,19 @@ func.func @select_wrap_shared_add(%ids: tensor<1x16xi32>, %c: tensor<1x16xi1>) -
   func.return %y, %a : tensor<1x16xi32>, tensor<1x16xi32>
 }
 
+// int8 RELU_0_TO_1 whose output scale puts 1.0 at or above 127 (here 1/255 with zero point
+// -128: exactly 127) is RELU, same types and name; where 1.0 falls inside the int8 range
+// (scale 1/100) it stays.
+// CHECK-LABEL: func.func @relu_0_to_1
+// CHECK-NEXT:    %[[R:.*]] = "tfl.relu"(%x) {names = ["r"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
+// CHECK-NEXT:    %[[K:.*]] = "tfl.relu_0_to_1"(%x) {names = ["k"]}
+// CHECK-NEXT:    func.return %[[R]], %[[K]]
+func.func @relu_0_to_1(%x: tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> (tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>, tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>) {
+  %r = "tfl.relu_0_to_1"(%x) {names = ["r"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
+  %k = "tfl.relu_0_to_1"(%x) {names = ["k"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>
+  func.return %r, %k : tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>, tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>
+}
+
 // Float GELU, int16 GELU and a float SELECT_V2 stay.
 // CHECK-LABEL: func.func @kept
 // CHECK-NEXT:    "tfl.gelu"(%x)
