@@ -80,9 +80,11 @@ EXTRA_OPS: tuple[str, ...] = (
     "L2_NORMALIZATION",
     "MAXIMUM",
     "MINIMUM",
+    "ELU",
+    "RELU_0_TO_1",
 )
 # Ops without an int16 kernel in LiteRT (OPPROP quantizable_int16 = false).
-NOT_INT16 = frozenset({"HARD_SWISH", "PRELU", "L2_NORMALIZATION"})
+NOT_INT16 = frozenset({"HARD_SWISH", "PRELU", "L2_NORMALIZATION", "ELU", "RELU_0_TO_1"})
 
 
 # ---------------------------------------------------------------------------------------
