@@ -27,6 +27,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
+from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.pipeline import MODES
@@ -252,7 +253,7 @@ def quantize(
     bias_type: str | None = None,
     progress: bool = False,
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_samples: int | None = None,
     min_weight_elements: int = 1024,
     save_stats: str | os.PathLike[str] | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.errors import TflquantError
 
 
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     fallback.add_argument("--allow-float", action="store_true", help="with --io-type int8/uint8: let ops without an integer kernel stay float inside")
     q.add_argument("--bias-type", choices=["int32", "int64"], help="bias storage type (default: int32 for int8, int64 for int16x8)")
     q.add_argument("--print-pipeline", action="store_true", help="print the pass pipeline spec for these options")
-    q.add_argument("--batch-size", type=int, default=32, metavar="N", help="calibration samples run at once (default 32)")
+    q.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"calibration samples run at once (default {DEFAULT_BATCH_SIZE})")
     q.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration samples")
     q.add_argument("--min-weight-elements", type=int, default=1024, metavar="N", help="dynamic mode: weights with fewer elements stay float (default 1024)")
     q.add_argument(

