@@ -413,3 +413,31 @@ def test_blas_threads_are_limited_inside_and_restored_after() -> None:
         assert inside == 1
     with blas_threads(None):
         assert current_blas_threads() == before
+
+
+def test_calibration_keeps_activation_arrays_on_the_heap() -> None:
+    """After calibrate(), a 4 MB array (a typical activation) is not given fresh mmap'd pages
+    (glibc: mallinfo2's count of mmap'd blocks stays); elsewhere keep_arrays_on_heap() is False."""
+    import ctypes
+    import platform
+
+    from tflquant.calibration.heap import MMAP_THRESHOLD, keep_arrays_on_heap
+    from tflquant.tflite.reader import load_model
+
+    calibrate(load_model(DIGITS), DIGITS_CALIB, max_samples=2)
+    if platform.libc_ver()[0] != "glibc":
+        assert keep_arrays_on_heap() is False
+        return
+    assert keep_arrays_on_heap() is True
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    before = libc.mallinfo2().hblks
+    a = np.ones(1 << 20, np.float32)
+    assert libc.mallinfo2().hblks == before
+    big = np.ones(MMAP_THRESHOLD + (16 << 20), np.uint8)  # above the threshold: still its own mapping
+    assert libc.mallinfo2().hblks == before + 1
+    del a, big

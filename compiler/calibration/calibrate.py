@@ -269,9 +269,11 @@ def calibrate(
     weighted layer (what `correct-bias` reads).
     """
     from tflquant.calibration.blas import blas_threads
+    from tflquant.calibration.heap import keep_arrays_on_heap
     from tflquant.reference.interpreter import Interpreter
 
     t0 = time.perf_counter()
+    keep_arrays_on_heap()
     obs = make_observer(observer) if isinstance(observer, str) else observer
     if channel_means and isinstance(obs, MinMaxObserver):
         obs.mean_names = obs.mean_names | weighted_layer_inputs(module)
