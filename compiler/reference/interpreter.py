@@ -510,15 +510,19 @@ PARALLEL_RANGE_SAMPLES = 8  # samples per range (with 64-sample batches: small_u
 def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> list[np.ndarray]:
     """Run the steps on sample ranges in parallel (float_kernels' threads; kernels inside do
     not split again). The observer sees each value range by range, in range order (so an
-    observer that sums in floating point stays deterministic), never concurrently."""
+    observer that sums in floating point stays deterministic), never concurrently: a split
+    observer's `reduce` runs in the range's own thread and its tokens are merged in range
+    order once every range has run (no thread waits for another); a plain observer is
+    called in range order as each range reaches the value."""
     import threading
 
     ranges = min(n, max(fk.get_threads(), n // PARALLEL_RANGE_SAMPLES))
     bounds = [n * i // ranges for i in range(ranges + 1)]
     start_of = {b: i for i, b in enumerate(bounds[:-1])}
     outs: dict[int, list[Any]] = {}
+    tokens: dict[int, list[tuple[SSAValue, Any]]] = {}  # range -> its reduce results, in step order
     cond = threading.Condition()
-    progress: dict[SSAValue, int] = {}  # value -> ranges that have observed it
+    progress: dict[SSAValue, int] = {}  # plain observer: value -> ranges that have observed it
     failed: list[BaseException] = []  # the first error of a range (others then stop)
     reduce, merge = getattr(observer, "reduce", None), getattr(observer, "merge", None)
     split = reduce is not None and merge is not None
@@ -526,17 +530,24 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
     def part(s0: int, s1: int) -> None:
         idx = start_of[s0]
         obs: Observer | None = None
-        if observer is not None:
+        if observer is not None and split:
+            mine_tokens = tokens[idx] = []
 
             def obs(v: SSAValue, a: np.ndarray) -> None:
-                token = reduce(v, a) if split else None  # this range's own work, in parallel
+                if failed:
+                    raise TflquantError("another sample range failed")
+                mine_tokens.append((v, reduce(v, a)))
+
+        elif observer is not None:
+
+            def obs(v: SSAValue, a: np.ndarray) -> None:
                 with cond:
                     while progress.get(v, 0) != idx and not failed:
                         cond.wait()
                     if failed:
                         raise TflquantError("another sample range failed")
                     try:
-                        merge(v, token) if split else observer(v, a)
+                        observer(v, a)
                     finally:
                         progress[v] = idx + 1
                         cond.notify_all()
@@ -561,6 +572,9 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
         if failed:
             raise failed[0] from None
         raise
+    for idx in sorted(tokens):
+        for v, token in tokens[idx]:
+            merge(v, token)  # type: ignore[misc]
     order = sorted(outs)
     res = []
     for i, (s, b) in enumerate(zip(plan.results, plan.result_batched)):
