@@ -1306,6 +1306,224 @@ def _resize_bilinear(op: Operation) -> Kernel:
     return run
 
 
+# ---------------------------------------------------------------------------------------
+# UNIDIRECTIONAL_SEQUENCE_LSTM, int8 "8x8_16" (lstm_eval EvalInteger8x8_16)
+# ---------------------------------------------------------------------------------------
+#
+# LiteRT's integer LSTM, as its x86 build runs it (every tensor_utils routine it calls is
+# the portable one there): per gate, int8 x int8 products accumulated in int32 with an
+# effective bias (bias - zp * row sum of the weights, precomputed in Prepare), rescaled by
+# MultiplyByQuantizedMultiplier to the Q3.12 gate scale and added, saturating to int16,
+# into the gate (input part first, then the recurrent part); sigmoid / tanh in gemmlowp's
+# 16-bit fixed point (Q3.12 in, Q0.15 out); cell = (f * c) >> 15 + (i * g) >> (30 + cell
+# exponent) (rounding shifts, int16 saturating sum, optional clip); hidden = tanh of the
+# cell (its power-of-two scale as integer bits) times the output gate, rescaled by
+# 2^-30 / hidden scale and offset by the hidden zero point, clamped to int8; the hidden
+# vector becomes the output state and the step's output. No projection, peephole or layer
+# norm; CIFG (no input gate: 1 - forget) is supported.
+
+
+def _wrap16(x: np.ndarray | int) -> np.ndarray:
+    """Two's complement truncation to int16 (what storing an int into int16_t does)."""
+    return ((np.asarray(x, np.int64) + 32768) & 0xFFFF) - 32768
+
+
+def _const16(raw32: int) -> int:
+    """A gemmlowp int16 fixed-point constant given as its int32 raw value: rounding >> 16."""
+    return int(qm.rounding_divide_by_pot(np.int64(raw32), 16))
+
+
+def _sat_shl16(x: np.ndarray, e: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<e> on int16 for e >= 0."""
+    if e == 0:
+        return x
+    thr = (1 << (15 - e)) - 1
+    return np.where(x > thr, 32767, np.where(x < -thr, -32768, _wrap16(x << e)))
+
+
+def _exp_quarter16(a: np.ndarray) -> np.ndarray:
+    """exp(a) for a in [-1/4, 0), Q0.15 in and out (Taylor series around -1/8)."""
+    c_term = _const16(1895147668)
+    c_third = _const16(715827883)
+    x = _wrap16(a + (1 << 12))
+    x2 = _srdhm16(x, x)
+    x3 = _srdhm16(x2, x)
+    x4 = _srdhm16(x2, x2)
+    x4_4 = qm.rounding_divide_by_pot(x4, 2)
+    poly = qm.rounding_divide_by_pot(_wrap16(_srdhm16(_wrap16(x4_4 + x3), c_third) + x2), 1)
+    return np.clip(c_term + _srdhm16(c_term, _wrap16(x + poly)), -32768, 32767)
+
+
+# exp(-2^k) for the barrel shifter of exp_on_negative_values, as int32 Q0.31 raw values.
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
+
+
+def _exp_neg16(a: np.ndarray, ibits: int) -> np.ndarray:
+    """gemmlowp exp_on_negative_values: a <= 0 raw int16 with `ibits` integer bits -> Q0.15."""
+    frac = 15 - ibits
+    quarter = 1 << (frac - 2)
+    a_mod = _wrap16((a & (quarter - 1)) - quarter)
+    r = _exp_quarter16(_sat_shl16(a_mod, ibits))
+    rem = _wrap16(a_mod - a)
+    for k, raw in _EXP_BARREL:
+        if ibits > k:
+            r = np.where((rem & (1 << (frac + k))) != 0, _srdhm16(r, _const16(raw)), r)
+    if ibits > 5:
+        r = np.where(a < _const16(-(1 << (36 - ibits))), 0, r)
+    return np.where(a == 0, 32767, r)
+
+
+def _newton_recip16(a: np.ndarray) -> np.ndarray:
+    """The Q2.13 Newton-Raphson estimate of 1 / ((1 + a) / 2) for a in Q0.15 (3 iterations)."""
+    s = a + 32767
+    half = _wrap16(np.where(s >= 0, (s + 1) // 2, -((-s + 1) // 2)))  # RoundingHalfSum
+    x = _wrap16(_const16(1515870810) + _srdhm16(half, _const16(-1010580540)))
+    for _ in range(3):
+        err = _wrap16((1 << 13) - _srdhm16(half, x))
+        x = _wrap16(x + _sat_shl16(_srdhm16(x, err), 2))
+    return x
+
+
+def _sigmoid_q3_12(a: np.ndarray) -> np.ndarray:
+    """gemmlowp logistic on FixedPoint<int16, 3> -> FixedPoint<int16, 0>."""
+    pos = a > 0
+    mag = np.where(pos, a, _wrap16(-a))
+    r_pos = _sat_shl16(_newton_recip16(_exp_neg16(_wrap16(-mag), 3)), 1)
+    r_neg = _wrap16(32767 - r_pos)
+    return np.where(a == 0, 16384, np.where(pos, r_pos, r_neg))
+
+
+def _tanh16(a: np.ndarray, ibits: int) -> np.ndarray:
+    """gemmlowp tanh on FixedPoint<int16, ibits> -> FixedPoint<int16, 0>."""
+    neg = a < 0
+    n = np.where(neg, a, _wrap16(-a))
+    t = _sat_shl16(_wrap16(_newton_recip16(_exp_neg16(n, ibits + 1)) - (1 << 13)), 2)
+    return np.where(a == 0, 0, np.where(neg, _wrap16(-t), t))
+
+
+def _checked_log2(x: float) -> int | None:
+    """TFLite CheckedLog2 (float32 arithmetic): the exponent of a power-of-two scale."""
+    lg = np.float32(np.log(np.float32(x))) * (np.float32(1.0) / np.float32(np.log(np.float32(2.0))))
+    r = np.round(lg)
+    return int(r) if abs(float(lg - r)) < 1e-3 else None
+
+
+def _lstm_scalar_type(op: Operation, v: SSAValue | None, name: str, bits: int) -> UniformQuantizedType:
+    if v is None:
+        raise TflquantError(f"integer LSTM needs the operand {name}")
+    q = qtype(v, name)
+    if q.per_axis or q.bits != bits or not q.is_signed:
+        raise TflquantError(f"integer LSTM needs {name} quantized per tensor to int{bits}, got {v.type}")
+    return q
+
+
+@kernel("UNIDIRECTIONAL_SEQUENCE_LSTM")
+def _lstm(op: Operation) -> Kernel:
+    names = op.OPERANDS  # type: ignore[attr-defined]
+    get = op.operand  # type: ignore[attr-defined]
+    label = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+    for n in ("projection_weights", "projection_bias", "cell_to_input_weights", "cell_to_forget_weights",
+              "cell_to_output_weights", "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
+              "cell_layer_norm_coefficients", "output_layer_norm_coefficients"):
+        if n in names and get(n) is not None:
+            raise TflquantError(f"{label} with {n} has no integer kernel (only plain and CIFG LSTMs)")
+    if bool(fk.opt(op, "diagonal_recurrent_tensors", False)):
+        raise TflquantError(f"{label} with diagonal recurrent weights has no integer kernel")
+    qx = _lstm_scalar_type(op, get("input"), "input", 8)
+    qh = _lstm_scalar_type(op, get("output_state"), "output_state", 8)
+    qc = _lstm_scalar_type(op, get("cell_state"), "cell_state", 16)
+    _lstm_scalar_type(op, op.results[0], "the output", 8)
+    inter = op.attributes.get("tfl.intermediates")
+    entries = list(getattr(inter, "data", ()))
+    if len(entries) != 5:
+        raise TflquantError(f"{label} needs 5 intermediate tensors (tfl.intermediates), got {len(entries)}")
+    hidden_t = entries[4].data.get("type")  # type: ignore[union-attr]
+    qhid = quantized_element(hidden_t) if hidden_t is not None else None
+    if qhid is None or qhid.per_axis:
+        raise TflquantError(f"{label}: intermediate 4 (hidden) must be quantized per tensor, got {hidden_t}")
+    cell_exp = _checked_log2(f32(qc.scale))
+    if cell_exp is None:
+        raise TflquantError(f"{label}: the cell state scale {qc.scale} must be a power of two")
+    if not 0 <= 15 + cell_exp <= 6:
+        raise TflquantError(f"{label}: the cell state scale 2^{cell_exp} must be within [2^-15, 2^-9] (LiteRT's tanh)")
+    cifg = get("input_to_input_weights") is None
+    gate_names = ("forget", "cell", "output") if cifg else ("input", "forget", "cell", "output")
+    q12 = np.float32(2.0**-12)
+    sx, sh = np.float32(qx.scale), np.float32(qh.scale)
+    mults: dict[str, tuple[int, int, int, int]] = {}
+    for g in gate_names:
+        wi = _lstm_scalar_type(op, get(f"input_to_{g}_weights"), f"input_to_{g}_weights", 8)
+        wr = _lstm_scalar_type(op, get(f"recurrent_to_{g}_weights"), f"recurrent_to_{g}_weights", 8)
+        if get(f"{g}_gate_bias") is None:
+            raise TflquantError(f"{label} needs {g}_gate_bias")
+        mi, ei = qm.quantize_multiplier(float(np.float32(np.float32(wi.scale) * sx) / q12))
+        mr, er = qm.quantize_multiplier(float(np.float32(np.float32(wr.scale) * sh) / q12))
+        mults[g] = (mi, ei, mr, er)
+    mhid, ehid = qm.quantize_multiplier(float(np.float32(2.0**-15 / float(np.float32(qhid.scale)) * 2.0**-15)))
+    clip = float(fk.opt(op, "cell_clip", 0.0) or 0.0)
+    qclip = int(np.clip(np.float32(clip) / np.float32(qc.scale), -32768.0, 32767.0)) if clip > 0 else 0
+    time_major = bool(fk.opt(op, "time_major", False))
+    zx, zh, zhid = qx.zero_point, qh.zero_point, qhid.zero_point
+    tanh_bits = 15 + cell_exp
+    cell_shift = 30 + cell_exp
+
+    def matmul(v: np.ndarray, w: np.ndarray, bias: np.ndarray, m: int, e: int) -> np.ndarray:
+        acc = qm._wrap32(exact_dot(v, w.T) + bias)
+        return qm.multiply_by_quantized_multiplier(acc, m, e)
+
+    def run(*args: np.ndarray | None) -> np.ndarray:
+        a = dict(zip(names, args))
+        x = np.asarray(a["input"])
+        if x.ndim != 4:
+            raise TflquantError(f"{label}: the integer kernel needs a 3-D input, got {x.shape[1:]}")
+        if time_major:
+            x = np.swapaxes(x, 1, 2)
+        s, b, t, _ = x.shape
+        xs = x.reshape(s * b, t, -1).astype(np.int64)
+        gates = {}
+        for g in gate_names:
+            wi = np.asarray(a[f"input_to_{g}_weights"]).astype(np.int64)
+            wr = np.asarray(a[f"recurrent_to_{g}_weights"]).astype(np.int64)
+            bias = np.asarray(a[f"{g}_gate_bias"]).astype(np.int64)
+            # PrecomputeZeroPointTimesWeightWithBias: int32 bias - zp * row sums
+            bi = qm._wrap32(bias - zx * wi.sum(axis=1))
+            br = qm._wrap32(-zh * wr.sum(axis=1))
+            gates[g] = (wi, bi, wr, br)
+        h0, c0 = np.asarray(a["output_state"]), np.asarray(a["cell_state"])
+        h = np.broadcast_to(h0.reshape(h0.shape[0], -1), (s, h0[0].size)).reshape(s * b, -1).astype(np.int64)
+        c = np.broadcast_to(c0.reshape(c0.shape[0], -1), (s, c0[0].size)).reshape(s * b, -1).astype(np.int64)
+
+        def gate(g: str, xt: np.ndarray, act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+            wi, bi, wr, br = gates[g]
+            mi, ei, mr, er = mults[g]
+            v = np.clip(matmul(xt, wi, bi, mi, ei), -32768, 32767)
+            v = np.clip(matmul(h, wr, br, mr, er) + v, -32768, 32767)
+            return act(v)
+
+        outs = []
+        for step in range(t):
+            xt = xs[:, step]
+            i = None if cifg else gate("input", xt, _sigmoid_q3_12)
+            f = gate("forget", xt, _sigmoid_q3_12)
+            gg = gate("cell", xt, lambda v: _tanh16(v, 3))
+            c = _wrap16(qm.rounding_divide_by_pot(f * c, 15))
+            if i is None:
+                i = _wrap16(32767 - f)
+            c = np.clip(c + _wrap16(qm.rounding_divide_by_pot(i * gg, cell_shift)), -32768, 32767)
+            if qclip > 0:
+                c = np.clip(c, -qclip, qclip)
+            o = gate("output", xt, _sigmoid_q3_12)
+            hid = qm.multiply_by_quantized_multiplier(o * _tanh16(c, tanh_bits), mhid, ehid) + zhid
+            h = np.clip(hid, -128, 127)
+            outs.append(h)
+        y = np.stack(outs, axis=1).reshape(s, b, t, -1).astype(np.int8)
+        if time_major:
+            y = np.swapaxes(y, 1, 2)
+        return np.ascontiguousarray(y)
+
+    return run
+
+
 # SHAPE reads only the shape: exact whatever the element type.
 KERNELS["SHAPE"] = fk.KERNELS["SHAPE"]
 
