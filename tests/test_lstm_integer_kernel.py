@@ -153,7 +153,8 @@ def random_input(module: ModuleOp, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed + 1000).integers(-128, 128, (n, *shape)).astype(np.int8)
 
 
-def assert_bit_exact(module: ModuleOp, n: int = 6, seed: int = 0) -> None:
+def assert_bit_exact(module: ModuleOp, n: int = 6, seed: int = 0) -> int:
+    """Asserts IntegerInterpreter == LiteRT on n random samples; returns the element count."""
     x = random_input(module, n, seed)
     ref = litert_outputs(write_flatbuffer(module), x)
     ii = IntegerInterpreter(module)
@@ -162,6 +163,7 @@ def assert_bit_exact(module: ModuleOp, n: int = 6, seed: int = 0) -> None:
     assert mine.dtype == np.int8 and mine.shape == ref.shape
     diff = np.abs(mine.astype(int) - ref.astype(int))
     assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} differ, max {diff.max()}"
+    return diff.size
 
 
 CASES = [
@@ -185,10 +187,41 @@ def test_bit_exact_with_litert(case: dict) -> None:
     assert_bit_exact(quantized_lstm(**case), seed=case["seed"])
 
 
+def test_random_configurations() -> None:
+    """Random shapes, layouts and parameters: every output byte equal to LiteRT's."""
+    r = np.random.default_rng(123)
+    elements = 0
+    for k in range(16):
+        case = dict(
+            seed=100 + k,
+            batch=int(r.integers(1, 4)),
+            steps=int(r.integers(1, 8)),
+            n_input=int(r.integers(1, 9)),
+            n_cell=int(r.integers(1, 11)),
+            time_major=bool(r.integers(2)),
+            cifg=bool(r.integers(2)),
+            cell_exp=int(r.integers(-15, -8)),
+            cell_clip=float(r.choice([0.0, 0.5, 3.0])),
+            gain=float(r.choice([0.5, 1.0, 3.0, 8.0])),
+        )
+        try:
+            elements += assert_bit_exact(quantized_lstm(**case), n=4, seed=case["seed"])
+        except AssertionError as e:
+            raise AssertionError(f"{case}: {e}") from None
+    assert elements > 1000
+
+
+def _lstm_op(m: ModuleOp) -> tfl.UnidirectionalSequenceLstmOp:
+    f = next(iter(m.ops))
+    assert isinstance(f, func.FuncOp)
+    return next(o for o in f.body.block.ops if isinstance(o, tfl.UnidirectionalSequenceLstmOp))
+
+
 def test_unsupported_variant_is_named() -> None:
     m = quantized_lstm(0)
-    f = next(iter(m.ops))
-    lstm = next(o for o in f.body.block.ops if isinstance(o, tfl.UnidirectionalSequenceLstmOp))
-    del lstm.attributes["tfl.intermediates"]
+    del _lstm_op(m).attributes["tfl.intermediates"]
     with pytest.raises(TflquantError, match="UNIDIRECTIONAL_SEQUENCE_LSTM.*intermediate"):
         IntegerInterpreter(m)
+    # a cell state whose scale LiteRT's tanh cannot take
+    with pytest.raises(TflquantError, match="UNIDIRECTIONAL_SEQUENCE_LSTM.*cell state scale"):
+        IntegerInterpreter(quantized_lstm(0, cell_exp=-8))
