@@ -429,7 +429,8 @@ def _classify(op: Operation) -> str:
         return "quantize"
     if op.name == "tfl.dequantize":
         return "dequantize"
-    acts = [v for v in op.operands if not _is_const(v)] + list(op.results)
+    # activations: a state variable (the int16 cell state of an int8 LSTM) does not count
+    acts = [v for v in op.operands if not _is_const(v) and getattr(v.owner, "name", None) != "tfl.variable"] + list(op.results)
     act_kinds = {_elem_kind(v.type) for v in acts} - {None}
     weight_kinds = {_elem_kind(v.type) for v in op.operands if _is_const(v)} - {None}
     if "q16" in act_kinds:

@@ -15,6 +15,10 @@ the pass changes nothing, so a module that already carries `quant.stats` ops rep
 Values already annotated, constants (and DEQUANTIZE of constants: weights), values without
 a name and values without statistics are left alone. Running the pass twice is the same as
 running it once.
+
+A UNIDIRECTIONAL_SEQUENCE_LSTM whose cell state variable has statistics (calibration
+observes the cell state of every step under the variable's name) carries them as its
+attribute `cell_stats = #quant.stats<min, max>`, which quantize-lstm reads.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import value_name
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
+CELL_STATS = "cell_stats"  # LSTM attribute: the calibrated range of its cell state
 
 
 def _is_float_tensor(v: SSAValue) -> bool:
@@ -108,6 +113,12 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
         for op in list(fn.body.walk()):
             if isinstance(op, quant.StatsOp | quant.QuantizeCastOp | quant.DequantizeCastOp) or _is_weight(op):
                 continue
+            if isinstance(op, tfl.UnidirectionalSequenceLstmOp) and CELL_STATS not in op.attributes:
+                cell = op.operand("cell_state")
+                name = value_name(cell) if cell is not None else None
+                if name is not None and name in stats:
+                    op.attributes[CELL_STATS] = _attr(stats[name])
+                    count += 1
             for res in op.results:
                 if not _is_float_tensor(res) or _already_annotated(res):
                     continue

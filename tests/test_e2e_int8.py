@@ -31,7 +31,6 @@ SQNR_SLACK_DB = 0.1
 # Test models with an op that has no integer kernel: integer only (int8/uint8 I/O) is refused
 # with one error listing them (float fallback stays available with allow_float=True).
 NO_INTEGER_IO = {
-    "lstm": r"integer-only quantization is impossible: 1 op\(s\) .*'lstm_out' \(UNIDIRECTIONAL_SEQUENCE_LSTM\)",
     "elementwise": r"integer-only quantization is impossible: .*'cast_31' \(CAST\)",
     "matmul": r"integer-only quantization is impossible: .*'cumsum_7' \(CUMSUM\)",
 }
@@ -102,8 +101,6 @@ def test_test_models_int8_run_in_litert(name: str, io_type: str) -> None:
     if io_type != "float32" and name in NO_INTEGER_IO:
         with pytest.raises(tflquant.TflquantError, match=NO_INTEGER_IO[name]):
             tflquant.quantize(float_model, representative_dataset=calib, io_type=io_type)
-        if name == "lstm":  # its float op reads the model input: no integer I/O at all
-            return
     allow_float = True if name in NO_INTEGER_IO else None  # None: integer only with integer I/O
     r = tflquant.quantize(float_model, representative_dataset=calib, io_type=io_type, allow_float=allow_float)
     inputs = list(ev.values())

@@ -283,7 +283,7 @@ def calibrate(
     if max_samples is not None and total is not None:
         total = min(total, max_samples * len(plan))
     bar = Progress(total, progress)
-    interp = Interpreter(module)
+    interp = Interpreter(module, stateful=True)  # an LSTM's state runs on from sample to sample, as in LiteRT
     observe = _NamedObserver(obs)
     per_entry: dict[str, int] = {}
     try:

@@ -99,6 +99,15 @@ OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
 # Ops whose result has no sample axis even when the input has one.
 UNBATCHED_RESULTS = frozenset({"SHAPE"})
 
+# Ops whose kernel also reports values of tensors it updates internally, for calibration:
+# builtin -> operand names. The kernel takes a keyword `side` (a list, or None when nobody
+# observes) and appends one array per name, with the sample axis first.
+SIDE_VALUES: dict[str, tuple[str, ...]] = {"UNIDIRECTIONAL_SEQUENCE_LSTM": ("cell_state",)}
+# Ops that update variable tensors (their state) as they run. Their kernel takes a keyword
+# `carry` (a list the interpreter keeps between runs, or None): with it, samples run in order
+# and each starts from the state the previous one left, as successive LiteRT invokes do.
+STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})
+
 # Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
 # CAST copies raw values, quantized storage included, as LiteRT's CAST does (the GELU
 # table lookup of legalize-for-micro casts int8 storage to int32 indices).
@@ -1785,16 +1794,17 @@ def _lstm(op: Operation) -> Kernel:
     def gate_act(v: np.ndarray) -> np.ndarray:
         return act(v.copy())
 
-    def run(*args: np.ndarray | None) -> np.ndarray:
+    def run(*args: np.ndarray | None, side: list[np.ndarray] | None = None, carry: list[Any] | None = None) -> np.ndarray:
+        """`side`: receives the cell state of every step, (S, B, T, cells) (SIDE_VALUES).
+        `carry` (STATEFUL): samples run one after the other, each starting from the state the
+        previous one ended in (carry holds it between calls), as LiteRT's variable tensors do
+        over successive invokes; without it every sample starts from the state inputs."""
         a = dict(zip(names, args))
         x = as_f32(a["input"])  # (S, B, T, I) or (S, T, B, I)
         if time_major:
             x = np.swapaxes(x, 1, 2)
         s, b, t, _ = x.shape
         h0, c0 = a["output_state"], a["cell_state"]
-        h = np.broadcast_to(as_f32(h0), (s,) + h0.shape[1:]).reshape(s * b, -1).copy()
-        c = np.broadcast_to(as_f32(c0), (s,) + c0.shape[1:]).reshape(s * b, -1).copy()
-        xs = x.reshape(s * b, t, -1)
         cifg = a["input_to_input_weights"] is None
 
         def w(n: str) -> np.ndarray | None:
@@ -1808,7 +1818,7 @@ def _lstm(op: Operation) -> Kernel:
         peep = {g: w(f"cell_to_{g}_weights") for g in ("input", "forget", "output")}
         proj_w, proj_b = w("projection_weights"), w("projection_bias")
 
-        def gate(g: str, xt: np.ndarray, cell: np.ndarray) -> np.ndarray:
+        def gate(g: str, xt: np.ndarray, h: np.ndarray, cell: np.ndarray) -> np.ndarray:
             """Pre-activation of gate g: input and recurrent products, peephole on `cell`,
             then layer norm (coefficients) and bias, in the order of LiteRT's lstm_eval."""
             wi, wr, bias, ln = gates[g]
@@ -1826,27 +1836,50 @@ def _lstm(op: Operation) -> Kernel:
                 v += bias
             return v
 
-        outs = []
-        for step in range(t):
-            xt = xs[:, step]
-            f = _sigmoid(gate("forget", xt, c))
-            i = 1 - f if cifg else _sigmoid(gate("input", xt, c))
-            g = gate_act(gate("cell", xt, c))
-            c = f * c + i * g
-            if cell_clip > 0:
-                c = np.clip(c, -cell_clip, cell_clip)
-            o = _sigmoid(gate("output", xt, c))
-            h = o * gate_act(c)
-            if proj_w is not None:
-                h = h @ proj_w.T
-                if proj_b is not None:
-                    h = h + proj_b
-                if proj_clip > 0:
-                    h = np.clip(h, -proj_clip, proj_clip)
-            outs.append(h.astype(F32))
+        def sequence(xs: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+            """All steps of xs (rows, T, I) from state (h, c): outputs and cells per step."""
+            outs, cells = [], []
+            for step in range(t):
+                xt = xs[:, step]
+                f = _sigmoid(gate("forget", xt, h, c))
+                i = 1 - f if cifg else _sigmoid(gate("input", xt, h, c))
+                g = gate_act(gate("cell", xt, h, c))
+                c = f * c + i * g
+                if cell_clip > 0:
+                    c = np.clip(c, -cell_clip, cell_clip)
+                cells.append(c.astype(F32))
+                o = _sigmoid(gate("output", xt, h, c))
+                h = o * gate_act(c)
+                if proj_w is not None:
+                    h = h @ proj_w.T
+                    if proj_b is not None:
+                        h = h + proj_b
+                    if proj_clip > 0:
+                        h = np.clip(h, -proj_clip, proj_clip)
+                outs.append(h.astype(F32))
+            return outs, cells, h, c
+
+        if carry is None:
+            h = np.broadcast_to(as_f32(h0), (s,) + h0.shape[1:]).reshape(s * b, -1).copy()
+            c = np.broadcast_to(as_f32(c0), (s,) + c0.shape[1:]).reshape(s * b, -1).copy()
+            outs, cells, _, _ = sequence(x.reshape(s * b, t, -1), h, c)
+        else:
+            if carry and carry[0][0].shape[0] == b:
+                h, c = carry[0]
+            else:  # the first run, or the batch size changed: the state inputs
+                h, c = as_f32(h0)[0].reshape(b, -1).copy(), as_f32(c0)[0].reshape(b, -1).copy()
+            per_sample = []
+            for k in range(s):
+                o_k, c_k, h, c = sequence(x[k], h, c)
+                per_sample.append((o_k, c_k))
+            carry[:] = [(h, c)]
+            outs = [np.concatenate([o[st] for o, _ in per_sample]) for st in range(t)]
+            cells = [np.concatenate([cc[st] for _, cc in per_sample]) for st in range(t)]
         y = np.stack(outs, axis=1).reshape(s, b, t, -1)
         if time_major:
             y = np.swapaxes(y, 1, 2)
+        if side is not None:
+            side.append(np.stack(cells, axis=1).reshape(s, b, t, -1))
         return np.ascontiguousarray(y)
 
     return run

@@ -60,12 +60,14 @@ def op_label(op: Operation) -> str:
 
 @dataclass
 class _Step:
-    run: Callable[[list[Any]], list[Any]]
+    run: Callable[..., list[Any]]
     ins: list[int]
     outs: list[int]
     free: list[int]
     batched: bool
     values: list[SSAValue]
+    side: list[SSAValue] = field(default_factory=list)  # operands the kernel reports (SIDE_VALUES)
+    carry: list[Any] | None = None  # a stateful interpreter's state of a STATEFUL op between runs
 
 
 @dataclass
@@ -145,7 +147,12 @@ def _attr_py(a: Any) -> Any:
 class Interpreter:
     """Runs the functions of a module (or one func.func) on batches of samples."""
 
-    def __init__(self, module_or_func: ModuleOp | func.FuncOp):
+    def __init__(self, module_or_func: ModuleOp | func.FuncOp, stateful: bool = False):
+        """`stateful`: ops that update variable tensors (LSTM) keep their state from sample to
+        sample and from run to run, as one LiteRT interpreter does over successive invokes
+        (samples then run in order, not in parallel ranges); `reset()` starts over. By
+        default every sample starts from the variables' initial values."""
+        self.stateful = stateful
         if isinstance(module_or_func, func.FuncOp):
             funcs = [module_or_func]
             self.module: ModuleOp | None = None
@@ -169,6 +176,13 @@ class Interpreter:
         if func_name not in self._by_name:
             raise TflquantError(f"no function named {func_name!r}; functions: {', '.join(self._by_name)}")
         return self._by_name[func_name]
+
+    def reset(self) -> None:
+        """Forget the state stateful ops carried over (as LiteRT's reset_all_variables)."""
+        for plan in self._plans.values():
+            for st in plan.steps:
+                if st.carry is not None:
+                    st.carry.clear()
 
     def signatures(self) -> list[dict[str, Any]]:
         """The module's signature defs (`tfl.signatures`) as plain dictionaries."""
@@ -201,7 +215,7 @@ class Interpreter:
         name = f.sym_name.data
         plan = self._plans.get(name)
         if plan is None:
-            plan = self._plans[name] = _build_plan(f)
+            plan = self._plans[name] = _build_plan(f, self.stateful)
         if signature is None:
             return _execute(plan, inputs, observer)
         sig = self._signature(signature)
@@ -220,7 +234,7 @@ class Interpreter:
 # ----------------------------------------------------------------------------------------
 
 
-def _build_plan(f: func.FuncOp) -> _Plan:
+def _build_plan(f: func.FuncOp, stateful: bool = False) -> _Plan:
     slots: dict[SSAValue, int] = {}
     consts: dict[int, Any] = {}
     batched: set[int] = set()
@@ -269,9 +283,11 @@ def _build_plan(f: func.FuncOp) -> _Plan:
                 from tflquant.ir import dense_to_numpy
 
                 consts[new_slot(op.result)] = dense_to_numpy(op.value)
-            else:
+            else:  # LiteRT resets a variable to zero, an int8 one to its zero point (real 0)
                 shape = [max(int(d), 1) for d in t.get_shape()]
-                consts[new_slot(op.result)] = np.zeros(shape, numpy_dtype_of_element(t.element_type))
+                q = quantized_element(t)
+                fill = q.zero_point if q is not None and q.numpy_dtype() == np.int8 and not q.per_axis else 0
+                consts[new_slot(op.result)] = np.full(shape, fill, numpy_dtype_of_element(t.element_type))
             continue
         if isinstance(op, tfl.SparseConstOp):
             try:
@@ -331,7 +347,9 @@ def _build_plan(f: func.FuncOp) -> _Plan:
             # only constants in (e.g. DEQUANTIZE of fp16 weights): compute on the first run, keep
             run = _once(run)
             folded.update(out_slots)
-        steps.append(_Step(run, in_slots, out_slots, [], res_batched, list(op.results)))
+        side = [op.operand(n) for n in fk.SIDE_VALUES.get(key, ()) if res_batched]  # type: ignore[attr-defined]
+        carry = [] if stateful and key in fk.STATEFUL else None
+        steps.append(_Step(run, in_slots, out_slots, [], res_batched, list(op.results), [v for v in side if v is not None], carry))
         if res_batched:
             sample_elems += sum(_static_elems(r.type) for r in op.results)
     else:
@@ -384,11 +402,16 @@ def _wrap(
     out_dt = [fk.float_dtype(t) if isinstance(t, TensorType) else None for t in out_types]
     strip = not op_batched and not unbatched_result
 
-    def run(vals: list[Any]) -> list[Any]:
+    def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None) -> list[Any]:
         if any_conv:
             vals = [v if c is None or v is None else c(v) for c, v in zip(convs, vals)]
+        kw: dict[str, Any] = {}
+        if side is not None:
+            kw["side"] = side
+        if carry is not None:
+            kw["carry"] = carry
         try:
-            r = kern(*vals)
+            r = kern(*vals, **kw)
         except TflquantError as e:
             raise TflquantError(f"{label}: {e}") from None
         except (ValueError, IndexError, TypeError) as e:
@@ -421,10 +444,10 @@ class _ConstSlots(set):
         return s in self.consts or set.__contains__(self, s)
 
 
-def _once(run: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+def _once(run: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
     cache: list[Any] = []
 
-    def cached(vals: list[Any]) -> list[Any]:
+    def cached(vals: list[Any], side: Any = None, carry: Any = None) -> list[Any]:
         if not cache:
             cache.append(run(vals))
         return cache[0]
@@ -488,7 +511,8 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
         if observer is not None:
             observer(block_args[i], a)
     n = n or 1
-    if n >= PARALLEL_MIN_SAMPLES and n * plan.sample_elems >= PARALLEL_MIN_ELEMS and fk.get_threads() > 1:
+    sequential = any(st.carry is not None for st in plan.steps)  # stateful: samples in order
+    if not sequential and n >= PARALLEL_MIN_SAMPLES and n * plan.sample_elems >= PARALLEL_MIN_ELEMS and fk.get_threads() > 1:
         return _execute_parts(plan, vals, n, observer)
     with np.errstate(all="ignore"):  # inf/nan propagate silently, as in LiteRT
         _run_steps(plan, vals, n, observer)
@@ -588,11 +612,14 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
 
 def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> None:
     for step in plan.steps:
-        outs = step.run([vals[s] for s in step.ins])
+        side: list[np.ndarray] | None = [] if observer is not None and step.side else None
+        outs = step.run([vals[s] for s in step.ins], side, step.carry)
         for s, o in zip(step.outs, outs):
             vals[s] = o
         if observer is not None:
             for v, o in zip(step.values, outs):
                 observer(v, o if step.batched else np.broadcast_to(o, (n,) + o.shape))
+            for v, o in zip(step.side, side or ()):
+                observer(v, o)
         for s in step.free:
             vals[s] = None
