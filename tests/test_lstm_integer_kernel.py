@@ -225,3 +225,31 @@ def test_unsupported_variant_is_named() -> None:
     # a cell state whose scale LiteRT's tanh cannot take
     with pytest.raises(TflquantError, match="UNIDIRECTIONAL_SEQUENCE_LSTM.*cell state scale"):
         IntegerInterpreter(quantized_lstm(0, cell_exp=-8))
+
+
+@pytest.mark.parametrize("io_type", ["float32", "int8"])
+def test_quantized_model_bit_exact(io_type: str) -> None:
+    """tests/models.py's float LSTM model through tflquant.quantize (quantize-lstm): the
+    LSTM computes in int8 and IntegerInterpreter reproduces LiteRT's outputs bit for bit."""
+    import tflquant
+    from models import lstm, sample_inputs
+
+    from tflquant.tflite.reader import read_flatbuffer
+
+    m = lstm()
+    res = tflquant.quantize(write_flatbuffer(m), mode="int8", representative_dataset=sample_inputs(m, n=32, seed=1), io_type=io_type)
+    q = read_flatbuffer(res.model)
+    f = next(iter(q.ops))
+    assert isinstance(f, func.FuncOp)
+    (lstm_op,) = [o for o in f.body.block.ops if isinstance(o, tfl.UnidirectionalSequenceLstmOp)]
+    assert lstm_op.results[0].type.element_type.bits == 8
+    ii = IntegerInterpreter(q)
+    assert not ii.float_ops, ii.float_ops
+    x = sample_inputs(m, n=8, seed=7)["seq"]
+    if io_type == "int8":
+        qx = f.body.block.args[0].type.element_type
+        x = np.clip(np.round(x / np.float32(qx.scale)) + qx.zero_point, -128, 127).astype(np.int8)
+    (mine,) = ii.run([x])
+    ref = litert_outputs(res.model, x)
+    assert mine.dtype == ref.dtype and mine.shape == ref.shape
+    np.testing.assert_array_equal(mine, ref)
