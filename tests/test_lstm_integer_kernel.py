@@ -253,3 +253,32 @@ def test_quantized_model_bit_exact(io_type: str) -> None:
     ref = litert_outputs(res.model, x)
     assert mine.dtype == ref.dtype and mine.shape == ref.shape
     np.testing.assert_array_equal(mine, ref)
+
+
+def test_quantize_lstm_outputs_bit_exact() -> None:
+    """Random float LSTMs (CIFG, time-major, batch 2, calibration ranges that give several
+    cell scales) through tflquant.quantize with int8 I/O: IntegerInterpreter == LiteRT."""
+    import tflquant
+    from test_quantize_lstm import lstm_model
+
+    from tflquant.tflite.reader import read_flatbuffer
+
+    r = np.random.default_rng(0)
+    cell_scales = set()
+    for k in range(6):
+        cfg = dict(n_in=int(r.integers(1, 6)), n_cell=int(r.integers(1, 8)), steps=int(r.integers(1, 6)),
+                   batch=int(r.integers(1, 3)), time_major=bool(k % 2), cifg=k in (2, 5), seed=k)  # fmt: skip
+        m = lstm_model(**cfg)
+        f = next(iter(m.ops))
+        assert isinstance(f, func.FuncOp)
+        shape = f.body.block.args[0].type.get_shape()
+        calib = {"seq": (r.standard_normal((32, *shape)) * (1.0, 3.0, 10.0)[k % 3]).astype(np.float32)}
+        res = tflquant.quantize(write_flatbuffer(m), mode="int8", representative_dataset=calib, io_type="int8")
+        q = read_flatbuffer(res.model)
+        (op,) = [o for o in next(iter(q.ops)).body.block.ops if isinstance(o, tfl.UnidirectionalSequenceLstmOp)]
+        cell_scales.add(op.operand("cell_state").type.element_type.scale)
+        try:
+            assert_bit_exact(q, n=6, seed=k)
+        except AssertionError as e:
+            raise AssertionError(f"{cfg}: {e}") from None
+    assert len(cell_scales) > 1
