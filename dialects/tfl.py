@@ -499,6 +499,19 @@ class VariableOp(IRDLOperation):
     value = opt_prop_def(DenseIntOrFPElementsAttr)
     result = result_def(TensorType)
 
+    def initial_value(self) -> np.ndarray:
+        """Its value before the first invoke: `value`, else what LiteRT resets a variable to
+        (zeros; an int8 quantized one its zero point, the real value 0)."""
+        from tflquant.ir import dense_to_numpy, numpy_dtype_of_element
+
+        if self.value is not None:
+            return dense_to_numpy(self.value)
+        t = self.result.type
+        assert isinstance(t, TensorType)
+        q = quantized_element(t)
+        fill = q.zero_point if q is not None and not q.per_axis and q.numpy_dtype() == np.int8 else 0
+        return np.full([max(int(d), 1) for d in t.get_shape()], fill, numpy_dtype_of_element(t.element_type))
+
 
 @irdl_op_definition
 class OpaqueOp(IRDLOperation):

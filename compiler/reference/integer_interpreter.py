@@ -64,20 +64,6 @@ def _quant(x: np.ndarray, q: UniformQuantizedType, batched: bool) -> np.ndarray:
     return np.clip(r + z, q.qmin, q.qmax).astype(q.numpy_dtype())
 
 
-def _variable_value(op: tfl.VariableOp) -> np.ndarray:
-    """A state tensor's value at the start of a sample: its initial value, else what LiteRT
-    resets a variable to (zeros; an int8 quantized one its zero point)."""
-    from tflquant.ir import dense_to_numpy
-
-    if op.value is not None:
-        return dense_to_numpy(op.value)
-    t = op.result.type
-    assert isinstance(t, TensorType)
-    q = quantized_element(t)
-    fill = q.zero_point if q is not None and not q.per_axis and q.numpy_dtype() == np.int8 else 0
-    return np.full([max(int(d), 1) for d in t.get_shape()], fill, numpy_dtype_of_element(t.element_type))
-
-
 class IntegerInterpreter:
     """Runs `@main` (or a given function) of a quantized module with integer kernels."""
 
@@ -158,7 +144,7 @@ class IntegerInterpreter:
                 vals[op.result] = None
                 batched[op.result] = False
             elif isinstance(op, tfl.VariableOp):
-                vals[op.result] = _variable_value(op)
+                vals[op.result] = op.initial_value()
                 batched[op.result] = False
         for op, k, integer in self._steps:
             outs, ob = self._call(op, k, integer, vals, batched)

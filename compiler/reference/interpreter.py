@@ -277,17 +277,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False) -> _Plan:
             consts[new_slot(op.result)] = None
             continue
         if isinstance(op, tfl.VariableOp):
-            t = op.result.type
-            assert isinstance(t, TensorType)
-            if op.value is not None:
-                from tflquant.ir import dense_to_numpy
-
-                consts[new_slot(op.result)] = dense_to_numpy(op.value)
-            else:  # LiteRT resets a variable to zero, an int8 one to its zero point (real 0)
-                shape = [max(int(d), 1) for d in t.get_shape()]
-                q = quantized_element(t)
-                fill = q.zero_point if q is not None and q.numpy_dtype() == np.int8 and not q.per_axis else 0
-                consts[new_slot(op.result)] = np.full(shape, fill, numpy_dtype_of_element(t.element_type))
+            consts[new_slot(op.result)] = op.initial_value()
             continue
         if isinstance(op, tfl.SparseConstOp):
             try:
@@ -553,29 +543,26 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
 
     def part(s0: int, s1: int) -> None:
         idx = start_of[s0]
-        obs: Observer | None = None
-        if observer is not None and split:
-            mine_tokens = tokens[idx] = []
+        mine_tokens = tokens[idx] = []
 
-            def obs(v: SSAValue, a: np.ndarray) -> None:
+        def keep_token(v: SSAValue, a: np.ndarray) -> None:  # split observer: merged after the batch
+            if failed:
+                raise TflquantError("another sample range failed")
+            mine_tokens.append((v, reduce(v, a)))  # type: ignore[misc]
+
+        def in_order(v: SSAValue, a: np.ndarray) -> None:  # plain observer: ranges take turns per value
+            with cond:
+                while progress.get(v, 0) != idx and not failed:
+                    cond.wait()
                 if failed:
                     raise TflquantError("another sample range failed")
-                mine_tokens.append((v, reduce(v, a)))
+                try:
+                    observer(v, a)  # type: ignore[misc]
+                finally:
+                    progress[v] = idx + 1
+                    cond.notify_all()
 
-        elif observer is not None:
-
-            def obs(v: SSAValue, a: np.ndarray) -> None:
-                with cond:
-                    while progress.get(v, 0) != idx and not failed:
-                        cond.wait()
-                    if failed:
-                        raise TflquantError("another sample range failed")
-                    try:
-                        observer(v, a)
-                    finally:
-                        progress[v] = idx + 1
-                        cond.notify_all()
-
+        obs = None if observer is None else keep_token if split else in_order
         mine = list(vals)
         for s in plan.args:
             mine[s] = vals[s][s0:s1]
