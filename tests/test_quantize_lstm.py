@@ -123,6 +123,46 @@ def test_test_model_lstm_is_int8_in_litert_and_tflm(io_type: str) -> None:
         assert np.abs(a - b).max() <= 1
 
 
+def stacked_classifier() -> ModuleOp:
+    """Two stacked LSTMs, the last step, a dense layer and a softmax: a Keras sequence
+    classifier as the TF converter writes it."""
+    r = np.random.default_rng(0)
+
+    def w(*shape: int) -> np.ndarray:
+        return r.uniform(-0.5, 0.5, shape).astype(np.float32)
+
+    g = GraphBuilder("main", {"seq": ((1, 6, 3), np.float32)})
+    nv = g.no_value()
+    x = g.x
+    for layer, (ni, nc) in enumerate([(3, 8), (8, 5)]):
+        wi = [g.const(w(nc, ni), f"l{layer}_wi{k}") for k in range(4)]
+        wr = [g.const(w(nc, nc), f"l{layer}_wr{k}") for k in range(4)]
+        b = [g.const(w(nc), f"l{layer}_b{k}") for k in range(4)]
+        st = []
+        for n in ("h", "c"):
+            var = tfl.VariableOp.create(result_types=[ttype((1, nc))], attributes={"names": ArrayAttr([StringAttr(f"l{layer}_{n}")])})
+            st.append(g.add(var).results[0])
+        x = g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", [x, *wi, *wr, nv, nv, nv, *b, nv, nv, *st, nv, nv, nv, nv], (1, 6, nc),
+                 fused_activation_function="TANH", time_major=False, name=f"lstm{layer}")
+    ints = [g.const(np.array(v, np.int32)) for v in ([0, 5, 0], [1, 6, 5], [1, 1, 1])]
+    last = g.op("STRIDED_SLICE", [x, *ints], (1, 5), shrink_axis_mask=2, name="last")
+    y = g.op("FULLY_CONNECTED", [last, g.const(w(4, 5)), g.const(w(4))], (1, 4), name="logits")
+    return g.module([g.op("SOFTMAX", [y], (1, 4), beta=1.0, name="probs")], ["probs"])
+
+
+def test_stacked_lstm_classifier_is_integer_only_and_agrees_with_the_float_model() -> None:
+    m = stacked_classifier()
+    calib = sample_inputs(m, n=100, seed=1)
+    x = list(calib.values())  # in calibration order: the same state trajectory
+    ref = litert_run(write_flatbuffer(m), x)[0].reshape(100, -1)
+    for io_type in ("float32", "int8"):
+        r = _quantize(m, calib, io_type)
+        assert [o.kind for o in r.report.ops if o.op_type == "UNIDIRECTIONAL_SEQUENCE_LSTM"] == ["int8", "int8"]
+        assert not r.report.float_ops
+        got = litert_run(r.model, x)[0].reshape(100, -1)
+        assert sqnr_db(ref, got) > 40.0 and np.mean(ref.argmax(1) == got.argmax(1)) >= 0.98
+
+
 def test_int16x8_keeps_the_lstm_float_and_says_why() -> None:
     module = MODELS["lstm"]()
     r = tflquant.quantize(write_flatbuffer(module), mode="int16x8", representative_dataset=sample_inputs(module, n=16, seed=1))
