@@ -142,12 +142,12 @@ class QuantizationReport:
         if qd:
             lines.append(f"              + {qd.get('quantize', 0)} QUANTIZE, {qd.get('dequantize', 0)} DEQUANTIZE")
         lines.append("")
-        lines.append(f"  {'op type':<24}{'count':>6}  kinds")
-        for op_type, c in sorted(self.counts().items()):
-            if set(c) <= {"quantize", "dequantize"}:
-                continue
+        rows = [(t, c) for t, c in sorted(self.counts().items()) if not set(c) <= {"quantize", "dequantize"}]
+        width = max([24] + [len(t) + 2 for t, _ in rows])  # UNIDIRECTIONAL_SEQUENCE_LSTM is 28 long
+        lines.append(f"  {'op type':<{width}}{'count':>6}  kinds")
+        for op_type, c in rows:
             kinds_text = ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
-            lines.append(f"  {op_type:<24}{sum(c.values()):>6}  {kinds_text}")
+            lines.append(f"  {op_type:<{width}}{sum(c.values()):>6}  {kinds_text}")
         if self.fallbacks:
             lines.append("")
             lines.append(f"  kept float ({len(self.fallbacks)}):")
