@@ -449,6 +449,8 @@ def _reason(op: Operation, kind: str, bits: int) -> str | None:
     for key in ("fallback_reason", "tflquant.fallback_reason"):
         if isinstance(a := op.attributes.get(key), StringAttr):
             return a.data
+    if op.name == "tfl.opaque" and tfl.op_type(op) in ("WHILE", "IF"):
+        return "control flow: the values it passes to its subgraphs stay float; the ops inside them are quantized"
     if op.name == "tfl.opaque":
         return "custom or unmodelled op: tflquant has no integer form of it"
     if any(_elem_kind(v.type) == "i" for v in op.operands if not _is_const(v)):

@@ -68,6 +68,7 @@ class _Step:
     values: list[SSAValue]
     side: list[SSAValue] = field(default_factory=list)  # operands the kernel reports (SIDE_VALUES)
     carry: list[Any] | None = None  # a stateful interpreter's state of a STATEFUL op between runs
+    control: bool = False  # WHILE / IF: the kernel runs subgraphs and passes them the observer
 
 
 @dataclass
@@ -177,6 +178,19 @@ class Interpreter:
             raise TflquantError(f"no function named {func_name!r}; functions: {', '.join(self._by_name)}")
         return self._by_name[func_name]
 
+    def _plan(self, f: func.FuncOp) -> _Plan:
+        name = f.sym_name.data
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = _build_plan(f, self.stateful, self._subgraph)
+        return plan
+
+    def _subgraph(self, index: int) -> _Plan:
+        """The plan of the module's function number `index` (TFLite subgraph index)."""
+        if self.module is None or not 0 <= index < len(self.funcs):
+            raise TflquantError(f"control flow refers to subgraph {index}, which the module does not have")
+        return self._plan(self.funcs[index])
+
     def reset(self) -> None:
         """Forget the state stateful ops carried over (as LiteRT's reset_all_variables)."""
         for plan in self._plans.values():
@@ -212,10 +226,7 @@ class Interpreter:
         With `signature`, inputs and outputs follow the signature's order instead.
         """
         f = self.function(func_name, signature)
-        name = f.sym_name.data
-        plan = self._plans.get(name)
-        if plan is None:
-            plan = self._plans[name] = _build_plan(f, self.stateful)
+        plan = self._plan(f)
         if signature is None:
             return _execute(plan, inputs, observer)
         sig = self._signature(signature)
@@ -234,7 +245,7 @@ class Interpreter:
 # ----------------------------------------------------------------------------------------
 
 
-def _build_plan(f: func.FuncOp, stateful: bool = False) -> _Plan:
+def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int], _Plan] | None = None) -> _Plan:
     slots: dict[SSAValue, int] = {}
     consts: dict[int, Any] = {}
     batched: set[int] = set()
@@ -288,6 +299,8 @@ def _build_plan(f: func.FuncOp, stateful: bool = False) -> _Plan:
 
         key = tfl.op_type(op)
         factory = fk.KERNELS.get(key)
+        if key in CONTROL_FLOW and isinstance(op, tfl.OpaqueOp) and op.custom_code is None and subgraph is not None:
+            factory = lambda o, key=key: CONTROL_FLOW[key](o, subgraph)  # noqa: E731
         if factory is None or (isinstance(op, tfl.OpaqueOp) and op.custom_code is not None):
             what = "custom op" if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None else "op"
             raise TflquantError(
@@ -339,7 +352,9 @@ def _build_plan(f: func.FuncOp, stateful: bool = False) -> _Plan:
             folded.update(out_slots)
         side = [op.operand(n) for n in fk.SIDE_VALUES.get(key, ()) if res_batched]  # type: ignore[attr-defined]
         carry = [] if stateful and key in fk.STATEFUL else None
-        steps.append(_Step(run, in_slots, out_slots, [], res_batched, list(op.results), [v for v in side if v is not None], carry))
+        step = _Step(run, in_slots, out_slots, [], res_batched, list(op.results), [v for v in side if v is not None], carry)
+        step.control = key in CONTROL_FLOW
+        steps.append(step)
         if res_batched:
             sample_elems += sum(_static_elems(r.type) for r in op.results)
     else:
@@ -392,7 +407,7 @@ def _wrap(
     out_dt = [fk.float_dtype(t) if isinstance(t, TensorType) else None for t in out_types]
     strip = not op_batched and not unbatched_result
 
-    def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None) -> list[Any]:
+    def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None, observer: Observer | None = None) -> list[Any]:
         if any_conv:
             vals = [v if c is None or v is None else c(v) for c, v in zip(convs, vals)]
         kw: dict[str, Any] = {}
@@ -400,6 +415,8 @@ def _wrap(
             kw["side"] = side
         if carry is not None:
             kw["carry"] = carry
+        if observer is not None:
+            kw["observer"] = observer
         try:
             r = kern(*vals, **kw)
         except TflquantError as e:
@@ -437,7 +454,7 @@ class _ConstSlots(set):
 def _once(run: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
     cache: list[Any] = []
 
-    def cached(vals: list[Any], side: Any = None, carry: Any = None) -> list[Any]:
+    def cached(vals: list[Any], side: Any = None, carry: Any = None, observer: Any = None) -> list[Any]:
         if not cache:
             cache.append(run(vals))
         return cache[0]
@@ -600,7 +617,7 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
 def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> None:
     for step in plan.steps:
         side: list[np.ndarray] | None = [] if observer is not None and step.side else None
-        outs = step.run([vals[s] for s in step.ins], side, step.carry)
+        outs = step.run([vals[s] for s in step.ins], side, step.carry, observer if step.control else None)
         for s, o in zip(step.outs, outs):
             vals[s] = o
         if observer is not None:
@@ -610,3 +627,85 @@ def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) 
                 observer(v, o)
         for s in step.free:
             vals[s] = None
+
+
+# ----------------------------------------------------------------------------------------
+# control flow: WHILE and IF run other functions of the module (TFLite subgraphs)
+# ----------------------------------------------------------------------------------------
+
+MAX_LOOP_ITERATIONS = 1 << 20
+
+
+def _option_int(op: Operation, name: str) -> int:
+    opts = getattr(op, "options", None)
+    v = opts.data.get(name) if opts is not None else None
+    if v is None:
+        raise TflquantError(f"no option {name} (the subgraph to run)")
+    return int(v.value.data)  # type: ignore[attr-defined]
+
+
+def _same_samples(vals: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """The operands with one sample axis of the same length (sample-independent ones broadcast)."""
+    n = max((v.shape[0] for v in vals), default=1)
+    return [np.broadcast_to(v, (n,) + v.shape[1:]) for v in vals], n
+
+
+def _per_sample(run: Callable[[list[np.ndarray]], list[np.ndarray]], vals: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """`run` on each sample alone, results stacked: where a condition differs between samples."""
+    outs = [run([v[k : k + 1] for v in vals]) for k in range(n)]
+    return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+
+def _condition(plan: _Plan, vals: list[np.ndarray], n: int, observer: Observer | None, label: str) -> np.ndarray:
+    c = np.asarray(_execute(plan, vals, observer)[0]).reshape(n, -1)
+    if c.shape[1] != 1:
+        raise TflquantError(f"{label}: the condition must be one boolean per sample, got shape {c.shape[1:]}")
+    return c[:, 0].astype(bool)
+
+
+def _while(op: Operation, subgraph: Callable[[int], _Plan]) -> Callable[..., Any]:
+    """WHILE: loop-carried values go through the body function while the cond function says
+    so. Samples whose conditions disagree at some iteration finish the loop one by one."""
+    label = op_label(op)
+    ci, bi = _option_int(op, "cond_subgraph_index"), _option_int(op, "body_subgraph_index")
+
+    def loop(vals: list[np.ndarray], observer: Observer | None) -> list[np.ndarray]:
+        vals, n = _same_samples(vals)
+        cond, body = subgraph(ci), subgraph(bi)
+        for _ in range(MAX_LOOP_ITERATIONS):
+            c = _condition(cond, vals, n, observer, label)
+            if not c.any():
+                return vals
+            if not c.all():
+                return _per_sample(lambda v: loop(v, observer), vals, n)
+            vals = _execute(body, vals, observer)
+        raise TflquantError(f"{label} did not finish after {MAX_LOOP_ITERATIONS} iterations")
+
+    def run(*vals: np.ndarray, observer: Observer | None = None) -> tuple[np.ndarray, ...]:
+        return tuple(loop(list(vals), observer))
+
+    return run
+
+
+def _if(op: Operation, subgraph: Callable[[int], _Plan]) -> Callable[..., Any]:
+    """IF: the then or the else function on the other operands, by the first (per sample)."""
+    label = op_label(op)
+    ti, ei = _option_int(op, "then_subgraph_index"), _option_int(op, "else_subgraph_index")
+
+    def branch(vals: list[np.ndarray], observer: Observer | None) -> list[np.ndarray]:
+        vals, n = _same_samples(vals)
+        c = np.asarray(vals[0]).reshape(n, -1)
+        if c.shape[1] != 1:
+            raise TflquantError(f"{label}: the condition must be one boolean per sample, got shape {c.shape[1:]}")
+        c = c[:, 0].astype(bool)
+        if c.all() or not c.any():
+            return _execute(subgraph(ti if c[0] else ei), vals[1:], observer)
+        return _per_sample(lambda v: branch(v, observer), vals, n)
+
+    def run(*vals: np.ndarray, observer: Observer | None = None) -> tuple[np.ndarray, ...]:
+        return tuple(branch(list(vals), observer))
+
+    return run
+
+
+CONTROL_FLOW: dict[str, Callable[[Operation, Callable[[int], _Plan]], Callable[..., Any]]] = {"WHILE": _while, "IF": _if}

@@ -1,0 +1,133 @@
+"""Control flow (WHILE, IF): the reference interpreter runs the subgraphs like LiteRT,
+calibration sees every iteration, and int8 quantizes the ops inside the loop body (the
+values crossing into and out of the subgraphs stay float; integer-only refuses by name)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from models import GraphBuilder, ttype
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i32
+from xdsl.ir import SSAValue
+
+import tflquant
+from tflquant.calibration.calibrate import calibrate
+from tflquant.dialects import tfl
+from tflquant.reference.interpreter import Interpreter
+from tflquant.scoring import litert_run, sqnr_db
+from tflquant.tflite import schema
+from tflquant.tflite.writer import write_flatbuffer
+
+
+def control_op(kind: str, operands: list[SSAValue], result_types: list, names: list[str], **subgraphs: int) -> tfl.OpaqueOp:
+    options = "WhileOptions" if kind == "WHILE" else "IfOptions"
+    return tfl.OpaqueOp.create(
+        operands=operands,
+        result_types=result_types,
+        properties={
+            "code": IntegerAttr(schema.BUILTIN_CODES[kind], i32),
+            "version": IntegerAttr(1, i32),
+            "options_type": IntegerAttr(schema.OPTIONS_UNION[options], i32),
+            "options": DictionaryAttr({k: IntegerAttr(v, i32) for k, v in subgraphs.items()}),
+        },
+        attributes={"names": ArrayAttr([StringAttr(n) for n in names])},
+    )
+
+
+def recurrent_loop(steps: int = 5, n_in: int = 3, n_h: int = 4, seed: int = 0) -> ModuleOp:
+    """h = tanh(W x_t + U h + b) over the steps of the input, in a WHILE loop (how the TF
+    converter writes Keras' SimpleRNN / GRU), then a dense head on the last h."""
+    r = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return r.uniform(-1, 1, shape).astype(np.float32)
+
+    main = GraphBuilder("main", {"seq": ((1, steps, n_in), np.float32)})
+    i0, h0 = main.const(np.array(0, np.int32), "i0"), main.const(np.zeros((1, n_h), np.float32), "h0")
+    loop = main.add(
+        control_op("WHILE", [i0, h0, main.x], [ttype((), np.int32), ttype((1, n_h)), ttype((1, steps, n_in))],
+                   ["i_final", "h_final", "seq_final"], cond_subgraph_index=1, body_subgraph_index=2)
+    )
+    y = main.op("FULLY_CONNECTED", [loop.results[1], main.const(w(2, n_h), "head_w"), main.const(w(2), "head_b")], (1, 2), name="logits")
+    args = {"i": ((), np.int32), "h": ((1, n_h), np.float32), "seq": ((1, steps, n_in), np.float32)}
+    cond = GraphBuilder("cond", {f"c_{k}": v for k, v in args.items()})
+    more = cond.op("LESS", [cond.args["c_i"], cond.const(np.array(steps, np.int32), "n_steps")], (), np.bool_, name="more")
+    body = GraphBuilder("body", {f"b_{k}": v for k, v in args.items()})
+    x_t = body.op("GATHER", [body.args["b_seq"], body.args["b_i"]], (1, n_in), axis=1, name="x_t")
+    wx = body.op("FULLY_CONNECTED", [x_t, body.const(w(n_h, n_in), "w_x"), body.const(w(n_h) / 2, "b_x")], (1, n_h), name="wx")
+    uh = body.op("FULLY_CONNECTED", [body.args["b_h"], body.const(w(n_h, n_h), "w_h"), body.no_value()], (1, n_h), name="uh")
+    h = body.op("TANH", [body.op("ADD", [wx, uh], (1, n_h), name="pre")], (1, n_h), name="h_next")
+    i1 = body.op("ADD", [body.args["b_i"], body.const(np.array(1, np.int32), "one")], (), np.int32, name="i_next")
+    return main.module([y], ["logits"], extra=[cond.function([more]), body.function([i1, h, body.args["b_seq"]])])
+
+
+def doubling_loop() -> ModuleOp:
+    """x doubles while its sum is below 10: a data-dependent number of iterations per sample."""
+    main = GraphBuilder("main", {"x": ((2,), np.float32)})
+    loop = main.add(control_op("WHILE", [main.x], [ttype((2,))], ["x_final"], cond_subgraph_index=1, body_subgraph_index=2))
+    cond = GraphBuilder("cond", {"c_x": ((2,), np.float32)})
+    total = cond.op("SUM", [cond.args["c_x"], cond.const(np.array([0], np.int32))], (), name="total")
+    more = cond.op("LESS", [total, cond.const(np.array(10.0, np.float32))], (), np.bool_, name="more")
+    body = GraphBuilder("body", {"b_x": ((2,), np.float32)})
+    x2 = body.op("MUL", [body.args["b_x"], body.const(np.array([2.0], np.float32))], (2,), name="doubled")
+    return main.module([loop.results[0]], ["x_final"], extra=[cond.function([more]), body.function([x2])])
+
+
+def branch() -> ModuleOp:
+    """IF(flag[0] > 0): x * 3 else x - 1."""
+    main = GraphBuilder("main", {"flag": ((1,), np.float32), "x": ((3,), np.float32)})
+    c = main.op("GREATER", [main.args["flag"], main.const(np.array([0.0], np.float32))], (1,), np.bool_, name="c")
+    pick = main.add(control_op("IF", [c, main.args["x"]], [ttype((3,))], ["picked"], then_subgraph_index=1, else_subgraph_index=2))
+    then = GraphBuilder("then", {"t_x": ((3,), np.float32)})
+    t = then.op("MUL", [then.args["t_x"], then.const(np.array([3.0], np.float32))], (3,), name="tripled")
+    other = GraphBuilder("else", {"e_x": ((3,), np.float32)})
+    e = other.op("SUB", [other.args["e_x"], other.const(np.array([1.0], np.float32))], (3,), name="decremented")
+    return main.module([pick.results[0]], ["picked"], extra=[then.function([t]), other.function([e])])
+
+
+def test_reference_interpreter_runs_while_loops_like_litert() -> None:
+    m = recurrent_loop()
+    x = np.random.default_rng(1).standard_normal((6, 1, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(Interpreter(m).run([x])[0], litert_run(write_flatbuffer(m), [x])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_samples_that_loop_a_different_number_of_times() -> None:
+    """The condition differs between samples: each finishes on its own, as in LiteRT."""
+    m = doubling_loop()
+    x = np.array([[0.5, 0.5], [3.0, 4.0], [20.0, 1.0], [0.1, 0.05]], np.float32)
+    got = Interpreter(m).run([x])[0]
+    np.testing.assert_array_equal(got, litert_run(write_flatbuffer(m), [x])[0])
+    np.testing.assert_allclose(got, [[8, 8], [6, 8], [20, 1], [12.8, 6.4]], rtol=1e-6)  # 4, 1, 0, 7 doublings
+
+
+def test_reference_interpreter_runs_if_like_litert() -> None:
+    m = branch()
+    flags = np.array([[1.0], [-1.0], [2.0]], np.float32)
+    x = np.arange(9, dtype=np.float32).reshape(3, 3)
+    got = Interpreter(m).run([flags, x])[0]
+    np.testing.assert_array_equal(got, litert_run(write_flatbuffer(m), [flags, x])[0])
+    np.testing.assert_array_equal(got, [x[0] * 3, x[1] - 1, x[2] * 3])
+
+
+def test_calibration_sees_every_iteration_of_the_body() -> None:
+    m = recurrent_loop()
+    x = np.random.default_rng(2).standard_normal((16, 1, 5, 3)).astype(np.float32)
+    stats = calibrate(m, {"seq": x}).stats
+    # the body's GATHER reads one step a time: over the loop it sees the whole sequence
+    assert (stats["x_t"].mins[0], stats["x_t"].maxs[0]) == (float(x.min()), float(x.max()))
+    assert {"b_h", "h_next", "pre", "wx", "uh"} <= stats.keys()
+
+
+def test_int8_quantizes_the_loop_body_and_runs_in_litert() -> None:
+    m = recurrent_loop()
+    calib = np.random.default_rng(3).standard_normal((64, 1, 5, 3)).astype(np.float32)
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": calib})
+    kinds = {(o.op_type, o.kind) for o in r.report.ops}
+    assert {("FULLY_CONNECTED", "int8"), ("TANH", "int8"), ("GATHER", "int8"), ("ADD", "int8")} <= kinds
+    (loop,) = r.report.fallbacks
+    assert loop.op_type == "WHILE" and "control flow" in loop.reason  # type: ignore[operator]
+    x = np.random.default_rng(4).standard_normal((32, 1, 5, 3)).astype(np.float32)
+    ref, got = litert_run(write_flatbuffer(m), [x])[0], litert_run(r.model, [x])[0]
+    assert sqnr_db(ref, got) > 25.0
+    with pytest.raises(tflquant.TflquantError, match=r"integer-only quantization is impossible: 1 op\(s\) .*'i_final' \(WHILE\)"):
+        tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": calib}, io_type="int8")
