@@ -14,7 +14,7 @@ import tflquant
 from tflquant.calibration.calibrate import calibrate
 from tflquant.dialects import tfl
 from tflquant.reference.interpreter import Interpreter
-from tflquant.scoring import litert_run, sqnr_db
+from tflquant.scoring import litert_run, sqnr_db, tflm_run
 from tflquant.tflite import schema
 from tflquant.tflite.writer import write_flatbuffer
 
@@ -118,16 +118,54 @@ def test_calibration_sees_every_iteration_of_the_body() -> None:
     assert {"b_h", "h_next", "pre", "wx", "uh"} <= stats.keys()
 
 
-def test_int8_quantizes_the_loop_body_and_runs_in_litert() -> None:
+def test_int8_carries_int8_around_the_loop_and_runs_in_litert_and_tflm() -> None:
+    """The loop's float values become int8 (quantize-control-flow): no QUANTIZE/DEQUANTIZE
+    per iteration, and integer only works, in LiteRT and TFLite Micro."""
     m = recurrent_loop()
     calib = np.random.default_rng(3).standard_normal((64, 1, 5, 3)).astype(np.float32)
-    r = tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": calib})
-    kinds = {(o.op_type, o.kind) for o in r.report.ops}
-    assert {("FULLY_CONNECTED", "int8"), ("TANH", "int8"), ("GATHER", "int8"), ("ADD", "int8")} <= kinds
-    (loop,) = r.report.fallbacks
-    assert loop.op_type == "WHILE" and "control flow" in loop.reason  # type: ignore[operator]
     x = np.random.default_rng(4).standard_normal((32, 1, 5, 3)).astype(np.float32)
-    ref, got = litert_run(write_flatbuffer(m), [x])[0], litert_run(r.model, [x])[0]
-    assert sqnr_db(ref, got) > 25.0
-    with pytest.raises(tflquant.TflquantError, match=r"integer-only quantization is impossible: 1 op\(s\) .*'i_final' \(WHILE\)"):
-        tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": calib}, io_type="int8")
+    ref = litert_run(write_flatbuffer(m), [x])[0]
+    for io_type in ("float32", "int8"):
+        r = tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": calib}, io_type=io_type)
+        kinds = {(o.op_type, o.kind) for o in r.report.ops}
+        assert {("WHILE", "int8"), ("FULLY_CONNECTED", "int8"), ("TANH", "int8"), ("GATHER", "int8")} <= kinds
+        assert not r.report.float_ops
+        body = [f for f in r.module.ops if f.sym_name.data == "body"][0]  # type: ignore[attr-defined]
+        assert not [o for o in body.walk() if tfl.op_type(o) in ("DEQUANTIZE",)]
+        got = litert_run(r.model, [x])[0]
+        assert sqnr_db(ref, got) > 25.0
+    from ai_edge_litert.interpreter import Interpreter
+
+    d = Interpreter(model_content=r.model).get_input_details()[0]
+    s, z = d["quantization"]
+    xq = np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+    a = litert_run(r.model, [xq], dequantize=False)[0].astype(np.float64)
+    b = tflm_run(r.model, [xq])[0].astype(np.float64)
+    assert sqnr_db(a - z, b - z) > 30.0  # TFLM's integer ADD/TANH round a little differently
+
+
+def test_without_ranges_the_loop_stays_float_with_a_reason() -> None:
+    """quantize-control-flow left out: the body still quantizes, with float at its
+    boundaries, and integer only is refused naming the WHILE."""
+    from tflquant.calibration.stats import provide_stats
+    from tflquant.ir import make_context
+    from tflquant.pipeline import pipeline_spec, run_pipeline
+
+    m = recurrent_loop()
+    calib = np.random.default_rng(3).standard_normal((64, 1, 5, 3)).astype(np.float32)
+    stats = calibrate(m, {"seq": calib}).stats
+    spec = pipeline_spec("int8").replace("quantize-control-flow,", "")
+    with provide_stats(stats):
+        run_pipeline(make_context(), m, spec)
+    from tflquant.api import describe_ops
+
+    ops = describe_ops(m)
+    (loop,) = [o for o in ops if o.op_type == "WHILE"]
+    assert loop.kind == "float" and "control flow" in (loop.reason or "")
+    assert ("TANH", "int8") in {(o.op_type, o.kind) for o in ops}
+    x = np.random.default_rng(4).standard_normal((32, 1, 5, 3)).astype(np.float32)
+    assert sqnr_db(litert_run(write_flatbuffer(recurrent_loop()), [x])[0], litert_run(write_flatbuffer(m), [x])[0]) > 25.0
+    spec_only = pipeline_spec("int8", io_type="int8", allow_float=False).replace("quantize-control-flow,", "")
+    m2 = recurrent_loop()
+    with provide_stats(stats), pytest.raises(tflquant.TflquantError, match=r"integer-only quantization is impossible: 1 op\(s\) .*'i_final' \(WHILE\)"):
+        run_pipeline(make_context(), m2, spec_only)

@@ -1,0 +1,154 @@
+"""`quantize-control-flow`: the float values a WHILE carries around its loop become integer.
+
+Runs after propagate-scales, before rewrite-integer. A value a WHILE carries is five
+tensors: operand k of the WHILE, argument k of its cond and of its body function, result k
+of the body and result k of the WHILE. LiteRT copies them into one another as bytes, so
+quantized they must share one type. For each float32 value carried whose body result is
+fake-quantized (or is the body's own argument, passed through) and whose initial value is
+fake-quantized or a constant, the pass gives all five the activation parameters of the
+union of the ranges their fake-quantized copies have (int8 asymmetric; int16 symmetric in
+16x8, chosen by the copies' storage type): the WHILE gets a `quant.qcast` of its operand
+(or an integer constant), the functions read their argument through a `quant.dcast` and
+return a `quant.qcast` of their result, and the WHILE's readers get a `quant.dcast`.
+rewrite-integer then folds these into the neighbouring integer ops (or requantizes where
+parameters differ). Values without a range stay float, as do integer values (counters).
+Without this pass a WHILE keeps float operands and its subgraphs quantize and dequantize
+at their boundaries on every iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from tflquant.dialects import quant, tfl
+from tflquant.dialects.quant import UniformQuantizedType, with_element
+from tflquant.errors import TflquantError
+from tflquant.ir import dense_from_numpy, value_name
+from tflquant.passes._quant_ops import bits_of, float_const, is_f32
+from tflquant.passes.insert_fake_quant import activation_params
+from tflquant.passes.propagate_scales import dcast_source
+from tflquant.passes.rewrite_integer import quantize_const_values
+
+
+def _real_range(t: UniformQuantizedType) -> tuple[float, float]:
+    return (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+
+
+def _subgraph(funcs: list[func.FuncOp], op: Operation, option: str) -> func.FuncOp:
+    opts = getattr(op, "options", None)
+    v = opts.data.get(option) if opts is not None else None
+    i = int(v.value.data) if v is not None else -1  # type: ignore[attr-defined]
+    if not 0 <= i < len(funcs) or not funcs[i].body.blocks:
+        raise TflquantError(f"quantize-control-flow: WHILE '{value_name(op.results[0]) or '?'}' names subgraph {i}, which the module does not have")
+    return funcs[i]
+
+
+def _return(f: func.FuncOp) -> func.ReturnOp:
+    ret = f.body.blocks[0].last_op
+    if not isinstance(ret, func.ReturnOp):
+        raise TflquantError(f"quantize-control-flow: function @{f.sym_name.data} does not end in func.return")
+    return ret
+
+
+@dataclass(frozen=True)
+class QuantizeControlFlow(ModulePass):
+    """Every float value a WHILE carries whose copies have ranges is one quantized type in the
+    WHILE, its cond and body arguments and its body results; the functions convert it with
+    qcast/dcast at their boundaries."""
+
+    name = "quantize-control-flow"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        funcs = [o for o in op.ops if isinstance(o, func.FuncOp)]
+        for w in [o for o in op.walk() if isinstance(o, tfl.OpaqueOp) and tfl.op_type(o) == "WHILE"]:
+            cond = _subgraph(funcs, w, "cond_subgraph_index")
+            body = _subgraph(funcs, w, "body_subgraph_index")
+            changed = False
+            for k in range(len(w.operands)):
+                qt = self._carried_type(w, cond, body, k)
+                if qt is not None:
+                    self._quantize(w, cond, body, k, qt)
+                    changed = True
+            if changed:
+                for f in (cond, body):
+                    ret = _return(f)
+                    f.function_type = FunctionType.from_lists([a.type for a in f.body.blocks[0].args], [v.type for v in ret.operands])
+
+    def _carried_type(self, w: Operation, cond: func.FuncOp, body: func.FuncOp, k: int) -> UniformQuantizedType | None:
+        o, r = w.operands[k], w.results[k]
+        ca, ba = cond.body.blocks[0].args[k], body.body.blocks[0].args[k]
+        br = _return(body).operands[k]
+        if not all(is_f32(v.type) for v in (o, r, ca, ba, br)):
+            return None
+        init = _initial(o)
+        if init is None:
+            return None
+        if br is ba:  # passed through unchanged: the initial value's type
+            return init if isinstance(init, UniformQuantizedType) else _params(init, 8)
+        d = dcast_source(br)
+        result = quant.quantized_element(d.input.type) if d is not None else None
+        if result is None or result.per_axis:
+            return None  # a float result without a range
+        # after the first iteration every carried value is a body result: its type, widened
+        # only if the initial value lies outside it
+        lo, hi = _real_range(init) if isinstance(init, UniformQuantizedType) else init
+        rlo, rhi = _real_range(result)
+        if isinstance(init, UniformQuantizedType) and bits_of(init) != bits_of(result):
+            return None
+        tol = result.scale / 2
+        if lo >= rlo - tol and hi <= rhi + tol:
+            return result
+        return activation_params(min(lo, rlo), max(hi, rhi), bits_of(result))
+
+    def _quantize(self, w: Operation, cond: func.FuncOp, body: func.FuncOp, k: int, qt: UniformQuantizedType) -> None:
+        o = w.operands[k]
+        assert isinstance(o.type, TensorType)
+        if (c := float_const(o)) is not None:
+            new: Operation = tfl.ConstOp(dense_from_numpy(quantize_const_values(c.numpy(), qt)), with_element(o.type, qt), name=value_name(o))
+        else:
+            new = quant.QuantizeCastOp(o, qt)
+        Rewriter.insert_op(new, InsertPoint.before(w))
+        w.operands[k] = new.results[0]
+        _retype(w.results[k], qt, InsertPoint.after(w))
+        for f in (cond, body):
+            block = f.body.blocks[0]
+            _retype(block.args[k], qt, InsertPoint.at_start(block))
+        ret = _return(body)
+        q = quant.QuantizeCastOp(ret.operands[k], qt)
+        Rewriter.insert_op(q, InsertPoint.before(ret))
+        ret.operands[k] = q.result
+
+
+def _retype(v: SSAValue, qt: UniformQuantizedType, where: InsertPoint) -> None:
+    """v becomes quantized; what read it reads a dcast of it."""
+    assert isinstance(v.type, TensorType)
+    float_type = v.type
+    new_v = Rewriter.replace_value_with_new_type(v, with_element(float_type, qt))
+    if not new_v.uses:
+        return
+    d = quant.DequantizeCastOp(new_v)
+    Rewriter.insert_op(d, where)
+    new_v.replace_uses_with_if(d.result, lambda use: use.operation is not d)
+
+
+def _initial(o: SSAValue) -> UniformQuantizedType | tuple[float, float] | None:
+    """The fake-quantized type of a WHILE operand, or a float constant's range."""
+    if (d := dcast_source(o)) is not None:
+        t = quant.quantized_element(d.input.type)
+        return t if t is not None and not t.per_axis else None
+    if (c := float_const(o)) is not None:
+        values = c.numpy()
+        return (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)
+    return None
+
+
+def _params(r: tuple[float, float], bits: int) -> UniformQuantizedType:
+    return activation_params(r[0], r[1], bits)
