@@ -158,6 +158,10 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     def qmax(self) -> int:
         return self.storage_max.data
 
+    def real_range(self) -> tuple[float, float]:
+        """The real values a per-tensor type can represent: [(qmin - zp) s, (qmax - zp) s]."""
+        return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
+
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(f"{'i' if self.is_signed else 'u'}{self.bits // 8}")
 

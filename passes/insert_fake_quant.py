@@ -65,7 +65,7 @@ def _real_range(v: SSAValue) -> tuple[float, float]:
     """The real range a dcast'ed value can take (from its fake-quant type)."""
     t = quant.quantized_element(v.owner.input.type)  # type: ignore[union-attr]
     assert t is not None
-    return (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+    return t.real_range()
 
 
 def fake_quant(v: SSAValue, qtype: UniformQuantizedType, before: Operation) -> SSAValue:

@@ -38,10 +38,6 @@ from tflquant.passes.propagate_scales import dcast_source
 from tflquant.passes.rewrite_integer import quantize_const_values
 
 
-def _real_range(t: UniformQuantizedType) -> tuple[float, float]:
-    return (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
-
-
 def _subgraph(funcs: list[func.FuncOp], op: Operation, option: str) -> func.FuncOp:
     opts = getattr(op, "options", None)
     v = opts.data.get(option) if opts is not None else None
@@ -99,8 +95,8 @@ class QuantizeControlFlow(ModulePass):
             return None  # a float result without a range
         # after the first iteration every carried value is a body result: its type, widened
         # only if the initial value lies outside it
-        lo, hi = _real_range(init) if isinstance(init, UniformQuantizedType) else init
-        rlo, rhi = _real_range(result)
+        lo, hi = init.real_range() if isinstance(init, UniformQuantizedType) else init
+        rlo, rhi = result.real_range()
         if isinstance(init, UniformQuantizedType) and bits_of(init) != bits_of(result):
             return None
         tol = result.scale / 2
