@@ -75,7 +75,10 @@ class IntegerInterpreter:
             f = next((g for g in funcs if g.sym_name.data == "main"), funcs[0])
         else:
             f = module_or_func
+            funcs = [g for g in (f.parent_op().ops if isinstance(f.parent_op(), ModuleOp) else [f]) if isinstance(g, func.FuncOp)]  # type: ignore[union-attr]
         self.func = f
+        self.funcs = funcs  # the module's functions: TFLite subgraphs, by index
+        self._subgraphs: dict[int, IntegerInterpreter] = {}
         self.strict = strict
         self.float_ops: list[str] = []
         self._steps: list[tuple[Operation, Callable[..., Any], bool]] = []
@@ -87,6 +90,9 @@ class IntegerInterpreter:
             if isinstance(op, (func.ReturnOp, tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp)):
                 continue
             key = tfl.op_type(op)
+            if key in ("WHILE", "IF") and isinstance(op, tfl.OpaqueOp):
+                self._steps.append((op, self._control(op, key), True))
+                continue
             quantized = any(quantized_element(v.type) is not None for v in (*op.operands, *op.results))
             if quantized and key in ik.KERNELS:
                 try:
@@ -108,6 +114,52 @@ class IntegerInterpreter:
             self._steps.append((op, factory(op), False))
 
     # ---------------------------------------------------------------------------------
+    def _subgraph(self, op: Operation, option: str) -> IntegerInterpreter:
+        opts = getattr(op, "options", None)
+        v = opts.data.get(option) if opts is not None else None
+        i = int(v.value.data) if v is not None else -1  # type: ignore[attr-defined]
+        if not 0 <= i < len(self.funcs):
+            raise TflquantError(f"{_label(op)} names subgraph {i}, which the module does not have")
+        if i not in self._subgraphs:
+            self._subgraphs[i] = IntegerInterpreter(self.funcs[i], self.strict)
+            self.float_ops += self._subgraphs[i].float_ops
+        return self._subgraphs[i]
+
+    def _control(self, op: Operation, key: str) -> Callable[..., Any]:
+        """WHILE / IF on the module's other functions (as the float interpreter runs them,
+        with integer kernels inside); samples whose conditions differ run one by one."""
+
+        def per_sample(run: Callable[[list[np.ndarray]], list[np.ndarray]], vals: list[np.ndarray], n: int) -> list[np.ndarray]:
+            outs = [run([v[k : k + 1] for v in vals]) for k in range(n)]
+            return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+        def flags(c: np.ndarray, n: int) -> np.ndarray:
+            return np.asarray(c).reshape(n, -1)[:, 0].astype(bool)
+
+        def loop(vals: list[np.ndarray]) -> list[np.ndarray]:
+            n = max(v.shape[0] for v in vals)
+            vals = [np.broadcast_to(v, (n,) + v.shape[1:]) for v in vals]
+            cond, body = self._subgraph(op, "cond_subgraph_index"), self._subgraph(op, "body_subgraph_index")
+            for _ in range(1 << 20):
+                c = flags(cond.run(vals)[0], n)
+                if not c.any():
+                    return vals
+                if not c.all():
+                    return per_sample(loop, vals, n)
+                vals = body.run(vals)
+            raise TflquantError(f"{_label(op)} did not finish after {1 << 20} iterations")
+
+        def branch(vals: list[np.ndarray]) -> list[np.ndarray]:
+            n = max(v.shape[0] for v in vals)
+            vals = [np.broadcast_to(v, (n,) + v.shape[1:]) for v in vals]
+            c = flags(vals[0], n)
+            if c.all() or not c.any():
+                return self._subgraph(op, "then_subgraph_index" if c[0] else "else_subgraph_index").run(vals[1:])
+            return per_sample(branch, vals, n)
+
+        body_fn = loop if key == "WHILE" else branch
+        return lambda *vals: tuple(body_fn(list(vals)))
+
     def run(self, inputs: Sequence[np.ndarray], observer: Observer | None = None) -> list[np.ndarray]:
         block = self.func.body.block
         if len(inputs) != len(block.args):
