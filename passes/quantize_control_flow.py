@@ -1,4 +1,5 @@
-"""`quantize-control-flow`: the float values a WHILE carries around its loop become integer.
+"""`quantize-control-flow`: the float values a WHILE carries around its loop, and those an IF
+passes to and from its branches, become integer.
 
 Runs after propagate-scales, before rewrite-integer. A value a WHILE carries is five
 tensors: operand k of the WHILE, argument k of its cond and of its body function, result k
@@ -12,8 +13,10 @@ union of the ranges their fake-quantized copies have (int8 asymmetric; int16 sym
 return a `quant.qcast` of their result, and the WHILE's readers get a `quant.dcast`.
 rewrite-integer then folds these into the neighbouring integer ops (or requantizes where
 parameters differ). Values without a range stay float, as do integer values (counters).
-Without this pass a WHILE keeps float operands and its subgraphs quantize and dequantize
-at their boundaries on every iteration.
+An IF passes operand k+1 as argument k of both branches (they take the operand's type) and
+returns result j from either branch (their common type, or the union of their ranges).
+Without this pass a WHILE or IF keeps float operands and its subgraphs quantize and
+dequantize at their boundaries (on every iteration).
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ def _return(f: func.FuncOp) -> func.ReturnOp:
 
 @dataclass(frozen=True)
 class QuantizeControlFlow(ModulePass):
-    """Every float value a WHILE carries whose copies have ranges is one quantized type in the
-    WHILE, its cond and body arguments and its body results; the functions convert it with
-    qcast/dcast at their boundaries."""
+    """Every float value a WHILE carries, or an IF passes, whose copies have ranges is one
+    quantized type in the op and in its subgraphs' arguments and results; the functions
+    convert it with qcast/dcast at their boundaries."""
 
     name = "quantize-control-flow"
 
@@ -74,9 +77,57 @@ class QuantizeControlFlow(ModulePass):
                     self._quantize(w, cond, body, k, qt)
                     changed = True
             if changed:
-                for f in (cond, body):
-                    ret = _return(f)
-                    f.function_type = FunctionType.from_lists([a.type for a in f.body.blocks[0].args], [v.type for v in ret.operands])
+                _update_types(cond, body)
+        for c in [o for o in op.walk() if isinstance(o, tfl.OpaqueOp) and tfl.op_type(o) == "IF"]:
+            self._branch(c, _subgraph(funcs, c, "then_subgraph_index"), _subgraph(funcs, c, "else_subgraph_index"))
+
+    def _branch(self, c: Operation, then: func.FuncOp, other: func.FuncOp) -> None:
+        """IF: operand k+1 is argument k of both branches (its own type); result j is result j
+        of both branches (their common type, or the union of their ranges)."""
+        branches = (then, other)
+        changed = False
+        for k in range(1, len(c.operands)):
+            o, args = c.operands[k], [f.body.blocks[0].args[k - 1] for f in branches]
+            if not all(is_f32(v.type) for v in (o, *args)) or (init := _initial(o)) is None:
+                continue
+            qt = init if isinstance(init, UniformQuantizedType) else _params(init, 8)
+            self._operand(c, k, qt)
+            for a in args:
+                _retype(a, qt, InsertPoint.at_start(a.block))  # type: ignore[arg-type]
+            changed = True
+        for j, r in enumerate(c.results):
+            outs = [_return(f).operands[j] for f in branches]
+            if not all(is_f32(v.type) for v in (r, *outs)):
+                continue
+            types = [quant.quantized_element(d.input.type) if (d := dcast_source(v)) is not None else None for v in outs]
+            if any(t is None or t.per_axis for t in types) or len({bits_of(t) for t in types}) != 1:  # type: ignore[union-attr]
+                continue
+            if types[0] == types[1]:
+                qt = types[0]
+            else:
+                ranges = [t.real_range() for t in types]  # type: ignore[union-attr]
+                qt = activation_params(min(lo for lo, _ in ranges), max(hi for _, hi in ranges), bits_of(types[0]))  # type: ignore[arg-type]
+            assert qt is not None
+            for f in branches:
+                ret = _return(f)
+                q = quant.QuantizeCastOp(ret.operands[j], qt)
+                Rewriter.insert_op(q, InsertPoint.before(ret))
+                ret.operands[j] = q.result
+            _retype(r, qt, InsertPoint.after(c))
+            changed = True
+        if changed:
+            _update_types(*branches)
+
+    def _operand(self, op: Operation, k: int, qt: UniformQuantizedType) -> None:
+        """Operand k of a WHILE / IF becomes quantized: an integer constant or a qcast."""
+        o = op.operands[k]
+        assert isinstance(o.type, TensorType)
+        if (c := float_const(o)) is not None:
+            new: Operation = tfl.ConstOp(dense_from_numpy(quantize_const_values(c.numpy(), qt)), with_element(o.type, qt), name=value_name(o))
+        else:
+            new = quant.QuantizeCastOp(o, qt)
+        Rewriter.insert_op(new, InsertPoint.before(op))
+        op.operands[k] = new.results[0]
 
     def _carried_type(self, w: Operation, cond: func.FuncOp, body: func.FuncOp, k: int) -> UniformQuantizedType | None:
         o, r = w.operands[k], w.results[k]
@@ -105,14 +156,7 @@ class QuantizeControlFlow(ModulePass):
         return activation_params(min(lo, rlo), max(hi, rhi), bits_of(result))
 
     def _quantize(self, w: Operation, cond: func.FuncOp, body: func.FuncOp, k: int, qt: UniformQuantizedType) -> None:
-        o = w.operands[k]
-        assert isinstance(o.type, TensorType)
-        if (c := float_const(o)) is not None:
-            new: Operation = tfl.ConstOp(dense_from_numpy(quantize_const_values(c.numpy(), qt)), with_element(o.type, qt), name=value_name(o))
-        else:
-            new = quant.QuantizeCastOp(o, qt)
-        Rewriter.insert_op(new, InsertPoint.before(w))
-        w.operands[k] = new.results[0]
+        self._operand(w, k, qt)
         _retype(w.results[k], qt, InsertPoint.after(w))
         for f in (cond, body):
             block = f.body.blocks[0]
@@ -148,3 +192,9 @@ def _initial(o: SSAValue) -> UniformQuantizedType | tuple[float, float] | None:
 
 def _params(r: tuple[float, float], bits: int) -> UniformQuantizedType:
     return activation_params(r[0], r[1], bits)
+
+
+def _update_types(*funcs: func.FuncOp) -> None:
+    for f in funcs:
+        ret = _return(f)
+        f.function_type = FunctionType.from_lists([a.type for a in f.body.blocks[0].args], [v.type for v in ret.operands])

@@ -208,3 +208,34 @@ def test_integer_interpreter_runs_quantized_loops_like_litert() -> None:
         ii = IntegerInterpreter(r.module)
         np.testing.assert_array_equal(ii.run([xq])[0], _litert_builtin(r.model, xq))
         assert not ii.float_ops
+
+
+def test_if_quantizes_integer_only_and_matches_litert() -> None:
+    """IF: the branches' argument and results are int8 (quantize-control-flow), integer only
+    works, LiteRT follows the float model and IntegerInterpreter equals LiteRT's builtin kernels."""
+    from ai_edge_litert import interpreter as litert
+
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+    m = branch()
+    rng = np.random.default_rng(0)
+    calib = {"flag": rng.standard_normal((64, 1)).astype(np.float32), "x": rng.standard_normal((64, 3)).astype(np.float32)}
+    ref = litert_run(write_flatbuffer(m), list(calib.values()))[0]
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset=calib)
+    assert ("IF", "int8") in {(o.op_type, o.kind) for o in r.report.ops} and not r.report.float_ops
+    assert sqnr_db(ref, litert_run(r.model, list(calib.values()))[0]) > 30.0
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset=calib, io_type="int8")
+    it = litert.Interpreter(model_content=r.model, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    ins, out = it.get_input_details(), it.get_output_details()[0]
+    xq = []
+    for d, a in zip(ins, calib.values()):
+        s, z = d["quantization"]
+        xq.append(np.clip(np.round(a / s) + z, -128, 127).astype(np.int8))
+    got = []
+    for k in range(64):
+        for d, a in zip(ins, xq):
+            it.set_tensor(d["index"], a[k].reshape(d["shape"]))
+        it.invoke()
+        got.append(it.get_tensor(out["index"]).copy())
+    np.testing.assert_array_equal(IntegerInterpreter(r.module).run(xq)[0], np.stack(got))
