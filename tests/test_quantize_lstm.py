@@ -108,6 +108,10 @@ def test_test_model_lstm_is_int8_in_litert_and_tflm(io_type: str) -> None:
     r = _quantize(module, sample_inputs(module, n=64, seed=1), io_type)
     kinds = {o.op_type: o.kind for o in r.report.ops}
     assert kinds["UNIDIRECTIONAL_SEQUENCE_LSTM"] == "int8" and not r.report.float_ops
+    from tflquant.tflite.versions import builtin_version
+
+    (lstm,) = [o for o in r.module.walk() if isinstance(o, tfl.UnidirectionalSequenceLstmOp)]
+    assert builtin_version(lstm) == 2  # what TF's quantizer writes for the integer LSTM
     x = list(sample_inputs(module, n=16, seed=2).values())
     ref = litert_run(write_flatbuffer(module), x)[0]
     got = litert_run(r.model, x)[0]

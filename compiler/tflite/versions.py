@@ -367,14 +367,16 @@ def builtin_version(op: tfl.TflOp) -> int:
         if k in ("bool", "i64"):
             return 2
         return 1
-    if b == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        if opt("diagonal_recurrent_tensors"):
+    if b == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # op_version.cc, and 2 for full integer as TF's quantizer
+        if k0 == "q16":
             return 5
+        if opt("diagonal_recurrent_tensors"):
+            return 4
         k_w = _kind(_in(op, 2))
         if k0 == "f32" and k_w == "q8":
-            return 4 if opt("asymmetric_quantize_inputs") else 2
-        if k0 in ("q8", "q16"):
-            return 3
+            return 3 if opt("asymmetric_quantize_inputs") else 2
+        if k0 == "q8":  # full integer 8x8_16: what TF's quantizer writes (operator_property.cc)
+            return 2
         return 1
     return 1
 
