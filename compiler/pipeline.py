@@ -65,7 +65,7 @@ def pipeline_spec(
         *([_with_stats("clip-weights", stats_file, f"corrected={_b(bias_correction)}")] if clip_weights else []),
         *([_with_stats("correct-bias", stats_file)] if bias_correction else []),
         "propagate-scales",
-        "quantize-control-flow",
+        f"quantize-control-flow{{activations={act}}}",
         *(["quantize-lstm"] if mode == "int8" else []),  # LiteRT's integer LSTM has int8 activations only
         "rewrite-integer",
         f"legalize-float-fallback{{strict={_b(not allow_float)}}}",

@@ -139,12 +139,14 @@ OPS: dict[str, OpQuant] = {
     "SHAPE": _FREE,
     "ARG_MAX": _FREE8,
     "ARG_MIN": _FREE8,
-    "EQUAL": _FREE,
-    "NOT_EQUAL": _FREE,
-    "LESS": _FREE,
-    "LESS_EQUAL": _FREE,
-    "GREATER": _FREE,
-    "GREATER_EQUAL": _FREE,
+    # comparisons: LiteRT rescales int8 operands to a common scale, but compares int16 ones
+    # as raw integers (whatever their scales): int16 stays float
+    "EQUAL": _FREE8,
+    "NOT_EQUAL": _FREE8,
+    "LESS": _FREE8,
+    "LESS_EQUAL": _FREE8,
+    "GREATER": _FREE8,
+    "GREATER_EQUAL": _FREE8,
 }
 
 

@@ -1,6 +1,7 @@
 """legalize-float-fallback: ops left in float read DEQUANTIZE and feed QUANTIZE.
 
-Afterwards no `quant.qcast`/`quant.dcast` is left. An op that rewrite-integer did not turn
+Afterwards no `quant.qcast`/`quant.dcast` is left, nor a QUANTIZE or DEQUANTIZE whose result
+nothing reads. An op that rewrite-integer did not turn
 integer (no LiteRT integer kernel for its type, see passes/_quant_ops.py, or inputs without
 calibration) keeps computing in float: it reads quantized values through a DEQUANTIZE and
 its results reach integer readers through a QUANTIZE; between two float ops the value stays
@@ -51,6 +52,15 @@ def float_ops(module: ModuleOp) -> list[Operation]:
     return found
 
 
+def _erase_dead_conversions(f: func.FuncOp) -> None:
+    """QUANTIZE / DEQUANTIZE whose results nothing reads (the fake quantization of a
+    subgraph argument the subgraph does not use) would run for nothing: erase them."""
+    for o in reversed(list(f.walk())):
+        if isinstance(o, tfl.QuantizeOp | tfl.DequantizeOp) and not any(r.uses for r in o.results):
+            o.detach()
+            o.erase()
+
+
 def describe_op(o: Operation) -> str:
     name = value_name(o.results[0]) if o.results else None
     return f"'{name}' ({tfl.op_type(o)})" if name else f"{tfl.op_type(o)}"
@@ -77,6 +87,7 @@ class LegalizeFloatFallback(ModulePass):
                 )
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             self._legalize(f)
+            _erase_dead_conversions(f)
 
     def _legalize(self, f: func.FuncOp) -> None:
         # float -> float: drop the fake quantization round trip

@@ -21,6 +21,7 @@ dequantize at their boundaries (on every iteration).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,12 @@ from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, is_f32
-from tflquant.passes.insert_fake_quant import activation_params
+from tflquant.passes.insert_fake_quant import ACTIVATION_TYPES, activation_params
 from tflquant.passes.propagate_scales import dcast_source
-from tflquant.passes.rewrite_integer import quantize_const_values
+from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
+
+
+_SUBGRAPHS = {"WHILE": ("cond_subgraph_index", "body_subgraph_index"), "IF": ("then_subgraph_index", "else_subgraph_index")}
 
 
 def _subgraph(funcs: list[func.FuncOp], op: Operation, option: str) -> func.FuncOp:
@@ -65,21 +69,39 @@ class QuantizeControlFlow(ModulePass):
 
     name = "quantize-control-flow"
 
+    activations: str = "int8"  # the type of constants carried without any other range
+
+    def __post_init__(self) -> None:
+        if self.activations not in ACTIVATION_TYPES:
+            raise TflquantError(f"quantize-control-flow: activations must be int8 or int16, got {self.activations!r}")
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = [o for o in op.ops if isinstance(o, func.FuncOp)]
-        for w in [o for o in op.walk() if isinstance(o, tfl.OpaqueOp) and tfl.op_type(o) == "WHILE"]:
-            cond = _subgraph(funcs, w, "cond_subgraph_index")
-            body = _subgraph(funcs, w, "body_subgraph_index")
-            changed = False
-            for k in range(len(w.operands)):
-                qt = self._carried_type(w, cond, body, k)
-                if qt is not None:
-                    self._quantize(w, cond, body, k, qt)
-                    changed = True
-            if changed:
-                _update_types(cond, body)
-        for c in [o for o in op.walk() if isinstance(o, tfl.OpaqueOp) and tfl.op_type(o) == "IF"]:
-            self._branch(c, _subgraph(funcs, c, "then_subgraph_index"), _subgraph(funcs, c, "else_subgraph_index"))
+        controls = [o for o in op.walk() if isinstance(o, tfl.OpaqueOp) and tfl.op_type(o) in _SUBGRAPHS]
+        # a function called by several ops (or twice by one IF) would need one type for all
+        # of them: those ops keep float (their subgraphs still quantize inside)
+        calls = Counter(id(_subgraph(funcs, c, n)) for c in controls for n in _SUBGRAPHS[tfl.op_type(c)])
+        for c in controls:
+            if any(calls[id(_subgraph(funcs, c, n))] > 1 for n in _SUBGRAPHS[tfl.op_type(c)]):
+                continue
+            if tfl.op_type(c) == "IF":
+                self._branch(c, _subgraph(funcs, c, "then_subgraph_index"), _subgraph(funcs, c, "else_subgraph_index"))
+            else:
+                self._loop(c, _subgraph(funcs, c, "cond_subgraph_index"), _subgraph(funcs, c, "body_subgraph_index"))
+
+    @property
+    def bits(self) -> int:
+        return ACTIVATION_TYPES[self.activations]
+
+    def _loop(self, w: Operation, cond: func.FuncOp, body: func.FuncOp) -> None:
+        changed = False
+        for k in range(len(w.operands)):
+            qt = self._carried_type(w, cond, body, k)
+            if qt is not None:
+                self._quantize(w, cond, body, k, qt)
+                changed = True
+        if changed:
+            _update_types(cond, body)
 
     def _branch(self, c: Operation, then: func.FuncOp, other: func.FuncOp) -> None:
         """IF: operand k+1 is argument k of both branches (its own type); result j is result j
@@ -90,7 +112,7 @@ class QuantizeControlFlow(ModulePass):
             o, args = c.operands[k], [f.body.blocks[0].args[k - 1] for f in branches]
             if not all(is_f32(v.type) for v in (o, *args)) or (init := _initial(o)) is None:
                 continue
-            qt = init if isinstance(init, UniformQuantizedType) else _params(init, 8)
+            qt = init if isinstance(init, UniformQuantizedType) else self._const_type(init, args)
             self._operand(c, k, qt)
             for a in args:
                 _retype(a, qt, InsertPoint.at_start(a.block))  # type: ignore[arg-type]
@@ -118,6 +140,15 @@ class QuantizeControlFlow(ModulePass):
         if changed:
             _update_types(*branches)
 
+    def _const_type(self, r: tuple[float, float], args: list) -> UniformQuantizedType:
+        """A constant's type: with the ranges the arguments it becomes were calibrated to,
+        in their storage type, else the mode's activation type over the constant's values."""
+        types = [t for a in args for q in a.uses if isinstance(q.operation, quant.QuantizeCastOp)
+                 if (t := quant.quantized_element(q.operation.result.type)) is not None and not t.per_axis]
+        bits = bits_of(types[0]) if types else self.bits
+        ranges = [r] + [t.real_range() for t in types if bits_of(t) == bits]
+        return activation_params(min(lo for lo, _ in ranges), max(hi for _, hi in ranges), bits)
+
     def _operand(self, op: Operation, k: int, qt: UniformQuantizedType) -> None:
         """Operand k of a WHILE / IF becomes quantized: an integer constant or a qcast."""
         o = op.operands[k]
@@ -128,6 +159,8 @@ class QuantizeControlFlow(ModulePass):
             new = quant.QuantizeCastOp(o, qt)
         Rewriter.insert_op(new, InsertPoint.before(op))
         op.operands[k] = new.results[0]
+        if c is not None:
+            erase_if_unused(c)
 
     def _carried_type(self, w: Operation, cond: func.FuncOp, body: func.FuncOp, k: int) -> UniformQuantizedType | None:
         o, r = w.operands[k], w.results[k]
@@ -139,7 +172,7 @@ class QuantizeControlFlow(ModulePass):
         if init is None:
             return None
         if br is ba:  # passed through unchanged: the initial value's type
-            return init if isinstance(init, UniformQuantizedType) else _params(init, 8)
+            return init if isinstance(init, UniformQuantizedType) else self._const_type(init, [ca, ba])
         d = dcast_source(br)
         result = quant.quantized_element(d.input.type) if d is not None else None
         if result is None or result.per_axis:
@@ -190,8 +223,6 @@ def _initial(o: SSAValue) -> UniformQuantizedType | tuple[float, float] | None:
     return None
 
 
-def _params(r: tuple[float, float], bits: int) -> UniformQuantizedType:
-    return activation_params(r[0], r[1], bits)
 
 
 def _update_types(*funcs: func.FuncOp) -> None:

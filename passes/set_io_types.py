@@ -26,6 +26,7 @@ from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import describe, value_name
 from tflquant.passes._quant_ops import bits_of, is_f32
+from tflquant.passes.freeze_batch_size import entry_functions
 from tflquant.passes.rewrite_integer import erase_if_unused, set_name
 
 IO_TYPES = ("int8", "uint8", "int16")
@@ -48,7 +49,7 @@ class SetIoTypes(ModulePass):
             raise TflquantError(f"set-io-types: type must be one of {', '.join(IO_TYPES)}, got {self.type!r}")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
+        for f in entry_functions(op):  # the model's I/O, not the subgraphs control flow calls
             if f.body.blocks:
                 self._inputs(f)
                 self._outputs(f)

@@ -1806,6 +1806,12 @@ def _lstm(op: Operation) -> Kernel:
         s, b, t, _ = x.shape
         h0, c0 = a["output_state"], a["cell_state"]
         cifg = a["input_to_input_weights"] is None
+        n_out = a["recurrent_to_output_weights"].shape[-1]  # type: ignore[union-attr]
+        if h0[0].size != b * n_out:
+            raise TflquantError(
+                f"its state tensors hold {h0[0].size // max(n_out, 1)} batch row(s) of {n_out} but the input has "
+                f"batch {b}: LiteRT's LSTM keeps a state per batch row; give the model a static batch"
+            )
 
         def w(n: str) -> np.ndarray | None:
             v = a.get(n)

@@ -346,8 +346,9 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
         for s in in_slots:
             last_use[s] = len(steps)
         run = _wrap(op, kern, modes, in_batched, op_batched, key in fk.UNBATCHED_RESULTS, out_q)
-        if all(s in folded for s in in_slots):
+        if all(s in folded for s in in_slots) and key not in CONTROL_FLOW:
             # only constants in (e.g. DEQUANTIZE of fp16 weights): compute on the first run, keep
+            # (not a WHILE / IF: its subgraphs' values are observed on every run)
             run = _once(run)
             folded.update(out_slots)
         side = [op.operand(n) for n in fk.SIDE_VALUES.get(key, ()) if res_batched]  # type: ignore[attr-defined]
@@ -518,7 +519,9 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
         if observer is not None:
             observer(block_args[i], a)
     n = n or 1
-    sequential = any(st.carry is not None for st in plan.steps)  # stateful: samples in order
+    # samples in order: stateful ops carry state from one to the next; control flow observes
+    # a subgraph's values once per iteration, which ranges could not take turns on
+    sequential = any(st.carry is not None or st.control for st in plan.steps)
     if not sequential and n >= PARALLEL_MIN_SAMPLES and n * plan.sample_elems >= PARALLEL_MIN_ELEMS and fk.get_threads() > 1:
         return _execute_parts(plan, vals, n, observer)
     with np.errstate(all="ignore"):  # inf/nan propagate silently, as in LiteRT
