@@ -25,7 +25,9 @@ LOCAL_RESPONSE_NORMALIZATION (FLOOR_DIV / FLOOR_MOD accept int8 but compute on t
 integers); REDUCE_PROD runs int8 in LiteRT 2.3 but stays float here (rare on float
 activations, no bit-exact integer kernel yet); int16 is refused by SQUARED_DIFFERENCE,
 HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1, ELU, ONE_HOT, LOG_SOFTMAX, L2_NORMALIZATION,
-SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results.
+SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results, as do
+the comparisons (EQUAL, LESS, ...: int16 operands are compared as raw integers, whatever
+their scales, where int8 ones are rescaled first).
 """
 
 from __future__ import annotations
