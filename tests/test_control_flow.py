@@ -247,6 +247,71 @@ def test_if_quantizes_integer_only_and_matches_litert() -> None:
     np.testing.assert_array_equal(IntegerInterpreter(r.module).run(xq)[0], np.stack(got))
 
 
+def gru_loop(steps: int = 6, n_in: int = 4, n_h: int = 5, seed: int = 0) -> ModuleOp:
+    """A GRU as the TF converter writes Keras' GRU: a WHILE over the steps, gates from one
+    FULLY_CONNECTED each for x and h split in three, the outputs written into a sequence with
+    DYNAMIC_UPDATE_SLICE."""
+    r = np.random.default_rng(seed)
+
+    def w(*s: int) -> np.ndarray:
+        return r.uniform(-0.7, 0.7, s).astype(np.float32)
+
+    main = GraphBuilder("main", {"seq": ((1, steps, n_in), np.float32)})
+    i0 = main.const(np.array(0, np.int32), "i0")
+    h0 = main.const(np.zeros((1, n_h), np.float32), "h0")
+    out0 = main.const(np.zeros((1, steps, n_h), np.float32), "outs0")
+    loop = main.add(control_op("WHILE", [i0, h0, out0, main.x],
+        [ttype((), np.int32), ttype((1, n_h)), ttype((1, steps, n_h)), ttype((1, steps, n_in))],
+        ["i_final", "h_final", "outs", "seq_final"], cond_subgraph_index=1, body_subgraph_index=2))
+    y = main.op("FULLY_CONNECTED", [loop.results[2], main.const(w(3, n_h), "head_w"), main.const(w(3), "head_b")], (1, steps, 3), keep_num_dims=True, name="head")
+    args = {"i": ((), np.int32), "h": ((1, n_h), np.float32), "o": ((1, steps, n_h), np.float32), "s": ((1, steps, n_in), np.float32)}
+    cond = GraphBuilder("cond", {f"c_{k}": v for k, v in args.items()})
+    more = cond.op("LESS", [cond.args["c_i"], cond.const(np.array(steps, np.int32), "n")], (), np.bool_, name="more")
+    body = GraphBuilder("body", {f"b_{k}": v for k, v in args.items()})
+    x_t = body.op("GATHER", [body.args["b_s"], body.args["b_i"]], (1, n_in), axis=1, name="x_t")
+    gx = body.op("FULLY_CONNECTED", [x_t, body.const(w(3 * n_h, n_in), "kernel"), body.const(w(3 * n_h), "bias")], (1, 3 * n_h), name="gx")
+    gh = body.op("FULLY_CONNECTED", [body.args["b_h"], body.const(w(3 * n_h, n_h), "rkernel"), body.no_value()], (1, 3 * n_h), name="gh")
+    xz, xr, xh = body.op("SPLIT", [body.const(np.array(1, np.int32), "ax"), gx], [(1, n_h)] * 3, num_splits=3, name=["xz", "xr", "xh"])
+    hz, hr, hh = body.op("SPLIT", [body.const(np.array(1, np.int32), "ax2"), gh], [(1, n_h)] * 3, num_splits=3, name=["hz", "hr", "hh"])
+    z = body.op("LOGISTIC", [body.op("ADD", [xz, hz], (1, n_h), name="zs")], (1, n_h), name="z")
+    rr = body.op("LOGISTIC", [body.op("ADD", [xr, hr], (1, n_h), name="rs")], (1, n_h), name="r")
+    cand = body.op("TANH", [body.op("ADD", [xh, body.op("MUL", [rr, hh], (1, n_h), name="rh")], (1, n_h), name="cs")], (1, n_h), name="cand")
+    # h' = z * h + (1 - z) * cand = cand + z * (h - cand)
+    hn = body.op("ADD", [cand, body.op("MUL", [z, body.op("SUB", [body.args["b_h"], cand], (1, n_h), name="dh")], (1, n_h), name="zdh")], (1, n_h), name="h_next")
+    upd = body.op("RESHAPE", [hn, body.const(np.array([1, 1, n_h], np.int32), "shp")], (1, 1, n_h), name="h_row")
+    zero = body.const(np.array(0, np.int32), "zero")
+    start = body.op("PACK", [zero, body.args["b_i"], zero], (3,), np.int32, values_count=3, axis=0, name="start")
+    o_next = body.op("DYNAMIC_UPDATE_SLICE", [body.args["b_o"], upd, start], (1, steps, n_h), name="o_next")
+    i1 = body.op("ADD", [body.args["b_i"], body.const(np.array(1, np.int32), "one")], (), np.int32, name="i_next")
+    return main.module([y], ["head"], extra=[cond.function([more]), body.function([i1, hn, o_next, body.args["b_s"]])])
+
+
+def test_a_gru_loop_quantizes_integer_only_like_litert_and_tflm() -> None:
+    """Keras' GRU as the converter writes it (gates split from two FULLY_CONNECTED, outputs
+    gathered by DYNAMIC_UPDATE_SLICE) quantizes with every op integer; LiteRT follows the
+    float model, IntegerInterpreter equals its builtin kernels, TFLite Micro runs it."""
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+    m = gru_loop()
+    x = np.random.default_rng(1).standard_normal((64, 1, 6, 4)).astype(np.float32)
+    ref = litert_run(write_flatbuffer(m), [x])[0]
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": x})
+    assert not r.report.float_ops and sqnr_db(ref, litert_run(r.model, [x])[0]) > 30.0
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset={"seq": x}, io_type="int8")
+    assert not r.report.float_ops and ("WHILE", "int8") in {(o.op_type, o.kind) for o in r.report.ops}
+    xq = _int8_inputs(r.model, x)
+    builtin = _litert_builtin(r.model, xq)
+    np.testing.assert_array_equal(IntegerInterpreter(r.module).run([xq])[0], builtin)
+    z = float(_int8_zero_point_out(r.model))
+    assert sqnr_db(builtin.astype(np.float64) - z, tflm_run(r.model, [xq])[0].astype(np.float64) - z) > 30.0
+
+
+def _int8_zero_point_out(model: bytes) -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return int(Interpreter(model_content=model).get_output_details()[0]["quantization"][1])
+
+
 # ---------------------------------------------------------------------------------------
 # Edge cases found in review
 # ---------------------------------------------------------------------------------------
