@@ -14,7 +14,9 @@ return a `quant.qcast` of their result, and the WHILE's readers get a `quant.dca
 rewrite-integer then folds these into the neighbouring integer ops (or requantizes where
 parameters differ). Values without a range stay float, as do integer values (counters).
 An IF passes operand k+1 as argument k of both branches (they take the operand's type) and
-returns result j from either branch (their common type, or the union of their ranges).
+returns result j from either branch (their common type, or the union of their ranges). A
+function that several ops call (or that is both branches of one IF) cannot take one type
+per caller: those ops keep float values at their boundaries.
 Without this pass a WHILE or IF keeps float operands and its subgraphs quantize and
 dequantize at their boundaries (on every iteration).
 """
