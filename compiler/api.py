@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -261,6 +261,7 @@ def quantize(
     verify: str = "end",
     bias_correction: bool | None = None,
     clip_weights: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -294,6 +295,9 @@ def quantize(
       (where the fixed 1/256 output scales of softmax/logistic leave it within noise).
     clip_weights: (int8, int16x8) per-channel weight scales chosen by expected output error
       on the calibration data instead of absmax (the `clip-weights` pass).
+    keep_float: (int8, int16x8, dynamic) ops to leave float, by output tensor name or op
+      type ("SOFTMAX"): selective quantization (the `keep-float` pass). A name matching no
+      op is an error; with integer I/O the ops need allow_float=True.
     """
     from tflquant.calibration.stats import provide_stats, write_stats
     from tflquant.ir import make_context
@@ -349,6 +353,7 @@ def quantize(
         min_weight_elements=min_weight_elements,
         bias_correction=bias_correction,
         clip_weights=clip_weights,
+        keep_float=keep_float,
     )
     t = time.perf_counter()
     if stats is not None:

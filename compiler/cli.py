@@ -62,6 +62,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 min_weight_elements=a.min_weight_elements,
                 bias_correction=a.bias_correction,
                 clip_weights=a.clip_weights,
+                keep_float=a.keep_float or (),
             )
         )
         if a.output is None:
@@ -85,6 +86,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             save_stats=a.save_stats,
             bias_correction=a.bias_correction,
             clip_weights=a.clip_weights,
+            keep_float=a.keep_float or (),
         )
     for w in caught:
         if not a.quiet:
@@ -121,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="correct conv/FC biases for the mean weight-rounding error (default: on for int16x8, off for int8)",
     )
     q.add_argument("--clip-weights", action="store_true", help="per-channel weight scales chosen by expected output error instead of absmax")
+    q.add_argument(
+        "--keep-float",
+        action="append",
+        metavar="NAME",
+        help="leave this op float: an output tensor name or an op type such as SOFTMAX (repeatable)",
+    )
     q.add_argument("--save-stats", metavar="STATS.json", help="also write the calibrated ranges (JSON keyed by tensor name)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)

@@ -6,7 +6,7 @@ A pipeline is an xDSL spec string (`pass-a,pass-b{opt=1}`): `tflquant quantize
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -30,6 +30,7 @@ def pipeline_spec(
     min_weight_elements: int = 1024,
     bias_correction: bool | None = None,
     clip_weights: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
@@ -39,14 +40,17 @@ def pipeline_spec(
     passes/correct_bias.py for what it measured).
     clip_weights: (int8, int16x8) run `clip-weights` first: per-channel weight scales chosen
     by expected output error on the calibration data instead of absmax.
+    keep_float: (int8, int16x8, dynamic) output tensor names or op types of ops to leave
+    float (`keep-float`, first in the pipeline).
     """
     if mode not in MODES:
         raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    keep = _keep_float(keep_float, mode)
     if mode == "float16":
         return "cast-weights-f16"
     if mode == "dynamic":
         # fold-bias-add: one float ADD fewer after each hybrid layer (the same values)
-        return f"fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
+        return f"{keep}fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
     act = "int8" if mode == "int8" else "int16"
     if bias_correction is None:
         bias_correction = mode == "int16x8"
@@ -58,6 +62,7 @@ def pipeline_spec(
     # tensors these passes keep are unchanged, so the ranges still apply.
     static = ["freeze-batch-size", "fold-constants"] if io_type != "float32" else []
     passes = [
+        *([keep[:-1]] if keep else []),
         *static,
         calib,
         "fold-bias-add",
@@ -75,6 +80,22 @@ def pipeline_spec(
         # legalize-for-micro: int8 GELU / int32 SELECT_V2 as ops TFLite Micro has (same bytes).
         passes += [f"set-io-types{{type={io_type}}}", "legalize-for-micro"]
     return ",".join(passes)
+
+
+def _keep_float(names: Sequence[str], mode: str) -> str:
+    """`keep-float{ops=...},` for the names, or "" without any."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(dict.fromkeys(names))
+    if not names:
+        return ""
+    if mode == "float16":
+        raise TflquantError("keep_float applies to the int8, int16x8 and dynamic modes (float16 casts every weight)")
+    for n in names:
+        if not isinstance(n, str) or not n or '"' in n:
+            raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string without double quotes)")
+    quoted = ",".join(f'"{n}"' for n in names)
+    return f"keep-float{{ops={quoted}}},"
 
 
 def _with_stats(name: str, stats_file: str | None, *options: str) -> str:

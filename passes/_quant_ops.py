@@ -40,6 +40,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.passes.keep_float import kept_float
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ def op_info(op: Operation) -> OpQuant | None:
 
 
 def has_kernel(op: Operation, bits: int) -> bool:
+    """LiteRT has an integer kernel for the op at these bits, and keep-float did not mark it."""
+    if kept_float(op):
+        return False
     info = op_info(op)
     if info is None:
         return False

@@ -39,6 +39,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, value_name
+from tflquant.passes.keep_float import kept_float
 from tflquant.passes._quant_ops import float_const, is_f32
 from tflquant.passes.rewrite_integer import erase_if_unused, set_name
 
@@ -107,7 +108,7 @@ def _fold(layer: Operation) -> bool:
             continue
         break
     add = reader
-    if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"] | tfl.BUILTIN_CLASSES["SUB"]) or len(add.inputs) != 2:
+    if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"] | tfl.BUILTIN_CLASSES["SUB"]) or len(add.inputs) != 2 or kept_float(add):
         return False
     last = chain[-1][1].result if chain[-1][1] else v
     lhs, rhs = add.inputs
@@ -163,6 +164,6 @@ class FoldBiasAdd(ModulePass):
     name = "fold-bias-add"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for layer in [o for o in op.walk() if type(o) in LAYERS]:
+        for layer in [o for o in op.walk() if type(o) in LAYERS and not kept_float(o)]:
             while _fold(layer):  # ADD(ADD(layer, c1), c2): both fold; each fold erases an op
                 pass

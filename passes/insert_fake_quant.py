@@ -33,6 +33,7 @@ from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, value_name
 from tflquant.passes._quant_ops import float_const, fp16_weight, has_kernel, is_f32, op_info
+from tflquant.passes.keep_float import kept_float
 from tflquant.quant_math import choose_activation_params, choose_weight_params
 
 ACTIVATION_TYPES = {"int8": 8, "int16": 16}
@@ -134,7 +135,7 @@ class InsertFakeQuant(ModulePass):
         )
         for o in [o for o in f.walk() if isinstance(o, rewritable)]:
             x, y = o.inputs[0], o.outputs[0]
-            if o.BUILTIN == "SQUARED_DIFFERENCE" and has_kernel(o, self.bits):
+            if kept_float(o) or (o.BUILTIN == "SQUARED_DIFFERENCE" and has_kernel(o, self.bits)):
                 continue
             if not all(isinstance(v.owner, quant.DequantizeCastOp) for v in o.inputs) or not is_f32(y.type):
                 continue

@@ -25,6 +25,7 @@ from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
 from tflquant.passes._quant_ops import is_f32, op_info
+from tflquant.passes.keep_float import kept_float
 from tflquant.passes.rewrite_integer import erase_if_unused, storage_suffix
 
 _NOT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp, func.FuncOp)
@@ -63,7 +64,8 @@ def _erase_dead_conversions(f: func.FuncOp) -> None:
 
 def describe_op(o: Operation) -> str:
     name = value_name(o.results[0]) if o.results else None
-    return f"'{name}' ({tfl.op_type(o)})" if name else f"{tfl.op_type(o)}"
+    kept = ", kept float on request" if kept_float(o) else ""
+    return f"'{name}' ({tfl.op_type(o)}{kept})" if name else f"{tfl.op_type(o)}{kept}"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, is_f32
 from tflquant.passes.insert_fake_quant import ACTIVATION_TYPES, activation_params
+from tflquant.passes.keep_float import kept_float
 from tflquant.passes.propagate_scales import dcast_source
 from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
 
@@ -84,7 +85,7 @@ class QuantizeControlFlow(ModulePass):
         # of them: those ops keep float (their subgraphs still quantize inside)
         calls = Counter(id(_subgraph(funcs, c, n)) for c in controls for n in _SUBGRAPHS[tfl.op_type(c)])
         for c in controls:
-            if any(calls[id(_subgraph(funcs, c, n))] > 1 for n in _SUBGRAPHS[tfl.op_type(c)]):
+            if kept_float(c) or any(calls[id(_subgraph(funcs, c, n))] > 1 for n in _SUBGRAPHS[tfl.op_type(c)]):
                 continue
             if tfl.op_type(c) == "IF":
                 self._branch(c, _subgraph(funcs, c, "then_subgraph_index"), _subgraph(funcs, c, "else_subgraph_index"))

@@ -42,6 +42,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import bits_of, float_const
 from tflquant.passes.annotate_calibration import CELL_STATS
+from tflquant.passes.keep_float import kept_float
 from tflquant.passes.propagate_scales import dcast_source, qcast_users
 from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
 from tflquant.quant_math import choose_weight_params, quantize_bias, storage_type
@@ -92,8 +93,8 @@ class QuantizeLstm(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             for o in [o for o in f.walk() if isinstance(o, tfl.UnidirectionalSequenceLstmOp)]:
-                if quant.quantized_element(o.outputs[0].type) is not None:
-                    continue  # already integer
+                if quant.quantized_element(o.outputs[0].type) is not None or kept_float(o):
+                    continue  # already integer, or to stay float
                 reason = self._why_not(o)
                 if reason is None:
                     self._rewrite(o)

@@ -40,6 +40,7 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
+from tflquant.passes.keep_float import kept_float
 from tflquant.ir import dense_from_numpy, describe, value_name
 from tflquant.quant_math import choose_weight_params
 
@@ -157,7 +158,7 @@ class QuantizeWeights(ModulePass):
         # with a hybrid kernel choose first (a table tied to an output projection keeps the
         # projection hybrid and is dequantized once for the GATHER).
         plans: dict[SSAValue, int | None] = {}
-        readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS]
+        readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS and not kept_float(o)]
         readers.sort(key=lambda ok: ok[1] not in HYBRID_OPS)  # stable: program order kept
         for o, kind in readers:
             if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":

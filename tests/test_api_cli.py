@@ -304,3 +304,52 @@ def test_same_bytes_across_processes_and_hash_seeds(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+# ---------------------------------------------------------------------------------------
+# Selective quantization: keep_float / --keep-float
+# ---------------------------------------------------------------------------------------
+
+DIGITS_HEAD = "functional_1/dense_1_2/MatMul;functional_1/dense_1_2/BiasAdd"
+
+
+def test_keep_float_leaves_the_named_ops_float_and_quantizes_the_rest(calib: np.ndarray) -> None:
+    """By op type and by output tensor name: those ops stay float (weights too), say why,
+    and the model still follows the float one; in dynamic mode they get no hybrid kernel."""
+    r = tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, keep_float=["SOFTMAX", DIGITS_HEAD])
+    kinds = {(o.op_type, o.name): o.kind for o in r.report.ops}
+    assert kinds[("SOFTMAX", "StatefulPartitionedCall_1:0")] == "float" and kinds[("FULLY_CONNECTED", DIGITS_HEAD)] == "float"
+    assert sum(k == "int8" for k in kinds.values()) == 8
+    assert {o.reason for o in r.report.fallbacks} == {"kept float on request (keep-float)"}
+    assert r.report.pipeline.startswith('keep-float{ops="SOFTMAX","' + DIGITS_HEAD + '"},annotate-calibration')
+    ref = _litert_run(DIGITS.read_bytes(), calib[:50])
+    assert 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - _litert_run(r.model, calib[:50])) ** 2)) > 25.0
+    d = tflquant.quantize(DIGITS, mode="dynamic", keep_float=["FULLY_CONNECTED"])
+    assert {o.kind for o in d.report.ops if o.op_type == "FULLY_CONNECTED"} == {"float"}
+    assert "hybrid" in {o.kind for o in d.report.ops if o.op_type == "CONV_2D"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"keep_float": ["nope"]}, "keep-float: no op has the output tensor or op type 'nope'"),
+        ({"keep_float": ['a"b']}, "keep_float: 'a\"b' is not a tensor name or op type"),
+        ({"keep_float": ["SOFTMAX"], "io_type": "int8"}, "'StatefulPartitionedCall_1:0' (SOFTMAX, kept float on request)"),
+        ({"keep_float": ["SOFTMAX"], "mode": "float16", "representative_dataset": None}, "keep_float applies to the int8, int16x8 and dynamic modes"),
+    ],
+)
+def test_keep_float_errors(kwargs: dict, message: str) -> None:
+    kw = {"representative_dataset": DIGITS_CALIB, **kwargs}
+    with pytest.raises(TflquantError) as e:
+        tflquant.quantize(DIGITS, **kw)
+    assert message in str(e.value)
+
+
+def test_cli_keep_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.tflite"
+    assert main(["quantize", str(DIGITS), "-o", str(out), "--calibration", str(DIGITS_CALIB), "--keep-float", "SOFTMAX", "--keep-float", DIGITS_HEAD]) == 0
+    text = capsys.readouterr().out
+    assert "kept float (2):" in text and f"FULLY_CONNECTED '{DIGITS_HEAD}': kept float on request (keep-float)" in text
+    assert main(["quantize", str(DIGITS), "-o", str(tmp_path / "x.tflite"), "--calibration", str(DIGITS_CALIB), "--keep-float", "CONV2D"]) == 2
+    assert "keep-float: no op has the output tensor or op type 'CONV2D'" in capsys.readouterr().err
+    assert not (tmp_path / "x.tflite").exists()
