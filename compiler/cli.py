@@ -97,6 +97,19 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
         print(f"wrote {a.output}")
 
 
+def _cmd_compare(a: argparse.Namespace) -> None:
+    from tflquant.compare import layer_errors
+
+    if a.max_samples < 1 or (a.worst is not None and a.worst < 1):
+        raise TflquantError("--max-samples and --worst take a positive number")
+    rows = layer_errors(a.float_model, a.quantized_model, a.data, max_samples=a.max_samples)
+    if a.worst is not None:
+        rows = sorted(rows, key=lambda r: r.sqnr_db)[: a.worst]
+    print(f"{'SQNR':>10}  {'max err':>13}  {'type':5}  {'op':24} tensor")
+    for r in rows:
+        print(r)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tflquant", description="Post-training quantization compiler for TFLite models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--save-stats", metavar="STATS.json", help="also write the calibrated ranges (JSON keyed by tensor name)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)
+
+    c = sub.add_parser("compare", help="per-tensor SQNR of a quantized model against its float original")
+    c.add_argument("float_model", help="the float .tflite")
+    c.add_argument("quantized_model", help="the quantized .tflite made from it")
+    c.add_argument("data", metavar="DATA.npz", help="samples: one array per input, samples first (labels ignored)")
+    c.add_argument("--max-samples", type=int, default=64, metavar="N", help="use at most N samples (default 64)")
+    c.add_argument("--worst", type=int, metavar="N", help="only the N tensors with the lowest SQNR, worst first")
+    c.set_defaults(func=_cmd_compare)
 
     i = sub.add_parser("inspect", help="print a model's ops, tensors, types, quantization and sizes")
     i.add_argument("model")
