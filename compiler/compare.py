@@ -72,7 +72,7 @@ def _inputs(f: func.FuncOp, data: Any, max_samples: int) -> list[np.ndarray]:
     if isinstance(data, str | os.PathLike):
         from tflquant.calibration.dataset import load_npz
 
-        data = {k: v for k, v in load_npz(data).items() if k != "labels"}
+        data = {k: v for k, v in load_npz(data, "data file").items() if k != "labels"}
     if isinstance(data, Mapping):
         names = [value_name(a) for a in args]
         if all(n in data for n in names):
@@ -86,6 +86,22 @@ def _inputs(f: func.FuncOp, data: Any, max_samples: int) -> list[np.ndarray]:
     if len(arrays) != len(args):
         raise TflquantError(f"the model takes {len(args)} inputs, the data gives {len(arrays)}")
     return [a[:max_samples] for a in arrays]
+
+
+def _check_integer(m: ModuleOp) -> None:
+    """compare runs integer models (int8 / int16 activations, float fallback allowed); a
+    hybrid op (float activations, int8 weights: dynamic range) has no integer kernel here."""
+    for o in m.walk():
+        if not isinstance(o, tfl.TflOp) or isinstance(o, tfl.DequantizeOp | tfl.QuantizeOp):
+            continue
+        acts = [v for v in o.operands if not isinstance(v.owner, tfl.ConstOp | tfl.DequantizeOp)]
+        weights = [v for v in o.operands if isinstance(v.owner, tfl.ConstOp)]
+        if any(tfl.is_float_tensor(v.type) for v in acts) and any(quant.quantized_element(w.type) is not None for w in weights):
+            names = tfl.tensor_names(o) or ["?"]
+            raise TflquantError(
+                f"compare takes integer models (int8, int16x8); {tfl.op_type(o)} '{names[0]}' is hybrid (float "
+                "activations, int8 weights: dynamic range), which the integer reference interpreter does not run"
+            )
 
 
 def _collect(into: dict[str, list[np.ndarray]]) -> Any:
@@ -103,17 +119,22 @@ def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples:
     from tflquant.reference.integer_interpreter import IntegerInterpreter, _dequant, _quant
     from tflquant.reference.interpreter import Interpreter
 
+    if not isinstance(max_samples, int) or max_samples < 1:
+        raise TflquantError(f"max_samples must be a positive integer, got {max_samples!r}")
     fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
+    _check_integer(qm)
     x = _inputs(_main(fm), data, max_samples)
+    if not x or not len(x[0]):
+        raise TflquantError("the data holds no samples")
     ref: dict[str, list] = {}
     got: dict[str, list] = {}
-    Interpreter(_main(fm)).run(x, observer=_collect(ref))
+    Interpreter(fm).run(x, observer=_collect(ref), func_name=_main(fm).sym_name.data)
     qmain = _main(qm)
     qx = []
     for a, arr in zip(qmain.body.blocks[0].args, x):
         qt = quant.quantized_element(a.type)
         qx.append(_quant(np.asarray(arr, np.float32), qt, True) if qt is not None else arr)
-    IntegerInterpreter(qmain).run(qx, observer=_collect(got))
+    IntegerInterpreter(qm).run(qx, observer=_collect(got))
     rows = []
     for name, parts in got.items():
         if name not in ref:
@@ -123,9 +144,10 @@ def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples:
             continue  # a model input, not computed
         qt = quant.quantized_element(v.type)
         q = np.concatenate([a for _, a in parts])
-        r = np.concatenate([a for _, a in ref[name]]).astype(np.float64)
+        r = np.concatenate([a for _, a in ref[name]])
         if q.shape != r.shape or r.dtype.kind != "f":
-            continue
+            continue  # integer results (ARG_MAX, shapes, ...) have no SQNR
+        r = r.astype(np.float64)
         deq = (_dequant(q, qt, True) if qt is not None else q).astype(np.float64)
         err = float(np.sum((r - deq) ** 2))
         sqnr = 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(r**2)), 1e-30) / err))

@@ -84,6 +84,8 @@ def pipeline_spec(
 
 def _keep_float(names: Sequence[str], mode: str) -> str:
     """`keep-float{ops=...},` for the names, or "" without any."""
+    if names is None:
+        return ""
     if isinstance(names, str):
         names = [names]
     names = list(dict.fromkeys(names))
@@ -92,9 +94,9 @@ def _keep_float(names: Sequence[str], mode: str) -> str:
     if mode == "float16":
         raise TflquantError("keep_float applies to the int8, int16x8 and dynamic modes (float16 casts every weight)")
     for n in names:
-        if not isinstance(n, str) or not n or '"' in n:
-            raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string without double quotes)")
-    quoted = ",".join(f'"{n}"' for n in names)
+        if not isinstance(n, str) or not n:
+            raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string)")
+    quoted = ",".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
     return f"keep-float{{ops={quoted}}},"
 
 

@@ -23,7 +23,9 @@ also reads, are left alone. Values are unchanged up to float rounding of the bia
 Calibration: the pass runs on annotated IR (after `annotate-calibration`). Each value of
 the chain now holds the ADD's values in another shape, so its `quant.stats` takes the ADD's
 range; the ADD's own `quant.stats` stays on the last value, which takes the ADD's tensor
-name (model outputs keep theirs). Unannotated IR folds the same way.
+name (model outputs keep theirs); the other values of the chain get `/with_bias` appended
+to their names, as they no longer hold what the float model calls by those names.
+Unannotated IR folds the same way.
 """
 
 from __future__ import annotations
@@ -149,6 +151,11 @@ def _fold(layer: Operation) -> bool:
     erase_if_unused(c)
     if names:
         set_name(v.owner, 0, names[0])  # type: ignore[arg-type]
+    # the chain's other values hold layer + bias now: their old names would claim the values
+    # without it (tflquant compare would score them against those)
+    for value, _ in chain:
+        if value is not v and isinstance(value.owner, Operation) and (name := value_name(value)) is not None:
+            set_name(value.owner, value.index, f"{name}/with_bias")  # type: ignore[attr-defined]
     return True
 
 

@@ -85,7 +85,7 @@ class LegalizeFloatFallback(ModulePass):
                 raise TflquantError(
                     f"integer-only quantization is impossible: {len(bad)} op(s) have no integer kernel "
                     f"or no calibration data and would stay float: {listing}. "
-                    "Allow float fallback (float I/O, no --io-type) or change the model."
+                    "Allow float fallback (float I/O, or --allow-float / allow_float=True) or change the model."
                 )
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             self._legalize(f)

@@ -237,6 +237,8 @@ class QuantizeWeights(ModulePass):
 
         for use in list(v.uses):
             user = use.operation
+            if kept_float(user):
+                continue  # keep-float: it reads the float weight, which then stays too
             kind = _op_kind(user)
             axis_ok, hybrid = self._hybrid_use(kind, use.index, axis)
             if hybrid and axis_ok:

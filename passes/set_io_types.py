@@ -75,7 +75,8 @@ class SetIoTypes(ModulePass):
             if not all(isinstance(u, tfl.QuantizeOp) for u in users):
                 raise TflquantError(
                     f"set-io-types: model input {describe(arg)} is read in float; it cannot become {self.type} "
-                    "(it has no calibration data or feeds an op without an integer kernel)"
+                    "(it has no calibration data, or feeds an op that stays float: no integer kernel, or kept float); "
+                    "keep float model I/O for such a model"
                 )
             types = {u.outputs[0].type for u in users}  # type: ignore[attr-defined]
             if len(types) != 1:
@@ -103,7 +104,8 @@ class SetIoTypes(ModulePass):
             dq = v.owner
             if not isinstance(dq, tfl.DequantizeOp) or quant.quantized_element(dq.inputs[0].type) is None:
                 raise TflquantError(
-                    f"set-io-types: model output {describe(v)} is computed in float; it cannot become {self.type}"
+                    f"set-io-types: model output {describe(v)} is computed in float; it cannot become {self.type} "
+                    "(its op has no integer kernel, no calibration data, or is kept float); keep float model I/O for such a model"
                 )
             y = dq.inputs[0]
             qt = quant.quantized_element(y.type)

@@ -333,7 +333,8 @@ def test_keep_float_leaves_the_named_ops_float_and_quantizes_the_rest(calib: np.
     "kwargs, message",
     [
         ({"keep_float": ["nope"]}, "keep-float: no op has the output tensor or op type 'nope'"),
-        ({"keep_float": ['a"b']}, "keep_float: 'a\"b' is not a tensor name or op type"),
+        ({"keep_float": ['a"b\\c']}, "no op has the output tensor or op type 'a\"b\\\\c'"),  # quotes and backslashes reach the pass
+        ({"keep_float": ["functional_1/conv2d_1/convolution"]}, "names a constant (a weight), not an op"),
         ({"keep_float": ["SOFTMAX"], "io_type": "int8"}, "'StatefulPartitionedCall_1:0' (SOFTMAX, kept float on request)"),
         ({"keep_float": ["SOFTMAX"], "mode": "float16", "representative_dataset": None}, "keep_float applies to the int8, int16x8 and dynamic modes"),
     ],
@@ -353,3 +354,30 @@ def test_cli_keep_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["quantize", str(DIGITS), "-o", str(tmp_path / "x.tflite"), "--calibration", str(DIGITS_CALIB), "--keep-float", "CONV2D"]) == 2
     assert "keep-float: no op has the output tensor or op type 'CONV2D'" in capsys.readouterr().err
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_keep_float_with_absent_inputs_tied_weights_and_none() -> None:
+    """Models with absent optional inputs (tfl.no_value) keep ops float too; in dynamic mode
+    a kept op sharing its weight with a hybrid one reads the float weight; None means none."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from models import MODELS, GraphBuilder, sample_inputs
+
+    from tflquant.tflite.writer import write_flatbuffer
+
+    m = MODELS["lstm"]()
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset=sample_inputs(m, n=16), keep_float=["FULLY_CONNECTED"])
+    assert {(o.op_type, o.kind) for o in r.report.ops} >= {("FULLY_CONNECTED", "float"), ("UNIDIRECTIONAL_SEQUENCE_LSTM", "int8")}
+    assert tflquant.quantize(write_flatbuffer(m), representative_dataset=sample_inputs(m, n=16), keep_float=None).report.float_ops == []
+
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32)})
+    w = g.const(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "shared_w")
+    a = g.op("FULLY_CONNECTED", [g.x, w, g.no_value()], (1, 64), name="fc_a")
+    k = g.op("FULLY_CONNECTED", [a, w, g.no_value()], (1, 64), name="fc_keep")
+    tied = write_flatbuffer(g.module([k], ["y"]))
+    d = tflquant.quantize(tied, mode="dynamic", keep_float=["fc_keep"])
+    assert {o.name: o.kind for o in d.report.ops if o.op_type == "FULLY_CONNECTED"} == {"fc_a": "hybrid", "fc_keep": "float"}
+    x = np.random.default_rng(1).standard_normal((4, 1, 64)).astype(np.float32)
+    ref = _litert_run(tied, x)
+    assert 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - _litert_run(d.model, x)) ** 2)) > 30.0

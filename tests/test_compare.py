@@ -76,3 +76,27 @@ def test_cli_compare(digits_int8: tflquant.QuantizationResult, tmp_path: Path, c
     assert worst == sorted(worst)
     assert main(["compare", str(DIGITS), str(q), str(tmp_path / "none.npz")]) == 2
     assert "none.npz" in capsys.readouterr().err
+
+
+def test_loops_integer_results_and_hybrid_models() -> None:
+    """compare runs WHILE models (their subgraphs), skips integer tensors (no SQNR) and says
+    clearly that it does not take hybrid (dynamic range) models."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_control_flow import gru_loop
+
+    from tflquant.errors import TflquantError
+
+    m = gru_loop()
+    x = {"seq": np.random.default_rng(1).standard_normal((32, 1, 6, 4)).astype(np.float32)}
+    r = tflquant.quantize(write_flatbuffer(m), representative_dataset=x, io_type="int8")
+    rows = layer_errors(write_flatbuffer(m), r.model, x)
+    assert [(row.op_type, row.name) for row in rows] == [("WHILE", "h_final"), ("WHILE", "outs"), ("WHILE", "seq_final"), ("FULLY_CONNECTED", "head")]
+    assert all(row.sqnr_db > 25.0 and row.kind == "int8" for row in rows)
+    assert "i_final" not in [row.name for row in rows]  # the int32 loop counter
+    d = tflquant.quantize(DIGITS, mode="dynamic")
+    with pytest.raises(TflquantError, match=r"compare takes integer models .* is hybrid"):
+        layer_errors(DIGITS, d.model, DIGITS_CALIB)
+    with pytest.raises(TflquantError, match="max_samples must be a positive integer"):
+        layer_errors(DIGITS, r.model, DIGITS_CALIB, max_samples=0)

@@ -151,17 +151,17 @@ def match_keys(keys: Sequence[str], specs: Sequence[InputSpec], where: str) -> l
 # ---------------------------------------------------------------------------------------
 
 
-def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike[str], what: str = "calibration file") -> dict[str, np.ndarray]:
     """All arrays of a .npz file (read eagerly, in file order), with clear errors."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise TflquantError(f"{path}: no such calibration file")
+        raise TflquantError(f"{path}: no such {what}")
     if os.path.isdir(path):
-        raise TflquantError(f"{path}: is a directory, expected a .npz calibration file")
+        raise TflquantError(f"{path}: is a directory, expected a .npz {what}")
     try:
         z = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise TflquantError(f"{path}: not a readable .npz calibration file: {e}") from None
+        raise TflquantError(f"{path}: not a readable .npz {what}: {e}") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise TflquantError(f"{path}: not a .npz archive (one array per model input, samples first)")
     try:

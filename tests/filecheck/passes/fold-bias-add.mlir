@@ -2,11 +2,12 @@
 
 // Keras' Dense on a 3-D input: FULLY_CONNECTED -> RESHAPE (to heads) -> ADD(bias per head
 // and feature). The constant becomes the layer's bias (one value per output feature, in
-// the layer's order), the ADD's activation the layer's, and the RESHAPE takes the ADD's name.
+// the layer's order), the ADD's activation the layer's, the RESHAPE takes the ADD's name and the
+// layer's output, which now holds layer + bias, is renamed "fc/with_bias".
 // CHECK-LABEL: func.func @tensordot
 // CHECK-NEXT:    %w = "tfl.const"()
 // CHECK-NEXT:    %[[B:.*]] = "tfl.const"() <{value = dense<[1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00, 5.000000e+00, 6.000000e+00]> : tensor<6xf32>}> {names = ["bias"]} : () -> tensor<6xf32>
-// CHECK-NEXT:    %[[Y:.*]] = "tfl.fully_connected"(%x, %w, %[[B]]) <{keep_num_dims = true, fused_activation_function = "RELU"}> {names = ["fc"]} : (tensor<?x4x8xf32>, tensor<6x8xf32>, tensor<6xf32>) -> tensor<?x4x6xf32>
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.fully_connected"(%x, %w, %[[B]]) <{keep_num_dims = true, fused_activation_function = "RELU"}> {names = ["fc/with_bias"]} : (tensor<?x4x8xf32>, tensor<6x8xf32>, tensor<6xf32>) -> tensor<?x4x6xf32>
 // CHECK-NEXT:    %s = "tfl.const"()
 // CHECK-NEXT:    %[[R:.*]] = "tfl.reshape"(%[[Y]], %s) {names = ["biasadd"]} : (tensor<?x4x6xf32>, tensor<4xi32>) -> tensor<?x4x2x3xf32>
 // CHECK-NEXT:    func.return %[[R]]
