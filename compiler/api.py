@@ -464,6 +464,8 @@ def _reason(op: Operation, kind: str, bits: int) -> str | None:
         from tflquant.passes._quant_ops import has_kernel
     except ImportError:  # pragma: no cover - the static passes are part of the package
         return None
+    if tfl.op_type(op) == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return "tflquant quantizes LSTMs to int8 activations only (LiteRT's 8x8_16 kernel, mode int8)"
     if not has_kernel(op, bits):
         return f"LiteRT has no int{bits} kernel for {tfl.op_type(op)}"
     return "an input or output has no calibrated range, or an input stayed float"
