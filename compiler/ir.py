@@ -11,8 +11,10 @@ from xdsl.context import Context
 from xdsl.dialects import builtin, func
 from xdsl.dialects.builtin import (
     BFloat16Type,
+    ArrayAttr,
     BytesAttr,
     ComplexType,
+    DictionaryAttr,
     DenseIntOrFPElementsAttr,
     Float16Type,
     Float32Type,
@@ -135,6 +137,34 @@ def value_name(v: SSAValue) -> str | None:
     if names is None:
         return None
     return names[v.index] if v.index < len(names) else None
+
+
+def _io_attrs(f: func.FuncOp, results: bool) -> list[dict[str, Attribute]]:
+    n = len(f.function_type.outputs.data if results else f.function_type.inputs.data)
+    current = f.res_attrs if results else f.arg_attrs
+    return [dict(d.data) for d in current.data] if current is not None else [{} for _ in range(n)]
+
+
+def io_attr(f: func.FuncOp, index: int, key: str, result: bool = False) -> Attribute | None:
+    """An attribute of argument (or result) `index` of f, if set."""
+    current = f.res_attrs if result else f.arg_attrs
+    if current is None or index >= len(current.data):
+        return None
+    return current.data[index].data.get(key)
+
+
+def set_io_attr(f: func.FuncOp, index: int, key: str, value: Attribute | None, result: bool = False) -> None:
+    """Set (or, with None, remove) an attribute of argument (or result) `index` of f."""
+    attrs = _io_attrs(f, result)
+    if value is None:
+        attrs[index].pop(key, None)
+    else:
+        attrs[index][key] = value
+    new = ArrayAttr([DictionaryAttr(d) for d in attrs]) if any(attrs) else None
+    if result:
+        f.res_attrs = new
+    else:
+        f.arg_attrs = new
 
 
 def describe(v: SSAValue) -> str:

@@ -23,10 +23,10 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
-from tflquant.ir import value_name
+from tflquant.ir import set_io_attr, value_name
 from tflquant.passes._quant_ops import is_f32, op_info
 from tflquant.passes.keep_float import kept_float
-from tflquant.passes.rewrite_integer import erase_if_unused, storage_suffix
+from tflquant.passes.rewrite_integer import IO_QUANT_TYPE, erase_if_unused, storage_suffix
 
 _NOT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp, func.FuncOp)
 
@@ -92,10 +92,16 @@ class LegalizeFloatFallback(ModulePass):
             _erase_dead_conversions(f)
 
     def _legalize(self, f: func.FuncOp) -> None:
-        # float -> float: drop the fake quantization round trip
+        # float -> float: drop the fake quantization round trip (a model output keeps its
+        # calibrated type as a result attribute, for set-io-types)
+        ret = f.body.blocks[0].last_op if f.body.blocks else None
         for d in [o for o in f.walk() if isinstance(o, quant.DequantizeCastOp)]:
             q = d.input.owner
             if isinstance(q, quant.QuantizeCastOp):
+                if isinstance(ret, func.ReturnOp):
+                    for i, v in enumerate(ret.operands):
+                        if v is d.result:
+                            set_io_attr(f, i, IO_QUANT_TYPE, q.result.type, result=True)
                 d.result.replace_all_uses_with(q.input)
                 d.detach()
                 d.erase()

@@ -27,11 +27,15 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, value_name
+from tflquant.ir import dense_from_numpy, describe, set_io_attr, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, has_kernel, is_f32, op_info, same_inputs
 from tflquant.passes.propagate_scales import dcast_source, op_bits, qcast_users
 from tflquant.quant_math import quantize
 
+
+# argument / result attribute: the type a model input or output read or computed in float
+# was calibrated to, for set-io-types (integer I/O around a float op)
+IO_QUANT_TYPE = "tflquant.quant_type"
 
 FILTER_OPS = ("tfl.conv_2d", "tfl.depthwise_conv_2d", "tfl.fully_connected", "tfl.transpose_conv")
 
@@ -197,10 +201,14 @@ class RewriteInteger(ModulePass):
             qt = quant.quantized_element(q.result.type)
             assert qt is not None
             if isinstance(x, BlockArgument):
+                float_read = False
                 for u in list(q.result.uses):  # float readers take the argument itself
                     if isinstance(u.operation, quant.DequantizeCastOp):
                         u.operation.result.replace_all_uses_with(x)
                         erase_if_unused(u.operation)
+                        float_read = True
+                if float_read and x.block.parent_op() is f:  # set-io-types may still want it integer
+                    set_io_attr(f, x.index, IO_QUANT_TYPE, q.result.type)
                 if not q.result.uses:
                     q.detach()
                     q.erase()

@@ -5,9 +5,15 @@ quantized tensor (`type=int8`/`int16`: the QUANTIZE ops are gone; `type=uint8`: 
 uint8 with zero point + 128, read by a uint8 -> int8 QUANTIZE), and every returned
 DEQUANTIZE result is replaced by the quantized tensor (`int8`/`int16`, which takes the
 output's tensor name back) or by a QUANTIZE to uint8 (zero point + 128). The function type
-follows. Integer arguments/results (token ids, ...) are left alone; a float input or output
-that is not quantized, or whose type does not match (int16 I/O on int8 activations, uint8 on
-int16) is an error naming the tensor.
+follows. An input that ops staying float read (no integer kernel, or kept float) becomes the
+integer tensor its calibration gave it (rewrite-integer leaves that type as the argument's
+`tflquant.quant_type`), read by those ops through a DEQUANTIZE; an output such an op computes
+comes from a QUANTIZE to its calibrated type (legalize-float-fallback leaves it as the
+result's `tflquant.quant_type`), which takes the output's name. This is what the TF converter
+does with integer I/O and float fallback. Integer arguments/results (token ids, ...) are left
+alone; only the model's entry functions change (not subgraphs control flow calls); a float
+input or output without a calibrated type, or whose type does not match (int16 I/O on int8
+activations, uint8 on int16) is an error naming the tensor.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import describe, value_name
+from tflquant.ir import describe, io_attr, set_io_attr, value_name
 from tflquant.passes._quant_ops import bits_of, is_f32
 from tflquant.passes.freeze_batch_size import entry_functions
-from tflquant.passes.rewrite_integer import erase_if_unused, set_name
+from tflquant.passes.rewrite_integer import IO_QUANT_TYPE, erase_if_unused, set_name
 
 IO_TYPES = ("int8", "uint8", "int16")
 
@@ -70,29 +76,36 @@ class SetIoTypes(ModulePass):
             if not is_f32(arg.type):
                 continue
             users = [u.operation for u in arg.uses]
+            recorded = io_attr(f, arg.index, IO_QUANT_TYPE)
+            set_io_attr(f, arg.index, IO_QUANT_TYPE, None)
             if not users:
                 continue
-            if not all(isinstance(u, tfl.QuantizeOp) for u in users):
+            quantizes = [u for u in users if isinstance(u, tfl.QuantizeOp)]
+            floats = [u for u in users if not isinstance(u, tfl.QuantizeOp)]
+            types = {u.outputs[0].type for u in quantizes} or ({recorded} if isinstance(recorded, TensorType) else set())
+            if not types:
                 raise TflquantError(
-                    f"set-io-types: model input {describe(arg)} is read in float; it cannot become {self.type} "
-                    "(it has no calibration data, or feeds an op that stays float: no integer kernel, or kept float); "
-                    "keep float model I/O for such a model"
+                    f"set-io-types: model input {describe(arg)} is read in float and has no calibrated range; "
+                    f"it cannot become {self.type}: calibrate it, or keep float model I/O"
                 )
-            types = {u.outputs[0].type for u in users}  # type: ignore[attr-defined]
             if len(types) != 1:
                 raise TflquantError(f"set-io-types: model input {describe(arg)} is quantized in several ways")
             qtensor = types.pop()
             qt = quant.quantized_element(qtensor)
             assert qt is not None and isinstance(qtensor, TensorType)
             self._check(qt, f"model input {describe(arg)}")
-            if self.type == "uint8":
-                Rewriter.replace_value_with_new_type(arg, with_element(qtensor, to_uint8(qt)))
-                continue
-            new = Rewriter.replace_value_with_new_type(arg, qtensor)
-            for u in users:
-                u.outputs[0].replace_all_uses_with(new)  # type: ignore[attr-defined]
-                u.detach()
-                u.erase()
+            if self.type == "uint8":  # its QUANTIZE readers requantize uint8 -> int8
+                new = Rewriter.replace_value_with_new_type(arg, with_element(qtensor, to_uint8(qt)))
+            else:
+                new = Rewriter.replace_value_with_new_type(arg, qtensor)
+                for u in quantizes:
+                    u.outputs[0].replace_all_uses_with(new)  # type: ignore[attr-defined]
+                    u.detach()
+                    u.erase()
+            if floats:  # ops that stay float read the input through a DEQUANTIZE (as TF does)
+                dq = tfl.DequantizeOp([new], [with_element(qtensor, qt.expressed_type)], names=[f"{value_name(new) or 'input'}_dequantized"])
+                Rewriter.insert_op(dq, InsertPoint.at_start(f.body.blocks[0]))
+                new.replace_uses_with_if(dq.outputs[0], lambda use: use.operation in floats)
 
     def _outputs(self, f: func.FuncOp) -> None:
         ret = f.body.blocks[0].last_op
@@ -102,11 +115,24 @@ class SetIoTypes(ModulePass):
             if not is_f32(v.type):
                 continue
             dq = v.owner
+            recorded = io_attr(f, i, IO_QUANT_TYPE, result=True)
+            set_io_attr(f, i, IO_QUANT_TYPE, None, result=True)
             if not isinstance(dq, tfl.DequantizeOp) or quant.quantized_element(dq.inputs[0].type) is None:
-                raise TflquantError(
-                    f"set-io-types: model output {describe(v)} is computed in float; it cannot become {self.type} "
-                    "(its op has no integer kernel, no calibration data, or is kept float); keep float model I/O for such a model"
-                )
+                if not isinstance(recorded, TensorType) or (rq := quant.quantized_element(recorded)) is None:
+                    raise TflquantError(
+                        f"set-io-types: model output {describe(v)} is computed in float and has no calibrated range; "
+                        f"it cannot become {self.type}: calibrate it, or keep float model I/O"
+                    )
+                # computed in float by an op that stays float: a QUANTIZE makes it integer (as TF does)
+                self._check(rq, f"model output {describe(v)}")
+                name = value_name(v) or f"output_{i}"
+                out_type = with_element(recorded, to_uint8(rq)) if self.type == "uint8" else recorded
+                q = tfl.QuantizeOp([v], [out_type], names=[name])
+                if isinstance(v.owner, Operation) and not isinstance(v.owner, tfl.ConstOp) and value_name(v) is not None:
+                    set_name(v.owner, v.index, f"{name}_float")  # type: ignore[attr-defined]
+                Rewriter.insert_op(q, InsertPoint.before(ret))
+                ret.operands[i] = q.outputs[0]
+                continue
             y = dq.inputs[0]
             qt = quant.quantized_element(y.type)
             assert qt is not None and isinstance(y.type, TensorType)

@@ -381,3 +381,17 @@ def test_keep_float_with_absent_inputs_tied_weights_and_none() -> None:
     x = np.random.default_rng(1).standard_normal((4, 1, 64)).astype(np.float32)
     ref = _litert_run(tied, x)
     assert 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - _litert_run(d.model, x)) ** 2)) > 30.0
+
+
+@pytest.mark.parametrize("io_type", ["int8", "uint8"])
+def test_integer_io_around_ops_kept_float(io_type: str, calib: np.ndarray) -> None:
+    """Integer I/O with float fallback where the first and the last op stay float: the input
+    is read through a DEQUANTIZE, the output comes from a QUANTIZE (as the TF converter does)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    r = tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, io_type=io_type, allow_float=True, keep_float=["SOFTMAX", "CONV_2D"])
+    it = Interpreter(model_content=r.model)
+    assert it.get_input_details()[0]["dtype"] == np.dtype(io_type) and it.get_output_details()[0]["dtype"] == np.dtype(io_type)
+    ref = _litert_run(DIGITS.read_bytes(), calib[:40])
+    got = _litert_run(r.model, calib[:40])
+    assert 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - got) ** 2)) > 30.0

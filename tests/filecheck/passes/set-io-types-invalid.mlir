@@ -16,17 +16,19 @@ func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
 
 // -----
 
-// A relu without calibration data stays float, so its input cannot become an integer tensor.
+// A relu without calibration data stays float: its calibrated input becomes int8 (read
+// through a DEQUANTIZE), but its output has no range and cannot become an integer tensor.
 func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
   %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
   func.return %r : tensor<1x4xf32>
 }
-// FLOAT: set-io-types: model input tensor 'x' is read in float; it cannot become int8
+// FLOAT: set-io-types: model output tensor 'relu' is computed in float and has no calibrated range; it cannot become int8: calibrate it, or keep float model I/O
 
 // -----
 
-// An output computed by a float op (CUMSUM has no integer kernel) cannot become an integer tensor.
+// An output computed by a float op (CUMSUM has no integer kernel) without a calibrated range
+// cannot become an integer tensor.
 func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
   %xs = quant.stats %x, <-1.0, 1.0> : tensor<1x4xf32>
   %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x4xf32>) -> tensor<1x4xf32>
@@ -35,4 +37,4 @@ func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
   %c = "tfl.cumsum"(%rs, %ax) {names = ["cumsum"]} : (tensor<1x4xf32>, tensor<i32>) -> tensor<1x4xf32>
   func.return %c : tensor<1x4xf32>
 }
-// FLOAT: set-io-types: model output tensor 'cumsum' is computed in float; it cannot become int8
+// FLOAT: set-io-types: model output tensor 'cumsum' is computed in float and has no calibrated range; it cannot become int8
