@@ -52,11 +52,15 @@ def load_eval(path: str | os.PathLike[str], limit: int | None = None) -> tuple[l
     return inputs, labels
 
 
-def interpreter(model: bytes | str | os.PathLike[str], num_threads: int | None = None) -> Any:
-    """A LiteRT interpreter with tensors allocated, from bytes or a path."""
-    from ai_edge_litert.interpreter import Interpreter
+def interpreter(model: bytes | str | os.PathLike[str], num_threads: int | None = None, delegates: bool = True) -> Any:
+    """A LiteRT interpreter with tensors allocated, from bytes or a path; `delegates=False`:
+    LiteRT's builtin kernels only (no XNNPACK delegate, which rounds int8 its own way)."""
+    from ai_edge_litert import interpreter as litert
 
+    Interpreter = litert.Interpreter
     kw: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
+    if not delegates:
+        kw["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if isinstance(model, bytes | bytearray):
         it = Interpreter(model_content=bytes(model), **kw)
     else:
@@ -96,11 +100,12 @@ def litert_run(
     *,
     num_threads: int | None = None,
     dequantize: bool = True,
+    delegates: bool = True,
 ) -> list[np.ndarray]:
     """Every output for every sample, stacked (samples first); `inputs` holds one array per
     model input, in input order, samples first. Outputs are float (dequantized as score.py
-    does), or as stored with `dequantize=False`."""
-    it = interpreter(model, num_threads)
+    does), or as stored with `dequantize=False`; `delegates=False` runs the builtin kernels."""
+    it = interpreter(model, num_threads, delegates)
     ind, outd = it.get_input_details(), it.get_output_details()
     outs: list[list[np.ndarray]] = [[] for _ in outd]
     for i in range(len(inputs[0])):

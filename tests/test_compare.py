@@ -33,19 +33,10 @@ def test_every_computed_tensor_in_execution_order(digits_int8: tflquant.Quantiza
     assert all(20.0 < r.sqnr_db < 60.0 and 0.5 <= (r.max_error_steps or 1) < 10 for r in rows)
     # the model output's row is the model's SQNR in LiteRT's builtin kernels (the XNNPACK
     # delegate rounds its own way)
-    from ai_edge_litert import interpreter as litert
-
     x = np.load(DIGITS_CALIB)["serving_default_keras_tensor:0"][:40]
-    it = litert.Interpreter(model_content=digits_int8.model, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    d, o = it.get_input_details()[0], it.get_output_details()[0]
-    got = []
-    for s in x:
-        it.set_tensor(d["index"], s.reshape(d["shape"]))
-        it.invoke()
-        got.append(it.get_tensor(o["index"]).copy())
+    got = litert_run(digits_int8.model, [x], delegates=False)[0]
     ref = litert_run(DIGITS.read_bytes(), [x])[0].reshape(40, -1)
-    assert rows[-1].sqnr_db == pytest.approx(sqnr_db(ref, np.stack(got).reshape(40, -1)), abs=0.01)
+    assert rows[-1].sqnr_db == pytest.approx(sqnr_db(ref, got.reshape(40, -1)), abs=0.01)
 
 
 def test_a_broken_layer_is_where_the_sqnr_drops(digits_int8: tflquant.QuantizationResult) -> None:

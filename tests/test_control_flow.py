@@ -186,17 +186,7 @@ def _int8_inputs(model: bytes, x: np.ndarray) -> np.ndarray:
 
 def _litert_builtin(model: bytes, x: np.ndarray) -> np.ndarray:
     """Raw outputs of LiteRT's builtin kernels (no XNNPACK delegate), sample by sample."""
-    from ai_edge_litert import interpreter as litert
-
-    it = litert.Interpreter(model_content=model, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    d, o = it.get_input_details()[0], it.get_output_details()[0]
-    out = []
-    for sample in x:
-        it.set_tensor(d["index"], sample.reshape(d["shape"]))
-        it.invoke()
-        out.append(it.get_tensor(o["index"]).copy())
-    return np.stack(out)
+    return litert_run(model, [x], dequantize=False, delegates=False)[0]
 
 
 def test_integer_interpreter_runs_quantized_loops_like_litert() -> None:
@@ -219,8 +209,6 @@ def test_integer_interpreter_runs_quantized_loops_like_litert() -> None:
 def test_if_quantizes_integer_only_and_matches_litert() -> None:
     """IF: the branches' argument and results are int8 (quantize-control-flow), integer only
     works, LiteRT follows the float model and IntegerInterpreter equals LiteRT's builtin kernels."""
-    from ai_edge_litert import interpreter as litert
-
     from tflquant.reference.integer_interpreter import IntegerInterpreter
 
     m = branch()
@@ -231,20 +219,12 @@ def test_if_quantizes_integer_only_and_matches_litert() -> None:
     assert ("IF", "int8") in {(o.op_type, o.kind) for o in r.report.ops} and not r.report.float_ops
     assert sqnr_db(ref, litert_run(r.model, list(calib.values()))[0]) > 30.0
     r = tflquant.quantize(write_flatbuffer(m), representative_dataset=calib, io_type="int8")
-    it = litert.Interpreter(model_content=r.model, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    ins, out = it.get_input_details(), it.get_output_details()[0]
-    xq = []
-    for d, a in zip(ins, calib.values()):
-        s, z = d["quantization"]
-        xq.append(np.clip(np.round(a / s) + z, -128, 127).astype(np.int8))
-    got = []
-    for k in range(64):
-        for d, a in zip(ins, xq):
-            it.set_tensor(d["index"], a[k].reshape(d["shape"]))
-        it.invoke()
-        got.append(it.get_tensor(out["index"]).copy())
-    np.testing.assert_array_equal(IntegerInterpreter(r.module).run(xq)[0], np.stack(got))
+    from tflquant.scoring import interpreter, quantize_input
+
+    ins = interpreter(r.model).get_input_details()
+    xq = [np.stack([quantize_input(d, s) for s in a]) for d, a in zip(ins, calib.values())]
+    builtin = litert_run(r.model, xq, dequantize=False, delegates=False)[0]
+    np.testing.assert_array_equal(IntegerInterpreter(r.module).run(xq)[0], builtin)
 
 
 def gru_loop(steps: int = 6, n_in: int = 4, n_h: int = 5, seed: int = 0) -> ModuleOp:
