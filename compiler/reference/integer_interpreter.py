@@ -79,6 +79,7 @@ class IntegerInterpreter:
         self.func = f
         self.funcs = funcs  # the module's functions: TFLite subgraphs, by index
         self._subgraphs: dict[int, IntegerInterpreter] = {}
+        self._observer: Observer | None = None
         self.strict = strict
         self.float_ops: list[str] = []
         self._steps: list[tuple[Operation, Callable[..., Any], bool]] = []
@@ -141,12 +142,12 @@ class IntegerInterpreter:
             vals = [np.broadcast_to(v, (n,) + v.shape[1:]) for v in vals]
             cond, body = self._subgraph(op, "cond_subgraph_index"), self._subgraph(op, "body_subgraph_index")
             for _ in range(1 << 20):
-                c = flags(cond.run(vals)[0], n)
+                c = flags(cond.run(vals, self._observer)[0], n)
                 if not c.any():
                     return vals
                 if not c.all():
                     return per_sample(loop, vals, n)
-                vals = body.run(vals)
+                vals = body.run(vals, self._observer)
             raise TflquantError(f"{_label(op)} did not finish after {1 << 20} iterations")
 
         def branch(vals: list[np.ndarray]) -> list[np.ndarray]:
@@ -154,13 +155,17 @@ class IntegerInterpreter:
             vals = [np.broadcast_to(v, (n,) + v.shape[1:]) for v in vals]
             c = flags(vals[0], n)
             if c.all() or not c.any():
-                return self._subgraph(op, "then_subgraph_index" if c[0] else "else_subgraph_index").run(vals[1:])
+                return self._subgraph(op, "then_subgraph_index" if c[0] else "else_subgraph_index").run(vals[1:], self._observer)
             return per_sample(branch, vals, n)
 
         body_fn = loop if key == "WHILE" else branch
         return lambda *vals: tuple(body_fn(list(vals)))
 
     def run(self, inputs: Sequence[np.ndarray], observer: Observer | None = None) -> list[np.ndarray]:
+        """Run N samples: inputs[i] has shape (N, *shape of argument i) (storage integers for
+        quantized inputs). The observer sees every op result, in subgraphs too (once per
+        iteration of a loop)."""
+        self._observer = observer
         block = self.func.body.block
         if len(inputs) != len(block.args):
             raise TflquantError(f"@{self.func.sym_name.data} takes {len(block.args)} inputs, got {len(inputs)}")
