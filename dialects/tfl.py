@@ -552,6 +552,17 @@ def op_type(op: Operation) -> str:
     return op.name
 
 
+# control-flow builtins -> the options naming the subgraphs they run
+CONTROL_FLOW_SUBGRAPHS = {"WHILE": ("cond_subgraph_index", "body_subgraph_index"), "IF": ("then_subgraph_index", "else_subgraph_index")}
+
+
+def subgraph_index(op: Operation, option: str) -> int | None:
+    """The subgraph (function) index a WHILE / IF option names, or None when it is absent."""
+    opts = getattr(op, "options", None)
+    v = opts.data.get(option) if isinstance(opts, DictionaryAttr) else None
+    return int(v.value.data) if isinstance(v, IntegerAttr) else None
+
+
 def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
     return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES))

@@ -45,14 +45,12 @@ from tflquant.passes.propagate_scales import dcast_source
 from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
 
 
-_SUBGRAPHS = {"WHILE": ("cond_subgraph_index", "body_subgraph_index"), "IF": ("then_subgraph_index", "else_subgraph_index")}
+_SUBGRAPHS = tfl.CONTROL_FLOW_SUBGRAPHS
 
 
 def _subgraph(funcs: list[func.FuncOp], op: Operation, option: str) -> func.FuncOp:
-    opts = getattr(op, "options", None)
-    v = opts.data.get(option) if opts is not None else None
-    i = int(v.value.data) if v is not None else -1  # type: ignore[attr-defined]
-    if not 0 <= i < len(funcs) or not funcs[i].body.blocks:
+    i = tfl.subgraph_index(op, option)
+    if i is None or not 0 <= i < len(funcs) or not funcs[i].body.blocks:
         raise TflquantError(f"quantize-control-flow: WHILE '{value_name(op.results[0]) or '?'}' names subgraph {i}, which the module does not have")
     return funcs[i]
 

@@ -116,10 +116,8 @@ class IntegerInterpreter:
 
     # ---------------------------------------------------------------------------------
     def _subgraph(self, op: Operation, option: str) -> IntegerInterpreter:
-        opts = getattr(op, "options", None)
-        v = opts.data.get(option) if opts is not None else None
-        i = int(v.value.data) if v is not None else -1  # type: ignore[attr-defined]
-        if not 0 <= i < len(self.funcs):
+        i = tfl.subgraph_index(op, option)
+        if i is None or not 0 <= i < len(self.funcs):
             raise TflquantError(f"{_label(op)} names subgraph {i}, which the module does not have")
         if i not in self._subgraphs:
             self._subgraphs[i] = IntegerInterpreter(self.funcs[i], self.strict)

@@ -640,11 +640,10 @@ MAX_LOOP_ITERATIONS = 1 << 20
 
 
 def _option_int(op: Operation, name: str) -> int:
-    opts = getattr(op, "options", None)
-    v = opts.data.get(name) if opts is not None else None
-    if v is None:
+    i = tfl.subgraph_index(op, name)
+    if i is None:
         raise TflquantError(f"no option {name} (the subgraph to run)")
-    return int(v.value.data)  # type: ignore[attr-defined]
+    return i
 
 
 def _same_samples(vals: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
