@@ -379,8 +379,16 @@ class _Importer:
                 op: Operation = tfl.VariableOp.create(
                     properties=props, result_types=[inf.ttype], attributes={"names": ArrayAttr([StringAttr(inf.name)])}
                 )
+            elif raw is None and _zero_elements(inf):
+                # a zero-element constant (its buffer empty, or buffer 0): LiteRT runs it
+                # as an empty tensor, e.g. the shape [] of a RESHAPE to a scalar
+                inf.ttype = TensorType(inf.ttype.element_type, inf.shape)
+                op = tfl.ConstOp(dense_from_numpy(self._payload(inf, b""), _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
             elif raw is None:
-                raise self.fail(f"{where} reads tensor '{inf.name}' (#{t}), which is not an input, a constant, a variable or the output of an earlier operator")
+                raise self.fail(
+                    f"{where} reads tensor '{inf.name}' (#{t}), which is not an input, a constant, a variable or the "
+                    "output of an earlier operator (its buffer is empty): the model is malformed; re-export it"
+                )
             elif inf.sparsity is not None:
                 op = self._sparse_const(inf, raw)
             else:
@@ -534,6 +542,11 @@ class _Importer:
             result_types=[inf.ttype],
             attributes={"names": ArrayAttr([StringAttr(inf.name)])},
         )
+
+
+def _zero_elements(inf: _Tensor) -> bool:
+    """A numeric tensor whose static shape holds no element (a 0 dimension)."""
+    return 0 in inf.shape and not isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES)
 
 
 def _ints(v: np.ndarray | None) -> list[int]:
