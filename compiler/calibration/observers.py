@@ -105,8 +105,10 @@ class MinMaxObserver:
     def reduce(self, name: str, array: np.ndarray) -> TensorRange | None:
         """What one array adds to `name`'s statistics (None: not a float tensor, or empty)."""
         a = np.asarray(array)
-        if a.dtype.kind != "f" or a.size == 0:
+        if a.dtype.kind != "f":
             return None
+        if a.size == 0:  # an empty tensor (a SLICE of size 0): no value, any scale fits; [0, 0]
+            return TensorRange(min=0.0, max=0.0)
         if a.ndim and a.strides[0] == 0:  # a sample-independent value broadcast over samples
             a = a[:1]
         part = TensorRange(seen=a.size)
