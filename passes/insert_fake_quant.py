@@ -194,9 +194,8 @@ class InsertFakeQuant(ModulePass):
                         axis = None
                     qtype = weight_params(values, axis)
                 else:
-                    if values.size == 0:
-                        continue
-                    qtype = activation_params(float(np.min(values)), float(np.max(values)), self.bits)
+                    lo, hi = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)  # empty: any scale
+                    qtype = activation_params(lo, hi, self.bits)
                 o.operands[i] = fake_quant(src, qtype, o)
         for dq in [o for o in f.walk() if isinstance(o, tfl.DequantizeOp)]:
             if fp16_weight(dq.outputs[0]) is not None and not dq.outputs[0].uses:
