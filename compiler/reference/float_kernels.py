@@ -1161,13 +1161,15 @@ def _cumsum(op: Operation) -> Kernel:
 
 @kernel("RESHAPE")
 def _reshape(op: Operation) -> Kernel:
-    new_shape = list(opt(op, "new_shape", []) or [])
+    option = opt(op, "new_shape", None)
+    has_option = option is not None
+    new_shape = [] if option is None or list(option) == [0] else list(option)  # LiteRT: legacy [0] means a scalar
     typed = static_shape(result_type(op))
 
     def run(x: np.ndarray, shape: np.ndarray | None = None) -> np.ndarray:
-        target = ints(shape) if shape is not None and shape.size > 0 else (new_shape or list(typed))
-        if shape is not None and shape.size == 0 and shape.ndim == 1:
-            target = []  # reshape to a scalar
+        target = ints(shape) if shape is not None and shape.size > 0 else (new_shape if has_option else list(typed))
+        if shape is not None and shape.size == 0 and shape.ndim == 1 and shape.dtype == np.int32:
+            target = []  # LiteRT: an empty int32 shape vector reshapes to a scalar; any other empty shape, the option
         try:
             return x.reshape((x.shape[0], *target))
         except ValueError:
