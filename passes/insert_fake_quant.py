@@ -14,7 +14,9 @@ quantize-bias. A weight stored as DEQUANTIZE(fp16 constant) is read as its float
 A fake-quantized NEG or SQUARE (no integer kernel in LiteRT) becomes MUL by a constant -1
 or MUL(x, x), and in 16x8 SQUARED_DIFFERENCE (no int16 kernel) becomes MUL(d, d) with
 d = SUB(x, y) fake-quantized over [x_min - y_max, x_max - y_min], so that they need not
-fall back to float.
+fall back to float. PADV2's output takes its input's parameters and its constant padding
+value is clipped to that range (TF pads max pools with -inf: the value saturates to qmin
+instead of stretching the scale without bound).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class InsertFakeQuant(ModulePass):
                 raise TflquantError(f"insert-fake-quant: quant.stats on non-f32 value {describe(x)}")
             st = s.stats
             k = self.int16_headroom if self.bits == 16 else 1.0
-            qtype = activation_params(st.min * k, st.max * k, self.bits)
+            qtype = self._padded_type(x) or activation_params(st.min * k, st.max * k, self.bits)
             q = quant.QuantizeCastOp(x, qtype)
             d = quant.DequantizeCastOp(q.result)
             block = s.parent_block()
@@ -177,7 +179,10 @@ class InsertFakeQuant(ModulePass):
             info = op_info(o)
             if info is None or not has_kernel(o, self.bits):
                 continue
+            padded = isinstance(o, tfl.BUILTIN_CLASSES["PADV2"]) and self._pad_value(o) is not None
             for i, v in enumerate(list(o.operands)):
+                if padded and i == 2:
+                    continue
                 if i == info.bias:
                     if fp16_weight(v) is not None:  # an fp16 bias: quantize-bias reads float32
                         w = self._const_values(v, materialized, o)
@@ -205,6 +210,45 @@ class InsertFakeQuant(ModulePass):
                 if isinstance(src, tfl.ConstOp) and not src.result.uses:
                     src.detach()
                     src.erase()
+
+    # PADV2: the padding value saturates to the input's range ---------------------------
+    def _padded_type(self, x: SSAValue) -> UniformQuantizedType | None:
+        """The type of a PADV2 output: its input's, whatever the padding value (-inf for a
+        max pool's padding, or -FLT_MAX, would otherwise stretch the range without bound)."""
+        o = x.owner
+        if not isinstance(o, tfl.BUILTIN_CLASSES["PADV2"]) or not has_kernel(o, self.bits) or len(o.operands) < 3:
+            return None
+        if float_const(o.operands[2]) is None or not isinstance(o.operands[0].owner, quant.DequantizeCastOp):
+            return None
+        return quant.quantized_element(o.operands[0].owner.input.type)
+
+    def _pad_value(self, o: Operation) -> SSAValue | None:
+        """Read PADV2's constant padding value through the input's fake quantization, the value
+        clipped to the input's range (-inf becomes the lowest value: qmin)."""
+        c = float_const(o.operands[2])
+        x = o.operands[0]
+        if c is None or not isinstance(x.owner, quant.DequantizeCastOp):
+            return None
+        qtype = quant.quantized_element(x.owner.input.type)
+        assert qtype is not None
+        values = c.numpy()
+        if np.any(np.isnan(values)):
+            return None  # refused with the other constants
+        lo, hi = qtype.real_range()
+        clipped = np.clip(values, lo, hi).astype(np.float32)
+        src = o.operands[2]
+        if not np.array_equal(clipped, values):
+            name = value_name(src)
+            nc = tfl.ConstOp(dense_from_numpy(clipped), name=f"{name}/saturated" if name else None)
+            block = o.parent_block()
+            assert block is not None
+            block.insert_op_before(nc, o)
+            src = nc.result
+        o.operands[2] = fake_quant(src, qtype, o)
+        if not c.result.uses:
+            c.detach()
+            c.erase()
+        return o.operands[2]
 
     def _const_values(
         self, v: SSAValue, materialized: dict[SSAValue, SSAValue], user: Operation

@@ -1,0 +1,44 @@
+// RUN: tflquant-opt %s --split-input-file -p insert-fake-quant | filecheck %s
+// RUN: tflquant-opt %s --split-input-file -p insert-fake-quant,propagate-scales,rewrite-integer | filecheck %s --check-prefix=INT
+
+// PADV2's output takes its input's parameters, and a constant padding value outside that
+// range saturates to it: TF pads a max pool with -inf (here -FLT_MAX, which xDSL's text
+// form can spell; -inf is tested from Python), whose calibrated range would otherwise make
+// the scale ~1e36 and every other value 0. [-1, 3]: scale 4/255, zero point -64; the
+// value becomes the lowest real value, -1.0 (int8 -128).
+// CHECK-LABEL: func.func @padv2_lowest
+// CHECK:      %[[XQ:.*]] = quant.qcast %x : tensor<1x4x4x1xf32> -> tensor<1x4x4x1x!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK:      %[[V:.*]] = "tfl.const"() <{value = dense<-1.00392163> : tensor<f32>}> {names = ["pad_value/saturated"]}
+// CHECK-NEXT: %[[VQ:.*]] = quant.qcast %[[V]] : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK-NEXT: %[[VD:.*]] = quant.dcast %[[VQ]]
+// CHECK-NEXT: %y = "tfl.padv2"(%xs, %p, %[[VD]])
+// CHECK-NEXT: quant.qcast %y : tensor<1x6x6x1xf32> -> tensor<1x6x6x1x!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK-NOT:  names = ["pad_value"]
+// INT-LABEL: func.func @padv2_lowest
+// INT:       "tfl.const"() <{value = dense<-128> : tensor<i8>}> {names = ["pad_value/saturated"]} : () -> tensor<!quant.uniform<i8:f32, 0.015686275:-64>>
+// INT:       "tfl.padv2"({{.*}}) -> tensor<1x6x6x1x!quant.uniform<i8:f32, 0.015686275:-64>>
+func.func @padv2_lowest(%x: tensor<1x4x4x1xf32> {tfl.name = "x"}) -> tensor<1x6x6x1xf32> {
+  %xs = quant.stats %x, <-1.0, 3.0> : tensor<1x4x4x1xf32>
+  %p = "tfl.const"() <{value = dense<[[0, 0], [1, 1], [1, 1], [0, 0]]> : tensor<4x2xi32>}> {names = ["paddings"]} : () -> tensor<4x2xi32>
+  %v = "tfl.const"() <{value = dense<-3.40282347e+38> : tensor<f32>}> {names = ["pad_value"]} : () -> tensor<f32>
+  %y = "tfl.padv2"(%xs, %p, %v) {names = ["padded"]} : (tensor<1x4x4x1xf32>, tensor<4x2xi32>, tensor<f32>) -> tensor<1x6x6x1xf32>
+  %ys = quant.stats %y, <-3.4e+38, 3.0> : tensor<1x6x6x1xf32>
+  func.return %ys : tensor<1x6x6x1xf32>
+}
+
+// -----
+
+// A padding value inside the range is kept as it is (0.5), with the input's parameters.
+// CHECK-LABEL: func.func @padv2_inside
+// CHECK:      %[[VQ:.*]] = quant.qcast %v : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK:      "tfl.padv2"
+// CHECK-NEXT: quant.qcast %y : tensor<1x6x6x1xf32> -> tensor<1x6x6x1x!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK-NOT:  saturated
+func.func @padv2_inside(%x: tensor<1x4x4x1xf32> {tfl.name = "x"}) -> tensor<1x6x6x1xf32> {
+  %xs = quant.stats %x, <-1.0, 3.0> : tensor<1x4x4x1xf32>
+  %p = "tfl.const"() <{value = dense<[[0, 0], [1, 1], [1, 1], [0, 0]]> : tensor<4x2xi32>}> {names = ["paddings"]} : () -> tensor<4x2xi32>
+  %v = "tfl.const"() <{value = dense<5.000000e-01> : tensor<f32>}> {names = ["pad_value"]} : () -> tensor<f32>
+  %y = "tfl.padv2"(%xs, %p, %v) {names = ["padded"]} : (tensor<1x4x4x1xf32>, tensor<4x2xi32>, tensor<f32>) -> tensor<1x6x6x1xf32>
+  %ys = quant.stats %y, <-1.0, 3.0> : tensor<1x6x6x1xf32>
+  func.return %ys : tensor<1x6x6x1xf32>
+}
