@@ -262,6 +262,7 @@ def quantize(
     bias_correction: bool | None = None,
     clip_weights: bool = False,
     keep_float: Sequence[str] = (),
+    target: str = "litert",
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -298,6 +299,10 @@ def quantize(
     keep_float: (int8, int16x8, dynamic) ops to leave float, by output tensor name or op
       type ("SOFTMAX"): selective quantization (the `keep-float` pass). A name matching no
       op is an error; with integer I/O the ops need allow_float=True.
+    target: "litert" (default) or "micro" (TFLite Micro; int8 and int16x8 modes): static
+      shapes, ops Micro lacks rewritten into ops it has, and one TflquantError listing every
+      op it still cannot run (type, output tensor, why). Micro also judges the float ops
+      (fallbacks, QUANTIZE/DEQUANTIZE of float I/O): they need its float kernels.
     """
     from tflquant.calibration.stats import provide_stats, write_stats
     from tflquant.ir import make_context
@@ -305,6 +310,10 @@ def quantize(
     from tflquant.tflite.writer import write_flatbuffer
 
     check_options(mode, io_type, bias_type, representative_dataset)
+    from tflquant.pipeline import TARGETS
+
+    if target not in TARGETS:
+        raise TflquantError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     allow_float = default_allow_float(mode, io_type, allow_float)
     if bias_correction is None:
         bias_correction = mode == "int16x8"
@@ -354,6 +363,7 @@ def quantize(
         bias_correction=bias_correction,
         clip_weights=clip_weights,
         keep_float=keep_float,
+        target=target,
     )
     t = time.perf_counter()
     if stats is not None:

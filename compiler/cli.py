@@ -63,6 +63,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 bias_correction=a.bias_correction,
                 clip_weights=a.clip_weights,
                 keep_float=a.keep_float or (),
+                target=a.target,
             )
         )
         if a.output is None:
@@ -87,6 +88,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             bias_correction=a.bias_correction,
             clip_weights=a.clip_weights,
             keep_float=a.keep_float or (),
+            target=a.target,
         )
     for w in caught:
         if not a.quiet:
@@ -121,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration", metavar="DATA.npz", help="representative dataset (int8, int16x8): one array per input, samples first, keyed by input tensor name or in input order")
     q.add_argument("--io-type", default="float32", choices=["float32", "int8", "uint8", "int16"], help="model input/output type (integer = integer only)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
+    q.add_argument(
+        "--target",
+        default="litert",
+        choices=["litert", "micro"],
+        help="runtime the model is for (default litert); micro: static shapes, ops TFLite Micro lacks rewritten, "
+        "and an error listing any op it still cannot run (int8 and int16x8 modes)",
+    )
     fallback = q.add_mutually_exclusive_group()
     fallback.add_argument("--strict", action="store_true", help="fail if any op would stay float (no float fallback; the default with --io-type int8/uint8)")
     fallback.add_argument("--allow-float", action="store_true", help="with --io-type int8/uint8: let ops without an integer kernel stay float inside")

@@ -17,6 +17,7 @@ from tflquant.errors import TflquantError
 from tflquant.passes import get_all_passes
 
 MODES = ("int8", "int16x8", "dynamic", "float16")
+TARGETS = ("litert", "micro")
 
 
 def pipeline_spec(
@@ -31,6 +32,7 @@ def pipeline_spec(
     bias_correction: bool | None = None,
     clip_weights: bool = False,
     keep_float: Sequence[str] = (),
+    target: str = "litert",
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
@@ -42,9 +44,25 @@ def pipeline_spec(
     by expected output error on the calibration data instead of absmax.
     keep_float: (int8, int16x8, dynamic) output tensor names or op types of ops to leave
     float (`keep-float`, first in the pipeline).
+    target: the runtime the model is for. "litert" (default): LiteRT, no Micro lowering,
+    dynamic batch sizes kept. "micro": TFLite Micro, in the static modes only (it has no
+    hybrid kernels for `dynamic` and cannot dequantize the float16 weights of `float16`):
+    static shapes (`freeze-batch-size`, `fold-constants`), ops Micro lacks rewritten into
+    ops it has (`legalize-for-micro`), then `check-micro` refuses, in one error, every op
+    left that Micro has no kernel for (type, rank, Prepare check). That holds for every op
+    of the model: integer ops, the QUANTIZE/DEQUANTIZE of float I/O and float fallback
+    ops alike (those need Micro's float kernels).
     """
     if mode not in MODES:
         raise TflquantError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if target not in TARGETS:
+        raise TflquantError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+    if target == "micro" and mode not in ("int8", "int16x8"):
+        why = "hybrid ops (float activations, int8 weights)" if mode == "dynamic" else "float16 weights read through DEQUANTIZE"
+        raise TflquantError(
+            f"mode {mode} writes {why}, which TFLite Micro has no kernels for: "
+            "for TFLite Micro use mode int8 (integer only with io_type int8) or int16x8"
+        )
     keep = _keep_float(keep_float, mode)
     if mode == "float16":
         return "cast-weights-f16"
@@ -56,11 +74,12 @@ def pipeline_spec(
         bias_correction = mode == "int16x8"
     bias = bias_type or ("int32" if mode == "int8" else "int64")
     calib = f"annotate-calibration{{stats-file=\"{stats_file}\"}}" if stats_file else "annotate-calibration"
-    # Integer-only models must run on TFLite Micro too: static shapes, no run-time shape
-    # arithmetic (SHAPE -> ... -> REDUCE_PROD -> PACK -> RESHAPE). Float-I/O models keep a
-    # dynamic batch for LiteRT users. Calibration ran on the original module: names of the
-    # tensors these passes keep are unchanged, so the ranges still apply.
-    static = ["freeze-batch-size", "fold-constants"] if io_type != "float32" else []
+    # TFLite Micro needs static shapes and has no run-time shape arithmetic (SHAPE -> ... ->
+    # REDUCE_PROD -> PACK -> RESHAPE). LiteRT models keep their dynamic batch, as the TF
+    # converter's do. Calibration ran on the original module: names of the tensors these
+    # passes keep are unchanged, so the ranges still apply.
+    micro = target == "micro"
+    static = ["freeze-batch-size", "fold-constants"] if micro else []
     passes = [
         *([keep[:-1]] if keep else []),
         *static,
@@ -77,8 +96,10 @@ def pipeline_spec(
         f"quantize-bias{{bias-type={bias}}}",
     ]
     if io_type != "float32":
-        # legalize-for-micro: int8 GELU / int32 SELECT_V2 as ops TFLite Micro has (same bytes).
-        passes += [f"set-io-types{{type={io_type}}}", "legalize-for-micro"]
+        passes.append(f"set-io-types{{type={io_type}}}")
+    if micro:
+        # ops TFLite Micro lacks as ops it has (same bytes), then refuse what is left
+        passes += ["legalize-for-micro", "check-micro"]
     return ",".join(passes)
 
 
