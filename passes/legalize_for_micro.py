@@ -59,6 +59,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy
+from tflquant.passes._micro_ops import KERNELS, kind
 from tflquant.reference import float_kernels as fk
 from tflquant.reference import integer_kernels as ik
 
@@ -98,17 +99,47 @@ def _build(name: str, inputs: list, result_type: TensorType, tensor: str, **opti
 OFFSET_MAX_ELEMENTS = 4096
 
 
+def _sqrt_table(g: Operation) -> np.ndarray:
+    """int8 SQRT as a table: float32 dequantize, sqrt (negative inputs give 0), round half
+    away from zero to the output grid, clamp. LiteRT's int8 SQRT is not a table; this one
+    is within one output step of it (tests/test_micro_target.py)."""
+    qi = quantized_element(g.operands[0].type)  # type: ignore[arg-type]
+    qo = quantized_element(g.results[0].type)  # type: ignore[arg-type]
+    assert qi is not None and qo is not None
+    deq = np.float32(qi.scale) * (np.arange(-128, 128) - qi.zero_point).astype(np.float32)
+    y = np.sqrt(np.maximum(deq, 0).astype(np.float64)) / np.float64(np.float32(qo.scale))
+    q = np.sign(y) * np.floor(np.abs(y) + 0.5) + qo.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def _reference_table(g: Operation) -> np.ndarray:
+    """What tflquant's integer reference kernel (bit-exact with LiteRT's) gives for each of
+    the 256 int8 inputs."""
+    codes = np.arange(-128, 128, dtype=np.int8)
+    return np.asarray(ik.KERNELS[tfl.op_type(g)](g)(codes[None]))[0].astype(np.int8)
+
+
+# int8 -> int8 elementwise ops TFLM has no int8 kernel for, computed as a table lookup
+TABLES = {
+    "GELU": _reference_table,
+    "EXP": _reference_table,
+    "LOG": _reference_table,
+    "RELU_N1_TO_1": _reference_table,
+    "RELU_0_TO_1": _reference_table,
+    "SQRT": _sqrt_table,
+}
+
+
 def _gelu(g: Operation, shared: dict) -> list[Operation] | None:
-    """The lookup ops for int8 GELU `g`; constants already made for `g`'s block (same
-    offset shape, same table) are taken from `shared` instead of made again."""
+    """The lookup ops for an int8 op `g` of TABLES (GELU first); constants already made for
+    `g`'s block (same offset shape, same table) are taken from `shared` instead of made again."""
     x, y = g.operands[0], g.results[0]
     if not (_int8(x.type) and _int8(y.type)):
         return None
     xt, yt = x.type, y.type
     assert isinstance(xt, TensorType) and isinstance(yt, TensorType)
-    codes = np.arange(-128, 128, dtype=np.int8)
-    table = np.asarray(ik.KERNELS["GELU"](g)(codes[None]))[0].astype(np.int8)
-    name = _name(g, "gelu")
+    table = TABLES[tfl.op_type(g)](g)
+    name = _name(g, tfl.op_type(g).lower())
     shape = [int(d) for d in xt.get_shape()]
     new: list[Operation] = []
 
@@ -169,15 +200,83 @@ def _select(s: Operation) -> list[Operation] | None:
     return [ci, diff, mul, add]
 
 
-def _relu_0_to_1(r: Operation) -> list[Operation] | None:
+def _relu_0_to_1(r: Operation, shared: dict) -> list[Operation] | None:
     x, y = r.operands[0], r.results[0]
     if not (_int8(x.type) and _int8(y.type)):
         return None
     q = quantized_element(y.type)  # type: ignore[arg-type]
     assert q is not None
     if q.zero_point + round(1.0 / q.scale) < q.qmax:
-        return None  # 1.0 is inside the int8 range: RELU would not clamp there
+        return _gelu(r, shared)  # 1.0 is inside the int8 range: RELU would not clamp there
     return [_build("RELU", [x], y.type, _name(r, "relu_0_to_1"))]  # type: ignore[arg-type]
+
+
+def _shape_const(shape: list[int], name: str) -> Operation:
+    return tfl.ConstOp(dense_from_numpy(np.array(shape, np.int32)), name=name)
+
+
+def _select_v1(s: Operation) -> list[Operation] | None:
+    """SELECT (v1: same shapes, or a scalar / rank-1 condition matching dim 0) as SELECT_V2:
+    a rank-1 condition is reshaped to [n, 1, ..., 1] so that it broadcasts along dim 0."""
+    c, a, b = s.operands
+    y = s.results[0]
+    if not all(isinstance(v.type, TensorType) for v in (c, a, b)):
+        return None
+    cs, xs = [int(d) for d in c.type.get_shape()], [int(d) for d in a.type.get_shape()]  # type: ignore[union-attr]
+    name = _name(s, "select")
+    new: list[Operation] = []
+    if len(cs) == 1 and len(xs) > 1:
+        if cs[0] < 0 or cs[0] != xs[0]:
+            return None
+        shape = [cs[0]] + [1] * (len(xs) - 1)
+        sc = _shape_const(shape, f"{name}/condition_shape")
+        r = _build("RESHAPE", [c, sc.results[0]], TensorType(c.type.element_type, shape), f"{name}/condition")  # type: ignore[union-attr]
+        new += [sc, r]
+        c = r.results[0]
+    new.append(_build("SELECT_V2", [c, a, b], y.type, name))  # type: ignore[arg-type]
+    return new
+
+
+MICRO_MAX_TRANSPOSE_RANK = 5
+
+
+def _transpose(t: Operation) -> list[Operation] | None:
+    """A TRANSPOSE of rank > 5 (TFLM takes up to 5) whose size-1 dims and dims that stay
+    adjacent in the permutation leave <= 5 dims: RESHAPE to those, TRANSPOSE, RESHAPE back."""
+    x, p, y = t.operands[0], t.operands[1], t.results[0]
+    if not isinstance(x.type, TensorType) or not isinstance(p.owner, tfl.ConstOp):
+        return None
+    shape = [int(d) for d in x.type.get_shape()]
+    if len(shape) <= MICRO_MAX_TRANSPOSE_RANK or any(d < 0 for d in shape):
+        return None
+    if kind(x.type) not in (KERNELS["TRANSPOSE"].types or ()):
+        return None  # TFLM has no TRANSPOSE of this type at any rank: check-micro names the op
+    from tflquant.ir import dense_to_numpy
+
+    perm = [int(v) % len(shape) for v in np.asarray(dense_to_numpy(p.owner.value)).reshape(-1)]
+    kept = [i for i in range(len(shape)) if shape[i] != 1]
+    order = [i for i in perm if shape[i] != 1]  # kept input dims in output order
+    groups: list[list[int]] = []  # runs of input dims that stay adjacent and in order
+    for i in order:
+        if groups and groups[-1][-1] + 1 == i and kept.index(i) == kept.index(groups[-1][-1]) + 1:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    if len(groups) > MICRO_MAX_TRANSPOSE_RANK:
+        return None
+    by_input = sorted(groups, key=lambda g: g[0])
+    in_shape = [int(np.prod([shape[i] for i in g])) for g in by_input] or [1]
+    new_perm = [by_input.index(g) for g in groups] or [0]
+    name = _name(t, "transpose")
+    el = x.type.element_type
+    s1 = _shape_const(in_shape, f"{name}/collapsed_shape")
+    r1 = _build("RESHAPE", [x, s1.results[0]], TensorType(el, in_shape), f"{name}/collapsed")
+    pc = _shape_const(new_perm, f"{name}/collapsed_perm")
+    out_shape = [in_shape[i] for i in new_perm]
+    tr = _build("TRANSPOSE", [r1.results[0], pc.results[0]], TensorType(el, out_shape), f"{name}/collapsed_transposed")
+    s2 = _shape_const([int(d) for d in y.type.get_shape()], f"{name}/shape")  # type: ignore[union-attr]
+    r2 = _build("RESHAPE", [tr.results[0], s2.results[0]], y.type, name)  # type: ignore[arg-type]
+    return [s1, r1, pc, tr, s2, r2]
 
 
 @dataclass(frozen=True)
@@ -189,11 +288,18 @@ class LegalizeForMicro(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         shared: dict = {}
-        rules = {
-            tfl.BUILTIN_CLASSES["GELU"]: (lambda g: _gelu(g, shared), 1),
+        rules = {tfl.BUILTIN_CLASSES[k]: (lambda g: _gelu(g, shared), 1) for k in TABLES}
+        rules |= {
             tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3),
-            tfl.BUILTIN_CLASSES["RELU_0_TO_1"]: (_relu_0_to_1, 1),
+            tfl.BUILTIN_CLASSES["RELU_0_TO_1"]: (lambda r: _relu_0_to_1(r, shared), 1),
+            tfl.BUILTIN_CLASSES["TRANSPOSE"]: (_transpose, 2),
         }
+        # SELECT first: the SELECT_V2 it becomes may need the int32 rewrite below
+        self._rewrite(op, {tfl.BUILTIN_CLASSES["SELECT"]: (_select_v1, 3)})
+        self._rewrite(op, rules)
+
+    @staticmethod
+    def _rewrite(op: ModuleOp, rules: dict) -> None:
         for o in list(op.walk()):
             rule, arity = rules.get(type(o), (None, 0))
             if rule is None:
@@ -206,7 +312,7 @@ class LegalizeForMicro(ModulePass):
             new = rule(o)
             if new is None:
                 continue
-            a = o.operands[1].owner if arity == 3 else None  # the select's `a`: ADD(b, k) may die
+            a = o.operands[1].owner if tfl.op_type(o) == "SELECT_V2" else None  # the select's `a`: ADD(b, k) may die
             Rewriter.insert_op(new, InsertPoint.before(o))
             o.results[0].replace_all_uses_with(new[-1].results[0])
             Rewriter.erase_op(o)
