@@ -321,12 +321,22 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], fused: bool = False) -> Factory:
     def factory(op: Operation) -> Kernel:
         act = with_act(op) if fused else (lambda x: x)
+        clamp = fused_act(op) if fused else None
         is_div = op.name == "tfl.div"
 
         def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             a, b = align(a, b)
             if is_div and a.dtype.kind in "iu":
                 return _int_div(a, b)
+            if clamp is not None and a.shape == b.shape and a.dtype == b.dtype == F32 and a.size > _ELEMWISE_CHUNK:
+                # op and activation chunk by chunk while the chunk is in cache
+                y = np.empty(a.shape, F32)
+                af, bf, yf = a.reshape(-1), b.reshape(-1), y.reshape(-1)
+                for i in range(0, yf.size, _ELEMWISE_CHUNK):
+                    ys = yf[i : i + _ELEMWISE_CHUNK]
+                    fn(af[i : i + _ELEMWISE_CHUNK], bf[i : i + _ELEMWISE_CHUNK], out=ys)
+                    clamp(ys)
+                return y
             return act(fn(a, b))
 
         return run
@@ -391,10 +401,30 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x * (1 + np.tanh(F32(math.sqrt(2 / math.pi)) * (x + F32(0.044715) * x * x * x)))).astype(x.dtype)
 
 
+_ELEMWISE_CHUNK = 1 << 15  # elements per chunk of a multi-pass elementwise kernel (fits in L2)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # stable for large |x|: exp of a non-positive number only
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+    """1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|) (stable: exp of a
+    non-positive number only), written as max(e, [x >= 0]) / (1 + e): the same numbers,
+    computed in float32 in cache-sized chunks without masks or temporaries (one exp)."""
+    if x.dtype.kind != "f":
+        x = x.astype(F32)
+    y = np.empty(x.shape, x.dtype)
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    n = max(1, min(_ELEMWISE_CHUNK, xf.size))
+    den = np.empty(n, x.dtype)
+    for i in range(0, xf.size, n):
+        xs, ys = xf[i : i + n], yf[i : i + n]
+        d = den[: xs.size]
+        np.abs(xs, out=d)
+        np.negative(d, out=d)
+        np.exp(d, out=d)
+        np.greater_equal(xs, 0, out=ys)  # 1.0 / 0.0
+        np.maximum(ys, d, out=ys)  # 1 where x >= 0, else e
+        d += 1
+        np.divide(ys, d, out=ys)
+    return y
 
 
 KERNELS.update(
@@ -626,7 +656,7 @@ def conv2d_nhwc(
         wmat = np.ascontiguousarray(w.reshape(o, c).T)
         y = np.empty((n, oh, ow, o), F32)
         yf = y.reshape(-1, o)
-        step = max(256, _CHUNK_BYTES // (4 * (c + o)))
+        step = max(256, _POINTWISE_CHUNK_BYTES // (4 * (c + o)))
         per_sample = oh * ow
 
         def rows(s0: int, s1: int) -> None:
@@ -674,9 +704,13 @@ def _conv_group(
     sh, sw = strides
     dh, dw = dil
     pt, pb, pl, pr = pads
+    contiguous = y.flags.c_contiguous
+    k = kh * kw * c
+    if contiguous and n > 1 and oh * ow <= 256 and oh * ow * k * 4 <= _CONV_GEMM_BYTES and n * oh * ow * k * o >= 1 << 24:
+        _conv_group_samples(x, w, b, y, strides, dil, pads, act)
+        return
     xp = _padded_sample_buffer(h, wd, c, [(pt, pb), (pl, pr)])
     s0, s1, s2 = xp.strides
-    contiguous = y.flags.c_contiguous
     if sh == 1:
         kwc = kw * c
         wrows = [np.ascontiguousarray(w[:, i].reshape(o, kwc).T) for i in range(kh)]
@@ -727,6 +761,48 @@ def _conv_group(
                 act(out)
             if not contiguous:
                 y[s, r0 : r0 + r] = out.reshape(r, ow, o)
+
+
+def _conv_group_samples(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    y: np.ndarray,
+    strides: tuple[int, int],
+    dil: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    act: Callable[[np.ndarray], np.ndarray] | None,
+) -> None:
+    """_conv_group for small images (a sample's im2col fits in a chunk): the im2col of several
+    samples at once (a strided window view of their padded copies, one copy) and one matrix
+    product for all of them, so the product has enough rows to run at full speed."""
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    _, oh, ow, _ = y.shape
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    k = kh * kw * c
+    g = max(1, min(n, _CONV_GEMM_BYTES // (oh * ow * k * 4)))
+    xp = scratch("pad", g * hp * wp * c).reshape(g, hp, wp, c)
+    if pt or pb or pl or pr:
+        xp[...] = 0
+    wmat = np.ascontiguousarray(w.reshape(o, k).T)
+    cols = scratch("cols", g * oh * ow * k)
+    for s0 in range(0, n, g):
+        gg = min(g, n - s0)
+        xp[:gg, pt : pt + h, pl : pl + wd] = x[s0 : s0 + gg]
+        cb = cols[: gg * oh * ow * k]
+        np.copyto(cb.reshape(gg, oh, ow, kh, kw, c), _windows(xp[:gg], oh, ow, kh, kw, *strides, *dil))
+        out = y[s0 : s0 + gg].reshape(gg * oh * ow, o)
+        np.matmul(cb.reshape(gg * oh * ow, k), wmat, out=out)
+        if b is not None:
+            out += b
+        if act is not None:
+            act(out)
+
+
+_CONV_GEMM_BYTES = 4 << 20
+_POINTWISE_CHUNK_BYTES = 8 << 20  # output rows per product of a 1x1 convolution (larger: slower products)  # im2col rows of several small samples multiplied at once
 
 
 def depthwise_nhwc(
