@@ -18,7 +18,7 @@ is worth.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,26 +66,19 @@ def _main(m: ModuleOp) -> func.FuncOp:
 
 
 def _inputs(f: func.FuncOp, data: Any, max_samples: int) -> list[np.ndarray]:
-    """One float array per input of f, samples first: from a .npz path (arrays in input order
-    or keyed by input name; `labels` ignored), a mapping by input name, or a list."""
-    args = f.body.blocks[0].args
-    if isinstance(data, str | os.PathLike):
-        from tflquant.calibration.dataset import load_npz
+    """One array per input of f, samples first: from a .npz path (arrays in input order or
+    keyed by input name; `labels` ignored), a mapping by input name, or a list; checked like
+    calibration data (shapes, dtypes, finite values), so bad data is one clear error."""
+    from tflquant.calibration.calibrate import _arg_specs
+    from tflquant.calibration.dataset import load_npz, stacked_inputs
 
-        data = {k: v for k, v in load_npz(data, "data file").items() if k != "labels"}
-    if isinstance(data, Mapping):
-        names = [value_name(a) for a in args]
-        if all(n in data for n in names):
-            arrays = [np.asarray(data[n]) for n in names]
-        elif len(data) == len(args):
-            arrays = [np.asarray(v) for v in data.values()]
-        else:
-            raise TflquantError(f"the data has arrays {', '.join(data)}; the model's inputs are {', '.join(str(n) for n in names)}")
-    else:
-        arrays = [np.asarray(a) for a in data]
-    if len(arrays) != len(args):
-        raise TflquantError(f"the model takes {len(args)} inputs, the data gives {len(arrays)}")
-    return [a[:max_samples] for a in arrays]
+    where = "the data"
+    if isinstance(data, str | os.PathLike):
+        where = os.fspath(data)
+        data = load_npz(data, "data file")
+    if not isinstance(data, Mapping):
+        data = {f"input #{i}": a for i, a in enumerate(data)}  # in input order
+    return stacked_inputs(data, _arg_specs(f), where, max_samples)
 
 
 def _check_integer(m: ModuleOp) -> None:
@@ -160,3 +153,213 @@ def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples:
     if not rows:
         raise TflquantError("the two models name no tensor alike: is the second one quantized from the first?")
     return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Op by op: what quantizing each op costs against keeping it float (the measured fallback)
+# ---------------------------------------------------------------------------------------
+
+# Ops whose output range is set by their smallest inputs (division-like) or grows
+# exponentially: their integer form can lose far more than a step of its output's
+# quantization (and LiteRT's int8 DIV kernel breaks for wide divisor ranges), so they are
+# always measured.
+ALWAYS_CHECKED = frozenset({"DIV", "RSQRT", "SQRT", "LOG", "EXP", "POW"})
+# Elementwise ops with a bounded slope: |f(x) - f(x')| <= L |x - x'| (per input).
+_LIPSCHITZ = {
+    "ADD": 1.0, "SUB": 1.0, "SQUARED_DIFFERENCE": None, "MUL": None, "LOGISTIC": 0.25, "TANH": 1.0,
+    "GELU": 1.13, "ELU": 1.0, "HARD_SWISH": 1.5, "LEAKY_RELU": 1.0, "PRELU": 1.0, "ABS": 1.0,
+    "RELU": 1.0, "RELU6": 1.0, "RELU_N1_TO_1": 1.0, "RELU_0_TO_1": 1.0,
+}
+SUSPICIOUS_STEPS = 8.0  # worst-case output error, in output steps, that gets an op measured
+
+
+def input_error_steps(op: Operation) -> float | None:
+    """Analytic worst case of an integer elementwise op: how many of its output's steps half
+    a step of each input can move the output (slope bound x input step / 2, products by the
+    other operand's largest magnitude); None for ops it does not bound."""
+    key = tfl.op_type(op)
+    if key not in _LIPSCHITZ or not op.results:
+        return None
+    qo = quant.quantized_element(op.results[0].type)
+    ins = [quant.quantized_element(v.type) for v in op.operands]
+    if qo is None or qo.per_axis or any(q is None or q.per_axis for q in ins):
+        return None
+    if key in ("MUL", "SQUARED_DIFFERENCE"):
+        if len(ins) != 2:
+            return None
+        (a, b) = ins
+        ma, mb = (max(abs(r) for r in q.real_range()) for q in (a, b))  # type: ignore[union-attr]
+        if key == "SQUARED_DIFFERENCE":
+            ma = mb = ma + mb
+        err = mb * a.scale / 2 + ma * b.scale / 2  # type: ignore[union-attr]
+    else:
+        err = _LIPSCHITZ[key] * sum(q.scale for q in ins) / 2  # type: ignore[union-attr,operator]
+    return float(err / qo.scale)
+
+
+def suspicious_ops(module: ModuleOp) -> list[Operation]:
+    """The integer ops of the main function worth measuring (see op_losses): division-like
+    and exponential ops always, elementwise ops whose inputs' steps can move the output by
+    more than SUSPICIOUS_STEPS of its own steps."""
+    out = []
+    for op in _main(module).body.block.ops:
+        if not isinstance(op, tfl.TflOp) or not op.results or quant.quantized_element(op.results[0].type) is None:
+            continue
+        if tfl.op_type(op) in ALWAYS_CHECKED:
+            out.append(op)
+        elif (steps := input_error_steps(op)) is not None and steps > SUSPICIOUS_STEPS:
+            out.append(op)
+    return out
+
+
+@dataclass(frozen=True)
+class OpLoss:
+    """One integer op, measured alone on float data: its inputs are the float model's values
+    quantized at the op's input types, its output is compared with the float model's."""
+
+    name: str  # output tensor name (the float model's)
+    op_type: str
+    quantized_db: float  # SQNR of the op's integer output (-inf: LiteRT would fail the invoke)
+    float_db: float  # SQNR of the same op kept float: inputs read from integer ops stay
+    # quantized, model inputs stay float; its output quantized again when integer ops read it
+    samples: int
+    note: str = ""
+
+    @property
+    def gain_db(self) -> float:
+        """What keeping the op float would win."""
+        return self.float_db - self.quantized_db
+
+
+def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64)
+    ok = np.isfinite(ref)
+    if not np.all(np.isfinite(got[ok])):
+        return float("-inf")
+    ref, got = ref[ok], got[ok]
+    err = float(np.sum((ref - got) ** 2))
+    if err == 0:
+        return 99.0
+    return float(10 * np.log10(max(float(np.sum(ref**2)), 1e-30) / err))
+
+
+def _float_name(v: SSAValue) -> str | None:
+    """The float model's name of a quantized-model value: a model output's integer tensor is
+    renamed '<name>_int8' and its DEQUANTIZE takes the name."""
+    for u in v.uses:
+        if isinstance(u.operation, tfl.DequantizeOp) and (n := value_name(u.operation.results[0])) is not None:
+            if value_name(v) in (f"{n}_int8", f"{n}_int16", f"{n}_uint8"):
+                return n
+    return value_name(v)
+
+
+def _source(v: SSAValue) -> tuple[str | None, bool]:
+    """(float model name, real-valued) of what a quantized operand holds: through QUANTIZE ops
+    back to a float value (a model input or a float op's output: real-valued, it would reach
+    the op unquantized if the op stayed float) or to an integer op's output."""
+    u = v
+    while isinstance(u.owner, tfl.QuantizeOp):
+        u = u.owner.inputs[0]
+    return _float_name(u), quant.quantized_element(u.type) is None
+
+
+def op_losses(
+    float_model: Any,
+    quantized_model: Any,
+    data: Any,
+    max_samples: int = 8,
+    ops: Sequence[Operation] | None = None,
+) -> list[OpLoss]:
+    """For each integer op of the quantized model's main function (`ops`, default: every
+    one), its output's SQNR computed by its integer kernel against the same op kept float,
+    both fed the float model's values on the first `max_samples` samples of `data`. Runs the
+    float model once; each op runs alone (no integer run of the whole model)."""
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference.integer_interpreter import _dequant, _quant, call_op, op_kernel
+    from tflquant.reference.interpreter import Interpreter
+
+    fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
+    plan = []
+    need: set[str] = set()
+    for op in _main(qm).body.block.ops if ops is None else ops:
+        if not isinstance(op, tfl.TflOp) or not op.results:
+            continue
+        qt = quant.quantized_element(op.results[0].type)
+        name = _float_name(op.results[0])
+        if qt is None or name is None:
+            continue
+        sources: list[tuple[str, bool] | None] = []
+        for v in op.operands:
+            if isinstance(v.owner, tfl.ConstOp | tfl.NoValueOp):
+                sources.append(None)
+                continue
+            src, real = _source(v)
+            if src is None or quant.quantized_element(v.type) is None:
+                break
+            sources.append((src, real))
+        else:
+            plan.append((op, name, sources))
+            need.add(name)
+            need.update(s[0] for s in sources if s is not None)
+    if not plan:
+        return []
+    fmain = _main(fm)
+    x = _inputs(fmain, data, max_samples)
+    n = len(x[0]) if x else 0
+    if n == 0:
+        return []
+    ref: dict[str, np.ndarray] = {}
+
+    def keep(v: SSAValue, a: np.ndarray) -> None:
+        name = value_name(v)
+        if name in need and name not in ref:
+            ref[name] = np.array(a)
+
+    from tflquant.calibration.blas import blas_threads
+
+    with blas_threads(1):  # as calibration: small batches, and threads stall on a loaded machine
+        Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
+    for a, arr in zip(fmain.body.blocks[0].args, x):
+        if (nm := value_name(a)) in need:
+            ref.setdefault(nm, np.asarray(arr, np.float32))
+    out = []
+    for op, name, sources in plan:
+        if name not in ref or any(s is not None and s[0] not in ref for s in sources):
+            continue
+        vals: dict[SSAValue, Any] = {}
+        batched: dict[SSAValue, bool] = {}
+        reals: set[SSAValue] = set()
+        real_vals: dict[SSAValue, Any] = {}
+        for v, s in zip(op.operands, sources):
+            if s is None:
+                vals[v] = v.owner.numpy() if isinstance(v.owner, tfl.ConstOp) else None  # type: ignore[union-attr]
+                batched[v] = False
+                continue
+            r = ref[s[0]].astype(np.float32)
+            vals[v] = _quant(r, quant.quantized_element(v.type), True)
+            batched[v] = True
+            if s[1]:
+                reals.add(v)
+                real_vals[v] = r
+        res = op.results[0]
+        qt = quant.quantized_element(res.type)
+        note = ""
+        try:
+            k, integer = op_kernel(op)
+            got = call_op(op, k, integer, vals, batched)[0][0]
+            q_db = _sqnr(ref[name], _dequant(np.asarray(got), qt, True))
+        except TflquantError as e:
+            q_db, note = float("-inf"), str(e)
+        requant = any(not isinstance(u.operation, tfl.DequantizeOp | func.ReturnOp) for u in res.uses)
+        fk_factory = fk.KERNELS.get(tfl.op_type(op))
+        if fk_factory is None:
+            continue
+        fvals = {**vals, **real_vals}
+        try:
+            fo = np.asarray(call_op(op, fk_factory(op), False, fvals, batched, reals, quantize_results=requant)[0][0])
+        except TflquantError:
+            continue
+        f_db = _sqnr(ref[name], _dequant(fo, qt, True) if requant else fo)
+        out.append(OpLoss(name, tfl.op_type(op), q_db, f_db, n, note))
+    return out

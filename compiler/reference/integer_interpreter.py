@@ -217,47 +217,79 @@ class IntegerInterpreter:
         return res
 
     def _call(self, op: Operation, k: Callable[..., Any], integer: bool, vals: dict, batched: dict) -> tuple[list[Any], bool]:
-        key = tfl.op_type(op)
-        params = fk.PARAMS.get(key, frozenset())
-        if integer:
-            params = params | INTEGER_PARAMS.get(key, frozenset())
-        names = getattr(op, "OPERANDS", ())
-        any_b = any(batched[v] for v in op.operands)
-        args = []
-        for i, v in enumerate(op.operands):
-            x = vals[v]
-            name = names[i] if i < len(names) else (names[-1] if names else "")
-            is_param = name in params and not name.startswith("*")
-            b = batched[v]
-            q = None if isinstance(v.type, NoneType) else quantized_element(v.type)
-            if not integer and q is not None and x is not None and key not in fk.QUANT_AWARE:
-                x = _dequant(x, q, b)
-            if x is not None:
-                if is_param and b:
-                    x = x[0]
-                elif not is_param and not b:
-                    x = np.asarray(x)[None]
-            args.append(x)
+        return call_op(op, k, integer, vals, batched)
+
+
+def op_kernel(op: Operation) -> tuple[Callable[..., Any], bool]:
+    """(kernel, integer) for one op: its integer kernel, or the float kernel that simulates it."""
+    key = tfl.op_type(op)
+    if key in ik.KERNELS and any(quantized_element(v.type) is not None for v in (*op.operands, *op.results)):
         try:
-            r = k(*args)
-        except TflquantError as e:
-            raise TflquantError(f"{_label(op)}: {e}") from None
-        except (ValueError, IndexError, TypeError) as e:
-            shapes = ", ".join("-" if a is None else str(np.shape(a)) for a in args)
-            raise TflquantError(f"{_label(op)} failed on operands of shapes ({shapes}): {e}") from None
-        outs = list(r) if isinstance(r, (tuple, list)) else [r]
-        unbatched_result = key in fk.UNBATCHED_RESULTS
-        res = []
-        for o, rv in zip(outs, op.results):
-            o = np.asarray(o)
-            q = quantized_element(rv.type)
-            if not integer and q is not None and key not in fk.QUANT_AWARE:
+            return ik.KERNELS[key](op), True
+        except NotImplementedError:
+            pass
+    factory = fk.KERNELS.get(key)
+    if factory is None:
+        raise TflquantError(f"{_label(op)} has no reference kernel")
+    return factory(op), False
+
+
+def call_op(
+    op: Operation,
+    k: Callable[..., Any],
+    integer: bool,
+    vals: dict,
+    batched: dict,
+    float_operands: frozenset[SSAValue] | set[SSAValue] = frozenset(),
+    quantize_results: bool = True,
+) -> tuple[list[Any], bool]:
+    """Run one op on `vals` (operand -> array, storage integers for quantized values) as
+    IntegerInterpreter.run does; `batched[v]`: the array has the sample axis. Returns the
+    results and whether they are batched. A float kernel (integer=False) can also take real
+    values for quantized operands (`float_operands`) and return real results
+    (quantize_results=False): the op as it would compute kept float."""
+    key = tfl.op_type(op)
+    params = fk.PARAMS.get(key, frozenset())
+    if integer:
+        params = params | INTEGER_PARAMS.get(key, frozenset())
+    names = getattr(op, "OPERANDS", ())
+    any_b = any(batched[v] for v in op.operands)
+    args = []
+    for i, v in enumerate(op.operands):
+        x = vals[v]
+        name = names[i] if i < len(names) else (names[-1] if names else "")
+        is_param = name in params and not name.startswith("*")
+        b = batched[v]
+        q = None if isinstance(v.type, NoneType) else quantized_element(v.type)
+        if not integer and q is not None and x is not None and key not in fk.QUANT_AWARE and v not in float_operands:
+            x = _dequant(x, q, b)
+        if x is not None:
+            if is_param and b:
+                x = x[0]
+            elif not is_param and not b:
+                x = np.asarray(x)[None]
+        args.append(x)
+    try:
+        r = k(*args)
+    except TflquantError as e:
+        raise TflquantError(f"{_label(op)}: {e}") from None
+    except (ValueError, IndexError, TypeError) as e:
+        shapes = ", ".join("-" if a is None else str(np.shape(a)) for a in args)
+        raise TflquantError(f"{_label(op)} failed on operands of shapes ({shapes}): {e}") from None
+    outs = list(r) if isinstance(r, (tuple, list)) else [r]
+    unbatched_result = key in fk.UNBATCHED_RESULTS
+    res = []
+    for o, rv in zip(outs, op.results):
+        o = np.asarray(o)
+        q = quantized_element(rv.type)
+        if not integer and q is not None and key not in fk.QUANT_AWARE:
+            if quantize_results:
                 o = _quant(o, q, not unbatched_result)
-            elif not integer and isinstance(rv.type, TensorType) and q is None:
-                dt = fk.float_dtype(rv.type)
-                if dt is not None and o.dtype != dt:
-                    o = o.astype(dt)
-            if not any_b and not unbatched_result:
-                o = o[0]
-            res.append(o)
-        return res, any_b and not unbatched_result
+        elif not integer and isinstance(rv.type, TensorType) and q is None:
+            dt = fk.float_dtype(rv.type)
+            if dt is not None and o.dtype != dt:
+                o = o.astype(dt)
+        if not any_b and not unbatched_result:
+            o = o[0]
+        res.append(o)
+    return res, any_b and not unbatched_result
