@@ -1,0 +1,99 @@
+"""The calibration-speed paths of the float kernels (large batches only take them) against
+plain numpy formulas: LOGISTIC bit for bit, ADD/MUL with a fused activation bit for bit,
+convolutions of small images batched into one product and large 1x1 products against a
+float64 reference. The kernels themselves are checked against LiteRT in test_reference_float."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tflquant.reference import float_kernels as fk
+
+F32 = np.float32
+
+
+def _sigmoid_plain(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_sigmoid_equals_the_two_sided_formula(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(100_003) * 12).astype(dtype)  # several chunks and a partial one
+    x[:8] = [-np.inf, np.inf, np.nan, 0.0, -0.0, -100, 100, 1e-7]
+    with np.errstate(all="ignore"):
+        want, got = _sigmoid_plain(x), fk._sigmoid(x)
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got, want)
+    # non-contiguous, 0-d and empty inputs
+    v = x[:999].reshape(27, 37)[:, ::3]
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(fk._sigmoid(v), _sigmoid_plain(v))
+    assert fk._sigmoid(np.zeros((0, 3), dtype)).shape == (0, 3)
+    assert float(fk._sigmoid(np.array(0.0, dtype))) == 0.5
+
+
+@pytest.mark.parametrize("builtin,act", [("ADD", "RELU"), ("ADD", "RELU6"), ("MUL", "RELU_N1_TO_1"), ("SUB", "RELU")])
+def test_binary_with_activation_in_chunks(builtin: str, act: str) -> None:
+    from models import GraphBuilder
+
+    shape = (1, 40, 40, 24)  # 38400 values: more than one chunk
+    g = GraphBuilder("main", {"a": (shape, F32), "b": (shape, F32)})
+    y = g.op(builtin, [g.args["a"], g.args["b"]], shape, fused_activation_function=act)
+    g.module([y])
+    kern = fk.KERNELS[builtin](y.owner)
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((3, *shape)) * 4).astype(F32)
+    b = (rng.standard_normal((3, *shape)) * 4).astype(F32)
+    fn = {"ADD": np.add, "MUL": np.multiply, "SUB": np.subtract}[builtin]
+    lo, hi = {"RELU": (0, np.inf), "RELU6": (0, 6), "RELU_N1_TO_1": (-1, 1)}[act]
+    np.testing.assert_array_equal(kern(a, b), np.clip(fn(a, b), lo, hi))
+
+
+def _conv_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, dil: int, padding: str) -> np.ndarray:
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    oh, pt, pb = fk.out_size_and_pad(h, kh, stride, dil, padding)
+    ow, pl, pr = fk.out_size_and_pad(wd, kw, stride, dil, padding)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (pt, pb), (pl, pr), (0, 0)])
+    y = np.zeros((n, oh, ow, o))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * dil : i * dil + (oh - 1) * stride + 1 : stride, j * dil : j * dil + (ow - 1) * stride + 1 : stride]
+            y += patch @ w[:, i, j, :].T.astype(np.float64)
+    return y + b
+
+
+@pytest.mark.parametrize("hw,k,stride,dil,padding", [(7, 3, 1, 1, "SAME"), (14, 3, 2, 1, "SAME"), (9, 3, 1, 2, "VALID"), (16, 3, 2, 1, "SAME")])
+def test_conv_of_small_images_in_one_product(hw: int, k: int, stride: int, dil: int, padding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    n, c, o = 9, 192, 64  # enough work for the batched path (>= 2**24 multiply-adds)
+    calls = []
+    batched = fk._conv_group_samples
+    monkeypatch.setattr(fk, "_conv_group_samples", lambda *a: calls.append(a[0].shape[0]) or batched(*a))
+    x = rng.standard_normal((n, hw, hw, c)).astype(F32)
+    w = (rng.standard_normal((o, k, k, c)) / np.sqrt(k * k * c)).astype(F32)
+    b = rng.standard_normal(o).astype(F32)
+    old = fk.set_threads(1)
+    try:
+        y = fk.conv2d_nhwc(x, w, b, (stride, stride), (dil, dil), padding, fk.activation("RELU6"))
+        per_sample = np.concatenate([fk.conv2d_nhwc(x[s : s + 1], w, b, (stride, stride), (dil, dil), padding) for s in range(n)])
+    finally:
+        fk.set_threads(old)
+    assert calls and calls[0] == n  # the whole batch went through the batched path
+    ref = _conv_ref(x, w, b, stride, dil, padding)
+    assert y.dtype == F32
+    np.testing.assert_allclose(y, np.clip(ref, 0, 6), rtol=0, atol=2e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(np.clip(per_sample, 0, 6), y, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_pointwise_conv_large_products() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 56, 56, 24)).astype(F32)
+    w = (rng.standard_normal((144, 1, 1, 24)) / 5).astype(F32)
+    b = rng.standard_normal(144).astype(F32)
+    y = fk.conv2d_nhwc(x, w, b, (1, 1), (1, 1), "SAME", fk.activation("RELU"))
+    ref = _conv_ref(x, w, b, 1, 1, "SAME")
+    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=0, atol=1e-5 * np.abs(ref).max())
