@@ -45,3 +45,41 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# ---------------------------------------------------------------------------------------
+# Memory: what a file's sizes and shapes may ask for
+# ---------------------------------------------------------------------------------------
+
+
+def memory_limit() -> int:
+    """Bytes this process can hope to allocate: physical memory, or the address-space limit
+    (RLIMIT_AS) when that is lower. Sizes read from files are checked against it before
+    anything is allocated, so a corrupt size is an error, not a crash or a swap storm."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound known
+        limit = 1 << 62
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            limit = min(limit, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return limit
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("EB", 1 << 60), ("PB", 1 << 50), ("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_fits(nbytes: int, what: str, hint: str = "check the shapes in the model or data") -> None:
+    """TflquantError naming `what` when `nbytes` exceeds memory_limit(); a no-op otherwise."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise TflquantError(f"{what} needs {human_bytes(nbytes)}, more than the {human_bytes(limit)} of memory available: {hint}")

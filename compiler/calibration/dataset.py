@@ -10,12 +10,16 @@ array shaped exactly like its model input):
   one-input model, or `(signature_key, dict)` for a model with several signatures.
 
 A sample may leave out the model's batch dimension of 1 (`(16, 16, 1)` for a `[1, 16, 16, 1]`
-input) or carry it. Every problem (missing input, wrong shape or dtype, no samples) is a
-TflquantError that names the input and says what the model expects.
+input) or carry it. Every problem (missing input, an array that is no input, wrong shape or
+dtype, NaN or infinite values, no samples, a file that is not a readable .npz) is a
+TflquantError that names the file and input and says what the model expects. A .npz is
+checked before its arrays are read: sizes its headers claim must be in the file and fit
+in memory, and pickled objects are never loaded.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -107,15 +111,37 @@ def _fit_dtype(arr: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
     )
 
 
-def fit_sample(arr: Any, spec: InputSpec, where: str) -> np.ndarray:
-    """One sample for one input: an array of exactly the input's shape (dynamic dims kept) and dtype."""
+def fit_sample(arr: Any, spec: InputSpec, where: str, check_finite: bool = True) -> np.ndarray:
+    """One sample for one input: an array of exactly the input's shape (dynamic dims kept) and
+    dtype, with finite values only."""
     try:
         a = np.asarray(arr)
     except Exception as e:  # ragged lists, objects numpy cannot hold
         raise TflquantError(f"{where}: input {spec.label}: cannot turn the data into an array: {e}") from None
     if a.dtype == object:
         raise TflquantError(f"{where}: input {spec.label}: data is not numeric (numpy made an object array)")
-    return _fit_dtype(_fit_shape(a, spec, where), spec, where)
+    out = _fit_dtype(_fit_shape(a, spec, where), spec, where)
+    if check_finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise TflquantError(f"{where}: input {spec.label} holds {bad} NaN or infinite value(s); give finite data (fix or drop that sample)")
+    return out
+
+
+def _check_finite(a: np.ndarray, spec: InputSpec, key: str, where: str) -> None:
+    """Every sample of a column finite (float data), or an error naming the samples."""
+    if a.dtype.kind != "f" or a.size == 0:
+        return
+    per_sample = np.ones(len(a), dtype=bool)
+    step = max(1, (1 << 24) // max(1, a[0].size))  # about 16M values at a time: no full-size mask
+    for i in range(0, len(a), step):
+        per_sample[i : i + step] = np.isfinite(a[i : i + step]).reshape(len(a[i : i + step]), -1).all(axis=1)
+    if not per_sample.all():
+        bad = np.flatnonzero(~per_sample)
+        first = ", ".join(str(int(i)) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise TflquantError(
+            f"{where}: array {key!r} for input {spec.label} holds NaN or infinite values in {len(bad)} of "
+            f"{len(a)} samples ({first}); give finite data (fix or drop those samples)"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,6 +156,12 @@ def match_keys(keys: Sequence[str], specs: Sequence[InputSpec], where: str) -> l
     for s in specs:
         found.append(next((k for k in s.keys() if k in keys), None))
     if all(f is not None for f in found):
+        extra = [k for k in data_keys if k not in found]
+        if extra:
+            raise TflquantError(
+                f"{where}: array(s) {', '.join(repr(k) for k in extra)} match no model input "
+                f"(inputs: {', '.join(s.label for s in specs)}); remove them (only {', '.join(repr(k) for k in IGNORED_KEYS)} may travel along)"
+            )
         return found  # type: ignore[return-value]
     if any(f is not None for f in found):
         missing = [s for s, f in zip(specs, found) if f is None]
@@ -159,16 +191,71 @@ def load_npz(path: str | os.PathLike[str], what: str = "calibration file") -> di
     if os.path.isdir(path):
         raise TflquantError(f"{path}: is a directory, expected a .npz {what}")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise TflquantError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    if not magic:
+        raise TflquantError(f"{path}: not a readable .npz {what}: the file is empty; save one array per model input with numpy.savez")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise TflquantError(
+            f"{path}: not a readable .npz {what}: it starts with {magic!r}, not a zip archive; save one array per model input with numpy.savez"
+        )
+    try:
         z = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise TflquantError(f"{path}: not a readable .npz {what}: {e}") from None
+        raise TflquantError(f"{path}: not a readable .npz {what} (truncated or corrupt?): {_one_line(e)}") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise TflquantError(f"{path}: not a .npz archive (one array per model input, samples first)")
+        if hasattr(z, "close"):
+            z.close()
+        raise TflquantError(f"{path}: not a .npz archive but a single .npy array; save one array per model input with numpy.savez")
     try:
         with z:
+            _check_members(z.zip, path, what)
             return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise TflquantError(f"{path}: not a readable .npz calibration file: {e}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeError, SyntaxError) as e:
+        raise TflquantError(f"{path}: not a readable .npz {what} (truncated or corrupt?): {_one_line(e)}") from None
+    except MemoryError:
+        raise TflquantError(f"{path}: the {what} does not fit in memory; use fewer samples") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:300] or type(e).__name__
+
+
+def _check_members(zf: zipfile.ZipFile, path: str, what: str) -> None:
+    """Before numpy reads anything: every member an .npy whose header's size is in the file,
+    no object arrays (pickles), and the whole fits in memory."""
+    from tflquant.fileio import check_fits
+
+    total = 0
+    for info in zf.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    continue  # numpy's own checks
+            except ValueError as e:
+                raise TflquantError(f"{path}: array {key!r} is not a valid .npy member of the {what}: {_one_line(e)}") from None
+            header = f.tell()
+        if dtype.hasobject:
+            raise TflquantError(
+                f"{path}: array {key!r} holds Python objects (a pickle), which tflquant never loads; save numeric arrays"
+            )
+        nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
+        if nbytes > info.file_size - header:
+            raise TflquantError(
+                f"{path}: array {key!r} is truncated or corrupt: its header says shape {tuple(shape)} of {dtype} "
+                f"({nbytes} bytes), the file holds {max(info.file_size - header, 0)}"
+            )
+        total += max(nbytes, info.file_size)
+    check_fits(total, f"{path}: reading the {what}", "use fewer samples")
 
 
 def samples_from_arrays(arrays: Mapping[str, Any], specs: Sequence[InputSpec], where: str) -> tuple[int, Iterator[list[np.ndarray]]]:
@@ -181,6 +268,9 @@ def samples_from_arrays(arrays: Mapping[str, Any], specs: Sequence[InputSpec], w
             raise TflquantError(f"{where}: array {k!r} for input {s.label} is a scalar; put the samples on the first axis")
         if a.shape[0] == 0:
             raise TflquantError(f"{where}: array {k!r} for input {s.label} holds no samples")
+        if a.dtype == object:
+            raise TflquantError(f"{where}: array {k!r} for input {s.label} is not numeric (an object array)")
+        _check_finite(a, s, k, where)
         cols.append(a)
     counts = {len(a) for a in cols}
     if len(counts) > 1:
@@ -195,9 +285,17 @@ def samples_from_arrays(arrays: Mapping[str, Any], specs: Sequence[InputSpec], w
 
     def gen() -> Iterator[list[np.ndarray]]:
         for i in range(n):
-            yield [fit_sample(a[i], s, f"{where}, sample {i}") for a, s in zip(cols, specs)]
+            yield [fit_sample(a[i], s, f"{where}, sample {i}", check_finite=False) for a, s in zip(cols, specs)]
 
     return n, gen()
+
+
+def stacked_inputs(arrays: Mapping[str, Any], specs: Sequence[InputSpec], where: str, max_samples: int | None = None) -> list[np.ndarray]:
+    """One array per input, samples first (at most max_samples), every sample checked and
+    fitted like calibration samples: what `tflquant compare` feeds both models."""
+    n, samples = samples_from_arrays(arrays, specs, where)
+    rows = [s for _, s in zip(range(min(n, max_samples or n)), samples)]
+    return [np.stack(col) for col in zip(*rows)]
 
 
 def _item_to_sample(item: Any, specs: Sequence[InputSpec], where: str) -> list[np.ndarray]:
