@@ -252,7 +252,7 @@ def test_parallel_sample_ranges_give_the_serial_statistics(monkeypatch: pytest.M
 
     m = load_model(DIGITS)
     x = np.load(DIGITS_CALIB)[DIGITS_INPUT][:64]
-    x[3, 0, 0, 0] = np.nan  # a non-finite value is counted the same way too
+    x[3, 2:10, 2:10, 0] = np.finfo(np.float32).max  # non-finite values inside the model (overflow) are counted the same way too
     old = fk.set_threads(1)
     try:
         with warnings.catch_warnings():
@@ -277,16 +277,21 @@ def test_parallel_sample_ranges_give_the_serial_statistics(monkeypatch: pytest.M
             np.testing.assert_allclose(b.mean, a.mean, rtol=1e-5, atol=1e-6)
 
 
-def test_nan_samples_are_skipped_with_a_warning() -> None:
+def test_nan_in_the_data_is_an_error_nan_inside_the_model_is_skipped_with_a_warning() -> None:
     from tflquant.tflite.reader import load_model
 
     x = np.load(DIGITS_CALIB)[DIGITS_INPUT][:8].copy()
-    x[2, 3, 3, 0] = np.nan
-    with pytest.warns(CalibrationWarning, match=r"skipped \d+ NaN/Inf value\(s\) .* more tensor"):
-        r = calibrate(load_model(DIGITS), {DIGITS_INPUT: x})
-    assert f"tensor '{DIGITS_INPUT}': skipped 1 NaN/Inf value(s) of 2048 during calibration" in r.warnings
+    x[2, 3, 3, 0] = np.nan  # the data itself: an error naming the sample (issue 10)
+    with pytest.raises(TflquantError, match=r"NaN or infinite values in 1 of 8 samples \(2\); give finite data"):
+        calibrate(load_model(DIGITS), {DIGITS_INPUT: x})
+    x[2, 3:9, 3:9, 0] = np.finfo(np.float32).max  # finite data the model overflows to inf: skipped, counted
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        with pytest.warns(CalibrationWarning, match=r"skipped \d+ NaN/Inf value\(s\) .* more tensor"):
+            r = calibrate(load_model(DIGITS), {DIGITS_INPUT: x})
+    assert any("skipped" in w and "NaN/Inf value(s) of" in w for w in r.warnings)
     assert all(np.isfinite(v.mins[0]) and np.isfinite(v.maxs[0]) for v in r.stats.values())
-    assert r.stats[DIGITS_INPUT].maxs[0] == pytest.approx(float(np.nanmax(x)))
+    assert r.stats[DIGITS_INPUT].maxs[0] == pytest.approx(float(np.finfo(np.float32).max))
 
 
 def test_token_model_runs_int_inputs_and_records_only_float_tensors() -> None:
