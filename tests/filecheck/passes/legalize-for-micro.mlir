@@ -118,10 +118,11 @@ func.func @select_wrap_shared_add(%ids: tensor<1x16xi32>, %c: tensor<1x16xi1>) -
 
 // int8 RELU_0_TO_1 whose output scale puts 1.0 at or above 127 (here 1/255 with zero point
 // -128: exactly 127) is RELU, same types and name; where 1.0 falls inside the int8 range
-// (scale 1/100) it stays.
+// (scale 1/100) it becomes a table lookup like GELU.
 // CHECK-LABEL: func.func @relu_0_to_1
 // CHECK-NEXT:    %[[R:.*]] = "tfl.relu"(%x) {names = ["r"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
-// CHECK-NEXT:    %[[K:.*]] = "tfl.relu_0_to_1"(%x) {names = ["k"]}
+// CHECK-NEXT:    "tfl.cast"(%x) {names = ["k/table_index"]}
+// CHECK:         %[[K:.*]] = "tfl.gather"(%{{.*}}, %{{.*}}) <{axis = 0 : i32}> {names = ["k"]}
 // CHECK-NEXT:    func.return %[[R]], %[[K]]
 func.func @relu_0_to_1(%x: tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> (tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>, tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>) {
   %r = "tfl.relu_0_to_1"(%x) {names = ["r"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
@@ -139,4 +140,47 @@ func.func @kept(%x: tensor<4xf32>, %h: tensor<4x!quant.uniform<i16:f32, 0.001>>,
   %g16 = "tfl.gelu"(%h) : (tensor<4x!quant.uniform<i16:f32, 0.001>>) -> tensor<4x!quant.uniform<i16:f32, 0.001>>
   %s = "tfl.select_v2"(%c, %x, %x) : (tensor<4xi1>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
   func.return %g, %g16, %s : tensor<4xf32>, tensor<4x!quant.uniform<i16:f32, 0.001>>, tensor<4xf32>
+}
+
+// int8 SQRT (TFLM: float only) is a table lookup too; float SQRT stays.
+// CHECK-LABEL: func.func @sqrt
+// CHECK-NEXT:    "tfl.cast"(%x) {names = ["s/table_index"]}
+// CHECK:         %[[T:.*]] = "tfl.const"() <{value = dense<"0x{{[0-9A-F]+}}"> : tensor<256xi8>}> {names = ["s/table"]} : () -> tensor<256x!quant.uniform<i8:f32, 0.01:-128>>
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.gather"(%[[T]], %{{.*}}) <{axis = 0 : i32}> {names = ["s"]}
+// CHECK-NEXT:    %[[F:.*]] = "tfl.sqrt"(%f)
+// CHECK-NEXT:    func.return %[[Y]], %[[F]]
+func.func @sqrt(%x: tensor<1x4x!quant.uniform<i8:f32, 0.02:-128>>, %f: tensor<4xf32>) -> (tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>, tensor<4xf32>) {
+  %y = "tfl.sqrt"(%x) {names = ["s"]} : (tensor<1x4x!quant.uniform<i8:f32, 0.02:-128>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>
+  %g = "tfl.sqrt"(%f) : (tensor<4xf32>) -> tensor<4xf32>
+  func.return %y, %g : tensor<1x4x!quant.uniform<i8:f32, 0.01:-128>>, tensor<4xf32>
+}
+
+// SELECT (v1) is SELECT_V2; its rank-1 condition (along dim 0) is reshaped to broadcast.
+// CHECK-LABEL: func.func @select_v1
+// CHECK-NEXT:    %[[S:.*]] = "tfl.const"() <{value = dense<[4, 1]> : tensor<2xi32>}> {names = ["s/condition_shape"]}
+// CHECK-NEXT:    %[[C:.*]] = "tfl.reshape"(%c, %[[S]]) {names = ["s/condition"]} : (tensor<4xi1>, tensor<2xi32>) -> tensor<4x1xi1>
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.select_v2"(%[[C]], %a, %b) {names = ["s"]}
+// CHECK-NEXT:    func.return %[[Y]]
+func.func @select_v1(%c: tensor<4xi1>, %a: tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>, %b: tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>) -> tensor<4x8x!quant.uniform<i8:f32, 0.1:0>> {
+  %y = "tfl.select"(%c, %a, %b) {names = ["s"]} : (tensor<4xi1>, tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>, tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>) -> tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>
+  func.return %y : tensor<4x8x!quant.uniform<i8:f32, 0.1:0>>
+}
+
+// A 6-D TRANSPOSE (TFLM: at most 5) whose size-1 dims drop out: RESHAPE to 3-D, TRANSPOSE,
+// RESHAPE back to the 6-D result (same type and name). An int32 one stays (check-micro
+// names it: TFLM has no int32 TRANSPOSE).
+// CHECK-LABEL: func.func @transpose_6d
+// CHECK:         %[[S:.*]] = "tfl.const"() <{value = dense<[2, 3, 4]> : tensor<3xi32>}> {names = ["t/collapsed_shape"]}
+// CHECK-NEXT:    %[[R:.*]] = "tfl.reshape"(%x, %[[S]]) {names = ["t/collapsed"]}
+// CHECK-NEXT:    %[[P:.*]] = "tfl.const"() <{value = dense<[1, 0, 2]> : tensor<3xi32>}> {names = ["t/collapsed_perm"]}
+// CHECK-NEXT:    %[[T:.*]] = "tfl.transpose"(%[[R]], %[[P]]) {names = ["t/collapsed_transposed"]} : (tensor<2x3x4x!quant.uniform<i8:f32, 0.1>>, tensor<3xi32>) -> tensor<3x2x4x!quant.uniform<i8:f32, 0.1>>
+// CHECK-NEXT:    %[[B:.*]] = "tfl.const"() <{value = dense<[1, 3, 1, 2, 4, 1]> : tensor<6xi32>}> {names = ["t/shape"]}
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.reshape"(%[[T]], %[[B]]) {names = ["t"]} : (tensor<3x2x4x!quant.uniform<i8:f32, 0.1>>, tensor<6xi32>) -> tensor<1x3x1x2x4x1x!quant.uniform<i8:f32, 0.1>>
+// CHECK-NEXT:    %[[I:.*]] = "tfl.transpose"(%ids, %p) {names = ["ti"]}
+// CHECK-NEXT:    func.return %[[Y]], %[[I]]
+func.func @transpose_6d(%x: tensor<1x2x1x3x4x1x!quant.uniform<i8:f32, 0.1:0>>, %ids: tensor<1x2x1x3x4x1xi32>) -> (tensor<1x3x1x2x4x1x!quant.uniform<i8:f32, 0.1:0>>, tensor<1x3x1x2x4x1xi32>) {
+  %p = "tfl.const"() <{value = dense<[0, 3, 2, 1, 4, 5]> : tensor<6xi32>}> : () -> tensor<6xi32>
+  %y = "tfl.transpose"(%x, %p) {names = ["t"]} : (tensor<1x2x1x3x4x1x!quant.uniform<i8:f32, 0.1:0>>, tensor<6xi32>) -> tensor<1x3x1x2x4x1x!quant.uniform<i8:f32, 0.1:0>>
+  %i = "tfl.transpose"(%ids, %p) {names = ["ti"]} : (tensor<1x2x1x3x4x1xi32>, tensor<6xi32>) -> tensor<1x3x1x2x4x1xi32>
+  func.return %y, %i : tensor<1x3x1x2x4x1x!quant.uniform<i8:f32, 0.1:0>>, tensor<1x3x1x2x4x1xi32>
 }
