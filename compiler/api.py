@@ -336,9 +336,11 @@ def quantize(
         from tflquant.calibration.calibrate import calibrate
 
         t = time.perf_counter()
+        source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
         calib = calibrate(
             module,
-            representative_dataset,
+            source,
+            where=os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data",
             batch_size=batch_size,
             progress=progress,
             max_samples=max_samples,
@@ -347,33 +349,56 @@ def quantize(
         )
         stats = calib.stats
         report_warnings += calib.warnings
+        check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
         seconds["calibrate"] = time.perf_counter() - t
         if save_stats is not None:
             write_stats(save_stats, stats)
     elif representative_dataset is not None:
         report_warnings.append(f"mode {mode} needs no calibration data; the representative dataset was not used")
 
-    spec = pipeline_spec(
-        mode,
-        io_type=io_type,
-        per_channel=per_channel,
-        allow_float=allow_float,
-        bias_type=bias_type,
-        min_weight_elements=min_weight_elements,
-        bias_correction=bias_correction,
-        clip_weights=clip_weights,
-        keep_float=keep_float,
-        target=target,
-    )
-    t = time.perf_counter()
-    if stats is not None:
-        with provide_stats(stats):
+    def run(module: ModuleOp, keep: Sequence[str]) -> str:
+        spec = pipeline_spec(
+            mode,
+            io_type=io_type,
+            per_channel=per_channel,
+            allow_float=allow_float,
+            bias_type=bias_type,
+            min_weight_elements=min_weight_elements,
+            bias_correction=bias_correction,
+            clip_weights=clip_weights,
+            keep_float=keep,
+            target=target,
+        )
+        if stats is not None:
+            with provide_stats(stats):
+                run_pipeline(ctx, module, spec, verify=verify == "each")
+        else:
             run_pipeline(ctx, module, spec, verify=verify == "each")
-    else:
-        run_pipeline(ctx, module, spec, verify=verify == "each")
-    if verify == "end":
-        _verify_output(module, spec)
+        if verify == "end":
+            _verify_output(module, spec)
+        return spec
+
+    t = time.perf_counter()
+    user_keep = [keep_float] if isinstance(keep_float, str) else list(keep_float or ())
+    spec = run(module, user_keep)
     seconds["passes"] = time.perf_counter() - t
+
+    # The measured fallback: ops that quantizing destroys stay float (the pipeline reruns).
+    measured: dict[str, Any] = {}
+    if mode in STATIC_MODES and check_samples is not None:
+        t = time.perf_counter()
+        measured = _destroyed_ops(module, data, check_samples)
+        if measured and allow_float:
+            module = _load(data)[0]
+            spec = run(module, user_keep + list(measured))
+        elif measured:
+            report_warnings += [
+                f"{l.op_type} '{l.name}' loses the signal in {mode} ({_measured_text(l)}); integer-only keeps it integer: "
+                "allow float ops (allow_float=True, --allow-float) to keep it float"
+                for l in measured.values()
+            ]
+            measured = {}
+        seconds["check"] = time.perf_counter() - t
 
     t = time.perf_counter()
     out = write_flatbuffer(module)
@@ -393,9 +418,87 @@ def quantize(
         calibration_batches=calib.batches if calib else 0,
         warnings=report_warnings,
     )
+    for o in report.ops:
+        if o.kind == "float" and o.name in measured:
+            o.reason = f"kept float: {_measured_text(measured[o.name])}"
     report.inputs, report.outputs = _io_summary(module)
     report.weights = weight_bytes(module)
     return QuantizationResult(out, report, module)
+
+
+# ---------------------------------------------------------------------------------------
+# The measured fallback
+# ---------------------------------------------------------------------------------------
+
+CHECK_SAMPLES = 8  # calibration samples the measured fallback runs (the model's first function)
+_WHY = {
+    "DIV": "its output range is set by the smallest divisors, and LiteRT's int8 DIV loses small "
+    "dividends when the divisors span a wide range",
+    "RSQRT": "its output range is set by the smallest inputs, which int8 cannot resolve",
+    "LOG": "its output range is set by the smallest inputs, which int8 cannot resolve",
+    "POW": "its output range is set by the extreme inputs",
+    "SQRT": "its slope near 0 is unbounded",
+    "EXP": "its output grows exponentially with its input",
+}
+
+
+def _measured_text(loss: Any) -> str:
+    q = "fails in LiteRT" if loss.quantized_db == float("-inf") else f"measured {loss.quantized_db:.1f} dB"
+    why = f"; {_WHY[loss.op_type]}" if loss.op_type in _WHY else ""
+    note = f" ({loss.note})" if loss.note else ""
+    return f"quantized it {q} vs float output {loss.float_db:.1f} dB on {loss.samples} calibration samples{note}{why}"
+
+
+def _keeping_first(data: Any, n: int) -> tuple[Any, list[Any] | None]:
+    """(the data as calibration reads it, the list its first n items go to): an iterable or a
+    function returning one is read once, so its first items are kept for the measured
+    fallback; a .npz path is loaded here once; arrays need nothing (None)."""
+    if isinstance(data, str | os.PathLike):
+        from tflquant.calibration.dataset import load_npz
+
+        return load_npz(data), None
+    if data is None or isinstance(data, Mapping):
+        return data, None
+    kept: list[Any] = []
+
+    def keep(items: Iterable[Any]) -> Iterable[Any]:
+        for item in items:
+            if len(kept) < n:
+                kept.append(item)
+            yield item
+
+    return ((lambda: keep(data())) if callable(data) else keep(data)), kept
+
+
+def _main_samples(module: ModuleOp, data: Any, n: int) -> list[Any] | None:
+    """The first n samples of the model's first function (one array per input, samples
+    first), or None (no data for it, or data it cannot read: calibration said what it used)."""
+    from tflquant.calibration.calibrate import _plan
+    from tflquant.calibration.dataset import batches
+
+    fns = [o for o in module.ops if isinstance(o, func.FuncOp)]
+    if not fns or data is None:
+        return None
+    try:
+        for entry, _, samples in _plan(module, data, "calibration data"):
+            if entry.fn is fns[0]:
+                first = [s for _, s in zip(range(n), samples)]
+                return next(iter(batches(first, n)), None) if first else None
+    except TflquantError:
+        return None
+    return None
+
+
+def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any]) -> dict[str, Any]:
+    """Output tensor name -> OpLoss of every integer op that quantizing destroys, measured by
+    tflquant.compare.op_losses on the suspicious ops only (none: nothing runs)."""
+    from tflquant.compare import destroys, op_losses, suspicious_ops
+
+    ops = suspicious_ops(module)
+    if not ops:
+        return {}
+    losses = op_losses(float_model, module, samples, CHECK_SAMPLES, ops=ops)
+    return {l.name: l for l in losses if destroys(l)}
 
 
 def _verify_output(module: ModuleOp, spec: str) -> None:

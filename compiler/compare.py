@@ -363,3 +363,14 @@ def op_losses(
         f_db = _sqnr(ref[name], _dequant(fo, qt, True) if requant else fo)
         out.append(OpLoss(name, tfl.op_type(op), q_db, f_db, n, note))
     return out
+
+
+def destroys(loss: OpLoss) -> bool:
+    """An op that quantizing destroys: it fails (LiteRT refuses the invoke), its output loses
+    the signal (SQNR below 0 dB) where float does at least 6 dB better, or float does
+    20 dB better and the integer op is below 30 dB."""
+    if loss.quantized_db == float("-inf"):
+        return True
+    if loss.quantized_db < 0 and loss.gain_db >= 6:
+        return True
+    return loss.gain_db >= 20 and loss.quantized_db < 30
