@@ -78,7 +78,9 @@ def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None, 
     most half an input step plus half an output step. tflm: True (TFLM must run it and
     match LiteRT), False (TFLM has no kernel: must say so). check_int(k, float model's
     output, int8 model's output, output scales) checks integer outputs (default: equal).
-    micro_op: the op legalize-for-micro writes instead in the integer-only model."""
+    micro_op: the op legalize-for-micro writes instead in the integer-only model for TFLM
+    (target="micro"; the LiteRT model keeps `op`). tflm=False: target="micro" is refused
+    with an error naming the op."""
     module = parse_module(text)
     fb = write_flatbuffer(module)
     # the float reference kernel (the calibration engine) agrees with LiteRT's float kernel
@@ -91,7 +93,10 @@ def check_one_op(text: str, op: str, x: np.ndarray, tflm: bool, check_int=None, 
     n_float = sum(a.dtype.kind == "f" for a in ref)
     assert op_names(qb) == ["tfl.quantize", f"tfl.{op}", *["tfl.dequantize"] * n_float], op_names(qb)
     got = run_builtin(qb, x)
-    ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8").model
+    ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8", target="micro" if tflm else "litert").model
+    if not tflm:
+        with pytest.raises(tflquant.TflquantError, match=rf"TFLite Micro cannot run .*{op.upper()} '"):
+            tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8", target="micro")
     s_in = builtin_interpreter(ib).get_input_details()[0]["quantization"][0]
     scales = [d["quantization"][0] for d in builtin_interpreter(ib).get_output_details()]
     for k, (a, b) in enumerate(zip(ref, got)):
@@ -141,20 +146,11 @@ def test_relu_0_to_1_int8_end_to_end() -> None:
     x = (data_rng().standard_normal((16, 1, 4, 64)) * 0.8).astype(np.float32)
     # integer only it is RELU (legalize-for-micro: the calibrated output scale puts 1.0 at 127)
     check_one_op(text, "relu_0_to_1", x, tflm=True, micro_op="relu")
-    # the same pipeline without legalize-for-micro keeps RELU_0_TO_1 and computes the same bytes
-    from tflquant.calibration.calibrate import calibrate
-    from tflquant.calibration.stats import provide_stats
-    from tflquant.ir import make_context
-    from tflquant.pipeline import run_pipeline
-
+    # for LiteRT (the default target, no legalize-for-micro) it stays RELU_0_TO_1 and
+    # computes the same bytes
     fb = write_flatbuffer(parse_module(text))
-    res = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8")
-    ib, spec = res.model, res.report.pipeline
-    m = read_flatbuffer(fb)
-    stats = calibrate(m, {"x": x}).stats
-    with provide_stats(stats):
-        run_pipeline(make_context(), m, spec.replace(",legalize-for-micro", ""))
-    plain = write_flatbuffer(m)
+    ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8", target="micro").model
+    plain = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8").model
     assert op_names(plain) == ["tfl.relu_0_to_1"]
     d = builtin_interpreter(ib).get_input_details()[0]
     s_, z = d["quantization"]
@@ -393,6 +389,8 @@ def test_one_hot_int8_end_to_end() -> None:
     ref, got = run_builtin(fb, x), run_builtin(q.model, x)
     np.testing.assert_allclose(got[0].reshape(ref[0].shape), ref[0], rtol=0, atol=1e-6)  # float32 scale 1/255
     ib = tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8").model
+    with pytest.raises(tflquant.TflquantError, match=r"TFLite Micro cannot run 1 op .*ONE_HOT 'y0': TFLite Micro has no kernel"):
+        tflquant.quantize(fb, mode="int8", representative_dataset={"x": x}, io_type="int8", target="micro")
     assert op_names(ib) == ["tfl.one_hot"]
     lit = run_builtin(ib, x, dequantize=False)[0]
     (sim,) = IntegerInterpreter(read_flatbuffer(ib), strict=True).run([x])
