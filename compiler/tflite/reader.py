@@ -257,6 +257,8 @@ class _Importer:
         shape = [int(d) for d in shape_v] if shape_v is not None else []
         if any(d < 0 for d in shape):
             raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
+        if math.prod(shape) * info.payload_dtype.itemsize >= 1 << 64:  # LiteRT: "invalidly specified in schema"
+            raise self.fail(f"tensor '{info.name}' has shape {shape}, more bytes than a machine can address: the model is corrupt")
         info.shape = shape
         dims = list(shape)
         sig = t.vector(T["shape_signature"], "i32")
@@ -449,6 +451,13 @@ class _Importer:
         )
         if typed:
             assert cls is not None
+            need = _min_inputs(cls)
+            if len(operands) < need:
+                names_ = ", ".join(n for n in cls.OPERANDS[:need])
+                raise self.fail(
+                    f"{where} has {len(operands)} input(s); LiteRT's {op_name} needs at least {need} ({names_}): "
+                    "the model is corrupt; re-export it"
+                )
             options = _decode_options(cls.OPTIONS, opts) if (cls.OPTIONS and opts is not None) else {}
             op: Operation = cls(operands, result_types, options=options, names=names)
         else:
@@ -542,6 +551,25 @@ class _Importer:
             result_types=[inf.ttype],
             attributes={"names": ArrayAttr([StringAttr(inf.name)])},
         )
+
+
+# Trailing inputs LiteRT's kernels let a model leave out (Prepare accepts fewer inputs);
+# every other modelled builtin needs all of its inputs (an absent optional one is -1).
+_OPTIONAL_TRAILING = {
+    "FULLY_CONNECTED": 1,  # bias
+    "CONV_2D": 1,
+    "DEPTHWISE_CONV_2D": 1,
+    "TRANSPOSE_CONV": 1,
+    "RESHAPE": 1,  # shape (then the new_shape option)
+    "PADV2": 1,  # constant_values
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 4,  # layer norm coefficients
+}
+
+
+def _min_inputs(cls: type[tfl.TflOp]) -> int:
+    if any(n.startswith("*") for n in cls.OPERANDS):
+        return 1
+    return len(cls.OPERANDS) - _OPTIONAL_TRAILING.get(cls.BUILTIN, 0)
 
 
 def _zero_elements(inf: _Tensor) -> bool:
