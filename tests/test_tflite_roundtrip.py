@@ -15,7 +15,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, parse_module, print_module
 from tflquant.tflite import schema
 from tflquant.tflite.flatbuf import root_table
-from tflquant.tflite.reader import read_flatbuffer
+from tflquant.tflite.reader import _min_inputs, read_flatbuffer
 from tflquant.tflite.writer import write_flatbuffer
 
 M, SG, T, B = schema.MODEL_FIELDS, schema.SUBGRAPH_FIELDS, schema.TENSOR_FIELDS, schema.BUFFER_FIELDS
@@ -581,7 +581,8 @@ def test_typed_options_roundtrip(builtin):
     cls = tfl.BUILTIN_CLASSES[builtin]
     opts = {f: _non_default(cls.OPTIONS, f, t, d) for f, (t, d) in cls.FIELDS.items()}
     g = GraphBuilder("main", {"x": ((2,), np.float32)})
-    op = g.add(cls([g.x], [ttype((2,))], options=opts, names=["y"]))
+    need = max(1, _min_inputs(cls))  # the reader refuses an op with fewer inputs than LiteRT needs
+    op = g.add(cls([g.x] * need, [ttype((2,))], options=opts, names=["y"]))
     data = g.tflite([op.results[0]])
     back = read_flatbuffer(data)
     (op2,) = [o for o in back.walk() if isinstance(o, cls)]
