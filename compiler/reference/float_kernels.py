@@ -168,6 +168,19 @@ def ints(a: np.ndarray | None) -> list[int]:
     return [] if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
 
 
+def check_result(shape: Sequence[int], itemsize: int = 4) -> None:
+    """Before allocating a result whose shape comes from operand values (FILL's dims, TILE's
+    multiples, paddings, ...): a negative or implausibly large shape is an error, never an
+    allocation of terabytes."""
+    from tflquant.fileio import check_fits
+
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise TflquantError(f"its operands give a result of negative shape {dims[1:]}: check the model")
+    check_fits(math.prod(dims) * itemsize, f"its result of shape {dims[1:]} for {dims[0] if dims else 0} sample(s)",
+               "check the shape operands in the model (or lower the batch size)")
+
+
 def activation(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """In-place fused activation on a freshly computed float array (None for NONE)."""
     if name in ("NONE", "0", None):
@@ -1458,16 +1471,22 @@ def _paddings(p: np.ndarray) -> list[tuple[int, int]]:
     return [(0, 0)] + [(v[2 * i], v[2 * i + 1]) for i in range(len(v) // 2)]
 
 
+def _checked_paddings(x: np.ndarray, p: np.ndarray) -> list[tuple[int, int]]:
+    pads = _paddings(p)
+    check_result([d + a + b for d, (a, b) in zip(x.shape, pads)] + list(x.shape[len(pads):]), x.dtype.itemsize)
+    return pads
+
+
 @kernel("PAD")
 def _pad(op: Operation) -> Kernel:
-    return lambda x, paddings: np.pad(x, _paddings(paddings))
+    return lambda x, paddings: np.pad(x, _checked_paddings(x, paddings))
 
 
 @kernel("PADV2")
 def _padv2(op: Operation) -> Kernel:
     def run(x: np.ndarray, paddings: np.ndarray, value: np.ndarray | None = None) -> np.ndarray:
         cv = 0 if value is None else value.reshape(-1)[0]
-        return np.pad(x, _paddings(paddings), constant_values=cv)
+        return np.pad(x, _checked_paddings(x, paddings), constant_values=cv)
 
     return run
 
@@ -1475,7 +1494,7 @@ def _padv2(op: Operation) -> Kernel:
 @kernel("MIRROR_PAD")
 def _mirror_pad(op: Operation) -> Kernel:
     mode = {"REFLECT": "reflect", "SYMMETRIC": "symmetric"}.get(opt(op, "mode", "REFLECT"), "reflect")
-    return lambda x, paddings: np.pad(x, _paddings(paddings), mode=mode)  # type: ignore[call-overload]
+    return lambda x, paddings: np.pad(x, _checked_paddings(x, paddings), mode=mode)  # type: ignore[call-overload]
 
 
 def _batched_gather(p: np.ndarray, idx: np.ndarray, axis: int, batch_dims: int) -> np.ndarray:
@@ -1734,6 +1753,7 @@ def _fill(op: Operation) -> Kernel:
     def run(dims: np.ndarray, value: np.ndarray) -> np.ndarray:
         d = tuple(ints(dims))
         s = value.shape[0]
+        check_result((s, *d), value.dtype.itemsize)
         return np.ascontiguousarray(np.broadcast_to(value.reshape((s,) + (1,) * len(d)), (s, *d)))
 
     return run
@@ -1743,6 +1763,7 @@ def _fill(op: Operation) -> Kernel:
 def _broadcast_to(op: Operation) -> Kernel:
     def run(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
         d = tuple(ints(shape))
+        check_result((x.shape[0], *d), x.dtype.itemsize)
         (x,) = align(x, np.empty((1, *d), np.bool_))[:1] if x.ndim - 1 < len(d) else (x,)
         return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0], *d)))
 
@@ -1751,7 +1772,14 @@ def _broadcast_to(op: Operation) -> Kernel:
 
 @kernel("TILE")
 def _tile(op: Operation) -> Kernel:
-    return lambda x, multiples: np.tile(x, (1, *ints(multiples)))
+    def run(x: np.ndarray, multiples: np.ndarray) -> np.ndarray:
+        reps = [1, *ints(multiples)]
+        nd = max(x.ndim, len(reps))  # np.tile aligns shape and reps on the right
+        dims = [1] * (nd - x.ndim) + list(x.shape)
+        check_result([d * k for d, k in zip(dims, [1] * (nd - len(reps)) + reps)], x.dtype.itemsize)
+        return np.tile(x, reps)
+
+    return run
 
 
 @kernel("SELECT", "SELECT_V2")
@@ -1825,6 +1853,7 @@ def _one_hot(op: Operation) -> Kernel:
 
     def run(idx: np.ndarray, depth: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
         d = int(ints(depth)[0])
+        check_result((*idx.shape, max(d, 0)), on.dtype.itemsize)
         r = idx.ndim  # output rank without the sample axis: idx rank (without it) + 1
         ax = axis_norm(axis, r) + 1
         pos = np.arange(d).reshape((d,) + (1,) * (r - ax))
