@@ -273,6 +273,8 @@ def call_op(
         r = k(*args)
     except TflquantError as e:
         raise TflquantError(f"{_label(op)}: {e}") from None
+    except MemoryError:
+        raise TflquantError(f"{_label(op)}: its result does not fit in memory: check the shapes in the model (or use fewer samples)") from None
     except (ValueError, IndexError, TypeError) as e:
         shapes = ", ".join("-" if a is None else str(np.shape(a)) for a in args)
         raise TflquantError(f"{_label(op)} failed on operands of shapes ({shapes}): {e}") from None

@@ -422,6 +422,8 @@ def _wrap(
             r = kern(*vals, **kw)
         except TflquantError as e:
             raise TflquantError(f"{label}: {e}") from None
+        except MemoryError:
+            raise TflquantError(f"{label}: its result does not fit in memory: check the shapes in the model (or lower the batch size)") from None
         except (ValueError, IndexError, TypeError) as e:
             shapes = ", ".join("-" if v is None else str(getattr(v, "shape", "?")) for v in vals)
             raise TflquantError(f"{label} failed on operands of shapes ({shapes}): {e}") from None
