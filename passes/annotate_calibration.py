@@ -12,7 +12,8 @@ Statistics come from `stats-file=PATH` (JSON keyed by tensor name, see
 `tflquant.calibration.stats`) or, without that option, from the driver in memory
 (`with tflquant.calibration.stats.provide_stats(stats): run_pipeline(...)`). With neither,
 the pass changes nothing, so a module that already carries `quant.stats` ops replays as is.
-Values already annotated, constants (and DEQUANTIZE of constants: weights), values without
+A tensor whose name several functions use is looked up as '@function/name' first (see
+`tflquant.calibration.stats.qualified_name`). Values already annotated, constants (and DEQUANTIZE of constants: weights), values without
 a name and values without statistics are left alone. Running the pass twice is the same as
 running it once.
 
@@ -31,7 +32,7 @@ from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from tflquant.calibration.stats import Range, Stats, pass_stats
+from tflquant.calibration.stats import Range, Stats, lookup, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
@@ -105,10 +106,11 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
             if not _is_float_tensor(arg) or _already_annotated(arg):
                 continue
             name = value_name(arg)
-            if name is None or name not in stats:
+            r = lookup(stats, arg, name) if name is not None else None
+            if name is None or r is None:
                 continue
-            _check_axis(arg, name, stats[name])
-            last_arg_stats = _annotate(arg, stats[name], last_arg_stats, fn)
+            _check_axis(arg, name, r)
+            last_arg_stats = _annotate(arg, r, last_arg_stats, fn)
             count += 1
         for op in list(fn.body.walk()):
             if isinstance(op, quant.StatsOp | quant.QuantizeCastOp | quant.DequantizeCastOp) or _is_weight(op):
@@ -116,17 +118,19 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
             if isinstance(op, tfl.UnidirectionalSequenceLstmOp) and CELL_STATS not in op.attributes:
                 cell = op.operand("cell_state")
                 name = value_name(cell) if cell is not None else None
-                if name is not None and name in stats:
-                    op.attributes[CELL_STATS] = _attr(stats[name])
+                r = lookup(stats, cell, name) if name is not None else None
+                if name is not None and r is not None:
+                    op.attributes[CELL_STATS] = _attr(r)
                     count += 1
             for res in op.results:
                 if not _is_float_tensor(res) or _already_annotated(res):
                     continue
                 name = value_name(res)
-                if name is None or name not in stats:
+                r = lookup(stats, res, name) if name is not None else None
+                if name is None or r is None:
                     continue
-                _check_axis(res, name, stats[name])
-                _annotate(res, stats[name], op, fn)
+                _check_axis(res, name, r)
+                _annotate(res, r, op, fn)
                 count += 1
     return count
 

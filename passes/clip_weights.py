@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, pass_stats
+from tflquant.calibration.stats import Stats, lookup, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.passes._quant_ops import float_const, is_f32
@@ -119,7 +119,7 @@ def clip_layer(o: tfl.TflOp, stats: Stats, corrected: bool = True) -> bool:
     if c is None or qt is None or not qt.per_axis:
         return False
     name = _input_name(o.inputs[0])
-    r = stats.get(name) if name is not None else None
+    r = lookup(stats, o.inputs[0], name) if name is not None else None
     if r is None or r.mean is None or r.mean_sq is None:
         return False
     mean = np.asarray(r.mean, np.float64)

@@ -41,7 +41,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, pass_stats
+from tflquant.calibration.stats import Stats, lookup, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import float_const, is_f32
@@ -161,7 +161,7 @@ def correct_layer(o: tfl.TflOp, stats: Stats) -> bool:
     if c is None or qt is None:
         return False
     name = _input_name(x)
-    r = stats.get(name) if name is not None else None
+    r = lookup(stats, x, name) if name is not None else None
     if r is None or r.mean is None:
         return False
     from tflquant.passes.rewrite_integer import quantize_const_values

@@ -7,7 +7,20 @@
 The model runs in the numpy reference interpreter, `batch_size` samples at a time (every
 activation gets a leading sample axis), so Python only dispatches ops. Models with several
 signatures calibrate every signature the data names; a model without signatures runs its
-first function.
+first function. A tensor name that several functions use is recorded per function as
+'@function/name', so a signature without data keeps its ops float instead of borrowing
+another signature's ranges.
+
+Resource variables (VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE, shared between
+signatures by container and shared_name, initialized by a CALL_ONCE subgraph: how the TF
+converter writes a KV cache) hold state from one run to the next, as in one LiteRT
+interpreter. Calibration runs a copy of the model in which each variable a function reads
+is an extra argument (named like the READ_VARIABLE result, so its range is recorded) and
+each variable it assigns an extra result; the driver keeps the values between runs.
+Samples of such a model run one at a time in the order the data gives them, as a LiteRT
+user would invoke the signatures: arrays keyed '<signature>/<input>' run signature by
+signature (all prefill samples, then the decode samples, each continuing the state the
+previous left); an iterable of (signature_key, inputs) pairs runs in its own order.
 """
 
 from __future__ import annotations
@@ -22,8 +35,8 @@ from typing import Any, TextIO
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, TensorType
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, FunctionType, ModuleOp, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
 
 from tflquant.calibration.dataset import (
     InputSpec,
@@ -35,7 +48,8 @@ from tflquant.calibration.dataset import (
 )
 from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.calibration.observers import MinMaxObserver, make_observer
-from tflquant.calibration.stats import Stats
+from tflquant.calibration.stats import Stats, function_of, qualified_name
+from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import numpy_dtype_of_element, value_name
 
@@ -165,7 +179,7 @@ def _isatty(stream: TextIO) -> bool:
 Source = Any  # path to .npz, mapping of arrays, iterable, or a function returning an iterable
 
 
-def _plan(module: ModuleOp, data: Source, where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
+def _plan(module: ModuleOp, data: Source, where: str, in_order: bool = False) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
     """(entry, sample count if known, samples) for every entry the data feeds."""
     ents = entries(module)
     if isinstance(data, (str, os.PathLike)):
@@ -177,7 +191,7 @@ def _plan(module: ModuleOp, data: Source, where: str) -> list[tuple[Entry, int |
         raise TflquantError(f"{where}: a mapping of calibration data must hold numpy arrays (one per input, samples first)")
     if len(ents) == 1:
         return [(ents[0], None, samples_from_iterable(data, ents[0].specs, where))]
-    return _plan_multi_iterable(ents, data, where)
+    return _plan_multi_iterable(ents, data, where, in_order)
 
 
 def _plan_arrays(ents: list[Entry], arrays: Mapping[str, np.ndarray], where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
@@ -201,10 +215,13 @@ def _plan_arrays(ents: list[Entry], arrays: Mapping[str, np.ndarray], where: str
     return plan
 
 
-def _plan_multi_iterable(ents: list[Entry], data: Source, where: str) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
-    """Several signatures, TF style: items are (signature_key, {name: array})."""
+def _plan_multi_iterable(ents: list[Entry], data: Source, where: str, in_order: bool = False) -> list[tuple[Entry, int | None, Iterator[list[np.ndarray]]]]:
+    """Several signatures, TF style: items are (signature_key, {name: array}). Grouped by
+    signature, or with `in_order` (a stateful model) as runs of consecutive items of one
+    signature, in the order given (prefill, decode, decode, ..., prefill, ...)."""
     by_key = {e.key: e for e in ents}
     routed: dict[str | None, list[list[np.ndarray]]] = {}
+    runs: list[tuple[str, list[list[np.ndarray]]]] = []
     from tflquant.calibration.dataset import _item_to_sample
 
     it = data() if callable(data) else data
@@ -221,7 +238,16 @@ def _plan_multi_iterable(ents: list[Entry], data: Source, where: str) -> list[tu
             )
         if key not in by_key:
             raise TflquantError(f"{where}, sample {i}: unknown signature {key!r} (the model has {', '.join(repr(k) for k in by_key)})")
-        routed.setdefault(key, []).append(_item_to_sample(payload, by_key[key].specs, f"{where}, sample {i}"))
+        sample = _item_to_sample(payload, by_key[key].specs, f"{where}, sample {i}")
+        if in_order:
+            if runs and runs[-1][0] == key:
+                runs[-1][1].append(sample)
+            else:
+                runs.append((key, [sample]))
+        else:
+            routed.setdefault(key, []).append(sample)
+    if in_order:
+        return [(by_key[k], len(v), iter(v)) for k, v in runs]
     return [(by_key[k], len(v), iter(v)) for k, v in routed.items()]
 
 
@@ -235,19 +261,191 @@ _WEIGHTED_INPUT = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0}
 
 
 def weighted_layer_inputs(module: ModuleOp) -> frozenset[str]:
-    """Tensor names of the activation inputs of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED."""
+    """Statistics keys (see `shared_names`) of the activation inputs of CONV_2D,
+    DEPTHWISE_CONV_2D and FULLY_CONNECTED."""
+    shared = shared_names(module)
     out = set()
     for op in module.walk():
         idx = _WEIGHTED_INPUT.get(getattr(type(op), "BUILTIN", None) or "")
         if idx is not None and idx < len(op.operands):
-            name = value_name(op.operands[idx])
+            v = op.operands[idx]
+            name = value_name(v)
             if name is not None:
-                out.add(name)
+                fn = function_of(v) if name in shared else None
+                out.add(qualified_name(fn, name) if fn is not None else name)
     return frozenset(out)
 
 
-def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any) -> None:
-    interp.run(arrays, observer=observe, func_name=entry.fn.sym_name.data)
+def shared_names(module: ModuleOp) -> frozenset[str]:
+    """Tensor names that more than one function uses (signatures of a multi-signature model
+    often repeat names: the TF converter calls every output 'StatefulPartitionedCall:0').
+    Their statistics are recorded per function, as '@function/name'."""
+    seen: dict[str, str] = {}
+    shared = set()
+    for f in _functions(module):
+        fname = f.sym_name.data
+        values = [*f.body.blocks[0].args] if f.body.blocks else []
+        values += [r for op in f.body.walk() for r in op.results]
+        for v in values:
+            name = value_name(v)
+            if name is None:
+                continue
+            first = seen.setdefault(name, fname)
+            if first != fname:
+                shared.add(name)
+    return frozenset(shared)
+
+
+def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any, state: _State | None = None) -> None:
+    name = entry.fn.sym_name.data
+    if state is None:
+        interp.run(arrays, observer=observe, func_name=name)
+    else:
+        state.run(interp, name, arrays, observe)
+
+
+# ---------------------------------------------------------------------------------------
+# Resource variables (see the module docstring)
+# ---------------------------------------------------------------------------------------
+
+_RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+
+def _resource_op(op: Operation) -> str | None:
+    if isinstance(op, tfl.OpaqueOp) and op.custom_code is None and op.op_name in _RESOURCE_OPS:
+        return op.op_name
+    return None
+
+
+def variable_key(op: tfl.OpaqueOp) -> str:
+    """The variable a VAR_HANDLE names: `container/shared_name` (LiteRT shares a variable
+    between subgraphs by these two strings)."""
+    opts = op.options.data if op.options is not None else {}
+    c, n = opts.get("container"), opts.get("shared_name")
+    return f"{c.data if isinstance(c, StringAttr) else ''}/{n.data if isinstance(n, StringAttr) else ''}"
+
+
+@dataclass
+class _StatefulFn:
+    reads: list[str]  # variable keys, one per extra argument (after the inputs)
+    writes: list[str]  # variable keys, one per extra result (after the outputs)
+    n_outputs: int
+    inits: list[int]  # subgraphs CALL_ONCE runs first
+
+
+class _State:
+    """Variable values between runs, and a copy of the model with variables as I/O."""
+
+    def __init__(self, module: ModuleOp, entry_names: Sequence[str]):
+        self.module = module.clone()
+        funcs = _functions(self.module)
+        self.fns: dict[str, _StatefulFn] = {}
+        self.names = [f.sym_name.data for f in funcs]
+        needed = list(entry_names)
+        while needed:  # the entries and the subgraphs their CALL_ONCE ops run
+            name = needed.pop()
+            if name in self.fns:
+                continue
+            info = self.fns[name] = _lift_variables(funcs[self.names.index(name)])
+            for i in info.inits:
+                if not 0 <= i < len(funcs):
+                    raise TflquantError(f"function '{name}': CALL_ONCE runs subgraph {i}, which the model does not have")
+                needed.append(self.names[i])
+        for f in funcs:
+            if f.sym_name.data not in self.fns and f.sym_name.data in _control_flow_bodies(funcs) and any(_resource_op(op) for op in f.walk()):
+                raise TflquantError(
+                    f"function '{f.sym_name.data}' (a WHILE / IF subgraph) uses resource variables; "
+                    "calibration supports them only in signature functions and CALL_ONCE subgraphs"
+                )
+        self.values: dict[str, np.ndarray] = {}
+        self.done_once: set[str] = set()
+
+    def run(self, interp: Any, name: str, arrays: list[np.ndarray], observe: Any) -> None:
+        info = self.fns[name]
+        for i in info.inits:
+            init = self.names[i]
+            if init not in self.done_once:
+                self.done_once.add(init)
+                self.run(interp, init, [], observe)
+        n = len(arrays[0]) if arrays else 1
+        extra = []
+        for key in info.reads:
+            if key not in self.values:
+                raise TflquantError(
+                    f"function '{name}' reads resource variable '{key}' before anything assigned it "
+                    "(calibrate the signature that writes it first, or initialize it with CALL_ONCE)"
+                )
+            v = self.values[key]
+            extra.append(v if len(v) == n else v[np.arange(n) % len(v)])
+        outs = interp.run([*arrays, *extra], observer=observe, func_name=name)
+        for key, v in zip(info.writes, outs[info.n_outputs :]):
+            self.values[key] = np.asarray(v)
+
+
+def _control_flow_bodies(funcs: Sequence[func.FuncOp]) -> set[str]:
+    out = set()
+    for f in funcs:
+        for op in f.walk():
+            for option in tfl.CONTROL_FLOW_SUBGRAPHS.get(tfl.op_type(op), ()):
+                i = tfl.subgraph_index(op, option)
+                if i is not None and 0 <= i < len(funcs):
+                    out.add(funcs[i].sym_name.data)
+    return out
+
+
+def _lift_variables(f: func.FuncOp) -> _StatefulFn:
+    """Rewrite `f` in place: READ_VARIABLE -> extra argument, ASSIGN_VARIABLE -> extra result
+    (its last value), VAR_HANDLE / CALL_ONCE removed."""
+    fname = f.sym_name.data
+    block = f.body.blocks[0]
+    handles: dict[SSAValue, str] = {}
+    current: dict[str, SSAValue] = {}
+    reads: list[str] = []
+    inits: list[int] = []
+    ret = block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    n_outputs = len(ret.operands)
+    arg_attrs = list(f.arg_attrs.data) if f.arg_attrs is not None else [DictionaryAttr({}) for _ in block.args]
+    for op in list(block.ops):
+        kind = _resource_op(op)
+        if kind is None:
+            if any(isinstance(v.type, TensorType) and isinstance(v.type.element_type, tfl.ResourceType) for v in op.operands):
+                raise TflquantError(f"function '{fname}': {tfl.op_type(op)} takes a resource handle; calibration cannot run it")
+            continue
+        assert isinstance(op, tfl.OpaqueOp)
+        if kind == "VAR_HANDLE":
+            handles[op.results[0]] = variable_key(op)
+        elif kind == "CALL_ONCE":
+            i = tfl.subgraph_index(op, "init_subgraph_index") if op.options is not None else None
+            if i is None:
+                raise TflquantError(f"function '{fname}': CALL_ONCE without init_subgraph_index")
+            inits.append(i)
+        else:
+            h = op.operands[0] if op.operands else None
+            if h not in handles:
+                raise TflquantError(f"function '{fname}': {kind} on a handle that no VAR_HANDLE of this function makes")
+            key = handles[h]  # type: ignore[index]
+            if kind == "ASSIGN_VARIABLE":
+                current[key] = op.operands[1]
+            elif key in current:  # read after an assign in the same run: the assigned value
+                op.results[0].replace_all_uses_with(current[key])
+            else:
+                arg = block.insert_arg(op.results[0].type, len(block.args))
+                arg_attrs.append(DictionaryAttr({"tfl.name": StringAttr(value_name(op.results[0]) or f"{key}:read")}))
+                reads.append(key)
+                op.results[0].replace_all_uses_with(arg)
+        for r in op.results:
+            if r.uses and r not in handles:
+                raise TflquantError(f"function '{fname}': the result of {kind} is used by an op calibration cannot run")
+    for op in reversed(list(block.ops)):
+        if _resource_op(op) is not None:
+            op.detach()
+            op.erase(safe_erase=False)
+    writes = list(current)
+    ret.operands = (*ret.operands, *(current[k] for k in writes))
+    f.function_type = FunctionType.from_lists([a.type for a in block.args], [v.type for v in ret.operands])
+    f.arg_attrs = ArrayAttr(arg_attrs)
+    return _StatefulFn(reads, writes, n_outputs, inits)
 
 
 def calibrate(
@@ -277,18 +475,24 @@ def calibrate(
     obs = make_observer(observer) if isinstance(observer, str) else observer
     if channel_means and isinstance(obs, MinMaxObserver):
         obs.mean_names = obs.mean_names | weighted_layer_inputs(module)
-    plan = _plan(module, data, where)
+    stateful = any(_resource_op(op) for op in module.walk())
+    plan = _plan(module, data, where, in_order=stateful)
     total_known = all(n is not None for _, n, _ in plan)
     total = sum(n for _, n, _ in plan if n is not None) if total_known else None
     if max_samples is not None and total is not None:
         total = min(total, max_samples * len(plan))
     bar = Progress(total, progress)
-    interp = Interpreter(module, stateful=True)  # an LSTM's state runs on from sample to sample, as in LiteRT
-    observe = _NamedObserver(obs)
+    state = None
+    if stateful:  # resource variables: one sample at a time, in the data's order, as LiteRT invokes
+        state = _State(module, [e.fn.sym_name.data for e, _, _ in plan])
+        batch_size = 1
+    # an LSTM's state runs on from sample to sample, as in LiteRT
+    interp = Interpreter(state.module if state is not None else module, stateful=True)
+    observe = _NamedObserver(obs, shared_names(module))
     per_entry: dict[str, int] = {}
     try:
         with blas_threads(threads):
-            _run_plan(plan, interp, observe, batch_size, max_samples, where, bar, per_entry)
+            _run_plan(plan, interp, observe, batch_size, max_samples, where, bar, per_entry, state)
     finally:
         bar.close()
     n_samples = sum(per_entry.values())
@@ -304,15 +508,19 @@ class _NamedObserver:
     """The interpreter's observer (values) in front of a MinMaxObserver (tensor names); it
     splits into reduce/merge so that parallel sample ranges reduce their arrays at once."""
 
-    def __init__(self, obs: MinMaxObserver):
+    def __init__(self, obs: MinMaxObserver, shared: frozenset[str] = frozenset()):
         self.obs = obs
+        self.shared = shared
         self.names: dict[SSAValue, str | None] = {}
 
     def _name(self, value: SSAValue) -> str | None:
         try:
             return self.names[value]
         except KeyError:
-            name = self.names[value] = value_name(value)
+            name = value_name(value)
+            if name is not None and name in self.shared and (fn := function_of(value)) is not None:
+                name = qualified_name(fn, name)
+            self.names[value] = name
             return name
 
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
@@ -337,20 +545,22 @@ def _run_plan(
     where: str,
     bar: Progress,
     per_entry: dict[str, int],
+    state: _State | None = None,
 ) -> None:
     for entry, _, samples in plan:
+        key = entry.key if entry.key is not None else entry.fn.sym_name.data
         count = 0
         if max_samples is not None:
-            samples = _take(samples, max_samples)
+            samples = _take(samples, max_samples - per_entry.get(key, 0))
         for arrays in batches(samples, batch_size):
-            _run_batch(interp, entry, arrays, observe)
+            _run_batch(interp, entry, arrays, observe, state)
             k = len(arrays[0]) if arrays else 0
             count += k
             bar.batches += 1
             bar.update(k)
-        if count == 0:
+        if count == 0 and key not in per_entry:
             raise TflquantError(f"{where}: no calibration samples for {entry.label}")
-        per_entry[entry.key if entry.key is not None else entry.fn.sym_name.data] = count
+        per_entry[key] = per_entry.get(key, 0) + count
 
 
 def _take(it: Iterator[list[np.ndarray]], n: int) -> Iterator[list[np.ndarray]]:

@@ -65,6 +65,35 @@ class Range:
 Stats = dict[str, Range]
 
 
+def qualified_name(function: str, name: str) -> str:
+    """The statistics key of tensor `name` in `function` when several functions (signatures)
+    have a tensor of that name: '@function/name'. Calibration records such tensors under
+    this key only, so one signature's ranges never quantize another signature's tensor."""
+    return f"@{function}/{name}"
+
+
+def function_of(v: Any) -> str | None:
+    """The name of the func.func a value (SSA value) belongs to."""
+    from xdsl.dialects import func
+    from xdsl.ir import Block
+
+    owner = v.owner
+    op = owner.parent_op() if isinstance(owner, Block) else owner
+    while op is not None and not isinstance(op, func.FuncOp):
+        op = op.parent_op()
+    return op.sym_name.data if op is not None else None
+
+
+def lookup(stats: Mapping[str, Range], v: Any, name: str) -> Range | None:
+    """The range of value `v` (TFLite tensor `name`): its function-qualified entry, else
+    the plain one."""
+    if any(k.startswith("@") for k in stats):
+        fn = function_of(v)
+        if fn is not None and (r := stats.get(qualified_name(fn, name))) is not None:
+            return r
+    return stats.get(name)
+
+
 def as_stats(data: Mapping[str, Any]) -> Stats:
     """Normalize an in-memory mapping (name -> Range | (min, max) | {"min","max"[,"axis"]})."""
     return {str(k): _range(str(k), v, "stats") for k, v in data.items()}

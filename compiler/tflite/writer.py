@@ -1,10 +1,13 @@
 """Emit a tflquant module (see reader.py for the mapping) as a TFLite flatbuffer.
 
 The output is a valid schema-3 model: identifier TFL3, version 3, an empty buffers[0],
-constant data 16-byte aligned, identical constant buffers stored once, builtin_code plus
+constant data 16-byte aligned, identical constants of one type stored once (never one
+buffer for two types: a weight one subgraph reads quantized and another float gets two),
+a zero-element constant an empty (present) data vector of its own, builtin_code plus
 deprecated_builtin_code = min(code, 127), an options table for every op that has one, op
 versions from versions.py (opaque ops keep theirs) and a `min_runtime_version` metadata
-entry. The same module always gives the same bytes.
+entry. The same module always gives the same bytes. Every model written passes
+`tflquant.tflite.verify` (LiteRT's verifier checks and more), else TflquantError.
 
 A model whose flatbuffer would pass `max_flatbuffer_size` (2 GB) is written in the
 large-model layout: constant buffers hold offset/size and their data follows the
@@ -115,18 +118,21 @@ class _Plan:
     """Everything the flatbuffer holds, in the order it is written."""
 
     def __init__(self) -> None:
-        self.buffers: list[bytes | None] = [None]  # buffers[0]: the empty sentinel
-        self._buffer_index: dict[bytes, int] = {}
+        self.buffers: list[bytes | None] = [None]  # buffers[0]: the empty sentinel; b"": an empty data vector
+        self._buffer_index: dict[tuple[int, bytes], int] = {}
         self.opcodes: list[list] = []  # [code, custom_code, version]
         self._opcode_index: dict[tuple[int, str | None], int] = {}
         self.subgraphs: list[_Subgraph] = []
 
-    def buffer(self, data: bytes) -> int:
-        idx = self._buffer_index.get(data)
+    def buffer(self, data: bytes, ttype: TensorType) -> int:
+        """The buffer holding `data` for a constant of type `ttype`: shared only by constants
+        of the same element type (the same bytes read as another type are another buffer)."""
+        key = (_type_code(ttype.element_type), data)
+        idx = self._buffer_index.get(key)
         if idx is None:
             idx = len(self.buffers)
             self.buffers.append(data)
-            self._buffer_index[data] = idx
+            self._buffer_index[key] = idx
         return idx
 
     def opcode(self, code: int, custom: str | None, version: int) -> int:
@@ -143,16 +149,22 @@ class _Plan:
 
 def write_flatbuffer(module: ModuleOp, *, max_flatbuffer_size: int = schema.FLATBUFFER_SIZE_MAX) -> bytes:
     """The module as .tflite bytes (TflquantError if it holds something TFLite cannot)."""
+    from tflquant.tflite.verify import verify_model
+
     plan = _plan(module)
     total = sum(len(b) for b in plan.buffers if b)
+    out = None
     if total < max_flatbuffer_size:
         try:
             out = _emit(module, plan, offsets=None)
         except BuilderSizeError:  # the flatbuffer library's own 2 GB limit
             out = None
-        if out is not None and len(out) <= max_flatbuffer_size:
-            return out
-    return _emit_large(module, plan)
+        if out is not None and len(out) > max_flatbuffer_size:
+            out = None
+    if out is None:
+        out = _emit_large(module, plan)
+    verify_model(out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -217,17 +229,20 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             continue
         if isinstance(op, tfl.ConstOp):
             data = op.value.data.data
-            new_tensor(op.result, _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.const"), buffer=plan.buffer(data) if data else 0))
+            tt = tensor_type(op.result, "tfl.const")
+            empty = not data and any(int(d) == 0 for d in tt.get_shape())  # a zero-element constant is still a constant
+            new_tensor(op.result, _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt) if data or empty else 0))
             continue
         if isinstance(op, tfl.SparseConstOp):
             data = op.value.data.data
-            t = _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.sparse_const"), buffer=plan.buffer(data), sparsity=op.sparsity)
+            tt = tensor_type(op.result, "tfl.sparse_const")
+            t = _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt), sparsity=op.sparsity)
             new_tensor(op.result, t)
             continue
         if isinstance(op, tfl.VariableOp):
             buf = 0
             if op.value is not None and op.value.data.data:
-                buf = plan.buffer(op.value.data.data)
+                buf = plan.buffer(op.value.data.data, tensor_type(op.result, "tfl.variable"))
             new_tensor(op.result, _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.variable"), buffer=buf, is_variable=True))
             continue
         if isinstance(op, tfl.TflOp):
@@ -304,7 +319,7 @@ def _name_tensors(sg: _Subgraph) -> None:
 
 def _emit_large(module: ModuleOp, plan: _Plan) -> bytes:
     """Large-model layout: buffer data after the flatbuffer, found by absolute offset/size."""
-    placeholder = {i: (1, len(b)) for i, b in enumerate(plan.buffers) if b}
+    placeholder = {i: (1, len(b)) for i, b in enumerate(plan.buffers) if b}  # b"" stays an inline empty vector
     head = _emit(module, plan, offsets=placeholder)
     pos = _align16(len(head))
     offsets: dict[int, tuple[int, int]] = {}
@@ -359,9 +374,9 @@ def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | N
 
     buffer_offs: list[int] = []
     for i, b in enumerate(plan.buffers):
-        if not b:
+        if b is None:
             buffer_offs.append(bld.table([]))
-        elif offsets is not None:
+        elif offsets is not None and b:
             off, size = offsets[i]
             buffer_offs.append(bld.table([(B["offset"], "u64", off, None), (B["size"], "u64", size, None)]))
         else:
