@@ -143,7 +143,10 @@ def raw_tflite(
         SD, TM = schema.SIGNATURE_DEF_FIELDS, schema.TENSOR_MAP_FIELDS
 
         def maps(idx: Sequence[int]) -> int:
-            return b.offsets([b.table([(TM["name"], "off", b.string(tensors[i]["name"]), 0), (TM["tensor_index"], "u32", i, None)]) for i in idx])
+            def name(i: int) -> str:
+                return tensors[i]["name"] if 0 <= i < len(tensors) else f"tensor_{i}"
+
+            return b.offsets([b.table([(TM["name"], "off", b.string(name(i)), 0), (TM["tensor_index"], "u32", i & 0xFFFFFFFF, None)]) for i in idx])
 
         sig = b.table([(SD["inputs"], "off", maps(inputs), 0), (SD["outputs"], "off", maps(outputs), 0),
                        (SD["signature_key"], "off", b.string("serving_default"), 0), (SD["subgraph_index"], "u32", 0, None)])
