@@ -10,7 +10,10 @@ Afterwards, for every op with an integer kernel whose inputs and outputs are fak
   their bound inputs and every output. The values tied together this way form a group
   (union-find over qcasts); a group gets the parameters of the union of its members' ranges
   (TF's converter gives e.g. a concatenation's producers its output range the same way), or
-  the fixed parameters when a fixed-range output is in it. A multi-input op never lets a
+  the fixed parameters when a fixed-range output is in it. The range of a value read only
+  by a slice with constant bounds (STRIDED_SLICE, SLICE, GATHER with constant indices) does
+  not count: what the slice drops never reaches the model, so the group takes the range the
+  slice's output was calibrated to (the dropped values saturate). A multi-input op never lets a
   fixed-range input impose its range on the others: that input is requantized instead
   (`qcast(dcast(x))`, a QUANTIZE int->int after rewrite-integer), as is any input whose
   group's fixed parameters conflict;
@@ -31,7 +34,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from tflquant.dialects import quant
+from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.passes._quant_ops import bits_of, fixed_params, has_kernel, op_info, same_inputs
 
@@ -88,6 +91,8 @@ class _Groups:
     def __init__(self) -> None:
         self.parent: dict[quant.QuantizeCastOp, quant.QuantizeCastOp] = {}
         self.fixed: dict[quant.QuantizeCastOp, UniformQuantizedType] = {}
+        # members whose own range does not count: read only by a slice with constant bounds
+        self.sliced: set[quant.QuantizeCastOp] = set()
 
     def find(self, q: quant.QuantizeCastOp) -> quant.QuantizeCastOp:
         self.parent.setdefault(q, q)
@@ -120,6 +125,19 @@ def _input_qcast(v: SSAValue) -> quant.QuantizeCastOp | None:
         return None
     q = d.input.owner
     return q if isinstance(q, quant.QuantizeCastOp) else None
+
+
+_SLICES = ("tfl.strided_slice", "tfl.slice", "tfl.gather", "tfl.gather_nd")
+
+
+def _only_sliced(o: Operation, i: int, q: quant.QuantizeCastOp) -> bool:
+    """Input i of o is a slice's data (STRIDED_SLICE, SLICE, GATHER with constant bounds or
+    indices) and nothing else reads it: the values the slice drops never reach the model, so
+    the input's range need not cover them (the output's own calibrated range is enough)."""
+    if o.name not in _SLICES or i != 0 or not all(isinstance(v.owner, tfl.ConstOp) for v in o.operands[1:]):
+        return False
+    d = dcast_source(o.operands[i])
+    return d is not None and d.result.uses.get_length() == 1 and q.result.uses.get_length() == 1
 
 
 def _activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
@@ -188,6 +206,8 @@ class _Propagator:
             if fa is not None and fq is not None and fa != fq:
                 self._requantize(o, i)
                 continue
+            if _only_sliced(o, i, q):
+                groups.sliced.add(q)
             groups.union(anchor, q)
 
     def _requantize(self, o: Operation, i: int) -> None:
@@ -214,8 +234,14 @@ class _Propagator:
             if fixed is not None:
                 target = fixed
             else:
-                types = [quant.quantized_element(q.result.type) for q in members]
+                counted = [q for q in members if q not in groups.sliced] or members
+                types = [quant.quantized_element(q.result.type) for q in counted]
                 uniq = {t for t in types if t is not None}
+                if len(uniq) == 1 and len(counted) < len(members):
+                    target = next(iter(uniq))  # type: ignore[assignment]
+                    for q in members:
+                        retype_qcast(q, target)
+                    continue
                 if len(uniq) <= 1:
                     continue
                 ranges = [qrange(t) for t in uniq]  # type: ignore[arg-type]

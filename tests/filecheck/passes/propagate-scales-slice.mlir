@@ -1,0 +1,51 @@
+// RUN: tflquant-opt %s --split-input-file -p insert-fake-quant,propagate-scales | filecheck %s
+
+// A value read only by a slice with constant bounds takes the slice output's range: what
+// the slice drops never reaches the model (here the input spans [-4, 4], the kept centre
+// [-1, 1]: scale 2/255 instead of 8/255; the dropped values saturate).
+// CHECK-LABEL: func.func @slice_only
+// CHECK:      quant.qcast %x : tensor<1x8xf32> -> tensor<1x8x!quant.uniform<i8:f32, 0.007843138:-1>>
+// CHECK:      "tfl.strided_slice"
+// CHECK-NEXT: quant.qcast %y : tensor<1x4xf32> -> tensor<1x4x!quant.uniform<i8:f32, 0.007843138:-1>>
+func.func @slice_only(%x: tensor<1x8xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
+  %xs = quant.stats %x, <-4.0, 4.0> : tensor<1x8xf32>
+  %b = "tfl.const"() <{value = dense<[0, 2]> : tensor<2xi32>}> {names = ["begin"]} : () -> tensor<2xi32>
+  %e = "tfl.const"() <{value = dense<[1, 6]> : tensor<2xi32>}> {names = ["end"]} : () -> tensor<2xi32>
+  %s = "tfl.const"() <{value = dense<1> : tensor<2xi32>}> {names = ["strides"]} : () -> tensor<2xi32>
+  %y = "tfl.strided_slice"(%xs, %b, %e, %s) {names = ["centre"]} : (tensor<1x8xf32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<1x4xf32>
+  %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x4xf32>
+  func.return %ys : tensor<1x4xf32>
+}
+
+// -----
+
+// The input is read by another op too: its range counts (the union, as before).
+// CHECK-LABEL: func.func @slice_and_more
+// CHECK:      quant.qcast %x : tensor<1x8xf32> -> tensor<1x8x!quant.uniform<i8:f32, 0.03137255:-1>>
+// CHECK:      "tfl.strided_slice"
+// CHECK-NEXT: quant.qcast %y : tensor<1x4xf32> -> tensor<1x4x!quant.uniform<i8:f32, 0.03137255:-1>>
+func.func @slice_and_more(%x: tensor<1x8xf32> {tfl.name = "x"}) -> (tensor<1x4xf32>, tensor<1x8xf32>) {
+  %xs = quant.stats %x, <-4.0, 4.0> : tensor<1x8xf32>
+  %b = "tfl.const"() <{value = dense<[0, 2]> : tensor<2xi32>}> {names = ["begin"]} : () -> tensor<2xi32>
+  %e = "tfl.const"() <{value = dense<[1, 6]> : tensor<2xi32>}> {names = ["end"]} : () -> tensor<2xi32>
+  %s = "tfl.const"() <{value = dense<1> : tensor<2xi32>}> {names = ["strides"]} : () -> tensor<2xi32>
+  %y = "tfl.strided_slice"(%xs, %b, %e, %s) {names = ["centre"]} : (tensor<1x8xf32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<1x4xf32>
+  %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x4xf32>
+  %r = "tfl.relu"(%xs) {names = ["relu"]} : (tensor<1x8xf32>) -> tensor<1x8xf32>
+  %rs = quant.stats %r, <0.0, 4.0> : tensor<1x8xf32>
+  func.return %ys, %rs : tensor<1x4xf32>, tensor<1x8xf32>
+}
+
+// -----
+
+// Bounds computed at run time: the input's range counts.
+// CHECK-LABEL: func.func @dynamic_bounds
+// CHECK:      quant.qcast %x : tensor<1x8xf32> -> tensor<1x8x!quant.uniform<i8:f32, 0.03137255:-1>>
+func.func @dynamic_bounds(%x: tensor<1x8xf32> {tfl.name = "x"}, %b: tensor<2xi32> {tfl.name = "begin"}) -> tensor<1x4xf32> {
+  %xs = quant.stats %x, <-4.0, 4.0> : tensor<1x8xf32>
+  %e = "tfl.const"() <{value = dense<[1, 6]> : tensor<2xi32>}> {names = ["end"]} : () -> tensor<2xi32>
+  %s = "tfl.const"() <{value = dense<1> : tensor<2xi32>}> {names = ["strides"]} : () -> tensor<2xi32>
+  %y = "tfl.strided_slice"(%xs, %b, %e, %s) {names = ["centre"]} : (tensor<1x8xf32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<1x4xf32>
+  %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x4xf32>
+  func.return %ys : tensor<1x4xf32>
+}
