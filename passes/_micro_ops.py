@@ -19,8 +19,9 @@ select.cc: SELECT_V2 only, int8/int16/float32, broadcasting through
 BroadcastSelect5DSlow; conv_common.cc ConvPrepare: input type == output type, input/filter
 float32/float32, int16/int8 or int8/int8 ("Hybrid models are not supported"), filter
 scales 1 or one per output channel (dim 0); conv.cc: int16 bias int32 or int64;
-strided_slice_common.cc, pad_common.cc: rank limits; dequantize_common.cc: int8, int16,
-uint8 only), each verified on the installed TFLM Python interpreter with one-op models
+strided_slice_common.cc "input dim should not exceed 4", pad_common.cc and slice.cc up to
+5 dims, broadcast_to.cc "only supports 1-5D"; gather.cc float32/int8 data and int32
+positions; dequantize_common.cc: int8, int16, uint8 only), each verified on the installed TFLM Python interpreter with one-op models
 (tests/test_micro_target.py keeps a sample of those probes).
 """
 
@@ -84,10 +85,10 @@ def _weighted(filter_axis: int, bias_index: int | None) -> Callable[[Operation],
         w = op.operands[1]
         xk, wk, yk = kind(x.type), kind(w.type), kind(op.results[0].type)
         if xk != yk:
-            return f"input {xk} and output {yk} differ (TFLite Micro needs them equal)"
+            return f"input {_names((xk,))} and output {_names((yk,))} differ (TFLite Micro needs them equal)"
         if (xk, wk) not in (("f32", "f32"), ("i8", "i8"), ("i16", "i8")):
             hybrid = " (a hybrid op: TFLite Micro has no hybrid kernels)" if xk == "f32" else ""
-            return f"input {xk} with weights {wk}: TFLite Micro takes float32/float32, int8/int8 or int16/int8{hybrid}"
+            return f"input {_names((xk,))} with weights {_names((wk,))}: TFLite Micro takes float32/float32, int8/int8 or int16/int8{hybrid}"
         q = w.type.element_type if isinstance(w.type, TensorType) else None
         if isinstance(q, UniformQuantizedType) and q.per_axis:
             n = _shape(w)[filter_axis] if len(_shape(w)) > filter_axis else -1
@@ -99,7 +100,7 @@ def _weighted(filter_axis: int, bias_index: int | None) -> Callable[[Operation],
                 bk = kind(b.type)
                 ok = {"f32": ("f32",), "i8": ("i32",), "i16": ("i32", "i64")}[xk]
                 if bk not in ok:
-                    return f"bias {bk} with {xk} input: TFLite Micro takes {_names(ok)}"
+                    return f"bias {_names((bk,))} with {_names((xk,))} input: TFLite Micro takes {_names(ok)}"
         return None
 
     return check
@@ -107,7 +108,7 @@ def _weighted(filter_axis: int, bias_index: int | None) -> Callable[[Operation],
 
 def _select(op: Operation) -> str | None:
     if kind(op.operands[0].type) != "bool":
-        return "condition is not bool"
+        return f"condition is {_names((kind(op.operands[0].type),))}: TFLite Micro's SELECT_V2 takes bool"
     shapes = [_shape(v) for v in op.operands[:3]]
     if any(s != shapes[1] for s in shapes) and max(len(s) for s in shapes) > 5:
         return f"broadcasting over {max(len(s) for s in shapes)} dims: TFLite Micro's SELECT_V2 broadcasts up to 5 (BroadcastSelect5DSlow)"
@@ -116,7 +117,7 @@ def _select(op: Operation) -> str | None:
 
 def _gather(op: Operation) -> str | None:
     k = kind(op.operands[1].type)
-    return None if k == "i32" else f"indices {k}: TFLite Micro's GATHER takes int32 indices"
+    return None if k == "i32" else f"indices are {_names((k,))}: TFLite Micro's GATHER takes int32 indices"
 
 
 # (input kind, output kind) pairs measured on TFLM
@@ -127,13 +128,14 @@ _QUANTIZE = {"f32": ("i8", "i16"), "i8": ("i8", "i16", "u8"), "i16": ("i8", "i16
 
 def _cast(op: Operation) -> str | None:
     k = kind(op.results[0].type)
-    return None if k in _CAST_OUT else f"output {k}: TFLite Micro's CAST writes {_names(_CAST_OUT)}"
+    return None if k in _CAST_OUT else f"output is {_names((k,))}: TFLite Micro's CAST writes {_names(_CAST_OUT)}"
 
 
 def _quantize(op: Operation) -> str | None:
     a, b = kind(op.operands[0].type), kind(op.results[0].type)
     ok = _QUANTIZE.get(a, ())
-    return None if b in ok else f"{a} -> {b}: TFLite Micro's QUANTIZE takes " + "; ".join(f"{i} -> {'/'.join(o)}" for i, o in _QUANTIZE.items())
+    pairs = ", ".join(f"{_names((i,))} -> {'/'.join(_names((x,)) for x in o)}" for i, o in _QUANTIZE.items())
+    return None if b in ok else f"{_names((a,))} -> {_names((b,))}: TFLite Micro's QUANTIZE converts {pairs}"
 
 
 F32 = ("f32",)
@@ -213,7 +215,7 @@ KERNELS: dict[str, Kernel] = {
     "RESHAPE": Kernel(ANY),
     "SQUEEZE": Kernel(ANY),
     "EXPAND_DIMS": Kernel(ANY),
-    "BROADCAST_TO": Kernel(ANY),
+    "BROADCAST_TO": Kernel(ANY, max_rank=5),
     "BROADCAST_ARGS": Kernel(ANY),
     "SHAPE": Kernel(ANY),
     "TRANSPOSE": Kernel(Q, max_rank=5),
@@ -224,9 +226,9 @@ KERNELS: dict[str, Kernel] = {
     "SPLIT": Kernel(ANY, on=1),
     "SPLIT_V": Kernel(ANY),
     "GATHER": Kernel(("f32", "i8"), check=_gather),
-    "GATHER_ND": Kernel(ANY),
-    "STRIDED_SLICE": Kernel(("f32", "i8", "i16", "i32", "bool"), max_rank=5),
-    "SLICE": Kernel(ANY),
+    "GATHER_ND": Kernel(Q8),
+    "STRIDED_SLICE": Kernel(("f32", "i8", "i16", "i32", "bool"), max_rank=4),
+    "SLICE": Kernel(ANY, max_rank=5),
     "PAD": Kernel(ARITH, max_rank=5),
     "PADV2": Kernel(ARITH, max_rank=5),
     "MIRROR_PAD": Kernel(Q),
@@ -237,8 +239,8 @@ KERNELS: dict[str, Kernel] = {
     "ZEROS_LIKE": Kernel(ANY),
     "BATCH_TO_SPACE_ND": Kernel(ANY),
     "SPACE_TO_BATCH_ND": Kernel(ANY),
-    "SPACE_TO_DEPTH": Kernel(ANY),
-    "DEPTH_TO_SPACE": Kernel(ANY),
+    "SPACE_TO_DEPTH": Kernel(Q8),
+    "DEPTH_TO_SPACE": Kernel(Q8),
     "DETECTION_POSTPROCESS": Kernel(ANY),
     # control flow and resource variables
     "WHILE": Kernel(ANY),

@@ -279,6 +279,72 @@ def _transpose(t: Operation) -> list[Operation] | None:
     return [s1, r1, pc, tr, s2, r2]
 
 
+MICRO_MAX_BROADCAST_RANK = 5
+
+
+def _tile_shapes(shape: list[int], mult: list[int], merge: bool) -> tuple[list[int], list[int]]:
+    """(x reshaped, broadcast to) for TILE; merge: runs of untiled dims become one dim."""
+    src: list[int] = []
+    dst: list[int] = []
+    run = False  # the last dim of src/dst is untiled (can take the next untiled dim)
+    for d, k in zip(shape, mult):
+        if k == 1:
+            if run and merge:
+                src[-1] *= d
+                dst[-1] *= d
+            else:
+                src.append(d)
+                dst.append(d)
+            run = True
+        elif d == 1:
+            src.append(1)
+            dst.append(k)
+            run = False
+        else:
+            src += [1, d]
+            dst += [k, d]
+            run = True  # d itself is untiled from here on
+    return src, dst
+
+
+def _tile(t: Operation) -> list[Operation] | None:
+    """TILE (no TFLM kernel) with constant multiples as RESHAPE, BROADCAST_TO, RESHAPE: a
+    dim d tiled k times is [1, d] broadcast to [k, d] (d = 1: broadcast to k); runs of
+    untiled dims are merged so the broadcast has as few dims as possible (TFLM: <= 5)."""
+    x, m, y = t.operands[0], t.operands[1], t.results[0]
+    if not isinstance(x.type, TensorType) or not isinstance(y.type, TensorType) or not isinstance(m.owner, tfl.ConstOp):
+        return None
+    from tflquant.ir import dense_to_numpy
+
+    shape = [int(d) for d in x.type.get_shape()]
+    mult = [int(v) for v in np.asarray(dense_to_numpy(m.owner.value)).reshape(-1)]
+    if len(mult) != len(shape) or any(d < 0 for d in shape) or any(k < 1 for k in mult):
+        return None
+    src, dst = _tile_shapes(shape, mult, merge=False)
+    if len(dst) > MICRO_MAX_BROADCAST_RANK:
+        src, dst = _tile_shapes(shape, mult, merge=True)
+    if len(dst) > MICRO_MAX_BROADCAST_RANK:
+        return None
+    name = _name(t, "tile")
+    el = x.type.element_type
+    new: list[Operation] = []
+    v = x
+    if src != shape:
+        sc = _shape_const(src, f"{name}/broadcastable_shape")
+        r = _build("RESHAPE", [x, sc.results[0]], TensorType(el, src), f"{name}/broadcastable")
+        new += [sc, r]
+        v = r.results[0]
+    out = [int(d) for d in y.type.get_shape()]
+    bc = _shape_const(dst, f"{name}/broadcast_shape")
+    last = dst == out
+    b = _build("BROADCAST_TO", [v, bc.results[0]], y.type if last else TensorType(el, dst), name if last else f"{name}/broadcast")  # type: ignore[arg-type]
+    new += [bc, b]
+    if not last:
+        oc = _shape_const(out, f"{name}/shape")
+        new += [oc, _build("RESHAPE", [b.results[0], oc.results[0]], y.type, name)]  # type: ignore[arg-type]
+    return new
+
+
 @dataclass(frozen=True)
 class LegalizeForMicro(ModulePass):
     """int8 GELU -> table lookup, int32 SELECT_V2 -> arithmetic, int8 RELU_0_TO_1 -> RELU:
@@ -293,6 +359,7 @@ class LegalizeForMicro(ModulePass):
             tfl.BUILTIN_CLASSES["SELECT_V2"]: (_select, 3),
             tfl.BUILTIN_CLASSES["RELU_0_TO_1"]: (lambda r: _relu_0_to_1(r, shared), 1),
             tfl.BUILTIN_CLASSES["TRANSPOSE"]: (_transpose, 2),
+            tfl.BUILTIN_CLASSES["TILE"]: (_tile, 2),
         }
         # SELECT first: the SELECT_V2 it becomes may need the int32 rewrite below
         self._rewrite(op, {tfl.BUILTIN_CLASSES["SELECT"]: (_select_v1, 3)})

@@ -34,7 +34,8 @@ NO_INTEGER_IO = {
     "elementwise": r"integer-only quantization is impossible: .*'cast_31' \(CAST\)",
     "matmul": r"integer-only quantization is impossible: .*'cumsum_7' \(CUMSUM\)",
 }
-# Test models using ops TFLite Micro has no kernel for (checked: the error names them).
+# Test models using ops TFLite Micro has no kernel for: TFLM refuses the LiteRT model
+# (target litert); target="micro" rewrites them (TILE: RESHAPE, BROADCAST_TO, RESHAPE).
 TFLM_LACKS = {"shapes": "TILE"}
 
 
@@ -72,8 +73,8 @@ def assert_tflm_matches_litert(model: bytes, inputs: list[np.ndarray]) -> None:
 
 
 @functools.cache
-def _digits(io_type: str) -> bytes:
-    return tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, io_type=io_type).model
+def _digits(io_type: str, target: str = "litert") -> bytes:
+    return tflquant.quantize(DIGITS, representative_dataset=DIGITS_CALIB, io_type=io_type, target=target).model
 
 
 @pytest.mark.parametrize("io_type", IO_TYPES)
@@ -88,7 +89,7 @@ def test_example_digits_int8_runs_in_litert_and_is_accurate(io_type: str) -> Non
 
 def test_example_digits_integer_only_runs_in_tflm_like_litert() -> None:
     x = np.load(DIGITS_CALIB)["serving_default_keras_tensor:0"][:20]
-    assert_tflm_matches_litert(_digits("int8"), [x])
+    assert_tflm_matches_litert(_digits("int8", "micro"), [x])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -117,10 +118,11 @@ def test_test_models_int8_run_in_litert(name: str, io_type: str) -> None:
         else:  # integer results (ARG_MAX, ...): near-ties may flip
             assert np.mean(a == b) >= 0.75
     if not r.report.float_ops and io_type != "float32":
-        try:
-            assert_tflm_matches_litert(r.model, inputs)
-        except TflmMissingOps as e:  # e.g. TILE: TFLM has no kernel, nothing to compare
-            assert name in TFLM_LACKS and str(e) == TFLM_LACKS[name]
+        if name in TFLM_LACKS:
+            with pytest.raises(TflmMissingOps, match=TFLM_LACKS[name]):
+                tflm_run(r.model, inputs)
+        m = tflquant.quantize(float_model, representative_dataset=calib, io_type=io_type, target="micro")
+        assert_tflm_matches_litert(m.model, inputs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,9 +131,9 @@ def test_test_models_int8_run_in_litert(name: str, io_type: str) -> None:
 
 
 @functools.cache
-def _shared(name: str, io_type: str) -> tflquant.QuantizationResult:
+def _shared(name: str, io_type: str, target: str = "litert") -> tflquant.QuantizationResult:
     d = shared_model_dir(name)
-    return tflquant.quantize(d / "float.tflite", representative_dataset=d / "calib.npz", io_type=io_type)
+    return tflquant.quantize(d / "float.tflite", representative_dataset=d / "calib.npz", io_type=io_type, target=target)
 
 
 @functools.cache
@@ -171,8 +173,9 @@ def test_shared_int8_at_least_as_good_as_tf_converter(name: str, io_type: str) -
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_shared_integer_only_runs_in_tflm_like_litert(name: str) -> None:
-    """Every integer-only model runs on TFLite Micro, also where the TF converter's does not
-    (tiny_transformer: its run-time shape arithmetic needs REDUCE_PROD, which TFLM lacks;
-    ours has static shapes, and GELU / int32 SELECT_V2 written as ops TFLM has)."""
+    """Every integer-only model for TFLite Micro (target="micro") runs on it, also where the
+    TF converter's does not (tiny_transformer: its run-time shape arithmetic needs
+    REDUCE_PROD, which TFLM lacks; ours has static shapes, and GELU / int32 SELECT_V2
+    written as ops TFLM has)."""
     inputs = [a[:10] for a in _eval(name)[0]]
-    assert_tflm_matches_litert(_shared(name, "int8").model, inputs)
+    assert_tflm_matches_litert(_shared(name, "int8", "micro").model, inputs)

@@ -5,7 +5,7 @@
   TflquantError listing every op TFLM has no kernel for (type, output tensor name, why).
   Lowerings in legalize-for-micro: int8 SQRT (and GELU, EXP, LOG, RELU_N1_TO_1) as a table
   lookup, SELECT (v1) as SELECT_V2, a 6-D TRANSPOSE with size-1 dims as RESHAPE, 5-D
-  TRANSPOSE, RESHAPE.
+  TRANSPOSE, RESHAPE, TILE as RESHAPE, BROADCAST_TO, RESHAPE.
 - litert: no Micro lowering (GELU stays GELU), dynamic batch kept; runs in LiteRT.
 - The rules of passes/_micro_ops.py are probed against the installed TFLM interpreter on
   one-op integer models (a sample: each kind of rule).
@@ -169,15 +169,20 @@ def test_micro_refuses_in_one_error_every_op_it_cannot_run() -> None:
     model, calib, _ = _case("transpose6_full")
     with pytest.raises(tflquant.TflquantError, match=r"TRANSPOSE 'transpose6d': rank 6: TFLite Micro's TRANSPOSE takes at most 5"):
         _quantize(model, calib, "micro")
-    # both kinds in one model, plus an op type TFLM has no kernel for: one error, all listed
-    from models import shapes
-
-    g = shapes()
-    fb = write_flatbuffer(g)
+    # several kinds in one model, with an op type TFLM has no kernel for: one error, all listed
+    g = GraphBuilder("main", {"x": ((1, 8), np.float32), "ids": ((1, 2, 1, 3, 1, 2), np.int32), "v": ((2, 3), np.int32)})
+    y = g.op("RELU", [g.x], (1, 8), name="relu")
+    t = g.op("TRANSPOSE", [g.args["ids"], g.const(np.array([0, 3, 2, 1, 4, 5], np.int32))], (1, 3, 1, 2, 1, 2), out_dtype=np.int32, name="ids_t")
+    gi = g.op("GATHER", [g.args["v"], g.const(np.array([1, 0], np.int32))], (2, 3), out_dtype=np.int32, axis=0, name="rows")
+    p = g.op("REDUCE_PROD", [gi, g.const(np.array([1], np.int32))], (2,), out_dtype=np.int32, keep_dims=False, name="prod")
+    m = g.module([y, t, p])
     with pytest.raises(tflquant.TflquantError) as e:
-        _quantize(fb, sample_inputs(g, n=32, seed=1), "micro")
+        _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro")
     msg = str(e.value)
-    assert "TILE '" in msg and "no kernel" in msg and "\n" not in msg
+    assert msg.startswith("TFLite Micro cannot run 3 ops of this model (target micro): ") and "\n" not in msg
+    assert "TRANSPOSE 'ids_t': input is int32" in msg
+    assert "GATHER 'rows': input is int32: TFLite Micro's GATHER takes float32, int8" in msg
+    assert "REDUCE_PROD 'prod': TFLite Micro has no kernel for this op type" in msg
 
 
 def test_litert_target_runs_what_micro_refuses() -> None:
@@ -189,14 +194,15 @@ def test_litert_target_runs_what_micro_refuses() -> None:
 
 
 def test_micro_judges_float_fallback_ops_too() -> None:
-    """Float I/O and allow_float: the float ops must have TFLM float kernels (TILE has none)."""
-    from models import shapes
-
-    g = shapes()
-    fb = write_flatbuffer(g)
-    calib = sample_inputs(g, n=32, seed=1)
-    with pytest.raises(tflquant.TflquantError, match=r"TILE '[^']+': TFLite Micro has no kernel"):
-        _quantize(fb, calib, "micro", io_type="float32")
+    """Float I/O: the float ops left must have TFLM float kernels (REDUCE_PROD, which
+    tflquant keeps float, has no TFLM kernel at all)."""
+    g = GraphBuilder("main", {"x": ((1, 8), np.float32)})
+    y = g.op("REDUCE_PROD", [g.op("RELU", [g.x], (1, 8), name="relu"), g.const(np.array([1], np.int32))], (1,), keep_dims=False, name="prod")
+    m = g.module([y])
+    r = _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "litert", io_type="float32")
+    assert ("REDUCE_PROD", "float") in {(o.op_type, o.kind) for o in r.report.ops}
+    with pytest.raises(tflquant.TflquantError, match=r"REDUCE_PROD 'prod': TFLite Micro has no kernel for this op type"):
+        _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro", io_type="float32")
     # a float op Micro has (SQRT in float: keep_float) runs, between QUANTIZE and DEQUANTIZE
     model, calib2, ev = _case("sqrt")
     r = _quantize(model, calib2, "micro", io_type="float32", keep_float=["SQRT"])
@@ -220,7 +226,7 @@ def test_hybrid_conv_is_what_tflm_refuses_in_prepare_and_check_micro_names_it() 
     fb = write_flatbuffer(module)
     with pytest.raises(RuntimeError, match=r"CONV_2D \(number 0\) failed to prepare"):
         tflm_run(fb, [np.zeros((1, 1, 6, 6, 2), np.float32)])
-    with pytest.raises(TflquantError, match=r"CONV_2D 'hybrid_conv': input f32 with weights i8.*hybrid"):
+    with pytest.raises(TflquantError, match=r"CONV_2D 'hybrid_conv': input float32 with weights int8.*hybrid"):
         run_pipeline(make_context(), module, "check-micro")
 
 
@@ -304,3 +310,21 @@ def test_micro_rules_agree_with_tflm(label: str, build, runs: bool) -> None:  # 
     else:
         with pytest.raises(RuntimeError):
             tflm_run(fb, ins)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32], ids=["int8", "int32"])
+def test_tile_becomes_reshape_broadcast_to_reshape_on_micro(dtype: type) -> None:
+    """TILE has no TFLM kernel: [2, 3, 4] tiled [1, 2, 3] is [2, 3, 1, 4] broadcast to
+    [2, 2, 3, 3, 4]; the same bytes as LiteRT's TILE (int8 data and int32 ids)."""
+    g = GraphBuilder("main", {"x": ((2, 3, 4), dtype)})
+    y = g.op("TILE", [g.x, g.const(np.array([1, 2, 3], np.int32))], (2, 6, 12), out_dtype=dtype, name="tiled")
+    m = g.module([y])
+    fb, calib, ev = write_flatbuffer(m), sample_inputs(m, n=16, seed=1), list(sample_inputs(m, n=4, seed=2).values())
+    kw = {"io_type": "int8"} if dtype == np.float32 else {"io_type": "float32"}
+    r = tflquant.quantize(fb, representative_dataset=calib, target="micro", **kw)
+    assert _ops(r) == ["RESHAPE", "BROADCAST_TO", "RESHAPE"]
+    lr = tflquant.quantize(fb, representative_dataset=calib, **kw)
+    assert _ops(lr) == ["TILE"]
+    a = litert_run(lr.model, ev, dequantize=False, delegates=False)[0]
+    assert np.array_equal(a, litert_run(r.model, ev, dequantize=False, delegates=False)[0])
+    _assert_micro_matches_litert(r.model, ev, steps=0)

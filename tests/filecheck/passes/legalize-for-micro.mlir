@@ -184,3 +184,19 @@ func.func @transpose_6d(%x: tensor<1x2x1x3x4x1x!quant.uniform<i8:f32, 0.1:0>>, %
   %i = "tfl.transpose"(%ids, %p) {names = ["ti"]} : (tensor<1x2x1x3x4x1xi32>, tensor<6xi32>) -> tensor<1x3x1x2x4x1xi32>
   func.return %y, %i : tensor<1x3x1x2x4x1x!quant.uniform<i8:f32, 0.1:0>>, tensor<1x3x1x2x4x1xi32>
 }
+
+// TILE (no TFLM kernel): RESHAPE to [2, 1, 3] (the tiled dim gets a leading 1),
+// BROADCAST_TO [2, 4, 3], RESHAPE to the result (same type and name).
+// CHECK-LABEL: func.func @tile
+// CHECK:         %[[S:.*]] = "tfl.const"() <{value = dense<[2, 1, 3]> : tensor<3xi32>}> {names = ["t/broadcastable_shape"]}
+// CHECK-NEXT:    %[[R:.*]] = "tfl.reshape"(%x, %[[S]]) {names = ["t/broadcastable"]}
+// CHECK-NEXT:    %[[B:.*]] = "tfl.const"() <{value = dense<[2, 4, 3]> : tensor<3xi32>}> {names = ["t/broadcast_shape"]}
+// CHECK-NEXT:    %[[C:.*]] = "tfl.broadcast_to"(%[[R]], %[[B]]) {names = ["t/broadcast"]} : (tensor<2x1x3xi32>, tensor<3xi32>) -> tensor<2x4x3xi32>
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<[2, 12]> : tensor<2xi32>}> {names = ["t/shape"]}
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.reshape"(%[[C]], %[[O]]) {names = ["t"]} : (tensor<2x4x3xi32>, tensor<2xi32>) -> tensor<2x12xi32>
+// CHECK-NEXT:    func.return %[[Y]]
+func.func @tile(%x: tensor<2x3xi32>) -> tensor<2x12xi32> {
+  %m = "tfl.const"() <{value = dense<[1, 4]> : tensor<2xi32>}> : () -> tensor<2xi32>
+  %y = "tfl.tile"(%x, %m) {names = ["t"]} : (tensor<2x3xi32>, tensor<2xi32>) -> tensor<2x12xi32>
+  func.return %y : tensor<2x12xi32>
+}
