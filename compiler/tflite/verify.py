@@ -184,7 +184,8 @@ def _check_opcodes(codes: list[Table], out: _Problems) -> list[str]:
 
 
 class _SharedBuffers:
-    """Buffers used by several tensors: every user must read the same type and size."""
+    """Buffers used by several tensors: every user must read the same type (sizes are
+    checked against the buffer itself)."""
 
     def __init__(self, out: _Problems):
         self.first: dict[int, tuple[str, int, str]] = {}  # buffer -> (type, bytes, tensor label)
@@ -197,7 +198,7 @@ class _SharedBuffers:
         elif seen[1] != nbytes or (seen[0] != tname and self.out.strict):
             self.out.append(
                 f"{label} ({tname}, {nbytes} bytes) shares buffer {buffer} with {seen[2]} ({seen[0]}, {seen[1]} bytes): "
-                "one buffer must not hold data of two types or sizes"
+                "one buffer must not hold data of two types"
             )
 
 
@@ -270,13 +271,13 @@ def _check_subgraph(
             if allow_absent and x == -1:
                 ok.append(x)
             elif not 0 <= x < n:
-                out.append(f"{what} of subgraph '{sname}' names tensor {x}, the subgraph has {n} tensors")
+                out.append(f"{what} names tensor {x}, the subgraph has {n} tensors")
             else:
                 ok.append(x)
         return ok
 
-    inputs = in_range(sg.vector(SG["inputs"], "i32"), "an input")
-    outputs = in_range(sg.vector(SG["outputs"], "i32"), "an output")
+    inputs = in_range(sg.vector(SG["inputs"], "i32"), f"an input of subgraph '{sname}'")
+    outputs = in_range(sg.vector(SG["outputs"], "i32"), f"an output of subgraph '{sname}'")
     produced: set[int] = set()
     input_set = set(inputs)
     handles: dict[int, str] = {}  # VAR_HANDLE output tensor -> variable key
