@@ -104,7 +104,11 @@ def _cmd_compare(a: argparse.Namespace) -> None:
 
     if a.max_samples < 1 or (a.worst is not None and a.worst < 1):
         raise TflquantError("--max-samples and --worst take a positive number")
-    rows = layer_errors(a.float_model, a.quantized_model, a.data, max_samples=a.max_samples)
+    import warnings
+
+    with warnings.catch_warnings():  # numpy's notes on the reference run (empty means, overflow) are no user's concern
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = layer_errors(a.float_model, a.quantized_model, a.data, max_samples=a.max_samples)
     if a.worst is not None:
         rows = sorted(rows, key=lambda r: r.sqnr_db)[: a.worst]
     print(f"{'SQNR':>10}  {'max err':>13}  {'type':5}  {'op':24} tensor")
