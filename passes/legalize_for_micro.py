@@ -1,18 +1,24 @@
-"""`legalize-for-micro`: ops TFLite Micro has no kernel for become equivalent ops it has; outputs stay bit-identical.
+"""`legalize-for-micro`: ops TFLite Micro has no kernel for become equivalent ops it has.
 
-Integer-only models must run on TFLite Micro as well as LiteRT. Two ops of integer-only
-models have LiteRT kernels but none in TFLite Micro; this pass rewrites them, in place,
-into ops both runtimes run, computing the same bytes:
+Part of the `target="micro"` pipeline (before `check-micro`, which refuses whatever is
+left; the facts about TFLM are in passes/_micro_ops.py). Each rewrite happens in place,
+into ops both LiteRT and TFLM run; all compute the same bytes as the op they replace
+except int8 SQRT (within one output step, see below):
 
-- int8 GELU (TFLM has no GELU). LiteRT computes it as a lookup in a 256-entry table of
-  quantize(gelu(dequantize(q))); here the same lookup is written out:
+- int8 GELU (TFLM has no GELU), and the int8 ops TFLM computes in float only or not at
+  all: EXP, LOG, SQRT, RELU_N1_TO_1, RELU_0_TO_1 (when RELU cannot stand in, below).
+  LiteRT computes GELU as a lookup in a 256-entry table of quantize(gelu(dequantize(q)));
+  here the same lookup is written out:
 
       idx = CAST(x)                  int8 storage -> int32 (CAST copies raw values)
       idx = ADD(idx, offset)         offset: int32 128 (x's shape, see below); idx in [0, 255]
       y   = GATHER(table, idx)       table: tensor<256x!quant.uniform<i8...>>, the GELU's output type
 
-  The table is what tflquant's integer reference GELU (bit-exact with LiteRT's) gives for
-  each of the 256 inputs. GATHER is the cost (LiteRT copies element by element, ~2 ns
+  The table is what tflquant's integer reference kernel (bit-exact with LiteRT's) gives
+  for each of the 256 inputs; SQRT, which LiteRT does not compute by table, gets the
+  correctly rounded table of sqrt(dequantize(q)): within one output step of LiteRT's on
+  every input it accepts (LiteRT fails on inputs below zero; the table gives 0 there).
+  GATHER is the cost (LiteRT copies element by element, ~2 ns
   each, against ~0.3 ns for its GELU table); the ops around it are the cheapest found
   that both runtimes take: GATHER indices must be int32 for TFLM and non-negative for
   both, and neither runtime has a one-op int8 -> non-negative int32 (QUANTIZE to int32
@@ -39,9 +45,18 @@ into ops both runtimes run, computing the same bytes:
   [0, 1] does): RELU. Both requantize the input alike and clamp below at the zero point;
   RELU_0_TO_1's upper clamp is then the int8 maximum too.
 
+- SELECT (v1; TFLM registers SELECT_V2 only): SELECT_V2, its rank-1 condition (one value
+  per row of dim 0) first reshaped to [n, 1, ..., 1] so that it broadcasts the same way.
+- TRANSPOSE of more than 5 dims (TFLM: "only supports 1D-5D") of a type TFLM transposes:
+  size-1 dims dropped and dims that stay adjacent in the permutation merged; when <= 5
+  dims remain, RESHAPE to them, TRANSPOSE, RESHAPE to the result.
+- TILE (no TFLM kernel) with constant multiples: a dim d tiled k times is [1, d] broadcast
+  to [k, d] (d = 1: broadcast to k): RESHAPE, BROADCAST_TO, RESHAPE (<= 5 dims, runs of
+  untiled dims merged when needed).
+
 The rewritten op's result keeps its type and tensor name (the last new op produces it);
 new tensors are named `<name>/...`. Everything else is left alone (int16 GELU, float ops,
-SELECT_V2 of other types).
+SELECT_V2 of other types, an int32 TRANSPOSE, ...): check-micro names what TFLM cannot run.
 """
 
 from __future__ import annotations
@@ -347,8 +362,9 @@ def _tile(t: Operation) -> list[Operation] | None:
 
 @dataclass(frozen=True)
 class LegalizeForMicro(ModulePass):
-    """int8 GELU -> table lookup, int32 SELECT_V2 -> arithmetic, int8 RELU_0_TO_1 -> RELU:
-    same bytes, runs on TFLite Micro."""
+    """int8 GELU/EXP/LOG/SQRT/RELU_N1_TO_1 -> table lookup, int32 SELECT_V2 -> arithmetic,
+    int8 RELU_0_TO_1 -> RELU, SELECT -> SELECT_V2, 6-D TRANSPOSE -> <= 5-D, TILE ->
+    BROADCAST_TO: ops TFLite Micro runs."""
 
     name = "legalize-for-micro"
 

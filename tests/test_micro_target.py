@@ -328,3 +328,19 @@ def test_tile_becomes_reshape_broadcast_to_reshape_on_micro(dtype: type) -> None
     a = litert_run(lr.model, ev, dequantize=False, delegates=False)[0]
     assert np.array_equal(a, litert_run(r.model, ev, dequantize=False, delegates=False)[0])
     _assert_micro_matches_litert(r.model, ev, steps=0)
+
+
+@pytest.mark.parametrize("si,zi,so,zo", [(0.02, -128, 0.01, -128), (0.05, -3, 0.03, -128), (0.1, 10, 0.05, -100), (1.7, -128, 0.1, -128)])
+def test_sqrt_table_is_within_one_step_of_litert_on_every_input(si: float, zi: int, so: float, zo: int) -> None:
+    from tflquant.passes.legalize_for_micro import _sqrt_table
+    from tflquant.tflite.reader import read_flatbuffer
+
+    qi, qo = UniformQuantizedType.make(I8, si, zi), UniformQuantizedType.make(I8, so, zo)
+    g = GraphBuilder("main", {"x": ((1, 256), qi)})
+    fb = write_flatbuffer(g.module([g.op("SQRT", [g.x], (1, 256), out_dtype=qo, name="s")]))
+    codes = np.arange(-128, 128)
+    ok = codes >= zi  # LiteRT refuses inputs below zero
+    lit = litert_run(fb, [np.maximum(codes, zi).astype(np.int8).reshape(1, 1, 256)], dequantize=False, delegates=False)[0].reshape(-1)
+    (op,) = [o for o in read_flatbuffer(fb).walk() if o.name == "tfl.sqrt"]
+    table = _sqrt_table(op)
+    assert np.abs(lit[ok].astype(int) - table[ok].astype(int)).max() <= 1
