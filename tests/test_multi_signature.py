@@ -51,17 +51,18 @@ import sys
 import numpy as np
 from ai_edge_litert import interpreter as L
 
-model, calls_path, out_path, delegates = sys.argv[1:5]
-kw = {} if delegates == "1" else {"experimental_op_resolver_type": L.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-it = L.Interpreter(model_path=model, **kw)
-it.allocate_tensors()
+model, calls_path, out_path, modes = sys.argv[1:5]
 calls = {}
 with np.load(calls_path) as f:
     for k in f.files:
         i, sig, name = k.split("/", 2)
         calls.setdefault(int(i), (sig, {}))[1][name] = f[k]
 out = {}
-for i in sorted(calls):
+for mode in modes:  # "0": builtin kernels, "1": with the default (XNNPACK) delegate
+  kw = {} if mode == "1" else {"experimental_op_resolver_type": L.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+  it = L.Interpreter(model_path=model, **kw)
+  it.allocate_tensors()
+  for i in sorted(calls):
     sig, feeds = calls[i]
     runner = it.get_signature_runner(sig)
     details = runner.get_input_details()
@@ -80,7 +81,7 @@ for i in sorted(calls):
         if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0]:
             s, z = d["quantization"]
             y = (y.astype(np.float64) - z) * s
-        out[f"{i}/{sig}/{name}"] = np.asarray(y, np.float32)
+        out[f"{mode}{i}/{sig}/{name}"] = np.asarray(y, np.float32)
 np.savez(out_path, **out)
 print("ok")
 """
@@ -88,28 +89,34 @@ print("ok")
 Call = tuple[str, dict[str, np.ndarray]]  # (signature key, {input name: one sample})
 
 
-def run_litert(model: bytes, calls: Sequence[Call] = (), *, delegates: bool = False, timeout: float = 120) -> list[dict[str, np.ndarray]]:
+def run_litert(model: bytes, calls: Sequence[Call] = (), *, delegates: bool = False, both: bool = False, timeout: float = 120) -> list[dict[str, np.ndarray]]:
     """Load `model` in LiteRT in a child process, allocate, then run the signature calls in
     order on one interpreter (state carries from call to call); float inputs of integer
     inputs are quantized, integer outputs dequantized. A crash or error fails the test with
-    the child's exit status and stderr (a double free aborts with SIGABRT: status -6)."""
+    the child's exit status and stderr (a double free aborts with SIGABRT: status -6).
+    Builtin kernels, or with `delegates` the default XNNPACK delegate; `both` runs the calls
+    on each (builtin results returned, the delegate's checked close to them)."""
     with tempfile.TemporaryDirectory() as d:
         mp, cp, op = Path(d, "m.tflite"), Path(d, "calls.npz"), Path(d, "out.npz")
         mp.write_bytes(model)
         np.savez(cp, **{f"{i}/{sig}/{k}": v for i, (sig, feeds) in enumerate(calls) for k, v in feeds.items()})
         proc = subprocess.run(
-            [sys.executable, "-c", _RUNNER, str(mp), str(cp), str(op), "1" if delegates else "0"],
+            [sys.executable, "-c", _RUNNER, str(mp), str(cp), str(op), "01" if both else "1" if delegates else "0"],
             capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0 or "ok" not in proc.stdout:
             tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
             pytest.fail(f"LiteRT failed on the model (exit status {proc.returncode}):\n{tail}")
-        res: list[dict[str, np.ndarray]] = [{} for _ in calls]
+        res: dict[str, list[dict[str, np.ndarray]]] = {m: [{} for _ in calls] for m in "01"}
         with np.load(op) as f:
             for k in f.files:
                 i, _sig, name = k.split("/", 2)
-                res[int(i)][name] = f[k]
-        return res
+                res[i[0]][int(i[1:])][name] = f[k]
+        if both:
+            for a, b in zip(res["0"], res["1"]):
+                for name in a:  # XNNPACK rounds int8 its own way: a few steps at most
+                    assert sqnr_db(a[name], b[name]) >= 25.0, f"XNNPACK and builtin kernels disagree on {name}"
+        return res["1" if delegates and not both else "0"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,7 +312,7 @@ def test_quantized_runs_in_litert_through_each_signature(kind: str, mode: str, i
     model = bytes(res)
     assert check_model(model) == []
     calls = _program(kind)
-    sq = _per_signature_sqnr(_reference(kind), run_litert(model, calls), calls)
+    sq = _per_signature_sqnr(_reference(kind), run_litert(model, calls, both=True), calls)
     assert sq["prefill"] >= min_prefill and sq["decode"] >= min_decode, sq
     if through in ("prefill", "decode"):  # the other signature had no data: all its ops stay float
         other = "decode" if through == "prefill" else "prefill"
