@@ -266,6 +266,10 @@ def micro_problem(op: Operation) -> str | None:
     k = KERNELS.get(name)
     if k is None:
         return "TFLite Micro has no kernel for this op type"
+    for r in op.results:
+        if isinstance(r.type, TensorType) and any(int(d) < 0 for d in r.type.get_shape()):
+            dims = "x".join("?" if int(d) < 0 else str(int(d)) for d in r.type.get_shape())
+            return f"output shape {dims} is dynamic: TFLite Micro runs static shapes only"
     if name in _NO_DATA:
         return None
     ops = list(op.operands)

@@ -344,3 +344,17 @@ def test_sqrt_table_is_within_one_step_of_litert_on_every_input(si: float, zi: i
     (op,) = [o for o in read_flatbuffer(fb).walk() if o.name == "tfl.sqrt"]
     table = _sqrt_table(op)
     assert np.abs(lit[ok].astype(int) - table[ok].astype(int)).max() <= 1
+
+
+def test_micro_freezes_the_batch_and_refuses_other_dynamic_dims() -> None:
+    """TFLM plans memory for static shapes: a dynamic batch is frozen to 1 (and runs), a
+    dynamic sequence length is refused naming the op."""
+    g = GraphBuilder("main", {"x": ((None, 8), np.float32)})
+    m = g.module([g.op("RELU", [g.x], (None, 8), name="relu")])
+    r = _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro")
+    assert r.report.inputs[0].startswith("x int8[1x8]")
+    tflm_run(r.model, list(sample_inputs(m, n=2, seed=2).values()))
+    g = GraphBuilder("main", {"x": ((1, None, 8), np.float32)})
+    m = g.module([g.op("RELU", [g.x], (1, None, 8), name="relu")])
+    with pytest.raises(tflquant.TflquantError, match=r"RELU 'relu': output shape 1x\?x8 is dynamic"):
+        _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro")
