@@ -358,3 +358,42 @@ def test_calibration_carries_the_resource_variable_between_signatures() -> None:
 def test_integer_only_with_resource_variables_is_refused_clearly() -> None:
     with pytest.raises(TflquantError, match="READ_VARIABLE"):
         tflquant.quantize(_float("stateful"), mode="int8", representative_dataset=_calibration("stateful", "both"), io_type="int8")
+
+
+def lstm_signatures() -> ModuleOp:
+    """Two signatures, each a float LSTM with variable state tensors (is_variable), sharing
+    every weight, with the same tensor names in both (as the TF converter names them)."""
+    import models
+    from xdsl.dialects import func
+
+    fns = []
+    for key in ("encode", "step"):
+        f = next(op for op in models.lstm().ops if isinstance(op, func.FuncOp))
+        f.detach()
+        f.sym_name = StringAttr(key)
+        fns.append(f)
+    sigs = [signature_attr(k, k, ["seq"], ["prediction"]) for k in ("encode", "step")]
+    return ModuleOp(fns, attributes={"tfl.signatures": ArrayAttr(sigs)})
+
+
+@pytest.mark.parametrize("mode,through", [("int8", "encode"), ("int8", "both"), ("int16x8", "both"), ("dynamic", None), ("float16", None)])
+def test_variable_tensor_signatures(mode: str, through: str | None) -> None:
+    """Variable tensors (LSTM state) in two signatures sharing weights: each signature runner
+    carries its own state; a signature without data stays float."""
+    float_model = write_flatbuffer(lstm_signatures())
+    r = np.random.default_rng(7)
+    data = None
+    if through is not None:
+        data = {"encode/seq": r.standard_normal((16, 1, 3, 2)).astype(np.float32)}
+        if through == "both":
+            data["step/seq"] = r.standard_normal((16, 1, 3, 2)).astype(np.float32)
+    res = tflquant.quantize(float_model, mode=mode, representative_dataset=data, min_weight_elements=4)
+    calls: list[Call] = [(k, {"seq": x}) for x in r.standard_normal((3, 1, 3, 2)).astype(np.float32) for k in ("encode", "step")]
+    ref = run_litert(float_model, calls)
+    got = run_litert(bytes(res), calls, both=True)
+    for k in ("encode", "step"):
+        idx = [i for i, (s, _) in enumerate(calls) if s == k]
+        sq = sqnr_db(np.stack([ref[i]["prediction"] for i in idx]), np.stack([got[i]["prediction"] for i in idx]))
+        assert sq >= 25.0, (k, sq)
+    if through == "encode":
+        assert {o.kind for o in res.report.ops if o.op_type == "UNIDIRECTIONAL_SEQUENCE_LSTM"} == {"int8", "float"}

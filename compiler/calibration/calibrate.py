@@ -403,7 +403,8 @@ def _lift_variables(f: func.FuncOp) -> _StatefulFn:
     reads: list[str] = []
     inits: list[int] = []
     ret = block.last_op
-    assert isinstance(ret, func.ReturnOp)
+    if not isinstance(ret, func.ReturnOp):
+        raise TflquantError(f"function '{fname}' does not end with func.return")
     n_outputs = len(ret.operands)
     arg_attrs = list(f.arg_attrs.data) if f.arg_attrs is not None else [DictionaryAttr({}) for _ in block.args]
     for op in list(block.ops):
