@@ -434,8 +434,8 @@ CHECK_SAMPLES = 8  # calibration samples the measured fallback runs (the model's
 _WHY = {
     "DIV": "its output range is set by the smallest divisors, and LiteRT's int8 DIV loses small "
     "dividends when the divisors span a wide range",
-    "RSQRT": "its output range is set by the smallest inputs, which int8 cannot resolve",
-    "LOG": "its output range is set by the smallest inputs, which int8 cannot resolve",
+    "RSQRT": "its output range is set by the smallest inputs, which the quantized input cannot resolve",
+    "LOG": "its output range is set by the smallest inputs, which the quantized input cannot resolve",
     "POW": "its output range is set by the extreme inputs",
     "SQRT": "its slope near 0 is unbounded",
     "EXP": "its output grows exponentially with its input",

@@ -969,11 +969,30 @@ def inv_sqrt_multiplier(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mult, np.where(small, 0, -shift)
 
 
+def _rsqrt16(qi: UniformQuantizedType, qo: UniformQuantizedType) -> Kernel:
+    """int16 RSQRT: LiteRT's 513-entry LUTPopulate table of 1/sqrt(x), with x <= 0 mapped to
+    the largest output (32767 steps); negative inputs fail the invoke, as in LiteRT."""
+    top = np.float32(32767) * np.float32(qo.scale)
+
+    def fn(v: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(v <= 0, top, np.float32(1) / np.sqrt(v.astype(np.float32))).astype(np.float32)
+
+    lut = _lut16_populate_f32(qi, qo, fn)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if np.any(x.astype(np.int64) < qi.zero_point):
+            raise TflquantError("RSQRT of a negative value (LiteRT fails the invoke: only defined for positive values)")
+        return store(np.clip(_lut16_lookup(x, lut), -32768, 32767), qo)
+
+    return run
+
+
 @kernel("RSQRT")
 def _rsqrt(op: Operation) -> Kernel:
     qi, qo = in_q(op, 0), out_q(op)
     if qi.bits != 8:
-        raise NotImplementedError("int16 RSQRT is simulated in float")
+        return _rsqrt16(qi, qo)
     m, s = qm.quantize_multiplier(1.0 / (float(np.sqrt(np.float64(f32(qi.scale)))) * float(np.float64(f32(qo.scale)))))
     lo, hi = (-128, 127) if qo.bits == 8 else (-32768, 32767)
     k_shift = 20

@@ -1,0 +1,250 @@
+"""int8 accuracy of single ops that used to lose to ai-edge-quantizer (issue 10, defect 3), and
+the measured float fallback: an op whose quantized output the reference interpreters show to
+be far worse than its float output stays float, and the report says so.
+
+Each case is a small float model built here (no TensorFlow) with calibration and evaluation
+data of a realistic spread; the quantized model runs in LiteRT's builtin kernels and its
+output SQNR against the float model must reach the floor measured for it (at or above
+ai-edge-quantizer's on the same model, see the comments).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.models import GraphBuilder
+
+
+def _i32(a):
+    return np.array(a, np.int32)
+
+
+# ---------------------------------------------------------------------------------------
+# Models: name -> (float model bytes, calibration inputs, evaluation inputs); inputs are
+# one array per model input, samples first
+# ---------------------------------------------------------------------------------------
+
+
+def padv2_maxpool(pad_value: float = -np.inf) -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """PADV2 with -inf (TF's explicit 'SAME' max-pool padding), then MAX_POOL_2D 3x3/2."""
+    g = GraphBuilder("main", {"x": ((1, 16, 16, 8), np.float32)})
+    pads = g.const(_i32([[0, 0], [1, 1], [1, 1], [0, 0]]), "paddings")
+    p = g.op("PADV2", [g.x, pads, g.const(np.array(pad_value, np.float32), "pad_value")], (1, 18, 18, 8), name="padded")
+    y = g.op("MAX_POOL_2D", [p], (1, 8, 8, 8), padding="VALID", stride_w=2, stride_h=2, filter_width=3, filter_height=3, name="pooled")
+    r = np.random.default_rng(10)
+    data = lambda n: [r.standard_normal((n, 1, 16, 16, 8)).astype(np.float32)]  # noqa: E731
+    return g.tflite([y], output_names=["pooled"]), data(64), data(64)
+
+
+def div_near_zero() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """x / y with y spread over [0.01, 2] (a normaliser that can get close to zero)."""
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32), "y": ((1, 64), np.float32)})
+    out = g.op("DIV", [g.args["x"], g.args["y"]], (1, 64), name="ratio")
+    r = np.random.default_rng(11)
+
+    def data(n):
+        return [r.standard_normal((n, 1, 64)).astype(np.float32), r.uniform(0.01, 2.0, (n, 1, 64)).astype(np.float32)]
+
+    return g.tflite([out], output_names=["ratio"]), data(64), data(64)
+
+
+def rsqrt_near_zero() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """1 / sqrt(x) for x in [0.001, 4] (a variance that can get small)."""
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32)})
+    out = g.op("RSQRT", [g.x], (1, 64), name="inv_std")
+    r = np.random.default_rng(12)
+    data = lambda n: [r.uniform(0.001, 4.0, (n, 1, 64)).astype(np.float32)]  # noqa: E731
+    return g.tflite([out], output_names=["inv_std"]), data(64), data(64)
+
+
+def embedding_lookup() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """EMBEDDING_LOOKUP of 8 ids in a 100x32 table whose rows differ in scale."""
+    r = np.random.default_rng(13)
+    table = (r.standard_normal((100, 32)) * r.uniform(0.05, 1.0, (100, 1))).astype(np.float32)
+    g = GraphBuilder("main", {"ids": ((8,), np.int32)})
+    out = g.op("EMBEDDING_LOOKUP", [g.x, g.const(table, "table")], (8, 32), name="embedded")
+    data = lambda n: [r.integers(0, 100, (n, 8)).astype(np.int32)]  # noqa: E731
+    return g.tflite([out], output_names=["embedded"]), data(64), data(64)
+
+
+def depthwise_bias() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """DEPTHWISE_CONV_2D 3x3 with a bias, no activation."""
+    r = np.random.default_rng(14)
+    g = GraphBuilder("main", {"x": ((1, 16, 16, 16), np.float32)})
+    w = (r.standard_normal((1, 3, 3, 16)) * r.uniform(0.1, 1.0, (1, 1, 1, 16))).astype(np.float32)
+    b = (r.standard_normal(16) * 0.5).astype(np.float32)
+    out = g.op("DEPTHWISE_CONV_2D", [g.x, g.const(w, "dw_filter"), g.const(b, "dw_bias")], (1, 16, 16, 16),
+               padding="SAME", stride_w=1, stride_h=1, depth_multiplier=1, name="dw")
+    data = lambda n: [r.standard_normal((n, 1, 16, 16, 16)).astype(np.float32)]  # noqa: E731
+    return g.tflite([out], output_names=["dw"]), data(64), data(64)
+
+
+def strided_slice() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """STRIDED_SLICE taking the centre of a feature map whose border is larger."""
+    r = np.random.default_rng(15)
+    g = GraphBuilder("main", {"x": ((1, 16, 16, 8), np.float32)})
+    out = g.op("STRIDED_SLICE", [g.x, g.const(_i32([0, 4, 4, 0])), g.const(_i32([1, 12, 12, 8])), g.const(_i32([1, 1, 1, 1]))],
+               (1, 8, 8, 8), name="centre")
+
+    def data(n):
+        x = r.standard_normal((n, 1, 16, 16, 8)).astype(np.float32)
+        x[:, :, :4] *= 4.0
+        return [x]
+
+    return g.tflite([out], output_names=["centre"]), data(64), data(64)
+
+
+CASES = {
+    "padv2_maxpool": padv2_maxpool,
+    "div": div_near_zero,
+    "rsqrt": rsqrt_near_zero,
+    "embedding_lookup": embedding_lookup,
+    "depthwise_bias": depthwise_bias,
+    "strided_slice": strided_slice,
+}
+
+
+def div_inner() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """FULLY_CONNECTED -> DIV by a normaliser near zero -> FULLY_CONNECTED: the DIV in the
+    middle of integer ops (kept float: DEQUANTIZE before it, QUANTIZE after)."""
+    r = np.random.default_rng(16)
+    g = GraphBuilder("main", {"x": ((1, 32), np.float32), "y": ((1, 32), np.float32)})
+    w = lambda *s: g.const((r.standard_normal(s) * 0.3).astype(np.float32))  # noqa: E731
+    h = g.op("FULLY_CONNECTED", [g.args["x"], w(32, 32), w(32)], (1, 32), name="h")
+    q = g.op("DIV", [h, g.args["y"]], (1, 32), name="ratio")
+    out = g.op("FULLY_CONNECTED", [q, w(8, 32), w(8)], (1, 8), name="out")
+
+    def data(n):
+        return [r.standard_normal((n, 1, 32)).astype(np.float32), r.uniform(0.02, 2.0, (n, 1, 32)).astype(np.float32)]
+
+    return g.tflite([out], output_names=["out"]), data(64), data(64)
+
+
+def rsqrt_benign() -> tuple[bytes, list[np.ndarray], list[np.ndarray]]:
+    """RSQRT of values in [0.5, 4]: int8 holds the output, so it stays integer."""
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32)})
+    out = g.op("RSQRT", [g.x], (1, 64), name="inv_std")
+    r = np.random.default_rng(17)
+    data = lambda n: [r.uniform(0.5, 4.0, (n, 1, 64)).astype(np.float32)]  # noqa: E731
+    return g.tflite([out], output_names=["inv_std"]), data(64), data(64)
+
+
+def _names(model: bytes) -> list[str]:
+    from tflquant.ir import value_name
+    from tflquant.tflite.reader import read_flatbuffer
+
+    f = next(iter(read_flatbuffer(model).ops))
+    return [value_name(a) for a in f.body.blocks[0].args]  # type: ignore[attr-defined]
+
+
+def _quantize_and_score(build, **kw):
+    import tflquant
+    from tflquant.scoring import litert_run, sqnr_db
+
+    model, calib, ev = build()
+    result = tflquant.quantize(model, mode=kw.pop("mode", "int8"), representative_dataset=dict(zip(_names(model), calib)), **kw)
+    ref = litert_run(model, ev)[0]
+    return result, sqnr_db(ref, litert_run(result.model, ev)[0])
+
+
+# (case, SQNR floor in LiteRT, ai-edge-quantizer's SQNR on the same model and data, and what
+# tflquant measured before issue 10)
+FLOORS = {
+    "padv2_maxpool": 42.0,  # AEQ 38.1; before: refused (-inf is not finite), 0 dB with -FLT_MAX
+    "div": 90.0,  # AEQ 1.8; before -21.2 (LiteRT's int8 DIV): now kept float
+    "rsqrt": 90.0,  # AEQ 9.2; before 7.7: now kept float
+    "embedding_lookup": 38.0,  # AEQ 27.9; 39.8 before and after
+    "depthwise_bias": 32.0,  # AEQ 31.8; 32.9 before and after
+    "strided_slice": 39.0,  # AEQ 31.4; before 28.8 (the input's border set the scale)
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOORS))
+def test_sqnr_floor_in_litert(case: str) -> None:
+    result, sqnr = _quantize_and_score(CASES[case])
+    assert sqnr >= FLOORS[case], f"{case}: {sqnr:.2f} dB < {FLOORS[case]} dB\n{result.report}"
+
+
+def test_padv2_lowest_value_saturates() -> None:
+    """-FLT_MAX padding (as some converters write -inf) saturates like -inf."""
+    result, sqnr = _quantize_and_score(lambda: padv2_maxpool(float(np.finfo(np.float32).min)))
+    assert sqnr >= 42.0
+    assert [o.kind for o in result.report.ops if o.op_type in ("PADV2", "MAX_POOL_2D")] == ["int8", "int8"]
+
+
+@pytest.mark.parametrize("case", ["div", "rsqrt"])
+def test_destroyed_op_kept_float_and_reported(case: str) -> None:
+    result, _ = _quantize_and_score(CASES[case])
+    (op,) = [o for o in result.report.ops if o.op_type == case.upper()]
+    assert op.kind == "float"
+    assert op.reason is not None and op.reason.startswith("kept float: quantized it measured ")
+    assert "vs float output" in op.reason and "on 8 calibration samples" in op.reason
+    assert f"{case.upper()} '{op.name}': kept float: quantized it measured" in str(result.report)
+
+
+def test_div_inside_integer_layers() -> None:
+    """The DIV falls back between integer layers; both layers stay int8 and the model beats
+    the all-integer one by far (12.0 dB against -8.4; AEQ 2.7: what is left is the int8
+    input of the second layer, whose range the largest ratios set)."""
+    result, sqnr = _quantize_and_score(div_inner)
+    kinds = {o.op_type: o.kind for o in result.report.ops if o.op_type in ("DIV", "FULLY_CONNECTED")}
+    assert kinds == {"DIV": "float", "FULLY_CONNECTED": "int8"}
+    forced, forced_sqnr = _quantize_and_score(div_inner, io_type="int8")  # integer only: no fallback
+    assert [o.kind for o in forced.report.ops if o.op_type == "DIV"] == ["int8"]
+    assert any("DIV 'ratio' loses the signal" in w and "allow_float=True" in w for w in forced.report.warnings)
+    assert sqnr >= 11.0 and sqnr > forced_sqnr + 15, (sqnr, forced_sqnr)
+
+
+def test_benign_op_stays_integer() -> None:
+    """The check measures RSQRT on [0.5, 4] and keeps it int8."""
+    result, sqnr = _quantize_and_score(rsqrt_benign)
+    assert [o.kind for o in result.report.ops if o.op_type == "RSQRT"] == ["int8"]
+    assert "check" in result.report.seconds
+    assert sqnr >= 35.0
+
+
+def test_iterable_dataset_feeds_the_check() -> None:
+    """A representative_dataset generator is read once; its first samples serve the check."""
+    import tflquant
+
+    model, calib, _ = div_near_zero()
+    names = _names(model)
+
+    def gen():
+        for i in range(len(calib[0])):
+            yield {n: a[i] for n, a in zip(names, calib)}
+
+    result = tflquant.quantize(model, representative_dataset=gen)
+    assert result.report.calibration_samples == len(calib[0])
+    assert [o.kind for o in result.report.ops if o.op_type == "DIV"] == ["float"]
+
+
+def test_int16x8_check_runs() -> None:
+    """16x8 is measured too: the RSQRT of tiny variances falls back there as well."""
+    result, sqnr = _quantize_and_score(rsqrt_near_zero, mode="int16x8")
+    rs = [o for o in result.report.ops if o.op_type == "RSQRT"]
+    assert rs and (rs[0].kind == "float") == (rs[0].reason is not None and "measured" in rs[0].reason)
+    assert sqnr >= 20.0
+
+
+def test_div_kernel_equals_litert() -> None:
+    """IntegerInterpreter's int8 DIV is LiteRT's bit for bit on every dividend/divisor pair,
+    including the small dividends its shifts beyond 31 turn into garbage."""
+    from xdsl.dialects.builtin import IntegerType
+
+    from tflquant.dialects.quant import UniformQuantizedType as U
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+    from tflquant.scoring import litert_run
+    from tflquant.tflite.reader import read_flatbuffer
+
+    t = lambda s, z: U.make(IntegerType(8), s, z)  # noqa: E731
+    g = GraphBuilder("main", {"x": ((256, 255), t(0.0275, -9)), "y": ((256, 255), t(0.00784, -128))})
+    out = g.op("DIV", [g.args["x"], g.args["y"]], (256, 255), out_dtype=t(1.274, -42), name="out")
+    model = g.tflite([out])
+    q1, q2 = np.meshgrid(np.arange(-128, 128), np.arange(-127, 128), indexing="ij")
+    inputs = [q1[None].astype(np.int8), q2[None].astype(np.int8)]
+    want = litert_run(model, inputs, dequantize=False, delegates=False)[0]
+    got = IntegerInterpreter(read_flatbuffer(model), strict=True).run(inputs)[0]
+    assert np.array_equal(got, want)
+    assert np.sum(want[0] == 127) > 1000  # the garbage zone is there
