@@ -53,6 +53,9 @@ except int8 SQRT (within one output step, see below):
 - TILE (no TFLM kernel) with constant multiples: a dim d tiled k times is [1, d] broadcast
   to [k, d] (d = 1: broadcast to k): RESHAPE, BROADCAST_TO, RESHAPE (<= 5 dims, runs of
   untiled dims merged when needed).
+- STRIDED_SLICE of more than 4 dims (TFLM: "input dim should not exceed 4") with constant
+  begin/end/strides: size-1 dims dropped, a dim taken whole merged into the stride-1 dim
+  before it; when <= 4 dims remain, RESHAPE, STRIDED_SLICE, RESHAPE to the result.
 
 The rewritten op's result keeps its type and tensor name (the last new op produces it);
 new tensors are named `<name>/...`. Everything else is left alone (int16 GELU, float ops,
@@ -295,6 +298,70 @@ def _transpose(t: Operation) -> list[Operation] | None:
 
 
 MICRO_MAX_BROADCAST_RANK = 5
+MICRO_MAX_STRIDED_SLICE_RANK = 4
+
+
+def _strided_slice(op: Operation) -> list[Operation] | None:
+    """A STRIDED_SLICE of more than 4 dims (TFLM: "input dim should not exceed 4") with
+    constant begin/end/strides and no ellipsis / new-axis: size-1 dims dropped, runs of
+    dims taken whole merged, and a run taken whole merged into the stride-1 dim before it;
+    when <= 4 dims remain, RESHAPE, STRIDED_SLICE (no masks), RESHAPE to the result (which
+    also applies shrink_axis_mask)."""
+    x, y = op.operands[0], op.results[0]
+    if len(op.operands) != 4 or not isinstance(x.type, TensorType) or not isinstance(y.type, TensorType):
+        return None
+    if op.option("ellipsis_mask") or op.option("new_axis_mask") or op.option("offset"):  # type: ignore[attr-defined]
+        return None
+    if not all(isinstance(v.owner, tfl.ConstOp) for v in op.operands[1:]):
+        return None
+    from tflquant.ir import dense_to_numpy
+
+    shape = [int(d) for d in x.type.get_shape()]
+    if len(shape) <= MICRO_MAX_STRIDED_SLICE_RANK or any(d < 0 for d in shape):
+        return None
+    if kind(x.type) not in (KERNELS["STRIDED_SLICE"].types or ()):
+        return None
+    b, e, st = (np.asarray(dense_to_numpy(v.owner.value)).reshape(-1).astype(np.int64) for v in op.operands[1:])  # type: ignore[union-attr]
+    if not (len(b) == len(e) == len(st) == len(shape)):
+        return None
+    bm, em, sm = (int(op.option(k)) for k in ("begin_mask", "end_mask", "shrink_axis_mask"))  # type: ignore[attr-defined]
+    dims = []  # (size, begin, end, stride) with begin/end resolved like the kernel (stride > 0 only)
+    for i, d in enumerate(shape):
+        s_ = int(st[i])
+        if s_ <= 0:
+            return None
+        lo = 0 if bm >> i & 1 else int(b[i]) + (d if b[i] < 0 else 0)
+        hi = d if em >> i & 1 else int(e[i]) + (d if e[i] < 0 else 0)
+        if sm >> i & 1:
+            hi, s_ = lo + 1, 1
+        lo, hi = min(max(lo, 0), d), min(max(hi, 0), d)
+        dims.append((d, lo, hi, s_))
+    groups: list[list[int]] = []  # merged (size, begin, end, stride)
+    for d, lo, hi, s_ in dims:
+        if d == 1 and (lo, hi) == (0, 1):
+            continue  # a size-1 dim kept whole
+        if (lo, hi, s_) == (0, d, 1) and groups and groups[-1][3] == 1:
+            # a whole dim after a stride-1 one: rows [b, e) of P x d are elements [b d, e d)
+            g = groups[-1]
+            groups[-1] = [g[0] * d, g[1] * d, g[2] * d, 1]
+        else:
+            groups.append([d, lo, hi, s_])
+    if len(groups) > MICRO_MAX_STRIDED_SLICE_RANK:
+        return None
+    groups = groups or [[1, 0, 1, 1]]
+    name = _name(op, "strided_slice")
+    el = x.type.element_type
+    in_shape = [g[0] for g in groups]
+    mid = [max(0, -(-(g[2] - g[1]) // g[3])) for g in groups]
+    s1 = _shape_const(in_shape, f"{name}/collapsed_shape")
+    r1 = _build("RESHAPE", [x, s1.results[0]], TensorType(el, in_shape), f"{name}/collapsed")
+    cb = _shape_const([g[1] for g in groups], f"{name}/collapsed_begin")
+    ce = _shape_const([g[2] for g in groups], f"{name}/collapsed_end")
+    cs = _shape_const([g[3] for g in groups], f"{name}/collapsed_strides")
+    sl = _build("STRIDED_SLICE", [r1.results[0], cb.results[0], ce.results[0], cs.results[0]], TensorType(el, mid), f"{name}/collapsed_slice")
+    s2 = _shape_const([int(d) for d in y.type.get_shape()], f"{name}/shape")
+    r2 = _build("RESHAPE", [sl.results[0], s2.results[0]], y.type, name)
+    return [s1, r1, cb, ce, cs, sl, s2, r2]
 
 
 def _tile_shapes(shape: list[int], mult: list[int], merge: bool) -> tuple[list[int], list[int]]:
@@ -364,7 +431,7 @@ def _tile(t: Operation) -> list[Operation] | None:
 class LegalizeForMicro(ModulePass):
     """int8 GELU/EXP/LOG/SQRT/RELU_N1_TO_1 -> table lookup, int32 SELECT_V2 -> arithmetic,
     int8 RELU_0_TO_1 -> RELU, SELECT -> SELECT_V2, 6-D TRANSPOSE -> <= 5-D, TILE ->
-    BROADCAST_TO: ops TFLite Micro runs."""
+    BROADCAST_TO, 5-D STRIDED_SLICE -> <= 4-D: ops TFLite Micro runs."""
 
     name = "legalize-for-micro"
 
@@ -376,6 +443,7 @@ class LegalizeForMicro(ModulePass):
             tfl.BUILTIN_CLASSES["RELU_0_TO_1"]: (lambda r: _relu_0_to_1(r, shared), 1),
             tfl.BUILTIN_CLASSES["TRANSPOSE"]: (_transpose, 2),
             tfl.BUILTIN_CLASSES["TILE"]: (_tile, 2),
+            tfl.BUILTIN_CLASSES["STRIDED_SLICE"]: (_strided_slice, 4),
         }
         # SELECT first: the SELECT_V2 it becomes may need the int32 rewrite below
         self._rewrite(op, {tfl.BUILTIN_CLASSES["SELECT"]: (_select_v1, 3)})

@@ -358,3 +358,24 @@ def test_micro_freezes_the_batch_and_refuses_other_dynamic_dims() -> None:
     m = g.module([g.op("RELU", [g.x], (1, None, 8), name="relu")])
     with pytest.raises(tflquant.TflquantError, match=r"RELU 'relu': output shape 1x\?x8 is dynamic"):
         _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro")
+
+
+SLICES = [  # input shape, begin, end, strides, output shape, options
+    ((1, 4, 3, 2, 8), [0, 0, 1, 0, 0], [1, 4, 2, 2, 8], [1, 1, 1, 1, 1], (1, 4, 2, 8), {"shrink_axis_mask": 4}),
+    ((2, 4, 3, 2, 8), [0, 1, 0, 0, 0], [2, 4, 3, 2, 8], [1, 2, 1, 1, 2], (2, 2, 3, 2, 4), {}),
+    ((1, 1, 6, 1, 5), [0, 0, -3, 0, 1], [1, 1, 6, 1, 5], [1, 1, 1, 1, 2], (1, 1, 3, 1, 2), {"begin_mask": 1}),
+]
+
+
+@pytest.mark.parametrize("shape,begin,end,strides,out,opts", SLICES)
+def test_5d_strided_slice_is_collapsed_for_micro(shape, begin, end, strides, out, opts) -> None:  # noqa: ANN001
+    """TFLM's STRIDED_SLICE takes up to 4 dims: size-1 dims dropped, whole dims merged."""
+    g = GraphBuilder("main", {"x": (shape, np.float32)})
+    c = [g.const(np.array(v, np.int32)) for v in (begin, end, strides)]
+    m = g.module([g.op("STRIDED_SLICE", [g.x, *c], out, name="ss", **opts)])
+    fb, calib, ev = write_flatbuffer(m), sample_inputs(m, n=16, seed=1), list(sample_inputs(m, n=3, seed=2).values())
+    r = _quantize(fb, calib, "micro")
+    assert _ops(r) == ["RESHAPE", "STRIDED_SLICE", "RESHAPE"]
+    a = litert_run(_quantize(fb, calib, "litert").model, ev, dequantize=False, delegates=False)[0]
+    assert np.array_equal(a, litert_run(r.model, ev, dequantize=False, delegates=False)[0])
+    _assert_micro_matches_litert(r.model, ev, steps=0)

@@ -200,3 +200,24 @@ func.func @tile(%x: tensor<2x3xi32>) -> tensor<2x12xi32> {
   %y = "tfl.tile"(%x, %m) {names = ["t"]} : (tensor<2x3xi32>, tensor<2xi32>) -> tensor<2x12xi32>
   func.return %y : tensor<2x12xi32>
 }
+
+// A 5-D STRIDED_SLICE (TFLM: at most 4 dims): the size-1 dim 0 drops out, the whole dims 3
+// and 4 merge into the stride-1 dim 2 before them ([1, 2) of 3 rows of 16: [16, 32) of 48),
+// so RESHAPE to [4, 48], slice, RESHAPE to the result (shrink_axis_mask included).
+// CHECK-LABEL: func.func @strided_slice_5d
+// CHECK:         %[[S:.*]] = "tfl.const"() <{value = dense<[4, 48]> : tensor<2xi32>}> {names = ["s/collapsed_shape"]}
+// CHECK-NEXT:    %[[R:.*]] = "tfl.reshape"(%x, %[[S]]) {names = ["s/collapsed"]}
+// CHECK-NEXT:    %[[B:.*]] = "tfl.const"() <{value = dense<[0, 16]> : tensor<2xi32>}> {names = ["s/collapsed_begin"]}
+// CHECK-NEXT:    %[[E:.*]] = "tfl.const"() <{value = dense<[4, 32]> : tensor<2xi32>}> {names = ["s/collapsed_end"]}
+// CHECK-NEXT:    %[[T:.*]] = "tfl.const"() <{value = dense<1> : tensor<2xi32>}> {names = ["s/collapsed_strides"]}
+// CHECK-NEXT:    %[[L:.*]] = "tfl.strided_slice"(%[[R]], %[[B]], %[[E]], %[[T]]) {names = ["s/collapsed_slice"]} : ({{.*}}) -> tensor<4x16x!quant.uniform<i8:f32, 0.1>>
+// CHECK-NEXT:    %[[O:.*]] = "tfl.const"() <{value = dense<[1, 4, 2, 8]> : tensor<4xi32>}> {names = ["s/shape"]}
+// CHECK-NEXT:    %[[Y:.*]] = "tfl.reshape"(%[[L]], %[[O]]) {names = ["s"]} : (tensor<4x16x!quant.uniform<i8:f32, 0.1>>, tensor<4xi32>) -> tensor<1x4x2x8x!quant.uniform<i8:f32, 0.1>>
+// CHECK-NEXT:    func.return %[[Y]]
+func.func @strided_slice_5d(%x: tensor<1x4x3x2x8x!quant.uniform<i8:f32, 0.1>>) -> tensor<1x4x2x8x!quant.uniform<i8:f32, 0.1>> {
+  %b = "tfl.const"() <{value = dense<[0, 0, 1, 0, 0]> : tensor<5xi32>}> : () -> tensor<5xi32>
+  %e = "tfl.const"() <{value = dense<[1, 4, 2, 2, 8]> : tensor<5xi32>}> : () -> tensor<5xi32>
+  %s = "tfl.const"() <{value = dense<1> : tensor<5xi32>}> : () -> tensor<5xi32>
+  %y = "tfl.strided_slice"(%x, %b, %e, %s) <{shrink_axis_mask = 4 : i32}> {names = ["s"]} : (tensor<1x4x3x2x8x!quant.uniform<i8:f32, 0.1>>, tensor<5xi32>, tensor<5xi32>, tensor<5xi32>) -> tensor<1x4x2x8x!quant.uniform<i8:f32, 0.1>>
+  func.return %y : tensor<1x4x2x8x!quant.uniform<i8:f32, 0.1>>
+}
