@@ -241,7 +241,7 @@ def _check_members(zf: zipfile.ZipFile, path: str, what: str) -> None:
                     shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 else:
                     continue  # numpy's own checks
-            except ValueError as e:
+            except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
                 raise TflquantError(f"{path}: array {key!r} is not a valid .npy member of the {what}: {_one_line(e)}") from None
             header = f.tell()
         if dtype.hasobject:
