@@ -91,8 +91,11 @@ class QuantizationReport:
 
     @property
     def fallbacks(self) -> list[OpInfo]:
-        """Float ops in a static mode: the ones that fell back."""
-        return self.float_ops if self.mode in STATIC_MODES else []
+        """Float ops in a static mode: the ones that fell back (in dynamic mode: the ones the
+        weight check kept float)."""
+        if self.mode in STATIC_MODES:
+            return self.float_ops
+        return [o for o in self.float_ops if o.reason]
 
     @property
     def total_seconds(self) -> float:
@@ -380,25 +383,33 @@ def quantize(
 
     t = time.perf_counter()
     user_keep = [keep_float] if isinstance(keep_float, str) else list(keep_float or ())
+    float_weights = _float_weights(module, min_weight_elements) if mode == "dynamic" else {}
     spec = run(module, user_keep)
     seconds["passes"] = time.perf_counter() - t
 
     # The measured fallback: ops that quantizing destroys stay float (the pipeline reruns).
-    measured: dict[str, Any] = {}
+    measured: dict[str, str] = {}  # output tensor name -> why it stays float
     if mode in STATIC_MODES and check_samples is not None:
         t = time.perf_counter()
-        measured = _destroyed_ops(module, data, check_samples)
-        if measured and allow_float:
-            module = _load(data)[0]
-            spec = run(module, user_keep + list(measured))
-        elif measured:
+        losses = _destroyed_ops(module, data, check_samples)
+        if losses and allow_float:
+            measured = {name: f"kept float: {_measured_text(l)}" for name, l in losses.items()}
+        else:
             report_warnings += [
                 f"{l.op_type} '{l.name}' loses the signal in {mode} ({_measured_text(l)}); integer-only keeps it integer: "
                 "allow float ops (allow_float=True, --allow-float) to keep it float"
-                for l in measured.values()
+                for l in losses.values()
             ]
-            measured = {}
         seconds["check"] = time.perf_counter() - t
+    elif mode == "dynamic":
+        t = time.perf_counter()
+        measured = _poor_weights(module, float_weights)
+        seconds["check"] = time.perf_counter() - t
+    if measured:
+        t = time.perf_counter()
+        module = _load(data)[0]
+        spec = run(module, user_keep + list(measured))
+        seconds["check"] += time.perf_counter() - t
 
     t = time.perf_counter()
     out = write_flatbuffer(module)
@@ -420,7 +431,7 @@ def quantize(
     )
     for o in report.ops:
         if o.kind == "float" and o.name in measured:
-            o.reason = f"kept float: {_measured_text(measured[o.name])}"
+            o.reason = measured[o.name]
     report.inputs, report.outputs = _io_summary(module)
     report.weights = weight_bytes(module)
     return QuantizationResult(out, report, module)
@@ -487,6 +498,64 @@ def _main_samples(module: ModuleOp, data: Any, n: int) -> list[Any] | None:
     except TflquantError:
         return None
     return None
+
+
+WEIGHT_FLOOR_DB = 20.0  # dynamic mode: int8 weights below this SQNR stay float
+
+
+def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
+    """Name -> float32 values (views, no copy) of the constants quantize-weights may quantize."""
+    from tflquant.ir import value_name
+
+    out = {}
+    for op in module.walk():
+        if isinstance(op, tfl.ConstOp) and _elem_kind(op.result.type) == "f" and (name := value_name(op.result)):
+            values = op.numpy()
+            if values.dtype.name == "float32" and values.size >= min(min_elements, 1024):
+                out[name] = values
+    return out
+
+
+def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]:
+    """Output tensor name -> reason, for every hybrid op with an int8 weight whose SQNR
+    against the float weight is below WEIGHT_FLOOR_DB (dynamic mode has no activations to
+    measure: the weights are what quantizing changes)."""
+    import numpy as np
+
+    from tflquant.dialects.quant import quantized_element
+    from tflquant.ir import value_name
+
+    def sqnr(w: Any, q: Any, qt: Any) -> float:  # float32 and BLAS dots: ~3 passes over the weights
+        shape = [1] * q.ndim
+        if qt.per_axis:
+            shape[qt.axis.data] = -1
+        s = qt.scale_array().astype(np.float32).reshape(shape)
+        z = qt.zero_point_array().astype(np.float32).reshape(shape)
+        err = (q.astype(np.float32) - z) * s
+        np.subtract(w, err, out=err)
+        e, sig = float(np.dot(err.ravel(), err.ravel())), float(np.dot(w.ravel(), w.ravel()))
+        return 99.0 if e == 0 else float(10 * np.log10(max(sig, 1e-30) / e))
+
+    out: dict[str, str] = {}
+    for fn in module.ops:
+        if not isinstance(fn, func.FuncOp):
+            continue
+        for op in fn.body.walk():
+            if not isinstance(op, tfl.TflOp) or not op.results or _classify(op) != "hybrid":
+                continue
+            for v in op.operands:
+                qt = quantized_element(v.type)
+                w = originals.get(value_name(v) or "")
+                if qt is None or not isinstance(v.owner, tfl.ConstOp) or w is None or w.shape != v.owner.numpy().shape:
+                    continue
+                db = sqnr(w, v.owner.numpy(), qt)
+                name = value_name(op.results[0])
+                if db < WEIGHT_FLOOR_DB and name:
+                    out[name] = (
+                        f"kept float: its int8 weights '{value_name(v)}' measured {db:.1f} dB against the float "
+                        f"weights (below {WEIGHT_FLOOR_DB:.0f} dB)"
+                    )
+    return out
 
 
 def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any]) -> dict[str, Any]:

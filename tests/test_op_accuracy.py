@@ -248,3 +248,29 @@ def test_div_kernel_equals_litert() -> None:
     got = IntegerInterpreter(read_flatbuffer(model), strict=True).run(inputs)[0]
     assert np.array_equal(got, want)
     assert np.sum(want[0] == 127) > 1000  # the garbage zone is there
+
+
+def test_dynamic_mode_keeps_poor_weights_float() -> None:
+    """Dynamic range: no activations to measure, so the int8 weights are: a layer whose
+    weights int8 cannot hold (each row one large value and thousands at half a step, which
+    all round away: 12 dB) stays float and the report says so; a normal layer is hybrid."""
+    import tflquant
+    from tflquant.scoring import litert_run, sqnr_db
+
+    r = np.random.default_rng(18)
+    step = np.float32(1.0 / 127)
+    bad = np.full((8, 4096), step / 2, np.float32)
+    bad[:, 0] = 1.0
+    good = (r.standard_normal((8, 4096)) * 0.1).astype(np.float32)
+    g = GraphBuilder("main", {"x": ((1, 4096), np.float32)})
+    a = g.op("FULLY_CONNECTED", [g.x, g.const(bad, "bad_w"), g.const(np.zeros(8, np.float32))], (1, 8), name="bad_fc")
+    b = g.op("FULLY_CONNECTED", [g.x, g.const(good, "good_w"), g.const(np.zeros(8, np.float32))], (1, 8), name="good_fc")
+    model = g.tflite([a, b], output_names=["bad_fc", "good_fc"])
+    result = tflquant.quantize(model, mode="dynamic")
+    ops = {o.name: o for o in result.report.ops}
+    assert ops["good_fc"].kind == "hybrid" and ops["good_fc"].reason is None
+    assert ops["bad_fc"].kind == "float"
+    assert ops["bad_fc"].reason.startswith("kept float: its int8 weights 'bad_w' measured 12.")  # type: ignore[union-attr]
+    assert "FULLY_CONNECTED 'bad_fc': kept float: its int8 weights" in str(result.report)
+    x = [np.abs(r.standard_normal((8, 1, 4096))).astype(np.float32)]
+    assert sqnr_db(litert_run(model, x)[0], litert_run(result.model, x)[0]) >= 90.0
