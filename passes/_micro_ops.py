@@ -120,6 +120,10 @@ def _gather(op: Operation) -> str | None:
     return None if k == "i32" else f"indices are {_names((k,))}: TFLite Micro's GATHER takes int32 indices"
 
 
+def _fill(op: Operation) -> str | None:
+    return None if isinstance(op.operands[0].owner, tfl.ConstOp) else "its dims are computed at run time: TFLite Micro's FILL takes constant dims only"
+
+
 # (input kind, output kind) pairs measured on TFLM
 _CAST_IN = ("f32", "i8", "i16", "i32", "bool")
 _CAST_OUT = ("f32", "i8", "i16", "i32", "bool")
@@ -214,7 +218,7 @@ KERNELS: dict[str, Kernel] = {
     # data movement
     "RESHAPE": Kernel(ANY),
     "SQUEEZE": Kernel(ANY),
-    "EXPAND_DIMS": Kernel(ANY),
+    "EXPAND_DIMS": Kernel(Q),
     "BROADCAST_TO": Kernel(ANY, max_rank=5),
     "BROADCAST_ARGS": Kernel(ANY),
     "SHAPE": Kernel(ANY),
@@ -222,23 +226,23 @@ KERNELS: dict[str, Kernel] = {
     "SELECT_V2": Kernel(Q, on=1, check=_select),
     "CONCATENATION": Kernel(("f32", "i8", "i16", "i32", "i64", "bool")),
     "PACK": Kernel(("f32", "i8", "i16", "i32", "i64")),
-    "UNPACK": Kernel(("f32", "i8", "i16", "i32", "i64")),
-    "SPLIT": Kernel(ANY, on=1),
-    "SPLIT_V": Kernel(ANY),
+    "UNPACK": Kernel(ARITH),
+    "SPLIT": Kernel(ARITH, on=1),
+    "SPLIT_V": Kernel(ARITH),
     "GATHER": Kernel(("f32", "i8"), check=_gather),
     "GATHER_ND": Kernel(Q8),
     "STRIDED_SLICE": Kernel(("f32", "i8", "i16", "i32", "bool"), max_rank=4),
     "SLICE": Kernel(ANY, max_rank=5),
     "PAD": Kernel(ARITH, max_rank=5),
     "PADV2": Kernel(ARITH, max_rank=5),
-    "MIRROR_PAD": Kernel(Q),
+    "MIRROR_PAD": Kernel(Q8),
     "REVERSE_V2": Kernel(ANY),
-    "DYNAMIC_UPDATE_SLICE": Kernel(ANY),
-    "EMBEDDING_LOOKUP": Kernel(ANY, on=1),
-    "FILL": Kernel(ANY, on=1),
+    "DYNAMIC_UPDATE_SLICE": Kernel(ARITH),
+    "EMBEDDING_LOOKUP": Kernel(Q8, on=1),
+    "FILL": Kernel(ANY, on=1, check=_fill),
     "ZEROS_LIKE": Kernel(ANY),
-    "BATCH_TO_SPACE_ND": Kernel(ANY),
-    "SPACE_TO_BATCH_ND": Kernel(ANY),
+    "BATCH_TO_SPACE_ND": Kernel(Q8),
+    "SPACE_TO_BATCH_ND": Kernel(Q8),
     "SPACE_TO_DEPTH": Kernel(Q8),
     "DEPTH_TO_SPACE": Kernel(Q8),
     "DETECTION_POSTPROCESS": Kernel(ANY),
