@@ -135,6 +135,13 @@ def test_int8_sqrt_and_gelu_become_table_lookups_that_run_on_micro() -> None:
     _assert_micro_matches_litert(r.model, ev)
 
 
+def test_uint8_io_for_micro_runs_on_micro() -> None:
+    model, calib, ev = _case("sqrt")
+    r = _quantize(model, calib, "micro", io_type="uint8")
+    assert r.report.inputs[0].split()[1].startswith("uint8")
+    _assert_micro_matches_litert(r.model, ev)
+
+
 def test_select_v1_becomes_select_v2_and_broadcasting_select_runs_on_micro() -> None:
     model, calib, ev = _case("select")
     r = _quantize(model, calib, "micro")
@@ -279,6 +286,9 @@ PROBES = [
     ("STRIDED_SLICE int8 6-D", lambda: _one_op("STRIDED_SLICE", [(1, 1, 1, 2, 4, 4)], _q8(), (1, 1, 1, 1, 4, 4),
                                                 consts=[np.zeros(6, np.int32), np.array([1, 1, 1, 1, 4, 4], np.int32), np.ones(6, np.int32)]), False),
     ("ADD int8 6-D broadcast", lambda: _one_op("ADD", [(1, 2, 1, 3, 4, 5), (1, 1, 2, 1, 1, 5)], _q8(), (1, 2, 2, 3, 4, 5)), True),
+    ("EXPAND_DIMS int32", lambda: _one_op("EXPAND_DIMS", [(2, 3)], np.int32, (1, 2, 3), consts=[np.array(0, np.int32)]), False),
+    ("MIRROR_PAD int16", lambda: _one_op("MIRROR_PAD", [(1, 4, 4, 1)], UniformQuantizedType.make(IntegerType(16), 0.001, 0), (1, 6, 6, 1),
+                                          consts=[np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32)], mode="REFLECT"), False),
     ("RESIZE_BILINEAR int16", lambda: _one_op("RESIZE_BILINEAR", [(1, 2, 2, 1)], UniformQuantizedType.make(IntegerType(16), 0.001, 0), (1, 4, 4, 1),
                                                consts=[np.array([4, 4], np.int32)]), False),
 ]
