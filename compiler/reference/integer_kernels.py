@@ -1188,7 +1188,23 @@ def _log32(v: np.ndarray) -> np.ndarray:
 
 
 # int8 LOG is LiteRT's LUT (bit-exact); SQRT uses another formulation and stays float-simulated.
-KERNELS["LOG"] = _lut8_op(_log32)
+def _log(op: Operation) -> Kernel:
+    """LOG: LiteRT's LUTPopulate table of log(x), x <= 0 mapped to the output's lowest value
+    (int8: 256 entries, bit-exact; int16: 513 entries, interpolated, within 1 step: numpy's
+    float32 log and the C library's differ in the last bit for some table entries)."""
+    qi, qo = in_q(op, 0), out_q(op)
+    if qi.bits == 8:
+        return _lut_kernel(_log32)(op)
+    lowest = np.float32(qo.qmin - qo.zero_point) * np.float32(qo.scale)
+
+    def fn(v: np.ndarray) -> np.ndarray:
+        return np.where(v <= 0, lowest, _log32(np.maximum(v, np.float32(1e-38)))).astype(np.float32)
+
+    lut = _lut16_populate_f32(qi, qo, fn)
+    return lambda x: store(np.clip(_lut16_lookup(x, lut), -32768, 32767), qo)
+
+
+KERNELS["LOG"] = _log
 # ELU int8: LiteRT's table of exp(x) - 1 (float32) for x < 0, x above (not expm1)
 KERNELS["ELU"] = _lut8_op(lambda x: np.where(x < 0, np.exp(np.minimum(x, 0)) - np.float32(1), x).astype(np.float32))
 
