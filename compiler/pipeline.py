@@ -98,7 +98,8 @@ def pipeline_spec(
     if io_type != "float32":
         passes.append(f"set-io-types{{type={io_type}}}")
     if micro:
-        # ops TFLite Micro lacks as ops it has (same bytes), then refuse what is left
+        # ops TFLite Micro lacks as ops it has (same bytes, int8 SQRT within a step), then
+        # refuse, in one error, every op it still cannot run
         passes += ["legalize-for-micro", "check-micro"]
     return ",".join(passes)
 
