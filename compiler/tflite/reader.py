@@ -458,6 +458,13 @@ class _Importer:
                     f"{where} has {len(operands)} input(s); LiteRT's {op_name} needs at least {need} ({names_}): "
                     "the model is corrupt; re-export it"
                 )
+            if cls.BUILTIN not in _OPTIONAL_INSIDE:
+                for k, t in enumerate(in_idx[:need]):
+                    if t == -1:
+                        raise self.fail(
+                            f"{where} leaves out (-1) its input {k} ({cls.OPERANDS[k].lstrip('*')}), which LiteRT's {op_name} "
+                            "needs: the model is corrupt; re-export it"
+                        )
             options = _decode_options(cls.OPTIONS, opts) if (cls.OPTIONS and opts is not None) else {}
             op: Operation = cls(operands, result_types, options=options, names=names)
         else:
@@ -564,6 +571,10 @@ _OPTIONAL_TRAILING = {
     "PADV2": 1,  # constant_values
     "UNIDIRECTIONAL_SEQUENCE_LSTM": 4,  # layer norm coefficients
 }
+
+
+# Builtins whose optional inputs (-1) also sit between required ones.
+_OPTIONAL_INSIDE = {"UNIDIRECTIONAL_SEQUENCE_LSTM"}
 
 
 def _min_inputs(cls: type[tfl.TflOp]) -> int:
