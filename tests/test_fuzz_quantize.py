@@ -310,8 +310,10 @@ def _with(arrays: dict[str, np.ndarray], key: str, fn: Callable[[np.ndarray], An
     return out
 
 
-def _nan_at(a: np.ndarray, value: float, where: Any = (0, 0, 0)) -> np.ndarray:
-    a[where] = value
+def _nan_at(a: np.ndarray, value: float, where: int = 0) -> np.ndarray:
+    """value at flat position `where` (modulo the size) of a float copy."""
+    a = np.ascontiguousarray(a, dtype=a.dtype if a.dtype.kind == "f" else np.float32)
+    a.reshape(-1)[where % a.size] = value
     return a
 
 
@@ -334,15 +336,15 @@ def data_mutants(arrays: dict[str, np.ndarray]) -> list[tuple[str, bytes]]:
     other = [n for n in arrays if n != k]
     out: list[tuple[str, bytes]] = [
         ("one NaN", _npz(_with(arrays, k, lambda a: _nan_at(a, np.nan)))),
-        ("all NaN", _npz(_with(arrays, k, lambda a: np.full_like(a, np.nan)))),
-        ("one +inf", _npz(_with(arrays, k, lambda a: _nan_at(a, np.inf, (3, 0, 1))))),
-        ("one -inf", _npz(_with(arrays, k, lambda a: _nan_at(a, -np.inf, (7, 0, 7))))),
+        ("all NaN", _npz(_with(arrays, k, lambda a: np.full(a.shape, np.nan, np.float32)))),
+        ("one +inf", _npz(_with(arrays, k, lambda a: _nan_at(a, np.inf, 3 * a[0].size + 1)))),
+        ("one -inf", _npz(_with(arrays, k, lambda a: _nan_at(a, -np.inf, a.size - 1)))),
         ("complex data", _npz(_with(arrays, k, lambda a: a.astype(np.complex64)))),
         ("string data", _npz(_with(arrays, k, lambda a: a.astype(str)))),
         ("bytes data", _npz(_with(arrays, k, lambda a: a.astype("S8")))),
         ("datetime data", _npz(_with(arrays, k, lambda a: a.astype(np.int64).astype("datetime64[s]")))),
         ("structured data", _npz(_with(arrays, k, lambda a: np.zeros(a.shape, dtype=[("a", "f4"), ("b", "i4")])))),
-        ("an extra dimension", _npz(_with(arrays, k, lambda a: a[:, None, :, :].repeat(2, axis=1)))),
+        ("an extra dimension", _npz(_with(arrays, k, lambda a: a[:, None].repeat(2, axis=1)))),
         ("one dimension less", _npz(_with(arrays, k, lambda a: a.reshape(a.shape[0], -1)[:, :5]))),
         ("wrong width", _npz(_with(arrays, k, lambda a: np.concatenate([a, a], axis=-1)))),
         ("a scalar", _npz(_with(arrays, k, lambda a: np.float32(1.0)))),
@@ -358,6 +360,7 @@ def data_mutants(arrays: dict[str, np.ndarray]) -> list[tuple[str, bytes]]:
         ("not an npz: text", b"x,y\n1,2\n"),
         ("truncated npz", _npz(arrays)[: len(_npz(arrays)) // 2]),
         ("npz with a corrupt member", _corrupt_member(_npz(arrays))),
+        ("npz with a corrupt .npy header", _corrupt_header(arrays)),
         ("npz member claiming 2^40 elements", _huge_header_npz(k, (1 << 40, 1, 8))),
         ("npz member claiming 2^62 elements", _huge_header_npz(k, (1 << 31, 1 << 31, 1))),
         ("pickled object array", _pickled(arrays, k)),
@@ -379,6 +382,20 @@ def _corrupt_member(data: bytes) -> bytes:
     i = buf.find(b"NUMPY")
     buf[i + 40 : i + 60] = b"\xff" * 20  # inside the header / first data bytes
     return bytes(buf)
+
+
+def _corrupt_header(arrays: dict[str, np.ndarray]) -> bytes:
+    """An npz (valid zip, right CRCs) whose first member's header dict is cut by garbage:
+    numpy's header parser raises TokenError, not ValueError."""
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        for i, (k, a) in enumerate(arrays.items()):
+            npy = bytearray(_npy(a))
+            if i == 0:
+                j = npy.find(b"'fortran_order")
+                npy[j + 14 : j + 34] = b"\xff" * 20  # from its closing quote on
+            zf.writestr(k + ".npy", bytes(npy))
+    return z.getvalue()
 
 
 def _pickled(arrays: dict[str, np.ndarray], key: str) -> bytes:
