@@ -16,7 +16,8 @@ or MUL(x, x), and in 16x8 SQUARED_DIFFERENCE (no int16 kernel) becomes MUL(d, d)
 d = SUB(x, y) fake-quantized over [x_min - y_max, x_max - y_min], so that they need not
 fall back to float. PADV2's output takes its input's parameters and its constant padding
 value is clipped to that range (TF pads max pools with -inf: the value saturates to qmin
-instead of stretching the scale without bound).
+instead of stretching the scale without bound); likewise a MAXIMUM constant below the other
+operand's range is raised to it, a MINIMUM constant above it lowered to it.
 """
 
 from __future__ import annotations
@@ -179,9 +180,9 @@ class InsertFakeQuant(ModulePass):
             info = op_info(o)
             if info is None or not has_kernel(o, self.bits):
                 continue
-            padded = isinstance(o, tfl.BUILTIN_CLASSES["PADV2"]) and self._pad_value(o) is not None
+            saturated = self._saturated_const(o)
             for i, v in enumerate(list(o.operands)):
-                if padded and i == 2:
+                if i == saturated:
                     continue
                 if i == info.bias:
                     if fp16_weight(v) is not None:  # an fp16 bias: quantize-bias reads float32
@@ -222,11 +223,25 @@ class InsertFakeQuant(ModulePass):
             return None
         return quant.quantized_element(o.operands[0].owner.input.type)
 
-    def _pad_value(self, o: Operation) -> SSAValue | None:
-        """Read PADV2's constant padding value through the input's fake quantization, the value
-        clipped to the input's range (-inf becomes the lowest value: qmin)."""
-        c = float_const(o.operands[2])
-        x = o.operands[0]
+    def _saturated_const(self, o: Operation) -> int | None:
+        """A constant that only stands for "below (or above) everything" is clipped to the data's
+        range and read through the data's fake quantization; returns its operand index.
+        PADV2's padding value is clipped to the input's range (-inf becomes the lowest value,
+        qmin); MAXIMUM's constant is raised to the other operand's minimum and MINIMUM's
+        lowered to its maximum (the same results on that range: max(x, -FLT_MAX) is x)."""
+        key = getattr(o, "BUILTIN", None)
+        if key == "PADV2" and len(o.operands) > 2:
+            ci, di, low, high = 2, 0, True, True
+        elif key in ("MAXIMUM", "MINIMUM") and len(o.operands) == 2:
+            consts = [float_const(v) is not None for v in o.operands]
+            if consts.count(True) != 1:
+                return None
+            ci = consts.index(True)
+            di, low, high = 1 - ci, key == "MAXIMUM", key == "MINIMUM"
+        else:
+            return None
+        c = float_const(o.operands[ci])
+        x = o.operands[di]
         if c is None or not isinstance(x.owner, quant.DequantizeCastOp):
             return None
         qtype = quant.quantized_element(x.owner.input.type)
@@ -235,8 +250,12 @@ class InsertFakeQuant(ModulePass):
         if np.any(np.isnan(values)):
             return None  # refused with the other constants
         lo, hi = qtype.real_range()
-        clipped = np.clip(values, lo, hi).astype(np.float32)
-        src = o.operands[2]
+        clipped = np.clip(values, lo if low else -np.inf, hi if high else np.inf).astype(np.float32)
+        if np.any(clipped < lo) or np.any(clipped > hi):
+            if not np.all(np.isfinite(clipped)):
+                return None  # refused with the other constants
+            qtype = activation_params(float(np.min(clipped)), float(np.max(clipped)), self.bits)
+        src = o.operands[ci]
         if not np.array_equal(clipped, values):
             name = value_name(src)
             nc = tfl.ConstOp(dense_from_numpy(clipped), name=f"{name}/saturated" if name else None)
@@ -244,11 +263,11 @@ class InsertFakeQuant(ModulePass):
             assert block is not None
             block.insert_op_before(nc, o)
             src = nc.result
-        o.operands[2] = fake_quant(src, qtype, o)
+        o.operands[ci] = fake_quant(src, qtype, o)
         if not c.result.uses:
             c.detach()
             c.erase()
-        return o.operands[2]
+        return ci
 
     def _const_values(
         self, v: SSAValue, materialized: dict[SSAValue, SSAValue], user: Operation

@@ -42,3 +42,33 @@ func.func @padv2_inside(%x: tensor<1x4x4x1xf32> {tfl.name = "x"}) -> tensor<1x6x
   %ys = quant.stats %y, <-1.0, 3.0> : tensor<1x6x6x1xf32>
   func.return %ys : tensor<1x6x6x1xf32>
 }
+
+// -----
+
+// MAXIMUM with a constant far below the data (a "no floor" written as -FLT_MAX) reads the
+// constant raised to the data's minimum, with the data's parameters: the same results.
+// CHECK-LABEL: func.func @maximum_lowest
+// CHECK:      %[[V:.*]] = "tfl.const"() <{value = dense<-1.00392163> : tensor<f32>}> {names = ["floor/saturated"]}
+// CHECK-NEXT: quant.qcast %[[V]] : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.015686275:-64>>
+// CHECK:      "tfl.maximum"
+func.func @maximum_lowest(%x: tensor<4xf32> {tfl.name = "x"}) -> tensor<4xf32> {
+  %xs = quant.stats %x, <-1.0, 3.0> : tensor<4xf32>
+  %v = "tfl.const"() <{value = dense<-3.40282347e+38> : tensor<f32>}> {names = ["floor"]} : () -> tensor<f32>
+  %y = "tfl.maximum"(%xs, %v) {names = ["y"]} : (tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  %ys = quant.stats %y, <-1.0, 3.0> : tensor<4xf32>
+  func.return %ys : tensor<4xf32>
+}
+
+// -----
+
+// A MAXIMUM constant above the data's range is a real floor: kept, with its own range.
+// CHECK-LABEL: func.func @maximum_floor_above
+// CHECK:      quant.qcast %v : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.019607844:-128>>
+// CHECK-NOT:  saturated
+func.func @maximum_floor_above(%x: tensor<4xf32> {tfl.name = "x"}) -> tensor<4xf32> {
+  %xs = quant.stats %x, <-1.0, 3.0> : tensor<4xf32>
+  %v = "tfl.const"() <{value = dense<5.0> : tensor<f32>}> {names = ["floor"]} : () -> tensor<f32>
+  %y = "tfl.maximum"(%xs, %v) {names = ["y"]} : (tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  %ys = quant.stats %y, <5.0, 5.0> : tensor<4xf32>
+  func.return %ys : tensor<4xf32>
+}
