@@ -217,6 +217,8 @@ FIELD_MUTANTS: list[tuple[str, Callable[[], bytes]]] = [
     ("output never computed", _edit(_many(_set(("operators",), [dict(op=0, inputs=[0, 1, 2], outputs=[3])]), _set(("outputs",), [4])))),
     # operators with the wrong operands
     ("FULLY_CONNECTED with one input", _edit(_set(("operators", 0, "inputs"), [0]))),
+    ("FULLY_CONNECTED filter left out (-1)", _edit(_set(("operators", 0, "inputs"), [0, -1, 2]))),
+    ("corrupt tensor name (newline, bad UTF-8)", _edit(_many(_set(("tensors", 1, "name"), "w\n\udcff\x00" + "z" * 5000), _set(("buffers", 1), f32(W[:1]))))),
     ("FULLY_CONNECTED with five inputs", _edit(_set(("operators", 0, "inputs"), [0, 1, 2, 2, 2]))),
     ("SOFTMAX with three inputs", _edit(_set(("operators", 1, "inputs"), [3, 3, 3]))),
     ("SOFTMAX with no inputs", _edit(_set(("operators", 1, "inputs"), []))),
@@ -622,6 +624,8 @@ REFUSED = {  # mutants every mode that reads them must refuse, and the tensor or
     "FULLY_CONNECTED with one input": "FULLY_CONNECTED",
     "cyclic graph": "'y'",
     "negative dimension": "'h'",
+    "FULLY_CONNECTED filter left out (-1)": "filter",
+    "corrupt tensor name (newline, bad UTF-8)": "'w\\n\\udcff\\x00zzz",
 }
 
 
@@ -685,7 +689,8 @@ def test_subprocess_runs_stay_within_memory_and_time(tmp_path: Path) -> None:
     """A few runs in child processes with a 4 GB address space and a timeout."""
     cal = tmp_path / "c.npz"
     cal.write_bytes(_npz(seed_data(fc_spec())))
-    cases = [m for m in FIELD_MUTANTS if m[0] in ("huge rank-6 activation", "FILL of 2^48 elements", "buffer offset/size past the end")]
+    cases = [m for m in FIELD_MUTANTS if m[0] in ("huge rank-6 activation", "FILL of 2^48 elements", "buffer offset/size past the end",
+                                                  "corrupt tensor name (newline, bad UTF-8)")]
     for name, make in cases:
         model = tmp_path / "m.tflite"
         model.write_bytes(make())
