@@ -311,11 +311,13 @@ def test_empty_buffer_of_a_non_empty_tensor_is_still_an_error_naming_it() -> Non
     assert "\n" not in str(e.value)
 
 
-def test_cli_import_export_of_an_empty_constant(tmp_path: Any) -> None:
+def test_cli_inspect_import_export_of_an_empty_constant(tmp_path: Any, capsys: Any) -> None:
     from tflquant.cli import main
 
     src = tmp_path / "m.tflite"
     src.write_bytes(reshape_to_scalar(True))
+    assert main(["inspect", str(src)]) == 0
+    assert "'empty_shape' INT32[0]  0 elements" in capsys.readouterr().out
     assert main(["import", str(src), "-o", str(tmp_path / "m.mlir")]) == 0
     assert "dense<> : tensor<0xi32>" in (tmp_path / "m.mlir").read_text()
     assert main(["export", str(tmp_path / "m.mlir"), "-o", str(tmp_path / "back.tflite")]) == 0

@@ -148,6 +148,8 @@ class _Inspector:
             parts.append("variable")
         if size:
             parts.append(f"const {_fmt_bytes(size)}" + (" (outside)" if out else ""))
+        elif 0 in dims:
+            parts.append("0 elements")  # a constant when no operator writes it (e.g. RESHAPE's shape [])
         if t.table(T["sparsity"]) is not None:
             parts.append("sparse")
         q = t.table(T["quantization"])
