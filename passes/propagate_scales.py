@@ -13,7 +13,9 @@ Afterwards, for every op with an integer kernel whose inputs and outputs are fak
   the fixed parameters when a fixed-range output is in it. The range of a value read only
   by a slice with constant bounds (STRIDED_SLICE, SLICE, GATHER with constant indices) does
   not count: what the slice drops never reaches the model, so the group takes the range the
-  slice's output was calibrated to (the dropped values saturate). A multi-input op never lets a
+  slice's output was calibrated to (the dropped values saturate); the same holds for a
+  constant table read by GATHER / EMBEDDING_LOOKUP (rows calibration never looked up
+  saturate to the range of those it did). A multi-input op never lets a
   fixed-range input impose its range on the others: that input is requantized instead
   (`qcast(dcast(x))`, a QUANTIZE int->int after rewrite-integer), as is any input whose
   group's fixed parameters conflict;
@@ -133,10 +135,18 @@ _SLICES = ("tfl.strided_slice", "tfl.slice", "tfl.gather", "tfl.gather_nd")
 def _only_sliced(o: Operation, i: int, q: quant.QuantizeCastOp) -> bool:
     """Input i of o is a slice's data (STRIDED_SLICE, SLICE, GATHER with constant bounds or
     indices) and nothing else reads it: the values the slice drops never reach the model, so
-    the input's range need not cover them (the output's own calibrated range is enough)."""
-    if o.name not in _SLICES or i != 0 or not all(isinstance(v.owner, tfl.ConstOp) for v in o.operands[1:]):
-        return False
+    the input's range need not cover them (the output's own calibrated range is enough).
+    A constant table read by GATHER or EMBEDDING_LOOKUP counts as sliced too: the rows the
+    calibration data looked up set the range, rows beyond it saturate (as a float table with
+    a quantized output would: ai-edge-quantizer's form of the op), in int8 only: int16 has
+    the resolution to keep every row."""
     d = dcast_source(o.operands[i])
+    table = d is not None and isinstance(d.input.owner, quant.QuantizeCastOp) and isinstance(d.input.owner.input.owner, tfl.ConstOp)
+    table = table and bits_of(quant.quantized_element(q.result.type)) == 8  # type: ignore[arg-type]
+    if not (table and (o.name, i) in (("tfl.gather", 0), ("tfl.embedding_lookup", 1))) and (
+        o.name not in _SLICES or i != 0 or not all(isinstance(v.owner, tfl.ConstOp) for v in o.operands[1:])
+    ):
+        return False
     return d is not None and d.result.uses.get_length() == 1 and q.result.uses.get_length() == 1
 
 

@@ -49,3 +49,18 @@ func.func @dynamic_bounds(%x: tensor<1x8xf32> {tfl.name = "x"}, %b: tensor<2xi32
   %ys = quant.stats %y, <-1.0, 1.0> : tensor<1x4xf32>
   func.return %ys : tensor<1x4xf32>
 }
+
+// -----
+
+// A constant table read by GATHER with run-time indices: the rows calibration looked up
+// ([-1, 1] at the output) set the range, the table's outlier row (8.0) saturates.
+// CHECK-LABEL: func.func @gather_table
+// CHECK:      quant.qcast %t : tensor<3x2xf32> -> tensor<3x2x!quant.uniform<i8:f32, 0.007843138:-1>>
+// CHECK:      "tfl.gather"
+// CHECK-NEXT: quant.qcast %y : tensor<2x2xf32> -> tensor<2x2x!quant.uniform<i8:f32, 0.007843138:-1>>
+func.func @gather_table(%ids: tensor<2xi32> {tfl.name = "ids"}) -> tensor<2x2xf32> {
+  %t = "tfl.const"() <{value = dense<[[1.0, -1.0], [0.5, 0.25], [8.0, 0.0]]> : tensor<3x2xf32>}> {names = ["table"]} : () -> tensor<3x2xf32>
+  %y = "tfl.gather"(%t, %ids) <{axis = 0 : i32}> {names = ["rows"]} : (tensor<3x2xf32>, tensor<2xi32>) -> tensor<2x2xf32>
+  %ys = quant.stats %y, <-1.0, 1.0> : tensor<2x2xf32>
+  func.return %ys : tensor<2x2xf32>
+}
