@@ -89,11 +89,13 @@ def test_conv_of_small_images_in_one_product(hw: int, k: int, stride: int, dil: 
     np.testing.assert_allclose(np.clip(per_sample, 0, 6), y, rtol=0, atol=2e-5 * np.abs(ref).max())
 
 
-def test_pointwise_conv_large_products() -> None:
+@pytest.mark.parametrize("hw,stride,padding", [(56, 1, "SAME"), (57, 2, "SAME"), (57, 2, "VALID"), (30, 3, "SAME")])
+def test_pointwise_conv_large_products(hw: int, stride: int, padding: str) -> None:
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((4, 56, 56, 24)).astype(F32)
+    x = rng.standard_normal((4, hw, hw, 24)).astype(F32)
     w = (rng.standard_normal((144, 1, 1, 24)) / 5).astype(F32)
     b = rng.standard_normal(144).astype(F32)
-    y = fk.conv2d_nhwc(x, w, b, (1, 1), (1, 1), "SAME", fk.activation("RELU"))
-    ref = _conv_ref(x, w, b, 1, 1, "SAME")
+    y = fk.conv2d_nhwc(x, w, b, (stride, stride), (1, 1), padding, fk.activation("RELU"))
+    ref = _conv_ref(x, w, b, stride, 1, padding)
+    assert y.shape == ref.shape
     np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=0, atol=1e-5 * np.abs(ref).max())

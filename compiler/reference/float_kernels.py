@@ -643,7 +643,8 @@ def conv2d_nhwc(
     """Float CONV_2D: x (N,H,W,C), w (O,KH,KW,C/groups), b (O,) -> (N,OH,OW,O), float32.
 
     `act` (in place, e.g. activation("RELU")) is applied to each output chunk while it is in
-    cache. A 1x1 stride-1 convolution is one matrix product. Otherwise each sample is padded
+    cache. A 1x1 convolution is one matrix product (of the pixels its stride picks); small
+    images go through one im2col product for several samples. Otherwise each sample is padded
     into a scratch buffer and processed a few output rows at a time: with stride 1 the
     chunk's im2col holds only the KW taps of each input row and the KH filter rows are KH
     accumulated products over row-shifted (contiguous) slices of it; with a larger stride
@@ -663,8 +664,11 @@ def conv2d_nhwc(
     w = as_f32(w)
     b = None if b is None else as_f32(b)
     groups = c // ci
-    if kh == kw == 1 and sh == sw == 1 and groups == 1 and pt == pb == pl == pr == 0:
+    if kh == kw == 1 and groups == 1 and pt == pb == pl == pr == 0:
         # one matrix product, in row chunks so bias and activation find the rows in cache
+        # (strided: of the pixels the stride picks, copied once)
+        if sh > 1 or sw > 1:
+            x = np.ascontiguousarray(x[:, ::sh, ::sw][:, :oh, :ow])
         xf = x.reshape(-1, c)
         wmat = np.ascontiguousarray(w.reshape(o, c).T)
         y = np.empty((n, oh, ow, o), F32)
