@@ -490,6 +490,8 @@ def _main_samples(module: ModuleOp, data: Any, n: int) -> list[Any] | None:
     fns = [o for o in module.ops if isinstance(o, func.FuncOp)]
     if not fns or data is None:
         return None
+    if isinstance(data, Mapping):  # checked and read only as far as needed
+        data = {k: (v[:n] if getattr(v, "ndim", 0) else v) for k, v in data.items()}
     try:
         for entry, _, samples in _plan(module, data, "calibration data"):
             if entry.fn is fns[0]:

@@ -13,6 +13,13 @@ error energy, 99 dB when equal), with the largest error in steps of its quantiza
 Rows come in execution order, so a drop from one row to the next points at the op that
 loses the accuracy; give it to `keep_float` (or `--keep-float`) to see what keeping it float
 is worth.
+
+`op_losses` measures ops one at a time instead (no integer run of the whole model): each
+integer op is fed the float model's values quantized at its input types and its output is
+scored against the same op kept float. `tflquant.quantize` runs it on the ops
+`suspicious_ops` picks (division-like and exponential ops, elementwise ops whose input steps
+can move the output by many output steps) and keeps float those that `destroys` says
+quantizing ruins: the measured fallback.
 """
 
 from __future__ import annotations
