@@ -274,3 +274,22 @@ def test_dynamic_mode_keeps_poor_weights_float() -> None:
     assert "FULLY_CONNECTED 'bad_fc': kept float: its int8 weights" in str(result.report)
     x = [np.abs(r.standard_normal((8, 1, 4096))).astype(np.float32)]
     assert sqnr_db(litert_run(model, x)[0], litert_run(result.model, x)[0]) >= 90.0
+
+
+def test_div_by_values_that_quantize_to_zero() -> None:
+    """Divisors down to 0.001 quantize to the zero point (step 2/255): LiteRT's int8 DIV fails
+    the invoke on them. The check sees it (the reference kernel fails the same way) and
+    keeps the DIV float; the model runs on such inputs."""
+    import tflquant
+    from tflquant.scoring import litert_run, sqnr_db
+
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32), "y": ((1, 64), np.float32)})
+    out = g.op("DIV", [g.args["x"], g.args["y"]], (1, 64), name="ratio")
+    model = g.tflite([out], output_names=["ratio"])
+    r = np.random.default_rng(19)
+    data = [r.standard_normal((16, 1, 64)).astype(np.float32), r.uniform(0.001, 2.0, (16, 1, 64)).astype(np.float32)]
+    result = tflquant.quantize(model, representative_dataset={"x": data[0], "y": data[1]})
+    (op,) = [o for o in result.report.ops if o.op_type == "DIV"]
+    assert op.kind == "float" and op.reason is not None
+    assert "quantized it fails in LiteRT" in op.reason and "divisor equals its zero point" in op.reason
+    assert sqnr_db(litert_run(model, data)[0], litert_run(result.model, data)[0]) >= 90.0
