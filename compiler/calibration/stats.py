@@ -87,10 +87,9 @@ def function_of(v: Any) -> str | None:
 def lookup(stats: Mapping[str, Range], v: Any, name: str) -> Range | None:
     """The range of value `v` (TFLite tensor `name`): its function-qualified entry, else
     the plain one."""
-    if any(k.startswith("@") for k in stats):
-        fn = function_of(v)
-        if fn is not None and (r := stats.get(qualified_name(fn, name))) is not None:
-            return r
+    fn = function_of(v)
+    if fn is not None and (r := stats.get(qualified_name(fn, name))) is not None:
+        return r
     return stats.get(name)
 
 
