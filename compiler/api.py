@@ -271,7 +271,8 @@ def quantize(
 
     model: path to a .tflite file, or its bytes.
     mode: "int8" (full integer, float fallback), "int16x8", "dynamic" or "float16".
-    representative_dataset: needed by int8 and int16x8. A path to a .npz (one array per
+    representative_dataset: needed by int8 and int16x8; optional for dynamic, where its first
+      samples measure the hybrid ops' outputs (else their weights) for the measured fallback. A path to a .npz (one array per
       input, samples first, keyed by input tensor name or in input order), a dict of such
       arrays, or an iterable / function returning an iterable that yields one sample at a
       time as a list (input order) or dict (by name) of arrays, like TF's
@@ -335,6 +336,7 @@ def quantize(
     report_warnings: list[str] = []
     stats = None
     calib = None
+    check_samples = None
     if mode in STATIC_MODES:
         from tflquant.calibration.calibrate import calibrate
 
@@ -356,6 +358,9 @@ def quantize(
         seconds["calibrate"] = time.perf_counter() - t
         if save_stats is not None:
             write_stats(save_stats, stats)
+    elif representative_dataset is not None and mode == "dynamic":
+        # 4 samples: the check runs the float model, the only other cost of this mode
+        check_samples = _main_samples(module, _keeping_first(representative_dataset, 4)[0], 4)
     elif representative_dataset is not None:
         report_warnings.append(f"mode {mode} needs no calibration data; the representative dataset was not used")
 
@@ -403,7 +408,7 @@ def quantize(
         seconds["check"] = time.perf_counter() - t
     elif mode == "dynamic":
         t = time.perf_counter()
-        measured = _poor_weights(module, float_weights)
+        measured = _poor_weights(module, float_weights) if check_samples is None else _poor_hybrid_outputs(module, data, check_samples)
         seconds["check"] = time.perf_counter() - t
     if measured:
         t = time.perf_counter()
@@ -558,6 +563,19 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]
                         f"weights (below {WEIGHT_FLOOR_DB:.0f} dB)"
                     )
     return out
+
+
+def _poor_hybrid_outputs(module: ModuleOp, float_model: bytes, samples: list[Any]) -> dict[str, str]:
+    """Dynamic mode with data: output tensor name -> reason, for every hybrid op whose output
+    with the int8 weights measures below WEIGHT_FLOOR_DB against the float output."""
+    from tflquant.compare import hybrid_losses
+
+    return {
+        l.name: f"kept float: with its int8 weights its output measured {l.quantized_db:.1f} dB against the float "
+        f"output on {l.samples} samples (below {WEIGHT_FLOOR_DB:.0f} dB)"
+        for l in hybrid_losses(float_model, module, samples, len(samples[0]))
+        if l.quantized_db < WEIGHT_FLOOR_DB
+    }
 
 
 def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any]) -> dict[str, Any]:

@@ -384,3 +384,62 @@ def destroys(loss: OpLoss) -> bool:
     if loss.quantized_db < 0 and loss.gain_db >= 6:
         return True
     return loss.gain_db >= 20 and loss.quantized_db < 30
+
+
+def hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_samples: int = 8) -> list[OpLoss]:
+    """Dynamic-range models: for each hybrid op of the main function (float activations, int8
+    weights), its output computed with the dequantized weights from the float model's inputs,
+    scored against the float model's output (`quantized_db`; `float_db` is exact: 99). The
+    activations' run-time quantization is left out: it is the same whatever the weights."""
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference.integer_interpreter import call_op
+    from tflquant.reference.interpreter import Interpreter
+
+    fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
+    plan = []
+    for op in _main(qm).body.block.ops:
+        if not isinstance(op, tfl.TflOp) or not op.results or tfl.op_type(op) not in fk.KERNELS:
+            continue
+        weights = [v for v in op.operands if isinstance(v.owner, tfl.ConstOp) and quant.quantized_element(v.type) is not None]
+        acts = [v for v in op.operands if not isinstance(v.owner, tfl.ConstOp | tfl.NoValueOp)]
+        if not weights or not acts or not all(tfl.is_float_tensor(v.type) for v in acts) or not tfl.is_float_tensor(op.results[0].type):
+            continue
+        if (name := value_name(op.results[0])) is not None and all(value_name(v) is not None for v in acts):
+            plan.append((op, name))
+    if not plan:
+        return []
+    need = {n for _, n in plan} | {value_name(v) for op, _ in plan for v in op.operands if not isinstance(v.owner, tfl.ConstOp | tfl.NoValueOp)}
+    fmain = _main(fm)
+    x = _inputs(fmain, data, max_samples)
+    ref: dict[str, np.ndarray] = {}
+
+    def keep(v: SSAValue, a: np.ndarray) -> None:
+        if (name := value_name(v)) in need and name not in ref:
+            ref[name] = np.array(a)
+
+    from tflquant.calibration.blas import blas_threads
+
+    with blas_threads(1):
+        Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
+    for a, arr in zip(fmain.body.blocks[0].args, x):
+        if (nm := value_name(a)) in need:
+            ref.setdefault(nm, np.asarray(arr, np.float32))
+    out = []
+    for op, name in plan:
+        vals: dict[SSAValue, Any] = {}
+        batched: dict[SSAValue, bool] = {}
+        for v in op.operands:
+            if isinstance(v.owner, tfl.ConstOp | tfl.NoValueOp):
+                vals[v] = v.owner.numpy() if isinstance(v.owner, tfl.ConstOp) else None
+                batched[v] = False
+            else:
+                vals[v] = ref.get(value_name(v) or "")
+                batched[v] = True
+        if name not in ref or any(vals[v] is None and batched[v] for v in op.operands):
+            continue
+        try:
+            got = call_op(op, fk.KERNELS[tfl.op_type(op)](op), False, vals, batched)[0][0]
+        except TflquantError:
+            continue
+        out.append(OpLoss(name, tfl.op_type(op), _sqnr(ref[name], got), 99.0, len(x[0])))
+    return out

@@ -293,3 +293,26 @@ def test_div_by_values_that_quantize_to_zero() -> None:
     assert op.kind == "float" and op.reason is not None
     assert "quantized it fails in LiteRT" in op.reason and "divisor equals its zero point" in op.reason
     assert sqnr_db(litert_run(model, data)[0], litert_run(result.model, data)[0]) >= 90.0
+
+
+def test_dynamic_mode_with_data_measures_outputs() -> None:
+    """Dynamic range with data: the hybrid ops' outputs are measured (the weights' values at
+    half a step carry most of the output: ~0 dB with int8 weights), not only the weights."""
+    import tflquant
+
+    r = np.random.default_rng(20)
+    step = np.float32(1.0 / 127)
+    bad = np.full((8, 4096), step / 2, np.float32)
+    bad[:, 0] = 1.0
+    good = (r.standard_normal((8, 4096)) * 0.1).astype(np.float32)
+    g = GraphBuilder("main", {"x": ((1, 4096), np.float32)})
+    a = g.op("FULLY_CONNECTED", [g.x, g.const(bad, "bad_w"), g.const(np.zeros(8, np.float32))], (1, 8), name="bad_fc")
+    b = g.op("FULLY_CONNECTED", [g.x, g.const(good, "good_w"), g.const(np.zeros(8, np.float32))], (1, 8), name="good_fc")
+    model = g.tflite([a, b], output_names=["bad_fc", "good_fc"])
+    x = np.abs(r.standard_normal((16, 1, 4096))).astype(np.float32)
+    result = tflquant.quantize(model, mode="dynamic", representative_dataset={"x": x})
+    ops = {o.name: o for o in result.report.ops}
+    assert ops["good_fc"].kind == "hybrid"
+    assert ops["bad_fc"].kind == "float"
+    assert ops["bad_fc"].reason.startswith("kept float: with its int8 weights its output measured ")  # type: ignore[union-attr]
+    assert not any("was not used" in w for w in result.report.warnings)
