@@ -269,14 +269,20 @@ def quantize(
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
+    After the pass pipeline, the measured fallback keeps float the ops that quantizing
+    ruins: int8 / int16x8 measure the suspicious ops (division-like, exponential, ...) on 8
+    calibration samples against the same op kept float (tflquant.compare.op_losses); dynamic
+    measures the hybrid ops' outputs (with data) or their int8 weights. The pipeline then
+    reruns with those ops kept float, and the report gives each one's measurement.
+
     model: path to a .tflite file, or its bytes.
     mode: "int8" (full integer, float fallback), "int16x8", "dynamic" or "float16".
     representative_dataset: needed by int8 and int16x8; optional for dynamic, where its first
-      samples measure the hybrid ops' outputs (else their weights) for the measured fallback. A path to a .npz (one array per
-      input, samples first, keyed by input tensor name or in input order), a dict of such
-      arrays, or an iterable / function returning an iterable that yields one sample at a
-      time as a list (input order) or dict (by name) of arrays, like TF's
-      `representative_dataset`.
+      samples measure the hybrid ops' outputs (else their weights: the measured fallback).
+      A path to a .npz (one array per input, samples first, keyed by input tensor name or in
+      input order), a dict of such arrays, or an iterable / function returning an iterable
+      that yields one sample at a time as a list (input order) or dict (by name) of arrays,
+      like TF's `representative_dataset`.
     io_type: "float32" keeps float model I/O; "int8"/"uint8" (mode int8) make the model
       integer only (integer I/O, every op integer: see allow_float); "int16" (mode
       int16x8) gives int16 inputs and outputs.
