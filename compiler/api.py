@@ -425,8 +425,12 @@ def quantize(
         seconds["check"] = time.perf_counter() - t
     if measured:
         t = time.perf_counter()
-        module = _load(data)[0]
-        spec = run(module, user_keep + list(measured))
+        fresh = _load(data)[0]
+        try:
+            spec, module = run(fresh, user_keep + list(measured)), fresh
+        except TflquantError as e:  # keep the model the pipeline made
+            report_warnings.append(f"the measured fallback could not keep {', '.join(map(repr, measured))} float: {e}")
+            measured = {}
         seconds["check"] += time.perf_counter() - t
 
     t = time.perf_counter()
