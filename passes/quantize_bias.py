@@ -98,6 +98,8 @@ class QuantizeBias(ModulePass):
                 return
             values = np.asarray(c.numpy(), np.float32).reshape(-1)
             bname = value_name(b) or f"{value_name(o.results[0]) or 'op'}_bias"
+            if not np.all(np.isfinite(values)):
+                raise TflquantError(f"quantize-bias: bias '{bname}' of {kind} '{value_name(o.results[0])}' holds NaN or infinite values")
             if values.size != n:
                 return
         in_scale = np.float32(xt.scale)
