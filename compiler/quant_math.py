@@ -150,6 +150,8 @@ def choose_activation_params(
         half = np.float32(max(abs(lo), abs(hi)))
         # a range narrower than double epsilon is an all-zero tensor (as for asymmetric)
         scale = float(half / np.float32(qmax)) if half >= np.finfo(np.float64).eps else 1.0
+        if not np.isfinite(np.float32(scale)):
+            raise TflquantError(f"activation range [{lo}, {hi}] gives a scale {scale} not representable in float32")
         zp = 0 if signed else (qmin + qmax + 1) // 2
         return UniformQuantizedType.make(st, scale, zp, narrow=narrow)
     scale, zp = _nudged(qmin, qmax, lo, hi)

@@ -117,7 +117,10 @@ class InsertFakeQuant(ModulePass):
                 raise TflquantError(f"insert-fake-quant: quant.stats on non-f32 value {describe(x)}")
             st = s.stats
             k = self.int16_headroom if self.bits == 16 else 1.0
-            qtype = self._padded_type(x) or activation_params(st.min * k, st.max * k, self.bits)
+            try:
+                qtype = self._padded_type(x) or activation_params(st.min * k, st.max * k, self.bits)
+            except TflquantError as e:
+                raise TflquantError(f"insert-fake-quant: {describe(x)}: {e}") from None
             q = quant.QuantizeCastOp(x, qtype)
             d = quant.DequantizeCastOp(q.result)
             block = s.parent_block()
