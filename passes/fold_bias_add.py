@@ -93,6 +93,8 @@ def _fold(layer: Operation) -> bool:
     if not is_f32(y.type) or str(layer.option("fused_activation_function")) != "NONE":
         return False
     assert isinstance(y.type, TensorType)
+    if y.type.get_num_dims() == 0:  # a corrupt model's scalar layer output: nothing to fold into
+        return False
     channels = int(y.type.get_shape()[-1])
     bias_at = LAYERS[type(layer)]
     old_bias = layer.inputs[bias_at] if len(layer.inputs) > bias_at else None
