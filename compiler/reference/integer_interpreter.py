@@ -275,7 +275,7 @@ def call_op(
         raise TflquantError(f"{_label(op)}: {e}") from None
     except MemoryError:
         raise TflquantError(f"{_label(op)}: its result does not fit in memory: check the shapes in the model (or use fewer samples)") from None
-    except (ValueError, IndexError, TypeError) as e:
+    except (ValueError, IndexError, TypeError, ArithmeticError) as e:
         shapes = ", ".join("-" if a is None else str(np.shape(a)) for a in args)
         raise TflquantError(f"{_label(op)} failed on operands of shapes ({shapes}): {e}") from None
     outs = list(r) if isinstance(r, (tuple, list)) else [r]

@@ -427,7 +427,7 @@ def _wrap(
             raise TflquantError(f"{label}: {e}") from None
         except MemoryError:
             raise TflquantError(f"{label}: its result does not fit in memory: check the shapes in the model (or lower the batch size)") from None
-        except (ValueError, IndexError, TypeError) as e:
+        except (ValueError, IndexError, TypeError, ArithmeticError) as e:
             shapes = ", ".join("-" if v is None else str(getattr(v, "shape", "?")) for v in vals)
             raise TflquantError(f"{label} failed on operands of shapes ({shapes}): {e}") from None
         outs = list(r) if isinstance(r, (tuple, list)) else [r]
