@@ -403,7 +403,7 @@ def quantize(
     if mode in STATIC_MODES and check_samples is not None:
         t = time.perf_counter()
         try:
-            losses = _destroyed_ops(module, data, check_samples)
+            losses = _destroyed_ops(module, data, check_samples, stats)
         except TflquantError as e:  # the check must never cost the user the model
             losses = {}
             report_warnings.append(f"the measured fallback was skipped: {e}")
@@ -595,12 +595,12 @@ def _poor_hybrid_outputs(module: ModuleOp, float_model: bytes, samples: list[Any
     }
 
 
-def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any]) -> dict[str, Any]:
+def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any], stats: Any = None) -> dict[str, Any]:
     """Output tensor name -> OpLoss of every integer op that quantizing destroys, measured by
     tflquant.compare.op_losses on the suspicious ops only (none: nothing runs)."""
     from tflquant.compare import destroys, op_losses, suspicious_ops
 
-    ops = suspicious_ops(module)
+    ops = suspicious_ops(module, stats)
     if not ops:
         return {}
     losses = op_losses(float_model, module, samples, CHECK_SAMPLES, ops=ops)

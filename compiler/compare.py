@@ -168,8 +168,8 @@ def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples:
 
 # Ops whose output range is set by their smallest inputs (division-like) or grows
 # exponentially: their integer form can lose far more than a step of its output's
-# quantization (and LiteRT's int8 DIV kernel breaks for wide divisor ranges), so they are
-# always measured.
+# quantization (and LiteRT's int8 DIV kernel breaks for wide divisor ranges); measured
+# unless their calibrated ranges show them benign (analytic_error_steps).
 ALWAYS_CHECKED = frozenset({"DIV", "RSQRT", "SQRT", "LOG", "EXP", "POW"})
 # Elementwise ops with a bounded slope: |f(x) - f(x')| <= L |x - x'| (per input).
 _LIPSCHITZ = {
@@ -204,16 +204,65 @@ def input_error_steps(op: Operation) -> float | None:
     return float(err / qo.scale)
 
 
-def suspicious_ops(module: ModuleOp) -> list[Operation]:
+def _divide_garbage(op: Operation, y_max: float) -> bool:
+    """LiteRT's int8 DIV shifts right by (its output shift - reciprocal shift - dividend
+    headroom); beyond 31 bits the x86 build returns garbage. Dividends of one step (headroom
+    30) meet the divisor's largest quantized value (reciprocal shift = its bit length - 1)."""
+    from tflquant import quant_math as qm
+
+    q1, q2, qo = (quant.quantized_element(v.type) for v in (*op.operands[:2], op.results[0]))
+    if q1 is None or q2 is None or qo is None or qo.bits != 8:
+        return False
+    _, shift = qm.quantize_multiplier(float(np.float32(q1.scale)) / (float(np.float32(q2.scale)) * float(np.float32(qo.scale))))
+    v2 = int(abs(round(y_max / q2.scale))) if np.isfinite(y_max) else q2.qmax - q2.qmin
+    return 30 + max(v2, 1).bit_length() - 1 - shift >= 32
+
+
+def analytic_error_steps(op: Operation, stats: Mapping[str, Any]) -> float | None:
+    """Worst case of the division-like and exponential ops from the calibrated ranges of their
+    inputs (`stats`: tensor name -> calibration Range): how many output steps half an input
+    step can move the output where the slope is steepest (RSQRT, SQRT, LOG: the smallest
+    input; EXP: the largest; DIV: the smallest divisor with the largest dividend), infinite
+    when LiteRT's DIV kernel can return garbage. None: not known (measure it)."""
+    key = tfl.op_type(op)
+    qo = quant.quantized_element(op.results[0].type)
+    ins = [quant.quantized_element(v.type) for v in op.operands]
+    names = [_source(v)[0] for v in op.operands]
+    ranges = [stats.get(n) if n is not None else None for n in names]
+    if qo is None or qo.per_axis or any(q is None or q.per_axis for q in ins) or any(r is None or r.axis >= 0 for r in ranges):
+        return None
+    lo, hi = ranges[0].mins[0], ranges[0].maxs[0]
+    half = ins[0].scale / 2  # type: ignore[union-attr]
+    if key in ("RSQRT", "SQRT", "LOG"):
+        if lo <= 0:
+            return float("inf")
+        slope = {"RSQRT": 0.5 * lo**-1.5, "SQRT": 0.5 * lo**-0.5, "LOG": 1 / lo}[key]
+        return float(slope * half / qo.scale)
+    if key == "EXP":
+        return float(np.exp(min(hi, 80.0)) * half / qo.scale)
+    if key == "DIV" and len(ranges) == 2:
+        ylo, yhi = ranges[1].mins[0], ranges[1].maxs[0]  # type: ignore[union-attr]
+        if ylo <= 0 <= yhi or _divide_garbage(op, max(abs(ylo), abs(yhi))):
+            return float("inf")
+        y_min = min(abs(ylo), abs(yhi))
+        x_max = max(abs(lo), abs(hi))
+        return float((x_max / y_min**2 * ins[1].scale / 2 + half / y_min) / qo.scale)  # type: ignore[union-attr]
+    return None
+
+
+def suspicious_ops(module: ModuleOp, stats: Mapping[str, Any] | None = None) -> list[Operation]:
     """The integer ops of the main function worth measuring (see op_losses): division-like
-    and exponential ops always, elementwise ops whose inputs' steps can move the output by
-    more than SUSPICIOUS_STEPS of its own steps."""
+    and exponential ops whose analytic worst case (with the calibration `stats`; without,
+    always) exceeds SUSPICIOUS_STEPS output steps, and elementwise ops whose inputs' steps
+    can move the output by more than that."""
     out = []
     for op in _main(module).body.block.ops:
         if not isinstance(op, tfl.TflOp) or not op.results or quant.quantized_element(op.results[0].type) is None:
             continue
         if tfl.op_type(op) in ALWAYS_CHECKED:
-            out.append(op)
+            steps = analytic_error_steps(op, stats) if stats is not None else None
+            if steps is None or steps > SUSPICIOUS_STEPS:
+                out.append(op)
         elif (steps := input_error_steps(op)) is not None and steps > SUSPICIOUS_STEPS:
             out.append(op)
     return out

@@ -316,3 +316,24 @@ def test_dynamic_mode_with_data_measures_outputs() -> None:
     assert ops["bad_fc"].kind == "float"
     assert ops["bad_fc"].reason.startswith("kept float: with its int8 weights its output measured ")  # type: ignore[union-attr]
     assert not any("was not used" in w for w in result.report.warnings)
+
+
+def test_only_suspicious_ops_are_measured() -> None:
+    """The analytic worst case picks what the check measures: RSQRT of values down to 0.001
+    (0.06 input steps from zero) and DIV by a divisor spanning [0.01, 2] (LiteRT's shifts
+    beyond 31 bits) are measured; RSQRT on [0.5, 4] is not."""
+    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.stats import provide_stats
+    from tflquant.compare import analytic_error_steps, suspicious_ops
+    from tflquant.ir import make_context
+    from tflquant.pipeline import pipeline_spec, run_pipeline
+    from tflquant.tflite.reader import read_flatbuffer
+
+    for build, suspicious in ((rsqrt_near_zero, True), (div_near_zero, True), (rsqrt_benign, False)):
+        model, calib, _ = build()
+        stats = calibrate(read_flatbuffer(model), dict(zip(_names(model), calib))).stats
+        module = read_flatbuffer(model)  # quantized with nothing kept float
+        with provide_stats(stats):
+            run_pipeline(make_context(), module, pipeline_spec("int8"))
+        ops = suspicious_ops(module, stats)
+        assert bool(ops) == suspicious, (build.__name__, [analytic_error_steps(o, stats) for o in ops])
