@@ -249,6 +249,11 @@ FIELD_MUTANTS: list[tuple[str, Callable[[], bytes]]] = [
     ("weights NaN", _edit(_set(("buffers", 1), f32(np.full((4, 8), np.nan))))),
     ("weights inf", _edit(_set(("buffers", 1), f32(np.full((4, 8), np.inf))))),
     ("bias 1e38", _edit(_set(("buffers", 2), f32(np.full(4, 1e38))))),
+    ("bias NaN", _edit(_set(("buffers", 2), f32([0.1, np.nan, 0.0, 0.2])))),
+    ("FULLY_CONNECTED declared scalar", _edit(_many(_set(("tensors", 3, "shape"), []), _set(("tensors", 4, "shape"), [])))),
+    ("SPACE_TO_DEPTH block size 0", _edit(_append_op(
+        dict(op=2, inputs=[4], outputs=[5], options=("SpaceToDepthOptions", {"block_size": 0})),
+        [dict(name="s2d", shape=[1, 4])], "SPACE_TO_DEPTH", outputs=[5]))),
     ("two-input model: second input unused and missing", _edit(_set(("inputs",), [0]), two_input_spec)),
 ]
 
@@ -626,6 +631,7 @@ REFUSED = {  # mutants every mode that reads them must refuse, and the tensor or
     "negative dimension": "'h'",
     "FULLY_CONNECTED filter left out (-1)": "filter",
     "corrupt tensor name (newline, bad UTF-8)": "'w\\n\\udcff\\x00zzz",
+    "SPACE_TO_DEPTH block size 0": "'s2d'",
 }
 
 
