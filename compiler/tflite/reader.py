@@ -5,9 +5,13 @@ Mapping (see docs/TEAM.md):
   "main" for subgraph 0 and "subgraph_N"); inputs are block arguments with `tfl.name`;
   outputs are the operands of func.return;
 - a tensor an operator produces is that op's result; op attribute `names` lists the tensor
-  names; constant tensors become `tfl.const` (`tfl.sparse_const` when sparse), variable
-  tensors `tfl.variable`, an absent optional input (-1) one `tfl.no_value` per function;
-  these come first in the function, in order of first use;
+  names; constant tensors become `tfl.const` (`tfl.sparse_const` when sparse), and so does
+  a zero-element tensor nothing writes (its buffer empty, or buffer 0: LiteRT runs it as an
+  empty tensor, e.g. RESHAPE's shape [] for a scalar); variable tensors `tfl.variable`, an
+  absent optional input (-1) one `tfl.no_value` per function; these come first in the
+  function, in order of first use;
+- a modelled builtin with fewer inputs than LiteRT's kernel needs, or a required one left
+  out (-1), and a tensor of 2^64 bytes or more are refused (LiteRT refuses them too);
 - modelled builtins become typed `tfl.*` ops with their non-default options; every other
   operator (unmodelled builtin, custom op, BuiltinOptions2) becomes `tfl.opaque`;
 - quantized tensors get a `!quant.uniform` element type; a tensor with only min/max is
