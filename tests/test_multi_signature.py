@@ -397,3 +397,32 @@ def test_variable_tensor_signatures(mode: str, through: str | None) -> None:
         assert sq >= 25.0, (k, sq)
     if through == "encode":
         assert {o.kind for o in res.report.ops if o.op_type == "UNIDIRECTIONAL_SEQUENCE_LSTM"} == {"int8", "float"}
+
+
+def _weight_buffers(model: bytes, name: str) -> dict[str, tuple[int, int]]:
+    """subgraph name -> (buffer index, TFLite type) of the tensor called `<subgraph>/<name>`."""
+    from tflquant.tflite.flatbuf import root_table
+
+    M, SG, T = schema.MODEL_FIELDS, schema.SUBGRAPH_FIELDS, schema.TENSOR_FIELDS
+    out = {}
+    for sg in root_table(model).tables(M["subgraphs"]):
+        sname = sg.string(SG["name"])
+        for t in sg.tables(SG["tensors"]):
+            if t.string(T["name"]) == f"{sname}/{name}":
+                out[sname] = (int(t.scalar(T["buffer"], "u32", 0)), int(t.scalar(T["type"], "i8", 0)))
+    return out
+
+
+def test_shared_weight_gets_one_buffer_per_type() -> None:
+    """The float model stores each weight once for both signatures; quantized through prefill
+    only, prefill reads an int8 copy and decode the float one: two buffers, never one buffer
+    read as two types. Calibrated through both, the int8 weight is shared again."""
+    INT8, FLOAT32 = schema.TENSOR_TYPES["INT8"], schema.TENSOR_TYPES["FLOAT32"]
+    f = _weight_buffers(_float("stateful"), "wq")
+    assert f["prefill"] == f["decode"] and f["prefill"][1] == FLOAT32
+    one = bytes(tflquant.quantize(_float("stateful"), mode="int8", representative_dataset=_calibration("stateful", "prefill")))
+    q = _weight_buffers(one, "wq")
+    assert q["prefill"][1] == INT8 and q["decode"][1] == FLOAT32 and q["prefill"][0] != q["decode"][0]
+    both = bytes(tflquant.quantize(_float("stateful"), mode="int8", representative_dataset=_calibration("stateful", "both-arrays")))
+    q = _weight_buffers(both, "wq")
+    assert q["prefill"] == q["decode"] and q["prefill"][1] == INT8
