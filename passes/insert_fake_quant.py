@@ -215,34 +215,65 @@ class InsertFakeQuant(ModulePass):
                     src.detach()
                     src.erase()
 
-    # PADV2: the padding value saturates to the input's range ---------------------------
-    def _padded_type(self, x: SSAValue) -> UniformQuantizedType | None:
-        """The type of a PADV2 output: its input's, whatever the padding value (-inf for a
-        max pool's padding, or -FLT_MAX, would otherwise stretch the range without bound)."""
-        o = x.owner
-        if not isinstance(o, tfl.BUILTIN_CLASSES["PADV2"]) or not has_kernel(o, self.bits) or len(o.operands) < 3:
+    # Constants that stand for "beyond everything" saturate to the data's range -------------
+    def _saturation(self, o: Operation) -> tuple[int, int, bool, bool] | None:
+        """(constant operand, data operand, clip from below, clip from above) when a constant
+        operand of a same-scale op saturates to its data operand's range:
+        - PADV2's padding value, always (TF pads a max pool with -inf);
+        - a MAXIMUM constant below the data (MINIMUM: above): the same results;
+        - a SELECT / SELECT_V2 value that lies further beyond the data's range than 64 times
+          its width (an attention mask's -1e9 or -FLT_MAX): kept, it would leave the data
+          fewer than 4 of the 256 levels; saturated, a masked logit is the lowest score.
+        The data operand must already be fake-quantized, the constant a float constant."""
+        if not has_kernel(o, self.bits):
             return None
-        if float_const(o.operands[2]) is None or not isinstance(o.operands[0].owner, quant.DequantizeCastOp):
-            return None
-        return quant.quantized_element(o.operands[0].owner.input.type)
-
-    def _saturated_const(self, o: Operation) -> int | None:
-        """A constant that only stands for "below (or above) everything" is clipped to the data's
-        range and read through the data's fake quantization; returns its operand index.
-        PADV2's padding value is clipped to the input's range (-inf becomes the lowest value,
-        qmin); MAXIMUM's constant is raised to the other operand's minimum and MINIMUM's
-        lowered to its maximum (the same results on that range: max(x, -FLT_MAX) is x)."""
         key = getattr(o, "BUILTIN", None)
-        if key == "PADV2" and len(o.operands) > 2:
+        n = len(o.operands)
+        if key == "PADV2" and n > 2:
             ci, di, low, high = 2, 0, True, True
-        elif key in ("MAXIMUM", "MINIMUM") and len(o.operands) == 2:
-            consts = [float_const(v) is not None for v in o.operands]
+        elif key in ("MAXIMUM", "MINIMUM", "SELECT", "SELECT_V2") and n == (2 if key in ("MAXIMUM", "MINIMUM") else 3):
+            first = 0 if n == 2 else 1
+            consts = [float_const(o.operands[i]) is not None for i in (first, first + 1)]
             if consts.count(True) != 1:
                 return None
-            ci = consts.index(True)
-            di, low, high = 1 - ci, key == "MAXIMUM", key == "MINIMUM"
+            ci = first + consts.index(True)
+            di = 2 * first + 1 - ci
+            low, high = key != "MINIMUM", key != "MAXIMUM"
         else:
             return None
+        c, x = float_const(o.operands[ci]), o.operands[di]
+        if c is None or not isinstance(x.owner, quant.DequantizeCastOp):
+            return None
+        values = c.numpy()
+        if values.size == 0 or np.any(np.isnan(values)):
+            return None  # refused with the other constants
+        if key in ("SELECT", "SELECT_V2"):
+            lo, hi = quant.quantized_element(x.owner.input.type).real_range()  # type: ignore[union-attr]
+            with np.errstate(over="ignore", invalid="ignore"):
+                beyond = max(lo - float(np.min(values)), float(np.max(values)) - hi, 0.0)
+            if not beyond > 64 * (hi - lo):
+                return None
+        return ci, di, low, high
+
+    def _padded_type(self, x: SSAValue) -> UniformQuantizedType | None:
+        """The type of a PADV2 / SELECT output whose constant saturates: its data's (the
+        calibrated range holds the constant: -FLT_MAX would stretch it without bound)."""
+        o = x.owner
+        if not isinstance(o, tfl.TflOp) or o.BUILTIN not in ("PADV2", "SELECT", "SELECT_V2"):
+            return None
+        sat = self._saturation(o)
+        if sat is None:
+            return None
+        return quant.quantized_element(o.operands[sat[1]].owner.input.type)  # type: ignore[union-attr]
+
+    def _saturated_const(self, o: Operation) -> int | None:
+        """Read a saturating constant (see _saturation) clipped to its data's range, through
+        the data's fake quantization (a MAXIMUM/MINIMUM constant that is a real floor/ceiling
+        beyond the range keeps its own parameters); returns its operand index."""
+        sat = self._saturation(o)
+        if sat is None:
+            return None
+        ci, di, low, high = sat
         c = float_const(o.operands[ci])
         x = o.operands[di]
         if c is None or not isinstance(x.owner, quant.DequantizeCastOp):

@@ -72,3 +72,36 @@ func.func @maximum_floor_above(%x: tensor<4xf32> {tfl.name = "x"}) -> tensor<4xf
   %ys = quant.stats %y, <5.0, 5.0> : tensor<4xf32>
   func.return %ys : tensor<4xf32>
 }
+
+// -----
+
+// An attention mask: SELECT_V2 between scores in [-6, 6] and -FLT_MAX. Kept, the constant
+// would leave the scores fewer than 4 of 256 levels (the calibrated output range holds it
+// too); it saturates to the scores' lowest value and the output takes their parameters.
+// CHECK-LABEL: func.func @select_mask
+// CHECK:      %[[V:.*]] = "tfl.const"() <{value = dense<-5.97647047> : tensor<f32>}> {names = ["mask_value/saturated"]}
+// CHECK-NEXT: quant.qcast %[[V]] : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.047058824:-1>>
+// CHECK:      %y = "tfl.select_v2"
+// CHECK-NEXT: quant.qcast %y : tensor<4xf32> -> tensor<4x!quant.uniform<i8:f32, 0.047058824:-1>>
+func.func @select_mask(%x: tensor<4xf32> {tfl.name = "x"}, %c: tensor<4xi1> {tfl.name = "c"}) -> tensor<4xf32> {
+  %xs = quant.stats %x, <-6.0, 6.0> : tensor<4xf32>
+  %v = "tfl.const"() <{value = dense<-3.40282347e+38> : tensor<f32>}> {names = ["mask_value"]} : () -> tensor<f32>
+  %y = "tfl.select_v2"(%c, %xs, %v) {names = ["y"]} : (tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  %ys = quant.stats %y, <-3.4e+38, 6.0> : tensor<4xf32>
+  func.return %ys : tensor<4xf32>
+}
+
+// -----
+
+// A SELECT_V2 value a little beyond the data (10 against [-6, 6]) is a value, not a mask:
+// it keeps its own range (the union follows in propagate-scales).
+// CHECK-LABEL: func.func @select_value
+// CHECK:      quant.qcast %v : tensor<f32> -> tensor<!quant.uniform<i8:f32, 0.039215688:-128>>
+// CHECK-NOT:  saturated
+func.func @select_value(%x: tensor<4xf32> {tfl.name = "x"}, %c: tensor<4xi1> {tfl.name = "c"}) -> tensor<4xf32> {
+  %xs = quant.stats %x, <-6.0, 6.0> : tensor<4xf32>
+  %v = "tfl.const"() <{value = dense<10.0> : tensor<f32>}> {names = ["value"]} : () -> tensor<f32>
+  %y = "tfl.select_v2"(%c, %xs, %v) {names = ["y"]} : (tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  %ys = quant.stats %y, <-6.0, 10.0> : tensor<4xf32>
+  func.return %ys : tensor<4xf32>
+}
