@@ -353,3 +353,22 @@ def test_zero_element_constant_is_a_constant() -> None:
     plan = writer._plan(module)
     t = plan.subgraphs[0].tensors[_tensor(plan, "empty_shape")]
     assert t.buffer > 0 and plan.buffers[t.buffer] == b""
+
+
+def test_large_custom_options_outside_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = writer._emit_operator
+    OP = schema.OPERATOR_FIELDS
+
+    def emit_operator(bld, o):  # noqa: ANN001, ANN202
+        if o is not writer_ops[0]:
+            return orig(bld, o)
+        return bld.table([(OP["opcode_index"], "u32", o.opcode, 0), (OP["inputs"], "off", bld.numpy(o.inputs, "i32"), 0),
+                          (OP["outputs"], "off", bld.numpy(o.outputs, "i32"), 0),
+                          (OP["large_custom_options_offset"], "u64", 1 << 30, 0), (OP["large_custom_options_size"], "u64", 8, 0)])  # fmt: skip
+
+    module = _module()
+    plan = writer._plan(module)
+    writer_ops = plan.subgraphs[0].operators
+    monkeypatch.setattr(writer, "_emit_operator", emit_operator)
+    problems = check_model(writer._emit(module, plan, None))
+    assert any("operator #0 (FULLY_CONNECTED) of subgraph 'main': its custom options at bytes 1073741824..1073741832 lie outside" in p for p in problems), problems

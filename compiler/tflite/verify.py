@@ -24,6 +24,7 @@ and source, in our own code:
   variable, a subgraph input or the output of an earlier operator (a zero-element tensor
   may be none of these); no operator output is a constant, a variable or a subgraph input,
   or is produced twice;
+- custom options stored after the flatbuffer (large models) inside the file;
 - WHILE / IF / CALL_ONCE name subgraphs the model has; signature defs name an existing
   subgraph, unique keys, and tensors among that subgraph's inputs / outputs.
 
@@ -243,6 +244,7 @@ def _check_subgraph(
     shared: _SharedBuffers, variables: _ResourceVariables, out: _Problems,
 ) -> tuple[list[int], list[int], int]:  # fmt: skip
     sname = sg.string(SG["name"]) or f"#{si}"
+    file_size = len(buffers.data)
     tensors = sg.tables(SG["tensors"])
     n = len(tensors)
     label = lambda i: _tensor_label(tensors, i, sname)  # noqa: E731
@@ -292,6 +294,10 @@ def _check_subgraph(
         ins = in_range(op.vector(OP["inputs"], "i32"), f"an input of {where}", allow_absent=True)
         outs = in_range(op.vector(OP["outputs"], "i32"), f"an output of {where}")
         in_range(op.vector(OP["intermediates"], "i32"), f"an intermediate of {where}")
+        large_off = int(op.scalar(OP["large_custom_options_offset"], "u64", 0))  # type: ignore[call-overload]
+        large_size = int(op.scalar(OP["large_custom_options_size"], "u64", 0))  # type: ignore[call-overload]
+        if large_off > 1 and large_off + large_size > file_size:
+            out.append(f"{where}: its custom options at bytes {large_off}..{large_off + large_size} lie outside the {file_size}-byte file")
         for x in ins:
             if x == -1 or x in constant or x in variable or x in input_set or x in produced or x in empty:
                 continue
