@@ -426,3 +426,22 @@ def test_shared_weight_gets_one_buffer_per_type() -> None:
     both = bytes(tflquant.quantize(_float("stateful"), mode="int8", representative_dataset=_calibration("stateful", "both-arrays")))
     q = _weight_buffers(both, "wq")
     assert q["prefill"] == q["decode"] and q["prefill"][1] == INT8
+
+
+def test_reading_a_variable_nothing_assigned_is_a_clear_error() -> None:
+    """Without CALL_ONCE's initializer, decode alone reads a variable no run has assigned
+    (LiteRT fails that invoke too): calibration says which and what to do."""
+    from xdsl.dialects import func
+
+    from tflquant.calibration.calibrate import calibrate
+
+    module = stateful_decoder()
+    for f in [op for op in module.ops if isinstance(op, func.FuncOp)]:
+        for op in list(f.body.walk()):
+            if isinstance(op, tfl.OpaqueOp) and op.op_name == "CALL_ONCE":
+                op.detach()
+                op.erase()
+    with pytest.raises(TflquantError, match=r"function 'decode' reads resource variable '/kv_cache' before anything assigned it"):
+        calibrate(module, {"decode/x": _samples(2, 1, 0)})
+    stats = calibrate(module, _calibration("stateful", "both-arrays")).stats  # prefill first: fine
+    assert "decode/cache:0" in stats
