@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="import a Python module (dotted name or .py file) first, e.g. one that calls tflquant.passes.register_pass (repeatable)",
     )
     ap.add_argument("--print-pipeline", metavar="MODE", help="print the pass pipeline of a quantization mode (int8, int16x8, dynamic, float16) and exit")
+    ap.add_argument("--io-type", default="float32", help="with --print-pipeline: the model I/O type (float32, int8, uint8, int16)")
+    ap.add_argument("--target", default="litert", help="with --print-pipeline: the runtime, litert or micro")
     return ap
 
 
@@ -369,7 +371,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.print_pipeline:
         from tflquant.pipeline import pipeline_spec
 
-        sys.stdout.write(pipeline_spec(args.print_pipeline) + "\n")
+        sys.stdout.write(pipeline_spec(args.print_pipeline, io_type=args.io_type, target=args.target) + "\n")
         return 0
 
     passes = parse_spec(args.passes)

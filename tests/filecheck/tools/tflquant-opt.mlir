@@ -41,6 +41,15 @@
 // RUN: tflquant-opt --print-pipeline int8 | filecheck %s --check-prefix=PIPE
 // PIPE: annotate-calibration,fold-bias-add,insert-fake-quant
 
+// The integer-only pipeline for TFLite Micro: static shapes first, Micro's checks last.
+// RUN: tflquant-opt --print-pipeline int8 --io-type int8 --target micro | filecheck %s --check-prefix=MICRO
+// MICRO: freeze-batch-size,fold-constants,annotate-calibration,
+// MICRO-SAME: set-io-types{type=int8},legalize-for-micro,check-micro
+// RUN: tflquant-opt --print-pipeline int8 --io-type int8 | filecheck %s --check-prefix=LITERT
+// LITERT-NOT: micro
+// LITERT: set-io-types{type=int8}
+// LITERT-NOT: micro
+
 func.func @f(%x: tensor<1x6xf32>) -> tensor<6xf32> {
   %s1 = "tfl.const"() <{value = dense<[2, 3]> : tensor<2xi32>}> : () -> tensor<2xi32>
   %a = "tfl.reshape"(%x, %s1) : (tensor<1x6xf32>, tensor<2xi32>) -> tensor<2x3xf32>
