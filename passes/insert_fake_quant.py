@@ -17,7 +17,10 @@ d = SUB(x, y) fake-quantized over [x_min - y_max, x_max - y_min], so that they n
 fall back to float. PADV2's output takes its input's parameters and its constant padding
 value is clipped to that range (TF pads max pools with -inf: the value saturates to qmin
 instead of stretching the scale without bound); likewise a MAXIMUM constant below the other
-operand's range is raised to it, a MINIMUM constant above it lowered to it.
+operand's range is raised to it, a MINIMUM constant above it lowered to it, a SELECT /
+SELECT_V2 value far beyond the data (an attention mask's -FLT_MAX) saturates to it, and an
+ADD of a constant mask (0 / -1e9) has its far values clipped and its output the range the
+kept values give.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ class InsertFakeQuant(ModulePass):
             st = s.stats
             k = self.int16_headroom if self.bits == 16 else 1.0
             try:
-                qtype = self._padded_type(x) or activation_params(st.min * k, st.max * k, self.bits)
+                qtype = self._padded_type(x) or self._masked_sum_type(x) or activation_params(st.min * k, st.max * k, self.bits)
             except TflquantError as e:
                 raise TflquantError(f"insert-fake-quant: {describe(x)}: {e}") from None
             q = quant.QuantizeCastOp(x, qtype)
@@ -184,6 +187,7 @@ class InsertFakeQuant(ModulePass):
             if info is None or not has_kernel(o, self.bits):
                 continue
             saturated = self._saturated_const(o)
+            self._saturate_mask(o)
             for i, v in enumerate(list(o.operands)):
                 if i == saturated:
                     continue
@@ -265,6 +269,58 @@ class InsertFakeQuant(ModulePass):
         if sat is None:
             return None
         return quant.quantized_element(o.operands[sat[1]].owner.input.type)  # type: ignore[union-attr]
+
+    def _additive_mask(self, o: Operation) -> tuple[int, np.ndarray, tuple[float, float]] | None:
+        """ADD of a constant mask (0 where kept, -1e9 where masked: Keras' causal attention):
+        (constant operand, the constant with its far values clipped, output range). Values
+        further from 0 than 64 x (data width + data magnitude) are far; kept, they would set
+        the constant's scale (and the output's calibrated range) so far above the data's that
+        the kernel's 20-bit rescaling loses the data. Clipped there, a masked sum still
+        saturates to the output's lowest value, the range the near values give."""
+        if getattr(o, "BUILTIN", None) != "ADD" or len(o.operands) != 2 or not has_kernel(o, self.bits):
+            return None
+        consts = [float_const(v) is not None for v in o.operands]
+        if consts.count(True) != 1:
+            return None
+        ci = consts.index(True)
+        c, x = float_const(o.operands[ci]), o.operands[1 - ci]
+        if c is None or not isinstance(x.owner, quant.DequantizeCastOp):
+            return None
+        values = c.numpy()
+        if values.size == 0 or np.any(np.isnan(values)):
+            return None
+        lo, hi = quant.quantized_element(x.owner.input.type).real_range()  # type: ignore[union-attr]
+        bound = 64.0 * ((hi - lo) + max(abs(lo), abs(hi)))
+        far = np.abs(values.astype(np.float64)) > bound
+        if not np.any(far) or np.all(far):
+            return None
+        near = values[~far]
+        clipped = np.where(far, np.sign(values) * bound, values).astype(np.float32)
+        return ci, clipped, (lo + float(np.min(near)), hi + float(np.max(near)))
+
+    def _masked_sum_type(self, x: SSAValue) -> UniformQuantizedType | None:
+        """The type of an ADD output with an additive mask: the range the near values give."""
+        mask = self._additive_mask(x.owner) if isinstance(x.owner, Operation) else None
+        return activation_params(*mask[2], self.bits) if mask is not None else None
+
+    def _saturate_mask(self, o: Operation) -> None:
+        """An additive mask's constant is read with its far values clipped (see _additive_mask);
+        it is then quantized from its own range like any constant operand."""
+        mask = self._additive_mask(o)
+        if mask is None:
+            return
+        ci, clipped, _ = mask
+        c = float_const(o.operands[ci])
+        assert c is not None
+        name = value_name(c.result)
+        nc = tfl.ConstOp(dense_from_numpy(clipped), name=f"{name}/saturated" if name else None)
+        block = o.parent_block()
+        assert block is not None
+        block.insert_op_before(nc, o)
+        o.operands[ci] = nc.result
+        if not c.result.uses:
+            c.detach()
+            c.erase()
 
     def _saturated_const(self, o: Operation) -> int | None:
         """Read a saturating constant (see _saturation) clipped to its data's range, through

@@ -105,3 +105,21 @@ func.func @select_value(%x: tensor<4xf32> {tfl.name = "x"}, %c: tensor<4xi1> {tf
   %ys = quant.stats %y, <-6.0, 10.0> : tensor<4xf32>
   func.return %ys : tensor<4xf32>
 }
+
+// -----
+
+// An additive mask (0 kept, -1e9 masked) on scores in [-6, 6]: the far value is clipped to
+// -64 x (width + magnitude) of the quantized range, ~-1153 (the constant's scale stays within the ADD kernel's 20-bit
+// rescaling of the scores'), and the sum takes the range the kept values give, [-6, 6].
+// CHECK-LABEL: func.func @additive_mask
+// CHECK:      %[[V:.*]] = "tfl.const"() <{value = dense<[0.000000e+00, -1153.50586]> : tensor<2xf32>}> {names = ["adder/saturated"]}
+// CHECK:      quant.qcast %[[V]] : tensor<2xf32> -> tensor<2x!quant.uniform<i8:f32, 4.5235524:127>>
+// CHECK:      %y = "tfl.add"
+// CHECK-NEXT: quant.qcast %y : tensor<2xf32> -> tensor<2x!quant.uniform<i8:f32, 0.047058824:-1>>
+func.func @additive_mask(%x: tensor<2xf32> {tfl.name = "x"}) -> tensor<2xf32> {
+  %xs = quant.stats %x, <-6.0, 6.0> : tensor<2xf32>
+  %v = "tfl.const"() <{value = dense<[0.0, -1.0e+09]> : tensor<2xf32>}> {names = ["adder"]} : () -> tensor<2xf32>
+  %y = "tfl.add"(%xs, %v) {names = ["y"]} : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+  %ys = quant.stats %y, <-1.0e+09, 6.0> : tensor<2xf32>
+  func.return %ys : tensor<2xf32>
+}
