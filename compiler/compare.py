@@ -320,7 +320,16 @@ def _source(v: SSAValue) -> tuple[str | None, bool]:
     return _float_name(u), quant.quantized_element(u.type) is None
 
 
-def op_losses(
+def op_losses(*args: Any, **kw: Any) -> list[OpLoss]:
+    """See _op_losses; BLAS runs one thread, as in calibration (small batches, and threads
+    stall on a loaded machine)."""
+    from tflquant.calibration.blas import blas_threads
+
+    with blas_threads(1):
+        return _op_losses(*args, **kw)
+
+
+def _op_losses(
     float_model: Any,
     quantized_model: Any,
     data: Any,
@@ -372,10 +381,7 @@ def op_losses(
         if name in need and name not in ref:
             ref[name] = np.array(a)
 
-    from tflquant.calibration.blas import blas_threads
-
-    with blas_threads(1):  # as calibration: small batches, and threads stall on a loaded machine
-        Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
+    Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
     for a, arr in zip(fmain.body.blocks[0].args, x):
         if (nm := value_name(a)) in need:
             ref.setdefault(nm, np.asarray(arr, np.float32))
@@ -435,7 +441,15 @@ def destroys(loss: OpLoss) -> bool:
     return loss.gain_db >= 20 and loss.quantized_db < 30
 
 
-def hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_samples: int = 8) -> list[OpLoss]:
+def hybrid_losses(*args: Any, **kw: Any) -> list[OpLoss]:
+    """See _hybrid_losses; BLAS runs one thread, as in calibration."""
+    from tflquant.calibration.blas import blas_threads
+
+    with blas_threads(1):
+        return _hybrid_losses(*args, **kw)
+
+
+def _hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_samples: int = 8) -> list[OpLoss]:
     """Dynamic-range models: for each hybrid op of the main function (float activations, int8
     weights), its output computed with the dequantized weights from the float model's inputs,
     scored against the float model's output (`quantized_db`; `float_db` is exact: 99). The
@@ -466,10 +480,7 @@ def hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_samples
         if (name := value_name(v)) in need and name not in ref:
             ref[name] = np.array(a)
 
-    from tflquant.calibration.blas import blas_threads
-
-    with blas_threads(1):
-        Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
+    Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
     for a, arr in zip(fmain.body.blocks[0].args, x):
         if (nm := value_name(a)) in need:
             ref.setdefault(nm, np.asarray(arr, np.float32))
