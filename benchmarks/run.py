@@ -68,14 +68,16 @@ from tflquant.passes import get_all_passes
 for load in get_all_passes().values():
     load()
 model_dir, mode, io_type, out = sys.argv[1:5]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_SELF)
+base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
 r = tflquant.quantize(f"{model_dir}/float.tflite", mode=mode, io_type=io_type,
                       representative_dataset=f"{model_dir}/calib.npz" if mode in ("int8", "int16x8") else None)
 r.save(out)
 sec = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": sec, "peak_kb": peak, "base_kb": base, "phases": r.report.seconds,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+peak = ru.ru_maxrss
+print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": peak, "base_kb": base, "phases": r.report.seconds,
                   "fallbacks": [f"{o.op_type} {o.name}" for o in r.report.fallbacks]}))
 """
 
@@ -86,7 +88,8 @@ import numpy as np
 from ai_edge_quantizer import quantizer, recipe, qtyping
 from ai_edge_litert.interpreter import Interpreter
 model_dir, rname, out = sys.argv[1:4]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_SELF)
+base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
 float_path = f"{model_dir}/float.tflite"
 if rname == "float16":
@@ -115,8 +118,8 @@ with contextlib.redirect_stdout(io.StringIO()):
     res = q.quantize(calib)
 open(out, "wb").write(bytes(res.quantized_model))
 sec = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": sec, "peak_kb": peak, "base_kb": base}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base}))
 """
 
 

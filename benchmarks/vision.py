@@ -12,7 +12,10 @@ EfficientNet-B0 with 100 calibration samples, then per model and mode prints:
 - the floor: LiteRT (default delegate, XNNPACK) invoking the float model once per sample
   over the same 100 samples, with one thread and with two, and calibration / floor.
 With --repeat N the tools alternate N times and each keeps its fastest run (the machine is
-shared: ratios from the same run, fastest of several, are what to compare).
+shared: ratios from the same run, fastest of several, are what to compare). The CPU seconds
+(user + system of the whole process) of both tools are printed too: on a loaded machine
+they move much less than wall time (tflquant computes on 2 threads, so its wall time
+suffers most from other processes).
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ it = Interpreter(model_path=f"{model_dir}/float.tflite", num_threads=threads)
 it.allocate_tensors()
 d = it.get_input_details()[0]
 it.set_tensor(d["index"], x[:1]); it.invoke()  # warm up (delegate prepared)
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 for i in range(len(x)):
     it.set_tensor(d["index"], x[i : i + 1])
     it.invoke()
-print(json.dumps({"seconds": time.perf_counter() - t}))
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c}))
 """
 
 
@@ -74,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     aeq = None if a.no_aeq else find_aeq_python(a.aeq_python)
     print(f"ai-edge-quantizer: {aeq or 'not installed'}; repeat {a.repeat} (fastest kept); 100 calibration samples\n")
-    head = (f"{'model':<22}{'mode':<9}{'tflq s':>8}{'calib s':>8}{'AEQ s':>8}{'xAEQ':>6}{'floor1 s':>9}{'floor2 s':>9}"
-            f"{'cal/f1':>7}{'cal/f2':>7}{'peak MB':>8}{'AEQ MB':>8}  targets")
+    head = (f"{'model':<22}{'mode':<9}{'tflq s':>8}{'calib s':>8}{'AEQ s':>8}{'xAEQ':>6}{'tflq cpu':>9}{'AEQ cpu':>8}{'xAEQ':>6}"
+            f"{'floor1 s':>9}{'floor2 s':>9}{'cal/f1':>7}{'cal/f2':>7}{'peak MB':>8}{'AEQ MB':>8}  targets")
     print(head)
     results = []
     with tempfile.TemporaryDirectory(prefix="tflquant-vision-") as tmp:
@@ -96,12 +99,15 @@ def main(argv: list[str] | None = None) -> int:
                 sec, cal = res["seconds"], res["phases"].get("calibrate", float("nan"))
                 asec = r2.get("seconds") if r2 and "error" not in r2 else None
                 x = sec / asec if asec else None
+                cpu, acpu = res.get("cpu_seconds"), (r2.get("cpu_seconds") if asec else None)
+                xc = cpu / acpu if cpu and acpu else None
                 checks = []
                 if x is not None:
                     checks.append(f"time<=0.5xAEQ {'OK' if x <= 0.5 else 'MISS'}")
                 checks.append(f"calib<=3xfloor(1 thread) {'OK' if cal <= 3 * f1 else 'MISS'}")
                 fmt = lambda v, s: "-" if v is None else format(v, s)  # noqa: E731
-                print(f"{name:<22}{mode:<9}{sec:>8.2f}{cal:>8.2f}{fmt(asec, '.2f'):>8}{fmt(x, '.2f'):>6}{f1:>9.2f}{f2:>9.2f}"
+                print(f"{name:<22}{mode:<9}{sec:>8.2f}{cal:>8.2f}{fmt(asec, '.2f'):>8}{fmt(x, '.2f'):>6}"
+                      f"{fmt(cpu, '.2f'):>9}{fmt(acpu, '.2f'):>8}{fmt(xc, '.2f'):>6}{f1:>9.2f}{f2:>9.2f}"
                       f"{cal / f1:>7.2f}{cal / f2:>7.2f}{res['peak_kb'] / 1024:>8.0f}"
                       f"{fmt(r2.get('peak_kb', 0) / 1024 if asec else None, '.0f'):>8}  {'  '.join(checks)}"
                       + (f"  (AEQ: {r2['error']})" if r2 and "error" in r2 else ""), flush=True)

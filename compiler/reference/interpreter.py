@@ -545,10 +545,12 @@ PARALLEL_MIN_SAMPLES = 16
 PARALLEL_MIN_ELEMS = 4 << 20
 PARALLEL_RANGE_SAMPLES = 8  # samples per range (with 64-sample batches: small_unet -8% against 16 per range, less memory)
 # ... at most as many as keep a range's largest activation within this many bytes: large
-# images run 1-3 samples per range, so elementwise ops and observers find their arrays in
-# cache and both threads hold less (EfficientNet-B0 at 224: CPU time -20%, peak RSS 490 ->
-# 273 MB against 8 per range; MobileNetV2 at 224 level, 346 -> 238 MB)
-PARALLEL_RANGE_BYTES = 12 << 20
+# images run fewer samples per range, so elementwise ops and observers find more of their
+# arrays in cache and both threads hold less. Measured (calibration CPU time, peak RSS, 100
+# samples at 224x224): EfficientNet-B0 5 per range against 8: -20%, 650 -> 402 MB (2 per
+# range: another -5%, 273 MB, but MobileNetV2 +5% and ResNet50 +6%: their matrix products
+# want rows); MobileNetV2 5 per range: -5%, 347 -> 292 MB; ResNet50 keeps 8.
+PARALLEL_RANGE_BYTES = 28 << 20
 
 
 def range_samples(plan: _Plan) -> int:
