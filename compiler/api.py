@@ -314,7 +314,7 @@ def quantize(
       op it still cannot run (type, output tensor, why). Micro also judges the float ops
       (fallbacks, QUANTIZE/DEQUANTIZE of float I/O): they need its float kernels.
     """
-    from tflquant.calibration.stats import provide_stats, write_stats
+    from tflquant.calibration.stats import write_stats
     from tflquant.ir import make_context
     from tflquant.pipeline import pipeline_spec, run_pipeline
     from tflquant.tflite.writer import write_flatbuffer
@@ -383,11 +383,8 @@ def quantize(
             keep_float=keep,
             target=target,
         )
-        if stats is not None:
-            with provide_stats(stats):
-                run_pipeline(ctx, module, spec, verify=verify == "each")
-        else:
-            run_pipeline(ctx, module, spec, verify=verify == "each")
+        # the statistics go to this run's annotate-calibration only (no process-wide state)
+        run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats)
         if verify == "end":
             _verify_output(module, spec)
         return spec

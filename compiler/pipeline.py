@@ -6,7 +6,8 @@ A pipeline is an xDSL spec string (`pass-a,pass-b{opt=1}`): `tflquant quantize
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -86,8 +87,8 @@ def pipeline_spec(
         calib,
         "fold-bias-add",
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
-        *([_with_stats("clip-weights", stats_file, f"corrected={_b(bias_correction)}")] if clip_weights else []),
-        *([_with_stats("correct-bias", stats_file)] if bias_correction else []),
+        *([f"clip-weights{{corrected={_b(bias_correction)}}}"] if clip_weights else []),
+        *(["correct-bias"] if bias_correction else []),
         "propagate-scales",
         f"quantize-control-flow{{activations={act}}}",
         *(["quantize-lstm"] if mode == "int8" else []),  # LiteRT's integer LSTM has int8 activations only
@@ -122,11 +123,6 @@ def _keep_float(names: Sequence[str], mode: str) -> str:
     return f"keep-float{{ops={quoted}}},"
 
 
-def _with_stats(name: str, stats_file: str | None, *options: str) -> str:
-    opts = ([f"stats-file=\"{stats_file}\""] if stats_file else []) + list(options)
-    return f"{name}{{{' '.join(opts)}}}" if opts else name
-
-
 def _b(flag: bool) -> str:
     return "true" if flag else "false"
 
@@ -140,8 +136,12 @@ def parse_pipeline(spec: str, callback: Callable[[ModulePass, ModuleOp, ModulePa
         raise TflquantError(f"bad pipeline {spec!r}: {e}") from None
 
 
-def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True) -> None:
-    """Run a pipeline, verifying the module after every pass (as mlir-opt does)."""
+def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True, stats: Mapping[str, Any] | None = None) -> None:
+    """Run a pipeline, verifying the module after every pass (as mlir-opt does).
+
+    stats: calibration statistics in memory (tensor name -> Range): the spec's
+    `annotate-calibration` passes without a stats-file attach these (for this run only).
+    """
 
     def check(prev: ModulePass, mod: ModuleOp, _next: ModulePass) -> None:
         if not verify:
@@ -152,6 +152,12 @@ def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True)
             raise TflquantError(f"IR is invalid after pass '{prev.name}': {e}") from None
 
     pipeline = parse_pipeline(spec, check)
+    if stats is not None:
+        from tflquant.passes.annotate_calibration import AnnotateCalibration
+
+        given = AnnotateCalibration.from_memory(stats)
+        passes = (given if isinstance(p, AnnotateCalibration) and not p.stats_file else p for p in pipeline.passes)
+        pipeline = PassPipeline(tuple(passes), pipeline.callback)
     pipeline.apply(ctx, module)
     if verify and pipeline.passes:
         check(pipeline.passes[-1], module, pipeline.passes[-1])

@@ -6,6 +6,19 @@ Syntax follows MLIR's quant dialect:
     !quant.uniform<i8<-127:127>:f32:3, {0.1, 0.2}>    per axis (dimension 3), narrow range
     #quant.stats<-1.5, 6.0>                           calibrated min/max of a tensor
     #quant.stats<3, [-1.0, -2.0], [1.0, 2.0]>         per axis (dimension 3)
+    #quant.moments<mean = [0.5, 1.25], mean_sq = [0.75, 2.5]>
+                                                      per-channel input moments of a layer
+
+Where calibration facts live after `annotate-calibration` (the IR carries every statistic a
+pass reads, so a dumped module replays the rest of the pipeline on its own):
+- a float activation's range: a `quant.stats` op after the value (`#quant.stats`);
+- a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED input's per-channel mean and mean of
+  squares (what correct-bias and clip-weights read): the layer's attribute
+  `input_moments = #quant.moments<...>` (INPUT_MOMENTS), on the layer because
+  insert-fake-quant replaces the input's `quant.stats` op with a qcast/dcast pair;
+- an LSTM's cell state range: its attribute `cell_stats = #quant.stats<min, max>`.
+Statistics keyed '@function/name' (tensor names several functions share) are resolved to
+the value of that function when they are attached.
 
 Ops:
     %s = quant.stats %x, <-1.5, 6.0> : tensor<..>   marks a float value with its range
@@ -240,6 +253,21 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             printer.print_string(f", {pairs[0]}>")
 
 
+# Discardable attributes that carry calibration facts on an op (see the module docstring).
+INPUT_MOMENTS = "input_moments"  # on a weighted layer: #quant.moments of its input
+
+
+def _fmt64(x: float) -> str:
+    """Text that reads back as the same float64 value (moments keep full precision)."""
+    s = repr(float(x))
+    if s in ("inf", "-inf", "nan"):
+        raise ValueError(f"non-finite value {s} cannot be printed in a quant attribute")
+    mantissa, e, exponent = s.partition("e")
+    if "." not in mantissa:  # MLIR's float literals need the dot: 1e-07 -> 1.0e-07
+        mantissa += ".0"
+    return mantissa + e + exponent
+
+
 @irdl_attr_definition
 class CalibrationStatsAttr(ParametrizedAttribute):
     """Observed min/max of a float tensor; per axis when `axis` >= 0."""
@@ -323,6 +351,68 @@ class CalibrationStatsAttr(ParametrizedAttribute):
             printer.print_string(f"<{self.axis.data}, [{lo}], [{hi}]>")
 
 
+@irdl_attr_definition
+class ChannelMomentsAttr(ParametrizedAttribute):
+    """Per-channel moments of a float tensor over the calibration data: the mean, and
+    optionally the mean of squares, of each index of the last axis (over every other axis).
+    Values keep float64 precision (printed so that they read back exactly)."""
+
+    name = "quant.moments"
+
+    means: ArrayAttr[FloatData]
+    mean_squares: ArrayAttr[FloatData]  # empty when not recorded
+
+    @staticmethod
+    def make(mean: Sequence[float], mean_sq: Sequence[float] | None = None) -> ChannelMomentsAttr:
+        return ChannelMomentsAttr(
+            ArrayAttr(FloatData(float(v)) for v in mean),
+            ArrayAttr(FloatData(float(v)) for v in (mean_sq if mean_sq is not None else ())),
+        )
+
+    def mean_array(self) -> np.ndarray:
+        return np.array([v.data for v in self.means.data], dtype=np.float64)
+
+    def mean_sq_array(self) -> np.ndarray | None:
+        """The per-channel mean of squares, or None when it was not recorded."""
+        if not self.mean_squares.data:
+            return None
+        return np.array([v.data for v in self.mean_squares.data], dtype=np.float64)
+
+    def verify(self) -> None:
+        n = len(self.means.data)
+        if n == 0:
+            raise VerifyException("quant.moments needs at least one channel mean")
+        if not all(np.isfinite(v.data) for v in self.means.data):
+            raise VerifyException("quant.moments means must be finite")
+        q = self.mean_squares.data
+        if q and len(q) != n:
+            raise VerifyException(f"quant.moments has {n} means but {len(q)} mean squares")
+        if not all(np.isfinite(v.data) and v.data >= 0 for v in q):
+            raise VerifyException("quant.moments mean squares must be finite and non-negative")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def numbers() -> list[float]:
+            return parser.parse_comma_separated_list(parser.Delimiter.SQUARE, lambda: float(parser.parse_number()))
+
+        with parser.in_angle_brackets():
+            parser.parse_keyword("mean")
+            parser.parse_punctuation("=")
+            mean = numbers()
+            mean_sq: list[float] = []
+            if parser.parse_optional_punctuation(",") is not None:
+                parser.parse_keyword("mean_sq")
+                parser.parse_punctuation("=")
+                mean_sq = numbers()
+        return (ArrayAttr(FloatData(v) for v in mean), ArrayAttr(FloatData(v) for v in mean_sq))
+
+    def print_parameters(self, printer: Printer) -> None:
+        text = "mean = [" + ", ".join(_fmt64(v.data) for v in self.means.data) + "]"
+        if self.mean_squares.data:
+            text += ", mean_sq = [" + ", ".join(_fmt64(v.data) for v in self.mean_squares.data) + "]"
+        printer.print_string(f"<{text}>")
+
+
 def quantized_element(t: Attribute) -> UniformQuantizedType | None:
     """The quantized element type of a tensor type, or None."""
     if isinstance(t, TensorType) and isinstance(t.element_type, UniformQuantizedType):
@@ -402,5 +492,5 @@ class DequantizeCastOp(IRDLOperation):
 Quant = Dialect(
     "quant",
     [StatsOp, QuantizeCastOp, DequantizeCastOp],
-    [UniformQuantizedType, CalibrationStatsAttr],
+    [UniformQuantizedType, CalibrationStatsAttr, ChannelMomentsAttr],
 )

@@ -1,4 +1,4 @@
-"""annotate-calibration: mark every float activation with its calibrated range.
+"""annotate-calibration: attach the calibration statistics to the IR.
 
 After this pass, every f32 function argument and every f32 result of a non-constant op
 whose TFLite tensor name has statistics is followed by one `quant.stats` op carrying that
@@ -9,22 +9,35 @@ range, and every former use reads the `quant.stats` result instead:
     ... uses of %s ...
 
 Statistics come from `stats-file=PATH` (JSON keyed by tensor name, see
-`tflquant.calibration.stats`) or, without that option, from the driver in memory
-(`with tflquant.calibration.stats.provide_stats(stats): run_pipeline(...)`). With neither,
-the pass changes nothing, so a module that already carries `quant.stats` ops replays as is.
-A tensor whose name several functions use is looked up as '@function/name' first (see
-`tflquant.calibration.stats.qualified_name`). Values already annotated, constants (and DEQUANTIZE of constants: weights), values without
-a name and values without statistics are left alone. Running the pass twice is the same as
-running it once.
+`tflquant.calibration.stats`) or, in the driver, from memory: `AnnotateCalibration.
+from_memory(stats)` is a pass instance holding them (`run_pipeline(..., stats=stats)` runs
+it in place of the spec's `annotate-calibration`; nothing is shared between calls). With
+neither, the pass changes nothing, so a module that already carries its statistics
+replays as is. A tensor whose name several functions use is looked up as '@function/name'
+first (see `tflquant.calibration.stats.qualified_name`): after this pass every statistic
+is attached to its value, so the keys are resolved. Values already annotated, constants
+(and DEQUANTIZE of constants: weights), values without a name and values without
+statistics are left alone. Running the pass twice is the same as running it once.
 
-A UNIDIRECTIONAL_SEQUENCE_LSTM whose cell state variable has statistics (calibration
-observes the cell state of every step under the variable's name) carries them as its
-attribute `cell_stats = #quant.stats<min, max>`, which quantize-lstm reads.
+Every statistic a later pass reads is in the IR afterwards (a module printed after this
+pass replays the rest of the pipeline from text):
+- ranges: the `quant.stats` ops above;
+- a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED whose input has per-channel moments
+  (calibration records them with bias correction or weight clipping on) carries them as
+  its attribute `input_moments = #quant.moments<mean = [...], mean_sq = [...]>`, which
+  correct-bias and clip-weights read (on the layer, because insert-fake-quant replaces the
+  input's quant.stats op; moments that are not one per channel of the input's last axis
+  are left out);
+- a UNIDIRECTIONAL_SEQUENCE_LSTM whose cell state variable has statistics (calibration
+  observes the cell state of every step under the variable's name) carries them as its
+  attribute `cell_stats = #quant.stats<min, max>`, which quantize-lstm reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -32,10 +45,11 @@ from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from tflquant.calibration.stats import Range, Stats, lookup, pass_stats
+from tflquant.calibration.stats import Range, Stats, as_stats, lookup, read_stats
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
+from tflquant.passes._weighted_layers import input_source, is_weighted_layer
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 CELL_STATS = "cell_stats"  # LSTM attribute: the calibrated range of its cell state
@@ -80,6 +94,20 @@ def _check_axis(v: SSAValue, name: str, r: Range) -> None:
         )
 
 
+def _moments(o: Operation, stats: Stats) -> quant.ChannelMomentsAttr | None:
+    """The per-channel moments of a weighted layer's input, checked against its channels."""
+    x = input_source(o.operands[0]) if o.operands else None
+    name = value_name(x) if x is not None else None
+    r = lookup(stats, x, name) if x is not None and name is not None else None
+    if r is None or r.mean is None:
+        return None
+    assert x is not None
+    shape = list(x.type.get_shape()) if isinstance(x.type, TensorType) else []
+    if not shape or (shape[-1] >= 0 and shape[-1] != len(r.mean)):
+        return None  # not one mean per channel of this input: nothing a pass could use
+    return quant.ChannelMomentsAttr.make(r.mean, r.mean_sq)
+
+
 def _annotate(v: SSAValue, r: Range, after: Operation | None, fn: func.FuncOp) -> Operation:
     op = quant.StatsOp(v, _attr(r))
     block = fn.body.blocks[0]
@@ -96,7 +124,7 @@ def _annotate(v: SSAValue, r: Range, after: Operation | None, fn: func.FuncOp) -
 
 
 def annotate_module(module: ModuleOp, stats: Stats) -> int:
-    """Insert quant.stats after every float activation that has statistics; returns how many."""
+    """Attach every statistic (see the module docstring); returns how many were attached."""
     count = 0
     for fn in [o for o in module.walk() if isinstance(o, func.FuncOp)]:
         if not fn.body.blocks:
@@ -115,6 +143,10 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
         for op in list(fn.body.walk()):
             if isinstance(op, quant.StatsOp | quant.QuantizeCastOp | quant.DequantizeCastOp) or _is_weight(op):
                 continue
+            if is_weighted_layer(op) and quant.INPUT_MOMENTS not in op.attributes:
+                if (moments := _moments(op, stats)) is not None:
+                    op.attributes[quant.INPUT_MOMENTS] = moments
+                    count += 1
             if isinstance(op, tfl.UnidirectionalSequenceLstmOp) and CELL_STATS not in op.attributes:
                 cell = op.operand("cell_state")
                 name = value_name(cell) if cell is not None else None
@@ -137,14 +169,33 @@ def annotate_module(module: ModuleOp, stats: Stats) -> int:
 
 @dataclass(frozen=True)
 class AnnotateCalibration(ModulePass):
-    """Insert quant.stats after every float activation from calibration statistics."""
+    """Attach calibration statistics to the IR: quant.stats after every float activation,
+    input moments on weighted layers, cell ranges on LSTMs."""
 
     name = "annotate-calibration"
 
     stats_file: str | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = pass_stats(self.stats_file)
-        if stats is None:
-            return
-        annotate_module(op, stats)
+        stats = self.statistics()
+        if stats is not None:
+            annotate_module(op, stats)
+
+    def statistics(self) -> Stats | None:
+        return read_stats(self.stats_file) if self.stats_file else None
+
+    @staticmethod
+    def from_memory(stats: Mapping[str, Any]) -> AnnotateCalibration:
+        """The pass with statistics in memory (the driver's hand-over; not a spec option)."""
+        return _InMemory(stats)
+
+
+class _InMemory(AnnotateCalibration):
+    """annotate-calibration holding its statistics (built by `from_memory`, never by name)."""
+
+    def __init__(self, stats: Mapping[str, Any]):
+        super().__init__()
+        object.__setattr__(self, "stats", as_stats(stats))
+
+    def statistics(self) -> Stats | None:
+        return self.stats  # type: ignore[attr-defined]

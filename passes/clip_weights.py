@@ -10,12 +10,13 @@ on the calibration data under a diagonal input covariance:
     err(s) = sum_k e_k(s)^2 * Var[x_k] * t_k   (+ (sum_k e_k(s) * E[x_k] * t_k)^2 unless corrected)
 
 with e(s) = Q_s(W[o]) - W[o], x_k the input channel that weight k reads, Var and E from
-the calibrated per-channel mean and mean square of the layer's input, and t_k the share of
+the calibrated per-channel mean and mean square of the layer's input (the layer's
+`input_moments` attribute, attached by annotate-calibration; the pass reads only the IR), and t_k the share of
 output positions where a convolution tap reads input rather than padding. With
 `corrected=true` (the default; run correct-bias afterwards) the mean term is left out,
 because correct-bias cancels it. Run it right after insert-fake-quant: it replaces the
 filter's fake-quant type. Only per-channel filters of layers with a fake-quantized input
-are touched; layers whose input has no statistics keep absmax. A touched layer is marked
+are touched; layers without input moments (mean and mean_sq) keep absmax. A touched layer is marked
 `tflquant.weights_clipped`, so running the pass twice is the same as running it once.
 """
 
@@ -30,13 +31,11 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, lookup, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.passes._quant_ops import float_const, is_f32
-from tflquant.passes.correct_bias import _fake_quant_source, _input_name, _taps
+from tflquant.passes._weighted_layers import KINDS, fake_quant_source, input_moments, tap_shares
 
-KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MARK = "tflquant.weights_clipped"
 RATIOS = np.linspace(1.0, 0.5, 51)
 
@@ -94,23 +93,19 @@ class ClipWeights(ModulePass):
 
     name = "clip-weights"
 
-    stats_file: str | None = None
     corrected: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = pass_stats(self.stats_file)
-        if not stats:
-            return
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             for o in list(f.walk()):
                 if isinstance(o, tfl.TflOp) and o.BUILTIN in KINDS and MARK not in o.attributes:
-                    clip_layer(o, stats, self.corrected)
+                    clip_layer(o, self.corrected)
 
 
-def clip_layer(o: tfl.TflOp, stats: Stats, corrected: bool = True) -> bool:
-    if len(o.inputs) < 2 or not is_f32(o.outputs[0].type) or _fake_quant_source(o.inputs[0]) is None:
+def clip_layer(o: tfl.TflOp, corrected: bool = True) -> bool:
+    if len(o.inputs) < 2 or not is_f32(o.outputs[0].type) or fake_quant_source(o.inputs[0]) is None:
         return False
-    src = _fake_quant_source(o.inputs[1])
+    src = fake_quant_source(o.inputs[1])
     if src is None:
         return False
     wsrc, qcast = src
@@ -118,14 +113,14 @@ def clip_layer(o: tfl.TflOp, stats: Stats, corrected: bool = True) -> bool:
     qt = quant.quantized_element(qcast.result.type)
     if c is None or qt is None or not qt.per_axis:
         return False
-    name = _input_name(o.inputs[0])
-    r = lookup(stats, o.inputs[0], name) if name is not None else None
-    if r is None or r.mean is None or r.mean_sq is None:
+    moments = input_moments(o)
+    mean_sq = moments.mean_sq_array() if moments is not None else None
+    if moments is None or mean_sq is None:
         return False
-    mean = np.asarray(r.mean, np.float64)
-    var = np.maximum(np.asarray(r.mean_sq, np.float64) - mean * mean, 0.0)
+    mean = moments.mean_array()
+    var = np.maximum(mean_sq - mean * mean, 0.0)
     w = c.numpy().astype(np.float32)
-    parts = rows(o.BUILTIN, w, mean, var, _taps(o, w))
+    parts = rows(o.BUILTIN, w, mean, var, tap_shares(o, w))
     if parts is None:
         return False
     wr, m, v, t = parts

@@ -10,15 +10,15 @@ from batch norm). This pass subtracts it from the bias:
 
 for every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED whose input and filter are fake
 quantized (run it right after insert-fake-quant), using the per-channel means of the
-layer's input that calibration records (`Range.mean`, keyed by the input's tensor name).
+layer's input that calibration records and annotate-calibration attaches to the layer
+(`input_moments = #quant.moments<mean = [...], ...>`).
 W_q is the filter rounded as rewrite-integer will store it. A layer without a bias gets one
 (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D all take an optional bias). A bias constant
 read by several layers is copied first. For CONV_2D the mean is taken as constant over
 space (zero padding at the borders is not modelled).
 
-Statistics come from `stats-file=PATH` or the driver in memory, like annotate-calibration;
-without them, or for a layer whose input has no mean (or one of the wrong length), nothing
-changes. A corrected layer is marked `tflquant.bias_corrected`, so running the pass twice is
+The pass reads only the IR: a layer without `input_moments` (or with means of the wrong
+length for its filter) is left unchanged. A corrected layer is marked `tflquant.bias_corrected`, so running the pass twice is
 the same as running it once.
 
 Measured on ../shared/models (eval.npz, score.py; SQNR dB without -> with): int16x8 gains
@@ -41,49 +41,14 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from tflquant.calibration.stats import Stats, lookup, pass_stats
 from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.passes._quant_ops import float_const, is_f32
+from tflquant.passes._weighted_layers import fake_quant_source, input_moments, tap_shares
 from tflquant.quant_math import dequantize
 
 BIAS_INDEX = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2}
 MARK = "tflquant.bias_corrected"
-
-
-def _fake_quant_source(v: SSAValue) -> tuple[SSAValue, quant.QuantizeCastOp] | None:
-    """For v = dcast(qcast(x)): (x, the qcast)."""
-    d = v.owner
-    if not isinstance(d, quant.DequantizeCastOp):
-        return None
-    q = d.input.owner
-    if not isinstance(q, quant.QuantizeCastOp):
-        return None
-    return q.input, q
-
-
-def _input_name(x: SSAValue) -> str | None:
-    """The tensor name of a layer's (fake-quantized) input, through shape-only re-reads."""
-    src = _fake_quant_source(x)
-    v = src[0] if src else x
-    if isinstance(v.owner, quant.StatsOp):
-        v = v.owner.input
-    return value_name(v)
-
-
-def tap_fractions(size: int, k: int, stride: int, dilation: int, padding: str) -> np.ndarray:
-    """For each of k kernel taps along one spatial axis: the fraction of output positions
-    where the tap reads the input rather than zero padding."""
-    if size <= 0:
-        return np.ones(k)
-    if padding == "SAME":
-        out = -(-size // stride)
-        pad = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0) // 2
-    else:
-        out = max((size - (k - 1) * dilation - 1) // stride + 1, 1)
-        pad = 0
-    pos = np.arange(out)[:, None] * stride + np.arange(k)[None, :] * dilation - pad
-    return ((pos >= 0) & (pos < size)).mean(axis=0)
 
 
 def weight_error_shift(
@@ -112,47 +77,28 @@ def weight_error_shift(
     return None
 
 
-def _taps(o: tfl.TflOp, w: np.ndarray) -> np.ndarray | None:
-    """Share of output positions where each (h, w) filter tap reads input, not padding."""
-    if o.BUILTIN not in ("CONV_2D", "DEPTHWISE_CONV_2D") or w.ndim != 4:
-        return None
-    t = o.inputs[0].type
-    if not isinstance(t, TensorType) or len(t.get_shape()) != 4:
-        return None
-    _, ih, iw, _ = t.get_shape()
-    pad = str(o.option("padding"))
-    fh = tap_fractions(ih, w.shape[1], int(o.option("stride_h")), int(o.option("dilation_h_factor")), pad)
-    fw = tap_fractions(iw, w.shape[2], int(o.option("stride_w")), int(o.option("dilation_w_factor")), pad)
-    return np.outer(fh, fw)
-
-
 @dataclass(frozen=True)
 class CorrectBias(ModulePass):
     """Subtract each output channel's mean weight-quantization error from the bias."""
 
     name = "correct-bias"
 
-    stats_file: str | None = None
-
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        stats = pass_stats(self.stats_file)
-        if not stats:
-            return
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             for o in list(f.walk()):
                 if isinstance(o, tfl.TflOp) and o.BUILTIN in BIAS_INDEX and MARK not in o.attributes:
-                    correct_layer(o, stats)
+                    correct_layer(o)
 
 
-def correct_layer(o: tfl.TflOp, stats: Stats) -> bool:
+def correct_layer(o: tfl.TflOp) -> bool:
     """Correct one layer's bias in place; True when it changed."""
     kind = o.BUILTIN
     if len(o.inputs) < 2 or not is_f32(o.outputs[0].type):
         return False
     x, wv = o.inputs[0], o.inputs[1]
-    if _fake_quant_source(x) is None:
+    if fake_quant_source(x) is None:
         return False  # the input stays float: no integer layer
-    src = _fake_quant_source(wv)
+    src = fake_quant_source(wv)
     if src is None:
         return False
     wsrc, qcast = src
@@ -160,15 +106,14 @@ def correct_layer(o: tfl.TflOp, stats: Stats) -> bool:
     qt = quant.quantized_element(qcast.result.type)
     if c is None or qt is None:
         return False
-    name = _input_name(x)
-    r = lookup(stats, x, name) if name is not None else None
-    if r is None or r.mean is None:
+    moments = input_moments(o)
+    if moments is None:
         return False
     from tflquant.passes.rewrite_integer import quantize_const_values
 
     w = c.numpy().astype(np.float32)
     wq = dequantize(quantize_const_values(w, qt), qt)
-    shift = weight_error_shift(kind, w, wq, np.asarray(r.mean), _taps(o, w))
+    shift = weight_error_shift(kind, w, wq, moments.mean_array(), tap_shares(o, w))
     if shift is None or not np.all(np.isfinite(shift)):
         return False
     n = shift.size

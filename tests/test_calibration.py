@@ -13,7 +13,7 @@ import pytest
 from tflquant.calibration.calibrate import CalibrationWarning, Progress, calibrate, entries
 from tflquant.calibration.dataset import InputSpec, batches, load_npz, samples_from_arrays, samples_from_iterable
 from tflquant.calibration.observers import MinMaxObserver
-from tflquant.calibration.stats import Range, provide_stats, read_stats, stats_to_json, write_stats
+from tflquant.calibration.stats import Range, read_stats, stats_to_json, write_stats
 from tflquant.errors import TflquantError
 from tflquant.ir import make_context, parse_module, print_module
 from tflquant.pipeline import run_pipeline
@@ -387,11 +387,10 @@ def test_bad_stats_files(tmp_path: Path, text: str, message: str) -> None:
 def test_in_memory_stats_hook_feeds_the_pass() -> None:
     ctx = make_context()
     m = parse_module(TOKEN_MODEL, ctx=ctx)
-    with provide_stats({"emb": (-8.0, 8.0), "out": Range.of(0.0, 8.0)}):
-        run_pipeline(ctx, m, "annotate-calibration")
+    run_pipeline(ctx, m, "annotate-calibration", stats={"emb": (-8.0, 8.0), "out": Range.of(0.0, 8.0)})
     text = print_module(m)
     assert text.count("quant.stats") == 2 and "<-8.0, 8.0>" in text and "<0.0, 8.0>" in text
-    # outside the block the pass has nothing to add and leaves the module as it is
+    # without them the pass has nothing to add and leaves the module as it is
     run_pipeline(ctx, m, "annotate-calibration")
     assert print_module(m) == text
 
@@ -402,8 +401,7 @@ def test_calibrated_stats_annotate_every_float_activation_of_a_real_model() -> N
     ctx = make_context()
     m = load_model(DIGITS)
     r = calibrate(m, DIGITS_CALIB, max_samples=16)
-    with provide_stats(r.stats):
-        run_pipeline(ctx, m, "annotate-calibration")
+    run_pipeline(ctx, m, "annotate-calibration", stats=r.stats)
     assert print_module(m).count("quant.stats ") == len(r.stats)
 
 

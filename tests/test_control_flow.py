@@ -147,7 +147,6 @@ def test_int8_carries_int8_around_the_loop_and_runs_in_litert_and_tflm() -> None
 def test_without_ranges_the_loop_stays_float_with_a_reason() -> None:
     """quantize-control-flow left out: the body still quantizes, with float at its
     boundaries, and integer only is refused naming the WHILE."""
-    from tflquant.calibration.stats import provide_stats
     from tflquant.ir import make_context
     from tflquant.pipeline import pipeline_spec, run_pipeline
 
@@ -161,8 +160,7 @@ def test_without_ranges_the_loop_stays_float_with_a_reason() -> None:
 
     spec = without_pass(pipeline_spec("int8"))
     assert "quantize-control-flow" not in spec
-    with provide_stats(stats):
-        run_pipeline(make_context(), m, spec)
+    run_pipeline(make_context(), m, spec, stats=stats)
     from tflquant.api import describe_ops
 
     ops = describe_ops(m)
@@ -173,8 +171,8 @@ def test_without_ranges_the_loop_stays_float_with_a_reason() -> None:
     assert sqnr_db(litert_run(write_flatbuffer(recurrent_loop()), [x])[0], litert_run(write_flatbuffer(m), [x])[0]) > 25.0
     spec_only = without_pass(pipeline_spec("int8", io_type="int8", allow_float=False))
     m2 = recurrent_loop()
-    with provide_stats(stats), pytest.raises(tflquant.TflquantError, match=r"integer-only quantization is impossible: 1 op\(s\) .*'i_final' \(WHILE\)"):
-        run_pipeline(make_context(), m2, spec_only)
+    with pytest.raises(tflquant.TflquantError, match=r"integer-only quantization is impossible: 1 op\(s\) .*'i_final' \(WHILE\)"):
+        run_pipeline(make_context(), m2, spec_only, stats=stats)
 
 
 def _int8_inputs(model: bytes, x: np.ndarray) -> np.ndarray:

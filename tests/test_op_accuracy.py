@@ -352,7 +352,6 @@ def test_only_suspicious_ops_are_measured() -> None:
     (0.06 input steps from zero) and DIV by a divisor spanning [0.01, 2] (LiteRT's shifts
     beyond 31 bits) are measured; RSQRT on [0.5, 4] is not."""
     from tflquant.calibration.calibrate import calibrate
-    from tflquant.calibration.stats import provide_stats
     from tflquant.compare import analytic_error_steps, suspicious_ops
     from tflquant.ir import make_context
     from tflquant.pipeline import pipeline_spec, run_pipeline
@@ -362,7 +361,6 @@ def test_only_suspicious_ops_are_measured() -> None:
         model, calib, _ = build()
         stats = calibrate(read_flatbuffer(model), dict(zip(_names(model), calib))).stats
         module = read_flatbuffer(model)  # quantized with nothing kept float
-        with provide_stats(stats):
-            run_pipeline(make_context(), module, pipeline_spec("int8"))
+        run_pipeline(make_context(), module, pipeline_spec("int8"), stats=stats)
         ops = suspicious_ops(module, stats)
         assert bool(ops) == suspicious, (build.__name__, [analytic_error_steps(o, stats) for o in ops])

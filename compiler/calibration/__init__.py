@@ -4,8 +4,8 @@
   batch them;
 - `observers`: what is recorded per tensor (running min/max, NaN/Inf skipped);
 - `calibrate`: runs the data through the reference interpreter and returns the statistics;
-- `stats`: the statistics file format (JSON keyed by tensor name) and the in-memory
-  hand-over to the `annotate-calibration` pass.
+- `stats`: the statistics (Range) and their file format (JSON keyed by tensor name);
+  `annotate-calibration` attaches them to the IR.
 """
 
 # Calibration samples run through the reference interpreter at once. 64 (split into ranges of
@@ -14,9 +14,9 @@
 DEFAULT_BATCH_SIZE = 64
 
 from tflquant.calibration.observers import MinMaxObserver  # noqa: E402
-from tflquant.calibration.stats import Range, Stats, provide_stats, read_stats, write_stats
+from tflquant.calibration.stats import Range, Stats, read_stats, write_stats
 
-__all__ = ["MinMaxObserver", "Range", "Stats", "calibrate", "provide_stats", "read_stats", "write_stats"]
+__all__ = ["MinMaxObserver", "Range", "Stats", "calibrate", "read_stats", "write_stats"]
 
 
 def calibrate(*args, **kwargs):  # type: ignore[no-untyped-def]

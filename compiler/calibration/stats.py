@@ -14,9 +14,12 @@ The reader also takes the bare mapping (`{"conv1": {"min": .., "max": ..}}`) and
 `[min, max]` pairs, so a hand-written file for a test stays short. The optional "mean" is the
 tensor's per-channel mean over the calibration data (mean over every axis but the last, one
 value per last-axis index); calibration records it for the inputs of CONV_2D,
-DEPTHWISE_CONV_2D and FULLY_CONNECTED, with "mean_sq" (per-channel mean of squares), and
-the `correct-bias` and `clip-weights` passes read them. `annotate-calibration
-{stats-file=PATH}` reads these files; the driver writes one with `--save-stats`.
+DEPTHWISE_CONV_2D and FULLY_CONNECTED, with "mean_sq" (per-channel mean of squares).
+`annotate-calibration{stats-file=PATH}` reads these files and attaches every statistic to
+the IR (ranges as quant.stats ops, the moments as the layers' `input_moments` that
+`correct-bias` and `clip-weights` read); the driver writes one with `--save-stats` and
+hands the same statistics over in memory (`run_pipeline(..., stats=...)`). Nothing here
+is process-wide state: statistics travel as values.
 """
 
 from __future__ import annotations
@@ -24,9 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,30 +175,3 @@ def read_stats(path: str | os.PathLike[str]) -> Stats:
             raise TflquantError(f"{where}: unknown stats format {data.get('format')!r}")
         data = data["tensors"]
     return {str(k): _range(str(k), v, where) for k, v in data.items()}
-
-
-# ---------------------------------------------------------------------------------------
-# In-memory hand-over from the driver to `annotate-calibration`
-# ---------------------------------------------------------------------------------------
-
-_PROVIDED: ContextVar[Stats | None] = ContextVar("tflquant_calibration_stats", default=None)
-
-
-@contextmanager
-def provide_stats(stats: Mapping[str, Any]) -> Iterator[None]:
-    """Within this block, `annotate-calibration` without `stats-file` uses these statistics."""
-    token = _PROVIDED.set(as_stats(stats))
-    try:
-        yield
-    finally:
-        _PROVIDED.reset(token)
-
-
-def provided_stats() -> Stats | None:
-    """The statistics the driver handed over with `provide_stats`, if any."""
-    return _PROVIDED.get()
-
-
-def pass_stats(stats_file: str | None) -> Stats | None:
-    """What a pass's `stats-file` option points to, else the driver's in-memory stats."""
-    return read_stats(stats_file) if stats_file else provided_stats()
