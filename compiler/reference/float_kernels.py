@@ -551,12 +551,14 @@ def scratch(key: str, n: int) -> np.ndarray:
 # are split between threads (numpy releases the GIL in matrix products, copies and ufuncs;
 # each thread has its own scratch). Measured on 2 shared cores: 1.6x on calibration.
 _THREADS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
-_POOL: list[Any] = []  # [ThreadPoolExecutor], created on first use
+_POOL: list[Any] = []  # [ThreadPoolExecutor], created on first use (one per process, under _POOL_LOCK)
+_POOL_LOCK = threading.Lock()
 _PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which a batch is not split
 
 
 def set_threads(n: int) -> int:
-    """Use at most n threads in the heavy kernels (1: never split); returns the old value."""
+    """Use at most n threads in the heavy kernels (1: never split); returns the old value.
+    Process-wide (the quantize path only reads it): set it before quantizing, not during."""
     global _THREADS
     old, _THREADS = _THREADS, max(1, int(n))
     return old
@@ -605,7 +607,9 @@ def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_part
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, _THREADS - 1), thread_name_prefix="tflquant-kernel"))
+        with _POOL_LOCK:  # concurrent quantizations share one pool (each caller also drains its own ranges)
+            if not _POOL:
+                _POOL.append(ThreadPoolExecutor(max_workers=max(1, _THREADS - 1), thread_name_prefix="tflquant-kernel"))
     futures = [_POOL[0].submit(drain) for _ in range(threads - 1)]
     drain()
     for f in futures:
