@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import (
     DictionaryAttr,
     DenseIntOrFPElementsAttr,
     Float16Type,
+    FunctionType,
     Float32Type,
     Float64Type,
     IntegerType,
@@ -25,7 +26,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
 )
-from xdsl.ir import Attribute, BlockArgument, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
@@ -174,6 +175,62 @@ def describe(v: SSAValue) -> str:
     if isinstance(v, BlockArgument):
         return f"input #{v.index}"
     return f"result #{v.index} of {v.owner.name}"
+
+
+def op_label(op: Operation) -> str:
+    """`tfl.conv_2d 'name'` for error messages."""
+    from tflquant.dialects import tfl
+
+    kind = op.op_name if isinstance(op, tfl.OpaqueOp) else op.name  # type: ignore[attr-defined]
+    names = tensor_names(op)
+    return f"{kind} '{names[0]}'" if names else kind
+
+
+def set_name(o: Operation, index: int, name: str) -> None:
+    """Set the TFLite tensor name of result `index` of o."""
+    names = [n.data for n in o.attributes["names"].data] if "names" in o.attributes else [""] * len(o.results)  # type: ignore[attr-defined]
+    names[index] = name
+    o.attributes["names"] = ArrayAttr(StringAttr(n) for n in names)
+
+
+def erase_if_unused(o: Operation | None) -> None:
+    """Erase o when it is still in a block and nothing reads its results."""
+    if o is not None and o.parent is not None and all(not r.uses for r in o.results):
+        o.detach()
+        o.erase()
+
+
+# Discardable attribute of an op the user asked to keep float (the `keep-float` pass sets
+# it; every quantization pass leaves such an op float).
+KEEP_FLOAT = "tflquant.keep_float"
+
+
+def kept_float(op: object) -> bool:
+    """Whether keep-float marked this op."""
+    attrs = getattr(op, "attributes", None)
+    return attrs is not None and KEEP_FLOAT in attrs
+
+
+def entry_functions(module: ModuleOp) -> list[func.FuncOp]:
+    """Functions a signature def names, or the first function when there are none."""
+    funcs = [o for o in module.ops if isinstance(o, func.FuncOp)]
+    names: list[str] = []
+    sigs = module.attributes.get("tfl.signatures")
+    if isinstance(sigs, ArrayAttr):
+        for e in sigs.data:
+            if isinstance(e, DictionaryAttr) and isinstance(fn := e.data.get("function"), StringAttr):
+                names.append(fn.data)
+    if not names:
+        return funcs[:1]
+    return [f for f in funcs if f.sym_name.data in names] or funcs[:1]
+
+
+def update_function_type(f: func.FuncOp) -> None:
+    """f's type from its block arguments and what its return returns."""
+    block = f.body.blocks[0]
+    ret = block.last_op
+    outs = [v.type for v in ret.operands] if isinstance(ret, func.ReturnOp) else list(f.function_type.outputs)
+    f.function_type = FunctionType.from_lists([a.type for a in block.args], outs)
 
 
 # xDSL decides whether to print a dense attribute as a splat by comparing values with ==,

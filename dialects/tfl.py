@@ -229,6 +229,11 @@ class TflOp(IRDLOperation):
                 raise VerifyException(f"{self.name}: 'names' must list one name per result")
 
 
+# Attribute of an UNIDIRECTIONAL_SEQUENCE_LSTM: the calibrated range of its cell state
+# (`#quant.stats`), set by annotate-calibration and read by quantize-lstm.
+CELL_STATS = "cell_stats"
+
+
 def tensor_names(op: Operation) -> list[str] | None:
     names = op.attributes.get("names")
     if isinstance(names, ArrayAttr):

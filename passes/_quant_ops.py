@@ -40,7 +40,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
-from tflquant.passes.keep_float import kept_float
+from tflquant.ir import kept_float
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
-from tflquant.ir import dense_from_numpy, value_name
-from tflquant.passes.keep_float import kept_float
+from tflquant.ir import dense_from_numpy, erase_if_unused, kept_float, set_name, value_name
 from tflquant.passes._quant_ops import float_const, is_f32
-from tflquant.passes.rewrite_integer import erase_if_unused, set_name
 
 # layer op -> index of its bias operand
 LAYERS = {tfl.BUILTIN_CLASSES[n]: 2 for n in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")}

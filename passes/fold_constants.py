@@ -36,9 +36,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, numpy_dtype_of_element
-from tflquant.passes.freeze_batch_size import has_kernel, is_static, refine_op, run_kernel, shape_of, update_function_type
-from tflquant.reference.interpreter import op_label
+from tflquant.ir import dense_from_numpy, numpy_dtype_of_element, op_label, update_function_type
+from tflquant.passes._shapes import is_static, refine_op, shape_of
+from tflquant.reference import has_float_kernel, run_float_op
 
 # Never folded: (de)quantization keeps weights small; DENSIFY keeps them sparse.
 _KEEP = frozenset({"QUANTIZE", "DEQUANTIZE", "DENSIFY", "UNIDIRECTIONAL_SEQUENCE_LSTM", "quant.qcast", "quant.dcast", "quant.stats"})
@@ -79,7 +79,7 @@ class FoldConstants(ModulePass):
     def _foldable(self, op: Operation) -> bool:
         if isinstance(op, (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp)):
             return False
-        if not op.results or op.regions or not has_kernel(op) or tfl.op_type(op) in _KEEP:
+        if not op.results or op.regions or not has_float_kernel(op) or tfl.op_type(op) in _KEEP:
             return False
         for v in (*op.operands, *op.results):
             if isinstance(v.type, NoneType):
@@ -110,7 +110,7 @@ class FoldConstants(ModulePass):
             if total > self.max_bytes and total > in_bytes:
                 return None
         try:
-            outs = run_kernel(op, arrays)
+            outs = run_float_op(op, arrays)
         except TflquantError as e:
             raise TflquantError(f"fold-constants: {op_label(op)} fails on its constant inputs: {e}") from None
         except (ValueError, IndexError, TypeError, ZeroDivisionError) as e:

@@ -37,20 +37,10 @@ from xdsl.passes import ModulePass
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, value_name
+from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
+from tflquant.passes._fake_quant import ACTIVATION_TYPES, activation_params
 from tflquant.passes._quant_ops import float_const, fp16_weight, has_kernel, is_f32, op_info
-from tflquant.passes.keep_float import kept_float
-from tflquant.quant_math import choose_activation_params, choose_weight_params
-
-ACTIVATION_TYPES = {"int8": 8, "int16": 16}
-
-
-def activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
-    """int8 asymmetric / int16 symmetric parameters for the range [lo, hi]."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi - lo < 1e-6:  # degenerate (all-zero) range: a tiny non-zero one
-        lo, hi = min(lo, -5e-7), max(hi, 5e-7)
-    return choose_activation_params(lo, hi, bits=bits, symmetric=bits == 16)
+from tflquant.quant_math import choose_weight_params
 
 
 def weight_params(w: np.ndarray, axis: int | None) -> UniformQuantizedType:

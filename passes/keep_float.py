@@ -21,15 +21,10 @@ from xdsl.passes import ModulePass
 
 from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
+from tflquant.ir import KEEP_FLOAT
 
-KEEP_FLOAT = "tflquant.keep_float"
 REASON = "kept float on request (keep-float)"
 
-
-def kept_float(op: object) -> bool:
-    """Whether keep-float marked this op."""
-    attrs = getattr(op, "attributes", None)
-    return attrs is not None and KEEP_FLOAT in attrs
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
-from tflquant.ir import set_io_attr, value_name
+from tflquant.ir import erase_if_unused, kept_float, set_io_attr, value_name
 from tflquant.passes._quant_ops import is_f32, op_info
-from tflquant.passes.keep_float import kept_float
-from tflquant.passes.rewrite_integer import IO_QUANT_TYPE, erase_if_unused, storage_suffix
+from tflquant.passes._fake_quant import IO_QUANT_TYPE, storage_suffix
 
 _NOT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp, func.FuncOp)
 

@@ -78,8 +78,7 @@ from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy
 from tflquant.passes._micro_ops import KERNELS, kind
-from tflquant.reference import float_kernels as fk
-from tflquant.reference import integer_kernels as ik
+from tflquant.reference import run_integer_op
 
 
 def _int8(t: object) -> bool:
@@ -134,7 +133,7 @@ def _reference_table(g: Operation) -> np.ndarray:
     """What tflquant's integer reference kernel (bit-exact with LiteRT's) gives for each of
     the 256 int8 inputs."""
     codes = np.arange(-128, 128, dtype=np.int8)
-    return np.asarray(ik.KERNELS[tfl.op_type(g)](g)(codes[None]))[0].astype(np.int8)
+    return run_integer_op(g, [codes])[0].astype(np.int8)
 
 
 # int8 -> int8 elementwise ops TFLM has no int8 kernel for, computed as a table lookup
@@ -190,7 +189,7 @@ def _const_difference(a: SSAValue, b: SSAValue) -> SSAValue | None:
     add = a.owner
     if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"]) or len(add.operands) != 2:
         return None
-    if str(fk.opt(add, "fused_activation_function", "NONE")) != "NONE":
+    if add.option("fused_activation_function") != "NONE":
         return None
     x0, x1 = add.operands
     k = x1 if x0 is b else x0 if x1 is b else None

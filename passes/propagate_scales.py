@@ -38,20 +38,8 @@ from xdsl.rewriter import Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
+from tflquant.passes._fake_quant import activation_params, dcast_source, input_qtype, op_bits, qcast_users
 from tflquant.passes._quant_ops import bits_of, fixed_params, has_kernel, op_info, same_inputs
-
-
-def qcast_users(v: SSAValue) -> list[quant.QuantizeCastOp]:
-    return [u.operation for u in v.uses if isinstance(u.operation, quant.QuantizeCastOp)]
-
-
-def dcast_source(v: SSAValue) -> quant.DequantizeCastOp | None:
-    return v.owner if isinstance(v.owner, quant.DequantizeCastOp) else None
-
-
-def input_qtype(v: SSAValue) -> UniformQuantizedType | None:
-    d = dcast_source(v)
-    return quant.quantized_element(d.input.type) if d is not None else None
 
 
 def retype_qcast(q: quant.QuantizeCastOp, qtype: UniformQuantizedType) -> None:
@@ -59,18 +47,6 @@ def retype_qcast(q: quant.QuantizeCastOp, qtype: UniformQuantizedType) -> None:
     assert isinstance(t, TensorType)
     if t.element_type != qtype:
         Rewriter.replace_value_with_new_type(q.result, with_element(t, qtype))
-
-
-def op_bits(o: Operation) -> int | None:
-    """Activation bits of a fake-quantized op: from its output qcasts or input dcasts."""
-    for r in o.results:
-        for q in qcast_users(r):
-            if (t := quant.quantized_element(q.result.type)) is not None:
-                return bits_of(t)
-    for v in o.operands:
-        if (t := input_qtype(v)) is not None and not t.per_axis:
-            return bits_of(t)
-    return None
 
 
 def make_fixed(bits: int, scale: float, zp: int) -> UniformQuantizedType:
@@ -150,10 +126,6 @@ def _only_sliced(o: Operation, i: int, q: quant.QuantizeCastOp) -> bool:
     return d is not None and d.result.uses.get_length() == 1 and q.result.uses.get_length() == 1
 
 
-def _activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
-    from tflquant.passes.insert_fake_quant import activation_params
-
-    return activation_params(lo, hi, bits)
 
 
 @dataclass(frozen=True)
@@ -256,7 +228,7 @@ class _Propagator:
                     continue
                 ranges = [qrange(t) for t in uniq]  # type: ignore[arg-type]
                 bits = bits_of(next(iter(uniq)))  # type: ignore[arg-type]
-                target = _activation_params(min(r[0] for r in ranges), max(r[1] for r in ranges), bits)
+                target = activation_params(min(r[0] for r in ranges), max(r[1] for r in ranges), bits)
             for q in members:
                 retype_qcast(q, target)
 

@@ -164,7 +164,7 @@ class QuantizeBias(ModulePass):
         else:
             scales = np.maximum(scales, float(np.max(need)) * (1 + 1e-6))
             new_t = UniformQuantizedType.make(wt.storage_type, float(scales[0]), 0, narrow=True)
-        from tflquant.passes.rewrite_integer import quantize_const_values
+        from tflquant.passes._fake_quant import quantize_const_values
 
         payload = quantize_const_values(real, new_t)
         assert isinstance(wc.result.type, TensorType)

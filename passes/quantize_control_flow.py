@@ -37,12 +37,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, value_name
+from tflquant.ir import dense_from_numpy, erase_if_unused, kept_float, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, is_f32
-from tflquant.passes.insert_fake_quant import ACTIVATION_TYPES, activation_params
-from tflquant.passes.keep_float import kept_float
-from tflquant.passes.propagate_scales import dcast_source
-from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
+from tflquant.passes._fake_quant import ACTIVATION_TYPES, activation_params, dcast_source, quantize_const_values
 
 
 _SUBGRAPHS = tfl.CONTROL_FLOW_SUBGRAPHS

@@ -39,12 +39,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, value_name
+from tflquant.ir import dense_from_numpy, erase_if_unused, kept_float, value_name
 from tflquant.passes._quant_ops import bits_of, float_const
-from tflquant.passes.annotate_calibration import CELL_STATS
-from tflquant.passes.keep_float import kept_float
-from tflquant.passes.propagate_scales import dcast_source, qcast_users
-from tflquant.passes.rewrite_integer import erase_if_unused, quantize_const_values
+from tflquant.passes._fake_quant import dcast_source, qcast_users, quantize_const_values
 from tflquant.quant_math import choose_weight_params, quantize_bias, storage_type
 
 GATES = ("input", "forget", "cell", "output")
@@ -123,7 +120,7 @@ class QuantizeLstm(ModulePass):
             v = o.operand(n)
             if v is None or not isinstance(v.owner, tfl.VariableOp) or len(list(v.uses)) != 1:
                 return f"its {n} is not a variable of its own"
-        if not isinstance(o.attributes.get(CELL_STATS), quant.CalibrationStatsAttr):
+        if not isinstance(o.attributes.get(tfl.CELL_STATS), quant.CalibrationStatsAttr):
             return "its cell state has no calibrated range"
         d = dcast_source(o.inputs[0])
         if d is None or not _int8(quant.quantized_element(d.input.type)):
@@ -167,7 +164,7 @@ class QuantizeLstm(ModulePass):
                 continue
             b, bt = quantize_bias(float_const(v).numpy(), in_q.scale, weight_types[f"input_to_{g}_weights"], 32)  # type: ignore[union-attr]
             replace(f"{g}_gate_bias", _const(b, bt, value_name(v)))
-        cs = o.attributes[CELL_STATS]
+        cs = o.attributes[tfl.CELL_STATS]
         assert isinstance(cs, quant.CalibrationStatsAttr)
         k = cell_scale_exponent(max(abs(cs.min), abs(cs.max)), self.cell_headroom)
         cell_q = UniformQuantizedType.make(storage_type(16), 2.0 ** (k - 15), 0)
@@ -179,7 +176,7 @@ class QuantizeLstm(ModulePass):
 
         t = o.outputs[0].type
         assert isinstance(t, TensorType)
-        attrs = {k_: a for k_, a in o.attributes.items() if k_ not in (CELL_STATS, FALLBACK)}
+        attrs = {k_: a for k_, a in o.attributes.items() if k_ not in (tfl.CELL_STATS, FALLBACK)}
         base = value_name(o.outputs[0]) or "lstm"
         gate_q = UniformQuantizedType.make(storage_type(16), GATE_SCALE, 0)
         inter = [(f"{base}/{g}_gate", gate_q) for g in GATES] + [(f"{base}/hidden", out_q)]

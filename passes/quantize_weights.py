@@ -40,8 +40,7 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.passes.keep_float import kept_float
-from tflquant.ir import dense_from_numpy, describe, value_name
+from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
 from tflquant.quant_math import choose_weight_params
 
 # op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}

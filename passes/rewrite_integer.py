@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -27,49 +27,12 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, set_io_attr, value_name
+from tflquant.ir import dense_from_numpy, describe, erase_if_unused, set_io_attr, set_name, value_name
 from tflquant.passes._quant_ops import bits_of, float_const, has_kernel, is_f32, op_info, same_inputs
-from tflquant.passes.propagate_scales import dcast_source, op_bits, qcast_users
-from tflquant.quant_math import quantize
+from tflquant.passes._fake_quant import IO_QUANT_TYPE, dcast_source, op_bits, qcast_users, quantize_const_values, storage_suffix
 
-
-# argument / result attribute: the type a model input or output read or computed in float
-# was calibrated to, for set-io-types (integer I/O around a float op)
-IO_QUANT_TYPE = "tflquant.quant_type"
 
 FILTER_OPS = ("tfl.conv_2d", "tfl.depthwise_conv_2d", "tfl.fully_connected", "tfl.transpose_conv")
-
-
-def quantize_const_values(w: np.ndarray, qtype: UniformQuantizedType) -> np.ndarray:
-    """Integer payload of a constant: symmetric narrow types round half to even in float32
-    (bit-identical to the TF converter's weights), others as LiteRT's QUANTIZE."""
-    if qtype.qmin == -qtype.qmax and not np.any(qtype.zero_point_array()):
-        s = qtype.scale_array().astype(np.float32)
-        if qtype.per_axis:
-            shape = [1] * w.ndim
-            shape[qtype.axis.data] = -1
-            s = s.reshape(shape)
-        else:
-            s = s.reshape(())
-        q = np.clip(np.rint(np.asarray(w, np.float32) / s), qtype.qmin, qtype.qmax)
-        return q.astype(qtype.numpy_dtype())
-    return quantize(w, qtype)
-
-
-def set_name(o: Operation, index: int, name: str) -> None:
-    names = [n.data for n in o.attributes["names"].data] if "names" in o.attributes else [""] * len(o.results)  # type: ignore[attr-defined]
-    names[index] = name
-    o.attributes["names"] = ArrayAttr(StringAttr(n) for n in names)
-
-
-def storage_suffix(t: UniformQuantizedType) -> str:
-    return f"{'int' if t.is_signed else 'uint'}{bits_of(t)}"
-
-
-def erase_if_unused(o: Operation | None) -> None:
-    if o is not None and o.parent is not None and all(not r.uses for r in o.results):
-        o.detach()
-        o.erase()
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import describe, io_attr, set_io_attr, value_name
+from tflquant.ir import describe, entry_functions, erase_if_unused, io_attr, set_io_attr, set_name, value_name
+from tflquant.passes._fake_quant import IO_QUANT_TYPE
 from tflquant.passes._quant_ops import bits_of, is_f32
-from tflquant.passes.freeze_batch_size import entry_functions
-from tflquant.passes.rewrite_integer import IO_QUANT_TYPE, erase_if_unused, set_name
 
 IO_TYPES = ("int8", "uint8", "int16")
 

@@ -37,7 +37,7 @@ from xdsl.ir import Operation, SSAValue
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import quantized_element
 from tflquant.errors import TflquantError
-from tflquant.ir import describe, numpy_dtype_of_element
+from tflquant.ir import describe, numpy_dtype_of_element, op_label
 from tflquant.reference import float_kernels as fk
 
 Observer = Callable[[SSAValue, np.ndarray], None]
@@ -49,11 +49,6 @@ Observer = Callable[[SSAValue, np.ndarray], None]
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
 
-def op_label(op: Operation) -> str:
-    """`tfl.conv_2d 'name'` for error messages."""
-    kind = op.op_name if isinstance(op, tfl.OpaqueOp) else op.name
-    names = tfl.tensor_names(op)
-    return f"{kind} '{names[0]}'" if names else kind
 
 
 
