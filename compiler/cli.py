@@ -44,6 +44,14 @@ def _cmd_export(a: argparse.Namespace) -> None:
     atomic_write(a.output, write_flatbuffer(module))
 
 
+def _own_process() -> None:
+    """Process-wide tuning the library leaves to whoever owns the process (the command does):
+    calibration's activation arrays served from the heap (tflquant.calibration.heap)."""
+    from tflquant.calibration.heap import keep_arrays_on_heap
+
+    keep_arrays_on_heap()
+
+
 def _cmd_quantize(a: argparse.Namespace) -> None:
     import warnings
 
@@ -51,6 +59,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
     from tflquant.pipeline import pipeline_spec
 
     allow_float = False if a.strict else (True if a.allow_float else None)
+    _own_process()
     if a.print_pipeline:
         print(
             pipeline_spec(
@@ -104,6 +113,7 @@ def _cmd_compare(a: argparse.Namespace) -> None:
 
     if a.max_samples < 1 or (a.worst is not None and a.worst < 1):
         raise TflquantError("--max-samples and --worst take a positive number")
+    _own_process()
     import warnings
 
     with warnings.catch_warnings():  # numpy's notes on the reference run (empty means, overflow) are no user's concern

@@ -463,16 +463,16 @@ def calibrate(
 ) -> CalibrationResult:
     """Observe every float tensor of the float model over the data; see the module docstring.
 
-    `threads`: BLAS threads while calibrating (see tflquant.calibration.blas); None keeps
-    numpy's default. `channel_means`: also record the per-channel mean of every input of a
+    `threads`: BLAS threads while calibrating (see tflquant.calibration.blas: a process-wide
+    setting, shared safely by concurrent calls); None keeps numpy's default. Calibration
+    changes no other process-wide state (glibc's malloc thresholds are opt-in:
+    tflquant.calibration.heap). `channel_means`: also record the per-channel mean of every input of a
     weighted layer (what `correct-bias` reads).
     """
     from tflquant.calibration.blas import blas_threads
-    from tflquant.calibration.heap import keep_arrays_on_heap
     from tflquant.reference.interpreter import Interpreter
 
     t0 = time.perf_counter()
-    keep_arrays_on_heap()
     obs = make_observer(observer) if isinstance(observer, str) else observer
     if channel_means and isinstance(obs, MinMaxObserver):
         obs.mean_names = obs.mean_names | weighted_layer_inputs(module)

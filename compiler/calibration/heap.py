@@ -11,6 +11,11 @@ mmap'd and freed memory above 64 MB at the heap top still goes back to the syste
 
 Measured on 2 cores, small_unet int8 quantize in fresh processes (median of 8): 0.313 s
 -> 0.263 s, same peak RSS (95-97 MB). Elsewhere than glibc it does nothing.
+
+The thresholds belong to the whole process, and an application that embeds tflquant would
+not expect a library to change them, so this is opt-in: the `tflquant` command calls it
+(it owns its process); `tflquant.quantize` never does. An embedder who wants the speed calls
+`tflquant.calibration.heap.keep_arrays_on_heap()` once itself.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+import threading
 
 MMAP_THRESHOLD = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # what glibc sets alongside a raised mmap threshold
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
-_done: list[bool] = []
+_done: list[bool] = []  # the outcome, once set (process-wide, like the thresholds)
+_lock = threading.Lock()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -37,11 +44,12 @@ def _libc() -> ctypes.CDLL | None:
 
 def keep_arrays_on_heap() -> bool:
     """Set glibc's mmap and trim thresholds (once per process); True when they are set."""
-    if _done:
-        return _done[0]
-    lib = _libc()
-    ok = False
-    if lib is not None and hasattr(lib, "mallopt"):
-        ok = bool(lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(lib.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    _done.append(ok)
-    return ok
+    with _lock:
+        if _done:
+            return _done[0]
+        lib = _libc()
+        ok = False
+        if lib is not None and hasattr(lib, "mallopt"):
+            ok = bool(lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(lib.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        _done.append(ok)
+        return ok
