@@ -4,6 +4,10 @@
 Passes from outside the package join the registry with `register_pass(MyPass)` or an entry
 point in the group `tflquant.passes` (`name = "pkg.module:MyPass"`); after that they work by
 name in `tflquant-opt` and in pipelines given to the API.
+
+The registry is process-wide: `register_pass` is meant for import time (a plugin module's
+top level, before quantizations run in threads); after that it is only read, and
+`get_all_passes()` returns a copy. The discovered passes are found once per process.
 """
 
 from __future__ import annotations
