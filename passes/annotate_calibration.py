@@ -52,7 +52,7 @@ from tflquant.ir import value_name
 from tflquant.passes._weighted_layers import input_source, is_weighted_layer
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
-CELL_STATS = "cell_stats"  # LSTM attribute: the calibrated range of its cell state
+CELL_STATS = tfl.CELL_STATS  # LSTM attribute: the calibrated range of its cell state
 
 
 def _is_float_tensor(v: SSAValue) -> bool:

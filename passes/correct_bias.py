@@ -43,6 +43,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, value_name
+from tflquant.passes._fake_quant import quantize_const_values
 from tflquant.passes._quant_ops import float_const, is_f32
 from tflquant.passes._weighted_layers import fake_quant_source, input_moments, tap_shares
 from tflquant.quant_math import dequantize
@@ -109,8 +110,6 @@ def correct_layer(o: tfl.TflOp) -> bool:
     moments = input_moments(o)
     if moments is None:
         return False
-    from tflquant.passes.rewrite_integer import quantize_const_values
-
     w = c.numpy().astype(np.float32)
     wq = dequantize(quantize_const_values(w, qt), qt)
     shift = weight_error_shift(kind, w, wq, moments.mean_array(), tap_shares(o, w))
