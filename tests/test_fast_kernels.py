@@ -99,3 +99,38 @@ def test_pointwise_conv_large_products(hw: int, stride: int, padding: str) -> No
     ref = _conv_ref(x, w, b, stride, 1, padding)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("order", ["x_sig", "sig_x"])
+def test_swish_logistic_hands_its_product_to_the_mul(order: str) -> None:
+    """LOGISTIC then MUL(x, sigmoid(x)) (swish as the TF converter writes it): the MUL takes
+    the product the LOGISTIC computed chunk by chunk; every value equals the plain formulas,
+    and a MUL of the sigmoid by something else (squeeze-excite) is computed as usual."""
+    from models import GraphBuilder
+
+    from tflquant.ir import value_name
+    from tflquant.reference.interpreter import Interpreter
+
+    shape = (1, 24, 24, 40)
+    g = GraphBuilder("main", {"x": (shape, F32), "z": (shape, F32)})
+    x, z = g.args["x"], g.args["z"]
+    s = g.op("LOGISTIC", [x], shape, name="sig")
+    m = g.op("MUL", [x, s] if order == "x_sig" else [s, x], shape, name="swish", fused_activation_function="NONE")
+    e = g.op("MUL", [m, s], shape, name="excite", fused_activation_function="NONE")
+    s2 = g.op("LOGISTIC", [z], shape, name="sig2")
+    o = g.op("MUL", [s2, e], shape, name="other", fused_activation_function="NONE")
+    module = g.module([o])
+    rng = np.random.default_rng(4)
+    xs = (rng.standard_normal((5, *shape)) * 6).astype(F32)
+    zs = (rng.standard_normal((5, *shape)) * 6).astype(F32)
+    seen: dict[str, np.ndarray] = {}
+    (out,) = Interpreter(module).run([xs, zs], observer=lambda v, a: seen.__setitem__(value_name(v), np.array(a)))
+    sig, sig2 = _sigmoid_plain(xs), _sigmoid_plain(zs)
+    np.testing.assert_array_equal(seen["sig"], sig)
+    np.testing.assert_array_equal(seen["swish"], xs * sig)
+    np.testing.assert_array_equal(seen["excite"], xs * sig * sig)
+    np.testing.assert_array_equal(out, sig2 * (xs * sig * sig))
+    # the MUL run alone (no LOGISTIC before it in this thread) computes the product itself
+    mul = next(op for op in module.walk() if op.name == "tfl.mul")
+    y = sig[:2].copy()
+    np.testing.assert_array_equal(fk.KERNELS["MUL"](mul)(xs[:2], y), xs[:2] * y)

@@ -34,6 +34,7 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation
 
+from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, quantized_element
 from tflquant.errors import TflquantError
 
@@ -42,52 +43,13 @@ Factory = Callable[[Operation], Kernel]
 
 F32 = np.float32
 
-# builtin -> operand names that are parameters (no sample axis; must not depend on the sample)
+# builtin -> operand names that are parameters (no sample axis; must not depend on the sample):
+# what each op declares (tfl.KernelParams), plus the unmodelled builtins' (below).
 PARAMS: dict[str, frozenset[str]] = {
-    k: frozenset(v)
-    for k, v in {
-        "CONV_2D": ("filter", "bias"),
-        "DEPTHWISE_CONV_2D": ("filter", "bias"),
-        "TRANSPOSE_CONV": ("output_shape", "filter", "bias"),
-        "MEAN": ("axis",),
-        "SUM": ("axis",),
-        "REDUCE_MAX": ("axis",),
-        "REDUCE_MIN": ("axis",),
-        "REDUCE_PROD": ("axis",),
-        "RESHAPE": ("shape",),
-        "EXPAND_DIMS": ("axis",),
-        "TRANSPOSE": ("perm",),
-        "SPLIT": ("axis",),
-        "SPLIT_V": ("size_splits", "axis"),
-        "SLICE": ("begin", "size"),
-        "STRIDED_SLICE": ("begin", "end", "strides"),
-        "PAD": ("paddings",),
-        "PADV2": ("paddings",),
-        "MIRROR_PAD": ("paddings",),
-        "RESIZE_BILINEAR": ("size",),
-        "RESIZE_NEAREST_NEIGHBOR": ("size",),
-        "BATCH_TO_SPACE_ND": ("block_shape", "crops"),
-        "SPACE_TO_BATCH_ND": ("block_shape", "paddings"),
-        "FILL": ("dims",),
-        "BROADCAST_TO": ("shape",),
-        "TILE": ("multiples",),
-        "ARG_MAX": ("dim",),
-        "ARG_MIN": ("dim",),
-        "CUMSUM": ("axis",),
-        "REVERSE_V2": ("axis",),
-        "TOPK_V2": ("k",),
-        "ONE_HOT": ("depth",),
-        "UNIDIRECTIONAL_SEQUENCE_LSTM": (
-            "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
-            "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
-            "recurrent_to_output_weights", "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
-            "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
-            "projection_weights", "projection_bias",
-            "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
-            "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
-        ),
-    }.items()
-}  # fmt: skip
+    b: frozenset(p.names)
+    for b, cls in tfl.BUILTIN_CLASSES.items()
+    if (p := cls.get_trait(tfl.KernelParams)) is not None and p.names
+}
 
 # Input names of the unmodelled builtins (tfl.opaque) that have a kernel and parameters.
 OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
@@ -96,17 +58,19 @@ OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
     "REDUCE_ALL": ("input", "axis"),
 }
 
-# Ops whose result has no sample axis even when the input has one.
-UNBATCHED_RESULTS = frozenset({"SHAPE"})
+# Ops whose result has no sample axis even when the input has one (tfl.UnbatchedResult).
+UNBATCHED_RESULTS = frozenset(b for b, cls in tfl.BUILTIN_CLASSES.items() if cls.has_trait(tfl.UnbatchedResult))
 
 # Ops whose kernel also reports values of tensors it updates internally, for calibration:
 # builtin -> operand names. The kernel takes a keyword `side` (a list, or None when nobody
 # observes) and appends one array per name, with the sample axis first.
-SIDE_VALUES: dict[str, tuple[str, ...]] = {"UNIDIRECTIONAL_SEQUENCE_LSTM": ("cell_state",)}
+SIDE_VALUES: dict[str, tuple[str, ...]] = {
+    b: s.side_values for b, cls in tfl.BUILTIN_CLASSES.items() if (s := cls.get_trait(tfl.Stateful)) is not None and s.side_values
+}
 # Ops that update variable tensors (their state) as they run. Their kernel takes a keyword
 # `carry` (a list the interpreter keeps between runs, or None): with it, samples run in order
 # and each starts from the state the previous one left, as successive LiteRT invokes do.
-STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})
+STATEFUL = frozenset(b for b, cls in tfl.BUILTIN_CLASSES.items() if cls.has_trait(tfl.Stateful))  # tfl.Stateful
 
 # Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
 # CAST copies raw values, quantized storage included, as LiteRT's CAST does (the GELU
@@ -336,8 +300,13 @@ def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], fused: bool = Fa
         act = with_act(op) if fused else (lambda x: x)
         clamp = fused_act(op) if fused else None
         is_div = op.name == "tfl.div"
+        swish = op.name == "tfl.mul" and any(
+            isinstance(v.owner, Operation) and v.owner.name == "tfl.logistic" and _is_swish_mul(op, v.owner) for v in op.operands
+        )
 
         def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            if swish and (p := _swish_product(a, b)) is not None:
+                return p
             a, b = align(a, b)
             if is_div and a.dtype.kind in "iu":
                 return _int_div(a, b)
@@ -424,7 +393,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     if x.dtype.kind != "f":
         x = x.astype(F32)
     y = np.empty(x.shape, x.dtype)
+    _sigmoid_into(x, y)
+    return y
+
+
+def _sigmoid_into(x: np.ndarray, y: np.ndarray, prod: np.ndarray | None = None) -> None:
+    """y = sigmoid(x) (see _sigmoid), and prod = x * y when given, chunk by chunk; y and prod
+    contiguous, of x's shape and dtype."""
     xf, yf = x.reshape(-1), y.reshape(-1)
+    pf = None if prod is None else prod.reshape(-1)
     n = max(1, min(_ELEMWISE_CHUNK, xf.size))
     den = np.empty(n, x.dtype)
     for i in range(0, xf.size, n):
@@ -437,12 +414,62 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         np.maximum(ys, d, out=ys)  # 1 where x >= 0, else e
         d += 1
         np.divide(ys, d, out=ys)
-    return y
+        if pf is not None:
+            np.multiply(xs, ys, out=pf[i : i + n])
+
+
+# Swish (x * sigmoid(x), written by the TF converter as LOGISTIC then MUL): the LOGISTIC
+# kernel also computes the product while each chunk is in cache and leaves it here, per
+# thread, for its MUL, which takes it when its operands are the very arrays it was made of
+# (anything else, e.g. an op run alone: the MUL computes as usual). Same numbers either way.
+_SWISH = threading.local()
+
+
+def _is_swish_mul(mul: Operation, logistic: Operation) -> bool:
+    """`mul` multiplies `logistic`'s input by `logistic`'s result, with no fused activation."""
+    if mul.name != "tfl.mul" or len(mul.operands) != 2 or opt(mul, "fused_activation_function", "NONE") not in ("NONE", None):
+        return False
+    x, s = logistic.operands[0], logistic.results[0]
+    return {id(v) for v in mul.operands} == {id(x), id(s)} and x is not s
+
+
+def _swish_logistic(op: Operation) -> Callable[[np.ndarray], np.ndarray]:
+    plain = per_sample_parts(_sigmoid)
+    if not any(_is_swish_mul(u.operation, op) for u in op.results[0].uses):
+        return plain
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if x.dtype != F32 or x.ndim == 0 or x.size < _ELEMWISE_CHUNK:
+            return plain(x)
+        y, prod = np.empty(x.shape, F32), np.empty(x.shape, F32)
+
+        def part(s0: int, s1: int) -> None:
+            _sigmoid_into(x[s0:s1], y[s0:s1], prod[s0:s1])
+
+        if _THREADS == 1 or x.shape[0] < 2 or x.size < (1 << 20):
+            part(0, x.shape[0])
+        else:
+            split_samples(x.shape[0], x.size * 4, part)
+        _SWISH.last = (x, y, prod)
+        return y
+
+    return run
+
+
+def _swish_product(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The product the swish LOGISTIC left for exactly these operands (taken once), or None."""
+    last = getattr(_SWISH, "last", None)
+    if last is None:
+        return None
+    x, y, prod = last
+    if (a is x and b is y) or (a is y and b is x):
+        _SWISH.last = None
+        return prod
+    return None
 
 
 KERNELS.update(
     {
-        "LOGISTIC": _unary(_sigmoid),
         "TANH": _unary(np.tanh),
         "RELU": _unary(lambda x: np.maximum(x, 0)),
         "RELU6": _unary(lambda x: np.clip(x, 0, 6)),
@@ -468,6 +495,9 @@ KERNELS.update(
         "ELU": _unary(lambda x: np.where(x < 0, np.expm1(np.minimum(x, 0)), x).astype(x.dtype)),
     }
 )
+
+
+KERNELS["LOGISTIC"] = _swish_logistic
 
 
 @kernel("DENSIFY")
