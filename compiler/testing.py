@@ -83,8 +83,20 @@ EXTRA_OPS: tuple[str, ...] = (
     "ELU",
     "RELU_0_TO_1",
 )
-# Ops without an int16 kernel in LiteRT (OPPROP quantizable_int16 = false).
-NOT_INT16 = frozenset({"HARD_SWISH", "PRELU", "L2_NORMALIZATION", "ELU", "RELU_0_TO_1"})
+# Ops without an int16 kernel in LiteRT (their declaration: tfl.Quantizable int16=False).
+NOT_INT16 = frozenset(
+    b for b, cls in tfl.BUILTIN_CLASSES.items() if (q := cls.get_trait(tfl.Quantizable)) is not None and not q.int16
+)
+# More ops the graphs can draw, outside the mixes the quantization property tests use.
+MORE_OPS: tuple[str, ...] = (
+    "DIV", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "LOG_SOFTMAX", "RELU_N1_TO_1", "GELU", "LOG", "SQRT",
+    "RSQRT", "SQUARE", "NEG", "SQUARED_DIFFERENCE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE", "SLICE", "STRIDED_SLICE",
+    "PADV2", "MIRROR_PAD", "GATHER", "RESIZE_NEAREST_NEIGHBOR", "TILE", "BROADCAST_TO", "CUMSUM", "REVERSE_V2",
+    "BATCH_MATMUL", "SELECT", "SELECT_V2", "PACK", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "DYNAMIC_UPDATE_SLICE",
+)  # fmt: skip
+# Every op the graphs can draw; tests/test_op_declarations.py: every declared op is here or
+# says why not (tfl.NotInRandomGraphs).
+DRAWABLE_OPS: frozenset[str] = frozenset((*SAFE_OPS, *EXTRA_OPS, *MORE_OPS))
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,12 +208,25 @@ def _out_size(size: int, k: int, stride: int, padding: str) -> int:
     return (size - k + stride) // stride
 
 
+_REDUCERS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD")
+
+
 def _applicable(builtin: str, shape: tuple[int, ...]) -> bool:
     r = len(shape)
-    if builtin in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "MEAN", "RESIZE_BILINEAR"):
-        return r == 4 and (builtin != "RESIZE_BILINEAR" or shape[1] * shape[2] <= 64)
-    if builtin in ("FULLY_CONNECTED", "SOFTMAX"):
+    if builtin in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "PADV2", "MIRROR_PAD", *_REDUCERS):
+        return r == 4
+    if builtin in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+        return r == 4 and shape[1] * shape[2] <= 64
+    if builtin in ("FULLY_CONNECTED", "SOFTMAX", "BATCH_MATMUL"):
         return r == 2
+    if builtin == "SPACE_TO_DEPTH":
+        return r == 4 and shape[1] % 2 == 0 and shape[2] % 2 == 0
+    if builtin == "DEPTH_TO_SPACE":
+        return r == 4 and shape[3] % 4 == 0
+    if builtin == "SQUEEZE":
+        return 1 in shape[1:]
+    if builtin in ("EXPAND_DIMS", "BROADCAST_TO", "PACK"):
+        return r <= 4
     return True
 
 
@@ -289,13 +314,15 @@ def _step(draw: st.DrawFn, b: GraphBuilder, live: list[SSAValue], ops: Sequence[
             [1, oh, ow, c],
             {"padding": pad, "stride_w": s, "stride_h": s, "filter_width": k, "filter_height": k, "fused_activation_function": act},
         )
-    if builtin == "MEAN":
+    if builtin in _REDUCERS:
         keep = draw(st.booleans())
         out = [1, 1, 1, shape[3]] if keep else [1, shape[3]]
+        if builtin == "REDUCE_PROD":  # a product of many values under- or overflows: multiply values near 1
+            x = b.add("ADD", [b.add("TANH", [x], shape), b.const(np.full([shape[3]], 1.5, np.float32))], shape)
         return b.add(builtin, [x, b.const(np.array([1, 2], np.int32))], out, {"keep_dims": keep})
     if builtin == "SOFTMAX":
         return b.add(builtin, [x], shape, {"beta": 1.0})
-    if builtin == "RESIZE_BILINEAR":
+    if builtin in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
         _, h, w, c = shape
         oh, ow = draw(st.sampled_from([(2 * h, 2 * w), (h + 1, w + 1), (max(h // 2, 1), max(w // 2, 1))]))
         hp = draw(st.booleans())
@@ -317,7 +344,61 @@ def _step(draw: st.DrawFn, b: GraphBuilder, live: list[SSAValue], ops: Sequence[
     if builtin == "EXP":
         # keep exp's input bounded (chains of EXP would overflow): exp(tanh(x))
         return b.add(builtin, [b.add("TANH", [x], shape)], shape)
-    # elementwise unary: LOGISTIC, TANH, RELU, RELU6, HARD_SWISH, ABS, L2_NORMALIZATION
+    if builtin in ("LOG", "SQRT", "RSQRT"):  # positive inputs: f(logistic(x))
+        return b.add(builtin, [b.add("LOGISTIC", [x], shape)], shape)
+    if builtin in ("DIV", "SQUARED_DIFFERENCE"):
+        sign = b.rng.choice([-1.0, 1.0], [shape[-1]]) if builtin == "DIV" else 1.0
+        y = b.const((b.rng.uniform(0.5, 2.0, [shape[-1]]) * sign).astype(np.float32))  # divisors away from 0
+        return b.add(builtin, [x, y], shape, {"fused_activation_function": act} if builtin == "DIV" else None)
+    if builtin == "BATCH_MATMUL":
+        n = draw(st.integers(1, 12))
+        return b.add(builtin, [x, b.weights([shape[1], n])], [1, n])
+    if builtin == "EXPAND_DIMS":
+        return b.add(builtin, [x, b.const(np.array([len(shape)], np.int32))], [*shape, 1])
+    if builtin == "SQUEEZE":
+        dim = next(i for i in range(1, len(shape)) if shape[i] == 1)
+        return b.add(builtin, [x], [d for i, d in enumerate(shape) if i != dim], {"squeeze_dims": [dim]})
+    if builtin == "TRANSPOSE":
+        perm = [0, *range(len(shape) - 1, 0, -1)]
+        return b.add(builtin, [x, b.const(np.array(perm, np.int32))], [shape[p] for p in perm])
+    if builtin in ("SLICE", "STRIDED_SLICE"):
+        out = [*shape[:-1], (shape[-1] + 1) // 2]
+        begin = b.const(np.zeros(len(shape), np.int32))
+        if builtin == "SLICE":
+            return b.add(builtin, [x, begin, b.const(np.array(out, np.int32))], out)
+        strides = b.const(np.array([1] * (len(shape) - 1) + [2], np.int32))
+        return b.add(builtin, [x, begin, b.const(np.array(shape, np.int32)), strides], out)
+    if builtin in ("PADV2", "MIRROR_PAD"):
+        pads = np.array([[0, 0], *[[1, 1] if d > 1 else [0, 0] for d in shape[1:]]], np.int32)
+        out = [d + int(p.sum()) for d, p in zip(shape, pads)]
+        if builtin == "MIRROR_PAD":
+            return b.add(builtin, [x, b.const(pads)], out, {"mode": "REFLECT"})
+        return b.add(builtin, [x, b.const(pads), b.const(np.array(0.25, np.float32))], out)
+    if builtin == "GATHER":
+        idx = b.rng.integers(0, shape[-1], [draw(st.integers(1, 4))]).astype(np.int32)
+        return b.add(builtin, [x, b.const(idx)], [*shape[:-1], len(idx)], {"axis": len(shape) - 1})
+    if builtin == "TILE":
+        mult = np.array([1] * (len(shape) - 1) + [2], np.int32)
+        return b.add(builtin, [x, b.const(mult)], [*shape[:-1], 2 * shape[-1]])
+    if builtin == "BROADCAST_TO":
+        out = [1, 2, *shape[1:]]
+        return b.add(builtin, [x, b.const(np.array(out, np.int32))], out)
+    if builtin in ("CUMSUM", "REVERSE_V2"):
+        axis = np.array(len(shape) - 1 if builtin == "CUMSUM" else [len(shape) - 1], np.int32)
+        return b.add(builtin, [x, b.const(axis)], shape)
+    if builtin in ("SELECT", "SELECT_V2"):
+        cond = b.const(b.rng.random(shape) < 0.5)
+        return b.add(builtin, [cond, x, b.const((b.rng.standard_normal(shape) * 0.5).astype(np.float32))], shape)
+    if builtin == "PACK":
+        return b.add(builtin, [x, x], [*shape, 2], {"axis": len(shape), "values_count": 2})
+    if builtin == "SPACE_TO_DEPTH":
+        return b.add(builtin, [x], [1, shape[1] // 2, shape[2] // 2, shape[3] * 4], {"block_size": 2})
+    if builtin == "DEPTH_TO_SPACE":
+        return b.add(builtin, [x], [1, shape[1] * 2, shape[2] * 2, shape[3] // 4], {"block_size": 2})
+    if builtin == "DYNAMIC_UPDATE_SLICE":
+        upd = b.const((b.rng.standard_normal([*shape[:-1], 1])).astype(np.float32))
+        return b.add(builtin, [x, upd, b.const(np.zeros(len(shape), np.int32))], shape)
+    # elementwise unary: LOGISTIC, TANH, RELU, RELU6, HARD_SWISH, ABS, L2_NORMALIZATION, GELU, ...
     return b.add(builtin, [x], shape)
 
 
@@ -406,9 +487,6 @@ def graphs_with_data(draw: st.DrawFn, ops: Sequence[str] = SAFE_OPS, max_ops: in
 # A stand-alone test quantizer
 # ---------------------------------------------------------------------------------------
 
-_SAME_SCALE = {"RESHAPE", "PAD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESIZE_BILINEAR", "CONCATENATION"}
-
-
 def calibrate(module: ModuleOp, inputs: Sequence[np.ndarray]) -> dict[SSAValue, tuple[float, float]]:
     """min/max of every argument and op result over `inputs` (float reference interpreter)."""
     from tflquant.reference import Interpreter
@@ -454,12 +532,6 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
             lo, hi = ranges_.get(v.owner.operands[0], (lo, hi))
         return qm.choose_activation_params(lo, hi, bits=act_bits, symmetric=i16)
 
-    fixed = {
-        "L2_NORMALIZATION": (1 / 128, 0),
-        "LOGISTIC": (1 / 32768, 0) if i16 else (1 / 256, -128),
-        "SOFTMAX": (1 / 32768, 0) if i16 else (1 / 256, -128),
-        "TANH": (1 / 32768, 0) if i16 else (1 / 128, 0),
-    }
     st_act = qm.storage_type(act_bits)
     new_types: dict[SSAValue, UniformQuantizedType] = {}
     mapping: dict[SSAValue, SSAValue] = {}
@@ -492,10 +564,14 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
         xt = new_types[x]
         out = op.outputs[0]
         options = {k: op.option(k) for k in op.properties}
-        if kind in fixed:
-            s, z = fixed[kind]
+        fixed = type(op).get_trait(tfl.FixedResultScale)
+        fixed_params = (fixed.int16 if i16 else fixed.int8) if fixed is not None else None
+        same = type(op).get_trait(tfl.SameScale)
+        affine = type(op).get_trait(tfl.AffineOp)
+        if fixed_params is not None:
+            s, z = fixed_params
             ot = UniformQuantizedType.make(st_act, s, z)
-        elif kind in _SAME_SCALE and kind != "CONCATENATION":
+        elif same is not None and same.operands == (0,):
             ot = xt
         else:
             ot = act_type(out)
@@ -505,11 +581,10 @@ def quantize_graph(module: ModuleOp, inputs: Sequence[np.ndarray], mode: str = "
             k = xt.scale / 128 / ot.scale * 1.02
             ot = qm.choose_activation_params(lo * k, hi * k, bits=act_bits, symmetric=i16)
         operands: list[SSAValue] = []
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            w = consts[op.inputs[1]]
-            bias = consts[op.inputs[2]]
-            axis = 3 if kind == "DEPTHWISE_CONV_2D" else 0
-            wt = qm.choose_weight_params(w, axis=axis)
+        if affine is not None and affine.calibrated_bias and affine.bias is not None:
+            w = consts[op.inputs[affine.weight]]
+            bias = consts[op.inputs[affine.bias]]
+            wt = qm.choose_weight_params(w, axis=affine.channel_axis)
             wq = qm.quantize(w, wt)
             bq, bt = qm.quantize_bias(bias, xt.scale, wt, bits=64 if i16 else 32)
             wc = emit(tfl.ConstOp(dense_from_numpy(wq), _tensor(w.shape, wt)))

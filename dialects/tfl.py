@@ -11,6 +11,11 @@ schema's default. Enums (padding, fused activation, tensor types, ...) are strin
 Tensor names travel on the defining op as the discardable attribute `names` (one per
 result) and on function arguments as the argument attribute `tfl.name`.
 
+Each builtin has one declaration in `BUILTIN_OPS`: its inputs, option table and xDSL
+traits (quantization constraint, int8/int16 support, kernel parameters, shape rule,
+version rule; see "Adding an op" in README.md). Passes, calibration, the interpreters,
+the writer and `tflquant.testing` read those traits and keep no tables of their own.
+
 `tfl.const` holds constant payloads as raw little-endian bytes; a quantized constant keeps
 integer bytes with the quantized type on its result. A builtin or custom op this dialect
 does not model is a `tfl.opaque` that carries its code, version and options untouched.
@@ -19,7 +24,8 @@ does not model is a `tfl.opaque` that carries its code, version and options unto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -55,7 +61,7 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
-from xdsl.traits import ConstantLike, Pure
+from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from tflquant.dialects.quant import UniformQuantizedType, quantized_element
@@ -152,9 +158,11 @@ def _enum_check(table: str, field: str, attr: Attribute) -> None:
 class TflOp(IRDLOperation):
     """Base of every builtin op: variadic inputs and outputs, options as properties.
 
-    Class facts (set by `_builtin`): BUILTIN (schema name), CODE, OPTIONS (option table or
-    None), OPERANDS (input names in TFLite order; a name starting with '*' is variadic),
-    FIELDS (option fields: name -> (type, default)).
+    Class facts (set by `_builtin` from the op's declaration in BUILTIN_OPS): BUILTIN
+    (schema name), CODE, OPTIONS (option table or None), OPERANDS (input names in TFLite
+    order; a name starting with '*' is variadic), FIELDS (option fields: name -> (type,
+    default)), and `traits`: what the declaration states about quantization, kernels,
+    shapes and versions (`cls.get_trait(tfl.AffineOp)`, `op.has_trait(tfl.Quantizable)`).
     """
 
     BUILTIN: ClassVar[str]
@@ -241,108 +249,593 @@ def tensor_names(op: Operation) -> list[str] | None:
     return None
 
 
-# (BUILTIN, option table or None, input names). Variadic inputs start with '*'.
-BUILTIN_OPS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
-    ("ADD", "AddOptions", ("lhs", "rhs")),
-    ("SUB", "SubOptions", ("lhs", "rhs")),
-    ("MUL", "MulOptions", ("lhs", "rhs")),
-    ("DIV", "DivOptions", ("lhs", "rhs")),
-    ("CONV_2D", "Conv2DOptions", ("input", "filter", "bias")),
-    ("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias")),
-    ("TRANSPOSE_CONV", "TransposeConvOptions", ("output_shape", "filter", "input", "bias")),
-    ("FULLY_CONNECTED", "FullyConnectedOptions", ("input", "filter", "bias")),
-    ("BATCH_MATMUL", "BatchMatMulOptions", ("x", "y")),
-    ("AVERAGE_POOL_2D", "Pool2DOptions", ("input",)),
-    ("MAX_POOL_2D", "Pool2DOptions", ("input",)),
-    ("MEAN", "ReducerOptions", ("input", "axis")),
-    ("SUM", "ReducerOptions", ("input", "axis")),
-    ("REDUCE_MAX", "ReducerOptions", ("input", "axis")),
-    ("REDUCE_MIN", "ReducerOptions", ("input", "axis")),
-    ("REDUCE_PROD", "ReducerOptions", ("input", "axis")),
-    ("SOFTMAX", "SoftmaxOptions", ("input",)),
-    ("LOG_SOFTMAX", "LogSoftmaxOptions", ("input",)),
-    ("LOGISTIC", None, ("input",)),
-    ("TANH", None, ("input",)),
-    ("RELU", None, ("input",)),
-    ("RELU6", None, ("input",)),
-    ("RELU_N1_TO_1", None, ("input",)),
-    ("RELU_0_TO_1", None, ("input",)),
-    ("LEAKY_RELU", "LeakyReluOptions", ("input",)),
-    ("PRELU", None, ("input", "alpha")),
-    ("HARD_SWISH", "HardSwishOptions", ("input",)),
-    ("GELU", "GeluOptions", ("input",)),
-    ("EXP", "ExpOptions", ("input",)),
-    ("LOG", None, ("input",)),
-    ("SQRT", None, ("input",)),
-    ("RSQRT", None, ("input",)),
-    ("SQUARE", "SquareOptions", ("input",)),
-    ("SQUARED_DIFFERENCE", "SquaredDifferenceOptions", ("lhs", "rhs")),
-    ("ABS", "AbsOptions", ("input",)),
-    ("NEG", "NegOptions", ("input",)),
-    ("MAXIMUM", "MaximumMinimumOptions", ("lhs", "rhs")),
-    ("MINIMUM", "MaximumMinimumOptions", ("lhs", "rhs")),
-    ("RESHAPE", "ReshapeOptions", ("input", "shape")),
-    ("SQUEEZE", "SqueezeOptions", ("input",)),
-    ("EXPAND_DIMS", "ExpandDimsOptions", ("input", "axis")),
-    ("TRANSPOSE", "TransposeOptions", ("input", "perm")),
-    ("CONCATENATION", "ConcatenationOptions", ("*values",)),
-    ("SPLIT", "SplitOptions", ("axis", "input")),
-    ("SPLIT_V", "SplitVOptions", ("input", "size_splits", "axis")),
-    ("SLICE", "SliceOptions", ("input", "begin", "size")),
-    ("STRIDED_SLICE", "StridedSliceOptions", ("input", "begin", "end", "strides")),
-    ("PACK", "PackOptions", ("*values",)),
-    ("UNPACK", "UnpackOptions", ("input",)),
-    ("PAD", "PadOptions", ("input", "paddings")),
-    ("PADV2", "PadV2Options", ("input", "paddings", "constant_values")),
-    ("MIRROR_PAD", "MirrorPadOptions", ("input", "paddings")),
-    ("GATHER", "GatherOptions", ("params", "indices")),
-    ("GATHER_ND", "GatherNdOptions", ("params", "indices")),
-    ("EMBEDDING_LOOKUP", None, ("ids", "value")),
-    ("RESIZE_BILINEAR", "ResizeBilinearOptions", ("input", "size")),
-    ("RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptions", ("input", "size")),
-    ("SPACE_TO_DEPTH", "SpaceToDepthOptions", ("input",)),
-    ("DEPTH_TO_SPACE", "DepthToSpaceOptions", ("input",)),
-    ("BATCH_TO_SPACE_ND", "BatchToSpaceNDOptions", ("input", "block_shape", "crops")),
-    ("SPACE_TO_BATCH_ND", "SpaceToBatchNDOptions", ("input", "block_shape", "paddings")),
-    ("QUANTIZE", "QuantizeOptions", ("input",)),
-    ("DEQUANTIZE", "DequantizeOptions", ("input",)),
-    ("CAST", "CastOptions", ("input",)),
-    ("SHAPE", "ShapeOptions", ("input",)),
-    ("FILL", "FillOptions", ("dims", "value")),
-    ("BROADCAST_TO", "BroadcastToOptions", ("input", "shape")),
-    ("TILE", "TileOptions", ("input", "multiples")),
-    ("SELECT", "SelectOptions", ("condition", "x", "y")),
-    ("SELECT_V2", "SelectV2Options", ("condition", "x", "y")),
-    ("EQUAL", "EqualOptions", ("lhs", "rhs")),
-    ("NOT_EQUAL", "NotEqualOptions", ("lhs", "rhs")),
-    ("LESS", "LessOptions", ("lhs", "rhs")),
-    ("LESS_EQUAL", "LessEqualOptions", ("lhs", "rhs")),
-    ("GREATER", "GreaterOptions", ("lhs", "rhs")),
-    ("GREATER_EQUAL", "GreaterEqualOptions", ("lhs", "rhs")),
-    ("ARG_MAX", "ArgMaxOptions", ("input", "dim")),
-    ("ARG_MIN", "ArgMinOptions", ("input", "dim")),
-    ("L2_NORMALIZATION", "L2NormOptions", ("input",)),
-    ("DENSIFY", "DensifyOptions", ("input",)),
-    ("CUMSUM", "CumsumOptions", ("input", "axis")),
-    ("ELU", None, ("input",)),
-    ("REVERSE_V2", "ReverseV2Options", ("input", "axis")),
-    ("TOPK_V2", "TopKV2Options", ("input", "k")),
-    ("DYNAMIC_UPDATE_SLICE", "DynamicUpdateSliceOptions", ("operand", "update", "start_indices")),
-    ("ONE_HOT", "OneHotOptions", ("indices", "depth", "on_value", "off_value")),
-    (
-        "UNIDIRECTIONAL_SEQUENCE_LSTM",
-        "UnidirectionalSequenceLSTMOptions",
-        (
-            "input",
-            "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
-            "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights", "recurrent_to_output_weights",
-            "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
-            "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
-            "projection_weights", "projection_bias",
-            "output_state", "cell_state",
-            "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
-            "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
-        ),
+# ----------------------------------------------------------------------------------------
+# What an op declares: xDSL traits on its class (MLIR's op traits: FixedResultScale,
+# SameOperandsAndResultsScale, AffineOpCoefficient). Query them with
+# `type(op).get_trait(tfl.AffineOp)` / `op.has_trait(...)`; every table that used to restate
+# a fact about one op (quantization, kernel parameters, shape rules, versions, random graphs)
+# reads these instead. An op without a trait has its default: no Quantizable -> stays float;
+# no SameScale / FixedResultScale -> free output scale; no ShapeRule -> shapes by running the
+# float kernel on zeros; no VersionByType -> a rule in tflite/versions.py (checked by
+# tests/test_op_declarations.py).
+# ----------------------------------------------------------------------------------------
+
+ALL = -1  # SameScale marker: every input
+
+
+@dataclass(frozen=True)
+class Quantizable(OpTrait):
+    """LiteRT has an integer kernel for the op with int8 (resp. int16, 16x8) activations.
+
+    `no_integer_kernel`: why tflquant's IntegerInterpreter simulates it in float instead of
+    having a bit-exact kernel in reference/integer_kernels.py (empty: it has one)."""
+
+    int8: bool = True
+    int16: bool = True
+    no_integer_kernel: str = ""
+
+
+@dataclass(frozen=True)
+class SameScale(OpTrait):
+    """These inputs (ALL: every input) have the results' (scale, zero point). With one
+    index the results copy that input's parameters; with several (concatenation, maximum,
+    ...) the inputs are requantized to the results'."""
+
+    operands: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FixedResultScale(OpTrait):
+    """The kernel's fixed (scale, zero point) of the result, per activation bit width
+    (None: that width has no fixed range)."""
+
+    int8: tuple[float, int] | None = None
+    int16: tuple[float, int] | None = None
+
+
+@dataclass(frozen=True)
+class AffineOp(OpTrait):
+    """A layer computing input x weight (+ bias): the weight operand is quantized int8
+    symmetric [-127, 127] per slice along `channel_axis` (None: per tensor), the bias
+    (int32, int64 for 16x8) with scale input_scale x weight_scale[c]. `calibrated_bias`:
+    the bias is a per-output-channel add after the product on input 0, which passes may
+    rewrite from calibration (fold-bias-add, correct-bias, clip-weights; the calibration
+    records the input's per-channel moments)."""
+
+    input: int
+    weight: int
+    channel_axis: int | None
+    bias: int | None = None
+    calibrated_bias: bool = False
+
+
+@dataclass(frozen=True)
+class DynamicRangeWeights(OpTrait):
+    """Dynamic-range quantization (quantize-weights) stores these constant inputs as int8:
+    `weights` = ((input index, per-channel axis or None), ...); empty means the AffineOp
+    weight. `hybrid`: LiteRT's kernel reads the int8 weight directly (else it is
+    dequantized); `per_channel_only`: the hybrid kernel needs per-channel weights;
+    `asymmetric_inputs`: the op has the `asymmetric_quantize_inputs` option."""
+
+    weights: tuple[tuple[int, int | None], ...] = ()
+    hybrid: bool = True
+    per_channel_only: bool = False
+    asymmetric_inputs: bool = False
+
+    def slots(self, op_cls: type) -> tuple[tuple[int, int | None], ...]:
+        if self.weights:
+            return self.weights
+        a = op_cls.get_trait(AffineOp)  # type: ignore[attr-defined]
+        return ((a.weight, a.channel_axis),) if a is not None else ()
+
+
+@dataclass(frozen=True)
+class KernelParams(OpTrait):
+    """Inputs the reference kernels take as parameters, without a sample axis (weights,
+    axes, shapes, paddings: values that must not depend on the sample). `integer`: more
+    inputs the integer kernel takes that way."""
+
+    names: tuple[str, ...]
+    integer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnbatchedResult(OpTrait):
+    """The result does not depend on the sample (SHAPE): no sample axis."""
+
+
+@dataclass(frozen=True)
+class Stateful(OpTrait):
+    """The op updates variable tensors as it runs; its float kernel takes `carry` (state kept
+    between runs) and reports the values of `side_values` (operand names) for calibration."""
+
+    side_values: tuple[str, ...] = ()
+
+
+ELEMENTWISE = "elementwise"  # result shape = the shape of input `operand`
+BROADCAST = "broadcast"  # result shape = broadcast of every tensor input's shape
+VALUE_DEPENDENT = "value-dependent"  # result shape depends on input values: never inferred by running it
+
+
+@dataclass(frozen=True)
+class ShapeRule(OpTrait):
+    """How static shape inference gets the result shape (without this trait: by running the
+    float kernel once on zeros shaped like the inputs)."""
+
+    kind: str
+    operand: int = 0
+
+
+@dataclass(frozen=True)
+class VersionByType(OpTrait):
+    """The OperatorCode version: `int16` when input `operand` is 16-bit quantized, `int8`
+    when it is int8 (quantized or not), else 1. Ops whose version depends on more (options,
+    ranks, hybrid weights) have a rule in tflite/versions.py instead."""
+
+    int8: int = 1
+    int16: int = 1
+    operand: int = 0
+
+
+@dataclass(frozen=True)
+class NotInRandomGraphs(OpTrait):
+    """tflquant.testing's random graphs never draw this op, for this reason."""
+
+    reason: str
+
+
+class Op(NamedTuple):
+    """One op's declaration: schema name, option table, input names (TFLite order; '*' =
+    variadic) and its traits."""
+
+    builtin: str
+    options: str | None
+    operands: tuple[str, ...]
+    traits: tuple[OpTrait, ...]
+
+
+def declare(builtin: str, options: str | None, operands: tuple[str, ...], *traits: OpTrait) -> Op:
+    return Op(builtin, options, operands, traits)
+
+
+LSTM_WEIGHTS = (
+    "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
+    "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights", "recurrent_to_output_weights",
+    "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
+    "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
+    "projection_weights", "projection_bias",
+)  # fmt: skip
+LSTM_NORMS = (
+    "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
+    "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
+)  # fmt: skip
+LSTM_OPERANDS = ("input", *LSTM_WEIGHTS, "output_state", "cell_state", *LSTM_NORMS)
+
+# One declaration per builtin: schema name, option table, inputs, traits (see above).
+BUILTIN_OPS: tuple[Op, ...] = (
+    declare("ADD", "AddOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
+    declare("SUB", "SubOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
+    declare("MUL", "MulOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
+    declare("DIV", "DivOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), VersionByType(int8=2)),
+    declare(
+        "CONV_2D", "Conv2DOptions", ("input", "filter", "bias"),
+        Quantizable(),
+        AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
+        DynamicRangeWeights(),
+        KernelParams(("filter", "bias")),
+    ),
+    declare(
+        "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias"),
+        Quantizable(),
+        AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True),
+        DynamicRangeWeights(per_channel_only=True),
+        KernelParams(("filter", "bias")),
+    ),
+    declare(
+        "TRANSPOSE_CONV", "TransposeConvOptions", ("output_shape", "filter", "input", "bias"),
+        Quantizable(),
+        AffineOp(input=2, weight=1, channel_axis=0, bias=3),
+        DynamicRangeWeights(),
+        KernelParams(("output_shape", "filter", "bias")),
+        NotInRandomGraphs("its output_shape input must agree with strides and padding; tests/test_reference_float.py and the e2e models cover it"),
+    ),
+    declare(
+        "FULLY_CONNECTED", "FullyConnectedOptions", ("input", "filter", "bias"),
+        Quantizable(),
+        AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
+        DynamicRangeWeights(asymmetric_inputs=True),
+        KernelParams((), integer=("filter", "bias")),
+    ),
+    declare(
+        "BATCH_MATMUL", "BatchMatMulOptions", ("x", "y"),
+        Quantizable(),
+        AffineOp(input=0, weight=1, channel_axis=None),
+        DynamicRangeWeights(asymmetric_inputs=True),
+    ),
+    declare(
+        "AVERAGE_POOL_2D", "Pool2DOptions", ("input",),
+        Quantizable(),
+        SameScale((0,)),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare("MAX_POOL_2D", "Pool2DOptions", ("input",), Quantizable(), SameScale((0,)), VersionByType(int8=2, int16=3)),
+    declare(
+        "MEAN", "ReducerOptions", ("input", "axis"),
+        Quantizable(),
+        KernelParams(("axis",)),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare(
+        "SUM", "ReducerOptions", ("input", "axis"),
+        Quantizable(),
+        KernelParams(("axis",)),
+        VersionByType(int8=2, int16=2),
+    ),
+    declare(
+        "REDUCE_MAX", "ReducerOptions", ("input", "axis"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("axis",)),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare(
+        "REDUCE_MIN", "ReducerOptions", ("input", "axis"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("axis",)),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare("REDUCE_PROD", "ReducerOptions", ("input", "axis"), KernelParams(("axis",)), VersionByType()),
+    declare(
+        "SOFTMAX", "SoftmaxOptions", ("input",),
+        Quantizable(),
+        FixedResultScale(int8=(1/256, -128), int16=(1/32768, 0)),
+        ShapeRule(ELEMENTWISE),
+    ),
+    declare(
+        "LOG_SOFTMAX", "LogSoftmaxOptions", ("input",),
+        Quantizable(int16=False, no_integer_kernel="LiteRT's int8 LOG_SOFTMAX (exp table, fixed-point log) is not reproduced yet: simulated in float"),
+        FixedResultScale(int8=(1/16, 127)),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(int8=2),
+    ),
+    declare(
+        "LOGISTIC", None, ("input",),
+        Quantizable(),
+        FixedResultScale(int8=(1/256, -128), int16=(1/32768, 0)),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare(
+        "TANH", None, ("input",),
+        Quantizable(),
+        FixedResultScale(int8=(1/128, 0), int16=(1/32768, 0)),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare("RELU", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE)),
+    declare("RELU6", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE)),
+    declare("RELU_N1_TO_1", None, ("input",), Quantizable(int16=False), ShapeRule(ELEMENTWISE), VersionByType()),
+    declare("RELU_0_TO_1", None, ("input",), Quantizable(int16=False), ShapeRule(ELEMENTWISE), VersionByType()),
+    declare("LEAKY_RELU", "LeakyReluOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int16=2)),
+    declare("PRELU", None, ("input", "alpha"), Quantizable(int16=False), ShapeRule(BROADCAST), VersionByType()),
+    declare(
+        "HARD_SWISH", "HardSwishOptions", ("input",),
+        Quantizable(int16=False),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(),
+    ),
+    declare("GELU", "GeluOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE)),
+    declare("EXP", "ExpOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2)),
+    declare("LOG", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2)),
+    declare(
+        "SQRT", None, ("input",),
+        Quantizable(no_integer_kernel="LiteRT's int8 SQRT formulation is not reproduced yet: simulated in float"),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(int8=2, int16=2),
+    ),
+    declare("RSQRT", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=3)),
+    declare("SQUARE", "SquareOptions", ("input",), ShapeRule(ELEMENTWISE), VersionByType()),
+    declare(
+        "SQUARED_DIFFERENCE", "SquaredDifferenceOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2),
+    ),
+    declare("ABS", "AbsOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=3)),
+    declare("NEG", "NegOptions", ("input",), ShapeRule(ELEMENTWISE), VersionByType(int8=2)),
+    declare("MAXIMUM", "MaximumMinimumOptions", ("lhs", "rhs"), Quantizable(), SameScale((0, 1)), ShapeRule(BROADCAST)),
+    declare("MINIMUM", "MaximumMinimumOptions", ("lhs", "rhs"), Quantizable(), SameScale((0, 1)), ShapeRule(BROADCAST)),
+    declare(
+        "RESHAPE", "ReshapeOptions", ("input", "shape"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("shape",)),
+        VersionByType(),
+    ),
+    declare("SQUEEZE", "SqueezeOptions", ("input",), Quantizable(), SameScale((0,)), VersionByType()),
+    declare(
+        "EXPAND_DIMS", "ExpandDimsOptions", ("input", "axis"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("axis",)),
+        VersionByType(),
+    ),
+    declare("TRANSPOSE", "TransposeOptions", ("input", "perm"), Quantizable(), SameScale((0,)), KernelParams(("perm",))),
+    declare("CONCATENATION", "ConcatenationOptions", ("*values",), Quantizable(), SameScale((ALL,))),
+    declare(
+        "SPLIT", "SplitOptions", ("axis", "input"),
+        Quantizable(),
+        SameScale((1,)),
+        KernelParams(("axis",)),
+        NotInRandomGraphs("several results: the graphs chain single-result ops"),
+    ),
+    declare(
+        "SPLIT_V", "SplitVOptions", ("input", "size_splits", "axis"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("size_splits", "axis")),
+        VersionByType(int8=2, int16=3),
+        NotInRandomGraphs("several results: the graphs chain single-result ops"),
+    ),
+    declare(
+        "SLICE", "SliceOptions", ("input", "begin", "size"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("begin", "size")),
+    ),
+    declare(
+        "STRIDED_SLICE", "StridedSliceOptions", ("input", "begin", "end", "strides"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("begin", "end", "strides")),
+    ),
+    declare("PACK", "PackOptions", ("*values",), Quantizable(), SameScale((ALL,)), VersionByType(int8=2, int16=3)),
+    declare(
+        "UNPACK", "UnpackOptions", ("input",),
+        Quantizable(),
+        SameScale((0,)),
+        NotInRandomGraphs("several results: the graphs chain single-result ops"),
+    ),
+    declare("PAD", "PadOptions", ("input", "paddings"), Quantizable(), SameScale((0,)), KernelParams(("paddings",))),
+    declare(
+        "PADV2", "PadV2Options", ("input", "paddings", "constant_values"),
+        Quantizable(),
+        SameScale((0, 2)),
+        KernelParams(("paddings",)),
+    ),
+    declare(
+        "MIRROR_PAD", "MirrorPadOptions", ("input", "paddings"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("paddings",)),
+        VersionByType(int8=2, int16=3),
+    ),
+    declare(
+        "GATHER", "GatherOptions", ("params", "indices"),
+        Quantizable(),
+        SameScale((0,)),
+        DynamicRangeWeights(weights=((0, None),), hybrid=False),
+    ),
+    declare(
+        "GATHER_ND", "GatherNdOptions", ("params", "indices"),
+        Quantizable(),
+        SameScale((0,)),
+        VersionByType(int8=2, int16=3),
+        NotInRandomGraphs("its index tuples address the params' leading axes, the batch axis first"),
+    ),
+    declare(
+        "EMBEDDING_LOOKUP", None, ("ids", "value"),
+        Quantizable(),
+        SameScale((1,)),
+        DynamicRangeWeights(weights=((1, 0),)),
+        NotInRandomGraphs("its data input is integer ids (its table a weight): the graphs are float32 chains"),
+    ),
+    declare(
+        "RESIZE_BILINEAR", "ResizeBilinearOptions", ("input", "size"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("size",)),
+    ),
+    declare(
+        "RESIZE_NEAREST_NEIGHBOR", "ResizeNearestNeighborOptions", ("input", "size"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("size",)),
+    ),
+    declare(
+        "SPACE_TO_DEPTH", "SpaceToDepthOptions", ("input",),
+        Quantizable(int16=False),
+        SameScale((0,)),
+        VersionByType(int8=2),
+    ),
+    declare(
+        "DEPTH_TO_SPACE", "DepthToSpaceOptions", ("input",),
+        Quantizable(int16=False),
+        SameScale((0,)),
+        VersionByType(int8=2),
+    ),
+    declare(
+        "BATCH_TO_SPACE_ND", "BatchToSpaceNDOptions", ("input", "block_shape", "crops"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("block_shape", "crops")),
+        NotInRandomGraphs("moves data into or out of the batch axis: the graphs keep batch 1"),
+    ),
+    declare(
+        "SPACE_TO_BATCH_ND", "SpaceToBatchNDOptions", ("input", "block_shape", "paddings"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("block_shape", "paddings")),
+        NotInRandomGraphs("moves data into or out of the batch axis: the graphs keep batch 1"),
+    ),
+    declare(
+        "QUANTIZE", "QuantizeOptions", ("input",),
+        ShapeRule(ELEMENTWISE),
+        NotInRandomGraphs("converts float to quantized types: quantization makes it, float graphs do not draw it"),
+    ),
+    declare(
+        "DEQUANTIZE", "DequantizeOptions", ("input",),
+        ShapeRule(ELEMENTWISE),
+        NotInRandomGraphs("converts quantized to float types: quantization makes it, float graphs do not draw it"),
+    ),
+    declare(
+        "CAST", "CastOptions", ("input",),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(),
+        NotInRandomGraphs("changes the element type: the graphs are float32 chains"),
+    ),
+    declare(
+        "SHAPE", "ShapeOptions", ("input",),
+        Quantizable(),
+        UnbatchedResult(),
+        VersionByType(),
+        NotInRandomGraphs("its result is an int32 shape, not a float tensor the chain continues from"),
+    ),
+    declare(
+        "FILL", "FillOptions", ("dims", "value"),
+        Quantizable(),
+        SameScale((1,)),
+        KernelParams(("dims",)),
+        NotInRandomGraphs("reads no tensor the chain computes: its result depends only on constants"),
+    ),
+    declare(
+        "BROADCAST_TO", "BroadcastToOptions", ("input", "shape"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("shape",)),
+    ),
+    declare(
+        "TILE", "TileOptions", ("input", "multiples"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("multiples",)),
+        VersionByType(int8=3, int16=3),
+    ),
+    declare(
+        "SELECT", "SelectOptions", ("condition", "x", "y"),
+        Quantizable(),
+        SameScale((1, 2)),
+        ShapeRule(ELEMENTWISE, operand=1),
+    ),
+    declare(
+        "SELECT_V2", "SelectV2Options", ("condition", "x", "y"),
+        Quantizable(),
+        SameScale((1, 2)),
+        ShapeRule(BROADCAST),
+    ),
+    declare(
+        "EQUAL", "EqualOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2, int16=4),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "NOT_EQUAL", "NotEqualOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2, int16=4),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "LESS", "LessOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2, int16=3),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "LESS_EQUAL", "LessEqualOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "GREATER", "GreaterOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "GREATER_EQUAL", "GreaterEqualOptions", ("lhs", "rhs"),
+        Quantizable(int16=False),
+        ShapeRule(BROADCAST),
+        VersionByType(int8=2, int16=3),
+        NotInRandomGraphs("bool result: the graphs are float32 chains"),
+    ),
+    declare(
+        "ARG_MAX", "ArgMaxOptions", ("input", "dim"),
+        Quantizable(int16=False),
+        KernelParams(("dim",)),
+        VersionByType(int8=2),
+        NotInRandomGraphs("integer result (indices): the graphs are float32 chains"),
+    ),
+    declare(
+        "ARG_MIN", "ArgMinOptions", ("input", "dim"),
+        Quantizable(int16=False),
+        KernelParams(("dim",)),
+        VersionByType(int8=2),
+        NotInRandomGraphs("integer result (indices): the graphs are float32 chains"),
+    ),
+    declare(
+        "L2_NORMALIZATION", "L2NormOptions", ("input",),
+        Quantizable(int16=False),
+        FixedResultScale(int8=(1/128, 0)),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(int8=2),
+    ),
+    declare(
+        "DENSIFY", "DensifyOptions", ("input",),
+        ShapeRule(VALUE_DEPENDENT),
+        VersionByType(),
+        NotInRandomGraphs("reads a sparse constant (tfl.sparse_const), not an activation"),
+    ),
+    declare(
+        "CUMSUM", "CumsumOptions", ("input", "axis"),
+        KernelParams(("axis",)),
+        ShapeRule(ELEMENTWISE),
+        VersionByType(),
+    ),
+    declare("ELU", None, ("input",), Quantizable(int16=False), ShapeRule(ELEMENTWISE), VersionByType()),
+    declare(
+        "REVERSE_V2", "ReverseV2Options", ("input", "axis"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("axis",)),
+        ShapeRule(ELEMENTWISE),
+    ),
+    declare(
+        "TOPK_V2", "TopKV2Options", ("input", "k"),
+        Quantizable(),
+        SameScale((0,)),
+        KernelParams(("k",)),
+        ShapeRule(VALUE_DEPENDENT),
+        NotInRandomGraphs("several results: the graphs chain single-result ops"),
+    ),
+    declare(
+        "DYNAMIC_UPDATE_SLICE", "DynamicUpdateSliceOptions", ("operand", "update", "start_indices"),
+        Quantizable(),
+        SameScale((0, 1)),
+    ),
+    declare(
+        "ONE_HOT", "OneHotOptions", ("indices", "depth", "on_value", "off_value"),
+        Quantizable(int16=False),
+        SameScale((2, 3)),
+        KernelParams(("depth",)),
+        ShapeRule(VALUE_DEPENDENT),
+        VersionByType(),
+        NotInRandomGraphs("its data input is integer indices: the graphs are float32 chains"),
+    ),
+    declare(
+        "UNIDIRECTIONAL_SEQUENCE_LSTM", "UnidirectionalSequenceLSTMOptions", LSTM_OPERANDS,
+        DynamicRangeWeights(weights=tuple((i, None) for i in (*range(1, 12), 16)), asymmetric_inputs=True),
+        KernelParams((*LSTM_WEIGHTS, *LSTM_NORMS)),
+        Stateful(side_values=("cell_state",)),
+        ShapeRule(VALUE_DEPENDENT),
+        NotInRandomGraphs("a sequence op with 24 inputs and variable state; tests/test_lstm.py builds LSTMs"),
     ),
 )  # fmt: skip
 
@@ -351,7 +844,7 @@ def _camel(builtin: str) -> str:
     return "".join(p.capitalize() for p in builtin.split("_")) + "Op"
 
 
-def _builtin(builtin: str, table: str | None, operands: tuple[str, ...]) -> type[TflOp]:
+def _builtin(builtin: str, table: str | None, operands: tuple[str, ...], traits: tuple[OpTrait, ...]) -> type[TflOp]:
     fields = {f: (t, d) for f, _slot, t, d in schema.OPTION_TABLES.get(table, ())} if table else {}
     body: dict[str, Any] = {
         "name": f"tfl.{builtin.lower()}",
@@ -363,6 +856,7 @@ def _builtin(builtin: str, table: str | None, operands: tuple[str, ...]) -> type
         "__module__": __name__,
         "__annotations__": {k: ClassVar for k in ("BUILTIN", "CODE", "OPTIONS", "OPERANDS", "FIELDS")},
         "__doc__": f"TFLite builtin {builtin} (inputs: {', '.join(operands)}; options: {table or 'none'}).",
+        "traits": traits_def(*traits),
     }
     for f in fields:
         body[f] = opt_prop_def(Attribute)
@@ -370,7 +864,7 @@ def _builtin(builtin: str, table: str | None, operands: tuple[str, ...]) -> type
     return irdl_op_definition(cls)
 
 
-BUILTIN_CLASSES: dict[str, type[TflOp]] = {b: _builtin(b, t, ops) for b, t, ops in BUILTIN_OPS}
+BUILTIN_CLASSES: dict[str, type[TflOp]] = {d.builtin: _builtin(*d) for d in BUILTIN_OPS}
 BY_CODE: dict[int, type[TflOp]] = {cls.CODE: cls for cls in BUILTIN_CLASSES.values()}
 globals().update({cls.__name__: cls for cls in BUILTIN_CLASSES.values()})
 

@@ -77,33 +77,33 @@ def _names(kinds: tuple[str, ...]) -> str:
     return ", ".join(full.get(k, k) for k in kinds)
 
 
-def _weighted(filter_axis: int, bias_index: int | None) -> Callable[[Operation], str | None]:
-    """CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV Prepare checks."""
-
-    def check(op: Operation) -> str | None:
-        x = op.operands[2] if tfl.op_type(op) == "TRANSPOSE_CONV" else op.operands[0]
-        w = op.operands[1]
-        xk, wk, yk = kind(x.type), kind(w.type), kind(op.results[0].type)
-        if xk != yk:
-            return f"input {_names((xk,))} and output {_names((yk,))} differ (TFLite Micro needs them equal)"
-        if (xk, wk) not in (("f32", "f32"), ("i8", "i8"), ("i16", "i8")):
-            hybrid = " (a hybrid op: TFLite Micro has no hybrid kernels)" if xk == "f32" else ""
-            return f"input {_names((xk,))} with weights {_names((wk,))}: TFLite Micro takes float32/float32, int8/int8 or int16/int8{hybrid}"
-        q = w.type.element_type if isinstance(w.type, TensorType) else None
-        if isinstance(q, UniformQuantizedType) and q.per_axis:
-            n = _shape(w)[filter_axis] if len(_shape(w)) > filter_axis else -1
-            if q.axis.data != filter_axis % max(len(_shape(w)), 1) or len(q.scales.data) != n:
-                return f"weights quantized per channel on axis {q.axis.data} ({len(q.scales.data)} scales); TFLite Micro needs one scale per output channel (axis {filter_axis})"
-        if bias_index is not None and len(op.operands) > bias_index:
-            b = op.operands[bias_index]
-            if isinstance(b.type, TensorType):
-                bk = kind(b.type)
-                ok = {"f32": ("f32",), "i8": ("i32",), "i16": ("i32", "i64")}[xk]
-                if bk not in ok:
-                    return f"bias {_names((bk,))} with {_names((xk,))} input: TFLite Micro takes {_names(ok)}"
-        return None
-
-    return check
+def _weighted(op: Operation) -> str | None:
+    """CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV Prepare checks; the
+    input, weight, channel axis and bias come from the op's tfl.AffineOp declaration."""
+    affine = type(op).get_trait(tfl.AffineOp)
+    assert affine is not None
+    filter_axis, bias_index = affine.channel_axis or 0, affine.bias
+    x = op.operands[affine.input]
+    w = op.operands[affine.weight]
+    xk, wk, yk = kind(x.type), kind(w.type), kind(op.results[0].type)
+    if xk != yk:
+        return f"input {_names((xk,))} and output {_names((yk,))} differ (TFLite Micro needs them equal)"
+    if (xk, wk) not in (("f32", "f32"), ("i8", "i8"), ("i16", "i8")):
+        hybrid = " (a hybrid op: TFLite Micro has no hybrid kernels)" if xk == "f32" else ""
+        return f"input {_names((xk,))} with weights {_names((wk,))}: TFLite Micro takes float32/float32, int8/int8 or int16/int8{hybrid}"
+    q = w.type.element_type if isinstance(w.type, TensorType) else None
+    if isinstance(q, UniformQuantizedType) and q.per_axis:
+        n = _shape(w)[filter_axis] if len(_shape(w)) > filter_axis else -1
+        if q.axis.data != filter_axis % max(len(_shape(w)), 1) or len(q.scales.data) != n:
+            return f"weights quantized per channel on axis {q.axis.data} ({len(q.scales.data)} scales); TFLite Micro needs one scale per output channel (axis {filter_axis})"
+    if bias_index is not None and len(op.operands) > bias_index:
+        b = op.operands[bias_index]
+        if isinstance(b.type, TensorType):
+            bk = kind(b.type)
+            ok = {"f32": ("f32",), "i8": ("i32",), "i16": ("i32", "i64")}[xk]
+            if bk not in ok:
+                return f"bias {_names((bk,))} with {_names((xk,))} input: TFLite Micro takes {_names(ok)}"
+    return None
 
 
 def _select(op: Operation) -> str | None:
@@ -195,10 +195,10 @@ KERNELS: dict[str, Kernel] = {
     "QUANTIZE": Kernel(tuple(_QUANTIZE), check=_quantize),
     "DEQUANTIZE": Kernel(("i8", "i16", "u8")),
     # weighted
-    "CONV_2D": Kernel(Q, check=_weighted(0, 2)),
-    "DEPTHWISE_CONV_2D": Kernel(Q, check=_weighted(3, 2)),
-    "FULLY_CONNECTED": Kernel(Q, check=_weighted(0, 2)),
-    "TRANSPOSE_CONV": Kernel(Q, on=2, check=_weighted(0, 3)),
+    "CONV_2D": Kernel(Q, check=_weighted),
+    "DEPTHWISE_CONV_2D": Kernel(Q, check=_weighted),
+    "FULLY_CONNECTED": Kernel(Q, check=_weighted),
+    "TRANSPOSE_CONV": Kernel(Q, on=2, check=_weighted),
     "BATCH_MATMUL": Kernel(Q),
     "SVDF": Kernel(("f32", "i8")),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Kernel(("f32", "i8", "i16")),

@@ -1,14 +1,12 @@
-"""Facts about how each TFLite builtin quantizes, shared by the static-quantization passes.
+"""How a TFLite builtin quantizes, as the static-quantization passes read it; not a pass.
 
-One table, read by insert-fake-quant, propagate-scales, rewrite-integer,
-legalize-float-fallback and quantize-bias. Sources: LiteRT `register.cc` and the kernels
-(which types each kernel accepts), `operator_property.cc` (OPPROP) and the quantization
-spec; see ../shared/research/tflite_quant.md §1-4.
-
-Per op:
+The facts live on the op's declaration in the tfl dialect (`dialects/tfl.py`, traits
+`Quantizable`, `SameScale`, `FixedResultScale`, `AffineOp`); `op_info(op)` gathers them for
+insert-fake-quant, propagate-scales, rewrite-integer, legalize-float-fallback and
+quantize-bias:
 - `int8` / `int16`: LiteRT has an integer kernel for int8 (resp. int16, 16x8) activations.
 - `weights`: input index -> per-channel axis (None = per tensor) of a constant weight,
-  quantized int8 symmetric [-127, 127].
+  quantized int8 symmetric [-127, 127] (the AffineOp weight).
 - `bias`: input index of the bias (int32/int64, quantized by quantize-bias).
 - `same`: input indices whose (scale, zero point) must equal the outputs' (every output).
   With one index the output copies the input's parameters; with several (concatenation,
@@ -16,14 +14,15 @@ Per op:
 - `fixed8` / `fixed16`: fixed (scale, zero point) of the output.
 Any other float constant input of a quantized op is quantized like an activation
 (int8 asymmetric, int16 symmetric), as OPPROP's `quantize_input_as_activations`.
+Sources: LiteRT `register.cc` and the kernels (which types each kernel accepts),
+`operator_property.cc` (OPPROP) and the quantization spec; ../shared/research/tflite_quant.md §1-4.
 
 The int8/int16 flags were checked op by op in LiteRT (a one-op model quantized by this
 chain must prepare, run and match the float model): no integer kernel for SQUARE, CUMSUM,
 NEG (insert-fake-quant rewrites NEG as MUL by -1), SIGN, ZEROS_LIKE, FLOOR, CEIL, ROUND,
 SIN, COS, POW, ADD_N, SEGMENT_SUM, UNSORTED_SEGMENT_*, REVERSE_SEQUENCE,
 LOCAL_RESPONSE_NORMALIZATION (FLOOR_DIV / FLOOR_MOD accept int8 but compute on the stored
-integers); REDUCE_PROD runs int8 in LiteRT 2.3 but stays float here (rare on float
-activations, no bit-exact integer kernel yet); int16 is refused by SQUARED_DIFFERENCE,
+integers); int16 is refused by SQUARED_DIFFERENCE,
 HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1, ELU, ONE_HOT, LOG_SOFTMAX, L2_NORMALIZATION,
 SPACE_TO_DEPTH, ARG_MAX/ARG_MIN, and PRELU runs on int16 but computes wrong results, as do
 the comparisons (EQUAL, LESS, ...: int16 operands are compared as raw integers, whatever
@@ -32,6 +31,7 @@ their scales, where int8 ones are rescaled first).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,103 +54,27 @@ class OpQuant:
     fixed16: tuple[float, int] | None = None
 
 
-_FREE = OpQuant()
-_FREE8 = OpQuant(int16=False)
+ALL = tfl.ALL  # `same` marker: every input
 
 
-def _same(*idx: int, int16: bool = True) -> OpQuant:
-    return OpQuant(int16=int16, same=idx)
-
-
-ALL = -1  # `same` marker: every input
-
-OPS: dict[str, OpQuant] = {
-    # arithmetic with free output scale
-    "ADD": _FREE,
-    "SUB": _FREE,
-    "MUL": _FREE,
-    "SQUARED_DIFFERENCE": _FREE8,  # no int16 kernel (LiteRT issue #4383)
-    "MEAN": _FREE,
-    "SUM": _FREE,
-    "RELU": _FREE,
-    "RELU6": _FREE,
-    "RELU_N1_TO_1": _FREE8,
-    "RELU_0_TO_1": _FREE8,  # no int16 kernel
-    "LEAKY_RELU": _FREE,
-    "PRELU": _FREE8,
-    "HARD_SWISH": _FREE8,
-    "GELU": _FREE,
-    "EXP": _FREE,
-    "SQRT": _FREE,
-    "DIV": _FREE,
-    "LOG": _FREE,
-    "RSQRT": _FREE,
-    "ABS": _FREE,
-    "ELU": _FREE8,  # int8: 256-entry table; no int16 kernel
-    # weighted ops
-    "CONV_2D": OpQuant(weights={1: 0}, bias=2),
-    "DEPTHWISE_CONV_2D": OpQuant(weights={1: 3}, bias=2),
-    "FULLY_CONNECTED": OpQuant(weights={1: 0}, bias=2),
-    "TRANSPOSE_CONV": OpQuant(weights={1: 0}, bias=3),
-    "BATCH_MATMUL": OpQuant(weights={1: None}),
-    # fixed output ranges
-    "SOFTMAX": OpQuant(fixed8=(1 / 256, -128), fixed16=(1 / 32768, 0)),
-    "LOGISTIC": OpQuant(fixed8=(1 / 256, -128), fixed16=(1 / 32768, 0)),
-    "TANH": OpQuant(fixed8=(1 / 128, 0), fixed16=(1 / 32768, 0)),
-    "LOG_SOFTMAX": OpQuant(int16=False, fixed8=(16 / 256, 127)),
-    "L2_NORMALIZATION": OpQuant(int16=False, fixed8=(1 / 128, 0)),
-    # same scale in and out
-    "RESHAPE": _same(0),
-    "SQUEEZE": _same(0),
-    "EXPAND_DIMS": _same(0),
-    "TRANSPOSE": _same(0),
-    "AVERAGE_POOL_2D": _same(0),
-    "MAX_POOL_2D": _same(0),
-    "PAD": _same(0),
-    "PADV2": _same(0, 2),
-    "MIRROR_PAD": _same(0),
-    "SLICE": _same(0),
-    "STRIDED_SLICE": _same(0),
-    "GATHER": _same(0),
-    "GATHER_ND": _same(0),
-    "EMBEDDING_LOOKUP": _same(1),
-    "BATCH_TO_SPACE_ND": _same(0),
-    "SPACE_TO_BATCH_ND": _same(0),
-    "SPACE_TO_DEPTH": _same(0, int16=False),
-    "DEPTH_TO_SPACE": _same(0, int16=False),
-    "SPLIT": _same(1),
-    "SPLIT_V": _same(0),
-    "UNPACK": _same(0),
-    "REDUCE_MAX": _same(0),
-    "REDUCE_MIN": _same(0),
-    "RESIZE_BILINEAR": _same(0),
-    "RESIZE_NEAREST_NEIGHBOR": _same(0),
-    "TILE": _same(0),
-    "BROADCAST_TO": _same(0),
-    "FILL": _same(1),  # the output has the value's parameters
-    "CONCATENATION": _same(ALL),
-    "PACK": _same(ALL),
-    "MAXIMUM": _same(0, 1),
-    "MINIMUM": _same(0, 1),
-    "SELECT": _same(1, 2),
-    "SELECT_V2": _same(1, 2),
-    "REVERSE_V2": _same(0),
-    "TOPK_V2": _same(0),  # values: the input's parameters; indices int32
-    "DYNAMIC_UPDATE_SLICE": _same(0, 1),
-    "ONE_HOT": _same(2, 3, int16=False),  # on/off values stored with the output's parameters
-    # integer outputs (no output parameters)
-    "SHAPE": _FREE,
-    "ARG_MAX": _FREE8,
-    "ARG_MIN": _FREE8,
-    # comparisons: LiteRT rescales int8 operands to a common scale, but compares int16 ones
-    # as raw integers (whatever their scales): int16 stays float
-    "EQUAL": _FREE8,
-    "NOT_EQUAL": _FREE8,
-    "LESS": _FREE8,
-    "LESS_EQUAL": _FREE8,
-    "GREATER": _FREE8,
-    "GREATER_EQUAL": _FREE8,
-}
+@functools.cache
+def declared_quant(cls: type[tfl.TflOp]) -> OpQuant | None:
+    """The quantization facts a builtin's declaration states (None: it stays float)."""
+    q = cls.get_trait(tfl.Quantizable)
+    if q is None:
+        return None
+    same = cls.get_trait(tfl.SameScale)
+    fixed = cls.get_trait(tfl.FixedResultScale)
+    affine = cls.get_trait(tfl.AffineOp)
+    return OpQuant(
+        int8=q.int8,
+        int16=q.int16,
+        weights={affine.weight: affine.channel_axis} if affine is not None else {},
+        bias=affine.bias if affine is not None else None,
+        same=same.operands if same is not None else (),
+        fixed8=fixed.int8 if fixed is not None else None,
+        fixed16=fixed.int16 if fixed is not None else None,
+    )
 
 
 def op_kind(op: Operation) -> str | None:
@@ -159,8 +83,7 @@ def op_kind(op: Operation) -> str | None:
 
 
 def op_info(op: Operation) -> OpQuant | None:
-    kind = op_kind(op)
-    return OPS.get(kind) if kind is not None else None
+    return declared_quant(type(op)) if isinstance(op, tfl.TflOp) else None
 
 
 def has_kernel(op: Operation, bits: int) -> bool:

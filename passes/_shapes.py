@@ -24,34 +24,43 @@ from tflquant.errors import TflquantError
 from tflquant.ir import op_label, update_function_type
 from tflquant.reference import float_result_dtype, has_float_kernel, is_parameter, run_float_op
 
+# Shape rules of the unmodelled builtins (tfl.opaque) and quant ops; a tfl op declares its
+# own (tfl.ShapeRule; without one: its float kernel runs on zeros).
 # Result shape == shape of operand 0.
 _UNARY = frozenset(
     {
-        "ABS", "CAST", "CEIL", "COS", "CUMSUM", "DEQUANTIZE", "ELU", "EXP", "FLOOR", "GELU", "HARD_SWISH",
-        "L2_NORMALIZATION", "LEAKY_RELU", "LOCAL_RESPONSE_NORMALIZATION", "LOG", "LOGICAL_NOT", "LOGISTIC",
-        "LOG_SOFTMAX", "NEG", "QUANTIZE", "RELU", "RELU6", "RELU_0_TO_1", "RELU_N1_TO_1", "REVERSE_V2", "ROUND",
-        "RSQRT", "SIGN", "SIN", "SOFTMAX", "SQRT", "SQUARE", "TANH", "ZEROS_LIKE",
-        "quant.qcast", "quant.dcast", "quant.stats",
+        "CEIL", "COS", "FLOOR", "LOCAL_RESPONSE_NORMALIZATION", "LOGICAL_NOT", "ROUND", "SIGN", "SIN",
+        "ZEROS_LIKE", "quant.qcast", "quant.dcast", "quant.stats",
     }
 )  # fmt: skip
 # Result shape == broadcast of all tensor operands' shapes.
-_BROADCAST = frozenset(
-    {
-        "ADD", "ADD_N", "ATAN2", "DIV", "EQUAL", "FLOOR_DIV", "FLOOR_MOD", "GREATER", "GREATER_EQUAL", "LESS",
-        "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "MAXIMUM", "MINIMUM", "MUL", "NOT_EQUAL", "POW", "PRELU",
-        "SELECT_V2", "SQUARED_DIFFERENCE", "SUB",
-    }
-)  # fmt: skip
-# Ops never run on zeros to infer shapes: stateful ones, and ones whose result shape depends
-# on operand *values* that are not constant parameters (if they ever get a reference kernel).
+_BROADCAST = frozenset({"ADD_N", "ATAN2", "FLOOR_DIV", "FLOOR_MOD", "LOGICAL_AND", "LOGICAL_OR", "POW"})
+# Ops never run on zeros to infer shapes: ones whose result shape depends on operand
+# *values* that are not constant parameters (if they ever get a reference kernel).
 _NO_ZERO_EVAL = frozenset(
     {
-        "UNIDIRECTIONAL_SEQUENCE_LSTM", "DENSIFY", "WHERE", "UNIQUE", "NON_MAX_SUPPRESSION_V4",
-        "NON_MAX_SUPPRESSION_V5", "RANGE", "TOPK_V2", "ONE_HOT", "SPARSE_TO_DENSE", "SEGMENT_SUM",
-        "UNSORTED_SEGMENT_SUM", "UNSORTED_SEGMENT_PROD", "UNSORTED_SEGMENT_MAX", "UNSORTED_SEGMENT_MIN",
-        "SCATTER_ND", "BROADCAST_ARGS", "RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL", "MULTINOMIAL",
+        "WHERE", "UNIQUE", "NON_MAX_SUPPRESSION_V4", "NON_MAX_SUPPRESSION_V5", "RANGE", "SPARSE_TO_DENSE",
+        "SEGMENT_SUM", "UNSORTED_SEGMENT_SUM", "UNSORTED_SEGMENT_PROD", "UNSORTED_SEGMENT_MAX",
+        "UNSORTED_SEGMENT_MIN", "SCATTER_ND", "BROADCAST_ARGS", "RANDOM_UNIFORM", "RANDOM_STANDARD_NORMAL",
+        "MULTINOMIAL",
     }
 )  # fmt: skip
+
+
+def shape_rule(op: Operation) -> tuple[str, int] | None:
+    """(tfl.ShapeRule kind, operand) of an op: its declaration's, or the tables' above."""
+    if isinstance(op, tfl.TflOp):
+        r = type(op).get_trait(tfl.ShapeRule)
+        return (r.kind, r.operand) if r is not None else None
+    key = tfl.op_type(op)
+    if key in _UNARY:
+        return tfl.ELEMENTWISE, 0
+    if key in _BROADCAST:
+        return tfl.BROADCAST, 0
+    if key in _NO_ZERO_EVAL:
+        return tfl.VALUE_DEPENDENT, 0
+    return None
+
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
@@ -106,14 +115,13 @@ def infer_result_shapes(op: Operation) -> list[list[int] | None] | None:
     if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None:
         return None
     shapes = [shape_of(v) for v in op.operands]
-    if key in _UNARY and len(op.results) == 1 and shapes and shapes[0] is not None:
-        return [shapes[0]]
-    if key in _BROADCAST and len(op.results) == 1:
+    kind, at = shape_rule(op) or ("", 0)
+    if kind == tfl.ELEMENTWISE and len(op.results) == 1 and len(shapes) > at and shapes[at] is not None:
+        return [shapes[at]]
+    if kind == tfl.BROADCAST and len(op.results) == 1:
         tensors = [s for s in shapes if s is not None]
         return [_broadcast(tensors)] if tensors else None
-    if key == "SELECT" and len(shapes) == 3 and shapes[1] is not None:
-        return [shapes[1]]
-    if not has_float_kernel(op) or key in _NO_ZERO_EVAL:
+    if not has_float_kernel(op) or kind == tfl.VALUE_DEPENDENT:
         return None
     arrays: list[np.ndarray | None] = []
     for i, v in enumerate(op.operands):

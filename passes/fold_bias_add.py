@@ -43,8 +43,14 @@ from tflquant.dialects import quant, tfl
 from tflquant.ir import dense_from_numpy, erase_if_unused, kept_float, set_name, value_name
 from tflquant.passes._quant_ops import float_const, is_f32
 
-# layer op -> index of its bias operand
-LAYERS = {tfl.BUILTIN_CLASSES[n]: 2 for n in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")}
+
+
+def _layer(o: Operation) -> tfl.AffineOp | None:
+    """The declaration of a layer whose bias is a per-channel add after its product
+    (tfl.AffineOp calibrated_bias: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)."""
+    a = type(o).get_trait(tfl.AffineOp) if isinstance(o, tfl.TflOp) else None
+    return a if a is not None and a.calibrated_bias and a.bias is not None else None
+
 # activations the layers fuse like ADD does
 FUSABLE = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -94,10 +100,12 @@ def _fold(layer: Operation) -> bool:
     if y.type.get_num_dims() == 0:  # a corrupt model's scalar layer output: nothing to fold into
         return False
     channels = int(y.type.get_shape()[-1])
-    bias_at = LAYERS[type(layer)]
+    affine = _layer(layer)
+    assert affine is not None and affine.bias is not None
+    bias_at = affine.bias
     old_bias = layer.inputs[bias_at] if len(layer.inputs) > bias_at else None
     bias = layer.operand("bias")
-    if channels < 1 or (bias is not None and float_const(bias) is None) or float_const(layer.inputs[1]) is None:
+    if channels < 1 or (bias is not None and float_const(bias) is None) or float_const(layer.inputs[affine.weight]) is None:
         return False
     # walk y -> (stats) -> RESHAPE -> (stats) -> ... -> ADD/SUB
     chain: list[tuple[SSAValue, quant.StatsOp | None]] = []
@@ -171,6 +179,6 @@ class FoldBiasAdd(ModulePass):
     name = "fold-bias-add"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for layer in [o for o in op.walk() if type(o) in LAYERS and not kept_float(o)]:
+        for layer in [o for o in op.walk() if _layer(o) is not None and not kept_float(o)]:
             while _fold(layer):  # ADD(ADD(layer, c1), c2): both fold; each fold erases an op
                 pass

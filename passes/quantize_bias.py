@@ -29,13 +29,10 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, value_name
-from tflquant.passes._quant_ops import bits_of, float_const, op_info
+from tflquant.passes._quant_ops import bits_of, float_const
 from tflquant.quant_math import dequantize
 
 BIAS_TYPES = {"int32": 32, "int64": 64}
-# output-channel axis of the filter
-CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
-INPUT_INDEX = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 2}
 # largest |bias| in storage units before the filter scale is widened (MLIR's kBiasMax)
 BIAS_LIMIT = {32: (1 << 31) // 2, 64: (1 << 39) - 1}
 
@@ -64,28 +61,27 @@ class QuantizeBias(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             for o in list(f.walk()):
-                if isinstance(o, tfl.TflOp) and o.BUILTIN in CHANNEL_AXIS:
-                    self._bias(o)
+                affine = type(o).get_trait(tfl.AffineOp)
+                if isinstance(o, tfl.TflOp) and affine is not None and affine.bias is not None:
+                    self._bias(o, affine)
 
-    def _bias(self, o: tfl.TflOp) -> None:
+    def _bias(self, o: tfl.TflOp, affine: tfl.AffineOp) -> None:
         kind = o.BUILTIN
-        info = op_info(o)
-        assert info is not None and info.bias is not None
-        x = o.inputs[INPUT_INDEX[kind]] if INPUT_INDEX[kind] < len(o.inputs) else None
-        w = o.inputs[1] if len(o.inputs) > 1 else None
+        x = o.inputs[affine.input] if affine.input < len(o.inputs) else None
+        w = o.inputs[affine.weight] if affine.weight < len(o.inputs) else None
         if x is None or w is None:
             return
         xt, wt = quant.quantized_element(x.type), quant.quantized_element(w.type)
         wc = w.owner
         if xt is None or wt is None or xt.per_axis or not isinstance(wc, tfl.ConstOp):
             return
-        bidx = info.bias
+        bidx = affine.bias
         b = o.operand("bias")
         if b is not None and quant.quantized_element(b.type) is not None:
             return  # already integer
         bits = bias_type_for(kind, bits_of(xt), BIAS_TYPES[self.bias_type])
         wshape = wc.result.type.get_shape()  # type: ignore[union-attr]
-        axis = CHANNEL_AXIS[kind]
+        axis = affine.channel_axis or 0
         n = wshape[axis]
         if b is None:
             if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):

@@ -43,24 +43,19 @@ from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
 from tflquant.quant_math import choose_weight_params
 
+# What the ops declare (tfl.DynamicRangeWeights), by builtin name:
+_DECLS = {b: (cls, d) for b, cls in tfl.BUILTIN_CLASSES.items() if (d := cls.get_trait(tfl.DynamicRangeWeights)) is not None}
 # op -> {input index: (per-channel axis or None, hybrid kernel reads int8 directly)}
 WEIGHT_INPUTS: dict[str, dict[int, tuple[int | None, bool]]] = {
-    "CONV_2D": {1: (0, True)},
-    "DEPTHWISE_CONV_2D": {1: (3, True)},
-    "FULLY_CONNECTED": {1: (0, True)},
-    "TRANSPOSE_CONV": {1: (0, True)},
-    "BATCH_MATMUL": {1: (None, True)},
-    "EMBEDDING_LOOKUP": {1: (0, True)},
-    "GATHER": {0: (None, False)},
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": {i: (None, True) for i in (*range(1, 12), 16)},
+    b: {i: (axis, d.hybrid) for i, axis in d.slots(cls)} for b, (cls, d) in _DECLS.items()
 }
 HYBRID_OPS = {k for k, slots in WEIGHT_INPUTS.items() if any(h for _axis, h in slots.values())}
 # GATHER tables up to this size are dequantized once (a float copy stays in memory).
 GATHER_DEQUANTIZE_ONCE_MAX = 1 << 20
 # Hybrid kernels that only accept per-channel weights (LiteRT depthwise_conv.cc).
-PER_CHANNEL_ONLY = {"DEPTHWISE_CONV_2D"}
+PER_CHANNEL_ONLY = {b for b, (_cls, d) in _DECLS.items() if d.per_channel_only}
 # Ops whose options carry asymmetric_quantize_inputs.
-ASYMMETRIC_INPUTS = {"FULLY_CONNECTED", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+ASYMMETRIC_INPUTS = {b for b, (_cls, d) in _DECLS.items() if d.asymmetric_inputs}
 # LSTM weights whose size decides the all-or-nothing threshold (the matrices).
 LSTM_MATRICES = (*range(1, 9), 16)
 

@@ -20,7 +20,7 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.ir import make_context, parse_module
-from tflquant.passes._quant_ops import OPS, fixed_params, has_kernel, is_f32, op_info, same_inputs
+from tflquant.passes._quant_ops import fixed_params, has_kernel, is_f32, op_info, same_inputs
 from tflquant.pipeline import run_pipeline
 from tflquant.scoring import litert_run, sqnr_db
 from tflquant.tflite.reader import read_flatbuffer
@@ -240,10 +240,6 @@ func.func @main(%x: tensor<1x4xf32> {tfl.name = "x"}) -> tensor<1x4xf32> {
     assert str(qt(relu.outputs[0])) == "!quant.uniform<i8:f32, 0.05:-128>"
     tanh = next(o for o in m.walk() if isinstance(o, tfl.TanhOp))
     assert qt(tanh.outputs[0]) is not None and qt(tanh.outputs[0]).scale == 1 / 128  # type: ignore[union-attr]
-
-
-def test_op_table_names_are_builtins() -> None:
-    assert set(OPS) <= set(tfl.BUILTIN_CLASSES)
 
 
 # ---------------------------------------------------------------------------------------

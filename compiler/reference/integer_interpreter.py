@@ -34,11 +34,12 @@ from tflquant.reference import integer_kernels as ik
 
 Observer = Callable[[SSAValue, np.ndarray], None]
 
-# Operands the integer kernels take without a sample axis, besides float_kernels.PARAMS.
-INTEGER_PARAMS: dict[str, frozenset[str]] = {
-    "FULLY_CONNECTED": frozenset({"filter", "bias"}),
-    "TRANSPOSE_CONV": frozenset({"output_shape", "filter", "bias"}),
-}
+
+def integer_params(op: Operation) -> frozenset[str]:
+    """Operands the integer kernel takes without a sample axis, besides float_kernels.PARAMS
+    (the op's tfl.KernelParams `integer`)."""
+    p = type(op).get_trait(tfl.KernelParams) if isinstance(op, tfl.TflOp) else None
+    return frozenset(p.integer) if p is not None else frozenset()
 
 
 def _label(op: Operation) -> str:
@@ -251,7 +252,7 @@ def call_op(
     key = tfl.op_type(op)
     params = fk.PARAMS.get(key, frozenset())
     if integer:
-        params = params | INTEGER_PARAMS.get(key, frozenset())
+        params = params | integer_params(op)
     names = getattr(op, "OPERANDS", ())
     any_b = any(batched[v] for v in op.operands)
     args = []

@@ -11,7 +11,8 @@ the 16-byte zero-padded ASCII string the exporter stores as metadata.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from xdsl.dialects.builtin import (
     ComplexType,
@@ -91,295 +92,361 @@ def _broadcast_rank_gt4(op: tfl.TflOp) -> bool:
     return tuple(a.type.get_shape()) != tuple(b.type.get_shape()) and max(_rank(a), _rank(b)) > 4
 
 
-def builtin_version(op: tfl.TflOp) -> int:
-    """The OperatorCode.version this operator needs."""
-    b = op.BUILTIN
-    k0 = _kind(_in(op, 0))
-    k1 = _kind(_in(op, 1))
-    out0 = _kind(op.results[0]) if op.results else "none"
-    opt = op.option
+# builtin -> its version rule (ops whose declaration has no tfl.VersionByType)
+RULES: dict[str, Callable[..., int]] = {}
 
-    if b == "ADD":
-        if k0 == "q16":
-            return 3 if not opt("pot_scale_int16") else 2
-        if k0 == "i16":
-            return 5
-        if k0 == "i64":
-            return 4
-        if k0 == "f16":
-            return 6
-        return 2 if _int8(k0) else 1
-    if b == "SUB":
-        if k0 == "q16":
-            return 5 if not opt("pot_scale_int16") else 3
-        if k0 == "i64":
-            return 4
-        if _broadcast_rank_gt4(op):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "MUL":
-        if k0 == "q16":
-            return 4
-        if k0 in ("i16", "u32"):
-            return 7
-        if k0 == "f16":
-            return 8
-        if k0 in ("q8", "qu8") and _mul_rescale_ge1(op):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "CONV_2D":
-        if opt("quantized_bias_type") not in ("FLOAT32", 0):
-            return 8
-        if k0 == "f32" and k1 in ("q8", "qu8"):
-            return 5 if _per_axis(_in(op, 1)) else 2
-        if k0 in ("q8", "q16") and k1 == "q4":
-            return 7
-        if _grouped(op):
-            return 6
-        if k0 in ("q8", "q16"):
-            return 3
+
+def _rule(*names: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    def register(f: Callable[..., int]) -> Callable[..., int]:
+        for n in names:
+            RULES[n] = f
+        return f
+
+    return register
+
+
+def builtin_version(op: tfl.TflOp) -> int:
+    """The OperatorCode.version this operator needs: its declaration's tfl.VersionByType,
+    else its rule in RULES (tests/test_op_declarations.py: every op has one or the other)."""
+    by_type = type(op).get_trait(tfl.VersionByType)
+    if by_type is not None:
+        k = _kind(_in(op, by_type.operand))
+        return by_type.int16 if k == "q16" else by_type.int8 if _int8(k) else 1
+    rule = RULES.get(op.BUILTIN)
+    if rule is None:
         return 1
-    if b == "DEPTHWISE_CONV_2D":
-        if k0 == "f32" and k1 in ("q8", "qu8"):
-            return 6 if _per_axis(_in(op, 1)) else 4
-        if k0 in ("q8", "q16"):
-            return 3
-        if opt("dilation_w_factor") != 1 or opt("dilation_h_factor") != 1:
-            return 2
-        return 1
-    if b == "FULLY_CONNECTED":
-        if k0 == "f32" and k1 in ("q8", "qu8"):
-            if _per_axis(_in(op, 1)):
-                return 12
-            return 9 if opt("asymmetric_quantize_inputs") else 3
-        if len(op.inputs) == 2:
-            return 6
-        if opt("keep_num_dims"):
-            return 5
-        if opt("quantized_bias_type") not in ("FLOAT32", 0):
-            return 11
-        if k0 in ("q8", "q16"):
-            return 4
-        if opt("weights_format") != "DEFAULT":
-            return 2
-        return 1
-    if b == "TRANSPOSE_CONV":
-        if opt("quantized_bias_type") not in ("FLOAT32", 0):
-            return 5
-        if opt("fused_activation_function") != "NONE":
-            return 4
-        if _in(op, 3) is not None:
-            return 3
-        k2 = _kind(_in(op, 2))
-        if k2 == "q16":
-            return 3
-        if k2 == "q8" or k1 in ("q8",):
-            return 2
-        return 1
-    if b == "BATCH_MATMUL":
-        if k0 == "f32" and k1 == "q8":
-            return 4 if opt("asymmetric_quantize_inputs") else 1
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "TANH"):
-        if k0 == "q16":
-            return 3
-        if b == "SOFTMAX" and k0 == "f16":
-            return 4
-        return 2 if _int8(k0) else 1
-    if b == "CONCATENATION":
-        if k0 == "q16":
-            return 3
-        if k0 == "u32":
-            return 4
-        if k0 == "f16":
-            return 6
-        return 2 if _int8(k0) else 1
-    if b in ("L2_NORMALIZATION", "LOG_SOFTMAX", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "ARG_MAX", "ARG_MIN", "GREATER", "LESS_EQUAL", "SPLIT_V", "SQUARED_DIFFERENCE", "EXP", "LOG", "SQRT", "GELU", "DIV"):
-        if b in ("SPLIT_V",) and k0 == "q16":
-            return 3
-        if b in ("EXP", "LOG", "SQRT") and k0 == "q16":
-            return 2
-        return 2 if _int8(k0) or k0 == "qu8" and b == "GELU" else 1
-    if b in ("RESHAPE", "EXPAND_DIMS", "SHAPE", "HARD_SWISH", "PRELU", "RELU_N1_TO_1", "CUMSUM", "DENSIFY", "SQUARE", "NEG", "CAST", "EMBEDDING_LOOKUP"):
-        if b == "EMBEDDING_LOOKUP" and k1 in ("q8", "i8"):
-            return 3
-        if b == "EMBEDDING_LOOKUP" and k1 in ("qu8", "u8"):
-            return 2
-        if b == "NEG" and _int8(k0):
-            return 2
-        return 1
-    if b == "SQUEEZE":
-        return 1
-    if b == "RESIZE_BILINEAR":
-        if k0 == "q16":
-            return 4
-        if opt("half_pixel_centers"):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "RESIZE_NEAREST_NEIGHBOR":
-        if k0 == "q16":
-            return 4
-        if opt("half_pixel_centers") or opt("align_corners"):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("PAD", "PADV2"):
-        if _rank(_in(op, 0)) > 4:
-            return 4
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "MIRROR_PAD":
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "GATHER":
-        if _kind(_in(op, 1)) == "i16":
-            return 6
-        if opt("batch_dims") != 0:
-            return 5
-        if k0 == "q16":
-            return 4
-        if k0 in ("bool",):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "GATHER_ND":
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND"):
-        if k0 == "q16":
-            return 4
-        if _rank(_in(op, 0)) != 4:
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "TRANSPOSE":
-        if _rank(_in(op, 0)) > 5:
-            return 6
-        if k0 == "q16":
-            return 5
-        if _rank(_in(op, 0)) > 4:
-            return 4
-        if k0 == "bool":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("MEAN", "REDUCE_MAX", "REDUCE_MIN"):
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "SUM":
-        return 2 if _int8(k0) or k0 == "q16" else 1
-    if b in ("MAXIMUM", "MINIMUM"):
-        if k0 == "q16":
-            return 4
-        if _broadcast_rank_gt4(op):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("LESS", "GREATER_EQUAL"):
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("EQUAL", "NOT_EQUAL"):
-        if k0 == "q16":
-            return 4 if b == "NOT_EQUAL" else 4
-        return 2 if _int8(k0) else 1
-    if b == "SLICE":
-        if _rank(_in(op, 0)) > 4:
-            return 5
-        if k0 == "q16":
-            return 4
-        return 2 if _int8(k0) else 1
-    if b == "STRIDED_SLICE":
-        if opt("offset"):
-            return 8
-        if opt("ellipsis_mask") or opt("new_axis_mask"):
-            return 6
-        if _rank(_in(op, 0)) > 4:
-            return 4
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b in ("SELECT", "SELECT_V2"):
-        kx = _kind(_in(op, 1))
-        if b == "SELECT" and _rank(_in(op, 1)) == 5:
-            return 3
-        return 2 if _int8(kx) else 1
-    if b == "SPLIT":
-        k = _kind(_in(op, 1))
-        if k == "q16":
-            return 4
-        if k == "i32":
-            return 3
-        return 2 if _int8(k) else 1
-    if b == "PACK":
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "UNPACK":
-        if k0 == "q16":
-            return 4
-        if k0 == "bool":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "TILE":
-        if _int8(k0) or k0 == "q16":
-            return 3
-        return 1
-    if b in ("RELU", "RELU6"):
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) or k0 == "qu8" else 1
-    if b == "LEAKY_RELU":
-        return 2 if k0 == "q16" else 1
-    if b == "QUANTIZE":
-        if _per_axis(op.results[0]):
-            return 3
-        return 2 if out0 == "q16" else 1
-    if b == "DEQUANTIZE":
-        if k0 == "q8" and _per_axis(_in(op, 0)):
-            return 5
-        if k0 in ("q16", "f16"):
-            return 3
-        return 2 if k0 == "q8" else 1
-    if b == "RSQRT":
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "ABS":
-        if k0 == "q16":
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "BROADCAST_TO":
-        return 3 if _int8(k0) or k0 == "q16" else 2
-    if b == "REVERSE_V2":
-        return 3 if _int8(k0) else 2 if k0 == "bool" else 1
-    if b == "TOPK_V2":
-        if k0 == "q16" or _kind(_in(op, 1)) == "i16" or (len(op.results) > 1 and _kind(op.results[1]) == "i16"):
-            return 3
-        return 2 if _int8(k0) else 1
-    if b == "DYNAMIC_UPDATE_SLICE":
-        return 2 if _kind(_in(op, 2)) == "i64" else 1
-    if b == "FILL":
-        k = _kind(_in(op, 1))
-        if _int8(k) or k == "q16":
-            return 3
-        if k in ("bool", "i64"):
-            return 2
-        return 1
-    if b == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # op_version.cc, and 2 for full integer as TF's quantizer
-        if k0 == "q16":
-            return 5
-        if opt("diagonal_recurrent_tensors"):
-            return 4
-        k_w = _kind(_in(op, 2))
-        if k0 == "f32" and k_w == "q8":
-            return 3 if opt("asymmetric_quantize_inputs") else 2
-        if k0 == "q8":  # full integer 8x8_16: what TF's quantizer writes (operator_property.cc)
-            return 2
-        return 1
+    out0 = _kind(op.results[0]) if op.results else "none"
+    return rule(op, op.BUILTIN, _kind(_in(op, 0)), _kind(_in(op, 1)), out0, op.option)
+
+
+@_rule("ADD")
+def _add(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 3 if not opt("pot_scale_int16") else 2
+    if k0 == "i16":
+        return 5
+    if k0 == "i64":
+        return 4
+    if k0 == "f16":
+        return 6
+    return 2 if _int8(k0) else 1
+
+
+@_rule("SUB")
+def _sub(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 5 if not opt("pot_scale_int16") else 3
+    if k0 == "i64":
+        return 4
+    if _broadcast_rank_gt4(op):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("MUL")
+def _mul(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if k0 in ("i16", "u32"):
+        return 7
+    if k0 == "f16":
+        return 8
+    if k0 in ("q8", "qu8") and _mul_rescale_ge1(op):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("CONV_2D")
+def _conv_2d(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if opt("quantized_bias_type") not in ("FLOAT32", 0):
+        return 8
+    if k0 == "f32" and k1 in ("q8", "qu8"):
+        return 5 if _per_axis(_in(op, 1)) else 2
+    if k0 in ("q8", "q16") and k1 == "q4":
+        return 7
+    if _grouped(op):
+        return 6
+    if k0 in ("q8", "q16"):
+        return 3
     return 1
 
+
+@_rule("DEPTHWISE_CONV_2D")
+def _depthwise_conv_2d(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "f32" and k1 in ("q8", "qu8"):
+        return 6 if _per_axis(_in(op, 1)) else 4
+    if k0 in ("q8", "q16"):
+        return 3
+    if opt("dilation_w_factor") != 1 or opt("dilation_h_factor") != 1:
+        return 2
+    return 1
+
+
+@_rule("FULLY_CONNECTED")
+def _fully_connected(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "f32" and k1 in ("q8", "qu8"):
+        if _per_axis(_in(op, 1)):
+            return 12
+        return 9 if opt("asymmetric_quantize_inputs") else 3
+    if len(op.inputs) == 2:
+        return 6
+    if opt("keep_num_dims"):
+        return 5
+    if opt("quantized_bias_type") not in ("FLOAT32", 0):
+        return 11
+    if k0 in ("q8", "q16"):
+        return 4
+    if opt("weights_format") != "DEFAULT":
+        return 2
+    return 1
+
+
+@_rule("TRANSPOSE_CONV")
+def _transpose_conv(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if opt("quantized_bias_type") not in ("FLOAT32", 0):
+        return 5
+    if opt("fused_activation_function") != "NONE":
+        return 4
+    if _in(op, 3) is not None:
+        return 3
+    k2 = _kind(_in(op, 2))
+    if k2 == "q16":
+        return 3
+    if k2 == "q8" or k1 in ("q8",):
+        return 2
+    return 1
+
+
+@_rule("BATCH_MATMUL")
+def _batch_matmul(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "f32" and k1 == "q8":
+        return 4 if opt("asymmetric_quantize_inputs") else 1
+    if k0 == "q16":
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("SOFTMAX")
+def _softmax(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 3
+    if k0 == "f16":
+        return 4
+    return 2 if _int8(k0) else 1
+
+
+@_rule("CONCATENATION")
+def _concatenation(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 3
+    if k0 == "u32":
+        return 4
+    if k0 == "f16":
+        return 6
+    return 2 if _int8(k0) else 1
+
+
+@_rule("GELU")
+def _gelu(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    return 2 if _int8(k0) or k0 == "qu8" else 1
+
+
+@_rule("EMBEDDING_LOOKUP")
+def _embedding_lookup(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k1 in ("q8", "i8"):
+        return 3
+    if k1 in ("qu8", "u8"):
+        return 2
+    return 1
+
+
+@_rule("RESIZE_BILINEAR")
+def _resize_bilinear(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if opt("half_pixel_centers"):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("RESIZE_NEAREST_NEIGHBOR")
+def _resize_nearest_neighbor(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if opt("half_pixel_centers") or opt("align_corners"):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("PAD", "PADV2")
+def _pad(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if _rank(_in(op, 0)) > 4:
+        return 4
+    if k0 == "q16":
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("GATHER")
+def _gather(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if _kind(_in(op, 1)) == "i16":
+        return 6
+    if opt("batch_dims") != 0:
+        return 5
+    if k0 == "q16":
+        return 4
+    if k0 in ("bool",):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND")
+def _batch_to_space_nd(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if _rank(_in(op, 0)) != 4:
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("TRANSPOSE")
+def _transpose(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if _rank(_in(op, 0)) > 5:
+        return 6
+    if k0 == "q16":
+        return 5
+    if _rank(_in(op, 0)) > 4:
+        return 4
+    if k0 == "bool":
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("MAXIMUM", "MINIMUM")
+def _maximum(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if _broadcast_rank_gt4(op):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("SLICE")
+def _slice(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if _rank(_in(op, 0)) > 4:
+        return 5
+    if k0 == "q16":
+        return 4
+    return 2 if _int8(k0) else 1
+
+
+@_rule("STRIDED_SLICE")
+def _strided_slice(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if opt("offset"):
+        return 8
+    if opt("ellipsis_mask") or opt("new_axis_mask"):
+        return 6
+    if _rank(_in(op, 0)) > 4:
+        return 4
+    if k0 == "q16":
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("SELECT", "SELECT_V2")
+def _select(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    kx = _kind(_in(op, 1))
+    if b == "SELECT" and _rank(_in(op, 1)) == 5:
+        return 3
+    return 2 if _int8(kx) else 1
+
+
+@_rule("SPLIT")
+def _split(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    k = _kind(_in(op, 1))
+    if k == "q16":
+        return 4
+    if k == "i32":
+        return 3
+    return 2 if _int8(k) else 1
+
+
+@_rule("UNPACK")
+def _unpack(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 4
+    if k0 == "bool":
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("RELU", "RELU6")
+def _relu(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 3
+    return 2 if _int8(k0) or k0 == "qu8" else 1
+
+
+@_rule("QUANTIZE")
+def _quantize(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if _per_axis(op.results[0]):
+        return 3
+    return 2 if out0 == "q16" else 1
+
+
+@_rule("DEQUANTIZE")
+def _dequantize(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q8" and _per_axis(_in(op, 0)):
+        return 5
+    if k0 in ("q16", "f16"):
+        return 3
+    return 2 if k0 == "q8" else 1
+
+
+@_rule("BROADCAST_TO")
+def _broadcast_to(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    return 3 if _int8(k0) or k0 == "q16" else 2
+
+
+@_rule("REVERSE_V2")
+def _reverse_v2(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    return 3 if _int8(k0) else 2 if k0 == "bool" else 1
+
+
+@_rule("TOPK_V2")
+def _topk_v2(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16" or _kind(_in(op, 1)) == "i16" or (len(op.results) > 1 and _kind(op.results[1]) == "i16"):
+        return 3
+    return 2 if _int8(k0) else 1
+
+
+@_rule("DYNAMIC_UPDATE_SLICE")
+def _dynamic_update_slice(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    return 2 if _kind(_in(op, 2)) == "i64" else 1
+
+
+@_rule("FILL")
+def _fill(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    k = _kind(_in(op, 1))
+    if _int8(k) or k == "q16":
+        return 3
+    if k in ("bool", "i64"):
+        return 2
+    return 1
+
+
+@_rule("UNIDIRECTIONAL_SEQUENCE_LSTM")
+def _unidirectional_sequence_lstm(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q16":
+        return 5
+    if opt("diagonal_recurrent_tensors"):
+        return 4
+    k_w = _kind(_in(op, 2))
+    if k0 == "f32" and k_w == "q8":
+        return 3 if opt("asymmetric_quantize_inputs") else 2
+    if k0 == "q8":  # full integer 8x8_16: what TF's quantizer writes (operator_property.cc)
+        return 2
+    return 1
 
 def _grouped(op: tfl.TflOp) -> bool:
     x, w = _in(op, 0), _in(op, 1)
