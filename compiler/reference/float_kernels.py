@@ -34,6 +34,7 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation
 
+from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, quantized_element
 from tflquant.errors import TflquantError
 
@@ -42,52 +43,13 @@ Factory = Callable[[Operation], Kernel]
 
 F32 = np.float32
 
-# builtin -> operand names that are parameters (no sample axis; must not depend on the sample)
+# builtin -> operand names that are parameters (no sample axis; must not depend on the sample):
+# what each op declares (tfl.KernelParams), plus the unmodelled builtins' (below).
 PARAMS: dict[str, frozenset[str]] = {
-    k: frozenset(v)
-    for k, v in {
-        "CONV_2D": ("filter", "bias"),
-        "DEPTHWISE_CONV_2D": ("filter", "bias"),
-        "TRANSPOSE_CONV": ("output_shape", "filter", "bias"),
-        "MEAN": ("axis",),
-        "SUM": ("axis",),
-        "REDUCE_MAX": ("axis",),
-        "REDUCE_MIN": ("axis",),
-        "REDUCE_PROD": ("axis",),
-        "RESHAPE": ("shape",),
-        "EXPAND_DIMS": ("axis",),
-        "TRANSPOSE": ("perm",),
-        "SPLIT": ("axis",),
-        "SPLIT_V": ("size_splits", "axis"),
-        "SLICE": ("begin", "size"),
-        "STRIDED_SLICE": ("begin", "end", "strides"),
-        "PAD": ("paddings",),
-        "PADV2": ("paddings",),
-        "MIRROR_PAD": ("paddings",),
-        "RESIZE_BILINEAR": ("size",),
-        "RESIZE_NEAREST_NEIGHBOR": ("size",),
-        "BATCH_TO_SPACE_ND": ("block_shape", "crops"),
-        "SPACE_TO_BATCH_ND": ("block_shape", "paddings"),
-        "FILL": ("dims",),
-        "BROADCAST_TO": ("shape",),
-        "TILE": ("multiples",),
-        "ARG_MAX": ("dim",),
-        "ARG_MIN": ("dim",),
-        "CUMSUM": ("axis",),
-        "REVERSE_V2": ("axis",),
-        "TOPK_V2": ("k",),
-        "ONE_HOT": ("depth",),
-        "UNIDIRECTIONAL_SEQUENCE_LSTM": (
-            "input_to_input_weights", "input_to_forget_weights", "input_to_cell_weights", "input_to_output_weights",
-            "recurrent_to_input_weights", "recurrent_to_forget_weights", "recurrent_to_cell_weights",
-            "recurrent_to_output_weights", "cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights",
-            "input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias",
-            "projection_weights", "projection_bias",
-            "input_layer_norm_coefficients", "forget_layer_norm_coefficients",
-            "cell_layer_norm_coefficients", "output_layer_norm_coefficients",
-        ),
-    }.items()
-}  # fmt: skip
+    b: frozenset(p.names)
+    for b, cls in tfl.BUILTIN_CLASSES.items()
+    if (p := cls.get_trait(tfl.KernelParams)) is not None and p.names
+}
 
 # Input names of the unmodelled builtins (tfl.opaque) that have a kernel and parameters.
 OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
@@ -96,17 +58,19 @@ OPAQUE_OPERANDS: dict[str, tuple[str, ...]] = {
     "REDUCE_ALL": ("input", "axis"),
 }
 
-# Ops whose result has no sample axis even when the input has one.
-UNBATCHED_RESULTS = frozenset({"SHAPE"})
+# Ops whose result has no sample axis even when the input has one (tfl.UnbatchedResult).
+UNBATCHED_RESULTS = frozenset(b for b, cls in tfl.BUILTIN_CLASSES.items() if cls.has_trait(tfl.UnbatchedResult))
 
 # Ops whose kernel also reports values of tensors it updates internally, for calibration:
 # builtin -> operand names. The kernel takes a keyword `side` (a list, or None when nobody
 # observes) and appends one array per name, with the sample axis first.
-SIDE_VALUES: dict[str, tuple[str, ...]] = {"UNIDIRECTIONAL_SEQUENCE_LSTM": ("cell_state",)}
+SIDE_VALUES: dict[str, tuple[str, ...]] = {
+    b: s.side_values for b, cls in tfl.BUILTIN_CLASSES.items() if (s := cls.get_trait(tfl.Stateful)) is not None and s.side_values
+}
 # Ops that update variable tensors (their state) as they run. Their kernel takes a keyword
 # `carry` (a list the interpreter keeps between runs, or None): with it, samples run in order
 # and each starts from the state the previous one left, as successive LiteRT invokes do.
-STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})
+STATEFUL = frozenset(b for b, cls in tfl.BUILTIN_CLASSES.items() if cls.has_trait(tfl.Stateful))  # tfl.Stateful
 
 # Ops that handle quantized operands/results themselves (no automatic dequantize/quantize).
 # CAST copies raw values, quantized storage included, as LiteRT's CAST does (the GELU
@@ -497,6 +461,11 @@ def _swish_product(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     last = getattr(_SWISH, "last", None)
     if last is None:
         return None
+    x, y, prod = last
+    if (a is x and b is y) or (a is y and b is x):
+        _SWISH.last = None
+        return prod
+    return None
 
 
 KERNELS.update(
