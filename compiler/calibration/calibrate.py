@@ -256,8 +256,11 @@ def _plan_multi_iterable(ents: list[Entry], data: Source, where: str, in_order: 
 # ---------------------------------------------------------------------------------------
 
 
-# ops whose bias `correct-bias` adjusts: the input operand whose channel means it needs
-_WEIGHTED_INPUT = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0}
+def _weighted_input(op: Operation) -> int | None:
+    """For a layer whose bias `correct-bias` adjusts (tfl.AffineOp calibrated_bias): the
+    input operand whose channel means it needs."""
+    a = type(op).get_trait(tfl.AffineOp) if isinstance(op, tfl.TflOp) else None
+    return a.input if a is not None and a.calibrated_bias else None
 
 
 def weighted_layer_inputs(module: ModuleOp) -> frozenset[str]:
@@ -266,7 +269,7 @@ def weighted_layer_inputs(module: ModuleOp) -> frozenset[str]:
     shared = shared_names(module)
     out = set()
     for op in module.walk():
-        idx = _WEIGHTED_INPUT.get(getattr(type(op), "BUILTIN", None) or "")
+        idx = _weighted_input(op)
         if idx is not None and idx < len(op.operands):
             v = op.operands[idx]
             name = value_name(v)
