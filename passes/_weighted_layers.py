@@ -14,8 +14,11 @@ from xdsl.ir import Operation, SSAValue
 from tflquant.dialects import quant, tfl
 from tflquant.ir import value_name
 
-# ops whose input moments calibration records and annotate-calibration attaches
-KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# ops whose input moments calibration records and annotate-calibration attaches: the layers
+# whose declaration says passes may rewrite their bias (tfl.AffineOp calibrated_bias)
+KINDS = tuple(
+    b for b, cls in tfl.BUILTIN_CLASSES.items() if (a := cls.get_trait(tfl.AffineOp)) is not None and a.calibrated_bias
+)
 
 
 def is_weighted_layer(o: Operation) -> bool:
