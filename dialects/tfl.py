@@ -485,7 +485,12 @@ BUILTIN_OPS: tuple[Op, ...] = (
         KernelParams(("axis",)),
         VersionByType(int8=2, int16=3),
     ),
-    declare("REDUCE_PROD", "ReducerOptions", ("input", "axis"), KernelParams(("axis",)), VersionByType()),
+    declare(
+        "REDUCE_PROD", "ReducerOptions", ("input", "axis"),
+        Quantizable(),
+        KernelParams(("axis",)),
+        VersionByType(int8=2, int16=2),
+    ),
     declare(
         "SOFTMAX", "SoftmaxOptions", ("input",),
         Quantizable(),

@@ -201,15 +201,15 @@ def test_litert_target_runs_what_micro_refuses() -> None:
 
 
 def test_micro_judges_float_fallback_ops_too() -> None:
-    """Float I/O: the float ops left must have TFLM float kernels (REDUCE_PROD, which
-    tflquant keeps float, has no TFLM kernel at all)."""
+    """Float I/O: the float ops left must have TFLM float kernels (REDUCE_PROD, kept float
+    here, has no TFLM kernel at all)."""
     g = GraphBuilder("main", {"x": ((1, 8), np.float32)})
     y = g.op("REDUCE_PROD", [g.op("RELU", [g.x], (1, 8), name="relu"), g.const(np.array([1], np.int32))], (1,), keep_dims=False, name="prod")
     m = g.module([y])
-    r = _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "litert", io_type="float32")
+    r = _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "litert", io_type="float32", keep_float=["REDUCE_PROD"])
     assert ("REDUCE_PROD", "float") in {(o.op_type, o.kind) for o in r.report.ops}
     with pytest.raises(tflquant.TflquantError, match=r"REDUCE_PROD 'prod': TFLite Micro has no kernel for this op type"):
-        _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro", io_type="float32")
+        _quantize(write_flatbuffer(m), sample_inputs(m, n=16, seed=1), "micro", io_type="float32", keep_float=["REDUCE_PROD"])
     # a float op Micro has (SQRT in float: keep_float) runs, between QUANTIZE and DEQUANTIZE
     model, calib2, ev = _case("sqrt")
     r = _quantize(model, calib2, "micro", io_type="float32", keep_float=["SQRT"])

@@ -23,6 +23,7 @@ Arithmetic follows LiteRT's kernels (facts read from `tflite/kernels/*.cc` and
 - AVERAGE_POOL_2D: sum over the valid window, divided rounding half away from zero;
   MAX_POOL_2D: max over the valid window;
 - MEAN / SUM: reference_ops::QuantizedMeanOrSum (1/n folded into the multiplier);
+  REDUCE_PROD: reference_ops::QuantizedReduceProd (every partial product rescaled);
 - LOGISTIC / TANH / ELU / GELU / LOG / EXP int8: the 256-entry table LUTPopulate builds
   from float32 math;
   int16: LiteRT's fixed-point interpolation of a sigmoid(i/24) table (derived, bit-exact);
@@ -607,6 +608,38 @@ def _reduce_same(fn: Callable[..., np.ndarray]) -> Factory:
 
 KERNELS["REDUCE_MAX"] = _reduce_same(np.max)
 KERNELS["REDUCE_MIN"] = _reduce_same(np.min)
+
+
+@kernel("REDUCE_PROD")
+def _reduce_prod(op: Operation) -> Kernel:
+    """reference_ops::QuantizedReduceProd: the reduced values (x - zp_in), in row-major order,
+    multiplied one at a time in int64, each partial product rescaled to int32 by
+    MultiplyByQuantizedMultiplier(int64) with s_in / s_out^(1/n) (n = reduced values); the
+    product is rescaled once more, + zp_out, clamped. int16: zero points 0. A reduction over
+    size-1 axes only is LiteRT's no-op: the stored values are copied."""
+    qi, qo = in_q(op, 0), out_q(op)
+    keep = bool(fk.opt(op, "keep_dims", False))
+
+    def run(x: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        r = x.ndim - 1
+        axes = sorted({fk.axis_norm(int(a), r) + 1 for a in np.ravel(axis)})
+        kept = [a for a in range(x.ndim) if a not in axes]
+        n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+        out_shape = [1 if a in axes else x.shape[a] for a in range(x.ndim)] if keep else [x.shape[a] for a in kept]
+        if n == 0 or x.size == 0:
+            return np.zeros(out_shape, qo.numpy_dtype())
+        if n == 1:  # LiteRT's no-op reduction copies the stored values, whatever the scales
+            return store(x.reshape(out_shape), qo)
+        scaling = float(np.float64(f32(qi.scale)) / np.float64(f32(qo.scale)) ** (1.0 / n))
+        m, s = qm.quantize_multiplier(scaling)
+        vals = np.transpose(x, kept + axes).reshape(*[x.shape[a] for a in kept], n).astype(np.int64) - qi.zero_point
+        prod = vals[..., 0]
+        for i in range(1, n):
+            prod = qm.multiply_by_quantized_multiplier_64(prod * vals[..., i], m, s)
+        y = qm.multiply_by_quantized_multiplier_64(prod, m, s) + qo.zero_point
+        return store(np.clip(y, qo.qmin, qo.qmax).reshape(out_shape), qo)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------
