@@ -48,7 +48,6 @@ from tflquant.passes._quant_ops import float_const, is_f32
 from tflquant.passes._weighted_layers import fake_quant_source, input_moments, tap_shares
 from tflquant.quant_math import dequantize
 
-BIAS_INDEX = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2}
 MARK = "tflquant.bias_corrected"
 
 
@@ -87,16 +86,23 @@ class CorrectBias(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             for o in list(f.walk()):
-                if isinstance(o, tfl.TflOp) and o.BUILTIN in BIAS_INDEX and MARK not in o.attributes:
+                if isinstance(o, tfl.TflOp) and _layer(o) is not None and MARK not in o.attributes:
                     correct_layer(o)
+
+
+def _layer(o: tfl.TflOp) -> tfl.AffineOp | None:
+    """The declaration of a layer whose bias this pass adjusts (tfl.AffineOp calibrated_bias)."""
+    a = type(o).get_trait(tfl.AffineOp)
+    return a if a is not None and a.calibrated_bias and a.bias is not None else None
 
 
 def correct_layer(o: tfl.TflOp) -> bool:
     """Correct one layer's bias in place; True when it changed."""
     kind = o.BUILTIN
-    if len(o.inputs) < 2 or not is_f32(o.outputs[0].type):
+    affine = _layer(o)
+    if affine is None or len(o.inputs) <= max(affine.input, affine.weight) or not is_f32(o.outputs[0].type):
         return False
-    x, wv = o.inputs[0], o.inputs[1]
+    x, wv = o.inputs[affine.input], o.inputs[affine.weight]
     if fake_quant_source(x) is None:
         return False  # the input stays float: no integer layer
     src = fake_quant_source(wv)
@@ -116,7 +122,7 @@ def correct_layer(o: tfl.TflOp) -> bool:
     if shift is None or not np.all(np.isfinite(shift)):
         return False
     n = shift.size
-    bidx = BIAS_INDEX[kind]
+    bidx = affine.bias
     b = o.operand("bias")
     if b is None:
         values = np.zeros(n, np.float64)
