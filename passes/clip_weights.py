@@ -103,9 +103,13 @@ class ClipWeights(ModulePass):
 
 
 def clip_layer(o: tfl.TflOp, corrected: bool = True) -> bool:
-    if len(o.inputs) < 2 or not is_f32(o.outputs[0].type) or fake_quant_source(o.inputs[0]) is None:
+    affine = type(o).get_trait(tfl.AffineOp)  # the layer's input and weight operands
+    if affine is None:
         return False
-    src = fake_quant_source(o.inputs[1])
+    xi, wi = affine.input, affine.weight
+    if len(o.inputs) <= max(xi, wi) or not is_f32(o.outputs[0].type) or fake_quant_source(o.inputs[xi]) is None:
+        return False
+    src = fake_quant_source(o.inputs[wi])
     if src is None:
         return False
     wsrc, qcast = src
@@ -134,9 +138,9 @@ def clip_layer(o: tfl.TflOp, corrected: bool = True) -> bool:
     new_t = UniformQuantizedType.make(qt.storage_type, [float(s) for s in scales], 0, axis=qt.axis.data, narrow=True)
     q = quant.QuantizeCastOp(wsrc, new_t)
     d = quant.DequantizeCastOp(q.result)
-    old_d = o.inputs[1].owner
+    old_d = o.inputs[wi].owner
     Rewriter.insert_op([q, d], InsertPoint.before(qcast))
-    o.operands[1] = d.result
+    o.operands[wi] = d.result
     if isinstance(old_d, quant.DequantizeCastOp) and not old_d.result.uses:
         old_d.detach()
         old_d.erase()
