@@ -300,13 +300,17 @@ class AffineOp(OpTrait):
     (int32, int64 for 16x8) with scale input_scale x weight_scale[c]. `calibrated_bias`:
     the bias is a per-output-channel add after the product on input 0, which passes may
     rewrite from calibration (fold-bias-add, correct-bias, clip-weights; the calibration
-    records the input's per-channel moments)."""
+    records the input's per-channel moments). `needs_bias`: the integer kernel needs a bias
+    input (quantize-bias writes zeros when there is none). `int16_weight`: with 16-bit
+    activations the weight is quantized like an activation (16-bit), not int8 symmetric."""
 
     input: int
     weight: int
     channel_axis: int | None
     bias: int | None = None
     calibrated_bias: bool = False
+    needs_bias: bool = False
+    int16_weight: bool = False
 
 
 @dataclass(frozen=True)
@@ -420,14 +424,14 @@ BUILTIN_OPS: tuple[Op, ...] = (
     declare(
         "CONV_2D", "Conv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
-        AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
+        AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True, needs_bias=True),
         DynamicRangeWeights(),
         KernelParams(("filter", "bias")),
     ),
     declare(
         "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
-        AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True),
+        AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True, needs_bias=True),
         DynamicRangeWeights(per_channel_only=True),
         KernelParams(("filter", "bias")),
     ),
@@ -449,7 +453,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
     declare(
         "BATCH_MATMUL", "BatchMatMulOptions", ("x", "y"),
         Quantizable(),
-        AffineOp(input=0, weight=1, channel_axis=None),
+        AffineOp(input=0, weight=1, channel_axis=None, int16_weight=True),
         DynamicRangeWeights(asymmetric_inputs=True),
     ),
     declare(

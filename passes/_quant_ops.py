@@ -6,7 +6,8 @@ insert-fake-quant, propagate-scales, rewrite-integer, legalize-float-fallback an
 quantize-bias:
 - `int8` / `int16`: LiteRT has an integer kernel for int8 (resp. int16, 16x8) activations.
 - `weights`: input index -> per-channel axis (None = per tensor) of a constant weight,
-  quantized int8 symmetric [-127, 127] (the AffineOp weight).
+  quantized int8 symmetric [-127, 127] (the AffineOp weight); `int16_weight`: with 16-bit
+  activations it is quantized like an activation instead (BATCH_MATMUL).
 - `bias`: input index of the bias (int32/int64, quantized by quantize-bias).
 - `same`: input indices whose (scale, zero point) must equal the outputs' (every output).
   With one index the output copies the input's parameters; with several (concatenation,
@@ -52,6 +53,7 @@ class OpQuant:
     same: tuple[int, ...] = ()
     fixed8: tuple[float, int] | None = None
     fixed16: tuple[float, int] | None = None
+    int16_weight: bool = False
 
 
 ALL = tfl.ALL  # `same` marker: every input
@@ -74,6 +76,7 @@ def declared_quant(cls: type[tfl.TflOp]) -> OpQuant | None:
         same=same.operands if same is not None else (),
         fixed8=fixed.int8 if fixed is not None else None,
         fixed16=fixed.int16 if fixed is not None else None,
+        int16_weight=affine is not None and affine.int16_weight,
     )
 
 

@@ -191,7 +191,7 @@ class InsertFakeQuant(ModulePass):
                 if w is None:
                     continue
                 values, src = w
-                if i in info.weights and (self.bits == 8 or info.weights[i] is not None):
+                if i in info.weights and (self.bits == 8 or not info.int16_weight):
                     axis = info.weights[i] if self.per_channel else None
                     if axis is not None and values.ndim <= axis:
                         axis = None

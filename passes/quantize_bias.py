@@ -84,7 +84,7 @@ class QuantizeBias(ModulePass):
         axis = affine.channel_axis or 0
         n = wshape[axis]
         if b is None:
-            if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            if not affine.needs_bias:
                 return
             values = np.zeros(n, np.float32)
             bname = f"{value_name(o.results[0]) or 'conv'}_bias"

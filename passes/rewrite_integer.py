@@ -32,9 +32,6 @@ from tflquant.passes._quant_ops import bits_of, float_const, has_kernel, is_f32,
 from tflquant.passes._fake_quant import IO_QUANT_TYPE, dcast_source, op_bits, qcast_users, quantize_const_values, storage_suffix
 
 
-FILTER_OPS = ("tfl.conv_2d", "tfl.depthwise_conv_2d", "tfl.fully_connected", "tfl.transpose_conv")
-
-
 @dataclass(frozen=True)
 class RewriteInteger(ModulePass):
     """Integer-capable ops between dcast and qcast compute on quantized types; constants become
@@ -72,7 +69,7 @@ class RewriteInteger(ModulePass):
                 return False
             t = quant.quantized_element(d.input.type)
             assert t is not None
-            if i in info.weights and o.name in FILTER_OPS:
+            if i in info.weights and not info.int16_weight:
                 # filters must be symmetric int8 constants (zero point 0)
                 src = d.input.owner
                 if not isinstance(src, quant.QuantizeCastOp) or float_const(src.input) is None:

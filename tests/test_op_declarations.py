@@ -31,7 +31,7 @@ def test_declarations_are_xdsl_traits() -> None:
               tfl.NotInRandomGraphs):  # fmt: skip
         assert issubclass(t, OpTrait)
     conv = tfl.Conv2DOp
-    assert conv.get_trait(tfl.AffineOp) == tfl.AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True)
+    assert conv.get_trait(tfl.AffineOp) == tfl.AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True, needs_bias=True)
     assert conv.has_trait(tfl.Quantizable(int8=True, int16=True))
     assert tfl.LogisticOp.get_trait(tfl.FixedResultScale) == tfl.FixedResultScale(int8=(1 / 256, -128), int16=(1 / 32768, 0))
     assert tfl.ConcatenationOp.get_trait(tfl.SameScale) == tfl.SameScale((tfl.ALL,))
