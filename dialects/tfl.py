@@ -334,6 +334,16 @@ class DynamicRangeWeights(OpTrait):
 
 
 @dataclass(frozen=True)
+class OptionalInputs(OpTrait):
+    """Inputs LiteRT's kernel lets a model leave out: the last `trailing` ones may be
+    missing from the input list, and with `anywhere` any optional input may be -1 (absent)
+    between required ones. Without this trait every input is required."""
+
+    trailing: int = 0
+    anywhere: bool = False
+
+
+@dataclass(frozen=True)
 class KernelParams(OpTrait):
     """Inputs the reference kernels take as parameters, without a sample axis (weights,
     axes, shapes, paddings: values that must not depend on the sample). `integer`: more
@@ -425,6 +435,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "CONV_2D", "Conv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True, needs_bias=True),
+        OptionalInputs(trailing=1),
         DynamicRangeWeights(),
         KernelParams(("filter", "bias")),
     ),
@@ -432,6 +443,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True, needs_bias=True),
+        OptionalInputs(trailing=1),
         DynamicRangeWeights(per_channel_only=True),
         KernelParams(("filter", "bias")),
     ),
@@ -439,6 +451,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "TRANSPOSE_CONV", "TransposeConvOptions", ("output_shape", "filter", "input", "bias"),
         Quantizable(),
         AffineOp(input=2, weight=1, channel_axis=0, bias=3),
+        OptionalInputs(trailing=1),
         DynamicRangeWeights(),
         KernelParams(("output_shape", "filter", "bias")),
         NotInRandomGraphs("its output_shape input must agree with strides and padding; tests/test_reference_float.py and the e2e models cover it"),
@@ -447,6 +460,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "FULLY_CONNECTED", "FullyConnectedOptions", ("input", "filter", "bias"),
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
+        OptionalInputs(trailing=1),
         DynamicRangeWeights(asymmetric_inputs=True),
         KernelParams((), integer=("filter", "bias")),
     ),
@@ -557,6 +571,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
     declare("MINIMUM", "MaximumMinimumOptions", ("lhs", "rhs"), Quantizable(), SameScale((0, 1)), ShapeRule(BROADCAST)),
     declare(
         "RESHAPE", "ReshapeOptions", ("input", "shape"),
+        OptionalInputs(trailing=1),  # shape: then the new_shape option
         Quantizable(),
         SameScale((0,)),
         KernelParams(("shape",)),
@@ -609,6 +624,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
     declare("PAD", "PadOptions", ("input", "paddings"), Quantizable(), SameScale((0,)), KernelParams(("paddings",))),
     declare(
         "PADV2", "PadV2Options", ("input", "paddings", "constant_values"),
+        OptionalInputs(trailing=1),
         Quantizable(),
         SameScale((0, 2)),
         KernelParams(("paddings",)),
@@ -840,6 +856,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
     ),
     declare(
         "UNIDIRECTIONAL_SEQUENCE_LSTM", "UnidirectionalSequenceLSTMOptions", LSTM_OPERANDS,
+        OptionalInputs(trailing=4, anywhere=True),  # the layer norm coefficients; peepholes, projection
         DynamicRangeWeights(weights=tuple((i, None) for i in (*range(1, 12), 16)), asymmetric_inputs=True),
         KernelParams((*LSTM_WEIGHTS, *LSTM_NORMS)),
         Stateful(side_values=("cell_state",)),

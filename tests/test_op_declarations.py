@@ -28,7 +28,7 @@ DECLARED = list(tfl.BUILTIN_CLASSES.items())
 def test_declarations_are_xdsl_traits() -> None:
     for t in (tfl.Quantizable, tfl.SameScale, tfl.FixedResultScale, tfl.AffineOp, tfl.DynamicRangeWeights,
               tfl.KernelParams, tfl.UnbatchedResult, tfl.Stateful, tfl.ShapeRule, tfl.VersionByType,
-              tfl.NotInRandomGraphs):  # fmt: skip
+              tfl.NotInRandomGraphs, tfl.OptionalInputs):  # fmt: skip
         assert issubclass(t, OpTrait)
     conv = tfl.Conv2DOp
     assert conv.get_trait(tfl.AffineOp) == tfl.AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True, needs_bias=True)
@@ -78,6 +78,8 @@ def test_traits_fit_the_operands(builtin: str, cls: type[tfl.TflOp]) -> None:
     if (f := cls.get_trait(tfl.FixedResultScale)) is not None:
         q = cls.get_trait(tfl.Quantizable)
         assert q is not None and (f.int8 is not None) == q.int8 and (f.int16 is None or q.int16), builtin
+    if (o := cls.get_trait(tfl.OptionalInputs)) is not None:
+        assert not variadic and 0 < o.trailing < n, builtin
     if (st_ := cls.get_trait(tfl.Stateful)) is not None:
         assert set(st_.side_values) <= set(names), builtin
 
