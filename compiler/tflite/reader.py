@@ -462,7 +462,8 @@ class _Importer:
                     f"{where} has {len(operands)} input(s); LiteRT's {op_name} needs at least {need} ({names_}): "
                     "the model is corrupt; re-export it"
                 )
-            if cls.BUILTIN not in _OPTIONAL_INSIDE:
+            optional = cls.get_trait(tfl.OptionalInputs)  # the op's declaration
+            if optional is None or not optional.anywhere:
                 for k, t in enumerate(in_idx[:need]):
                     if t == -1:
                         raise self.fail(
@@ -564,27 +565,11 @@ class _Importer:
         )
 
 
-# Trailing inputs LiteRT's kernels let a model leave out (Prepare accepts fewer inputs);
-# every other modelled builtin needs all of its inputs (an absent optional one is -1).
-_OPTIONAL_TRAILING = {
-    "FULLY_CONNECTED": 1,  # bias
-    "CONV_2D": 1,
-    "DEPTHWISE_CONV_2D": 1,
-    "TRANSPOSE_CONV": 1,
-    "RESHAPE": 1,  # shape (then the new_shape option)
-    "PADV2": 1,  # constant_values
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": 4,  # layer norm coefficients
-}
-
-
-# Builtins whose optional inputs (-1) also sit between required ones.
-_OPTIONAL_INSIDE = {"UNIDIRECTIONAL_SEQUENCE_LSTM"}
-
-
 def _min_inputs(cls: type[tfl.TflOp]) -> int:
     if any(n.startswith("*") for n in cls.OPERANDS):
         return 1
-    return len(cls.OPERANDS) - _OPTIONAL_TRAILING.get(cls.BUILTIN, 0)
+    opt = cls.get_trait(tfl.OptionalInputs)  # the inputs a model may leave out: the op's declaration
+    return len(cls.OPERANDS) - (opt.trailing if opt is not None else 0)
 
 
 def _zero_elements(inf: _Tensor) -> bool:
