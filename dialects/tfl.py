@@ -302,7 +302,8 @@ class AffineOp(OpTrait):
     rewrite from calibration (fold-bias-add, correct-bias, clip-weights; the calibration
     records the input's per-channel moments). `needs_bias`: the integer kernel needs a bias
     input (quantize-bias writes zeros when there is none). `int16_weight`: with 16-bit
-    activations the weight is quantized like an activation (16-bit), not int8 symmetric."""
+    activations the weight is quantized like an activation (16-bit), not int8 symmetric.
+    `int64_bias`: with 16-bit activations the kernel takes only an int64 bias."""
 
     input: int
     weight: int
@@ -311,6 +312,7 @@ class AffineOp(OpTrait):
     calibrated_bias: bool = False
     needs_bias: bool = False
     int16_weight: bool = False
+    int64_bias: bool = False
 
 
 @dataclass(frozen=True)
@@ -442,7 +444,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
     declare(
         "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
-        AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True, needs_bias=True),
+        AffineOp(input=0, weight=1, channel_axis=3, bias=2, calibrated_bias=True, needs_bias=True, int64_bias=True),
         OptionalInputs(trailing=1),
         DynamicRangeWeights(per_channel_only=True),
         KernelParams(("filter", "bias")),

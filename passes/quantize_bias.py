@@ -37,10 +37,10 @@ BIAS_TYPES = {"int32": 32, "int64": 64}
 BIAS_LIMIT = {32: (1 << 31) // 2, 64: (1 << 39) - 1}
 
 
-def bias_type_for(kind: str, act_bits: int, requested: int) -> int:
+def bias_type_for(affine: tfl.AffineOp, act_bits: int, requested: int) -> int:
     if act_bits == 8:
         return 32
-    if kind == "DEPTHWISE_CONV_2D":
+    if affine.int64_bias:
         return 64
     return requested
 
@@ -79,7 +79,7 @@ class QuantizeBias(ModulePass):
         b = o.operand("bias")
         if b is not None and quant.quantized_element(b.type) is not None:
             return  # already integer
-        bits = bias_type_for(kind, bits_of(xt), BIAS_TYPES[self.bias_type])
+        bits = bias_type_for(affine, bits_of(xt), BIAS_TYPES[self.bias_type])
         wshape = wc.result.type.get_shape()  # type: ignore[union-attr]
         axis = affine.channel_axis or 0
         n = wshape[axis]
