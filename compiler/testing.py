@@ -14,6 +14,8 @@
 Graphs use the ops of `SAFE_OPS` (conv, depthwise, fully connected, add, sub, mul,
 concatenation, reshape, pad, pools, mean, softmax, logistic, tanh, relu, relu6,
 hard_swish, resize_bilinear) on static shapes with batch 1, one input and one output;
+`EXTRA_OPS` and `MORE_OPS` are drawn when asked for (`ops=`), `DRAWABLE_OPS` is every op
+the graphs can hold (a declared op outside it says why: tfl.NotInRandomGraphs);
 constants come from `tflquant.ir.dense_from_numpy`. Structure (op mix, shapes, options) is
 drawn by hypothesis and shrinks; constant and input *values* come from a drawn seed.
 
