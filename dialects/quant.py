@@ -35,6 +35,8 @@ import numpy as np
 from xdsl.dialects.builtin import (
     AnyFloat,
     ArrayAttr,
+    DenseIntOrFPElementsAttr,
+    Float16Type,
     Float32Type,
     FloatData,
     IntAttr,
@@ -59,7 +61,7 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-STORAGE_BITS = (8, 16, 32, 64)
+STORAGE_BITS = (4, 8, 16, 32, 64)
 
 
 def f32(x: float) -> float:
@@ -176,11 +178,13 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
 
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(f"{'i' if self.is_signed else 'u'}{self.bits // 8}")
+        """The dtype of the storage values in the IR: i4 is held one value per int8 byte
+        (the flatbuffer writer packs two per byte)."""
+        return np.dtype(f"{'i' if self.is_signed else 'u'}{max(self.bits, 8) // 8}")
 
     def verify(self) -> None:
         if self.storage_type.width.data not in STORAGE_BITS:
-            raise VerifyException(f"quant storage type must be 8, 16, 32 or 64 bits, got {self.storage_type}")
+            raise VerifyException(f"quant storage type must be 4, 8, 16, 32 or 64 bits, got {self.storage_type}")
         if self.storage_type.signedness.data == Signedness.SIGNED:
             raise VerifyException("quant storage type must be signless (i8) or unsigned (ui8)")
         n = len(self.scales.data)
@@ -251,6 +255,110 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             printer.print_string(f":{self.axis.data}, {{{', '.join(pairs)}}}>")
         else:
             printer.print_string(f", {pairs[0]}>")
+
+
+@irdl_attr_definition
+class BlockwiseQuantizedType(ParametrizedAttribute, TypeAttribute):
+    """Symmetric blockwise quantization along the last dimension (LiteRT's
+    BlockwiseQuantization): real[..., j] = q[..., j] * scales[..., j // block_size], zero
+    points 0. `scales` is an fp16 tensor of shape (*shape[:-1], shape[-1] // block_size); the
+    writer stores it as its own tensor, which the weight's quantization details name.
+
+        !quant.blockwise<i4:f32, 32, dense<...> : tensor<64x4xf16>>
+    """
+
+    name = "quant.blockwise"
+
+    storage_type: IntegerType
+    expressed_type: AnyFloat
+    block_size: IntAttr
+    scales: DenseIntOrFPElementsAttr
+
+    @staticmethod
+    def make(storage: IntegerType, block_size: int, scales: np.ndarray) -> BlockwiseQuantizedType:
+        from tflquant.ir import dense_from_numpy
+
+        return BlockwiseQuantizedType(storage, Float32Type(), IntAttr(block_size), dense_from_numpy(np.asarray(scales, np.float16)))
+
+    @property
+    def bits(self) -> int:
+        return self.storage_type.width.data
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1)) + 1
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype("i1")
+
+    def scale_array(self) -> np.ndarray:
+        """The block scales as float32, shape (*shape[:-1], number of blocks)."""
+        from tflquant.ir import dense_to_numpy
+
+        return dense_to_numpy(self.scales).astype(np.float32)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """Storage values (shape (*lead, *tensor shape)) to float32, block by block."""
+        s = self.scale_array()
+        bs = self.block_size.data
+        x = q.astype(np.float32).reshape(*q.shape[:-1], q.shape[-1] // bs, bs)
+        lead = x.ndim - 1 - s.ndim  # a leading sample axis, if any
+        return (x * s.reshape((1,) * lead + s.shape + (1,))).reshape(q.shape)
+
+    def verify(self) -> None:
+        if self.storage_type.width.data not in (4, 8) or self.storage_type.signedness.data != Signedness.SIGNLESS:
+            raise VerifyException(f"blockwise storage must be i4 or i8, got {self.storage_type}")
+        if self.block_size.data <= 0:
+            raise VerifyException(f"block size must be positive, got {self.block_size.data}")
+        if not isinstance(self.scales.type.element_type, Float16Type):
+            raise VerifyException("blockwise scales must be an f16 tensor")
+        s = self.scale_array()
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            raise VerifyException("blockwise scales must be positive and finite (fp16 normals)")
+
+    def check_shape(self, shape: Sequence[int]) -> str | None:
+        """Why a tensor of `shape` cannot carry this type, or None."""
+        bs = self.block_size.data
+        want = (*shape[:-1], shape[-1] // bs) if shape else None
+        if not shape or shape[-1] % bs:
+            return f"last dimension of shape {list(shape)} is not a multiple of block size {bs}"
+        if tuple(self.scales.type.get_shape()) != want:
+            return f"block scales have shape {list(self.scales.type.get_shape())}, expected {list(want)}"
+        return None
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            storage = parser.parse_type()
+            parser.parse_punctuation(":")
+            expressed = parser.parse_type()
+            parser.parse_punctuation(",")
+            bs = parser.parse_integer(allow_negative=False)
+            parser.parse_punctuation(",")
+            scales = parser.parse_attribute()
+        if not isinstance(scales, DenseIntOrFPElementsAttr):
+            parser.raise_error("blockwise scales must be a dense f16 tensor attribute")
+        return (storage, expressed, IntAttr(bs), scales)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<")
+        printer.print_attribute(self.storage_type)
+        printer.print_string(":")
+        printer.print_attribute(self.expressed_type)
+        printer.print_string(f", {self.block_size.data}, ")
+        printer.print_attribute(self.scales)
+        printer.print_string(">")
+
+
+def blockwise_element(t: Attribute) -> BlockwiseQuantizedType | None:
+    """The blockwise quantized element type of a tensor type, or None."""
+    if isinstance(t, TensorType) and isinstance(t.element_type, BlockwiseQuantizedType):
+        return t.element_type
+    return None
 
 
 # Discardable attributes that carry calibration facts on an op (see the module docstring).
@@ -492,5 +600,5 @@ class DequantizeCastOp(IRDLOperation):
 Quant = Dialect(
     "quant",
     [StatsOp, QuantizeCastOp, DequantizeCastOp],
-    [UniformQuantizedType, CalibrationStatsAttr, ChannelMomentsAttr],
+    [UniformQuantizedType, BlockwiseQuantizedType, CalibrationStatsAttr, ChannelMomentsAttr],
 )

@@ -64,7 +64,7 @@ from xdsl.irdl import (
 from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.dialects.quant import UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.tflite import schema
 
 # Option fields whose integer value is an enum, printed by name.
@@ -978,10 +978,14 @@ class ConstOp(IRDLOperation):
         if tuple(vt.get_shape()) != tuple(rt.get_shape()):
             raise VerifyException(f"tfl.const payload shape {tuple(vt.get_shape())} differs from result shape {tuple(rt.get_shape())}")
         q = quantized_element(rt)
-        expected = q.storage_type if q is not None else rt.element_type
+        blocks = blockwise_element(rt)
+        expected = q.storage_type if q is not None else (blocks.storage_type if blocks is not None else rt.element_type)
         got = vt.element_type
-        if q is not None and isinstance(got, IntegerType) and isinstance(expected, IntegerType):
-            if got.width.data != expected.width.data:
+        if blocks is not None and (why := blocks.check_shape(tuple(rt.get_shape()))):
+            raise VerifyException(f"tfl.const of {rt}: {why}")
+        if (q is not None or blocks is not None) and isinstance(got, IntegerType) and isinstance(expected, IntegerType):
+            # i4 storage is held one value per byte (i8 payload); the writer packs it
+            if got.width.data != max(expected.width.data, 8):
                 raise VerifyException(f"tfl.const payload {got} does not match quantized storage {expected}")
         elif got != expected:
             raise VerifyException(f"tfl.const payload element {got} does not match result element {expected}")

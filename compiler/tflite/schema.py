@@ -639,7 +639,11 @@ DIMENSION_TYPES: dict[str, int] = {"DENSE": 0, "SPARSE_CSR": 1}
 # one vector field `values` at slot 0).
 SPARSE_INDEX_VECTORS: dict[str, int] = {"Int32Vector": 1, "Uint16Vector": 2, "Uint8Vector": 3}
 SPARSE_INDEX_KINDS: dict[int, str] = {1: "i32", 2: "u16", 3: "u8"}
-# QuantizationDetails union: 1 CustomQuantization (0 custom [ubyte]).
+# QuantizationDetails union: 1 CustomQuantization (0 custom [ubyte]), 2 BlockwiseQuantization
+# (LiteRT: 0 scales = index of an fp16 tensor of shape (*shape[:-1], shape[-1] / block_size),
+# 1 zero_points = tensor index or -1 (symmetric), 2 block_size).
 CUSTOM_QUANTIZATION = 1
+BLOCKWISE_QUANTIZATION = 2
+BLOCKWISE_QUANTIZATION_FIELDS: dict[str, int] = {"scales": 0, "zero_points": 1, "block_size": 2}
 # Size past which a model is written with buffers after the flatbuffer (offset/size).
 FLATBUFFER_SIZE_MAX = 2147483648
