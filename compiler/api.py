@@ -226,14 +226,18 @@ def default_allow_float(mode: str, io_type: str, allow_float: bool | None) -> bo
 def _load(model: Any) -> tuple[ModuleOp, bytes, str]:
     from tflquant.tflite.reader import read_flatbuffer
 
-    if isinstance(model, (bytes, bytearray, memoryview)):
+    import mmap
+
+    if isinstance(model, mmap.mmap):  # a mapped model (the rerun of the measured fallback)
+        data, label = model, "<mapped model>"
+    elif isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
         label = "<bytes>"
     elif isinstance(model, (str, os.PathLike)):
-        from tflquant.fileio import read_bytes
+        from tflquant.fileio import map_file
 
         label = os.fspath(model)
-        data = read_bytes(label, "TFLite model")
+        data = map_file(label, "TFLite model")  # memory-mapped: weights are read in place, never copied
     else:
         raise TflquantError(f"model must be a path to a .tflite file or its bytes, got {type(model).__name__}")
     if len(data) < 8 or data[4:8] != b"TFL3":

@@ -47,6 +47,61 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         raise
 
 
+def atomic_write_parts(path: str | os.PathLike[str], parts, check=None) -> int:
+    """Write the byte-like `parts` one after the other to a temporary file beside `path`,
+    run `check(mapped file)` on the finished file (memory mapped, read-only), then rename.
+    Returns the file size. Nothing but the parts themselves is held in memory."""
+    import mmap
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tflquant-", dir=directory)
+    except OSError as e:
+        raise TflquantError(f"{path}: cannot write here: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            for p in parts:
+                f.write(p)
+            f.flush()
+            size = f.tell()
+            if check is not None:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                    check(m)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return size
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise TflquantError(f"{path}: cannot write: {e.strerror or e}") from None
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def map_file(path: str | os.PathLike[str], what: str = "file"):
+    """The file memory-mapped read-only (an mmap.mmap: slices are bytes, memoryview(m) a
+    zero-copy view); OS errors become one clear line naming the file. An empty file has no
+    mapping: its (empty) bytes are returned."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise TflquantError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise TflquantError(f"{path}: is a directory, expected a {what}") from None
+    except PermissionError:
+        raise TflquantError(f"{path}: permission denied reading the {what}") from None
+    except (OSError, ValueError) as e:
+        raise TflquantError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+
+
 # ---------------------------------------------------------------------------------------
 # Memory: what a file's sizes and shapes may ask for
 # ---------------------------------------------------------------------------------------

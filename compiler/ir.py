@@ -110,6 +110,26 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+def dense_from_buffer(raw: bytes | memoryview, shape: tuple[int, ...] | list[int], element: Attribute) -> DenseIntOrFPElementsAttr:
+    """A dense attribute over raw little-endian bytes WITHOUT copying them: `raw` is bytes or
+    a read-only byte memoryview (e.g. a slice of a memory-mapped model file, which then stays
+    mapped while the attribute lives). A read-only byte view hashes and compares by content
+    like bytes, and dense_to_numpy reads it in place. The length is checked."""
+    if isinstance(raw, memoryview):
+        if not raw.readonly:
+            raise TflquantError("internal error: a constant payload view must be read-only")
+        if raw.format != "B" or raw.ndim != 1:
+            raw = raw.cast("B")
+    elif not isinstance(raw, bytes):
+        raise TflquantError(f"internal error: a constant payload must be bytes or a memoryview, got {type(raw).__name__}")
+    shape = tuple(int(d) for d in shape)
+    n = int(np.prod(shape)) if shape else 1
+    need = n * numpy_dtype_of_element(element).itemsize
+    if len(raw) != need:
+        raise TflquantError(f"constant of shape {list(shape)} and type {element} holds {len(raw)} bytes, expected {need}")
+    return DenseIntOrFPElementsAttr(TensorType(element, shape), BytesAttr(raw))
+
+
 def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> DenseIntOrFPElementsAttr:
     """A dense attribute holding arr's bytes; `element` overrides the element type (e.g. bf16)."""
     arr = np.ascontiguousarray(arr).reshape(np.shape(arr))  # ascontiguousarray makes 0-d arrays 1-d
@@ -247,7 +267,8 @@ def _bitwise_is_splat(self: DenseIntOrFPElementsAttr) -> bool:
     raw = self.data.data
     if len(raw) < k or len(raw) % k:
         return _xdsl_is_splat(self)
-    return raw == raw[:k] * (len(raw) // k)
+    first = bytes(raw[:k])  # the payload may be a memoryview over a mapped file
+    return raw == first * (len(raw) // k) if len(raw) <= (1 << 24) else np.all(np.frombuffer(raw, np.uint8).reshape(-1, k) == np.frombuffer(first, np.uint8))
 
 
 DenseIntOrFPElementsAttr.is_splat = _bitwise_is_splat  # type: ignore[method-assign]

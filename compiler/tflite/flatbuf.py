@@ -256,9 +256,13 @@ class Builder:
                 getattr(fb, _PREPEND_SLOT[kind])(slot, value, default)
         return fb.EndObject()
 
-    def finish(self, root: int, identifier: bytes) -> bytes:
+    def finish(self, root: int, identifier: bytes, copy: bool = True) -> bytes | memoryview:
+        """The finished flatbuffer: bytes, or (copy=False) a read-only view of the builder's
+        memory, which spares a copy of a model of gigabytes."""
         self.fb.Finish(root, file_identifier=identifier)
-        return bytes(self.fb.Output())
+        if copy:
+            return bytes(memoryview(self.fb.Bytes)[self.fb.Head() :])
+        return memoryview(self.fb.Bytes)[self.fb.Head() :].toreadonly()
 
 
 def _width(kind: str) -> int:

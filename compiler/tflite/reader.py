@@ -36,6 +36,7 @@ Module attributes:
 from __future__ import annotations
 
 import math
+import mmap
 import os
 
 import numpy as np
@@ -65,7 +66,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy
+from tflquant.ir import dense_from_buffer, dense_from_numpy
 from tflquant.tflite import schema
 from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
 
@@ -99,18 +100,24 @@ _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
 _QUANT_STORAGE = {3, 9, 7, 2, 4}  # UINT8, INT8, INT16, INT32, INT64
+# Constant payloads at least this big are views of the model's bytes, smaller ones copies.
+PAYLOAD_VIEW_MIN = 64
 
 
 def load_model(path: str | os.PathLike[str]) -> ModuleOp:
     """Read a .tflite file into a module (TflquantError naming the file on any problem)."""
-    from tflquant.fileio import read_bytes
+    from tflquant.fileio import map_file
 
-    return read_flatbuffer(read_bytes(path, "TFLite model"), name=os.fspath(path))
+    return read_flatbuffer(map_file(path, "TFLite model"), name=os.fspath(path))
 
 
-def read_flatbuffer(data: bytes, name: str = "<model>") -> ModuleOp:
-    """Import a TFLite flatbuffer held in memory."""
-    if not isinstance(data, bytes):
+def read_flatbuffer(data: bytes | mmap.mmap, name: str = "<model>") -> ModuleOp:
+    """Import a TFLite flatbuffer held in memory or memory-mapped (load_model maps the file).
+
+    Constant payloads of PAYLOAD_VIEW_MIN bytes or more are not copied: their attributes hold
+    read-only views of `data` (tflquant.ir.dense_from_buffer), so a mapped model's weights
+    are read from the file's pages and never held twice."""
+    if not isinstance(data, (bytes, mmap.mmap)):
         data = bytes(data)
     try:
         module = _Importer(data, name).run()
@@ -135,8 +142,9 @@ class _Tensor:
 
 
 class _Importer:
-    def __init__(self, data: bytes, name: str):
+    def __init__(self, data: bytes | mmap.mmap, name: str):
         self.data = data
+        self.view = memoryview(data).toreadonly()
         self.name = name
 
     def fail(self, msg: str) -> TflquantError:
@@ -192,6 +200,19 @@ class _Importer:
 
     def buffer_bytes(self, idx: int, what: str) -> bytes | None:
         """The data of buffer `idx`, inline or at offset/size; None when empty."""
+        span = self.buffer_span(idx, what)
+        return None if span is None else bytes(self.view[span[0] : span[0] + span[1]])
+
+    def buffer_view(self, idx: int, what: str) -> bytes | memoryview | None:
+        """buffer_bytes, as a read-only view of the model (no copy) when it is big."""
+        span = self.buffer_span(idx, what)
+        if span is None:
+            return None
+        raw = self.view[span[0] : span[0] + span[1]]
+        return raw if span[1] >= PAYLOAD_VIEW_MIN else bytes(raw)
+
+    def buffer_span(self, idx: int, what: str) -> tuple[int, int] | None:
+        """(start, length) of buffer `idx`'s data in the model, inline or at offset/size."""
         if idx == 0:
             return None
         if idx >= len(self.buffers):
@@ -200,13 +221,13 @@ class _Importer:
         B = schema.BUFFER_FIELDS
         span = b.vector_span(B["data"])
         if span is not None and span[1] > 0:
-            return self.data[span[0] : span[0] + span[1]]
+            return span
         off = b.scalar(B["offset"], "u64", 0)
         if off > 1:
             size = b.scalar(B["size"], "u64", 0)
             if off + size > len(self.data):
                 raise self.fail(f"{what}: buffer {idx} lies at bytes {off}..{off + size}, past the end of the {len(self.data)}-byte file (truncated?)")
-            return self.data[off : off + size]
+            return (off, size)
         return None
 
     def _signature(self, s: Table, subgraphs: list[Table], names: list[str]) -> DictionaryAttr:
@@ -377,7 +398,7 @@ class _Importer:
             if v is not None:
                 return v
             inf = info_of(t, where)
-            raw = self.buffer_bytes(inf.buffer, f"tensor '{inf.name}'")
+            raw = self.buffer_view(inf.buffer, f"tensor '{inf.name}'")
             if inf.is_variable:
                 props: dict[str, Attribute] = {}
                 if raw is not None:
@@ -398,7 +419,9 @@ class _Importer:
             elif inf.sparsity is not None:
                 op = self._sparse_const(inf, raw)
             else:
-                op = tfl.ConstOp(dense_from_numpy(self._payload(inf, raw), _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
+                self._payload(inf, raw)  # checks the size
+                shape = [len(raw)] if isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES) else inf.shape
+                op = tfl.ConstOp(dense_from_buffer(raw, shape, _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]

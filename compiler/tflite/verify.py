@@ -39,6 +39,8 @@ And what LiteRT only finds out at run time, by corrupting memory or computing ga
 
 from __future__ import annotations
 
+import mmap
+
 import math
 import struct
 
@@ -96,7 +98,7 @@ def check_model(data: bytes, strict: bool = True) -> list[str]:
     out = _Problems()
     out.strict = strict
     try:
-        _check(bytes(data) if not isinstance(data, bytes) else data, out)
+        _check(data if isinstance(data, (bytes, mmap.mmap)) else bytes(data), out)  # a mapped file is read in place
     except FlatbufferError as e:
         out.append(f"the flatbuffer is malformed: {e}")
     return list(out)

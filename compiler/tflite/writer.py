@@ -11,11 +11,13 @@ entry. The same module always gives the same bytes. Every model written passes
 
 A model whose flatbuffer would pass `max_flatbuffer_size` (2 GB) is written in the
 large-model layout: constant buffers hold offset/size and their data follows the
-flatbuffer (16-byte aligned), as TFLite's exporter does.
+flatbuffer (64-byte aligned), as TFLite's exporter does; `large=True` forces that layout.
+`write_model` streams such a model to its file buffer by buffer.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,24 +149,51 @@ class _Plan:
         return idx
 
 
-def write_flatbuffer(module: ModuleOp, *, max_flatbuffer_size: int = schema.FLATBUFFER_SIZE_MAX) -> bytes:
-    """The module as .tflite bytes (TflquantError if it holds something TFLite cannot)."""
+def write_flatbuffer(
+    module: ModuleOp, *, max_flatbuffer_size: int = schema.FLATBUFFER_SIZE_MAX, large: bool | None = None
+) -> bytes:
+    """The module as .tflite bytes (TflquantError if it holds something TFLite cannot).
+
+    large: True forces the large-model layout (buffers after the flatbuffer, found by
+    offset/size), False forbids it; None (default) uses it only past max_flatbuffer_size.
+    For models of gigabytes prefer write_model(), which streams the buffers to the file."""
     from tflquant.tflite.verify import verify_model
 
+    head, tail = _layout(module, max_flatbuffer_size, large)
+    out = bytes(head) if not tail else b"".join(_large_parts(head, tail))
+    verify_model(out)
+    return out
+
+
+def write_model(
+    module: ModuleOp, path: str | os.PathLike[str], *, max_flatbuffer_size: int = schema.FLATBUFFER_SIZE_MAX, large: bool | None = None
+) -> int:
+    """Write the module to `path` (atomically) and return the file size. In the large-model
+    layout the constant buffers are streamed to the file one by one after the flatbuffer,
+    so no copy of the whole model is ever held in memory; the file is verified (memory
+    mapped) before it replaces `path`."""
+    from tflquant.fileio import atomic_write_parts
+    from tflquant.tflite.verify import verify_model
+
+    head, tail = _layout(module, max_flatbuffer_size, large)
+    parts = _large_parts(head, tail) if tail else [head]
+    return atomic_write_parts(path, parts, check=lambda data: verify_model(data))
+
+
+def _layout(module: ModuleOp, max_flatbuffer_size: int, large: bool | None) -> tuple[bytes | memoryview, list[tuple[int, object]]]:
+    """(flatbuffer, [(file offset, buffer data)] to place after it: empty unless large)."""
     plan = _plan(module)
     total = sum(len(b) for b in plan.buffers if b)
-    out = None
-    if total < max_flatbuffer_size:
+    if large is not True and (large is False or total < max_flatbuffer_size):
         try:
             out = _emit(module, plan, offsets=None)
         except BuilderSizeError:  # the flatbuffer library's own 2 GB limit
             out = None
-        if out is not None and len(out) > max_flatbuffer_size:
-            out = None
-    if out is None:
-        out = _emit_large(module, plan)
-    verify_model(out)
-    return out
+        if out is not None and (large is False or len(out) <= max_flatbuffer_size):
+            return out, []
+        if large is False:
+            raise TflquantError(f"the model needs {total} bytes of constants, more than a {max_flatbuffer_size}-byte flatbuffer holds: write it in the large-model layout")
+    return _emit_large(module, plan)
 
 
 # ----------------------------------------------------------------------------------------
@@ -317,34 +346,44 @@ def _name_tensors(sg: _Subgraph) -> None:
 # ----------------------------------------------------------------------------------------
 
 
-def _emit_large(module: ModuleOp, plan: _Plan) -> bytes:
-    """Large-model layout: buffer data after the flatbuffer, found by absolute offset/size."""
+# Buffer data in the large-model layout starts at multiples of this (the TF converter's
+# alignment: what XNNPACK's weight cache and mmap-ed loading like).
+LARGE_ALIGNMENT = 64
+
+
+def _emit_large(module: ModuleOp, plan: _Plan) -> tuple[bytes | memoryview, list[tuple[int, object]]]:
+    """Large-model layout: buffer data after the flatbuffer, found by absolute offset/size.
+    Returns the flatbuffer and the (offset, data) of every buffer that follows it."""
     placeholder = {i: (1, len(b)) for i, b in enumerate(plan.buffers) if b}  # b"" stays an inline empty vector
     head = _emit(module, plan, offsets=placeholder)
-    pos = _align16(len(head))
+    pos = _align(len(head))
     offsets: dict[int, tuple[int, int]] = {}
+    tail: list[tuple[int, object]] = []
     for i, b in enumerate(plan.buffers):
         if b:
             offsets[i] = (pos, len(b))
-            pos = _align16(pos + len(b))
+            tail.append((pos, b))
+            pos = _align(pos + len(b))
     head2 = _emit(module, plan, offsets=offsets)
     if len(head2) != len(head):
         raise TflquantError("internal error: large-model layout changed size between passes")
-    parts = [head2, b"\0" * (_align16(len(head2)) - len(head2))]
-    cur = _align16(len(head2))
-    for i, b in enumerate(plan.buffers):
-        if b:
-            parts.append(b)
-            cur += len(b)
-            pad = _align16(cur) - cur
-            parts.append(b"\0" * pad)
-            cur += pad
-    parts.append(b"\0" * 16)  # trailing padding, as the TFLite exporter writes
-    return b"".join(parts)
+    return head2, tail
 
 
-def _align16(n: int) -> int:
-    return (n + 15) & ~15
+def _large_parts(head: bytes | memoryview, tail: list[tuple[int, object]]):
+    """The file's pieces in order: flatbuffer, then each buffer after its padding."""
+    yield head
+    cur = len(head)
+    for off, b in tail:
+        if off > cur:
+            yield b"\0" * (off - cur)
+        yield b
+        cur = off + len(b)  # type: ignore[arg-type]
+    yield b"\0" * (_align(cur) - cur + LARGE_ALIGNMENT)  # trailing padding, as the TFLite exporter writes
+
+
+def _align(n: int) -> int:
+    return (n + LARGE_ALIGNMENT - 1) & ~(LARGE_ALIGNMENT - 1)
 
 
 def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | None) -> bytes:
@@ -427,7 +466,7 @@ def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | N
     if sig_offs is not None:
         fields.append((M["signature_defs"], "off", bld.offsets(sig_offs), 0))
     root = bld.table(fields)
-    return bld.finish(root, schema.FILE_IDENTIFIER)
+    return bld.finish(root, schema.FILE_IDENTIFIER, copy=offsets is not None)
 
 
 def _emit_signatures(bld: Builder, module: ModuleOp, plan: _Plan) -> list[int] | None:
