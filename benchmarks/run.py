@@ -67,6 +67,10 @@ import tflquant.reference.interpreter
 from tflquant.passes import get_all_passes
 for load in get_all_passes().values():
     load()
+# the tflquant command serves calibration's arrays from the heap for its own process; so
+# does this child, which stands for that command (tflquant.calibration.heap)
+from tflquant.calibration.heap import keep_arrays_on_heap
+keep_arrays_on_heap()
 model_dir, mode, io_type, out = sys.argv[1:5]
 ru = resource.getrusage(resource.RUSAGE_SELF)
 base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
