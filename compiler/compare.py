@@ -24,6 +24,7 @@ quantizing ruins: the measured fallback.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,8 @@ def _module(model: Any, what: str) -> ModuleOp:
 
     if isinstance(model, ModuleOp):
         return model
-    if isinstance(model, bytes | bytearray):
-        return read_flatbuffer(bytes(model), what)
+    if isinstance(model, bytes | bytearray | memoryview | mmap.mmap):  # in memory, or mapped
+        return read_flatbuffer(model if isinstance(model, bytes | mmap.mmap) else bytes(model), what)
     return read_flatbuffer(read_bytes(model, "TFLite model"), os.fspath(model))
 
 

@@ -249,6 +249,20 @@ def test_iterable_dataset_feeds_the_check() -> None:
     assert [o.kind for o in result.report.ops if o.op_type == "DIV"] == ["float"]
 
 
+def test_check_runs_on_a_model_read_from_a_file(tmp_path) -> None:  # noqa: ANN001
+    """A model given as a path (memory-mapped by the reader) is measured and falls back the
+    same as one given as bytes."""
+    import tflquant
+
+    model, calib, _ = div_near_zero()
+    path = tmp_path / "div.tflite"
+    path.write_bytes(model)
+    data = dict(zip(_names(model), calib))
+    from_file = tflquant.quantize(path, representative_dataset=data)
+    assert [o.kind for o in from_file.report.ops if o.op_type == "DIV"] == ["float"]
+    assert from_file.model == tflquant.quantize(model, representative_dataset=data).model
+
+
 def test_int16x8_check_runs() -> None:
     """16x8 is measured too: the RSQRT of tiny variances falls back there as well."""
     result, sqnr = _quantize_and_score(rsqrt_near_zero, mode="int16x8")
