@@ -197,6 +197,23 @@ def describe(v: SSAValue) -> str:
     return f"result #{v.index} of {v.owner.name}"
 
 
+def element_kind(e: Attribute) -> str:
+    """A short name of a plain element type: f32 f16 i8 u8 i16 i32 i64 bool complex, ...
+    (a quantized type's storage is named by the caller)."""
+    if isinstance(e, Float32Type):
+        return "f32"
+    if isinstance(e, Float16Type):
+        return "f16"
+    if isinstance(e, IntegerType):
+        w = e.width.data
+        if w == 1:
+            return "bool"
+        return ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
+    if isinstance(e, ComplexType):
+        return "complex"
+    return str(e)
+
+
 def op_label(op: Operation) -> str:
     """`tfl.conv_2d 'name'` for error messages."""
     from tflquant.dialects import tfl

@@ -30,11 +30,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, Signedness, TensorType
+from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.ir import element_kind
 
 
 def kind(t: Attribute) -> str:
@@ -42,16 +43,7 @@ def kind(t: Attribute) -> str:
     e = t.element_type if isinstance(t, TensorType) else t
     if isinstance(e, UniformQuantizedType):
         e = e.storage_type
-    if isinstance(e, IntegerType):
-        w = e.width.data
-        if w == 1:
-            return "bool"
-        return ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
-    if isinstance(e, Float32Type):
-        return "f32"
-    if isinstance(e, Float16Type):
-        return "f16"
-    return str(e)
+    return element_kind(e)
 
 
 def rank(v: SSAValue) -> int | None:

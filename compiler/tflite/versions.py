@@ -14,19 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xdsl.dialects.builtin import (
-    ComplexType,
-    Float16Type,
-    Float32Type,
-    IntegerType,
-    NoneType,
-    Signedness,
-    TensorType,
-)
+from xdsl.dialects.builtin import NoneType, TensorType
 from xdsl.ir import SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.ir import element_kind
 
 
 def _kind(v: SSAValue | None) -> str:
@@ -41,18 +34,7 @@ def _kind(v: SSAValue | None) -> str:
         if not e.is_signed:
             return "qu8" if e.bits == 8 else f"qu{e.bits}"
         return f"q{e.bits}"
-    if isinstance(e, Float32Type):
-        return "f32"
-    if isinstance(e, Float16Type):
-        return "f16"
-    if isinstance(e, IntegerType):
-        w = e.width.data
-        if w == 1:
-            return "bool"
-        return ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
-    if isinstance(e, ComplexType):
-        return "complex"
-    return str(e)
+    return element_kind(e)
 
 
 def _rank(v: SSAValue | None) -> int:
