@@ -290,6 +290,23 @@ class OpLoss:
         return self.float_db - self.quantized_db
 
 
+def _float_values(fm: ModuleOp, fmain: func.FuncOp, x: list[np.ndarray], need: set[str] | frozenset[str]) -> dict[str, np.ndarray]:
+    """The float model's values of the tensors named in `need` (inputs included) on x."""
+    from tflquant.reference.interpreter import Interpreter
+
+    ref: dict[str, np.ndarray] = {}
+
+    def keep(v: SSAValue, a: np.ndarray) -> None:
+        if (name := value_name(v)) in need and name not in ref:
+            ref[name] = np.array(a)
+
+    Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
+    for a, arr in zip(fmain.body.blocks[0].args, x):
+        if (nm := value_name(a)) in need:
+            ref.setdefault(nm, np.asarray(arr, np.float32))
+    return ref
+
+
 def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
     ref = np.asarray(ref, np.float64)
     got = np.asarray(got, np.float64)
@@ -377,17 +394,7 @@ def _op_losses(
     n = len(x[0]) if x else 0
     if n == 0:
         return []
-    ref: dict[str, np.ndarray] = {}
-
-    def keep(v: SSAValue, a: np.ndarray) -> None:
-        name = value_name(v)
-        if name in need and name not in ref:
-            ref[name] = np.array(a)
-
-    Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
-    for a, arr in zip(fmain.body.blocks[0].args, x):
-        if (nm := value_name(a)) in need:
-            ref.setdefault(nm, np.asarray(arr, np.float32))
+    ref = _float_values(fm, fmain, x, need)
     out = []
     for op, name, sources in plan:
         if name not in ref or any(s is not None and s[0] not in ref for s in sources):
@@ -477,16 +484,7 @@ def _hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_sample
     need = {n for _, n in plan} | {value_name(v) for op, _ in plan for v in op.operands if not isinstance(v.owner, tfl.ConstOp | tfl.NoValueOp)}
     fmain = _main(fm)
     x = _inputs(fmain, data, max_samples)
-    ref: dict[str, np.ndarray] = {}
-
-    def keep(v: SSAValue, a: np.ndarray) -> None:
-        if (name := value_name(v)) in need and name not in ref:
-            ref[name] = np.array(a)
-
-    Interpreter(fm).run(x, observer=keep, func_name=fmain.sym_name.data)
-    for a, arr in zip(fmain.body.blocks[0].args, x):
-        if (nm := value_name(a)) in need:
-            ref.setdefault(nm, np.asarray(arr, np.float32))
+    ref = _float_values(fm, fmain, x, need)
     out = []
     for op, name in plan:
         vals: dict[SSAValue, Any] = {}
