@@ -362,7 +362,6 @@ def _op_losses(
     float model once; each op runs alone (no integer run of the whole model)."""
     from tflquant.reference import float_kernels as fk
     from tflquant.reference.integer_interpreter import _dequant, _quant, call_op, op_kernel
-    from tflquant.reference.interpreter import Interpreter
 
     fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
     plan = []
@@ -466,7 +465,6 @@ def _hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_sample
     activations' run-time quantization is left out: it is the same whatever the weights."""
     from tflquant.reference import float_kernels as fk
     from tflquant.reference.integer_interpreter import call_op
-    from tflquant.reference.interpreter import Interpreter
 
     fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
     plan = []
