@@ -40,6 +40,7 @@ _IO_FOR_MODE = {
     "int8": ("float32", "int8", "uint8"),
     "int16x8": ("float32", "int16"),
     "dynamic": ("float32",),
+    "weight-only": ("float32",),
     "float16": ("float32",),
 }
 _BIAS_FOR_MODE = {"int8": ("int32",), "int16x8": ("int32", "int64")}
@@ -61,6 +62,21 @@ class OpInfo:
 
 
 @dataclass
+class WeightInfo:
+    """One quantized weight of a dynamic / weight-only model: the op reading it, how it is
+    stored and its SQNR (dB) against the float weight."""
+
+    op_type: str
+    name: str  # the op's first output tensor name
+    weight: str  # the weight tensor name
+    bits: int
+    granularity: str  # "tensor", "channel" or "block"
+    block_size: int | None
+    sqnr_db: float
+    read: str  # "hybrid" (the kernel reads the integer weight) or "dequantize"
+
+
+@dataclass
 class QuantizationReport:
     """What `quantize` did. `str(report)` is the text the CLI prints."""
 
@@ -78,6 +94,7 @@ class QuantizationReport:
     inputs: list[str] = field(default_factory=list)  # "name: type"
     outputs: list[str] = field(default_factory=list)
     weights: dict[str, int] = field(default_factory=dict)  # constant bytes by element type
+    weight_formats: list[WeightInfo] = field(default_factory=list)  # dynamic / weight-only: per op
 
     # summaries ---------------------------------------------------------------------
     @property
@@ -119,6 +136,7 @@ class QuantizationReport:
             "seconds": dict(self.seconds),
             "calibration_samples": self.calibration_samples,
             "ops": [o.__dict__ for o in self.ops],
+            "weight_formats": [w.__dict__ for w in self.weight_formats],
             "warnings": list(self.warnings),
         }
 
@@ -151,6 +169,13 @@ class QuantizationReport:
         for op_type, c in rows:
             kinds_text = ", ".join(f"{k} {n}" for k, n in sorted(c.items()))
             lines.append(f"  {op_type:<{width}}{sum(c.values()):>6}  {kinds_text}")
+        if self.weight_formats:
+            lines.append("")
+            lines.append(f"  {'weights by op':<40}{'format':<16}{'read':<12}{'SQNR':>8}")
+            for w in self.weight_formats:
+                fmt = f"int{w.bits} " + (f"block {w.block_size}" if w.granularity == "block" else w.granularity)
+                label = f"{w.op_type} '{w.name}'"
+                lines.append(f"  {label[:39]:<40}{fmt:<16}{w.read:<12}{w.sqnr_db:>6.1f}dB")
         if self.fallbacks:
             lines.append("")
             lines.append(f"  kept float ({len(self.fallbacks)}):")
@@ -270,6 +295,11 @@ def quantize(
     clip_weights: bool = False,
     keep_float: Sequence[str] = (),
     target: str = "litert",
+    weight_bits: int = 8,
+    granularity: str = "channel",
+    block_size: int = 32,
+    op_bits: Mapping[str, Any] | Sequence[str] | None = None,
+    recipe: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -280,7 +310,9 @@ def quantize(
     reruns with those ops kept float, and the report gives each one's measurement.
 
     model: path to a .tflite file, or its bytes.
-    mode: "int8" (full integer, float fallback), "int16x8", "dynamic" or "float16".
+    mode: "int8" (full integer, float fallback), "int16x8", "dynamic", "weight-only"
+      (integer weights read through DEQUANTIZE, float compute: every runtime and delegate
+      runs it) or "float16".
     representative_dataset: needed by int8 and int16x8; optional for dynamic, where its first
       samples measure the hybrid ops' outputs (else their weights: the measured fallback).
       A path to a .npz (one array per input, samples first, keyed by input tensor name or in
@@ -313,6 +345,16 @@ def quantize(
     keep_float: (int8, int16x8, dynamic) ops to leave float, by output tensor name or op
       type ("SOFTMAX"): selective quantization (the `keep-float` pass). A name matching no
       op is an error; with integer I/O the ops need allow_float=True.
+    weight_bits: (dynamic, weight-only) 8 or 4.
+    granularity: (dynamic, weight-only) "channel", "tensor" or "block" (4-bit only: blocks of
+      block_size (32, 64, 128, 256) along the weight's last dimension, fp16 scales; where the
+      op has no blockwise kernel, a global setting falls back to channel).
+    op_bits: per-op overrides, by output tensor name or op type: {"lm_head": 8} or
+      {"FULLY_CONNECTED": "4/block/64"} (bits, or "BITS/GRANULARITY[/BLOCK]"), or a list of
+      "NAME=..." strings. A name matching no weighted op, or a format the op cannot take,
+      is an error.
+    recipe: a JSON file (or dict) holding any of mode, weight_bits, granularity,
+      block_size, keep_float, op_bits, min_weight_elements; arguments given here win over it.
     target: "litert" (default) or "micro" (TFLite Micro; int8 and int16x8 modes): static
       shapes, ops Micro lacks rewritten into ops it has, and one TflquantError listing every
       op it still cannot run (type, output tensor, why). Micro also judges the float ops
@@ -323,6 +365,16 @@ def quantize(
     from tflquant.pipeline import pipeline_spec, run_pipeline
     from tflquant.tflite.writer import write_flatbuffer
 
+    if recipe is not None:
+        r = load_recipe(recipe)
+        given = {"mode": mode, "weight_bits": weight_bits, "granularity": granularity, "block_size": block_size,
+                 "keep_float": keep_float, "op_bits": op_bits, "min_weight_elements": min_weight_elements}
+        defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "keep_float": (),
+                    "op_bits": None, "min_weight_elements": 1024}
+        merged = {k: (r[k] if k in r and (given[k] == defaults[k] or (k in ("keep_float", "op_bits") and not given[k])) else given[k]) for k in given}
+        mode, weight_bits, granularity, block_size = merged["mode"], merged["weight_bits"], merged["granularity"], merged["block_size"]
+        keep_float, op_bits, min_weight_elements = merged["keep_float"], merged["op_bits"], merged["min_weight_elements"]
+    op_bit_entries = op_bits_entries(op_bits)
     check_options(mode, io_type, bias_type, representative_dataset)
     from tflquant.pipeline import TARGETS
 
@@ -386,6 +438,8 @@ def quantize(
             clip_weights=clip_weights,
             keep_float=keep,
             target=target,
+            **({"weight_bits": weight_bits, "granularity": granularity, "block_size": block_size, "op_bits": op_bit_entries}
+               if mode in ("dynamic", "weight-only") else {}),
         )
         # the statistics go to this run's annotate-calibration only (no process-wide state)
         run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats)
@@ -395,7 +449,9 @@ def quantize(
 
     t = time.perf_counter()
     user_keep = [keep_float] if isinstance(keep_float, str) else list(keep_float or ())
-    float_weights = _float_weights(module, min_weight_elements) if mode == "dynamic" else {}
+    float_weights = _float_weights(module, min_weight_elements) if mode in ("dynamic", "weight-only") else {}
+    # the measured fallback judges int8 weights; int4 and blocks are what the user asked for
+    measure_weights = mode == "dynamic" and weight_bits == 8 and granularity != "block" and not op_bit_entries
     spec = run(module, user_keep)
     seconds["passes"] = time.perf_counter() - t
 
@@ -417,7 +473,7 @@ def quantize(
                 for l in losses.values()
             ]
         seconds["check"] = time.perf_counter() - t
-    elif mode == "dynamic":
+    elif measure_weights:
         t = time.perf_counter()
         try:
             measured = _poor_weights(module, float_weights) if check_samples is None else _poor_hybrid_outputs(module, data, check_samples)
@@ -435,6 +491,9 @@ def quantize(
         seconds["check"] += time.perf_counter() - t
 
     t = time.perf_counter()
+    from tflquant.fileio import release_pages
+
+    release_pages(data)  # the float weights have been read: their mapped pages need not stay resident
     out = write_flatbuffer(module)
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
@@ -457,7 +516,133 @@ def quantize(
             o.reason = measured[o.name]
     report.inputs, report.outputs = _io_summary(module)
     report.weights = weight_bytes(module)
+    if mode in ("dynamic", "weight-only"):
+        report.weight_formats = weight_formats(module, float_weights)
     return QuantizationResult(out, report, module)
+
+
+RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "min_weight_elements")
+
+
+def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """A recipe (JSON file or dict) checked: known keys with values of the right kind."""
+    import json
+
+    where = "recipe"
+    if not isinstance(recipe, Mapping):
+        from tflquant.fileio import read_bytes
+
+        where = f"recipe {os.fspath(recipe)}"
+        try:
+            recipe = json.loads(read_bytes(recipe, "recipe").decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TflquantError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(recipe, Mapping):
+        raise TflquantError(f"{where}: must be a JSON object with keys {', '.join(RECIPE_KEYS)}")
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise TflquantError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; a recipe holds {', '.join(RECIPE_KEYS)}")
+    out = dict(recipe)
+    for k in ("weight_bits", "block_size", "min_weight_elements"):
+        if k in out and (not isinstance(out[k], int) or isinstance(out[k], bool)):
+            raise TflquantError(f"{where}: {k} must be an integer, got {out[k]!r}")
+    for k in ("mode", "granularity"):
+        if k in out and not isinstance(out[k], str):
+            raise TflquantError(f"{where}: {k} must be a string, got {out[k]!r}")
+    if "keep_float" in out:
+        kf = out["keep_float"]
+        if isinstance(kf, str):
+            kf = [kf]
+        if not isinstance(kf, list) or not all(isinstance(n, str) for n in kf):
+            raise TflquantError(f"{where}: keep_float must be a list of tensor names or op types")
+        out["keep_float"] = kf
+    if "op_bits" in out:
+        try:
+            op_bits_entries(out["op_bits"])
+        except TflquantError as e:
+            raise TflquantError(f"{where}: {e}") from None
+    return out
+
+
+def op_bits_entries(op_bits: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """Per-op overrides as "NAME=BITS[/GRANULARITY[/BLOCK]]" strings (checked)."""
+    from tflquant.passes.quantize_weights import parse_op_bits
+
+    if not op_bits:
+        return []
+    if isinstance(op_bits, str):
+        entries = [op_bits]
+    elif isinstance(op_bits, Mapping):
+        entries = []
+        for k, v in op_bits.items():
+            if isinstance(v, Mapping):
+                unknown = set(v) - {"bits", "granularity", "block_size"}
+                if unknown or "bits" not in v:
+                    raise TflquantError(f"op_bits[{k!r}]: give bits (and optionally granularity, block_size), got {dict(v)}")
+                v = "/".join(str(x) for x in (v["bits"], v.get("granularity") or ("block" if "block_size" in v else None), v.get("block_size")) if x is not None)
+            entries.append(f"{k}={v}")
+    else:
+        entries = [str(e) for e in op_bits]
+    parse_op_bits(entries)
+    return entries
+
+
+def weight_formats(module: ModuleOp, originals: Mapping[str, Any]) -> list[WeightInfo]:
+    """Per op reading a quantized weight (directly, or through DEQUANTIZE / the blockwise
+    DEQUANTIZE-RESHAPE): its format and SQNR against the float weight `originals[name]`."""
+    import numpy as np
+
+    from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
+    from tflquant.ir import value_name
+
+    def source(v: Any) -> tuple[Any, str, int | None] | None:
+        """(quantized const op, read, block) behind operand v."""
+        o = getattr(v, "owner", None)
+        block = None
+        if isinstance(o, tfl.ReshapeOp) and isinstance(o.inputs[0].owner, tfl.DequantizeOp):
+            dq = o.inputs[0].owner
+            c = dq.inputs[0].owner
+            if isinstance(c, tfl.ConstOp) and isinstance(t := c.result.type, TensorType) and len(t.get_shape()) == 2:
+                block = t.get_shape()[1]
+            o = dq
+        read = "hybrid"
+        if isinstance(o, tfl.DequantizeOp):
+            o, read = o.inputs[0].owner, "dequantize"
+        if isinstance(o, tfl.ConstOp) and isinstance(t := o.result.type, TensorType):
+            if isinstance(t.element_type, (UniformQuantizedType, BlockwiseQuantizedType)):
+                return o, read, block
+        return None
+
+    out = []
+    for op in module.walk():
+        if not isinstance(op, tfl.TflOp) or isinstance(op, (tfl.DequantizeOp, tfl.ReshapeOp)) or not op.results:
+            continue
+        for v in op.operands:
+            src = source(v)
+            if src is None:
+                continue
+            c, read, block = src
+            e = c.result.type.element_type
+            wname = value_name(c.result) or ""
+            w = originals.get(wname)
+            q = c.numpy().astype(np.float32)
+            if isinstance(e, BlockwiseQuantizedType):
+                deq, gran, block = e.dequantize(q), "block", e.block_size.data
+            else:
+                s = e.scale_array().astype(np.float32)
+                shape = [1] * q.ndim
+                if e.per_axis:
+                    shape[e.axis.data] = -1
+                deq = q * s.reshape(shape)
+                gran = "block" if block else ("channel" if e.per_axis else "tensor")
+            db = float("nan")
+            if w is not None and w.size == deq.size:
+                wf = np.asarray(w, np.float32).reshape(-1)
+                err = wf - deq.reshape(-1)
+                e2 = float(np.dot(err, err))
+                db = 99.0 if e2 == 0 else float(10 * np.log10(max(float(np.dot(wf, wf)), 1e-30) / e2))
+            out.append(WeightInfo(tfl.op_type(op), value_name(op.results[0]) or "", wname, e.bits, gran, block, round(db, 2), read))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -639,6 +824,10 @@ def _elem_kind(t: Any) -> str | None:
     e = t.element_type
     if isinstance(e, UniformQuantizedType):
         return {8: "q8", 16: "q16"}.get(e.bits, "q")
+    from tflquant.dialects.quant import BlockwiseQuantizedType
+
+    if isinstance(e, BlockwiseQuantizedType):
+        return "q"
     from tflquant.dialects.tfl import is_float_tensor
 
     return "f" if is_float_tensor(t) else "i"
@@ -728,6 +917,10 @@ def _elem_name(e: Any) -> str:
 
     if isinstance(e, UniformQuantizedType):
         return ("" if e.is_signed else "u") + f"int{e.bits}"
+    from tflquant.dialects.quant import BlockwiseQuantizedType
+
+    if isinstance(e, BlockwiseQuantizedType):
+        return f"int{e.bits}"
     try:
         return numpy_dtype_of_element(e).name
     except TflquantError:
@@ -745,7 +938,10 @@ def weight_bytes(module: ModuleOp) -> dict[str, int]:
         data = getattr(getattr(value, "data", None), "data", None)
         if isinstance(t, TensorType) and isinstance(data, bytes):
             k = _elem_name(t.element_type)
-            out[k] = out.get(k, 0) + len(data)
+            n = len(data) if k != "int4" else (len(data) + 1) // 2  # int4: two per byte in the file
+            out[k] = out.get(k, 0) + n
+            if hasattr(t.element_type, "block_size"):  # blockwise: its fp16 scales tensor
+                out["float16"] = out.get("float16", 0) + len(t.element_type.scales.data.data)
     return out
 
 

@@ -17,7 +17,8 @@ from xdsl.utils.exceptions import VerifyException
 from tflquant.errors import TflquantError
 from tflquant.passes import get_all_passes
 
-MODES = ("int8", "int16x8", "dynamic", "float16")
+MODES = ("int8", "int16x8", "dynamic", "weight-only", "float16")
+WEIGHT_MODES = ("dynamic", "weight-only")  # the modes that take weight_bits / granularity / op_bits
 TARGETS = ("litert", "micro")
 
 
@@ -34,6 +35,10 @@ def pipeline_spec(
     clip_weights: bool = False,
     keep_float: Sequence[str] = (),
     target: str = "litert",
+    weight_bits: int = 8,
+    granularity: str = "channel",
+    block_size: int = 32,
+    op_bits: Sequence[str] = (),
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
@@ -45,6 +50,11 @@ def pipeline_spec(
     by expected output error on the calibration data instead of absmax.
     keep_float: (int8, int16x8, dynamic) output tensor names or op types of ops to leave
     float (`keep-float`, first in the pipeline).
+    weight_bits, granularity, block_size, op_bits: (dynamic, weight-only) how weights are
+    stored: 8 or 4 bits, per channel, per tensor or in blocks of block_size along the last
+    dimension; op_bits: "NAME=BITS[/GRANULARITY[/BLOCK]]" overrides by output tensor name or
+    op type (see passes/quantize_weights.py). weight-only: integer weights read through
+    DEQUANTIZE, float compute (every runtime and delegate runs it).
     target: the runtime the model is for. "litert" (default): LiteRT, no Micro lowering,
     dynamic batch sizes kept. "micro": TFLite Micro, in the static modes only (it has no
     hybrid kernels for `dynamic` and cannot dequantize the float16 weights of `float16`):
@@ -59,7 +69,7 @@ def pipeline_spec(
     if target not in TARGETS:
         raise TflquantError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "micro" and mode not in ("int8", "int16x8"):
-        why = "hybrid ops (float activations, int8 weights)" if mode == "dynamic" else "float16 weights read through DEQUANTIZE"
+        why = {"dynamic": "hybrid ops (float activations, int8 weights)", "weight-only": "integer weights read through DEQUANTIZE into float ops"}.get(mode, "float16 weights read through DEQUANTIZE")
         raise TflquantError(
             f"mode {mode} writes {why}, which TFLite Micro has no kernels for: "
             "for TFLite Micro use mode int8 (integer only with io_type int8) or int16x8"
@@ -67,9 +77,25 @@ def pipeline_spec(
     keep = _keep_float(keep_float, mode)
     if mode == "float16":
         return "cast-weights-f16"
-    if mode == "dynamic":
+    if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
+        raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
+    if mode in WEIGHT_MODES:
+        from tflquant.passes.quantize_weights import check_format, parse_op_bits
+
+        check_format(weight_bits, granularity, block_size, "weight options")
+        op_bits = [op_bits] if isinstance(op_bits, str) else list(op_bits or ())
+        parse_op_bits(op_bits)
+        extra = ""
+        if weight_bits != 8 or granularity != "channel":
+            extra += f" bits={weight_bits} granularity={granularity}"
+        if granularity == "block" or any("/block" in e for e in op_bits):
+            extra += f" block-size={block_size}"
+        if mode == "weight-only":
+            extra += " weight-only=true"
+        if op_bits:
+            extra += " op-bits=" + ",".join(_quote(e) for e in op_bits)
         # fold-bias-add: one float ADD fewer after each hybrid layer (the same values)
-        return f"{keep}fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}}}"
+        return f"{keep}fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}{extra}}}"
     act = "int8" if mode == "int8" else "int16"
     if bias_correction is None:
         bias_correction = mode == "int16x8"
@@ -115,12 +141,16 @@ def _keep_float(names: Sequence[str], mode: str) -> str:
     if not names:
         return ""
     if mode == "float16":
-        raise TflquantError("keep_float applies to the int8, int16x8 and dynamic modes (float16 casts every weight)")
+        raise TflquantError("keep_float applies to the int8, int16x8, dynamic and weight-only modes (float16 casts every weight)")
     for n in names:
         if not isinstance(n, str) or not n:
             raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string)")
-    quoted = ",".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
+    quoted = ",".join(_quote(n) for n in names)
     return f"keep-float{{ops={quoted}}},"
+
+
+def _quote(n: str) -> str:
+    return '"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _b(flag: bool) -> str:

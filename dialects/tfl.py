@@ -321,12 +321,17 @@ class DynamicRangeWeights(OpTrait):
     `weights` = ((input index, per-channel axis or None), ...); empty means the AffineOp
     weight. `hybrid`: LiteRT's kernel reads the int8 weight directly (else it is
     dequantized); `per_channel_only`: the hybrid kernel needs per-channel weights;
-    `asymmetric_inputs`: the op has the `asymmetric_quantize_inputs` option."""
+    `asymmetric_inputs`: the op has the `asymmetric_quantize_inputs` option.
+    `int4`: the granularities ("tensor", "channel", "block") at which LiteRT's hybrid kernel
+    (builtin and XNNPACK) reads int4 weights directly, measured (tests/test_int4_blockwise.py);
+    an int4 weight of any other op or granularity is read through DEQUANTIZE, which takes
+    int4 per tensor and per channel. Blocks run along the weight's last dimension."""
 
     weights: tuple[tuple[int, int | None], ...] = ()
     hybrid: bool = True
     per_channel_only: bool = False
     asymmetric_inputs: bool = False
+    int4: tuple[str, ...] = ()
 
     def slots(self, op_cls: type) -> tuple[tuple[int, int | None], ...]:
         if self.weights:
@@ -438,7 +443,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True, needs_bias=True),
         OptionalInputs(trailing=1),
-        DynamicRangeWeights(),
+        DynamicRangeWeights(int4=("tensor", "channel")),
         KernelParams(("filter", "bias")),
     ),
     declare(
@@ -463,7 +468,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
         OptionalInputs(trailing=1),
-        DynamicRangeWeights(asymmetric_inputs=True),
+        DynamicRangeWeights(asymmetric_inputs=True, int4=("tensor", "channel", "block")),
         KernelParams((), integer=("filter", "bias")),
     ),
     declare(
@@ -642,7 +647,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "GATHER", "GatherOptions", ("params", "indices"),
         Quantizable(),
         SameScale((0,)),
-        DynamicRangeWeights(weights=((0, None),), hybrid=False),
+        DynamicRangeWeights(weights=((0, None),), hybrid=False, int4=("tensor",)),
     ),
     declare(
         "GATHER_ND", "GatherNdOptions", ("params", "indices"),
@@ -655,7 +660,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         "EMBEDDING_LOOKUP", None, ("ids", "value"),
         Quantizable(),
         SameScale((1,)),
-        DynamicRangeWeights(weights=((1, 0),)),
+        DynamicRangeWeights(weights=((1, 0),), int4=("tensor", "channel", "block")),
         NotInRandomGraphs("its data input is integer ids (its table a weight): the graphs are float32 chains"),
     ),
     declare(

@@ -23,6 +23,24 @@ Activations stay float32. Mirrors what the TF converter writes (checked on its
   and the hybrid op's other fp16 constants (its bias) become float32 again (LiteRT's
   XNNPACK delegate cannot prepare a hybrid op with an fp16-dequantized bias);
 - constants also read by opaque ops or returned as model outputs are left alone.
+
+Bits and granularity (`bits=8|4`, `granularity=channel|tensor|block`, `block-size`,
+`op-bits` overrides "NAME=BITS[/GRANULARITY[/BLOCK]]" by output tensor name or op type):
+- int4 weights are read directly by the hybrid kernels whose declaration lists the
+  granularity in `DynamicRangeWeights.int4` (FULLY_CONNECTED and EMBEDDING_LOOKUP: tensor,
+  channel, block; CONV_2D: tensor, channel; GATHER's integer path: tensor); elsewhere an
+  int4 weight is read through DEQUANTIZE (per tensor or channel: LiteRT's DEQUANTIZE takes
+  int4 but ignores blockwise details);
+- block granularity (blocks of `block-size` along the last dimension, fp16 scales clamped
+  to the smallest fp16 normal so that none underflows) is written as LiteRT's
+  BlockwiseQuantization where the hybrid kernel takes it; read through DEQUANTIZE, the
+  weight is stored as (elements / block, block) int values with one float32 scale per row,
+  dequantized and RESHAPEd back (every runtime runs it);
+- a global setting an op cannot take falls back (block -> channel, int8 where nothing
+  takes int4: the LSTM); an override naming an op it cannot apply to is an error;
+- `weight-only`: every weight is read through DEQUANTIZE (float compute; runs on every
+  runtime and delegate), nothing is hybrid.
+The scale of each tensor, channel or block is chosen by `choose_scales` (absmax / qmax).
 """
 
 from __future__ import annotations
@@ -38,10 +56,11 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import UniformQuantizedType, with_element
+from xdsl.dialects.builtin import IntegerType
+
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
-from tflquant.quant_math import choose_weight_params
 
 # What the ops declare (tfl.DynamicRangeWeights), by builtin name:
 _DECLS = {b: (cls, d) for b, cls in tfl.BUILTIN_CLASSES.items() if (d := cls.get_trait(tfl.DynamicRangeWeights)) is not None}
@@ -60,29 +79,135 @@ ASYMMETRIC_INPUTS = {b for b, (_cls, d) in _DECLS.items() if d.asymmetric_inputs
 LSTM_MATRICES = (*range(1, 9), 16)
 
 
-def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, UniformQuantizedType]:
-    """int8 symmetric narrow-range values and type (scale = max|w| / 127, per slice along
-    `axis` or one for the tensor; see quant_math.choose_weight_params). Values round half to
-    even in float32 arithmetic, which reproduces the TF converter's int8 weights bit for bit."""
-    qtype = choose_weight_params(w, axis)
-    s = qtype.scale_array().astype(np.float32)
-    if axis is not None:
-        s = s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
-    q = np.clip(np.rint(np.asarray(w, dtype=np.float32) / s), qtype.qmin, qtype.qmax)
-    return q.astype(np.int8), qtype
+GRANULARITIES = ("channel", "tensor", "block")
+BLOCK_SIZES = (32, 64, 128, 256)
+WEIGHT_BITS = (8, 4)
+FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scales never underflow
 
 
-def _gather_table_axis(gather: Operation, table: SSAValue) -> int | None:
+def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
+    """One scale per row of `groups` (rows = the tensor, its channels or its blocks):
+    max|w| / qmax in float32; an all-zero row gets 1.0. The one place a scale is chosen
+    (round to nearest follows): swap it for a data-aware choice."""
+    absmax = np.max(np.abs(groups), axis=1) if groups.shape[1] else np.zeros(groups.shape[0], np.float32)
+    scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
+    scales[~(scales > 0)] = 1.0
+    return scales
+
+
+def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(w, dtype=np.float32) / s), -qmax, qmax).astype(np.int8)
+
+
+def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8) -> tuple[np.ndarray, UniformQuantizedType]:
+    """Symmetric narrow-range values and type (scale = max|w| / qmax, per slice along `axis`
+    or one for the tensor). Values round half to even in float32 arithmetic, which
+    reproduces the TF converter's int8 weights bit for bit."""
+    qmax = (1 << (bits - 1)) - 1
+    w = np.asarray(w, dtype=np.float32)
+    if axis is None:
+        s = choose_scales(w.reshape(1, -1), qmax)
+        qtype = UniformQuantizedType.make(IntegerType(bits), float(s[0]), 0, narrow=True)
+        return _round(w, s[0], qmax), qtype
+    s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax)
+    qtype = UniformQuantizedType.make(IntegerType(bits), [float(v) for v in s], 0, axis=axis, narrow=True)
+    return _round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax), qtype
+
+
+def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4) -> tuple[np.ndarray, BlockwiseQuantizedType]:
+    """Blocks of `block` values along the last dimension, one fp16 scale each (at least the
+    smallest fp16 normal); values rounded with the fp16 scale LiteRT reads."""
+    qmax = (1 << (bits - 1)) - 1
+    w = np.asarray(w, dtype=np.float32)
+    groups = w.reshape(-1, block)
+    s16 = np.maximum(choose_scales(groups, qmax), FP16_TINY).astype(np.float16)
+    s16 = np.maximum(s16, np.float16(FP16_TINY))
+    q = _round(groups, s16.astype(np.float32)[:, None], qmax).reshape(w.shape)
+    return q, BlockwiseQuantizedType.make(IntegerType(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How one weight is stored: bits, granularity ("tensor", "channel", "block"), block size."""
+
+    bits: int = 8
+    granularity: str = "channel"
+    block_size: int = 32
+
+    def __str__(self) -> str:
+        return f"int{self.bits} " + (f"block {self.block_size}" if self.granularity == "block" else self.granularity)
+
+
+def parse_op_bits(entries: tuple[str, ...] | list[str]) -> dict[str, tuple[int, str | None, int | None]]:
+    """"NAME=BITS[/GRANULARITY[/BLOCK]]" entries -> {NAME: (bits, granularity or None, block or None)}."""
+    out: dict[str, tuple[int, str | None, int | None]] = {}
+    for e in entries:
+        key, sep, val = str(e).rpartition("=")
+        parts = val.split("/")
+        try:
+            if not sep or not key or not 1 <= len(parts) <= 3:
+                raise ValueError
+            bits = int(parts[0])
+            gran = parts[1] if len(parts) > 1 else None
+            block = int(parts[2]) if len(parts) > 2 else None
+        except ValueError:
+            raise TflquantError(f"op-bits entry {e!r}: write NAME=BITS, NAME=BITS/GRANULARITY or NAME=BITS/block/SIZE (NAME: output tensor name or op type)") from None
+        check_format(bits, gran or "channel", block or 32, f"op-bits entry {e!r}")
+        out[key] = (bits, gran, block)
+    return out
+
+
+def check_format(bits: int, granularity: str, block_size: int, what: str = "quantize-weights") -> None:
+    if bits not in WEIGHT_BITS:
+        raise TflquantError(f"{what}: weight bits must be 8 or 4, got {bits}")
+    if granularity not in GRANULARITIES:
+        raise TflquantError(f"{what}: granularity must be channel, tensor or block, got {granularity!r}")
+    if block_size not in BLOCK_SIZES:
+        raise TflquantError(f"{what}: block size must be 32, 64, 128 or 256, got {block_size}")
+    if granularity == "block" and bits != 4:
+        raise TflquantError(f"{what}: block granularity takes 4-bit weights (LiteRT's blockwise kernels read int4 only), got {bits} bits")
+
+
+def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, qconst: Operation) -> SSAValue:
+    """A blockwise weight read through DEQUANTIZE (which ignores blockwise details): the
+    values as (elements / block, block) with one float32 scale per row (per channel on
+    axis 0), dequantized, then RESHAPEd to the weight's shape. Replaces `qconst`."""
+    q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits)
+    rows = TensorType(Float32Type(), q.shape)
+    block = qconst.parent
+    assert block is not None
+    c = tfl.ConstOp(dense_from_numpy(q), with_element(rows, qtype), name=name)
+    dq = tfl.DequantizeOp([c.result], [rows], names=None if name is None else [f"{name}_dequantize"])
+    shape = tfl.ConstOp(dense_from_numpy(np.array(ftype.get_shape(), np.int32)), name=None if name is None else f"{name}_shape")
+    rs = tfl.ReshapeOp([dq.outputs[0], shape.result], [ftype], names=None if name is None else [f"{name}_blocks"])
+    block.insert_ops_after([c, dq, shape, rs], qconst)
+    return rs.outputs[0]
+
+
+def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8) -> int | None:
     """Per-channel axis for a GATHER table that is dequantized once before the gather: its
-    last dimension (the embedding features; per-feature scales cut the error more than
-    per-row ones). None (one scale, int8 gather) for tables over GATHER_DEQUANTIZE_ONCE_MAX
-    elements and rank-1 tables."""
+    rows (axis 0) or its last dimension (the embedding features), whichever gives the table
+    the higher SQNR at `bits` (per-feature scales won on the tiny transformer's int8 table,
+    per-row ones on the heavy-tailed decoder_tiny's: 14.3 against 7.2 dB at int4). None
+    (one scale, integer gather) for tables over GATHER_DEQUANTIZE_ONCE_MAX elements and
+    rank-1 tables."""
     t = table.type
     assert isinstance(gather, tfl.TflOp) and isinstance(t, TensorType)
     shape = t.get_shape()
     if len(shape) < 2 or int(np.prod(shape)) > GATHER_DEQUANTIZE_ONCE_MAX:
         return None
-    return len(shape) - 1
+    w = float_weight(table)
+    if w is None:
+        return len(shape) - 1
+    best, best_db = len(shape) - 1, -np.inf
+    for axis in (len(shape) - 1, 0):
+        q, qt = quantize_weight(w, axis, bits)
+        s = qt.scale_array().astype(np.float32).reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+        err = float(np.sum((w - q * s) ** 2))
+        db = np.inf if err == 0 else float(np.sum(w.astype(np.float64) ** 2) / err)
+        if db > best_db:
+            best, best_db = axis, db
+    return best
 
 
 def _float32_constant_inputs(op: Operation) -> None:
@@ -129,33 +254,91 @@ def _quantizable_source(v: SSAValue) -> bool:
 
 @dataclass(frozen=True)
 class QuantizeWeights(ModulePass):
-    """Weights of hybrid-capable ops to int8 symmetric (per channel where the kernel allows);
-    activations stay float. See the module docstring for the exact guarantees."""
+    """Weights of hybrid-capable ops to int8 or int4 symmetric (per tensor, channel or block
+    where the kernel allows); activations stay float. See the module docstring for the
+    exact guarantees."""
 
     name = "quantize-weights"
 
     min_elements: int = 1024
     per_channel: bool = True
+    bits: int = 8
+    granularity: str = "channel"
+    block_size: int = 32
+    weight_only: bool = False
+    op_bits: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.min_elements < 0:
             raise TflquantError(f"quantize-weights: min-elements must be >= 0, got {self.min_elements}")
+        check_format(self.bits, self.granularity, self.block_size)
+        parse_op_bits(self.op_bits)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        overrides = parse_op_bits(self.op_bits)
+        used: set[str] = set()
         for f in op.walk():
             if isinstance(f, func.FuncOp):
-                self._apply_block(f)
+                self._apply_block(f, overrides, used)
+        unknown = sorted(set(overrides) - used)
+        if unknown:
+            raise TflquantError(
+                f"quantize-weights: op-bits names {', '.join(map(repr, unknown))}, which is no op with a quantizable weight "
+                "(by output tensor name or op type, e.g. FULLY_CONNECTED) in the model"
+            )
 
     # -------------------------------------------------------------------------------
-    def _apply_block(self, f: func.FuncOp) -> None:
-        # Plan: source value -> chosen axis (None = per tensor), in program order; readers
-        # with a hybrid kernel choose first (a table tied to an output projection keeps the
-        # projection hybrid and is dequantized once for the GATHER).
-        plans: dict[SSAValue, int | None] = {}
+    def _format_for(self, o: Operation, kind: str, overrides: dict, used: set[str]) -> tuple[WeightFormat, str | None]:
+        """The weight format for reader `o` and the override key that set it (None: global)."""
+        name = value_name(o.results[0]) if o.results else None
+        for key in (name, kind):
+            if key is not None and key in overrides:
+                used.add(key)
+                bits, gran, block = overrides[key]
+                return WeightFormat(bits, gran or self._gran_default(bits), block or self.block_size), key
+        return WeightFormat(self.bits, self.granularity if self.per_channel or self.granularity != "channel" else "tensor", self.block_size), None
+
+    def _gran_default(self, bits: int) -> str:
+        g = self.granularity if self.per_channel or self.granularity != "channel" else "tensor"
+        return "channel" if g == "block" and bits != 4 else g
+
+    def _resolve(self, o: Operation, kind: str, v: SSAValue, axis: int | None, fmt: WeightFormat, key: str | None) -> WeightFormat:
+        """The format this weight gets from this reader: what was asked where LiteRT takes
+        it; a global setting it cannot take falls back; an override it cannot take fails."""
+        decl = _DECLS[kind][1]
+        shape = v.type.get_shape() if isinstance(v.type, TensorType) else ()
+        where = f"{kind} '{value_name(o.results[0]) if o.results else '?'}'"
+
+        def refuse(why: str) -> None:
+            if key is not None:
+                raise TflquantError(f"quantize-weights: op-bits {key}={fmt.bits}/{fmt.granularity}: {where}: {why}")
+
+        if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM" and fmt.bits != 8:
+            refuse("LiteRT's hybrid LSTM takes int8 weights only")
+            return WeightFormat(8, "tensor")
+        gran = fmt.granularity
+        if gran == "channel" and axis is None:
+            gran = "tensor"
+        if gran == "block" and (not shape or shape[-1] % fmt.block_size):
+            raise TflquantError(
+                f"quantize-weights: block size {fmt.block_size} does not divide the last dimension ({shape[-1] if shape else 0}) "
+                f"of weight {describe(v)} of {where}: choose a block size that divides it, or give that op another "
+                "granularity (op-bits NAME=4/channel)"
+            )
+        return WeightFormat(fmt.bits, gran, fmt.block_size)
+
+    def _apply_block(self, f: func.FuncOp, overrides: dict, used: set[str]) -> None:
+        # Plan: source value -> (chosen axis (None = per tensor), format), in program order;
+        # readers with a hybrid kernel choose first (a table tied to an output projection
+        # keeps the projection hybrid and is dequantized once for the GATHER).
+        plans: dict[SSAValue, tuple[int | None, WeightFormat]] = {}
         readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS and not kept_float(o)]
         readers.sort(key=lambda ok: ok[1] not in HYBRID_OPS)  # stable: program order kept
         for o, kind in readers:
+            fmt, key = self._format_for(o, kind, overrides, used)
             if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+                if fmt.bits != 8:
+                    self._resolve(o, kind, o.results[0], None, fmt, key)
                 self._plan_lstm(o, plans)
                 continue
             for idx, (axis, _hybrid) in WEIGHT_INPUTS[kind].items():
@@ -165,13 +348,12 @@ class QuantizeWeights(ModulePass):
                 if v in plans or not self._eligible(v):
                     continue
                 if kind == "GATHER":
-                    axis = _gather_table_axis(o, v)
-                if axis is not None and not self.per_channel:
-                    axis = None
-                plans[v] = axis
+                    axis = _gather_table_axis(o, v, fmt.bits)
+                final = self._resolve(o, kind, v, axis, fmt, key)
+                plans[v] = (axis if final.granularity == "channel" else None, final)
         hybrid_ops: list[Operation] = []
-        for v, axis in plans.items():
-            self._rewrite(v, axis, hybrid_ops)
+        for v, (axis, fmt) in plans.items():
+            self._rewrite(v, axis, fmt, hybrid_ops)
         for o in hybrid_ops:
             if o.parent is not None:
                 _float32_constant_inputs(o)
@@ -180,7 +362,7 @@ class QuantizeWeights(ModulePass):
         w = float_weight(v)
         return w is not None and w.size >= max(self.min_elements, 1) and w.ndim >= 1 and _quantizable_source(v)
 
-    def _plan_lstm(self, o: Operation, plans: dict[SSAValue, int | None]) -> None:
+    def _plan_lstm(self, o: Operation, plans: dict[SSAValue, tuple[int | None, WeightFormat]]) -> None:
         present = {
             i: o.operands[i]
             for i in WEIGHT_INPUTS["UNIDIRECTIONAL_SEQUENCE_LSTM"]
@@ -195,10 +377,10 @@ class QuantizeWeights(ModulePass):
         if not matrices or any(w.size < self.min_elements for w in matrices):  # type: ignore[union-attr]
             return
         for v in present.values():
-            plans.setdefault(v, None)
+            plans.setdefault(v, (None, WeightFormat(8, "tensor")))
 
     # -------------------------------------------------------------------------------
-    def _rewrite(self, v: SSAValue, axis: int | None, hybrid_ops: list[Operation]) -> None:
+    def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation]) -> None:
         w = float_weight(v)
         assert w is not None
         if not np.all(np.isfinite(w)):
@@ -210,23 +392,34 @@ class QuantizeWeights(ModulePass):
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
         block = source.parent
-        q, qtype = quantize_weight(w, axis)
         ftype = v.type
         assert isinstance(ftype, TensorType)
         named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name
         name = value_name(named)
-        qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
-        block.insert_op_before(qconst, source)
-        qv = qconst.result
+        qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
+        if fmt.granularity == "block" and not self.weight_only and any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses):
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits)
+            qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
+            block.insert_op_before(qconst, source)
+            qv = qconst.result
+        else:  # (blocks read through DEQUANTIZE: the placeholder below is replaced by _dequantized_blocks)
+            q, qtype = quantize_weight(w, axis, fmt.bits)
+            qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
+            block.insert_op_before(qconst, source)
+            qv = qconst.result
 
         dequant: SSAValue | None = None
 
         def dequantized() -> SSAValue:
             nonlocal dequant
             if dequant is None:
-                dq = tfl.DequantizeOp([qv], [ftype], names=None if name is None else [f"{name}_dequantize"])
-                block.insert_op_after(dq, qconst)
-                dequant = dq.outputs[0]
+                dname = None if name is None else f"{name}_dequantize"
+                if fmt.granularity == "block":
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, qconst)
+                else:
+                    dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])
+                    block.insert_op_after(dq, qconst)
+                    dequant = dq.outputs[0]
             return dequant
 
         for use in list(v.uses):
@@ -234,26 +427,32 @@ class QuantizeWeights(ModulePass):
             if kept_float(user):
                 continue  # keep-float: it reads the float weight, which then stays too
             kind = _op_kind(user)
-            axis_ok, hybrid = self._hybrid_use(kind, use.index, axis)
-            if hybrid and axis_ok:
+            axis_ok, hybrid = self._hybrid_use(kind, use.index, axis, fmt)
+            if hybrid and axis_ok and not self.weight_only:
                 user.operands[use.index] = qv
                 if kind in ASYMMETRIC_INPUTS:
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
                 hybrid_ops.append(user)
-            elif kind == "GATHER" and use.index == 0 and axis is None:
+            elif kind == "GATHER" and use.index == 0 and axis is None and fmt.granularity == "tensor" and not self.weight_only:
                 self._gather_int8(user, qv)
             else:
                 user.operands[use.index] = dequantized()
 
+        if not qv.uses:
+            Rewriter.erase_op(qconst)
         self._erase_if_dead(source)
 
-    def _hybrid_use(self, kind: str | None, index: int, axis: int | None) -> tuple[bool, bool]:
-        """(weight layout fits the kernel, the op reads int8 weights directly)."""
+    def _hybrid_use(self, kind: str | None, index: int, axis: int | None, fmt: WeightFormat) -> tuple[bool, bool]:
+        """(weight layout fits the kernel, the op reads the integer weight directly)."""
         spec = WEIGHT_INPUTS.get(kind or "", {}).get(index)
         if spec is None:
             return False, False
         want_axis, hybrid = spec
+        if fmt.bits == 4 and fmt.granularity not in _DECLS[kind][1].int4:  # type: ignore[index]
+            return False, hybrid
+        if fmt.granularity == "block":
+            return True, hybrid
         if axis is None:
             return kind not in PER_CHANNEL_ONLY, hybrid
         return want_axis == axis, hybrid

@@ -1,0 +1,166 @@
+"""Language-model weight formats against ai-edge-quantizer (AEQ), issue 12.
+
+    python benchmarks/llm.py [--model-dir ../shared/models/decoder_tiny] [--aeq-python /tmp/aeq/bin/python]
+
+For int8 channel, int4 channel, int4 block 32 and int4 block 128, in dynamic and
+weight-only modes: tflquant and AEQ's same recipe (min/max round to nearest, symmetric,
+its `dynamic` = compute INTEGER / no explicit DEQUANTIZE, `weight-only` = compute FLOAT with
+DEQUANTIZE) quantize the float model; LiteRT (default resolver: XNNPACK) runs both on the
+eval tokens. Prints logits SQNR (as ../shared/tools/score.py: 10 log10 |ref|^2/|ref-q|^2
+over all samples), top-1 agreement, file size, quantize time and single-thread invoke
+latency, with tflquant / AEQ ratios. AEQ runs in a child process of its own venv (it pins
+its own LiteRT); without it the AEQ columns are empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+CONFIGS = [  # label, mode, bits, granularity, block
+    ("int8 channel", 8, "channel", 32),
+    ("int4 channel", 4, "channel", 32),
+    ("int4 block 32", 4, "block", 32),
+    ("int4 block 128", 4, "block", 128),
+]
+MODES = ("dynamic", "weight-only")
+
+_AEQ_CHILD = r"""
+import json, sys, time, warnings, contextlib, io
+warnings.filterwarnings("ignore")
+from ai_edge_quantizer import quantizer
+src, out, bits, gran, mode = sys.argv[1:6]
+t = time.perf_counter()
+cfg = {"num_bits": int(bits), "symmetric": True, "granularity": gran, "dtype": "INT"}
+opc = {"weight_tensor_config": cfg, "compute_precision": "INTEGER" if mode == "dynamic" else "FLOAT",
+       "explicit_dequantize": mode != "dynamic"}
+q = quantizer.Quantizer(src, [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": opc}])
+with contextlib.redirect_stdout(io.StringIO()):
+    res = q.quantize(None)
+open(out, "wb").write(bytes(res.quantized_model))
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+def _aeq_granularity(gran: str, block: int) -> str:
+    return {"channel": "CHANNELWISE", "tensor": "TENSORWISE"}.get(gran, f"BLOCKWISE_{block}")
+
+
+def run_litert(model: bytes | str, tokens: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=model, num_threads=1) if isinstance(model, str) else Interpreter(model_content=model, num_threads=1)
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for x in tokens:
+        it.set_tensor(d["index"], x.reshape(d["shape"]).astype(d["dtype"]))
+        it.invoke()
+        outs.append(it.get_tensor(o["index"]).astype(np.float32).copy())
+    return np.stack(outs)
+
+
+def latency_ms(model: str, tokens: np.ndarray, reps: int = 20) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=model, num_threads=1)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], tokens[0].reshape(d["shape"]).astype(d["dtype"]))
+    it.invoke()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        it.invoke()
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
+    e = float(np.sum((ref.astype(np.float64) - q) ** 2))
+    return 99.0 if e == 0 else float(10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / e))
+
+
+def top1(ref: np.ndarray, q: np.ndarray) -> float:
+    return float(np.mean(np.argmax(ref, -1) == np.argmax(q, -1)))
+
+
+def measure(path: str, ref: np.ndarray, tokens: np.ndarray) -> dict:
+    try:
+        out = run_litert(path, tokens)
+    except Exception as e:  # LiteRT refused the model: a result, not a crash
+        return {"error": str(e).splitlines()[0][:120], "size": os.path.getsize(path)}
+    return {"db": sqnr_db(ref, out), "top1": top1(ref, out), "size": os.path.getsize(path), "ms": latency_ms(path, tokens)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model-dir", default=os.path.join(here, "..", "..", "shared", "models", "decoder_tiny"))
+    ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args(argv)
+
+    import tflquant
+
+    float_path = os.path.join(args.model_dir, "float.tflite")
+    tokens = next(iter(np.load(os.path.join(args.model_dir, "eval.npz")).values()))
+    ref = run_litert(float_path, tokens)
+    aeq = args.aeq_python if args.aeq_python and os.path.exists(args.aeq_python) else None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{os.path.basename(os.path.normpath(args.model_dir))}: float {os.path.getsize(float_path) / 1024:.0f} KB, "
+              f"{len(tokens)} eval samples, LiteRT default resolver (XNNPACK), 1 thread")
+        head = f"{'mode':<12}{'weights':<16}{'tflq dB':>8}{'AEQ dB':>8}{'diff':>7}{'tflq KB':>9}{'AEQ KB':>8}{'size x':>8}{'tflq s':>8}{'AEQ s':>7}{'time x':>8}{'tflq ms':>8}{'AEQ ms':>8}{'top1':>6}{'AEQ':>6}"
+        print(head)
+        for mode in MODES:
+            for label, bits, gran, block in CONFIGS:
+                ours_path = os.path.join(tmp, "ours.tflite")
+                t = time.perf_counter()
+                r = tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block)
+                ours_s = time.perf_counter() - t
+                r.save(ours_path)
+                ours = measure(ours_path, ref, tokens)
+                ours["seconds"] = ours_s
+                theirs: dict = {}
+                if aeq:
+                    aeq_path = os.path.join(tmp, "aeq.tflite")
+                    p = subprocess.run([aeq, "-c", _AEQ_CHILD, float_path, aeq_path, str(bits), _aeq_granularity(gran, block), mode],
+                                       capture_output=True, text=True, timeout=1800)
+                    if p.returncode == 0:
+                        theirs = measure(aeq_path, ref, tokens)
+                        theirs["seconds"] = json.loads(p.stdout.strip().splitlines()[-1])["seconds"]
+                    else:
+                        theirs = {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:120]}
+                rows.append({"mode": mode, "weights": label, "tflquant": ours, "aeq": theirs})
+
+                def f(d: dict, k: str, fmt: str) -> str:
+                    return format(d[k], fmt) if k in d else "-"
+
+                def ratio(k: str) -> str:
+                    return f"{ours[k] / theirs[k]:.2f}" if k in ours and theirs.get(k) else "-"
+
+                diff = f"{ours['db'] - theirs['db']:+.1f}" if "db" in ours and "db" in theirs else "-"
+                size_a = f"{theirs['size'] / 1024:.0f}" if "size" in theirs else "-"
+                print(f"{mode:<12}{label:<16}{f(ours, 'db', '.1f'):>8}{f(theirs, 'db', '.1f'):>8}{diff:>7}{ours['size'] / 1024:>9.0f}{size_a:>8}"
+                      f"{ratio('size'):>8}{f(ours, 'seconds', '.2f'):>8}{f(theirs, 'seconds', '.2f'):>7}{ratio('seconds'):>8}"
+                      f"{f(ours, 'ms', '.2f'):>8}{f(theirs, 'ms', '.2f'):>8}{f(ours, 'top1', '.2f'):>6}{f(theirs, 'top1', '.2f'):>6}")
+                for who, d in (("tflquant", ours), ("AEQ", theirs)):
+                    if "error" in d:
+                        print(f"    {who}: {d['error']}")
+                sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
