@@ -102,6 +102,19 @@ def map_file(path: str | os.PathLike[str], what: str = "file"):
         raise TflquantError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
 
 
+def release_pages(data: object) -> None:
+    """Let the OS drop the pages of a mapped model (map_file) that this process has read:
+    they stop counting in its memory, and anything still reading them (a constant left
+    float) faults them back in from the file. A no-op for anything but an mmap."""
+    import mmap
+
+    if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            data.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 # ---------------------------------------------------------------------------------------
 # Memory: what a file's sizes and shapes may ask for
 # ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ numpy vectors, 16-byte aligned byte vectors, vectors of offsets, and tables give
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Sequence
 
@@ -203,12 +204,26 @@ _PREPEND_SLOT = {
 Field = tuple[int, str, object, object]
 
 
+_MAPPED_BUILDER_MIN = 64 << 20
+# [ubyte] vectors at least this big may be deferred (see Builder.bytes_vector).
+_DEFER_MIN = 4096
+
+
 class Builder:
     """A thin layer over flatbuffers.Builder (back-to-front building, children first)."""
 
     def __init__(self, size_hint: int = 1024):
-        self.fb = flatbuffers.Builder(max(1024, min(size_hint, 1 << 31)))
+        size = max(1024, min(size_hint, flatbuffers.Builder.MAX_BUFFER_SIZE))
+        if size < _MAPPED_BUILDER_MIN:
+            self.fb = flatbuffers.Builder(size)
+        else:
+            # Anonymous memory: the kernel hands out zero pages as they are written, where a
+            # bytearray is zero-filled up front.
+            self.fb = flatbuffers.Builder(0)
+            self.fb.Bytes = mmap.mmap(-1, size)
+            self.fb.head = size
         self._shared: dict[tuple[str, bytes], int] = {}
+        self._deferred: list[tuple[int, bytes | memoryview]] = []
 
     def string(self, s: str) -> int:
         return self.fb.CreateString(s.encode("utf-8", errors="surrogateescape"))
@@ -221,12 +236,17 @@ class Builder:
             off = self._shared[key] = self.fb.CreateNumpyVector(a)
         return off
 
-    def bytes_vector(self, data: bytes, alignment: int = 1) -> int:
+    def bytes_vector(self, data: bytes | memoryview, alignment: int = 1, defer: bool = False) -> int:
+        """A [ubyte] vector. defer=True only reserves its room: the data is not copied into
+        the builder but placed between the pieces finish_parts() returns."""
         fb = self.fb
         n = len(data)
         fb.StartVector(1, n, alignment)
         fb.head = fb.head - n
-        fb.Bytes[fb.head : fb.head + n] = data
+        if defer and n >= _DEFER_MIN:
+            self._deferred.append((len(fb.Bytes) - fb.head, data))  # distance from the end: survives growth
+        else:
+            fb.Bytes[fb.head : fb.head + n] = data
         fb.vectorNumElems = n
         return fb.EndVector()
 
@@ -256,13 +276,23 @@ class Builder:
                 getattr(fb, _PREPEND_SLOT[kind])(slot, value, default)
         return fb.EndObject()
 
-    def finish(self, root: int, identifier: bytes, copy: bool = True) -> bytes | memoryview:
-        """The finished flatbuffer: bytes, or (copy=False) a read-only view of the builder's
-        memory, which spares a copy of a model of gigabytes."""
-        self.fb.Finish(root, file_identifier=identifier)
-        if copy:
-            return bytes(memoryview(self.fb.Bytes)[self.fb.Head() :])
-        return memoryview(self.fb.Bytes)[self.fb.Head() :].toreadonly()
+    def finish(self, root: int, identifier: bytes) -> bytes:
+        return b"".join(self.finish_parts(root, identifier))
+
+    def finish_parts(self, root: int, identifier: bytes) -> list[bytes | memoryview]:
+        """The finished flatbuffer as pieces whose concatenation is the file: views of the
+        builder's memory with the deferred vectors' data in between (nothing copied)."""
+        fb = self.fb
+        fb.Finish(root, file_identifier=identifier)
+        mem = memoryview(fb.Bytes).toreadonly()
+        end = len(fb.Bytes)
+        parts: list[bytes | memoryview] = []
+        cur = fb.Head()
+        for pos, data in sorted((end - d, data) for d, data in self._deferred):
+            parts += [mem[cur:pos], data]
+            cur = pos + len(data)
+        parts.append(mem[cur:end])
+        return parts
 
 
 def _width(kind: str) -> int:

@@ -160,7 +160,7 @@ def write_flatbuffer(
     from tflquant.tflite.verify import verify_model
 
     head, tail = _layout(module, max_flatbuffer_size, large)
-    out = bytes(head) if not tail else b"".join(_large_parts(head, tail))
+    out = b"".join(head) if not tail else b"".join(_large_parts(head, tail))
     verify_model(out)
     return out
 
@@ -176,20 +176,21 @@ def write_model(
     from tflquant.tflite.verify import verify_model
 
     head, tail = _layout(module, max_flatbuffer_size, large)
-    parts = _large_parts(head, tail) if tail else [head]
+    parts = _large_parts(head, tail) if tail else head
     return atomic_write_parts(path, parts, check=lambda data: verify_model(data))
 
 
-def _layout(module: ModuleOp, max_flatbuffer_size: int, large: bool | None) -> tuple[bytes | memoryview, list[tuple[int, object]]]:
-    """(flatbuffer, [(file offset, buffer data)] to place after it: empty unless large)."""
+def _layout(module: ModuleOp, max_flatbuffer_size: int, large: bool | None) -> tuple[list | bytes, list[tuple[int, object]]]:
+    """(flatbuffer, [(file offset, buffer data)] to place after it): without such a tail
+    the flatbuffer is a list of pieces (see _emit_parts), else bytes (without the data)."""
     plan = _plan(module)
     total = sum(len(b) for b in plan.buffers if b)
     if large is not True and (large is False or total < max_flatbuffer_size):
         try:
-            out = _emit(module, plan, offsets=None)
+            out = _emit_parts(module, plan, offsets=None)
         except BuilderSizeError:  # the flatbuffer library's own 2 GB limit
             out = None
-        if out is not None and (large is False or len(out) <= max_flatbuffer_size):
+        if out is not None and (large is False or sum(len(p) for p in out) <= max_flatbuffer_size):
             return out, []
         if large is False:
             raise TflquantError(f"the model needs {total} bytes of constants, more than a {max_flatbuffer_size}-byte flatbuffer holds: write it in the large-model layout")
@@ -351,7 +352,7 @@ def _name_tensors(sg: _Subgraph) -> None:
 LARGE_ALIGNMENT = 64
 
 
-def _emit_large(module: ModuleOp, plan: _Plan) -> tuple[bytes | memoryview, list[tuple[int, object]]]:
+def _emit_large(module: ModuleOp, plan: _Plan) -> tuple[bytes, list[tuple[int, object]]]:
     """Large-model layout: buffer data after the flatbuffer, found by absolute offset/size.
     Returns the flatbuffer and the (offset, data) of every buffer that follows it."""
     placeholder = {i: (1, len(b)) for i, b in enumerate(plan.buffers) if b}  # b"" stays an inline empty vector
@@ -387,26 +388,24 @@ def _align(n: int) -> int:
 
 
 def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | None) -> bytes:
+    return b"".join(_emit_parts(module, plan, offsets))
+
+
+def _emit_parts(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | None) -> list[bytes | memoryview]:
+    """The flatbuffer as pieces to write one after the other (the constants' data among them,
+    not copied); with `offsets` (large-model layout) the buffers hold offset/size instead."""
+    # Constant data is not copied into the builder: its vectors are reserved there (pages
+    # never written: no memory) and the data joins the output pieces (Builder.bytes_vector
+    # defer=True). Room for the tables too: names are long, and a builder that grows copies
+    # itself into one twice the size.
+    tables = sum(len(sg.tensors) + len(sg.operators) for sg in plan.subgraphs)
     data_size = 0 if offsets is not None else sum(len(b) + 16 for b in plan.buffers if b)
-    bld = Builder(data_size + 65536)
+    bld = Builder(data_size + (1 << 20) + 1024 * tables + sum(len(v) + 16 for v in _metadata_values(module)))
     B = schema.BUFFER_FIELDS
 
     # metadata buffers go after the constant buffers
     attrs = module.attributes
-    metadata: list[tuple[str, bytes]] = []
-    md = attrs.get("tfl.metadata")
-    if md is not None:
-        if not isinstance(md, DictionaryAttr):
-            raise TflquantError("module attribute tfl.metadata must be a dictionary of name -> bytes")
-        for k, v in md.data.items():
-            if k in ("min_runtime_version", "buffer_location"):
-                continue
-            if isinstance(v, BytesAttr):
-                metadata.append((k, v.data))
-            elif isinstance(v, StringAttr):
-                metadata.append((k, v.data.encode("utf-8", errors="surrogateescape")))
-            else:
-                raise TflquantError(f"metadata '{k}' must be bytes or a string, got {v}")
+    metadata = _metadata(module)
     pairs = [(_NAMES_OF_CODE.get(c, str(c)), ver) for c, _cc, ver in plan.opcodes]
     mrv = versions.min_runtime_version(pairs).encode()
     metadata.append(("min_runtime_version", mrv.ljust(16, b"\0") if len(mrv) < 16 else mrv))
@@ -419,7 +418,7 @@ def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | N
             off, size = offsets[i]
             buffer_offs.append(bld.table([(B["offset"], "u64", off, None), (B["size"], "u64", size, None)]))
         else:
-            d = bld.bytes_vector(b, 16)
+            d = bld.bytes_vector(b, 16, defer=True)
             buffer_offs.append(bld.table([(B["data"], "off", d, 0)]))
     meta_entries = []
     for k, v in metadata:
@@ -466,7 +465,30 @@ def _emit(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int]] | N
     if sig_offs is not None:
         fields.append((M["signature_defs"], "off", bld.offsets(sig_offs), 0))
     root = bld.table(fields)
-    return bld.finish(root, schema.FILE_IDENTIFIER, copy=offsets is not None)
+    return bld.finish_parts(root, schema.FILE_IDENTIFIER)
+
+
+def _metadata(module: ModuleOp) -> list[tuple[str, bytes]]:
+    """Module metadata as (name, bytes), without the entries the writer recomputes."""
+    metadata: list[tuple[str, bytes]] = []
+    md = module.attributes.get("tfl.metadata")
+    if md is not None:
+        if not isinstance(md, DictionaryAttr):
+            raise TflquantError("module attribute tfl.metadata must be a dictionary of name -> bytes")
+        for k, v in md.data.items():
+            if k in ("min_runtime_version", "buffer_location"):
+                continue
+            if isinstance(v, BytesAttr):
+                metadata.append((k, v.data))
+            elif isinstance(v, StringAttr):
+                metadata.append((k, v.data.encode("utf-8", errors="surrogateescape")))
+            else:
+                raise TflquantError(f"metadata '{k}' must be bytes or a string, got {v}")
+    return metadata
+
+
+def _metadata_values(module: ModuleOp) -> list[bytes]:
+    return [v for _k, v in _metadata(module)]
 
 
 def _emit_signatures(bld: Builder, module: ModuleOp, plan: _Plan) -> list[int] | None:
