@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Models past 2 GB: generate a ~3 GB decoder, quantize it, report time and peak memory.
+
+    python benchmarks/large_model.py [--dim 2048 --layers 12 --vocab 32000] [--workdir /tmp]
+                                     [--aeq-python /tmp/aeq/bin/python] [--no-aeq] [--keep]
+
+Steps, each in a child process of its own (wall time and peak RSS from getrusage, as
+benchmarks/run.py measures; peak RSS counts the model file's mapped pages):
+
+1. benchmarks/decoder_models.py writes the float decoder (large-model layout past 2 GB);
+2. tflquant quantizes it: dynamic int8 and, when the API has it, weight-only int4
+   (blockwise 32), each written to a file as `tflquant quantize -o` does;
+3. AEQ's dynamic_wi8_afp32 recipe, when its venv is there (--aeq-python);
+4. LiteRT loads the float model and every output, runs a few token sequences (one invoke
+   each) and the logits are compared with the float model's: SQNR (10 log10 |ref|^2 /
+   |ref - q|^2 over all sequences) and top-1 agreement.
+
+Prints one row per quantizer (time, peak GB, peak / float file size, output size, SQNR,
+top-1, runs in LiteRT) and tflquant / AEQ ratios. Files are deleted unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GB = 1e9
+
+_GENERATE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from decoder_models import write_decoder
+out, dim, layers, vocab, seq = sys.argv[2], *map(int, sys.argv[3:7])
+t = time.perf_counter()
+size = write_decoder(out, dim, layers, vocab, seq)
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "size": size}))
+"""
+
+_TFLQUANT = r"""
+import json, resource, sys, time
+import tflquant, tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer
+from tflquant.passes import get_all_passes
+for load in get_all_passes().values():
+    load()
+src, out, mode, bits, gran = sys.argv[1:6]
+kw = {} if bits == "8" else {"weight_bits": int(bits), "granularity": gran, "block_size": 32}
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+r = tflquant.quantize(src, mode=mode, **kw)
+r.save(out)
+sec = time.perf_counter() - t
+print(json.dumps({"seconds": sec, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "base_kb": base,
+                  "phases": r.report.seconds, "size": len(r.model)}))
+"""
+
+_AEQ = r"""
+import contextlib, io, json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+from ai_edge_quantizer import quantizer, recipe
+src, out = sys.argv[1:3]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+q = quantizer.Quantizer(src, recipe.dynamic_wi8_afp32())
+with contextlib.redirect_stdout(io.StringIO()):
+    res = q.quantize()
+res.export_model(out, overwrite=True) if hasattr(res, "export_model") else open(out, "wb").write(bytes(res.quantized_model))
+sec = time.perf_counter() - t
+print(json.dumps({"seconds": sec, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "base_kb": base}))
+"""
+
+_LITERT = r"""
+import json, resource, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+path, tokens_path, out = sys.argv[1:4]
+tokens = np.load(tokens_path)
+it = Interpreter(model_path=path, num_threads=2)
+it.allocate_tensors()
+i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+logits = []
+for x in tokens:
+    it.set_tensor(i, x)
+    it.invoke()
+    logits.append(it.get_tensor(o).copy())
+np.save(out, np.stack(logits))
+print(json.dumps({"peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def child(python: str, script: str, args: list[str], timeout: float = 3600) -> dict:
+    proc = subprocess.run([python, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": tail[:300]}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"error": f"unexpected output: {proc.stdout[-200:]}"}
+
+
+def sqnr_db(ref, q) -> float:
+    import numpy as np
+
+    ref, q = np.asarray(ref, np.float64), np.asarray(q, np.float64)
+    noise = float(np.sum((ref - q) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref**2)) / noise)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from decoder_models import param_bytes, token_batches
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--seq", type=int, default=16)
+    ap.add_argument("--sequences", type=int, default=4, help="token sequences LiteRT runs")
+    ap.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp"))
+    ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
+    ap.add_argument("--no-aeq", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the model files")
+    a = ap.parse_args(argv)
+
+    import tflquant.api
+
+    work = Path(a.workdir) / f"tflquant-large-{a.dim}x{a.layers}x{a.vocab}"
+    work.mkdir(parents=True, exist_ok=True)
+    fpath = work / "float.tflite"
+    made: list[Path] = [fpath]
+    py = sys.executable
+    print(f"decoder dim {a.dim}, {a.layers} layers, vocab {a.vocab}, seq {a.seq}: ~{param_bytes(a.dim, a.layers, a.vocab) / GB:.2f} GB of float32 weights")
+    gen = child(py, _GENERATE, [HERE, fpath, a.dim, a.layers, a.vocab, a.seq])
+    if "error" in gen:
+        print(f"generating failed: {gen['error']}")
+        return 1
+    fsize = fpath.stat().st_size
+    print(f"generated {fpath} ({fsize / GB:.2f} GB) in {gen['seconds']:.1f} s, peak {gen['peak_kb'] * 1024 / GB:.2f} GB")
+
+    runs: list[tuple[str, Path, dict]] = []
+    configs = [("tflquant dynamic int8", "dynamic", "8", "channel")]
+    if "weight-only" in getattr(tflquant.api, "MODES", ()):
+        configs.append(("tflquant weight-only int4 b32", "weight-only", "4", "block"))
+    for label, mode, bits, gran in configs:
+        out = work / f"{mode}_{bits}.tflite"
+        made.append(out)
+        runs.append((label, out, child(py, _TFLQUANT, [fpath, out, mode, bits, gran])))
+    aeq_ok = not a.no_aeq and Path(a.aeq_python).exists()
+    if aeq_ok:
+        out = work / "aeq_dynamic_wi8_afp32.tflite"
+        made.append(out)
+        runs.append(("AEQ dynamic_wi8_afp32", out, child(a.aeq_python, _AEQ, [fpath, out])))
+
+    tokens = token_batches(a.vocab, a.seq, a.sequences)
+    tok_path = work / "tokens.npy"
+    np.save(tok_path, tokens)
+    made.append(tok_path)
+    ref_path = work / "ref.npy"
+    made.append(ref_path)
+    ref_run = child(py, _LITERT, [fpath, tok_path, ref_path])
+    ref = np.load(ref_path) if "error" not in ref_run else None
+    if ref is None:
+        print(f"LiteRT could not run the float model: {ref_run['error']}")
+    else:
+        print(f"LiteRT runs the float model (peak {ref_run['peak_kb'] * 1024 / GB:.2f} GB)")
+
+    head = f"{'quantizer':<30}{'time s':>8}{'peak GB':>9}{'x file':>8}{'out GB':>8}{'SQNR dB':>9}{'top-1':>7}  LiteRT"
+    print()
+    print(head)
+    print("-" * len(head))
+    results = {}
+    for label, out, r in runs:
+        if "error" in r:
+            print(f"{label:<30} failed: {r['error']}")
+            continue
+        runs_ok, db, top1 = "no", float("nan"), float("nan")
+        got_path = out.with_suffix(".logits.npy")
+        made.append(got_path)
+        lr = child(py, _LITERT, [out, tok_path, got_path])
+        if "error" not in lr:
+            runs_ok = "runs"
+            got = np.load(got_path)
+            if ref is not None:
+                db = sqnr_db(ref, got)
+                top1 = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
+        else:
+            runs_ok = f"fails: {lr['error'][:60]}"
+        peak = r["peak_kb"] * 1024
+        results[label] = r
+        print(f"{label:<30}{r['seconds']:>8.1f}{peak / GB:>9.2f}{peak / fsize:>8.2f}{out.stat().st_size / GB:>8.2f}{db:>9.1f}{top1:>7.2f}  {runs_ok}")
+        if "phases" in r:
+            print(f"{'':<30}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items() if k != "total"))
+    ours, theirs = results.get("tflquant dynamic int8"), results.get("AEQ dynamic_wi8_afp32")
+    if ours and theirs:
+        print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")
+    if not a.keep:
+        for p in made:
+            if p.exists():
+                p.unlink()
+        try:
+            work.rmdir()
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
