@@ -438,8 +438,10 @@ def quantize(
             clip_weights=clip_weights,
             keep_float=keep,
             target=target,
-            **({"weight_bits": weight_bits, "granularity": granularity, "block_size": block_size, "op_bits": op_bit_entries}
-               if mode in ("dynamic", "weight-only") else {}),
+            weight_bits=weight_bits,
+            granularity=granularity,
+            block_size=block_size,
+            op_bits=op_bit_entries,
         )
         # the statistics go to this run's annotate-calibration only (no process-wide state)
         run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats)
@@ -593,7 +595,7 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any]) -> list[Weigh
     import numpy as np
 
     from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
-    from tflquant.ir import value_name
+    from tflquant.ir import release_payload, value_name
 
     def source(v: Any) -> tuple[Any, str, int | None] | None:
         """(quantized const op, read, block) behind operand v."""
@@ -641,6 +643,7 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any]) -> list[Weigh
                 err = wf - deq.reshape(-1)
                 e2 = float(np.dot(err, err))
                 db = 99.0 if e2 == 0 else float(10 * np.log10(max(float(np.dot(wf, wf)), 1e-30) / e2))
+                release_payload(w)  # a mapped model's pages of it may go
             out.append(WeightInfo(tfl.op_type(op), value_name(op.results[0]) or "", wname, e.bits, gran, block, round(db, 2), read))
     return out
 
@@ -733,7 +736,7 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]
     import numpy as np
 
     from tflquant.dialects.quant import quantized_element
-    from tflquant.ir import value_name
+    from tflquant.ir import release_payload, value_name
 
     def sqnr(w: Any, q: Any, qt: Any) -> float:  # float32 and BLAS dots: ~3 passes over the weights
         shape = [1] * q.ndim
@@ -759,6 +762,7 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]
                 if qt is None or not isinstance(v.owner, tfl.ConstOp) or w is None or w.shape != v.owner.numpy().shape:
                     continue
                 db = sqnr(w, v.owner.numpy(), qt)
+                release_payload(w)  # a mapped model's pages of it may go
                 name = value_name(op.results[0])
                 if db < WEIGHT_FLOOR_DB and name:
                     out[name] = (

@@ -130,6 +130,36 @@ def dense_from_buffer(raw: bytes | memoryview, shape: tuple[int, ...] | list[int
     return DenseIntOrFPElementsAttr(TensorType(element, shape), BytesAttr(raw))
 
 
+def release_payload(payload: object) -> None:
+    """Done reading a constant for now: let the OS drop the pages of a memory-mapped model
+    (see tflquant.tflite.reader.load_model) that hold it, so a pass that reads every weight
+    once does not keep the whole file resident. Reading the payload again is still correct
+    (the pages come back from the file). `payload`: a dense attribute, or a numpy array or
+    memoryview read from one; a no-op for anything not backed by a mapped file."""
+    import mmap
+
+    if isinstance(payload, DenseIntOrFPElementsAttr):
+        payload = payload.data.data
+    base = payload
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    m = base.obj
+    view = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, np.uint8)
+    if view.nbytes == 0 or m.closed:
+        return
+    start = view.__array_interface__["data"][0] - np.frombuffer(m, np.uint8, count=1).__array_interface__["data"][0]
+    page = mmap.PAGESIZE
+    first = -(-start // page) * page  # whole pages only: the neighbours' data shares the edge pages
+    last = (start + view.nbytes) // page * page
+    if last > first:
+        try:
+            m.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass
+
+
 def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> DenseIntOrFPElementsAttr:
     """A dense attribute holding arr's bytes; `element` overrides the element type (e.g. bf16)."""
     arr = np.ascontiguousarray(arr).reshape(np.shape(arr))  # ascontiguousarray makes 0-d arrays 1-d

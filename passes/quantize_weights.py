@@ -60,7 +60,7 @@ from xdsl.dialects.builtin import IntegerType
 
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
+from tflquant.ir import dense_from_numpy, describe, kept_float, release_payload, value_name
 
 # What the ops declare (tfl.DynamicRangeWeights), by builtin name:
 _DECLS = {b: (cls, d) for b, cls in tfl.BUILTIN_CLASSES.items() if (d := cls.get_trait(tfl.DynamicRangeWeights)) is not None}
@@ -173,6 +173,7 @@ def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, nam
     values as (elements / block, block) with one float32 scale per row (per channel on
     axis 0), dequantized, then RESHAPEd to the weight's shape. Replaces `qconst`."""
     q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits)
+    release_payload(w)  # read once: a mapped model's pages of it may go
     rows = TensorType(Float32Type(), q.shape)
     block = qconst.parent
     assert block is not None
@@ -202,6 +203,7 @@ def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8) -> int
     best, best_db = len(shape) - 1, -np.inf
     for axis in (len(shape) - 1, 0):
         q, qt = quantize_weight(w, axis, bits)
+        release_payload(w)  # read once: a mapped model's pages of it may go
         s = qt.scale_array().astype(np.float32).reshape([-1 if d == axis else 1 for d in range(w.ndim)])
         err = float(np.sum((w - q * s) ** 2))
         db = np.inf if err == 0 else float(np.sum(w.astype(np.float64) ** 2) / err)
@@ -404,6 +406,7 @@ class QuantizeWeights(ModulePass):
             qv = qconst.result
         else:  # (blocks read through DEQUANTIZE: the placeholder below is replaced by _dequantized_blocks)
             q, qtype = quantize_weight(w, axis, fmt.bits)
+            release_payload(w)  # read once: a mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             block.insert_op_before(qconst, source)
             qv = qconst.result
