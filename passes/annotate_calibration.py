@@ -19,6 +19,16 @@ is attached to its value, so the keys are resolved. Values already annotated, co
 (and DEQUANTIZE of constants: weights), values without a name and values without
 statistics are left alone. Running the pass twice is the same as running it once.
 
+`method=minmax|moving-average|percentile|mse|entropy` (default minmax), `percentile=99.99`
+and `bits=8|16` (the activation width the range is for: mse minimises the int8 asymmetric
+or int16 symmetric error, entropy merges into 2**(bits-1) bins) choose how each tensor's
+range comes from its statistics (`tflquant.calibration.stats.select`): the methods other
+than minmax need the histograms and per-sample ranges calibration keeps when asked (the
+stats files `--save-stats` writes have them), so the method can be picked at replay time:
+`annotate-calibration{stats-file="s.json" method=percentile percentile=99.9}`. The range a
+method picks contains 0 and lies inside the observed min/max. Statistics handed over in
+memory (`run_pipeline(..., stats=...)`: `with_stats`) get the pass's method too.
+
 Every statistic a later pass reads is in the IR afterwards (a module printed after this
 pass replays the rest of the pipeline from text):
 - ranges: the `quant.stats` ops above;
@@ -45,7 +55,7 @@ from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from tflquant.calibration.stats import Range, Stats, as_stats, lookup, read_stats
+from tflquant.calibration.stats import DEFAULT_PERCENTILE, Range, Stats, as_stats, check_method, lookup, read_stats, select
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
@@ -175,14 +185,28 @@ class AnnotateCalibration(ModulePass):
     name = "annotate-calibration"
 
     stats_file: str | None = None
+    method: str = "minmax"
+    percentile: float = DEFAULT_PERCENTILE
+    bits: int = 8
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        check_method(self.method, self.percentile, self.bits)
         stats = self.statistics()
         if stats is not None:
             annotate_module(op, stats)
 
     def statistics(self) -> Stats | None:
-        return read_stats(self.stats_file) if self.stats_file else None
+        if not self.stats_file:
+            return None
+        try:
+            return select(read_stats(self.stats_file), self.method, self.percentile, self.bits)
+        except TflquantError as e:
+            raise TflquantError(f"annotate-calibration: {self.stats_file}: {e}") from None
+
+    def with_stats(self, stats: Mapping[str, Any]) -> AnnotateCalibration:
+        """This pass holding `stats` in memory, with the ranges its method picks."""
+        check_method(self.method, self.percentile, self.bits)
+        return _InMemory(select(as_stats(stats), self.method, self.percentile, self.bits))
 
     @staticmethod
     def from_memory(stats: Mapping[str, Any]) -> AnnotateCalibration:

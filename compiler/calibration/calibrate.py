@@ -463,6 +463,7 @@ def calibrate(
     where: str = "calibration data",
     threads: int | None = 1,
     channel_means: bool = True,
+    histograms: bool = False,
 ) -> CalibrationResult:
     """Observe every float tensor of the float model over the data; see the module docstring.
 
@@ -470,7 +471,9 @@ def calibrate(
     setting, shared safely by concurrent calls); None keeps numpy's default. Calibration
     changes no other process-wide state (glibc's malloc thresholds are opt-in:
     tflquant.calibration.heap). `channel_means`: also record the per-channel mean of every input of a
-    weighted layer (what `correct-bias` reads).
+    weighted layer (what `correct-bias` reads). `histograms`: also keep each tensor's
+    histogram and per-sample min/max, what the calibration methods other than minmax need
+    (`tflquant.calibration.stats.select`); off, the statistics are min/max (and means) only.
     """
     from tflquant.calibration.blas import blas_threads
     from tflquant.reference.interpreter import Interpreter
@@ -479,6 +482,8 @@ def calibrate(
     obs = make_observer(observer) if isinstance(observer, str) else observer
     if channel_means and isinstance(obs, MinMaxObserver):
         obs.mean_names = obs.mean_names | weighted_layer_inputs(module)
+    if histograms and isinstance(obs, MinMaxObserver):
+        obs.histograms = True
     stateful = any(_resource_op(op) for op in module.walk())
     plan = _plan(module, data, where, in_order=stateful)
     total_known = all(n is not None for _, n, _ in plan)
@@ -559,6 +564,8 @@ def _run_plan(
         for arrays in batches(samples, batch_size):
             _run_batch(interp, entry, arrays, observe, state)
             k = len(arrays[0]) if arrays else 0
+            if isinstance(getattr(observe, "obs", None), MinMaxObserver):
+                observe.obs.end_batch(max(k, 1))
             count += k
             bar.batches += 1
             bar.update(k)

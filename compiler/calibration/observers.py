@@ -10,6 +10,21 @@ For the tensors named in `mean_names` the observer also keeps the per-channel me
 square (over samples and every axis but the last, accumulated in float64; non-finite values
 left out), which `correct-bias` and `clip-weights` need for the inputs of weighted layers.
 It is not a range: min/max stays the calibration that decides quantization parameters.
+
+With `histograms` on, the observer also keeps what the other calibration methods need
+(`tflquant.calibration.stats.select` picks their ranges):
+- a histogram of each tensor's finite values (`stats.Histogram`: at most 2048 bins on a
+  power-of-two grid that coarsens exactly when the range grows, so it is the same however
+  the data was split into batches, threads or processes);
+- each sample's min and max, in sample order (moving-average). A sample's min/max is taken
+  over every observation of the tensor while that sample ran: the tensors of a WHILE body
+  or an LSTM's cell state are observed once per step, and their per-sample minima are the
+  minima over the steps. The driver tells the observer where each batch ends
+  (`end_batch(n)`), which is when a batch's observations become per-sample values; so the
+  sequence, and the moving average computed from it, depend on the samples and their order
+  only, not on the batch size or the parallel sample ranges (one exception: a loop whose
+  step count differs between the samples of one batch gives each of those samples the
+  batch's min/max).
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tflquant.calibration.stats import Range, Stats
+from tflquant.calibration.stats import Histogram, Range, Stats
 
 
 _BLOCK_ROWS = 4096  # rows per block when accumulating per-channel sums
@@ -33,6 +48,10 @@ class TensorRange:
     sums: np.ndarray | None = None  # per-channel sums (float64), when means are kept
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
+    hist: Histogram | None = None  # with histograms on
+    pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
+    sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
+    sample_max: list[np.ndarray] | None = None
 
     def add_channels(self, a: np.ndarray) -> None:
         """Accumulate per-channel (last axis) sums of finite values; a channel count change
@@ -96,6 +115,7 @@ class MinMaxObserver:
 
     ranges: dict[str, TensorRange] = field(default_factory=dict)
     mean_names: frozenset[str] = frozenset()  # tensors whose per-channel mean is kept too
+    histograms: bool = False  # also keep histograms and per-sample min/max (see the module docstring)
 
     def observe(self, name: str, array: np.ndarray) -> None:
         part = self.reduce(name, array)
@@ -109,20 +129,44 @@ class MinMaxObserver:
             return None
         if a.size == 0:  # an empty tensor (a SLICE of size 0): no value, any scale fits; [0, 0]
             return TensorRange(min=0.0, max=0.0)
+        n = a.shape[0] if a.ndim else 1
         if a.ndim and a.strides[0] == 0:  # a sample-independent value broadcast over samples
             a = a[:1]
         part = TensorRange(seen=a.size)
         if name in self.mean_names:
             part.add_channels(a)
-        lo, hi = float(a.min()), float(a.max())
+        if not self.histograms:
+            lo, hi = float(a.min()), float(a.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                finite = np.isfinite(a)
+                part.nonfinite = int(a.size - np.count_nonzero(finite))
+                if not finite.any():
+                    return part
+                vals = a[finite]
+                lo, hi = float(vals.min()), float(vals.max())
+            part.min, part.max = lo, hi
+            return part
+        # per-sample minima and maxima first; the tensor's min/max is theirs (the same values)
+        axes = tuple(range(1, a.ndim))
+        smin, smax = (np.min(a, axis=axes), np.max(a, axis=axes)) if a.ndim else (a.reshape(1), a.reshape(1))
+        lo, hi = float(smin.min()), float(smax.max())
+        vals = a
         if not (np.isfinite(lo) and np.isfinite(hi)):
             finite = np.isfinite(a)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
+            if a.ndim:
+                smin = np.min(np.where(finite, a, np.inf), axis=axes)
+                smax = np.max(np.where(finite, a, -np.inf), axis=axes)
+                none = ~np.isfinite(smin)  # samples without a finite value: NaN (skipped)
+                smin, smax = np.where(none, np.nan, smin), np.where(none, np.nan, smax)
             if not finite.any():
+                part.pending = [(_f32(smin, n), _f32(smax, n))]
                 return part
             vals = a[finite]
             lo, hi = float(vals.min()), float(vals.max())
         part.min, part.max = lo, hi
+        part.hist = Histogram.of(vals, lo, hi)
+        part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
 
     def merge(self, name: str, part: TensorRange) -> None:
@@ -138,6 +182,21 @@ class MinMaxObserver:
             r.min = part.min
         if part.max > r.max:
             r.max = part.max
+        if part.hist is not None:
+            r.hist = part.hist if r.hist is None else r.hist.merge(part.hist, r.min, r.max)
+        if part.pending:
+            r.pending = (r.pending or []) + part.pending
+
+    def end_batch(self, n: int) -> None:
+        """A batch of n samples has run: its observations become per-sample min/max."""
+        for r in self.ranges.values():
+            if r.pending:
+                smin, smax = _per_sample(r.pending, n)
+                r.pending = None
+                if r.sample_min is None or r.sample_max is None:
+                    r.sample_min, r.sample_max = [], []
+                r.sample_min.append(smin)
+                r.sample_max.append(smax)
 
     def stats(self) -> Stats:
         """Tensor name -> Range, only for tensors that had at least one finite value."""
@@ -146,6 +205,12 @@ class MinMaxObserver:
             if r.valid:
                 m = r.mean()
                 out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
+                if self.histograms:
+                    if r.pending:  # observations after the last end_batch: one batch of their own
+                        self.end_batch(len(r.pending[0][0]))
+                    smin = np.concatenate(r.sample_min) if r.sample_min else None
+                    smax = np.concatenate(r.sample_max) if r.sample_max else None
+                    out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, r.hist, smin, smax)
         return out
 
     def warnings(self) -> list[str]:
@@ -156,6 +221,38 @@ class MinMaxObserver:
             elif not r.valid:
                 out.append(f"tensor '{n}': every calibration value was NaN/Inf; it has no range")
         return out
+
+
+def _f32(v: np.ndarray, n: int) -> np.ndarray:
+    """Per-sample values as float32, length n (a broadcast value: repeated)."""
+    v = np.asarray(v, np.float32).reshape(-1)
+    return np.repeat(v, n) if len(v) == 1 and n != 1 else v
+
+
+def _per_sample(obs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's observations of a tensor (per-sample vectors in merge order: sample ranges
+    in order, each range's observations in step order) as one min and max per sample. A
+    tensor observed k times per sample (loop steps) comes as k vectors per sample range."""
+    total = sum(len(m) for m, _ in obs)
+    if total == n:
+        return np.concatenate([m for m, _ in obs]), np.concatenate([x for _, x in obs])
+    if n > 0 and total % n == 0:
+        k = total // n
+        mins, maxs, i, covered = [], [], 0, 0
+        while i + k <= len(obs):
+            group = obs[i : i + k]
+            if any(len(g[0]) != len(group[0][0]) for g in group):
+                break
+            mins.append(np.fmin.reduce([g[0] for g in group]))
+            maxs.append(np.fmax.reduce([g[1] for g in group]))
+            covered += len(group[0][0])
+            i += k
+        if i == len(obs) and covered == n:
+            return np.concatenate(mins), np.concatenate(maxs)
+    # irregular (a loop whose step count differs between samples): the batch's min/max for each
+    lo = np.float32(np.nanmin([np.nanmin(m) if np.isfinite(m).any() else np.nan for m, _ in obs]))
+    hi = np.float32(np.nanmax([np.nanmax(x) if np.isfinite(x).any() else np.nan for _, x in obs]))
+    return np.full(n, lo, np.float32), np.full(n, hi, np.float32)
 
 
 OBSERVERS = {"minmax": MinMaxObserver}
