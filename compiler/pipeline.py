@@ -39,6 +39,8 @@ def pipeline_spec(
     granularity: str = "channel",
     block_size: int = 32,
     op_bits: Sequence[str] = (),
+    calibration_method: str = "minmax",
+    percentile: float = 99.99,
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
@@ -55,6 +57,10 @@ def pipeline_spec(
     dimension; op_bits: "NAME=BITS[/GRANULARITY[/BLOCK]]" overrides by output tensor name or
     op type (see passes/quantize_weights.py). weight-only: integer weights read through
     DEQUANTIZE, float compute (every runtime and delegate runs it).
+    calibration_method, percentile: (int8, int16x8) how annotate-calibration picks each
+    tensor's range from the statistics (minmax, moving-average, percentile, mse, entropy;
+    see tflquant.calibration.stats.select); the spec carries them so tflquant-opt replays
+    them from a stats file.
     target: the runtime the model is for. "litert" (default): LiteRT, no Micro lowering,
     dynamic batch sizes kept. "micro": TFLite Micro, in the static modes only (it has no
     hybrid kernels for `dynamic` and cannot dequantize the float16 weights of `float16`):
@@ -74,11 +80,11 @@ def pipeline_spec(
             f"mode {mode} writes {why}, which TFLite Micro has no kernels for: "
             "for TFLite Micro use mode int8 (integer only with io_type int8) or int16x8"
         )
+    if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
+        raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
     keep = _keep_float(keep_float, mode)
     if mode == "float16":
         return "cast-weights-f16"
-    if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
-        raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
     if mode in WEIGHT_MODES:
         from tflquant.passes.quantize_weights import check_format, parse_op_bits
 
@@ -100,7 +106,17 @@ def pipeline_spec(
     if bias_correction is None:
         bias_correction = mode == "int16x8"
     bias = bias_type or ("int32" if mode == "int8" else "int64")
-    calib = f"annotate-calibration{{stats-file=\"{stats_file}\"}}" if stats_file else "annotate-calibration"
+    from tflquant.calibration.stats import check_method
+
+    check_method(calibration_method, percentile)
+    calib_opts = [f'stats-file="{stats_file}"'] if stats_file else []
+    if calibration_method != "minmax":
+        calib_opts.append(f"method={calibration_method}")
+        if calibration_method == "percentile":
+            calib_opts.append(f"percentile={float(percentile)!r}")
+        if act == "int16" and calibration_method in ("mse", "entropy"):
+            calib_opts.append("bits=16")
+    calib = f"annotate-calibration{{{' '.join(calib_opts)}}}" if calib_opts else "annotate-calibration"
     # TFLite Micro needs static shapes and has no run-time shape arithmetic (SHAPE -> ... ->
     # REDUCE_PROD -> PACK -> RESHAPE). LiteRT models keep their dynamic batch, as the TF
     # converter's do. Calibration ran on the original module: names of the tensors these
@@ -170,7 +186,8 @@ def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True,
     """Run a pipeline, verifying the module after every pass (as mlir-opt does).
 
     stats: calibration statistics in memory (tensor name -> Range): the spec's
-    `annotate-calibration` passes without a stats-file attach these (for this run only).
+    `annotate-calibration` passes without a stats-file attach these (for this run only),
+    with the range each pass's `method` picks.
     """
 
     def check(prev: ModulePass, mod: ModuleOp, _next: ModulePass) -> None:
@@ -185,8 +202,7 @@ def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True,
     if stats is not None:
         from tflquant.passes.annotate_calibration import AnnotateCalibration
 
-        given = AnnotateCalibration.from_memory(stats)
-        passes = (given if isinstance(p, AnnotateCalibration) and not p.stats_file else p for p in pipeline.passes)
+        passes = (p.with_stats(stats) if isinstance(p, AnnotateCalibration) and not p.stats_file else p for p in pipeline.passes)
         pipeline = PassPipeline(tuple(passes), pipeline.callback)
     pipeline.apply(ctx, module)
     if verify and pipeline.passes:
