@@ -566,3 +566,16 @@ def _entropy_range(h: Histogram, mn: float, mx: float, bits: int) -> tuple[float
             best_i, best_kl = i, kl
     t = best_i * h.width
     return -t, t
+
+
+def with_chosen(stats: Mapping[str, Range], method: str, percentile: float = DEFAULT_PERCENTILE, bits: int = 8) -> Stats:
+    """The statistics as observed (what a stats file keeps, so any method can replay) with
+    the range `method` picks recorded in each `chosen` (written to the file as "chosen")."""
+    picked = select(stats, method, percentile, bits)
+    out: Stats = {}
+    for k, r in stats.items():
+        chosen = picked[k].chosen  # None: minmax, or the tensor lacked what the method needs
+        if chosen is None and r.axis < 0:
+            chosen = ("minmax", r.mins[0], r.maxs[0])
+        out[k] = replace(r, chosen=chosen)
+    return out
