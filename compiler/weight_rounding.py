@@ -91,6 +91,7 @@ from typing import Literal
 
 import numpy as np
 
+from tflquant.calibration.blas import blas_threads
 from tflquant.errors import TflquantError
 
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal, 2^-14
@@ -480,9 +481,18 @@ def round_weight(
     damp: float = 0.01,
     block_axis: str = "in",
     ratios: tuple[float, ...] = DEFAULT_RATIOS,
+    threads: int | None = 1,
 ) -> RoundedWeight:
     """Codes and scales of W [out, in]. `stats` (InputStatistics of the layer's input) or
-    `hessian` (2 X^T X / n) make "mse" weigh the error by E[x^2] and enable "gptq"."""
+    `hessian` (2 X^T X / n) make "mse" weigh the error by E[x^2] and enable "gptq".
+    `threads`: BLAS threads while rounding (calibration.blas.blas_threads; 1 by default:
+    the products are small and OpenBLAS's spinning threads cost 10x on a busy machine,
+    measured 0.35 s vs 0.03 s for a 128 x 512 layer; None leaves BLAS alone)."""
+    with blas_threads(threads):
+        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios)
+
+
+def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios) -> RoundedWeight:
     if method not in METHODS:
         raise TflquantError(f"weight rounding: method must be one of {', '.join(METHODS)}, got {method!r}")
     w = _matrix(w)
