@@ -76,6 +76,23 @@ def test_histogram_of_split_data_is_the_histogram_of_the_whole() -> None:
     _same(whole, p[0].merge(p[1].merge(p[2])))
 
 
+def test_subsampled_histograms_still_merge_exactly() -> None:
+    """Samples of more than HIST_VALUES values are subsampled with a stride fixed by the
+    tensor's shape: the same in any split."""
+    from tflquant.calibration.observers import HIST_VALUES, _stride
+
+    x = np.random.default_rng(6).gamma(2.0, 1.0, (20, 40, 70)).astype(np.float32)
+    p = _stride(x.shape)
+    assert p > 1 and 40 % p and 70 % p and 40 * 70 // p <= HIST_VALUES + 1
+    whole = _observe([x])
+    assert whole.hist.total == 20 * len(range(0, 2800, p))
+    _same(whole, _observe([x[i : i + 3] for i in range(0, 20, 3)]))
+    _same(whole, _observe([x[:9]]).merge(_observe([x[9:]])))
+    # a value broadcast over the samples (stride 0) counts once per sample
+    b = np.broadcast_to(np.float32([[1.5, -2.0]]), (6, 2))
+    assert _observe([b]).hist.total == 12 and _observe([b]).merge(_observe([b[:2]])).hist.total == 16
+
+
 def test_histogram_counts_each_value_in_its_bin() -> None:
     x = np.array([-3.0, -0.25, 0.0, 0.1, 0.1, 7.5], np.float32)
     h = Histogram.of(x, -3.0, 7.5)

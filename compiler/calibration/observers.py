@@ -15,7 +15,10 @@ With `histograms` on, the observer also keeps what the other calibration methods
 (`tflquant.calibration.stats.select` picks their ranges):
 - a histogram of each tensor's finite values (`stats.Histogram`: at most 2048 bins on a
   power-of-two grid that coarsens exactly when the range grows, so it is the same however
-  the data was split into batches, threads or processes);
+  the data was split into batches, threads or processes). Counting every value costs 20x
+  a min/max; a sample of more than HIST_VALUES (4096) values is subsampled with a fixed
+  prime stride (`_stride`: a function of the tensor's shape, so still the same however the
+  data was split);
 - each sample's min and max, in sample order (moving-average). A sample's min/max is taken
   over every observation of the tensor while that sample ran: the tensors of a WHILE body
   or an LSTM's cell state are observed once per step, and their per-sample minima are the
@@ -147,26 +150,29 @@ class MinMaxObserver:
             part.min, part.max = lo, hi
             return part
         # per-sample minima and maxima first; the tensor's min/max is theirs (the same values)
-        axes = tuple(range(1, a.ndim))
-        smin, smax = (np.min(a, axis=axes), np.max(a, axis=axes)) if a.ndim else (a.reshape(1), a.reshape(1))
+        m = a.size // max(a.shape[0], 1) if a.ndim else 1
+        flat = a.reshape(a.shape[0], m) if a.ndim else a.reshape(1, 1)
+        smin, smax = flat.min(axis=1), flat.max(axis=1)
         lo, hi = float(smin.min()), float(smax.max())
-        vals = a
+        vals = flat[:, :: _stride(a.shape)]  # a deterministic subsample of each sample (see _stride)
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            finite = np.isfinite(a)
+            finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
-            if a.ndim:
-                smin = np.min(np.where(finite, a, np.inf), axis=axes)
-                smax = np.max(np.where(finite, a, -np.inf), axis=axes)
-                none = ~np.isfinite(smin)  # samples without a finite value: NaN (skipped)
-                smin, smax = np.where(none, np.nan, smin), np.where(none, np.nan, smax)
+            smin = np.min(np.where(finite, flat, np.inf), axis=1)
+            smax = np.max(np.where(finite, flat, -np.inf), axis=1)
+            none = ~np.isfinite(smin)  # samples without a finite value: NaN (skipped)
+            smin, smax = np.where(none, np.nan, smin), np.where(none, np.nan, smax)
+            part.pending = [(_f32(smin, n), _f32(smax, n))]
             if not finite.any():
-                part.pending = [(_f32(smin, n), _f32(smax, n))]
                 return part
-            vals = a[finite]
-            lo, hi = float(vals.min()), float(vals.max())
+            lo, hi = float(flat[finite].min()), float(flat[finite].max())
+            vals = vals[np.isfinite(vals)]
         part.min, part.max = lo, hi
-        part.hist = Histogram.of(vals, lo, hi)
-        part.pending = [(_f32(smin, n), _f32(smax, n))]
+        running = self.ranges.get(name)  # read only: merges never run while ranges reduce
+        hint = running.hist.exp if running is not None and running.hist is not None else None
+        part.hist = Histogram.of(vals, lo, hi, hint, weight=n // len(flat))  # a broadcast value counts once per sample
+        if part.pending is None:
+            part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
 
     def merge(self, name: str, part: TensorRange) -> None:
@@ -221,6 +227,30 @@ class MinMaxObserver:
             elif not r.valid:
                 out.append(f"tensor '{n}': every calibration value was NaN/Inf; it has no range")
         return out
+
+
+HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
+
+
+def _stride(shape: tuple[int, ...]) -> int:
+    """Every how many values of a sample (flattened) the histogram counts: 1 up to
+    HIST_VALUES values, else the smallest prime stride that brings it to about HIST_VALUES
+    and divides no dimension (so the subsample runs through every channel and position).
+    A function of the tensor's per-sample shape only: the same for every batch size, split
+    or process, so histograms still merge exactly."""
+    m = 1
+    for d in shape[1:]:
+        m *= int(d)
+    if m <= HIST_VALUES:
+        return 1
+    p = -(-m // HIST_VALUES)
+    while not (_is_prime(p) and all(int(d) % p for d in shape[1:] if d > 1)):
+        p += 1
+    return p
+
+
+def _is_prime(p: int) -> bool:
+    return p >= 2 and all(p % q for q in range(2, int(p**0.5) + 1))
 
 
 def _f32(v: np.ndarray, n: int) -> np.ndarray:

@@ -188,9 +188,11 @@ class Histogram:
         return int(self.counts.sum())
 
     @staticmethod
-    def of(values: np.ndarray, lo: float, hi: float) -> Histogram:
-        """The histogram of finite float values whose min and max are lo and hi."""
-        e = _fit_exponent(lo, hi)
+    def of(values: np.ndarray, lo: float, hi: float, exp: int | None = None, weight: int = 1) -> Histogram:
+        """The histogram of finite float values that lie in [lo, hi] (the range it is for:
+        the values' own, or wider), on the grid of that range or the coarser grid `exp`;
+        each value counts `weight` times."""
+        e = _fit_exponent(lo, hi) if exp is None else max(exp, _fit_exponent(lo, hi))
         start = math.floor(math.ldexp(lo, -e))
         n = math.floor(math.ldexp(hi, -e)) - start + 1
         a = np.asarray(values)
@@ -199,8 +201,8 @@ class Histogram:
         t = np.multiply(a, a.dtype.type(math.ldexp(1.0, -e)))  # exact: a power of two
         np.floor(t, out=t)
         t -= a.dtype.type(start)  # exact: integers below 2**24
-        counts = np.bincount(t.astype(np.intp).ravel(), minlength=n)
-        return Histogram(e, start, counts[:n].astype(np.int64))
+        counts = np.bincount(t.astype(np.intp).ravel(), minlength=n)[:n].astype(np.int64)
+        return Histogram(e, start, counts * weight if weight != 1 else counts)
 
     def rebin(self, exp: int, start: int, n: int) -> np.ndarray:
         """These counts on the coarser grid `exp` (>= self.exp), bins start .. start + n - 1."""
@@ -212,7 +214,13 @@ class Histogram:
         e = max(self.exp, other.exp, _fit_exponent(lo, hi))
         start = math.floor(math.ldexp(lo, -e))
         n = math.floor(math.ldexp(hi, -e)) - start + 1
-        return Histogram(e, start, self.rebin(e, start, n) + other.rebin(e, start, n))
+        out = np.zeros(n, np.int64)
+        for h in (self, other):
+            if h.exp == e:  # same grid: add in place
+                out[h.start - start : h.start - start + len(h.counts)] += h.counts
+            else:
+                out += h.rebin(e, start, n)
+        return Histogram(e, start, out)
 
     def to_json(self) -> dict[str, Any]:
         return {"exp": self.exp, "start": self.start, "counts": [int(c) for c in self.counts]}
