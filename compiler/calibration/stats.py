@@ -540,13 +540,17 @@ def _entropy_range(h: Histogram, mn: float, mx: float, bits: int) -> tuple[float
     (from `target` bins on), P = the first i bins with the values beyond added to the last,
     Q = the first i bins merged into `target` bins (2**(bits-1): 128 for int8) and spread
     back evenly over the bins that held values; the threshold with the least KL(P || Q)
-    wins. The range is [-T, T] cut to the observed [min, max]. With more target bins than
+    wins (the bin holding 0 is left out, as pytorch-quantization's skip_zeros does). The
+    range is [-T, T] cut to the observed [min, max]. With more target bins than
     the histogram has (int16), nothing is clipped."""
     target = 1 << (bits - 1)
     # |x| on the same grid: bin k >= 0 holds [k w, (k+1) w); bin k < 0 holds (-(k+1) w ... ] -> |x| bin -k-1
     k = np.arange(h.start, h.start + len(h.counts), dtype=np.int64)
     ak = np.where(k >= 0, k, -k - 1)
     hist = np.bincount(ak, weights=h.counts.astype(np.float64))
+    # |x| bin 0 holds the zeros (ReLU outputs: often most values), which every range holds
+    # exactly; left in, their spike makes any merge of bin 0 costly and the KL clips hard
+    hist[0] = 0.0
     nb = len(hist)
     if nb <= target:
         return mn, mx
