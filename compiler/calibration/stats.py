@@ -552,11 +552,17 @@ def _entropy_range(h: Histogram, mn: float, mx: float, bits: int) -> tuple[float
     # exactly; left in, their spike makes any merge of bin 0 costly and the KL clips hard
     hist[0] = 0.0
     nb = len(hist)
-    if nb <= target:
+    # thresholds from `target` bins past the first that holds values (data away from 0, as
+    # a LayerNorm's variance: a threshold below the data would clip it all)
+    nonzero = np.flatnonzero(hist)
+    if not len(nonzero):
         return mn, mx
-    step = max(1, (nb - target) // 256)
+    first = int(nonzero[0]) + target
+    if nb <= first:
+        return mn, mx
+    step = max(1, (nb - first) // 256)
     best_i, best_kl = nb, math.inf
-    for i in list(range(target, nb, step)) + [nb]:
+    for i in list(range(first, nb, step)) + [nb]:
         src = hist[:i]
         p = src.copy()
         p[-1] += hist[i:].sum()
