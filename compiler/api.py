@@ -354,7 +354,8 @@ def quantize(
       "NAME=..." strings. A name matching no weighted op, or a format the op cannot take,
       is an error.
     recipe: a JSON file (or dict) holding any of mode, weight_bits, granularity,
-      block_size, keep_float, op_bits, min_weight_elements; arguments given here win over it.
+      block_size, keep_float, op_bits, min_weight_elements: it sets the options left at
+      their defaults here (the CLI: the options not on the command line).
     target: "litert" (default) or "micro" (TFLite Micro; int8 and int16x8 modes): static
       shapes, ops Micro lacks rewritten into ops it has, and one TflquantError listing every
       op it still cannot run (type, output tensor, why). Micro also judges the float ops
@@ -531,7 +532,7 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
     import json
 
     where = "recipe"
-    if not isinstance(recipe, Mapping):
+    if isinstance(recipe, (str, os.PathLike)):
         from tflquant.fileio import read_bytes
 
         where = f"recipe {os.fspath(recipe)}"

@@ -52,6 +52,31 @@ def _own_process() -> None:
     keep_arrays_on_heap()
 
 
+def _apply_recipe(a: argparse.Namespace) -> None:
+    """Fill the options the command line left out from --recipe (the command line wins)."""
+    if a.recipe is not None:
+        from tflquant.api import load_recipe, op_bits_entries
+
+        r = load_recipe(a.recipe)
+        for key in ("mode", "weight_bits", "granularity", "block_size", "min_weight_elements"):
+            if getattr(a, key) is None and key in r:
+                setattr(a, key, r[key])
+        a.keep_float = (a.keep_float or []) + [n for n in r.get("keep_float", []) if n not in (a.keep_float or [])]
+        a.op_bits = op_bits_entries(r.get("op_bits")) + (a.op_bits or [])
+    defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "min_weight_elements": 1024}
+    for key, value in defaults.items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+
+
+def _weight_options(a: argparse.Namespace) -> dict:
+    if a.mode not in ("dynamic", "weight-only"):
+        if a.weight_bits != 8 or a.granularity != "channel" or a.op_bits:
+            raise TflquantError(f"--weight-bits, --granularity and --op-bits apply to --mode dynamic and weight-only, not {a.mode}")
+        return {}
+    return {"weight_bits": a.weight_bits, "granularity": a.granularity, "block_size": a.block_size, "op_bits": a.op_bits or ()}
+
+
 def _cmd_quantize(a: argparse.Namespace) -> None:
     import warnings
 
@@ -59,6 +84,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
     from tflquant.pipeline import pipeline_spec
 
     allow_float = False if a.strict else (True if a.allow_float else None)
+    _apply_recipe(a)
     _own_process()
     if a.print_pipeline:
         print(
@@ -73,6 +99,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 clip_weights=a.clip_weights,
                 keep_float=a.keep_float or (),
                 target=a.target,
+                **_weight_options(a),
             )
         )
         if a.output is None:
@@ -98,6 +125,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             clip_weights=a.clip_weights,
             keep_float=a.keep_float or (),
             target=a.target,
+            **_weight_options(a),
         )
     for w in caught:
         if not a.quiet:
@@ -133,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="quantize a float .tflite model")
     q.add_argument("model", help="float .tflite model")
     q.add_argument("-o", "--output", help="where to write the quantized .tflite")
-    q.add_argument("--mode", default="int8", choices=["int8", "int16x8", "dynamic", "float16"], help="quantization mode (default int8)")
+    q.add_argument(
+        "--mode",
+        choices=["int8", "int16x8", "dynamic", "weight-only", "float16"],
+        help="quantization mode (default int8); weight-only: integer weights read through DEQUANTIZE, float compute (every runtime and delegate)",
+    )
     q.add_argument("--calibration", metavar="DATA.npz", help="representative dataset (int8, int16x8): one array per input, samples first, keyed by input tensor name or in input order")
     q.add_argument("--io-type", default="float32", choices=["float32", "int8", "uint8", "int16"], help="model input/output type (integer = integer only)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
@@ -151,7 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--print-pipeline", action="store_true", help="print the pass pipeline spec for these options")
     q.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"calibration samples run at once (default {DEFAULT_BATCH_SIZE})")
     q.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration samples")
-    q.add_argument("--min-weight-elements", type=int, default=1024, metavar="N", help="dynamic mode: weights with fewer elements stay float (default 1024)")
+    q.add_argument("--min-weight-elements", type=int, metavar="N", help="dynamic / weight-only: weights with fewer elements stay float (default 1024)")
+    q.add_argument("--weight-bits", type=int, choices=[8, 4], help="dynamic / weight-only: weight bits (default 8)")
+    q.add_argument(
+        "--granularity",
+        choices=["channel", "tensor", "block"],
+        help="dynamic / weight-only: one scale per output channel (default), per tensor, or per block of --block-size along the input dimension (4-bit)",
+    )
+    q.add_argument("--block-size", type=int, choices=[32, 64, 128, 256], help="block granularity: values per block (default 32)")
+    q.add_argument(
+        "--op-bits",
+        action="append",
+        metavar="NAME=BITS[/GRAN[/BLOCK]]",
+        help="other weight bits for one op (output tensor name) or op type, e.g. lm_head=8 or FULLY_CONNECTED=4/block/64 (repeatable)",
+    )
+    q.add_argument("--recipe", metavar="RECIPE.json", help="options from a JSON file: mode, weight_bits, granularity, block_size, keep_float, op_bits, min_weight_elements (the command line wins)")
     q.add_argument(
         "--bias-correction",
         action=argparse.BooleanOptionalAction,

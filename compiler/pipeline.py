@@ -157,7 +157,7 @@ def _keep_float(names: Sequence[str], mode: str) -> str:
     if not names:
         return ""
     if mode == "float16":
-        raise TflquantError("keep_float applies to the int8, int16x8, dynamic and weight-only modes (float16 casts every weight)")
+        raise TflquantError("keep_float applies to the int8, int16x8 and dynamic modes and to weight-only (float16 casts every weight)")
     for n in names:
         if not isinstance(n, str) or not n:
             raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string)")

@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.errors import TflquantError
 
 Kernel = Callable[..., Any]
@@ -231,8 +231,11 @@ def quantize(x: np.ndarray, q: UniformQuantizedType, axis_shift: int = 0) -> np.
     return np.clip(v, q.qmin, q.qmax).astype(q.numpy_dtype())
 
 
-def dequantize(x: np.ndarray, q: UniformQuantizedType, axis_shift: int = 0) -> np.ndarray:
-    """Integer storage -> float32: (q - zp) * scale (computed in double like TFLite)."""
+def dequantize(x: np.ndarray, q: UniformQuantizedType | BlockwiseQuantizedType, axis_shift: int = 0) -> np.ndarray:
+    """Integer storage -> float32: (q - zp) * scale (computed in double like TFLite); a
+    blockwise type: each block times its fp16 scale (what LiteRT's hybrid kernels read)."""
+    if isinstance(q, BlockwiseQuantizedType):
+        return q.dequantize(x)
     scale, zp = _qparams(q, x.ndim, axis_shift)
     return (scale * (x.astype(np.int64) - zp)).astype(F32)
 
@@ -260,7 +263,7 @@ def _quantize(op: Operation) -> Kernel:
 
 @kernel("DEQUANTIZE")
 def _dequantize(op: Operation) -> Kernel:
-    src = quantized_element(op.operands[0].type)
+    src = quantized_element(op.operands[0].type) or blockwise_element(op.operands[0].type)
     if src is None:  # fp16 (or other float) weights
         return lambda x: x.astype(F32)
     return lambda x: dequantize(x, src, 1)

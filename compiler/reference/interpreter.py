@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import ModuleOp, NoneType, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import quantized_element
+from tflquant.dialects.quant import blockwise_element, quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import describe, numpy_dtype_of_element, op_label
 from tflquant.reference import float_kernels as fk
@@ -321,7 +321,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             s = slots[v]
             name = operand_names[i] if i < len(operand_names) else (operand_names[-1] if operand_names else "")
             is_param = name in params and not name.startswith("*")
-            q = None if quant_aware or isinstance(v.type, NoneType) else quantized_element(v.type)
+            q = None if quant_aware or isinstance(v.type, NoneType) else (quantized_element(v.type) or blockwise_element(v.type))
             if q is not None and s in consts and s not in batched:
                 # dequantize a quantized constant once
                 if s not in deq_consts:

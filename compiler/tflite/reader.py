@@ -64,7 +64,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.tflite.int4 import unpack_int4
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_buffer, dense_from_numpy
 from tflquant.tflite import schema
@@ -90,6 +91,7 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
     12: (IntegerType(64, Signedness.UNSIGNED), "<u8"),
     15: (IntegerType(32, Signedness.UNSIGNED), "<u4"),
     16: (IntegerType(16, Signedness.UNSIGNED), "<u2"),
+    17: (IntegerType(4), "i1"),  # INT4: packed two per byte in the file, one per int8 in the IR (quantized only)
     18: (BFloat16Type(), "<u2"),
     # no numeric payload: a constant keeps its raw TFLite buffer (string buffer format)
     5: (tfl.StringType(), "u1"),
@@ -99,7 +101,7 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
 _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
-_QUANT_STORAGE = {3, 9, 7, 2, 4}  # UINT8, INT8, INT16, INT32, INT64
+_QUANT_STORAGE = {3, 9, 7, 2, 4, 17}  # UINT8, INT8, INT16, INT32, INT64, INT4
 # Constant payloads at least this big are views of the model's bytes, smaller ones copies.
 PAYLOAD_VIEW_MIN = 64
 
@@ -300,6 +302,9 @@ class _Importer:
             Q = schema.QUANTIZATION_FIELDS
             scale = q.vector(Q["scale"], "f32")
             details = q.scalar(Q["details_type"], "u8", 0)
+            if details == schema.BLOCKWISE_QUANTIZATION and code in (9, 17):
+                elem = self._blockwise(info, q.table(Q["details"]), IntegerType(4 if code == 17 else 8), shape)
+                details, scale = 0, None
             if details != 0:
                 raise self.fail(f"tensor '{info.name}' uses custom quantization details (type {details}), which tflquant does not support")
             qdim = q.scalar(Q["quantized_dimension"], "i32", 0)
@@ -338,13 +343,42 @@ class _Importer:
                         info.stats = CalibrationStatsAttr.make(float(mn[0]), float(mx[0]))
                     else:
                         info.stats = CalibrationStatsAttr.make([float(v) for v in mn], [float(v) for v in mx], axis=qdim)
+        if code == 17 and not isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
+            raise self.fail(f"tensor '{info.name}' has type INT4 without quantization parameters, which tflquant does not support")
         info.ttype = TensorType(elem, dims)
         return info
+
+    def _blockwise(self, info: _Tensor, d: Table | None, storage: IntegerType, shape: list[int]) -> BlockwiseQuantizedType:
+        """LiteRT's BlockwiseQuantization details: fp16 scales in another tensor of this subgraph."""
+        F = schema.BLOCKWISE_QUANTIZATION_FIELDS
+        if d is None:
+            raise self.fail(f"tensor '{info.name}' has blockwise quantization without its details table")
+        si, zi, bs = d.scalar(F["scales"], "i32", 0), d.scalar(F["zero_points"], "i32", 0), d.scalar(F["block_size"], "i32", 0)
+        tables = self._tensor_tables
+        if not (0 <= si < len(tables)) or bs <= 0 or not shape or shape[-1] % bs:
+            raise self.fail(f"tensor '{info.name}' has blockwise quantization with scales tensor {si} and block size {bs}, which do not fit its shape {shape}")
+        if 0 <= zi < len(tables) and zi != si:
+            raise self.fail(f"tensor '{info.name}' has blockwise zero points (tensor {zi}); tflquant reads symmetric blockwise weights only")
+        st = tables[si]
+        if st.scalar(T["type"], "i8", 0) != 1:
+            raise self.fail(f"tensor '{info.name}': its blockwise scales tensor must be FLOAT16")
+        raw = self.buffer_view(st.scalar(T["buffer"], "u32", 0), f"blockwise scales of '{info.name}'")
+        want = (*shape[:-1], shape[-1] // bs)
+        if raw is None or len(raw) != 2 * math.prod(want):
+            raise self.fail(f"tensor '{info.name}': its blockwise scales need {2 * math.prod(want)} bytes of fp16 data")
+        scales = np.frombuffer(bytes(raw), "<f2").reshape(want)
+        if not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+            raise self.fail(f"tensor '{info.name}' has blockwise scales that are not positive and finite")
+        return BlockwiseQuantizedType.make(storage, bs, scales)
 
     def _payload(self, info: _Tensor, raw: bytes) -> np.ndarray:
         if isinstance(info.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES):
             return np.frombuffer(raw, dtype=np.uint8)
         n = math.prod(info.shape)
+        if info.type_code == 17:  # int4: two per byte, low nibble first
+            if len(raw) != (n + 1) // 2:
+                raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but {n} int4 values need {(n + 1) // 2}")
+            return unpack_int4(raw, n).reshape(info.shape)
         need = n * info.payload_dtype.itemsize
         if len(raw) != need:
             raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but its shape {info.shape} needs {need}")
@@ -362,6 +396,7 @@ class _Importer:
                 raise self.fail(f"{where} refers to tensor {t}, but subgraph {sg_index} has {ntensors} tensors")
             inf = infos[t]
             if inf is None:
+                self._tensor_tables = ttables
                 inf = infos[t] = self._tensor(ttables[t], t, sg_index)
             return inf
 
@@ -419,9 +454,12 @@ class _Importer:
             elif inf.sparsity is not None:
                 op = self._sparse_const(inf, raw)
             else:
-                self._payload(inf, raw)  # checks the size
+                payload = self._payload(inf, raw)  # checks the size
                 shape = [len(raw)] if isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES) else inf.shape
-                op = tfl.ConstOp(dense_from_buffer(raw, shape, _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
+                if inf.type_code == 17:
+                    op = tfl.ConstOp(dense_from_numpy(payload, IntegerType(8)), inf.ttype, name=inf.name)
+                else:
+                    op = tfl.ConstOp(dense_from_buffer(raw, shape, _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]
@@ -606,8 +644,8 @@ def _ints(v: np.ndarray | None) -> list[int]:
 
 def _storage_elem(t: TensorType) -> Attribute:
     e = t.element_type
-    if isinstance(e, UniformQuantizedType):
-        return e.storage_type
+    if isinstance(e, (UniformQuantizedType, BlockwiseQuantizedType)):
+        return e.storage_type if e.bits != 4 else IntegerType(8)  # int4: one value per byte in the IR
     if isinstance(e, tfl.OPAQUE_ELEMENT_TYPES):
         return IntegerType(8, Signedness.UNSIGNED)
     return e

@@ -46,7 +46,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.tflite.int4 import pack_int4
 from tflquant.errors import TflquantError
 from tflquant.tflite import schema, versions
 from tflquant.tflite.flatbuf import Builder
@@ -57,7 +58,7 @@ _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
 
 def _type_code(elem: Attribute) -> int:
     TT = schema.TENSOR_TYPES
-    if isinstance(elem, UniformQuantizedType):
+    if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
         elem = elem.storage_type
     if isinstance(elem, tfl.StringType):
         return TT["STRING"]
@@ -96,6 +97,7 @@ class _Tensor:
     is_variable: bool = False
     stats: CalibrationStatsAttr | None = None
     sparsity: DictionaryAttr | None = None
+    block_scales: int = -1  # blockwise weight: index of its fp16 scales tensor
 
 
 @dataclass
@@ -261,7 +263,16 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             data = op.value.data.data
             tt = tensor_type(op.result, "tfl.const")
             empty = not data and any(int(d) == 0 for d in tt.get_shape())  # a zero-element constant is still a constant
-            new_tensor(op.result, _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt) if data or empty else 0))
+            elem = tt.element_type
+            if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)) and elem.bits == 4:
+                data = pack_int4(op.numpy())  # two values per byte, low nibble first
+            t = _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt) if data or empty else 0)
+            if isinstance(elem, BlockwiseQuantizedType):  # scales: an fp16 tensor the details name
+                stt = elem.scales.type
+                assert isinstance(stt, TensorType)
+                t.block_scales = len(sg.tensors)
+                sg.tensors.append(_Tensor(f"{t.name or 'weight'}_scales", stt, buffer=plan.buffer(elem.scales.data.data, stt)))
+            new_tensor(op.result, t)
             continue
         if isinstance(op, tfl.SparseConstOp):
             data = op.value.data.data
@@ -583,6 +594,15 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
                 (Q["quantized_dimension"], "i32", elem.axis.data if elem.per_axis else 0, 0),
             ]
         )
+    elif isinstance(elem, BlockwiseQuantizedType):
+        details = bld.table(
+            [
+                (schema.BLOCKWISE_QUANTIZATION_FIELDS["scales"], "i32", t.block_scales, 0),
+                (schema.BLOCKWISE_QUANTIZATION_FIELDS["zero_points"], "i32", -1, 0),
+                (schema.BLOCKWISE_QUANTIZATION_FIELDS["block_size"], "i32", elem.block_size.data, 0),
+            ]
+        )
+        q = bld.table([(Q["details_type"], "u8", schema.BLOCKWISE_QUANTIZATION, 0), (Q["details"], "off", details, 0)])
     elif t.stats is not None:
         mn = bld.numpy(t.stats.min_array().astype(np.float32), "f32")
         mx = bld.numpy(t.stats.max_array().astype(np.float32), "f32")

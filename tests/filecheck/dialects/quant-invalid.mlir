@@ -16,10 +16,32 @@ func.func @negative_scale(%x: tensor<4x!quant.uniform<i8:f32, -0.1>>) {
 
 // -----
 
-func.func @bad_storage(%x: tensor<4x!quant.uniform<i4:f32, 0.1>>) {
+func.func @bad_storage(%x: tensor<4x!quant.uniform<i2:f32, 0.1>>) {
   func.return
 }
-// CHECK: quant storage type must be 8, 16, 32 or 64 bits
+// CHECK: quant storage type must be 4, 8, 16, 32 or 64 bits
+
+// -----
+
+func.func @blockwise_i16(%x: tensor<2x32x!quant.blockwise<i16:f32, 32, dense<1.0> : tensor<2x1xf16>>>) {
+  func.return
+}
+// CHECK: blockwise storage must be i4 or i8
+
+// -----
+
+func.func @blockwise_zero_scale(%x: tensor<2x32x!quant.blockwise<i4:f32, 32, dense<0.0> : tensor<2x1xf16>>>) {
+  func.return
+}
+// CHECK: blockwise scales must be positive and finite (fp16 normals)
+
+// -----
+
+func.func @blockwise_const_shape() -> tensor<2x64x!quant.blockwise<i4:f32, 32, dense<1.0> : tensor<2x1xf16>>> {
+  %w = "tfl.const"() <{value = dense<1> : tensor<2x64xi8>}> : () -> tensor<2x64x!quant.blockwise<i4:f32, 32, dense<1.0> : tensor<2x1xf16>>>
+  func.return %w : tensor<2x64x!quant.blockwise<i4:f32, 32, dense<1.0> : tensor<2x1xf16>>>
+}
+// CHECK: block scales have shape [2, 1], expected [2, 2]
 
 // -----
 
