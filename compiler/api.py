@@ -300,6 +300,8 @@ def quantize(
     block_size: int = 32,
     op_bits: Mapping[str, Any] | Sequence[str] | None = None,
     recipe: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    calibration_method: str = "minmax",
+    percentile: float = 99.99,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -331,7 +333,16 @@ def quantize(
     max_samples: use at most this many calibration samples (per signature).
     min_weight_elements: dynamic mode: weights smaller than this stay float.
     save_stats: also write the calibration statistics (JSON keyed by tensor name) there,
-      for `tflquant-opt -p 'annotate-calibration{stats-file="..."},...'`.
+      for `tflquant-opt -p 'annotate-calibration{stats-file="..."},...'`: with histograms
+      and per-sample ranges, so any calibration method replays from it, and the range this
+      run's method chose for each tensor ("chosen").
+    calibration_method: (int8, int16x8) how each activation's range comes from the
+      calibration data: "minmax" (default: the global min and max), "moving-average" (AEQ's
+      0.95 moving average of each sample's min and max, in sample order), "percentile"
+      (the 100 - p and p percentiles), "mse" (least expected quantization error for the
+      activation type), "entropy" (TensorRT's KL divergence method). Other than minmax,
+      calibration also keeps histograms (see tflquant.calibration.observers).
+    percentile: the percentile method's p, in (50, 100].
     calibration_threads: BLAS threads while calibrating (1: batches already keep numpy
       busy and threads stall on a loaded machine; None: numpy's default).
     verify: "end" checks the IR once after the whole pipeline; "each" after every pass
@@ -397,6 +408,12 @@ def quantize(
     seconds["load"] = time.perf_counter() - t
 
     report_warnings: list[str] = []
+    from tflquant.calibration.stats import check_method, select, with_chosen
+
+    check_method(calibration_method, percentile)
+    if calibration_method != "minmax" and mode not in STATIC_MODES:
+        raise TflquantError(f"calibration_method applies to the int8 and int16x8 modes, not to mode {mode}")
+    method_bits = 16 if mode == "int16x8" else 8
     stats = None
     calib = None
     check_samples = None
@@ -414,13 +431,15 @@ def quantize(
             max_samples=max_samples,
             threads=calibration_threads,
             channel_means=bias_correction or clip_weights,
+            histograms=calibration_method != "minmax" or save_stats is not None,
         )
         stats = calib.stats
         report_warnings += calib.warnings
         check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
         seconds["calibrate"] = time.perf_counter() - t
         if save_stats is not None:
-            write_stats(save_stats, stats)
+            used = {"method": calibration_method, **({"percentile": float(percentile)} if calibration_method == "percentile" else {})}
+            write_stats(save_stats, with_chosen(stats, calibration_method, percentile, method_bits), used)
     elif representative_dataset is not None and mode == "dynamic":
         # 4 samples: the check runs the float model, the only other cost of this mode
         check_samples = _main_samples(module, _keeping_first(representative_dataset, 4)[0], 4)
@@ -439,6 +458,8 @@ def quantize(
             clip_weights=clip_weights,
             keep_float=keep,
             target=target,
+            calibration_method=calibration_method,
+            percentile=percentile,
             weight_bits=weight_bits,
             granularity=granularity,
             block_size=block_size,
@@ -463,7 +484,7 @@ def quantize(
     if mode in STATIC_MODES and check_samples is not None:
         t = time.perf_counter()
         try:
-            losses = _destroyed_ops(module, data, check_samples, stats)
+            losses = _destroyed_ops(module, data, check_samples, select(stats, calibration_method, percentile, method_bits) if stats is not None else None)
         except TflquantError as e:  # the check must never cost the user the model
             losses = {}
             report_warnings.append(f"the measured fallback was skipped: {e}")
