@@ -99,6 +99,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 clip_weights=a.clip_weights,
                 keep_float=a.keep_float or (),
                 target=a.target,
+            calibration_method=a.calibration_method,
+            percentile=a.percentile,
                 **_weight_options(a),
             )
         )
@@ -125,6 +127,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             clip_weights=a.clip_weights,
             keep_float=a.keep_float or (),
             target=a.target,
+            calibration_method=a.calibration_method,
+            percentile=a.percentile,
             **_weight_options(a),
         )
     for w in caught:
@@ -212,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave this op float: an output tensor name or an op type such as SOFTMAX (repeatable)",
     )
     q.add_argument("--save-stats", metavar="STATS.json", help="also write the calibrated ranges (JSON keyed by tensor name)")
+    q.add_argument(
+        "--calibration-method",
+        default="minmax",
+        metavar="METHOD",
+        help="int8 / int16x8: how each activation's range comes from the calibration data: minmax (default), "
+        "moving-average (AEQ's), percentile (see --percentile), mse or entropy (TensorRT's)",
+    )
+    q.add_argument("--percentile", type=float, default=99.99, metavar="P", help="percentile method: keep the (100-P)..P percentiles, P in (50, 100] (default 99.99)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)
 
