@@ -288,3 +288,66 @@ def test_in_memory_statistics_get_the_pass_method() -> None:
 
     lo, hi = map(float, re.search(r"quant\.stats %\w+, <([-\d.e]+), ([-\d.e]+)>", print_module(m)).groups())
     assert lo == 0.0 and 0.9 < hi < 1.1
+
+
+# ---------------------------------------------------------------------------------------
+# API, CLI, replay
+# ---------------------------------------------------------------------------------------
+
+
+def test_default_minmax_bytes_do_not_change_with_histograms(tmp_path: Path) -> None:
+    from tflquant.api import quantize
+
+    plain = quantize(str(DIGITS), representative_dataset=str(DIGITS_CALIB))
+    # save_stats turns histograms on: the min/max, and so the bytes, stay the same
+    saved = quantize(str(DIGITS), representative_dataset=str(DIGITS_CALIB), calibration_method="minmax", save_stats=str(tmp_path / "s.json"))
+    assert saved.model == plain.model and saved.report.pipeline == plain.report.pipeline
+    assert "method=" not in plain.report.pipeline
+    body = json.loads((tmp_path / "s.json").read_text())
+    assert body["calibration_method"] == {"method": "minmax"}
+    assert all(t["chosen"]["method"] == "minmax" for t in body["tensors"].values())
+
+
+@pytest.mark.parametrize("method", ["moving-average", "percentile", "mse", "entropy"])
+def test_replay_from_saved_stats_with_another_method_gives_the_same_bytes(method: str, tmp_path: Path) -> None:
+    """One calibration (minmax, --save-stats) replayed by tflquant-opt with another method
+    is the model quantize(calibration_method=method) writes."""
+    import re
+
+    from tflquant import opt
+    from tflquant.api import quantize
+
+    stats = tmp_path / "s.json"
+    quantize(str(DIGITS), representative_dataset=str(DIGITS_CALIB), save_stats=str(stats))
+    direct = quantize(str(DIGITS), representative_dataset=str(DIGITS_CALIB), calibration_method=method, percentile=99.9)
+    spec = direct.report.pipeline
+    assert f"annotate-calibration{{method={method}" in spec
+    spec = re.sub(r"annotate-calibration\{", f'annotate-calibration{{stats-file="{stats}" ', spec, count=1)
+    out = tmp_path / "replayed.tflite"
+    assert opt.main([str(DIGITS), "-p", spec, "-o", str(out)]) == 0
+    assert out.read_bytes() == direct.model
+
+
+def test_cli_options_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tflquant import cli
+    from tflquant.api import quantize
+
+    out, stats = tmp_path / "m.tflite", tmp_path / "s.json"
+    argv = ["quantize", str(DIGITS), "--calibration", str(DIGITS_CALIB), "-o", str(out), "-q"]
+    assert cli.main([*argv, "--calibration-method", "percentile", "--percentile", "99.9", "--save-stats", str(stats)]) == 0
+    api = quantize(str(DIGITS), representative_dataset=str(DIGITS_CALIB), calibration_method="percentile", percentile=99.9)
+    assert out.read_bytes() == api.model
+    body = json.loads(stats.read_text())
+    assert body["calibration_method"] == {"method": "percentile", "percentile": 99.9} and body["version"] == 2
+    assert any(t["chosen"]["method"] == "percentile" and t["chosen"]["max"] < t["max"] for t in body["tensors"].values())
+    assert cli.main(["quantize", str(DIGITS), "--print-pipeline", "--calibration-method", "mse", "--mode", "int16x8"]) == 0
+    assert "annotate-calibration{method=mse bits=16}" in capsys.readouterr().out
+    for bad, message in (
+        (["--calibration-method", "kl"], "unknown calibration method 'kl'"),
+        (["--calibration-method", "percentile", "--percentile", "40"], "percentile must be in (50, 100]"),
+    ):
+        assert cli.main([*argv, *bad]) != 0
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(TflquantError, match="calibration_method applies to the int8 and int16x8 modes"):
+        quantize(str(DIGITS), mode="dynamic", calibration_method="mse")
