@@ -85,18 +85,49 @@ WEIGHT_BITS = (8, 4)
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scales never underflow
 
 
+# Big weights are processed this many elements at a time, so the temporaries of each
+# elementwise step stay in cache (the 3 GB decoder: 2x faster than whole-tensor steps).
+_CHUNK = 1 << 16
+
+
+def _row_chunks(n_rows: int, row_size: int):
+    step = max(1, _CHUNK // max(row_size, 1))
+    return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
+
+
 def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     """One scale per row of `groups` (rows = the tensor, its channels or its blocks):
     max|w| / qmax in float32; an all-zero row gets 1.0. The one place a scale is chosen
     (round to nearest follows): swap it for a data-aware choice."""
-    absmax = np.max(np.abs(groups), axis=1) if groups.shape[1] else np.zeros(groups.shape[0], np.float32)
+    n, k = groups.shape
+    if k == 0:
+        absmax = np.zeros(n, np.float32)
+    elif n == 1:  # one row (per tensor): the max of the maxima of its slices
+        flat = groups.reshape(-1)
+        absmax = np.array([max(float(np.max(np.abs(flat[i : i + _CHUNK]))) for i in range(0, k, _CHUNK))], np.float32)
+    else:
+        absmax = np.empty(n, np.result_type(groups.dtype, np.float32))
+        for rows in _row_chunks(n, k):
+            np.max(np.abs(groups[rows]), axis=1, out=absmax[rows])
     scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
     scales[~(scales > 0)] = 1.0
     return scales
 
 
 def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(w, dtype=np.float32) / s), -qmax, qmax).astype(np.int8)
+    """rint(w / s) clipped to [-qmax, qmax], as int8 (float32 arithmetic), slice by slice."""
+    w = np.asarray(w, dtype=np.float32)
+    s = np.asarray(s, dtype=np.float32)
+    if w.ndim == 0 or w.shape[0] < 2 or w.size <= _CHUNK:
+        return np.clip(np.rint(w / s), -qmax, qmax).astype(np.int8)
+    out = np.empty(w.shape, np.int8)
+    sb = np.broadcast_to(s, w.shape)  # a view: each slice of rows takes its scales
+    for rows in _row_chunks(w.shape[0], w.size // w.shape[0]):
+        t = np.divide(w[rows], sb[rows])
+        np.rint(t, out=t)
+        np.clip(t, -qmax, qmax, out=t)
+        out[rows] = t
+    return out
 
 
 def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8) -> tuple[np.ndarray, UniformQuantizedType]:
