@@ -11,11 +11,15 @@ Activations stay float32. Mirrors what the TF converter writes (checked on its
 
 - ops with a hybrid kernel read the int8 weight directly (LiteRT quantizes their float input
   on the fly); FULLY_CONNECTED, BATCH_MATMUL and the LSTM get `asymmetric_quantize_inputs`;
-- GATHER: a table of at most 2^20 elements is per channel along its last (feature)
-  dimension and read through a DEQUANTIZE, which LiteRT runs once (constant input) before
-  a float GATHER: +2.1 dB on the tiny transformer over the converter's single scale, and
-  no slower. A bigger table is one int8 scale, gathered as int8 rows and dequantized
-  after the GATHER (the converter's way: no float copy of the table in memory);
+- GATHER: a table of at most 2^20 elements is per channel along its rows or its last
+  (feature) dimension (the higher SQNR) and read through a DEQUANTIZE, which LiteRT runs
+  once (constant input) before a float GATHER: +2.1 dB on the tiny transformer over the
+  converter's single scale, and no slower. A bigger 2-D table gathered along axis 0 by
+  int32 ids (an LM's embedding) becomes an EMBEDDING_LOOKUP of per-row (or blockwise)
+  integer rows, whose hybrid kernel dequantizes only the rows it reads (ids flattened by a
+  RESHAPE, the result reshaped back); any other big table is one scale, gathered as integer
+  rows and dequantized after the GATHER (the converter's way). Neither keeps a float copy
+  of the table in memory;
 - every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
 - a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
   all or nothing (its hybrid kernel wants every weight int8);
@@ -216,6 +220,42 @@ def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, nam
     return rs.outputs[0]
 
 
+def _as_lookup(gather: Operation, table: SSAValue) -> bool:
+    """A big GATHER that an EMBEDDING_LOOKUP can do: 2-D table over GATHER_DEQUANTIZE_ONCE_MAX
+    elements, axis 0, batch_dims 0, int32 ids with at most one dynamic dimension."""
+    assert isinstance(gather, tfl.TflOp)
+    t, ids = table.type, gather.operands[1].type
+    if not (isinstance(t, TensorType) and isinstance(ids, TensorType)) or len(t.get_shape()) != 2:
+        return False
+    if int(np.prod(t.get_shape())) <= GATHER_DEQUANTIZE_ONCE_MAX or gather.option("axis") != 0 or gather.option("batch_dims") != 0:
+        return False
+    from xdsl.dialects.builtin import i32
+
+    return ids.element_type == i32 and sum(1 for d in ids.get_shape() if d < 0) <= 1
+
+
+def _gather_as_lookup(gather: Operation, qv: SSAValue) -> None:
+    """GATHER(table, ids) -> RESHAPE(EMBEDDING_LOOKUP(RESHAPE(ids, [-1]), table), ids.shape + [D])."""
+    from xdsl.dialects.builtin import i32
+
+    assert isinstance(gather, tfl.TflOp) and gather.parent is not None
+    ids = gather.operands[1]
+    out = gather.outputs[0]
+    ftype, itype, ttype = out.type, ids.type, qv.type
+    assert isinstance(ftype, TensorType) and isinstance(itype, TensorType) and isinstance(ttype, TensorType)
+    name = value_name(out)
+    n = int(np.prod(itype.get_shape())) if all(d >= 0 for d in itype.get_shape()) else -1
+    dim = ttype.get_shape()[1]
+    flat_shape = tfl.ConstOp(dense_from_numpy(np.array([-1], np.int32)), name=None if name is None else f"{name}_ids_shape")
+    flat = tfl.ReshapeOp([ids, flat_shape.result], [TensorType(i32, [n])], names=None if name is None else [f"{name}_ids"])
+    look = tfl.EmbeddingLookupOp([flat.outputs[0], qv], [TensorType(Float32Type(), [n, dim])], names=None if name is None else [f"{name}_rows"])
+    out_shape = tfl.ConstOp(dense_from_numpy(np.array([d if d >= 0 else -1 for d in ftype.get_shape()], np.int32)), name=None if name is None else f"{name}_shape")
+    back = tfl.ReshapeOp([look.outputs[0], out_shape.result], [ftype], names=None if name is None else [name])
+    gather.parent.insert_ops_before([flat_shape, flat, look, out_shape, back], gather)
+    out.replace_all_uses_with(back.outputs[0])
+    Rewriter.erase_op(gather)
+
+
 def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8) -> int | None:
     """Per-channel axis for a GATHER table that is dequantized once before the gather: its
     rows (axis 0) or its last dimension (the embedding features), whichever gives the table
@@ -382,6 +422,8 @@ class QuantizeWeights(ModulePass):
                     continue
                 if kind == "GATHER":
                     axis = _gather_table_axis(o, v, fmt.bits)
+                    if axis is None and fmt.granularity != "tensor" and not self.weight_only and _as_lookup(o, v):
+                        axis = 0  # per row, read by EMBEDDING_LOOKUP
                 final = self._resolve(o, kind, v, axis, fmt, key)
                 plans[v] = (axis if final.granularity == "channel" else None, final)
         hybrid_ops: list[Operation] = []
@@ -430,7 +472,8 @@ class QuantizeWeights(ModulePass):
         named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name
         name = value_name(named)
         qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
-        if fmt.granularity == "block" and not self.weight_only and any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses):
+        lookup = any(_op_kind(u.operation) == "GATHER" and u.index == 0 and _as_lookup(u.operation, v) for u in v.uses)
+        if fmt.granularity == "block" and not self.weight_only and (lookup or any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses)):
             q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits)
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
             block.insert_op_before(qconst, source)
@@ -468,6 +511,8 @@ class QuantizeWeights(ModulePass):
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
                 hybrid_ops.append(user)
+            elif kind == "GATHER" and use.index == 0 and not self.weight_only and _as_lookup(user, v) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
+                _gather_as_lookup(user, qv)
             elif kind == "GATHER" and use.index == 0 and axis is None and fmt.granularity == "tensor" and not self.weight_only:
                 self._gather_int8(user, qv)
             else:

@@ -225,3 +225,23 @@ def test_cli_weight_only_int4(tmp_path, lm):
     assert "int4 block 64" in p.stdout and "int8 channel" in p.stdout
     bad = subprocess.run(cmd[:-4] + ["--op-bits", "nosuch=8"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nosuch" in bad.stderr
+
+
+@pytest.mark.parametrize("bits,gran", [(8, "channel"), (4, "channel"), (4, "block")])
+def test_big_embedding_is_a_lookup_of_integer_rows(bits, gran):
+    """A GATHER table over 2^20 elements (an LM's embedding) becomes EMBEDDING_LOOKUP of
+    per-row / blockwise integer rows (no float copy of the table); LiteRT runs it."""
+    rng = np.random.default_rng(5)
+    table = _heavy(rng, 8200, 128)
+    g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
+    e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
+    r = tflquant.quantize(g.tflite([e]), mode="dynamic", weight_bits=bits, granularity=gran)
+    ops = [o.name for o in r.module.walk()]
+    assert "tfl.embedding_lookup" in ops and "tfl.gather" not in ops and "tfl.dequantize" not in ops
+    f = {w.name: w for w in r.report.weight_formats}
+    assert (f["emb_rows"].bits, f["emb_rows"].granularity) == (bits, gran)
+    ids = [rng.integers(0, 8200, (3, 1, 6)).astype(np.int32)]
+    for resolver in ("builtin", "xnnpack"):
+        got = _litert(r.model, ids, resolver)[0]
+        assert got.shape == (3, 1, 6, 128)
+        assert _sqnr(table[ids[0]], got) > {8: 30, 4: 12}[bits]
