@@ -14,8 +14,11 @@ the table gives
 - whole model: logits SQNR (dB) on eval.npz of the model whose weights are replaced by the
   dequantized weights (simulated weight-only: float compute), run by the float reference
   interpreter.
-Statistics come from the float model (every layer sees float inputs; GPTQ's sequential
-variant, which feeds each layer the quantized model's activations, is not used).
+Statistics come from the float model (every layer sees float inputs). `--sequential` adds
+"gptq-seq" rows for the int4 formats: layers are rounded stage by stage in program order
+(a stage = the layers reading one input, e.g. query/key/value), each stage's statistics
+collected from the model whose earlier layers already hold their rounded weights, as the
+GPTQ paper does (one calibration run per stage).
 `--timing` also times GPTQ on a synthetic 2048 x 2048 layer with 512 calibration rows.
 """
 
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="directory with float.tflite, calib.npz, eval.npz")
     ap.add_argument("--act-order", action="store_true", help="GPTQ with act-order (columns by descending E[x^2])")
     ap.add_argument("--timing", action="store_true", help="also time a synthetic 2048 x 2048 layer")
+    ap.add_argument("--sequential", action="store_true", help="also GPTQ with statistics from the partly rounded model (int4 only; slow)")
     args = ap.parse_args(argv)
 
     with open(os.path.join(args.model, "float.tflite"), "rb") as f:
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{calib_t.shape[0]} calibration / {eval_t.shape[0]} eval sequences; float runs {time.perf_counter() - t:.1f} s"
           + ("; GPTQ act-order" if args.act_order else ""))
 
-    print(f"\n{'format':<16}{'method':<7}{'layer mean dB':>14}{'worst dB':>10}{'logits dB':>11}{'round s':>9}")
+    print(f"\n{'format':<16}{'method':<9}{'layer mean dB':>14}{'worst dB':>10}{'logits dB':>11}{'round s':>9}")
     originals = [L.const.value for L in layers]
     for bits, gran, block in FORMATS:
         label = f"int{bits} {gran}" + (f" {block}" if gran == "block" else "")
@@ -166,21 +170,52 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             deqs = [L.round(bits, gran, block, method, args.act_order) for L in layers]
             dt = time.perf_counter() - t
-            per = []
-            for L, d in zip(layers, deqs):
-                x = np.concatenate(L.eval_x)
-                per.append(wr.sqnr_db(L.output(x, L.w), L.output(x, d)))
-            for L, d in zip(layers, deqs):
-                L.const.properties["value"] = dense_from_numpy(d.astype(np.float32))
-            try:
-                logits = run(module, eval_t)
-            finally:
-                for L, v in zip(layers, originals):
-                    L.const.properties["value"] = v
-            print(f"{label:<16}{method:<7}{np.mean(per):>14.2f}{np.min(per):>10.2f}{wr.sqnr_db(ref, logits):>11.2f}{dt:>9.2f}")
+            _row(module, layers, deqs, originals, eval_t, ref, label, method, dt)
+        if args.sequential and bits == 4:
+            t = time.perf_counter()
+            deqs = sequential_gptq(module, layers, originals, calib_t, bits, gran, block, args.act_order)
+            _row(module, layers, deqs, originals, eval_t, ref, label, "gptq-seq", time.perf_counter() - t)
     if args.timing:
         timing()
     return 0
+
+
+def sequential_gptq(module, layers: list[Layer], originals, calib_t, bits: int, gran: str, block: int, act_order: bool) -> list[np.ndarray]:
+    stages: dict[object, list[Layer]] = {}
+    for L in layers:
+        stages.setdefault(L.op.operands[0], []).append(L)
+    done: dict[int, np.ndarray] = {}
+    saved = [L.stats for L in layers]
+    try:
+        for group in stages.values():
+            for L in group:
+                L.stats = wr.InputStatistics(L.in_features)
+            for L, v in zip(layers, originals):
+                L.const.properties["value"] = dense_from_numpy(done[id(L)].astype(np.float32)) if id(L) in done else v
+            run(module, calib_t, group, "stats")
+            for L in group:
+                done[id(L)] = L.round(bits, gran, block, "gptq", act_order)
+    finally:
+        for L, v, st in zip(layers, originals, saved):
+            L.const.properties["value"] = v
+            L.stats = st
+    return [done[id(L)] for L in layers]
+
+
+def _row(module, layers: list[Layer], deqs, originals, eval_t, ref, label: str, method: str, dt: float) -> None:
+    """Per-layer SQNR on the held-out inputs and logits SQNR with the rounded weights swapped in."""
+    per = []
+    for L, d in zip(layers, deqs):
+        x = np.concatenate(L.eval_x)
+        per.append(wr.sqnr_db(L.output(x, L.w), L.output(x, d)))
+    for L, d in zip(layers, deqs):
+        L.const.properties["value"] = dense_from_numpy(d.astype(np.float32))
+    try:
+        logits = run(module, eval_t)
+    finally:
+        for L, v in zip(layers, originals):
+            L.const.properties["value"] = v
+    print(f"{label:<16}{method:<9}{np.mean(per):>14.2f}{np.min(per):>10.2f}{wr.sqnr_db(ref, logits):>11.2f}{dt:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":
