@@ -16,7 +16,7 @@ With `histograms` on, the observer also keeps what the other calibration methods
 - a histogram of each tensor's finite values (`stats.Histogram`: at most 2048 bins on a
   power-of-two grid that coarsens exactly when the range grows, so it is the same however
   the data was split into batches, threads or processes). Counting every value costs 20x
-  a min/max; a sample of more than HIST_VALUES (512) values is subsampled with a fixed
+  a min/max; a sample of more than HIST_VALUES (1024) values is subsampled with a fixed
   prime stride (`_stride`: a function of the tensor's shape, so still the same however the
   data was split);
 - each sample's min and max, in sample order (moving-average). A sample's min/max is taken
@@ -229,7 +229,7 @@ class MinMaxObserver:
         return out
 
 
-HIST_VALUES = 512  # values per sample and tensor that go into the histogram, at most about
+HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
 
 
 def _stride(shape: tuple[int, ...]) -> int:
