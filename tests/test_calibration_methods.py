@@ -351,3 +351,29 @@ def test_cli_options_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     with pytest.raises(TflquantError, match="calibration_method applies to the int8 and int16x8 modes"):
         quantize(str(DIGITS), mode="dynamic", calibration_method="mse")
+
+
+def test_parallel_sample_ranges_keep_the_sample_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interpreter's parallel sample ranges (threads) give each sample's min/max in
+    sample order, as one thread does (equal up to the kernels' float rounding, which
+    depends on the matrix sizes BLAS sees), and histograms of as many values."""
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+    from tflquant.tflite.reader import load_model
+
+    x = np.load(DIGITS_CALIB)
+    data = {k: x[k][:64] for k in x.files}
+    old = fk.set_threads(1)
+    try:
+        serial = calibrate(load_model(DIGITS), data, batch_size=64, histograms=True).stats
+        fk.set_threads(2)
+        monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", 0)
+        parallel = calibrate(load_model(DIGITS), data, batch_size=64, histograms=True).stats
+    finally:
+        fk.set_threads(old)
+    assert serial.keys() == parallel.keys()
+    for k in serial:
+        a, b = serial[k], parallel[k]
+        assert len(a.sample_min) == 64 and np.allclose(a.sample_min, b.sample_min, rtol=1e-5, atol=1e-6), k
+        assert np.allclose(a.sample_max, b.sample_max, rtol=1e-5, atol=1e-6), k
+        assert a.hist.total == b.hist.total, k
