@@ -49,12 +49,14 @@ for load in get_all_passes().values():
     load()
 src, out, mode, bits, gran = sys.argv[1:6]
 kw = {} if bits == "8" else {"weight_bits": int(bits), "granularity": gran, "block_size": 32}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_SELF)
+base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
 r = tflquant.quantize(src, mode=mode, **kw)
 r.save(out)
 sec = time.perf_counter() - t
-print(json.dumps({"seconds": sec, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "base_kb": base,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base,
                   "phases": r.report.seconds, "size": len(r.model)}))
 """
 
@@ -63,14 +65,16 @@ import contextlib, io, json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 from ai_edge_quantizer import quantizer, recipe
 src, out = sys.argv[1:3]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_SELF)
+base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
 q = quantizer.Quantizer(src, recipe.dynamic_wi8_afp32())
 with contextlib.redirect_stdout(io.StringIO()):
     res = q.quantize()
 res.export_model(out, overwrite=True) if hasattr(res, "export_model") else open(out, "wb").write(bytes(res.quantized_model))
 sec = time.perf_counter() - t
-print(json.dumps({"seconds": sec, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "base_kb": base}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base}))
 """
 
 _LITERT = r"""
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
     ap.add_argument("--no-aeq", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the model files")
+    ap.add_argument("--no-weight-only", action="store_true", help="skip the weight-only int4 run")
+    ap.add_argument("--model", default=None, help="use this float model instead of generating one (kept)")
     a = ap.parse_args(argv)
 
     import tflquant.api
@@ -137,16 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     made: list[Path] = [fpath]
     py = sys.executable
     print(f"decoder dim {a.dim}, {a.layers} layers, vocab {a.vocab}, seq {a.seq}: ~{param_bytes(a.dim, a.layers, a.vocab) / GB:.2f} GB of float32 weights")
-    gen = child(py, _GENERATE, [HERE, fpath, a.dim, a.layers, a.vocab, a.seq])
-    if "error" in gen:
-        print(f"generating failed: {gen['error']}")
-        return 1
+    if a.model:
+        fpath = Path(a.model)
+        made.remove(work / "float.tflite")
+    else:
+        gen = child(py, _GENERATE, [HERE, fpath, a.dim, a.layers, a.vocab, a.seq])
+        if "error" in gen:
+            print(f"generating failed: {gen['error']}")
+            return 1
+        print(f"generated {fpath} ({fpath.stat().st_size / GB:.2f} GB) in {gen['seconds']:.1f} s, peak {gen['peak_kb'] * 1024 / GB:.2f} GB")
     fsize = fpath.stat().st_size
-    print(f"generated {fpath} ({fsize / GB:.2f} GB) in {gen['seconds']:.1f} s, peak {gen['peak_kb'] * 1024 / GB:.2f} GB")
 
     runs: list[tuple[str, Path, dict]] = []
     configs = [("tflquant dynamic int8", "dynamic", "8", "channel")]
-    if "weight-only" in getattr(tflquant.api, "MODES", ()):
+    if "weight-only" in getattr(tflquant.api, "MODES", ()) and not a.no_weight_only:
         configs.append(("tflquant weight-only int4 b32", "weight-only", "4", "block"))
     for label, mode, bits, gran in configs:
         out = work / f"{mode}_{bits}.tflite"
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"LiteRT runs the float model (peak {ref_run['peak_kb'] * 1024 / GB:.2f} GB)")
 
-    head = f"{'quantizer':<30}{'time s':>8}{'peak GB':>9}{'x file':>8}{'out GB':>8}{'SQNR dB':>9}{'top-1':>7}  LiteRT"
+    head = f"{'quantizer':<30}{'time s':>8}{'CPU s':>7}{'peak GB':>9}{'x file':>8}{'out GB':>8}{'SQNR dB':>9}{'top-1':>7}  LiteRT"
     print()
     print(head)
     print("-" * len(head))
@@ -194,12 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             runs_ok = f"fails: {lr['error'][:60]}"
         peak = r["peak_kb"] * 1024
         results[label] = r
-        print(f"{label:<30}{r['seconds']:>8.1f}{peak / GB:>9.2f}{peak / fsize:>8.2f}{out.stat().st_size / GB:>8.2f}{db:>9.1f}{top1:>7.2f}  {runs_ok}")
+        print(f"{label:<30}{r['seconds']:>8.1f}{r.get('cpu_seconds', float('nan')):>7.1f}{peak / GB:>9.2f}{peak / fsize:>8.2f}{out.stat().st_size / GB:>8.2f}{db:>9.1f}{top1:>7.2f}  {runs_ok}")
         if "phases" in r:
             print(f"{'':<30}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items() if k != "total"))
     ours, theirs = results.get("tflquant dynamic int8"), results.get("AEQ dynamic_wi8_afp32")
     if ours and theirs:
-        print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")
+        print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, CPU time "
+              f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")
     if not a.keep:
         for p in made:
             if p.exists():
