@@ -173,3 +173,15 @@ def test_statistics_stream_and_errors(layer):
         wr.round_weight(w, 3)
     with pytest.raises(TflquantError, match="width"):
         wr.round_weight(w[:, :256], 4, stats=one)
+
+
+def test_rtn_is_the_pass_rounding(layer):
+    """method="rtn" reproduces quantize-weights' int8 per-channel weights bit for bit, so a
+    pass that switches to this module changes nothing unless asked for mse / gptq."""
+    from tflquant.passes.quantize_weights import quantize_weight
+
+    w, _x = layer
+    q, qtype = quantize_weight(w, 0)
+    r = wr.round_weight(w, 8, "channel", method="rtn")
+    assert np.array_equal(q, r.codes)
+    assert np.array_equal(np.asarray(qtype.scale_array(), np.float32), r.scales)
