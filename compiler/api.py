@@ -981,7 +981,7 @@ def weight_bytes(module: ModuleOp) -> dict[str, int]:
         t = op.results[0].type
         value = op.properties.get("value")
         data = getattr(getattr(value, "data", None), "data", None)
-        if isinstance(t, TensorType) and isinstance(data, bytes):
+        if isinstance(t, TensorType) and isinstance(data, (bytes, memoryview)):
             k = _elem_name(t.element_type)
             n = len(data) if k != "int4" else (len(data) + 1) // 2  # int4: two per byte in the file
             out[k] = out.get(k, 0) + n
