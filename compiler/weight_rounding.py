@@ -108,7 +108,6 @@ Wiring into passes/quantize_weights.py (not done here; that file is being change
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -119,9 +118,6 @@ FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal, 2^-14
 DEFAULT_RATIOS = tuple(round(0.5 + 0.02 * i, 2) for i in range(26))  # 0.50 .. 1.00
 GRANULARITIES = ("tensor", "channel", "block")
 METHODS = ("rtn", "mse", "gptq", "auto")
-
-Granularity = Literal["tensor", "channel", "block"]
-
 
 def qrange(bits: int, narrow: bool = True) -> tuple[int, int]:
     """(qmin, qmax) of the symmetric grid of `bits` bits."""
@@ -416,19 +412,16 @@ def gptq(
     msq = np.where(dead, 0.0, diag)  # proportional to E[x_j^2] (only ratios matter)
 
     dynamic = granularity == "block" and block_axis == "in" and not act_order
+    perm = np.argsort(-diag, kind="stable") if act_order else np.arange(inn)
+    st = None  # static scales, [in, out] in column order
     if dynamic:
-        scales = np.zeros(lay.scale_shape(), np.float32)
-        st = None
+        scales = np.zeros(lay.scale_shape(), np.float32)  # filled block by block
     else:
         p = lay.groups(np.broadcast_to(msq.astype(np.float32), w.shape)) if np.any(msq > 0) else None
         scales = search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16).reshape(lay.scale_shape())
-        st = None
-
-    perm = np.argsort(-diag, kind="stable") if act_order else np.arange(inn)
+        st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     wt = np.ascontiguousarray(w.T[perm])  # [in, out], row c = column perm[c] of W
     del w
-    if not dynamic:
-        st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     hp = h[np.ix_(perm, perm)] if act_order else np.array(h, np.float64)  # the one copy of H
     hp[dead[perm], dead[perm]] = 1.0
     u = _inverse_hessian_factor(hp, damp, overwrite=True)
