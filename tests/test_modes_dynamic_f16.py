@@ -242,12 +242,21 @@ def test_dynamic_big_gather_table_is_gathered_as_int8(monkeypatch: pytest.Monkey
     monkeypatch.setattr(qw, "GATHER_DEQUANTIZE_ONCE_MAX", 100)
     ins = _zoo_inputs()
     ref = run_tflite(write_flatbuffer(hybrid_zoo()), ins)
-    m = _run(hybrid_zoo(), "quantize-weights{min-elements=32}")
+    # one scale (per tensor): int8 rows gathered, then dequantized
+    m = _run(hybrid_zoo(), "quantize-weights{min-elements=32 granularity=tensor}")
     gather = next(o for o in m.walk() if isinstance(o, tfl.GatherOp))
     q = quantized_element(gather.outputs[0].type)
     assert q is not None and not q.per_axis
     (use,) = gather.outputs[0].uses
     assert isinstance(use.operation, tfl.DequantizeOp)
+    got = run_tflite(write_flatbuffer(m), ins)
+    assert sqnr_db(ref[2], got[2]) > 30
+    # per channel (default): EMBEDDING_LOOKUP of per-row int8 rows (issue 12)
+    m = _run(hybrid_zoo(), "quantize-weights{min-elements=32}")
+    lookup = next(o for o in m.walk() if isinstance(o, tfl.EmbeddingLookupOp))
+    q = quantized_element(lookup.operands[1].type)
+    assert q is not None and q.per_axis and q.axis.data == 0
+    assert not any(isinstance(o, tfl.GatherOp) for o in m.walk())
     got = run_tflite(write_flatbuffer(m), ins)
     assert sqnr_db(ref[2], got[2]) > 30
 
