@@ -19,7 +19,9 @@ Mapping (see docs/TEAM.md):
 - shape_signature -1 becomes a dynamic (`?`) dimension;
 - STRING / RESOURCE / VARIANT tensors get `!tfl.string` / `!tfl.resource` / `!tfl.variant`
   elements (a string constant keeps its raw TFLite buffer as a 1-D ui8 payload); other
-  types without an IR element (INT4, UINT4, INT2, FLOAT8) are refused with a clear error;
+  INT4 is read when quantized (affine or LiteRT's BlockwiseQuantization: two values per byte,
+  low nibble first, unpacked to one per int8 in the IR); types without an IR element (UINT4,
+  INT2, FLOAT8, unquantized INT4) are refused with a clear error;
 - Operator.intermediates (quantized LSTM) become the op attribute `tfl.intermediates`:
   `[{name = "...", type = tensor<...>, stats = #quant.stats<...>?}, ...]`.
 
