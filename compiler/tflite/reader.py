@@ -18,7 +18,7 @@ Mapping (see docs/TEAM.md):
   followed by a `quant.stats` op carrying the range;
 - shape_signature -1 becomes a dynamic (`?`) dimension;
 - STRING / RESOURCE / VARIANT tensors get `!tfl.string` / `!tfl.resource` / `!tfl.variant`
-  elements (a string constant keeps its raw TFLite buffer as a 1-D ui8 payload); other
+  elements (a string constant keeps its raw TFLite buffer as a 1-D ui8 payload);
   INT4 is read when quantized (affine or LiteRT's BlockwiseQuantization: two values per byte,
   low nibble first, unpacked to one per int8 in the IR); types without an IR element (UINT4,
   INT2, FLOAT8, unquantized INT4) are refused with a clear error;
