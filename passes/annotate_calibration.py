@@ -186,7 +186,7 @@ class AnnotateCalibration(ModulePass):
 
     stats_file: str | None = None
     method: str = "minmax"
-    percentile: float = DEFAULT_PERCENTILE
+    percentile: float | int = DEFAULT_PERCENTILE  # int: `percentile=100` parses as one
     bits: int = 8
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -198,8 +198,9 @@ class AnnotateCalibration(ModulePass):
     def statistics(self) -> Stats | None:
         if not self.stats_file:
             return None
+        stats = read_stats(self.stats_file)
         try:
-            return select(read_stats(self.stats_file), self.method, self.percentile, self.bits)
+            return select(stats, self.method, self.percentile, self.bits)
         except TflquantError as e:
             raise TflquantError(f"annotate-calibration: {self.stats_file}: {e}") from None
 
