@@ -377,3 +377,18 @@ def test_parallel_sample_ranges_keep_the_sample_order(monkeypatch: pytest.Monkey
         assert len(a.sample_min) == 64 and np.allclose(a.sample_min, b.sample_min, rtol=1e-5, atol=1e-6), k
         assert np.allclose(a.sample_max, b.sample_max, rtol=1e-5, atol=1e-6), k
         assert a.hist.total == b.hist.total, k
+
+
+def test_degenerate_tensors_have_histograms() -> None:
+    """All zeros, one constant, subnormal values, NaN/Inf: a histogram of the finite values
+    and a range every method can take."""
+    zeros = _observe([np.zeros((3, 4), np.float32)])
+    assert zeros.hist.total == 12 and len(zeros.hist.counts) == 1
+    tiny = _observe([np.array([[1e-42, 3e-40], [2e-39, 0.0]], np.float32)])
+    assert tiny.hist.total == 4
+    nan = _observe([np.array([[np.nan, 1.0], [np.inf, -2.0], [np.nan, np.nan]], np.float32)])
+    assert nan.hist.total == 2 and (nan.mins[0], nan.maxs[0]) == (-2.0, 1.0) and np.isnan(nan.sample_min[2])
+    for r in (zeros, tiny, nan, _observe([np.full((5, 3), 7.25, np.float32)])):
+        for m in ("moving-average", "percentile", "mse", "entropy"):
+            lo, hi = method_range(r, m)
+            assert min(r.mins[0], 0) <= lo <= 0 <= hi <= max(r.maxs[0], 0)

@@ -195,6 +195,8 @@ class MinMaxObserver:
 
     def end_batch(self, n: int) -> None:
         """A batch of n samples has run: its observations become per-sample min/max."""
+        if not self.histograms:
+            return
         for r in self.ranges.values():
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)

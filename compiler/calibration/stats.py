@@ -144,7 +144,7 @@ def _unb64(text: Any, name: str, where: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 HIST_BINS = 2048  # at most this many bins; the data's range always spans more than half of them
-_EXP_MIN = -160  # finest bin width 2**-160 (below float32's resolution)
+_EXP_MIN = -126  # finest bin width 2**-126 (2**126, the scale, is a float32; below it only subnormals)
 _PRECISION = 23  # bins no finer than float32's resolution at the largest |value| (indices < 2**24)
 
 
