@@ -32,6 +32,7 @@ With `histograms` on, the observer also keeps what the other calibration methods
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,7 @@ class TensorRange:
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on
+    hist_values: list[tuple[np.ndarray, float, float, int]] | None = None  # this batch's subsamples (values, min, max, weight)
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -168,9 +170,9 @@ class MinMaxObserver:
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
             vals = vals[np.isfinite(vals)]
         part.min, part.max = lo, hi
-        running = self.ranges.get(name)  # read only: merges never run while ranges reduce
-        hint = running.hist.exp if running is not None and running.hist is not None else None
-        part.hist = Histogram.of(vals, lo, hi, hint, weight=n // len(flat))  # a broadcast value counts once per sample
+        # binned once per batch in end_batch (fewer, larger histogram calls); a copy of the
+        # subsample only, so the activation itself is not kept
+        part.hist_values = [(np.array(vals, copy=True), lo, hi, n // len(flat))]  # a broadcast value counts once per sample
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
@@ -188,8 +190,8 @@ class MinMaxObserver:
             r.min = part.min
         if part.max > r.max:
             r.max = part.max
-        if part.hist is not None:
-            r.hist = part.hist if r.hist is None else r.hist.merge(part.hist, r.min, r.max)
+        if part.hist_values:
+            r.hist_values = (r.hist_values or []) + part.hist_values
         if part.pending:
             r.pending = (r.pending or []) + part.pending
 
@@ -198,6 +200,8 @@ class MinMaxObserver:
         if not self.histograms:
             return
         for r in self.ranges.values():
+            if r.hist_values:
+                _bin(r)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -214,8 +218,8 @@ class MinMaxObserver:
                 m = r.mean()
                 out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
                 if self.histograms:
-                    if r.pending:  # observations after the last end_batch: one batch of their own
-                        self.end_batch(len(r.pending[0][0]))
+                    if r.pending or r.hist_values:  # observations after the last end_batch: one batch of their own
+                        self.end_batch(len(r.pending[0][0]) if r.pending else 1)
                     smin = np.concatenate(r.sample_min) if r.sample_min else None
                     smax = np.concatenate(r.sample_max) if r.sample_max else None
                     out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, r.hist, smin, smax)
@@ -231,22 +235,39 @@ class MinMaxObserver:
         return out
 
 
+def _bin(r: TensorRange) -> None:
+    """Add a batch's subsampled values to the running histogram of `r`."""
+    parts, r.hist_values = r.hist_values or [], None
+    hint = r.hist.exp if r.hist is not None else None
+    for weight in sorted({w for *_, w in parts}):
+        same = [p for p in parts if p[3] == weight]
+        lo, hi = min(p[1] for p in same), max(p[2] for p in same)
+        vals = same[0][0].ravel() if len(same) == 1 else np.concatenate([p[0].ravel() for p in same])
+        h = Histogram.of(vals, lo, hi, hint, weight)
+        r.hist = h if r.hist is None else r.hist.merge(h, min(r.min, lo), max(r.max, hi))
+
+
 HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
 
 
 def _stride(shape: tuple[int, ...]) -> int:
+    return _stride_of(tuple(int(d) for d in shape[1:]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _stride_of(shape: tuple[int, ...]) -> int:
     """Every how many values of a sample (flattened) the histogram counts: 1 up to
     HIST_VALUES values, else the smallest prime stride that brings it to about HIST_VALUES
     and divides no dimension (so the subsample runs through every channel and position).
     A function of the tensor's per-sample shape only: the same for every batch size, split
     or process, so histograms still merge exactly."""
     m = 1
-    for d in shape[1:]:
-        m *= int(d)
+    for d in shape:
+        m *= d
     if m <= HIST_VALUES:
         return 1
     p = -(-m // HIST_VALUES)
-    while not (_is_prime(p) and all(int(d) % p for d in shape[1:] if d > 1)):
+    while not (_is_prime(p) and all(d % p for d in shape if d > 1)):
         p += 1
     return p
 

@@ -195,13 +195,13 @@ class Histogram:
         e = _fit_exponent(lo, hi) if exp is None else max(exp, _fit_exponent(lo, hi))
         start = math.floor(math.ldexp(lo, -e))
         n = math.floor(math.ldexp(hi, -e)) - start + 1
-        a = np.asarray(values)
-        if a.dtype != np.float32 and a.dtype != np.float64:
-            a = a.astype(np.float32)
+        a = values if isinstance(values, np.ndarray) and values.dtype in (np.float32, np.float64) else np.asarray(values, np.float32)
         t = np.multiply(a, a.dtype.type(math.ldexp(1.0, -e)))  # exact: a power of two
         np.floor(t, out=t)
         t -= a.dtype.type(start)  # exact: integers below 2**24
-        counts = np.bincount(t.astype(np.intp).ravel(), minlength=n)[:n].astype(np.int64)
+        counts = np.bincount(t.astype(np.intp).ravel(), minlength=n)
+        if len(counts) != n or counts.dtype != np.int64:
+            counts = counts[:n].astype(np.int64)
         return Histogram(e, start, counts * weight if weight != 1 else counts)
 
     def rebin(self, exp: int, start: int, n: int) -> np.ndarray:
