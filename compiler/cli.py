@@ -6,6 +6,7 @@ Every failure the user can act on prints one line `tflquant: error: ...` and exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tflquant.calibration import DEFAULT_BATCH_SIZE
@@ -261,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tflquant: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`tflquant inspect m.tflite | head`): the work is done
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except OSError:
+            pass
     return 0
 
 

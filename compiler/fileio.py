@@ -25,26 +25,7 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     """Write to a temporary file beside `path`, then rename: never a partial output file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    payload = data.encode() if isinstance(data, str) else data
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tflquant-", dir=directory)
-    except OSError as e:
-        raise TflquantError(f"{path}: cannot write here: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise TflquantError(f"{path}: cannot write: {e.strerror or e}") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_parts(path, [data.encode() if isinstance(data, str) else data])
 
 
 def atomic_write_parts(path: str | os.PathLike[str], parts, check=None) -> int:

@@ -153,3 +153,19 @@ def test_inspect_large_layout_variables_and_ranges(capsys, tmp_path):
     path.write_bytes(g.tflite([y]))
     rc, out, _ = _run(capsys, "inspect", str(path))
     assert "range [-2.5, 4]" in out
+
+
+def test_output_closed_early_is_not_an_error(tmp_path) -> None:  # noqa: ANN001
+    """`tflquant ... | head -1`: the reader closes the pipe (here before anything is written); no traceback, status 0, and the
+    model is still written."""
+    root = os.path.join(os.path.dirname(__file__), "..", "examples")
+    out = tmp_path / "q.tflite"
+    cmd = (
+        f"{sys.executable} -c 'from tflquant.cli import main; raise SystemExit(main())' quantize "
+        f"{root}/digits_cnn.tflite -o {out} --calibration {root}/digits_cnn_calib.npz | true; "
+        "exit ${PIPESTATUS[0]}"
+    )
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+    assert out.read_bytes()[4:8] == b"TFL3"
