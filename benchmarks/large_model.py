@@ -22,11 +22,12 @@ top-1, runs in LiteRT) and tflquant / AEQ ratios. Files are deleted unless --kee
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import _child  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 GB = 1e9
@@ -96,15 +97,10 @@ print(json.dumps({"peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 """
 
 
+
 def child(python: str, script: str, args: list[str], timeout: float = 3600) -> dict:
-    proc = subprocess.run([python, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": tail[:300]}
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {"error": f"unexpected output: {proc.stdout[-200:]}"}
+    """run.py's child runner (last JSON line of stdout, or {"error": ...})."""
+    return _child(python, script, [str(a) for a in args], timeout)
 
 
 def sqnr_db(ref, q) -> float:
