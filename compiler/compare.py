@@ -167,43 +167,45 @@ def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples:
 # Op by op: what quantizing each op costs against keeping it float (the measured fallback)
 # ---------------------------------------------------------------------------------------
 
-# Ops whose output range is set by their smallest inputs (division-like) or grows
-# exponentially: their integer form can lose far more than a step of its output's
-# quantization (and LiteRT's int8 DIV kernel breaks for wide divisor ranges); measured
-# unless their calibrated ranges show them benign (analytic_error_steps).
-ALWAYS_CHECKED = frozenset({"DIV", "RSQRT", "SQRT", "LOG", "EXP", "POW"})
-# Binary elementwise ops with a bounded slope: |f(x) - f(x')| <= L |x - x'| (per input).
-# Their integer kernels rescale both inputs to a common fixed-point scale, which can lose
-# what a wide input range leaves of a narrow one (an ADD of a -1e9 mask). Unary ops are not
-# measured: their integer kernels (tables, exact clamps) give the float function of the
-# dequantized input rounded to the output's step, which keeping them float would not
-# improve (their inputs stay quantized); measuring EfficientNet-B0's 45 LOGISTICs cost
-# 2.5-5 s of its quantize time.
-_LIPSCHITZ = {"ADD": 1.0, "SUB": 1.0, "SQUARED_DIFFERENCE": None, "MUL": None}
+# Which ops the measured fallback considers, and their analytic worst case, are stated on
+# each op's declaration (tfl.ErrorBound). Division-like and exponential ops (kinds below) can
+# lose far more than a step of their output (and LiteRT's int8 DIV kernel breaks for wide
+# divisor ranges): measured unless their calibrated ranges show them benign. Binary ops are
+# measured when their inputs' steps can swamp the output: their integer kernels rescale both
+# inputs to a common fixed-point scale (an ADD of a -1e9 mask). Unary ops with a slope bound
+# are not: their integer kernels (tables, exact clamps) give the float function of the
+# dequantized input rounded to the output's step, which keeping them float would not improve.
+ALWAYS_MEASURED = frozenset({"power", "exponential", "division"})
+_BINARY = frozenset({"sum", "product", "squared-difference"})
 SUSPICIOUS_STEPS = 8.0  # worst-case output error, in output steps, that gets an op measured
+
+
+def _bound(op: Operation) -> tfl.ErrorBound | None:
+    """The op's declared error bound (tfl.ErrorBound), if it has one."""
+    return op.get_trait(tfl.ErrorBound) if isinstance(op, tfl.TflOp) else None
 
 
 def input_error_steps(op: Operation) -> float | None:
     """Analytic worst case of an integer elementwise op: how many of its output's steps half
     a step of each input can move the output (slope bound x input step / 2, products by the
     other operand's largest magnitude); None for ops it does not bound."""
-    key = tfl.op_type(op)
-    if key not in _LIPSCHITZ or not op.results:
+    bound = _bound(op)
+    if bound is None or bound.kind not in _BINARY or not op.results:
         return None
     qo = quant.quantized_element(op.results[0].type)
     ins = [quant.quantized_element(v.type) for v in op.operands]
     if qo is None or qo.per_axis or any(q is None or q.per_axis for q in ins):
         return None
-    if key in ("MUL", "SQUARED_DIFFERENCE"):
+    if bound.kind in ("product", "squared-difference"):
         if len(ins) != 2:
             return None
         (a, b) = ins
         ma, mb = (max(abs(r) for r in q.real_range()) for q in (a, b))  # type: ignore[union-attr]
-        if key == "SQUARED_DIFFERENCE":
+        if bound.kind == "squared-difference":
             ma = mb = ma + mb
         err = mb * a.scale / 2 + ma * b.scale / 2  # type: ignore[union-attr]
     else:
-        err = _LIPSCHITZ[key] * sum(q.scale for q in ins) / 2  # type: ignore[union-attr,operator]
+        err = sum(q.scale for q in ins) / 2  # type: ignore[union-attr]
     return float(err / qo.scale)
 
 
@@ -227,7 +229,6 @@ def analytic_error_steps(op: Operation, stats: Mapping[str, Any]) -> float | Non
     step can move the output where the slope is steepest (RSQRT, SQRT, LOG: the smallest
     input; EXP: the largest; DIV: the smallest divisor with the largest dividend), infinite
     when LiteRT's DIV kernel can return garbage. None: not known (measure it)."""
-    key = tfl.op_type(op)
     qo = quant.quantized_element(op.results[0].type)
     ins = [quant.quantized_element(v.type) for v in op.operands]
     names = [_source(v)[0] for v in op.operands]
@@ -236,14 +237,17 @@ def analytic_error_steps(op: Operation, stats: Mapping[str, Any]) -> float | Non
         return None
     lo, hi = ranges[0].mins[0], ranges[0].maxs[0]
     half = ins[0].scale / 2  # type: ignore[union-attr]
-    if key in ("RSQRT", "SQRT", "LOG"):
+    bound = _bound(op)
+    kind = bound.kind if bound is not None else None
+    if kind == "power":
         if lo <= 0:
             return float("inf")
-        slope = {"RSQRT": 0.5 * lo**-1.5, "SQRT": 0.5 * lo**-0.5, "LOG": 1 / lo}[key]
+        p = bound.power  # type: ignore[union-attr]
+        slope = abs(p) * lo ** (p - 1) if p != 0 else 1 / lo  # x**p, or log x
         return float(slope * half / qo.scale)
-    if key == "EXP":
+    if kind == "exponential":
         return float(np.exp(min(hi, 80.0)) * half / qo.scale)
-    if key == "DIV" and len(ranges) == 2:
+    if kind == "division" and len(ranges) == 2:
         ylo, yhi = ranges[1].mins[0], ranges[1].maxs[0]  # type: ignore[union-attr]
         if ylo <= 0 <= yhi or _divide_garbage(op, max(abs(ylo), abs(yhi))):
             return float("inf")
@@ -262,7 +266,7 @@ def suspicious_ops(module: ModuleOp, stats: Mapping[str, Any] | None = None) -> 
     for op in _main(module).body.block.ops:
         if not isinstance(op, tfl.TflOp) or not op.results or quant.quantized_element(op.results[0].type) is None:
             continue
-        if tfl.op_type(op) in ALWAYS_CHECKED:
+        if (bound := _bound(op)) is not None and bound.kind in ALWAYS_MEASURED:
             steps = analytic_error_steps(op, stats) if stats is not None else None
             if steps is None or steps > SUSPICIOUS_STEPS:
                 out.append(op)

@@ -399,6 +399,24 @@ class VersionByType(OpTrait):
 
 
 @dataclass(frozen=True)
+class ErrorBound(OpTrait):
+    """How far half a step of each quantized input can move the op's output: the analytic
+    worst case by which the measured fallback (tflquant.compare.suspicious_ops) picks the
+    ops to run alone against their float form. `kind`:
+    - "sum": slope 1 per input (ADD, SUB);
+    - "product": each input's step times the other's largest magnitude (MUL);
+      "squared-difference": the same with |a| + |b| for each;
+    - "power": x ** `power`, steepest at the smallest input (power 0: log; RSQRT -0.5, SQRT 0.5);
+    - "exponential": steepest at the largest input (EXP);
+    - "division": steepest at the smallest divisor (DIV; LiteRT's int8 kernel also breaks
+      beyond a 31-bit shift).
+    The last three are measured unless the calibrated ranges show them benign."""
+
+    kind: str
+    power: float = 0.0
+
+
+@dataclass(frozen=True)
 class NotInRandomGraphs(OpTrait):
     """tflquant.testing's random graphs never draw this op, for this reason."""
 
@@ -434,10 +452,10 @@ LSTM_OPERANDS = ("input", *LSTM_WEIGHTS, "output_state", "cell_state", *LSTM_NOR
 
 # One declaration per builtin: schema name, option table, inputs, traits (see above).
 BUILTIN_OPS: tuple[Op, ...] = (
-    declare("ADD", "AddOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
-    declare("SUB", "SubOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
-    declare("MUL", "MulOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST)),
-    declare("DIV", "DivOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), VersionByType(int8=2)),
+    declare("ADD", "AddOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), ErrorBound("sum")),
+    declare("SUB", "SubOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), ErrorBound("sum")),
+    declare("MUL", "MulOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), ErrorBound("product")),
+    declare("DIV", "DivOptions", ("lhs", "rhs"), Quantizable(), ShapeRule(BROADCAST), VersionByType(int8=2), ErrorBound("division")),
     declare(
         "CONV_2D", "Conv2DOptions", ("input", "filter", "bias"),
         Quantizable(),
@@ -556,21 +574,23 @@ BUILTIN_OPS: tuple[Op, ...] = (
         VersionByType(),
     ),
     declare("GELU", "GeluOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE)),
-    declare("EXP", "ExpOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2)),
-    declare("LOG", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2)),
+    declare("EXP", "ExpOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2), ErrorBound("exponential")),
+    declare("LOG", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=2), ErrorBound("power", 0.0)),
     declare(
         "SQRT", None, ("input",),
         Quantizable(no_integer_kernel="LiteRT's int8 SQRT formulation is not reproduced yet: simulated in float"),
         ShapeRule(ELEMENTWISE),
         VersionByType(int8=2, int16=2),
+        ErrorBound("power", 0.5),
     ),
-    declare("RSQRT", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=3)),
+    declare("RSQRT", None, ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=3), ErrorBound("power", -0.5)),
     declare("SQUARE", "SquareOptions", ("input",), ShapeRule(ELEMENTWISE), VersionByType()),
     declare(
         "SQUARED_DIFFERENCE", "SquaredDifferenceOptions", ("lhs", "rhs"),
         Quantizable(int16=False),
         ShapeRule(BROADCAST),
         VersionByType(int8=2),
+        ErrorBound("squared-difference"),
     ),
     declare("ABS", "AbsOptions", ("input",), Quantizable(), ShapeRule(ELEMENTWISE), VersionByType(int8=2, int16=3)),
     declare("NEG", "NegOptions", ("input",), ShapeRule(ELEMENTWISE), VersionByType(int8=2)),
