@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tflquant.errors import TflquantError
 
 
-def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
-    """Read a whole file, turning OS errors into one clear line that names the file."""
+@contextmanager
+def _reading(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """OS errors while reading `path` become one clear line that names the file."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        yield
     except FileNotFoundError:
         raise TflquantError(f"{path}: no such {what}") from None
     except IsADirectoryError:
         raise TflquantError(f"{path}: is a directory, expected a {what}") from None
     except PermissionError:
         raise TflquantError(f"{path}: permission denied reading the {what}") from None
-    except OSError as e:
-        raise TflquantError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:
+        raise TflquantError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """Read a whole file, turning OS errors into one clear line that names the file."""
+    with _reading(path, what), open(path, "rb") as f:
+        return f.read()
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
@@ -68,19 +76,10 @@ def map_file(path: str | os.PathLike[str], what: str = "file"):
     mapping: its (empty) bytes are returned."""
     import mmap
 
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        raise TflquantError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise TflquantError(f"{path}: is a directory, expected a {what}") from None
-    except PermissionError:
-        raise TflquantError(f"{path}: permission denied reading the {what}") from None
-    except (OSError, ValueError) as e:
-        raise TflquantError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+    with _reading(path, what), open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def release_pages(data: object) -> None:
