@@ -1,4 +1,4 @@
-"""Data-aware weight rounding (tflquant.weight_rounding) on a decoder: per layer and whole model.
+"""Data-aware weight rounding (tflquant.calibration.weight_rounding) on a decoder: per layer and whole model.
 
     python benchmarks/weight_rounding.py [--model DIR] [--timing] [--act-order]
 
@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from tflquant import weight_rounding as wr
+from tflquant.calibration import weight_rounding as wr
 from tflquant.dialects import tfl
 from tflquant.ir import dense_from_numpy, value_name
 from tflquant.reference import Interpreter

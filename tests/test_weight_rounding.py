@@ -1,4 +1,4 @@
-"""tflquant.weight_rounding: MSE-optimal clipping and GPTQ rounding on heavy-tailed
+"""tflquant.calibration.weight_rounding: MSE-optimal clipping and GPTQ rounding on heavy-tailed
 synthetic layers (Student-t weights, correlated inputs with a few outlier channels)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflquant import weight_rounding as wr
+from tflquant.calibration import weight_rounding as wr
 from tflquant.errors import TflquantError
 
 OUT, IN, N = 192, 512, 1024

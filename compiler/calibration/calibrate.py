@@ -501,7 +501,8 @@ def calibrate(
     per_entry: dict[str, int] = {}
     try:
         with blas_threads(threads):
-            _run_plan(plan, interp, observe, batch_size, max_samples, where, bar, per_entry, state)
+            # an observer without reduce/merge (hessian.InputHessians) is called in sample order
+            _run_plan(plan, interp, observe if hasattr(obs, "reduce") else observe.__call__, batch_size, max_samples, where, bar, per_entry, state)
     finally:
         bar.close()
     n_samples = sum(per_entry.values())

@@ -56,7 +56,7 @@ GPTQ (channel, block 32 / 128; act-order about the same), 0.2-0.4 s with MSE cli
 
 How the pass calls it
 ---------------------
-    from tflquant.weight_rounding import InputStatistics, round_fully_connected
+    from tflquant.calibration.weight_rounding import InputStatistics, round_fully_connected
 
     # calibration: one accumulator per FULLY_CONNECTED / BATCH_MATMUL with a constant
     # weight, fed the op's input activations (any leading shape, last dim = in)

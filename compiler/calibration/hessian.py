@@ -1,0 +1,231 @@
+"""Input second moments (X^T X) of the layers whose weights data-aware rounding rounds.
+
+GPTQ (tflquant.calibration.weight_rounding) rounds a FULLY_CONNECTED filter W [out, in] to
+minimise ||X W^T - X W_hat^T||^2 over the calibration inputs X [rows, in] of the layer: all
+it needs from the data is X^T X and the row count. Calibration feeds every such input to an
+`InputHessians` observer (`collect`), one matrix per distinct input tensor: the query, key
+and value projections of an attention block read one tensor and share one matrix. The
+driver hands the store to `quantize-weights` (`run_pipeline(..., weight_statistics=...)`),
+which takes each layer's matrix when it rounds that layer's weight; a matrix is freed when
+the last layer reading its input has taken it (`take`).
+
+Which layers: FULLY_CONNECTED whose filter is a constant (float32, or DEQUANTIZE of an fp16
+constant), rank 2 [out, in]; the input's last dimension is `in`, every other axis of it
+(samples, sequence positions) is rows.
+
+Numerics and determinism: rows are buffered per input and folded into the float32
+accumulator `CHUNK_ROWS` rows at a time, cut at fixed positions of the global row order
+(the observer is a plain one, so the interpreter calls it in sample order, whatever the
+batch size or the parallel sample ranges): the result is the same bits for any batching,
+and merging the statistics of consecutive sample chunks whose row counts are multiples of
+CHUNK_ROWS gives exactly the statistics of the whole (`merge`). Each fold is a BLAS product
+over at most COLUMN_BLOCK columns at a time (temporaries in x COLUMN_BLOCK x 4 bytes).
+Rows holding NaN or Inf are skipped (and counted in `warnings`).
+
+Peak memory while collecting: per distinct input of width n, the float32 matrix n^2 x 4
+bytes (n = 8192: 256 MB; n = 2048: 16 MB) plus a row buffer CHUNK_ROWS x n x 4 bytes
+(n = 8192: 32 MB), plus one product temporary n x min(n, COLUMN_BLOCK) x 4 bytes. For a
+decoder with d = 2048 and a 4x MLP that is 3 x 16 MB + 64 MB + 256 MB = 370 MB per block
+(query/key/value, attention output, up/gate, down); `max_bytes` caps the total: inputs past
+the cap (in program order) keep only their diagonal (E[x^2], n x 8 bytes), with which
+weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from tflquant.dialects import tfl
+from tflquant.errors import TflquantError
+from tflquant.ir import value_name
+
+CHUNK_ROWS = 1024  # rows folded into the accumulator at once (global row positions)
+COLUMN_BLOCK = 2048  # columns per product (bounds the temporary)
+
+
+def _constant_float(v: SSAValue) -> bool:
+    """v is a float32 constant or DEQUANTIZE of an fp16 constant (a weight quantize-weights rounds)."""
+    o = v.owner
+    if isinstance(o, tfl.DequantizeOp) and o.inputs:
+        o = o.inputs[0].owner
+        want: type = Float16Type
+    else:
+        want = Float32Type
+    return isinstance(o, tfl.ConstOp) and isinstance(t := o.result.type, TensorType) and isinstance(t.element_type, want)
+
+
+def matmul_layer(op: Operation) -> tuple[SSAValue, SSAValue] | None:
+    """(input, weight) of a FULLY_CONNECTED with a constant rank-2 filter [out, in], else None.
+    The layer's output is input @ filter^T over the input's last dimension."""
+    if not isinstance(op, tfl.FullyConnectedOp) or len(op.operands) < 2:
+        return None
+    x, w = op.operands[0], op.operands[1]
+    if not (isinstance(w.type, TensorType) and len(w.type.get_shape()) == 2 and _constant_float(w)):
+        return None
+    if not isinstance(x.type, TensorType) or not x.type.get_shape() or x.type.get_shape()[-1] != w.type.get_shape()[1]:
+        return None
+    return x, w
+
+
+class InputHessians:
+    """X^T X (float32) and row count per layer input, keyed by calibration statistics key
+    (tensor name, '@function/name' for names several functions use). A calibration observer:
+    `observe(name, array)`; `stats()` finishes it (folds the buffered rows) and returns it."""
+
+    def __init__(self, widths: dict[str, int], readers: dict[str, int] | None = None, max_bytes: int | None = None):
+        self.widths = dict(widths)
+        self.readers = dict(readers or {k: 1 for k in widths})  # layers still to take each matrix
+        self.xtx: dict[str, np.ndarray] = {}
+        self.diag: dict[str, np.ndarray] = {}  # inputs past max_bytes: sum of x^2 (float64)
+        self.rows: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # rows with NaN / Inf
+        self._buf: dict[str, list[np.ndarray]] = {}
+        self._buffered: dict[str, int] = {}
+        self.retain = False  # keep matrices after `take` (a second pipeline run will read them)
+        budget = max_bytes
+        for k, n in self.widths.items():
+            if budget is None or n * n * 4 <= budget:
+                self.xtx[k] = np.zeros((n, n), np.float32)
+                budget = None if budget is None else budget - n * n * 4
+            else:
+                self.diag[k] = np.zeros(n, np.float64)
+            self.rows[k] = 0
+            self.skipped[k] = 0
+
+    # observer -----------------------------------------------------------------------
+    def observe(self, name: str, array: np.ndarray) -> None:
+        n = self.widths.get(name)
+        if n is None:
+            return
+        x = np.asarray(array)
+        if x.shape[-1:] != (n,):
+            return
+        x = x.reshape(-1, n)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            self.skipped[name] += int(bad.sum())
+            x = x[~bad]
+        if not len(x):
+            return
+        self._buf.setdefault(name, []).append(np.array(x, np.float32))  # a copy: the interpreter may reuse its arrays
+        self._buffered[name] = self._buffered.get(name, 0) + len(x)
+        if self._buffered[name] >= CHUNK_ROWS:
+            self._fold(name, final=False)
+
+    def _fold(self, name: str, final: bool) -> None:
+        parts = self._buf.pop(name, [])
+        if not parts:
+            return
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        full = len(rows) if final else len(rows) // CHUNK_ROWS * CHUNK_ROWS
+        for i in range(0, full, CHUNK_ROWS):
+            self._add(name, rows[i : i + CHUNK_ROWS])
+        rest = rows[full:]
+        self._buffered[name] = len(rest)
+        if len(rest):
+            self._buf[name] = [rest]
+
+    def _add(self, name: str, x: np.ndarray) -> None:
+        self.rows[name] += len(x)
+        if name in self.diag:
+            self.diag[name] += np.einsum("ij,ij->j", x, x, dtype=np.float64)
+            return
+        acc = self.xtx[name]
+        n = acc.shape[0]
+        xt = np.ascontiguousarray(x.T)
+        for j in range(0, n, COLUMN_BLOCK):
+            acc[:, j : j + COLUMN_BLOCK] += xt @ x[:, j : j + COLUMN_BLOCK]
+
+    def stats(self) -> InputHessians:
+        for name in list(self._buf):
+            self._fold(name, final=True)
+        return self
+
+    def warnings(self) -> list[str]:
+        return [f"{k}: {n} calibration row(s) with NaN or Inf left out of its input statistics" for k, n in self.skipped.items() if n]
+
+    # consumer ----------------------------------------------------------------------
+    def merge_from(self, other: InputHessians) -> None:
+        """Add the statistics of later samples (exact when this one's row counts are
+        multiples of CHUNK_ROWS: the same folds as one run over both)."""
+        for k in other.rows:
+            if k not in self.rows:
+                continue
+            if k in self.xtx and k in other.xtx:
+                self.xtx[k] += other.xtx[k]
+            elif k in self.diag:
+                self.diag[k] += np.diag(other.xtx[k]) if k in other.xtx else other.diag[k]
+            else:
+                raise TflquantError(f"input statistics of '{k}': cannot merge a diagonal-only record into a full matrix")
+            self.rows[k] += other.rows[k]
+            self.skipped[k] += other.skipped[k]
+
+    def key(self, v: SSAValue) -> str | None:
+        """The statistics key of layer input v (None: not recorded)."""
+        from tflquant.calibration.stats import function_of, qualified_name
+
+        name = value_name(v)
+        if name is None:
+            return None
+        if name in self.rows:
+            return name
+        fn = function_of(v)
+        q = qualified_name(fn, name) if fn is not None else None
+        return q if q in self.rows else None
+
+    def take(self, key: str) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+        """(X^T X or None, sum of x^2 per input channel or None, rows) of input `key`, for one
+        layer reading it; the matrix is freed once every layer reading the input took it."""
+        rows = self.rows.get(key, 0)
+        xtx, diag = self.xtx.get(key), self.diag.get(key)
+        left = self.readers.get(key, 1) - 1
+        self.readers[key] = left
+        if left <= 0 and not self.retain:
+            self.xtx.pop(key, None)
+            self.diag.pop(key, None)
+        return xtx, diag, rows
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.xtx.values()) + sum(a.nbytes for a in self.diag.values())
+
+
+def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
+    """({statistics key: input width}, {key: number of layers reading it}) of every matmul
+    layer (see `matmul_layer`), in program order."""
+    from tflquant.calibration.calibrate import shared_names
+    from tflquant.calibration.stats import function_of, qualified_name
+
+    shared = shared_names(module)
+    widths: dict[str, int] = {}
+    readers: dict[str, int] = {}
+    for op in module.walk():
+        if (xw := matmul_layer(op)) is None:
+            continue
+        x, w = xw
+        name = value_name(x)
+        if name is None:
+            continue
+        if name in shared and (fn := function_of(x)) is not None:
+            name = qualified_name(fn, name)
+        widths[name] = w.type.get_shape()[1]  # type: ignore[union-attr]
+        readers[name] = readers.get(name, 0) + 1
+    return widths, readers
+
+
+def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **calibrate_kw: Any) -> tuple[InputHessians, Any]:
+    """Run the calibration data through the float model and record every matmul layer's
+    input statistics. Returns (the store, the CalibrationResult: samples, batches, warnings)."""
+    from tflquant.calibration.calibrate import calibrate
+
+    widths, readers = layer_inputs(module)
+    store = InputHessians(widths, readers, max_bytes)
+    if not widths:
+        return store, None
+    result = calibrate(module, data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
+    return store, result
