@@ -44,12 +44,17 @@ Bits and granularity (`bits=8|4`, `granularity=channel|tensor|block`, `block-siz
   takes int4: the LSTM); an override naming an op it cannot apply to is an error;
 - `weight-only`: every weight is read through DEQUANTIZE (float compute; runs on every
   runtime and delegate), nothing is hybrid.
-The scale of each tensor, channel or block is chosen by `choose_scales` (absmax / qmax).
+The scale of each tensor, channel or block is chosen by `choose_scales` (absmax / qmax)
+with `weight-rounding=nearest` (the default); `mse` / `gptq` / `auto` take codes and scales
+from tflquant.calibration.weight_rounding: MSE-clipped scales, GPTQ for FULLY_CONNECTED
+filters whose input statistics (X^T X) the driver handed over (`with_weight_statistics`),
+`auto` = GPTQ where a 4-bit layer has them, MSE clipping where not (see
+weight_rounding.resolve_method); gptq without any statistics is an error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from xdsl.context import Context
@@ -62,6 +67,8 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from xdsl.dialects.builtin import IntegerType
 
+from tflquant.calibration.hessian import InputHessians, round_layer_weight
+from tflquant.calibration.weight_rounding import ROUNDINGS
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, release_payload, value_name
@@ -134,27 +141,32 @@ def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
     return out
 
 
-def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8) -> tuple[np.ndarray, UniformQuantizedType]:
+def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, UniformQuantizedType]:
     """Symmetric narrow-range values and type (scale = max|w| / qmax, per slice along `axis`
     or one for the tensor). Values round half to even in float32 arithmetic, which
-    reproduces the TF converter's int8 weights bit for bit."""
+    reproduces the TF converter's int8 weights bit for bit. `rounded`: (codes, scales) from
+    data-aware weight rounding, taken as they are."""
     qmax = (1 << (bits - 1)) - 1
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
-        s = choose_scales(w.reshape(1, -1), qmax)
+        s = choose_scales(w.reshape(1, -1), qmax) if rounded is None else rounded[1].reshape(1)
         qtype = UniformQuantizedType.make(IntegerType(bits), float(s[0]), 0, narrow=True)
-        return _round(w, s[0], qmax), qtype
-    s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax)
+        return (_round(w, s[0], qmax) if rounded is None else rounded[0]), qtype
+    s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax) if rounded is None else rounded[1]
     qtype = UniformQuantizedType.make(IntegerType(bits), [float(v) for v in s], 0, axis=axis, narrow=True)
-    return _round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax), qtype
+    return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax) if rounded is None else rounded[0]), qtype
 
 
-def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4) -> tuple[np.ndarray, BlockwiseQuantizedType]:
+def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, BlockwiseQuantizedType]:
     """Blocks of `block` values along the last dimension, one fp16 scale each (at least the
-    smallest fp16 normal); values rounded with the fp16 scale LiteRT reads."""
+    smallest fp16 normal); values rounded with the fp16 scale LiteRT reads. `rounded`:
+    (codes, fp16-exact scales) from data-aware weight rounding."""
     qmax = (1 << (bits - 1)) - 1
     w = np.asarray(w, dtype=np.float32)
     groups = w.reshape(-1, block)
+    if rounded is not None:
+        q, s16 = rounded[0], np.maximum(rounded[1].reshape(-1), FP16_TINY).astype(np.float16)
+        return q, BlockwiseQuantizedType.make(IntegerType(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
     s16 = np.maximum(choose_scales(groups, qmax), FP16_TINY).astype(np.float16)
     s16 = np.maximum(s16, np.float16(FP16_TINY))
     q = _round(groups, s16.astype(np.float32)[:, None], qmax).reshape(w.shape)
@@ -203,11 +215,12 @@ def check_format(bits: int, granularity: str, block_size: int, what: str = "quan
         raise TflquantError(f"{what}: block granularity takes 4-bit weights (LiteRT's blockwise kernels read int4 only), got {bits} bits")
 
 
-def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, qconst: Operation) -> SSAValue:
+def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, qconst: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> SSAValue:
     """A blockwise weight read through DEQUANTIZE (which ignores blockwise details): the
     values as (elements / block, block) with one float32 scale per row (per channel on
     axis 0), dequantized, then RESHAPEd to the weight's shape. Replaces `qconst`."""
-    q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits)
+    rows_rounded = None if rounded is None else (rounded[0].reshape(-1, fmt.block_size), rounded[1].reshape(-1))
+    q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits, rows_rounded)
     release_payload(w)  # read once: a mapped model's pages of it may go
     rows = TensorType(Float32Type(), q.shape)
     block = qconst.parent
@@ -340,14 +353,35 @@ class QuantizeWeights(ModulePass):
     block_size: int = 32
     weight_only: bool = False
     op_bits: tuple[str, ...] = ()
+    weight_rounding: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.min_elements < 0:
             raise TflquantError(f"quantize-weights: min-elements must be >= 0, got {self.min_elements}")
+        if self.weight_rounding not in ROUNDINGS:
+            raise TflquantError(f"quantize-weights: weight-rounding must be one of {', '.join(ROUNDINGS)}, got {self.weight_rounding!r}")
+
+    def with_weight_statistics(self, statistics: InputHessians | None) -> QuantizeWeights:
+        """This pass holding the layers' input statistics (calibration.hessian; the driver's
+        hand-over, not a spec option) for weight-rounding gptq / auto / mse."""
+        p = replace(self)
+        object.__setattr__(p, "statistics", statistics)
+        return p
+
+    def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest)."""
+        if self.weight_rounding == "nearest":
+            return None
+        return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales)
         check_format(self.bits, self.granularity, self.block_size)
         parse_op_bits(self.op_bits)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.weight_rounding == "gptq" and getattr(self, "statistics", None) is None:
+            raise TflquantError(
+                "quantize-weights: weight-rounding=gptq needs calibration data (the layers' input statistics): give "
+                "representative data (--calibration DATA.npz), or use weight-rounding auto or mse"
+            )
         overrides = parse_op_bits(self.op_bits)
         used: set[str] = set()
         for f in op.walk():
@@ -474,12 +508,12 @@ class QuantizeWeights(ModulePass):
         qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
         lookup = any(_op_kind(u.operation) == "GATHER" and u.index == 0 and _as_lookup(u.operation, v) for u in v.uses)
         if fmt.granularity == "block" and not self.weight_only and (lookup or any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses)):
-            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits)
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True))
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
             block.insert_op_before(qconst, source)
             qv = qconst.result
         else:  # (blocks read through DEQUANTIZE: the placeholder below is replaced by _dequantized_blocks)
-            q, qtype = quantize_weight(w, axis, fmt.bits)
+            q, qtype = quantize_weight(w, axis, fmt.bits, None if fmt.granularity == "block" else self._rounded(v, w, axis, fmt))
             release_payload(w)  # read once: a mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             block.insert_op_before(qconst, source)
@@ -492,7 +526,7 @@ class QuantizeWeights(ModulePass):
             if dequant is None:
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, qconst)
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, qconst, self._rounded(v, w, None, fmt, fp16_scales=False))
                 else:
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])
                     block.insert_op_after(dq, qconst)

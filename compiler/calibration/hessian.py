@@ -229,3 +229,34 @@ def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **cali
         return store, None
     result = calibrate(module, data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
     return store, result
+
+
+def round_layer_weight(
+    store: InputHessians | None,
+    v: SSAValue,
+    w: np.ndarray,
+    axis: int | None,
+    bits: int,
+    granularity: str,
+    block_size: int,
+    method: str,
+    fp16_scales: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Data-aware (codes, scales) of weight `v` (float values `w`) for quantize-weights, in
+    the layouts of weight_rounding.round_tensor; None where round to nearest is the method
+    (`nearest`, or `auto` where weight_rounding.resolve_method says so). The statistics are
+    those of the input of the first FULLY_CONNECTED reading v as its filter (see
+    `matmul_layer`; taken from `store`, which frees them after their last layer)."""
+    from tflquant.calibration.weight_rounding import resolve_method, round_tensor
+    from tflquant.ir import kept_float
+
+    xtx = diag = None
+    if store is not None and axis in (0, None):
+        for u in v.uses:
+            if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
+                xtx, diag, _rows = store.take(k)
+                break
+    chosen = resolve_method(method, bits, xtx is not None)
+    if chosen is None:
+        return None
+    return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=diag if xtx is None else None, fp16_scales=fp16_scales)
