@@ -33,6 +33,8 @@ def pipeline_spec(
     min_weight_elements: int = 1024,
     bias_correction: bool | None = None,
     clip_weights: bool = False,
+    cross_layer_equalization: bool = False,
+    smooth_quant: float | None = None,
     keep_float: Sequence[str] = (),
     target: str = "litert",
     weight_bits: int = 8,
@@ -50,6 +52,13 @@ def pipeline_spec(
     passes/correct_bias.py for what it measured).
     clip_weights: (int8, int16x8) run `clip-weights` first: per-channel weight scales chosen
     by expected output error on the calibration data instead of absmax.
+    cross_layer_equalization, smooth_quant: (int8, int16x8) outlier transforms of the float
+    model before calibration, off by default (benchmarks/README.md has the measurements):
+    `equalize-cross-layer` balances weight ranges of conv/FC pairs, `smooth-quant{alpha=A}`
+    (smooth_quant = A, the migration strength in [0, 1], 0.5 in the paper) moves per-channel
+    activation outliers after layer norms into the weights that read them. The driver
+    calibrates the transformed model; smooth-quant takes its per-channel ranges from a first
+    calibration run (see passes/smooth_quant.py).
     keep_float: (int8, int16x8, dynamic) output tensor names or op types of ops to leave
     float (`keep-float`, first in the pipeline).
     weight_bits, granularity, block_size, op_bits: (dynamic, weight-only) how weights are
@@ -80,6 +89,7 @@ def pipeline_spec(
             f"mode {mode} writes {why}, which TFLite Micro has no kernels for: "
             "for TFLite Micro use mode int8 (integer only with io_type int8) or int16x8"
         )
+    outlier = _outlier_passes(mode, cross_layer_equalization, smooth_quant)
     if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
         raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
     keep = _keep_float(keep_float, mode)
@@ -126,6 +136,7 @@ def pipeline_spec(
     passes = [
         *([keep[:-1]] if keep else []),
         *static,
+        *outlier,
         calib,
         "fold-bias-add",
         f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
@@ -171,6 +182,17 @@ def _quote(n: str) -> str:
 
 def _b(flag: bool) -> str:
     return "true" if flag else "false"
+
+
+def _outlier_passes(mode: str, equalize: bool, smooth_quant: float | None) -> list[str]:
+    """The outlier transforms asked for (float to float, before calibration)."""
+    if not equalize and smooth_quant is None:
+        return []
+    if mode not in ("int8", "int16x8"):
+        raise TflquantError(f"cross_layer_equalization and smooth_quant apply to the int8 and int16x8 modes, not to mode {mode}")
+    if smooth_quant is not None and (isinstance(smooth_quant, bool) or not 0.0 <= float(smooth_quant) <= 1.0):
+        raise TflquantError(f"smooth_quant is the migration strength alpha in [0, 1] (0.5 in the paper), got {smooth_quant!r}")
+    return (["equalize-cross-layer"] if equalize else []) + ([f"smooth-quant{{alpha={float(smooth_quant)!r}}}"] if smooth_quant is not None else [])
 
 
 def parse_pipeline(spec: str, callback: Callable[[ModulePass, ModuleOp, ModulePass], None] | None = None) -> PassPipeline:
