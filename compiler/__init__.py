@@ -8,7 +8,7 @@ from tflquant.errors import TflquantError
 
 __version__ = "0.1.0"
 
-__all__ = ["QuantizationReport", "QuantizationResult", "TflquantError", "__version__", "quantize"]
+__all__ = ["Comparison", "QuantizationReport", "QuantizationResult", "TflquantError", "__version__", "compare_models", "quantize"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from tflquant import api
 
         return getattr(api, name)
+    if name in ("compare_models", "Comparison"):  # per-tensor errors, CSV and HTML debug reports
+        from tflquant import compare
+
+        return getattr(compare, name)
     raise AttributeError(f"module 'tflquant' has no attribute {name!r}")

@@ -142,21 +142,25 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
 
 
 def _cmd_compare(a: argparse.Namespace) -> None:
-    from tflquant.compare import layer_errors
+    from tflquant.compare import compare_models
 
     if a.max_samples < 1 or (a.worst is not None and a.worst < 1):
         raise TflquantError("--max-samples and --worst take a positive number")
+    if a.label and len(a.label) != len(a.quantized_models):
+        raise TflquantError(f"--label given {len(a.label)} times for {len(a.quantized_models)} quantized models: give one per model, in order")
     _own_process()
     import warnings
 
     with warnings.catch_warnings():  # numpy's notes on the reference run (empty means, overflow) are no user's concern
         warnings.simplefilter("ignore", RuntimeWarning)
-        rows = layer_errors(a.float_model, a.quantized_model, a.data, max_samples=a.max_samples)
-    if a.worst is not None:
-        rows = sorted(rows, key=lambda r: r.sqnr_db)[: a.worst]
-    print(f"{'SQNR':>10}  {'max err':>13}  {'type':5}  {'op':24} tensor")
-    for r in rows:
-        print(r)
+        c = compare_models(a.float_model, a.quantized_models, a.data, max_samples=a.max_samples, labels=a.label or None)
+    print(c.table(a.worst), end="")
+    if a.csv:
+        c.to_csv(a.csv)
+        print(f"wrote {a.csv}")
+    if a.html:
+        c.to_html(a.html)
+        print(f"wrote {a.html}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,10 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="per-tensor SQNR of a quantized model against its float original")
     c.add_argument("float_model", help="the float .tflite")
-    c.add_argument("quantized_model", help="the quantized .tflite made from it")
-    c.add_argument("data", metavar="DATA.npz", help="samples: one array per input, samples first (labels ignored)")
+    c.add_argument("quantized_models", nargs="+", metavar="QUANT", help="quantized .tflite made from it (several: int8, 16x8, mixed... overlaid)")
+    c.add_argument("data", metavar="DATA.npz", help="samples: one array per input, samples first (labels ignored); several signatures: '<signature>/<input>' keys")
     c.add_argument("--max-samples", type=int, default=64, metavar="N", help="use at most N samples (default 64)")
     c.add_argument("--worst", type=int, metavar="N", help="only the N tensors with the lowest SQNR, worst first")
+    c.add_argument("--csv", metavar="FILE", help="write the TF QuantizationDebugger's per-layer CSV (its columns first, then tflquant's)")
+    c.add_argument("--html", metavar="FILE", help="write one self-contained HTML page: per-tensor SQNR plot of every model, worst layers marked")
+    c.add_argument("--label", action="append", metavar="NAME", help="name of each quantized model in the table, CSV and plot (repeat, in order; default: file names)")
     c.set_defaults(func=_cmd_compare)
 
     i = sub.add_parser("inspect", help="print a model's ops, tensors, types, quantization and sizes")

@@ -42,28 +42,100 @@ from tflquant.ir import value_name
 
 @dataclass(frozen=True)
 class LayerError:
-    """One tensor both models compute."""
+    """One tensor both models compute. The first five fields are the table's; the rest are
+    the TF QuantizationDebugger's layer statistics (each computed per sample on the error
+    dequantized - float, then averaged over the samples, as its CSV has them) and where the
+    tensor lives."""
 
-    name: str
+    name: str  # the tensor's name, '@function/name' outside the first subgraph
     op_type: str  # the op computing it in the quantized model
     kind: str  # its element type there: "int8", "int16", "float"
     sqnr_db: float
     max_error_steps: float | None  # largest |float - dequantized| in quantization steps (None: float)
+    tensor_name: str = ""  # the TFLite tensor name, unqualified
+    subgraph: int = 0  # index of its subgraph in the quantized model
+    tensor_idx: int | None = None  # its index in that subgraph's tensors (as Netron and LiteRT count)
+    scale: float | None = None  # the first (per-axis: channel 0's) scale and zero point, as TF writes
+    zero_point: int | None = None
+    num_elements: int = 0  # elements per sample
+    stddev: float = float("nan")
+    mean_error: float = float("nan")
+    max_abs_error: float = float("nan")
+    mean_squared_error: float = float("nan")
+    layer_loss_db: float = 0.0  # SQNR lost at this op: its inputs' lowest SQNR (99 if exact) - its own
+    model: str = ""  # label of the quantized model
+    signature: str | None = None  # the signature run (models with several)
 
     def __str__(self) -> str:
         steps = "-" if self.max_error_steps is None else f"{self.max_error_steps:.1f}"
         return f"{self.sqnr_db:7.2f} dB  {steps:>7} steps  {self.kind:5}  {self.op_type:24} {self.name}"
 
 
-def _module(model: Any, what: str) -> ModuleOp:
+TABLE_HEADER = f"{'SQNR':>10}  {'max err':>13}  {'type':5}  {'op':24} tensor"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-tensor errors of one or several quantized models (int8, 16x8, mixed, dynamic...)
+    against one float model: `rows` model by model, each in execution order; `order` the
+    tensors' qualified names in the float model's execution order (the plots' x axis)."""
+
+    float_label: str
+    labels: tuple[str, ...]
+    rows: tuple[LayerError, ...]
+    order: tuple[str, ...]
+
+    def for_model(self, label: str) -> list[LayerError]:
+        if label not in self.labels:
+            raise TflquantError(f"no quantized model labelled {label!r} (labels: {', '.join(self.labels)})")
+        return [r for r in self.rows if r.model == label]
+
+    def table(self, worst: int | None = None) -> str:
+        """The text table `tflquant compare` prints: per model (a heading when several), every
+        tensor in execution order, or only the `worst` lowest SQNRs, worst first."""
+        out = []
+        for label in self.labels:
+            rows = self.for_model(label)
+            if worst is not None:
+                rows = sorted(rows, key=lambda r: r.sqnr_db)[:worst]
+            if len(self.labels) > 1:
+                out.append(f"== {label}")
+            out.append(TABLE_HEADER)
+            out.extend(str(r) for r in rows)
+        return "\n".join(out) + "\n"
+
+    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The TF QuantizationDebugger's layer CSV (its columns first, then tflquant's); written
+        to `path` (atomically) when given; returns the text."""
+        from tflquant.debug_report import csv_text, write_text
+
+        return write_text(csv_text(self.rows), path)
+
+    def to_html(self, path: str | os.PathLike[str] | None = None, title: str | None = None) -> str:
+        """One self-contained HTML page: per-tensor SQNR in execution order, every model
+        overlaid, the layers losing the most highlighted, a table under it; written to `path`
+        (atomically) when given; returns the text."""
+        from tflquant.debug_report import html_page, write_text
+
+        return write_text(html_page(self, title), path)
+
+
+def _load(model: Any, what: str) -> tuple[ModuleOp, bytes | mmap.mmap | None]:
+    """(module, flatbuffer bytes when the model came as a file or bytes)."""
     from tflquant.fileio import read_bytes
     from tflquant.tflite.reader import read_flatbuffer
 
     if isinstance(model, ModuleOp):
-        return model
+        return model, None
     if isinstance(model, bytes | bytearray | memoryview | mmap.mmap):  # in memory, or mapped
-        return read_flatbuffer(model if isinstance(model, bytes | mmap.mmap) else bytes(model), what)
-    return read_flatbuffer(read_bytes(model, "TFLite model"), os.fspath(model))
+        data = model if isinstance(model, bytes | mmap.mmap) else bytes(model)
+        return read_flatbuffer(data, what), data
+    data = read_bytes(model, "TFLite model")
+    return read_flatbuffer(data, os.fspath(model)), data
+
+
+def _module(model: Any, what: str) -> ModuleOp:
+    return _load(model, what)[0]
 
 
 def _main(m: ModuleOp) -> func.FuncOp:
@@ -89,77 +161,356 @@ def _inputs(f: func.FuncOp, data: Any, max_samples: int) -> list[np.ndarray]:
     return stacked_inputs(data, _arg_specs(f), where, max_samples)
 
 
-def _check_integer(m: ModuleOp) -> None:
-    """compare runs integer models (int8 / int16 activations, float fallback allowed); a
-    hybrid op (float activations, int8 weights: dynamic range) has no integer kernel here."""
-    for o in m.walk():
-        if not isinstance(o, tfl.TflOp) or isinstance(o, tfl.DequantizeOp | tfl.QuantizeOp):
-            continue
-        acts = [v for v in o.operands if not isinstance(v.owner, tfl.ConstOp | tfl.DequantizeOp)]
-        weights = [v for v in o.operands if isinstance(v.owner, tfl.ConstOp)]
-        if any(tfl.is_float_tensor(v.type) for v in acts) and any(quant.quantized_element(w.type) is not None for w in weights):
-            names = tfl.tensor_names(o) or ["?"]
-            raise TflquantError(
-                f"compare takes integer models (int8, int16x8); {tfl.op_type(o)} '{names[0]}' is hybrid (float "
-                "activations, int8 weights: dynamic range), which the integer reference interpreter does not run"
-            )
+def _entry_inputs(fm: ModuleOp, data: Any, max_samples: int) -> list[tuple[Any, list[np.ndarray]]]:
+    """(calibration Entry, its input arrays) for every entry point of the float model the
+    data feeds: the model's one function, or each signature named by '<signature>/<input>'
+    keys (or its inputs' tensor names), as calibration routes data."""
+    from tflquant.calibration.calibrate import entries
+    from tflquant.calibration.dataset import load_npz, stacked_inputs
+
+    ents = entries(fm)
+    if len(ents) == 1:
+        return [(ents[0], _inputs(ents[0].fn, data, max_samples))]
+    where = "the data"
+    if isinstance(data, str | os.PathLike):
+        where = os.fspath(data)
+        data = load_npz(data, "data file")
+    if not isinstance(data, Mapping):
+        raise TflquantError(f"{where}: the model has {len(ents)} signatures; key the arrays '<signature>/<input>'")
+    out = []
+    for e in ents:
+        prefix = f"{e.key}/"
+        sub = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+        sub.update({k: v for k, v in data.items() if any(k == s.name for s in e.specs)})
+        if sub:
+            out.append((e, stacked_inputs(sub, e.specs, f"{where} ({e.label})", max_samples)))
+    if not out:
+        want = "; ".join(f"{e.label}: {', '.join(s.name for s in e.specs)}" for e in ents)
+        raise TflquantError(f"{where}: the model has {len(ents)} signatures and no array matches one of them; key arrays '<signature>/<input>' or by input tensor name ({want})")
+    return out
 
 
-def _collect(into: dict[str, list[np.ndarray]]) -> Any:
+def _hybrid_op(o: Operation) -> bool:
+    """Float activations with int8 weights (a dynamic-range model's hybrid kernel)."""
+    acts = [v for v in o.operands if not isinstance(v.owner, tfl.ConstOp | tfl.DequantizeOp)]
+    weights = [v for v in o.operands if isinstance(v.owner, tfl.ConstOp)]
+    return any(tfl.is_float_tensor(v.type) for v in acts) and any(quant.quantized_element(w.type) is not None for w in weights)
+
+
+def _integer_activations(m: ModuleOp) -> bool:
+    """Whether the model computes on quantized activations (int8 / 16x8 / mixed): then it runs
+    with LiteRT's integer kernels; else (dynamic, float16, weight-only) in float, its quantized
+    weights dequantized. A model with both quantized activations and hybrid ops is refused."""
+    integer = any(
+        isinstance(o, tfl.TflOp) and not isinstance(o, tfl.ConstOp | tfl.DequantizeOp)
+        and any(quant.quantized_element(r.type) is not None for r in o.results)
+        for o in m.walk()
+    )
+    if integer:
+        for o in m.walk():
+            if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.DequantizeOp | tfl.QuantizeOp) and _hybrid_op(o):
+                names = tfl.tensor_names(o) or ["?"]
+                raise TflquantError(
+                    f"{tfl.op_type(o)} '{names[0]}' is hybrid (float activations, int8 weights) in a model with "
+                    "integer activations; compare runs integer models or dynamic-range ones, not both in one model"
+                )
+    return integer
+
+
+# Hybrid kernels (dynamic-range models) quantize their float input to int8 at run time, per
+# batch element (convolutions) or per row (fully-connected, batch matmul): asymmetric for
+# per-channel convolutions and ops with asymmetric_quantize_inputs, else symmetric [-127, 127]
+# (LiteRT's conv.cc / depthwise_conv.cc EvalHybridPerChannel, fully_connected.cc EvalHybrid).
+# Their int8 x int8 sums are exact, so the float kernel on the dequantized input and weights
+# computes the same values up to float rounding. Other hybrid ops (LSTM, RNN, SVDF, ...) run
+# with dequantized weights and float inputs: their weight error only.
+_PER_ROW = frozenset({"FULLY_CONNECTED", "BATCH_MATMUL"})
+_PER_BATCH = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def _symmetric_fake_quant(x: np.ndarray) -> np.ndarray:
+    """Rows of x through LiteRT's SymmetricQuantizeFloats and back (scale max|x|/127)."""
+    from tflquant.quant_math import round_half_away
+
+    rng = np.max(np.abs(x), axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1), np.float32)
+    safe = np.where(rng > 0, rng, np.float32(1)).astype(np.float32)
+    q = np.clip(round_half_away(x * (np.float32(127) / safe)), -127, 127)
+    return np.where(rng > 0, q * (safe / np.float32(127)), 0).astype(np.float32)
+
+
+def _asymmetric_fake_quant(x: np.ndarray) -> np.ndarray:
+    """Rows of x through LiteRT's AsymmetricQuantizeFloats and back: the range widened to hold
+    0, scale range/255, the zero point from whichever end rounds better, nudged into int8."""
+    from tflquant.quant_math import round_half_away
+
+    lo = np.minimum(np.min(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else np.zeros((len(x), 1))
+    hi = np.maximum(np.max(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else np.zeros((len(x), 1))
+    empty = lo == hi
+    scale = np.where(empty, 1.0, (hi - lo) / 255.0)
+    zp_min, zp_max = -128.0 - lo / scale, 127.0 - hi / scale
+    err_min, err_max = -128.0 + np.abs(lo / scale), 127.0 + np.abs(hi / scale)
+    zp = np.clip(round_half_away(np.where(err_min < err_max, zp_min, zp_max)), -128, 127)
+    s32 = scale.astype(np.float32)
+    q = np.clip(round_half_away(x * (np.float32(1) / s32)) + zp, -128, 127)
+    return np.where(empty, 0, (q - zp) * s32).astype(np.float32)
+
+
+def _hybrid_kernel(op: Operation, k: Any) -> Any:
+    """The float kernel k fed its activation input as the hybrid kernel quantizes it."""
+    key = tfl.op_type(op)
+    if key not in _PER_ROW | _PER_BATCH or isinstance(op.operands[0].owner, tfl.ConstOp):
+        return k
+    w = quant.quantized_element(op.operands[1].type)
+    asymmetric = bool(op.option("asymmetric_quantize_inputs")) if key in _PER_ROW else (w is not None and w.per_axis)
+    fake = _asymmetric_fake_quant if asymmetric else _symmetric_fake_quant
+
+    def run(x: np.ndarray, *rest: Any) -> Any:
+        x = np.asarray(x, np.float32)
+        rows = x.reshape(-1, x.shape[-1]) if key in _PER_ROW else x.reshape(x.shape[0] * max(x.shape[1], 1) if x.ndim > 1 else x.shape[0], -1)
+        return k(fake(rows).reshape(x.shape), *rest)
+
+    return run
+
+
+class _HybridInterpreter:
+    """Runs a dynamic-range model like LiteRT: float kernels, the hybrid ones fed their input
+    quantized as theirs quantize it (IntegerInterpreter's loop, its WHILE / IF included)."""
+
+    def __new__(cls, f: func.FuncOp) -> Any:
+        from tflquant.reference import float_kernels as fk
+        from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+        class Hybrid(IntegerInterpreter):
+            def _compile(self) -> None:
+                for op in self.func.body.block.ops:
+                    if isinstance(op, func.ReturnOp | tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp):
+                        continue
+                    key = tfl.op_type(op)
+                    if key in ("WHILE", "IF") and isinstance(op, tfl.OpaqueOp):
+                        self._steps.append((op, self._control(op, key), True))
+                        continue
+                    factory = fk.KERNELS.get(key)
+                    if factory is None:
+                        raise TflquantError(f"{tfl.op_type(op)} '{(tfl.tensor_names(op) or ['?'])[0]}' has no reference kernel")
+                    k = factory(op)
+                    self._steps.append((op, _hybrid_kernel(op, k) if _hybrid_op(op) else k, False))
+
+            def _subgraph(self, op: Operation, option: str) -> Any:
+                i = tfl.subgraph_index(op, option)
+                if i is None or not 0 <= i < len(self.funcs):
+                    raise TflquantError(f"{tfl.op_type(op)} names subgraph {i}, which the module does not have")
+                if i not in self._subgraphs:
+                    self._subgraphs[i] = Hybrid(self.funcs[i])
+                return self._subgraphs[i]
+
+        return Hybrid(f)
+
+
+def _tensor_indices(m: ModuleOp, data: bytes | mmap.mmap | None) -> list[dict[str, int]]:
+    """Per subgraph of the quantized model's flatbuffer: tensor name -> its first index."""
+    from tflquant.tflite import schema
+    from tflquant.tflite.flatbuf import root_table
+    from tflquant.tflite.writer import write_flatbuffer
+
+    if data is None:
+        data = write_flatbuffer(m)
+    out = []
+    for sg in root_table(data).tables(schema.MODEL_FIELDS["subgraphs"]):
+        names: dict[str, int] = {}
+        for i, t in enumerate(sg.tables(schema.SUBGRAPH_FIELDS["tensors"])):
+            names.setdefault(t.string(schema.TENSOR_FIELDS["name"]) or "", i)
+        out.append(names)
+    return out
+
+
+_Key = tuple[str | None, str, str]  # (signature, function, tensor name)
+
+
+def _collect(into: dict[_Key, list], signature: str | None) -> Any:
+    """Observer keeping every named tensor's arrays under (signature, function, name)."""
+    from tflquant.calibration.stats import function_of
+
     def observe(v: SSAValue, a: np.ndarray) -> None:
         name = value_name(v)
         if name is not None and isinstance(v.type, TensorType):
-            into.setdefault(name, []).append((v, np.array(a)))  # type: ignore[arg-type]
+            into.setdefault((signature, function_of(v) or "", name), []).append((v, np.array(a)))
 
     return observe
+
+
+def _function_indices(m: ModuleOp) -> dict[str, int]:
+    return {f.sym_name.data: i for i, f in enumerate(o for o in m.ops if isinstance(o, func.FuncOp))}
+
+
+def _display(key: _Key, first: str) -> str:
+    """A tensor's name in tables and plots: '@function/name' outside the first function."""
+    return key[2] if key[1] == first else f"@{key[1]}/{key[2]}"
+
+
+def _label(model: Any, i: int) -> str:
+    if isinstance(model, str | os.PathLike):
+        return os.path.splitext(os.path.basename(os.fspath(model)))[0] or f"model {i + 1}"
+    return f"model {i + 1}"
+
+
+def _debug_stats(deq: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """The TF debugger's layer metrics on diff = dequantized - float: each per sample (row),
+    then the mean over samples (NaN-skipping, as its nanmean)."""
+    n = len(ref)
+    d = (deq - ref).reshape(n, -1)
+    if d.size == 0:
+        return {"num_elements": 0}
+    with np.errstate(invalid="ignore", over="ignore"):
+        per = {
+            "stddev": d.std(axis=1),
+            "mean_error": d.mean(axis=1),
+            "max_abs_error": np.abs(d).max(axis=1),
+            "mean_squared_error": (d**2).mean(axis=1),
+        }
+        out: dict[str, float] = {k: float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan") for k, v in per.items()}
+    out["num_elements"] = int(d.shape[1])
+    return out
 
 
 def layer_errors(float_model: Any, quantized_model: Any, data: Any, max_samples: int = 64) -> list[LayerError]:
     """Per-tensor errors in execution order; see the module docstring. Models: paths, bytes or
     modules; data: a .npz path, a mapping by input name or a list of arrays (samples first)."""
-    from tflquant.reference.integer_interpreter import IntegerInterpreter, _dequant, _quant
+    return list(compare_models(float_model, [quantized_model], data, max_samples).rows)
+
+
+def compare_models(
+    float_model: Any,
+    quantized_models: Sequence[Any],
+    data: Any,
+    max_samples: int = 64,
+    labels: Sequence[str] | None = None,
+) -> Comparison:
+    """Per-tensor errors of each quantized model (int8, 16x8, mixed, dynamic, float16,
+    weight-only) against the float model on the same samples, every subgraph (WHILE / IF
+    bodies, once per iteration) and every signature the data names; see the module
+    docstring. `labels` name the quantized models (default: their file names)."""
     from tflquant.reference.interpreter import Interpreter
 
     if not isinstance(max_samples, int) or max_samples < 1:
         raise TflquantError(f"max_samples must be a positive integer, got {max_samples!r}")
-    fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
-    _check_integer(qm)
-    x = _inputs(_main(fm), data, max_samples)
-    if not x or not len(x[0]):
+    if isinstance(quantized_models, str | bytes | os.PathLike | ModuleOp) or not quantized_models:
+        raise TflquantError("compare_models takes a list of one or more quantized models")
+    names = list(labels) if labels is not None else [_label(q, i) for i, q in enumerate(quantized_models)]
+    if len(names) != len(quantized_models):
+        raise TflquantError(f"{len(quantized_models)} quantized models but {len(names)} labels")
+    for i, n in enumerate(names):  # distinct labels: the CSV's model column and the plot's legend
+        if n in names[:i]:
+            k = 2
+            while f"{n} ({k})" in names:
+                k += 1
+            names[i] = f"{n} ({k})"
+    fm = _module(float_model, "float model")
+    runs = _entry_inputs(fm, data, max_samples)
+    if not any(x and len(x[0]) for _, x in runs):
         raise TflquantError("the data holds no samples")
-    ref: dict[str, list] = {}
-    got: dict[str, list] = {}
-    Interpreter(fm).run(x, observer=_collect(ref), func_name=_main(fm).sym_name.data)
-    qmain = _main(qm)
-    qx = []
-    for a, arr in zip(qmain.body.blocks[0].args, x):
-        qt = quant.quantized_element(a.type)
-        qx.append(_quant(np.asarray(arr, np.float32), qt, True) if qt is not None else arr)
-    IntegerInterpreter(qm).run(qx, observer=_collect(got))
+    ref: dict[_Key, list] = {}
+    for e, x in runs:
+        Interpreter(fm).run(x, observer=_collect(ref, e.key), func_name=e.fn.sym_name.data)
+    first = _main(fm).sym_name.data
+    several = len(runs) > 1
+    order = [f"{k[0]}:{_display(k, first)}" if several else _display(k, first) for k in ref]
+    rows: list[LayerError] = []
+    for label, qmodel in zip(names, quantized_models):
+        rows += _model_rows(ref, runs, qmodel, label, several)
+    shown = {r.name for r in rows}
+    float_label = _label(float_model, 0) if not isinstance(float_model, ModuleOp) else "float"
+    return Comparison(float_label, tuple(names), tuple(rows), tuple(n for n in dict.fromkeys(order) if n in shown))
+
+
+def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, several: bool) -> list[LayerError]:
+    from tflquant.calibration.calibrate import entries
+    from tflquant.reference.integer_interpreter import IntegerInterpreter, _dequant, _quant
+
+    qm, qbytes = _load(qmodel, f"quantized model {label}")
+    integer = _integer_activations(qm)
+    q_index = _function_indices(qm)
+    q_entries = {e.key: e for e in entries(qm)}
+    got: dict[_Key, list] = {}
+    for e, x in runs:
+        qe = q_entries.get(e.key)
+        if qe is None:
+            raise TflquantError(f"quantized model {label} has no signature {e.key!r}: is it quantized from the float model?")
+        if integer:
+            qx = []
+            for a, arr in zip(qe.fn.body.blocks[0].args, x):
+                qt = quant.quantized_element(a.type)
+                qx.append(_quant(np.asarray(arr, np.float32), qt, True) if qt is not None else arr)
+            IntegerInterpreter(qe.fn).run(qx, observer=_collect(got, e.key))
+        else:
+            _HybridInterpreter(qe.fn).run(x, observer=_collect(got, e.key))
+    indices = _tensor_indices(qm, qbytes)
+    first = _main(qm).sym_name.data
+    scored: dict[_Key, tuple[float, np.ndarray, np.ndarray] | None] = {}
+
+    def score(key: _Key, ref_key: _Key) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """(SQNR, dequantized, float) of a quantized-model tensor against a float one."""
+        if key not in scored:
+            scored[key] = None
+            if key in got and ref_key in ref:
+                v = got[key][0][0]
+                qt = quant.quantized_element(v.type)
+                q = np.concatenate([a for _, a in got[key]])
+                r = np.concatenate([a for _, a in ref[ref_key]])
+                if q.shape == r.shape and r.dtype.kind == "f":  # integer results (ARG_MAX, shapes) have no SQNR
+                    r = r.astype(np.float64)
+                    deq = (_dequant(q, qt, True) if qt is not None else q).astype(np.float64)
+                    err = float(np.sum((r - deq) ** 2))
+                    sqnr = 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(r**2)), 1e-30) / err))
+                    scored[key] = (sqnr, deq, r)
+        return scored[key]
+
+    def input_sqnr(sig: str | None, fname: str, o: SSAValue) -> float:
+        """SQNR of an op's input: its row's, or for a QUANTIZE of a float value (a model
+        input) the quantized value's against that float value; 99 (exact) when unknown."""
+        src = o
+        while isinstance(src.owner, tfl.QuantizeOp):
+            src = src.owner.inputs[0]
+        s = score((sig, fname, value_name(o) or ""), (sig, fname, value_name(src) or ""))
+        return s[0] if s is not None else 99.0
+
     rows = []
-    for name, parts in got.items():
-        if name not in ref:
-            continue
+    for key, parts in got.items():
         v = parts[0][0]
-        if not isinstance(v.owner, Operation):
-            continue  # a model input, not computed
+        if key not in ref or not isinstance(v.owner, Operation):
+            continue  # a model or subgraph input is not computed
+        s = score(key, key)
+        if s is None:
+            continue
+        sqnr, deq, r = s
         qt = quant.quantized_element(v.type)
-        q = np.concatenate([a for _, a in parts])
-        r = np.concatenate([a for _, a in ref[name]])
-        if q.shape != r.shape or r.dtype.kind != "f":
-            continue  # integer results (ARG_MAX, shapes, ...) have no SQNR
-        r = r.astype(np.float64)
-        deq = (_dequant(q, qt, True) if qt is not None else q).astype(np.float64)
-        err = float(np.sum((r - deq) ** 2))
-        sqnr = 99.0 if err == 0 else float(10 * np.log10(max(float(np.sum(r**2)), 1e-30) / err))
         steps = None
         if qt is not None and not qt.per_axis:
             steps = float(np.max(np.abs(r - deq))) / qt.scale if r.size else 0.0
-        op_type = tfl.op_type(v.owner)
-        kind = f"int{qt.storage_type.width.data}" if qt is not None else "float"
-        rows.append(LayerError(name, op_type, kind, sqnr, steps))
+        sig, fname, name = key
+        sg = q_index.get(fname, 0)
+        ins = [input_sqnr(sig, fname, o) for o in v.owner.operands if not isinstance(o.owner, tfl.ConstOp | tfl.NoValueOp)]
+        scale = zp = None
+        if qt is not None:
+            scale, zp = (float(qt.scale_array()[0]), int(qt.zero_point_array()[0])) if qt.per_axis else (float(qt.scale), int(qt.zero_point))
+        shown = _display(key, first)
+        rows.append(LayerError(
+            f"{sig}:{shown}" if several and sig is not None else shown,
+            tfl.op_type(v.owner),
+            f"int{qt.storage_type.width.data}" if qt is not None else "float",
+            sqnr,
+            steps,
+            tensor_name=name,
+            subgraph=sg,
+            tensor_idx=indices[sg].get(name) if sg < len(indices) else None,
+            scale=scale,
+            zero_point=zp,
+            layer_loss_db=(min(ins) if ins else 99.0) - sqnr,
+            model=label,
+            signature=sig,
+            **_debug_stats(deq, r),  # type: ignore[arg-type]
+        ))
     if not rows:
-        raise TflquantError("the two models name no tensor alike: is the second one quantized from the first?")
+        raise TflquantError(f"the float model and quantized model {label} name no tensor alike: is it quantized from the float model?")
     return rows
 
 
