@@ -16,9 +16,8 @@ constant), rank 2 [out, in]; the input's last dimension is `in`, every other axi
 Numerics and determinism: rows are buffered per input and folded into the float32
 accumulator `CHUNK_ROWS` rows at a time, cut at fixed positions of the global row order
 (the observer is a plain one, so the interpreter calls it in sample order, whatever the
-batch size or the parallel sample ranges): the result is the same bits for any batching,
-and merging the statistics of consecutive sample chunks whose row counts are multiples of
-CHUNK_ROWS gives exactly the statistics of the whole (`merge`). Each fold is a BLAS product
+batch size or the parallel sample ranges): the result is the same bits however the rows
+arrive (any batching, any split into observe calls). Each fold is a BLAS product
 over at most COLUMN_BLOCK columns at a time (temporaries in x COLUMN_BLOCK x 4 bytes).
 Rows holding NaN or Inf are skipped (and counted in `warnings`).
 
@@ -151,21 +150,6 @@ class InputHessians:
         return [f"{k}: {n} calibration row(s) with NaN or Inf left out of its input statistics" for k, n in self.skipped.items() if n]
 
     # consumer ----------------------------------------------------------------------
-    def merge_from(self, other: InputHessians) -> None:
-        """Add the statistics of later samples (exact when this one's row counts are
-        multiples of CHUNK_ROWS: the same folds as one run over both)."""
-        for k in other.rows:
-            if k not in self.rows:
-                continue
-            if k in self.xtx and k in other.xtx:
-                self.xtx[k] += other.xtx[k]
-            elif k in self.diag:
-                self.diag[k] += np.diag(other.xtx[k]) if k in other.xtx else other.diag[k]
-            else:
-                raise TflquantError(f"input statistics of '{k}': cannot merge a diagonal-only record into a full matrix")
-            self.rows[k] += other.rows[k]
-            self.skipped[k] += other.skipped[k]
-
     def key(self, v: SSAValue) -> str | None:
         """The statistics key of layer input v (None: not recorded)."""
         from tflquant.calibration.stats import function_of, qualified_name
