@@ -89,7 +89,7 @@ def pipeline_spec(
             f"mode {mode} writes {why}, which TFLite Micro has no kernels for: "
             "for TFLite Micro use mode int8 (integer only with io_type int8) or int16x8"
         )
-    outlier = _outlier_passes(mode, cross_layer_equalization, smooth_quant)
+    outlier = outlier_passes(mode, cross_layer_equalization, smooth_quant)
     if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
         raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
     keep = _keep_float(keep_float, mode)
@@ -184,7 +184,7 @@ def _b(flag: bool) -> str:
     return "true" if flag else "false"
 
 
-def _outlier_passes(mode: str, equalize: bool, smooth_quant: float | None) -> list[str]:
+def outlier_passes(mode: str, equalize: bool, smooth_quant: float | None) -> list[str]:
     """The outlier transforms asked for (float to float, before calibration)."""
     if not equalize and smooth_quant is None:
         return []
