@@ -360,6 +360,8 @@ class QuantizeWeights(ModulePass):
             raise TflquantError(f"quantize-weights: min-elements must be >= 0, got {self.min_elements}")
         if self.weight_rounding not in ROUNDINGS:
             raise TflquantError(f"quantize-weights: weight-rounding must be one of {', '.join(ROUNDINGS)}, got {self.weight_rounding!r}")
+        check_format(self.bits, self.granularity, self.block_size)
+        parse_op_bits(self.op_bits)
 
     def with_weight_statistics(self, statistics: InputHessians | None) -> QuantizeWeights:
         """This pass holding the layers' input statistics (calibration.hessian; the driver's
@@ -373,8 +375,6 @@ class QuantizeWeights(ModulePass):
         if self.weight_rounding == "nearest":
             return None
         return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales)
-        check_format(self.bits, self.granularity, self.block_size)
-        parse_op_bits(self.op_bits)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.weight_rounding == "gptq" and getattr(self, "statistics", None) is None:
