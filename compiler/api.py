@@ -95,6 +95,9 @@ class QuantizationReport:
     outputs: list[str] = field(default_factory=list)
     weights: dict[str, int] = field(default_factory=dict)  # constant bytes by element type
     weight_formats: list[WeightInfo] = field(default_factory=list)  # dynamic / weight-only: per op
+    search: list[Any] = field(default_factory=list)  # target_sqnr / accuracy_fn: the path (mixed_precision.Step)
+    calibration_methods: dict[str, str] = field(default_factory=dict)  # auto: tensor -> method
+    calibration_auto: list[str] = field(default_factory=list)  # auto: what the search did
 
     # summaries ---------------------------------------------------------------------
     @property
@@ -135,6 +138,7 @@ class QuantizationReport:
             "size_after": self.size_after,
             "seconds": dict(self.seconds),
             "calibration_samples": self.calibration_samples,
+            "calibration_methods": dict(self.calibration_methods),
             "ops": [o.__dict__ for o in self.ops],
             "weight_formats": [w.__dict__ for w in self.weight_formats],
             "warnings": list(self.warnings),
@@ -149,6 +153,7 @@ class QuantizationReport:
         lines.append(f"  time        {self.total_seconds:.2f}s ({', '.join(parts)})")
         if self.calibration_samples:
             lines.append(f"  calibration {self.calibration_samples} samples in {self.calibration_batches} batches")
+            lines.extend(f"              {a}" for a in self.calibration_auto)
         if self.inputs:
             lines.append(f"  inputs      {'; '.join(self.inputs)}")
             lines.append(f"  outputs     {'; '.join(self.outputs)}")
@@ -289,10 +294,13 @@ def quantize(
     max_samples: int | None = None,
     min_weight_elements: int = 1024,
     save_stats: str | os.PathLike[str] | None = None,
+    calibration_budget: int | None = None,
     calibration_threads: int | None = 1,
     verify: str = "end",
     bias_correction: bool | None = None,
     clip_weights: bool = False,
+    cross_layer_equalization: bool = False,
+    smooth_quant: float | None = None,
     keep_float: Sequence[str] = (),
     target: str = "litert",
     weight_bits: int = 8,
@@ -302,6 +310,12 @@ def quantize(
     recipe: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     calibration_method: str = "minmax",
     percentile: float = 99.99,
+    op_precision: Mapping[str, str] | Sequence[str] | None = None,
+    target_sqnr: float | None = None,
+    accuracy_fn: Callable[[bytes], float] | None = None,
+    max_drop: float | None = None,
+    workers: int | None = None,
+    _calibration: Any = None,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
 
@@ -342,7 +356,13 @@ def quantize(
       (the 100 - p and p percentiles), "mse" (least expected quantization error for the
       activation type), "entropy" (TensorRT's KL divergence method). Other than minmax,
       calibration also keeps histograms (see tflquant.calibration.observers).
+      "auto": a method per tensor, picked by measured effect on the model output
+      (tflquant.calibration.auto: candidate models quantized and run with the integer
+      kernels on held-out calibration samples; the report's calibration_methods says which
+      method each tensor got).
     percentile: the percentile method's p, in (50, 100].
+    calibration_budget: (auto) how many candidate models auto measures (default 40):
+      its time is about that many quantizations plus runs of the held-out samples.
     calibration_threads: BLAS threads while calibrating (1: batches already keep numpy
       busy and threads stall on a loaded machine; None: numpy's default).
     verify: "end" checks the IR once after the whole pipeline; "each" after every pass
@@ -353,6 +373,12 @@ def quantize(
       (where the fixed 1/256 output scales of softmax/logistic leave it within noise).
     clip_weights: (int8, int16x8) per-channel weight scales chosen by expected output error
       on the calibration data instead of absmax (the `clip-weights` pass).
+    cross_layer_equalization: (int8, int16x8) balance the weight ranges of consecutive
+      conv / FC layers before calibration (the `equalize-cross-layer` pass; off by default).
+    smooth_quant: (int8, int16x8) alpha in [0, 1] (0.5: the paper's): move per-channel
+      activation outliers after layer norms into the weights that read them (the
+      `smooth-quant` pass, off by default); costs one more float run of the calibration data
+      (the per-channel ranges it needs).
     keep_float: (int8, int16x8, dynamic) ops to leave float, by output tensor name or op
       type ("SOFTMAX"): selective quantization (the `keep-float` pass). A name matching no
       op is an error; with integer I/O the ops need allow_float=True.
@@ -364,8 +390,20 @@ def quantize(
       {"FULLY_CONNECTED": "4/block/64"} (bits, or "BITS/GRANULARITY[/BLOCK]"), or a list of
       "NAME=..." strings. A name matching no weighted op, or a format the op cannot take,
       is an error.
+    op_precision: (int8, int16x8) mixed precision by hand, by output tensor name or op type:
+      {"SOFTMAX": "int16", "attn/out": "float"} or a list of "NAME=PRECISION" strings
+      (int8, int16 or float); the mode gives the other ops' precision. Boundaries between
+      int8 and int16 ops get requantizing QUANTIZE ops (the `op-precision` pass).
+    target_sqnr: (int8) automatic mixed precision: starting from int8, promote the ops that
+      cost the most output SQNR to int16 (or float) until the model output's SQNR against
+      the float model (on the first calibration samples) reaches this many dB, at the least
+      estimated LiteRT latency (tflquant.mixed_precision; the report's `search` lists each
+      step). accuracy_fn / max_drop: the same search to a user metric: accuracy_fn(model
+      bytes) -> score (higher is better), until it is at most max_drop below the float
+      model's score. workers: candidate models evaluated in that many processes (default:
+      the CPU count, at most 4); the result does not depend on it.
     recipe: a JSON file (or dict) holding any of mode, weight_bits, granularity,
-      block_size, keep_float, op_bits, min_weight_elements: it sets the options left at
+      block_size, keep_float, op_bits, op_precision, min_weight_elements: it sets the options left at
       their defaults here (the CLI: the options not on the command line).
     target: "litert" (default) or "micro" (TFLite Micro; int8 and int16x8 modes): static
       shapes, ops Micro lacks rewritten into ops it has, and one TflquantError listing every
@@ -380,21 +418,38 @@ def quantize(
     if recipe is not None:
         r = load_recipe(recipe)
         given = {"mode": mode, "weight_bits": weight_bits, "granularity": granularity, "block_size": block_size,
-                 "keep_float": keep_float, "op_bits": op_bits, "min_weight_elements": min_weight_elements}
+                 "keep_float": keep_float, "op_bits": op_bits, "op_precision": op_precision, "min_weight_elements": min_weight_elements}
         defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "keep_float": (),
-                    "op_bits": None, "min_weight_elements": 1024}
-        merged = {k: (r[k] if k in r and (given[k] == defaults[k] or (k in ("keep_float", "op_bits") and not given[k])) else given[k]) for k in given}
+                    "op_bits": None, "op_precision": None, "min_weight_elements": 1024}
+        lists = ("keep_float", "op_bits", "op_precision")
+        merged = {k: (r[k] if k in r and (given[k] == defaults[k] or (k in lists and not given[k])) else given[k]) for k in given}
         mode, weight_bits, granularity, block_size = merged["mode"], merged["weight_bits"], merged["granularity"], merged["block_size"]
         keep_float, op_bits, min_weight_elements = merged["keep_float"], merged["op_bits"], merged["min_weight_elements"]
+        op_precision = merged["op_precision"]
+    if target_sqnr is not None or accuracy_fn is not None or max_drop is not None:
+        from tflquant.mixed_precision import search_quantize
+
+        return search_quantize(
+            model, mode=mode, representative_dataset=representative_dataset, target_sqnr=target_sqnr,
+            accuracy_fn=accuracy_fn, max_drop=max_drop, workers=workers, io_type=io_type, per_channel=per_channel,
+            allow_float=allow_float, bias_type=bias_type, batch_size=batch_size, max_samples=max_samples,
+            calibration_threads=calibration_threads, verify=verify, bias_correction=bias_correction,
+            clip_weights=clip_weights, keep_float=keep_float, target=target, op_precision=op_precision,
+            calibration_method=calibration_method, percentile=percentile,
+        )
     op_bit_entries = op_bits_entries(op_bits)
-    check_options(mode, io_type, bias_type, representative_dataset)
+    precision_entries = op_precision_entries(op_precision)
+    mixed16 = any(e.endswith("=int16") for e in precision_entries)
+    if mixed16 and mode == "int8" and bias_type not in (None, "int32", "int64"):
+        raise TflquantError(f"bias_type must be int32 or int64, got {bias_type!r}")
+    check_options(mode, io_type, None if mixed16 and mode == "int8" else bias_type, representative_dataset)
     from tflquant.pipeline import TARGETS
 
     if target not in TARGETS:
         raise TflquantError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     allow_float = default_allow_float(mode, io_type, allow_float)
     if bias_correction is None:
-        bias_correction = mode == "int16x8"
+        bias_correction = mode == "int16x8" or mixed16
     if verify not in ("end", "each", "none"):
         raise TflquantError(f"verify must be 'end', 'each' or 'none', got {verify!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -410,19 +465,30 @@ def quantize(
     report_warnings: list[str] = []
     from tflquant.calibration.stats import check_method, select, with_chosen
 
-    check_method(calibration_method, percentile)
+    check_method(calibration_method, percentile, auto=True)
+    auto = calibration_method == "auto"
     if calibration_method != "minmax" and mode not in STATIC_MODES:
         raise TflquantError(f"calibration_method applies to the int8 and int16x8 modes, not to mode {mode}")
     method_bits = 16 if mode == "int16x8" else 8
     stats = None
-    calib = None
+    smooth_ranges = None
+    calib = _calibration
     check_samples = None
-    if mode in STATIC_MODES:
+    if mode in STATIC_MODES and calib is not None:  # handed over by the mixed-precision search
+        stats = calib.stats
+        source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
+        check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
+    elif mode in STATIC_MODES:
+        from tflquant.calibration.auto import calibrate_split
         from tflquant.calibration.calibrate import calibrate
 
         t = time.perf_counter()
+        smooth_ranges, representative_dataset = _outlier_transforms(
+            ctx, module, mode, representative_dataset, cross_layer_equalization, smooth_quant,
+            batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
+        )
         source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
-        calib = calibrate(
+        calib = (calibrate_split if auto else calibrate)(
             module,
             source,
             where=os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data",
@@ -437,7 +503,7 @@ def quantize(
         report_warnings += calib.warnings
         check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
         seconds["calibrate"] = time.perf_counter() - t
-        if save_stats is not None:
+        if save_stats is not None and not auto:
             used = {"method": calibration_method, **({"percentile": float(percentile)} if calibration_method == "percentile" else {})}
             write_stats(save_stats, with_chosen(stats, calibration_method, percentile, method_bits), used)
     elif representative_dataset is not None and mode == "dynamic":
@@ -456,6 +522,8 @@ def quantize(
             min_weight_elements=min_weight_elements,
             bias_correction=bias_correction,
             clip_weights=clip_weights,
+            cross_layer_equalization=cross_layer_equalization,
+            smooth_quant=smooth_quant,
             keep_float=keep,
             target=target,
             calibration_method=calibration_method,
@@ -464,15 +532,37 @@ def quantize(
             granularity=granularity,
             block_size=block_size,
             op_bits=op_bit_entries,
+            op_precision=precision_entries,
         )
+        if smooth_ranges:  # what smooth-quant reads, on every copy of the model this runs on
+            from tflquant.passes.smooth_quant import attach_ranges
+
+            attach_ranges(module, smooth_ranges)
         # the statistics go to this run's annotate-calibration only (no process-wide state)
         run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats)
         if verify == "end":
             _verify_output(module, spec)
         return spec
 
-    t = time.perf_counter()
     user_keep = [keep_float] if isinstance(keep_float, str) else list(keep_float or ())
+    auto_result = None
+    if auto and calib is not None:
+        from dataclasses import replace
+
+        def run_with(module: ModuleOp, keep: Sequence[str], st: Any) -> str:
+            nonlocal stats
+            kept, stats = stats, st
+            try:
+                return run(module, keep)
+            finally:
+                stats = kept
+
+        calibration_method = "minmax"  # from here on: the ranges auto picked, as they are
+        stats, auto_result = _auto_calibrate(module, data, calib, run_with, user_keep, calibration_budget, percentile, method_bits)
+        seconds["auto"] = auto_result.seconds
+        if save_stats is not None:
+            write_stats(save_stats, {k: replace(calib.stats[k], chosen=r.chosen) for k, r in stats.items()}, {"method": "auto"})
+    t = time.perf_counter()
     float_weights = _float_weights(module, min_weight_elements) if mode in ("dynamic", "weight-only") else {}
     # the measured fallback judges int8 weights; int4 and blocks are what the user asked for
     measure_weights = mode == "dynamic" and weight_bits == 8 and granularity != "block" and not op_bit_entries
@@ -534,6 +624,8 @@ def quantize(
         calibration_samples=calib.samples if calib else 0,
         calibration_batches=calib.batches if calib else 0,
         warnings=report_warnings,
+        calibration_methods=dict(sorted(auto_result.methods.items())) if auto_result else {},
+        calibration_auto=auto_result.lines() if auto_result else [],
     )
     for o in report.ops:
         if o.kind == "float" and o.name in measured:
@@ -545,7 +637,7 @@ def quantize(
     return QuantizationResult(out, report, module)
 
 
-RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "min_weight_elements")
+RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "op_precision", "min_weight_elements")
 
 
 def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
@@ -580,12 +672,29 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
         if not isinstance(kf, list) or not all(isinstance(n, str) for n in kf):
             raise TflquantError(f"{where}: keep_float must be a list of tensor names or op types")
         out["keep_float"] = kf
-    if "op_bits" in out:
-        try:
-            op_bits_entries(out["op_bits"])
-        except TflquantError as e:
-            raise TflquantError(f"{where}: {e}") from None
+    for k, check in (("op_bits", op_bits_entries), ("op_precision", op_precision_entries)):
+        if k in out:
+            try:
+                check(out[k])
+            except TflquantError as e:
+                raise TflquantError(f"{where}: {e}") from None
     return out
+
+
+def op_precision_entries(op_precision: Mapping[str, str] | Sequence[str] | None) -> list[str]:
+    """Per-op precisions as "NAME=PRECISION" strings (checked: int8, int16 or float)."""
+    from tflquant.passes.op_precision import parse_entries
+
+    if not op_precision:
+        return []
+    if isinstance(op_precision, str):
+        entries = [op_precision]
+    elif isinstance(op_precision, Mapping):
+        entries = [f"{k}={v}" for k, v in op_precision.items()]
+    else:
+        entries = [str(e) for e in op_precision]
+    parse_entries(entries)
+    return entries
 
 
 def op_bits_entries(op_bits: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
@@ -836,6 +945,44 @@ def _destroyed_ops(module: ModuleOp, float_model: bytes, samples: list[Any], sta
         return {}
     losses = op_losses(float_model, module, samples, CHECK_SAMPLES, ops=ops)
     return {l.name: l for l in losses if destroys(l)}
+
+
+def _auto_calibrate(module: ModuleOp, data: bytes, calib: Any, run: Callable[..., str], keep: list[str],
+                    budget: int | None, percentile: float, bits: int) -> tuple[Any, Any]:
+    """calibration_method="auto": each trial quantizes a fresh copy of the model with the
+    pipeline `run` builds (its annotate-calibration takes the ranges as they are: minmax)."""
+    from tflquant.calibration.auto import auto_calibrate
+
+    def quantize_with(st: Any) -> ModuleOp:
+        fresh = _load(data)[0]
+        run(fresh, keep, st)
+        return fresh
+
+    return auto_calibrate(module, calib, quantize_with, budget=budget, percentile=percentile, bits=bits)
+
+
+def _outlier_transforms(ctx: Any, module: ModuleOp, mode: str, data: Any, equalize: bool, smooth_quant: float | None,
+                        **calibrate_options: Any) -> tuple[Any, Any]:
+    """cross_layer_equalization / smooth_quant: transform the float module in place before
+    it is calibrated (the pipeline's own runs of these passes then find it done: they mark
+    what they touched). Returns the per-channel ranges smooth-quant reads (from a first
+    calibration run; attached again to every fresh copy the pipeline runs on) and the
+    data, a one-shot iterable read into a list so that it can be read twice."""
+    from tflquant.pipeline import outlier_passes, run_pipeline
+
+    passes = outlier_passes(mode, equalize, smooth_quant)
+    if not passes:
+        return None, data
+    ranges = None
+    if smooth_quant is not None:
+        from tflquant.passes.smooth_quant import attach_ranges, channel_ranges
+
+        if data is not None and not isinstance(data, str | os.PathLike | Mapping) and not callable(data):
+            data = list(data)
+        ranges = channel_ranges(module, data, **calibrate_options)
+        attach_ranges(module, ranges)
+    run_pipeline(ctx, module, ",".join(passes))
+    return ranges, data
 
 
 def _verify_output(module: ModuleOp, spec: str) -> None:

@@ -43,6 +43,7 @@ def pipeline_spec(
     op_bits: Sequence[str] = (),
     calibration_method: str = "minmax",
     percentile: float = 99.99,
+    op_precision: Sequence[str] = (),
 ) -> str:
     """The pass pipeline spec for a mode and its options.
 
@@ -66,6 +67,10 @@ def pipeline_spec(
     dimension; op_bits: "NAME=BITS[/GRANULARITY[/BLOCK]]" overrides by output tensor name or
     op type (see passes/quantize_weights.py). weight-only: integer weights read through
     DEQUANTIZE, float compute (every runtime and delegate runs it).
+    op_precision: (int8, int16x8) mixed precision by hand: "NAME=PRECISION" entries (output
+    tensor name or op type, then int8, int16 or float) for `op-precision`, first in the
+    pipeline (see passes/op_precision.py); the mode gives the other ops' precision. With an
+    int16 entry, biases of int16 ops default to int64 and bias correction to on, as in 16x8.
     calibration_method, percentile: (int8, int16x8) how annotate-calibration picks each
     tensor's range from the statistics (minmax, moving-average, percentile, mse, entropy;
     see tflquant.calibration.stats.select); the spec carries them so tflquant-opt replays
@@ -93,6 +98,8 @@ def pipeline_spec(
     if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
         raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
     keep = _keep_float(keep_float, mode)
+    op_precision = [op_precision] if isinstance(op_precision, str) else list(op_precision or ())
+    precision = _op_precision(op_precision, mode)
     if mode == "float16":
         return "cast-weights-f16"
     if mode in WEIGHT_MODES:
@@ -113,9 +120,10 @@ def pipeline_spec(
         # fold-bias-add: one float ADD fewer after each hybrid layer (the same values)
         return f"{keep}fold-bias-add,quantize-weights{{min-elements={min_weight_elements} per-channel={_b(per_channel)}{extra}}}"
     act = "int8" if mode == "int8" else "int16"
+    has16 = mode == "int16x8" or any(e.endswith("=int16") for e in op_precision)
     if bias_correction is None:
-        bias_correction = mode == "int16x8"
-    bias = bias_type or ("int32" if mode == "int8" else "int64")
+        bias_correction = has16
+    bias = bias_type or ("int64" if has16 else "int32")  # int8 ops take int32 whatever it says
     from tflquant.calibration.stats import check_method
 
     check_method(calibration_method, percentile)
@@ -135,6 +143,7 @@ def pipeline_spec(
     static = ["freeze-batch-size", "fold-constants"] if micro else []
     passes = [
         *([keep[:-1]] if keep else []),
+        *([precision] if precision else []),
         *static,
         *outlier,
         calib,
@@ -174,6 +183,18 @@ def _keep_float(names: Sequence[str], mode: str) -> str:
             raise TflquantError(f"keep_float: {n!r} is not a tensor name or op type (a non-empty string)")
     quoted = ",".join(_quote(n) for n in names)
     return f"keep-float{{ops={quoted}}},"
+
+
+def _op_precision(entries: Sequence[str], mode: str) -> str:
+    """`op-precision{ops=...}` for "NAME=PRECISION" entries (checked), or "" without any."""
+    if not entries:
+        return ""
+    if mode not in ("int8", "int16x8"):
+        raise TflquantError(f"op_precision (mixed int8 / int16 / float) applies to the int8 and int16x8 modes, not to mode {mode}")
+    from tflquant.passes.op_precision import parse_entries
+
+    parse_entries(entries)
+    return f"op-precision{{ops={','.join(_quote(e) for e in entries)}}}"
 
 
 def _quote(n: str) -> str:

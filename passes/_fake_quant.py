@@ -12,11 +12,9 @@ from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import quant
 from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.passes._quant_ops import ACTIVATION_TYPES as ACTIVATION_TYPES  # activation type -> bits (re-exported)
 from tflquant.passes._quant_ops import bits_of
 from tflquant.quant_math import choose_activation_params, quantize
-
-# Activation storage types a static mode can ask for, and their bits.
-ACTIVATION_TYPES = {"int8": 8, "int16": 16}
 
 # Argument / result attribute: the type a model input or output read or computed in float
 # was calibrated to, for set-io-types (integer I/O around a float op).

@@ -43,6 +43,13 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.ir import kept_float
 
+# Activation storage types a static mode can ask for, and their bits.
+ACTIVATION_TYPES = {"int8": 8, "int16": 16}
+
+# Discardable op attribute set by `op-precision`: "int8" or "int16", the activation type the
+# op computes in when it differs from the pipeline's (insert-fake-quant's `activations`).
+PRECISION = "tflquant.precision"
+
 
 @dataclass(frozen=True)
 class OpQuant:
@@ -97,6 +104,12 @@ def has_kernel(op: Operation, bits: int) -> bool:
     if info is None:
         return False
     return info.int8 if bits == 8 else info.int16 if bits == 16 else False
+
+
+def op_precision(op: Operation, default: int) -> int:
+    """Activation bits op computes in: its `op-precision` attribute, else the default."""
+    a = op.attributes.get(PRECISION)
+    return ACTIVATION_TYPES[a.data] if a is not None else default  # type: ignore[attr-defined]
 
 
 def same_inputs(op: Operation, info: OpQuant) -> list[int]:

@@ -39,7 +39,7 @@ from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
 from tflquant.passes._fake_quant import ACTIVATION_TYPES, activation_params
-from tflquant.passes._quant_ops import float_const, fp16_weight, has_kernel, is_f32, op_info
+from tflquant.passes._quant_ops import PRECISION, float_const, fp16_weight, has_kernel, is_f32, op_info, op_precision
 from tflquant.quant_math import choose_weight_params
 
 
@@ -102,16 +102,22 @@ class InsertFakeQuant(ModulePass):
             self._negations(f)
             self._constants(f)
 
+    def op_bits(self, o: Operation) -> int:
+        """Activation bits o computes in: its op-precision, else the pass's `activations`."""
+        return op_precision(o, self.bits)
+
     # activations -------------------------------------------------------------------
     def _stats(self, f: func.FuncOp) -> None:
+        order = {o: i for i, o in enumerate(f.walk())}
         for s in [o for o in f.walk() if isinstance(o, quant.StatsOp)]:
             x = s.input
             if not is_f32(x.type):
                 raise TflquantError(f"insert-fake-quant: quant.stats on non-f32 value {describe(x)}")
+            readers = sorted({u.operation for u in (*x.uses, *s.result.uses)} - {s}, key=lambda o: order.get(o, -1))
+            integer_producer, bits = self._value_bits(x, readers)
             st = s.stats
-            k = self.int16_headroom if self.bits == 16 else 1.0
             try:
-                qtype = self._padded_type(x) or self._masked_sum_type(x) or activation_params(st.min * k, st.max * k, self.bits)
+                qtype = self._padded_type(x) or self._masked_sum_type(x) or self._range_params(st, bits)
             except TflquantError as e:
                 raise TflquantError(f"insert-fake-quant: {describe(x)}: {e}") from None
             q = quant.QuantizeCastOp(x, qtype)
@@ -121,8 +127,35 @@ class InsertFakeQuant(ModulePass):
             block.insert_ops_before([q, d], s)
             s.result.replace_all_uses_with(d.result)
             x.replace_uses_with_if(d.result, lambda use: use.operation is not q)
+            # readers of another precision: a requantize of the producer's integer value, or
+            # (float producer, model input) their own quantization of the float value
+            other: dict[int, SSAValue] = {}
+            for r in readers:
+                if (rb := self.op_bits(r)) == bits or not has_kernel(r, rb):
+                    continue
+                if rb not in other:
+                    other[rb] = fake_quant(d.result if integer_producer else x, self._range_params(st, rb), s)
+                for i, v in enumerate(r.operands):
+                    if v is d.result:
+                        r.operands[i] = other[rb]
             s.detach()
             s.erase()
+
+    def _range_params(self, st: quant.CalibrationStatsAttr, bits: int) -> UniformQuantizedType:
+        k = self.int16_headroom if bits == 16 else 1.0
+        return activation_params(st.min * k, st.max * k, bits)
+
+    def _value_bits(self, x: SSAValue, readers: list[Operation]) -> tuple[bool, int]:
+        """(integer producer, bits) of a value: its producer's precision when the producer
+        has an integer kernel for it, else its first integer reader's (one QUANTIZE from
+        float, no requantize), else the pass's."""
+        p = x.owner
+        if isinstance(p, Operation) and has_kernel(p, b := self.op_bits(p)):
+            return True, b
+        for r in readers:
+            if has_kernel(r, b := self.op_bits(r)):
+                return False, b
+        return False, self.bits
 
     # NEG and SQUARE have no integer kernel: NEG(x) = MUL(x, -1), SQUARE(x) = MUL(x, x);
     # SQUARED_DIFFERENCE has none for int16: (x - y)^2 = MUL(SUB(x, y), SUB(x, y)) --------
@@ -134,7 +167,7 @@ class InsertFakeQuant(ModulePass):
         )
         for o in [o for o in f.walk() if isinstance(o, rewritable)]:
             x, y = o.inputs[0], o.outputs[0]
-            if kept_float(o) or (o.BUILTIN == "SQUARED_DIFFERENCE" and has_kernel(o, self.bits)):
+            if kept_float(o) or (o.BUILTIN == "SQUARED_DIFFERENCE" and has_kernel(o, self.op_bits(o))):
                 continue
             if not all(isinstance(v.owner, quant.DequantizeCastOp) for v in o.inputs) or not is_f32(y.type):
                 continue
@@ -159,9 +192,12 @@ class InsertFakeQuant(ModulePass):
                 assert block is not None
                 block.insert_ops_before(new_ops, o)
                 new_ops = []
-                x = other = fake_quant(sub.outputs[0], activation_params(xl - yh, xh - yl, self.bits), o)
+                x = other = fake_quant(sub.outputs[0], activation_params(xl - yh, xh - yl, self.op_bits(o)), o)
             mul = tfl.MulOp([x, other], [y.type], names=[name] if name else None)
             new_ops.append(mul)
+            if PRECISION in o.attributes:  # the rewrite computes at the op's precision
+                for n in (mul, sub) if o.BUILTIN == "SQUARED_DIFFERENCE" else (mul,):
+                    n.attributes[PRECISION] = o.attributes[PRECISION]
             block = o.parent_block()
             assert block is not None
             block.insert_ops_before(new_ops, o)
@@ -174,7 +210,7 @@ class InsertFakeQuant(ModulePass):
         materialized: dict[SSAValue, SSAValue] = {}
         for o in list(f.walk()):
             info = op_info(o)
-            if info is None or not has_kernel(o, self.bits):
+            if info is None or not has_kernel(o, bits := self.op_bits(o)):
                 continue
             saturated = self._saturated_const(o)
             self._saturate_mask(o)
@@ -191,14 +227,14 @@ class InsertFakeQuant(ModulePass):
                 if w is None:
                     continue
                 values, src = w
-                if i in info.weights and (self.bits == 8 or not info.int16_weight):
+                if i in info.weights and (bits == 8 or not info.int16_weight):
                     axis = info.weights[i] if self.per_channel else None
                     if axis is not None and values.ndim <= axis:
                         axis = None
                     qtype = weight_params(values, axis)
                 else:
                     lo, hi = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)  # empty: any scale
-                    qtype = activation_params(lo, hi, self.bits)
+                    qtype = activation_params(lo, hi, bits)
                 o.operands[i] = fake_quant(src, qtype, o)
         for dq in [o for o in f.walk() if isinstance(o, tfl.DequantizeOp)]:
             if fp16_weight(dq.outputs[0]) is not None and not dq.outputs[0].uses:
@@ -219,7 +255,7 @@ class InsertFakeQuant(ModulePass):
           its width (an attention mask's -1e9 or -FLT_MAX): kept, it would leave the data
           fewer than 4 of the 256 levels; saturated, a masked logit is the lowest score.
         The data operand must already be fake-quantized, the constant a float constant."""
-        if not has_kernel(o, self.bits):
+        if not has_kernel(o, self.op_bits(o)):
             return None
         key = getattr(o, "BUILTIN", None)
         n = len(o.operands)
@@ -267,7 +303,7 @@ class InsertFakeQuant(ModulePass):
         the constant's scale (and the output's calibrated range) so far above the data's that
         the kernel's 20-bit rescaling loses the data. Clipped there, a masked sum still
         saturates to the output's lowest value, the range the near values give."""
-        if getattr(o, "BUILTIN", None) != "ADD" or len(o.operands) != 2 or not has_kernel(o, self.bits):
+        if getattr(o, "BUILTIN", None) != "ADD" or len(o.operands) != 2 or not has_kernel(o, self.op_bits(o)):
             return None
         consts = [float_const(v) is not None for v in o.operands]
         if consts.count(True) != 1:
@@ -291,7 +327,7 @@ class InsertFakeQuant(ModulePass):
     def _masked_sum_type(self, x: SSAValue) -> UniformQuantizedType | None:
         """The type of an ADD output with an additive mask: the range the near values give."""
         mask = self._additive_mask(x.owner) if isinstance(x.owner, Operation) else None
-        return activation_params(*mask[2], self.bits) if mask is not None else None
+        return activation_params(*mask[2], self.op_bits(x.owner)) if mask is not None else None  # type: ignore[arg-type]
 
     def _saturate_mask(self, o: Operation) -> None:
         """An additive mask's constant is read with its far values clipped (see _additive_mask);
@@ -334,7 +370,7 @@ class InsertFakeQuant(ModulePass):
         if np.any(clipped < lo) or np.any(clipped > hi):
             if not np.all(np.isfinite(clipped)):
                 return None  # refused with the other constants
-            qtype = activation_params(float(np.min(clipped)), float(np.max(clipped)), self.bits)
+            qtype = activation_params(float(np.min(clipped)), float(np.max(clipped)), self.op_bits(o))
         src = o.operands[ci]
         if not np.array_equal(clipped, values):
             name = value_name(src)

@@ -1,0 +1,398 @@
+"""Automatic mixed precision: the fastest int8 / int16 / float mix that meets an accuracy target.
+
+    result = tflquant.quantize("model.tflite", representative_dataset="calib.npz", target_sqnr=45)
+    for step in result.report.search:
+        print(step)                     # the path: op(s) promoted, SQNR, size, latency estimate
+
+The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; CLI
+`--target-sqnr`):
+1. One calibration run; every candidate reuses its statistics (`_calibration=`), and the
+   first SEARCH_SAMPLES calibration samples measure the model output (float reference
+   computed once by the reference interpreter).
+2. Start from int8. Rank the tensors by the SQNR the op computing them loses
+   (`tflquant.compare`'s `layer_loss_db`: its inputs' lowest SQNR minus its own, measured with
+   LiteRT's integer kernels in the reference interpreter) and take the CANDIDATES worst.
+3. Each candidate promotes one tensor: its producer and its integer readers compute in
+   int16 (no requantize at that tensor; an op LiteRT has no int16 kernel for goes float), or
+   all of them float when the cost model says float is cheaper. Candidates are quantized
+   and their output SQNR (or score) measured in worker processes (spawn); the results come
+   back in candidate order, so the path does not depend on the worker count.
+4. Accept, among the candidates that meet the target, the one with the lowest estimated
+   latency (then size); if none does, the one with the most dB gained per unit of added
+   latency. Repeat from 2 until the target holds; if nothing helps, stop with the best.
+
+Cost model (estimated LiteRT latency, arbitrary units): per op, work x the factor of its
+precision. Work: multiply-accumulates for CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+BATCH_MATMUL, TRANSPOSE_CONV, else output elements; QUANTIZE / DEQUANTIZE: elements.
+Factors (LATENCY_FACTORS) from LiteRT 2.3 single-thread on x86-64, small_unet /
+tiny_transformer, whole models: int16x8 ran 70x / 13x the int8 time (int16 kernels are
+LiteRT's reference kernels; XNNPACK takes int8 and float), float 3.1x / 0.5x.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation
+
+from tflquant.dialects import quant, tfl
+from tflquant.errors import TflquantError
+
+SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on
+CANDIDATES = 6  # tensors tried per step
+LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
+_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the search path: what it promoted and the model after it."""
+
+    step: int
+    promoted: tuple[str, ...]  # "tensor=precision" of the ops it changed
+    sqnr_db: float  # model output SQNR against the float model (lowest over the outputs)
+    size: int  # bytes of the model
+    latency: float  # estimated LiteRT latency (cost-model units; see module docstring)
+    score: float | None = None  # accuracy_fn's score, when searching to a score
+    promoted_ops: int = 0  # ops not int8 after this step
+
+    def __str__(self) -> str:
+        what = ", ".join(self.promoted) if self.promoted else "(int8 start)"
+        score = f"  score {self.score:.4f}" if self.score is not None else ""
+        return (
+            f"step {self.step:2d}: {self.sqnr_db:6.2f} dB{score}  {self.size:8d} B  est. latency {self.latency:10.0f}"
+            f"  ({self.promoted_ops} ops promoted)  {what}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# cost model
+# ---------------------------------------------------------------------------------------
+
+
+def _elements(t: Any) -> int:
+    if not isinstance(t, TensorType):
+        return 1
+    return int(np.prod([max(int(d), 1) for d in t.get_shape()], dtype=np.int64))
+
+
+def _kind(o: Operation) -> str | None:
+    """int8 / int16 / float: what an op computes in (None: no runtime cost to count)."""
+    if isinstance(o, tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp | tfl.SparseConstOp) or not isinstance(o, tfl.TflOp):
+        return None
+    if isinstance(o, tfl.QuantizeOp | tfl.DequantizeOp):
+        return "convert"
+    bits = None
+    for v in (*o.results, *o.operands):
+        t = quant.quantized_element(v.type)
+        if t is not None and not t.per_axis:
+            bits = max(bits or 0, t.storage_type.width.data)
+    if bits is None:
+        floats = any(isinstance(v.type, TensorType) and "f" in str(v.type.element_type) for v in o.results)
+        return "float" if floats else None
+    return "int16" if bits == 16 else "int8"
+
+
+def op_work(o: Operation) -> int:
+    """Multiply-accumulates of a MAC op, else output elements (the cost model's work)."""
+    out = _elements(o.results[0].type) if o.results else 1
+    key = tfl.op_type(o)
+    if key not in _MAC_OPS or len(o.operands) < 2:
+        return out
+    w = o.operands[1].type
+    if not isinstance(w, TensorType):
+        return out
+    shape = [max(int(d), 1) for d in w.get_shape()]
+    if key == "CONV_2D":  # [cout, kh, kw, cin]
+        return out * int(np.prod(shape[1:]))
+    if key == "DEPTHWISE_CONV_2D":  # [1, kh, kw, cout]
+        return out * shape[1] * shape[2]
+    if key == "FULLY_CONNECTED":  # [cout, cin]
+        return out * shape[-1]
+    if key == "TRANSPOSE_CONV":  # output shape, filter, input: MACs = input elements x kh x kw x cout
+        x = o.operands[2].type if len(o.operands) > 2 else None
+        return _elements(x) * int(np.prod(shape[:3]))
+    a = o.operands[0].type  # BATCH_MATMUL: output elements x the contracted dimension
+    adj = o.attributes.get("adj_x") or o.properties.get("adj_x")
+    if isinstance(a, TensorType) and a.get_shape():
+        dims = [max(int(d), 1) for d in a.get_shape()]
+        return out * (dims[-2] if adj is not None and getattr(adj, "value", None) and adj.value.data else dims[-1])
+    return out
+
+
+def estimated_latency(module: ModuleOp) -> float:
+    """The cost model over every op of the quantized model (see module docstring)."""
+    total = 0.0
+    for o in module.walk():
+        k = _kind(o)
+        if k is not None:
+            total += op_work(o) * LATENCY_FACTORS[k]
+    return total
+
+
+def precision_counts(module: ModuleOp) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in module.walk():
+        k = _kind(o)
+        if k is not None:
+            out[k] = out.get(k, 0) + 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# candidates (evaluated in worker processes: top-level, picklable)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    model: bytes
+    samples: dict[str, np.ndarray]  # input name -> the search samples
+    reference: list[np.ndarray]  # float model outputs on them
+    calibration: Any
+    options: dict[str, Any]
+    precision: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    model: bytes
+    sqnr_db: float
+    latency: float
+    promoted_ops: int
+
+
+def output_sqnr(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+    """Lowest SQNR (dB) over the outputs; 99 when exact."""
+    worst = 99.0
+    for r, g in zip(reference, got):
+        r = np.asarray(r, np.float64)
+        err = float(np.sum((r - np.asarray(g, np.float64).reshape(r.shape)) ** 2))
+        sig = float(np.sum(r**2))
+        worst = min(worst, 99.0 if err == 0 else 10 * np.log10(max(sig, 1e-30) / err))
+    return worst
+
+
+def _run_quantized(module: ModuleOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+    fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
+    return IntegerInterpreter(fn).run(inputs)
+
+
+def _evaluate(job: _Job) -> _Outcome:
+    from tflquant.api import quantize
+
+    r = quantize(job.model, representative_dataset=job.samples, op_precision=dict(job.precision), _calibration=job.calibration, **job.options)
+    assert r.module is not None
+    got = _run_quantized(r.module, list(job.samples.values()))
+    counts = precision_counts(r.module)
+    return _Outcome(r.model, output_sqnr(job.reference, got), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0))
+
+
+def _map(jobs: list[_Job], workers: int) -> list[_Outcome]:
+    if workers <= 1 or len(jobs) <= 1:
+        return [_evaluate(j) for j in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as ex:
+        return list(ex.map(_evaluate, jobs))
+
+
+# ---------------------------------------------------------------------------------------
+# the search
+# ---------------------------------------------------------------------------------------
+
+
+def _graph(module: ModuleOp) -> tuple[dict[str, Operation], dict[str, list[Operation]]]:
+    """Tensor name -> producing op, and -> the ops reading it (the float model's main function)."""
+    fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
+    producer: dict[str, Operation] = {}
+    readers: dict[str, list[Operation]] = {}
+    for o in fn.walk():
+        names = tfl.tensor_names(o) or []
+        for r, n in zip(o.results, names):
+            producer[n] = o
+            readers[n] = list(dict.fromkeys(u.operation for u in r.uses))
+    return producer, readers
+
+
+def _key(o: Operation) -> str | None:
+    names = tfl.tensor_names(o)
+    return names[0] if names else None
+
+
+def _unit(name: str, producer: Mapping[str, Operation], readers: Mapping[str, list[Operation]], float_cheaper: bool) -> dict[str, str]:
+    """The precisions that take tensor `name` out of int8: its producer and integer readers
+    int16 (float without an int16 kernel), or all float."""
+    from tflquant.passes._quant_ops import has_kernel
+
+    out: dict[str, str] = {}
+    p = producer.get(name)
+    if p is None or not has_kernel(p, 8):
+        return out
+    for o in [p, *readers.get(name, [])]:
+        k = _key(o)
+        if k is None or not has_kernel(o, 8) or isinstance(o, tfl.ConstOp):
+            continue
+        out[k] = "float" if float_cheaper or not has_kernel(o, 16) else "int16"
+    return out
+
+
+def search_quantize(
+    model: str | os.PathLike[str] | bytes,
+    *,
+    mode: str = "int8",
+    representative_dataset: Any = None,
+    target_sqnr: float | None = None,
+    accuracy_fn: Callable[[bytes], float] | None = None,
+    max_drop: float | None = None,
+    workers: int | None = None,
+    op_precision: Mapping[str, str] | Sequence[str] | None = None,
+    batch_size: int = 32,
+    max_samples: int | None = None,
+    calibration_threads: int | None = 1,
+    calibration_method: str = "minmax",
+    bias_correction: bool | None = None,
+    **options: Any,
+) -> Any:
+    """`tflquant.quantize(..., target_sqnr=...)` / `accuracy_fn=, max_drop=`: see the module
+    docstring. Returns the QuantizationResult of the model found; `result.report.search`
+    holds the path (Step per step)."""
+    from tflquant.api import _keeping_first, _main_samples, check_options, op_precision_entries, quantize
+    from tflquant.calibration.calibrate import calibrate
+    from tflquant.fileio import read_bytes
+    from tflquant.passes.op_precision import parse_entries
+    from tflquant.reference.interpreter import Interpreter
+    from tflquant.tflite.reader import read_flatbuffer
+
+    if mode != "int8":
+        raise TflquantError(f"the mixed-precision search starts from int8: give mode int8, not {mode}")
+    if (accuracy_fn is None) != (max_drop is None):
+        raise TflquantError("accuracy_fn and max_drop go together: the score may drop at most max_drop below the float model's")
+    if target_sqnr is not None and accuracy_fn is not None:
+        raise TflquantError("give target_sqnr or accuracy_fn with max_drop, not both")
+    if target_sqnr is not None and (isinstance(target_sqnr, bool) or not isinstance(target_sqnr, int | float) or not np.isfinite(target_sqnr)):
+        raise TflquantError(f"target_sqnr must be a number of dB, got {target_sqnr!r}")
+    if accuracy_fn is not None and not callable(accuracy_fn):
+        raise TflquantError("accuracy_fn must be a callable taking the model's bytes and returning a score")
+    if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, int | float) or max_drop < 0):
+        raise TflquantError(f"max_drop must be a non-negative number, got {max_drop!r}")
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    if not isinstance(workers, int) or workers < 1:
+        raise TflquantError(f"workers must be a positive integer, got {workers!r}")
+    check_options(mode, options.get("io_type", "float32"), None, representative_dataset)
+    data = bytes(model) if isinstance(model, bytes | bytearray | memoryview) else read_bytes(model, "TFLite model")
+    module = read_flatbuffer(data, "the model")
+
+    # one calibration run, and the search samples (the first of the calibration data)
+    source, kept = _keeping_first(representative_dataset, SEARCH_SAMPLES)
+    where = os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data"
+    calib = calibrate(module, source, where=where, batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
+                      channel_means=True, histograms=calibration_method != "minmax")
+    samples = _main_samples(module, source if kept is None else kept, SEARCH_SAMPLES)
+    if samples is None:
+        raise TflquantError(f"{where}: no samples for the model's first subgraph to measure the output on")
+    fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
+    names = [_arg_name(fn, i) for i in range(len(fn.body.block.args))]
+    by_name = dict(zip(names, samples))
+    reference = Interpreter(fn).run(list(samples))
+    opts = {"mode": mode, "bias_correction": True if bias_correction is None else bias_correction,
+            "calibration_method": calibration_method, "batch_size": batch_size, **options}
+    fixed = parse_entries(op_precision_entries(op_precision))  # the user's own choices stay
+
+    def jobs(cands: list[dict[str, str]]) -> list[_Job]:
+        return [_Job(data, by_name, reference, calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
+
+    float_score = accuracy_fn(data) if accuracy_fn is not None else None
+
+    def meets(o: _Outcome, score: float | None) -> bool:
+        if float_score is not None:
+            return score is not None and score >= float_score - max_drop  # type: ignore[operator]
+        return o.sqnr_db >= target_sqnr  # type: ignore[operator]
+
+    def measure(o: _Outcome) -> float | None:
+        return float(accuracy_fn(o.model)) if accuracy_fn is not None else None
+
+    producer, readers = _graph(module)
+    state: dict[str, str] = {}
+    cur = _map(jobs([state]), 1)[0]
+    cur_score = measure(cur)
+    path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops)]
+    from tflquant.compare import compare_models
+
+    def gain(o: _Outcome, score: float | None) -> float:
+        return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
+
+    while not meets(cur, cur_score):
+        rows = compare_models(data, [cur.model], list(samples), max_samples=SEARCH_SAMPLES, labels=["current"]).rows
+        ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
+        # per variant (int16 first, float), the units in rank order; candidates: their prefixes of 1, 2, 4, ... units
+        variants: list[list[dict[str, str]]] = []
+        for float_cheaper in (False, True):
+            units: list[dict[str, str]] = []
+            for name in dict.fromkeys(ranked):
+                u = {k: v for k, v in _unit(name, producer, readers, float_cheaper).items() if state.get(k) not in (v, "float")}
+                if u and u not in units:
+                    units.append(u)
+            variants.append(units)
+
+        def prefix(v: int, k: int) -> dict[str, str]:
+            merged = dict(state)
+            for u in variants[v][:k]:
+                merged.update(u)
+            return merged
+
+        sizes = [(v, k) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(12)}) if k > 0]
+        if not sizes:
+            break
+        outs = _map(jobs([prefix(v, k) for v, k in sizes]), workers)
+        scores = [measure(o) for o in outs]
+        ok = [i for i, o in enumerate(outs) if meets(o, scores[i])]
+        if ok:
+            best = min(ok, key=lambda i: (outs[i].latency, len(outs[i].model), i))
+            # the fewest units of that variant that still meet the target (bisection)
+            v, hi = sizes[best]
+            lo = max([k for (vv, k), o, sc in zip(sizes, outs, scores) if vv == v and k < hi and not meets(o, sc)], default=0)
+            found = (outs[best], scores[best])
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                o = _map(jobs([prefix(v, mid)]), 1)[0]
+                sc = measure(o)
+                if meets(o, sc):
+                    hi, found = mid, (o, sc)
+                else:
+                    lo = mid
+            chosen, (o_best, s_best) = (v, hi), found
+        else:
+            gains = [gain(o, sc) for o, sc in zip(outs, scores)]
+            base = path[0].latency
+            eff = [g / max(o.latency - cur.latency, 0.01 * base) for g, o in zip(gains, outs)]
+            best = max(range(len(outs)), key=lambda i: (gains[i] > 0, eff[i], -i))
+            if gains[best] <= 0:
+                break  # no promotion of the worst tensors helps any more
+            chosen, o_best, s_best = sizes[best], outs[best], scores[best]
+        new_state = prefix(*chosen)
+        promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
+        state, cur, cur_score = new_state, o_best, s_best
+        path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+    result = quantize(data, representative_dataset=by_name, op_precision={**state, **fixed}, _calibration=calib, **opts)
+    result.report.search = path
+    if not meets(cur, cur_score):
+        want = f"{target_sqnr} dB" if target_sqnr is not None else f"a score of {float_score - max_drop:.4f}"  # type: ignore[operator]
+        result.report.warnings.append(f"mixed-precision search: no mix reached {want}; the best found is returned ({path[-1]})")
+    return result
+
+
+def _arg_name(fn: func.FuncOp, i: int) -> str:
+    from tflquant.ir import value_name
+
+    return value_name(fn.body.block.args[i]) or f"input_{i}"

@@ -1,0 +1,89 @@
+"""`op-precision`: mixed precision by hand: chosen ops compute in int8, int16 (16x8) or float.
+
+`op-precision{ops="SOFTMAX=int16","attn/out=float"}` gives every op whose output tensor is
+called `attn/out`, or whose TFLite op type is `SOFTMAX`, a precision; a tensor name wins over
+an op type. `int8` / `int16` set the attribute `tflquant.precision` that insert-fake-quant
+reads (an op without it takes the pipeline's `activations`); `float` marks the op like
+keep-float does (`tflquant.keep_float`), so it computes in float between DEQUANTIZE and
+QUANTIZE. An op asked for int16 that LiteRT has no int16 kernel for stays float, as in the
+int16x8 mode. Every value is stored at its producer's precision; an op of another precision
+reads it through a requantizing QUANTIZE (int8 <-> int16, which LiteRT's QUANTIZE kernel
+runs), so a same-scale op (RESHAPE, CONCATENATION, pools) and everything its scale is tied
+to share the one precision, and a fixed-range op (SOFTMAX, LOGISTIC, TANH) gets its
+precision's fixed output range. A name or type that matches no op, a constant's name or an
+unknown precision is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
+from xdsl.passes import ModulePass
+
+from tflquant.dialects import tfl
+from tflquant.errors import TflquantError
+from tflquant.ir import KEEP_FLOAT
+from tflquant.passes._quant_ops import ACTIVATION_TYPES, PRECISION
+
+PRECISIONS = (*ACTIVATION_TYPES, "float")
+REASON = "kept float on request (op-precision)"
+
+
+def parse_entries(entries: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """"NAME=PRECISION" entries as {name: precision} (checked; the last entry for a name wins)."""
+    out: dict[str, str] = {}
+    for e in entries:
+        key, sep, prec = str(e).rpartition("=")
+        if not sep or not key:
+            raise TflquantError(f"op-precision: {e!r} is not NAME=PRECISION (a tensor name or op type, then {'|'.join(PRECISIONS)})")
+        if prec not in PRECISIONS:
+            raise TflquantError(f"op-precision: {e!r}: unknown precision {prec!r}; choose one of {', '.join(PRECISIONS)}")
+        out[key] = prec
+    return out
+
+
+@dataclass(frozen=True)
+class OpPrecision(ModulePass):
+    """Every op named (by output tensor or op type) carries its precision: `tflquant.precision`
+    (int8, int16) or `tflquant.keep_float` (float)."""
+
+    name = "op-precision"
+
+    ops: tuple[str, ...] = ()
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        wanted = parse_entries(self.ops)
+        found: set[str] = set()
+        constants: set[str] = set()
+        for o in op.walk():
+            if isinstance(o, func.FuncOp | func.ReturnOp | ModuleOp) or not o.results:
+                continue
+            names = [n for n in (tfl.tensor_names(o) or ()) if n in wanted]
+            kind = tfl.op_type(o)
+            key = names[0] if names else kind if kind in wanted else None
+            if key is None:
+                continue
+            if isinstance(o, tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp | tfl.SparseConstOp):
+                constants.add(key)
+                continue
+            found.update(names)
+            found.update({key, kind} & set(wanted))
+            prec = wanted[key]
+            if prec == "float":
+                o.attributes[KEEP_FLOAT] = UnitAttr()
+                o.attributes["tflquant.fallback_reason"] = StringAttr(REASON)
+            else:
+                o.attributes[PRECISION] = StringAttr(prec)
+        if bad := sorted(constants - found):
+            raise TflquantError(
+                f"op-precision: {', '.join(map(repr, bad))} names a constant (a weight), not an op; "
+                "name the output tensor of the op that reads it (tflquant inspect lists them)"
+            )
+        if missing := sorted(set(wanted) - found - constants):
+            raise TflquantError(
+                f"op-precision: no op has the output tensor or op type {', '.join(map(repr, missing))}; "
+                "name ops by an output tensor name (tflquant inspect lists them) or a TFLite op type such as SOFTMAX"
+            )
