@@ -181,6 +181,10 @@ class QuantizationReport:
                 fmt = f"int{w.bits} " + (f"block {w.block_size}" if w.granularity == "block" else w.granularity)
                 label = f"{w.op_type} '{w.name}'"
                 lines.append(f"  {label[:39]:<40}{fmt:<16}{w.read:<12}{w.sqnr_db:>6.1f}dB")
+        if self.search:
+            lines.append("")
+            lines.append(f"  mixed-precision search ({len(self.search) - 1} steps):")
+            lines.extend(f"    {st}" for st in self.search)
         if self.fallbacks:
             lines.append("")
             lines.append(f"  kept float ({len(self.fallbacks)}):")

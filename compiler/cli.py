@@ -56,7 +56,7 @@ def _own_process() -> None:
 def _apply_recipe(a: argparse.Namespace) -> None:
     """Fill the options the command line left out from --recipe (the command line wins)."""
     if a.recipe is not None:
-        from tflquant.api import load_recipe, op_bits_entries
+        from tflquant.api import load_recipe, op_bits_entries, op_precision_entries
 
         r = load_recipe(a.recipe)
         for key in ("mode", "weight_bits", "granularity", "block_size", "min_weight_elements"):
@@ -64,6 +64,7 @@ def _apply_recipe(a: argparse.Namespace) -> None:
                 setattr(a, key, r[key])
         a.keep_float = (a.keep_float or []) + [n for n in r.get("keep_float", []) if n not in (a.keep_float or [])]
         a.op_bits = op_bits_entries(r.get("op_bits")) + (a.op_bits or [])
+        a.op_precision = op_precision_entries(r.get("op_precision")) + (a.op_precision or [])  # later entries win
     defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "min_weight_elements": 1024}
     for key, value in defaults.items():
         if getattr(a, key) is None:
@@ -100,6 +101,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 clip_weights=a.clip_weights,
                 keep_float=a.keep_float or (),
                 target=a.target,
+                op_precision=a.op_precision or (),
             calibration_method=a.calibration_method,
             percentile=a.percentile,
                 **_weight_options(a),
@@ -130,6 +132,9 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             target=a.target,
             calibration_method=a.calibration_method,
             percentile=a.percentile,
+            op_precision=a.op_precision or None,
+            target_sqnr=a.target_sqnr,
+            workers=a.workers,
             **_weight_options(a),
         )
     for w in caught:
@@ -206,7 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=BITS[/GRAN[/BLOCK]]",
         help="other weight bits for one op (output tensor name) or op type, e.g. lm_head=8 or FULLY_CONNECTED=4/block/64 (repeatable)",
     )
-    q.add_argument("--recipe", metavar="RECIPE.json", help="options from a JSON file: mode, weight_bits, granularity, block_size, keep_float, op_bits, min_weight_elements (the command line wins)")
+    q.add_argument("--recipe", metavar="RECIPE.json", help="options from a JSON file: mode, weight_bits, granularity, block_size, keep_float, op_bits, op_precision, min_weight_elements, weight_rounding (the command line wins)")
+    q.add_argument(
+        "--op-precision",
+        action="append",
+        metavar="NAME=PRECISION",
+        help="int8 / int16x8: mixed precision by hand: this op (output tensor name) or op type computes in int8, int16 or float, e.g. SOFTMAX=int16 or attn/out=float (repeatable)",
+    )
+    q.add_argument(
+        "--target-sqnr",
+        type=float,
+        metavar="DB",
+        help="int8: automatic mixed precision: promote the ops that cost the most to int16 or float until the output SQNR reaches DB, at the least estimated LiteRT latency (prints the path)",
+    )
+    q.add_argument("--workers", type=int, metavar="N", help="--target-sqnr: candidate models evaluated in N processes (default: CPUs, at most 4)")
     q.add_argument(
         "--bias-correction",
         action=argparse.BooleanOptionalAction,
