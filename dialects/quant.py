@@ -35,6 +35,7 @@ import numpy as np
 from xdsl.dialects.builtin import (
     AnyFloat,
     ArrayAttr,
+    BytesAttr,
     DenseIntOrFPElementsAttr,
     Float16Type,
     Float32Type,
@@ -43,6 +44,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     Signedness,
     TensorType,
+    i64,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
@@ -86,13 +88,20 @@ def storage_range(storage: IntegerType) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+def _dense(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
+    """A rank-1 dense attribute over `values`' little-endian bytes (no Python number per value)."""
+    return DenseIntOrFPElementsAttr(TensorType(element, [values.size]), BytesAttr(values.tobytes()))
+
+
 @irdl_attr_definition
 class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     """A uniform (affine) quantized element type: real = (q - zero_point) * scale.
 
     `axis` is -1 for per-tensor quantization, otherwise the quantized dimension, with one
     (scale, zero point) pair per slice along it. `storage_min`/`storage_max` narrow the
-    storage range (weights use [-127, 127]).
+    storage range (weights use [-127, 127]). Scales (float32) and zero points (int64) are
+    held as dense byte payloads, never one Python number each: a blockwise weight read through
+    DEQUANTIZE carries one scale per block (millions on a large language model).
     """
 
     name = "quant.uniform"
@@ -100,28 +109,25 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     storage_type: IntegerType
     expressed_type: AnyFloat
     axis: IntAttr
-    scales: ArrayAttr[FloatData]
-    zero_points: ArrayAttr[IntAttr]
+    scales: DenseIntOrFPElementsAttr
+    zero_points: DenseIntOrFPElementsAttr
     storage_min: IntAttr
     storage_max: IntAttr
 
     @staticmethod
     def make(
         storage: IntegerType,
-        scales: Sequence[float] | float,
-        zero_points: Sequence[int] | int = 0,
+        scales: Sequence[float] | np.ndarray | float,
+        zero_points: Sequence[int] | np.ndarray | int = 0,
         axis: int = -1,
         narrow: bool = False,
         expressed: AnyFloat | None = None,
     ) -> UniformQuantizedType:
         """Build a type; scales are rounded to float32 as TFLite stores them."""
-        if axis < 0:
-            scales = [scales] if not isinstance(scales, Sequence) else scales
-            zero_points = [zero_points] if not isinstance(zero_points, Sequence) else zero_points
-        else:
-            scales = list(scales)  # type: ignore[arg-type]
-            if not isinstance(zero_points, Sequence):
-                zero_points = [zero_points] * len(scales)
+        s = np.asarray(scales, np.float64).astype("<f4").reshape(-1)
+        z = np.asarray(zero_points).astype("<i8").reshape(-1)
+        if z.size == 1 and s.size != 1:
+            z = np.repeat(z, s.size)
         lo, hi = storage_range(storage)
         if narrow:
             lo += 1
@@ -129,8 +135,8 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             storage,
             expressed if expressed is not None else Float32Type(),
             IntAttr(axis),
-            ArrayAttr(FloatData(f32(s)) for s in scales),
-            ArrayAttr(IntAttr(int(z)) for z in zero_points),
+            _dense(s, Float32Type()),
+            _dense(z, i64),
             IntAttr(lo),
             IntAttr(hi),
         )
@@ -144,18 +150,22 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     def scale(self) -> float:
         """The scale of a per-tensor type."""
         assert not self.per_axis, "per-axis type has no single scale"
-        return self.scales.data[0].data
+        return float(np.frombuffer(self.scales.data.data, "<f4", 1)[0])
 
     @property
     def zero_point(self) -> int:
         assert not self.per_axis, "per-axis type has no single zero point"
-        return self.zero_points.data[0].data
+        return int(np.frombuffer(self.zero_points.data.data, "<i8", 1)[0])
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.scales.data.data) // 4
 
     def scale_array(self) -> np.ndarray:
-        return np.array([s.data for s in self.scales.data], dtype=np.float64)
+        return np.frombuffer(self.scales.data.data, "<f4").astype(np.float64)
 
     def zero_point_array(self) -> np.ndarray:
-        return np.array([z.data for z in self.zero_points.data], dtype=np.int64)
+        return np.frombuffer(self.zero_points.data.data, "<i8").astype(np.int64)
 
     @property
     def bits(self) -> int:
@@ -187,20 +197,23 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             raise VerifyException(f"quant storage type must be 4, 8, 16, 32 or 64 bits, got {self.storage_type}")
         if self.storage_type.signedness.data == Signedness.SIGNED:
             raise VerifyException("quant storage type must be signless (i8) or unsigned (ui8)")
-        n = len(self.scales.data)
-        if n == 0 or n != len(self.zero_points.data):
-            raise VerifyException(f"quant type needs as many zero points as scales ({n} scales, {len(self.zero_points.data)} zero points)")
+        if not (isinstance(self.scales.type.element_type, Float32Type) and self.zero_points.type.element_type == i64):
+            raise VerifyException("quant type scales must be a dense f32 tensor and zero points a dense i64 tensor")
+        s, z = self.scale_array(), self.zero_point_array()
+        n = s.size
+        if n == 0 or n != z.size:
+            raise VerifyException(f"quant type needs as many zero points as scales ({n} scales, {z.size} zero points)")
         if self.axis.data < 0 and n != 1:
             raise VerifyException(f"per-tensor quant type must have exactly one scale, got {n}")
         lo, hi = storage_range(self.storage_type)
         if not lo <= self.storage_min.data <= self.storage_max.data <= hi:
             raise VerifyException(f"storage range [{self.storage_min.data}, {self.storage_max.data}] does not fit {self.storage_type}")
-        for s in self.scales.data:
-            if not (np.isfinite(s.data) and s.data > 0):
-                raise VerifyException(f"quant scale must be positive and finite, got {s.data}")
-        for z in self.zero_points.data:
-            if not lo <= z.data <= hi:
-                raise VerifyException(f"zero point {z.data} out of storage range [{lo}, {hi}]")
+        bad = ~(np.isfinite(s) & (s > 0))
+        if bad.any():
+            raise VerifyException(f"quant scale must be positive and finite, got {s[bad][0]}")
+        out = (z < lo) | (z > hi)
+        if out.any():
+            raise VerifyException(f"zero point {z[out][0]} out of storage range [{lo}, {hi}]")
 
     # syntax ---------------------------------------------------------------------
     @classmethod
@@ -234,8 +247,8 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             storage,
             expressed,
             IntAttr(axis),
-            ArrayAttr(FloatData(s) for s, _ in pairs),
-            ArrayAttr(IntAttr(z) for _, z in pairs),
+            _dense(np.array([s for s, _ in pairs], "<f4"), Float32Type()),
+            _dense(np.array([z for _, z in pairs], "<i8"), i64),
             IntAttr(lo),
             IntAttr(hi),
         )
@@ -247,10 +260,7 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             printer.print_string(f"<{self.qmin}:{self.qmax}>")
         printer.print_string(":")
         printer.print_attribute(self.expressed_type)
-        pairs = [
-            _fmt(s.data) + (f":{z.data}" if z.data != 0 else "")
-            for s, z in zip(self.scales.data, self.zero_points.data)
-        ]
+        pairs = [_fmt(s) + (f":{z}" if z != 0 else "") for s, z in zip(self.scale_array().tolist(), self.zero_point_array().tolist())]
         if self.per_axis:
             printer.print_string(f":{self.axis.data}, {{{', '.join(pairs)}}}>")
         else:

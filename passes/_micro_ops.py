@@ -86,8 +86,8 @@ def _weighted(op: Operation) -> str | None:
     q = w.type.element_type if isinstance(w.type, TensorType) else None
     if isinstance(q, UniformQuantizedType) and q.per_axis:
         n = _shape(w)[filter_axis] if len(_shape(w)) > filter_axis else -1
-        if q.axis.data != filter_axis % max(len(_shape(w)), 1) or len(q.scales.data) != n:
-            return f"weights quantized per channel on axis {q.axis.data} ({len(q.scales.data)} scales); TFLite Micro needs one scale per output channel (axis {filter_axis})"
+        if q.axis.data != filter_axis % max(len(_shape(w)), 1) or q.num_scales != n:
+            return f"weights quantized per channel on axis {q.axis.data} ({q.num_scales} scales); TFLite Micro needs one scale per output channel (axis {filter_axis})"
     if bias_index is not None and len(op.operands) > bias_index:
         b = op.operands[bias_index]
         if isinstance(b.type, TensorType):
