@@ -314,6 +314,7 @@ def quantize(
     recipe: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     calibration_method: str = "minmax",
     percentile: float = 99.99,
+    weight_rounding: str = "auto",
     op_precision: Mapping[str, str] | Sequence[str] | None = None,
     target_sqnr: float | None = None,
     accuracy_fn: Callable[[bytes], float] | None = None,
@@ -406,8 +407,14 @@ def quantize(
       bytes) -> score (higher is better), until it is at most max_drop below the float
       model's score. workers: candidate models evaluated in that many processes (default:
       the CPU count, at most 4); the result does not depend on it.
+    weight_rounding: (dynamic, weight-only) "auto" (default), "gptq", "mse" or "nearest".
+      With representative_dataset, calibration runs the float model once and records each
+      FULLY_CONNECTED input's X^T X (tflquant.calibration.hessian); "gptq" rounds those
+      layers' weights to the least output error on that data (GPTQ) and needs the data;
+      "mse" picks MSE-optimal clipped scales; "auto" is GPTQ where a layer has data, MSE
+      clipping for other 4-bit weights and round to nearest for other 8-bit weights.
     recipe: a JSON file (or dict) holding any of mode, weight_bits, granularity,
-      block_size, keep_float, op_bits, op_precision, min_weight_elements: it sets the options left at
+      block_size, keep_float, op_bits, op_precision, min_weight_elements, weight_rounding: it sets the options left at
       their defaults here (the CLI: the options not on the command line).
     target: "litert" (default) or "micro" (TFLite Micro; int8 and int16x8 modes): static
       shapes, ops Micro lacks rewritten into ops it has, and one TflquantError listing every
@@ -422,14 +429,15 @@ def quantize(
     if recipe is not None:
         r = load_recipe(recipe)
         given = {"mode": mode, "weight_bits": weight_bits, "granularity": granularity, "block_size": block_size,
-                 "keep_float": keep_float, "op_bits": op_bits, "op_precision": op_precision, "min_weight_elements": min_weight_elements}
+                 "keep_float": keep_float, "op_bits": op_bits, "op_precision": op_precision, "min_weight_elements": min_weight_elements,
+                 "weight_rounding": weight_rounding}
         defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "keep_float": (),
-                    "op_bits": None, "op_precision": None, "min_weight_elements": 1024}
+                    "op_bits": None, "op_precision": None, "min_weight_elements": 1024, "weight_rounding": "auto"}
         lists = ("keep_float", "op_bits", "op_precision")
         merged = {k: (r[k] if k in r and (given[k] == defaults[k] or (k in lists and not given[k])) else given[k]) for k in given}
         mode, weight_bits, granularity, block_size = merged["mode"], merged["weight_bits"], merged["granularity"], merged["block_size"]
         keep_float, op_bits, min_weight_elements = merged["keep_float"], merged["op_bits"], merged["min_weight_elements"]
-        op_precision = merged["op_precision"]
+        op_precision, weight_rounding = merged["op_precision"], merged["weight_rounding"]
     if target_sqnr is not None or accuracy_fn is not None or max_drop is not None:
         from tflquant.mixed_precision import search_quantize
 
@@ -478,6 +486,7 @@ def quantize(
     smooth_ranges = None
     calib = _calibration
     check_samples = None
+    weight_stats = None  # dynamic / weight-only with data: the layers' X^T X (calibration.hessian)
     if mode in STATIC_MODES and calib is not None:  # handed over by the mixed-precision search
         stats = calib.stats
         source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
@@ -510,6 +519,10 @@ def quantize(
         if save_stats is not None and not auto:
             used = {"method": calibration_method, **({"percentile": float(percentile)} if calibration_method == "percentile" else {})}
             write_stats(save_stats, with_chosen(stats, calibration_method, percentile, method_bits), used)
+    elif representative_dataset is not None and mode in ("dynamic", "weight-only") and weight_rounding != "nearest":
+        # the layers' input statistics for weight rounding (one float run); dynamic: 4 samples
+        # for the check, which runs the float model
+        weight_stats, source, check_samples = _weight_statistics(module, mode, representative_dataset, batch_size, progress, max_samples, calibration_threads, seconds, report_warnings)
     elif representative_dataset is not None and mode == "dynamic":
         # 4 samples: the check runs the float model, the only other cost of this mode
         check_samples = _main_samples(module, _keeping_first(representative_dataset, 4)[0], 4)
@@ -537,13 +550,14 @@ def quantize(
             block_size=block_size,
             op_bits=op_bit_entries,
             op_precision=precision_entries,
+            weight_rounding=weight_rounding,
         )
         if smooth_ranges:  # what smooth-quant reads, on every copy of the model this runs on
             from tflquant.passes.smooth_quant import attach_ranges
 
             attach_ranges(module, smooth_ranges)
         # the statistics go to this run's annotate-calibration only (no process-wide state)
-        run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats)
+        run_pipeline(ctx, module, spec, verify=verify == "each", stats=stats, weight_statistics=weight_stats)
         if verify == "end":
             _verify_output(module, spec)
         return spec
@@ -570,6 +584,8 @@ def quantize(
     float_weights = _float_weights(module, min_weight_elements) if mode in ("dynamic", "weight-only") else {}
     # the measured fallback judges int8 weights; int4 and blocks are what the user asked for
     measure_weights = mode == "dynamic" and weight_bits == 8 and granularity != "block" and not op_bit_entries
+    if weight_stats is not None:
+        weight_stats.retain = measure_weights  # the fallback's rerun rounds the same layers again
     spec = run(module, user_keep)
     seconds["passes"] = time.perf_counter() - t
 
@@ -641,7 +657,23 @@ def quantize(
     return QuantizationResult(out, report, module)
 
 
-RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "op_precision", "min_weight_elements")
+RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "op_precision", "min_weight_elements", "weight_rounding")
+
+
+def _weight_statistics(module: ModuleOp, mode: str, data: Any, batch_size: int, progress: bool, max_samples: int | None,
+                       threads: int | None, seconds: dict[str, float], warnings: list[str]) -> tuple[Any, Any, Any]:
+    """(the layers' input statistics, the data as read, the dynamic-mode check samples or None)."""
+    from tflquant.calibration.hessian import collect
+
+    t = time.perf_counter()
+    source, kept = _keeping_first(data, 4)
+    where = os.fspath(data) if isinstance(data, str | os.PathLike) else "calibration data"
+    store, result = collect(module, source, where=where, batch_size=batch_size, progress=progress, max_samples=max_samples, threads=threads)
+    if result is not None:
+        warnings += result.warnings
+    seconds["statistics"] = time.perf_counter() - t
+    check = _main_samples(module, source if kept is None else kept, 4) if mode == "dynamic" else None
+    return store, source, check
 
 
 def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
@@ -666,7 +698,7 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
     for k in ("weight_bits", "block_size", "min_weight_elements"):
         if k in out and (not isinstance(out[k], int) or isinstance(out[k], bool)):
             raise TflquantError(f"{where}: {k} must be an integer, got {out[k]!r}")
-    for k in ("mode", "granularity"):
+    for k in ("mode", "granularity", "weight_rounding"):
         if k in out and not isinstance(out[k], str):
             raise TflquantError(f"{where}: {k} must be a string, got {out[k]!r}")
     if "keep_float" in out:
@@ -802,6 +834,30 @@ def _measured_text(loss: Any) -> str:
     why = f"; {_WHY[loss.op_type]}" if loss.op_type in _WHY else ""
     note = f" ({loss.note})" if loss.note else ""
     return f"quantized it {q} vs float output {loss.float_db:.1f} dB on {loss.samples} calibration samples{note}{why}"
+
+
+def _outlier_transforms(ctx: Any, module: ModuleOp, mode: str, data: Any, equalize: bool, smooth_quant: float | None,
+                        **calibrate_options: Any) -> tuple[Any, Any]:
+    """cross_layer_equalization / smooth_quant: transform the float module in place before
+    it is calibrated (the pipeline's own runs of these passes then find it done: they mark
+    what they touched). Returns the per-channel ranges smooth-quant reads (from a first
+    calibration run; attached again to every fresh copy the pipeline runs on) and the
+    data, a one-shot iterable read into a list so that it can be read twice."""
+    from tflquant.pipeline import outlier_passes, run_pipeline
+
+    passes = outlier_passes(mode, equalize, smooth_quant)
+    if not passes:
+        return None, data
+    ranges = None
+    if smooth_quant is not None:
+        from tflquant.passes.smooth_quant import attach_ranges, channel_ranges
+
+        if data is not None and not isinstance(data, str | os.PathLike | Mapping) and not callable(data):
+            data = list(data)
+        ranges = channel_ranges(module, data, **calibrate_options)
+        attach_ranges(module, ranges)
+    run_pipeline(ctx, module, ",".join(passes))
+    return ranges, data
 
 
 def _keeping_first(data: Any, n: int) -> tuple[Any, list[Any] | None]:
@@ -963,30 +1019,6 @@ def _auto_calibrate(module: ModuleOp, data: bytes, calib: Any, run: Callable[...
         return fresh
 
     return auto_calibrate(module, calib, quantize_with, budget=budget, percentile=percentile, bits=bits)
-
-
-def _outlier_transforms(ctx: Any, module: ModuleOp, mode: str, data: Any, equalize: bool, smooth_quant: float | None,
-                        **calibrate_options: Any) -> tuple[Any, Any]:
-    """cross_layer_equalization / smooth_quant: transform the float module in place before
-    it is calibrated (the pipeline's own runs of these passes then find it done: they mark
-    what they touched). Returns the per-channel ranges smooth-quant reads (from a first
-    calibration run; attached again to every fresh copy the pipeline runs on) and the
-    data, a one-shot iterable read into a list so that it can be read twice."""
-    from tflquant.pipeline import outlier_passes, run_pipeline
-
-    passes = outlier_passes(mode, equalize, smooth_quant)
-    if not passes:
-        return None, data
-    ranges = None
-    if smooth_quant is not None:
-        from tflquant.passes.smooth_quant import attach_ranges, channel_ranges
-
-        if data is not None and not isinstance(data, str | os.PathLike | Mapping) and not callable(data):
-            data = list(data)
-        ranges = channel_ranges(module, data, **calibrate_options)
-        attach_ranges(module, ranges)
-    run_pipeline(ctx, module, ",".join(passes))
-    return ranges, data
 
 
 def _verify_output(module: ModuleOp, spec: str) -> None:

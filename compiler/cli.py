@@ -59,13 +59,13 @@ def _apply_recipe(a: argparse.Namespace) -> None:
         from tflquant.api import load_recipe, op_bits_entries, op_precision_entries
 
         r = load_recipe(a.recipe)
-        for key in ("mode", "weight_bits", "granularity", "block_size", "min_weight_elements"):
+        for key in ("mode", "weight_bits", "granularity", "block_size", "min_weight_elements", "weight_rounding"):
             if getattr(a, key) is None and key in r:
                 setattr(a, key, r[key])
         a.keep_float = (a.keep_float or []) + [n for n in r.get("keep_float", []) if n not in (a.keep_float or [])]
         a.op_bits = op_bits_entries(r.get("op_bits")) + (a.op_bits or [])
         a.op_precision = op_precision_entries(r.get("op_precision")) + (a.op_precision or [])  # later entries win
-    defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "min_weight_elements": 1024}
+    defaults = {"mode": "int8", "weight_bits": 8, "granularity": "channel", "block_size": 32, "min_weight_elements": 1024, "weight_rounding": "auto"}
     for key, value in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -75,8 +75,10 @@ def _weight_options(a: argparse.Namespace) -> dict:
     if a.mode not in ("dynamic", "weight-only"):
         if a.weight_bits != 8 or a.granularity != "channel" or a.op_bits:
             raise TflquantError(f"--weight-bits, --granularity and --op-bits apply to --mode dynamic and weight-only, not {a.mode}")
+        if a.weight_rounding != "auto":
+            raise TflquantError(f"--weight-rounding applies to --mode dynamic and weight-only, not {a.mode}")
         return {}
-    return {"weight_bits": a.weight_bits, "granularity": a.granularity, "block_size": a.block_size, "op_bits": a.op_bits or ()}
+    return {"weight_bits": a.weight_bits, "granularity": a.granularity, "block_size": a.block_size, "op_bits": a.op_bits or (), "weight_rounding": a.weight_rounding}
 
 
 def _cmd_quantize(a: argparse.Namespace) -> None:
@@ -210,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=BITS[/GRAN[/BLOCK]]",
         help="other weight bits for one op (output tensor name) or op type, e.g. lm_head=8 or FULLY_CONNECTED=4/block/64 (repeatable)",
+    )
+    q.add_argument(
+        "--weight-rounding",
+        choices=["nearest", "mse", "gptq", "auto"],
+        help="dynamic / weight-only: nearest, mse (MSE-clipped scales), gptq (second-order rounding of FULLY_CONNECTED weights from "
+        "the --calibration data) or auto (default: gptq where a layer has data, else mse for 4-bit and nearest for 8-bit weights)",
     )
     q.add_argument("--recipe", metavar="RECIPE.json", help="options from a JSON file: mode, weight_bits, granularity, block_size, keep_float, op_bits, op_precision, min_weight_elements, weight_rounding (the command line wins)")
     q.add_argument(

@@ -43,6 +43,7 @@ def pipeline_spec(
     op_bits: Sequence[str] = (),
     calibration_method: str = "minmax",
     percentile: float = 99.99,
+    weight_rounding: str = "auto",
     op_precision: Sequence[str] = (),
 ) -> str:
     """The pass pipeline spec for a mode and its options.
@@ -71,6 +72,11 @@ def pipeline_spec(
     tensor name or op type, then int8, int16 or float) for `op-precision`, first in the
     pipeline (see passes/op_precision.py); the mode gives the other ops' precision. With an
     int16 entry, biases of int16 ops default to int64 and bias correction to on, as in 16x8.
+    weight_rounding: (dynamic, weight-only) how weights are rounded (quantize-weights'
+    weight-rounding): "nearest", "mse" (MSE-clipped scales), "gptq" (GPTQ where the driver
+    hands over the layers' input statistics: run_pipeline(weight_statistics=...)) or "auto"
+    (default: GPTQ where a layer has statistics, else MSE clipping for 4-bit weights and
+    round to nearest for 8-bit ones; tflquant.calibration.weight_rounding.resolve_method).
     calibration_method, percentile: (int8, int16x8) how annotate-calibration picks each
     tensor's range from the statistics (minmax, moving-average, percentile, mse, entropy;
     see tflquant.calibration.stats.select); the spec carries them so tflquant-opt replays
@@ -97,6 +103,12 @@ def pipeline_spec(
     outlier = outlier_passes(mode, cross_layer_equalization, smooth_quant)
     if mode not in WEIGHT_MODES and (weight_bits != 8 or granularity != "channel" or op_bits):
         raise TflquantError(f"weight_bits, granularity and op_bits apply to the dynamic and weight-only modes, not to mode {mode}")
+    from tflquant.calibration.weight_rounding import ROUNDINGS
+
+    if weight_rounding not in ROUNDINGS:
+        raise TflquantError(f"unknown weight rounding {weight_rounding!r}: choose one of {', '.join(ROUNDINGS)}")
+    if mode not in WEIGHT_MODES and weight_rounding != "auto":
+        raise TflquantError(f"weight_rounding applies to the dynamic and weight-only modes, not to mode {mode}")
     keep = _keep_float(keep_float, mode)
     op_precision = [op_precision] if isinstance(op_precision, str) else list(op_precision or ())
     precision = _op_precision(op_precision, mode)
@@ -115,6 +127,8 @@ def pipeline_spec(
             extra += f" block-size={block_size}"
         if mode == "weight-only":
             extra += " weight-only=true"
+        if weight_rounding != "nearest":
+            extra += f" weight-rounding={weight_rounding}"
         if op_bits:
             extra += " op-bits=" + ",".join(_quote(e) for e in op_bits)
         # fold-bias-add: one float ADD fewer after each hybrid layer (the same values)
@@ -225,12 +239,14 @@ def parse_pipeline(spec: str, callback: Callable[[ModulePass, ModuleOp, ModulePa
         raise TflquantError(f"bad pipeline {spec!r}: {e}") from None
 
 
-def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True, stats: Mapping[str, Any] | None = None) -> None:
+def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True, stats: Mapping[str, Any] | None = None, weight_statistics: Any = None) -> None:
     """Run a pipeline, verifying the module after every pass (as mlir-opt does).
 
     stats: calibration statistics in memory (tensor name -> Range): the spec's
     `annotate-calibration` passes without a stats-file attach these (for this run only),
     with the range each pass's `method` picks.
+    weight_statistics: the layers' input statistics (tflquant.calibration.hessian.InputHessians)
+    for the passes that round weights from data (quantize-weights: `with_weight_statistics`).
     """
 
     def check(prev: ModulePass, mod: ModuleOp, _next: ModulePass) -> None:
@@ -246,6 +262,9 @@ def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True,
         from tflquant.passes.annotate_calibration import AnnotateCalibration
 
         passes = (p.with_stats(stats) if isinstance(p, AnnotateCalibration) and not p.stats_file else p for p in pipeline.passes)
+        pipeline = PassPipeline(tuple(passes), pipeline.callback)
+    if weight_statistics is not None:
+        passes = (p.with_weight_statistics(weight_statistics) if hasattr(p, "with_weight_statistics") else p for p in pipeline.passes)
         pipeline = PassPipeline(tuple(passes), pipeline.callback)
     pipeline.apply(ctx, module)
     if verify and pipeline.passes:
