@@ -1,18 +1,26 @@
-"""Per-tensor errors of a quantized model against its float original: where the accuracy goes.
+"""Per-tensor errors of quantized models against their float original: where the accuracy goes.
 
-    from tflquant.compare import layer_errors
+    from tflquant.compare import compare_models, layer_errors
     for row in layer_errors("float.tflite", "int8.tflite", "eval.npz"):
         print(row)                      # in execution order
+    c = compare_models("float.tflite", ["int8.tflite", "16x8.tflite"], "eval.npz")
+    c.to_csv("layers.csv")              # the TF QuantizationDebugger's columns, then ours
+    c.to_html("layers.html")            # SQNR plot of every model (tflquant.debug_report)
 
 Both models run in tflquant's reference interpreters on the same float samples: the float
 model in float, the quantized one with LiteRT's integer kernels (`IntegerInterpreter`, which
-quantizes integer model inputs from the float samples with the inputs' own parameters).
-Every tensor the two models name alike is compared: a quantized tensor is dequantized with
-its own parameters and scored by its SQNR against the float tensor (10 log10 of signal over
-error energy, 99 dB when equal), with the largest error in steps of its quantization scale.
-Rows come in execution order, so a drop from one row to the next points at the op that
-loses the accuracy; give it to `keep_float` (or `--keep-float`) to see what keeping it float
-is worth.
+quantizes integer model inputs from the float samples with the inputs' own parameters). A
+dynamic-range model (float activations) runs float kernels, its hybrid ones fed their input
+quantized at run time as LiteRT's hybrid kernels do; float16 and weight-only models run
+their dequantized weights. Every tensor the two models name alike is compared, in every
+subgraph (a WHILE body once per iteration; names '@subgraph/tensor' outside the first) and
+every signature the data names ('<signature>/<input>' keys; each runs from the variables'
+initial values): a quantized tensor is dequantized with its own parameters and scored by
+its SQNR against the float tensor (10 log10 of signal over error energy, 99 dB when equal),
+with the largest error in steps of its quantization scale, the SQNR its op loses (its
+inputs' lowest SQNR minus its own) and the TF debugger's metrics. Rows come in execution
+order, so a drop from one row to the next points at the op that loses the accuracy; give it
+to `keep_float` (or `--keep-float`) to see what keeping it float is worth.
 
 `op_losses` measures ops one at a time instead (no integer run of the whole model): each
 integer op is fed the float model's values quantized at its input types and its output is
