@@ -1,0 +1,142 @@
+"""Mixed precision (issue 13): automatic int8 / int16 / float mixes against the int8 and 16x8 models.
+
+    nice python benchmarks/mixed_precision.py [--models tiny_transformer small_unet] [--workers 2]
+
+For each model in ../shared/models: quantize int8 and int16x8 (default options), then run the
+mixed-precision search (`tflquant.quantize(..., target_sqnr=)`) twice:
+(a) to the 16x8 model's SQNR minus 0.5 dB (what must show: within 1 dB of 16x8, faster);
+(b) to the middle of the int8 and 16x8 SQNRs (what must show: fewer than a quarter of the ops
+    promoted).
+SQNR: LiteRT outputs against the float model's on every eval.npz sample (lowest over the
+outputs, dB). Latency: LiteRT single-thread invoke, the models interleaved in one process
+(rounds of 20 invokes each, median over the rounds). Promoted ops: ops of the mixed model
+computing in int16 or float (QUANTIZE / DEQUANTIZE not counted) over the int8 model's ops.
+The search path is printed, and (a) is rerun with one worker to check the result does not
+depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT.parent / "shared" / "models"
+
+
+def _interp(model: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model, num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _outputs(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    it = _interp(model)
+    ins, outs = it.get_input_details(), it.get_output_details()
+    res: list[list[np.ndarray]] = [[] for _ in outs]
+    for k in range(inputs[0].shape[0]):
+        for d, x in zip(ins, inputs):
+            it.set_tensor(d["index"], x[k : k + 1].reshape(d["shape"]).astype(d["dtype"]))
+        it.invoke()
+        for j, d in enumerate(outs):
+            y = it.get_tensor(d["index"]).astype(np.float64)
+            if d["dtype"] != np.float32:
+                s, z = d["quantization"]
+                y = (y - z) * s
+            res[j].append(y)
+    return [np.concatenate(r) for r in res]
+
+
+def _sqnr(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    from tflquant.mixed_precision import output_sqnr
+
+    return output_sqnr(ref, got)
+
+
+def _latencies(models: dict[str, bytes], x: list[np.ndarray], rounds: int = 15, n: int = 20) -> dict[str, float]:
+    its = {}
+    for k, b in models.items():
+        it = _interp(b)
+        for d, a in zip(it.get_input_details(), x):
+            it.set_tensor(d["index"], a[:1].reshape(d["shape"]).astype(d["dtype"]))
+        it.invoke()
+        its[k] = it
+    times: dict[str, list[float]] = {k: [] for k in its}
+    for _ in range(rounds):
+        for k, it in its.items():  # interleaved: every model sees the same machine load
+            t = time.perf_counter()
+            for _ in range(n):
+                it.invoke()
+            times[k].append((time.perf_counter() - t) / n * 1e3)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _promoted(result) -> tuple[int, int]:
+    counts: dict[str, int] = {}
+    for o in result.report.ops:
+        counts[o.kind] = counts.get(o.kind, 0) + 1
+    return counts.get("int16", 0) + counts.get("float", 0), sum(v for k, v in counts.items() if k not in ("quantize", "dequantize"))
+
+
+def run_model(name: str, workers: int, out: list[str]) -> None:
+    import tflquant
+
+    d = MODELS / name
+    fpath, calib = str(d / "float.tflite"), str(d / "calib.npz")
+    ev = np.load(d / "eval.npz")
+    x = [ev[k] for k in ev.files if k != "labels"]
+    fbytes = (d / "float.tflite").read_bytes()
+    ref = _outputs(fbytes, x)
+    base = {m: tflquant.quantize(fpath, mode=m, representative_dataset=calib) for m in ("int8", "int16x8")}
+    s8, s16 = (_sqnr(ref, _outputs(base[m].model, x)) for m in ("int8", "int16x8"))
+    n8 = _promoted(base["int8"])[1]
+    say = lambda s: (print(s, flush=True), out.append(s))  # noqa: E731
+    say(f"== {name}: int8 {s8:.2f} dB ({len(base['int8'].model)} B, {n8} ops), int16x8 {s16:.2f} dB ({len(base['int16x8'].model)} B)")
+    mixed = {}
+    for tag, target in (("a", s16 - 0.5), ("b", (s8 + s16) / 2)):
+        t = time.perf_counter()
+        r = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=workers)
+        secs = time.perf_counter() - t
+        s = _sqnr(ref, _outputs(r.model, x))
+        p, _ = _promoted(r)
+        mixed[tag] = r
+        say(f"-- ({tag}) target {target:.2f} dB: search {secs:.1f} s, {len(r.report.search) - 1} steps; eval SQNR {s:.2f} dB "
+            f"(16x8 - {s16 - s:.2f} dB), {len(r.model)} B, {p}/{n8} ops promoted ({p / n8:.0%})")
+        for st in r.report.search:
+            line = str(st)
+            say("     " + (line if len(line) < 220 else line[:217] + "..."))
+        if tag == "a":
+            one = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=1)
+            same = hashlib.sha256(one.model).hexdigest() == hashlib.sha256(r.model).hexdigest()
+            say(f"     workers=1 vs workers={workers}: {'same bytes' if same else 'DIFFERENT bytes'}")
+    lat = _latencies({"int8": base["int8"].model, "int16x8": base["int16x8"].model, "mixed-a": mixed["a"].model,
+                      "mixed-b": mixed["b"].model, "float": fbytes}, x)
+    say("   LiteRT latency (ms, interleaved, median of 15x20 invokes): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in lat.items())
+        + f"; mixed-a / int16x8 = {lat['mixed-a'] / lat['int16x8']:.2f}, mixed-b / int16x8 = {lat['mixed-b'] / lat['int16x8']:.2f}"
+        + f", mixed-a / int8 = {lat['mixed-a'] / lat['int8']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["tiny_transformer", "small_unet"])
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args(argv)
+    out: list[str] = []
+    for m in a.models:
+        if not (MODELS / m / "float.tflite").exists():
+            print(f"skip {m}: {MODELS / m} not found", file=sys.stderr)
+            continue
+        run_model(m, a.workers, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
