@@ -320,14 +320,19 @@ def _tensor_indices(m: ModuleOp, data: bytes | mmap.mmap | None) -> list[dict[st
     from tflquant.tflite.flatbuf import root_table
     from tflquant.tflite.writer import write_flatbuffer
 
+    from tflquant.tflite.flatbuf import FlatbufferError
+
     if data is None:
         data = write_flatbuffer(m)
     out = []
-    for sg in root_table(data).tables(schema.MODEL_FIELDS["subgraphs"]):
-        names: dict[str, int] = {}
-        for i, t in enumerate(sg.tables(schema.SUBGRAPH_FIELDS["tensors"])):
-            names.setdefault(t.string(schema.TENSOR_FIELDS["name"]) or "", i)
-        out.append(names)
+    try:
+        for sg in root_table(data).tables(schema.MODEL_FIELDS["subgraphs"]):
+            names: dict[str, int] = {}
+            for i, t in enumerate(sg.tables(schema.SUBGRAPH_FIELDS["tensors"])):
+                names.setdefault(t.string(schema.TENSOR_FIELDS["name"]) or "", i)
+            out.append(names)
+    except FlatbufferError:  # the reader took the file: only the indices are lost
+        return []
     return out
 
 
