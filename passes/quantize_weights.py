@@ -153,7 +153,7 @@ def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tup
         qtype = UniformQuantizedType.make(IntegerType(bits), float(s[0]), 0, narrow=True)
         return (_round(w, s[0], qmax) if rounded is None else rounded[0]), qtype
     s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax) if rounded is None else rounded[1]
-    qtype = UniformQuantizedType.make(IntegerType(bits), [float(v) for v in s], 0, axis=axis, narrow=True)
+    qtype = UniformQuantizedType.make(IntegerType(bits), s, 0, axis=axis, narrow=True)
     return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax) if rounded is None else rounded[0]), qtype
 
 

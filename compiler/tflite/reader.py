@@ -314,15 +314,15 @@ class _Importer:
                 scale = None  # all-zero scales (old converters on int32 shape tensors): not quantized
             if scale is not None and len(scale) > 0 and code in _QUANT_STORAGE:
                 zp = q.vector(Q["zero_point"], "i64")
-                zps = [int(z) for z in zp] if zp is not None and len(zp) > 0 else [0]
+                zps = np.asarray(zp, np.int64) if zp is not None and len(zp) > 0 else np.zeros(1, np.int64)
                 if len(zps) == 1 and len(scale) > 1:
-                    zps = zps * len(scale)
+                    zps = np.repeat(zps, len(scale))
                 if len(zps) != len(scale):
                     raise self.fail(f"tensor '{info.name}' has {len(scale)} scales but {len(zps)} zero points")
-                scales = [float(s) for s in scale]
-                for s in scales:
-                    if not (math.isfinite(s) and s > 0):
-                        raise self.fail(f"tensor '{info.name}' has quantization scale {s}; scales must be positive and finite")
+                scales = np.asarray(scale, np.float32)
+                bad = ~(np.isfinite(scales) & (scales > 0))
+                if bad.any():
+                    raise self.fail(f"tensor '{info.name}' has quantization scale {float(scales[bad][0])}; scales must be positive and finite")
                 per_axis = len(scales) > 1 or qdim != 0
                 if per_axis and not (0 <= qdim < max(len(dims), 1)):
                     raise self.fail(f"tensor '{info.name}' has quantized_dimension {qdim} outside its rank {len(dims)}")
