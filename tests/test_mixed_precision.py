@@ -1,0 +1,149 @@
+"""Mixed precision (issue 13): int8 / int16 / float per op by hand (`op_precision`), and the
+automatic search to a target (`target_sqnr`, `accuracy_fn` + `max_drop`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from models import cnn, sample_inputs
+
+import tflquant
+from tflquant.errors import TflquantError
+from tflquant.reference.integer_interpreter import IntegerInterpreter
+from tflquant.scoring import litert_run, sqnr_db
+from tflquant.tflite.writer import write_flatbuffer
+
+
+@pytest.fixture(scope="module")
+def model() -> tuple[bytes, dict[str, np.ndarray], list[np.ndarray]]:
+    """The test CNN, calibration data and its float outputs on them (LiteRT)."""
+    m = write_flatbuffer(cnn())
+    data = sample_inputs(cnn(), n=48, seed=3)
+    return m, data, litert_run(m, list(data.values()))
+
+
+def _conversions(r: tflquant.QuantizationResult) -> set[tuple[str, str]]:
+    """(input type, output type) of every QUANTIZE in the model, as element-type text."""
+    from tflquant.dialects import quant, tfl
+
+    def kind(v) -> str:
+        t = quant.quantized_element(v.type)
+        return f"int{t.storage_type.width.data}" if t is not None else "float"
+
+    return {(kind(o.inputs[0]), kind(o.outputs[0])) for o in r.module.walk() if isinstance(o, tfl.QuantizeOp)}
+
+
+def test_by_hand_mixed_model_runs_in_litert_like_the_reference(model) -> None:
+    """CONV_2D and ADD in int16, the rest int8: LiteRT runs the int8 <-> int16 requantizing
+    QUANTIZE ops at the boundaries, the integer reference interpreter gives LiteRT's builtin
+    kernels' outputs, and the accuracy lies with int8's and 16x8's."""
+    m, data, ref = model
+    x = list(data.values())
+    r8 = tflquant.quantize(m, representative_dataset=data)
+    r16 = tflquant.quantize(m, mode="int16x8", representative_dataset=data)
+    mixed = tflquant.quantize(m, representative_dataset=data, op_precision={"CONV_2D": "int16", "ADD": "int16"})
+    kinds = {(o.op_type, o.kind) for o in mixed.report.ops}
+    assert {("CONV_2D", "int16"), ("ADD", "int16"), ("DEPTHWISE_CONV_2D", "int8"), ("SOFTMAX", "int8")} <= kinds
+    assert {("int8", "int16"), ("int16", "int8")} <= _conversions(mixed)
+    # int16 ops take int64 biases, int8 ops int32
+    from tflquant.dialects import quant, tfl
+
+    for o in mixed.module.walk():
+        if isinstance(o, tfl.TflOp) and o.BUILTIN in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            act = quant.quantized_element(o.inputs[0].type).storage_type.width.data
+            bias = quant.quantized_element(o.inputs[2].type).storage_type.width.data
+            assert (act, bias) in ((8, 32), (16, 64))
+    got = litert_run(mixed.model, x)[0]
+    s8, s16, smix = (sqnr_db(ref[0], litert_run(r.model, x)[0]) for r in (r8, r16, mixed))
+    assert smix > 20.0 and s16 > s8
+    assert min(s8, s16) - 3.0 < smix < max(s8, s16) + 3.0
+    # the reference interpreter's integer kernels agree with LiteRT's builtin ones on the mixed model
+    builtin = litert_run(mixed.model, x, delegates=False)[0]
+    ours = IntegerInterpreter(mixed.module).run(x)[0]
+    np.testing.assert_allclose(ours, builtin, atol=1.5 * 2.0**-8)  # within one output step (1/256)
+    assert sqnr_db(got, ours) > 40.0
+
+
+def test_float_region_and_every_op_int16(model) -> None:
+    """A float op sits between DEQUANTIZE and QUANTIZE with its weights float; int8 mode with
+    every op type int16 is the int16x8 model, byte for byte."""
+    m, data, ref = model
+    r = tflquant.quantize(m, representative_dataset=data, op_precision=["FULLY_CONNECTED=float"])
+    fc = [o for o in r.report.ops if o.op_type == "FULLY_CONNECTED"]
+    assert [o.kind for o in fc] == ["float"] and "op-precision" in (fc[0].reason or "")
+    assert ("float", "int8") in _conversions(r)
+    assert sqnr_db(ref[0], litert_run(r.model, list(data.values()))[0]) > 20.0
+    types = sorted({o.op_type for o in tflquant.quantize(m, representative_dataset=data).report.ops} - {"DEQUANTIZE", "QUANTIZE"})
+    every = tflquant.quantize(m, representative_dataset=data, op_precision={t: "int16" for t in types})
+    assert every.model == tflquant.quantize(m, mode="int16x8", representative_dataset=data).model
+
+
+def test_op_precision_errors_and_recipe(model, tmp_path) -> None:
+    m, data, _ = model
+    with pytest.raises(TflquantError, match="no op has the output tensor or op type 'nope'"):
+        tflquant.quantize(m, representative_dataset=data, op_precision={"nope": "int16"})
+    with pytest.raises(TflquantError, match="unknown precision 'int4'"):
+        tflquant.quantize(m, representative_dataset=data, op_precision={"SOFTMAX": "int4"})
+    with pytest.raises(TflquantError, match="applies to the int8 and int16x8 modes"):
+        tflquant.quantize(m, mode="dynamic", op_precision={"SOFTMAX": "int16"})
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"op_precision": {"CONV_2D": "int16"}}))
+    a = tflquant.quantize(m, representative_dataset=data, recipe=recipe)
+    b = tflquant.quantize(m, representative_dataset=data, op_precision=["CONV_2D=int16"])
+    assert a.model == b.model and ("CONV_2D", "int16") in {(o.op_type, o.kind) for o in a.report.ops}
+    recipe.write_text(json.dumps({"op_precision": {"CONV_2D": "int9"}}))
+    with pytest.raises(TflquantError, match="recipe .*unknown precision 'int9'"):
+        tflquant.quantize(m, representative_dataset=data, recipe=recipe)
+
+
+def test_search_reaches_the_target_and_prints_its_path(model) -> None:
+    """From int8 (step 0) the search promotes until the output SQNR on the search samples
+    reaches the target; each step says what it promoted; the model found is the last step's."""
+    from tflquant.mixed_precision import SEARCH_SAMPLES, output_sqnr
+
+    m, data, _ = model
+    start = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1)
+    s0 = start.report.search[0].sqnr_db
+    assert len(start.report.search) == 1 and start.report.search[0].promoted == ()
+    r = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 6.0, workers=1)
+    path = r.report.search
+    assert len(path) >= 2 and path[-1].sqnr_db >= s0 + 6.0 and all(st.promoted for st in path[1:])
+    assert not any("no mix reached" in w for w in r.report.warnings)
+    assert path[-1].size == len(r.model) and "mixed-precision search" in str(r.report)
+    x = [a[:SEARCH_SAMPLES] for a in data.values()]
+    ref = tflquant.reference.interpreter.Interpreter(tflquant.tflite.reader.read_flatbuffer(m)).run(x)
+    assert abs(output_sqnr(ref, IntegerInterpreter(r.module).run(x)) - path[-1].sqnr_db) < 1e-6
+    kinds = [o.kind for o in r.report.ops if o.kind not in ("quantize", "dequantize")]
+    assert sum(k in ("int16", "float") for k in kinds) == path[-1].promoted_ops > 0
+
+
+def test_search_to_a_score_and_errors(model) -> None:
+    """accuracy_fn / max_drop: the score of the model found is within max_drop of the float
+    model's; an unreachable target returns the best found with a warning."""
+    m, data, ref = model
+    x = list(data.values())
+
+    def score(b: bytes) -> float:  # negative mean squared error of the output
+        return -float(np.mean((litert_run(b, x)[0] - ref[0]) ** 2))
+
+    r8 = tflquant.quantize(m, representative_dataset=data)
+    drop = -score(r8.model) / 4
+    r = tflquant.quantize(m, representative_dataset=data, accuracy_fn=score, max_drop=drop, workers=1)
+    assert score(r.model) >= -drop and r.report.search[-1].score == pytest.approx(score(r.model))
+    with pytest.raises(TflquantError, match="accuracy_fn and max_drop go together"):
+        tflquant.quantize(m, representative_dataset=data, accuracy_fn=score)
+    with pytest.raises(TflquantError, match="starts from int8"):
+        tflquant.quantize(m, mode="int16x8", representative_dataset=data, target_sqnr=40.0)
+    with pytest.raises(TflquantError, match="workers must be a positive integer"):
+        tflquant.quantize(m, representative_dataset=data, target_sqnr=40.0, workers=0)
+
+
+def test_search_result_does_not_depend_on_worker_count(model) -> None:
+    """Candidates evaluated in 2 spawned worker processes give the same path and bytes as in one."""
+    m, data, _ = model
+    s0 = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1).report.search[0].sqnr_db
+    one = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 4.0, workers=1)
+    two = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 4.0, workers=2)
+    assert one.model == two.model and [s.promoted for s in one.report.search] == [s.promoted for s in two.report.search]
