@@ -332,6 +332,7 @@ def quantize(
 
     model: path to a .tflite file, or its bytes.
     mode: "int8" (full integer, float fallback), "int16x8", "dynamic", "weight-only"
+    validation_dataset: Any = None,
       (integer weights read through DEQUANTIZE, float compute: every runtime and delegate
       runs it) or "float16".
     representative_dataset: needed by int8 and int16x8; optional for dynamic, where its first
@@ -406,7 +407,9 @@ def quantize(
       step). accuracy_fn / max_drop: the same search to a user metric: accuracy_fn(model
       bytes) -> score (higher is better), until it is at most max_drop below the float
       model's score. workers: candidate models evaluated in that many processes (default:
-      the CPU count, at most 4); the result does not depend on it.
+      the CPU count, at most 4); the result does not depend on it. validation_dataset: held-out
+      samples (same forms as representative_dataset) the search measures the output on
+      (default: the first 32 calibration samples).
     weight_rounding: (dynamic, weight-only) "auto" (default), "gptq", "mse" or "nearest".
       With representative_dataset, calibration runs the float model once and records each
       FULLY_CONNECTED input's X^T X (tflquant.calibration.hessian); "gptq" rounds those
@@ -443,7 +446,7 @@ def quantize(
 
         return search_quantize(
             model, mode=mode, representative_dataset=representative_dataset, target_sqnr=target_sqnr,
-            accuracy_fn=accuracy_fn, max_drop=max_drop, workers=workers, io_type=io_type, per_channel=per_channel,
+            accuracy_fn=accuracy_fn, max_drop=max_drop, workers=workers, validation_dataset=validation_dataset, io_type=io_type, per_channel=per_channel,
             allow_float=allow_float, bias_type=bias_type, batch_size=batch_size, max_samples=max_samples,
             calibration_threads=calibration_threads, verify=verify, bias_correction=bias_correction,
             clip_weights=clip_weights, keep_float=keep_float, target=target, op_precision=op_precision,

@@ -6,9 +6,10 @@
 
 The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; CLI
 `--target-sqnr`):
-1. One calibration run; every candidate reuses its statistics (`_calibration=`), and the
-   first SEARCH_SAMPLES calibration samples measure the model output (float reference
-   computed once by the reference interpreter).
+1. One calibration run; every candidate reuses its statistics (`_calibration=`). The first
+   SEARCH_SAMPLES samples of `validation_dataset` (default: of the calibration data, which
+   flatters every candidate alike) measure the model output; the float reference is
+   computed once by the reference interpreter.
 2. Start from int8. Rank the tensors by the SQNR the op computing them loses
    (`tflquant.compare`'s `layer_loss_db`: its inputs' lowest SQNR minus its own, measured with
    LiteRT's integer kernels in the reference interpreter) and take the CANDIDATES worst.
@@ -153,7 +154,8 @@ def precision_counts(module: ModuleOp) -> dict[str, int]:
 @dataclass(frozen=True)
 class _Job:
     model: bytes
-    samples: dict[str, np.ndarray]  # input name -> the search samples
+    samples: dict[str, np.ndarray]  # input name -> the first calibration samples (the measured fallback's)
+    measured: list[np.ndarray]  # the samples the output is measured on (validation_dataset, else those)
     reference: list[np.ndarray]  # float model outputs on them
     calibration: Any
     options: dict[str, Any]
@@ -191,7 +193,7 @@ def _evaluate(job: _Job) -> _Outcome:
 
     r = quantize(job.model, representative_dataset=job.samples, op_precision=dict(job.precision), _calibration=job.calibration, **job.options)
     assert r.module is not None
-    got = _run_quantized(r.module, list(job.samples.values()))
+    got = _run_quantized(r.module, job.measured)
     counts = precision_counts(r.module)
     return _Outcome(r.model, output_sqnr(job.reference, got), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0))
 
@@ -255,6 +257,7 @@ def search_quantize(
     accuracy_fn: Callable[[bytes], float] | None = None,
     max_drop: float | None = None,
     workers: int | None = None,
+    validation_dataset: Any = None,
     op_precision: Mapping[str, str] | Sequence[str] | None = None,
     batch_size: int = 32,
     max_samples: int | None = None,
@@ -299,18 +302,25 @@ def search_quantize(
     calib = calibrate(module, source, where=where, batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
                       channel_means=True, histograms=calibration_method != "minmax")
     samples = _main_samples(module, source if kept is None else kept, SEARCH_SAMPLES)
+    if validation_dataset is not None:  # held-out data to measure on
+        vsource, vkept = _keeping_first(validation_dataset, SEARCH_SAMPLES)
+        measured = _main_samples(module, vsource if vkept is None else vkept, SEARCH_SAMPLES)
+        if measured is None:
+            raise TflquantError("validation_dataset: no samples for the model's first subgraph (give one array per input, samples first)")
+    else:
+        measured = samples
     if samples is None:
         raise TflquantError(f"{where}: no samples for the model's first subgraph to measure the output on")
     fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
     names = [_arg_name(fn, i) for i in range(len(fn.body.block.args))]
     by_name = dict(zip(names, samples))
-    reference = Interpreter(fn).run(list(samples))
+    reference = Interpreter(fn).run(list(measured))
     opts = {"mode": mode, "bias_correction": True if bias_correction is None else bias_correction,
             "calibration_method": calibration_method, "batch_size": batch_size, **options}
     fixed = parse_entries(op_precision_entries(op_precision))  # the user's own choices stay
 
     def jobs(cands: list[dict[str, str]]) -> list[_Job]:
-        return [_Job(data, by_name, reference, calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
+        return [_Job(data, by_name, list(measured), reference, calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
 
     float_score = accuracy_fn(data) if accuracy_fn is not None else None
 
@@ -333,7 +343,7 @@ def search_quantize(
         return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
 
     while not meets(cur, cur_score):
-        rows = compare_models(data, [cur.model], list(samples), max_samples=SEARCH_SAMPLES, labels=["current"]).rows
+        rows = compare_models(data, [cur.model], list(measured), max_samples=SEARCH_SAMPLES, labels=["current"]).rows
         ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
         # per variant (int16 first, float), the units in rank order; candidates: their prefixes of 1, 2, 4, ... units
         variants: list[list[dict[str, str]]] = []
