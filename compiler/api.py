@@ -205,17 +205,29 @@ def _kb(n: int) -> str:
 
 @dataclass
 class QuantizationResult:
-    """The quantized model (`model`: flatbuffer bytes) and its `report`."""
+    """The quantized model (`model`: flatbuffer bytes) and its `report`. A model in the
+    large layout (past 2 GB) is held as its pieces (`pieces`: the flatbuffer and the
+    constants' own payloads): save() streams them to the file; `model` joins them on use."""
 
-    model: bytes
+    pieces: list = field(repr=False)
     report: QuantizationReport
     module: ModuleOp | None = field(default=None, repr=False)  # the quantized IR
 
+    @property
+    def model(self) -> bytes:
+        if len(self.pieces) != 1 or not isinstance(self.pieces[0], bytes):
+            from tflquant.tflite.verify import verify_model
+
+            self.pieces = [b"".join(self.pieces)]
+            verify_model(self.pieces[0])
+        return self.pieces[0]
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model atomically (a temporary file beside `path`, then a rename)."""
-        from tflquant.fileio import atomic_write
+        from tflquant.fileio import atomic_write_parts
+        from tflquant.tflite.verify import verify_model
 
-        atomic_write(path, self.model)
+        atomic_write_parts(path, self.pieces, check=None if len(self.pieces) == 1 else verify_model)
 
     def __bytes__(self) -> bytes:
         return self.model
@@ -427,7 +439,7 @@ def quantize(
     from tflquant.calibration.stats import write_stats
     from tflquant.ir import make_context
     from tflquant.pipeline import pipeline_spec, run_pipeline
-    from tflquant.tflite.writer import write_flatbuffer
+    from tflquant.tflite.writer import model_pieces
 
     if recipe is not None:
         r = load_recipe(recipe)
@@ -631,7 +643,7 @@ def quantize(
     from tflquant.fileio import release_pages
 
     release_pages(data)  # the float weights have been read: their mapped pages need not stay resident
-    out = write_flatbuffer(module)
+    out, _large = model_pieces(module)
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 
@@ -641,7 +653,7 @@ def quantize(
         io_type=io_type,
         pipeline=spec,
         size_before=len(data),
-        size_after=len(out),
+        size_after=sum(len(p) for p in out),
         seconds=seconds,
         ops=describe_ops(module, mode),
         calibration_samples=calib.samples if calib else 0,

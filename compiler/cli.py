@@ -32,9 +32,9 @@ def _cmd_import(a: argparse.Namespace) -> None:
 
 
 def _cmd_export(a: argparse.Namespace) -> None:
-    from tflquant.fileio import atomic_write, read_bytes
+    from tflquant.fileio import read_bytes
     from tflquant.ir import parse_module
-    from tflquant.tflite.writer import write_flatbuffer
+    from tflquant.tflite.writer import write_model
 
     text = read_bytes(a.input, "IR file").decode("utf-8", errors="replace")
     module = parse_module(text, name=a.input)
@@ -42,7 +42,7 @@ def _cmd_export(a: argparse.Namespace) -> None:
         module.verify()
     except Exception as e:
         raise TflquantError(f"{a.input}: invalid IR: {e}") from None
-    atomic_write(a.output, write_flatbuffer(module))
+    write_model(module, a.output)  # a model past 2 GB is streamed, never joined in memory
 
 
 def _own_process() -> None:

@@ -142,6 +142,26 @@ def test_large_layout_model_quantizes_dynamic_and_runs(decoder, tmp_path):
     np.testing.assert_array_equal(_run(str(out), tokens), got)
 
 
+def test_api_output_past_the_limit_is_streamed_by_save(decoder, tmp_path, monkeypatch):
+    """An output over the flatbuffer limit (patched down to 64 KB here; 2 GB in use) is held
+    as pieces that are the constants' own payloads and streamed by save(), in the large
+    layout, byte-identical to write_model's file; `model` joins it on demand."""
+    src = tmp_path / "float.tflite"
+    write_model(decoder, src)
+    monkeypatch.setattr(schema, "FLATBUFFER_SIZE_MAX", 64 * 1024)
+    r = tflquant.quantize(src, mode="weight-only", weight_bits=4, granularity="block", block_size=32, weight_rounding="nearest")
+    assert len(r.pieces) > 3 and any(isinstance(p, memoryview) for p in r.pieces)
+    out = tmp_path / "q.tflite"
+    r.save(out)
+    assert out.stat().st_size == r.report.size_after
+    assert any(off > 1 for _, off, _ in _buffer_spans(out.read_bytes()))
+    ref = tmp_path / "ref.tflite"
+    write_model(r.module, ref, large=True)
+    assert out.read_bytes() == ref.read_bytes() == r.model
+    tokens = DM.token_batches(VOCAB, SEQ, 2)
+    assert _sqnr(_run(str(src), tokens), _run(str(out), tokens)) > 5.0
+
+
 _CHILD = r"""
 import json, resource, sys
 import tflquant, tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer

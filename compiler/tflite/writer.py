@@ -161,10 +161,30 @@ def write_flatbuffer(
     For models of gigabytes prefer write_model(), which streams the buffers to the file."""
     from tflquant.tflite.verify import verify_model
 
-    head, tail = _layout(module, max_flatbuffer_size, large)
-    out = b"".join(head) if not tail else b"".join(_large_parts(head, tail))
+    out = b"".join(_pieces(module, max_flatbuffer_size, large))
     verify_model(out)
     return out
+
+
+def model_pieces(module: ModuleOp, *, max_flatbuffer_size: int | None = None) -> tuple[list[bytes | memoryview], bool]:
+    """(the file's pieces in order, large layout?). A model within one flatbuffer is one
+    piece, verified; in the large-model layout the pieces are the flatbuffer, padding and
+    the constants' own payloads (no copy), not yet verified: write them with
+    `fileio.atomic_write_parts(path, pieces, check=verify_model)`, which verifies the
+    mapped file, so a model past 2 GB is never held twice in memory."""
+    from tflquant.tflite.verify import verify_model
+
+    head, tail = _layout(module, schema.FLATBUFFER_SIZE_MAX if max_flatbuffer_size is None else max_flatbuffer_size, None)
+    if tail:
+        return list(_large_parts(head, tail)), True
+    out = b"".join(head)
+    verify_model(out)
+    return [out], False
+
+
+def _pieces(module: ModuleOp, max_flatbuffer_size: int, large: bool | None):
+    head, tail = _layout(module, max_flatbuffer_size, large)
+    return _large_parts(head, tail) if tail else head
 
 
 def write_model(
@@ -177,9 +197,7 @@ def write_model(
     from tflquant.fileio import atomic_write_parts
     from tflquant.tflite.verify import verify_model
 
-    head, tail = _layout(module, max_flatbuffer_size, large)
-    parts = _large_parts(head, tail) if tail else head
-    return atomic_write_parts(path, parts, check=lambda data: verify_model(data))
+    return atomic_write_parts(path, _pieces(module, max_flatbuffer_size, large), check=verify_model)
 
 
 def _layout(module: ModuleOp, max_flatbuffer_size: int, large: bool | None) -> tuple[list | bytes, list[tuple[int, object]]]:
