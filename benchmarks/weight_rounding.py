@@ -20,6 +20,13 @@ Statistics come from the float model (every layer sees float inputs). `--sequent
 collected from the model whose earlier layers already hold their rounded weights, as the
 GPTQ paper does (one calibration run per stage).
 `--timing` also times GPTQ on a synthetic 2048 x 2048 layer with 512 calibration rows.
+
+`--litert` measures the product instead (tflquant.quantize with the calibration tokens,
+weight_rounding nearest / mse / auto, as a user runs it) next to AEQ's same recipe, LiteRT
+running every model on eval.npz (benchmarks/llm.py's runner): logits SQNR, top-1, size,
+quantize time with its split (load, statistics = the float run collecting X^T X, passes =
+rounding, check, write), for int8 channel, int4 channel, int4 block 32, int4 block 128 in
+dynamic and weight-only modes.
 """
 
 from __future__ import annotations
@@ -144,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--act-order", action="store_true", help="GPTQ with act-order (columns by descending E[x^2])")
     ap.add_argument("--timing", action="store_true", help="also time a synthetic 2048 x 2048 layer")
     ap.add_argument("--sequential", action="store_true", help="also GPTQ with statistics from the partly rounded model (int4 only; slow)")
+    ap.add_argument("--litert", action="store_true", help="measure tflquant.quantize's models in LiteRT next to AEQ's instead")
+    ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
+    ap.add_argument("--roundings", default="nearest,mse,auto", help="--litert: weight_rounding values to measure")
     args = ap.parse_args(argv)
+    if args.litert:
+        return litert_table(args.model, args.aeq_python, args.roundings.split(","))
 
     with open(os.path.join(args.model, "float.tflite"), "rb") as f:
         module = read_flatbuffer(f.read(), "float.tflite")
@@ -216,6 +228,56 @@ def _row(module, layers: list[Layer], deqs, originals, eval_t, ref, label: str, 
         for L, v in zip(layers, originals):
             L.const.properties["value"] = v
     print(f"{label:<16}{method:<9}{np.mean(per):>14.2f}{np.min(per):>10.2f}{wr.sqnr_db(ref, logits):>11.2f}{dt:>9.2f}", flush=True)
+
+
+def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str]) -> int:
+    import subprocess
+    import tempfile
+
+    import llm  # benchmarks/llm.py: LiteRT runner, AEQ child, the formats
+
+    import tflquant
+
+    float_path = os.path.join(model_dir, "float.tflite")
+    calib_path = os.path.join(model_dir, "calib.npz")
+    tokens = next(iter(np.load(os.path.join(model_dir, "eval.npz")).values()))
+    ref = llm.run_litert(float_path, tokens)
+    aeq = aeq_python if aeq_python and os.path.exists(aeq_python) else None
+    print(f"{os.path.basename(os.path.normpath(model_dir))}: LiteRT (XNNPACK, 1 thread) on {len(tokens)} eval sequences; "
+          f"tflquant with {os.path.basename(calib_path)}; times are wall seconds on a shared machine")
+    print(f"{'mode':<12}{'weights':<16}{'rounding':<10}{'dB':>7}{'top1':>6}{'KB':>7}{'s':>7}   time split")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in llm.MODES:
+            for label, bits, gran, block in llm.CONFIGS:
+                for rounding in roundings:
+                    path = os.path.join(tmp, "ours.tflite")
+                    t = time.perf_counter()
+                    r = tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block,
+                                          representative_dataset=calib_path, weight_rounding=rounding)
+                    total = time.perf_counter() - t
+                    r.save(path)
+                    m = llm.measure(path, ref, tokens)
+                    split = ", ".join(f"{k} {v:.2f}" for k, v in r.report.seconds.items() if k != "total")
+                    print(f"{mode:<12}{label:<16}{rounding:<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
+                          f"{m['size'] / 1024:>7.0f}{total:>7.2f}   {split}", flush=True)
+                if aeq:
+                    path = os.path.join(tmp, "aeq.tflite")
+                    p = subprocess.run([aeq, "-c", llm._AEQ_CHILD, float_path, path, str(bits), llm._aeq_granularity(gran, block), mode],
+                                       capture_output=True, text=True, timeout=1800)
+                    if p.returncode == 0:
+                        m = llm.measure(path, ref, tokens)
+                        sec = json_seconds(p.stdout)
+                        print(f"{mode:<12}{label:<16}{'AEQ':<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
+                              f"{m['size'] / 1024:>7.0f}{sec:>7.2f}", flush=True)
+                    else:
+                        print(f"{mode:<12}{label:<16}{'AEQ':<10} failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:100]}")
+    return 0
+
+
+def json_seconds(stdout: str) -> float:
+    import json
+
+    return float(json.loads(stdout.strip().splitlines()[-1])["seconds"])
 
 
 if __name__ == "__main__":

@@ -54,55 +54,28 @@ shared cores): a 2048 x 2048 int4 layer with 512 calibration rows takes 0.7-0.9 
 GPTQ (channel, block 32 / 128; act-order about the same), 0.2-0.4 s with MSE clipping,
 0.03 s round to nearest; X^T X of the 512 rows 0.1 s.
 
-How the pass calls it
----------------------
+Use
+---
     from tflquant.calibration.weight_rounding import InputStatistics, round_fully_connected
 
-    # calibration: one accumulator per FULLY_CONNECTED / BATCH_MATMUL with a constant
-    # weight, fed the op's input activations (any leading shape, last dim = in)
-    stats = InputStatistics(in_features)
-    stats.add(x_batch)                      # as many times as there are batches
-
-    # quantization
+    stats = InputStatistics(in_features)    # X^T X of the layer's input, batch by batch
+    stats.add(x_batch)                      # any leading shape, last dim = in
     r = round_fully_connected(filter_f32,   # [out, in], as LiteRT stores it
                               bits=4, granularity="block", block_size=32,
-                              stats=stats,  # None: data-free ("mse" clipping only)
-                              method="auto")
-    r.codes    # int8 [out, in], values in [qmin, qmax]: pack / write as the int4 or int8 payload
-    r.scales   # float32: (1,) tensor, (out,) per channel (axis 0), (out, in/B) per block;
-               # with fp16_scales the values are exactly fp16-representable: store them as fp16
+                              stats=stats,  # or hessian= (any positive multiple of X^T X);
+                              method="auto")  # None: data-free ("mse" clipping)
+    r.codes    # int8 [out, in] in [qmin, qmax]; r.scales float32 (1,) / (out,) / (out, in/B)
     r.dequantized()   # float32 [out, in]: the simulated weight
 
-For BATCH_MATMUL's constant weight y (shape [..., in, out], or [..., out, in] when adj_y)
-use round_batch_matmul(y, adj_y, ...): it transposes each [in, out] matrix to [out, in]
-(W = y^T), rounds, and transposes the codes back, so codes have y's shape; channel scales
-are per output (y's last axis when adj_y is false, axis -2 when true); block scales run
-along y's last dimension as LiteRT reads them (blocks over `out` when adj_y is false,
-over `in` when true). Leading batch dimensions are rounded matrix by matrix, each with
-the same input statistics.
-
-Wiring into passes/quantize_weights.py (not done here; that file is being changed):
-- inputs per weight: the float weight, bits (8/4/2), granularity, block size, `narrow`
-  (keep True: the pass writes [-qmax, qmax]), and optionally the layer's input statistics
-  (an InputStatistics, or `hessian` = 2 X^T X / n or any positive multiple, e.g. X^T X);
-- outputs: RoundedWeight.codes (int8 [out, in]) and .scales (float32, shape per
-  granularity); the pass builds its types from these instead of rounding itself:
-  per channel UniformQuantizedType.make(IntegerType(bits), list(scales), 0, axis=0,
-  narrow=True); per block BlockwiseQuantizedType.make(IntegerType(4), B,
-  scales.astype(np.float16)) (exact: the scales were chosen among fp16 values >= the
-  smallest fp16 normal); per tensor one scale. GPTQ's codes are not round(w / s) for the
-  returned s, so the pass must take the codes too, not just swap choose_scales();
-- where the statistics come from: calibration already runs the float model through the
-  reference interpreter with an observer; an observer that feeds each FULLY_CONNECTED's
-  operand 0 (BATCH_MATMUL's operand 0 when operand 1 is constant) to an InputStatistics
-  keyed by the op's output tensor name is all it takes (benchmarks/weight_rounding.py
-  does exactly this: `find_layers` / `run`). The statistics are in x in float64 per
-  layer (128 KB for in = 128, 32 MB for in = 2048);
-- weights without input statistics (GATHER / EMBEDDING_LOOKUP tables, CONV_2D filters
-  reshaped to [out, kh*kw*in], no calibration data): method "mse" (data-free clipping);
-- for dynamic-range (hybrid) kernels the activations are also quantized at run time, so
-  measure the whole model: the decoder_tiny table in benchmarks/weight_rounding.py is
-  weight-only (float compute).
+In the product (issue 12): with calibration data in dynamic / weight-only modes the driver
+records each FULLY_CONNECTED input's X^T X (tflquant.calibration.hessian, one float32
+matrix per distinct input tensor) and hands the store to quantize-weights, whose
+`weight-rounding` option (nearest | mse | gptq | auto) picks the method per weight
+(`resolve_method`) and takes codes and scales from `round_tensor` (any rank, the pass's
+layouts: channel scales along its axis, blocks along the last dimension, fp16-exact block
+scales where LiteRT reads them as fp16, float32 where a DEQUANTIZE reads the blocks).
+Weights without statistics (GATHER / EMBEDDING_LOOKUP tables, convolution filters, no
+data) get MSE-clipped scales. BATCH_MATMUL weights (round_batch_matmul) are not wired yet.
 """
 
 from __future__ import annotations
