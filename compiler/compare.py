@@ -339,12 +339,16 @@ def _tensor_indices(m: ModuleOp, data: bytes | mmap.mmap | None) -> list[dict[st
 _Key = tuple[str | None, str, str]  # (signature, function, tensor name)
 
 
-def _collect(into: dict[_Key, list], signature: str | None) -> Any:
-    """Observer keeping every named tensor's arrays under (signature, function, name)."""
+def _collect(into: dict[_Key, list], signature: str | None, quantized: bool = False) -> Any:
+    """Observer keeping every named tensor's arrays under (signature, function, name). In a
+    quantized model, an integer model output renamed '<name>_int8' is kept under the float
+    model's name, and the DEQUANTIZE giving the float output (an exact copy) is left out."""
     from tflquant.calibration.stats import function_of
 
     def observe(v: SSAValue, a: np.ndarray) -> None:
-        name = value_name(v)
+        name = _float_name(v) if quantized else value_name(v)
+        if quantized and isinstance(v.owner, tfl.DequantizeOp) and _float_name(v.owner.inputs[0]) == name:
+            return
         if name is not None and isinstance(v.type, TensorType):
             into.setdefault((signature, function_of(v) or "", name), []).append((v, np.array(a)))
 
@@ -453,9 +457,9 @@ def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, seve
             for a, arr in zip(qe.fn.body.blocks[0].args, x):
                 qt = quant.quantized_element(a.type)
                 qx.append(_quant(np.asarray(arr, np.float32), qt, True) if qt is not None else arr)
-            IntegerInterpreter(qe.fn).run(qx, observer=_collect(got, e.key))
+            IntegerInterpreter(qe.fn).run(qx, observer=_collect(got, e.key, True))
         else:
-            _HybridInterpreter(qe.fn).run(x, observer=_collect(got, e.key))
+            _HybridInterpreter(qe.fn).run(x, observer=_collect(got, e.key, True))
     indices = _tensor_indices(qm, qbytes)
     first = _main(qm).sym_name.data
     scored: dict[_Key, tuple[float, np.ndarray, np.ndarray] | None] = {}
@@ -483,7 +487,7 @@ def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, seve
         src = o
         while isinstance(src.owner, tfl.QuantizeOp):
             src = src.owner.inputs[0]
-        s = score((sig, fname, value_name(o) or ""), (sig, fname, value_name(src) or ""))
+        s = score((sig, fname, _float_name(o) or ""), (sig, fname, _float_name(src) or ""))
         return s[0] if s is not None else 99.0
 
     rows = []
@@ -512,9 +516,9 @@ def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, seve
             f"int{qt.storage_type.width.data}" if qt is not None else "float",
             sqnr,
             steps,
-            tensor_name=name,
+            tensor_name=value_name(v) or name,
             subgraph=sg,
-            tensor_idx=indices[sg].get(name) if sg < len(indices) else None,
+            tensor_idx=indices[sg].get(value_name(v) or name) if sg < len(indices) else None,
             scale=scale,
             zero_point=zp,
             layer_loss_db=(min(ins) if ins else 99.0) - sqnr,

@@ -121,6 +121,7 @@ h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
 table { border-collapse: collapse; margin-top: 8px; font-size: 13px; }
 th, td { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 td.l, th.l { text-align: left; }
+td.name { max-width: 36em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 tr.worst td { background: #fde0dc; font-weight: 600; }
 .legend span { display: inline-block; margin-right: 16px; }
 .legend i { display: inline-block; width: 14px; height: 4px; margin-right: 4px; vertical-align: middle; }
@@ -216,7 +217,7 @@ def html_page(c: Comparison, title: str | None = None) -> str:
         for i, r in enumerate(rows):
             cls = " class=\"worst\"" if id(r) in worst else ""
             parts.append(
-                f"<tr{cls}><td>{i}</td><td class=\"l\">{esc(r.name)}</td><td class=\"l\">{esc(r.op_type)}</td>"
+                f"<tr{cls}><td>{i}</td><td class=\"l name\" title=\"{esc(r.name, quote=True)}\">{esc(r.name)}</td><td class=\"l\">{esc(r.op_type)}</td>"
                 f"<td class=\"l\">{esc(r.kind)}</td><td>{_num(r.sqnr_db)}</td><td>{_num(r.layer_loss_db)}</td>"
                 f"<td>{_num(r.max_error_steps, '.1f')}</td><td>{_num(r.max_abs_error, '.4g')}</td>"
                 f"<td>{_num(r.scale, '.4g')}</td><td>{'-' if r.zero_point is None else r.zero_point}</td></tr>\n"

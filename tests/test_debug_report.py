@@ -88,17 +88,17 @@ def test_csv_is_the_tf_debuggers_and_matches_litert(mode: str, digits: dict[str,
     header, rows = _read_csv(out)
     assert header == TF_HEADER + OUR_HEADER
     want = layer_errors(DIGITS, digits[mode], DIGITS_CALIB, max_samples=N)
-    assert [r["tensor_name"] for r in rows] == [w.name for w in want] and len(rows) >= 9
+    assert [r["tensor_name"] for r in rows] == [w.tensor_name for w in want] and len(rows) >= 9
     assert [float(r["sqnr_db"]) for r in rows] == [w.sqnr_db for w in want]  # the table's numbers, written exactly
     assert [f"{float(r['sqnr_db']):7.2f} dB" for r in rows] == [line[:10] for line in table[1 : 1 + len(rows)]]
-    assert {r["precision"] for r in rows} == ({"float"} if mode == "dynamic" else {"int8" if mode == "int8" else "int16", "float"})
+    assert {r["precision"] for r in rows} == {{"dynamic": "float", "int8": "int8", "int16x8": "int16"}[mode]}
     assert {r["model"] for r in rows} == {mode} and {r["subgraph"] for r in rows} == {"0"}
 
     x = np.load(DIGITS_CALIB)["serving_default_keras_tensor:0"][:N]
     qt, qit = _litert_tensors(digits[mode], x)
     ft, fit = _litert_tensors(DIGITS.read_bytes(), x)
     f_index = {d["name"]: d["index"] for d in fit.get_tensor_details()}  # type: ignore[attr-defined]
-    for r in rows:
+    for r, w in zip(rows, want):
         idx = int(r["tensor_idx"])
         d = qit._get_tensor_details(idx, 0)  # type: ignore[attr-defined]
         assert d["name"] == r["tensor_name"] and d["dtype"].__name__ == {"int16": "int16", "int8": "int8", "float": "float32"}[r["precision"]]
@@ -110,7 +110,7 @@ def test_csv_is_the_tf_debuggers_and_matches_litert(mode: str, digits: dict[str,
             scale, zp = float(qp["scales"][0]), int(qp["zero_points"][0])
             assert float(r["scale"]) == scale and int(r["zero_point"]) == zp
             deq = (np.stack([s[idx] for s in qt]).astype(np.float64) - zp) * scale
-        ref = np.stack([s[f_index[r["tensor_name"]]] for s in ft]).astype(np.float64)
+        ref = np.stack([s[f_index[w.name]] for s in ft]).astype(np.float64)  # the float model's name
         diff = (deq - ref).reshape(N, -1)
         assert int(r["num_elements"]) == diff.shape[1]
         direct = {
@@ -142,7 +142,7 @@ def test_csv_of_a_while_loop_names_its_subgraph(tmp_path: Path) -> None:
     assert len(body) >= 5 and {r["subgraph"] for r in body} == {"2"}
     for r, row in zip(rows, c.rows):
         assert it._get_tensor_details(int(r["tensor_idx"]), int(r["subgraph"]))["name"] == r["tensor_name"]  # type: ignore[attr-defined]
-        assert row.name == (r["tensor_name"] if r["subgraph"] == "0" else f"@body/{r['tensor_name']}")
+        assert row.name == (row.tensor_name.removesuffix("_int8") if r["subgraph"] == "0" else f"@body/{r['tensor_name']}")
         assert float(r["sqnr_db"]) == row.sqnr_db > 20 and float(r["max_abs_error"]) > 0
 
 
@@ -176,7 +176,8 @@ def test_several_signatures(tmp_path: Path) -> None:
     assert sigs == {"prefill", "decode"}
     for r in c.rows:
         assert r.subgraph == (0 if r.signature == "prefill" else 1)
-        assert r.name == (f"prefill:{r.tensor_name}" if r.signature == "prefill" else f"decode:@decode/{r.tensor_name}")
+        t = r.tensor_name.removesuffix("_int8")  # a model output's integer tensor: the float model's name
+        assert r.name == (f"prefill:{t}" if r.signature == "prefill" else f"decode:@decode/{t}")
         assert r.sqnr_db > 15
     assert len({r.signature for r in c.rows if r.op_type == "BATCH_MATMUL"}) == 2
     _, rows = _read_csv(Path(c.to_csv(tmp_path / "s.csv") and tmp_path / "s.csv"))
@@ -301,6 +302,6 @@ def test_html_page_renders_the_plot_in_chromium(digits: dict[str, bytes], tmp_pa
     for color in ("1f77b4", "ff7f0e", "2ca02c", "9467bd", "d62728"):  # four models, the worst layers' rings
         rgb = np.array([int(color[i : i + 2], 16) for i in (0, 2, 4)], np.uint8)
         count = int(np.all(plot == rgb, axis=-1).sum())
-        assert count > 150, (color, count)
+        assert count > 400, (color, count)  # a legend swatch is 56 pixels
     assert (plot.reshape(-1, 3).std(axis=0) > 10).all()  # not a blank area
     os.remove(shot)
