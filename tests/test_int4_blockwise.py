@@ -245,3 +245,39 @@ def test_big_embedding_is_a_lookup_of_integer_rows(bits, gran):
         got = _litert(r.model, ids, resolver)[0]
         assert got.shape == (3, 1, 6, 128)
         assert _sqnr(table[ids[0]], got) > {8: 30, 4: 12}[bits]
+
+
+def _versions(model: bytes) -> dict[str, int]:
+    from tflquant.tflite import schema
+    from tflquant.tflite.flatbuf import root_table
+
+    names = {v: k for k, v in schema.BUILTIN_CODES.items()}
+    F = schema.OPERATOR_CODE_FIELDS
+    return {names[oc.scalar(F["builtin_code"], "i32")]: oc.scalar(F["version"], "i32", 1) for oc in root_table(model).tables(schema.MODEL_FIELDS["operator_codes"])}
+
+
+@pytest.mark.parametrize(
+    "table_rows,mode,bits,gran,want",
+    [
+        (64, "weight-only", 4, "channel", {"DEQUANTIZE": 6}),  # int4 input
+        (64, "weight-only", 8, "channel", {"DEQUANTIZE": 5}),  # int8 per channel
+        (8200, "dynamic", 8, "channel", {"EMBEDDING_LOOKUP": 4}),  # per-channel (per-row) table
+        (8200, "dynamic", 4, "block", {"EMBEDDING_LOOKUP": 4}),  # int4 table
+        (8200, "dynamic", 4, "tensor", {"GATHER": 7}),  # int4 table, one scale: an integer GATHER
+    ],
+)
+def test_int4_op_versions_are_litert_s_and_load(table_rows, mode, bits, gran, want):
+    """Versions as LiteRT's op_version.cc gives them for int4 / per-channel inputs
+    (DEQUANTIZE 6 for int4, EMBEDDING_LOOKUP 4, GATHER 7); LiteRT's resolver takes them."""
+    rng = np.random.default_rng(2)
+    table = _heavy(rng, table_rows, 128)
+    g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
+    e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
+    r = tflquant.quantize(g.tflite([e]), mode=mode, weight_bits=bits, granularity=gran, weight_rounding="nearest")
+    got = _versions(r.model)
+    assert {k: got.get(k) for k in want} == want, got
+    ids = [rng.integers(0, table_rows, (2, 1, 6)).astype(np.int32)]
+    ref = Interpreter(read_flatbuffer(r.model)).run(ids)[0]
+    assert np.any(ref != 0)
+    for resolver in ("builtin", "xnnpack"):
+        np.testing.assert_allclose(_litert(r.model, ids, resolver)[0], ref, rtol=1e-6, atol=1e-7)

@@ -18,7 +18,7 @@ from xdsl.dialects.builtin import NoneType, TensorType
 from xdsl.ir import SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import UniformQuantizedType
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
 from tflquant.ir import element_kind
 
 
@@ -30,6 +30,8 @@ def _kind(v: SSAValue | None) -> str:
     if isinstance(t, NoneType) or not isinstance(t, TensorType):
         return "none"
     e = t.element_type
+    if isinstance(e, BlockwiseQuantizedType):
+        return f"q{e.bits}"
     if isinstance(e, UniformQuantizedType):
         if not e.is_signed:
             return "qu8" if e.bits == 8 else f"qu{e.bits}"
@@ -235,6 +237,8 @@ def _gelu(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str
 
 @_rule("EMBEDDING_LOOKUP")
 def _embedding_lookup(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k1 == "q4" or _per_axis(_in(op, 1)):  # op_version.cc: int4 or per-channel table
+        return 4
     if k1 in ("q8", "i8"):
         return 3
     if k1 in ("qu8", "u8"):
@@ -271,6 +275,8 @@ def _pad(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str]
 
 @_rule("GATHER")
 def _gather(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q4":
+        return 7
     if _kind(_in(op, 1)) == "i16":
         return 6
     if opt("batch_dims") != 0:
@@ -378,6 +384,8 @@ def _quantize(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[
 
 @_rule("DEQUANTIZE")
 def _dequantize(op: tfl.TflOp, b: str, k0: str, k1: str, out0: str, opt: Callable[[str], Any]) -> int:
+    if k0 == "q4":
+        return 6
     if k0 == "q8" and _per_axis(_in(op, 0)):
         return 5
     if k0 in ("q16", "f16"):
