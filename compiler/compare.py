@@ -426,8 +426,7 @@ def compare_models(
     if not any(x and len(x[0]) for _, x in runs):
         raise TflquantError("the data holds no samples")
     ref: dict[_Key, list] = {}
-    for e, x in runs:
-        Interpreter(fm).run(x, observer=_collect(ref, e.key), func_name=e.fn.sym_name.data)
+    _run_entries(fm, Interpreter, runs, [e.fn.sym_name.data for e, _ in runs], ref)
     first = _main(fm).sym_name.data
     several = len(runs) > 1
     order = [f"{k[0]}:{_display(k, first)}" if several else _display(k, first) for k in ref]
@@ -439,27 +438,62 @@ def compare_models(
     return Comparison(float_label, tuple(names), tuple(rows), tuple(n for n in dict.fromkeys(order) if n in shown))
 
 
+class _QuantizedRunner:
+    """Runs a quantized model's functions by name, as the float Interpreter does: integer
+    models in IntegerInterpreter (float samples quantized for integer inputs), others like
+    LiteRT's hybrid kernels."""
+
+    def __init__(self, module: ModuleOp, integer: bool):
+        self.funcs = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+        self.integer = integer
+        self.interps: dict[str, Any] = {}
+
+    def run(self, inputs: Sequence[np.ndarray], observer: Any = None, func_name: str | None = None) -> list[np.ndarray]:
+        from tflquant.reference.integer_interpreter import IntegerInterpreter, _quant
+
+        f = self.funcs[func_name or next(iter(self.funcs))]
+        if f.sym_name.data not in self.interps:
+            self.interps[f.sym_name.data] = IntegerInterpreter(f) if self.integer else _HybridInterpreter(f)
+        x = []
+        for a, arr in zip(f.body.blocks[0].args, inputs):
+            qt = quant.quantized_element(a.type)
+            floats = qt is not None and np.asarray(arr).dtype.kind == "f"  # samples; carried variables are stored values
+            x.append(_quant(np.asarray(arr, np.float32), qt, True) if floats else arr)
+        return self.interps[f.sym_name.data].run(x, observer)
+
+
+def _run_entries(m: ModuleOp, make: Any, runs: list, fnames: list[str], into: dict[_Key, list], quantized: bool = False) -> None:
+    """Run each entry's samples through `make(module)` (a runner with run(inputs, observer,
+    func_name)), observed into `into`. Models with resource variables (a KV cache) run as
+    calibration runs them: variables lifted to inputs and outputs, carried from entry to
+    entry in the data's order, CALL_ONCE initializers first."""
+    from tflquant.calibration.calibrate import _resource_op, _State
+
+    if any(_resource_op(op) for op in m.walk()):
+        state = _State(m, fnames)
+        runner = make(state.module)
+        for (e, x), name in zip(runs, fnames):
+            state.run(runner, name, x, _collect(into, e.key, quantized))
+        return
+    runner = make(m)
+    for (e, x), name in zip(runs, fnames):
+        runner.run(x, observer=_collect(into, e.key, quantized), func_name=name)
+
+
 def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, several: bool) -> list[LayerError]:
     from tflquant.calibration.calibrate import entries
-    from tflquant.reference.integer_interpreter import IntegerInterpreter, _dequant, _quant
+    from tflquant.reference.integer_interpreter import _dequant
 
     qm, qbytes = _load(qmodel, f"quantized model {label}")
     integer = _integer_activations(qm)
     q_index = _function_indices(qm)
     q_entries = {e.key: e for e in entries(qm)}
     got: dict[_Key, list] = {}
-    for e, x in runs:
-        qe = q_entries.get(e.key)
-        if qe is None:
-            raise TflquantError(f"quantized model {label} has no signature {e.key!r}: is it quantized from the float model?")
-        if integer:
-            qx = []
-            for a, arr in zip(qe.fn.body.blocks[0].args, x):
-                qt = quant.quantized_element(a.type)
-                qx.append(_quant(np.asarray(arr, np.float32), qt, True) if qt is not None else arr)
-            IntegerInterpreter(qe.fn).run(qx, observer=_collect(got, e.key, True))
-        else:
-            _HybridInterpreter(qe.fn).run(x, observer=_collect(got, e.key, True))
+    missing = [e.key for e, _ in runs if e.key not in q_entries]
+    if missing:
+        raise TflquantError(f"quantized model {label} has no signature {missing[0]!r}: is it quantized from the float model?")
+    fnames = [q_entries[e.key].fn.sym_name.data for e, _ in runs]
+    _run_entries(qm, lambda m: _QuantizedRunner(m, integer), runs, fnames, got, quantized=True)
     indices = _tensor_indices(qm, qbytes)
     first = _main(qm).sym_name.data
     scored: dict[_Key, tuple[float, np.ndarray, np.ndarray] | None] = {}

@@ -184,6 +184,31 @@ def test_several_signatures(tmp_path: Path) -> None:
     assert [r["signature"] for r in rows] == [r.signature for r in c.rows]
 
 
+@pytest.mark.parametrize("mode", ["int8", "dynamic"])
+def test_signatures_sharing_a_kv_cache_follow_litert(mode: str) -> None:
+    """prefill / decode sharing a resource variable (CALL_ONCE initializer): each sample's
+    prefill state carries into its decode, as one LiteRT interpreter running prefill then
+    decode; each signature's output row is the SQNR LiteRT's outputs have (int8, and the
+    hybrid kernels of a dynamic-range model, BATCH_MATMUL included)."""
+    from test_multi_signature import D, S, run_litert, stateful_decoder
+
+    from tflquant.scoring import sqnr_db
+
+    m = write_flatbuffer(stateful_decoder())
+    rng = np.random.default_rng(5)
+    data = {"prefill/x": rng.standard_normal((6, 1, S, D)).astype(np.float32), "decode/x": rng.standard_normal((6, 1, 1, D)).astype(np.float32)}
+    opts = {"representative_dataset": data} if mode == "int8" else {"min_weight_elements": 1}
+    q = tflquant.quantize(m, mode=mode, **opts).model
+    c = tflquant.compare_models(m, [q], data)
+    assert "BATCH_MATMUL" in {r.op_type for r in c.rows if r.kind == ("int8" if mode == "int8" else "float")}
+    calls = [call for k in range(6) for call in (("prefill", {"x": data["prefill/x"][k]}), ("decode", {"x": data["decode/x"][k]}))]
+    ref, got = run_litert(m, calls), run_litert(q, calls)
+    for i, sig in enumerate(("prefill", "decode")):
+        rows = [r for r in c.rows if r.signature == sig]
+        want = sqnr_db(np.stack([r["y"] for r in ref[i::2]]).reshape(6, -1), np.stack([g["y"] for g in got[i::2]]).reshape(6, -1))
+        assert rows[-1].sqnr_db == pytest.approx(want, abs=0.05) and 15 < want < 60, (sig, rows[-1].sqnr_db, want)
+
+
 def test_api_labels_determinism_and_errors(digits: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = tflquant.compare_models(DIGITS, [digits["int8"], digits["int8"]], DIGITS_CALIB, max_samples=4)
     assert c.labels == ("model 1", "model 2") and len(c.rows) == 2 * len(c.for_model("model 1"))
