@@ -32,6 +32,7 @@ quantizing ruins: the measured fallback.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 from collections.abc import Mapping, Sequence
@@ -173,8 +174,8 @@ def _entry_inputs(fm: ModuleOp, data: Any, max_samples: int) -> list[tuple[Any, 
     """(calibration Entry, its input arrays) for every entry point of the float model the
     data feeds: the model's one function, or each signature named by '<signature>/<input>'
     keys (or its inputs' tensor names), as calibration routes data."""
-    from tflquant.calibration.calibrate import entries
-    from tflquant.calibration.dataset import load_npz, stacked_inputs
+    from tflquant.calibration.calibrate import _plan_arrays, entries
+    from tflquant.calibration.dataset import load_npz
 
     ents = entries(fm)
     if len(ents) == 1:
@@ -186,15 +187,11 @@ def _entry_inputs(fm: ModuleOp, data: Any, max_samples: int) -> list[tuple[Any, 
     if not isinstance(data, Mapping):
         raise TflquantError(f"{where}: the model has {len(ents)} signatures; key the arrays '<signature>/<input>'")
     out = []
-    for e in ents:
-        prefix = f"{e.key}/"
-        sub = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
-        sub.update({k: v for k, v in data.items() if any(k == s.name for s in e.specs)})
-        if sub:
-            out.append((e, stacked_inputs(sub, e.specs, f"{where} ({e.label})", max_samples)))
-    if not out:
-        want = "; ".join(f"{e.label}: {', '.join(s.name for s in e.specs)}" for e in ents)
-        raise TflquantError(f"{where}: the model has {len(ents)} signatures and no array matches one of them; key arrays '<signature>/<input>' or by input tensor name ({want})")
+    for e, _, samples in _plan_arrays(ents, data, where):
+        first = list(itertools.islice(samples, max_samples))
+        if not first:
+            raise TflquantError(f"{where} ({e.label}): no samples")
+        out.append((e, [np.stack([s[i] for s in first]) for i in range(len(e.specs))]))
     return out
 
 
