@@ -209,6 +209,15 @@ def test_signatures_sharing_a_kv_cache_follow_litert(mode: str) -> None:
         assert rows[-1].sqnr_db == pytest.approx(want, abs=0.05) and 15 < want < 60, (sig, rows[-1].sqnr_db, want)
 
 
+@pytest.mark.parametrize("mode", ["float16", "weight-only"])
+def test_float_activation_modes(mode: str) -> None:
+    """float16 and weight-only models compute in float with their dequantized weights."""
+    q = tflquant.quantize(DIGITS, mode=mode, min_weight_elements=1).model
+    rows = layer_errors(DIGITS, q, DIGITS_CALIB, max_samples=8)
+    assert len(rows) == 10 and {r.kind for r in rows} == {"float"} and all(r.scale is None for r in rows)
+    assert all((55 if mode == "float16" else 25) < r.sqnr_db < 99 for r in rows[-4:])
+
+
 def test_api_labels_determinism_and_errors(digits: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = tflquant.compare_models(DIGITS, [digits["int8"], digits["int8"]], DIGITS_CALIB, max_samples=4)
     assert c.labels == ("model 1", "model 2") and len(c.rows) == 2 * len(c.for_model("model 1"))
@@ -319,6 +328,9 @@ def test_html_page_renders_the_plot_in_chromium(digits: dict[str, bytes], tmp_pa
     assert sum(k == "pt worst" for k, _ in points) == sum(len(worst_layers(c.for_model(m))) for m in c.labels) >= 4
     assert dom.count('<tr class="worst">') == sum(k == "pt worst" for k, _ in points)
     assert {html_name for _, html_name in points} == set(c.order)
+    hovers = re.findall(r'<circle [^>]*><title>([^<]*)</title></circle>', dom)  # what hovering shows
+    assert len(hovers) == len(points) and all(re.search(r"\n[A-Z_0-9]+ \((int8|int16|float)\)\nSQNR -?[0-9.]+ dB", h) for h in hovers)
+    assert any(h.startswith("mixed\nfunctional_1/dense_1/MatMul") and "FULLY_CONNECTED (int16)" in h for h in hovers)
 
     shot = tmp_path / "shot.png"
     _browser(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,900", "--hide-scrollbars", "--virtual-time-budget=5000")
