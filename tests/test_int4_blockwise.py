@@ -281,3 +281,19 @@ def test_int4_op_versions_are_litert_s_and_load(table_rows, mode, bits, gran, wa
     assert np.any(ref != 0)
     for resolver in ("builtin", "xnnpack"):
         np.testing.assert_allclose(_litert(r.model, ids, resolver)[0], ref, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode,bits,gran,block", [c for c in CASES if c[2] != "tensor"])
+def test_integer_interpreter_runs_it_like_litert(lm, mode, bits, gran, block):
+    """The integer reference interpreter runs int4 / blockwise models as LiteRT's builtin
+    kernels do: hybrid ops see their input quantized per row as LiteRT's (symmetric for int4
+    per-channel weights, asymmetric where the op asks otherwise), to float rounding."""
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+    r = tflquant.quantize(lm, mode=mode, weight_bits=bits, granularity=gran, block_size=block, min_weight_elements=256, weight_rounding="nearest")
+    inputs = _inputs()
+    ii = IntegerInterpreter(read_flatbuffer(r.model))
+    got = ii.run(inputs)
+    for g, want in zip(got, _litert(r.model, inputs, "builtin")):
+        assert np.max(np.abs(g - want)) <= 1e-5 * np.max(np.abs(want)), np.max(np.abs(g - want)) / np.max(np.abs(want))
+    assert ("tfl.fully_connected 'hidden'" in ii.float_ops) == (mode == "dynamic")  # hybrid: float-simulated

@@ -6,7 +6,11 @@
     interp.float_ops                     # ops it had to simulate in float (see below)
 
 Every op whose operands or results are quantized and that has a kernel in
-`integer_kernels.KERNELS` runs with TFLite's fixed-point arithmetic. Float ops (and
+`integer_kernels.KERNELS` runs with TFLite's fixed-point arithmetic. Hybrid ops of
+dynamic-range models (float input, int8 / int4 / blockwise weights) run the float kernel on
+their input quantized per row or batch as LiteRT's hybrid kernels do and on the dequantized
+weights (integer_kernels.hybrid_input): LiteRT's exact integer sums, scaled in float, up to
+float rounding. Float ops (and
 quantized ops without an integer kernel) run with the float reference kernels, their
 quantized operands dequantized and quantized results re-quantized; they are listed in
 `float_ops` so a test can tell exact from approximate simulation.
@@ -26,7 +30,7 @@ from xdsl.ir import Operation, SSAValue
 
 from tflquant import quant_math as qm
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import UniformQuantizedType, quantized_element
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.errors import TflquantError
 from tflquant.ir import numpy_dtype_of_element
 from tflquant.reference import float_kernels as fk
@@ -50,7 +54,9 @@ def _label(op: Operation) -> str:
 
 
 
-def _dequant(x: np.ndarray, q: UniformQuantizedType, batched: bool) -> np.ndarray:
+def _dequant(x: np.ndarray, q: UniformQuantizedType | BlockwiseQuantizedType, batched: bool) -> np.ndarray:
+    if isinstance(q, BlockwiseQuantizedType):
+        return q.dequantize(x)
     if not q.per_axis:
         return qm.dequantize(x, q)
     s, z = qm.broadcast_params(q, x.ndim - (1 if batched else 0))
@@ -95,25 +101,12 @@ class IntegerInterpreter:
             if key in ("WHILE", "IF") and isinstance(op, tfl.OpaqueOp):
                 self._steps.append((op, self._control(op, key), True))
                 continue
-            quantized = any(quantized_element(v.type) is not None for v in (*op.operands, *op.results))
-            if quantized and key in ik.KERNELS:
-                try:
-                    k = ik.KERNELS[key](op)
-                except TflquantError as e:
-                    raise TflquantError(f"{_label(op)}: {e}") from None
-                except NotImplementedError:
-                    k = None  # this variant (e.g. int16) has no integer kernel: float below
-                if k is not None:
-                    self._steps.append((op, k, True))
-                    continue
-            if quantized and self.strict:
-                raise TflquantError(f"{_label(op)} has no integer kernel (strict mode)")
-            factory = fk.KERNELS.get(key)
-            if factory is None:
-                raise TflquantError(f"{_label(op)} has no reference kernel")
-            if quantized:
+            k, integer = op_kernel(op)
+            if not integer and any(quantized_element(v.type) or blockwise_element(v.type) for v in (*op.operands, *op.results)):
+                if self.strict:
+                    raise TflquantError(f"{_label(op)} has no integer kernel (strict mode)")
                 self.float_ops.append(_label(op))
-            self._steps.append((op, factory(op), False))
+            self._steps.append((op, k, integer))
 
     # ---------------------------------------------------------------------------------
     def _subgraph(self, op: Operation, option: str) -> IntegerInterpreter:
@@ -224,11 +217,17 @@ class IntegerInterpreter:
 def op_kernel(op: Operation) -> tuple[Callable[..., Any], bool]:
     """(kernel, integer) for one op: its integer kernel, or the float kernel that simulates it."""
     key = tfl.op_type(op)
+    hybrid = ik.hybrid_input(op)
+    if hybrid is not None and key in fk.KERNELS:  # float input quantized as the hybrid kernel does
+        k = fk.KERNELS[key](op)
+        return (lambda x, *rest: k(hybrid(x), *rest)), False
     if key in ik.KERNELS and any(quantized_element(v.type) is not None for v in (*op.operands, *op.results)):
         try:
             return ik.KERNELS[key](op), True
+        except TflquantError as e:
+            raise TflquantError(f"{_label(op)}: {e}") from None
         except NotImplementedError:
-            pass
+            pass  # this variant (e.g. int16) has no integer kernel: float below
     factory = fk.KERNELS.get(key)
     if factory is None:
         raise TflquantError(f"{_label(op)} has no reference kernel")
@@ -261,7 +260,7 @@ def call_op(
         name = names[i] if i < len(names) else (names[-1] if names else "")
         is_param = name in params and not name.startswith("*")
         b = batched[v]
-        q = None if isinstance(v.type, NoneType) else quantized_element(v.type)
+        q = None if isinstance(v.type, NoneType) else (quantized_element(v.type) or blockwise_element(v.type))
         if not integer and q is not None and x is not None and key not in fk.QUANT_AWARE and v not in float_operands:
             x = _dequant(x, q, b)
         if x is not None:

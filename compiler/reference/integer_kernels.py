@@ -1665,3 +1665,79 @@ def _lstm(op: Operation) -> Kernel:
 KERNELS["SHAPE"] = fk.KERNELS["SHAPE"]
 
 INTEGER_OPS = frozenset(KERNELS)
+
+
+# ---------------------------------------------------------------------------------------
+# Hybrid kernels (dynamic-range models: float activations, integer weights)
+# ---------------------------------------------------------------------------------------
+# LiteRT's hybrid kernels quantize their float input to int8 at run time: per row
+# (FULLY_CONNECTED, BATCH_MATMUL) or per batch element (CONV_2D, DEPTHWISE_CONV_2D);
+# asymmetrically where the op asks (asymmetric_quantize_inputs) and for per-channel
+# convolutions, else symmetric [-127, 127] (and always for int4 per tensor / channel
+# weights, measured against LiteRT) (tensor_utils SymmetricQuantizeFloats /
+# AsymmetricQuantizeFloats). Their int8 x int8 (or int4, or per-block) sums are exact and
+# then scaled in float, so the float kernel on the dequantized input and weights computes the
+# same values up to float rounding: hybrid ops run that way (the interpreter lists them in
+# float_ops). Other hybrid-capable ops (EMBEDDING_LOOKUP, LSTM, ...) take dequantized weights.
+HYBRID_PER_ROW = frozenset({"FULLY_CONNECTED", "BATCH_MATMUL"})
+HYBRID_PER_BATCH = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def symmetric_input_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of x as SymmetricQuantizeFloats quantizes them, dequantized (scale max|x| / 127)."""
+    x = np.asarray(x, np.float32)
+    rng = np.max(np.abs(x), axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1), np.float32)
+    safe = np.where(rng > 0, rng, np.float32(1)).astype(np.float32)
+    q = np.clip(qm.round_half_away(x * (np.float32(127) / safe)), -127, 127)
+    return np.where(rng > 0, q * (safe / np.float32(127)), 0).astype(np.float32)
+
+
+def asymmetric_input_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of x as AsymmetricQuantizeFloats quantizes them, dequantized: range widened to
+    hold 0, scale range / 255 (double), zero point from the end whose error
+    |qmin| + |rmin / s| or |qmax| + |rmax / s| is smaller, nudged into [-128, 127]."""
+    x = np.asarray(x, np.float32)
+    empty_row = np.zeros((len(x), 1))
+    lo = np.minimum(np.min(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else empty_row
+    hi = np.maximum(np.max(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else empty_row
+    empty = lo == hi
+    scale = np.where(empty, 1.0, (hi - lo) / 255.0)
+    from_min, from_max = -128.0 - lo / scale, 127.0 - hi / scale
+    zp = np.where(128.0 + np.abs(lo / scale) < 127.0 + np.abs(hi / scale), from_min, from_max)
+    zp = np.clip(qm.round_half_away(zp), -128, 127)
+    s32 = scale.astype(np.float32)
+    q = np.clip(qm.round_half_away(x * (np.float32(1) / s32)) + zp, -128, 127)
+    return np.where(empty, 0, (q - zp) * s32).astype(np.float32)
+
+
+def hybrid_input(op: Operation) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How op's hybrid kernel sees its float input (None: op is not hybrid): a function of
+    the batched input array returning it quantized and dequantized as LiteRT does."""
+    from xdsl.dialects.builtin import Float32Type, TensorType
+
+    from tflquant.dialects import tfl
+    from tflquant.dialects.quant import BlockwiseQuantizedType
+
+    d = type(op).get_trait(tfl.DynamicRangeWeights) if isinstance(op, tfl.TflOp) else None
+    key = tfl.op_type(op)
+    if d is None or not d.hybrid or key not in HYBRID_PER_ROW | HYBRID_PER_BATCH or not op.operands:
+        return None
+    x = op.operands[0].type
+    if not (isinstance(x, TensorType) and isinstance(x.element_type, Float32Type)) or isinstance(op.operands[0].owner, tfl.ConstOp):
+        return None
+    w = op.operands[1].type if len(op.operands) > 1 else None
+    we = w.element_type if isinstance(w, TensorType) else None
+    if not isinstance(we, UniformQuantizedType | BlockwiseQuantizedType):
+        return None
+    if isinstance(we, UniformQuantizedType) and we.bits == 4:
+        asymmetric = False  # LiteRT's 4-bit hybrid path quantizes its input symmetrically (measured)
+    else:
+        asymmetric = bool(op.option("asymmetric_quantize_inputs")) if key in HYBRID_PER_ROW else (isinstance(we, UniformQuantizedType) and we.per_axis)
+    rows = asymmetric_input_rows if asymmetric else symmetric_input_rows
+
+    def quantized(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float32)
+        flat = a.reshape(-1, a.shape[-1]) if key in HYBRID_PER_ROW else a.reshape(a.shape[0] * (a.shape[1] if key in HYBRID_PER_BATCH and a.ndim > 1 else 1), -1)
+        return rows(flat).reshape(a.shape)
+
+    return quantized
