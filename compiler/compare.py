@@ -222,59 +222,13 @@ def _integer_activations(m: ModuleOp) -> bool:
     return integer
 
 
-# Hybrid kernels (dynamic-range models) quantize their float input to int8 at run time, per
-# batch element (convolutions) or per row (fully-connected, batch matmul): asymmetric for
-# per-channel convolutions and ops with asymmetric_quantize_inputs, else symmetric [-127, 127]
-# (LiteRT's conv.cc / depthwise_conv.cc EvalHybridPerChannel, fully_connected.cc EvalHybrid).
-# Their int8 x int8 sums are exact, so the float kernel on the dequantized input and weights
-# computes the same values up to float rounding. Other hybrid ops (LSTM, RNN, SVDF, ...) run
-# with dequantized weights and float inputs: their weight error only.
-_PER_ROW = frozenset({"FULLY_CONNECTED", "BATCH_MATMUL"})
-_PER_BATCH = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
-
-
-def _symmetric_fake_quant(x: np.ndarray) -> np.ndarray:
-    """Rows of x through LiteRT's SymmetricQuantizeFloats and back (scale max|x|/127)."""
-    from tflquant.quant_math import round_half_away
-
-    rng = np.max(np.abs(x), axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1), np.float32)
-    safe = np.where(rng > 0, rng, np.float32(1)).astype(np.float32)
-    q = np.clip(round_half_away(x * (np.float32(127) / safe)), -127, 127)
-    return np.where(rng > 0, q * (safe / np.float32(127)), 0).astype(np.float32)
-
-
-def _asymmetric_fake_quant(x: np.ndarray) -> np.ndarray:
-    """Rows of x through LiteRT's AsymmetricQuantizeFloats and back: the range widened to hold
-    0, scale range/255, the zero point from whichever end rounds better, nudged into int8."""
-    from tflquant.quant_math import round_half_away
-
-    lo = np.minimum(np.min(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else np.zeros((len(x), 1))
-    hi = np.maximum(np.max(x, axis=1, keepdims=True), 0).astype(np.float64) if x.shape[1] else np.zeros((len(x), 1))
-    empty = lo == hi
-    scale = np.where(empty, 1.0, (hi - lo) / 255.0)
-    zp_min, zp_max = -128.0 - lo / scale, 127.0 - hi / scale
-    err_min, err_max = -128.0 + np.abs(lo / scale), 127.0 + np.abs(hi / scale)
-    zp = np.clip(round_half_away(np.where(err_min < err_max, zp_min, zp_max)), -128, 127)
-    s32 = scale.astype(np.float32)
-    q = np.clip(round_half_away(x * (np.float32(1) / s32)) + zp, -128, 127)
-    return np.where(empty, 0, (q - zp) * s32).astype(np.float32)
-
-
 def _hybrid_kernel(op: Operation, k: Any) -> Any:
-    """The float kernel k fed its activation input as the hybrid kernel quantizes it."""
-    key = tfl.op_type(op)
-    if key not in _PER_ROW | _PER_BATCH or isinstance(op.operands[0].owner, tfl.ConstOp):
-        return k
-    w = quant.quantized_element(op.operands[1].type)
-    asymmetric = bool(op.option("asymmetric_quantize_inputs")) if key in _PER_ROW else (w is not None and w.per_axis)
-    fake = _asymmetric_fake_quant if asymmetric else _symmetric_fake_quant
+    """The float kernel k fed its activation input as LiteRT's hybrid kernel quantizes it
+    (reference.integer_kernels.hybrid_input)."""
+    from tflquant.reference.integer_kernels import hybrid_input
 
-    def run(x: np.ndarray, *rest: Any) -> Any:
-        x = np.asarray(x, np.float32)
-        rows = x.reshape(-1, x.shape[-1]) if key in _PER_ROW else x.reshape(x.shape[0] * max(x.shape[1], 1) if x.ndim > 1 else x.shape[0], -1)
-        return k(fake(rows).reshape(x.shape), *rest)
-
-    return run
+    quantized = hybrid_input(op)
+    return k if quantized is None else (lambda x, *rest: k(quantized(x), *rest))
 
 
 class _HybridInterpreter:
