@@ -146,6 +146,23 @@ def test_csv_of_a_while_loop_names_its_subgraph(tmp_path: Path) -> None:
         assert float(r["sqnr_db"]) == row.sqnr_db > 20 and float(r["max_abs_error"]) > 0
 
 
+def test_if_branches_each_their_subgraph() -> None:
+    """IF with samples taking either branch: each branch's tensor is a row of its subgraph,
+    compared on the samples that took it (a few quantization steps at most)."""
+    from test_control_flow import branch
+
+    m = write_flatbuffer(branch())
+    rng = np.random.default_rng(0)
+    x = {"flag": np.where(rng.random((16, 1)) > 0.5, 1.0, -1.0).astype(np.float32), "x": rng.standard_normal((16, 3)).astype(np.float32)}
+    q = tflquant.quantize(m, representative_dataset=x).model
+    rows = tflquant.compare_models(m, [q], x).rows
+    assert [(r.name, r.subgraph) for r in rows] == [("@then/tripled", 1), ("@else/decremented", 2), ("picked", 0)]
+    it = _litert(q)
+    for r in rows:
+        assert it._get_tensor_details(r.tensor_idx, r.subgraph)["name"] == r.tensor_name  # type: ignore[attr-defined]
+        assert r.sqnr_db > 35 and r.max_error_steps is not None and r.max_error_steps <= 1.5 and r.max_abs_error > 0
+
+
 def test_dynamic_range_rows_follow_litert_hybrid_kernels() -> None:
     """Hybrid kernels quantize their input at run time; compare simulates that, so the model
     output's SQNR is LiteRT's (dequantized weights alone would give a different figure)."""
