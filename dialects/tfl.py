@@ -332,6 +332,7 @@ class DynamicRangeWeights(OpTrait):
     per_channel_only: bool = False
     asymmetric_inputs: bool = False
     int4: tuple[str, ...] = ()
+    int2: tuple[str, ...] = ()  # likewise for int2 (four per byte); elsewhere DEQUANTIZE reads it
 
     def slots(self, op_cls: type) -> tuple[tuple[int, int | None], ...]:
         if self.weights:
@@ -486,7 +487,7 @@ BUILTIN_OPS: tuple[Op, ...] = (
         Quantizable(),
         AffineOp(input=0, weight=1, channel_axis=0, bias=2, calibrated_bias=True),
         OptionalInputs(trailing=1),
-        DynamicRangeWeights(asymmetric_inputs=True, int4=("tensor", "channel", "block")),
+        DynamicRangeWeights(asymmetric_inputs=True, int4=("tensor", "channel", "block"), int2=("tensor", "channel")),
         KernelParams((), integer=("filter", "bias")),
     ),
     declare(
