@@ -185,3 +185,15 @@ def test_rtn_is_the_pass_rounding(layer):
     r = wr.round_weight(w, 8, "channel", method="rtn")
     assert np.array_equal(q, r.codes)
     assert np.array_equal(np.asarray(qtype.scale_array(), np.float32), r.scales)
+
+
+def test_out_blocks_round_like_blocks_of_y():
+    """BATCH_MATMUL y [in, out]: blocks along y's last dimension (out-blocks of W = y^T);
+    round to nearest equals rounding y's rows of 32 directly (scales in y's block order)."""
+    rng = np.random.default_rng(5)
+    y = (rng.standard_t(3, size=(96, 64)) * 0.05).astype(np.float32)
+    r = wr.round_batch_matmul(y, adj_y=False, bits=4, granularity="block", block_size=32, method="rtn", fp16_scales=False)
+    g = y.reshape(-1, 32)
+    s = (np.max(np.abs(g), axis=1) / 7).astype(np.float32)
+    assert np.array_equal(r.scales.reshape(-1), s)
+    assert np.array_equal(r.codes.reshape(-1, 32), np.clip(np.rint(g / s[:, None]), -7, 7).astype(np.int8))

@@ -9,9 +9,10 @@ driver hands the store to `quantize-weights` (`run_pipeline(..., weight_statisti
 which takes each layer's matrix when it rounds that layer's weight; a matrix is freed when
 the last layer reading its input has taken it (`take`).
 
-Which layers: FULLY_CONNECTED whose filter is a constant (float32, or DEQUANTIZE of an fp16
-constant), rank 2 [out, in]; the input's last dimension is `in`, every other axis of it
-(samples, sequence positions) is rows.
+Which layers (`matmul_layer`): FULLY_CONNECTED whose filter is a constant (float32, or
+DEQUANTIZE of an fp16 constant) of rank 2 [out, in], and BATCH_MATMUL whose y is such a
+constant holding one matrix ([1, .., in, out], or [.., out, in] with adj_y); the input's
+last dimension is `in`, every other axis of it (samples, sequence positions) is rows.
 
 Numerics and determinism: rows are buffered per input and folded into the float32
 accumulator `CHUNK_ROWS` rows at a time, cut at fixed positions of the global row order
@@ -57,17 +58,28 @@ def _constant_float(v: SSAValue) -> bool:
     return isinstance(o, tfl.ConstOp) and isinstance(t := o.result.type, TensorType) and isinstance(t.element_type, want)
 
 
-def matmul_layer(op: Operation) -> tuple[SSAValue, SSAValue] | None:
-    """(input, weight) of a FULLY_CONNECTED with a constant rank-2 filter [out, in], else None.
-    The layer's output is input @ filter^T over the input's last dimension."""
-    if not isinstance(op, tfl.FullyConnectedOp) or len(op.operands) < 2:
+def matmul_layer(op: Operation) -> tuple[SSAValue, int, bool | None] | None:
+    """(input, input width `in`, adj_y) of a layer whose output is the input's last dimension
+    contracted with a constant weight, else None: FULLY_CONNECTED with a rank-2 filter
+    [out, in] (adj_y None), or BATCH_MATMUL (adj_x false) whose y is [.., in, out] (adj_y
+    false) or [.., out, in] (adj_y true) with every leading dimension 1 (one matrix)."""
+    if isinstance(op, tfl.FullyConnectedOp) and len(op.operands) >= 2:
+        x, w, adj = op.operands[0], op.operands[1], None
+        shape = w.type.get_shape() if isinstance(w.type, TensorType) else ()
+        if len(shape) != 2:
+            return None
+        n = shape[1]
+    elif isinstance(op, tfl.BatchMatmulOp) and len(op.operands) == 2 and not op.option("adj_x"):
+        x, w, adj = op.operands[0], op.operands[1], bool(op.option("adj_y"))
+        shape = w.type.get_shape() if isinstance(w.type, TensorType) else ()
+        if len(shape) < 2 or any(d != 1 for d in shape[:-2]):
+            return None
+        n = shape[-1] if adj else shape[-2]
+    else:
         return None
-    x, w = op.operands[0], op.operands[1]
-    if not (isinstance(w.type, TensorType) and len(w.type.get_shape()) == 2 and _constant_float(w)):
+    if not _constant_float(w) or not isinstance(x.type, TensorType) or not x.type.get_shape() or x.type.get_shape()[-1] != n:
         return None
-    if not isinstance(x.type, TensorType) or not x.type.get_shape() or x.type.get_shape()[-1] != w.type.get_shape()[1]:
-        return None
-    return x, w
+    return x, n, adj
 
 
 class InputHessians:
@@ -191,13 +203,13 @@ def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
     for op in module.walk():
         if (xw := matmul_layer(op)) is None:
             continue
-        x, w = xw
+        x, n, _adj = xw
         name = value_name(x)
         if name is None:
             continue
         if name in shared and (fn := function_of(x)) is not None:
             name = qualified_name(fn, name)
-        widths[name] = w.type.get_shape()[1]  # type: ignore[union-attr]
+        widths[name] = n
         readers[name] = readers.get(name, 0) + 1
     return widths, readers
 
@@ -229,18 +241,27 @@ def round_layer_weight(
     """Data-aware (codes, scales) of weight `v` (float values `w`) for quantize-weights, in
     the layouts of weight_rounding.round_tensor; None where round to nearest is the method
     (`nearest`, or `auto` where weight_rounding.resolve_method says so). The statistics are
-    those of the input of the first FULLY_CONNECTED reading v as its filter (see
-    `matmul_layer`; taken from `store`, which frees them after their last layer)."""
-    from tflquant.calibration.weight_rounding import resolve_method, round_tensor
+    those of the input of the first FULLY_CONNECTED / BATCH_MATMUL reading v as its weight
+    (see `matmul_layer`; taken from `store`, which frees them after their last layer)."""
+    from tflquant.calibration.weight_rounding import resolve_method, round_batch_matmul, round_tensor
     from tflquant.ir import kept_float
 
     xtx = diag = None
+    adj: bool | None = None
     if store is not None and axis in (0, None):
         for u in v.uses:
             if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
                 xtx, diag, _rows = store.take(k)
+                adj = xw[2]
                 break
     chosen = resolve_method(method, bits, xtx is not None)
     if chosen is None:
         return None
-    return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=diag if xtx is None else None, fp16_scales=fp16_scales)
+    msq = diag if xtx is None else None
+    if adj is None:
+        return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales)
+    # BATCH_MATMUL's y (one matrix): per tensor, or blocks along y's last dimension
+    r = round_batch_matmul(np.asarray(w, np.float32).reshape(w.shape[-2:]), adj_y=adj, bits=bits, granularity=granularity, block_size=block_size,
+                           method=chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales)
+    scales = r.scales.reshape(*w.shape[:-1], -1) if granularity == "block" else r.scales
+    return r.codes.reshape(w.shape), scales

@@ -75,7 +75,8 @@ matrix per distinct input tensor) and hands the store to quantize-weights, whose
 layouts: channel scales along its axis, blocks along the last dimension, fp16-exact block
 scales where LiteRT reads them as fp16, float32 where a DEQUANTIZE reads the blocks).
 Weights without statistics (GATHER / EMBEDDING_LOOKUP tables, convolution filters, no
-data) get MSE-clipped scales. BATCH_MATMUL weights (round_batch_matmul) are not wired yet.
+data) get MSE-clipped scales. A BATCH_MATMUL y holding one matrix goes through
+round_batch_matmul (per tensor, or blocks along y's last dimension).
 """
 
 from __future__ import annotations
@@ -164,6 +165,14 @@ class _Layout:
         if self.block_axis == "in":
             return a.reshape(out * (inn // b), b)
         return np.ascontiguousarray(a.T).reshape(inn * (out // b), b)
+
+    def scales_of_groups(self, s: np.ndarray) -> np.ndarray:
+        """Scales in `groups` order (one per group) -> scale_shape (out-blocks are grouped
+        input by input: [in, out / B] -> its transpose)."""
+        out, inn = self.shape
+        if self.granularity == "block" and self.block_axis == "out":
+            return np.ascontiguousarray(s.reshape(inn, out // self.block_size).T)
+        return s.reshape(self.scale_shape())
 
     def scale_shape(self) -> tuple[int, ...]:
         out, inn = self.shape
@@ -285,7 +294,7 @@ def choose_scales(
     if mean_square is not None:
         p = lay.groups(np.broadcast_to(_mean_square(mean_square, w.shape[1]).astype(np.float32), w.shape))
     s = search_scales(lay.groups(w), qmin, qmax, p, ratios if clip else None, fp16)
-    return s.reshape(lay.scale_shape())
+    return lay.scales_of_groups(s)
 
 
 def quantize_with_scales(
@@ -391,7 +400,7 @@ def gptq(
         scales = np.zeros(lay.scale_shape(), np.float32)  # filled block by block
     else:
         p = lay.groups(np.broadcast_to(msq.astype(np.float32), w.shape)) if np.any(msq > 0) else None
-        scales = search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16).reshape(lay.scale_shape())
+        scales = lay.scales_of_groups(search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16))
         st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     wt = np.ascontiguousarray(w.T[perm])  # [in, out], row c = column perm[c] of W
     del w
