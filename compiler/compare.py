@@ -47,6 +47,8 @@ from xdsl.ir import Operation, SSAValue
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
+from tflquant.reference import float_kernels as fk
+from tflquant.reference.integer_interpreter import IntegerInterpreter
 
 
 @dataclass(frozen=True)
@@ -231,38 +233,31 @@ def _hybrid_kernel(op: Operation, k: Any) -> Any:
     return k if quantized is None else (lambda x, *rest: k(quantized(x), *rest))
 
 
-class _HybridInterpreter:
+class _HybridInterpreter(IntegerInterpreter):
     """Runs a dynamic-range model like LiteRT: float kernels, the hybrid ones fed their input
     quantized as theirs quantize it (IntegerInterpreter's loop, its WHILE / IF included)."""
 
-    def __new__(cls, f: func.FuncOp) -> Any:
-        from tflquant.reference import float_kernels as fk
-        from tflquant.reference.integer_interpreter import IntegerInterpreter
+    def _compile(self) -> None:
+        for op in self.func.body.block.ops:
+            if isinstance(op, func.ReturnOp | tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp):
+                continue
+            key = tfl.op_type(op)
+            if key in ("WHILE", "IF") and isinstance(op, tfl.OpaqueOp):
+                self._steps.append((op, self._control(op, key), True))
+                continue
+            factory = fk.KERNELS.get(key)
+            if factory is None:
+                raise TflquantError(f"{key} '{(tfl.tensor_names(op) or ['?'])[0]}' has no reference kernel")
+            k = factory(op)
+            self._steps.append((op, _hybrid_kernel(op, k) if _hybrid_op(op) else k, False))
 
-        class Hybrid(IntegerInterpreter):
-            def _compile(self) -> None:
-                for op in self.func.body.block.ops:
-                    if isinstance(op, func.ReturnOp | tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp):
-                        continue
-                    key = tfl.op_type(op)
-                    if key in ("WHILE", "IF") and isinstance(op, tfl.OpaqueOp):
-                        self._steps.append((op, self._control(op, key), True))
-                        continue
-                    factory = fk.KERNELS.get(key)
-                    if factory is None:
-                        raise TflquantError(f"{tfl.op_type(op)} '{(tfl.tensor_names(op) or ['?'])[0]}' has no reference kernel")
-                    k = factory(op)
-                    self._steps.append((op, _hybrid_kernel(op, k) if _hybrid_op(op) else k, False))
-
-            def _subgraph(self, op: Operation, option: str) -> Any:
-                i = tfl.subgraph_index(op, option)
-                if i is None or not 0 <= i < len(self.funcs):
-                    raise TflquantError(f"{tfl.op_type(op)} names subgraph {i}, which the module does not have")
-                if i not in self._subgraphs:
-                    self._subgraphs[i] = Hybrid(self.funcs[i])
-                return self._subgraphs[i]
-
-        return Hybrid(f)
+    def _subgraph(self, op: Operation, option: str) -> IntegerInterpreter:
+        i = tfl.subgraph_index(op, option)
+        if i is None or not 0 <= i < len(self.funcs):
+            raise TflquantError(f"{tfl.op_type(op)} names subgraph {i}, which the module does not have")
+        if i not in self._subgraphs:
+            self._subgraphs[i] = _HybridInterpreter(self.funcs[i])
+        return self._subgraphs[i]
 
 
 def _tensor_indices(m: ModuleOp, data: bytes | mmap.mmap | None) -> list[dict[str, int]]:
@@ -400,7 +395,7 @@ class _QuantizedRunner:
         self.interps: dict[str, Any] = {}
 
     def run(self, inputs: Sequence[np.ndarray], observer: Any = None, func_name: str | None = None) -> list[np.ndarray]:
-        from tflquant.reference.integer_interpreter import IntegerInterpreter, _quant
+        from tflquant.reference.integer_interpreter import _quant
 
         f = self.funcs[func_name or next(iter(self.funcs))]
         if f.sym_name.data not in self.interps:
@@ -717,7 +712,6 @@ def _op_losses(
     one), its output's SQNR computed by its integer kernel against the same op kept float,
     both fed the float model's values on the first `max_samples` samples of `data`. Runs the
     float model once; each op runs alone (no integer run of the whole model)."""
-    from tflquant.reference import float_kernels as fk
     from tflquant.reference.integer_interpreter import _dequant, _quant, call_op, op_kernel
 
     fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
@@ -820,7 +814,6 @@ def _hybrid_losses(float_model: Any, quantized_model: Any, data: Any, max_sample
     weights), its output computed with the dequantized weights from the float model's inputs,
     scored against the float model's output (`quantized_db`; `float_db` is exact: 99). The
     activations' run-time quantization is left out: it is the same whatever the weights."""
-    from tflquant.reference import float_kernels as fk
     from tflquant.reference.integer_interpreter import call_op
 
     fm, qm = _module(float_model, "float model"), _module(quantized_model, "quantized model")
