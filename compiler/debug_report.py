@@ -6,7 +6,9 @@
 
 The CSV starts with the columns of TF's `QuantizationDebugger.layer_statistics_dump`, in its
 order (op_name, tensor_idx, its five layer metrics, scale, zero_point, tensor_name), so
-notebooks written for it read this file; tflquant's own columns follow (SQNR, error in
+notebooks written for it read this file (tensor_name and tensor_idx name the quantized
+model's tensor: a model output's integer tensor keeps its '_int8' suffix there, while the
+table and plot show the float model's name); tflquant's own columns follow (SQNR, error in
 steps, the SQNR the op loses, precision, subgraph, signature, model). Floats are written
 with Python's shortest round-trip repr; absent values (scale of a float tensor) are empty.
 
