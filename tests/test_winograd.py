@@ -2,7 +2,7 @@
 against the direct products it replaces and against a float64 reference: random shapes
 (odd and even sizes, SAME and VALID, with and without bias and activation, batches that
 split into sample groups and into tile-row blocks), the thresholds that keep small
-convolutions on the direct path, and the filter transform kept per op."""
+convolutions on the direct path, and its filter transform."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def _ref64(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: str) -> 
     return y if b is None else y + b
 
 
-def _conv(x, w, b, padding, act, winograd: bool, monkeypatch: pytest.MonkeyPatch, cache=None):
+def _conv(x, w, b, padding, act, winograd: bool, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(fk, "_WINOGRAD_MIN_WORK", 0 if winograd else 1 << 62)
-    return fk.conv2d_nhwc(x, w, b, (1, 1), (1, 1), padding, act, cache=cache)
+    return fk.conv2d_nhwc(x, w, b, (1, 1), (1, 1), padding, act)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -78,29 +78,34 @@ def test_winograd_equals_the_direct_products(n, h, wd, c, o, padding, bias, act,
     np.testing.assert_allclose(wino, direct, rtol=0, atol=2e-6 * scale)
 
 
-def test_winograd_deterministic_threads_and_filter_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Same bytes with 1 and 2 threads and on a second run (transformed filter from the op's
-    cache); a new filter array is transformed anew."""
+def test_winograd_deterministic_over_threads_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same bytes with 1 and 2 threads and on a second run."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((6, 15, 14, 64)).astype(F32)
     w = (rng.standard_normal((64, 3, 3, 64)) / 24).astype(F32)
     b = rng.standard_normal(64).astype(F32)
-    cache: dict = {}
     relu = fk.activation("RELU")
     old = fk.set_threads(1)
     try:
-        one = _conv(x, w, b, "SAME", relu, True, monkeypatch, cache)
-        u = cache["winograd"][1]
+        one = _conv(x, w, b, "SAME", relu, True, monkeypatch)
         fk.set_threads(2)
-        two = _conv(x, w, b, "SAME", relu, True, monkeypatch, cache)
-        assert cache["winograd"][1] is u
-        np.testing.assert_array_equal(one, two)
-        w2 = -w
-        neg = _conv(x, w2, None, "SAME", None, True, monkeypatch, cache)
-        assert cache["winograd"][0] is w2
-        np.testing.assert_allclose(neg, -_ref64(x, w, None, "SAME"), rtol=0, atol=2e-6 * np.abs(neg).max())
+        two = _conv(x, w, b, "SAME", relu, True, monkeypatch)
+        again = _conv(x, w, b, "SAME", relu, True, monkeypatch)
     finally:
         fk.set_threads(old)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(two, again)
+
+
+def test_winograd_filter_transform() -> None:
+    """G g G^T (float32 products) against the float64 formula, as (16, C, O) matrices."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((5, 3, 3, 7)).astype(F32)
+    g = fk._WINOGRAD_G
+    want = np.einsum("ai,oijc,bj->abco", g, w.astype(np.float64), g).reshape(16, 7, 5)
+    got = fk.winograd_filter(w)
+    assert got.shape == (16, 7, 5) and got.dtype == F32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,7 @@ def test_direct_path_outside_winograd(shape, wshape, stride, dil, monkeypatch: p
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(F32)
     w = rng.standard_normal(wshape).astype(F32)
-    y = fk.conv2d_nhwc(x, w, None, (stride, stride), (dil, dil), "SAME", None, cache={})
+    y = fk.conv2d_nhwc(x, w, None, (stride, stride), (dil, dil), "SAME", None)
     assert y.shape[:1] == (2,)
 
 
@@ -130,4 +135,4 @@ def test_small_convolutions_keep_the_direct_products(monkeypatch: pytest.MonkeyP
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 16, 16, 64)).astype(F32)  # 4*16*16*64*9*64 = 37.7M < 2**27
     w = rng.standard_normal((64, 3, 3, 64)).astype(F32)
-    fk.conv2d_nhwc(x, w, None, (1, 1), (1, 1), "SAME", None, cache={})
+    fk.conv2d_nhwc(x, w, None, (1, 1), (1, 1), "SAME", None)

@@ -676,7 +676,6 @@ def conv2d_nhwc(
     dil: tuple[int, int],
     padding: str,
     act: Callable[[np.ndarray], np.ndarray] | None = None,
-    cache: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Float CONV_2D: x (N,H,W,C), w (O,KH,KW,C/groups), b (O,) -> (N,OH,OW,O), float32.
 
@@ -687,8 +686,9 @@ def conv2d_nhwc(
     chunk's im2col holds only the KW taps of each input row and the KH filter rows are KH
     accumulated products over row-shifted (contiguous) slices of it; with a larger stride
     the chunk holds the full KH*KW windows and needs one product. A large 3x3 stride-1
-    convolution of many channels takes Winograd's F(2x2, 3x3) (`winograd_3x3`; `cache`, a
-    dict the caller keeps per op, holds its transformed filter between runs).
+    convolution of many channels takes Winograd's F(2x2, 3x3) (`winograd_3x3`). Filters
+    enter the products as transposed views (BLAS reads them in place: copying a 1024x2048
+    filter on every call took a third of the time of its product).
     """
     n, h, wd, c = x.shape
     o, kh, kw, ci = w.shape
@@ -710,7 +710,7 @@ def conv2d_nhwc(
         if sh > 1 or sw > 1:
             x = np.ascontiguousarray(x[:, ::sh, ::sw][:, :oh, :ow])
         xf = x.reshape(-1, c)
-        wmat = np.ascontiguousarray(w.reshape(o, c).T)
+        wmat = w.reshape(o, c).T
         y = np.empty((n, oh, ow, o), F32)
         yf = y.reshape(-1, o)
         big = n * oh * ow >= _POINTWISE_BIG_ROWS and c + o >= 64
@@ -732,7 +732,7 @@ def conv2d_nhwc(
     y = np.empty((n, oh, ow, o), F32)
     if (kh, kw, sh, sw, dh, dw, groups) == (3, 3, 1, 1, 1, 1, 1) and min(c, o) >= _WINOGRAD_MIN_CHANNELS \
             and n * oh * ow * o * 9 * c >= _WINOGRAD_MIN_WORK:
-        u = winograd_filter(w, cache)
+        u = winograd_filter(w)
         split_samples(n, n * oh * ow * o * 4 * c, lambda s0, s1: winograd_3x3(x[s0:s1], u, b, y[s0:s1], (pt, pl), act))
         return y
     og = o // groups
@@ -776,14 +776,14 @@ def _conv_group(
     s0, s1, s2 = xp.strides
     if sh == 1:
         kwc = kw * c
-        wrows = [np.ascontiguousarray(w[:, i].reshape(o, kwc).T) for i in range(kh)]
+        wrows = [w[:, i].reshape(o, kwc).T for i in range(kh)]
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * kwc * 4)))
         span = rows + (kh - 1) * dh
         cols = scratch("cols", span * ow * kwc)
         tmp = scratch("acc", rows * ow * o) if kh > 1 else None
     else:
         k = kh * kw * c
-        wmat = np.ascontiguousarray(w.reshape(o, k).T)
+        wmat = w.reshape(o, k).T
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * k * 4)))
         cols = scratch("cols", rows * ow * k)
     out_tmp = None if contiguous else scratch("out", rows * ow * o)
@@ -849,7 +849,7 @@ def _conv_group_samples(
     xp = scratch("pad", g * hp * wp * c).reshape(g, hp, wp, c)
     if pt or pb or pl or pr:
         xp[...] = 0
-    wmat = np.ascontiguousarray(w.reshape(o, k).T)
+    wmat = w.reshape(o, k).T
     cols = scratch("cols", g * oh * ow * k)
     for s0 in range(0, n, g):
         gg = min(g, n - s0)
@@ -871,6 +871,7 @@ def _conv_group_samples(
 # float32 rounding only (tests/test_fast_kernels.py: 2e-6 of the largest output against a
 # float64 reference, like the direct path).
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_WINOGRAD_GG = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(F32)  # (16, 9): G g G^T of a flattened 3x3 g
 # Only convolutions of at least this many input and output channels (the transforms cost a
 # few passes over the data per output, which fewer channels do not pay for) and this many
 # multiply-adds per call (ResNet50's 3x3 layers: 8 samples, 925M). Measured on one core, 8
@@ -883,18 +884,12 @@ _WINOGRAD_TILES = 128  # tiles per product at least (the products want rows) ...
 _WINOGRAD_BYTES = 1 << 20  # ... or as many samples (or tile rows of one) as keep the transformed input this size
 
 
-def winograd_filter(w: np.ndarray, cache: dict[str, Any] | None = None) -> np.ndarray:
-    """G g G^T of a (O,3,3,C) filter, as 16 (C, O) matrices (computed in float64); kept in
-    `cache` while the same array comes back."""
-    if cache is not None and (hit := cache.get("winograd")) is not None and hit[0] is w:
-        return hit[1]
+def winograd_filter(w: np.ndarray) -> np.ndarray:
+    """G g G^T of a (O,3,3,C) filter as 16 (C, O) matrices: a (16, C, O) view of one small
+    float32 product per output channel (computed on every call: 2.5 ms for 512x3x3x512, where
+    keeping it would hold 16/9 of the 3x3 filters in memory)."""
     o, _, _, c = w.shape
-    gw = np.tensordot(_WINOGRAD_G, w.astype(np.float64), axes=([1], [1]))  # (4, O, 3, C)
-    u = np.tensordot(gw, _WINOGRAD_G, axes=([2], [1]))  # (4, O, C, 4)
-    u = np.ascontiguousarray(u.transpose(0, 3, 2, 1).reshape(16, c, o), dtype=F32)
-    if cache is not None:
-        cache["winograd"] = (w, u)
-    return u
+    return np.matmul(_WINOGRAD_GG, w.reshape(o, 9, c)).transpose(1, 2, 0)
 
 
 def winograd_3x3(
@@ -1130,11 +1125,10 @@ def _conv_like(op: Operation, fn: Callable[..., np.ndarray]) -> Kernel:
     dil = (max(1, opt(op, "dilation_h_factor", 1)), max(1, opt(op, "dilation_w_factor", 1)))
     padding = opt(op, "padding", "SAME")
     act = fused_act(op)
-    extra = {"cache": {}} if fn is conv2d_nhwc else {}  # prepared filters, per op
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         xm, sb = merge_batch(as_f32(x))
-        y = fn(xm, as_f32(w), None if b is None else as_f32(b), strides, dil, padding, act, **extra)
+        y = fn(xm, as_f32(w), None if b is None else as_f32(b), strides, dil, padding, act)
         return split_batch(y, sb)
 
     return run
