@@ -137,6 +137,8 @@ def test_hessian_memory_cap_keeps_the_diagonal():
     assert np.allclose(st.diag["b"], np.diag(st.xtx["a"]), rtol=1e-5)
     xtx, diag, rows = st.take("b")
     assert xtx is None and rows == 100 and diag is not None and "b" not in st.diag  # freed
+    narrow_first = hessian.InputHessians({"wide": 128, "narrow": 64}, max_bytes=64 * 64 * 4 + 100)
+    assert set(narrow_first.xtx) == {"narrow"} and set(narrow_first.diag) == {"wide"}
 
 
 def test_shared_input_has_one_matrix_freed_after_its_last_layer():

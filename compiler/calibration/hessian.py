@@ -28,9 +28,11 @@ Peak memory while collecting: per distinct input of width n, the float32 matrix 
 bytes (n = 8192: 256 MB; n = 2048: 16 MB) plus a row buffer CHUNK_ROWS x n x 4 bytes
 (n = 8192: 32 MB), plus one product temporary n x min(n, COLUMN_BLOCK) x 4 bytes. For a
 decoder with d = 2048 and a 4x MLP that is 3 x 16 MB + 64 MB + 256 MB = 370 MB per block
-(query/key/value, attention output, up/gate, down); `max_bytes` caps the total: inputs past
-the cap (in program order) keep only their diagonal (E[x^2], n x 8 bytes), with which
-weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ.
+(query/key/value, attention output, up/gate, down); `max_bytes` caps the total (the driver:
+half the float model's file size, at least BUDGET_MIN): matrices are given out narrowest
+input first, and the inputs past the cap keep only their diagonal (E[x^2], n x 8 bytes),
+with which weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ. GPTQ itself
+holds about 2.5 x n^2 x 8 bytes while it rounds one layer (weight_rounding.round_weight).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import value_name
 
+BUDGET_MIN = 256 << 20  # the driver's cap on all matrices is max(this, float file size / 2)
 CHUNK_ROWS = 1024  # rows folded into the accumulator at once (global row positions)
 COLUMN_BLOCK = 1024  # columns per product (bounds the temporary; blocks below the diagonal are mirrored)
 
@@ -100,7 +103,7 @@ class InputHessians:
         self._buffered: dict[str, int] = {}
         self.retain = False  # keep matrices after `take` (a second pipeline run will read them)
         budget = max_bytes
-        for k, n in self.widths.items():
+        for k, n in sorted(self.widths.items(), key=lambda kn: kn[1]):  # narrow inputs first: most layers per byte
             if budget is None or n * n * 4 <= budget:
                 self.xtx[k] = np.zeros((n, n), np.float32)
                 budget = None if budget is None else budget - n * n * 4
@@ -224,15 +227,27 @@ def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
 
 def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **calibrate_kw: Any) -> tuple[InputHessians, Any]:
     """Run the calibration data through the float model and record every matmul layer's
-    input statistics. Returns (the store, the CalibrationResult: samples, batches, warnings)."""
+    input statistics. Returns (the store, the CalibrationResult: samples, batches, warnings).
+    `max_bytes`: cap on all matrices (None: half the model's constant bytes, at least
+    BUDGET_MIN; see the module docstring)."""
     from tflquant.calibration.calibrate import calibrate
 
     widths, readers = layer_inputs(module)
+    if max_bytes is None:
+        max_bytes = max(BUDGET_MIN, _constant_bytes(module) // 2)
     store = InputHessians(widths, readers, max_bytes)
     if not widths:
         return store, None
     result = calibrate(module, data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
     return store, result
+
+
+def _constant_bytes(module: ModuleOp) -> int:
+    total = 0
+    for op in module.walk():
+        if isinstance(op, tfl.ConstOp) and isinstance(t := op.result.type, TensorType) and all(d >= 0 for d in t.get_shape()):
+            total += int(np.prod(t.get_shape())) * 4
+    return total
 
 
 def round_layer_weight(
