@@ -400,7 +400,7 @@ def quantize(
     keep_float: (int8, int16x8, dynamic) ops to leave float, by output tensor name or op
       type ("SOFTMAX"): selective quantization (the `keep-float` pass). A name matching no
       op is an error; with integer I/O the ops need allow_float=True.
-    weight_bits: (dynamic, weight-only) 8 or 4.
+    weight_bits: (dynamic, weight-only) 8, 4 or 2 (ternary; no blocks).
     granularity: (dynamic, weight-only) "channel", "tensor" or "block" (4-bit only: blocks of
       block_size (32, 64, 128, 256) along the weight's last dimension, fp16 scales; where the
       op has no blockwise kernel, a global setting falls back to channel).

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"calibration samples run at once (default {DEFAULT_BATCH_SIZE})")
     q.add_argument("--max-samples", type=int, metavar="N", help="use at most N calibration samples")
     q.add_argument("--min-weight-elements", type=int, metavar="N", help="dynamic / weight-only: weights with fewer elements stay float (default 1024)")
-    q.add_argument("--weight-bits", type=int, choices=[8, 4], help="dynamic / weight-only: weight bits (default 8)")
+    q.add_argument("--weight-bits", type=int, choices=[8, 4, 2], help="dynamic / weight-only: weight bits (default 8; 2: ternary, FULLY_CONNECTED reads it, other ops through DEQUANTIZE)")
     q.add_argument(
         "--granularity",
         choices=["channel", "tensor", "block"],

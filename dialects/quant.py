@@ -63,7 +63,7 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-STORAGE_BITS = (4, 8, 16, 32, 64)
+STORAGE_BITS = (2, 4, 8, 16, 32, 64)
 
 
 def f32(x: float) -> float:
@@ -188,13 +188,13 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
 
     def numpy_dtype(self) -> np.dtype:
-        """The dtype of the storage values in the IR: i4 is held one value per int8 byte
-        (the flatbuffer writer packs two per byte)."""
+        """The dtype of the storage values in the IR: i4 and i2 are held one value per int8
+        byte (the flatbuffer writer packs two or four per byte)."""
         return np.dtype(f"{'i' if self.is_signed else 'u'}{max(self.bits, 8) // 8}")
 
     def verify(self) -> None:
         if self.storage_type.width.data not in STORAGE_BITS:
-            raise VerifyException(f"quant storage type must be 4, 8, 16, 32 or 64 bits, got {self.storage_type}")
+            raise VerifyException(f"quant storage type must be 2, 4, 8, 16, 32 or 64 bits, got {self.storage_type}")
         if self.storage_type.signedness.data == Signedness.SIGNED:
             raise VerifyException("quant storage type must be signless (i8) or unsigned (ui8)")
         if not (isinstance(self.scales.type.element_type, Float32Type) and self.zero_points.type.element_type == i64):

@@ -28,13 +28,16 @@ Activations stay float32. Mirrors what the TF converter writes (checked on its
   XNNPACK delegate cannot prepare a hybrid op with an fp16-dequantized bias);
 - constants also read by opaque ops or returned as model outputs are left alone.
 
-Bits and granularity (`bits=8|4`, `granularity=channel|tensor|block`, `block-size`,
+Bits and granularity (`bits=8|4|2`, `granularity=channel|tensor|block`, `block-size`,
 `op-bits` overrides "NAME=BITS[/GRANULARITY[/BLOCK]]" by output tensor name or op type):
 - int4 weights are read directly by the hybrid kernels whose declaration lists the
   granularity in `DynamicRangeWeights.int4` (FULLY_CONNECTED and EMBEDDING_LOOKUP: tensor,
   channel, block; CONV_2D: tensor, channel; GATHER's integer path: tensor); elsewhere an
   int4 weight is read through DEQUANTIZE (per tensor or channel: LiteRT's DEQUANTIZE takes
   int4 but ignores blockwise details);
+- int2 weights (narrow range [-1, 1]: ternary) likewise by `DynamicRangeWeights.int2`
+  (FULLY_CONNECTED: tensor, channel), elsewhere through DEQUANTIZE (LiteRT 2.3 runs both,
+  measured); no blockwise int2 (LiteRT's blockwise kernels read int4);
 - block granularity (blocks of `block-size` along the last dimension, fp16 scales clamped
   to the smallest fp16 normal so that none underflows) is written as LiteRT's
   BlockwiseQuantization where the hybrid kernel takes it; read through DEQUANTIZE, the
@@ -92,7 +95,7 @@ LSTM_MATRICES = (*range(1, 9), 16)
 
 GRANULARITIES = ("channel", "tensor", "block")
 BLOCK_SIZES = (32, 64, 128, 256)
-WEIGHT_BITS = (8, 4)
+WEIGHT_BITS = (8, 4, 2)
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scales never underflow
 
 
@@ -206,7 +209,7 @@ def parse_op_bits(entries: tuple[str, ...] | list[str]) -> dict[str, tuple[int, 
 
 def check_format(bits: int, granularity: str, block_size: int, what: str = "quantize-weights") -> None:
     if bits not in WEIGHT_BITS:
-        raise TflquantError(f"{what}: weight bits must be 8 or 4, got {bits}")
+        raise TflquantError(f"{what}: weight bits must be 8, 4 or 2, got {bits}")
     if granularity not in GRANULARITIES:
         raise TflquantError(f"{what}: granularity must be channel, tensor or block, got {granularity!r}")
     if block_size not in BLOCK_SIZES:
@@ -310,6 +313,15 @@ def _float32_constant_inputs(op: Operation) -> None:
         dq.parent.insert_op_before(f32, dq)
         op.operands[i] = f32.result
         QuantizeWeights._erase_if_dead(dq)
+
+
+def _reads_directly(kind: str, fmt: WeightFormat) -> bool:
+    """LiteRT's kernel for `kind` reads weights of fmt's bits at its granularity itself (int8:
+    always; int4 / int2: the granularities its DynamicRangeWeights declaration lists)."""
+    if fmt.bits == 8:
+        return True
+    d = _DECLS[kind][1]
+    return fmt.granularity in (d.int4 if fmt.bits == 4 else d.int2)
 
 
 def _op_kind(op: Operation) -> str | None:
@@ -456,7 +468,7 @@ class QuantizeWeights(ModulePass):
                     continue
                 if kind == "GATHER":
                     axis = _gather_table_axis(o, v, fmt.bits)
-                    if axis is None and fmt.granularity != "tensor" and not self.weight_only and _as_lookup(o, v):
+                    if axis is None and fmt.granularity != "tensor" and not self.weight_only and _as_lookup(o, v) and _reads_directly("EMBEDDING_LOOKUP", fmt):
                         axis = 0  # per row, read by EMBEDDING_LOOKUP
                 final = self._resolve(o, kind, v, axis, fmt, key)
                 plans[v] = (axis if final.granularity == "channel" else None, final)
@@ -545,9 +557,9 @@ class QuantizeWeights(ModulePass):
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
                 hybrid_ops.append(user)
-            elif kind == "GATHER" and use.index == 0 and not self.weight_only and _as_lookup(user, v) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
+            elif kind == "GATHER" and use.index == 0 and not self.weight_only and _as_lookup(user, v) and _reads_directly("EMBEDDING_LOOKUP", fmt) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
                 _gather_as_lookup(user, qv)
-            elif kind == "GATHER" and use.index == 0 and axis is None and fmt.granularity == "tensor" and not self.weight_only:
+            elif kind == "GATHER" and use.index == 0 and axis is None and fmt.granularity == "tensor" and not self.weight_only and _reads_directly("GATHER", fmt):
                 self._gather_int8(user, qv)
             else:
                 user.operands[use.index] = dequantized()
@@ -562,7 +574,7 @@ class QuantizeWeights(ModulePass):
         if spec is None:
             return False, False
         want_axis, hybrid = spec
-        if fmt.bits == 4 and fmt.granularity not in _DECLS[kind][1].int4:  # type: ignore[index]
+        if not _reads_directly(kind, fmt):  # type: ignore[arg-type]
             return False, hybrid
         if fmt.granularity == "block":
             return True, hybrid

@@ -192,7 +192,7 @@ def test_op_bits_by_name_and_type(lm):
 @pytest.mark.parametrize(
     "kw,message",
     [
-        ({"weight_bits": 3}, "weight bits must be 8 or 4"),
+        ({"weight_bits": 3}, "weight bits must be 8, 4 or 2"),
         ({"granularity": "row"}, "granularity must be channel, tensor or block"),
         ({"granularity": "block", "weight_bits": 8}, "block granularity takes 4-bit weights"),
         ({"granularity": "block", "weight_bits": 4, "block_size": 48}, "block size must be 32, 64, 128 or 256"),
@@ -297,3 +297,41 @@ def test_integer_interpreter_runs_it_like_litert(lm, mode, bits, gran, block):
     for g, want in zip(got, _litert(r.model, inputs, "builtin")):
         assert np.max(np.abs(g - want)) <= 1e-5 * np.max(np.abs(want)), np.max(np.abs(g - want)) / np.max(np.abs(want))
     assert ("tfl.fully_connected 'hidden'" in ii.float_ops) == (mode == "dynamic")  # hybrid: float-simulated
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 1001])
+def test_int2_pack_round_trip_lowest_bits_first(n):
+    from tflquant.tflite.int4 import pack_bits, packed_size, unpack_bits
+
+    assert pack_bits(np.array([1, -2, 0, -1], np.int8), 2) == bytes([0b11_00_10_01])
+    v = np.random.default_rng(n).integers(-2, 2, n).astype(np.int8)
+    packed = pack_bits(v, 2)
+    assert len(packed) == packed_size(n, 2) == (n + 3) // 4
+    assert np.array_equal(unpack_bits(packed, n, 2), v)
+
+
+@pytest.mark.parametrize("mode,gran", [("dynamic", "channel"), ("dynamic", "tensor"), ("weight-only", "channel")])
+def test_int2_weights_run_in_litert(lm, mode, gran):
+    """int2 (ternary, four per byte): FULLY_CONNECTED reads it directly (hybrid), the GATHER
+    table through DEQUANTIZE; LiteRT (builtin, XNNPACK) runs it like the integer reference
+    interpreter; the file round-trips."""
+    from tflquant.reference.integer_interpreter import IntegerInterpreter
+
+    r = tflquant.quantize(lm, mode=mode, weight_bits=2, granularity=gran, min_weight_elements=256, weight_rounding="nearest")
+    f = {w.name: w for w in r.report.weight_formats}
+    assert (f["hidden"].bits, f["hidden"].read) == (2, "hybrid" if mode == "dynamic" else "dequantize")
+    assert f["emb"].read == "dequantize"
+    m = read_flatbuffer(r.model)
+    assert write_flatbuffer(m) == write_flatbuffer(read_flatbuffer(write_flatbuffer(m)))
+    assert any(isinstance(e := o.result.type.element_type, UniformQuantizedType) and e.bits == 2 for o in m.walk() if isinstance(o, tfl.ConstOp))
+    assert len(r.model) < 0.7 * len(tflquant.quantize(lm, mode=mode, weight_bits=4, granularity=gran, min_weight_elements=256, weight_rounding="nearest").model)
+    inputs = _inputs()
+    ref = IntegerInterpreter(m).run(inputs)
+    for resolver in ("builtin", "xnnpack"):
+        for g, want in zip(_litert(r.model, inputs, resolver), ref):
+            assert np.max(np.abs(g - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_int2_has_no_blocks(lm):
+    with pytest.raises(TflquantError, match="block granularity takes 4-bit weights"):
+        tflquant.quantize(lm, mode="dynamic", weight_bits=2, granularity="block")

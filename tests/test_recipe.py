@@ -45,7 +45,7 @@ def test_recipe_op_bits_as_objects(lm):
     [
         ({"mode": "dynamic", "bits": 4}, "unknown key(s) 'bits'"),
         ({"weight_bits": "4"}, "weight_bits must be an integer"),
-        ({"op_bits": {"head": "9"}}, "weight bits must be 8 or 4"),
+        ({"op_bits": {"head": "9"}}, "weight bits must be 8, 4 or 2"),
         ({"op_bits": {"head": {"granularity": "block"}}}, "give bits"),
         ([1, 2], "must be a JSON object"),
     ],

@@ -1,27 +1,52 @@
-"""int4 storage in a TFLite buffer: two values per byte, the first in the low nibble (as
-LiteRT's DEQUANTIZE and FULLY_CONNECTED kernels unpack them); an odd count leaves the last
-high nibble zero. In the IR an int4 tensor holds one value per int8 byte."""
+"""Sub-byte integer storage in a TFLite buffer: int4 two values per byte, int2 four, the first
+value in the lowest bits (as LiteRT's DEQUANTIZE and FULLY_CONNECTED kernels unpack them; int2
+order measured against LiteRT's DEQUANTIZE); a count that does not fill the last byte leaves
+its high bits zero. In the IR such a tensor holds one value per int8 byte."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
+def packed_size(count: int, bits: int) -> int:
+    """Bytes that `count` values of `bits` (4 or 2) take packed."""
+    per = 8 // bits
+    return (count + per - 1) // per
+
+
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Signed values in [-2^(bits-1), 2^(bits-1) - 1] (any shape, row-major) -> packed bytes."""
+    per = 8 // bits
+    v = np.asarray(values).reshape(-1).astype(np.uint8) & ((1 << bits) - 1)
+    pad = (-v.size) % per
+    if pad:
+        v = np.concatenate([v, np.zeros(pad, np.uint8)])
+    lanes = v.reshape(-1, per)
+    out = lanes[:, 0].copy()
+    for i in range(1, per):
+        out |= lanes[:, i] << (bits * i)
+    return out.tobytes()
+
+
+def unpack_bits(data: bytes | np.ndarray, count: int, bits: int) -> np.ndarray:
+    """Packed bytes -> `count` signed values as int8 (sign-extended)."""
+    b = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8)
+    if b.size != packed_size(count, bits):
+        raise ValueError(f"{count} int{bits} values take {packed_size(count, bits)} bytes, got {b.size}")
+    per, mask, half = 8 // bits, (1 << bits) - 1, 1 << (bits - 1)
+    out = np.empty((b.size, per), np.int8)
+    for i in range(per):
+        out[:, i] = ((b >> (bits * i)) & mask).astype(np.int8)
+    out = out.reshape(-1)
+    out = np.where(out >= half, out - (1 << bits), out).astype(np.int8)
+    return out[:count]
+
+
 def pack_int4(values: np.ndarray) -> bytes:
-    """Signed values in [-8, 7] (any shape, row-major) -> packed bytes."""
-    v = np.asarray(values).reshape(-1).astype(np.uint8) & 0x0F
-    if v.size % 2:
-        v = np.concatenate([v, np.zeros(1, np.uint8)])
-    return (v[0::2] | (v[1::2] << 4)).astype(np.uint8).tobytes()
+    """Signed values in [-8, 7] -> two per byte, low nibble first."""
+    return pack_bits(values, 4)
 
 
 def unpack_int4(data: bytes | np.ndarray, count: int) -> np.ndarray:
-    """Packed bytes -> `count` signed values as int8 (sign-extended nibbles)."""
-    b = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8)
-    if b.size != (count + 1) // 2:
-        raise ValueError(f"{count} int4 values take {(count + 1) // 2} bytes, got {b.size}")
-    out = np.empty(b.size * 2, np.int8)
-    out[0::2] = (b & 0x0F).astype(np.int8)
-    out[1::2] = (b >> 4).astype(np.int8)
-    out = np.where(out > 7, out - 16, out).astype(np.int8)
-    return out[:count]
+    """Packed bytes -> `count` signed int4 values as int8."""
+    return unpack_bits(data, count, 4)

@@ -19,9 +19,10 @@ Mapping (see docs/TEAM.md):
 - shape_signature -1 becomes a dynamic (`?`) dimension;
 - STRING / RESOURCE / VARIANT tensors get `!tfl.string` / `!tfl.resource` / `!tfl.variant`
   elements (a string constant keeps its raw TFLite buffer as a 1-D ui8 payload);
-  INT4 is read when quantized (affine or LiteRT's BlockwiseQuantization: two values per byte,
-  low nibble first, unpacked to one per int8 in the IR); types without an IR element (UINT4,
-  INT2, FLOAT8, unquantized INT4) are refused with a clear error;
+  INT4 / INT2 are read when quantized (INT4 affine or LiteRT's BlockwiseQuantization, INT2
+  affine: two / four values per byte, lowest bits first, unpacked to one per int8 in the IR);
+  types without an IR element (UINT4, FLOAT8, unquantized INT4 / INT2) are refused with a
+  clear error;
 - Operator.intermediates (quantized LSTM) become the op attribute `tfl.intermediates`:
   `[{name = "...", type = tensor<...>, stats = #quant.stats<...>?}, ...]`.
 
@@ -67,7 +68,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
-from tflquant.tflite.int4 import unpack_int4
+from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_buffer, dense_from_numpy
 from tflquant.tflite import schema
@@ -94,6 +95,7 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
     15: (IntegerType(32, Signedness.UNSIGNED), "<u4"),
     16: (IntegerType(16, Signedness.UNSIGNED), "<u2"),
     17: (IntegerType(4), "i1"),  # INT4: packed two per byte in the file, one per int8 in the IR (quantized only)
+    19: (IntegerType(2), "i1"),  # INT2: packed four per byte, one per int8 in the IR (quantized only)
     18: (BFloat16Type(), "<u2"),
     # no numeric payload: a constant keeps its raw TFLite buffer (string buffer format)
     5: (tfl.StringType(), "u1"),
@@ -103,7 +105,7 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
 _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
-_QUANT_STORAGE = {3, 9, 7, 2, 4, 17}  # UINT8, INT8, INT16, INT32, INT64, INT4
+_QUANT_STORAGE = {3, 9, 7, 2, 4, 17, 19}  # UINT8, INT8, INT16, INT32, INT64, INT4, INT2
 # Constant payloads at least this big are views of the model's bytes, smaller ones copies.
 PAYLOAD_VIEW_MIN = 64
 
@@ -345,8 +347,8 @@ class _Importer:
                         info.stats = CalibrationStatsAttr.make(float(mn[0]), float(mx[0]))
                     else:
                         info.stats = CalibrationStatsAttr.make([float(v) for v in mn], [float(v) for v in mx], axis=qdim)
-        if code == 17 and not isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
-            raise self.fail(f"tensor '{info.name}' has type INT4 without quantization parameters, which tflquant does not support")
+        if code in (17, 19) and not isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
+            raise self.fail(f"tensor '{info.name}' has type INT{4 if code == 17 else 2} without quantization parameters, which tflquant does not support")
         info.ttype = TensorType(elem, dims)
         return info
 
@@ -377,10 +379,11 @@ class _Importer:
         if isinstance(info.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES):
             return np.frombuffer(raw, dtype=np.uint8)
         n = math.prod(info.shape)
-        if info.type_code == 17:  # int4: two per byte, low nibble first
-            if len(raw) != (n + 1) // 2:
-                raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but {n} int4 values need {(n + 1) // 2}")
-            return unpack_int4(raw, n).reshape(info.shape)
+        if info.type_code in (17, 19):  # int4 / int2: two / four per byte, lowest bits first
+            bits = 4 if info.type_code == 17 else 2
+            if len(raw) != packed_size(n, bits):
+                raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but {n} int{bits} values need {packed_size(n, bits)}")
+            return unpack_bits(raw, n, bits).reshape(info.shape)
         need = n * info.payload_dtype.itemsize
         if len(raw) != need:
             raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but its shape {info.shape} needs {need}")
@@ -458,7 +461,7 @@ class _Importer:
             else:
                 payload = self._payload(inf, raw)  # checks the size
                 shape = [len(raw)] if isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES) else inf.shape
-                if inf.type_code == 17:
+                if inf.type_code in (17, 19):  # unpacked: one value per int8
                     op = tfl.ConstOp(dense_from_numpy(payload, IntegerType(8)), inf.ttype, name=inf.name)
                 else:
                     op = tfl.ConstOp(dense_from_buffer(raw, shape, _storage_elem(inf.ttype)), inf.ttype, name=inf.name)

@@ -47,7 +47,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
-from tflquant.tflite.int4 import pack_int4
+from tflquant.tflite.int4 import pack_bits
 from tflquant.errors import TflquantError
 from tflquant.tflite import schema, versions
 from tflquant.tflite.flatbuf import Builder
@@ -80,7 +80,7 @@ def _type_code(elem: Attribute) -> int:
         w = elem.width.data
         unsigned = elem.signedness.data == Signedness.UNSIGNED
         table = {
-            (1, False): "BOOL", (4, False): "INT4", (8, False): "INT8", (16, False): "INT16", (32, False): "INT32",
+            (1, False): "BOOL", (2, False): "INT2", (4, False): "INT4", (8, False): "INT8", (16, False): "INT16", (32, False): "INT32",
             (64, False): "INT64", (8, True): "UINT8", (16, True): "UINT16", (32, True): "UINT32", (64, True): "UINT64",
             (4, True): "UINT4",
         }  # fmt: skip
@@ -282,8 +282,8 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             tt = tensor_type(op.result, "tfl.const")
             empty = not data and any(int(d) == 0 for d in tt.get_shape())  # a zero-element constant is still a constant
             elem = tt.element_type
-            if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)) and elem.bits == 4:
-                data = pack_int4(op.numpy())  # two values per byte, low nibble first
+            if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)) and elem.bits in (2, 4):
+                data = pack_bits(op.numpy(), elem.bits)  # two / four values per byte, lowest bits first
             t = _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt) if data or empty else 0)
             if isinstance(elem, BlockwiseQuantizedType):  # scales: an fp16 tensor the details name
                 stt = elem.scales.type

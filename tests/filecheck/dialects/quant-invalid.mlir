@@ -16,10 +16,10 @@ func.func @negative_scale(%x: tensor<4x!quant.uniform<i8:f32, -0.1>>) {
 
 // -----
 
-func.func @bad_storage(%x: tensor<4x!quant.uniform<i2:f32, 0.1>>) {
+func.func @bad_storage(%x: tensor<4x!quant.uniform<i3:f32, 0.1>>) {
   func.return
 }
-// CHECK: quant storage type must be 4, 8, 16, 32 or 64 bits
+// CHECK: quant storage type must be 2, 4, 8, 16, 32 or 64 bits
 
 // -----
 

@@ -7,7 +7,7 @@
 // BLOCK: block size 64 does not divide the last dimension (32) of weight tensor 'w' of FULLY_CONNECTED 'fc': choose a block size that divides it, or give that op another granularity (op-bits NAME=4/channel)
 // NAME: op-bits names 'nosuch', which is no op with a quantizable weight
 // OVR: block size 256 does not divide the last dimension (32)
-// BITS: weight bits must be 8 or 4, got 3
+// BITS: weight bits must be 8, 4 or 2, got 3
 // BLOCK8: block granularity takes 4-bit weights
 func.func @fc(%x: tensor<1x32xf32>) -> tensor<1x2xf32> {
   %w = "tfl.const"() <{value = dense<0.5> : tensor<2x32xf32>}> {names = ["w"]} : () -> tensor<2x32xf32>
