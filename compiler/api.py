@@ -507,7 +507,7 @@ def quantize(
         source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
         check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
     elif mode in STATIC_MODES:
-        from tflquant.calibration.auto import calibrate_split
+        from tflquant.calibration.auto import calibrate_keeping
         from tflquant.calibration.calibrate import calibrate
 
         t = time.perf_counter()
@@ -516,7 +516,7 @@ def quantize(
             batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
         )
         source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
-        calib = (calibrate_split if auto else calibrate)(
+        calib = (calibrate_keeping if auto else calibrate)(
             module,
             source,
             where=os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data",

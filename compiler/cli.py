@@ -104,7 +104,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 keep_float=a.keep_float or (),
                 target=a.target,
                 op_precision=a.op_precision or (),
-            calibration_method=a.calibration_method,
+            calibration_method="minmax" if a.calibration_method == "auto" else a.calibration_method,
             percentile=a.percentile,
                 **_weight_options(a),
             )
@@ -133,6 +133,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             keep_float=a.keep_float or (),
             target=a.target,
             calibration_method=a.calibration_method,
+            calibration_budget=a.calibration_budget,
             percentile=a.percentile,
             op_precision=a.op_precision or None,
             target_sqnr=a.target_sqnr,
@@ -252,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="minmax",
         metavar="METHOD",
         help="int8 / int16x8: how each activation's range comes from the calibration data: minmax (default), "
-        "moving-average (AEQ's), percentile (see --percentile), mse or entropy (TensorRT's)",
+        "moving-average (AEQ's), percentile (see --percentile), mse or entropy (TensorRT's), or auto "
+        "(a method per tensor, by measured effect on the model output; the report lists them)",
     )
+    q.add_argument("--calibration-budget", type=int, metavar="N", help="auto: candidate models to measure (default 40; each costs one quantization and a run of 32 calibration samples)")
     q.add_argument("--percentile", type=float, default=99.99, metavar="P", help="percentile method: keep the (100-P)..P percentiles, P in (50, 100] (default 99.99)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)

@@ -386,10 +386,12 @@ DEFAULT_PERCENTILE = 99.99
 EMA_FACTOR = 0.95  # moving-average: m <- 0.95 m + 0.05 x per sample (AEQ's calibrator)
 
 
-def check_method(method: str, percentile: float = DEFAULT_PERCENTILE, bits: int = 8) -> None:
-    """One clear error for a method, percentile or bit width the methods do not take."""
-    if method not in METHODS:
-        raise TflquantError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
+def check_method(method: str, percentile: float = DEFAULT_PERCENTILE, bits: int = 8, auto: bool = False) -> None:
+    """One clear error for a method, percentile or bit width the methods do not take.
+    `auto`: the driver's "auto" (tflquant.calibration.auto) is a choice too."""
+    choices = METHODS + ("auto",) if auto else METHODS
+    if method not in choices:
+        raise TflquantError(f"unknown calibration method {method!r}: choose one of {', '.join(choices)}")
     try:
         p = float(percentile)
     except (TypeError, ValueError):
