@@ -101,6 +101,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
                 min_weight_elements=a.min_weight_elements,
                 bias_correction=a.bias_correction,
                 clip_weights=a.clip_weights,
+                cross_layer_equalization=a.equalize,
+                smooth_quant=a.smooth_quant,
                 keep_float=a.keep_float or (),
                 target=a.target,
                 op_precision=a.op_precision or (),
@@ -130,6 +132,8 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
             save_stats=a.save_stats,
             bias_correction=a.bias_correction,
             clip_weights=a.clip_weights,
+            cross_layer_equalization=a.equalize,
+            smooth_quant=a.smooth_quant,
             keep_float=a.keep_float or (),
             target=a.target,
             calibration_method=a.calibration_method,
@@ -241,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="correct conv/FC biases for the mean weight-rounding error (default: on for int16x8, off for int8)",
     )
     q.add_argument("--clip-weights", action="store_true", help="per-channel weight scales chosen by expected output error instead of absmax")
+    q.add_argument("--equalize", action="store_true", help="int8 / int16x8: cross-layer equalization of conv/FC pairs before calibration (equalize-cross-layer)")
+    q.add_argument(
+        "--smooth-quant", nargs="?", const=0.5, type=float, metavar="ALPHA",
+        help="int8 / int16x8: SmoothQuant, activation outliers after layer norms moved into the weights (alpha in [0, 1], default 0.5)",
+    )
     q.add_argument(
         "--keep-float",
         action="append",
