@@ -7,20 +7,26 @@
 The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; CLI
 `--target-sqnr`):
 1. One calibration run; every candidate reuses its statistics (`_calibration=`). The first
-   SEARCH_SAMPLES samples of `validation_dataset` (default: of the calibration data, which
-   flatters every candidate alike) measure the model output; the float reference is
-   computed once by the reference interpreter.
+   VALIDATION_SAMPLES samples of `validation_dataset` (default: the first SEARCH_SAMPLES of
+   the calibration data, which flatter every candidate alike) measure the model output; the
+   float reference is computed once by the reference interpreter.
 2. Start from int8. Rank the tensors by the SQNR the op computing them loses
    (`tflquant.compare`'s `layer_loss_db`: its inputs' lowest SQNR minus its own, measured with
-   LiteRT's integer kernels in the reference interpreter) and take the CANDIDATES worst.
-3. Each candidate promotes one tensor: its producer and its integer readers compute in
-   int16 (no requantize at that tensor; an op LiteRT has no int16 kernel for goes float), or
-   all of them float when the cost model says float is cheaper. Candidates are quantized
-   and their output SQNR (or score) measured in worker processes (spawn); the results come
-   back in candidate order, so the path does not depend on the worker count.
-4. Accept, among the candidates that meet the target, the one with the lowest estimated
-   latency (then size); if none does, the one with the most dB gained per unit of added
-   latency. Repeat from 2 until the target holds; if nothing helps, stop with the best.
+   LiteRT's integer kernels in the reference interpreter).
+3. A unit promotes one tensor: its producer and its integer readers compute in int16 (no
+   requantize at that tensor; an op LiteRT has no int16 kernel for goes float), or, the
+   other variant, all of them float. Candidates: each of the SINGLES worst units alone, and
+   the worst 2, 4, 8, ... together, in both variants. They are quantized and their output
+   SQNR (or accuracy_fn's score, computed in this process) measured in worker processes
+   (spawn); results come back in candidate order, so the path does not depend on the
+   worker count.
+4. If a candidate meets the target, take the one with the lowest estimated latency (then
+   size), bisecting a group down to the fewest units that still meet it; unless a candidate
+   that does not meet it gains dB at more than twice that one's rate (dB per unit of added
+   latency), then step there and go on. With none meeting it, step to the best rate. Repeat
+   from 2; stop when nothing gains.
+5. Pruning: take back (to int8) the promoted units the target does not need, the ones whose
+   removal saves the most latency first (at most PRUNE_TRIES tries).
 
 Cost model (estimated LiteRT latency, arbitrary units): per op, work x the factor of its
 precision. Work: multiply-accumulates for CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
@@ -45,8 +51,10 @@ from xdsl.ir import Operation
 from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 
-SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on
-CANDIDATES = 6  # tensors tried per step
+SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no validation_dataset)
+VALIDATION_SAMPLES = 128  # validation_dataset samples it is measured on
+SINGLES = 4  # worst tensors tried alone per step (per variant)
+PRUNE_TRIES = 16  # promoted units the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
 _MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
 
@@ -303,8 +311,8 @@ def search_quantize(
                       channel_means=True, histograms=calibration_method != "minmax")
     samples = _main_samples(module, source if kept is None else kept, SEARCH_SAMPLES)
     if validation_dataset is not None:  # held-out data to measure on
-        vsource, vkept = _keeping_first(validation_dataset, SEARCH_SAMPLES)
-        measured = _main_samples(module, vsource if vkept is None else vkept, SEARCH_SAMPLES)
+        vsource, vkept = _keeping_first(validation_dataset, VALIDATION_SAMPLES)
+        measured = _main_samples(module, vsource if vkept is None else vkept, VALIDATION_SAMPLES)
         if measured is None:
             raise TflquantError("validation_dataset: no samples for the model's first subgraph (give one array per input, samples first)")
     else:
@@ -342,10 +350,19 @@ def search_quantize(
     def gain(o: _Outcome, score: float | None) -> float:
         return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
 
+    accepted: list[dict[str, str]] = []  # the units promoted so far, in order
+
+    def evaluate(states: list[dict[str, str]], n: int = workers) -> list[tuple[_Outcome, float | None]]:
+        outs = _map(jobs(states), n)
+        return [(o, measure(o)) for o in outs]
+
+    def efficiency(o: _Outcome, sc: float | None) -> float:
+        return gain(o, sc) / max(o.latency - cur.latency, 0.01 * path[0].latency)
+
     while not meets(cur, cur_score):
-        rows = compare_models(data, [cur.model], list(measured), max_samples=SEARCH_SAMPLES, labels=["current"]).rows
+        rows = compare_models(data, [cur.model], list(measured), max_samples=len(measured[0]), labels=["current"]).rows
         ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
-        # per variant (int16 first, float), the units in rank order; candidates: their prefixes of 1, 2, 4, ... units
+        # per variant (int16 where LiteRT has the kernel, else float; all float), the units in rank order
         variants: list[list[dict[str, str]]] = []
         for float_cheaper in (False, True):
             units: list[dict[str, str]] = []
@@ -354,46 +371,75 @@ def search_quantize(
                 if u and u not in units:
                     units.append(u)
             variants.append(units)
+        # candidates: each of the SINGLES worst units alone, and the worst 2, 4, 8, ... together
+        cands = [(v, (i,)) for v in range(2) for i in range(min(SINGLES, len(variants[v])))]
+        cands += [(v, tuple(range(k))) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(1, 12)}) if k > 1]
+        if not cands:
+            break
 
-        def prefix(v: int, k: int) -> dict[str, str]:
+        def with_units(v: int, idx: tuple[int, ...]) -> dict[str, str]:
             merged = dict(state)
-            for u in variants[v][:k]:
-                merged.update(u)
+            for i in idx:
+                merged.update(variants[v][i])
             return merged
 
-        sizes = [(v, k) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(12)}) if k > 0]
-        if not sizes:
-            break
-        outs = _map(jobs([prefix(v, k) for v, k in sizes]), workers)
-        scores = [measure(o) for o in outs]
-        ok = [i for i, o in enumerate(outs) if meets(o, scores[i])]
+        res = evaluate([with_units(*c) for c in cands])
+        ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
+        eff = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
+        best_eff = max(range(len(res)), key=lambda i: (eff[i], -i))
+        pick = None
         if ok:
-            best = min(ok, key=lambda i: (outs[i].latency, len(outs[i].model), i))
-            # the fewest units of that variant that still meet the target (bisection)
-            v, hi = sizes[best]
-            lo = max([k for (vv, k), o, sc in zip(sizes, outs, scores) if vv == v and k < hi and not meets(o, sc)], default=0)
-            found = (outs[best], scores[best])
+            pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
+            # a cheaper path may exist: keep stepping while the jump costs twice the best rate
+            if len(cands[pick][1]) > 1 and eff[best_eff] > 2 * eff[pick] and best_eff not in ok:
+                pick = None
+        if pick is not None and len(cands[pick][1]) > 1:
+            # the fewest of those units that still meet the target (bisection on the prefix)
+            v, hi = cands[pick][0], len(cands[pick][1])
+            lo = max([len(c[1]) for c, (o, sc) in zip(cands, res) if c[0] == v and len(c[1]) < hi and c[1][0] == 0 and not meets(o, sc)], default=0)
+            found = res[pick]
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                o = _map(jobs([prefix(v, mid)]), 1)[0]
-                sc = measure(o)
+                o, sc = evaluate([with_units(v, tuple(range(mid)))], 1)[0]
                 if meets(o, sc):
                     hi, found = mid, (o, sc)
                 else:
                     lo = mid
-            chosen, (o_best, s_best) = (v, hi), found
+            chosen, (o_best, s_best) = (v, tuple(range(hi))), found
+        elif pick is not None:
+            chosen, (o_best, s_best) = cands[pick], res[pick]
         else:
-            gains = [gain(o, sc) for o, sc in zip(outs, scores)]
-            base = path[0].latency
-            eff = [g / max(o.latency - cur.latency, 0.01 * base) for g, o in zip(gains, outs)]
-            best = max(range(len(outs)), key=lambda i: (gains[i] > 0, eff[i], -i))
-            if gains[best] <= 0:
+            if eff[best_eff] == -np.inf:
                 break  # no promotion of the worst tensors helps any more
-            chosen, o_best, s_best = sizes[best], outs[best], scores[best]
-        new_state = prefix(*chosen)
+            chosen, (o_best, s_best) = cands[best_eff], res[best_eff]
+        new_state = with_units(*chosen)
+        accepted += [variants[chosen[0]][i] for i in chosen[1]]
         promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
         state, cur, cur_score = new_state, o_best, s_best
         path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+
+    # pruning: drop the promoted units the target does not need, the costliest first
+    if meets(cur, cur_score) and len(accepted) > 1:
+
+        def without(drop: set[int]) -> dict[str, str]:
+            merged: dict[str, str] = {}
+            for i, u in enumerate(accepted):
+                if i not in drop:
+                    merged.update(u)
+            return merged
+
+        single = evaluate([without({i}) for i in range(len(accepted))])
+        order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc)), key=lambda i: (single[i][0].latency, i))
+        dropped: set[int] = set()
+        for i in order[:PRUNE_TRIES]:
+            trial = dropped | {i}
+            o, sc = (single[i] if not dropped else evaluate([without(trial)], 1)[0])
+            if meets(o, sc) and o.latency <= cur.latency:
+                dropped, cur, cur_score = trial, o, sc
+        if dropped:
+            state = without(dropped)
+            gone = tuple(f"{k}=int8" for i in sorted(dropped) for k in accepted[i] if k not in state)
+            path.append(Step(len(path), gone, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
     result = quantize(data, representative_dataset=by_name, op_precision={**state, **fixed}, _calibration=calib, **opts)
     result.report.search = path
     if not meets(cur, cur_score):
