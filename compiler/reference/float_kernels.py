@@ -715,6 +715,8 @@ def conv2d_nhwc(
         yf = y.reshape(-1, o)
         big = n * oh * ow >= _POINTWISE_BIG_ROWS and c + o >= 64
         step = max(256, (_POINTWISE_CHUNK_BYTES if big else _CHUNK_BYTES) // (4 * (c + o)))
+        if not big and c * o >= _POINTWISE_WIDE:
+            step = max(step, _POINTWISE_WIDE_ROWS)
         per_sample = oh * ow
 
         def rows(s0: int, s1: int) -> None:
@@ -979,6 +981,13 @@ _CONV_GEMM_BYTES = 4 << 20
 # had, and their calibration bit for bit.
 _POINTWISE_CHUNK_BYTES = 8 << 20
 _POINTWISE_BIG_ROWS = 20000
+# A wide filter (at least 2^18 weights: 1 MB, which BLAS packs anew on every product) takes
+# 2048 output rows per product when the call has fewer than _POINTWISE_BIG_ROWS: measured
+# on one core, 8 samples, 256-row products -> 2048: ResNet50's 14x14x256 -> 1024 80 -> 88
+# GFLOPS, 14x14x1024 -> 256 82 -> 90, 7x7x512 -> 2048 78 -> 87. (The shared test models'
+# one such filter, 320x1280 at 3x3 pixels, gets at most 256 rows a call: same blocking.)
+_POINTWISE_WIDE = 1 << 18
+_POINTWISE_WIDE_ROWS = 2048
 _CONV_GEMM_MIN_WORK = 1 << 27  # multiply-adds for _conv_group_samples (ResNet50's 14x14 and 7x7 layers: 925M)  # im2col rows of several small samples multiplied at once
 
 

@@ -1,8 +1,10 @@
-"""CONV_2D's Winograd F(2x2, 3x3) path (large 3x3 stride-1 convolutions of many channels)
-against the direct products it replaces and against a float64 reference: random shapes
+"""CONV_2D's calibration-speed paths for large models. Winograd F(2x2, 3x3) (large 3x3
+stride-1 convolutions of many channels) against the direct products it replaces and against
+a float64 reference: random shapes
 (odd and even sizes, SAME and VALID, with and without bias and activation, batches that
 split into sample groups and into tile-row blocks), the thresholds that keep small
-convolutions on the direct path, and its filter transform."""
+convolutions on the direct path, and its filter transform. 1x1 convolutions of wide filters
+in 2048-row products."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def _ref64(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: str) -> 
     y = np.zeros((n, oh, ow, o))
     for i in range(3):
         for j in range(3):
-            y += xp[:, i : i + oh, j : j + ow] @ w[:, i, j, :].T.astype(np.float64)
+            y += (xp[:, i : i + oh, j : j + ow].reshape(-1, c) @ w[:, i, j, :].T.astype(np.float64)).reshape(y.shape)
     return y if b is None else y + b
 
 
@@ -136,3 +138,39 @@ def test_small_convolutions_keep_the_direct_products(monkeypatch: pytest.MonkeyP
     x = rng.standard_normal((4, 16, 16, 64)).astype(F32)  # 4*16*16*64*9*64 = 37.7M < 2**27
     w = rng.standard_normal((64, 3, 3, 64)).astype(F32)
     fk.conv2d_nhwc(x, w, None, (1, 1), (1, 1), "SAME", None)
+
+
+@pytest.mark.parametrize("c,o,stride", [(512, 512, 1), (256, 1024, 2), (1024, 256, 1)])
+def test_wide_pointwise_filters_in_long_products(c: int, o: int, stride: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1x1 filter of >= 2^18 weights: 2048-row products (one here), the same values as
+    256-row products within float32 rounding, against float64."""
+    rng = np.random.default_rng(c + o)
+    x = rng.standard_normal((3, 24, 24, c)).astype(F32)
+    w = (rng.standard_normal((o, 1, 1, c)) / np.sqrt(c)).astype(F32)
+    b = rng.standard_normal(o).astype(F32)
+    sizes: list[int] = []
+    real = np.matmul
+
+    def spy(a, bm, out=None):
+        sizes.append(a.shape[0])
+        return real(a, bm, out=out)
+
+    relu = fk.activation("RELU")
+    old = fk.set_threads(1)
+    try:
+        monkeypatch.setattr(fk.np, "matmul", spy)
+        y = fk.conv2d_nhwc(x, w, b, (stride, stride), (1, 1), "SAME", relu)
+        wide = list(sizes)
+        monkeypatch.setattr(fk, "_POINTWISE_WIDE", 1 << 62)
+        sizes.clear()
+        narrow = fk.conv2d_nhwc(x, w, b, (stride, stride), (1, 1), "SAME", relu)
+    finally:
+        monkeypatch.setattr(fk.np, "matmul", real)
+        fk.set_threads(old)
+    rows = 3 * (-(-24 // stride)) ** 2
+    assert wide == [rows] and max(sizes) == 256 and sum(sizes) == rows
+    xs = x[:, ::stride, ::stride].astype(np.float64)
+    ref = np.maximum((xs.reshape(-1, c) @ w[:, 0, 0, :].T.astype(np.float64)).reshape(y.shape) + b, 0)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(y, ref, rtol=0, atol=2e-6 * scale)
+    np.testing.assert_allclose(y, narrow, rtol=0, atol=2e-6 * scale)
