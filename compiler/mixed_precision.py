@@ -206,14 +206,30 @@ def _evaluate(job: _Job) -> _Outcome:
     return _Outcome(r.model, output_sqnr(job.reference, got), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0))
 
 
-def _map(jobs: list[_Job], workers: int) -> list[_Outcome]:
-    if workers <= 1 or len(jobs) <= 1:
-        return [_evaluate(j) for j in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class _Pool:
+    """Runs candidate jobs in this process (one worker) or in worker processes (spawn),
+    started once for the whole search."""
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as ex:
-        return list(ex.map(_evaluate, jobs))
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._ex: Any = None
+
+    def map(self, jobs: list[_Job], parallel: bool = True) -> list[_Outcome]:
+        if self.workers <= 1 or len(jobs) <= 1 or not parallel:
+            return [_evaluate(j) for j in jobs]
+        if self._ex is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return list(self._ex.map(_evaluate, jobs))
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ex is not None:
+            self._ex.shutdown()
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,106 +356,107 @@ def search_quantize(
     def measure(o: _Outcome) -> float | None:
         return float(accuracy_fn(o.model)) if accuracy_fn is not None else None
 
-    producer, readers = _graph(module)
-    state: dict[str, str] = {}
-    cur = _map(jobs([state]), 1)[0]
-    cur_score = measure(cur)
-    path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops)]
-    from tflquant.compare import compare_models
+    with _Pool(workers) as pool:
+        producer, readers = _graph(module)
+        state: dict[str, str] = {}
+        cur = pool.map(jobs([state]))[0]
+        cur_score = measure(cur)
+        path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops)]
+        from tflquant.compare import compare_models
 
-    def gain(o: _Outcome, score: float | None) -> float:
-        return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
+        def gain(o: _Outcome, score: float | None) -> float:
+            return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
 
-    accepted: list[dict[str, str]] = []  # the units promoted so far, in order
+        accepted: list[dict[str, str]] = []  # the units promoted so far, in order
 
-    def evaluate(states: list[dict[str, str]], n: int = workers) -> list[tuple[_Outcome, float | None]]:
-        outs = _map(jobs(states), n)
-        return [(o, measure(o)) for o in outs]
+        def evaluate(states: list[dict[str, str]]) -> list[tuple[_Outcome, float | None]]:
+            outs = pool.map(jobs(states))
+            return [(o, measure(o)) for o in outs]
 
-    def efficiency(o: _Outcome, sc: float | None) -> float:
-        return gain(o, sc) / max(o.latency - cur.latency, 0.01 * path[0].latency)
+        def efficiency(o: _Outcome, sc: float | None) -> float:
+            return gain(o, sc) / max(o.latency - cur.latency, 0.01 * path[0].latency)
 
-    while not meets(cur, cur_score):
-        rows = compare_models(data, [cur.model], list(measured), max_samples=len(measured[0]), labels=["current"]).rows
-        ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
-        # per variant (int16 where LiteRT has the kernel, else float; all float), the units in rank order
-        variants: list[list[dict[str, str]]] = []
-        for float_cheaper in (False, True):
-            units: list[dict[str, str]] = []
-            for name in dict.fromkeys(ranked):
-                u = {k: v for k, v in _unit(name, producer, readers, float_cheaper).items() if state.get(k) not in (v, "float")}
-                if u and u not in units:
-                    units.append(u)
-            variants.append(units)
-        # candidates: each of the SINGLES worst units alone, and the worst 2, 4, 8, ... together
-        cands = [(v, (i,)) for v in range(2) for i in range(min(SINGLES, len(variants[v])))]
-        cands += [(v, tuple(range(k))) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(1, 12)}) if k > 1]
-        if not cands:
-            break
+        while not meets(cur, cur_score):
+            rows = compare_models(data, [cur.model], list(measured), max_samples=len(measured[0]), labels=["current"]).rows
+            ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
+            # per variant (int16 where LiteRT has the kernel, else float; all float), the units in rank order
+            variants: list[list[dict[str, str]]] = []
+            for float_cheaper in (False, True):
+                units: list[dict[str, str]] = []
+                for name in dict.fromkeys(ranked):
+                    u = {k: v for k, v in _unit(name, producer, readers, float_cheaper).items() if state.get(k) not in (v, "float")}
+                    if u and u not in units:
+                        units.append(u)
+                variants.append(units)
+            # candidates: each of the SINGLES worst units alone, and the worst 2, 4, 8, ... together
+            cands = [(v, (i,)) for v in range(2) for i in range(min(SINGLES, len(variants[v])))]
+            cands += [(v, tuple(range(k))) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(1, 12)}) if k > 1]
+            if not cands:
+                break
 
-        def with_units(v: int, idx: tuple[int, ...]) -> dict[str, str]:
-            merged = dict(state)
-            for i in idx:
-                merged.update(variants[v][i])
-            return merged
+            def with_units(v: int, idx: tuple[int, ...]) -> dict[str, str]:
+                merged = dict(state)
+                for i in idx:
+                    merged.update(variants[v][i])
+                return merged
 
-        res = evaluate([with_units(*c) for c in cands])
-        ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
-        eff = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
-        best_eff = max(range(len(res)), key=lambda i: (eff[i], -i))
-        pick = None
-        if ok:
-            pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
-            # a cheaper path may exist: keep stepping while the jump costs twice the best rate
-            if len(cands[pick][1]) > 1 and eff[best_eff] > 2 * eff[pick] and best_eff not in ok:
-                pick = None
-        if pick is not None and len(cands[pick][1]) > 1:
-            # the fewest of those units that still meet the target (bisection on the prefix)
-            v, hi = cands[pick][0], len(cands[pick][1])
-            lo = max([len(c[1]) for c, (o, sc) in zip(cands, res) if c[0] == v and len(c[1]) < hi and c[1][0] == 0 and not meets(o, sc)], default=0)
-            found = res[pick]
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                o, sc = evaluate([with_units(v, tuple(range(mid)))], 1)[0]
-                if meets(o, sc):
-                    hi, found = mid, (o, sc)
-                else:
-                    lo = mid
-            chosen, (o_best, s_best) = (v, tuple(range(hi))), found
-        elif pick is not None:
-            chosen, (o_best, s_best) = cands[pick], res[pick]
-        else:
-            if eff[best_eff] == -np.inf:
-                break  # no promotion of the worst tensors helps any more
-            chosen, (o_best, s_best) = cands[best_eff], res[best_eff]
-        new_state = with_units(*chosen)
-        accepted += [variants[chosen[0]][i] for i in chosen[1]]
-        promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
-        state, cur, cur_score = new_state, o_best, s_best
-        path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+            res = evaluate([with_units(*c) for c in cands])
+            ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
+            eff = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
+            best_eff = max(range(len(res)), key=lambda i: (eff[i], -i))
+            pick = None
+            if ok:
+                pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
+                # a cheaper path may exist: keep stepping while the jump costs twice the best rate
+                if len(cands[pick][1]) > 1 and eff[best_eff] > 2 * eff[pick] and best_eff not in ok:
+                    pick = None
+            if pick is not None and len(cands[pick][1]) > 1:
+                # the fewest of those units that still meet the target (bisection on the prefix)
+                v, hi = cands[pick][0], len(cands[pick][1])
+                lo = max([len(c[1]) for c, (o, sc) in zip(cands, res) if c[0] == v and len(c[1]) < hi and c[1][0] == 0 and not meets(o, sc)], default=0)
+                found = res[pick]
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    o, sc = evaluate([with_units(v, tuple(range(mid)))])[0]
+                    if meets(o, sc):
+                        hi, found = mid, (o, sc)
+                    else:
+                        lo = mid
+                chosen, (o_best, s_best) = (v, tuple(range(hi))), found
+            elif pick is not None:
+                chosen, (o_best, s_best) = cands[pick], res[pick]
+            else:
+                if eff[best_eff] == -np.inf:
+                    break  # no promotion of the worst tensors helps any more
+                chosen, (o_best, s_best) = cands[best_eff], res[best_eff]
+            new_state = with_units(*chosen)
+            accepted += [variants[chosen[0]][i] for i in chosen[1]]
+            promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
+            state, cur, cur_score = new_state, o_best, s_best
+            path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
 
-    # pruning: drop the promoted units the target does not need, the costliest first
-    if meets(cur, cur_score) and len(accepted) > 1:
+        # pruning: drop the promoted units the target does not need, the costliest first
+        if meets(cur, cur_score) and len(accepted) > 1:
 
-        def without(drop: set[int]) -> dict[str, str]:
-            merged: dict[str, str] = {}
-            for i, u in enumerate(accepted):
-                if i not in drop:
-                    merged.update(u)
-            return merged
+            def without(drop: set[int]) -> dict[str, str]:
+                merged: dict[str, str] = {}
+                for i, u in enumerate(accepted):
+                    if i not in drop:
+                        merged.update(u)
+                return merged
 
-        single = evaluate([without({i}) for i in range(len(accepted))])
-        order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc)), key=lambda i: (single[i][0].latency, i))
-        dropped: set[int] = set()
-        for i in order[:PRUNE_TRIES]:
-            trial = dropped | {i}
-            o, sc = (single[i] if not dropped else evaluate([without(trial)], 1)[0])
-            if meets(o, sc) and o.latency <= cur.latency:
-                dropped, cur, cur_score = trial, o, sc
-        if dropped:
-            state = without(dropped)
-            gone = tuple(f"{k}=int8" for i in sorted(dropped) for k in accepted[i] if k not in state)
-            path.append(Step(len(path), gone, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+            single = evaluate([without({i}) for i in range(len(accepted))])
+            order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc)), key=lambda i: (single[i][0].latency, i))
+            dropped: set[int] = set()
+            for i in order[:PRUNE_TRIES]:
+                trial = dropped | {i}
+                o, sc = (single[i] if not dropped else evaluate([without(trial)])[0])
+                if meets(o, sc) and o.latency <= cur.latency:
+                    dropped, cur, cur_score = trial, o, sc
+            if dropped:
+                state = without(dropped)
+                gone = tuple(f"{k}=int8" for i in sorted(dropped) for k in accepted[i] if k not in state)
+                path.append(Step(len(path), gone, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
     result = quantize(data, representative_dataset=by_name, op_precision={**state, **fixed}, _calibration=calib, **opts)
     result.report.search = path
     if not meets(cur, cur_score):
