@@ -52,7 +52,7 @@ from tflquant.dialects import quant, tfl
 from tflquant.errors import TflquantError
 
 SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no validation_dataset)
-VALIDATION_SAMPLES = 128  # validation_dataset samples it is measured on
+VALIDATION_SAMPLES = 512  # validation_dataset samples it is measured on (at most)
 SINGLES = 4  # worst tensors tried alone per step (per variant)
 PRUNE_TRIES = 16  # promoted units the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
