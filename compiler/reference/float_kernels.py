@@ -686,9 +686,7 @@ def conv2d_nhwc(
     chunk's im2col holds only the KW taps of each input row and the KH filter rows are KH
     accumulated products over row-shifted (contiguous) slices of it; with a larger stride
     the chunk holds the full KH*KW windows and needs one product. A large 3x3 stride-1
-    convolution of many channels takes Winograd's F(2x2, 3x3) (`winograd_3x3`). Filters
-    enter the products as transposed views (BLAS reads them in place: copying a 1024x2048
-    filter on every call took a third of the time of its product).
+    convolution of many channels takes Winograd's F(2x2, 3x3) (`winograd_3x3`).
     """
     n, h, wd, c = x.shape
     o, kh, kw, ci = w.shape
@@ -710,7 +708,7 @@ def conv2d_nhwc(
         if sh > 1 or sw > 1:
             x = np.ascontiguousarray(x[:, ::sh, ::sw][:, :oh, :ow])
         xf = x.reshape(-1, c)
-        wmat = w.reshape(o, c).T
+        wmat = _filter_matrix(w.reshape(o, c))
         y = np.empty((n, oh, ow, o), F32)
         yf = y.reshape(-1, o)
         big = n * oh * ow >= _POINTWISE_BIG_ROWS and c + o >= 64
@@ -752,6 +750,15 @@ def conv2d_nhwc(
     return y
 
 
+def _filter_matrix(wm: np.ndarray) -> np.ndarray:
+    """The (K, O) right operand of a convolution's product from its (O, K) filter rows: a
+    wide filter (>= _POINTWISE_WIDE weights) as a transposed view, which BLAS reads in place
+    (copying a 1024x2048 filter on every call took a third of the time of its product);
+    a smaller one as a contiguous copy, as before (OpenBLAS's kernels for few output
+    channels round differently on the view: the shared test models keep their bytes)."""
+    return wm.T if wm.size >= _POINTWISE_WIDE else np.ascontiguousarray(wm.T)
+
+
 def _conv_group(
     x: np.ndarray,
     w: np.ndarray,
@@ -778,14 +785,14 @@ def _conv_group(
     s0, s1, s2 = xp.strides
     if sh == 1:
         kwc = kw * c
-        wrows = [w[:, i].reshape(o, kwc).T for i in range(kh)]
+        wrows = [_filter_matrix(w[:, i].reshape(o, kwc)) for i in range(kh)]
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * kwc * 4)))
         span = rows + (kh - 1) * dh
         cols = scratch("cols", span * ow * kwc)
         tmp = scratch("acc", rows * ow * o) if kh > 1 else None
     else:
         k = kh * kw * c
-        wmat = w.reshape(o, k).T
+        wmat = _filter_matrix(w.reshape(o, k))
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * k * 4)))
         cols = scratch("cols", rows * ow * k)
     out_tmp = None if contiguous else scratch("out", rows * ow * o)
@@ -851,7 +858,7 @@ def _conv_group_samples(
     xp = scratch("pad", g * hp * wp * c).reshape(g, hp, wp, c)
     if pt or pb or pl or pr:
         xp[...] = 0
-    wmat = w.reshape(o, k).T
+    wmat = _filter_matrix(w.reshape(o, k))
     cols = scratch("cols", g * oh * ow * k)
     for s0 in range(0, n, g):
         gg = min(g, n - s0)
