@@ -48,8 +48,10 @@ import tflquant, tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer
 from tflquant.passes import get_all_passes
 for load in get_all_passes().values():
     load()
-src, out, mode, bits, gran = sys.argv[1:6]
+src, out, mode, bits, gran, rounding = sys.argv[1:7]
 kw = {} if bits == "8" else {"weight_bits": int(bits), "granularity": gran, "block_size": 32}
+if rounding:
+    kw["weight_rounding"] = rounding
 ru = resource.getrusage(resource.RUSAGE_SELF)
 base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
@@ -58,7 +60,7 @@ r.save(out)
 sec = time.perf_counter() - t
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base,
-                  "phases": r.report.seconds, "size": len(r.model)}))
+                  "phases": r.report.seconds, "size": r.report.size_after}))
 """
 
 _AEQ = r"""
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-aeq", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the model files")
     ap.add_argument("--no-weight-only", action="store_true", help="skip the weight-only int4 run")
+    ap.add_argument("--weight-rounding", default="", help="weight_rounding for the tflquant runs (default: the API's)")
     ap.add_argument("--model", default=None, help="use this float model instead of generating one (kept)")
     a = ap.parse_args(argv)
 
@@ -157,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, mode, bits, gran in configs:
         out = work / f"{mode}_{bits}.tflite"
         made.append(out)
-        runs.append((label, out, child(py, _TFLQUANT, [fpath, out, mode, bits, gran])))
+        if a.weight_rounding:
+            label += f" ({a.weight_rounding})"
+        runs.append((label, out, child(py, _TFLQUANT, [fpath, out, mode, bits, gran, a.weight_rounding])))
     aeq_ok = not a.no_aeq and Path(a.aeq_python).exists()
     if aeq_ok:
         out = work / "aeq_dynamic_wi8_afp32.tflite"
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<30}{r['seconds']:>8.1f}{r.get('cpu_seconds', float('nan')):>7.1f}{peak / GB:>9.2f}{peak / fsize:>8.2f}{out.stat().st_size / GB:>8.2f}{db:>9.1f}{top1:>7.2f}  {runs_ok}")
         if "phases" in r:
             print(f"{'':<30}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items() if k != "total"))
-    ours, theirs = results.get("tflquant dynamic int8"), results.get("AEQ dynamic_wi8_afp32")
+    ours, theirs = next((v for k, v in results.items() if k.startswith("tflquant dynamic int8")), None), results.get("AEQ dynamic_wi8_afp32")
     if ours and theirs:
         print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, CPU time "
               f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")

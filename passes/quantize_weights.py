@@ -220,21 +220,21 @@ def check_format(bits: int, granularity: str, block_size: int, what: str = "quan
         raise TflquantError(f"{what}: block granularity takes 4-bit weights (LiteRT's blockwise kernels read int4 only), got {bits} bits")
 
 
-def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, qconst: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> SSAValue:
+def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, before: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> SSAValue:
     """A blockwise weight read through DEQUANTIZE (which ignores blockwise details): the
     values as (elements / block, block) with one float32 scale per row (per channel on
-    axis 0), dequantized, then RESHAPEd to the weight's shape. Replaces `qconst`."""
+    axis 0), dequantized, then RESHAPEd to the weight's shape; inserted before `before`."""
     rows_rounded = None if rounded is None else (rounded[0].reshape(-1, fmt.block_size), rounded[1].reshape(-1))
     q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits, rows_rounded)
     release_payload(w)  # read once: a mapped model's pages of it may go
     rows = TensorType(Float32Type(), q.shape)
-    block = qconst.parent
+    block = before.parent
     assert block is not None
     c = tfl.ConstOp(dense_from_numpy(q), with_element(rows, qtype), name=name)
     dq = tfl.DequantizeOp([c.result], [rows], names=None if name is None else [f"{name}_dequantize"])
     shape = tfl.ConstOp(dense_from_numpy(np.array(ftype.get_shape(), np.int32)), name=None if name is None else f"{name}_shape")
     rs = tfl.ReshapeOp([dq.outputs[0], shape.result], [ftype], names=None if name is None else [f"{name}_blocks"])
-    block.insert_ops_after([c, dq, shape, rs], qconst)
+    block.insert_ops_before([c, dq, shape, rs], before)
     return rs.outputs[0]
 
 
@@ -530,8 +530,10 @@ class QuantizeWeights(ModulePass):
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
             block.insert_op_before(qconst, source)
             qv = qconst.result
-        else:  # (blocks read through DEQUANTIZE: the placeholder below is replaced by _dequantized_blocks)
-            q, qtype = quantize_weight(w, axis, fmt.bits, None if fmt.granularity == "block" else self._rounded(v, w, axis, fmt))
+        elif fmt.granularity == "block":
+            qconst = None  # blocks read through DEQUANTIZE only: built by _dequantized_blocks
+        else:
+            q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt))
             release_payload(w)  # read once: a mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             block.insert_op_before(qconst, source)
@@ -544,8 +546,9 @@ class QuantizeWeights(ModulePass):
             if dequant is None:
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, qconst, self._rounded(v, w, None, fmt, fp16_scales=False))
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False))
                 else:
+                    assert qv is not None and qconst is not None
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])
                     block.insert_op_after(dq, qconst)
                     dequant = dq.outputs[0]
@@ -557,20 +560,20 @@ class QuantizeWeights(ModulePass):
                 continue  # keep-float: it reads the float weight, which then stays too
             kind = _op_kind(user)
             axis_ok, hybrid = self._hybrid_use(kind, use.index, axis, fmt)
-            if hybrid and axis_ok and not self.weight_only:
+            if hybrid and axis_ok and not self.weight_only and qv is not None:
                 user.operands[use.index] = qv
                 if kind in ASYMMETRIC_INPUTS:
                     assert isinstance(user, tfl.TflOp)
                     user.set_option("asymmetric_quantize_inputs", True)
                 hybrid_ops.append(user)
-            elif kind == "GATHER" and use.index == 0 and not self.weight_only and _as_lookup(user, v) and _reads_directly("EMBEDDING_LOOKUP", fmt) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
+            elif kind == "GATHER" and use.index == 0 and qv is not None and not self.weight_only and _as_lookup(user, v) and _reads_directly("EMBEDDING_LOOKUP", fmt) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
                 _gather_as_lookup(user, qv)
-            elif kind == "GATHER" and use.index == 0 and axis is None and fmt.granularity == "tensor" and not self.weight_only and _reads_directly("GATHER", fmt):
+            elif kind == "GATHER" and use.index == 0 and qv is not None and axis is None and fmt.granularity == "tensor" and not self.weight_only and _reads_directly("GATHER", fmt):
                 self._gather_int8(user, qv)
             else:
                 user.operands[use.index] = dequantized()
 
-        if not qv.uses:
+        if qconst is not None and qv is not None and not qv.uses:
             Rewriter.erase_op(qconst)
         self._erase_if_dead(source)
 

@@ -429,7 +429,9 @@ def _emit_parts(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int
     # itself into one twice the size.
     tables = sum(len(sg.tensors) + len(sg.operators) for sg in plan.subgraphs)
     data_size = 0 if offsets is not None else sum(len(b) + 16 for b in plan.buffers if b)
-    bld = Builder(data_size + (1 << 20) + 1024 * tables + sum(len(v) + 16 for v in _metadata_values(module)))
+    # per-axis scales (f32) and zero points (i64): millions for a blockwise weight read through DEQUANTIZE
+    qparams = sum(12 * e.num_scales + 32 for sg in plan.subgraphs for t in sg.tensors if isinstance(e := t.ttype.element_type, UniformQuantizedType))
+    bld = Builder(data_size + qparams + (1 << 20) + 1024 * tables + sum(len(v) + 16 for v in _metadata_values(module)))
     B = schema.BUFFER_FIELDS
 
     # metadata buffers go after the constant buffers
