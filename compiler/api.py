@@ -597,6 +597,7 @@ def quantize(
             write_stats(save_stats, {k: replace(calib.stats[k], chosen=r.chosen) for k, r in stats.items()}, {"method": "auto"})
     t = time.perf_counter()
     float_weights = _float_weights(module, min_weight_elements) if mode in ("dynamic", "weight-only") else {}
+    weight_db: dict[str, float] = {}  # weight name -> SQNR, measured once for the check and the report
     # the measured fallback judges int8 weights; int4 and blocks are what the user asked for
     measure_weights = mode == "dynamic" and weight_bits == 8 and granularity != "block" and not op_bit_entries
     if weight_stats is not None:
@@ -625,7 +626,7 @@ def quantize(
     elif measure_weights:
         t = time.perf_counter()
         try:
-            measured = _poor_weights(module, float_weights) if check_samples is None else _poor_hybrid_outputs(module, data, check_samples)
+            measured = _poor_weights(module, float_weights, weight_db) if check_samples is None else _poor_hybrid_outputs(module, data, check_samples)
         except TflquantError as e:
             report_warnings.append(f"the measured fallback was skipped: {e}")
         seconds["check"] = time.perf_counter() - t
@@ -668,7 +669,7 @@ def quantize(
     report.inputs, report.outputs = _io_summary(module)
     report.weights = weight_bytes(module)
     if mode in ("dynamic", "weight-only"):
-        report.weight_formats = weight_formats(module, float_weights)
+        report.weight_formats = weight_formats(module, float_weights, weight_db)
     return QuantizationResult(out, report, module)
 
 
@@ -771,9 +772,10 @@ def op_bits_entries(op_bits: Mapping[str, Any] | Sequence[str] | None) -> list[s
     return entries
 
 
-def weight_formats(module: ModuleOp, originals: Mapping[str, Any]) -> list[WeightInfo]:
+def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mapping[str, float] | None = None) -> list[WeightInfo]:
     """Per op reading a quantized weight (directly, or through DEQUANTIZE / the blockwise
-    DEQUANTIZE-RESHAPE): its format and SQNR against the float weight `originals[name]`."""
+    DEQUANTIZE-RESHAPE): its format and SQNR against the float weight `originals[name]`
+    (`known`: SQNRs already measured, by weight name)."""
     import numpy as np
 
     from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
@@ -811,7 +813,11 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any]) -> list[Weigh
             w = originals.get(wname)
             q = c.numpy()
             db = float("nan")
-            if isinstance(e, BlockwiseQuantizedType):
+            if known and wname in known:
+                gran = "block" if isinstance(e, BlockwiseQuantizedType) or block else ("channel" if e.per_axis else "tensor")
+                block = e.block_size.data if isinstance(e, BlockwiseQuantizedType) else block
+                db = known[wname]
+            elif isinstance(e, BlockwiseQuantizedType):
                 gran, block = "block", e.block_size.data
                 if w is not None and w.size == q.size:
                     db = weight_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), e.dequantize(q.astype(np.float32)), 1.0, 0.0)
@@ -957,10 +963,10 @@ def weight_sqnr_db(w: Any, q: Any, scale: Any, zero_point: Any) -> float:
     return 99.0 if e == 0 else float(10 * np.log10(max(sig, 1e-30) / e))
 
 
-def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]:
+def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[str, float] | None = None) -> dict[str, str]:
     """Output tensor name -> reason, for every hybrid op with an int8 weight whose SQNR
     against the float weight is below WEIGHT_FLOOR_DB (dynamic mode has no activations to
-    measure: the weights are what quantizing changes)."""
+    measure: the weights are what quantizing changes). Each SQNR goes into `measured`."""
     import numpy as np
 
     from tflquant.dialects.quant import quantized_element
@@ -987,6 +993,8 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any]) -> dict[str, str]
                 if qt is None or not isinstance(v.owner, tfl.ConstOp) or w is None or w.shape != v.owner.numpy().shape:
                     continue
                 db = sqnr(w, v.owner.numpy(), qt)
+                if measured is not None and value_name(v):
+                    measured[value_name(v) or ""] = round(db, 2)
                 release_payload(w)  # a mapped model's pages of it may go
                 name = value_name(op.results[0])
                 if db < WEIGHT_FLOOR_DB and name:
