@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import AnyFloat, ModuleOp, TensorType
 from xdsl.ir import Operation
 
 from tflquant.dialects import quant, tfl
@@ -103,7 +103,7 @@ def _kind(o: Operation) -> str | None:
         if t is not None and not t.per_axis:
             bits = max(bits or 0, t.storage_type.width.data)
     if bits is None:
-        floats = any(isinstance(v.type, TensorType) and "f" in str(v.type.element_type) for v in o.results)
+        floats = any(isinstance(v.type, TensorType) and isinstance(v.type.element_type, AnyFloat) for v in o.results)
         return "float" if floats else None
     return "int16" if bits == 16 else "int8"
 
@@ -128,10 +128,9 @@ def op_work(o: Operation) -> int:
         x = o.operands[2].type if len(o.operands) > 2 else None
         return _elements(x) * int(np.prod(shape[:3]))
     a = o.operands[0].type  # BATCH_MATMUL: output elements x the contracted dimension
-    adj = o.attributes.get("adj_x") or o.properties.get("adj_x")
-    if isinstance(a, TensorType) and a.get_shape():
+    if isinstance(a, TensorType) and len(a.get_shape()) >= 2:
         dims = [max(int(d), 1) for d in a.get_shape()]
-        return out * (dims[-2] if adj is not None and getattr(adj, "value", None) and adj.value.data else dims[-1])
+        return out * (dims[-2] if o.option("adj_x") else dims[-1])  # type: ignore[attr-defined]
     return out
 
 

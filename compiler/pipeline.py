@@ -162,7 +162,8 @@ def pipeline_spec(
         *outlier,
         calib,
         "fold-bias-add",
-        f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}}}",
+        f"insert-fake-quant{{activations={act} per-channel={_b(per_channel)}"
+        + (" requantize-inputs=true" if precision and io_type != "float32" else "") + "}",
         *([f"clip-weights{{corrected={_b(bias_correction)}}}"] if clip_weights else []),
         *(["correct-bias"] if bias_correction else []),
         "propagate-scales",

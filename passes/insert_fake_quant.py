@@ -4,7 +4,13 @@ Afterwards no `quant.stats` op is left: every annotated float value `%x` is read
 `quant.dcast(quant.qcast(%x))`, with int8 asymmetric parameters (range widened to contain 0)
 or, for `activations=int16`, int16 symmetric parameters (zero point 0) over the range widened
 by `int16-headroom` (default 1.3: 0.4 of 15 bits buys room for data beyond the calibration
-set; clipping, not resolution, is what limits 16x8 accuracy). Every float constant
+set; clipping, not resolution, is what limits 16x8 accuracy). Mixed precision: an op
+marked by op-precision (`tflquant.precision`) computes at its own bits instead of
+`activations`. Each value takes its producer's precision (a model input `activations`, a
+float op's output its first integer reader's); a reader of the other precision reads it
+through a second pair, `qcast(dcast(qcast(%x)))`, a requantize once rewritten (a float
+producer's or, unless `requantize-inputs`, a model input's second pair quantizes %x itself;
+`requantize-inputs=true` is for integer model I/O). Every float constant
 input of an op that has an integer kernel for those activations is wrapped the same way
 (one pair per use): weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3,
 FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in
@@ -85,6 +91,7 @@ class InsertFakeQuant(ModulePass):
     activations: str = "int8"
     per_channel: bool = True
     int16_headroom: float = 1.3
+    requantize_inputs: bool = False
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.int16_headroom <= 16.0:
@@ -134,7 +141,8 @@ class InsertFakeQuant(ModulePass):
                 if (rb := self.op_bits(r)) == bits or not has_kernel(r, rb):
                     continue
                 if rb not in other:
-                    other[rb] = fake_quant(d.result if integer_producer else x, self._range_params(st, rb), s)
+                    requant = integer_producer or (self.requantize_inputs and not isinstance(x.owner, Operation))
+                    other[rb] = fake_quant(d.result if requant else x, self._range_params(st, rb), s)
                 for i, v in enumerate(r.operands):
                     if v is d.result:
                         r.operands[i] = other[rb]
@@ -147,11 +155,14 @@ class InsertFakeQuant(ModulePass):
 
     def _value_bits(self, x: SSAValue, readers: list[Operation]) -> tuple[bool, int]:
         """(integer producer, bits) of a value: its producer's precision when the producer
-        has an integer kernel for it, else its first integer reader's (one QUANTIZE from
-        float, no requantize), else the pass's."""
+        has an integer kernel for it; a function argument (model input) the pass's (what
+        integer I/O takes); else its first integer reader's (one QUANTIZE from float, no
+        requantize), else the pass's."""
         p = x.owner
         if isinstance(p, Operation) and has_kernel(p, b := self.op_bits(p)):
             return True, b
+        if not isinstance(p, Operation):
+            return False, self.bits
         for r in readers:
             if has_kernel(r, b := self.op_bits(r)):
                 return False, b

@@ -164,9 +164,11 @@ class RewriteInteger(ModulePass):
                 float_read = False
                 for u in list(q.result.uses):  # float readers take the argument itself
                     if isinstance(u.operation, quant.DequantizeCastOp):
-                        u.operation.result.replace_all_uses_with(x)
-                        erase_if_unused(u.operation)
-                        float_read = True
+                        # (a requantize to the other precision stays: integer I/O, mixed precision)
+                        d = u.operation
+                        float_read |= any(not _other_bits(use.operation, qt) for use in d.result.uses)
+                        d.result.replace_uses_with_if(x, lambda use: not _other_bits(use.operation, qt))
+                        erase_if_unused(d)
                 if float_read and x.block.parent_op() is f:  # set-io-types may still want it integer
                     set_io_attr(f, x.index, IO_QUANT_TYPE, q.result.type)
                 if not q.result.uses:
@@ -217,6 +219,14 @@ class RewriteInteger(ModulePass):
                 done[y] = new.outputs[0]
             ret.operands[i] = done[y]
             erase_if_unused(d)
+
+
+def _other_bits(o: Operation, qt: UniformQuantizedType) -> bool:
+    """o is a qcast to another storage width than qt's (int8 <-> int16)."""
+    if not isinstance(o, quant.QuantizeCastOp):
+        return False
+    t = quant.quantized_element(o.result.type)
+    return t is not None and bits_of(t) != bits_of(qt)
 
 
 def _before(o: Operation):

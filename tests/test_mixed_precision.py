@@ -12,7 +12,7 @@ from models import cnn, sample_inputs
 import tflquant
 from tflquant.errors import TflquantError
 from tflquant.reference.integer_interpreter import IntegerInterpreter
-from tflquant.scoring import litert_run, sqnr_db
+from tflquant.scoring import interpreter, litert_run, quantize_input, sqnr_db
 from tflquant.tflite.writer import write_flatbuffer
 
 
@@ -59,11 +59,17 @@ def test_by_hand_mixed_model_runs_in_litert_like_the_reference(model) -> None:
     s8, s16, smix = (sqnr_db(ref[0], litert_run(r.model, x)[0]) for r in (r8, r16, mixed))
     assert smix > 20.0 and s16 > s8
     assert min(s8, s16) - 3.0 < smix < max(s8, s16) + 3.0
-    # the reference interpreter's integer kernels agree with LiteRT's builtin ones on the mixed model
-    builtin = litert_run(mixed.model, x, delegates=False)[0]
-    ours = IntegerInterpreter(mixed.module).run(x)[0]
-    np.testing.assert_allclose(ours, builtin, atol=1.5 * 2.0**-8)  # within one output step (1/256)
-    assert sqnr_db(got, ours) > 40.0
+    # the reference interpreter's integer kernels give LiteRT's builtin kernels' outputs, bit
+    # for bit, on the mixed model with float I/O and integer only (int8 I/O: the model input
+    # is int8 and requantized to int16 for the CONV_2D)
+    np.testing.assert_array_equal(IntegerInterpreter(mixed.module).run(x)[0], litert_run(mixed.model, x, delegates=False)[0])
+    assert sqnr_db(got, litert_run(mixed.model, x, delegates=False)[0]) > 40.0
+    only = tflquant.quantize(m, representative_dataset=data, op_precision={"CONV_2D": "int16", "ADD": "int16"}, io_type="int8")
+    assert not only.report.float_ops and ("int8", "int16") in _conversions(only)
+    ins = interpreter(only.model).get_input_details()
+    xq = [np.stack([quantize_input(d, s) for s in a]) for d, a in zip(ins, x)]
+    assert ins[0]["dtype"] == np.int8
+    np.testing.assert_array_equal(IntegerInterpreter(only.module).run(xq)[0], litert_run(only.model, xq, dequantize=False, delegates=False)[0])
 
 
 def test_float_region_and_every_op_int16(model) -> None:

@@ -1,6 +1,7 @@
 // RUN: echo '{"x": [-1.0, 1.0], "fc out": [-2.0, 2.0], "relu": [0.0, 2.0], "tanh": [0.0, 1.0], "probs": [0.0, 1.0]}' > %t.json
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"}' | filecheck %s --check-prefix=MARK
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"},annotate-calibration{stats-file="%t.json"},insert-fake-quant,propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s
+// RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"},annotate-calibration{stats-file="%t.json"},insert-fake-quant{requantize-inputs=true},propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s --check-prefix=INPUT
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=float"},annotate-calibration{stats-file="%t.json"},insert-fake-quant,propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s --check-prefix=FLOAT
 
 // op-precision marks the ops named by output tensor or op type; the others take the mode's.
@@ -22,6 +23,14 @@
 // CHECK-NEXT: %[[T8:.*]] = "tfl.quantize"(%[[T]]) {names = ["tanh_requantized"]} : (tensor<1x4x!quant.uniform<i16:f32, 3.0517578e-05>>) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
 // CHECK-NEXT: %[[P:.*]] = "tfl.softmax"(%[[T8]]) {{.*}} -> tensor<1x4x!quant.uniform<i8:f32, 0.00390625:-128>>
 // CHECK-NEXT: "tfl.dequantize"(%[[P]]) {names = ["probs"]}
+
+// With requantize-inputs (integer model I/O), a model input read by an int16 op is stored
+// at the mode's int8 and requantized, so that set-io-types can make the input int8.
+// INPUT-LABEL: func.func @main
+// INPUT-NOT:  tflquant.quant_type
+// INPUT:      %[[X8:.*]] = "tfl.quantize"(%x) {names = ["x_int8"]} : (tensor<1x3xf32>) -> tensor<1x3x!quant.uniform<i8:f32, 0.007843138:-1>>
+// INPUT-NEXT: %[[X16:.*]] = "tfl.quantize"(%[[X8]]) {names = ["x_int8_requantized"]} : ({{.*}}) -> tensor<1x3x!quant.uniform<i16:f32, 3.967406e-05>>
+// INPUT:      "tfl.fully_connected"(%[[X16]],
 
 // A float region reads DEQUANTIZE and feeds QUANTIZE, as float fallback does (the int8
 // RELU still reads the int16 FC through a requantize).
