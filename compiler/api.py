@@ -212,6 +212,7 @@ class QuantizationResult:
     pieces: list = field(repr=False)
     report: QuantizationReport
     module: ModuleOp | None = field(default=None, repr=False)  # the quantized IR
+    stats: Any = field(default=None, repr=False)  # the calibration statistics it used (auto: the ranges it picked)
 
     @property
     def model(self) -> bytes:
@@ -462,7 +463,7 @@ def quantize(
             allow_float=allow_float, bias_type=bias_type, batch_size=batch_size, max_samples=max_samples,
             calibration_threads=calibration_threads, verify=verify, bias_correction=bias_correction,
             clip_weights=clip_weights, keep_float=keep_float, target=target, op_precision=op_precision,
-            calibration_method=calibration_method, percentile=percentile,
+            calibration_method=calibration_method, percentile=percentile, calibration_budget=calibration_budget,
         )
     op_bit_entries = op_bits_entries(op_bits)
     precision_entries = op_precision_entries(op_precision)
@@ -670,7 +671,7 @@ def quantize(
     report.weights = weight_bytes(module)
     if mode in ("dynamic", "weight-only"):
         report.weight_formats = weight_formats(module, float_weights, weight_db)
-    return QuantizationResult(out, report, module)
+    return QuantizationResult(out, report, module, stats)
 
 
 RECIPE_KEYS = ("mode", "weight_bits", "granularity", "block_size", "keep_float", "op_bits", "op_precision", "min_weight_elements", "weight_rounding")

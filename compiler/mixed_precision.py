@@ -324,6 +324,11 @@ def search_quantize(
     where = os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data"
     calib = calibrate(module, source, where=where, batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
                       channel_means=True, histograms=calibration_method != "minmax")
+    if calibration_method == "auto":  # ranges picked once (tflquant.calibration.auto); every candidate keeps them
+        calib.stats = quantize(data, mode=mode, representative_dataset=representative_dataset, calibration_method="auto",
+                               batch_size=batch_size, max_samples=max_samples,
+                               bias_correction=True if bias_correction is None else bias_correction, **options).stats
+        calibration_method = "minmax"
     samples = _main_samples(module, source if kept is None else kept, SEARCH_SAMPLES)
     if validation_dataset is not None:  # held-out data to measure on
         vsource, vkept = _keeping_first(validation_dataset, VALIDATION_SAMPLES)
