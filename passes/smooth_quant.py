@@ -257,8 +257,9 @@ def _absmax(attr: quant.CalibrationStatsAttr, channels: int, where: str) -> np.n
 
 @dataclass(frozen=True)
 class SmoothQuant(ModulePass):
-    """SmoothQuant: per-channel activation outliers after a layer norm into the weights
-    (see the module docstring)."""
+    """A calibrated layer-norm output read only by FC / BATCH_MATMUL weights is divided per
+    channel by max|X|^alpha / max|W|^(1-alpha), the weights multiplied (SmoothQuant); float
+    outputs unchanged."""
 
     name = "smooth-quant"
 
