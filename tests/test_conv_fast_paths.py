@@ -118,6 +118,7 @@ def test_winograd_filter_transform() -> None:
         ((2, 9, 9, 64), (64, 3, 3, 64), 2, 1),  # strided
         ((2, 9, 9, 64), (64, 3, 3, 64), 1, 2),  # dilated
         ((2, 9, 9, 64), (64, 5, 5, 64), 1, 1),  # not 3x3
+        ((2, 9, 9, 512), (512, 3, 3, 512), 1, 1),  # transformed filter > _WINOGRAD_FILTER_BYTES
     ],
 )
 def test_direct_path_outside_winograd(shape, wshape, stride, dil, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,8 @@ Speed (the float kernels are the calibration engine): the heavy kernels work on 
 samples at a time through reused per-thread scratch buffers (no fresh large arrays, data in
 cache), apply bias and fused activation per chunk, and split a batch's samples over
 `set_threads(n)` threads (default 2, or 1 on a single core; numpy releases the GIL). CONV_2D
-is a chunked im2col with one product per filter row, DEPTHWISE_CONV_2D flat multiply-adds or
+is a chunked im2col with one product per filter row (large 3x3 stride-1 convolutions of many
+channels: Winograd's F(2x2, 3x3), 16 products where the direct form has 36), DEPTHWISE_CONV_2D flat multiply-adds or
 an einsum, RESIZE_BILINEAR two small interpolation-matrix products. Summation order differs
 from LiteRT's; results stay within 1e-6 relative (tests/test_reference_float.py: 1e-4).
 """
@@ -731,7 +732,7 @@ def conv2d_nhwc(
         return y
     y = np.empty((n, oh, ow, o), F32)
     if (kh, kw, sh, sw, dh, dw, groups) == (3, 3, 1, 1, 1, 1, 1) and min(c, o) >= _WINOGRAD_MIN_CHANNELS \
-            and n * oh * ow * o * 9 * c >= _WINOGRAD_MIN_WORK:
+            and n * oh * ow * o * 9 * c >= _WINOGRAD_MIN_WORK and 64 * c * o <= _WINOGRAD_FILTER_BYTES:
         u = winograd_filter(w)
         split_samples(n, n * oh * ow * o * 4 * c, lambda s0, s1: winograd_3x3(x[s0:s1], u, b, y[s0:s1], (pt, pl), act))
         return y
@@ -884,11 +885,16 @@ _WINOGRAD_GG = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(F32)  # (16, 9): G g G^T
 # Only convolutions of at least this many input and output channels (the transforms cost a
 # few passes over the data per output, which fewer channels do not pay for) and this many
 # multiply-adds per call (ResNet50's 3x3 layers: 8 samples, 925M). Measured on one core, 8
-# samples, direct -> Winograd: 56x56x64 21.8 -> 16 ms, 28x28x128 19.9 -> 12, 14x14x256
-# 19.4 -> 10.5, 7x7x512 25.5 -> 13.4. The shared test models (at most 64 channels in, 32 or
-# fewer out or in at the others) keep the direct products and their calibration bit for bit.
+# samples, direct -> Winograd: 56x56x64 21.8 -> 16-18 ms, 28x28x128 19.9 -> 12-13,
+# 14x14x256 19.4 -> 11-12. The shared test models (at most 64 channels in, 32 or fewer out
+# or in at the others) keep the direct products and their calibration bit for bit.
 _WINOGRAD_MIN_CHANNELS = 64
 _WINOGRAD_MIN_WORK = 1 << 27
+# ... and at most this size of transformed filter (64 bytes per input x output channel),
+# computed on every call: ResNet50's 512-channel layers (7x7 pixels, 16.8 MB) stay direct.
+# With them: calibration peak RSS +50 MB (the filter and the larger scratch of both threads)
+# for 3% less CPU.
+_WINOGRAD_FILTER_BYTES = 8 << 20
 _WINOGRAD_TILES = 128  # tiles per product at least (the products want rows) ...
 _WINOGRAD_BYTES = 1 << 20  # ... or as many samples (or tile rows of one) as keep the transformed input this size
 
