@@ -197,3 +197,16 @@ def test_out_blocks_round_like_blocks_of_y():
     s = (np.max(np.abs(g), axis=1) / 7).astype(np.float32)
     assert np.array_equal(r.scales.reshape(-1), s)
     assert np.array_equal(r.codes.reshape(-1, 32), np.clip(np.rint(g / s[:, None]), -7, 7).astype(np.int8))
+
+
+def test_factor_cache_gives_the_same_codes(layer):
+    """Weights rounded against one Hessian (query, key, value) share its inverse factor."""
+    w, x = layer
+    st = wr.InputStatistics.of(x)
+    cache: dict = {}
+    for k, gran in enumerate(["channel", "block", "channel"]):
+        wk = np.roll(w, k, axis=0)
+        shared = wr.round_weight(wk, 4, gran, 32, method="gptq", stats=st, factor_cache=cache)
+        alone = wr.round_weight(wk, 4, gran, 32, method="gptq", stats=st)
+        assert np.array_equal(shared.codes, alone.codes) and np.array_equal(shared.scales, alone.scales)
+    assert len(cache) == 1

@@ -99,6 +99,7 @@ class InputHessians:
         self.diag: dict[str, np.ndarray] = {}  # inputs past max_bytes: sum of x^2 (float64)
         self.rows: dict[str, int] = {}
         self.skipped: dict[str, int] = {}  # rows with NaN / Inf
+        self.factors: dict[str, dict] = {}  # GPTQ's inverse-Hessian factors, per input (weight_rounding.gptq)
         self._buf: dict[str, list[np.ndarray]] = {}
         self._buffered: dict[str, int] = {}
         self.retain = False  # keep matrices after `take` (a second pipeline run will read them)
@@ -196,6 +197,7 @@ class InputHessians:
         if left <= 0 and not self.retain:
             self.xtx.pop(key, None)
             self.diag.pop(key, None)
+            self.factors.pop(key, None)
         return xtx, diag, rows
 
     def nbytes(self) -> int:
@@ -271,9 +273,11 @@ def round_layer_weight(
 
     xtx = diag = None
     adj: bool | None = None
+    cache: dict = {}
     if store is not None and axis in (0, None):
         for u in v.uses:
             if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
+                cache = store.factors.setdefault(k, {})
                 xtx, diag, _rows = store.take(k)
                 adj = xw[2]
                 break
@@ -282,9 +286,9 @@ def round_layer_weight(
         return None
     msq = diag if xtx is None else None
     if adj is None:
-        return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales)
+        return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales, factor_cache=cache)
     # BATCH_MATMUL's y (one matrix): per tensor, or blocks along y's last dimension
     r = round_batch_matmul(np.asarray(w, np.float32).reshape(w.shape[-2:]), adj_y=adj, bits=bits, granularity=granularity, block_size=block_size,
-                           method=chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales)
+                           method=chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales, factor_cache=cache)
     scales = r.scales.reshape(*w.shape[:-1], -1) if granularity == "block" else r.scales
     return r.codes.reshape(w.shape), scales

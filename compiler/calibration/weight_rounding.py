@@ -389,6 +389,7 @@ def gptq(
     block_axis: str = "in",
     batch: int = 128,
     ratios: tuple[float, ...] = DEFAULT_RATIOS,
+    factor_cache: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """GPTQ rounding of W [out, in] against the Hessian H [in, in] (2 X^T X / n, or any
     positive multiple: dampening is relative to its mean diagonal); returns
@@ -396,10 +397,12 @@ def gptq(
 
     Works on W^T (one contiguous row per input column). Updates are lazy at two levels:
     within a sub-batch of 32 columns rank-1 updates, then the rest of the batch of `batch`
-    columns by one product, then the columns after the batch by one product."""
+    columns by one product, then the columns after the batch by one product.
+    `factor_cache`: a dict kept per Hessian by the caller; the inverse Hessian's factor is
+    computed once for every weight rounded against the same H (query, key and value)."""
     w = _matrix(w)
     out, inn = w.shape
-    h = np.asarray(hessian, np.float64)
+    h = np.asarray(hessian)
     if h.shape != (inn, inn):
         raise TflquantError(f"weight rounding: a [{out}, {inn}] weight needs a [{inn}, {inn}] Hessian, got {h.shape}")
     lay = _layout(w.shape, granularity, block_size, block_axis)
@@ -408,7 +411,7 @@ def gptq(
     use_ratios = ratios if clip else None
 
     w = w.astype(np.float32, copy=True)
-    diag = np.diag(h).copy()
+    diag = np.diag(h).astype(np.float64)
     dead = ~(diag > 0)
     w[:, dead] = 0.0  # inputs that are always zero: their weights never matter
     msq = np.where(dead, 0.0, diag)  # proportional to E[x_j^2] (only ratios matter)
@@ -424,10 +427,15 @@ def gptq(
         st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     wt = np.ascontiguousarray(w.T[perm])  # [in, out], row c = column perm[c] of W
     del w
-    hp = h[np.ix_(perm, perm)] if act_order else np.array(h, np.float64)  # the one copy of H
-    hp[dead[perm], dead[perm]] = 1.0
-    u = _inverse_hessian_factor(hp, damp, overwrite=True)
-    del hp
+    key = (bool(act_order), float(damp))
+    u = None if factor_cache is None else factor_cache.get(key)
+    if u is None:
+        hp = (h[np.ix_(perm, perm)] if act_order else h).astype(np.float64)  # the one copy of H
+        hp[dead[perm], dead[perm]] = 1.0
+        u = _inverse_hessian_factor(hp, damp, overwrite=True)
+        del hp
+        if factor_cache is not None:
+            factor_cache[key] = u
     msq_p = msq[perm].astype(np.float32)
     codes_t = np.zeros((inn, out), np.int8)
 
@@ -504,6 +512,7 @@ def round_weight(
     ratios: tuple[float, ...] = DEFAULT_RATIOS,
     threads: int | None = 1,
     mean_square: np.ndarray | None = None,
+    factor_cache: dict | None = None,
 ) -> RoundedWeight:
     """Codes and scales of W [out, in]. `stats` (InputStatistics of the layer's input) or
     `hessian` (2 X^T X / n or a positive multiple) make "mse" weigh the error by E[x^2]
@@ -514,12 +523,12 @@ def round_weight(
     the products are small and OpenBLAS's spinning threads cost 10x on a busy machine,
     measured 0.35 s vs 0.03 s for a 128 x 512 layer; None leaves BLAS alone).
     `mean_square`: E[x_j^2] per input (or a positive multiple) when there is no Hessian:
-    "mse" weighs the error by it ("auto" is then "mse")."""
+    "mse" weighs the error by it ("auto" is then "mse"). `factor_cache`: see gptq."""
     with blas_threads(threads):
-        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square)
+        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square, factor_cache)
 
 
-def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square=None) -> RoundedWeight:
+def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square=None, factor_cache=None) -> RoundedWeight:
     if method not in METHODS:
         raise TflquantError(f"weight rounding: method must be one of {', '.join(METHODS)}, got {method!r}")
     w = _matrix(w)
@@ -533,7 +542,7 @@ def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narr
     if method == "gptq":
         if hessian is None:
             raise TflquantError("weight rounding: GPTQ needs calibration data (input statistics of the layer)")
-        codes, scales = gptq(w, hessian, bits, granularity, block_size, narrow, fp16_scales, act_order, damp, True, block_axis, ratios=ratios)
+        codes, scales = gptq(w, hessian, bits, granularity, block_size, narrow, fp16_scales, act_order, damp, True, block_axis, ratios=ratios, factor_cache=factor_cache)
     else:
         msq = mean_square if hessian is None else np.diag(np.asarray(hessian, np.float64)).copy()
         scales = choose_scales(w, bits, granularity, block_size, msq, method == "mse", narrow, fp16_scales, block_axis, ratios)
@@ -610,6 +619,7 @@ def round_tensor(
     hessian: np.ndarray | None = None,
     mean_square: np.ndarray | None = None,
     fp16_scales: bool | None = None,
+    factor_cache: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A weight of any rank in quantize-weights' layouts: (int8 codes of w's shape, float32
     scales). "channel": one scale per slice along `axis`, shape (w.shape[axis],); "tensor":
@@ -629,7 +639,7 @@ def round_tensor(
         m = np.moveaxis(w, axis if axis is not None else 0, 0).reshape(shape[axis if axis is not None else 0], -1)
     else:
         m = w.reshape(-1, shape[-1])
-    r = round_weight(m, bits, granularity, block_size, method, hessian=hessian, mean_square=mean_square, fp16_scales=fp16_scales)
+    r = round_weight(m, bits, granularity, block_size, method, hessian=hessian, mean_square=mean_square, fp16_scales=fp16_scales, factor_cache=factor_cache)
     codes, scales = r.codes, r.scales
     if granularity == "channel" and m is not w:
         a = axis if axis is not None else 0
