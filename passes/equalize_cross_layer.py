@@ -117,6 +117,16 @@ def _pairs(f: func.FuncOp, layers: dict[Operation, _Layer]) -> list[tuple[_Layer
     return out
 
 
+def equalizable_pairs(module: ModuleOp) -> list[tuple[str, str]]:
+    """The (first, second) layer output names of every pair the pass would equalize."""
+    from tflquant.ir import value_name
+
+    out = []
+    for f in [o for o in module.walk() if isinstance(o, func.FuncOp)]:
+        out += [(value_name(a.op.results[0]) or "", value_name(b.op.results[0]) or "") for a, b in _pairs(f, {})]
+    return out
+
+
 def _reads_channels_last(op: Operation, channels: int) -> bool:
     """A convolution reads input channel i as channel i of L1's output only without a
     reshape that changes the last dimension."""
