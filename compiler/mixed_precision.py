@@ -15,16 +15,16 @@ The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; 
    LiteRT's integer kernels in the reference interpreter).
 3. A unit promotes one tensor: its producer and its integer readers compute in int16 (no
    requantize at that tensor; an op LiteRT has no int16 kernel for goes float), or, the
-   other variant, all of them float. Candidates: each of the SINGLES worst units alone, and
-   the worst 2, 4, 8, ... together, in both variants. They are quantized and their output
-   SQNR (or accuracy_fn's score, computed in this process) measured in worker processes
-   (spawn); results come back in candidate order, so the path does not depend on the
-   worker count.
+   other variant, all of them float. Confirmation: the SINGLES worst units of each variant
+   are tried alone and their output SQNR (or accuracy_fn's score, computed in this
+   process) measured; the ones that gain are ordered by rate (dB per unit of added
+   estimated latency) and the best 2, 4, 8, ... tried together. Candidates are quantized
+   and measured in worker processes (spawn, one pool per search); results come back in
+   candidate order, so the path does not depend on the worker count.
 4. If a candidate meets the target, take the one with the lowest estimated latency (then
-   size), bisecting a group down to the fewest units that still meet it; unless a candidate
-   that does not meet it gains dB at more than twice that one's rate (dB per unit of added
-   latency), then step there and go on. With none meeting it, step to the best rate. Repeat
-   from 2; stop when nothing gains.
+   size), a group bisected down to the fewest of its best units that still meet it. Else
+   step to the candidate that gains the most among those at half the best rate or better.
+   Repeat from 2; stop when nothing gains.
 5. Pruning: take back (to int8) the promoted units the target does not need, the ones whose
    removal saves the most latency first (at most PRUNE_TRIES tries).
 
@@ -53,7 +53,7 @@ from tflquant.errors import TflquantError
 
 SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no validation_dataset)
 VALIDATION_SAMPLES = 512  # validation_dataset samples it is measured on (at most)
-SINGLES = 4  # worst tensors tried alone per step (per variant)
+SINGLES = 16  # worst tensors (by layer loss) tried alone per step, per variant
 PRUNE_TRIES = 16  # promoted units the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
 _MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
@@ -392,49 +392,60 @@ def search_quantize(
                     if u and u not in units:
                         units.append(u)
                 variants.append(units)
-            # candidates: each of the SINGLES worst units alone, and the worst 2, 4, 8, ... together
-            cands = [(v, (i,)) for v in range(2) for i in range(min(SINGLES, len(variants[v])))]
-            cands += [(v, tuple(range(k))) for v in range(2) for k in sorted({min(2**i, len(variants[v])) for i in range(1, 12)}) if k > 1]
-            if not cands:
-                break
+            # confirmation: the SINGLES worst units of each variant, each alone, measured at
+            # the output; then the best of them (by dB per added latency) 2, 4, 8, ... together
+            # (when none of them gains, the next SINGLES worst, and so on)
+            order: list[int] = []
+            for first in range(0, max(map(len, variants)), SINGLES):
+                singles = [u for v in range(2) for u in variants[v][first : first + SINGLES]]
+                res1 = evaluate([{**state, **u} for u in singles])
+                rate1 = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res1]
+                order = sorted((i for i in range(len(singles)) if rate1[i] > -np.inf), key=lambda i: (-rate1[i], i))
+                if order:
+                    break
+            if not order:
+                break  # no promotion of any tensor gains any more
 
-            def with_units(v: int, idx: tuple[int, ...]) -> dict[str, str]:
-                merged = dict(state)
-                for i in idx:
-                    merged.update(variants[v][i])
-                return merged
+            def grouped(k: int) -> list[dict[str, str]]:
+                return [singles[i] for i in order[:k]]
 
-            res = evaluate([with_units(*c) for c in cands])
+            def merged(units: list[dict[str, str]]) -> dict[str, str]:
+                out = dict(state)
+                for u in units:
+                    out.update(u)
+                return out
+
+            sizes = sorted({min(2**j, len(order)) for j in range(1, 12)} - {0, 1})
+            res = res1 + evaluate([merged(grouped(k)) for k in sizes])
+            cands = [[u] for u in singles] + [grouped(k) for k in sizes]
             ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
-            eff = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
-            best_eff = max(range(len(res)), key=lambda i: (eff[i], -i))
-            pick = None
+            rate = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
             if ok:
                 pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
-                # a cheaper path may exist: keep stepping while the jump costs twice the best rate
-                if len(cands[pick][1]) > 1 and eff[best_eff] > 2 * eff[pick] and best_eff not in ok:
-                    pick = None
-            if pick is not None and len(cands[pick][1]) > 1:
-                # the fewest of those units that still meet the target (bisection on the prefix)
-                v, hi = cands[pick][0], len(cands[pick][1])
-                lo = max([len(c[1]) for c, (o, sc) in zip(cands, res) if c[0] == v and len(c[1]) < hi and c[1][0] == 0 and not meets(o, sc)], default=0)
                 found = res[pick]
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    o, sc = evaluate([with_units(v, tuple(range(mid)))])[0]
-                    if meets(o, sc):
-                        hi, found = mid, (o, sc)
-                    else:
-                        lo = mid
-                chosen, (o_best, s_best) = (v, tuple(range(hi))), found
-            elif pick is not None:
-                chosen, (o_best, s_best) = cands[pick], res[pick]
+                if pick >= len(singles):  # a group: the fewest of its best units that still meet the target
+                    hi = len(cands[pick])
+                    lo = max([k for k, (o, sc) in zip(sizes, res[len(singles):]) if k < hi and not meets(o, sc)], default=1)
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        o, sc = evaluate([merged(grouped(mid))])[0]
+                        if meets(o, sc):
+                            hi, found = mid, (o, sc)
+                        else:
+                            lo = mid
+                    chosen = grouped(hi)
+                else:
+                    chosen = cands[pick]
+                o_best, s_best = found
             else:
-                if eff[best_eff] == -np.inf:
+                best = max(rate)
+                if best == -np.inf:
                     break  # no promotion of the worst tensors helps any more
-                chosen, (o_best, s_best) = cands[best_eff], res[best_eff]
-            new_state = with_units(*chosen)
-            accepted += [variants[chosen[0]][i] for i in chosen[1]]
+                # step: the candidate gaining the most among those at half the best rate or better
+                pick = max((i for i in range(len(res)) if rate[i] >= 0.5 * best), key=lambda i: (gain(*res[i]), -i))
+                chosen, (o_best, s_best) = cands[pick], res[pick]
+            new_state = merged(chosen)
+            accepted += chosen
             promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
             state, cur, cur_score = new_state, o_best, s_best
             path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))

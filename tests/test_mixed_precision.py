@@ -24,6 +24,14 @@ def model() -> tuple[bytes, dict[str, np.ndarray], list[np.ndarray]]:
     return m, data, litert_run(m, list(data.values()))
 
 
+@pytest.fixture
+def few_candidates(monkeypatch) -> None:
+    """Searches in tests try 3 units alone per step (the parent decides; workers need not know)."""
+    from tflquant import mixed_precision
+
+    monkeypatch.setattr(mixed_precision, "SINGLES", 3)
+
+
 def _conversions(r: tflquant.QuantizationResult) -> set[tuple[str, str]]:
     """(input type, output type) of every QUANTIZE in the model, as element-type text."""
     from tflquant.dialects import quant, tfl
@@ -104,7 +112,7 @@ def test_op_precision_errors_and_recipe(model, tmp_path) -> None:
         tflquant.quantize(m, representative_dataset=data, recipe=recipe)
 
 
-def test_search_reaches_the_target_and_prints_its_path(model) -> None:
+def test_search_reaches_the_target_and_prints_its_path(model, few_candidates) -> None:
     """From int8 (step 0) the search promotes until the output SQNR on the search samples
     reaches the target; each step says what it promoted; the model found is the last step's."""
     from tflquant.mixed_precision import SEARCH_SAMPLES, output_sqnr
@@ -125,7 +133,7 @@ def test_search_reaches_the_target_and_prints_its_path(model) -> None:
     assert sum(k in ("int16", "float") for k in kinds) == path[-1].promoted_ops > 0
 
 
-def test_search_to_a_score_and_errors(model) -> None:
+def test_search_to_a_score_and_errors(model, few_candidates) -> None:
     """accuracy_fn / max_drop: the score of the model found is within max_drop of the float
     model's; an unreachable target returns the best found with a warning."""
     m, data, ref = model
@@ -146,7 +154,7 @@ def test_search_to_a_score_and_errors(model) -> None:
         tflquant.quantize(m, representative_dataset=data, target_sqnr=40.0, workers=0)
 
 
-def test_search_result_does_not_depend_on_worker_count(model) -> None:
+def test_search_result_does_not_depend_on_worker_count(model, few_candidates) -> None:
     """Candidates evaluated in 2 spawned worker processes give the same path and bytes as in one."""
     m, data, _ = model
     s0 = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1).report.search[0].sqnr_db
