@@ -264,7 +264,7 @@ def _bin_all(ranges: list[TensorRange]) -> None:
         r.hist = h if r.hist is None else r.hist.merge(h, min(r.min, lo), max(r.max, hi))
 
 
-HIST_VALUES = 128  # values per sample and tensor that go into the histogram, at most about
+HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
 BIN_VALUES = 1 << 22  # subsampled values (all tensors) held before they are binned: 16 MB of float32
 
 

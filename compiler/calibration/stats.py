@@ -145,6 +145,7 @@ def _unb64(text: Any, name: str, where: str) -> np.ndarray:
 
 HIST_BINS = 2048  # at most this many bins; the data's range always spans more than half of them
 _EXP_MIN = -126  # finest bin width 2**-126 (2**126, the scale, is a float32; below it only subnormals)
+_CHUNK = 1 << 18  # values Histogram.many bins at once
 _PRECISION = 23  # bins no finer than float32's resolution at the largest |value| (indices < 2**24)
 
 
@@ -211,6 +212,19 @@ class Histogram:
         numpy overhead of many small tensors is paid once per batch."""
         if len(parts) <= 1:
             return [Histogram.of(*p) for p in parts]
+        out: list[Histogram] = []
+        i = 0
+        while i < len(parts):  # chunks of about _CHUNK values: the index arrays stay in cache
+            j, size = i + 1, parts[i][0].size
+            while j < len(parts) and size + parts[j][0].size <= _CHUNK:
+                size += parts[j][0].size
+                j += 1
+            out += Histogram._many(parts[i:j]) if j - i > 1 else [Histogram.of(*parts[i])]
+            i = j
+        return out
+
+    @staticmethod
+    def _many(parts: Sequence[tuple[np.ndarray, float, float, int | None, int]]) -> list[Histogram]:
         grids = []
         for values, lo, hi, exp, _ in parts:
             e = _fit_exponent(lo, hi) if exp is None else max(exp, _fit_exponent(lo, hi))
