@@ -15,13 +15,15 @@ With --repeat N the tools alternate N times and each keeps its fastest run (the 
 shared: ratios from the same run, fastest of several, are what to compare). The CPU seconds
 (user + system of the whole process) of both tools are printed too: on a loaded machine
 they move much less than wall time (tflquant computes on 2 threads, so its wall time
-suffers most from other processes).
+suffers most from other processes). The 1-minute load average is printed at the start and
+after each row.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -76,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH")
     a = ap.parse_args(argv)
     aeq = None if a.no_aeq else find_aeq_python(a.aeq_python)
-    print(f"ai-edge-quantizer: {aeq or 'not installed'}; repeat {a.repeat} (fastest kept); 100 calibration samples\n")
+    print(f"ai-edge-quantizer: {aeq or 'not installed'}; repeat {a.repeat} (fastest kept); 100 calibration samples; "
+          f"load average at start {os.getloadavg()[0]:.1f} (1 min; 'load' column: at the end of each row)\n")
     head = (f"{'model':<22}{'mode':<9}{'tflq s':>8}{'calib s':>8}{'AEQ s':>8}{'xAEQ':>6}{'tflq cpu':>9}{'AEQ cpu':>8}{'xAEQ':>6}"
-            f"{'floor1 s':>9}{'floor2 s':>9}{'cal/f1':>7}{'cal/f2':>7}{'peak MB':>8}{'AEQ MB':>8}  targets")
+            f"{'floor1 s':>9}{'floor2 s':>9}{'cal/f1':>7}{'cal/f2':>7}{'peak MB':>8}{'AEQ MB':>8}{'load':>6}  targets")
     print(head)
     results = []
     with tempfile.TemporaryDirectory(prefix="tflquant-vision-") as tmp:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<22}{mode:<9}{sec:>8.2f}{cal:>8.2f}{fmt(asec, '.2f'):>8}{fmt(x, '.2f'):>6}"
                       f"{fmt(cpu, '.2f'):>9}{fmt(acpu, '.2f'):>8}{fmt(xc, '.2f'):>6}{f1:>9.2f}{f2:>9.2f}"
                       f"{cal / f1:>7.2f}{cal / f2:>7.2f}{res['peak_kb'] / 1024:>8.0f}"
-                      f"{fmt(r2.get('peak_kb', 0) / 1024 if asec else None, '.0f'):>8}  {'  '.join(checks)}"
+                      f"{fmt(r2.get('peak_kb', 0) / 1024 if asec else None, '.0f'):>8}{os.getloadavg()[0]:>6.1f}  {'  '.join(checks)}"
                       + (f"  (AEQ: {r2['error']})" if r2 and "error" in r2 else ""), flush=True)
                 results.append({"model": name, "mode": mode, "tflquant": res, "aeq": r2, "floor_1thread": f1, "floor_2threads": f2})
     if a.json:
