@@ -455,6 +455,9 @@ def quantize(
         keep_float, op_bits, min_weight_elements = merged["keep_float"], merged["op_bits"], merged["min_weight_elements"]
         op_precision, weight_rounding = merged["op_precision"], merged["weight_rounding"]
     if target_sqnr is not None or accuracy_fn is not None or max_drop is not None:
+        if cross_layer_equalization or smooth_quant is not None:  # they transform the model before its one calibration
+            raise TflquantError("cross_layer_equalization and smooth_quant do not combine with the mixed-precision search "
+                                "(target_sqnr / accuracy_fn) yet: quantize without them, or without the search")
         from tflquant.mixed_precision import search_quantize
 
         return search_quantize(
