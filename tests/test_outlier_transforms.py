@@ -364,3 +364,21 @@ def test_cli_options_and_list_passes(capsys: pytest.CaptureFixture[str]) -> None
     assert opt_main(["--list-passes"]) == 0
     out = capsys.readouterr().out
     assert "equalize-cross-layer{tolerance=0.0001 max-iterations=50}" in out and "smooth-quant{alpha=0.5 stats-file=none}" in out
+
+
+def test_driver_reads_a_one_shot_dataset_twice_and_is_deterministic() -> None:
+    """smooth-quant reads the calibration data twice (per-channel ranges, then calibration):
+    a generator is read into a list first; the model is the same bytes as from a list."""
+    from tflquant.api import quantize
+    from tflquant.tflite.writer import write_flatbuffer
+
+    data = write_flatbuffer(ln_graph(2, 8, readers=("fc", "bmm"), outliers=10.0))
+    x = ln_data(2, 8, n=12)
+    from_list = quantize(data, "int8", representative_dataset=[[s] for s in x], smooth_quant=0.5)
+    from_generator = quantize(data, "int8", representative_dataset=([s] for s in x), smooth_quant=0.5)
+    assert from_list.model == from_generator.model
+    assert "smooth-quant{alpha=0.5}" in from_list.report.pipeline
+    plain = quantize(data, "int8", representative_dataset=[[s] for s in x])
+    assert plain.model != from_list.model and "smooth" not in plain.report.pipeline
+    with pytest.raises(TflquantError, match="mixed-precision search"):
+        quantize(data, "int8", representative_dataset=[[s] for s in x], smooth_quant=0.5, target_sqnr=30.0)
