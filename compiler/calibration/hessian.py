@@ -25,14 +25,17 @@ mirrors the rest.
 Rows holding NaN or Inf are skipped (and counted in `warnings`).
 
 Peak memory while collecting: per distinct input of width n, the float32 matrix n^2 x 4
-bytes (n = 8192: 256 MB; n = 2048: 16 MB) plus a row buffer CHUNK_ROWS x n x 4 bytes
-(n = 8192: 32 MB), plus one product temporary n x min(n, COLUMN_BLOCK) x 4 bytes. For a
-decoder with d = 2048 and a 4x MLP that is 3 x 16 MB + 64 MB + 256 MB = 370 MB per block
-(query/key/value, attention output, up/gate, down); `max_bytes` caps the total (the driver:
-half the float model's file size, at least BUDGET_MIN): matrices are given out narrowest
-input first, and the inputs past the cap keep only their diagonal (E[x^2], n x 8 bytes),
-with which weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ. GPTQ itself
-holds about 2.5 x n^2 x 8 bytes while it rounds one layer (weight_rounding.round_weight).
+bytes (n = 2048: 16 MB; n = 8192: 256 MB) plus a row buffer of up to CHUNK_ROWS x n x 4
+bytes (n = 8192: 32 MB), plus one product temporary n x COLUMN_BLOCK x 4 bytes (measured:
+one 8192-wide input, 2048 rows: +462 MB peak RSS). A decoder block with d = 2048 and a 4x
+MLP has four distinct inputs (query/key/value, attention output, up/gate, down): 3 x 16 MB
++ 256 MB = 304 MB of matrices. `max_bytes` caps the total (`collect`'s default: half the
+model's constant bytes, at least BUDGET_MIN): matrices go to the narrowest inputs first,
+and the inputs past the cap keep only their diagonal (E[x^2], n x 8 bytes), with which
+weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ. While quantize-weights
+rounds, GPTQ holds about 2.5 x n^2 x 8 bytes for the layer it rounds
+(weight_rounding.round_weight) and keeps the float32 inverse factor (n^2 x 4 bytes) of an
+input until its last layer is rounded (`factors`: query, key and value share it).
 """
 
 from __future__ import annotations
