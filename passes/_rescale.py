@@ -87,12 +87,12 @@ def set_const_operand(op: Operation, index: int, values: np.ndarray) -> None:
     """Operand `index` of op becomes a new float32 constant holding `values` (inserted just
     before op). It keeps the old constant's tensor name when nothing else reads the old one
     (which is then erased); a constant other ops share stays and the new one is named
-    '<name>/rescaled'."""
+    '<name>/rescaled_for/<op's output name>'."""
     old = op.operands[index]
     old_const = float_const(old)
     name = (value_name(old) if old_const is not None else None) or f"{value_name(op.results[0]) or 'tensor'}/scale"
     shared = any(u.operation is not op or u.index != index for u in old.uses)
-    new = tfl.ConstOp(dense_from_numpy(np.ascontiguousarray(values, dtype=np.float32)), name=f"{name}/rescaled" if shared else name)
+    new = tfl.ConstOp(dense_from_numpy(np.ascontiguousarray(values, dtype=np.float32)), name=f"{name}/rescaled_for/{value_name(op.results[0])}" if shared else name)
     Rewriter.insert_op(new, InsertPoint.before(op))
     op.operands[index] = new.result
     erase_if_unused(old.owner if isinstance(old.owner, Operation) else None)

@@ -113,19 +113,12 @@ def readers(y: SSAValue, channels: int) -> list[_Reader] | None:
                 todo.append(op.results[0])
                 continue
             kind = op.BUILTIN
-            if kind == "FULLY_CONNECTED" and use.index == 0:
-                w = const_array(op, 1)
-                if w is None or in_groups(kind, w, channels) is None:
-                    return None
-                out.append(_Reader(op, 1, kind))
-                continue
-            if kind == "BATCH_MATMUL" and use.index == 0 and last == channels and not op.option("adj_x") and not op.option("adj_y"):
-                w = const_array(op, 1)
-                if w is None or in_groups(kind, w, channels) is None:
-                    return None
-                out.append(_Reader(op, 1, kind))
-                continue
-            return None
+            fc = kind == "FULLY_CONNECTED"
+            bmm = kind == "BATCH_MATMUL" and last == channels and not op.option("adj_x") and not op.option("adj_y")
+            w = const_array(op, 1) if use.index == 0 and (fc or bmm) else None
+            if w is None or in_groups(kind, w, channels) is None:
+                return None
+            out.append(_Reader(op, 1, kind))
     return out or None
 
 

@@ -382,3 +382,23 @@ def test_driver_reads_a_one_shot_dataset_twice_and_is_deterministic() -> None:
     assert plain.model != from_list.model and "smooth" not in plain.report.pipeline
     with pytest.raises(TflquantError, match="mixed-precision search"):
         quantize(data, "int8", representative_dataset=[[s] for s in x], smooth_quant=0.5, target_sqnr=30.0)
+
+
+def test_smooth_quant_on_decoder_tiny_keeps_the_function_and_names_unique() -> None:
+    """decoder_tiny's nine layer norms share one gamma constant: each norm gets its own
+    rescaled copy (a distinct tensor name), the float outputs stay, the norms are marked."""
+    from conftest import shared_model_dir
+
+    from tflquant.dialects import tfl
+    from tflquant.tflite.reader import load_model
+
+    d = shared_model_dir("decoder_tiny")
+    m = load_model(str(d / "float.tflite"))
+    tokens = np.load(d / "eval.npz")
+    x = tokens[[k for k in tokens.files if k != "labels"][0]][:4]
+    before = _run(m, x)
+    _smooth(m, x, 0.5)
+    _assert_same_function(before, _run(m, x))
+    assert len(_marked(m, "tflquant.smoothed")) == 9
+    names = [value_name(o.results[0]) for o in m.walk() if isinstance(o, tfl.ConstOp)]
+    assert len(names) == len(set(names))
