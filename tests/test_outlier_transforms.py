@@ -40,12 +40,14 @@ def conv_chain(
     in_channels: int = 3,
     strides: Sequence[int] | None = None,
     fc: bool = True,
+    fc_acts: Sequence[str] = (),
 ) -> ModuleOp:
     """A chain of CONV_2D / DEPTHWISE_CONV_2D layers (kinds[i], activation acts[i] after
     it, channels[i] output channels; a depthwise layer multiplies its input channels by
-    channels[i] // input), ending in RESHAPE + FULLY_CONNECTED when `fc`. Output channels'
-    weight ranges spread over exp(+-spread): the badly scaled channels BatchNorm folding
-    leaves, the case cross-layer equalization is for."""
+    channels[i] // input), ending in RESHAPE + FULLY_CONNECTED when `fc` (with fused
+    activation fc_acts[0], then one more FULLY_CONNECTED per further entry). Output
+    channels' weight ranges spread over exp(+-spread): the badly scaled channels BatchNorm
+    folding leaves, the case cross-layer equalization is for."""
     r = np.random.default_rng(seed)
     g = GraphBuilder("main", {"image": ((1, size, size, in_channels), np.float32)})
     x, c, hw = g.x, in_channels, size
@@ -73,8 +75,13 @@ def conv_chain(
         c, hw = out, hw_out
     if fc:
         flat = g.op("RESHAPE", [x, g.const(np.array([1, hw * hw * c], np.int32), "flat/shape")], (1, hw * hw * c), name="flat")
-        w = (r.standard_normal((4, hw * hw * c)) / np.sqrt(hw * hw * c)).astype(np.float32)
-        x = g.op("FULLY_CONNECTED", [flat, g.const(w, "fc/w"), g.const(np.zeros(4, np.float32), "fc/b")], (1, 4), name="fc")
+        x, k = flat, hw * hw * c
+        for j, act in enumerate(fc_acts or ["NONE"]):
+            name, out = ("fc" if j == 0 else f"fc{j}"), 4 + j
+            w = (r.standard_normal((out, k)) / np.sqrt(k) * np.exp(r.uniform(-spread, spread, out))[:, None]).astype(np.float32)
+            x = g.op("FULLY_CONNECTED", [x, g.const(w, f"{name}/w"), g.const((0.1 * r.standard_normal(out)).astype(np.float32), f"{name}/b")],
+                     (1, out), name=name, fused_activation_function=act)
+            k = out
     return g.module([x], ["out"])
 
 
@@ -203,23 +210,24 @@ def chains(draw: st.DrawFn) -> tuple[ModuleOp, list[str], list[str]]:
     channels = draw(st.lists(st.integers(2, 6), min_size=n, max_size=n))
     strides = draw(st.lists(st.sampled_from([1, 2]), min_size=n, max_size=n))
     fc = draw(st.booleans())
-    m = conv_chain(draw(st.integers(0, 2**16)), kinds, acts, channels, spread=draw(st.floats(0.0, 4.0)), strides=strides, fc=fc)
-    return m, acts, (["fc"] if fc else [])
+    fc_acts = draw(st.lists(st.sampled_from(["NONE", "RELU", "RELU6"]), min_size=1, max_size=3)) if fc else []
+    m = conv_chain(draw(st.integers(0, 2**16)), kinds, acts, channels, spread=draw(st.floats(0.0, 4.0)), strides=strides, fc=fc, fc_acts=fc_acts)
+    names = [f"l{i}" for i in range(n)] + (["fc", *[f"fc{j}" for j in range(1, len(fc_acts))]] if fc else [])
+    return m, [*acts, *fc_acts], names  # acts[i]: the activation after layer names[i]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chains(), st.integers(0, 2**16))
 def test_equalize_keeps_the_float_function(chain: tuple[ModuleOp, list[str], list[str]], seed: int) -> None:
-    m, acts, fc = chain
+    m, acts, layers = chain
     x = np.random.default_rng(seed).standard_normal((3, 1, 8, 8, 3)).astype(np.float32)
     before = _run(m, x)
     run_pipeline(make_context(), m, "equalize-cross-layer")
     _assert_same_function(before, _run(m, x))
     # exactly the layers joined by a positively homogeneous activation are equalized
-    layers = [f"l{i}" for i in range(len(acts))] + fc
     expected = set()
-    for i, act in enumerate(acts):
-        if act != "RELU6" and i + 1 < len(layers):
+    for i in range(len(layers) - 1):
+        if acts[i] != "RELU6":
             expected |= {layers[i], layers[i + 1]}
     assert set(_marked(m, "tflquant.equalized")) == expected
 
