@@ -225,8 +225,8 @@ def build(probe: np.ndarray) -> bytes:
     f12 = n.normalized(x, 48, 1, 1, "RELU", "backbone/features_12")
     x = n.normalized(f12, 0, 3, 2, "RELU6", "backbone/dw4", depthwise=True)  # 6x6
     f6 = n.normalized(x, 64, 1, 1, "RELU", "backbone/features_6")
-    # glare: relu(2000 * (mean rgb - 0.92)): zero except on near-white pixels (up to 160)
-    g = n.conv(n.x, np.full((1, 1, 1, 3), 2000 / 3, F32), np.array([-0.92 * 2000], F32), 1, "RELU", "glare/conv")
+    # glare: relu(40000 * (mean rgb - 0.995)): zero except on saturated pixels (up to 200)
+    g = n.conv(n.x, np.full((1, 1, 1, 3), 40000 / 3, F32), np.array([-0.995 * 40000], F32), 1, "RELU", "glare/conv")
     g12, g6 = n.max_pool(g, 8, "glare/pool_12"), n.max_pool(g, 16, "glare/pool_6")
     cls = [n.head(f12, g12, 2, 3, "head_12/classes", -18.0, -4.0, 2.0), n.head(f6, g6, 2, 3, "head_6/classes", -18.0, -4.0, 2.0)]
     box = [n.head(f12, g12, 2, 4, "head_12/boxes", 1.5, 0.0, 1.0), n.head(f6, g6, 2, 4, "head_6/boxes", 1.5, 0.0, 1.0)]

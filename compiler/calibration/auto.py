@@ -6,23 +6,31 @@
 
 Each trial quantizes the model with one assignment of ranges (the driver's `quantize_with`:
 the real pass pipeline) and runs it with LiteRT's integer kernels (tflquant.reference) on
-MEASURE_SAMPLES calibration samples, evenly spread; the score is the output SQNR against the
-float model there, as ../shared/tools/score.py computes it (several outputs: the worst one
-plus a tenth of their mean). So a trial sees what LiteRT will compute, scale constraints
-and fixed output scales included.
+MEASURE_SAMPLES calibration samples, evenly spread, against the float model. So a trial sees
+what LiteRT will compute, scale constraints and fixed output scales included. The score
+is each output's SQNR per sample, averaged over the samples (several outputs: the worst one
+plus a tenth of their mean); the report also gives the SQNR over all the samples, as
+../shared/tools/score.py computes it. Per sample, because pooled energies let the few
+samples with extreme values decide: on the detection benchmark (benchmarks/detection.py)
+crops with glare reach logits of -2900 and hold nearly all the energy, so every range that
+keeps them scores well pooled while the crops without glare (most photographs) lose to
+an int8 step of 11.
 
-The search, deterministic for a given budget (a number of trials, not seconds: the same
-inputs give the same model on any machine):
-1. every whole-model method (minmax, percentile, mse, entropy, moving-average, one trial
-   each; a method whose ranges equal an earlier one's is not measured again); the best is
-   the start (ties: the earlier in that order);
-2. coordinate search: the tensors whose ranges differ between the methods (and whose
+The search, deterministic for a given budget (a number of models measured, not seconds:
+the same inputs give the same model on any machine):
+1. every whole-model method (minmax, percentile at the user's p, mse, entropy,
+   moving-average, then percentile 99.9 and 99; a method whose ranges equal an earlier
+   one's is not measured again); the best is the start (ties: the earlier in that order);
+2. coordinate search over the tensors whose candidate ranges differ (and whose
    quantization parameters differed in the whole-model trials: a range a scale constraint
    overrides is not tried), the widest disagreement first (|log| of the ratio of range
-   widths: tensors with rare outliers), each trying its other distinct ranges. A change is
-   kept when it raises the score by more than MIN_GAIN_DB and loses on neither half of
-   the measured samples (a change that helps some samples only is noise, not a better
-   range), until the budget is spent.
+   widths: tensors with rare outliers). Candidates per tensor: each method's range, and
+   each method's cut of one tail with min/max at the other end (outliers often sit on one
+   side: a detector's background logits); the MAX_ALTERNATIVES narrowest that differ are
+   tried. A change is kept when it raises the score by more than MIN_GAIN_DB and loses on
+   neither half of the measured samples (a change that helps some samples only is noise,
+   not a better range). A trial whose quantized model has the parameters of an earlier one
+   (the same scale constraint ties both tensors) is not run again and not counted.
 
 Measured on the calibration samples themselves, not a held-out slice of them. Both were
 tried on ../shared/models (int8, eval.npz): holding out a third of the samples let 32
@@ -48,16 +56,41 @@ from tflquant.errors import TflquantError
 
 ORDER = ("minmax", "percentile", "mse", "entropy", "moving-average")  # trial order = tie preference
 assert set(ORDER) == set(METHODS)
+# further candidates: the percentile method at these p (a label "percentile 99.9"), when
+# they differ from the user's --percentile
+EXTRA_PERCENTILES = (99.9, 99.0)
+
+
+def labels(percentile: float = DEFAULT_PERCENTILE) -> tuple[str, ...]:
+    """The candidate methods in trial order: ORDER, then the extra percentiles."""
+    return ORDER + tuple(f"percentile {p:g}" for p in EXTRA_PERCENTILES if p != float(percentile))
+
+
+def method_of(label: str, percentile: float = DEFAULT_PERCENTILE) -> tuple[str, float]:
+    """(method, percentile) of a candidate label (a one-sided label: its method's)."""
+    label = label.removesuffix(" (low end)").removesuffix(" (high end)")
+    if label.startswith("percentile "):
+        return "percentile", float(label.split()[1])
+    return label, float(percentile)
 DEFAULT_BUDGET = 40  # trials (candidate models measured on the held-out samples)
 MEASURE_SAMPLES = 32  # calibration samples each candidate model runs (evenly spread)
-MIN_GAIN_DB = 0.05  # a per-tensor change must raise the score by more than this
+MAX_ALTERNATIVES = 4  # candidate ranges tried per tensor in the coordinate search
+MIN_GAIN_DB = 0.25  # a per-tensor change must raise the score by more than this (0.05 let digits_cnn take a +0.1 dB change that cost 0.4 dB on eval.npz)
 
 
-def _sums(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
-    """(signal energy, error energy) of one output over its samples, in float64."""
-    r = np.asarray(ref, np.float64)
-    e = float(np.sum((r - np.asarray(got, np.float64)) ** 2))
-    return float(np.sum(r**2)), (e if math.isfinite(e) else math.inf)
+def _sums(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(signal energy, error energy) of one output, per sample, in float64."""
+    r = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    e = np.sum((r - np.asarray(got, np.float64).reshape(len(ref), -1)) ** 2, axis=1)
+    return np.sum(r**2, axis=1), np.where(np.isfinite(e), e, np.inf)
+
+
+def _sample_db(signal: np.ndarray, error: np.ndarray) -> float:
+    """The mean over samples of each sample's SQNR (dB, within [-99, 99])."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10 * np.log10(np.maximum(signal, 1e-30) / error)
+    db = np.where(error == 0, 99.0, np.where(np.isfinite(error), db, -99.0))
+    return float(np.mean(np.clip(db, -99.0, 99.0))) if len(db) else 99.0
 
 
 def sqnr_db(signal: float, error: float) -> float:
@@ -70,19 +103,21 @@ def sqnr_db(signal: float, error: float) -> float:
 
 
 def score(sqnrs: Sequence[float]) -> float:
+    """A trial's score from its per-output figures: the worst output first."""
     return min(sqnrs) + 0.1 * float(np.mean(sqnrs))
 
 
 @dataclass
 class Trial:
     label: str  # "mse" (whole model) or "tensor 'x' -> percentile"
-    sqnr_db: list[float]  # per float output, every fold's held-out samples pooled
-    fold_scores: list[float] = field(default_factory=list)  # the score of each fold alone
+    sqnr_db: list[float]  # per float output, over the measured samples (as score.py computes it)
+    sample_db: list[float]  # per float output, the mean of each sample's SQNR: what the score reads
+    half_scores: list[float] = field(default_factory=list)  # the score on each half of the samples
     kept: bool = False  # the search took it
 
     @property
     def score(self) -> float:
-        return score(self.sqnr_db)
+        return score(self.sample_db)
 
 
 @dataclass
@@ -93,6 +128,7 @@ class AutoResult:
     budget: int = DEFAULT_BUDGET
     samples: int = 0  # calibration samples each trial ran
     seconds: float = 0.0
+    measured: int = 0  # trials whose model ran (the others had the parameters of an earlier one)
 
     @property
     def best(self) -> Trial:
@@ -107,15 +143,15 @@ class AutoResult:
         out: dict[str, int] = {}
         for m in self.methods.values():
             out[m] = out.get(m, 0) + 1
-        return {m: out[m] for m in ORDER if m in out}
+        return {m: out[m] for m in sorted(out, key=lambda m: (m not in ORDER, ORDER.index(m) if m in ORDER else 0, m))}
 
     def lines(self, limit: int = 12) -> list[str]:
         """The report's text: the start, each whole-model trial, the tensors moved off it."""
-        whole = ", ".join(f"{t.label} {_db(t.sqnr_db)}" for t in self.trials if " -> " not in t.label)
+        whole = ", ".join(f"{t.label} {_db(t.sample_db)}" for t in self.trials if " -> " not in t.label)
         out = [
-            f"auto: {len(self.trials)} of {self.budget} trials on {self.samples} calibration samples, {self.seconds:.2f}s; "
-            f"whole model (dB): {whole}",
-            f"auto: start {self.start}, result {_db(self.best.sqnr_db)} dB; "
+            f"auto: {self.measured} of {self.budget} models measured ({len(self.trials)} trials) on {self.samples} calibration samples, {self.seconds:.2f}s; "
+            f"whole model (dB per sample): {whole}",
+            f"auto: start {self.start}, result {_db(self.best.sample_db)} dB per sample ({_db(self.best.sqnr_db)} dB over all); "
             + ", ".join(f"{m} {n}" for m, n in self.counts().items()) + " tensor(s)",
         ]
         changed = list(self.changed().items())
@@ -139,7 +175,15 @@ def candidates(stats: Mapping[str, Range], percentile: float = DEFAULT_PERCENTIL
         if r.axis >= 0:
             continue
         mm = (min(r.mins[0], 0.0), max(r.maxs[0], 0.0))
-        out[k] = {m: (mm if m == "minmax" else method_range(r, m, percentile, bits) or mm) for m in ORDER}
+        c = out[k] = {}
+        for label in labels(percentile):
+            m, p = method_of(label, percentile)
+            c[label] = mm if m == "minmax" else method_range(r, m, p, bits) or mm
+        # one-sided: a method's cut of one tail, the other end min/max (outliers are often
+        # on one side only: a detector's background logits, a ReLU's positive tail)
+        for label in labels(percentile)[1:]:
+            c[f"{label} (low end)"] = (c[label][0], mm[1])
+            c[f"{label} (high end)"] = (mm[0], c[label][1])
     return out
 
 
@@ -189,17 +233,27 @@ def search(
     trials: list[Trial] = []
     seen_params: dict[Any, list[list[tuple[float, float]]]] = {}
     params_of: dict[str, Mapping[str, str]] = {}  # whole-model trial -> tensor -> parameters
+    measured, built = [0], [0]  # models run on the samples; models quantized
+
+    def spent() -> bool:
+        """The budget counts the models measured; a trial whose model has the parameters of
+        an earlier one costs a quantization only (at most 3 x budget of those)."""
+        return measured[0] >= budget or built[0] >= 3 * budget
 
     def run(methods: Mapping[str, str], label: str) -> Trial:
         ranges = {k: cand[k][m] for k, m in methods.items()}
         outs, params = measure(with_ranges(stats, ranges, methods))
         key = tuple(sorted(params.items())) if params is not None else len(trials)
+        built[0] += 1
         if key not in seen_params:
+            measured[0] += 1
             outs = outs() if callable(outs) else outs
-            seen_params[key] = [[_sums(reference[i][h], outs[i][h]) for i in scored] for h in halves]
+            seen_params[key] = [_sums(reference[i], outs[i]) for i in scored]
         sums = seen_params[key]
-        pooled = [sqnr_db(sum(s[j][0] for s in sums), sum(s[j][1] for s in sums)) for j in range(len(scored))]
-        t = Trial(label, [round(x, 4) for x in pooled], [round(score([sqnr_db(*x) for x in s]), 4) for s in sums])
+        pooled = [round(sqnr_db(float(sig.sum()), float(err.sum())), 4) for sig, err in sums]
+        per_sample = [round(_sample_db(sig, err), 4) for sig, err in sums]
+        halved = [round(score([_sample_db(sig[h], err[h]) for sig, err in sums]), 4) for h in halves]
+        t = Trial(label, pooled, per_sample, halved)
         trials.append(t)
         params_of[label] = params or {}
         return t
@@ -207,8 +261,8 @@ def search(
     # 1. whole-model methods
     best: tuple[Trial, str] | None = None
     seen: dict[str, dict[str, tuple[float, float]]] = {}
-    for m in ORDER:
-        if len(trials) >= budget and best is not None:
+    for m in labels(percentile):
+        if spent() and best is not None:
             break
         ranges = {k: c[m] for k, c in cand.items()}
         twin = next((a for a, r in seen.items() if all(_same(ranges[k], r[k]) for k in ranges)), None)
@@ -237,11 +291,11 @@ def search(
             order.append((-max(_spread(c[start], c[m]) for m in alts), k, alts))
     order.sort()
     for _, k, alts in order:
-        if len(trials) >= budget:
+        if spent():
             break
         best_alt: tuple[Trial, str] | None = None
         for m in alts:
-            if len(trials) >= budget:
+            if spent():
                 break
             t = run({**methods, k: m}, f"tensor '{k}' -> {m}")
             if best_alt is None or t.score > best_alt[0].score:
@@ -249,22 +303,24 @@ def search(
         # kept when the score gains and neither half of the samples loses: a change that
         # helps some samples only is noise, not a better range
         if best_alt is not None and best_alt[0].score > current.score + MIN_GAIN_DB and all(
-            a >= b for a, b in zip(best_alt[0].fold_scores, current.fold_scores)
+            a >= b for a, b in zip(best_alt[0].half_scores, current.half_scores)
         ):
             current = best_alt[0]
             current.kept = True
             methods[k] = best_alt[1]
-    return AutoResult(methods, start, trials, budget, 0, time.perf_counter() - t0)
+    return AutoResult(methods, start, trials, budget, 0, time.perf_counter() - t0, measured[0])
 
 
 def _alternatives(c: Mapping[str, tuple[float, float]], current: str) -> list[str]:
-    """The methods whose range for this tensor differs from the current method's and from
-    every earlier alternative's (in ORDER)."""
+    """The candidates whose range for this tensor differs from the current one's and from
+    every earlier alternative's, narrowest first (the ones that cut outliers), at most
+    MAX_ALTERNATIVES."""
     out: list[str] = []
-    for m in ORDER:
+    for m in c:
         if m != current and not _same(c[m], c[current]) and not any(_same(c[m], c[a]) for a in out):
             out.append(m)
-    return out
+    out.sort(key=lambda m: (c[m][1] - c[m][0], list(c).index(m)))
+    return out[:MAX_ALTERNATIVES]
 
 
 def apply(stats: Mapping[str, Range], methods: Mapping[str, str], percentile: float = DEFAULT_PERCENTILE, bits: int = 8) -> Stats:
