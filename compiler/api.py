@@ -692,7 +692,8 @@ def _weight_statistics(module: ModuleOp, mode: str, data: Any, batch_size: int, 
     if result is not None:
         warnings += result.warnings
     seconds["statistics"] = time.perf_counter() - t
-    check = _main_samples(module, source if kept is None else kept, 4) if mode == "dynamic" else None
+    # (a model without such layers ran nothing: its samples are still unread)
+    check = _main_samples(module, source if kept is None or result is None else kept, 4) if mode == "dynamic" else None
     return store, source, check
 
 
