@@ -1,8 +1,8 @@
 """Data-aware weight rounding for int8 / int4 / int2 weights: MSE-optimal clipping and
 GPTQ-style second-order rounding (issue 12, "Accuracy: data-aware weight rounding").
 
-Pure numpy, no IR: the weight-quantization pass hands it a float matrix and gets integer
-codes and scales back, in the layout it writes.
+Pure numpy, no IR: quantize-weights (through calibration.hessian.round_layer_weight) hands
+it a float weight and gets integer codes and scales back, in the layout it writes.
 
 The grid is symmetric: code q in [qmin, qmax] with qmax = 2^(bits-1) - 1, value = scale * q.
 `narrow=True` (default) uses qmin = -qmax ([-127, 127], [-7, 7], [-1, 1]), as the TF
@@ -28,9 +28,11 @@ rounds every candidate scale to fp16 before rounding the weights with it, and cl
 the smallest fp16 normal (6.1e-5) so that none underflows (XNNPACK refuses a zero scale).
 
 Methods:
-- "rtn":  scale = max|w| / qmax per group, round to nearest (what the pass does today);
-- "mse":  per group, the clipping ratio r in `ratios` (default 0.50, 0.52, ..., 1.00; 1.0
-          is always tried, so the error never exceeds absmax's) whose scale r*max|w|/qmax
+- "rtn":  scale = max|w| / qmax per group, round to nearest (quantize-weights' own
+          `weight-rounding=nearest` gives the same codes);
+- "mse":  per group, the clipping ratio r in `ratios` (default 0.50, 0.52, ..., 1.00,
+          searched coarse to fine; 1.0 is always tried, so the error never exceeds
+          absmax's) whose scale r*max|w|/qmax
           minimises sum_j p_j (w_j - s q_j)^2, with p_j = E[x_j^2] from calibration when given
           (the expected output error of a layer whose inputs are uncorrelated), else p_j = 1
           (the weight MSE, data-free);
@@ -47,8 +49,9 @@ Methods:
           blocks stay contiguous in the original column order).
 - "auto": "gptq" when input statistics are given, else "mse".
 
-Numerics: statistics (X^T X) and the inverse Hessian in float64; the column updates in
-float32 (as GPTQ does); results are deterministic (no randomness, stable sorts).
+Numerics: InputStatistics accumulates X^T X in float64 (calibration.hessian, the product's
+collector, in float32); the inverse Hessian in float64; the column updates in float32 (as
+GPTQ does); results are deterministic (no randomness, stable sorts).
 Rounding runs under blas_threads(1). Measured (benchmarks/weight_rounding.py --timing, 2
 shared cores): a 2048 x 2048 int4 layer with 512 calibration rows takes 0.7-0.9 s with
 GPTQ (channel, block 32 / 128; act-order about the same), 0.2-0.4 s with MSE clipping,
