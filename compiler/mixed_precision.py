@@ -18,7 +18,8 @@ The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; 
    other variant, all of them float. Confirmation: the SINGLES worst units of each variant
    are tried alone and their output SQNR (or accuracy_fn's score, computed in this
    process) measured; the ones that gain are ordered by rate (dB per unit of added
-   estimated latency) and the best 2, 4, 8, ... tried together. Candidates are quantized
+   estimated latency) and the best 2, 4, 8, ... tried together; so are the worst 2, 4, 8,
+   ... by layer loss (the jumps a target near 16x8 needs). Candidates are quantized
    and measured in worker processes (spawn, one pool per search); results come back in
    candidate order, so the path does not depend on the worker count.
 4. If a candidate meets the target, take the one with the lowest estimated latency (then
@@ -53,7 +54,7 @@ from tflquant.errors import TflquantError
 
 SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no validation_dataset)
 VALIDATION_SAMPLES = 512  # validation_dataset samples it is measured on (at most)
-SINGLES = 16  # worst tensors (by layer loss) tried alone per step, per variant
+SINGLES = 8  # worst tensors (by layer loss) tried alone per step, per variant
 PRUNE_TRIES = 16  # promoted units the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
 _MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
@@ -406,8 +407,11 @@ def search_quantize(
             if not order:
                 break  # no promotion of any tensor gains any more
 
-            def grouped(k: int) -> list[dict[str, str]]:
+            def by_rate(k: int) -> list[dict[str, str]]:
                 return [singles[i] for i in order[:k]]
+
+            def by_rank(v: int) -> Callable[[int], list[dict[str, str]]]:
+                return lambda k: variants[v][:k]
 
             def merged(units: list[dict[str, str]]) -> dict[str, str]:
                 out = dict(state)
@@ -415,27 +419,32 @@ def search_quantize(
                     out.update(u)
                 return out
 
-            sizes = sorted({min(2**j, len(order)) for j in range(1, 12)} - {0, 1})
-            res = res1 + evaluate([merged(grouped(k)) for k in sizes])
-            cands = [[u] for u in singles] + [grouped(k) for k in sizes]
+            def doubling(n: int) -> list[int]:
+                return sorted({min(2**j, n) for j in range(1, 12)} - {0, 1})
+
+            # groups: the best by measured rate, and (for big targets) the worst by layer loss
+            groups = [(by_rate, k) for k in doubling(len(order))]
+            groups += [(by_rank(v), k) for v in range(2) for k in doubling(len(variants[v]))]
+            res = res1 + evaluate([merged(g(k)) for g, k in groups])
+            cands = [[u] for u in singles] + [g(k) for g, k in groups]
             ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
             rate = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
             if ok:
                 pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
                 found = res[pick]
-                if pick >= len(singles):  # a group: the fewest of its best units that still meet the target
-                    hi = len(cands[pick])
-                    lo = max([k for k, (o, sc) in zip(sizes, res[len(singles):]) if k < hi and not meets(o, sc)], default=1)
+                chosen = cands[pick]
+                if pick >= len(singles):  # a group: the fewest of its units that still meet the target
+                    g, hi = groups[pick - len(singles)]
+                    tried = [(k, r) for (gg, k), r in zip(groups, res[len(singles):]) if gg is g]
+                    lo = max([k for k, (o, sc) in tried if k < hi and not meets(o, sc)], default=1 if g is by_rate else 0)
                     while hi - lo > 1:
                         mid = (lo + hi) // 2
-                        o, sc = evaluate([merged(grouped(mid))])[0]
+                        o, sc = evaluate([merged(g(mid))])[0]
                         if meets(o, sc):
                             hi, found = mid, (o, sc)
                         else:
                             lo = mid
-                    chosen = grouped(hi)
-                else:
-                    chosen = cands[pick]
+                    chosen = g(hi)
                 o_best, s_best = found
             else:
                 best = max(rate)
