@@ -368,7 +368,9 @@ def quantize(
     save_stats: also write the calibration statistics (JSON keyed by tensor name) there,
       for `tflquant-opt -p 'annotate-calibration{stats-file="..."},...'`: with histograms
       and per-sample ranges, so any calibration method replays from it, and the range this
-      run's method chose for each tensor ("chosen").
+      run's method chose for each tensor ("chosen"). With smooth_quant, the per-channel
+      ranges it used go next to it (`smooth_ranges_path`: STATS.smooth.json), for
+      `smooth-quant{stats-file="..."}`.
     calibration_method: (int8, int16x8) how each activation's range comes from the
       calibration data: "minmax" (default: the global min and max), "moving-average" (AEQ's
       0.95 moving average of each sample's min and max, in sample order), "percentile"
@@ -519,6 +521,8 @@ def quantize(
             ctx, module, mode, representative_dataset, cross_layer_equalization, smooth_quant,
             batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
         )
+        if save_stats is not None and smooth_ranges:  # for smooth-quant{stats-file=...} at replay
+            write_stats(smooth_ranges_path(save_stats), smooth_ranges)
         source, kept_items = _keeping_first(representative_dataset, CHECK_SAMPLES)
         calib = (calibrate_keeping if auto else calibrate)(
             module,
@@ -860,6 +864,12 @@ def _measured_text(loss: Any) -> str:
     why = f"; {_WHY[loss.op_type]}" if loss.op_type in _WHY else ""
     note = f" ({loss.note})" if loss.note else ""
     return f"quantized it {q} vs float output {loss.float_db:.1f} dB on {loss.samples} calibration samples{note}{why}"
+
+
+def smooth_ranges_path(save_stats: str | os.PathLike[str]) -> str:
+    """Where --save-stats puts smooth-quant's per-channel ranges: STATS.json -> STATS.smooth.json."""
+    root, ext = os.path.splitext(os.fspath(save_stats))
+    return f"{root}.smooth{ext or '.json'}"
 
 
 def _outlier_transforms(ctx: Any, module: ModuleOp, mode: str, data: Any, equalize: bool, smooth_quant: float | None,
