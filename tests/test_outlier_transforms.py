@@ -410,3 +410,22 @@ def test_smooth_quant_on_decoder_tiny_keeps_the_function_and_names_unique() -> N
     assert len(_marked(m, "tflquant.smoothed")) == 9
     names = [value_name(o.results[0]) for o in m.walk() if isinstance(o, tfl.ConstOp)]
     assert len(names) == len(set(names))
+
+
+def test_save_stats_keeps_the_smoothing_ranges_for_replay(tmp_path) -> None:  # noqa: ANN001
+    """--save-stats with smooth_quant also writes the per-channel ranges it used
+    (STATS.smooth.json); `smooth-quant{stats-file=...}` on the float IR then smooths exactly
+    as the driver did."""
+    from tflquant.api import quantize, smooth_ranges_path
+    from tflquant.calibration.stats import read_stats
+    from tflquant.tflite.writer import write_flatbuffer
+
+    x = ln_data(4, 8, n=12)
+    stats = tmp_path / "stats.json"
+    quantize(write_flatbuffer(ln_graph(4, 8, outliers=10.0)), "int8", representative_dataset=[[s] for s in x], smooth_quant=0.5, save_stats=stats)
+    ranges = read_stats(smooth_ranges_path(stats))
+    assert sorted(ranges) == ["b0/out"] and ranges["b0/out"].axis == 2 and len(ranges["b0/out"].mins) == 8
+    replayed, direct = ln_graph(4, 8, outliers=10.0), ln_graph(4, 8, outliers=10.0)
+    run_pipeline(make_context(), replayed, f'smooth-quant{{stats-file="{smooth_ranges_path(stats)}"}}')
+    _smooth(direct, x)
+    assert print_module(replayed) == print_module(direct)
