@@ -25,7 +25,8 @@ block) makes the pass skip that tensor: every consumer must be rescaled consiste
 max|Y_j| comes from calibration: the attribute `smooth_range = #quant.stats<axis,
 [min...], [max...]>` on Y's defining op (per channel of the last axis), attached by the
 driver from a first calibration run (`channel_ranges`), or read here from `stats-file`
-(a calibration statistics JSON with per-axis entries keyed by tensor name). A tensor
+(a calibration statistics JSON with per-axis entries keyed by tensor name: the driver's
+`--save-stats S.json` writes them to S.smooth.json). A tensor
 without it is left alone. Run it on float IR before calibration: the driver calibrates the
 smoothed model. Touched tensors' defining ops lose `smooth_range` and are marked
 `tflquant.smoothed`; the pass is idempotent.
