@@ -41,6 +41,7 @@ def conv_chain(
     strides: Sequence[int] | None = None,
     fc: bool = True,
     fc_acts: Sequence[str] = (),
+    paddings: Sequence[str] | None = None,
 ) -> ModuleOp:
     """A chain of CONV_2D / DEPTHWISE_CONV_2D layers (kinds[i], activation acts[i] after
     it, channels[i] output channels; a depthwise layer multiplies its input channels by
@@ -55,10 +56,11 @@ def conv_chain(
     for i, (kind, act, out) in enumerate(zip(kinds, acts, channels)):
         k = 3 if i % 2 == 0 else 1
         s = strides[i]
+        pad = paddings[i] if paddings and hw >= k else "SAME"
         spread_o = np.exp(r.uniform(-spread, spread, out)).astype(np.float32)
-        hw_out = -(-hw // s)
+        hw_out = -(-hw // s) if pad == "SAME" else (hw - k) // s + 1
         fused = act if act in ("NONE", "RELU", "RELU6") else "NONE"
-        opts = dict(padding="SAME", stride_w=s, stride_h=s, fused_activation_function=fused)
+        opts = dict(padding=pad, stride_w=s, stride_h=s, fused_activation_function=fused)
         if kind == "DEPTHWISE_CONV_2D":
             mult = max(out // c, 1)
             out = c * mult
@@ -209,9 +211,10 @@ def chains(draw: st.DrawFn) -> tuple[ModuleOp, list[str], list[str]]:
     acts = draw(st.lists(st.sampled_from(ACTS), min_size=n, max_size=n))
     channels = draw(st.lists(st.integers(2, 6), min_size=n, max_size=n))
     strides = draw(st.lists(st.sampled_from([1, 2]), min_size=n, max_size=n))
+    paddings = draw(st.lists(st.sampled_from(["SAME", "VALID"]), min_size=n, max_size=n))
     fc = draw(st.booleans())
     fc_acts = draw(st.lists(st.sampled_from(["NONE", "RELU", "RELU6"]), min_size=1, max_size=3)) if fc else []
-    m = conv_chain(draw(st.integers(0, 2**16)), kinds, acts, channels, spread=draw(st.floats(0.0, 4.0)), strides=strides, fc=fc, fc_acts=fc_acts)
+    m = conv_chain(draw(st.integers(0, 2**16)), kinds, acts, channels, spread=draw(st.floats(0.0, 4.0)), strides=strides, fc=fc, fc_acts=fc_acts, paddings=paddings)
     names = [f"l{i}" for i in range(n)] + (["fc", *[f"fc{j}" for j in range(1, len(fc_acts))]] if fc else [])
     return m, [*acts, *fc_acts], names  # acts[i]: the activation after layer names[i]
 
