@@ -34,7 +34,7 @@ smoothed model. Touched tensors' defining ops lose `smooth_range` and are marked
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -329,25 +329,13 @@ def attach_ranges(module: ModuleOp, ranges: Mapping[str, Range]) -> int:
 def channel_ranges(module: ModuleOp, data: object, **calibrate_options: object) -> dict[str, Range]:
     """Per-channel ranges of the tensors smooth-quant can smooth, over the calibration data
     (one float run of the model; the tensors' names as calibration keys them)."""
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.calibrate import calibrate, shared_names
+    from tflquant.calibration.stats import qualified_name
 
-    names: set[str] = set()
-    for site in sites(module):
-        if (n := value_name(site.y)) is not None:
-            names.add(n)
+    names = {n for site in sites(module) if (n := value_name(site.y)) is not None}
     if not names:
         return {}
-    shared = _shared_names(module)
-    names |= {f"@{fn}/{n}" for n in names & shared for fn in _functions(module)}
+    functions = [f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)]
+    names |= {qualified_name(fn, n) for n in names & shared_names(module) for fn in functions}
     obs = ChannelRangeObserver(names=frozenset(names))
     return calibrate(module, data, observer=obs, channel_means=False, histograms=False, **calibrate_options).stats  # type: ignore[arg-type]
-
-
-def _shared_names(module: ModuleOp) -> set[str]:
-    from tflquant.calibration.calibrate import shared_names
-
-    return set(shared_names(module))
-
-
-def _functions(module: ModuleOp) -> Sequence[str]:
-    return [f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)]
