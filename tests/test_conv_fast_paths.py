@@ -175,3 +175,25 @@ def test_wide_pointwise_filters_in_long_products(c: int, o: int, stride: int, mo
     scale = np.abs(ref).max()
     np.testing.assert_allclose(y, ref, rtol=0, atol=2e-6 * scale)
     np.testing.assert_allclose(y, narrow, rtol=0, atol=2e-6 * scale)
+
+
+def test_relu_in_place_equals_maximum_with_zero() -> None:
+    """RELU against a zero array (the fast loop) gives np.maximum(x, 0) bit for bit: NaN,
+    -0.0, infinities, subnormals; several chunks and a partial one; non-contiguous, small and
+    float16 arrays take the scalar form."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(7 * (fk._ELEMWISE_CHUNK // 2 + 111)).astype(F32)
+    idx = rng.permutation(x.size)[:5000]
+    x[idx[:1000]] = -0.0
+    x[idx[1000:2000]] = np.nan
+    x[idx[2000:3000]] = np.float32(-1e-44)
+    x[idx[3000:4000]] = np.float32(1e-44)
+    x[idx[4000:]] = -np.inf
+    for a in (x, x.reshape(-1, 7)[:, 1:5], x[:100], x.astype(np.float16)):
+        want = np.maximum(a, 0)
+        got = a.copy()
+        assert fk.relu_inplace(got) is got
+        assert got.dtype == a.dtype
+        np.testing.assert_array_equal(got.view(np.uint16 if a.dtype == np.float16 else np.uint32),
+                                      want.view(np.uint16 if a.dtype == np.float16 else np.uint32))
+    assert fk.activation("RELU") is fk.relu_inplace
