@@ -177,3 +177,22 @@ def test_batch_matmul_weight_gptq_in_litert(adj_y, mode, gran):
     # measured nearest -> auto (adj_y false / true): int4 block 17.6 -> 29.3 / 16.5 -> 31.9 dB,
     # int4 tensor 2.7 -> 19.6 / 3.1 -> 21.1, int8 tensor dynamic 25.2 -> 32.3 / 25.9 -> 33.5
     assert db["auto"] >= db["nearest"] + (3.0 if mode == "dynamic" else 8.0), db
+
+
+def test_gptq_rescues_a_layer_round_to_nearest_loses():
+    """Weights at half an int8 step (one large value per row): round to nearest zeroes them
+    all and the measured fallback keeps the layer float (tests/test_op_accuracy.py); GPTQ
+    (auto with data) spreads the rounding so the int8 hybrid layer keeps its output."""
+    r = np.random.default_rng(20)
+    step = np.float32(1.0 / 127)
+    bad = np.full((8, 4096), step / 2, np.float32)
+    bad[:, 0] = 1.0
+    g = GraphBuilder("main", {"x": ((1, 4096), np.float32)})
+    y = g.op("FULLY_CONNECTED", [g.x, g.const(bad, "bad_w"), g.const(np.zeros(8, np.float32))], (1, 8), name="bad_fc")
+    model = g.tflite([y])
+    x = np.abs(r.standard_normal((64, 1, 4096))).astype(np.float32)
+    result = tflquant.quantize(model, mode="dynamic", representative_dataset={"x": x})
+    assert {o.name: o.kind for o in result.report.ops}["bad_fc"] == "hybrid"
+    held_out = np.abs(np.random.default_rng(21).standard_normal((8, 1, 4096))).astype(np.float32)
+    db = _db(_litert(model, held_out), _litert(result.model, held_out))
+    assert db > 20.0, db  # the measured fallback's floor (measured 33.5 dB; 20.4 with 16 samples)
