@@ -23,8 +23,10 @@ The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; 
    and measured in worker processes (spawn, one pool per search); results come back in
    candidate order, so the path does not depend on the worker count.
 4. If a candidate meets the target, take the one with the lowest estimated latency (then
-   size), a group bisected down to the fewest of its best units that still meet it. Else
-   step to the candidate that gains the most among those at half the best rate or better.
+   size), a group bisected down to the fewest of its units that still meet it; unless that
+   group adds more than twice the latency that closing the gap at the best rate would (were
+   the rate to hold). Else step to the candidate that gains the most among those at half
+   the best rate or better.
    Repeat from 2; stop when nothing gains.
 5. Pruning: take back (to int8) the promoted units the target does not need, the ones whose
    removal saves the most latency first (at most PRUNE_TRIES tries).
@@ -429,8 +431,15 @@ def search_quantize(
             cands = [[u] for u in singles] + [g(k) for g, k in groups]
             ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
             rate = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
-            if ok:
-                pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i))
+            best = max(rate)
+            pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i)) if ok else None
+            if pick is not None and best > 0:
+                # a group that meets the target at far more latency than closing the gap at the
+                # best rate would take (were it to hold): step at that rate instead
+                gap = (float_score - max_drop - cur_score) if float_score is not None else target_sqnr - cur.sqnr_db  # type: ignore[operator]
+                if pick >= len(singles) and gap / best < 0.5 * (res[pick][0].latency - cur.latency):
+                    pick = None
+            if pick is not None:
                 found = res[pick]
                 chosen = cands[pick]
                 if pick >= len(singles):  # a group: the fewest of its units that still meet the target
@@ -447,7 +456,6 @@ def search_quantize(
                     chosen = g(hi)
                 o_best, s_best = found
             else:
-                best = max(rate)
                 if best == -np.inf:
                     break  # no promotion of the worst tensors helps any more
                 # step: the candidate gaining the most among those at half the best rate or better
