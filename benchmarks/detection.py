@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos-python", help="a Python that can import scikit-image (decodes the photographs once)")
     ap.add_argument("--budget", type=int, default=None, help="auto's trials (default: the API's)")
     ap.add_argument("--target-sqnr", type=float, default=25.0)
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated (empty: none)")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision search")
     a = ap.parse_args(argv)
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  float {name}: range [{c.min():.1f}, {c.max():.1f}] on the calibration crops, [{r.min():.1f}, {r.max():.1f}] on the evaluation crops")
     print(f"\nint8 output SQNR on the evaluation crops (dB, LiteRT): logits / boxes")
     common = {"mode": "int8", "representative_dataset": {"serving_default_image:0": calib}}
-    for m in a.methods.split(","):
+    for m in [x for x in a.methods.split(",") if x]:
         t = time.perf_counter()
         r = tflquant.quantize(model, calibration_method=m, calibration_budget=a.budget, **common)
         s = [sqnr_db(x, y) for x, y in zip(ref, litert_run(r.model, [evals]))]

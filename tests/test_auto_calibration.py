@@ -1,5 +1,5 @@
 """calibration_method="auto" (issue 13): the search on a model whose answer is known, the
-report, determinism, the budget, and the batched histogram binning calibration now uses."""
+report, determinism and the budget."""
 
 from __future__ import annotations
 
@@ -11,60 +11,13 @@ import pytest
 
 import tflquant
 from tflquant.calibration import auto
-from tflquant.calibration import observers as obs_mod
-from tflquant.calibration import stats as stats_mod
 from tflquant.calibration.observers import MinMaxObserver
-from tflquant.calibration.stats import Histogram, Range
+from tflquant.calibration.stats import Range
 from tflquant.errors import TflquantError
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits_cnn.tflite"
 DIGITS_CALIB = ROOT / "examples" / "digits_cnn_calib.npz"
-
-
-# ---------------------------------------------------------------------------------------
-# batched binning: the same histograms
-# ---------------------------------------------------------------------------------------
-
-
-def test_histogram_many_counts_as_histogram_of_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(3)
-    monkeypatch.setattr(stats_mod, "_CHUNK", 500)  # several chunks, parts split across them
-    for _ in range(60):
-        parts = []
-        for _ in range(int(rng.integers(1, 7))):
-            dt = np.float32 if rng.random() < 0.7 else np.float64
-            v = (rng.standard_cauchy(int(rng.integers(1, 400))) * 10 ** rng.uniform(-30, 20)).astype(dt)
-            lo, hi = float(v.min()), float(v.max())
-            if rng.random() < 0.3:  # a wider range than the values'
-                lo, hi = lo - abs(lo), hi + abs(hi)
-            hint = None if rng.random() < 0.5 else int(rng.integers(-130, 40))
-            parts.append((v, lo, hi, hint, int(rng.integers(1, 3))))
-        for a, b in zip([Histogram.of(*p) for p in parts], Histogram.many(parts)):
-            assert (a.exp, a.start) == (b.exp, b.start)
-            assert np.array_equal(a.counts, b.counts)
-
-
-def test_deferred_binning_gives_the_same_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Binning after every batch or once at the end: the same histograms (exact merges)."""
-    rng = np.random.default_rng(4)
-    batches = [{"a": rng.normal(0, 1, (8, 40)).astype(np.float32), "b": rng.standard_cauchy((8, 3000)).astype(np.float32) * (i + 1)}
-               for i in range(5)]
-
-    def run(bin_values: int) -> dict[str, Range]:
-        monkeypatch.setattr(obs_mod, "BIN_VALUES", bin_values)
-        o = MinMaxObserver(histograms=True)
-        for b in batches:
-            for k, v in b.items():
-                o.observe(k, v)
-            o.end_batch(8)
-        return o.stats()
-
-    every, once = run(1), run(1 << 40)
-    for k in ("a", "b"):
-        h, g = every[k].hist, once[k].hist
-        assert h is not None and g is not None and (h.exp, h.start) == (g.exp, g.start)
-        assert np.array_equal(h.counts, g.counts) and h.total == g.total > 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ With `histograms` on, the observer also keeps what the other calibration methods
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,7 +121,6 @@ class MinMaxObserver:
     ranges: dict[str, TensorRange] = field(default_factory=dict)
     mean_names: frozenset[str] = frozenset()  # tensors whose per-channel mean is kept too
     histograms: bool = False  # also keep histograms and per-sample min/max (see the module docstring)
-    held: int = 0  # subsampled values waiting to be binned (see end_batch)
 
     def observe(self, name: str, array: np.ndarray) -> None:
         part = self.reduce(name, array)
@@ -158,8 +156,8 @@ class MinMaxObserver:
         flat = a.reshape(a.shape[0], m) if a.ndim else a.reshape(1, 1)
         smin, smax = flat.min(axis=1), flat.max(axis=1)
         lo, hi = float(smin.min()), float(smax.max())
-        vals = flat[:, :: _stride_of(a.shape[1:])]  # a deterministic subsample of each sample (see _stride)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        vals = flat[:, :: _stride(a.shape)]  # a deterministic subsample of each sample (see _stride)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
             smin = np.min(np.where(finite, flat, np.inf), axis=1)
@@ -194,19 +192,16 @@ class MinMaxObserver:
             r.max = part.max
         if part.hist_values:
             r.hist_values = (r.hist_values or []) + part.hist_values
-            self.held += sum(v[0].size for v in part.hist_values)
         if part.pending:
             r.pending = (r.pending or []) + part.pending
 
     def end_batch(self, n: int) -> None:
-        """A batch of n samples has run: its observations become per-sample min/max. The
-        subsampled values are binned once BIN_VALUES of them wait (or by stats()): one
-        numpy pass over many batches and tensors (the same histograms: they merge exactly)."""
+        """A batch of n samples has run: its observations become per-sample min/max."""
         if not self.histograms:
             return
-        if self.held >= BIN_VALUES:
-            self._bin()
         for r in self.ranges.values():
+            if r.hist_values:
+                _bin(r)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -215,23 +210,16 @@ class MinMaxObserver:
                 r.sample_min.append(smin)
                 r.sample_max.append(smax)
 
-    def _bin(self) -> None:
-        _bin_all([r for r in self.ranges.values() if r.hist_values])
-        self.held = 0
-
     def stats(self) -> Stats:
         """Tensor name -> Range, only for tensors that had at least one finite value."""
         out: Stats = {}
-        if self.histograms:
-            late = next((r for _, r in sorted(self.ranges.items()) if r.pending), None)
-            if late is not None and late.pending:  # observations after the last end_batch: one batch of their own
-                self.end_batch(len(late.pending[0][0]))
-            self._bin()
         for n, r in sorted(self.ranges.items()):
             if r.valid:
                 m = r.mean()
                 out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
                 if self.histograms:
+                    if r.pending or r.hist_values:  # observations after the last end_batch: one batch of their own
+                        self.end_batch(len(r.pending[0][0]) if r.pending else 1)
                     smin = np.concatenate(r.sample_min) if r.sample_min else None
                     smax = np.concatenate(r.sample_max) if r.sample_max else None
                     out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, r.hist, smin, smax)
@@ -247,25 +235,19 @@ class MinMaxObserver:
         return out
 
 
-def _bin_all(ranges: list[TensorRange]) -> None:
-    """Add each range's batch of subsampled values to its running histogram (one
-    Histogram.many call for all of them: one numpy pass instead of one per tensor)."""
-    parts, owners = [], []
-    for r in ranges:
-        batch, r.hist_values = r.hist_values or [], None
-        hint = r.hist.exp if r.hist is not None else None
-        for weight in sorted({w for *_, w in batch}):
-            same = [p for p in batch if p[3] == weight]
-            lo, hi = min(p[1] for p in same), max(p[2] for p in same)
-            vals = same[0][0].ravel() if len(same) == 1 else np.concatenate([p[0].ravel() for p in same])
-            parts.append((vals, lo, hi, hint, weight))
-            owners.append(r)
-    for r, h, (_, lo, hi, _, _) in zip(owners, Histogram.many(parts), parts):
+def _bin(r: TensorRange) -> None:
+    """Add a batch's subsampled values to the running histogram of `r`."""
+    parts, r.hist_values = r.hist_values or [], None
+    hint = r.hist.exp if r.hist is not None else None
+    for weight in sorted({w for *_, w in parts}):
+        same = [p for p in parts if p[3] == weight]
+        lo, hi = min(p[1] for p in same), max(p[2] for p in same)
+        vals = same[0][0].ravel() if len(same) == 1 else np.concatenate([p[0].ravel() for p in same])
+        h = Histogram.of(vals, lo, hi, hint, weight)
         r.hist = h if r.hist is None else r.hist.merge(h, min(r.min, lo), max(r.max, hi))
 
 
 HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
-BIN_VALUES = 1 << 22  # subsampled values (all tensors) held before they are binned: 16 MB of float32
 
 
 def _stride(shape: tuple[int, ...]) -> int:
@@ -296,8 +278,6 @@ def _is_prime(p: int) -> bool:
 
 def _f32(v: np.ndarray, n: int) -> np.ndarray:
     """Per-sample values as float32, length n (a broadcast value: repeated)."""
-    if v.dtype == np.float32 and v.ndim == 1 and len(v) == n:
-        return v
     v = np.asarray(v, np.float32).reshape(-1)
     return np.repeat(v, n) if len(v) == 1 and n != 1 else v
 

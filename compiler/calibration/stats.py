@@ -43,7 +43,7 @@ import base64
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -145,7 +145,6 @@ def _unb64(text: Any, name: str, where: str) -> np.ndarray:
 
 HIST_BINS = 2048  # at most this many bins; the data's range always spans more than half of them
 _EXP_MIN = -126  # finest bin width 2**-126 (2**126, the scale, is a float32; below it only subnormals)
-_CHUNK = 1 << 18  # values Histogram.many bins at once
 _PRECISION = 23  # bins no finer than float32's resolution at the largest |value| (indices < 2**24)
 
 
@@ -204,50 +203,6 @@ class Histogram:
         if len(counts) != n or counts.dtype != np.int64:
             counts = counts[:n].astype(np.int64)
         return Histogram(e, start, counts * weight if weight != 1 else counts)
-
-    @staticmethod
-    def many(parts: Sequence[tuple[np.ndarray, float, float, int | None, int]]) -> list[Histogram]:
-        """`Histogram.of(values, lo, hi, exp, weight)` for each part, the same counts, with one
-        bincount over all of them (each part's bins a segment of one array): the per-call
-        numpy overhead of many small tensors is paid once per batch."""
-        if len(parts) <= 1:
-            return [Histogram.of(*p) for p in parts]
-        out: list[Histogram] = []
-        i = 0
-        while i < len(parts):  # chunks of about _CHUNK values: the index arrays stay in cache
-            j, size = i + 1, parts[i][0].size
-            while j < len(parts) and size + parts[j][0].size <= _CHUNK:
-                size += parts[j][0].size
-                j += 1
-            out += Histogram._many(parts[i:j]) if j - i > 1 else [Histogram.of(*parts[i])]
-            i = j
-        return out
-
-    @staticmethod
-    def _many(parts: Sequence[tuple[np.ndarray, float, float, int | None, int]]) -> list[Histogram]:
-        grids = []
-        for values, lo, hi, exp, _ in parts:
-            e = _fit_exponent(lo, hi) if exp is None else max(exp, _fit_exponent(lo, hi))
-            start = math.floor(math.ldexp(lo, -e))
-            grids.append((e, start, math.floor(math.ldexp(hi, -e)) - start + 1))
-        arrays = [p[0] if isinstance(p[0], np.ndarray) and p[0].dtype in (np.float32, np.float64) else np.asarray(p[0], np.float32) for p in parts]
-        dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
-        sizes = np.array([a.size for a in arrays], np.int64)
-        at = np.concatenate([[0], np.cumsum(sizes)])  # each part's values: t[at[k] : at[k + 1]]
-        ends = np.cumsum([n for _, _, n in grids])  # each part's bins: counts[ends[k] - n : ends[k]]
-        t = np.empty(int(at[-1]), dtype)
-        for k, (a, (e, _, _)) in enumerate(zip(arrays, grids)):
-            np.multiply(a.ravel(), dtype(math.ldexp(1.0, -e)), out=t[at[k] : at[k + 1]])  # exact: a power of two
-        np.floor(t, out=t)
-        idx = t.astype(np.int64)
-        for k, (_, start, n) in enumerate(grids):
-            idx[at[k] : at[k + 1]] += int(ends[k]) - n - start
-        counts = np.bincount(idx, minlength=int(ends[-1]))
-        out = []
-        for (e, start, n), end, p in zip(grids, ends, parts):
-            c = counts[end - n : end].astype(np.int64)
-            out.append(Histogram(e, start, c * p[4] if p[4] != 1 else c))
-        return out
 
     def rebin(self, exp: int, start: int, n: int) -> np.ndarray:
         """These counts on the coarser grid `exp` (>= self.exp), bins start .. start + n - 1."""
