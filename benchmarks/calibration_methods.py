@@ -37,18 +37,21 @@ def _sqnrs(float_model: Path, quant: bytes, inputs: list[np.ndarray]) -> list[fl
     return [sqnr_db(r, g) for r, g in zip(ref, got)]
 
 
-def _calibration_times(model: Path, calib: Path, reps: int) -> tuple[float, float]:
+def _calibration_times(model: Path, calib: Path, reps: int, cpu: bool = False) -> tuple[float, float]:
+    """Best-of-reps calibrate() time with histograms off and on, interleaved; `cpu`: process
+    CPU time (calibration runs on one BLAS thread; steadier than wall time on a loaded machine)."""
     from tflquant.api import _load
     from tflquant.calibration.calibrate import calibrate
 
+    clock = time.process_time if cpu else time.perf_counter
     module, _, _ = _load(str(model))
     calibrate(module, str(calib), histograms=True)  # warm: imports, kernels, page cache
     off, on = [], []
     for _ in range(reps):
         for hist, out in ((False, off), (True, on)):
-            t = time.perf_counter()
+            t = clock()
             calibrate(module, str(calib), histograms=hist)
-            out.append(time.perf_counter() - t)
+            out.append(clock() - t)
     return min(off), min(on)
 
 
@@ -120,13 +123,14 @@ def _print_totals(rows: list[tuple[str, float, float]]) -> None:
 
 def _times_only(a: argparse.Namespace) -> int:
     rows = []
-    print(f"calibration time, histograms off / on (best of {a.reps}, interleaved)")
+    print(f"calibration time, histograms off / on (best of {a.reps}, interleaved): wall, then process CPU")
     for name in a.models.split(","):
         d = MODELS / name
         if not (d / "float.tflite").exists():
             continue
         off, on = _calibration_times(d / "float.tflite", d / "calib.npz", a.reps)
-        print(f"{name:22s}{off:8.3f} / {on:8.3f} s   {on / off:5.2f}x", flush=True)
+        coff, con = _calibration_times(d / "float.tflite", d / "calib.npz", a.reps, cpu=True)
+        print(f"{name:22s}{off:8.3f} / {on:8.3f} s   {on / off:5.2f}x     CPU {coff:8.3f} / {con:8.3f} s   {con / coff:5.2f}x", flush=True)
         rows.append((name, off, on))
     if rows:
         _print_totals(rows)
