@@ -336,7 +336,14 @@ def quantize_with_scales(
     w = _matrix(w)
     lay = _layout(w.shape, granularity, block_size, block_axis)
     qmin, qmax = qrange(bits, narrow)
-    return np.clip(np.rint(w / lay.expand(np.asarray(scales, np.float32))), qmin, qmax).astype(np.int8)
+    s = np.asarray(scales, np.float32)
+    if granularity == "block" and block_axis == "in":  # blocks along rows: broadcast, not repeated (w is [out, in])
+        out, inn = w.shape
+        q = (w.reshape(out, inn // block_size, block_size) / s.reshape(out, -1, 1)).reshape(out, inn)
+    else:
+        q = w / lay.expand(s)
+    np.rint(q, out=q)
+    return np.clip(q, qmin, qmax, out=q).astype(np.int8)
 
 
 def dequantize(codes: np.ndarray, scales: np.ndarray, granularity: str = "channel", block_size: int = 32, block_axis: str = "in") -> np.ndarray:
@@ -458,6 +465,10 @@ def gptq(
         step = -(-max(step, block_size) // block_size) * block_size  # blocks never straddle a batch
         step = -(-step // sub) * sub
     err = np.zeros((step, out), np.float32)
+    q = np.empty(out, np.float32)  # the column's codes (float), then its dequantized values
+    outer = np.empty((sub, out), np.float32)  # the sub-batch's rank-1 update
+    lo, hi = np.float32(qmin), np.float32(qmax)
+    s_col = np.empty(0, np.float32)
     for i1 in range(0, inn, step):
         i2 = min(i1 + step, inn)
         for j1 in range(i1, i2, sub):
@@ -465,18 +476,29 @@ def gptq(
             rows = wt[j1:j2]  # view, updated in place
             for c in range(j1, j2):
                 i = c - j1
-                if dynamic and c % block_size == 0:
-                    blk = wt[c : c + block_size].T
-                    pw = msq_p[None, c : c + block_size] if np.any(msq_p[c : c + block_size] > 0) else None
-                    scales[:, c // block_size] = search_scales(blk, qmin, qmax, pw, use_ratios, fp16)
-                s_col = scales[:, c // block_size] if dynamic else st[c]  # type: ignore[index]
+                if dynamic:
+                    if c % block_size == 0:
+                        blk = wt[c : c + block_size].T
+                        pw = msq_p[None, c : c + block_size] if np.any(msq_p[c : c + block_size] > 0) else None
+                        s_col = search_scales(blk, qmin, qmax, pw, use_ratios, fp16)
+                        scales[:, c // block_size] = s_col
+                else:
+                    s_col = st[c]  # type: ignore[index]
                 row = rows[i]
-                q = np.clip(np.rint(row / s_col), qmin, qmax)
+                # q = clip(rint(row / s)); e = (row - q s) / U_cc, in place (no temporaries)
+                np.divide(row, s_col, out=q)
+                np.rint(q, out=q)
+                np.maximum(q, lo, out=q)
+                np.minimum(q, hi, out=q)
                 codes_t[c] = q
-                e = (row - q * s_col) / u[c, c]
-                err[c - i1] = e
+                np.multiply(q, s_col, out=q)
+                e = err[c - i1]
+                np.subtract(row, q, out=e)
+                np.divide(e, u[c, c], out=e)
                 if c + 1 < j2:
-                    rows[i + 1 :] -= u[c, c + 1 : j2, None] * e[None, :]
+                    k = j2 - c - 1
+                    np.multiply(u[c, c + 1 : j2, None], e[None, :], out=outer[:k])
+                    np.subtract(rows[i + 1 :], outer[:k], out=rows[i + 1 :])
             if j2 < i2:
                 wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
         if i2 < inn:
