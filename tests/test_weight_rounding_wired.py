@@ -196,3 +196,39 @@ def test_gptq_rescues_a_layer_round_to_nearest_loses():
     held_out = np.abs(np.random.default_rng(21).standard_normal((8, 1, 4096))).astype(np.float32)
     db = _db(_litert(model, held_out), _litert(result.model, held_out))
     assert db > 20.0, db  # the measured fallback's floor (measured 33.5 dB; 20.4 with 16 samples)
+
+
+def test_statistics_run_cuts_what_no_layer_input_needs():
+    """collect runs the model without the ops after the last matmul input (a decoder's LM
+    head, softmax): the same matrices as the whole model's run, the model itself unchanged."""
+    from tflquant.calibration.calibrate import calibrate
+
+    rng = np.random.default_rng(3)
+    g = GraphBuilder("main", {"x": ((4, 32), np.float32)})
+    h = g.op("FULLY_CONNECTED", [g.x, g.const(rng.standard_normal((16, 32)).astype(np.float32), "w_a"), g.no_value()], (4, 16), name="a")
+    r = g.op("RELU", [h], (4, 16), name="r")
+    y = g.op("FULLY_CONNECTED", [r, g.const(rng.standard_normal((64, 16)).astype(np.float32), "w_head"), g.no_value()], (4, 64), name="head")
+    s = g.op("SOFTMAX", [y], (4, 64), name="probs", beta=1.0)
+    m = read_flatbuffer(g.tflite([s]))
+    before = str(m)
+    cut = hessian.statistics_module(m)
+    kinds = [op.name for op in cut.walk() if op.name.startswith("tfl.") and op.name not in ("tfl.const", "tfl.no_value")]
+    assert kinds == ["tfl.fully_connected", "tfl.relu"]  # the head's FC and SOFTMAX are cut
+    assert str(m) == before
+    data = {"x": rng.standard_normal((10, 4, 32)).astype(np.float32)}
+    st, _ = hessian.collect(m, data)
+    full = hessian.InputHessians(*hessian.layer_inputs(m))
+    calibrate(m, data, observer=full, channel_means=False)
+    full.stats()
+    assert set(st.xtx) == {"x", "r"}
+    for k in st.xtx:
+        assert np.array_equal(st.xtx[k], full.xtx[k]) and st.rows[k] == full.rows[k] == 40
+    relu = np.maximum(data["x"].reshape(-1, 32) @ _weight(m, "w_a").T, 0)
+    np.testing.assert_allclose(st.xtx["r"], relu.T @ relu, rtol=1e-4, atol=1e-3)
+
+
+def _weight(m, name: str) -> np.ndarray:
+    from tflquant.dialects import tfl
+    from tflquant.ir import value_name
+
+    return next(op.numpy() for op in m.walk() if isinstance(op, tfl.ConstOp) and value_name(op.result) == name)
