@@ -20,8 +20,11 @@ accumulator `CHUNK_ROWS` rows at a time, cut at fixed positions of the global ro
 batch size or the parallel sample ranges): the result is the same bits however the rows
 arrive (any batching, any split into observe calls). Each fold is a BLAS product
 over at most COLUMN_BLOCK columns at a time (temporaries in x COLUMN_BLOCK x 4 bytes), on
-and above the diagonal only (a width of 8192: 56% of the full product's work); `stats()`
-mirrors the rest.
+and above the diagonal only: the blocks above it general products of x's column slices
+(no transposed copy), the diagonal blocks numpy's symmetric product x^T x (SYRK: half the
+work, the same bits as the general product in OpenBLAS, measured); `stats()` mirrors the
+rest. The statistics run (`collect`) skips the ops that feed no matmul input
+(`statistics_module`: a decoder's LM head and logits).
 Rows holding NaN or Inf are skipped (and counted in `warnings`).
 
 Peak memory while collecting: per distinct input of width n, the float32 matrix n^2 x 4
