@@ -25,8 +25,7 @@ The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; 
 4. If a candidate meets the target, take the one with the lowest estimated latency (then
    size), a group bisected down to the fewest of its units that still meet it; unless that
    group adds more than twice the latency that closing the gap at the best rate would (were
-   the rate to hold). Else step to the candidate short of the target that gains the most
-   among those at half their best rate or better.
+   the rate to hold). Else step to the candidate short of the target with the best rate.
    Repeat from 2; stop when nothing gains.
 5. Pruning: take back (to int8) the promoted units the target does not need, the ones whose
    removal saves the most latency first (at most PRUNE_TRIES tries).
@@ -458,11 +457,10 @@ def search_quantize(
             else:
                 if best == -np.inf:
                     break  # no promotion of the worst tensors helps any more
-                # step: among the candidates short of the target, the one gaining the most at half
-                # their best rate or better (one past the target was judged too dear above)
+                # step: the best rate among the candidates short of the target (one past the
+                # target was judged too dear above)
                 short = [i for i in range(len(res)) if i not in ok and rate[i] > -np.inf] or [i for i in ok]
-                top = max(rate[i] for i in short)
-                pick = max((i for i in short if rate[i] >= 0.5 * top), key=lambda i: (gain(*res[i]), -i))
+                pick = max(short, key=lambda i: (rate[i], -i))
                 chosen, (o_best, s_best) = cands[pick], res[pick]
             new_state = merged(chosen)
             accepted += chosen
