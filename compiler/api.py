@@ -333,6 +333,7 @@ def quantize(
     accuracy_fn: Callable[[bytes], float] | None = None,
     max_drop: float | None = None,
     workers: int | None = None,
+    validation_dataset: Any = None,
     _calibration: Any = None,
 ) -> QuantizationResult:
     """Quantize a float TFLite model.
@@ -345,7 +346,6 @@ def quantize(
 
     model: path to a .tflite file, or its bytes.
     mode: "int8" (full integer, float fallback), "int16x8", "dynamic", "weight-only"
-    validation_dataset: Any = None,
       (integer weights read through DEQUANTIZE, float compute: every runtime and delegate
       runs it) or "float16".
     representative_dataset: needed by int8 and int16x8; optional for dynamic, where its first
