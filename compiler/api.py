@@ -742,43 +742,43 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
     return out
 
 
+def _entries(value: Mapping[str, Any] | Sequence[str] | str | None, format_value: Callable[[str, Any], str], check: Callable[[list[str]], Any]) -> list[str]:
+    """Per-op options as "NAME=VALUE" strings: from a string, a list of strings or a mapping
+    {name: value} (each value rendered by format_value), checked by `check`."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        entries = [value]
+    elif isinstance(value, Mapping):
+        entries = [f"{k}={format_value(k, v)}" for k, v in value.items()]
+    else:
+        entries = [str(e) for e in value]
+    check(entries)
+    return entries
+
+
 def op_precision_entries(op_precision: Mapping[str, str] | Sequence[str] | None) -> list[str]:
     """Per-op precisions as "NAME=PRECISION" strings (checked: int8, int16 or float)."""
     from tflquant.passes.op_precision import parse_entries
 
-    if not op_precision:
-        return []
-    if isinstance(op_precision, str):
-        entries = [op_precision]
-    elif isinstance(op_precision, Mapping):
-        entries = [f"{k}={v}" for k, v in op_precision.items()]
-    else:
-        entries = [str(e) for e in op_precision]
-    parse_entries(entries)
-    return entries
+    return _entries(op_precision, lambda _k, v: v, parse_entries)
+
+
+def _op_bits_value(name: str, v: Any) -> str:
+    """One op_bits value: 4, "4/block/32" or {"bits": 4, "granularity": ..., "block_size": ...}."""
+    if not isinstance(v, Mapping):
+        return str(v)
+    unknown = set(v) - {"bits", "granularity", "block_size"}
+    if unknown or "bits" not in v:
+        raise TflquantError(f"op_bits[{name!r}]: give bits (and optionally granularity, block_size), got {dict(v)}")
+    return "/".join(str(x) for x in (v["bits"], v.get("granularity") or ("block" if "block_size" in v else None), v.get("block_size")) if x is not None)
 
 
 def op_bits_entries(op_bits: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """Per-op overrides as "NAME=BITS[/GRANULARITY[/BLOCK]]" strings (checked)."""
     from tflquant.passes.quantize_weights import parse_op_bits
 
-    if not op_bits:
-        return []
-    if isinstance(op_bits, str):
-        entries = [op_bits]
-    elif isinstance(op_bits, Mapping):
-        entries = []
-        for k, v in op_bits.items():
-            if isinstance(v, Mapping):
-                unknown = set(v) - {"bits", "granularity", "block_size"}
-                if unknown or "bits" not in v:
-                    raise TflquantError(f"op_bits[{k!r}]: give bits (and optionally granularity, block_size), got {dict(v)}")
-                v = "/".join(str(x) for x in (v["bits"], v.get("granularity") or ("block" if "block_size" in v else None), v.get("block_size")) if x is not None)
-            entries.append(f"{k}={v}")
-    else:
-        entries = [str(e) for e in op_bits]
-    parse_op_bits(entries)
-    return entries
+    return _entries(op_bits, _op_bits_value, parse_op_bits)
 
 
 def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mapping[str, float] | None = None) -> list[WeightInfo]:
