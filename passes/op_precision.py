@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
 from xdsl.passes import ModulePass
 
-from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import KEEP_FLOAT
+from tflquant.passes._named_ops import named_ops
 from tflquant.passes._quant_ops import ACTIVATION_TYPES, PRECISION
 
 PRECISIONS = (*ACTIVATION_TYPES, "float")
@@ -56,34 +55,9 @@ class OpPrecision(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         wanted = parse_entries(self.ops)
-        found: set[str] = set()
-        constants: set[str] = set()
-        for o in op.walk():
-            if isinstance(o, func.FuncOp | func.ReturnOp | ModuleOp) or not o.results:
-                continue
-            names = [n for n in (tfl.tensor_names(o) or ()) if n in wanted]
-            kind = tfl.op_type(o)
-            key = names[0] if names else kind if kind in wanted else None
-            if key is None:
-                continue
-            if isinstance(o, tfl.ConstOp | tfl.NoValueOp | tfl.VariableOp | tfl.SparseConstOp):
-                constants.add(key)
-                continue
-            found.update(names)
-            found.update({key, kind} & set(wanted))
-            prec = wanted[key]
-            if prec == "float":
+        for o, key in named_ops(op, wanted, "op-precision"):
+            if wanted[key] == "float":
                 o.attributes[KEEP_FLOAT] = UnitAttr()
                 o.attributes["tflquant.fallback_reason"] = StringAttr(REASON)
             else:
-                o.attributes[PRECISION] = StringAttr(prec)
-        if bad := sorted(constants - found):
-            raise TflquantError(
-                f"op-precision: {', '.join(map(repr, bad))} names a constant (a weight), not an op; "
-                "name the output tensor of the op that reads it (tflquant inspect lists them)"
-            )
-        if missing := sorted(set(wanted) - found - constants):
-            raise TflquantError(
-                f"op-precision: no op has the output tensor or op type {', '.join(map(repr, missing))}; "
-                "name ops by an output tensor name (tflquant inspect lists them) or a TFLite op type such as SOFTMAX"
-            )
+                o.attributes[PRECISION] = StringAttr(wanted[key])
