@@ -70,10 +70,11 @@ class TensorRange:
         # whole tensor (per-block relative error ~1e-7).
         s, q = np.zeros(c), np.zeros(c)
         ones = np.ones(min(_BLOCK_ROWS, flat.shape[0]), flat.dtype)
-        for i in range(0, flat.shape[0], _BLOCK_ROWS):
-            b = flat[i : i + _BLOCK_ROWS]
-            s += ones[: b.shape[0]] @ b
-            q += np.einsum("ij,ij->j", b, b)
+        with np.errstate(over="ignore", invalid="ignore"):  # float32 overflow: caught below
+            for i in range(0, flat.shape[0], _BLOCK_ROWS):
+                b = flat[i : i + _BLOCK_ROWS]
+                s += ones[: b.shape[0]] @ b
+                q += np.einsum("ij,ij->j", b, b)
         n = np.full(c, flat.shape[0], np.int64)
         if not (np.isfinite(s).all() and np.isfinite(q).all()):  # NaN/Inf (or float32 overflow): count finite values only
             finite = np.isfinite(flat)
