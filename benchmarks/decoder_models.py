@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, IntegerType, ModuleOp, StringAttr, TensorType, f32, i32
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32, i32
 from xdsl.ir import Block, Region, SSAValue
 
 from tflquant.dialects import tfl

@@ -3,7 +3,7 @@
 each calibration method, of `auto`, and of auto plus the automatic mixed-precision search
 (`target_sqnr=`), scored with LiteRT on photographs disjoint from the calibration ones.
 
-    python benchmarks/detection.py --photos-python /path/to/venv/bin/python [--budget 40] [--target-sqnr 25]
+    python benchmarks/detection.py --photos-python /path/to/venv/bin/python [--budget 40] [--target-sqnr 25] [--validation eval-photos]
 
 The photographs are the ones scikit-image ships in its wheel (skimage.data: astronaut,
 coffee, rocket, camera, ... read offline). scikit-image is never a dependency of tflquant:
@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-sqnr", type=float, default=25.0)
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated (empty: none)")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision search")
+    ap.add_argument("--validation", choices=["calibration", "eval-photos"], default="calibration",
+                    help="what the mixed-precision search measures on: the calibration crops (the API's default), or a "
+                    "held-out validation set of other crops (another seed) of the evaluation photographs")
     a = ap.parse_args(argv)
 
     import tflquant
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(evals)} evaluation crops of {len(EVAL_PHOTOS)} others")
     for name, r, c in zip(("logits", "boxes"), ref, cref):
         print(f"  float {name}: range [{c.min():.1f}, {c.max():.1f}] on the calibration crops, [{r.min():.1f}, {r.max():.1f}] on the evaluation crops")
-    print(f"\nint8 output SQNR on the evaluation crops (dB, LiteRT): logits / boxes")
+    print("\nint8 output SQNR on the evaluation crops (dB, LiteRT): logits / boxes")
     common = {"mode": "int8", "representative_dataset": {"serving_default_image:0": calib}}
     for m in [x for x in a.methods.split(",") if x]:
         t = time.perf_counter()
@@ -286,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             extra = "  (" + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
         print(f"  {m:24s}{s[0]:8.2f} /{s[1]:7.2f}   {time.perf_counter() - t:6.1f} s{extra}", flush=True)
     if not a.no_mixed:
+        val = None if a.validation == "calibration" else {"serving_default_image:0": crops([ph[k] for k in EVAL_PHOTOS], 5, seed=3)}
+        print(f"  (mixed-precision search measured on {'the first calibration crops' if val is None else '30 other crops of the evaluation photographs'})")
         for m in ("minmax", "auto"):
             t = time.perf_counter()
-            r = tflquant.quantize(model, calibration_method=m, calibration_budget=a.budget, target_sqnr=a.target_sqnr, **common)
+            r = tflquant.quantize(model, calibration_method=m, calibration_budget=a.budget, target_sqnr=a.target_sqnr, validation_dataset=val, **common)
             s = [sqnr_db(x, y) for x, y in zip(ref, litert_run(r.model, [evals]))]
             kinds: dict[str, int] = {}
             for o in r.report.ops:

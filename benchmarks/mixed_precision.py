@@ -5,10 +5,14 @@
 For each model in ../shared/models: quantize int8 and int16x8 (default options), then run the
 mixed-precision search (`tflquant.quantize(..., target_sqnr=)`) twice:
 (a) to the 16x8 model's SQNR minus 0.5 dB (what must show: within 1 dB of 16x8, faster);
-(b) to a fifth of the way from the int8 SQNR to the 16x8 one (what must show: fewer than a
-    quarter of the ops promoted).
-The search measures on the eval.npz samples (validation_dataset=, up to 512), the ones scored.
-SQNR: LiteRT outputs against the float model's on every eval.npz sample (lowest over the
+(b) to a fraction (--b-fraction, default a fifth) of the way from the int8 SQNR to the 16x8
+    one (what must show: fewer than a quarter of the ops promoted).
+Which samples the search measures on (`--validate`): `split` (default) gives it the even
+eval.npz samples as validation_dataset= and scores the odd ones, which it never saw (a user's
+held-out validation set); `calib` leaves it the API's default, the first 32 calibration
+samples (the ones the ranges came from: optimistic); `eval` gives it every eval.npz sample,
+the same ones scored.
+SQNR: LiteRT outputs against the float model's on the scored eval.npz samples (lowest over the
 outputs, dB). Latency: LiteRT single-thread invoke, the models interleaved in one process
 (rounds of 20 invokes each, median over the rounds). Promoted ops: ops of the mixed model
 computing in int16 or float (QUANTIZE / DEQUANTIZE not counted) over the int8 model's ops.
@@ -86,24 +90,26 @@ def _promoted(result) -> tuple[int, int]:
     return counts.get("int16", 0) + counts.get("float", 0), sum(v for k, v in counts.items() if k not in ("quantize", "dequantize"))
 
 
-def run_model(name: str, workers: int, out: list[str], check_workers: bool = False) -> None:
+def run_model(name: str, workers: int, out: list[str], check_workers: bool = False, validate: str = "split", b_fraction: float = 0.2) -> None:
     import tflquant
 
     d = MODELS / name
     fpath, calib = str(d / "float.tflite"), str(d / "calib.npz")
     ev = np.load(d / "eval.npz")
-    x = [ev[k] for k in ev.files if k != "labels"]
+    keys = [k for k in ev.files if k != "labels"]
+    val = {"eval": str(d / "eval.npz"), "calib": None, "split": {k: ev[k][0::2] for k in keys}}[validate]
+    x = [ev[k][1::2] if validate == "split" else ev[k] for k in keys]
     fbytes = (d / "float.tflite").read_bytes()
     ref = _outputs(fbytes, x)
     base = {m: tflquant.quantize(fpath, mode=m, representative_dataset=calib) for m in ("int8", "int16x8")}
     s8, s16 = (_sqnr(ref, _outputs(base[m].model, x)) for m in ("int8", "int16x8"))
     n8 = _promoted(base["int8"])[1]
     say = lambda s: (print(s, flush=True), out.append(s))  # noqa: E731
-    say(f"== {name}: int8 {s8:.2f} dB ({len(base['int8'].model)} B, {n8} ops), int16x8 {s16:.2f} dB ({len(base['int16x8'].model)} B)")
+    say(f"== {name} (search measured on {dict(split='the even eval.npz samples, scored on the odd ones', calib='the first 32 calibration samples', eval='eval.npz')[validate]}): int8 {s8:.2f} dB ({len(base['int8'].model)} B, {n8} ops), int16x8 {s16:.2f} dB ({len(base['int16x8'].model)} B)")
     mixed = {}
-    for tag, target in (("a", s16 - 0.5), ("b", s8 + (s16 - s8) / 5)):
+    for tag, target in (("a", s16 - 0.5), ("b", s8 + (s16 - s8) * b_fraction)):
         t = time.perf_counter()
-        r = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=workers, validation_dataset=str(d / "eval.npz"))
+        r = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=workers, validation_dataset=val)
         secs = time.perf_counter() - t
         s = _sqnr(ref, _outputs(r.model, x))
         p, _ = _promoted(r)
@@ -114,7 +120,7 @@ def run_model(name: str, workers: int, out: list[str], check_workers: bool = Fal
             line = str(st)
             say("     " + (line if len(line) < 220 else line[:217] + "..."))
         if tag == "a" and check_workers:
-            one = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=1, validation_dataset=str(d / "eval.npz"))
+            one = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=1, validation_dataset=val)
             same = hashlib.sha256(one.model).hexdigest() == hashlib.sha256(r.model).hexdigest()
             say(f"     workers=1 vs workers={workers}: {'same bytes' if same else 'DIFFERENT bytes'}")
     lat = _latencies({"int8": base["int8"].model, "int16x8": base["int16x8"].model, "mixed-a": mixed["a"].model,
@@ -130,13 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["tiny_transformer", "small_unet"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--check-workers", action="store_true", help="rerun (a) with one worker: same bytes?")
+    ap.add_argument("--validate", choices=["split", "calib", "eval"], default="split", help="samples the search measures on (see above)")
+    ap.add_argument("--b-fraction", type=float, default=0.2, help="target (b): this fraction of the way from int8 to 16x8")
     a = ap.parse_args(argv)
     out: list[str] = []
     for m in a.models:
         if not (MODELS / m / "float.tflite").exists():
             print(f"skip {m}: {MODELS / m} not found", file=sys.stderr)
             continue
-        run_model(m, a.workers, out, a.check_workers)
+        run_model(m, a.workers, out, a.check_workers, a.validate, a.b_fraction)
     return 0
 
 

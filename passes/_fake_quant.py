@@ -12,7 +12,6 @@ from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import quant
 from tflquant.dialects.quant import UniformQuantizedType
-from tflquant.passes._quant_ops import ACTIVATION_TYPES as ACTIVATION_TYPES  # activation type -> bits (re-exported)
 from tflquant.passes._quant_ops import bits_of
 from tflquant.quant_math import choose_activation_params, quantize
 

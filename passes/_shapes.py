@@ -111,7 +111,6 @@ def infer_result_shapes(op: Operation) -> list[list[int] | None] | None:
     one list per result, with -1 where a dim stays unknown; None when nothing is known."""
     if isinstance(op, (*_CONSTANT_OPS, func.ReturnOp)) or not op.results:
         return None
-    key = tfl.op_type(op)
     if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None:
         return None
     shapes = [shape_of(v) for v in op.operands]

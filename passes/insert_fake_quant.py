@@ -44,8 +44,8 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
-from tflquant.passes._fake_quant import ACTIVATION_TYPES, activation_params
-from tflquant.passes._quant_ops import PRECISION, float_const, fp16_weight, has_kernel, is_f32, op_info, op_precision
+from tflquant.passes._fake_quant import activation_params
+from tflquant.passes._quant_ops import ACTIVATION_TYPES, PRECISION, float_const, fp16_weight, has_kernel, is_f32, op_info, op_precision
 from tflquant.quant_math import choose_weight_params
 
 

@@ -38,8 +38,8 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, erase_if_unused, kept_float, value_name
-from tflquant.passes._quant_ops import bits_of, float_const, is_f32
-from tflquant.passes._fake_quant import ACTIVATION_TYPES, activation_params, dcast_source, quantize_const_values
+from tflquant.passes._quant_ops import ACTIVATION_TYPES, bits_of, float_const, is_f32
+from tflquant.passes._fake_quant import activation_params, dcast_source, quantize_const_values
 
 
 _SUBGRAPHS = tfl.CONTROL_FLOW_SUBGRAPHS

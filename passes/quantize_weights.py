@@ -426,7 +426,6 @@ class QuantizeWeights(ModulePass):
     def _resolve(self, o: Operation, kind: str, v: SSAValue, axis: int | None, fmt: WeightFormat, key: str | None) -> WeightFormat:
         """The format this weight gets from this reader: what was asked where LiteRT takes
         it; a global setting it cannot take falls back; an override it cannot take fails."""
-        decl = _DECLS[kind][1]
         shape = v.type.get_shape() if isinstance(v.type, TensorType) else ()
         where = f"{kind} '{value_name(o.results[0]) if o.results else '?'}'"
 

@@ -51,7 +51,6 @@ from xdsl.dialects.builtin import Float16Type, Float32Type, FunctionType, Module
 from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.errors import TflquantError
 from tflquant.ir import value_name
 
 BUDGET_MIN = 256 << 20  # the driver's cap on all matrices is max(this, float file size / 2)
