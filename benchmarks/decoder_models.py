@@ -36,11 +36,11 @@ import time
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32, i32
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32, i32
 from xdsl.ir import Block, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.ir import dense_from_numpy
+from tflquant.ir import dense_from_numpy, signature_attr
 
 F32 = np.float32
 
@@ -158,14 +158,7 @@ class DecoderBuilder:
         self.block.add_op(func.ReturnOp(logits))
         f = func.FuncOp("main", ([TensorType(i32, [1, s])], [logits.type]), Region(self.block),
                         arg_attrs=ArrayAttr([DictionaryAttr({"tfl.name": StringAttr("serving_default_tokens:0")})]))
-        sig = DictionaryAttr({
-            "key": StringAttr("serving_default"),
-            "function": StringAttr("main"),
-            "inputs": ArrayAttr([StringAttr("tokens")]),
-            "input_indices": DenseArrayBase.from_list(i32, [0]),
-            "outputs": ArrayAttr([StringAttr("output_0")]),
-            "output_indices": DenseArrayBase.from_list(i32, [0]),
-        })
+        sig = signature_attr("serving_default", "main", ["tokens"], ["output_0"])
         return ModuleOp([f], attributes={"tfl.description": StringAttr("MLIR Converted."), "tfl.signatures": ArrayAttr([sig])})
 
 

@@ -210,9 +210,10 @@ class Net:
 def build(probe: np.ndarray) -> bytes:
     """The model's flatbuffer (see the module docstring)."""
     from xdsl.dialects import func
-    from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, i32
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
     from xdsl.ir import Region
 
+    from tflquant.ir import signature_attr
     from tflquant.tflite.writer import write_flatbuffer
 
     n = Net(probe)
@@ -235,11 +236,7 @@ def build(probe: np.ndarray) -> bytes:
     n.block.add_op(func.ReturnOp(logits[0], boxes[0]))
     f = func.FuncOp("main", ([a.type for a in n.block.args], [logits[0].type, boxes[0].type]), Region(n.block),
                     arg_attrs=ArrayAttr([DictionaryAttr({"tfl.name": StringAttr("serving_default_image:0")})]))
-    sig = DictionaryAttr({
-        "key": StringAttr("serving_default"), "function": StringAttr("main"),
-        "inputs": ArrayAttr([StringAttr("image")]), "input_indices": DenseArrayBase.from_list(i32, [0]),
-        "outputs": ArrayAttr([StringAttr("logits"), StringAttr("boxes")]), "output_indices": DenseArrayBase.from_list(i32, [0, 1]),
-    })
+    sig = signature_attr("serving_default", "main", ["image"], ["logits", "boxes"])
     return write_flatbuffer(ModuleOp([f], attributes={"tfl.description": StringAttr("tflquant detection benchmark"),
                                                       "tfl.signatures": ArrayAttr([sig])}))
 

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, ModuleOp, StringAttr, TensorType, i32
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Block, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.ir import dense_from_numpy, element_type_of_dtype
+from tflquant.ir import dense_from_numpy, element_type_of_dtype, signature_attr
 from tflquant.reference import float_kernels as fk
 
 CACHE = Path(os.environ.get("TFLQUANT_VISION_CACHE", Path.home() / ".cache" / "tflquant-vision"))
@@ -199,14 +199,7 @@ class Builder:
         self.block.add_op(func.ReturnOp(out[0]))
         f = func.FuncOp("main", ([a.type for a in self.block.args], [out[0].type]), Region(self.block),
                         arg_attrs=ArrayAttr([DictionaryAttr({"tfl.name": StringAttr(self.input_name)})]))
-        sig = DictionaryAttr({
-            "key": StringAttr("serving_default"),
-            "function": StringAttr("main"),
-            "inputs": ArrayAttr([StringAttr("input_1")]),
-            "input_indices": DenseArrayBase.from_list(i32, [0]),
-            "outputs": ArrayAttr([StringAttr("output_0")]),
-            "output_indices": DenseArrayBase.from_list(i32, [0]),
-        })
+        sig = signature_attr("serving_default", "main", ["input_1"], ["output_0"])
         return ModuleOp([f], attributes={"tfl.description": StringAttr("MLIR Converted."), "tfl.signatures": ArrayAttr([sig])})
 
 

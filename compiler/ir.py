@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import (
     BytesAttr,
     ComplexType,
     DictionaryAttr,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     Float16Type,
     FunctionType,
@@ -345,3 +346,17 @@ def _print_string_literal(self: Printer, string: str) -> None:
 
 
 Printer.print_string_literal = _print_string_literal  # type: ignore[method-assign]
+
+
+def signature_attr(key: str, function: str, inputs: list[str] | tuple[str, ...], outputs: list[str] | tuple[str, ...]) -> DictionaryAttr:
+    """One entry of the module's `tfl.signatures`: signature `key` runs `function`, its
+    inputs and outputs named in argument / result order."""
+    i32 = IntegerType(32)
+    return DictionaryAttr({
+        "key": StringAttr(key),
+        "function": StringAttr(function),
+        "inputs": ArrayAttr([StringAttr(n) for n in inputs]),
+        "input_indices": DenseArrayBase.from_list(i32, list(range(len(inputs)))),
+        "outputs": ArrayAttr([StringAttr(n) for n in outputs]),
+        "output_indices": DenseArrayBase.from_list(i32, list(range(len(outputs)))),
+    })

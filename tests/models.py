@@ -19,7 +19,6 @@ from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ArrayAttr,
     BytesAttr,
-    DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
     ModuleOp,
@@ -30,7 +29,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.ir import dense_from_numpy, element_type_of_dtype
+from tflquant.ir import dense_from_numpy, element_type_of_dtype, signature_attr
 
 
 def ttype(shape: Sequence[int | None], dtype: np.dtype | type | Attribute = np.float32) -> TensorType:
@@ -127,17 +126,6 @@ class GraphBuilder:
         from tflquant.tflite.writer import write_flatbuffer
 
         return write_flatbuffer(self.module(outputs, **kw))  # type: ignore[arg-type]
-
-
-def signature_attr(key: str, function: str, inputs: Sequence[str], outputs: Sequence[str]) -> DictionaryAttr:
-    return DictionaryAttr({
-        "key": StringAttr(key),
-        "function": StringAttr(function),
-        "inputs": ArrayAttr([StringAttr(n) for n in inputs]),
-        "input_indices": DenseArrayBase.from_list(i32, list(range(len(inputs)))),
-        "outputs": ArrayAttr([StringAttr(n) for n in outputs]),
-        "output_indices": DenseArrayBase.from_list(i32, list(range(len(outputs)))),
-    })
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
