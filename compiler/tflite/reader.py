@@ -38,6 +38,7 @@ Module attributes:
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import os
@@ -52,6 +53,7 @@ from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ComplexType,
     DenseArrayBase,
+    DenseIntOrFPElementsAttr,
     DictionaryAttr,
     Float16Type,
     Float32Type,
@@ -70,7 +72,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_buffer, dense_from_numpy
+from tflquant.ir import dense_from_numpy
 from tflquant.tflite import schema
 from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
 
@@ -152,6 +154,34 @@ class _Importer:
         self.data = data
         self.view = memoryview(data).toreadonly()
         self.name = name
+        # immutable attributes built once per model: tensor types, option values
+        self._types: dict[tuple[Attribute, tuple[int, ...]], TensorType] = {}
+        self._options: dict[tuple[type, str, object], Attribute] = {}
+
+    def _tensor_type(self, elem: Attribute, dims: list[int]) -> TensorType:
+        """TensorType(elem, dims), one instance per distinct unquantized type."""
+        if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
+            return TensorType(elem, dims)
+        key = (elem, tuple(dims))
+        t = self._types.get(key)
+        if t is None:
+            t = self._types[key] = TensorType(elem, dims)
+        return t
+
+    def _option_attr(self, cls: type[tfl.TflOp], field: str, value: object) -> Attribute:
+        """The property TflOp.__init__ makes of a decoded option value."""
+        if field not in cls.FIELDS:
+            raise ValueError(f"{cls.name} has no option {field!r}; options: {sorted(cls.FIELDS)}")
+        # a field's decoded values share one Python type; -0.0 and 0.0 are told apart
+        key = (cls, field, tuple(map(_exact, value)) if isinstance(value, list) else _exact(value))
+        a = self._options.get(key)
+        if a is None:
+            if isinstance(value, str) and tfl.enum_of(cls.OPTIONS or "", field) is not None:
+                a = StringAttr(value)
+            else:
+                a = tfl.option_to_attr(cls.OPTIONS or "", field, cls.FIELDS[field][0], value)
+            self._options[key] = a
+        return a
 
     def fail(self, msg: str) -> TflquantError:
         return TflquantError(f"{self.name}: {msg}")
@@ -285,7 +315,7 @@ class _Importer:
         elem, dtype = ELEMENT_OF_TYPE[code]
         info.payload_dtype = np.dtype(dtype)
         shape_v = t.vector(T["shape"], "i32")
-        shape = [int(d) for d in shape_v] if shape_v is not None else []
+        shape = shape_v.tolist() if shape_v is not None else []
         if any(d < 0 for d in shape):
             raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
         if math.prod(shape) * info.payload_dtype.itemsize >= 1 << 64:  # LiteRT: "invalidly specified in schema"
@@ -294,8 +324,8 @@ class _Importer:
         dims = list(shape)
         sig = t.vector(T["shape_signature"], "i32")
         if sig is not None and len(sig) == len(shape):
-            for k, d in enumerate(sig):
-                if int(d) == -1:
+            for k, d in enumerate(sig.tolist()):
+                if d == -1:
                     dims[k] = DYNAMIC_INDEX
         info.buffer = t.scalar(T["buffer"], "u32", 0)
         info.is_variable = t.scalar(T["is_variable"], "bool", False)
@@ -349,7 +379,7 @@ class _Importer:
                         info.stats = CalibrationStatsAttr.make([float(v) for v in mn], [float(v) for v in mx], axis=qdim)
         if code in (17, 19) and not isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
             raise self.fail(f"tensor '{info.name}' has type INT{4 if code == 17 else 2} without quantization parameters, which tflquant does not support")
-        info.ttype = TensorType(elem, dims)
+        info.ttype = self._tensor_type(elem, dims)
         return info
 
     def _blockwise(self, info: _Tensor, d: Table | None, storage: IntegerType, shape: list[int]) -> BlockwiseQuantizedType:
@@ -464,7 +494,10 @@ class _Importer:
                 if inf.type_code in (17, 19):  # unpacked: one value per int8
                     op = tfl.ConstOp(dense_from_numpy(payload, IntegerType(8)), inf.ttype, name=inf.name)
                 else:
-                    op = tfl.ConstOp(dense_from_buffer(raw, shape, _storage_elem(inf.ttype)), inf.ttype, name=inf.name)
+                    # dense_from_buffer(raw, shape, storage) without re-checking the size
+                    # (_payload did) and with the payload type built once per type
+                    value = _dense(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
+                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": ArrayAttr([StringAttr(inf.name)])})
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]
@@ -517,19 +550,18 @@ class _Importer:
             and opts2_type == 0
             and custom is None
             and (opts_type == 0 or (cls.OPTIONS is not None and schema.OPTIONS_UNION.get(cls.OPTIONS) == opts_type))
-            and (any(n.startswith("*") for n in cls.OPERANDS) or len(operands) <= len(cls.OPERANDS))
+            and (_op_facts(cls)[0] or len(operands) <= len(cls.OPERANDS))
         )
         if typed:
             assert cls is not None
-            need = _min_inputs(cls)
+            _variadic, need, anywhere = _op_facts(cls)
             if len(operands) < need:
                 names_ = ", ".join(n for n in cls.OPERANDS[:need])
                 raise self.fail(
                     f"{where} has {len(operands)} input(s); LiteRT's {op_name} needs at least {need} ({names_}): "
                     "the model is corrupt; re-export it"
                 )
-            optional = cls.get_trait(tfl.OptionalInputs)  # the op's declaration
-            if optional is None or not optional.anywhere:
+            if not anywhere:
                 for k, t in enumerate(in_idx[:need]):
                     if t == -1:
                         raise self.fail(
@@ -537,7 +569,13 @@ class _Importer:
                             "needs: the model is corrupt; re-export it"
                         )
             options = _decode_options(cls.OPTIONS, opts) if (cls.OPTIONS and opts is not None) else {}
-            op: Operation = cls(operands, result_types, options=options, names=names)
+            # what cls(operands, result_types, options=..., names=...) builds, without
+            # xDSL's generic argument building (one variadic operand and result list);
+            # option attributes are immutable: one per distinct value
+            props_ = {f: self._option_attr(cls, f, v) for f, v in options.items()}
+            op: Operation = cls.create(
+                operands=operands, result_types=result_types, properties=props_, attributes={"names": ArrayAttr([StringAttr(n) for n in names])}
+            )
         else:
             props: dict[str, Attribute] = {
                 "code": IntegerAttr(code, i32),
@@ -631,6 +669,34 @@ class _Importer:
         )
 
 
+_DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
+
+
+def _dense(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
+    """DenseIntOrFPElementsAttr(t, data) for a payload whose size the reader checked
+    (_payload: the shape's elements, one for rank 0): what its verifier checks holds for
+    these element types, so it is not run again (xDSL's generic constraint check is most of
+    a small model's import time). Other element types take the verified path."""
+    if not isinstance(t.element_type, _DENSE_ELEMENTS):
+        return DenseIntOrFPElementsAttr(t, data)
+    attr = DenseIntOrFPElementsAttr.__new__(DenseIntOrFPElementsAttr)
+    object.__setattr__(attr, "type", t)
+    object.__setattr__(attr, "data", data)
+    return attr
+
+
+def _exact(v: object) -> object:
+    """A cache key for an option value: -0.0 and 0.0 (equal in Python) stay apart."""
+    return (v, math.copysign(1.0, v)) if isinstance(v, float) else v
+
+
+@functools.cache
+def _op_facts(cls: type[tfl.TflOp]) -> tuple[bool, int, bool]:
+    """(variadic inputs?, the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
+    optional = cls.get_trait(tfl.OptionalInputs)  # the op's declaration
+    return any(n.startswith("*") for n in cls.OPERANDS), _min_inputs(cls), optional is not None and optional.anywhere
+
+
 def _min_inputs(cls: type[tfl.TflOp]) -> int:
     if any(n.startswith("*") for n in cls.OPERANDS):
         return 1
@@ -644,7 +710,7 @@ def _zero_elements(inf: _Tensor) -> bool:
 
 
 def _ints(v: np.ndarray | None) -> list[int]:
-    return [] if v is None else [int(x) for x in v]
+    return [] if v is None else v.tolist()  # Python ints
 
 
 def _storage_elem(t: TensorType) -> Attribute:
@@ -656,11 +722,13 @@ def _storage_elem(t: TensorType) -> Attribute:
     return e
 
 
+_NAME_OF_CODE: dict[int, str] = {}
+for _k, _v in schema.BUILTIN_CODES.items():
+    _NAME_OF_CODE.setdefault(_v, _k)  # the first name of a code, as a scan of BUILTIN_CODES finds it
+
+
 def _builtin_name(code: int) -> str:
-    for k, v in schema.BUILTIN_CODES.items():
-        if v == code:
-            return k
-    return f"BUILTIN_{code}"
+    return _NAME_OF_CODE.get(code, f"BUILTIN_{code}")
 
 
 def _decode_options(table: str, t: Table | None, tables: dict | None = None) -> dict[str, object]:
