@@ -17,7 +17,10 @@ import struct
 from collections.abc import Sequence
 
 import flatbuffers
+import flatbuffers.builder
 import numpy as np
+from flatbuffers import number_types as N
+from flatbuffers.number_types import enforce_number
 
 
 class FlatbufferError(Exception):
@@ -223,6 +226,7 @@ class Builder:
             self.fb.Bytes = mmap.mmap(-1, size)
             self.fb.head = size
         self._shared: dict[tuple[str, bytes], int] = {}
+        self._lists: dict[tuple[str, tuple], int] = {}
         self._deferred: list[tuple[int, bytes | memoryview]] = []
 
     def string(self, s: str) -> int:
@@ -230,10 +234,17 @@ class Builder:
 
     def numpy(self, arr: np.ndarray | Sequence[object], kind: str) -> int:
         """A scalar vector; identical vectors (shapes, scales, zero points) are stored once."""
+        # a list of integers (shapes, tensor indices): found by its values before any
+        # numpy conversion (equal numbers give equal bytes in an integer kind)
+        lkey = (kind, tuple(arr)) if isinstance(arr, list) and kind in _INT_KINDS else None
+        if lkey is not None and (off := self._lists.get(lkey)) is not None:
+            return off
         a = np.ascontiguousarray(np.asarray(arr, dtype=np.dtype(NUMPY_OF_KIND[kind])).reshape(-1))
         key = (kind, a.tobytes())
         if (off := self._shared.get(key)) is None:
             off = self._shared[key] = self.fb.CreateNumpyVector(a)
+        if lkey is not None:
+            self._lists[lkey] = off
         return off
 
     def bytes_vector(self, data: bytes | memoryview, alignment: int = 1, defer: bool = False) -> int:
@@ -251,6 +262,30 @@ class Builder:
         return fb.EndVector()
 
     def offsets(self, offs: Sequence[int]) -> int:
+        """A vector of offsets: the bytes of StartVector(4, n, 4), PrependUOffsetTRelative
+        for each (last first), EndVector(), without a method call per element (after
+        the first Prep the position stays 4-aligned and the room is reserved)."""
+        fb = self.fb
+        if fb.nested:
+            raise flatbuffers.builder.IsNestedError()
+        n = len(offs)
+        self._prep(4, 4 * n)
+        self._prep(4, 4 * n)
+        buf, end, head = fb.Bytes, len(fb.Bytes), fb.head
+        for o in reversed(offs):
+            cur = end - head
+            if not o <= cur:
+                raise flatbuffers.builder.OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
+            head -= 4
+            _UOFFSET.pack_into(buf, head, cur - o + 4)
+        head -= 4
+        _UOFFSET.pack_into(buf, head, n)
+        fb.head = head
+        fb.vectorNumElems = None
+        return end - head
+
+    def offsets_generic(self, offs: Sequence[int]) -> int:
+        """offsets() through flatbuffers.Builder's own methods (the reference it must match)."""
         fb = self.fb
         fb.StartVector(4, len(offs), 4)
         for o in reversed(offs):
@@ -258,11 +293,126 @@ class Builder:
         return fb.EndVector()
 
     def table(self, fields: Sequence[Field]) -> int:
+        """A table of the fields; the same bytes flatbuffers.Builder's StartObject /
+        Prepend*Slot / EndObject write (table_generic), built here without its per-field
+        method calls: Prep's alignment, growth and minalign, the vtable written or shared
+        as WriteVtable does (its dictionary of vtables)."""
+        fb = self.fb
+        if fb.nested:
+            raise flatbuffers.builder.IsNestedError()
+        nslots = max((f[0] for f in fields), default=-1) + 1
+        force = fb.forceDefaults
+        todo = []  # (slot, size, packer or None for an offset, value), in writing order
+        # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
+        for slot, kind, value, default in sorted(fields, key=_field_order):
+            if value is None:
+                continue
+            if kind == "off":
+                if value != 0 or force:
+                    todo.append((slot, 4, None, value))
+                continue
+            flags = _FLAGS[kind]
+            enforce_number(value, flags)  # TypeError on a value out of range, as Prepend*Slot
+            if default is not None:
+                enforce_number(default, flags)
+            if default is None or value != default or force:
+                todo.append((slot, flags.bytewidth, flags.packer_type, value))
+        vt = [0] * nslots
+        object_end = len(fb.Bytes) - fb.head
+        for slot, size, pk, value in todo:
+            self._prep(size, 0)
+            head = fb.head - size
+            if pk is None:  # PrependUOffsetTRelative
+                cur = len(fb.Bytes) - fb.head
+                if not value <= cur:
+                    raise flatbuffers.builder.OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
+                _UOFFSET.pack_into(fb.Bytes, head, cur - value + 4)
+            else:
+                pk.pack_into(fb.Bytes, head, value)
+            fb.head = head
+            vt[slot] = len(fb.Bytes) - head
+        return self._end_object(vt, object_end)
+
+    def _prep(self, size: int, additional: int) -> None:
+        """flatbuffers.Builder.Prep: align for `size` after `additional` bytes, growing the
+        buffer as it does."""
+        fb = self.fb
+        if size > fb.minalign:
+            fb.minalign = size
+        head = fb.head
+        buf_len = len(fb.Bytes)
+        align = (~(buf_len - head + additional) + 1) & (size - 1)
+        needed = align + size + additional
+        while head < needed:
+            old = buf_len
+            fb.GrowByteBuffer()
+            buf_len = len(fb.Bytes)
+            head += buf_len - old
+        if align > 0:
+            fb.Bytes[head - align : head] = b"\x00" * align
+            head -= align
+        fb.head = head
+
+    def _end_object(self, vt: list[int], object_end: int) -> int:
+        """flatbuffers.Builder.EndObject (WriteVtable) for the object whose fields are at
+        the offsets `vt` (0: absent), started at `object_end`."""
+        fb = self.fb
+        self._prep(4, 0)  # PrependSOffsetTRelative(0)
+        fb.head -= 4
+        n = len(fb.Bytes)
+        object_offset = n - fb.head
+        _SOFFSET.pack_into(fb.Bytes, fb.head, object_offset)
+        key = []
+        trim = True
+        for elem in reversed(vt):
+            if elem == 0:
+                if trim:
+                    continue
+            else:
+                elem = object_offset - elem
+                trim = False
+            key.append(elem)
+        object_size = object_offset - object_end
+        key.append(object_size)
+        vkey = tuple(key)
+        found = fb.vtables.get(vkey)
+        if found is None:
+            trailing = 0
+            trim = True
+            for elem in reversed(vt):
+                off = 0
+                if elem == 0:
+                    if trim:
+                        trailing += 1
+                        continue
+                else:
+                    off = object_offset - elem
+                    trim = False
+                self._prepend_u16(off)
+            self._prepend_u16(object_size)
+            self._prepend_u16((len(vt) - trailing + 2) * 2)
+            n = len(fb.Bytes)
+            _SOFFSET.pack_into(fb.Bytes, n - object_offset, (n - fb.head) - object_offset)
+            fb.vtables[vkey] = n - fb.head
+        else:
+            fb.head = len(fb.Bytes) - object_offset
+            _SOFFSET.pack_into(fb.Bytes, fb.head, found - object_offset)
+        fb.current_vtable = None
+        fb.nested = False
+        return object_offset
+
+    def _prepend_u16(self, x: int) -> None:
+        self._prep(2, 0)
+        enforce_number(x, _VOFFSET_FLAGS)
+        self.fb.head -= 2
+        _VOFFSET.pack_into(self.fb.Bytes, self.fb.head, x)
+
+    def table_generic(self, fields: Sequence[Field]) -> int:
+        """table() through flatbuffers.Builder's own methods (the reference it must match)."""
         fb = self.fb
         nslots = max((f[0] for f in fields), default=-1) + 1
         fb.StartObject(nslots)
-        # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
-        for slot, kind, value, default in sorted(fields, key=lambda f: (-_width(f[1]), f[0])):
+        for slot, kind, value, default in sorted(fields, key=_field_order):
             if value is None:
                 continue
             if kind == "off":
@@ -293,6 +443,22 @@ class Builder:
             cur = pos + len(data)
         parts.append(mem[cur:end])
         return parts
+
+
+def _field_order(f: Field) -> tuple[int, int]:
+    return (-_width(f[1]), f[0])
+
+
+_FLAGS = {
+    "bool": N.BoolFlags, "u8": N.Uint8Flags, "i8": N.Int8Flags, "u16": N.Uint16Flags, "i16": N.Int16Flags,
+    "u32": N.Uint32Flags, "i32": N.Int32Flags, "u64": N.Uint64Flags, "i64": N.Int64Flags,
+    "f32": N.Float32Flags, "f64": N.Float64Flags,
+}  # fmt: skip
+_INT_KINDS = frozenset(("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"))
+_UOFFSET = N.UOffsetTFlags.packer_type
+_SOFFSET = N.SOffsetTFlags.packer_type
+_VOFFSET_FLAGS = N.VOffsetTFlags
+_VOFFSET = N.VOffsetTFlags.packer_type
 
 
 def _width(kind: str) -> int:

@@ -1,0 +1,59 @@
+"""flatbuf.Builder.table / offsets write what flatbuffers.Builder's own methods write
+(the writer's fast paths must not change a byte of any model)."""
+
+import numpy as np
+import pytest
+
+from tflquant.tflite.flatbuf import Builder
+
+KINDS = ("bool", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")
+RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767), "u32": (0, 2**32 - 1),
+          "i32": (-(2**31), 2**31 - 1), "u64": (0, 2**64 - 1), "i64": (-(2**63), 2**63 - 1)}
+
+
+def _value(rng, kind):
+    if kind == "bool":
+        return bool(rng.integers(2))
+    if kind in ("f32", "f64"):
+        return [0.0, -0.0, 1.0, 0.5, -3.25, 1e-30][int(rng.integers(6))]
+    lo, hi = RANGES[kind]
+    return [0, 1, lo, hi, -1 if lo < 0 else 2][int(rng.integers(5))]
+
+
+def _build(seed: int, fast: bool) -> bytes:
+    rng = np.random.default_rng(seed)
+    b = Builder(64)  # small: the buffer grows while building
+    table = b.table if fast else b.table_generic
+    offsets = b.offsets if fast else b.offsets_generic
+    made: list[int] = []
+    for _ in range(int(rng.integers(20, 60))):
+        if made and rng.random() < 0.2:
+            k = int(rng.integers(0, 6))
+            made.append(offsets([made[int(i)] for i in rng.integers(0, len(made), k)]))
+            continue
+        if rng.random() < 0.2:
+            made.append(b.string("s" * int(rng.integers(0, 9))))
+            continue
+        fields = []
+        for slot in rng.permutation(int(rng.integers(0, 9)))[: int(rng.integers(0, 7))]:
+            if made and rng.random() < 0.3:
+                fields.append((int(slot), "off", made[int(rng.integers(len(made)))] if rng.random() < 0.9 else None, 0))
+                continue
+            kind = str(rng.choice(KINDS))
+            v = _value(rng, kind)
+            default = None if rng.random() < 0.2 else (v if rng.random() < 0.3 else _value(rng, kind))
+            fields.append((int(slot), kind, v, default))
+        made.append(table(fields))
+    return b.finish(table([(0, "off", made[-1], 0), (1, "off", offsets(made[-5:]), 0)]), b"TFL3")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_builder_writes_the_same_bytes(seed):
+    assert _build(seed, fast=True) == _build(seed, fast=False)
+
+
+def test_out_of_range_scalar_is_refused_like_flatbuffers():
+    for method in ("table", "table_generic"):
+        b = Builder()
+        with pytest.raises(TypeError):
+            getattr(b, method)([(0, "u8", 300, 0)])
