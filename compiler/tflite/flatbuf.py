@@ -54,6 +54,17 @@ NUMPY_OF_KIND: dict[str, str] = {
     "f64": "<f8",
 }
 _U16 = _SCALARS["u16"]
+_INT_FORMATS = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i", "u64": "Q", "i64": "q"}
+_INT_SIZES = {k: struct.calcsize("<" + f) for k, f in _INT_FORMATS.items()}
+_U16S: dict[int, struct.Struct] = {}
+
+
+def _u16s(n: int) -> struct.Struct:
+    st = _U16S.get(n)
+    if st is None:
+        st = _U16S[n] = struct.Struct(f"<{n}H")
+    return st
+
 _U32 = _SCALARS["u32"]
 _I32 = _SCALARS["i32"]
 
@@ -61,7 +72,7 @@ _I32 = _SCALARS["i32"]
 class Table:
     """A table at `pos` in `buf`, with its vtable checked."""
 
-    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen")
+    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen", "slots")
 
     def __init__(self, buf: bytes, pos: int):
         n = len(buf)
@@ -74,12 +85,11 @@ class Table:
         if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
         self.buf, self.pos, self.vt, self.vtlen, self.objlen = buf, pos, vt, vtlen, objlen
+        self.slots = _u16s((vtlen - 4) // 2).unpack_from(buf, vt + 4)  # the field offsets, read once
 
     def _field(self, slot: int) -> int:
-        o = 4 + 2 * slot
-        if o + 2 > self.vtlen:
-            return 0
-        return _U16.unpack_from(self.buf, self.vt + o)[0]
+        slots = self.slots
+        return slots[slot] if slot < len(slots) else 0
 
     def has(self, slot: int) -> bool:
         return self._field(slot) != 0
@@ -138,6 +148,17 @@ class Table:
             return None
         start, count = v
         return np.frombuffer(self.buf, dtype=dtype, count=count, offset=start)
+
+    def ints(self, slot: int, kind: str = "i32") -> list[int] | None:
+        """A vector of integers as a Python list (None when absent): vector(slot, kind).tolist()."""
+        fmt = _INT_FORMATS[kind]
+        v = self._vector(slot, _INT_SIZES[kind])
+        if v is None:
+            return None
+        start, count = v
+        if count > 64:
+            return np.frombuffer(self.buf, dtype=np.dtype(NUMPY_OF_KIND[kind]), count=count, offset=start).tolist()
+        return list(struct.unpack_from(f"<{count}{fmt}", self.buf, start))
 
     def vector_span(self, slot: int) -> tuple[int, int] | None:
         """(start, length) in bytes of a [ubyte] vector, without copying."""

@@ -273,8 +273,8 @@ class _Importer:
         if sg_idx >= len(subgraphs):
             raise self.fail(f"signature '{key}' refers to subgraph {sg_idx}, but the model has {len(subgraphs)}")
         sg = subgraphs[sg_idx]
-        sg_in = _ints(sg.vector(schema.SUBGRAPH_FIELDS["inputs"], "i32"))
-        sg_out = _ints(sg.vector(schema.SUBGRAPH_FIELDS["outputs"], "i32"))
+        sg_in = sg.ints(schema.SUBGRAPH_FIELDS["inputs"]) or []
+        sg_out = sg.ints(schema.SUBGRAPH_FIELDS["outputs"]) or []
 
         def maps(slot: int, io: list[int], what: str) -> tuple[list[str], list[int]]:
             ns, idxs = [], []
@@ -314,17 +314,16 @@ class _Importer:
             raise self.fail(f"tensor '{info.name}' has type {tname}, which tflquant does not support")
         elem, dtype = ELEMENT_OF_TYPE[code]
         info.payload_dtype = np.dtype(dtype)
-        shape_v = t.vector(T["shape"], "i32")
-        shape = shape_v.tolist() if shape_v is not None else []
+        shape = t.ints(T["shape"]) or []
         if any(d < 0 for d in shape):
             raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
         if math.prod(shape) * info.payload_dtype.itemsize >= 1 << 64:  # LiteRT: "invalidly specified in schema"
             raise self.fail(f"tensor '{info.name}' has shape {shape}, more bytes than a machine can address: the model is corrupt")
         info.shape = shape
         dims = list(shape)
-        sig = t.vector(T["shape_signature"], "i32")
+        sig = t.ints(T["shape_signature"])
         if sig is not None and len(sig) == len(shape):
-            for k, d in enumerate(sig.tolist()):
+            for k, d in enumerate(sig):
                 if d == -1:
                     dims[k] = DYNAMIC_INDEX
         info.buffer = t.scalar(T["buffer"], "u32", 0)
@@ -435,8 +434,8 @@ class _Importer:
                 inf = infos[t] = self._tensor(ttables[t], t, sg_index)
             return inf
 
-        inputs = _ints(sg.vector(SG["inputs"], "i32"))
-        outputs = _ints(sg.vector(SG["outputs"], "i32"))
+        inputs = sg.ints(SG["inputs"]) or []
+        outputs = sg.ints(SG["outputs"]) or []
         arg_types = [info_of(t, f"subgraph {sg_index} input").ttype for t in inputs]
         block = Block(arg_types=arg_types)
         prologue: list[Operation] = []
@@ -519,8 +518,8 @@ class _Importer:
         if oc_idx >= len(self.opcodes):
             raise self.fail(f"{where} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
         code, custom_code, version = self.opcodes[oc_idx]
-        in_idx = _ints(opt.vector(OPF["inputs"], "i32"))
-        out_idx = _ints(opt.vector(OPF["outputs"], "i32"))
+        in_idx = opt.ints(OPF["inputs"]) or []
+        out_idx = opt.ints(OPF["outputs"]) or []
         op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
         where = f"{where} ({op_name})"
         operands = [value_of(t, where) for t in in_idx]
@@ -613,7 +612,7 @@ class _Importer:
                 properties=props,
                 attributes={"names": ArrayAttr([StringAttr(n) for n in names])},
             )
-        inter = _ints(opt.vector(OPF["intermediates"], "i32"))
+        inter = opt.ints(OPF["intermediates"]) or []
         if inter:
             entries = []
             for t in inter:
@@ -707,10 +706,6 @@ def _min_inputs(cls: type[tfl.TflOp]) -> int:
 def _zero_elements(inf: _Tensor) -> bool:
     """A numeric tensor whose static shape holds no element (a 0 dimension)."""
     return 0 in inf.shape and not isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES)
-
-
-def _ints(v: np.ndarray | None) -> list[int]:
-    return [] if v is None else v.tolist()  # Python ints
 
 
 def _storage_elem(t: TensorType) -> Attribute:

@@ -40,6 +40,7 @@ And what LiteRT only finds out at run time, by corrupting memory or computing ga
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 
 import math
 import struct
@@ -72,6 +73,21 @@ _SUBGRAPH_OPTIONS = {
     "CALL_ONCE": ("CallOnceOptions", ("init_subgraph_index",)),
 }
 _I32 = struct.Struct("<i")
+
+
+class _Label:
+    """A tensor's label, made when a message needs it (f-strings call __format__)."""
+
+    __slots__ = ("labels", "index")
+
+    def __init__(self, labels: Callable[[int], str], index: int):
+        self.labels, self.index = labels, index
+
+    def __format__(self, spec: str) -> str:
+        return format(self.labels(self.index), spec)
+
+    def __str__(self) -> str:
+        return self.labels(self.index)
 
 
 class _Problems(list):
@@ -256,7 +272,7 @@ def _check_subgraph(
     types: list[str] = []
     shapes: list[list[int]] = []
     for i, t in enumerate(tensors):
-        tname, shape, has_data = _check_tensor(t, label(i), buffers, shared, out)
+        tname, shape, has_data = _check_tensor(t, i, label, buffers, shared, out)
         types.append(tname)
         shapes.append(shape)
         if has_data:
@@ -268,8 +284,8 @@ def _check_subgraph(
         if any(d == 0 for d in shape):
             empty.add(i)
 
-    def in_range(idx: np.ndarray | None, what: str, allow_absent: bool = False) -> list[int]:
-        vals = [] if idx is None else [int(x) for x in idx]
+    def in_range(idx: list[int] | None, what: str, allow_absent: bool = False) -> list[int]:
+        vals = idx or []
         ok = []
         for x in vals:
             if allow_absent and x == -1:
@@ -280,8 +296,8 @@ def _check_subgraph(
                 ok.append(x)
         return ok
 
-    inputs = in_range(sg.vector(SG["inputs"], "i32"), f"an input of subgraph '{sname}'")
-    outputs = in_range(sg.vector(SG["outputs"], "i32"), f"an output of subgraph '{sname}'")
+    inputs = in_range(sg.ints(SG["inputs"]), f"an input of subgraph '{sname}'")
+    outputs = in_range(sg.ints(SG["outputs"]), f"an output of subgraph '{sname}'")
     produced: set[int] = set()
     input_set = set(inputs)
     handles: dict[int, str] = {}  # VAR_HANDLE output tensor -> variable key
@@ -293,9 +309,9 @@ def _check_subgraph(
         else:
             opname = opcodes[code]
         where = f"operator #{oi} ({opname}) of subgraph '{sname}'"
-        ins = in_range(op.vector(OP["inputs"], "i32"), f"an input of {where}", allow_absent=True)
-        outs = in_range(op.vector(OP["outputs"], "i32"), f"an output of {where}")
-        in_range(op.vector(OP["intermediates"], "i32"), f"an intermediate of {where}")
+        ins = in_range(op.ints(OP["inputs"]), f"an input of {where}", allow_absent=True)
+        outs = in_range(op.ints(OP["outputs"]), f"an output of {where}")
+        in_range(op.ints(OP["intermediates"]), f"an intermediate of {where}")
         large_off = int(op.scalar(OP["large_custom_options_offset"], "u64", 0))  # type: ignore[call-overload]
         large_size = int(op.scalar(OP["large_custom_options_size"], "u64", 0))  # type: ignore[call-overload]
         if large_off > 1 and large_off + large_size > file_size:
@@ -344,24 +360,26 @@ def _tensor_signature(t: Table, tname: str, shape: list[int]) -> tuple:
     return (tname, tuple(shape), params)
 
 
-def _check_tensor(t: Table, label: str, buffers: _Buffers, shared: _SharedBuffers, out: _Problems) -> tuple[str, list[int], bool]:
-    """(type name, shape, has buffer data) of a tensor, reporting what is wrong with it."""
+def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _Buffers, shared: _SharedBuffers, out: _Problems) -> tuple[str, list[int], bool]:
+    """(type name, shape, has buffer data) of tensor `index`, reporting what is wrong with
+    it (`labels(index)` names it: built only for a problem)."""
+    t.vector_span(T["name"])  # the name must lie inside the buffer (FlatbufferError), even unused
     code = int(t.scalar(T["type"], "i8", 0))  # type: ignore[call-overload]
     tname = _TYPE_NAMES.get(code)
     if tname is None:
-        out.append(f"{label} has unknown type {code}")
+        out.append(f"{labels(index)} has unknown type {code}")
         tname = f"TYPE_{code}"
-    sv = t.vector(T["shape"], "i32")
-    shape = [] if sv is None else [int(d) for d in sv]
+    shape = t.ints(T["shape"]) or []
     if any(d < 0 for d in shape):
-        out.append(f"{label} has a negative dimension in its shape {shape}")
-    sig = t.vector(T["shape_signature"], "i32")
-    if sig is not None and len(sig):
+        out.append(f"{labels(index)} has a negative dimension in its shape {shape}")
+    sig = t.ints(T["shape_signature"])
+    if sig:
         if len(sig) != len(shape):
-            out.append(f"{label}: shape_signature {list(sig)} has rank {len(sig)}, the shape {shape} has rank {len(shape)}")
+            out.append(f"{labels(index)}: shape_signature {list(sig)} has rank {len(sig)}, the shape {shape} has rank {len(shape)}")
         elif any(s != -1 and s != d for s, d in zip(sig, shape)):
-            out.append(f"{label}: shape_signature {list(sig)} disagrees with the shape {shape}")
-    _check_quantization(t, label, tname, shape, out)
+            out.append(f"{labels(index)}: shape_signature {list(sig)} disagrees with the shape {shape}")
+    label = _Label(labels, index)
+    _check_quantization(t, label, tname, shape, out)  # type: ignore[arg-type]
     bi = int(t.scalar(T["buffer"], "u32", 0))  # type: ignore[call-overload]
     if not 0 <= bi < len(buffers):
         out.append(f"{label} names buffer {bi}, the model has {len(buffers)} buffers")
