@@ -1000,12 +1000,17 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
         if not isinstance(fn, func.FuncOp):
             continue
         for op in fn.body.walk():
-            if not isinstance(op, tfl.TflOp) or not op.results or _classify(op) != "hybrid":
+            if not isinstance(op, tfl.TflOp) or not op.results:
                 continue
-            for v in op.operands:
+            # the op's quantized constants with a float original, then (only for those ops) its kind
+            weights = [v for v in op.operands if isinstance(v.owner, tfl.ConstOp) and quantized_element(v.type) is not None
+                       and (value_name(v) or "") in originals]
+            if not weights or _classify(op) != "hybrid":
+                continue
+            for v in weights:
                 qt = quantized_element(v.type)
-                w = originals.get(value_name(v) or "")
-                if qt is None or not isinstance(v.owner, tfl.ConstOp) or w is None or w.shape != v.owner.numpy().shape:
+                w = originals[value_name(v) or ""]
+                if w.shape != v.owner.numpy().shape:
                     continue
                 db = sqnr(w, v.owner.numpy(), qt)
                 if measured is not None and value_name(v):

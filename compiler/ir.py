@@ -80,6 +80,9 @@ _DTYPE_TO_ELEMENT: dict[str, Attribute] = {
 }
 
 
+_ELEMENT_TO_DTYPE: dict[Attribute, np.dtype] = {e: np.dtype(name).newbyteorder("<") for name, e in _DTYPE_TO_ELEMENT.items()}
+
+
 def element_type_of_dtype(dtype: np.dtype) -> Attribute:
     try:
         return _DTYPE_TO_ELEMENT[np.dtype(dtype).name]
@@ -93,10 +96,13 @@ def numpy_dtype_of_element(elem: Attribute) -> np.dtype:
         return elem.numpy_dtype().newbyteorder("<")
     if isinstance(elem, BFloat16Type):
         return np.dtype("<u2")
-    for name, e in _DTYPE_TO_ELEMENT.items():
-        if e == elem:
-            return np.dtype(name).newbyteorder("<")
-    raise TflquantError(f"element type {elem} has no numpy dtype")
+    try:
+        dtype = _ELEMENT_TO_DTYPE.get(elem)  # (elements hash by value)
+    except TypeError:  # an element holding something unhashable: not one of these
+        dtype = None
+    if dtype is None:
+        raise TflquantError(f"element type {elem} has no numpy dtype")
+    return dtype
 
 
 def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
