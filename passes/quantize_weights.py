@@ -73,7 +73,7 @@ from tflquant.dialects import tfl
 from xdsl.dialects.builtin import IntegerType
 
 from tflquant.calibration.hessian import InputHessians, round_layer_weight
-from tflquant.calibration.weight_rounding import ROUNDINGS
+from tflquant.calibration.weight_rounding import AUTO_NO_DATA_INT8, ROUNDINGS
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, release_payload, value_name
@@ -146,6 +146,30 @@ def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
     return out
 
 
+def _quantize_rows(w2: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """choose_scales and _round of the rows of w2 [C, K] (per channel along axis 0) in one
+    pass over the weight: a slice of rows at a time, its max|w|, scales and codes while it
+    is in cache (the same values; the weight is read from memory once, not twice, and its
+    finiteness comes from the maxima: None when a value is NaN or infinite)."""
+    n, k = w2.shape
+    q = np.empty((n, k), np.int8)
+    scales = np.empty(n, np.float32)
+    for rows in _row_chunks(n, k):
+        blk = w2[rows]
+        t = np.abs(blk)
+        amax = np.max(t, axis=1)  # NaN propagates, an infinity stays
+        if not np.isfinite(amax).all():
+            return None
+        s = (amax / np.float32(qmax)).astype(np.float32)
+        s[~(s > 0)] = 1.0
+        scales[rows] = s
+        np.divide(blk, s[:, None], out=t)
+        np.rint(t, out=t)
+        np.clip(t, -qmax, qmax, out=t)
+        q[rows] = t
+    return q, scales
+
+
 def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, UniformQuantizedType]:
     """Symmetric narrow-range values and type (scale = max|w| / qmax, per slice along `axis`
     or one for the tensor). Values round half to even in float32 arithmetic, which
@@ -157,6 +181,10 @@ def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tup
         s = choose_scales(w.reshape(1, -1), qmax) if rounded is None else rounded[1].reshape(1)
         qtype = UniformQuantizedType.make(IntegerType(bits), float(s[0]), 0, narrow=True)
         return (_round(w, s[0], qmax) if rounded is None else rounded[0]), qtype
+    if axis == 0 and rounded is None and w.size and w.ndim >= 2 and w.flags.c_contiguous:
+        done = _quantize_rows(w.reshape(w.shape[0], -1), qmax)
+        if done is not None:
+            return done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(bits), done[1], 0, axis=axis, narrow=True)
     s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax) if rounded is None else rounded[1]
     qtype = UniformQuantizedType.make(IntegerType(bits), s, 0, axis=axis, narrow=True)
     return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax) if rounded is None else rounded[0]), qtype
@@ -384,6 +412,12 @@ class QuantizeWeights(ModulePass):
         object.__setattr__(p, "statistics", statistics)
         return p
 
+    def _nearest(self, fmt: WeightFormat) -> bool:
+        """`weight-rounding` leaves every weight of this format to round to nearest."""
+        return self.weight_rounding == "nearest" or (
+            self.weight_rounding == "auto" and fmt.bits >= 8 and AUTO_NO_DATA_INT8 == "nearest" and getattr(self, "statistics", None) is None
+        )
+
     def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest)."""
         if self.weight_rounding == "nearest":
@@ -509,12 +543,20 @@ class QuantizeWeights(ModulePass):
     def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation]) -> None:
         w = float_weight(v)
         assert w is not None
-        if not np.all(np.isfinite(w)):
+
+        def not_finite() -> TflquantError:
             readers = ", ".join(sorted({u.operation.name for u in v.uses}))
-            raise TflquantError(
+            return TflquantError(
                 f"quantize-weights: weight {describe(v)} (read by {readers}) holds NaN or infinite values "
                 "and cannot be quantized; fix the float model or raise min-elements above its size to keep it float"
             )
+
+        # round to nearest per channel along axis 0 finds a NaN / infinity from the channel
+        # maxima it computes anyway (quantize_weight's one pass over the weight); every
+        # other path checks first
+        rows_path = fmt.granularity == "channel" and axis == 0 and w.ndim >= 2 and w.size > 0 and w.flags.c_contiguous and self._nearest(fmt)
+        if not rows_path and not np.all(np.isfinite(w)):
+            raise not_finite()
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
         block = source.parent
@@ -532,7 +574,13 @@ class QuantizeWeights(ModulePass):
         elif fmt.granularity == "block":
             qconst = None  # blocks read through DEQUANTIZE only: built by _dequantized_blocks
         else:
-            q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt))
+            if rows_path:
+                done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1)
+                if done is None:
+                    raise not_finite()
+                q, qtype = done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(fmt.bits), done[1], 0, axis=0, narrow=True)
+            else:
+                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt))
             release_payload(w)  # read once: a mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             block.insert_op_before(qconst, source)
