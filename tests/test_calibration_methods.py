@@ -392,3 +392,32 @@ def test_degenerate_tensors_have_histograms() -> None:
         for m in ("moving-average", "percentile", "mse", "entropy"):
             lo, hi = method_range(r, m)
             assert min(r.mins[0], 0) <= lo <= 0 <= hi <= max(r.maxs[0], 0)
+
+
+def test_reshape_and_transpose_results_reuse_their_operand_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With histograms, a RESHAPE / SQUEEZE / EXPAND_DIMS / TRANSPOSE result takes what its
+    operand's reduce found (binned once) only when that is exactly what its own reduce finds."""
+    from tests import models
+    from tflquant.calibration import calibrate as cal_mod
+
+    module = models.shapes()
+    data = models.sample_inputs(module, n=12)
+    hits: list[str] = []
+    same_values = MinMaxObserver.same_values
+
+    def spy(self: MinMaxObserver, name: str, *args: object) -> object:
+        part = same_values(self, name, *args)  # type: ignore[arg-type]
+        if part is not None:
+            hits.append(name)
+        return part
+
+    monkeypatch.setattr(MinMaxObserver, "same_values", spy)
+    reused = calibrate(module, data, batch_size=5, histograms=True).stats
+    assert len(set(hits)) >= 3  # the transpose, reshape, squeeze and expand_dims results
+    monkeypatch.setattr(cal_mod, "_SAME_ORDER", frozenset())
+    monkeypatch.setattr(cal_mod, "_PERMUTED", frozenset())
+    hits.clear()
+    own = calibrate(module, data, batch_size=5, histograms=True).stats
+    assert not hits and reused.keys() == own.keys()
+    for k in own:
+        _same(reused[k], own[k])

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -514,14 +516,26 @@ def calibrate(
     return CalibrationResult(obs.stats(), n_samples, n_batches, time.perf_counter() - t0, notes, per_entry)
 
 
+# ops whose result holds, sample by sample, the values of their first operand: RESHAPE and
+# friends in the same order (a view of the same buffer), TRANSPOSE permuted
+_SAME_ORDER = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+_PERMUTED = frozenset({"TRANSPOSE"})
+
+
 class _NamedObserver:
     """The interpreter's observer (values) in front of a MinMaxObserver (tensor names); it
-    splits into reduce/merge so that parallel sample ranges reduce their arrays at once."""
+    splits into reduce/merge so that parallel sample ranges reduce their arrays at once.
+
+    With histograms, the result of an op in _SAME_ORDER / _PERMUTED reuses what its operand's
+    reduce found (MinMaxObserver.same_values decides when that is exactly what its own
+    reduce would find): a reshape's values are binned once."""
 
     def __init__(self, obs: MinMaxObserver, shared: frozenset[str] = frozenset()):
         self.obs = obs
         self.shared = shared
         self.names: dict[SSAValue, str | None] = {}
+        self.sources: dict[SSAValue, tuple[SSAValue, bool] | None] = {}
+        self.local = threading.local()  # per thread: value -> (its last array, weakly; its reduce result)
 
     def _name(self, value: SSAValue) -> str | None:
         try:
@@ -533,13 +547,42 @@ class _NamedObserver:
             self.names[value] = name
             return name
 
+    def _source(self, value: SSAValue) -> tuple[SSAValue, bool] | None:
+        """(operand, same order?) when `value` holds its operand's values, else None."""
+        try:
+            return self.sources[value]
+        except KeyError:
+            op, src = value.owner, None
+            if isinstance(op, Operation) and op.operands and len(op.results) == 1:
+                kind = tfl.op_type(op)
+                if kind in _SAME_ORDER or kind in _PERMUTED:
+                    src = (op.operands[0], kind in _SAME_ORDER)
+            self.sources[value] = src
+            return src
+
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
-        if (name := self._name(value)) is not None:
-            self.obs.observe(name, array)
+        token = self.reduce(value, array)
+        if token is not None and token[1] is not None:
+            self.obs.merge(*token)
 
     def reduce(self, value: SSAValue, array: np.ndarray) -> Any:
         name = self._name(value)
-        return None if name is None else (name, self.obs.reduce(name, array))
+        if name is None:
+            return None
+        if not self.obs.histograms:
+            return (name, self.obs.reduce(name, array))
+        seen = getattr(self.local, "seen", None)
+        if seen is None:
+            seen = self.local.seen = {}
+        part = None
+        src = self._source(value)
+        if src is not None and (hit := seen.get(src[0])) is not None:
+            part = self.obs.same_values(name, array, hit[0](), hit[1], src[1])
+        if part is None:
+            part = self.obs.reduce(name, array)
+        if part is not None and isinstance(array, np.ndarray):
+            seen[value] = (weakref.ref(array), part)
+        return (name, part)
 
     def merge(self, value: SSAValue, token: Any) -> None:
         if token is not None and token[1] is not None:

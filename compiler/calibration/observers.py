@@ -33,11 +33,13 @@ With `histograms` on, the observer also keeps what the other calibration methods
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from tflquant.calibration.stats import Histogram, Range, Stats
+from tflquant.calibration.stats import Histogram, Range, Stats, _fit_exponent, bin_index
 
 
 _BLOCK_ROWS = 4096  # rows per block when accumulating per-channel sums
@@ -52,8 +54,7 @@ class TensorRange:
     sums: np.ndarray | None = None  # per-channel sums (float64), when means are kept
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
-    hist: Histogram | None = None  # with histograms on
-    hist_values: list[tuple[np.ndarray, float, float, int]] | None = None  # this batch's subsamples (values, min, max, weight)
+    hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -153,11 +154,14 @@ class MinMaxObserver:
             part.min, part.max = lo, hi
             return part
         # per-sample minima and maxima first; the tensor's min/max is theirs (the same values)
-        m = a.size // max(a.shape[0], 1) if a.ndim else 1
-        flat = a.reshape(a.shape[0], m) if a.ndim else a.reshape(1, 1)
-        smin, smax = flat.min(axis=1), flat.max(axis=1)
+        rows = a.shape[0] if a.ndim else 1
+        m = a.size // rows
+        flat = a.reshape(rows, m)
+        smin, smax = _row_min_max(flat)
         lo, hi = float(smin.min()), float(smax.max())
-        vals = flat[:, :: _stride(a.shape)]  # a deterministic subsample of each sample (see _stride)
+        step = _stride(a.shape)
+        weight = n // rows  # a broadcast value counts once per sample
+        sub = flat[:, ::step] if step > 1 else flat  # a deterministic subsample of each sample (see _stride)
         if not (np.isfinite(lo) and np.isfinite(hi)):
             finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
@@ -169,14 +173,36 @@ class MinMaxObserver:
             if not finite.any():
                 return part
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
-            vals = vals[np.isfinite(vals)]
+            sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
-        # binned once per batch in end_batch (fewer, larger histogram calls); a copy of the
-        # subsample only, so the activation itself is not kept
-        part.hist_values = [(np.array(vals, copy=True), lo, hi, n // len(flat))]  # a broadcast value counts once per sample
+        # binned here (in the sample range's own thread), on the running grid when it fits
+        # (reading its exponent is all reduce reads of the observer: any grid gives the same
+        # final histogram, see Histogram)
+        run = self.ranges.get(name)
+        part.hist = _histogram(sub, weight, lo, hi, run.hist.exp if run is not None and run.hist is not None else None)
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
+
+    def same_values(self, name: str, array: Any, src: Any, part: TensorRange | None, same_order: bool) -> TensorRange | None:
+        """`part`, reduce's result for the array `src`, as the result for `array`, when
+        `array` holds src's values sample by sample (the result of a RESHAPE or TRANSPOSE of
+        it, the interpreter says) and reduce would find exactly the same statistics: same
+        order (`same_order`: the same buffer, and the same histogram subsample) or every value
+        in the histogram (a permutation). None: reduce it."""
+        if part is None or part.hist is None or name in self.mean_names or not self.histograms:
+            return None
+        a = array
+        if not (isinstance(a, np.ndarray) and isinstance(src, np.ndarray)) or a.ndim == 0 or src.ndim == 0:
+            return None
+        if a.dtype != src.dtype or a.size != src.size or a.shape[0] != src.shape[0] or a.strides[0] == 0 or src.strides[0] == 0:
+            return None
+        if same_order:
+            if not (a.flags.c_contiguous and src.flags.c_contiguous) or a.ctypes.data != src.ctypes.data or _stride(a.shape) != _stride(src.shape):
+                return None
+        elif _stride(a.shape) != 1 or _stride(src.shape) != 1:
+            return None
+        return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, hist=part.hist, pending=part.pending)
 
     def merge(self, name: str, part: TensorRange) -> None:
         """Add a `reduce` result to the running statistics of `name`."""
@@ -191,8 +217,8 @@ class MinMaxObserver:
             r.min = part.min
         if part.max > r.max:
             r.max = part.max
-        if part.hist_values:
-            r.hist_values = (r.hist_values or []) + part.hist_values
+        if part.hist is not None:
+            _add_histogram(r, part.hist)
         if part.pending:
             r.pending = (r.pending or []) + part.pending
 
@@ -201,8 +227,6 @@ class MinMaxObserver:
         if not self.histograms:
             return
         for r in self.ranges.values():
-            if r.hist_values:
-                _bin(r)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -219,11 +243,12 @@ class MinMaxObserver:
                 m = r.mean()
                 out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
                 if self.histograms:
-                    if r.pending or r.hist_values:  # observations after the last end_batch: one batch of their own
-                        self.end_batch(len(r.pending[0][0]) if r.pending else 1)
+                    if r.pending:  # observations after the last end_batch: one batch of their own
+                        self.end_batch(len(r.pending[0][0]))
                     smin = np.concatenate(r.sample_min) if r.sample_min else None
                     smax = np.concatenate(r.sample_max) if r.sample_max else None
-                    out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, r.hist, smin, smax)
+                    h = None if r.hist is None else Histogram(r.hist.exp, r.hist.start, r.hist.counts.copy())
+                    out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, h, smin, smax)
         return out
 
     def warnings(self) -> list[str]:
@@ -236,16 +261,36 @@ class MinMaxObserver:
         return out
 
 
-def _bin(r: TensorRange) -> None:
-    """Add a batch's subsampled values to the running histogram of `r`."""
-    parts, r.hist_values = r.hist_values or [], None
-    hint = r.hist.exp if r.hist is not None else None
-    for weight in sorted({w for *_, w in parts}):
-        same = [p for p in parts if p[3] == weight]
-        lo, hi = min(p[1] for p in same), max(p[2] for p in same)
-        vals = same[0][0].ravel() if len(same) == 1 else np.concatenate([p[0].ravel() for p in same])
-        h = Histogram.of(vals, lo, hi, hint, weight)
-        r.hist = h if r.hist is None else r.hist.merge(h, min(r.min, lo), max(r.max, hi))
+def _add_histogram(r: TensorRange, h: Histogram) -> None:
+    """Add a part's histogram to the running one of `r` (whose min/max already include the
+    part's): in place when its bins lie on the running grid, else both on the merged grid."""
+    cur = r.hist
+    if cur is None:  # a copy: the part's histogram may be another tensor's too (same_values)
+        r.hist = Histogram(h.exp, h.start, h.counts.copy())
+        return
+    off = h.start - cur.start
+    if h.exp == cur.exp and off >= 0 and off + len(h.counts) <= len(cur.counts):
+        cur.counts[off : off + len(h.counts)] += h.counts
+    else:
+        r.hist = cur.merge(h, r.min, r.max)
+
+
+def _histogram(vals: np.ndarray, weight: int, lo: float, hi: float, exp: int | None) -> Histogram:
+    """The histogram of finite values in [lo, hi], each counted `weight` times, on the grid
+    of [lo, hi] or the coarser grid `exp` (Histogram.of without its conversions)."""
+    e = _fit_exponent(lo, hi)
+    if exp is not None and exp > e:
+        e = exp
+    start = math.floor(math.ldexp(lo, -e))
+    nb = math.floor(math.ldexp(hi, -e)) - start + 1
+    if not vals.size:
+        return Histogram(e, start, np.zeros(nb, np.int64))
+    if vals.dtype != np.float32 and vals.dtype != np.float64:  # float16: scaled in float32
+        vals = vals.astype(np.float32)
+    counts = np.bincount(bin_index(vals, e, start).reshape(-1), minlength=nb)
+    if weight != 1:
+        counts *= weight
+    return Histogram(e, start, counts)
 
 
 HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, at most about
@@ -281,6 +326,22 @@ def _f32(v: np.ndarray, n: int) -> np.ndarray:
     """Per-sample values as float32, length n (a broadcast value: repeated)."""
     v = np.asarray(v, np.float32).reshape(-1)
     return np.repeat(v, n) if len(v) == 1 and n != 1 else v
+
+
+def _row_min_max(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's min and max (reduceat over the contiguous rows: a third of the time of an
+    axis-1 reduction of a few hundred values a row)."""
+    if flat.shape[0] > 1 and flat.flags.c_contiguous:
+        r, offs = flat.reshape(-1), _row_starts(flat.shape[0], flat.shape[1])
+        return np.minimum.reduceat(r, offs), np.maximum.reduceat(r, offs)
+    return flat.min(axis=1), flat.max(axis=1)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_starts(rows: int, m: int) -> np.ndarray:
+    a = np.arange(0, rows * m, m, dtype=np.intp)
+    a.flags.writeable = False
+    return a
 
 
 def _per_sample(obs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:

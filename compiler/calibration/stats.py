@@ -98,8 +98,8 @@ class Range:
     def merge(self, other: Range) -> Range:
         """This range's statistics and `other`'s, as if one calibration had seen this one's
         samples and then the other's: min/max, histograms and the per-sample sequences merge
-        exactly (in any grouping); means are weighted by value counts, which need the
-        histograms (without them the mean is dropped)."""
+        exactly (in any grouping); means are weighted by sample counts, which need the
+        per-sample sequences (without them the mean is dropped)."""
         if self.axis >= 0 or other.axis >= 0:
             if self.axis != other.axis or len(self.mins) != len(other.mins):
                 raise TflquantError("cannot merge per-axis statistics of different axes or channel counts")
@@ -113,8 +113,10 @@ class Range:
             smin = np.concatenate([self.sample_min, other.sample_min])
             smax = np.concatenate([self.sample_max, other.sample_max])
         mean = mean_sq = None
-        if self.mean is not None and other.mean is not None and len(self.mean) == len(other.mean) and self.hist is not None and other.hist is not None:
-            na, nb = self.hist.total, other.hist.total
+        if self.mean is not None and other.mean is not None and len(self.mean) == len(other.mean) and smin is not None and other.sample_min is not None:
+            # weighted by samples (a tensor holds as many values in each sample; histogram
+            # totals are estimates of value counts: see observers)
+            na, nb = len(smin) - len(other.sample_min), len(other.sample_min)
             if na + nb > 0:
                 mean = tuple((a * na + b * nb) / (na + nb) for a, b in zip(self.mean, other.mean))
                 if self.mean_sq is not None and other.mean_sq is not None:
@@ -164,6 +166,16 @@ def _fit_exponent(lo: float, hi: float) -> int:
     return e
 
 
+def bin_index(values: np.ndarray, exp: int, start: int) -> np.ndarray:
+    """floor(x / 2**exp) - start for float32 / float64 values x (int32): exact, since the
+    scaling is by a power of two and the floor's result and `start` are integers below
+    2**24 (see _fit_exponent)."""
+    t = np.multiply(values, values.dtype.type(math.ldexp(1.0, -exp)))
+    np.floor(t, out=t)
+    t -= t.dtype.type(start)  # exact: integers below 2**24
+    return t.astype(np.int32)  # bincount takes int32 (float32 -> int32 is SIMD, -> intp is not)
+
+
 @dataclass(frozen=True)
 class Histogram:
     """Counts of a tensor's finite values on the grid of width 2**exp: bin k holds the x
@@ -196,10 +208,7 @@ class Histogram:
         start = math.floor(math.ldexp(lo, -e))
         n = math.floor(math.ldexp(hi, -e)) - start + 1
         a = values if isinstance(values, np.ndarray) and values.dtype in (np.float32, np.float64) else np.asarray(values, np.float32)
-        t = np.multiply(a, a.dtype.type(math.ldexp(1.0, -e)))  # exact: a power of two
-        np.floor(t, out=t)
-        t -= a.dtype.type(start)  # exact: integers below 2**24
-        counts = np.bincount(t.astype(np.intp).ravel(), minlength=n)
+        counts = np.bincount(bin_index(a, e, start).ravel(), minlength=n)
         if len(counts) != n or counts.dtype != np.int64:
             counts = counts[:n].astype(np.int64)
         return Histogram(e, start, counts * weight if weight != 1 else counts)
