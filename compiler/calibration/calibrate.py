@@ -561,6 +561,10 @@ class _NamedObserver:
             return src
 
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
+        if not hasattr(self.obs, "reduce"):  # a plain observer (hessian.InputHessians), called in sample order
+            if (name := self._name(value)) is not None:
+                self.obs.observe(name, array)
+            return
         token = self.reduce(value, array)
         if token is not None and token[1] is not None:
             self.obs.merge(*token)
