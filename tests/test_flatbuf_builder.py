@@ -1,10 +1,10 @@
-"""flatbuf.Builder.table / offsets write what flatbuffers.Builder's own methods write
+"""flatbuf.Builder.table / offsets / string / numpy write what flatbuffers.Builder's own methods write
 (the writer's fast paths must not change a byte of any model)."""
 
 import numpy as np
 import pytest
 
-from tflquant.tflite.flatbuf import Builder
+from tflquant.tflite.flatbuf import NUMPY_OF_KIND, Builder
 
 KINDS = ("bool", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")
 RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767), "u32": (0, 2**32 - 1),
@@ -26,13 +26,28 @@ def _build(seed: int, fast: bool) -> bytes:
     table = b.table if fast else b.table_generic
     offsets = b.offsets if fast else b.offsets_generic
     made: list[int] = []
+    shared: dict = {}
     for _ in range(int(rng.integers(20, 60))):
         if made and rng.random() < 0.2:
             k = int(rng.integers(0, 6))
             made.append(offsets([made[int(i)] for i in rng.integers(0, len(made), k)]))
             continue
         if rng.random() < 0.2:
-            made.append(b.string("s" * int(rng.integers(0, 9))))
+            text = "s\u00e9" * int(rng.integers(0, 9))
+            made.append(b.string(text) if fast else b.fb.CreateString(text.encode()))
+            continue
+        if rng.random() < 0.2:  # a scalar vector (stored once per distinct content)
+            kind = str(rng.choice(["u8", "i32", "i64", "f32"]))
+            vals = [int(x) for x in rng.integers(-3 if kind != "u8" else 0, 9, int(rng.integers(0, 6)))]
+            arr = np.asarray(vals, dtype=NUMPY_OF_KIND[kind])
+            as_list = rng.random() < 0.5  # (drawn in both builds: the same random stream)
+            if fast:
+                made.append(b.numpy(vals if as_list else arr, kind))
+            else:
+                key = (kind, arr.tobytes())
+                if key not in shared:
+                    shared[key] = b.fb.CreateNumpyVector(arr)
+                made.append(shared[key])
             continue
         fields = []
         for slot in rng.permutation(int(rng.integers(0, 9)))[: int(rng.integers(0, 7))]:

@@ -248,10 +248,38 @@ class Builder:
             self.fb.head = size
         self._shared: dict[tuple[str, bytes], int] = {}
         self._lists: dict[tuple[str, tuple], int] = {}
+        self.memo: dict[str, object] = {}  # the caller's caches for this build
         self._deferred: list[tuple[int, bytes | memoryview]] = []
 
     def string(self, s: str) -> int:
-        return self.fb.CreateString(s.encode("utf-8", errors="surrogateescape"))
+        """flatbuffers.Builder.CreateString's bytes (a 0 after the text, the length before)."""
+        x = s.encode("utf-8", errors="surrogateescape")
+        fb = self.fb
+        if fb.nested:
+            raise flatbuffers.builder.IsNestedError()
+        self._prep(4, len(x) + 1)
+        head = fb.head - 1 - len(x)
+        fb.Bytes[head : fb.head] = x + b"\x00"
+        head -= 4
+        _UOFFSET.pack_into(fb.Bytes, head, len(x))
+        fb.head = head
+        fb.vectorNumElems = None
+        return len(fb.Bytes) - head
+
+    def _scalar_vector(self, payload: bytes, itemsize: int, count: int, alignment: int) -> int:
+        """flatbuffers.Builder.CreateNumpyVector's bytes for a little-endian 1-D array's data."""
+        fb = self.fb
+        if fb.nested:
+            raise flatbuffers.builder.IsNestedError()
+        self._prep(4, itemsize * count)
+        self._prep(alignment, itemsize * count)
+        head = fb.head - len(payload)
+        fb.Bytes[head : fb.head] = payload
+        head -= 4
+        _UOFFSET.pack_into(fb.Bytes, head, count)
+        fb.head = head
+        fb.vectorNumElems = None
+        return len(fb.Bytes) - head
 
     def numpy(self, arr: np.ndarray | Sequence[object], kind: str) -> int:
         """A scalar vector; identical vectors (shapes, scales, zero points) are stored once."""
@@ -263,7 +291,7 @@ class Builder:
         a = np.ascontiguousarray(np.asarray(arr, dtype=np.dtype(NUMPY_OF_KIND[kind])).reshape(-1))
         key = (kind, a.tobytes())
         if (off := self._shared.get(key)) is None:
-            off = self._shared[key] = self.fb.CreateNumpyVector(a)
+            off = self._shared[key] = self._scalar_vector(key[1], a.itemsize, a.size, a.dtype.alignment)
         if lkey is not None:
             self._lists[lkey] = off
         return off
@@ -321,37 +349,55 @@ class Builder:
         fb = self.fb
         if fb.nested:
             raise flatbuffers.builder.IsNestedError()
-        nslots = max((f[0] for f in fields), default=-1) + 1
+        nslots = 0
+        for f in fields:
+            if f[0] >= nslots:
+                nslots = f[0] + 1
         force = fb.forceDefaults
-        todo = []  # (slot, size, packer or None for an offset, value), in writing order
+        vt = [0] * nslots
+        object_end = len(fb.Bytes) - fb.head
         # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
         for slot, kind, value, default in sorted(fields, key=_field_order):
             if value is None:
                 continue
             if kind == "off":
-                if value != 0 or force:
-                    todo.append((slot, 4, None, value))
-                continue
-            flags = _FLAGS[kind]
-            enforce_number(value, flags)  # TypeError on a value out of range, as Prepend*Slot
-            if default is not None:
-                enforce_number(default, flags)
-            if default is None or value != default or force:
-                todo.append((slot, flags.bytewidth, flags.packer_type, value))
-        vt = [0] * nslots
-        object_end = len(fb.Bytes) - fb.head
-        for slot, size, pk, value in todo:
-            self._prep(size, 0)
-            head = fb.head - size
+                if value == 0 and not force:
+                    continue
+                size, pk = 4, None
+            else:
+                flags = _FLAGS[kind]
+                enforce_number(value, flags)  # TypeError on a value out of range, as Prepend*Slot
+                if default is not None:
+                    enforce_number(default, flags)
+                    if value == default and not force:
+                        continue
+                else:  # written whatever its value (table_generic forces defaults for it, then stops forcing)
+                    force = fb.forceDefaults = False
+                size, pk = flags.bytewidth, flags.packer_type
+            # Prep(size, 0), growing only when the room is short
+            if size > fb.minalign:
+                fb.minalign = size
+            buf, head = fb.Bytes, fb.head
+            n = len(buf)
+            align = (head - n) & (size - 1)
+            if head < align + size:
+                self._prep(size, 0)
+                buf, head = fb.Bytes, fb.head
+                n = len(buf)
+            elif align:
+                head -= align
+                buf[head : head + align] = _ZEROS[align]
             if pk is None:  # PrependUOffsetTRelative
-                cur = len(fb.Bytes) - fb.head
+                cur = n - head
                 if not value <= cur:
                     raise flatbuffers.builder.OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
-                _UOFFSET.pack_into(fb.Bytes, head, cur - value + 4)
+                head -= 4
+                _UOFFSET.pack_into(buf, head, cur - value + 4)
             else:
-                pk.pack_into(fb.Bytes, head, value)
+                head -= size
+                pk.pack_into(buf, head, value)
             fb.head = head
-            vt[slot] = len(fb.Bytes) - head
+            vt[slot] = n - head
         return self._end_object(vt, object_end)
 
     def _prep(self, size: int, additional: int) -> None:
@@ -467,7 +513,7 @@ class Builder:
 
 
 def _field_order(f: Field) -> tuple[int, int]:
-    return (-_width(f[1]), f[0])
+    return (_NEG_WIDTH[f[1]], f[0])
 
 
 _FLAGS = {
@@ -475,6 +521,7 @@ _FLAGS = {
     "u32": N.Uint32Flags, "i32": N.Int32Flags, "u64": N.Uint64Flags, "i64": N.Int64Flags,
     "f32": N.Float32Flags, "f64": N.Float64Flags,
 }  # fmt: skip
+_ZEROS = [b"\x00" * k for k in range(8)]
 _INT_KINDS = frozenset(("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"))
 _UOFFSET = N.UOffsetTFlags.packer_type
 _SOFFSET = N.SOffsetTFlags.packer_type
@@ -490,3 +537,6 @@ def _width(kind: str) -> int:
     if kind in ("u16", "i16"):
         return 2
     return 1
+
+
+_NEG_WIDTH = {k: -_width(k) for k in ("off", "bool", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")}

@@ -56,10 +56,20 @@ _CUSTOM = schema.BUILTIN_CODES["CUSTOM"]
 _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
 
 
+_TYPE_CODES: dict[Attribute, int] = {}  # element type -> TensorType code, as _element_code finds it
+
+
 def _type_code(elem: Attribute) -> int:
-    TT = schema.TENSOR_TYPES
     if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
         elem = elem.storage_type
+    code = _TYPE_CODES.get(elem)
+    if code is None:
+        code = _TYPE_CODES[elem] = _element_code(elem)
+    return code
+
+
+def _element_code(elem: Attribute) -> int:
+    TT = schema.TENSOR_TYPES
     if isinstance(elem, tfl.StringType):
         return TT["STRING"]
     if isinstance(elem, tfl.ResourceType):
@@ -263,12 +273,13 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         sg.inputs.append(new_tensor(arg, _Tensor(_arg_name(f, arg.index), tensor_type(arg, f"argument #{arg.index}"))))
 
     for op in block.ops:
-        if isinstance(op, func.ReturnOp):
+        kind = _KIND_OF_CLASS.get(type(op)) or _op_kind(op)
+        if kind == "return":
             sg.outputs = [lookup(v, op) for v in op.operands]
             continue
-        if isinstance(op, tfl.NoValueOp):
+        elif kind == "no_value":
             continue
-        if isinstance(op, StatsOp):
+        elif kind == "stats":
             src = lookup(op.input, op)
             if src < 0:
                 raise TflquantError(f"function @{fname}: quant.stats on an absent value")
@@ -277,7 +288,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
                 t.stats = op.stats
             index[op.result] = src
             continue
-        if isinstance(op, tfl.ConstOp):
+        elif kind == "const":
             data = op.value.data.data
             tt = tensor_type(op.result, "tfl.const")
             empty = not data and any(int(d) == 0 for d in tt.get_shape())  # a zero-element constant is still a constant
@@ -292,21 +303,21 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
                 sg.tensors.append(_Tensor(f"{t.name or 'weight'}_scales", stt, buffer=plan.buffer(elem.scales.data.data, stt)))
             new_tensor(op.result, t)
             continue
-        if isinstance(op, tfl.SparseConstOp):
+        elif kind == "sparse_const":
             data = op.value.data.data
             tt = tensor_type(op.result, "tfl.sparse_const")
             t = _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt), sparsity=op.sparsity)
             new_tensor(op.result, t)
             continue
-        if isinstance(op, tfl.VariableOp):
+        elif kind == "variable":
             buf = 0
             if op.value is not None and op.value.data.data:
                 buf = plan.buffer(op.value.data.data, tensor_type(op.result, "tfl.variable"))
             new_tensor(op.result, _Tensor(_result_name(op, 0), tensor_type(op.result, "tfl.variable"), buffer=buf, is_variable=True))
             continue
-        if isinstance(op, tfl.TflOp):
+        if kind == "builtin":
             code, custom, version = op.CODE, None, versions.builtin_version(op)
-        elif isinstance(op, tfl.OpaqueOp):
+        elif kind == "opaque":
             code = op.code.value.data
             custom = op.custom_code.data if op.custom_code is not None else None
             version = op.version.value.data
@@ -334,6 +345,21 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         sg.operators.append(_Operator(plan.opcode(code, custom, version), ins, outs, op, inter))
     _name_tensors(sg)
     return sg
+
+
+_KIND_OF_CLASS: dict[type, str] = {}
+
+
+def _op_kind(op: Operation) -> str:
+    """How _plan_function writes ops of this class (the isinstance tests, once per class)."""
+    for cls, kind in ((func.ReturnOp, "return"), (tfl.NoValueOp, "no_value"), (StatsOp, "stats"), (tfl.ConstOp, "const"),
+                      (tfl.SparseConstOp, "sparse_const"), (tfl.VariableOp, "variable"), (tfl.TflOp, "builtin"), (tfl.OpaqueOp, "opaque")):
+        if isinstance(op, cls):
+            break
+    else:
+        kind = "other"
+    _KIND_OF_CLASS[type(op)] = kind
+    return kind
 
 
 def _text(a: Attribute | None) -> str | None:
@@ -598,10 +624,17 @@ def _emit_subgraph(bld: Builder, sg: _Subgraph) -> int:
 def _emit_tensor(bld: Builder, t: _Tensor) -> int:
     T = schema.TENSOR_FIELDS
     Q = schema.QUANTIZATION_FIELDS
-    dims = [int(d) for d in t.ttype.get_shape()]
-    dynamic = any(d == DYNAMIC_INDEX or d < 0 for d in dims)
-    shape = bld.numpy([1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32")
-    sig = bld.numpy([-1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32") if dynamic else None
+    # id(tensor type) -> its shape vectors, for this build (the module's types outlive it)
+    shapes: dict[int, tuple[int, int | None]] = bld.memo.setdefault("tensor shapes", {})
+    vecs = shapes.get(id(t.ttype))
+    if vecs is None:
+        dims = [int(d) for d in t.ttype.get_shape()]
+        dynamic = any(d == DYNAMIC_INDEX or d < 0 for d in dims)
+        vecs = shapes[id(t.ttype)] = (
+            bld.numpy([1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32"),
+            bld.numpy([-1 if (d == DYNAMIC_INDEX or d < 0) else d for d in dims], "i32") if dynamic else None,
+        )
+    shape, sig = vecs
     elem = t.ttype.element_type
     q = None
     if isinstance(elem, UniformQuantizedType):
