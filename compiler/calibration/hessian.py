@@ -73,7 +73,7 @@ def matmul_layer(op: Operation) -> tuple[SSAValue, int, bool | None] | None:
     """(input, input width `in`, adj_y) of a layer whose output is the input's last dimension
     contracted with a constant weight, else None: FULLY_CONNECTED with a rank-2 filter
     [out, in] (adj_y None), or BATCH_MATMUL (adj_x false) whose y is [.., in, out] (adj_y
-    false) or [.., out, in] (adj_y true) with every leading dimension 1 (one matrix)."""
+    false) or [.., out, in] (adj_y true): one matrix, or several (`weight_batch`)."""
     if isinstance(op, tfl.FullyConnectedOp) and len(op.operands) >= 2:
         x, w, adj = op.operands[0], op.operands[1], None
         shape = w.type.get_shape() if isinstance(w.type, TensorType) else ()
@@ -83,7 +83,7 @@ def matmul_layer(op: Operation) -> tuple[SSAValue, int, bool | None] | None:
     elif isinstance(op, tfl.BatchMatmulOp) and len(op.operands) == 2 and not op.option("adj_x"):
         x, w, adj = op.operands[0], op.operands[1], bool(op.option("adj_y"))
         shape = w.type.get_shape() if isinstance(w.type, TensorType) else ()
-        if len(shape) < 2 or any(d != 1 for d in shape[:-2]):
+        if len(shape) < 2 or any(d < 1 for d in shape):
             return None
         n = shape[-1] if adj else shape[-2]
     else:
@@ -93,13 +93,45 @@ def matmul_layer(op: Operation) -> tuple[SSAValue, int, bool | None] | None:
     return x, n, adj
 
 
+def weight_batch(op: Operation) -> tuple[int, ...]:
+    """The batch shape of a matmul layer's weight when it holds several matrices (a
+    BATCH_MATMUL y [B.., in, out] with some B > 1), else (): each matrix then has its own
+    statistics, from the rows of x that multiply it (BATCH_MATMUL's broadcasting)."""
+    if not isinstance(op, tfl.BatchMatmulOp):
+        return ()
+    t = op.operands[1].type
+    lead = tuple(t.get_shape()[:-2]) if isinstance(t, TensorType) else ()
+    return lead if any(d > 1 for d in lead) else ()
+
+
+def _rows_per_matrix(x: np.ndarray, batch: tuple[int, ...]) -> np.ndarray | None:
+    """x (an observed array: sample axis, then BATCH_MATMUL's x [.., rows, in]) -> [M, r, in],
+    the rows each of the M = prod(batch) weight matrices multiplies (x broadcast against the
+    weight's batch shape; axes where the weight has 1 are rows of every matrix); None when
+    x's batch dimensions do not broadcast against the weight's."""
+    xb = x.shape[1:-2]
+    rank = max(len(xb), len(batch))
+    xp = (1,) * (rank - len(xb)) + tuple(xb)
+    yp = (1,) * (rank - len(batch)) + tuple(batch)
+    if any(a != b and a != 1 and b != 1 for a, b in zip(xp, yp)):
+        return None
+    full = tuple(max(a, b) for a, b in zip(xp, yp))
+    v = np.broadcast_to(x.reshape(x.shape[0], *xp, *x.shape[-2:]), (x.shape[0], *full, *x.shape[-2:]))
+    kept = [1 + i for i, b in enumerate(yp) if b > 1]
+    merged = [0] + [1 + i for i, b in enumerate(yp) if b == 1]
+    v = v.transpose(*kept, *merged, rank + 1, rank + 2)
+    return v.reshape(int(np.prod(batch)), -1, x.shape[-1])
+
+
 class InputHessians:
     """X^T X (float32) and row count per layer input, keyed by calibration statistics key
     (tensor name, '@function/name' for names several functions use). A calibration observer:
     `observe(name, array)`; `stats()` finishes it (folds the buffered rows) and returns it."""
 
-    def __init__(self, widths: dict[str, int], readers: dict[str, int] | None = None, max_bytes: int | None = None):
+    def __init__(self, widths: dict[str, int], readers: dict[str, int] | None = None, max_bytes: int | None = None,
+                 batches: dict[str, tuple[int, ...]] | None = None):
         self.widths = dict(widths)
+        self.batches = {k: tuple(b) for k, b in (batches or {}).items() if k in self.widths}  # inputs of batched weights (weight_batch)
         self.readers = dict(readers or {k: 1 for k in widths})  # layers still to take each matrix
         self.xtx: dict[str, np.ndarray] = {}
         self.diag: dict[str, np.ndarray] = {}  # inputs past max_bytes: sum of x^2 (float64)
@@ -111,11 +143,13 @@ class InputHessians:
         self.retain = False  # keep matrices after `take` (a second pipeline run will read them)
         budget = max_bytes
         for k, n in sorted(self.widths.items(), key=lambda kn: kn[1]):  # narrow inputs first: most layers per byte
-            if budget is None or n * n * 4 <= budget:
-                self.xtx[k] = np.zeros((n, n), np.float32)
-                budget = None if budget is None else budget - n * n * 4
+            m = int(np.prod(self.batches[k])) if k in self.batches else 1
+            lead = (m,) if k in self.batches else ()
+            if budget is None or m * n * n * 4 <= budget:
+                self.xtx[k] = np.zeros((*lead, n, n), np.float32)
+                budget = None if budget is None else budget - m * n * n * 4
             else:
-                self.diag[k] = np.zeros(n, np.float64)
+                self.diag[k] = np.zeros((*lead, n), np.float64)
             self.rows[k] = 0
             self.skipped[k] = 0
 
@@ -127,17 +161,31 @@ class InputHessians:
         x = np.asarray(array)
         if x.shape[-1:] != (n,):
             return
-        x = x.reshape(-1, n)
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            self.skipped[name] += int(bad.sum())
-            x = x[~bad]
-        if not len(x):
+        if name in self.batches:  # [M, rows, n]: the rows of each weight matrix
+            x = _rows_per_matrix(x, self.batches[name]) if x.ndim >= 3 else None
+            if x is None:
+                return
+            x = np.asarray(x, np.float32)
+            bad = ~np.isfinite(x).all(axis=(0, 2))
+            if bad.any():
+                self.skipped[name] += int(bad.sum())
+                x = x[:, ~bad]
+            rows = x.shape[1]
+            part = np.array(x, np.float32)
+        else:
+            x = x.reshape(-1, n)
+            if x.dtype != np.float32:
+                x = x.astype(np.float32)
+            bad = ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                self.skipped[name] += int(bad.sum())
+                x = x[~bad]
+            rows = len(x)
+            part = np.array(x, np.float32)[None]  # a copy: the interpreter may reuse its arrays
+        if not rows:
             return
-        self._buf.setdefault(name, []).append(np.array(x, np.float32))  # a copy: the interpreter may reuse its arrays
-        self._buffered[name] = self._buffered.get(name, 0) + len(x)
+        self._buf.setdefault(name, []).append(part)
+        self._buffered[name] = self._buffered.get(name, 0) + rows
         if self._buffered[name] >= CHUNK_ROWS:
             self._fold(name, final=False)
 
@@ -145,21 +193,29 @@ class InputHessians:
         parts = self._buf.pop(name, [])
         if not parts:
             return
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        full = len(rows) if final else len(rows) // CHUNK_ROWS * CHUNK_ROWS
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)  # [M, rows, n]
+        count = rows.shape[1]
+        full = count if final else count // CHUNK_ROWS * CHUNK_ROWS
         for i in range(0, full, CHUNK_ROWS):
-            self._add(name, rows[i : i + CHUNK_ROWS])
-        rest = rows[full:]
-        self._buffered[name] = len(rest)
-        if len(rest):
+            self._add(name, rows[:, i : i + CHUNK_ROWS])
+        rest = rows[:, full:]
+        self._buffered[name] = rest.shape[1]
+        if rest.shape[1]:
             self._buf[name] = [rest]
 
-    def _add(self, name: str, x: np.ndarray) -> None:
-        self.rows[name] += len(x)
-        if name in self.diag:
-            self.diag[name] += np.einsum("ij,ij->j", x, x, dtype=np.float64)
-            return
-        acc = self.xtx[name]
+    def _add(self, name: str, xs: np.ndarray) -> None:
+        """Fold rows xs [M, rows, n] (M = 1 unless the input's weight is batched)."""
+        self.rows[name] += xs.shape[1]
+        batched = name in self.batches
+        for m, x in enumerate(xs):
+            if name in self.diag:
+                d = self.diag[name]
+                (d[m] if batched else d)[...] += np.einsum("ij,ij->j", x, x, dtype=np.float64)
+            else:
+                self._add_matrix(self.xtx[name][m] if batched else self.xtx[name], x)
+
+    @staticmethod
+    def _add_matrix(acc: np.ndarray, x: np.ndarray) -> None:
         n = acc.shape[0]
         for j in range(0, n, COLUMN_BLOCK):  # the blocks on and above the diagonal (symmetric)
             j2 = min(j + COLUMN_BLOCK, n)
@@ -171,11 +227,12 @@ class InputHessians:
     def stats(self) -> InputHessians:
         for name in list(self._buf):
             self._fold(name, final=True)
-        for acc in self.xtx.values():  # the blocks below the diagonal from those above
-            n = acc.shape[0]
-            for j in range(COLUMN_BLOCK, n, COLUMN_BLOCK):
-                j2 = min(j + COLUMN_BLOCK, n)
-                acc[j:j2, :j] = acc[:j, j:j2].T
+        for accs in self.xtx.values():  # the blocks below the diagonal from those above
+            for acc in accs.reshape(-1, *accs.shape[-2:]):
+                n = acc.shape[0]
+                for j in range(COLUMN_BLOCK, n, COLUMN_BLOCK):
+                    j2 = min(j + COLUMN_BLOCK, n)
+                    acc[j:j2, :j] = acc[:j, j:j2].T
         return self
 
     def warnings(self) -> list[str]:
@@ -215,12 +272,27 @@ class InputHessians:
 def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
     """({statistics key: input width}, {key: number of layers reading it}) of every matmul
     layer (see `matmul_layer`), in program order."""
+    widths, readers, _batches = _layers(module)
+    return widths, readers
+
+
+def input_batches(module: ModuleOp) -> dict[str, tuple[int, ...]]:
+    """{statistics key: weight batch shape} of the inputs whose layers' weights hold several
+    matrices (`weight_batch`), each input's statistics then kept per matrix. An input also
+    read by a layer of another batch shape (or by an unbatched one) is left out: its
+    batched layers get no statistics."""
+    return _layers(module)[2]
+
+
+def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str, tuple[int, ...]]]:
     from tflquant.calibration.calibrate import shared_names
     from tflquant.calibration.stats import function_of, qualified_name
 
     shared = shared_names(module)
     widths: dict[str, int] = {}
     readers: dict[str, int] = {}
+    kinds: dict[str, set[tuple[int, ...]]] = {}
+    layers: list[tuple[str, tuple[int, ...]]] = []
     for op in module.walk():
         if (xw := matmul_layer(op)) is None:
             continue
@@ -230,9 +302,15 @@ def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
             continue
         if name in shared and (fn := function_of(x)) is not None:
             name = qualified_name(fn, name)
+        b = weight_batch(op)
         widths[name] = n
-        readers[name] = readers.get(name, 0) + 1
-    return widths, readers
+        kinds.setdefault(name, set()).add(b)
+        layers.append((name, b))
+    batches = {k: next(iter(s)) for k, s in kinds.items() if len(s) == 1 and next(iter(s))}
+    for name, b in layers:
+        if not b or batches.get(name) == b:  # (a batched layer whose input others read differently takes nothing)
+            readers[name] = readers.get(name, 0) + 1
+    return widths, readers, batches
 
 
 def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **calibrate_kw: Any) -> tuple[InputHessians, Any]:
@@ -242,10 +320,10 @@ def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **cali
     BUDGET_MIN; see the module docstring)."""
     from tflquant.calibration.calibrate import calibrate
 
-    widths, readers = layer_inputs(module)
+    widths, readers, batches = _layers(module)
     if max_bytes is None:
         max_bytes = max(BUDGET_MIN, _constant_bytes(module) // 2)
-    store = InputHessians(widths, readers, max_bytes)
+    store = InputHessians(widths, readers, max_bytes, batches)
     if not widths:
         return store, None
     result = calibrate(statistics_module(module), data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
@@ -326,9 +404,11 @@ def round_layer_weight(
     if store is not None and axis in (0, None):
         for u in v.uses:
             if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
+                adj = xw[2]
+                if store.batches.get(k, ()) != weight_batch(u.operation):
+                    break  # its input's statistics are another layout's (input_batches)
                 cache = store.factors.setdefault(k, {})
                 xtx, diag, _rows = store.take(k)
-                adj = xw[2]
                 break
     chosen = resolve_method(method, bits, xtx is not None)
     if chosen is None:
@@ -336,8 +416,11 @@ def round_layer_weight(
     msq = diag if xtx is None else None
     if adj is None:
         return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales, factor_cache=cache)
-    # BATCH_MATMUL's y (one matrix): per tensor, or blocks along y's last dimension
-    r = round_batch_matmul(np.asarray(w, np.float32).reshape(w.shape[-2:]), adj_y=adj, bits=bits, granularity=granularity, block_size=block_size,
+    # BATCH_MATMUL's y: per tensor (one scale for all its matrices), or blocks along y's
+    # last dimension; several matrices: each with the statistics of the rows it multiplies
+    y = np.asarray(w, np.float32)
+    y = y.reshape(-1, *w.shape[-2:]) if xtx is not None and xtx.ndim == 3 or msq is not None and msq.ndim == 2 else y
+    r = round_batch_matmul(y, adj_y=adj, bits=bits, granularity=granularity, block_size=block_size,
                            method=chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales, factor_cache=cache)
-    scales = r.scales.reshape(*w.shape[:-1], -1) if granularity == "block" else r.scales
+    scales = r.scales.reshape(*w.shape[:-1], -1) if granularity == "block" else r.scales.reshape(-1)[:1]
     return r.codes.reshape(w.shape), scales

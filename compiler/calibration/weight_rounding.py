@@ -445,6 +445,7 @@ def gptq(
     batch: int = 128,
     ratios: tuple[float, ...] = DEFAULT_RATIOS,
     factor_cache: dict | None = None,
+    tensor_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """GPTQ rounding of W [out, in] against the Hessian H [in, in] (2 X^T X / n, or any
     positive multiple: dampening is relative to its mean diagonal); returns
@@ -477,8 +478,11 @@ def gptq(
     if dynamic:
         scales = np.zeros(lay.scale_shape(), np.float32)  # filled block by block
     else:
-        p = lay.groups(np.broadcast_to(msq.astype(np.float32), w.shape)) if np.any(msq > 0) else None
-        scales = lay.scales_of_groups(search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16))
+        if tensor_scale is not None and granularity == "tensor":  # chosen by the caller (matrices sharing one scale)
+            scales = np.array([tensor_scale], np.float32)
+        else:
+            p = lay.groups(np.broadcast_to(msq.astype(np.float32), w.shape)) if np.any(msq > 0) else None
+            scales = lay.scales_of_groups(search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16))
         st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     wt = np.ascontiguousarray(w.T[perm])  # [in, out], row c = column perm[c] of W
     del w
@@ -489,7 +493,7 @@ def gptq(
         if factor_cache is not None:
             factor_cache[key] = u
     msq_p = msq[perm].astype(np.float32)
-    codes_t = np.zeros((inn, out), np.int8)
+    codes_t = np.zeros((inn, out), np.int8)  # (the uniform path below keeps float codes instead)
 
     sub = 32
     step = max(batch, sub)
@@ -502,11 +506,46 @@ def gptq(
     outer = np.empty((sub, out), np.float32)  # the sub-batch's rank-1 update
     lo, hi = np.float32(qmin), np.float32(qmax)
     s_col = np.empty(0, np.float32)
+    # one scale per output row for a whole sub-batch (tensor, channel, blocks along the
+    # input as wide as the sub-batch): the sub-batch is rounded in code units (v = w / s,
+    # q = clip(rint(v)), errors (v - q) / U_cc), 6 numpy calls per column instead of 11
+    uniform = granularity in ("tensor", "channel") or (dynamic and sub == block_size)
+    ucc = np.diag(u).tolist()
+    if uniform:
+        qf = np.empty((inn, out), np.float32)  # the codes as floats (rint writes them in place)
+        ev = np.empty((sub, out), np.float32)  # the sub-batch's errors in code units
+        v = np.empty((sub, out), np.float32)
+        if not dynamic:
+            s_col = st[0]  # type: ignore[index]
     for i1 in range(0, inn, step):
         i2 = min(i1 + step, inn)
         for j1 in range(i1, i2, sub):
             j2 = min(j1 + sub, i2)
             rows = wt[j1:j2]  # view, updated in place
+            if uniform:
+                if dynamic:
+                    pw = msq_p[None, j1:j2] if np.any(msq_p[j1:j2] > 0) else None
+                    s_col = search_scales(rows.T, qmin, qmax, pw, use_ratios, fp16)
+                    scales[:, j1 // block_size] = s_col
+                m = j2 - j1
+                vs = v[:m]
+                np.divide(rows, s_col, out=vs)
+                for i in range(m):
+                    c = j1 + i
+                    vc, qc, e = vs[i], qf[c], ev[i]
+                    np.rint(vc, out=qc)
+                    np.maximum(qc, lo, out=qc)
+                    np.minimum(qc, hi, out=qc)
+                    np.subtract(vc, qc, out=e)
+                    np.divide(e, ucc[c], out=e)
+                    if i + 1 < m:
+                        k = m - i - 1
+                        np.multiply(u[c, c + 1 : j2, None], e[None, :], out=outer[:k])
+                        np.subtract(vs[i + 1 :], outer[:k], out=vs[i + 1 :])
+                np.multiply(ev[:m], s_col, out=err[j1 - i1 : j2 - i1])  # back to weight units
+                if j2 < i2:
+                    wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
+                continue
             for c in range(j1, j2):
                 i = c - j1
                 if dynamic:
@@ -527,7 +566,7 @@ def gptq(
                 np.multiply(q, s_col, out=q)
                 e = err[c - i1]
                 np.subtract(row, q, out=e)
-                np.divide(e, u[c, c], out=e)
+                np.divide(e, ucc[c], out=e)
                 if c + 1 < j2:
                     k = j2 - c - 1
                     np.multiply(u[c, c + 1 : j2, None], e[None, :], out=outer[:k])
@@ -536,6 +575,8 @@ def gptq(
                 wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
         if i2 < inn:
             wt[i2:] -= u[i1:i2, i2:].T @ err[: i2 - i1]
+    if uniform:
+        codes_t = qf.astype(np.int8)
 
     codes = np.empty((out, inn), np.int8)
     codes[:, perm] = codes_t.T
@@ -580,6 +621,7 @@ def round_weight(
     threads: int | None = 1,
     mean_square: np.ndarray | None = None,
     factor_cache: dict | None = None,
+    tensor_scale: float | None = None,
 ) -> RoundedWeight:
     """Codes and scales of W [out, in]. `stats` (InputStatistics of the layer's input) or
     `hessian` (2 X^T X / n or a positive multiple) make "mse" weigh the error by E[x^2]
@@ -590,12 +632,15 @@ def round_weight(
     the products are small and OpenBLAS's spinning threads cost 10x on a busy machine,
     measured 0.35 s vs 0.03 s for a 128 x 512 layer; None leaves BLAS alone).
     `mean_square`: E[x_j^2] per input (or a positive multiple) when there is no Hessian:
-    "mse" weighs the error by it ("auto" is then "mse"). `factor_cache`: see gptq."""
+    "mse" weighs the error by it ("auto" is then "mse"). `factor_cache`: see gptq.
+    `tensor_scale`: with granularity "tensor", the scale to use (no search; round_batch_matmul
+    chooses one for all its matrices)."""
     with blas_threads(threads):
-        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square, factor_cache)
+        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square, factor_cache, tensor_scale)
 
 
-def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square=None, factor_cache=None) -> RoundedWeight:
+def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square=None, factor_cache=None,
+                  tensor_scale=None) -> RoundedWeight:
     if method not in METHODS:
         raise TflquantError(f"weight rounding: method must be one of {', '.join(METHODS)}, got {method!r}")
     w = _matrix(w)
@@ -609,10 +654,14 @@ def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narr
     if method == "gptq":
         if hessian is None:
             raise TflquantError("weight rounding: GPTQ needs calibration data (input statistics of the layer)")
-        codes, scales = gptq(w, hessian, bits, granularity, block_size, narrow, fp16_scales, act_order, damp, True, block_axis, ratios=ratios, factor_cache=factor_cache)
+        codes, scales = gptq(w, hessian, bits, granularity, block_size, narrow, fp16_scales, act_order, damp, True, block_axis, ratios=ratios, factor_cache=factor_cache,
+                             tensor_scale=tensor_scale)
     else:
         msq = mean_square if hessian is None else np.diag(np.asarray(hessian, np.float64)).copy()
-        scales = choose_scales(w, bits, granularity, block_size, msq, method == "mse", narrow, fp16_scales, block_axis, ratios)
+        if tensor_scale is not None and granularity == "tensor":
+            scales = np.array([tensor_scale], np.float32)
+        else:
+            scales = choose_scales(w, bits, granularity, block_size, msq, method == "mse", narrow, fp16_scales, block_axis, ratios)
         codes = quantize_with_scales(w, scales, bits, granularity, block_size, narrow, block_axis)
     return RoundedWeight(codes, scales, bits, granularity, block_size, method, block_axis)
 
@@ -626,10 +675,14 @@ def round_fully_connected(filter_: np.ndarray, **kw) -> RoundedWeight:
 def round_batch_matmul(y: np.ndarray, adj_y: bool = False, **kw) -> RoundedWeight:
     """BATCH_MATMUL's constant second operand y: [..., in, out] (output = x @ y), or
     [..., out, in] when adj_y (output = x @ y^T). Each matrix is rounded as W = y^T
-    (adj_y false) or W = y (adj_y true); codes come back in y's shape. Scales: channel ->
+    (adj_y false) or W = y (adj_y true); codes come back in y's shape. Scales: tensor -> (1,),
+    one for all the matrices (chosen over them all, E[x^2]-weighted where given); channel ->
     [..., out] (per output, y's axis -1 when adj_y is false, -2 when true); block -> blocks
     along y's last dimension, [..., in, out / B] (adj_y false) or [..., out, in / B] (adj_y
-    true). Batch matrices share `stats` / `hessian`."""
+    true). Statistics: `stats` / a [in, in] `hessian` / a [in] `mean_square` are shared by
+    the matrices; a [M, in, in] `hessian` or [M, in] `mean_square` (M = the number of
+    matrices) gives each matrix its own (the input rows each one multiplies).
+    `factor_cache`: a dict per matrix is kept in it under ("matrix", m)."""
     y = np.asarray(y, np.float32)
     if y.ndim < 2:
         raise TflquantError(f"weight rounding: a BATCH_MATMUL weight has rank >= 2, got shape {y.shape}")
@@ -637,11 +690,24 @@ def round_batch_matmul(y: np.ndarray, adj_y: bool = False, **kw) -> RoundedWeigh
         raise TflquantError("weight rounding: round_batch_matmul chooses the block axis from adj_y")
     lead = y.shape[:-2]
     mats = y.reshape(-1, *y.shape[-2:])
+    h, msq, cache = kw.pop("hessian", None), kw.pop("mean_square", None), kw.pop("factor_cache", None)
+    per = [False, False]
+    for i, (a, nd) in enumerate(((h, 3), (msq, 2))):
+        if a is not None and np.ndim(a) == nd:
+            if np.shape(a)[0] != len(mats):
+                raise TflquantError(f"weight rounding: per-matrix statistics for {np.shape(a)[0]} matrices, the BATCH_MATMUL weight holds {len(mats)}")
+            per[i] = True
+    gran = kw.get("granularity", "channel")
+    ws = [m if adj_y else m.T for m in mats]
+    if gran == "tensor" and len(mats) > 1 and "tensor_scale" not in kw:
+        kw["tensor_scale"] = _shared_tensor_scale(ws, h, msq, per, kw)
     codes, scales = [], []
     r = None
-    for m in mats:
-        wm = m if adj_y else m.T
-        r = round_weight(wm, block_axis="in" if adj_y else "out", **kw)
+    for i, wm in enumerate(ws):
+        hi = h[i] if per[0] else h
+        mi = msq[i] if per[1] else msq
+        ci = None if cache is None else cache.setdefault(("matrix", i), {}) if per[0] else cache
+        r = round_weight(wm, block_axis="in" if adj_y else "out", hessian=hi, mean_square=mi, factor_cache=ci, **kw)
         c, s = r.codes, r.scales
         if not adj_y:
             c = c.T
@@ -650,8 +716,30 @@ def round_batch_matmul(y: np.ndarray, adj_y: bool = False, **kw) -> RoundedWeigh
         scales.append(s)
     assert r is not None
     out_codes = np.stack(codes).reshape(y.shape)
-    out_scales = np.stack(scales).reshape(*lead, *scales[0].shape) if lead else scales[0]
+    if r.granularity == "tensor":
+        out_scales = scales[0]
+    else:
+        out_scales = np.stack(scales).reshape(*lead, *scales[0].shape) if lead else scales[0]
     return RoundedWeight(out_codes, out_scales.astype(np.float32), r.bits, r.granularity, r.block_size, r.method, "in" if adj_y else "out")
+
+
+def _shared_tensor_scale(ws: list[np.ndarray], h, msq, per: list[bool], kw: dict) -> float:
+    """One scale for every matrix of a BATCH_MATMUL weight (granularity tensor): absmax, or
+    the E[x^2]-weighted MSE-clipped one over all of them (ratios as round_weight's)."""
+    bits, narrow = kw.get("bits", 4), kw.get("narrow", True)
+    qmin, qmax = qrange(bits, narrow)
+    method = kw.get("method", "auto")
+    groups = np.concatenate([w.reshape(-1) for w in ws])[None, :]
+    p = None
+    if h is not None or msq is not None:
+        rows = []
+        for i, w in enumerate(ws):
+            d = np.diag(np.asarray(h[i] if per[0] else h, np.float64)) if h is not None else np.asarray(msq[i] if per[1] else msq, np.float64)
+            rows.append(np.broadcast_to(np.maximum(d, 0).astype(np.float32), w.shape).reshape(-1))
+        p = np.concatenate(rows)[None, :]
+    ratios = None if method == "rtn" else kw.get("ratios", DEFAULT_RATIOS)
+    fp16 = bool(kw.get("fp16_scales") or False)
+    return float(search_scales(groups, qmin, qmax, p, ratios, fp16)[0])
 
 
 ROUNDINGS = ("nearest", "mse", "gptq", "auto")  # quantize-weights' weight-rounding option
