@@ -74,6 +74,7 @@ class WeightInfo:
     block_size: int | None
     sqnr_db: float
     read: str  # "hybrid" (the kernel reads the integer weight) or "dequantize"
+    rounding: str = "nearest"  # "nearest", "mse" (clipped scales) or "gptq" (weight_rounding; quantize-weights' tflquant.rounding)
 
 
 @dataclass
@@ -176,11 +177,11 @@ class QuantizationReport:
             lines.append(f"  {op_type:<{width}}{sum(c.values()):>6}  {kinds_text}")
         if self.weight_formats:
             lines.append("")
-            lines.append(f"  {'weights by op':<40}{'format':<16}{'read':<12}{'SQNR':>8}")
+            lines.append(f"  {'weights by op':<40}{'format':<16}{'read':<12}{'rounding':<10}{'SQNR':>8}")
             for w in self.weight_formats:
                 fmt = f"int{w.bits} " + (f"block {w.block_size}" if w.granularity == "block" else w.granularity)
                 label = f"{w.op_type} '{w.name}'"
-                lines.append(f"  {label[:39]:<40}{fmt:<16}{w.read:<12}{w.sqnr_db:>6.1f}dB")
+                lines.append(f"  {label[:39]:<40}{fmt:<16}{w.read:<12}{w.rounding:<10}{w.sqnr_db:>6.1f}dB")
         if self.search:
             lines.append("")
             lines.append(f"  mixed-precision search ({len(self.search) - 1} steps):")
@@ -839,7 +840,8 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
                 if w is not None and w.size == q.size:
                     db = weight_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), q, s.reshape(shape), 0.0)
                 release_payload(w)  # a mapped model's pages of it may go
-            out.append(WeightInfo(tfl.op_type(op), value_name(op.results[0]) or "", wname, e.bits, gran, block, round(db, 2), read))
+            how = c.attributes.get("tflquant.rounding")
+            out.append(WeightInfo(tfl.op_type(op), value_name(op.results[0]) or "", wname, e.bits, gran, block, round(db, 2), read, how.data if how is not None else "nearest"))
     return out
 
 

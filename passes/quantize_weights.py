@@ -64,7 +64,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -248,7 +248,16 @@ def check_format(bits: int, granularity: str, block_size: int, what: str = "quan
         raise TflquantError(f"{what}: block granularity takes 4-bit weights (LiteRT's blockwise kernels read int4 only), got {bits} bits")
 
 
-def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, before: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> SSAValue:
+ROUNDING_ATTR = "tflquant.rounding"  # on a quantized weight constant: the data-aware method that rounded it (the report's `rounding`)
+
+
+def _label_rounding(c: tfl.ConstOp, chosen: list[str]) -> None:
+    if chosen:
+        c.attributes[ROUNDING_ATTR] = StringAttr(chosen[-1])
+
+
+def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, before: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None,
+                        chosen: list[str] | None = None) -> SSAValue:
     """A blockwise weight read through DEQUANTIZE (which ignores blockwise details): the
     values as (elements / block, block) with one float32 scale per row (per channel on
     axis 0), dequantized, then RESHAPEd to the weight's shape; inserted before `before`."""
@@ -259,6 +268,7 @@ def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, nam
     block = before.parent
     assert block is not None
     c = tfl.ConstOp(dense_from_numpy(q), with_element(rows, qtype), name=name)
+    _label_rounding(c, chosen or [])
     dq = tfl.DequantizeOp([c.result], [rows], names=None if name is None else [f"{name}_dequantize"])
     shape = tfl.ConstOp(dense_from_numpy(np.array(ftype.get_shape(), np.int32)), name=None if name is None else f"{name}_shape")
     rs = tfl.ReshapeOp([dq.outputs[0], shape.result], [ftype], names=None if name is None else [f"{name}_blocks"])
@@ -418,11 +428,13 @@ class QuantizeWeights(ModulePass):
             self.weight_rounding == "auto" and fmt.bits >= 8 and AUTO_NO_DATA_INT8 == "nearest" and getattr(self, "statistics", None) is None
         )
 
-    def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest)."""
+    def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None,
+                 chosen: list[str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest;
+        `chosen` gets the method that rounded it)."""
         if self.weight_rounding == "nearest":
             return None
-        return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales)
+        return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales, chosen)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.weight_rounding == "gptq" and getattr(self, "statistics", None) is None:
@@ -565,10 +577,12 @@ class QuantizeWeights(ModulePass):
         named = source.operands[0] if isinstance(source, tfl.DequantizeOp) else v  # fp16 weight: its constant's name
         name = value_name(named)
         qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
+        chosen: list[str] = []  # the data-aware method that rounded it (none: round to nearest)
         lookup = any(_op_kind(u.operation) == "GATHER" and u.index == 0 and _as_lookup(u.operation, v) for u in v.uses)
         if fmt.granularity == "block" and not self.weight_only and (lookup or any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses)):
-            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True))
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen))
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
+            _label_rounding(qconst, chosen)
             block.insert_op_before(qconst, source)
             qv = qconst.result
         elif fmt.granularity == "block":
@@ -580,9 +594,10 @@ class QuantizeWeights(ModulePass):
                     raise not_finite()
                 q, qtype = done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(fmt.bits), done[1], 0, axis=0, narrow=True)
             else:
-                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt))
+                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen))
             release_payload(w)  # read once: a mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
+            _label_rounding(qconst, chosen)
             block.insert_op_before(qconst, source)
             qv = qconst.result
 
@@ -593,7 +608,8 @@ class QuantizeWeights(ModulePass):
             if dequant is None:
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False))
+                    mine: list[str] = []
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine), mine)
                 else:
                     assert qv is not None and qconst is not None
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])

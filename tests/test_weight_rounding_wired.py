@@ -80,6 +80,19 @@ def test_mse_without_data_lowers_weight_error(fc_model):
         assert sq["auto"][name] > sq["nearest"][name] + 0.3, sq  # measured +0.5 (head), +1.2 dB (proj)
 
 
+def test_report_names_each_weights_rounding(fc_model):
+    """The report's weights-by-op rows say which rounding each weight got: GPTQ with data,
+    MSE-clipped scales for int4 without data, round to nearest for int8 without data."""
+    model, calib, _ = fc_model
+    with_data = tflquant.quantize(model, mode="dynamic", weight_bits=4, representative_dataset={"x": calib})
+    no_data = tflquant.quantize(model, mode="dynamic", weight_bits=4)
+    int8 = tflquant.quantize(model, mode="dynamic")
+    assert {w.name: w.rounding for w in with_data.report.weight_formats} == {"proj": "gptq", "head": "gptq"}
+    assert {w.rounding for w in no_data.report.weight_formats} == {"mse"}
+    assert {w.rounding for w in int8.report.weight_formats} == {"nearest"}
+    assert "gptq" in str(with_data.report)
+
+
 def test_int8_without_data_is_round_to_nearest(fc_model):
     model = fc_model[0]
     a = tflquant.quantize(model, mode="dynamic", min_weight_elements=1).model

@@ -389,12 +389,14 @@ def round_layer_weight(
     block_size: int,
     method: str,
     fp16_scales: bool | None = None,
+    chosen_out: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Data-aware (codes, scales) of weight `v` (float values `w`) for quantize-weights, in
     the layouts of weight_rounding.round_tensor; None where round to nearest is the method
     (`nearest`, or `auto` where weight_rounding.resolve_method says so). The statistics are
     those of the input of the first FULLY_CONNECTED / BATCH_MATMUL reading v as its weight
-    (see `matmul_layer`; taken from `store`, which frees them after their last layer)."""
+    (see `matmul_layer`; taken from `store`, which frees them after their last layer).
+    `chosen_out`: the method used ("gptq" or "mse") is appended to it."""
     from tflquant.calibration.weight_rounding import resolve_method, round_batch_matmul, round_tensor
     from tflquant.ir import kept_float
 
@@ -413,6 +415,8 @@ def round_layer_weight(
     chosen = resolve_method(method, bits, xtx is not None)
     if chosen is None:
         return None
+    if chosen_out is not None:  # what rounded it (the report's `rounding`)
+        chosen_out.append(chosen)
     msq = diag if xtx is None else None
     if adj is None:
         return round_tensor(w, axis, bits, granularity, block_size, chosen, hessian=xtx, mean_square=msq, fp16_scales=fp16_scales, factor_cache=cache)
