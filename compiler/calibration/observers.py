@@ -55,6 +55,7 @@ class TensorRange:
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
+    bins: list[tuple[np.ndarray, int, int, float, float, int]] | None = None  # this batch's bin indices to count: (indices, exp, start, min, max, weight)
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -175,11 +176,19 @@ class MinMaxObserver:
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
             sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
-        # binned here (in the sample range's own thread), on the running grid when it fits
-        # (reading its exponent is all reduce reads of the observer: any grid gives the same
-        # final histogram, see Histogram)
+        # the values' bin indices, on the running histogram's grid when they fit it (reading
+        # that grid is all reduce reads of the observer), else on the grid of their range;
+        # end_batch counts a batch's indices at once (see _count_bins)
         run = self.ranges.get(name)
-        part.hist = _histogram(sub, weight, lo, hi, run.hist.exp if run is not None and run.hist is not None else None)
+        g = run.hist if run is not None else None
+        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+            e, start = g.exp, g.start
+        else:
+            e = _fit_exponent(lo, hi)
+            if g is not None and g.exp > e:
+                e = g.exp
+            start = math.floor(math.ldexp(lo, -e))
+        part.bins = [(bin_index(_f(sub), e, start).reshape(-1), e, start, lo, hi, weight)]
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
@@ -190,7 +199,7 @@ class MinMaxObserver:
         it, the interpreter says) and reduce would find exactly the same statistics: same
         order (`same_order`: the same buffer, and the same histogram subsample) or every value
         in the histogram (a permutation). None: reduce it."""
-        if part is None or part.hist is None or name in self.mean_names or not self.histograms:
+        if part is None or part.bins is None or name in self.mean_names or not self.histograms:
             return None
         a = array
         if not (isinstance(a, np.ndarray) and isinstance(src, np.ndarray)) or a.ndim == 0 or src.ndim == 0:
@@ -202,7 +211,7 @@ class MinMaxObserver:
                 return None
         elif _stride(a.shape) != 1 or _stride(src.shape) != 1:
             return None
-        return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, hist=part.hist, pending=part.pending)
+        return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, bins=part.bins, pending=part.pending)
 
     def merge(self, name: str, part: TensorRange) -> None:
         """Add a `reduce` result to the running statistics of `name`."""
@@ -217,8 +226,8 @@ class MinMaxObserver:
             r.min = part.min
         if part.max > r.max:
             r.max = part.max
-        if part.hist is not None:
-            _add_histogram(r, part.hist)
+        if part.bins:
+            r.bins = (r.bins or []) + part.bins
         if part.pending:
             r.pending = (r.pending or []) + part.pending
 
@@ -227,6 +236,8 @@ class MinMaxObserver:
         if not self.histograms:
             return
         for r in self.ranges.values():
+            if r.bins:
+                _count_bins(r)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -261,18 +272,49 @@ class MinMaxObserver:
         return out
 
 
-def _add_histogram(r: TensorRange, h: Histogram) -> None:
+def _add_histogram(r: TensorRange, h: Histogram, own: bool = False) -> None:
     """Add a part's histogram to the running one of `r` (whose min/max already include the
-    part's): in place when its bins lie on the running grid, else both on the merged grid."""
+    part's): in place when its bins lie on the running grid, else both on the merged grid.
+    `own`: h is r's alone (else a copy is kept: h may be another tensor's too, same_values)."""
     cur = r.hist
-    if cur is None:  # a copy: the part's histogram may be another tensor's too (same_values)
-        r.hist = Histogram(h.exp, h.start, h.counts.copy())
+    if cur is None:
+        r.hist = h if own else Histogram(h.exp, h.start, h.counts.copy())
         return
     off = h.start - cur.start
     if h.exp == cur.exp and off >= 0 and off + len(h.counts) <= len(cur.counts):
         cur.counts[off : off + len(h.counts)] += h.counts
     else:
         r.hist = cur.merge(h, r.min, r.max)
+
+
+def _count_bins(r: TensorRange) -> None:
+    """Count a batch's bin indices (r.bins) into r's histogram with one bincount (per
+    weight): indices on finer grids than the batch's (parts whose range was narrower) move
+    to it exactly, floor(floor(x / 2**e) / 2**k) == floor(x / 2**(e + k)) (a shift)."""
+    parts, r.bins = r.bins or [], None
+    lo, hi = min(p[3] for p in parts), max(p[4] for p in parts)
+    e = max(max(p[1] for p in parts), _fit_exponent(lo, hi))
+    start = math.floor(math.ldexp(lo, -e))
+    nb = math.floor(math.ldexp(hi, -e)) - start + 1
+    for weight in sorted({p[5] for p in parts}):
+        idx = []
+        for i, pe, ps, *_, w in parts:
+            if w != weight:
+                continue
+            if pe != e:
+                i = ((i + ps) >> (e - pe)) - start
+            elif ps != start:
+                i = i + (ps - start)
+            idx.append(i)
+        counts = np.bincount(idx[0] if len(idx) == 1 else np.concatenate(idx), minlength=nb)
+        if weight != 1:
+            counts *= weight
+        _add_histogram(r, Histogram(e, start, counts), own=True)
+
+
+def _f(v: np.ndarray) -> np.ndarray:
+    """float32 or float64 values (float16: as float32, which scales without overflow)."""
+    return v if v.dtype == np.float32 or v.dtype == np.float64 else v.astype(np.float32)
 
 
 def _histogram(vals: np.ndarray, weight: int, lo: float, hi: float, exp: int | None) -> Histogram:
@@ -285,9 +327,7 @@ def _histogram(vals: np.ndarray, weight: int, lo: float, hi: float, exp: int | N
     nb = math.floor(math.ldexp(hi, -e)) - start + 1
     if not vals.size:
         return Histogram(e, start, np.zeros(nb, np.int64))
-    if vals.dtype != np.float32 and vals.dtype != np.float64:  # float16: scaled in float32
-        vals = vals.astype(np.float32)
-    counts = np.bincount(bin_index(vals, e, start).reshape(-1), minlength=nb)
+    counts = np.bincount(bin_index(_f(vals), e, start).reshape(-1), minlength=nb)
     if weight != 1:
         counts *= weight
     return Histogram(e, start, counts)
