@@ -87,6 +87,68 @@ def test_bad_budget_is_one_clear_error(budget: object) -> None:
         auto.search(_stats(), measure, ref, budget=budget)  # type: ignore[arg-type]
 
 
+def test_budget_in_seconds_models_or_both() -> None:
+    assert auto.parse_budget(None) == (auto.DEFAULT_BUDGET, None)
+    assert auto.parse_budget(7) == (7, None) and auto.parse_budget("7") == (7, None)
+    assert auto.parse_budget("90s") == (auto.MAX_MODELS, 90.0)
+    assert auto.parse_budget("12, 2.5s") == (12, 2.5) == auto.parse_budget("2.5s,12")
+    for bad in ("", "s", "0s", "-1s", "nans", "12,13", "1s,2s", "ten", 1.5, None.__class__):
+        with pytest.raises(TflquantError, match="calibration budget must be a positive number of trials"):
+            auto.parse_budget(bad)  # type: ignore[arg-type]
+    # a budget of seconds that is spent at once still measures one model (minmax), not zero
+    res = auto.search(_stats(), _fake_measure([])[0], _fake_measure([])[1], budget="1e-9s")
+    assert res.measured == 1 and res.start == "minmax" and res.seconds_budget == 1e-9
+    assert "models measured" in res.lines()[0] and " of 1e-09s" in res.lines()[0]
+
+
+def test_sample_quantile_cuts_a_value_few_samples_reach() -> None:
+    """10 samples; one of them reaches 300 (5% of its values): the median and the 90th
+    percentile of the per-sample maxima cut it, the 99.99th percentile of the values does not."""
+    rng = np.random.default_rng(3)
+    o = MinMaxObserver(histograms=True)
+    x = rng.uniform(-1, 1, (10, 200)).astype(np.float32)
+    x[4, :10] = 300.0
+    o.observe("t", x)
+    o.end_batch(10)
+    c = auto.candidates(o.stats())["t"]
+    assert c["minmax"][1] == 300.0 and c["percentile"][1] == 300.0
+    assert c["sample-quantile 50"][1] < 1.0 and c["sample-quantile 50"][0] > -1.0
+    assert c["sample-quantile 90"][1] < 1.0  # the 9th largest of 10 maxima
+
+
+def test_run_cache_reuses_unchanged_ops_and_gives_the_same_outputs() -> None:
+    """Two models that differ in the range of the last tensors only: the second run reuses
+    the ops upstream of them, and every output equals an uncached run's."""
+    from tflquant.api import _load
+    from tflquant.calibration.stats import select
+    from tflquant.ir import make_context
+    from tflquant.pipeline import pipeline_spec, run_pipeline
+
+    data = DIGITS.read_bytes()
+    module = _load(data)[0]
+    calib = auto.calibrate_keeping(module, str(DIGITS_CALIB))
+    base = select(calib.stats, "minmax")
+    last = next(k for k in calib.stats if "dense_1_2" in k)  # the logits (the softmax after them has a fixed scale)
+    late = dict(base)
+    late[last] = Range.of(base[last].mins[0] * 0.5, base[last].maxs[0] * 0.5)
+
+    def quantized(st):  # type: ignore[no-untyped-def]
+        m = _load(data)[0]
+        run_pipeline(make_context(), m, pipeline_spec("int8"), stats=st)
+        return m
+
+    cache = auto.RunCache()
+    first = auto.run_quantized(quantized(base), "main", calib.inputs, cache, "a")
+    cache.pin("a")
+    misses = cache.misses
+    second = auto.run_quantized(quantized(late), "main", calib.inputs, cache, "b")
+    assert cache.hits > 0 and cache.misses - misses < misses  # the upstream ops were reused
+    for st, got in ((base, first), (late, second)):
+        want = auto.run_quantized(quantized(st), "main", calib.inputs)
+        assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    assert not np.array_equal(first[0], second[0])
+
+
 # ---------------------------------------------------------------------------------------
 # end to end
 # ---------------------------------------------------------------------------------------
