@@ -3,7 +3,7 @@
 each calibration method, of `auto`, and of auto plus the automatic mixed-precision search
 (`target_sqnr=`), scored with LiteRT on photographs disjoint from the calibration ones.
 
-    python benchmarks/detection.py --photos-python /path/to/venv/bin/python [--budget 40] [--target-sqnr 25] [--validation eval-photos]
+    python benchmarks/detection.py --photos-python /path/to/venv/bin/python [--budget 40|90s] [--target-sqnr 25] [--validation eval-photos]
 
 The photographs are the ones scikit-image ships in its wheel (skimage.data: astronaut,
 coffee, rocket, camera, ... read offline). scikit-image is never a dependency of tflquant:
@@ -247,7 +247,7 @@ def build(probe: np.ndarray) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos-python", help="a Python that can import scikit-image (decodes the photographs once)")
-    ap.add_argument("--budget", type=int, default=None, help="auto's trials (default: the API's)")
+    ap.add_argument("--budget", default=None, help="auto's budget: models (int), seconds ('90s') or both ('40,90s'); default: the API's")
     ap.add_argument("--target-sqnr", type=float, default=25.0)
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated (empty: none)")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision search")
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="what the mixed-precision search measures on: the calibration crops (the API's default), or a "
                     "held-out validation set of other crops (another seed) of the evaluation photographs")
     a = ap.parse_args(argv)
+    if a.budget is not None and a.budget.isdigit():
+        a.budget = int(a.budget)
 
     import tflquant
     from tflquant.scoring import litert_run, sqnr_db
@@ -285,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                 counts[v] = counts.get(v, 0) + 1
             extra = "  (" + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
         print(f"  {m:24s}{s[0]:8.2f} /{s[1]:7.2f}   {time.perf_counter() - t:6.1f} s{extra}", flush=True)
+        if m == "auto":  # what auto measured and picked (the report's lines)
+            for line in str(r.report).splitlines():
+                if "auto: " in line:
+                    print("      " + line.strip())
     if not a.no_mixed:
         val = None if a.validation == "calibration" else {"serving_default_image:0": crops([ph[k] for k in EVAL_PHOTOS], 5, seed=3)}
         print(f"  (mixed-precision search measured on {'the first calibration crops' if val is None else '30 other crops of the evaluation photographs'})")
