@@ -5,7 +5,10 @@ model's), auto's time, and the calibration time that collecting histograms and p
 ranges adds (calibrate() with histograms off and on, interleaved, best of --reps).
 
     python benchmarks/calibration_methods.py [--models digits_cnn,...] [--reps 3] [--percentile 99.99]
-        [--budget 40] [--no-times] [--times-only]
+        [--budget 40] [--no-times] [--times-only] [--fixed-only]
+
+`--fixed-only`: the fixed methods' SQNRs only (no auto, no timing), from one calibration run
+per model (what a change to the statistics must not lower: about a minute for all models).
 
 Checks what issue 13 asks of auto on every model: at least the minmax figure and at least
 the best fixed method minus 0.2 dB (first output), printed as ok / MISS.
@@ -64,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=None, help="auto's trials (default: the API's)")
     ap.add_argument("--no-times", action="store_true", help="skip the histogram overhead timing")
     ap.add_argument("--times-only", action="store_true", help="only the histogram overhead timing")
+    ap.add_argument("--fixed-only", action="store_true", help="only the fixed methods' SQNRs, from one calibration run per model")
     a = ap.parse_args(argv)
     if a.times_only:
         return _times_only(a)
+    if a.fixed_only:
+        return _fixed_only(a)
 
     import tflquant
     from tflquant.scoring import load_eval
@@ -119,6 +125,33 @@ def _print_totals(rows: list[tuple[str, float, float]]) -> None:
     worst = max(rows, key=lambda r: r[2] / r[1])
     print(f"\ncalibration time, all models: {tot_off:.3f} s min/max only, {tot_on:.3f} s with histograms "
           f"({100 * (tot_on / tot_off - 1):+.1f}%); largest ratio {worst[2] / worst[1]:.2f}x ({worst[0]}; target <= 1.3x)")
+
+
+def _fixed_only(a: argparse.Namespace) -> int:
+    """Each fixed method's int8 SQNR, every model calibrated once (histograms on) and
+    quantized from those statistics (the API's `_calibration` hand-over, as the
+    mixed-precision search does): the same models as quantize(calibration_method=...)."""
+    import tflquant
+    from tflquant.api import _load
+    from tflquant.calibration.calibrate import calibrate
+    from tflquant.scoring import load_eval
+
+    print(f"int8 output SQNR (dB, LiteRT, eval.npz) per fixed calibration method; percentile={a.percentile}")
+    print(f"{'model':22s}" + "".join(f"{m:>16s}" for m in METHODS))
+    for name in a.models.split(","):
+        d = MODELS / name
+        if not (d / "float.tflite").exists():
+            continue
+        inputs, _ = load_eval(d / "eval.npz", a.eval_samples)
+        module, _, _ = _load(str(d / "float.tflite"))
+        calib = calibrate(module, str(d / "calib.npz"), histograms=True, channel_means=False)  # as quantize() int8 does
+        cells = ""
+        for m in METHODS:
+            r = tflquant.quantize(str(d / "float.tflite"), mode="int8", representative_dataset=str(d / "calib.npz"),
+                                  calibration_method=m, percentile=a.percentile, _calibration=calib)
+            cells += f"{'/'.join(f'{s:.2f}' for s in _sqnrs(d / 'float.tflite', r.model, inputs)):>16s}"
+        print(f"{name:22s}{cells}", flush=True)
+    return 0
 
 
 def _times_only(a: argparse.Namespace) -> int:

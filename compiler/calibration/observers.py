@@ -163,7 +163,7 @@ class MinMaxObserver:
         step = _stride(a.shape)
         weight = n // rows  # a broadcast value counts once per sample
         sub = flat[:, ::step] if step > 1 else flat  # a deterministic subsample of each sample (see _stride)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
             smin = np.min(np.where(finite, flat, np.inf), axis=1)
@@ -337,7 +337,7 @@ HIST_VALUES = 1024  # values per sample and tensor that go into the histogram, a
 
 
 def _stride(shape: tuple[int, ...]) -> int:
-    return _stride_of(tuple(int(d) for d in shape[1:]))
+    return _stride_of(shape[1:])  # numpy shapes are tuples of ints
 
 
 @functools.lru_cache(maxsize=4096)
@@ -390,6 +390,8 @@ def _per_sample(obs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.nd
     tensor observed k times per sample (loop steps) comes as k vectors per sample range."""
     total = sum(len(m) for m, _ in obs)
     if total == n:
+        if len(obs) == 1:  # nothing writes these arrays: no copy
+            return obs[0]
         return np.concatenate([m for m, _ in obs]), np.concatenate([x for _, x in obs])
     if n > 0 and total % n == 0:
         k = total // n
