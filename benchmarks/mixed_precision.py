@@ -5,16 +5,17 @@
 For each model in ../shared/models: quantize int8 and int16x8 (default options), then run the
 mixed-precision search (`tflquant.quantize(..., target_sqnr=)`) twice:
 (a) to the 16x8 model's SQNR minus 0.5 dB (what must show: within 1 dB of 16x8, faster);
-(b) to a fraction (--b-fraction, default a fifth) of the way from the int8 SQNR to the 16x8
-    one (what must show: fewer than a quarter of the ops promoted).
+(b) to fractions (--b-fraction, default a fifth, a third and half) of the way from the int8
+    SQNR to the 16x8 one (what must show: fewer than a quarter of the ops promoted).
 Which samples the search measures on (`--validate`): `split` (default) gives it the even
 eval.npz samples as validation_dataset= and scores the odd ones, which it never saw (a user's
-held-out validation set); `calib` leaves it the API's default, the first 32 calibration
-samples (the ones the ranges came from: optimistic); `eval` gives it every eval.npz sample,
-the same ones scored.
+held-out validation set); `calib` leaves it the API's default: the first calibration
+samples (32 at most, a quarter), held out of its candidates' calibration (their ranges come
+from the other ones); `eval` gives it every eval.npz sample, the same ones scored.
 SQNR: LiteRT outputs against the float model's on the scored eval.npz samples (lowest over the
 outputs, dB). Latency: LiteRT single-thread invoke, the models interleaved in one process
-(rounds of 20 invokes each, median over the rounds). Promoted ops: ops of the mixed model
+(rounds of 20 invokes each, median over the rounds), next to the search's cost model
+(tflquant.mixed_precision.estimated_latency) relative to int8. Promoted ops: ops of the mixed model
 computing in int16 or float (QUANTIZE / DEQUANTIZE not counted) over the int8 model's ops.
 The search path is printed; with --check-workers (a) is rerun with one worker to check the
 result does not depend on the worker count.
@@ -90,7 +91,8 @@ def _promoted(result) -> tuple[int, int]:
     return counts.get("int16", 0) + counts.get("float", 0), sum(v for k, v in counts.items() if k not in ("quantize", "dequantize"))
 
 
-def run_model(name: str, workers: int, out: list[str], check_workers: bool = False, validate: str = "split", b_fraction: float = 0.2) -> None:
+def run_model(name: str, workers: int, out: list[str], check_workers: bool = False, validate: str = "split",
+              b_fractions: tuple[float, ...] = (0.2,), skip_a: bool = False) -> None:
     import tflquant
 
     d = MODELS / name
@@ -105,9 +107,11 @@ def run_model(name: str, workers: int, out: list[str], check_workers: bool = Fal
     s8, s16 = (_sqnr(ref, _outputs(base[m].model, x)) for m in ("int8", "int16x8"))
     n8 = _promoted(base["int8"])[1]
     say = lambda s: (print(s, flush=True), out.append(s))  # noqa: E731
-    say(f"== {name} (search measured on {dict(split='the even eval.npz samples, scored on the odd ones', calib='the first 32 calibration samples', eval='eval.npz')[validate]}): int8 {s8:.2f} dB ({len(base['int8'].model)} B, {n8} ops), int16x8 {s16:.2f} dB ({len(base['int16x8'].model)} B)")
+    say(f"== {name} (search measured on {dict(split='the even eval.npz samples, scored on the odd ones', calib='held-out calibration samples, the API default (step 0 says which)', eval='eval.npz')[validate]}): int8 {s8:.2f} dB ({len(base['int8'].model)} B, {n8} ops), int16x8 {s16:.2f} dB ({len(base['int16x8'].model)} B)")
     mixed = {}
-    for tag, target in (("a", s16 - 0.5), ("b", s8 + (s16 - s8) * b_fraction)):
+    targets = [] if skip_a else [("a", s16 - 0.5)]
+    targets += [(f"b{f:g}", s8 + (s16 - s8) * f) for f in b_fractions]
+    for tag, target in targets:
         t = time.perf_counter()
         r = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=workers, validation_dataset=val)
         secs = time.perf_counter() - t
@@ -123,12 +127,20 @@ def run_model(name: str, workers: int, out: list[str], check_workers: bool = Fal
             one = tflquant.quantize(fpath, representative_dataset=calib, target_sqnr=target, workers=1, validation_dataset=val)
             same = hashlib.sha256(one.model).hexdigest() == hashlib.sha256(r.model).hexdigest()
             say(f"     workers=1 vs workers={workers}: {'same bytes' if same else 'DIFFERENT bytes'}")
-    lat = _latencies({"int8": base["int8"].model, "int16x8": base["int16x8"].model, "mixed-a": mixed["a"].model,
-                      "mixed-b": mixed["b"].model, "float": fbytes}, x)
+    lat = _latencies({"int8": base["int8"].model, "int16x8": base["int16x8"].model,
+                      **{f"mixed-{t}": r.model for t, r in mixed.items()}, "float": fbytes}, x)
     say("   LiteRT latency (ms, interleaved, median of 15x20 invokes): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in lat.items())
-        + f"; mixed-a / int16x8 = {lat['mixed-a'] / lat['int16x8']:.2f}, mixed-b / int16x8 = {lat['mixed-b'] / lat['int16x8']:.2f}"
-        + f", mixed-a / int8 = {lat['mixed-a'] / lat['int8']:.2f}")
+        + ", ".join(f"{k} {v:.3f}" for k, v in lat.items()) + "; "
+        + ", ".join(f"mixed-{t} / int16x8 = {lat[f'mixed-{t}'] / lat['int16x8']:.2f}" for t in mixed)
+        + (f", mixed-a / int8 = {lat['mixed-a'] / lat['int8']:.2f}" if "a" in mixed else ""))
+    from tflquant.mixed_precision import estimated_latency
+    from tflquant.tflite.reader import read_flatbuffer
+
+    est = {"int8": base["int8"].module, "int16x8": base["int16x8"].module, **{f"mixed-{t}": r.module for t, r in mixed.items()},
+           "float": read_flatbuffer(fbytes)}
+    e8 = estimated_latency(est["int8"])
+    say("   cost model vs LiteRT, relative to int8 (estimated / measured): "
+        + ", ".join(f"{k} {estimated_latency(m) / e8:.2f} / {lat[k] / lat['int8']:.2f}" for k, m in est.items() if k != "int8"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,14 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--check-workers", action="store_true", help="rerun (a) with one worker: same bytes?")
     ap.add_argument("--validate", choices=["split", "calib", "eval"], default="split", help="samples the search measures on (see above)")
-    ap.add_argument("--b-fraction", type=float, default=0.2, help="target (b): this fraction of the way from int8 to 16x8")
+    ap.add_argument("--b-fraction", type=float, nargs="+", default=[0.2, 1 / 3, 0.5],
+                    help="targets (b): these fractions of the way from int8 to 16x8")
+    ap.add_argument("--skip-a", action="store_true", help="only the (b) targets")
     a = ap.parse_args(argv)
     out: list[str] = []
     for m in a.models:
         if not (MODELS / m / "float.tflite").exists():
             print(f"skip {m}: {MODELS / m} not found", file=sys.stderr)
             continue
-        run_model(m, a.workers, out, a.check_workers, a.validate, a.b_fraction)
+        run_model(m, a.workers, out, a.check_workers, a.validate, tuple(a.b_fraction), a.skip_a)
     return 0
 
 

@@ -6,36 +6,41 @@
 
 The search (`quantize(..., target_sqnr=DB)` or `accuracy_fn=..., max_drop=...`; CLI
 `--target-sqnr`):
-1. One calibration run; every candidate reuses its statistics (`_calibration=`). The first
-   VALIDATION_SAMPLES samples of `validation_dataset` (default: the first SEARCH_SAMPLES of
-   the calibration data, which flatter every candidate alike) measure the model output; the
-   float reference is computed once by the reference interpreter.
-2. Start from int8. Rank the tensors by the SQNR the op computing them loses
-   (`tflquant.compare`'s `layer_loss_db`: its inputs' lowest SQNR minus its own, measured with
-   LiteRT's integer kernels in the reference interpreter).
-3. A unit promotes one tensor: its producer and its integer readers compute in int16 (no
-   requantize at that tensor; an op LiteRT has no int16 kernel for goes float), or, the
-   other variant, all of them float. Confirmation: the SINGLES worst units of each variant
-   are tried alone and their output SQNR (or accuracy_fn's score, computed in this
-   process) measured; the ones that gain are ordered by rate (dB per unit of added
-   estimated latency) and the best 2, 4, 8, ... tried together; so are the worst 2, 4, 8,
-   ... by layer loss (the jumps a target near 16x8 needs). Candidates are quantized
-   and measured in worker processes (spawn, one pool per search); results come back in
-   candidate order, so the path does not depend on the worker count.
-4. If a candidate meets the target, take the one with the lowest estimated latency (then
-   size), a group bisected down to the fewest of its units that still meet it; unless that
-   group adds more than twice the latency that closing the gap at the best rate would (were
-   the rate to hold). Else step to the candidate short of the target with the best rate.
-   Repeat from 2; stop when nothing gains.
-5. Pruning: take back (to int8) the promoted units the target does not need, the ones whose
-   removal saves the most latency first (at most PRUNE_TRIES tries).
+1. Samples: the first VALIDATION_SAMPLES of `validation_dataset` measure the model output.
+   Without one, the first min(SEARCH_SAMPLES, a quarter) calibration samples are held out:
+   the search measures on them and its candidates take their ranges from a second
+   calibration run over the other samples; the model returned is calibrated on all of them.
+   (Data that cannot be read twice, a one-shot iterator, or fewer than 4*MIN_HELD_OUT
+   samples: it measures on the first calibration samples, the ones the ranges came from,
+   which flatters every candidate.) Step 0 of the path says which. The float reference is
+   computed once by the reference interpreter.
+2. Units: a unit takes one tensor out of int8: its producer and its integer readers compute
+   in int16 (an op LiteRT has no int16 kernel for goes float), or, the other variant, all
+   float; a tensor's producer and readers together, so no requantizing island appears.
+3. A round: every unit that changes the current mix is measured on top of it (output SQNR
+   with LiteRT's integer kernels, or accuracy_fn's score), in worker processes. The gain of
+   a unit is the output noise power it removes (or the score it adds); gains of separate
+   error sources add up, so the units are sorted by gain per cost (cost: the ops it adds
+   plus the estimated latency it adds, in the int8 model's mean op) and the prefixes of that
+   order, up to three times the gap by the sum of their gains (at most MAX_PREFIXES), are
+   measured together. The cheapest prefix that meets the target ends the search; else the
+   one that gained the most is taken and another round starts (at most MAX_ROUNDS).
+   Candidates come back in candidate order, so the path does not depend on the worker count.
+4. Pruning (reverse greedy): take back to int8 the promoted units the target does not need,
+   the ones whose removal leaves the fewest promoted ops first, then single promoted ops the
+   same way (at most PRUNE_TRIES tries each), keeping a removal only if the target still
+   holds and neither the op count nor the estimated latency grows.
 
-Cost model (estimated LiteRT latency, arbitrary units): per op, work x the factor of its
-precision. Work: multiply-accumulates for CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
-BATCH_MATMUL, TRANSPOSE_CONV, else output elements; QUANTIZE / DEQUANTIZE: elements.
-Factors (LATENCY_FACTORS) from LiteRT 2.3 single-thread on x86-64, small_unet /
-tiny_transformer, whole models: int16x8 ran 70x / 13x the int8 time (int16 kernels are
-LiteRT's reference kernels; XNNPACK takes int8 and float), float 3.1x / 0.5x.
+Cost model (estimated LiteRT latency, arbitrary units: int8 multiply-accumulates): per op,
+OP_OVERHEAD x OVERHEAD_FACTORS[precision] (the fixed cost of dispatching an op; a
+QUANTIZE / DEQUANTIZE at a precision boundary pays it too) plus work x LATENCY_FACTORS[precision].
+Work: multiply-accumulates for CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL,
+TRANSPOSE_CONV, else output elements; QUANTIZE / DEQUANTIZE: elements. Factors from LiteRT 2.3
+single-thread on x86-64, small_unet / tiny_transformer, whole models: int16x8 ran 70x / 13x
+the int8 time (int16 kernels are LiteRT's reference kernels; XNNPACK takes int8 and float),
+float 3.1x / 0.43x. The overhead (about 0.34 us per int8 op, 20000 int8 MACs at small_unet's
+rate; a float op about half, XNNPACK running float graphs as one delegate) is what makes a
+71-op model of tiny tensors run float faster than int8. No LiteRT is needed at run time.
 """
 
 from __future__ import annotations
@@ -55,9 +60,13 @@ from tflquant.errors import TflquantError
 
 SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no validation_dataset)
 VALIDATION_SAMPLES = 512  # validation_dataset samples it is measured on (at most)
-SINGLES = 8  # worst tensors (by layer loss) tried alone per step, per variant
-PRUNE_TRIES = 16  # promoted units the pruning tries to take back
+MIN_HELD_OUT = 4  # fewer calibration samples to hold out than this: measure on the calibration samples
+MAX_ROUNDS = 6  # rounds of measuring every unit on top of the current mix
+MAX_PREFIXES = 24  # groups (best units by gain per cost, 1, 2, 3, ...) tried together per round
+PRUNE_TRIES = 24  # promoted units (then ops) the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
+OP_OVERHEAD = 20000.0  # fixed cost of running one int8 op (dispatch, tensor set-up), in int8 MACs
+OVERHEAD_FACTORS = {"int8": 1.0, "int16": 1.0, "float": 0.5, "convert": 1.0}
 _MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
 
 
@@ -72,9 +81,10 @@ class Step:
     latency: float  # estimated LiteRT latency (cost-model units; see module docstring)
     score: float | None = None  # accuracy_fn's score, when searching to a score
     promoted_ops: int = 0  # ops not int8 after this step
+    measured: str = ""  # (step 0) the samples the search measured on
 
     def __str__(self) -> str:
-        what = ", ".join(self.promoted) if self.promoted else "(int8 start)"
+        what = ", ".join(self.promoted) if self.promoted else "(int8 start" + (f"; measured on {self.measured})" if self.measured else ")")
         score = f"  score {self.score:.4f}" if self.score is not None else ""
         return (
             f"step {self.step:2d}: {self.sqnr_db:6.2f} dB{score}  {self.size:8d} B  est. latency {self.latency:10.0f}"
@@ -142,7 +152,7 @@ def estimated_latency(module: ModuleOp) -> float:
     for o in module.walk():
         k = _kind(o)
         if k is not None:
-            total += op_work(o) * LATENCY_FACTORS[k]
+            total += op_work(o) * LATENCY_FACTORS[k] + OP_OVERHEAD * OVERHEAD_FACTORS[k]
     return total
 
 
@@ -251,6 +261,27 @@ def _graph(module: ModuleOp) -> tuple[dict[str, Operation], dict[str, list[Opera
     return producer, readers
 
 
+_RANK = {"int8": 0, "int16": 1, "float": 2}
+
+
+def _merge(state: Mapping[str, str], units: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """The mix with the units promoted on top: an op takes the highest precision asked for it."""
+    out = dict(state)
+    for u in units:
+        for k, v in u.items():
+            if _RANK[v] > _RANK[out.get(k, "int8")]:
+                out[k] = v
+    return out
+
+
+def _promotable_ops(module: ModuleOp) -> int:
+    """Ops of the float model a precision could change (the cost model's op count)."""
+    from tflquant.passes._quant_ops import has_kernel
+
+    fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
+    return sum(1 for o in fn.walk() if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.ConstOp | tfl.NoValueOp) and has_kernel(o, 8))
+
+
 def _key(o: Operation) -> str | None:
     names = tfl.tensor_names(o)
     return names[0] if names else None
@@ -326,21 +357,37 @@ def search_quantize(
     where = os.fspath(representative_dataset) if isinstance(representative_dataset, str | os.PathLike) else "calibration data"
     calib = calibrate(module, source, where=where, batch_size=batch_size, max_samples=max_samples, threads=calibration_threads,
                       channel_means=True, histograms=calibration_method != "minmax")
-    if calibration_method == "auto":  # ranges picked once (tflquant.calibration.auto); every candidate keeps them
-        calib.stats = quantize(data, mode=mode, representative_dataset=representative_dataset, calibration_method="auto",
-                               batch_size=batch_size, max_samples=max_samples,
-                               bias_correction=True if bias_correction is None else bias_correction, **options).stats
+    search_calib = calib  # the statistics the search's candidates are quantized with
+    auto = calibration_method == "auto"
+    if auto:  # ranges picked once (tflquant.calibration.auto); every candidate keeps them
+        calib.stats = _auto_stats(data, mode, representative_dataset, batch_size, max_samples, bias_correction, options)
         calibration_method = "minmax"
     samples = _main_samples(module, source if kept is None else kept, SEARCH_SAMPLES)
+    if samples is None:
+        raise TflquantError(f"{where}: no samples for the model's first subgraph to measure the output on")
     if validation_dataset is not None:  # held-out data to measure on
         vsource, vkept = _keeping_first(validation_dataset, VALIDATION_SAMPLES)
         measured = _main_samples(module, vsource if vkept is None else vkept, VALIDATION_SAMPLES)
         if measured is None:
             raise TflquantError("validation_dataset: no samples for the model's first subgraph (give one array per input, samples first)")
+        measured_on = f"{len(measured[0])} validation_dataset samples"
     else:
-        measured = samples
-    if samples is None:
-        raise TflquantError(f"{where}: no samples for the model's first subgraph to measure the output on")
+        # hold out the first calibration samples: the search measures on them, its candidates'
+        # ranges come from the rest (the model returned is calibrated on all of them)
+        split = _held_out(representative_dataset, source)
+        if split is None:
+            measured = samples
+            measured_on = (f"the first {len(samples[0])} calibration samples, the ones the ranges came from "
+                           "(optimistic: give validation_dataset)")
+        else:
+            held, rest, n_rest = split
+            measured = [a[:held] for a in samples]
+            search_calib = calibrate(module, rest, where=where, batch_size=batch_size, max_samples=max_samples,
+                                     threads=calibration_threads, channel_means=True, histograms=calibration_method != "minmax" or auto)
+            if auto:
+                search_calib.stats = _auto_stats(data, mode, rest, batch_size, max_samples, bias_correction, options)
+            measured_on = (f"the first {held} calibration samples, held out: the search's ranges came from the other "
+                           + (f"{n_rest}" if n_rest is not None else "ones"))
     fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
     names = [_arg_name(fn, i) for i in range(len(fn.body.block.args))]
     by_name = dict(zip(names, samples))
@@ -350,7 +397,7 @@ def search_quantize(
     fixed = parse_entries(op_precision_entries(op_precision))  # the user's own choices stay
 
     def jobs(cands: list[dict[str, str]]) -> list[_Job]:
-        return [_Job(data, by_name, list(measured), reference, calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
+        return [_Job(data, by_name, list(measured), reference, search_calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
 
     float_score = accuracy_fn(data) if accuracy_fn is not None else None
 
@@ -367,128 +414,102 @@ def search_quantize(
         state: dict[str, str] = {}
         cur = pool.map(jobs([state]))[0]
         cur_score = measure(cur)
-        path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops)]
-        from tflquant.compare import compare_models
-
-        def gain(o: _Outcome, score: float | None) -> float:
-            return (score - cur_score) if score is not None and cur_score is not None else o.sqnr_db - cur.sqnr_db
-
-        accepted: list[dict[str, str]] = []  # the units promoted so far, in order
+        path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops, measured=measured_on)]
+        n_ops = max(_promotable_ops(module), 1)
+        op_latency = max(path[0].latency / n_ops, 1e-9)  # the int8 model's mean op: the cost unit
 
         def evaluate(states: list[dict[str, str]]) -> list[tuple[_Outcome, float | None]]:
             outs = pool.map(jobs(states))
             return [(o, measure(o)) for o in outs]
 
-        def efficiency(o: _Outcome, sc: float | None) -> float:
-            return gain(o, sc) / max(o.latency - cur.latency, 0.01 * path[0].latency)
+        def value(o: _Outcome, score: float | None) -> float:
+            """What promotions add up: minus the output's noise power relative to the
+            signal (SQNR), or the score (accuracy_fn)."""
+            return float(score) if float_score is not None else -(10.0 ** (-o.sqnr_db / 10.0))
 
-        while not meets(cur, cur_score):
-            rows = compare_models(data, [cur.model], list(measured), max_samples=len(measured[0]), labels=["current"]).rows
-            ranked = [r.tensor_name or r.name for r in sorted(rows, key=lambda r: -r.layer_loss_db) if r.kind == "int8" and r.subgraph == 0]
-            # per variant (int16 where LiteRT has the kernel, else float; all float), the units in rank order
-            variants: list[list[dict[str, str]]] = []
-            for float_cheaper in (False, True):
-                units: list[dict[str, str]] = []
-                for name in dict.fromkeys(ranked):
-                    u = {k: v for k, v in _unit(name, producer, readers, float_cheaper).items() if state.get(k) not in (v, "float")}
-                    if u and u not in units:
-                        units.append(u)
-                variants.append(units)
-            # confirmation: the SINGLES worst units of each variant, each alone, measured at
-            # the output; then the best of them (by dB per added latency) 2, 4, 8, ... together
-            # (when none of them gains, the next SINGLES worst, and so on)
-            order: list[int] = []
-            for first in range(0, max(map(len, variants)), SINGLES):
-                singles = [u for v in range(2) for u in variants[v][first : first + SINGLES]]
-                res1 = evaluate([{**state, **u} for u in singles])
-                rate1 = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res1]
-                order = sorted((i for i in range(len(singles)) if rate1[i] > -np.inf), key=lambda i: (-rate1[i], i))
-                if order:
+        goal = (float_score - max_drop) if float_score is not None else -(10.0 ** (-target_sqnr / 10.0))  # type: ignore[operator]
+
+        def cost(o: _Outcome, base: _Outcome) -> float:
+            """Added ops plus added estimated latency in int8 mean ops (at least a small part of an op)."""
+            return max(o.promoted_ops - base.promoted_ops, 0) + max(o.latency - base.latency, 0.0) / op_latency + 0.05
+
+        # units: one tensor out of int8 (its producer and integer readers), int16 where LiteRT
+        # has the kernel, or all float
+        units: list[dict[str, str]] = []
+        for float_cheaper in (False, True):
+            for name in producer:
+                u = _unit(name, producer, readers, float_cheaper)
+                if u and u not in units:
+                    units.append(u)
+        accepted: list[dict[str, str]] = []
+        for _ in range(MAX_ROUNDS):
+            if meets(cur, cur_score):
+                break
+            # 1. every unit that changes the current mix, measured alone on top of it
+            cands = [u for u in units if _merge(state, [u]) != state]
+            if not cands:
+                break
+            res1 = evaluate([_merge(state, [u]) for u in cands])
+            v0 = value(cur, cur_score)
+            gains = [value(o, sc) - v0 for o, sc in res1]
+            good = sorted((i for i in range(len(cands)) if gains[i] > 0), key=lambda i: (-gains[i] / cost(res1[i][0], cur), i))
+            if not good:
+                break  # nothing gains any more
+            # 2. gains add up (noise powers of independent errors do): prefixes of the units
+            # in order of gain per cost, up to three times the gap by that sum, measured together
+            need = goal - v0
+            prefixes: list[list[int]] = []
+            total = 0.0
+            for i in good:
+                total += gains[i]
+                prefixes.append((prefixes[-1] if prefixes else []) + [i])
+                if total >= 3 * need or len(prefixes) >= MAX_PREFIXES:
                     break
-            if not order:
-                break  # no promotion of any tensor gains any more
-
-            def by_rate(k: int) -> list[dict[str, str]]:
-                return [singles[i] for i in order[:k]]
-
-            def by_rank(v: int) -> Callable[[int], list[dict[str, str]]]:
-                return lambda k: variants[v][:k]
-
-            def merged(units: list[dict[str, str]]) -> dict[str, str]:
-                out = dict(state)
-                for u in units:
-                    out.update(u)
-                return out
-
-            def doubling(n: int) -> list[int]:
-                return sorted({min(2**j, n) for j in range(1, 12)} - {0, 1})
-
-            # groups: the best by measured rate, and (for big targets) the worst by layer loss
-            groups = [(by_rate, k) for k in doubling(len(order))]
-            groups += [(by_rank(v), k) for v in range(2) for k in doubling(len(variants[v]))]
-            res = res1 + evaluate([merged(g(k)) for g, k in groups])
-            cands = [[u] for u in singles] + [g(k) for g, k in groups]
-            ok = [i for i, (o, sc) in enumerate(res) if meets(o, sc)]
-            rate = [efficiency(o, sc) if gain(o, sc) > 0 else -np.inf for o, sc in res]
-            best = max(rate)
-            pick = min(ok, key=lambda i: (res[i][0].latency, len(res[i][0].model), i)) if ok else None
-            if pick is not None and best > 0:
-                # a group that meets the target at far more latency than closing the gap at the
-                # best rate would take (were it to hold): step at that rate instead
-                gap = (float_score - max_drop - cur_score) if float_score is not None else target_sqnr - cur.sqnr_db  # type: ignore[operator]
-                if pick >= len(singles) and gap / best < 0.5 * (res[pick][0].latency - cur.latency):
-                    pick = None
-            if pick is not None:
-                found = res[pick]
-                chosen = cands[pick]
-                if pick >= len(singles):  # a group: the fewest of its units that still meet the target
-                    g, hi = groups[pick - len(singles)]
-                    tried = [(k, r) for (gg, k), r in zip(groups, res[len(singles):]) if gg is g]
-                    lo = max([k for k, (o, sc) in tried if k < hi and not meets(o, sc)], default=1 if g is by_rate else 0)
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        o, sc = evaluate([merged(g(mid))])[0]
-                        if meets(o, sc):
-                            hi, found = mid, (o, sc)
-                        else:
-                            lo = mid
-                    chosen = g(hi)
-                o_best, s_best = found
-            else:
-                if best == -np.inf:
-                    break  # no promotion of the worst tensors helps any more
-                # step: the best rate among the candidates short of the target (one past the
-                # target was judged too dear above)
-                short = [i for i in range(len(res)) if i not in ok and rate[i] > -np.inf] or [i for i in ok]
-                pick = max(short, key=lambda i: (rate[i], -i))
-                chosen, (o_best, s_best) = cands[pick], res[pick]
-            new_state = merged(chosen)
+            res_p = [res1[p[0]] for p in prefixes[:1]] + evaluate([_merge(state, [cands[i] for i in p]) for p in prefixes[1:]])
+            ok = [k for k, (o, sc) in enumerate(res_p) if meets(o, sc)]
+            if ok:
+                k = min(ok, key=lambda k: (cost(res_p[k][0], cur), k))
+            else:  # the group that gained the most, then again from there (pruning takes back what is not needed)
+                k = max(range(len(prefixes)), key=lambda k: (value(*res_p[k]), -cost(res_p[k][0], cur), -k))
+                if value(*res_p[k]) <= v0:
+                    break
+            chosen = [cands[i] for i in prefixes[k]]
+            new_state = _merge(state, chosen)
             accepted += chosen
-            promoted = tuple(f"{k}={v}" for k, v in new_state.items() if state.get(k) != v)
-            state, cur, cur_score = new_state, o_best, s_best
+            promoted = tuple(f"{n}={p}" for n, p in new_state.items() if state.get(n) != p)
+            state, (cur, cur_score) = new_state, res_p[k]
             path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
 
-        # pruning: drop the promoted units the target does not need, the costliest first
+        # 3. pruning: take back the promoted units the target does not need (those whose
+        # removal saves the most first), then single promoted ops the same way
         if meets(cur, cur_score) and len(accepted) > 1:
+            before = dict(state)
+            pieces = [dict(u) for u in accepted]
+            for level in ("units", "ops"):
+                if level == "ops":
+                    pieces = [{n: p} for n, p in state.items() if n not in fixed]
+                if len(pieces) < 2:
+                    continue
 
-            def without(drop: set[int]) -> dict[str, str]:
-                merged: dict[str, str] = {}
-                for i, u in enumerate(accepted):
-                    if i not in drop:
-                        merged.update(u)
-                return merged
+                def without(drop: set[int], pieces: list[dict[str, str]] = pieces) -> dict[str, str]:
+                    return _merge({}, [u for i, u in enumerate(pieces) if i not in drop])
 
-            single = evaluate([without({i}) for i in range(len(accepted))])
-            order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc)), key=lambda i: (single[i][0].latency, i))
-            dropped: set[int] = set()
-            for i in order[:PRUNE_TRIES]:
-                trial = dropped | {i}
-                o, sc = (single[i] if not dropped else evaluate([without(trial)])[0])
-                if meets(o, sc) and o.latency <= cur.latency:
-                    dropped, cur, cur_score = trial, o, sc
-            if dropped:
-                state = without(dropped)
-                gone = tuple(f"{k}=int8" for i in sorted(dropped) for k in accepted[i] if k not in state)
+                single = evaluate([without({i}) for i in range(len(pieces))])
+                order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc) and without({i}) != state),
+                               key=lambda i: (single[i][0].promoted_ops, single[i][0].latency, i))
+                dropped: set[int] = set()
+                for i in order[:PRUNE_TRIES]:
+                    trial = dropped | {i}
+                    if without(trial) == without(dropped):
+                        continue
+                    o, sc = single[i] if not dropped else evaluate([without(trial)])[0]
+                    if meets(o, sc) and (o.promoted_ops, o.latency) <= (cur.promoted_ops, cur.latency * (1 + 1e-9)):
+                        dropped, cur, cur_score = trial, o, sc
+                if dropped:
+                    state = without(dropped)
+                    pieces = [u for i, u in enumerate(pieces) if i not in dropped]
+            if state != before:
+                gone = tuple(f"{n}={state.get(n, 'int8')}" for n in before if state.get(n) != before[n])
                 path.append(Step(len(path), gone, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
     result = quantize(data, representative_dataset=by_name, op_precision={**state, **fixed}, _calibration=calib, **opts)
     result.report.search = path
@@ -496,6 +517,36 @@ def search_quantize(
         want = f"{target_sqnr} dB" if target_sqnr is not None else f"a score of {float_score - max_drop:.4f}"  # type: ignore[operator]
         result.report.warnings.append(f"mixed-precision search: no mix reached {want}; the best found is returned ({path[-1]})")
     return result
+
+
+def _auto_stats(data: bytes, mode: str, dataset: Any, batch_size: int, max_samples: int | None, bias_correction: bool | None,
+                options: Mapping[str, Any]) -> Any:
+    from tflquant.api import quantize
+
+    return quantize(data, mode=mode, representative_dataset=dataset, calibration_method="auto", batch_size=batch_size,
+                    max_samples=max_samples, bias_correction=True if bias_correction is None else bias_correction, **options).stats
+
+
+def _held_out(dataset: Any, source: Any) -> tuple[int, Any, int | None] | None:
+    """(samples held out, the calibration data without them, how many that is (None: not
+    known)) for data that can be read again (a .npz path, arrays, a list, a function
+    returning an iterable), holding out the first min(SEARCH_SAMPLES, a quarter); None for
+    a one-shot iterable or too few samples (the search then measures on the first ones)."""
+    import itertools
+
+    if isinstance(source, Mapping):
+        arrays = list(source.values())
+        if not arrays or not all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in arrays):
+            return None
+        n = min(len(a) for a in arrays)
+        held = min(SEARCH_SAMPLES, n // 4)
+        return (held, {k: v[held:] for k, v in source.items()}, n - held) if held >= MIN_HELD_OUT else None
+    if isinstance(dataset, list | tuple):
+        held = min(SEARCH_SAMPLES, len(dataset) // 4)
+        return (held, list(dataset[held:]), len(dataset) - held) if held >= MIN_HELD_OUT else None
+    if callable(dataset):
+        return SEARCH_SAMPLES, (lambda: itertools.islice(dataset(), SEARCH_SAMPLES, None)), None
+    return None
 
 
 def _arg_name(fn: func.FuncOp, i: int) -> str:

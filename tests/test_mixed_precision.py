@@ -26,10 +26,12 @@ def model() -> tuple[bytes, dict[str, np.ndarray], list[np.ndarray]]:
 
 @pytest.fixture
 def few_candidates(monkeypatch) -> None:
-    """Searches in tests try 3 units alone per step (the parent decides; workers need not know)."""
+    """Searches in tests try at most 4 groups per round and 3 rounds (the parent decides;
+    workers need not know)."""
     from tflquant import mixed_precision
 
-    monkeypatch.setattr(mixed_precision, "SINGLES", 3)
+    monkeypatch.setattr(mixed_precision, "MAX_PREFIXES", 4)
+    monkeypatch.setattr(mixed_precision, "MAX_ROUNDS", 3)
 
 
 def _conversions(r: tflquant.QuantizationResult) -> set[tuple[str, str]]:
@@ -113,24 +115,46 @@ def test_op_precision_errors_and_recipe(model, tmp_path) -> None:
 
 
 def test_search_reaches_the_target_and_prints_its_path(model, few_candidates) -> None:
-    """From int8 (step 0) the search promotes until the output SQNR on the search samples
-    reaches the target; each step says what it promoted; the model found is the last step's."""
-    from tflquant.mixed_precision import SEARCH_SAMPLES, output_sqnr
+    """From int8 (step 0) the search promotes until the output SQNR on the samples it holds
+    out of the calibration data (the first quarter: 12 of 48) reaches the target; each step
+    says what it promoted; the model found is the last step's; and no promoted op of it can
+    be taken back (to int8) without missing the target (the pruning)."""
+    from tflquant.mixed_precision import output_sqnr
 
     m, data, _ = model
     start = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1)
     s0 = start.report.search[0].sqnr_db
     assert len(start.report.search) == 1 and start.report.search[0].promoted == ()
-    r = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 6.0, workers=1)
+    assert "the first 12 calibration samples, held out" in str(start.report.search[0])
+    target = s0 + 6.0
+    r = tflquant.quantize(m, representative_dataset=data, target_sqnr=target, workers=1)
     path = r.report.search
-    assert len(path) >= 2 and path[-1].sqnr_db >= s0 + 6.0 and all(st.promoted for st in path[1:])
+    assert len(path) >= 2 and path[-1].sqnr_db >= target and all(st.promoted for st in path[1:])
     assert not any("no mix reached" in w for w in r.report.warnings)
     assert path[-1].size == len(r.model) and "mixed-precision search" in str(r.report)
-    x = [a[:SEARCH_SAMPLES] for a in data.values()]
-    ref = tflquant.reference.interpreter.Interpreter(tflquant.tflite.reader.read_flatbuffer(m)).run(x)
-    assert abs(output_sqnr(ref, IntegerInterpreter(r.module).run(x)) - path[-1].sqnr_db) < 1e-6
+    held = [a[:12] for a in data.values()]
+    ref = tflquant.reference.interpreter.Interpreter(tflquant.tflite.reader.read_flatbuffer(m)).run(held)
+    # the model returned is calibrated on all samples, the search's candidates on the other 36
+    rest = {k: v[12:] for k, v in data.items()}
+    chosen = {o.name: o.kind for o in r.report.ops if o.kind in ("int16", "float")}
+    found = tflquant.quantize(m, representative_dataset=rest, op_precision=chosen, bias_correction=True)
+    assert abs(output_sqnr(ref, IntegerInterpreter(found.module).run(held)) - path[-1].sqnr_db) < 1e-6
+    assert r.model == tflquant.quantize(m, representative_dataset=data, op_precision=chosen, bias_correction=True).model
     kinds = [o.kind for o in r.report.ops if o.kind not in ("quantize", "dequantize")]
-    assert sum(k in ("int16", "float") for k in kinds) == path[-1].promoted_ops > 0
+    assert sum(k in ("int16", "float") for k in kinds) == path[-1].promoted_ops == len(chosen) > 0
+    for name in chosen:  # every promoted op is needed
+        fewer = {k: v for k, v in chosen.items() if k != name}
+        q = tflquant.quantize(m, representative_dataset=rest, op_precision=fewer or None, bias_correction=True)
+        assert output_sqnr(ref, IntegerInterpreter(q.module).run(held)) < target
+
+
+def test_search_without_held_out_data_says_so(model, few_candidates) -> None:
+    """A one-shot iterable cannot be read twice: the search measures on its first samples,
+    the ones the ranges came from, and step 0 says so."""
+    m, data, _ = model
+    items = [{k: v[i : i + 1] for k, v in data.items()} for i in range(len(next(iter(data.values()))))]
+    r = tflquant.quantize(m, representative_dataset=iter(items), target_sqnr=1.0, workers=1)
+    assert "the ones the ranges came from" in str(r.report.search[0])
 
 
 def test_search_to_a_score_and_errors(model, few_candidates) -> None:
