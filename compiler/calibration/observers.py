@@ -55,7 +55,7 @@ class TensorRange:
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
-    bins: list[tuple[np.ndarray, int, int, float, float, int]] | None = None  # this batch's bin indices to count: (indices, exp, start, min, max, weight)
+    bins: list[tuple[np.ndarray, float, float, int]] | None = None  # this batch's values to count: (values, min, max, weight)
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -176,19 +176,9 @@ class MinMaxObserver:
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
             sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
-        # the values' bin indices, on the running histogram's grid when they fit it (reading
-        # that grid is all reduce reads of the observer), else on the grid of their range;
-        # end_batch counts a batch's indices at once (see _count_bins)
-        run = self.ranges.get(name)
-        g = run.hist if run is not None else None
-        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
-            e, start = g.exp, g.start
-        else:
-            e = _fit_exponent(lo, hi)
-            if g is not None and g.exp > e:
-                e = g.exp
-            start = math.floor(math.ldexp(lo, -e))
-        part.bins = [(bin_index(_f(sub), e, start).reshape(-1), e, start, lo, hi, weight)]
+        # a copy of the subsample (the activation itself is not kept), counted in end_batch
+        # with the batch's other parts in one bincount (see _count_bins)
+        part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
@@ -288,28 +278,15 @@ def _add_histogram(r: TensorRange, h: Histogram, own: bool = False) -> None:
 
 
 def _count_bins(r: TensorRange) -> None:
-    """Count a batch's bin indices (r.bins) into r's histogram with one bincount (per
-    weight): indices on finer grids than the batch's (parts whose range was narrower) move
-    to it exactly, floor(floor(x / 2**e) / 2**k) == floor(x / 2**(e + k)) (a shift)."""
+    """Count a batch's values (r.bins) into r's histogram: one bincount (per weight) on the
+    grid of the batch's range, or the running grid when that is coarser (int32 bin indices:
+    float32 -> int32 is SIMD, -> intp is not; then added in place when it fits)."""
     parts, r.bins = r.bins or [], None
-    lo, hi = min(p[3] for p in parts), max(p[4] for p in parts)
-    e = max(max(p[1] for p in parts), _fit_exponent(lo, hi))
-    start = math.floor(math.ldexp(lo, -e))
-    nb = math.floor(math.ldexp(hi, -e)) - start + 1
-    for weight in sorted({p[5] for p in parts}):
-        idx = []
-        for i, pe, ps, *_, w in parts:
-            if w != weight:
-                continue
-            if pe != e:
-                i = ((i + ps) >> (e - pe)) - start
-            elif ps != start:
-                i = i + (ps - start)
-            idx.append(i)
-        counts = np.bincount(idx[0] if len(idx) == 1 else np.concatenate(idx), minlength=nb)
-        if weight != 1:
-            counts *= weight
-        _add_histogram(r, Histogram(e, start, counts), own=True)
+    for weight in sorted({p[3] for p in parts}):
+        same = [p for p in parts if p[3] == weight]
+        lo, hi = min(p[1] for p in same), max(p[2] for p in same)
+        vals = same[0][0] if len(same) == 1 else np.concatenate([p[0].reshape(-1) for p in same])
+        _add_histogram(r, _histogram(vals, weight, lo, hi, r.hist.exp if r.hist is not None else None), own=True)
 
 
 def _f(v: np.ndarray) -> np.ndarray:
