@@ -201,16 +201,34 @@ def output_sqnr(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> f
 
 
 def _run_quantized(module: ModuleOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The quantized model's float outputs on float inputs: integer model inputs (io_type
+    int8 / uint8 / int16) take the samples quantized with their scale and zero point, integer
+    outputs are dequantized the same way."""
     from tflquant.reference.integer_interpreter import IntegerInterpreter
 
     fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
-    return IntegerInterpreter(fn).run(inputs)
+    fed = []
+    for a, x in zip(fn.body.block.args, inputs):
+        t = quant.quantized_element(a.type)
+        if t is not None and not t.per_axis:
+            x = np.clip(np.round(np.asarray(x, np.float64) / t.scale) + t.zero_point, t.qmin, t.qmax).astype(t.numpy_dtype())
+        fed.append(x)
+    outs = IntegerInterpreter(fn).run(fed)
+    ret = next(o for o in fn.body.block.ops if isinstance(o, func.ReturnOp))
+    got = []
+    for v, y in zip(ret.operands, outs):
+        t = quant.quantized_element(v.type)
+        got.append((np.asarray(y, np.float64) - t.zero_point) * t.scale if t is not None and not t.per_axis else y)
+    return got
 
 
 def _evaluate(job: _Job) -> _Outcome:
     from tflquant.api import quantize
 
-    r = quantize(job.model, representative_dataset=job.samples, op_precision=dict(job.precision), _calibration=job.calibration, **job.options)
+    try:
+        r = quantize(job.model, representative_dataset=job.samples, op_precision=dict(job.precision), _calibration=job.calibration, **job.options)
+    except TflquantError:  # a mix the options do not allow (a float op with allow_float off, an int16 model output with int8 I/O)
+        return _Outcome(b"", -np.inf, np.inf, 1 << 30)
     assert r.module is not None
     got = _run_quantized(r.module, job.measured)
     counts = precision_counts(r.module)
@@ -407,12 +425,16 @@ def search_quantize(
         return o.sqnr_db >= target_sqnr  # type: ignore[operator]
 
     def measure(o: _Outcome) -> float | None:
-        return float(accuracy_fn(o.model)) if accuracy_fn is not None else None
+        if accuracy_fn is None:
+            return None
+        return float(accuracy_fn(o.model)) if o.model else -np.inf
 
     with _Pool(workers) as pool:
         producer, readers = _graph(module)
         state: dict[str, str] = {}
         cur = pool.map(jobs([state]))[0]
+        if not cur.model:  # the int8 start does not quantize: its error, raised here
+            quantize(data, representative_dataset=by_name, op_precision=dict(fixed), _calibration=search_calib, **opts)
         cur_score = measure(cur)
         path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops, measured=measured_on)]
         n_ops = max(_promotable_ops(module), 1)

@@ -185,3 +185,16 @@ def test_search_result_does_not_depend_on_worker_count(model, few_candidates) ->
     one = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 4.0, workers=1)
     two = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 4.0, workers=2)
     assert one.model == two.model and [s.promoted for s in one.report.search] == [s.promoted for s in two.report.search]
+
+
+def test_search_with_integer_io(model, few_candidates) -> None:
+    """io_type int8: the search feeds the model its samples quantized and reads its outputs
+    dequantized (the same SQNR as the float-I/O model's, give or take input rounding), and
+    candidates the options refuse (float ops without allow_float, an int16 model output) are
+    passed over, not raised."""
+    m, data, _ = model
+    f = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1).report.search[0].sqnr_db
+    r = tflquant.quantize(m, representative_dataset=data, target_sqnr=f + 3.0, workers=1, io_type="int8")
+    assert abs(r.report.search[0].sqnr_db - f) < 0.5 and f > 20.0
+    assert interpreter(r.model).get_input_details()[0]["dtype"] == np.int8
+    assert not r.report.float_ops
