@@ -55,7 +55,7 @@ class TensorRange:
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
-    bins: list[tuple[np.ndarray, float, float, int]] | None = None  # this batch's values to count: (values, min, max, weight)
+    bins: list[tuple[np.ndarray, Any, Any, int]] | None = None  # this batch's values to count: (values, min, max, weight), or (int32 bin indices, exp, start, weight) on the running grid
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -176,9 +176,15 @@ class MinMaxObserver:
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
             sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
-        # a copy of the subsample (the activation itself is not kept), counted in end_batch
-        # with the batch's other parts in one bincount (see _count_bins)
-        part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
+        # counted in end_batch with the batch's other parts in one bincount (see _count_bins):
+        # their bin indices when they fit the running histogram's grid (reading it is all
+        # reduce reads of the observer), else a copy of them (the activation is not kept)
+        run = self.ranges.get(name)
+        g = run.hist if run is not None else None
+        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+            part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
+        else:
+            part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
@@ -278,15 +284,27 @@ def _add_histogram(r: TensorRange, h: Histogram, own: bool = False) -> None:
 
 
 def _count_bins(r: TensorRange) -> None:
-    """Count a batch's values (r.bins) into r's histogram: one bincount (per weight) on the
-    grid of the batch's range, or the running grid when that is coarser (int32 bin indices:
-    float32 -> int32 is SIMD, -> intp is not; then added in place when it fits)."""
+    """Count a batch's values (r.bins) into r's histogram: bin indices on one grid with one
+    bincount (per weight); values on the grid of their range, or the running grid when that
+    is coarser (int32 bin indices: float32 -> int32 is SIMD, -> intp is not); each added in
+    place when it fits."""
     parts, r.bins = r.bins or [], None
-    for weight in sorted({p[3] for p in parts}):
-        same = [p for p in parts if p[3] == weight]
-        lo, hi = min(p[1] for p in same), max(p[2] for p in same)
-        vals = same[0][0] if len(same) == 1 else np.concatenate([p[0].reshape(-1) for p in same])
-        _add_histogram(r, _histogram(vals, weight, lo, hi, r.hist.exp if r.hist is not None else None), own=True)
+    for key in sorted({(p[0].dtype.kind == "i",) + (p[1:] if p[0].dtype.kind == "i" else p[3:]) for p in parts}):
+        if key[0]:  # indices on a grid: (True, exp, start, weight)
+            _, exp, start, weight = key
+            idx = [p[0].reshape(-1) for p in parts if p[0].dtype.kind == "i" and p[1:] == key[1:]]
+            g = r.hist
+            nb = len(g.counts) if g is not None and g.exp == exp and g.start == start else 0
+            counts = np.bincount(idx[0] if len(idx) == 1 else np.concatenate(idx), minlength=nb)
+            if weight != 1:
+                counts *= weight
+            _add_histogram(r, Histogram(exp, start, counts), own=True)
+        else:  # values: (False, weight)
+            weight = key[1]
+            same = [p for p in parts if p[0].dtype.kind != "i" and p[3] == weight]
+            lo, hi = min(p[1] for p in same), max(p[2] for p in same)
+            vals = same[0][0] if len(same) == 1 else np.concatenate([p[0].reshape(-1) for p in same])
+            _add_histogram(r, _histogram(vals, weight, lo, hi, r.hist.exp if r.hist is not None else None), own=True)
 
 
 def _f(v: np.ndarray) -> np.ndarray:
