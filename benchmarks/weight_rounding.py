@@ -24,14 +24,20 @@ GPTQ paper does (one calibration run per stage).
 `--litert` measures the product instead (tflquant.quantize with the calibration tokens,
 weight_rounding nearest / mse / auto, as a user runs it) next to AEQ's same recipe, LiteRT
 running every model on eval.npz (benchmarks/llm.py's runner): logits SQNR, top-1, size,
-quantize time with its split (load, statistics = the float run collecting X^T X, passes =
-rounding, check, write), for int8 channel, int4 channel, int4 block 32, int4 block 128 in
-dynamic and weight-only modes.
+quantize wall and CPU seconds (CPU as a multiple of AEQ's CPU for the same recipe) with
+the wall split (load, statistics = the float run collecting X^T X, passes = rounding,
+check, write), for int8 channel, int4 channel, int4 block 32, int4 block 128 in dynamic
+and weight-only modes. `--max-samples N` caps the calibration sequences the statistics run
+reads (the row-budget trade-off: SQNR against the float run's time).
+A generated decoder for `--model`: benchmarks/decoder_models.py DIR/float.tflite --dim 512
+--layers 4 --vocab 8000 --seq 32, with DIR/calib.npz = token_batches(8000, 32, 64, seed 1)
+and DIR/eval.npz = token_batches(8000, 32, 32, seed 2) (`--make-decoder DIR` writes them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -154,9 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--litert", action="store_true", help="measure tflquant.quantize's models in LiteRT next to AEQ's instead")
     ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
     ap.add_argument("--roundings", default="nearest,mse,auto", help="--litert: weight_rounding values to measure")
+    ap.add_argument("--make-decoder", metavar="DIR", help="write the 512-wide generated decoder with calib / eval tokens to DIR and exit")
+    ap.add_argument("--max-samples", type=int, default=None, help="--litert: calibration samples (sequences) the statistics run reads (default: all)")
     args = ap.parse_args(argv)
+    if args.make_decoder:
+        import decoder_models
+
+        os.makedirs(args.make_decoder, exist_ok=True)
+        decoder_models.main([os.path.join(args.make_decoder, "float.tflite"), "--dim", "512", "--layers", "4", "--vocab", "8000", "--seq", "32"])
+        np.savez(os.path.join(args.make_decoder, "calib.npz"), tokens=decoder_models.token_batches(8000, 32, 64, 1))
+        np.savez(os.path.join(args.make_decoder, "eval.npz"), tokens=decoder_models.token_batches(8000, 32, 32, 2))
+        return 0
     if args.litert:
-        return litert_table(args.model, args.aeq_python, args.roundings.split(","))
+        return litert_table(args.model, args.aeq_python, args.roundings.split(","), args.max_samples)
 
     with open(os.path.join(args.model, "float.tflite"), "rb") as f:
         module = read_flatbuffer(f.read(), "float.tflite")
@@ -230,11 +246,31 @@ def _row(module, layers: list[Layer], deqs, originals, eval_t, ref, label: str, 
     print(f"{label:<16}{method:<9}{np.mean(per):>14.2f}{np.min(per):>10.2f}{wr.sqnr_db(ref, logits):>11.2f}{dt:>9.2f}", flush=True)
 
 
-def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str]) -> int:
+_AEQ_CPU_CHILD = r"""
+import json, sys, time, warnings, contextlib, io
+warnings.filterwarnings("ignore")
+from ai_edge_quantizer import quantizer
+src, out, bits, gran, mode = sys.argv[1:6]
+t, c = time.perf_counter(), time.process_time()
+cfg = {"num_bits": int(bits), "symmetric": True, "granularity": gran, "dtype": "INT"}
+opc = {"weight_tensor_config": cfg, "compute_precision": "INTEGER" if mode == "dynamic" else "FLOAT",
+       "explicit_dequantize": mode != "dynamic"}
+q = quantizer.Quantizer(src, [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": opc}])
+with contextlib.redirect_stdout(io.StringIO()):
+    res = q.quantize(None)
+open(out, "wb").write(bytes(res.quantized_model))
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - c}))
+"""
+
+
+def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str], max_samples: int | None = None) -> int:
+    """Every format x mode x rounding: LiteRT logits SQNR, top-1, size, quantize wall and
+    CPU seconds (process_time: every thread of the process; the fairer figure on a shared
+    machine) and CPU as a multiple of AEQ's same recipe (its CPU seconds after its imports)."""
     import subprocess
     import tempfile
 
-    import llm  # benchmarks/llm.py: LiteRT runner, AEQ child, the formats
+    import llm  # benchmarks/llm.py: LiteRT runner, the formats
 
     import tflquant
 
@@ -243,41 +279,43 @@ def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str]) -
     tokens = next(iter(np.load(os.path.join(model_dir, "eval.npz")).values()))
     ref = llm.run_litert(float_path, tokens)
     aeq = aeq_python if aeq_python and os.path.exists(aeq_python) else None
+    tflquant.quantize(float_path, mode="dynamic")  # imports and first-call costs out of the timings
     print(f"{os.path.basename(os.path.normpath(model_dir))}: LiteRT (XNNPACK, 1 thread) on {len(tokens)} eval sequences; "
-          f"tflquant with {os.path.basename(calib_path)}; times are wall seconds on a shared machine")
-    print(f"{'mode':<12}{'weights':<16}{'rounding':<10}{'dB':>7}{'top1':>6}{'KB':>7}{'s':>7}   time split")
+          f"tflquant with {os.path.basename(calib_path)}" + (f" (max_samples {max_samples})" if max_samples else "")
+          + f"; wall s / CPU s on a shared machine (load {os.getloadavg()[0]:.1f})")
+    print(f"{'mode':<12}{'weights':<16}{'rounding':<10}{'dB':>7}{'top1':>6}{'KB':>7}{'wall s':>8}{'CPU s':>7}{'x AEQ':>7}   time split (wall)")
     with tempfile.TemporaryDirectory() as tmp:
         for mode in llm.MODES:
             for label, bits, gran, block in llm.CONFIGS:
-                for rounding in roundings:
-                    path = os.path.join(tmp, "ours.tflite")
-                    t = time.perf_counter()
-                    r = tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block,
-                                          representative_dataset=calib_path, weight_rounding=rounding)
-                    total = time.perf_counter() - t
-                    r.save(path)
-                    m = llm.measure(path, ref, tokens)
-                    split = ", ".join(f"{k} {v:.2f}" for k, v in r.report.seconds.items() if k != "total")
-                    print(f"{mode:<12}{label:<16}{rounding:<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
-                          f"{m['size'] / 1024:>7.0f}{total:>7.2f}   {split}", flush=True)
+                aeq_cpu = None
+                rows = []
                 if aeq:
                     path = os.path.join(tmp, "aeq.tflite")
-                    p = subprocess.run([aeq, "-c", llm._AEQ_CHILD, float_path, path, str(bits), llm._aeq_granularity(gran, block), mode],
+                    p = subprocess.run([aeq, "-c", _AEQ_CPU_CHILD, float_path, path, str(bits), llm._aeq_granularity(gran, block), mode],
                                        capture_output=True, text=True, timeout=1800)
                     if p.returncode == 0:
                         m = llm.measure(path, ref, tokens)
-                        sec = json_seconds(p.stdout)
-                        print(f"{mode:<12}{label:<16}{'AEQ':<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
-                              f"{m['size'] / 1024:>7.0f}{sec:>7.2f}", flush=True)
+                        d = json.loads(p.stdout.strip().splitlines()[-1])
+                        aeq_cpu = d["cpu"]
+                        rows.append(f"{mode:<12}{label:<16}{'AEQ':<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
+                                    f"{m['size'] / 1024:>7.0f}{d['seconds']:>8.2f}{d['cpu']:>7.2f}")
                     else:
-                        print(f"{mode:<12}{label:<16}{'AEQ':<10} failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:100]}")
+                        rows.append(f"{mode:<12}{label:<16}{'AEQ':<10} failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:100]}")
+                for rounding in roundings:
+                    path = os.path.join(tmp, "ours.tflite")
+                    t, c = time.perf_counter(), time.process_time()
+                    r = tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block,
+                                          representative_dataset=calib_path, weight_rounding=rounding, max_samples=max_samples)
+                    total, cpu = time.perf_counter() - t, time.process_time() - c
+                    r.save(path)
+                    m = llm.measure(path, ref, tokens)
+                    split = ", ".join(f"{k} {v:.2f}" for k, v in r.report.seconds.items() if k != "total")
+                    ratio = f"{cpu / aeq_cpu:>7.1f}" if aeq_cpu else f"{'':>7}"
+                    print(f"{mode:<12}{label:<16}{rounding:<10}{m.get('db', float('nan')):>7.1f}{m.get('top1', float('nan')):>6.2f}"
+                          f"{m['size'] / 1024:>7.0f}{total:>8.2f}{cpu:>7.2f}{ratio}   {split}", flush=True)
+                for row in rows:
+                    print(row, flush=True)
     return 0
-
-
-def json_seconds(stdout: str) -> float:
-    import json
-
-    return float(json.loads(stdout.strip().splitlines()[-1])["seconds"])
 
 
 if __name__ == "__main__":
