@@ -47,7 +47,8 @@ The search:
 What a trial costs: one quantization and the integer kernels on the samples, never the
 float model (its outputs are computed once). A trial runs the first half of the samples,
 and the second only when the first does not lose to the current model (a trial that loses
-on a half cannot be kept). Ops whose parameters and operands equal those of the last or the
+on a half cannot be kept; a whole-model method: not by more than WHOLE_MARGIN_DB, as it
+could still be the best one). Ops whose parameters and operands equal those of the last or the
 current model are not run again (RunCache): a group of late layers reruns the late layers.
 
 Measured on the calibration samples themselves, not a held-out slice of them, for the
@@ -119,6 +120,7 @@ def method_of(label: str, percentile: float = DEFAULT_PERCENTILE) -> tuple[str, 
 DEFAULT_BUDGET = 40  # trials (candidate models measured on the calibration samples)
 MAX_MODELS = 10_000  # a budget in seconds only: at most this many models
 MEASURE_SAMPLES = 32  # calibration samples each candidate model runs (evenly spread)
+WHOLE_MARGIN_DB = 6.0  # a whole-model method this far below the best on the first half of the samples is not run on the second
 MIN_CONFIRM_SAMPLES = 8  # fewer other calibration samples: per-tensor changes are not confirmed
 MIN_GAIN_DB = 0.25  # a per-tensor change must raise the score by more than this (0.05 let digits_cnn take a +0.1 dB change that cost 0.4 dB on eval.npz)
 
@@ -205,7 +207,7 @@ class AutoResult:
 
     def lines(self, limit: int = 12) -> list[str]:
         """The report's text: the start, each whole-model trial, the tensors moved off it."""
-        whole = ", ".join(f"{t.label} {_db(t.sample_db)}" for t in self.trials if " -> " not in t.label)
+        whole = ", ".join(f"{t.label} {_db(t.sample_db)}{' (first half)' if t.partial else ''}" for t in self.trials if " -> " not in t.label)
         out = [
             f"auto: {self.measured}{'' if self.budget >= MAX_MODELS else f' of {self.budget}'} models measured ({len(self.trials)} trials) on {self.samples} calibration samples, {self.seconds:.2f}s"
             + (f" of {self.seconds_budget:g}s" if self.seconds_budget is not None else "")
@@ -340,10 +342,11 @@ def search(
             return True
         return measured[0] >= models or built[0] >= 3 * models
 
-    def run(methods: Mapping[str, str], label: str, against: Trial | None = None) -> Trial:
+    def run(methods: Mapping[str, str], label: str, against: Trial | None = None, margin: float = 0.0) -> Trial:
         """Measure one assignment: the first half of the samples, then the second; with
-        `against`, the second half only when the first does not lose to `against` there
-        (such a trial could not be kept: a kept change loses on neither half)."""
+        `against`, the second half only when the first does not lose to `against` there by
+        more than `margin` (with 0: such a trial could not be kept, a kept change loses on
+        neither half)."""
         ranges = {k: cand[k][m] for k, m in methods.items()}
         outs, params = measure(with_ranges(stats, ranges, methods))
         key = tuple(sorted(params.items())) if params is not None else len(trials)
@@ -356,7 +359,7 @@ def search(
             if parts[j] is None:
                 o = outs(j) if callable(outs) else [np.asarray(x)[h] for x in outs]
                 parts[j] = [_sums(np.asarray(reference[i])[h], o[i]) for i in scored]
-            if against is not None and j == 0 and score([_sample_db(*x) for x in parts[0]]) < against.half_scores[0]:
+            if against is not None and j == 0 and score([_sample_db(*x) for x in parts[0]]) < against.half_scores[0] - margin:
                 break
         done = [p for p in parts if p is not None]
         sums = [(np.concatenate([p[i][0] for p in done]), np.concatenate([p[i][1] for p in done])) for i in range(len(scored))]
@@ -387,9 +390,9 @@ def search(
             params_of[m] = params_of.get(twin, {})
             continue
         seen[m] = ranges
-        t = run({k: m for k in cand}, m)
+        t = run({k: m for k in cand}, m, against=best[0] if best is not None else None, margin=WHOLE_MARGIN_DB)
         whole.append((t, m))
-        if best is None or t.score > best[0].score:
+        if best is None or (not t.partial and t.score > best[0].score):
             best = (t, m)
             if pin is not None:  # the cache keeps the best model's op results from here on
                 pin(key_of[id(t)])
