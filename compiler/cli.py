@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "moving-average (AEQ's), percentile (see --percentile), mse or entropy (TensorRT's), or auto "
         "(a method per tensor, by measured effect on the model output; the report lists them)",
     )
-    q.add_argument("--calibration-budget", type=int, metavar="N", help="auto: candidate models to measure (default 40; each costs one quantization and a run of 32 calibration samples)")
+    q.add_argument("--calibration-budget", metavar="N|Ss|N,Ss", help="auto: candidate models to measure (default 40; each costs one quantization and a run of at most 32 calibration samples), seconds ('90s': the result then depends on the machine's speed), or both ('40,90s')")
     q.add_argument("--percentile", type=float, default=99.99, metavar="P", help="percentile method: keep the (100-P)..P percentiles, P in (50, 100] (default 99.99)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     q.set_defaults(func=_cmd_quantize)

@@ -205,6 +205,10 @@ def test_auto_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--calibration-budget", "0", "-o", str(out)]) != 0
     err = capsys.readouterr().err
     assert "calibration budget must be a positive number of trials" in err and len(err.strip().splitlines()) == 1
+    # seconds: spent at once, auto still measures minmax
+    assert main(["quantize", str(DIGITS), "--calibration", str(DIGITS_CALIB), "--calibration-method", "auto",
+                 "--calibration-budget", "1e-9s", "-o", str(out)]) == 0
+    assert "auto: 1 models measured" in capsys.readouterr().out
     # the pipeline it prints: the picked ranges reach annotate-calibration as they are
     assert main(["quantize", str(DIGITS), "--print-pipeline", "--calibration-method", "auto"]) == 0
     assert capsys.readouterr().out.startswith("annotate-calibration,")
