@@ -444,3 +444,28 @@ def test_calibration_keeps_activation_arrays_on_the_heap() -> None:
     big = np.ones(MMAP_THRESHOLD + (16 << 20), np.uint8)  # above the threshold: still its own mapping
     assert libc.mallinfo2().hblks == before + 1
     del a, big
+
+
+def test_a_plain_observer_sees_every_float_tensor_in_sample_order() -> None:
+    """An observer with observe/stats/warnings only (hessian.InputHessians' interface: no
+    reduce/merge, no histograms) is called with each tensor's arrays, samples in order."""
+    from tflquant.tflite.reader import load_model
+
+    class Plain:
+        def __init__(self) -> None:
+            self.seen: dict[str, int] = {}
+
+        def observe(self, name: str, array: np.ndarray) -> None:
+            self.seen[name] = self.seen.get(name, 0) + len(array)
+
+        def stats(self) -> dict[str, Range]:
+            return {}
+
+        def warnings(self) -> list[str]:
+            return []
+
+    data = {k: v[:20] for k, v in load_npz(DIGITS_CALIB).items()}
+    obs = Plain()
+    calibrate(load_model(DIGITS), data, batch_size=8, observer=obs)  # type: ignore[arg-type]
+    minmax = calibrate(load_model(DIGITS), data, batch_size=8).stats
+    assert set(minmax) <= set(obs.seen) and obs.seen[DIGITS_INPUT] == 20
