@@ -497,7 +497,11 @@ def gptq(
     lay = _layout(w.shape, granularity, block_size, block_axis)
     qmin, qmax = qrange(bits, narrow)
     fp16 = granularity == "block" if fp16_scales is None else fp16_scales
-    use_ratios = ratios if clip else None
+    # 8-bit scales are absmax: the clipping search gains nothing there (measured in LiteRT,
+    # GPTQ with / without it: decoder_tiny dynamic int8 36.7 / 36.7 dB, the 512-wide
+    # decoder 25.3 / 25.3) and costs a fifth of the rounding; 4 / 2 bits keep it (-1 to
+    # -2 dB without: int4 channel 5.5 -> 3.3, block 128 7.8 -> 6.5)
+    use_ratios = ratios if clip and bits < 8 else None
 
     w = w.astype(np.float32, copy=True)
     diag = np.diag(h).astype(np.float64)
