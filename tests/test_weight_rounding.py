@@ -210,3 +210,31 @@ def test_factor_cache_gives_the_same_codes(layer):
         alone = wr.round_weight(wk, 4, gran, 32, method="gptq", stats=st)
         assert np.array_equal(shared.codes, alone.codes) and np.array_equal(shared.scales, alone.scales)
     assert len(cache) == 1
+
+
+@pytest.mark.parametrize("n", [96, 300])
+def test_inverse_hessian_factor_float32_blocked(n):
+    """The float32 blocked factor: U upper triangular with U^T U = (H + damp mean(diag) I)^-1
+    to float32 accuracy, for a rank-deficient H (fewer rows than inputs) with a few inputs
+    1000x larger, H left unchanged; `dead` inputs count as 1 on the diagonal."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n // 2, n))
+    x[:, :3] *= 1000.0
+    h = (x.T @ x).astype(np.float32)
+    before = h.copy()
+    u = wr._inverse_hessian_factor(h, 0.01)
+    assert u.dtype == np.float32 and np.array_equal(h, before)
+    assert np.all(np.tril(u, -1) == 0)
+    hd = h.astype(np.float64) + 0.01 * np.mean(np.diag(h.astype(np.float64))) * np.eye(n)
+    got = u.astype(np.float64).T @ u.astype(np.float64)
+    np.testing.assert_allclose(got @ hd, np.eye(n), atol=2e-3)
+    dead = np.zeros(n, bool)
+    dead[[5, 7]] = True
+    h2 = h.copy()
+    h2[dead] = 0.0
+    h2[:, dead] = 0.0
+    u2 = wr._inverse_hessian_factor(h2, 0.01, dead)
+    hd2 = h2.astype(np.float64)
+    hd2[dead, dead] = 1.0
+    hd2 += 0.01 * np.mean(np.diag(hd2)) * np.eye(n)
+    np.testing.assert_allclose(u2.astype(np.float64).T @ u2.astype(np.float64) @ hd2, np.eye(n), atol=2e-3)
