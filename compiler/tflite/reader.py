@@ -496,7 +496,7 @@ class _Importer:
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
                     # (_payload did) and with the payload type built once per type
                     value = _dense(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
-                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": ArrayAttr([StringAttr(inf.name)])})
+                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": _names([inf.name])})
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]
@@ -573,7 +573,7 @@ class _Importer:
             # option attributes are immutable: one per distinct value
             props_ = {f: self._option_attr(cls, f, v) for f, v in options.items()}
             op: Operation = cls.create(
-                operands=operands, result_types=result_types, properties=props_, attributes={"names": ArrayAttr([StringAttr(n) for n in names])}
+                operands=operands, result_types=result_types, properties=props_, attributes={"names": _names(names)}
             )
         else:
             props: dict[str, Attribute] = {
@@ -682,6 +682,19 @@ def _dense(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
     object.__setattr__(attr, "type", t)
     object.__setattr__(attr, "data", data)
     return attr
+
+
+def _names(names: list[str]) -> ArrayAttr:
+    """ArrayAttr([StringAttr(n) for n in names]) for tensor names the reader decoded (Python
+    str, always valid): built without xDSL's per-attribute verification."""
+    strs = []
+    for n in names:
+        sa = StringAttr.__new__(StringAttr)
+        object.__setattr__(sa, "data", n)
+        strs.append(sa)
+    arr = ArrayAttr.__new__(ArrayAttr)
+    object.__setattr__(arr, "data", tuple(strs))
+    return arr
 
 
 def _exact(v: object) -> object:
