@@ -231,9 +231,17 @@ class MinMaxObserver:
         """A batch of n samples has run: its observations become per-sample min/max."""
         if not self.histograms:
             return
+        # a part several tensors share (same_values: a reshape's values) is counted once
+        parts = [r.bins for r in self.ranges.values() if r.bins]  # (and kept alive: ids below)
+        seen: set[int] = set()
+        shared: set[int] = set()
+        for bins in parts:
+            for p in bins:
+                (shared if id(p[0]) in seen else seen).add(id(p[0]))
+        memo: dict[tuple[Any, ...], Any] | None = {} if shared else None
         for r in self.ranges.values():
             if r.bins:
-                _count_bins(r)
+                _count_bins(r, memo, shared)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -283,28 +291,42 @@ def _add_histogram(r: TensorRange, h: Histogram, own: bool = False) -> None:
         r.hist = cur.merge(h, r.min, r.max)
 
 
-def _count_bins(r: TensorRange) -> None:
+def _count_bins(r: TensorRange, memo: dict[tuple[Any, ...], Any] | None = None, shared: set[int] | frozenset[int] = frozenset()) -> None:
     """Count a batch's values (r.bins) into r's histogram: bin indices on one grid with one
     bincount (per weight); values on the grid of their range, or the running grid when that
     is coarser (int32 bin indices: float32 -> int32 is SIMD, -> intp is not); each added in
-    place when it fits."""
+    place when it fits. Counts of parts that other tensors share too (ids in `shared`) are
+    kept in `memo` for them, keyed by everything the counts depend on (the parts, the grid,
+    the weight): the same counts, counted once."""
     parts, r.bins = r.bins or [], None
     for key in sorted({(p[0].dtype.kind == "i",) + (p[1:] if p[0].dtype.kind == "i" else p[3:]) for p in parts}):
         if key[0]:  # indices on a grid: (True, exp, start, weight)
             _, exp, start, weight = key
-            idx = [p[0].reshape(-1) for p in parts if p[0].dtype.kind == "i" and p[1:] == key[1:]]
+            idx = [p[0] for p in parts if p[0].dtype.kind == "i" and p[1:] == key[1:]]
             g = r.hist
             nb = len(g.counts) if g is not None and g.exp == exp and g.start == start else 0
-            counts = np.bincount(idx[0] if len(idx) == 1 else np.concatenate(idx), minlength=nb)
-            if weight != 1:
-                counts *= weight
-            _add_histogram(r, Histogram(exp, start, counts), own=True)
+            mkey = (True, exp, start, weight, nb, *map(id, idx)) if memo is not None and all(id(a) in shared for a in idx) else None
+            counts = memo.get(mkey) if mkey is not None else None  # type: ignore[union-attr]
+            if counts is None:
+                counts = np.bincount(idx[0].reshape(-1) if len(idx) == 1 else np.concatenate([a.reshape(-1) for a in idx]), minlength=nb)
+                if weight != 1:
+                    counts *= weight
+                if mkey is not None:
+                    memo[mkey] = counts  # type: ignore[index]
+            _add_histogram(r, Histogram(exp, start, counts), own=mkey is None)
         else:  # values: (False, weight)
             weight = key[1]
             same = [p for p in parts if p[0].dtype.kind != "i" and p[3] == weight]
             lo, hi = min(p[1] for p in same), max(p[2] for p in same)
-            vals = same[0][0] if len(same) == 1 else np.concatenate([p[0].reshape(-1) for p in same])
-            _add_histogram(r, _histogram(vals, weight, lo, hi, r.hist.exp if r.hist is not None else None), own=True)
+            run_exp = r.hist.exp if r.hist is not None else None
+            mkey = (False, weight, lo, hi, run_exp, *(id(p[0]) for p in same)) if memo is not None and all(id(p[0]) in shared for p in same) else None
+            h = memo.get(mkey) if mkey is not None else None  # type: ignore[union-attr]
+            if h is None:
+                vals = same[0][0] if len(same) == 1 else np.concatenate([p[0].reshape(-1) for p in same])
+                h = _histogram(vals, weight, lo, hi, run_exp)
+                if mkey is not None:
+                    memo[mkey] = h  # type: ignore[index]
+            _add_histogram(r, h, own=mkey is None)
 
 
 def _f(v: np.ndarray) -> np.ndarray:
