@@ -6,6 +6,8 @@ name, goes through here so there is one checked way to do it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import builtin, func
@@ -20,6 +22,8 @@ from xdsl.dialects.builtin import (
     Float16Type,
     FunctionType,
     Float32Type,
+    IntAttr,
+    NoneAttr,
     Float64Type,
     IntegerType,
     ModuleOp,
@@ -111,7 +115,7 @@ def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     dtype = numpy_dtype_of_element(t.element_type)
     shape = tuple(t.get_shape())
     data = attr.data.data
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     if len(data) != n * dtype.itemsize:
         raise TflquantError(f"constant of type {t} holds {len(data)} bytes, expected {n * dtype.itemsize}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
@@ -130,11 +134,11 @@ def dense_from_buffer(raw: bytes | memoryview, shape: tuple[int, ...] | list[int
     elif not isinstance(raw, bytes):
         raise TflquantError(f"internal error: a constant payload must be bytes or a memoryview, got {type(raw).__name__}")
     shape = tuple(int(d) for d in shape)
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     need = n * numpy_dtype_of_element(element).itemsize
     if len(raw) != need:
         raise TflquantError(f"constant of shape {list(shape)} and type {element} holds {len(raw)} bytes, expected {need}")
-    return DenseIntOrFPElementsAttr(TensorType(element, shape), BytesAttr(raw))
+    return _dense(element, shape, BytesAttr(raw))
 
 
 def release_payload(payload: object) -> None:
@@ -174,7 +178,36 @@ def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> Dense
     if arr.dtype != le and arr.dtype.byteorder not in ("|", "="):
         arr = arr.astype(le)
     elem = element if element is not None else element_type_of_dtype(arr.dtype)
-    return DenseIntOrFPElementsAttr(TensorType(elem, arr.shape), BytesAttr(arr.tobytes()))
+    return _dense(elem, arr.shape, BytesAttr(arr.tobytes()))
+
+
+_DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
+_NO_ENCODING = NoneAttr()
+
+
+def _dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntOrFPElementsAttr:
+    """DenseIntOrFPElementsAttr(TensorType(elem, shape), data). For a numeric element and
+    rank >= 1 with dimensions >= 0, xDSL's attribute verification cannot fail (it checks the
+    element count of rank-0 payloads only, and int dimensions), so the attributes are built
+    without it (most of a small weight's attribute cost); anything else takes the verified
+    constructors. The result is equal (and hashes equal) to the verified one."""
+    if not shape or not isinstance(elem, _DENSE_ELEMENTS) or not all(type(d) is int and d >= 0 for d in shape):
+        return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
+    dims = []
+    for d in shape:
+        ia = IntAttr.__new__(IntAttr)
+        object.__setattr__(ia, "data", d)
+        dims.append(ia)
+    shape_attr = ArrayAttr.__new__(ArrayAttr)
+    object.__setattr__(shape_attr, "data", tuple(dims))
+    t = TensorType.__new__(TensorType)
+    object.__setattr__(t, "shape", shape_attr)
+    object.__setattr__(t, "element_type", elem)
+    object.__setattr__(t, "encoding", _NO_ENCODING)
+    attr = DenseIntOrFPElementsAttr.__new__(DenseIntOrFPElementsAttr)
+    object.__setattr__(attr, "type", t)
+    object.__setattr__(attr, "data", data)
+    return attr
 
 
 # ---------------------------------------------------------------------------------------
