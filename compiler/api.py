@@ -535,6 +535,8 @@ def quantize(
             threads=calibration_threads,
             channel_means=bias_correction or clip_weights,
             histograms=calibration_method != "minmax" or save_stats is not None,
+            # one fixed method: only what it reads (auto and save_stats: every method's)
+            method=calibration_method if calibration_method != "auto" and save_stats is None else None,
         )
         stats = calib.stats
         report_warnings += calib.warnings

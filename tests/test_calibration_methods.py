@@ -411,13 +411,60 @@ def test_reshape_and_transpose_results_reuse_their_operand_statistics(monkeypatc
             hits.append(name)
         return part
 
+    counted: list[int] = []  # values each bincount of the observer counts
+    bincount = np.bincount
+
+    def count(x: np.ndarray, *args: object, **kw: object) -> np.ndarray:
+        counted.append(np.asarray(x).size)
+        return bincount(x, *args, **kw)  # type: ignore[arg-type]
+
     monkeypatch.setattr(MinMaxObserver, "same_values", spy)
+    monkeypatch.setattr("tflquant.calibration.observers.np.bincount", count)
     reused = calibrate(module, data, batch_size=5, histograms=True).stats
     assert len(set(hits)) >= 3  # the transpose, reshape, squeeze and expand_dims results
+    reused_values = sum(counted)
     monkeypatch.setattr(cal_mod, "_SAME_ORDER", frozenset())
     monkeypatch.setattr(cal_mod, "_PERMUTED", frozenset())
     hits.clear()
+    counted.clear()
     own = calibrate(module, data, batch_size=5, histograms=True).stats
     assert not hits and reused.keys() == own.keys()
+    assert reused_values < sum(counted)  # a part the results share is counted once
     for k in own:
         _same(reused[k], own[k])
+
+
+@pytest.mark.parametrize("method", ["moving-average", "percentile", None])
+def test_one_method_keeps_exactly_its_statistics(method: str | None) -> None:
+    """calibrate(method=..., method_tensors=...) keeps what that method reads (moving-average:
+    per-sample ranges; the others: histograms) of the tensors named, bit-identical to a
+    calibration that keeps everything, and min/max (and means) of every tensor."""
+    from tests import models
+
+    for module, data in ((models.shapes(), None), (None, DIGITS_CALIB)):
+        if module is None:
+            from tflquant.tflite.reader import load_model
+
+            module = load_model(DIGITS)
+        else:
+            data = models.sample_inputs(module, n=12)
+        full = calibrate(module, data, batch_size=5, histograms=True).stats
+        some = sorted(full)[::2]
+        for names in (None, some):
+            part = calibrate(module, data, batch_size=5, histograms=True, method=method, method_tensors=names).stats
+            assert part.keys() == full.keys()
+            for k, r in full.items():
+                p = part[k]
+                assert (p.mins, p.maxs, p.mean, p.mean_sq) == (r.mins, r.maxs, r.mean, r.mean_sq)
+                wanted = names is None or k in names
+                if wanted and method != "moving-average":
+                    assert p.hist is not None and r.hist is not None
+                    assert (p.hist.exp, p.hist.start) == (r.hist.exp, r.hist.start) and np.array_equal(p.hist.counts, r.hist.counts)
+                else:
+                    assert p.hist is None
+                if wanted and method != "percentile":
+                    assert np.array_equal(p.sample_min, r.sample_min) and np.array_equal(p.sample_max, r.sample_max)
+                else:
+                    assert p.sample_min is None and p.sample_max is None
+    with pytest.raises(TflquantError, match="unknown calibration method"):
+        calibrate(module, DIGITS_CALIB, histograms=True, method="median")

@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -50,7 +50,7 @@ from tflquant.calibration.dataset import (
 )
 from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.calibration.observers import MinMaxObserver, make_observer
-from tflquant.calibration.stats import Stats, function_of, qualified_name
+from tflquant.calibration.stats import Stats, check_method, function_of, qualified_name
 from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import numpy_dtype_of_element, value_name
@@ -466,6 +466,8 @@ def calibrate(
     threads: int | None = 1,
     channel_means: bool = True,
     histograms: bool = False,
+    method: str | None = None,
+    method_tensors: Collection[str] | None = None,
 ) -> CalibrationResult:
     """Observe every float tensor of the float model over the data; see the module docstring.
 
@@ -476,6 +478,12 @@ def calibrate(
     weighted layer (what `correct-bias` reads). `histograms`: also keep each tensor's
     histogram and per-sample min/max, what the calibration methods other than minmax need
     (`tflquant.calibration.stats.select`); off, the statistics are min/max (and means) only.
+    With histograms, `method` (None: every method, auto's trials included) names the one
+    method the statistics are for: moving-average reads the per-sample ranges only,
+    percentile / mse / entropy the histograms only (minmax neither), and the other is not
+    kept; `method_tensors` (statistics keys, see `shared_names`; None: every tensor) are the
+    tensors whose ranges that method picks, the others get min/max (and means) only. What
+    is kept is exactly what a calibration with every statistic finds.
     """
     from tflquant.calibration.blas import blas_threads
     from tflquant.reference.interpreter import Interpreter
@@ -486,6 +494,12 @@ def calibrate(
         obs.mean_names = obs.mean_names | weighted_layer_inputs(module)
     if histograms and isinstance(obs, MinMaxObserver):
         obs.histograms = True
+        if method is not None:
+            check_method(method)
+            obs.sample_ranges = method == "moving-average"
+            obs.histogram_counts = method not in ("moving-average", "minmax")
+        if method_tensors is not None:
+            obs.method_names = frozenset(method_tensors)
     stateful = any(_resource_op(op) for op in module.walk())
     plan = _plan(module, data, where, in_order=stateful)
     total_known = all(n is not None for _, n, _ in plan)

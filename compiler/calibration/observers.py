@@ -124,6 +124,12 @@ class MinMaxObserver:
     ranges: dict[str, TensorRange] = field(default_factory=dict)
     mean_names: frozenset[str] = frozenset()  # tensors whose per-channel mean is kept too
     histograms: bool = False  # also keep histograms and per-sample min/max (see the module docstring)
+    # with histograms: what the calibration methods to come will read (what calibrate's
+    # `method` / `method_tensors` say); None: every tensor's. A tensor left out gets min/max
+    # (and means) only
+    method_names: frozenset[str] | None = None
+    sample_ranges: bool = True  # per-sample min/max (moving-average)
+    histogram_counts: bool = True  # histograms (percentile, mse, entropy)
 
     def observe(self, name: str, array: np.ndarray) -> None:
         part = self.reduce(name, array)
@@ -143,9 +149,11 @@ class MinMaxObserver:
         part = TensorRange(seen=a.size)
         if name in self.mean_names:
             part.add_channels(a)
-        if not self.histograms:
+        wanted = self.histograms and (self.method_names is None or name in self.method_names)
+        samples = wanted and self.sample_ranges
+        if not samples:
             lo, hi = float(a.min()), float(a.max())
-            if not (np.isfinite(lo) and np.isfinite(hi)):
+            if not (math.isfinite(lo) and math.isfinite(hi)):
                 finite = np.isfinite(a)
                 part.nonfinite = int(a.size - np.count_nonzero(finite))
                 if not finite.any():
@@ -153,16 +161,22 @@ class MinMaxObserver:
                 vals = a[finite]
                 lo, hi = float(vals.min()), float(vals.max())
             part.min, part.max = lo, hi
-            return part
+            if not (wanted and self.histogram_counts):
+                return part
         # per-sample minima and maxima first; the tensor's min/max is theirs (the same values)
         rows = a.shape[0] if a.ndim else 1
         m = a.size // rows
         flat = a.reshape(rows, m)
-        smin, smax = _row_min_max(flat)
-        lo, hi = float(smin.min()), float(smax.max())
         step = _stride(a.shape)
         weight = n // rows  # a broadcast value counts once per sample
         sub = flat[:, ::step] if step > 1 else flat  # a deterministic subsample of each sample (see _stride)
+        if not samples:  # the histogram only (min/max above)
+            if part.nonfinite:
+                sub = sub[np.isfinite(sub)]
+            self._bin(name, part, sub, lo, hi, weight)
+            return part
+        smin, smax = _row_min_max(flat)
+        lo, hi = float(smin.min()), float(smax.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
             finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
@@ -176,18 +190,23 @@ class MinMaxObserver:
             lo, hi = float(flat[finite].min()), float(flat[finite].max())
             sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
-        # counted in end_batch with the batch's other parts in one bincount (see _count_bins):
-        # their bin indices when they fit the running histogram's grid (reading it is all
-        # reduce reads of the observer), else a copy of them (the activation is not kept)
+        if self.histogram_counts:
+            self._bin(name, part, sub, lo, hi, weight)
+        if part.pending is None:
+            part.pending = [(_f32(smin, n), _f32(smax, n))]
+        return part
+
+    def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int) -> None:
+        """The part's values to count (finite, in [lo, hi]), counted in end_batch with the
+        batch's other parts in one bincount (see _count_bins): their bin indices when they
+        fit the running histogram's grid (reading it is all reduce reads of the observer),
+        else a copy of them (the activation is not kept)."""
         run = self.ranges.get(name)
         g = run.hist if run is not None else None
         if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
             part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
         else:
             part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
-        if part.pending is None:
-            part.pending = [(_f32(smin, n), _f32(smax, n))]
-        return part
 
     def same_values(self, name: str, array: Any, src: Any, part: TensorRange | None, same_order: bool) -> TensorRange | None:
         """`part`, reduce's result for the array `src`, as the result for `array`, when
@@ -207,6 +226,8 @@ class MinMaxObserver:
                 return None
         elif _stride(a.shape) != 1 or _stride(src.shape) != 1:
             return None
+        if self.method_names is not None and name not in self.method_names:  # min/max only
+            return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen)
         return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, bins=part.bins, pending=part.pending)
 
     def merge(self, name: str, part: TensorRange) -> None:
