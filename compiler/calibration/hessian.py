@@ -36,9 +36,14 @@ MLP has four distinct inputs (query/key/value, attention output, up/gate, down):
 model's constant bytes, at least BUDGET_MIN): matrices go to the narrowest inputs first,
 and the inputs past the cap keep only their diagonal (E[x^2], n x 8 bytes), with which
 weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ. While quantize-weights
-rounds, GPTQ holds about 2.5 x n^2 x 8 bytes for the layer it rounds
-(weight_rounding.round_weight) and keeps the float32 inverse factor (n^2 x 4 bytes) of an
-input until its last layer is rounded (`factors`: query, key and value share it).
+rounds, GPTQ builds the float32 inverse factor (n^2 x 4 bytes, from one reversed copy of
+the matrix; weight_rounding.round_weight) and keeps it until the input's last layer is
+rounded (`factors`: query, key and value share it).
+
+Batched weights: a BATCH_MATMUL whose constant y holds several matrices [B.., in, out]
+(`weight_batch`) gets one matrix per weight matrix, from the rows of x each one multiplies
+under BATCH_MATMUL's broadcasting (`input_batches`; x's batch axes where y has 1 are rows
+of every matrix), [M, n, n] in the store (M x n^2 x 4 bytes against the cap).
 """
 
 from __future__ import annotations
