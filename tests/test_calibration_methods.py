@@ -468,3 +468,27 @@ def test_one_method_keeps_exactly_its_statistics(method: str | None) -> None:
                     assert p.sample_min is None and p.sample_max is None
     with pytest.raises(TflquantError, match="unknown calibration method"):
         calibrate(module, DIGITS_CALIB, histograms=True, method="median")
+
+
+def test_histograms_counted_in_reduce_equal_those_counted_at_the_batch_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without parallel sample ranges, a batch's first observation of a tensor is counted into
+    a histogram of its own right away (no copy kept until end_batch): the same statistics."""
+    from tests import models
+
+    module = models.shapes()
+    data = models.sample_inputs(module, n=12)
+    bin_ = MinMaxObserver._bin
+    now: list[bool] = []
+
+    def spy(self: MinMaxObserver, *args: object) -> None:
+        now.append(bool(args[-1]))
+        bin_(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MinMaxObserver, "_bin", spy)
+    counted_now = calibrate(module, data, batch_size=5, histograms=True).stats
+    assert any(now)
+    monkeypatch.setattr(MinMaxObserver, "_bin", lambda self, *args: bin_(self, *args[:-1], False))  # type: ignore[misc]
+    deferred = calibrate(module, data, batch_size=5, histograms=True).stats
+    assert counted_now.keys() == deferred.keys()
+    for k in deferred:
+        _same(counted_now[k], deferred[k])

@@ -550,6 +550,8 @@ class _NamedObserver:
         self.names: dict[SSAValue, str | None] = {}
         self.sources: dict[SSAValue, tuple[SSAValue, bool] | None] = {}
         self.local = threading.local()  # per thread: value -> (its last array, weakly; its reduce result)
+        # MinMaxObserver.reduce's `now` (a subclass may define reduce without it)
+        self.counts_now = getattr(type(obs), "reduce", None) is MinMaxObserver.reduce
 
     def _name(self, value: SSAValue) -> str | None:
         try:
@@ -579,11 +581,11 @@ class _NamedObserver:
             if (name := self._name(value)) is not None:
                 self.obs.observe(name, array)
             return
-        token = self.reduce(value, array)
+        token = self.reduce(value, array, now=True)
         if token is not None and token[1] is not None:
             self.obs.merge(*token)
 
-    def reduce(self, value: SSAValue, array: np.ndarray) -> Any:
+    def reduce(self, value: SSAValue, array: np.ndarray, now: bool = False) -> Any:
         name = self._name(value)
         if name is None:
             return None
@@ -597,7 +599,7 @@ class _NamedObserver:
         if src is not None and (hit := seen.get(src[0])) is not None:
             part = self.obs.same_values(name, array, hit[0](), hit[1], src[1])
         if part is None:
-            part = self.obs.reduce(name, array)
+            part = self.obs.reduce(name, array, now=True) if now and self.counts_now else self.obs.reduce(name, array)
         if part is not None and isinstance(array, np.ndarray):
             seen[value] = (weakref.ref(array), part)
         return (name, part)

@@ -56,6 +56,7 @@ class TensorRange:
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
     bins: list[tuple[np.ndarray, Any, Any, int]] | None = None  # this batch's values to count: (values, min, max, weight), or (int32 bin indices, exp, start, weight) on the running grid
+    hists: list[Histogram] | None = None  # this batch's parts counted on grids of their own (their range's, or the running one when coarser)
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -132,12 +133,14 @@ class MinMaxObserver:
     histogram_counts: bool = True  # histograms (percentile, mse, entropy)
 
     def observe(self, name: str, array: np.ndarray) -> None:
-        part = self.reduce(name, array)
+        part = self.reduce(name, array, now=True)
         if part is not None:
             self.merge(name, part)
 
-    def reduce(self, name: str, array: np.ndarray) -> TensorRange | None:
-        """What one array adds to `name`'s statistics (None: not a float tensor, or empty)."""
+    def reduce(self, name: str, array: np.ndarray, now: bool = False) -> TensorRange | None:
+        """What one array adds to `name`'s statistics (None: not a float tensor, or empty).
+        `now`: the caller merges the result before it reduces anything else (observe): a
+        first observation of the batch is counted into a histogram here (see _bin)."""
         a = np.asarray(array)
         if a.dtype.kind != "f":
             return None
@@ -173,7 +176,7 @@ class MinMaxObserver:
         if not samples:  # the histogram only (min/max above)
             if part.nonfinite:
                 sub = sub[np.isfinite(sub)]
-            self._bin(name, part, sub, lo, hi, weight)
+            self._bin(name, part, sub, lo, hi, weight, now)
             return part
         smin, smax = _row_min_max(flat)
         lo, hi = float(smin.min()), float(smax.max())
@@ -191,20 +194,25 @@ class MinMaxObserver:
             sub = sub[np.isfinite(sub)]
         part.min, part.max = lo, hi
         if self.histogram_counts:
-            self._bin(name, part, sub, lo, hi, weight)
+            self._bin(name, part, sub, lo, hi, weight, now)
         if part.pending is None:
             part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
 
-    def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int) -> None:
+    def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int, now: bool) -> None:
         """The part's values to count (finite, in [lo, hi]), counted in end_batch with the
         batch's other parts in one bincount (see _count_bins): their bin indices when they
         fit the running histogram's grid (reading it is all reduce reads of the observer),
-        else a copy of them (the activation is not kept)."""
+        else a copy of them (the activation is not kept). A first observation of the batch
+        merged right away (`now`: no parallel sample ranges) is counted here instead, on the
+        grid of its range or the coarser running one: no copy to keep (histograms of the
+        same data merge exactly however it was split, see stats.Histogram)."""
         run = self.ranges.get(name)
         g = run.hist if run is not None else None
         if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
             part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
+        elif now and (run is None or not (run.bins or run.hists)):
+            part.hists = [_histogram(_f(sub), weight, lo, hi, g.exp if g is not None else None)]
         else:
             part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
 
@@ -214,7 +222,7 @@ class MinMaxObserver:
         it, the interpreter says) and reduce would find exactly the same statistics: same
         order (`same_order`: the same buffer, and the same histogram subsample) or every value
         in the histogram (a permutation). None: reduce it."""
-        if part is None or part.bins is None or name in self.mean_names or not self.histograms:
+        if part is None or (part.bins is None and part.hists is None) or name in self.mean_names or not self.histograms:
             return None
         a = array
         if not (isinstance(a, np.ndarray) and isinstance(src, np.ndarray)) or a.ndim == 0 or src.ndim == 0:
@@ -228,7 +236,7 @@ class MinMaxObserver:
             return None
         if self.method_names is not None and name not in self.method_names:  # min/max only
             return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen)
-        return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, bins=part.bins, pending=part.pending)
+        return TensorRange(min=part.min, max=part.max, nonfinite=part.nonfinite, seen=part.seen, bins=part.bins, hists=part.hists, pending=part.pending)
 
     def merge(self, name: str, part: TensorRange) -> None:
         """Add a `reduce` result to the running statistics of `name`."""
@@ -245,6 +253,8 @@ class MinMaxObserver:
             r.max = part.max
         if part.bins:
             r.bins = (r.bins or []) + part.bins
+        if part.hists:
+            r.hists = (r.hists or []) + part.hists
         if part.pending:
             r.pending = (r.pending or []) + part.pending
 
@@ -263,6 +273,10 @@ class MinMaxObserver:
         for r in self.ranges.values():
             if r.bins:
                 _count_bins(r, memo, shared)
+            if r.hists:
+                hists, r.hists = r.hists, None
+                for h in hists:  # (same_values may share h with another tensor: not r's own)
+                    _add_histogram(r, h)
             if r.pending:
                 smin, smax = _per_sample(r.pending, n)
                 r.pending = None
@@ -279,8 +293,8 @@ class MinMaxObserver:
                 m = r.mean()
                 out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
                 if self.histograms:
-                    if r.pending:  # observations after the last end_batch: one batch of their own
-                        self.end_batch(len(r.pending[0][0]))
+                    if r.pending or r.bins or r.hists:  # observations after the last end_batch: one batch of their own
+                        self.end_batch(len(r.pending[0][0]) if r.pending else 1)
                     smin = np.concatenate(r.sample_min) if r.sample_min else None
                     smax = np.concatenate(r.sample_max) if r.sample_max else None
                     h = None if r.hist is None else Histogram(r.hist.exp, r.hist.start, r.hist.counts.copy())
