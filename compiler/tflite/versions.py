@@ -53,9 +53,10 @@ def _per_axis(v: SSAValue | None) -> bool:
 
 
 def _in(op: tfl.TflOp, i: int) -> SSAValue | None:
-    if i >= len(op.inputs):
+    ins = op.inputs
+    if i >= len(ins):
         return None
-    v = op.inputs[i]
+    v = ins[i]
     if isinstance(v.owner, tfl.NoValueOp):
         return None
     return v
