@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
 from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.dialects import tfl
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.pipeline import MODES
 
@@ -1092,43 +1093,52 @@ _SKIP = ("tfl.const", "tfl.no_value", "tfl.variable", "tfl.sparse_const", "tfl.p
 
 def _elem_kind(t: Any) -> str | None:
     """'q8' / 'q16' / 'q' (other quantized), 'f' (float), 'i' (integer/bool), None (not a tensor)."""
-    from tflquant.dialects.quant import UniformQuantizedType
-
     if not isinstance(t, TensorType):
         return None
     e = t.element_type
     if isinstance(e, UniformQuantizedType):
-        return {8: "q8", 16: "q16"}.get(e.bits, "q")
-    from tflquant.dialects.quant import BlockwiseQuantizedType
-
+        return "q8" if e.bits == 8 else "q16" if e.bits == 16 else "q"
     if isinstance(e, BlockwiseQuantizedType):
         return "q"
-    from tflquant.dialects.tfl import is_float_tensor
+    return "i" if isinstance(e, _NOT_FLOAT) else "f"  # tfl.is_float_tensor
 
-    return "f" if is_float_tensor(t) else "i"
+
+_NOT_FLOAT = (IntegerType, UniformQuantizedType, *tfl.OPAQUE_ELEMENT_TYPES)
+_CONST_NAMES = frozenset(("tfl.const", "tfl.sparse_const", "tfl.pseudo_const"))
 
 
 def _is_const(v: Any) -> bool:
     owner = getattr(v, "owner", None)
-    return isinstance(owner, Operation) and owner.name in ("tfl.const", "tfl.sparse_const", "tfl.pseudo_const")
+    return isinstance(owner, Operation) and owner.name in _CONST_NAMES
 
 
 def _classify(op: Operation) -> str:
-    if op.name == "tfl.quantize":
-        return "quantize"
-    if op.name == "tfl.dequantize":
-        return "dequantize"
-    # activations: a state variable (the int16 cell state of an int8 LSTM) does not count
-    acts = [v for v in op.operands if not _is_const(v) and getattr(v.owner, "name", None) != "tfl.variable"] + list(op.results)
-    act_kinds = {_elem_kind(v.type) for v in acts} - {None}
-    weight_kinds = {_elem_kind(v.type) for v in op.operands if _is_const(v)} - {None}
-    if "q16" in act_kinds:
-        return "int16"
-    if act_kinds & {"q8", "q"}:
-        return "int8"
-    if "f" in act_kinds:
-        return "hybrid" if weight_kinds & {"q8", "q16", "q"} else "float"
-    return "integer"
+    """What an op computes in: quantize, dequantize, int16, int8, hybrid, float or integer."""
+    name = op.name
+    if name == "tfl.quantize":
+        k = "quantize"
+    elif name == "tfl.dequantize":
+        k = "dequantize"
+    else:
+        # activations: a state variable (the int16 cell state of an int8 LSTM) does not count
+        act_kinds: set[str | None] = {_elem_kind(v.type) for v in op.results}
+        weight_kinds: set[str | None] = set()
+        for v in op.operands:
+            owner = v.owner
+            owner_name = owner.name if isinstance(owner, Operation) else None
+            if owner_name in _CONST_NAMES:
+                weight_kinds.add(_elem_kind(v.type))
+            elif owner_name != "tfl.variable":
+                act_kinds.add(_elem_kind(v.type))
+        if "q16" in act_kinds:
+            k = "int16"
+        elif "q8" in act_kinds or "q" in act_kinds:
+            k = "int8"
+        elif "f" in act_kinds:
+            k = "hybrid" if not weight_kinds.isdisjoint(("q8", "q16", "q")) else "float"
+        else:
+            k = "integer"
+    return k
 
 
 def _reason(op: Operation, kind: str, bits: int) -> str | None:
