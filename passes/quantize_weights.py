@@ -312,13 +312,15 @@ def _gather_as_lookup(gather: Operation, qv: SSAValue) -> None:
     Rewriter.erase_op(gather)
 
 
-def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8) -> int | None:
+def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8,
+                       rounded: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType]] | None = None) -> int | None:
     """Per-channel axis for a GATHER table that is dequantized once before the gather: its
     rows (axis 0) or its last dimension (the embedding features), whichever gives the table
     the higher SQNR at `bits` (per-feature scales won on the tiny transformer's int8 table,
     per-row ones on the heavy-tailed decoder_tiny's: 14.3 against 7.2 dB at int4). None
     (one scale, integer gather) for tables over GATHER_DEQUANTIZE_ONCE_MAX elements and
-    rank-1 tables."""
+    rank-1 tables. `rounded[table]` gets (axis, bits, codes, type) of the winner, rounded to
+    nearest, for the rewrite to reuse (only when its error is finite, and so the table)."""
     t = table.type
     assert isinstance(gather, tfl.TflOp) and isinstance(t, TensorType)
     shape = t.get_shape()
@@ -327,15 +329,17 @@ def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8) -> int
     w = float_weight(table)
     if w is None:
         return len(shape) - 1
-    best, best_db = len(shape) - 1, -np.inf
+    best, best_err, best_q = len(shape) - 1, np.inf, None
     for axis in (len(shape) - 1, 0):
         q, qt = quantize_weight(w, axis, bits)
         release_payload(w)  # read once: a mapped model's pages of it may go
         s = qt.scale_array().astype(np.float32).reshape([-1 if d == axis else 1 for d in range(w.ndim)])
-        err = float(np.sum((w - q * s) ** 2))
-        db = np.inf if err == 0 else float(np.sum(w.astype(np.float64) ** 2) / err)
-        if db > best_db:
-            best, best_db = axis, db
+        e = (w - q * s).ravel()  # float32
+        err = float(np.dot(e, e))  # the table's signal is the same for both axes: compare the errors
+        if best_q is None or err < best_err:
+            best, best_err, best_q = axis, err, (q, qt)
+    if rounded is not None and best_q is not None and np.isfinite(best_err):  # finite error: a finite table
+        rounded[table] = (best, bits, *best_q)
     return best
 
 
@@ -498,6 +502,7 @@ class QuantizeWeights(ModulePass):
         # readers with a hybrid kernel choose first (a table tied to an output projection
         # keeps the projection hybrid and is dequantized once for the GATHER).
         plans: dict[SSAValue, tuple[int | None, WeightFormat]] = {}
+        tables: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType]] = {}  # GATHER tables rounded to choose their axis
         readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS and not kept_float(o)]
         readers.sort(key=lambda ok: ok[1] not in HYBRID_OPS)  # stable: program order kept
         for o, kind in readers:
@@ -514,7 +519,7 @@ class QuantizeWeights(ModulePass):
                 if v in plans or not self._eligible(v):
                     continue
                 if kind == "GATHER":
-                    axis = _gather_table_axis(o, v, fmt.bits)
+                    axis = _gather_table_axis(o, v, fmt.bits, tables)
                     if axis is None and fmt.granularity != "tensor" and not self.weight_only and _as_lookup(o, v) and _reads_directly("EMBEDDING_LOOKUP", fmt):
                         axis = 0  # per row, read by EMBEDDING_LOOKUP
                     elif axis is not None and fmt.granularity == "block" and key is None:
@@ -525,7 +530,7 @@ class QuantizeWeights(ModulePass):
                 plans[v] = (axis if final.granularity == "channel" else None, final)
         hybrid_ops: list[Operation] = []
         for v, (axis, fmt) in plans.items():
-            self._rewrite(v, axis, fmt, hybrid_ops)
+            self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v))
         for o in hybrid_ops:
             if o.parent is not None:
                 _float32_constant_inputs(o)
@@ -552,7 +557,10 @@ class QuantizeWeights(ModulePass):
             plans.setdefault(v, (None, WeightFormat(8, "tensor")))
 
     # -------------------------------------------------------------------------------
-    def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation]) -> None:
+    def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation],
+                 table: tuple[int, int, np.ndarray, UniformQuantizedType] | None = None) -> None:
+        """`table`: (axis, bits, codes, type) of a GATHER table rounded to nearest when its axis
+        was chosen (_gather_table_axis), used as they are where this rewrite rounds the same way."""
         w = float_weight(v)
         assert w is not None
 
@@ -588,7 +596,9 @@ class QuantizeWeights(ModulePass):
         elif fmt.granularity == "block":
             qconst = None  # blocks read through DEQUANTIZE only: built by _dequantized_blocks
         else:
-            if rows_path:
+            if table is not None and table[:2] == (axis, fmt.bits) and fmt.granularity == "channel" and (rows_path or self.weight_rounding == "nearest"):
+                q, qtype = table[2], table[3]  # what quantize_weight(w, axis, bits) rounds to nearest
+            elif rows_path:
                 done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1)
                 if done is None:
                     raise not_finite()
