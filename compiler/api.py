@@ -313,7 +313,7 @@ def quantize(
     max_samples: int | None = None,
     min_weight_elements: int = 1024,
     save_stats: str | os.PathLike[str] | None = None,
-    calibration_budget: int | None = None,
+    calibration_budget: int | str | None = None,
     calibration_threads: int | None = 1,
     verify: str = "end",
     bias_correction: bool | None = None,
@@ -384,8 +384,9 @@ def quantize(
       kernels on held-out calibration samples; the report's calibration_methods says which
       method each tensor got).
     percentile: the percentile method's p, in (50, 100].
-    calibration_budget: (auto) how many candidate models auto measures (default 40):
-      its time is about that many quantizations plus runs of the held-out samples.
+    calibration_budget: (auto) how many candidate models auto measures (default 40), a
+      time in seconds ("90s": the answer then depends on the machine's speed) or both
+      ("40,90s"): its time is about that many quantizations plus runs of the samples.
     calibration_threads: BLAS threads while calibrating (1: batches already keep numpy
       busy and threads stall on a loaded machine; None: numpy's default).
     verify: "end" checks the IR once after the whole pipeline; "each" after every pass
