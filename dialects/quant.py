@@ -29,7 +29,7 @@ Ops:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -42,6 +42,7 @@ from xdsl.dialects.builtin import (
     FloatData,
     IntAttr,
     IntegerType,
+    NoneAttr,
     Signedness,
     TensorType,
     i64,
@@ -93,6 +94,33 @@ def _dense(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
     return DenseIntOrFPElementsAttr(TensorType(element, [values.size]), BytesAttr(values.tobytes()))
 
 
+def _built(cls: type, **fields: object) -> Any:
+    """An attribute of class `cls` with these fields, without xDSL's checks of its parameters'
+    declared classes (callers pass parameters of those classes)."""
+    a = cls.__new__(cls)
+    for k, v in fields.items():
+        object.__setattr__(a, k, v)
+    return a
+
+
+_F32 = Float32Type()
+_ANY_FLOAT = get_args(AnyFloat)  # the classes the expressed type may have
+_NO_ENCODING = NoneAttr()
+
+
+def _int_attr(v: int) -> IntAttr:
+    return _built(IntAttr, data=v)
+
+
+def _dense_rank1(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
+    """_dense for a numeric element, built without xDSL's verification, which cannot fail for
+    a rank-1 payload of an int or float element (it checks rank-0 payloads' element counts
+    and int dimensions); equal (and hashing equal) to the verified attribute."""
+    shape = _built(ArrayAttr, data=(_int_attr(int(values.size)),))
+    t = _built(TensorType, shape=shape, element_type=element, encoding=_NO_ENCODING)
+    return _built(DenseIntOrFPElementsAttr, type=t, data=_built(BytesAttr, data=values.tobytes()))
+
+
 @irdl_attr_definition
 class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     """A uniform (affine) quantized element type: real = (q - zero_point) * scale.
@@ -131,15 +159,30 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         lo, hi = storage_range(storage)
         if narrow:
             lo += 1
-        return UniformQuantizedType(
-            storage,
-            expressed if expressed is not None else Float32Type(),
-            IntAttr(axis),
-            _dense(s, Float32Type()),
-            _dense(z, i64),
-            IntAttr(lo),
-            IntAttr(hi),
+        if type(storage) is not IntegerType or not (expressed is None or isinstance(expressed, _ANY_FLOAT)) or type(axis) is not int:
+            return UniformQuantizedType(
+                storage,
+                expressed if expressed is not None else Float32Type(),
+                IntAttr(axis),
+                _dense(s, Float32Type()),
+                _dense(z, i64),
+                IntAttr(lo),
+                IntAttr(hi),
+            )
+        # every parameter is of its declared class: skip xDSL's generic checks of that (most of
+        # the cost of a type), keep this type's own verify (the same errors as the constructor)
+        t = _built(
+            UniformQuantizedType,
+            storage_type=storage,
+            expressed_type=expressed if expressed is not None else _F32,
+            axis=_int_attr(axis),
+            scales=_dense_rank1(s, _F32),
+            zero_points=_dense_rank1(z, i64),
+            storage_min=_int_attr(lo),
+            storage_max=_int_attr(hi),
         )
+        t.verify()
+        return t
 
     # typed accessors -------------------------------------------------------------
     @property
