@@ -420,14 +420,16 @@ def quantize(
       int8 and int16 ops get requantizing QUANTIZE ops (the `op-precision` pass).
     target_sqnr: (int8) automatic mixed precision: starting from int8, promote the ops that
       cost the most output SQNR to int16 (or float) until the model output's SQNR against
-      the float model (on the first calibration samples) reaches this many dB, at the least
+      the float model (on held-out samples) reaches this many dB, at the least
       estimated LiteRT latency (tflquant.mixed_precision; the report's `search` lists each
       step). accuracy_fn / max_drop: the same search to a user metric: accuracy_fn(model
       bytes) -> score (higher is better), until it is at most max_drop below the float
       model's score. workers: candidate models evaluated in that many processes (default:
       the CPU count, at most 4); the result does not depend on it. validation_dataset: held-out
       samples (same forms as representative_dataset) the search measures the output on
-      (default: the first 32 calibration samples).
+      (default: the first calibration samples, at most 32 and a quarter of them, held out of
+      the search's candidates' calibration; the returned model is calibrated on all; step 0
+      of report.search says which samples were measured).
     weight_rounding: (dynamic, weight-only) "auto" (default), "gptq", "mse" or "nearest".
       With representative_dataset, calibration runs the float model once and records each
       FULLY_CONNECTED input's X^T X (tflquant.calibration.hessian); "gptq" rounds those
