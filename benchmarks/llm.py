@@ -42,7 +42,7 @@ import json, sys, time, warnings, contextlib, io
 warnings.filterwarnings("ignore")
 from ai_edge_quantizer import quantizer
 src, out, bits, gran, mode = sys.argv[1:6]
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 cfg = {"num_bits": int(bits), "symmetric": True, "granularity": gran, "dtype": "INT"}
 opc = {"weight_tensor_config": cfg, "compute_precision": "INTEGER" if mode == "dynamic" else "FLOAT",
        "explicit_dequantize": mode != "dynamic"}
@@ -50,7 +50,7 @@ q = quantizer.Quantizer(src, [{"regex": ".*", "operation": "*", "algorithm_key":
 with contextlib.redirect_stdout(io.StringIO()):
     res = q.quantize(None)
 open(out, "wb").write(bytes(res.quantized_model))
-print(json.dumps({"seconds": time.perf_counter() - t}))
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - c}))
 """
 
 

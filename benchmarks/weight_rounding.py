@@ -246,23 +246,6 @@ def _row(module, layers: list[Layer], deqs, originals, eval_t, ref, label: str, 
     print(f"{label:<16}{method:<9}{np.mean(per):>14.2f}{np.min(per):>10.2f}{wr.sqnr_db(ref, logits):>11.2f}{dt:>9.2f}", flush=True)
 
 
-_AEQ_CPU_CHILD = r"""
-import json, sys, time, warnings, contextlib, io
-warnings.filterwarnings("ignore")
-from ai_edge_quantizer import quantizer
-src, out, bits, gran, mode = sys.argv[1:6]
-t, c = time.perf_counter(), time.process_time()
-cfg = {"num_bits": int(bits), "symmetric": True, "granularity": gran, "dtype": "INT"}
-opc = {"weight_tensor_config": cfg, "compute_precision": "INTEGER" if mode == "dynamic" else "FLOAT",
-       "explicit_dequantize": mode != "dynamic"}
-q = quantizer.Quantizer(src, [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": opc}])
-with contextlib.redirect_stdout(io.StringIO()):
-    res = q.quantize(None)
-open(out, "wb").write(bytes(res.quantized_model))
-print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - c}))
-"""
-
-
 def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str], max_samples: int | None = None) -> int:
     """Every format x mode x rounding: LiteRT logits SQNR, top-1, size, quantize wall and
     CPU seconds (process_time: every thread of the process; the fairer figure on a shared
@@ -291,7 +274,7 @@ def litert_table(model_dir: str, aeq_python: str | None, roundings: list[str], m
                 rows = []
                 if aeq:
                     path = os.path.join(tmp, "aeq.tflite")
-                    p = subprocess.run([aeq, "-c", _AEQ_CPU_CHILD, float_path, path, str(bits), llm._aeq_granularity(gran, block), mode],
+                    p = subprocess.run([aeq, "-c", llm._AEQ_CHILD, float_path, path, str(bits), llm._aeq_granularity(gran, block), mode],
                                        capture_output=True, text=True, timeout=1800)
                     if p.returncode == 0:
                         m = llm.measure(path, ref, tokens)
