@@ -52,7 +52,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
+    AnyAttr,
     IRDLOperation,
+    OptPropertyDef,
+    RangeOf,
     irdl_attr_definition,
     irdl_op_definition,
     opt_prop_def,
@@ -921,7 +924,37 @@ def _builtin(builtin: str, table: str | None, operands: tuple[str, ...], traits:
     cls = type(_camel(builtin), (TflOp,), body)
     cls = irdl_op_definition(cls)
     _fast_io(cls)
+    _fast_verify(cls)
     return cls
+
+
+def _fast_verify(cls: type[TflOp]) -> None:
+    """xDSL's generic verification of a builtin op checks what its definition declares: one
+    variadic operand group and one variadic result group of any types (which no op can fail),
+    options as optional properties of any attribute, no regions, successors or attributes, then
+    the traits. Where the op has no region, no successor and only declared options, that leaves
+    the traits: verify those and TflOp.verify_; otherwise run xDSL's full verification, which
+    raises its usual error. The same ops fail, with the same messages."""
+    op_def = cls.get_irdl_definition()
+    trivially_valid = (
+        [(n, d.constr) for n, d in op_def.operands] == [("inputs", RangeOf(AnyAttr()))]
+        and [(n, d.constr) for n, d in op_def.results] == [("outputs", RangeOf(AnyAttr()))]
+        and not op_def.regions and not op_def.successors and not op_def.attributes and not op_def.options
+        and all(isinstance(d, OptPropertyDef) and d.constr == AnyAttr() for d in op_def.properties.values())
+    )
+    assert trivially_valid, f"{cls.__name__}: its definition changed, update _fast_verify"
+    fields = frozenset(op_def.properties)
+    traits = tuple(op_def.traits)
+    custom = TflOp.verify_
+
+    def verify_(self: TflOp) -> None:
+        if self.regions or self._successors or not fields.issuperset(self.properties):
+            op_def.verify(self)  # raises xDSL's error for it
+        for trait in traits:
+            trait.verify(self)
+        custom(self)
+
+    cls.verify_ = verify_  # type: ignore[method-assign]
 
 
 def _fast_io(cls: type[IRDLOperation]) -> None:
