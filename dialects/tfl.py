@@ -94,6 +94,9 @@ def enum_of(table: str, field: str) -> dict[str, int] | None:
     return ENUM_FIELDS.get(field)
 
 
+_BOOL_ATTRS = {b: BoolAttr.from_bool(b) for b in (False, True)}  # immutable: shared by every op
+
+
 def option_to_attr(table: str, field: str, ftype: str, value: Any) -> Attribute:
     """A Python option value (ints for enums) as the property attribute the dialect uses.
 
@@ -110,7 +113,7 @@ def option_to_attr(table: str, field: str, ftype: str, value: Any) -> Attribute:
         names = {v: k for k, v in enum.items()}
         return StringAttr(names.get(int(value), str(int(value))))
     if ftype == "bool":
-        return BoolAttr.from_bool(bool(value))
+        return _BOOL_ATTRS[bool(value)]
     if ftype in ("f32", "f64"):
         return FloatAttr(float(value), f32 if ftype == "f32" else f64)
     if ftype == "string":

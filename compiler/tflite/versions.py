@@ -90,10 +90,17 @@ def _rule(*names: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     return register
 
 
+_BY_TYPE: dict[type, Any] = {}  # op class -> its tfl.VersionByType trait or None
+_UNSEEN = object()
+
+
 def builtin_version(op: tfl.TflOp) -> int:
     """The OperatorCode.version this operator needs: its declaration's tfl.VersionByType,
     else its rule in RULES (tests/test_op_declarations.py: every op has one or the other)."""
-    by_type = type(op).get_trait(tfl.VersionByType)
+    cls = type(op)
+    by_type = _BY_TYPE.get(cls, _UNSEEN)
+    if by_type is _UNSEEN:
+        by_type = _BY_TYPE[cls] = cls.get_trait(tfl.VersionByType)
     if by_type is not None:
         k = _kind(_in(op, by_type.operand))
         return by_type.int16 if k == "q16" else by_type.int8 if _int8(k) else 1
