@@ -12,8 +12,9 @@ eval.npz samples as validation_dataset= and scores the odd ones, which it never 
 held-out validation set); `calib` leaves it the API's default: the first calibration
 samples (32 at most, a quarter), held out of its candidates' calibration (their ranges come
 from the other ones); `eval` gives it every eval.npz sample, the same ones scored.
-SQNR: LiteRT outputs against the float model's on the scored eval.npz samples (lowest over the
-outputs, dB). Latency: LiteRT single-thread invoke, the models interleaved in one process
+SQNR: LiteRT outputs against the float model's on the scored eval.npz samples, as the search
+scores (tflquant.mixed_precision.output_sqnr): the mean of per-sample SQNRs, lowest over the
+outputs, dB; the int8 / 16x8 figures and the targets derived from them too. Latency: LiteRT single-thread invoke, the models interleaved in one process
 (rounds of 20 invokes each, median over the rounds), next to the search's cost model
 (tflquant.mixed_precision.estimated_latency) relative to int8. Promoted ops: ops of the mixed model
 computing in int16 or float (QUANTIZE / DEQUANTIZE not counted) over the int8 model's ops.

@@ -148,6 +148,21 @@ def test_search_reaches_the_target_and_prints_its_path(model, few_candidates) ->
         assert output_sqnr(ref, IntegerInterpreter(q.module).run(held)) < target
 
 
+def test_output_sqnr_is_the_mean_of_per_sample_sqnrs_of_the_worst_output() -> None:
+    """The search's score: per output, each sample's SQNR averaged over the samples (one
+    sample of large error does not decide it, as in an SQNR pooled over the samples); the
+    lowest over the outputs; an exact sample counts 99 dB."""
+    from tflquant.mixed_precision import output_sqnr
+
+    ref = [np.array([[1.0, 1.0], [10.0, 10.0], [1.0, -1.0]]), np.array([[2.0], [2.0], [2.0]])]
+    got = [ref[0] + np.array([[0.1, 0.1], [5.0, 5.0], [0.0, 0.0]]), np.array([[2.2], [1.8], [2.0]])]
+    first = np.mean([10 * np.log10(2 / 0.02), 10 * np.log10(200 / 50), 99.0])
+    second = np.mean([20.0, 20.0, 99.0])
+    assert abs(output_sqnr(ref, got) - min(first, second)) < 1e-9 and first < second
+    pooled = 10 * np.log10(204 / 50.02)
+    assert output_sqnr(ref[:1], got[:1]) > pooled + 20
+
+
 def test_search_without_held_out_data_says_so(model, few_candidates) -> None:
     """A one-shot iterable cannot be read twice: the search measures on its first samples,
     the ones the ranges came from, and step 0 says so."""
