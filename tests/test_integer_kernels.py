@@ -271,3 +271,43 @@ def test_unary_ops_bit_exact_over_input_range(op: str, in_t: str, out_t: str) ->
         interp.set_tensor(di["index"], x[s])
         interp.invoke()
         assert np.array_equal(mine[s], interp.get_tensor(do["index"]))
+
+
+def test_16x8_fully_connected_with_huge_int64_bias_bit_exact() -> None:
+    """An int16 FULLY_CONNECTED in an int8 model whose input is all zeros (the test CNN's
+    SUB of two equal averages: the calibrated range [0, 0] widens to +-5e-7, input scale
+    ~1.5e-11) gets int64 biases near the 2^39 limit; accumulator x multiplier passes 2^63,
+    and LiteRT's rescale does not wrap there. The integer interpreter gives LiteRT's
+    builtin kernels' tensors bit for bit (it wrapped: 14.6 against LiteRT's 45.2 dB)."""
+    import tflquant
+    from models import cnn, sample_inputs
+    from tflquant import quant_math as qm
+    from tflquant.tflite.writer import write_flatbuffer
+
+    # the rescale itself, against Python's exact integers, past the int64 product
+    acc = np.array([-549756322936, -(1 << 46) + 12345, 7, 1 << 40], np.int64)
+    mult = np.array([1416297537, 1387021720, 1433980194, (1 << 31) - 1], np.int64)
+    shift = np.array([-25, -24, -28, -30], np.int64)
+    want = [(int(a) * int(m) + (1 << (30 - int(s)))) >> (31 - int(s)) for a, m, s in zip(acc, mult, shift)]
+    assert qm.multiply_by_quantized_multiplier_single(acc, mult, shift).tolist() == want
+
+    m = write_flatbuffer(cnn())
+    data = sample_inputs(cnn(), n=6, seed=3)
+    r = tflquant.quantize(m, representative_dataset=data, op_precision={"fully_connected_20": "int16"})
+    (bias,) = [o.inputs[2] for o in r.module.walk() if isinstance(o, tfl.FullyConnectedOp)]
+    assert np.abs(bias.owner.numpy()).max() > 1 << 38  # the case: an int64 bias near its limit
+    x = list(data.values())[0]
+    ours: dict[str, np.ndarray] = {}
+    IntegerInterpreter(r.module).run([x], observer=lambda v, a: ours.setdefault(value_name(v), np.asarray(a)))
+    interp = make_interpreter(r.model, delegates=False, preserve=True)
+    interp.allocate_tensors()
+    details = [d for d in interp.get_tensor_details() if d["name"] in ours and d["dtype"] != np.float32]
+    checked = 0
+    for i in range(len(x)):
+        interp.set_tensor(interp.get_input_details()[0]["index"], x[i])
+        interp.invoke()
+        for d in details:
+            got = ours[d["name"]][i].reshape(d["shape"])
+            np.testing.assert_array_equal(got, interp.get_tensor(d["index"]), err_msg=d["name"])
+            checked += "fully_connected" in d["name"]
+    assert checked >= 2 * len(x)  # the int16 FC and its requantized int8 output
