@@ -36,7 +36,9 @@ target 25 measured pooled gave 28.1 / 20.6 dB on its evaluation crops; measured 
 4. Pruning (reverse greedy): take back to int8 the promoted units the target does not need,
    the ones whose removal leaves the fewest promoted ops first, then single promoted ops the
    same way (at most PRUNE_TRIES tries each), keeping a removal only if the target still
-   holds and neither the op count nor the estimated latency grows.
+   holds, on the measured samples and on each half of them (the even ones, the odd ones;
+   target_sqnr), and neither the op count nor the estimated latency grows (trimmed against
+   the whole set alone, a mix lands just above the target on these very samples).
 
 Cost model (estimated LiteRT latency, arbitrary units: int8 multiply-accumulates): per op,
 OP_OVERHEAD x OVERHEAD_FACTORS[precision] (the fixed cost of dispatching an op; a
@@ -194,14 +196,12 @@ class _Outcome:
     sqnr_db: float
     latency: float
     promoted_ops: int
+    halves: tuple[float, float] = (-np.inf, -np.inf)  # output_sqnr on the even / the odd measured samples
 
 
-def output_sqnr(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
-    """The search's score (dB): per output, the mean over the samples of each sample's SQNR
-    (99 where a sample is exact, within [-99, 99]); the lowest over the outputs. A mean of
-    per-sample SQNRs, as tflquant.calibration.auto scores, so that a few samples of large
-    error (a pooled SQNR is decided by them) do not decide the mix."""
-    worst = 99.0
+def _sample_dbs(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per output, each sample's SQNR (dB; 99 where exact; within [-99, 99])."""
+    out = []
     for r, g in zip(reference, got):
         r = np.asarray(r, np.float64)
         n = len(r) if r.ndim else 1
@@ -211,8 +211,20 @@ def output_sqnr(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> f
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             db = 10 * np.log10(np.maximum(sig, 1e-30) / err)
         db = np.where(err == 0, 99.0, np.where(np.isfinite(err), db, -99.0))
-        worst = min(worst, float(np.mean(np.clip(db, -99.0, 99.0))) if len(db) else 99.0)
-    return worst
+        out.append(np.clip(db, -99.0, 99.0))
+    return out
+
+
+def _worst_mean(dbs: Sequence[np.ndarray], pick: slice = slice(None)) -> float:
+    return min((float(np.mean(d[pick])) if len(d[pick]) else 99.0 for d in dbs), default=99.0)
+
+
+def output_sqnr(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+    """The search's score (dB): per output, the mean over the samples of each sample's SQNR
+    (99 where a sample is exact, within [-99, 99]); the lowest over the outputs. A mean of
+    per-sample SQNRs, as tflquant.calibration.auto scores, so that a few samples of large
+    error (a pooled SQNR is decided by them) do not decide the mix."""
+    return _worst_mean(_sample_dbs(reference, got))
 
 
 def _run_quantized(module: ModuleOp, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -245,9 +257,10 @@ def _evaluate(job: _Job) -> _Outcome:
     except TflquantError:  # a mix the options do not allow (a float op with allow_float off, an int16 model output with int8 I/O)
         return _Outcome(b"", -np.inf, np.inf, 1 << 30)
     assert r.module is not None
-    got = _run_quantized(r.module, job.measured)
+    dbs = _sample_dbs(job.reference, _run_quantized(r.module, job.measured))
     counts = precision_counts(r.module)
-    return _Outcome(r.model, output_sqnr(job.reference, got), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0))
+    return _Outcome(r.model, _worst_mean(dbs), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0),
+                    (_worst_mean(dbs, slice(0, None, 2)), _worst_mean(dbs, slice(1, None, 2))))
 
 
 class _Pool:
@@ -439,6 +452,12 @@ def search_quantize(
             return score is not None and score >= float_score - max_drop  # type: ignore[operator]
         return o.sqnr_db >= target_sqnr  # type: ignore[operator]
 
+    def keeps(o: _Outcome, score: float | None) -> bool:
+        """A demotion the pruning may take: the target still holds, and (target_sqnr) on
+        each half of the measured samples too, so the mix is not trimmed to just above the
+        target on these samples (on held-out ones it then fell short)."""
+        return meets(o, score) and (float_score is not None or min(o.halves) >= target_sqnr)  # type: ignore[operator]
+
     def measure(o: _Outcome) -> float | None:
         if accuracy_fn is None:
             return None
@@ -532,7 +551,7 @@ def search_quantize(
                     return _merge({}, [u for i, u in enumerate(pieces) if i not in drop])
 
                 single = evaluate([without({i}) for i in range(len(pieces))])
-                order = sorted((i for i, (o, sc) in enumerate(single) if meets(o, sc) and without({i}) != state),
+                order = sorted((i for i, (o, sc) in enumerate(single) if keeps(o, sc) and without({i}) != state),
                                key=lambda i: (single[i][0].promoted_ops, single[i][0].latency, i))
                 dropped: set[int] = set()
                 for i in order[:PRUNE_TRIES]:
@@ -540,7 +559,7 @@ def search_quantize(
                     if without(trial) == without(dropped):
                         continue
                     o, sc = single[i] if not dropped else evaluate([without(trial)])[0]
-                    if meets(o, sc) and (o.promoted_ops, o.latency) <= (cur.promoted_ops, cur.latency * (1 + 1e-9)):
+                    if keeps(o, sc) and (o.promoted_ops, o.latency) <= (cur.promoted_ops, cur.latency * (1 + 1e-9)):
                         dropped, cur, cur_score = trial, o, sc
                 if dropped:
                     state = without(dropped)

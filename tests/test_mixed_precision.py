@@ -142,10 +142,13 @@ def test_search_reaches_the_target_and_prints_its_path(model, few_candidates) ->
     assert r.model == tflquant.quantize(m, representative_dataset=data, op_precision=chosen, bias_correction=True).model
     kinds = [o.kind for o in r.report.ops if o.kind not in ("quantize", "dequantize")]
     assert sum(k in ("int16", "float") for k in kinds) == path[-1].promoted_ops == len(chosen) > 0
-    for name in chosen:  # every promoted op is needed
+    for name in chosen:  # every promoted op is needed: without it the target is missed on the
+        # held-out samples or on one half of them (the even ones, the odd ones)
         fewer = {k: v for k, v in chosen.items() if k != name}
         q = tflquant.quantize(m, representative_dataset=rest, op_precision=fewer or None, bias_correction=True)
-        assert output_sqnr(ref, IntegerInterpreter(q.module).run(held)) < target
+        got = IntegerInterpreter(q.module).run(held)
+        halves = [output_sqnr([x[h::2] for x in ref], [y[h::2] for y in got]) for h in (0, 1)]
+        assert min(output_sqnr(ref, got), *halves) < target
 
 
 def test_output_sqnr_is_the_mean_of_per_sample_sqnrs_of_the_worst_output() -> None:
