@@ -34,8 +34,8 @@ target 25 measured pooled gave 28.1 / 20.6 dB on its evaluation crops; measured 
    one that gained the most is taken and another round starts (at most MAX_ROUNDS).
    Candidates come back in candidate order, so the path does not depend on the worker count.
    The first round measures every unit; the later ones only the MEASURE_TOP units that
-   gained the most per cost when last measured (a promotion elsewhere seldom makes a unit
-   that gained little worth much: it saves measuring ~150 units a round).
+   gained the most per cost when last measured (an approximation: a unit's gain is taken to
+   change little when others are promoted; it saves measuring ~150 units a round).
 4. Pruning (reverse greedy): take back to int8 the promoted units the target does not need,
    the ones whose removal leaves the fewest promoted ops first, then single promoted ops the
    same way (at most PRUNE_TRIES tries each), keeping a removal only if the target still
