@@ -1,0 +1,137 @@
+"""The fast constructors that skip xDSL's generic checks (quant types, dense payloads, tensor
+names, builtin op verification) build what the checked constructors build and raise the
+same errors for what those refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseIntOrFPElementsAttr,
+    Float16Type,
+    Float32Type,
+    IntAttr,
+    IntegerAttr,
+    IntegerType,
+    Signedness,
+    StringAttr,
+    TensorType,
+    i32,
+    i64,
+)
+from xdsl.dialects import test as xdsl_test
+from xdsl.ir import Block, Region
+
+from tflquant.dialects import tfl
+from tflquant.dialects.quant import UniformQuantizedType, _dense, storage_range
+from tflquant.ir import dense_from_numpy
+from tflquant.tflite.reader import _names
+
+
+def _checked_type(storage, scales, zero_points=0, axis=-1, narrow=False, expressed=None):
+    """UniformQuantizedType.make through xDSL's checked constructor."""
+    s = np.asarray(scales, np.float64).astype("<f4").reshape(-1)
+    z = np.asarray(zero_points).astype("<i8").reshape(-1)
+    if z.size == 1 and s.size != 1:
+        z = np.repeat(z, s.size)
+    lo, hi = storage_range(storage)
+    return UniformQuantizedType(storage, expressed or Float32Type(), IntAttr(axis), _dense(s, Float32Type()), _dense(z, i64), IntAttr(lo + narrow), IntAttr(hi))
+
+
+def _outcome(build, *args):
+    try:
+        t = build(*args)
+    except Exception as e:  # noqa: BLE001 - the exception itself is what is compared
+        return (type(e).__name__, str(e))
+    return ("ok", t, hash(t), str(t))
+
+
+TYPE_CASES = [
+    (IntegerType(8), 0.5),
+    (IntegerType(8), [0.5, 0.25], 0, 0, True),
+    (IntegerType(4), np.ones(7), 0, 1, True),
+    (IntegerType(8, Signedness.UNSIGNED), 0.1, 128),
+    (IntegerType(16), 0.01, 0, -1, False, Float16Type()),
+    (IntegerType(8, Signedness.SIGNED), 1.0),
+    (IntegerType(8), [np.inf]),  # invalid from here on
+    (IntegerType(8), [0.0]),
+    (IntegerType(8), [np.nan, 1.0], 0, 0),
+    (IntegerType(8), 1.0, 300),
+    (IntegerType(8), [1.0, 2.0], 0),
+    (IntegerType(8), [1.0, 2.0], [0, 1, 2], 0),
+    (IntegerType(3), 1.0),
+    (IntegerType(8), [], 0, 0),
+]
+
+
+@pytest.mark.parametrize("case", TYPE_CASES, ids=range(len(TYPE_CASES)))
+def test_quant_type_make_equals_checked_constructor(case):
+    fast, checked = _outcome(UniformQuantizedType.make, *case), _outcome(_checked_type, *case)
+    assert fast == checked
+
+
+def test_some_quant_types_are_refused():
+    """The table above holds refused inputs: the comparison covers the error path too."""
+    refused = [c for c in TYPE_CASES if _outcome(_checked_type, *c)[0] != "ok"]
+    assert len(refused) >= 5
+
+
+@pytest.mark.parametrize("arr", [np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros((0, 4), np.int8), np.ones(5, np.float16), np.array([1, -2], np.int64), np.float32(3.0)])
+def test_dense_from_numpy_equals_checked_attribute(arr):
+    a = np.asarray(arr)
+    elem = {np.float32: Float32Type(), np.float16: Float16Type(), np.int8: IntegerType(8), np.int64: IntegerType(64)}[a.dtype.type]
+    from xdsl.dialects.builtin import BytesAttr
+
+    checked = DenseIntOrFPElementsAttr(TensorType(elem, a.shape), BytesAttr(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()))
+    fast = dense_from_numpy(a)
+    assert fast == checked and hash(fast) == hash(checked)
+
+
+def test_reader_names_equal_checked_array():
+    names = ["a", "b;c", "ünïcode", ""]
+    fast, checked = _names(names), ArrayAttr([StringAttr(n) for n in names])
+    assert fast == checked and hash(fast) == hash(checked)
+
+
+_F = TensorType(Float32Type(), [2])
+
+
+def _full_verify(op):
+    type(op).get_irdl_definition().verify(op)
+    tfl.TflOp.verify_(op)
+
+
+def _verify_outcome(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"
+    return "ok"
+
+
+def _ops():
+    src = xdsl_test.TestOp(result_types=[_F] * 4)
+    x, y, z = src.results[0], src.results[1], src.results[2]
+    ok = tfl.AddOp([x, y], [_F])
+    bogus = tfl.AddOp([x, y], [_F])
+    bogus.properties["bogus"] = StringAttr("x")
+    bad_enum = tfl.AddOp([x, y], [_F])
+    bad_enum.properties["fused_activation_function"] = StringAttr("NOPE")
+    bad_names = tfl.AddOp([x, y], [_F])
+    bad_names.attributes["names"] = ArrayAttr([StringAttr("a"), StringAttr("b")])
+    three = tfl.AddOp([x, y, z], [_F])
+    region = tfl.AddOp.create(operands=[x, y], result_types=[_F], regions=[Region(Block())])
+    successor = tfl.AddOp.create(operands=[x, y], result_types=[_F], successors=[Block()])
+    bad_option = tfl.ReshapeOp([x, y], [_F])
+    bad_option.properties["new_shape"] = IntegerAttr(3, i32)
+    return [ok, bogus, bad_enum, bad_names, three, region, successor, bad_option]
+
+
+def test_builtin_op_verify_equals_full_verification():
+    outcomes = []
+    for op in _ops():
+        fast, full = _verify_outcome(op.verify_), _verify_outcome(lambda op=op: _full_verify(op))
+        assert fast == full, (op.name, fast, full)
+        outcomes.append(fast)
+    assert outcomes[0] == "ok" and sum(o != "ok" for o in outcomes) >= 5, outcomes
