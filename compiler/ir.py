@@ -22,19 +22,17 @@ from xdsl.dialects.builtin import (
     Float16Type,
     FunctionType,
     Float32Type,
-    IntAttr,
-    NoneAttr,
     Float64Type,
     IntegerType,
     ModuleOp,
     Signedness,
     StringAttr,
-    TensorType,
 )
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
+from tflquant.dialects._unchecked import dense as _dense
 from tflquant.dialects.quant import Quant, UniformQuantizedType
 from tflquant.dialects.tfl import TFL, tensor_names
 from tflquant.errors import TflquantError
@@ -179,35 +177,6 @@ def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> Dense
         arr = arr.astype(le)
     elem = element if element is not None else element_type_of_dtype(arr.dtype)
     return _dense(elem, arr.shape, BytesAttr(arr.tobytes()))
-
-
-_DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
-_NO_ENCODING = NoneAttr()
-
-
-def _dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntOrFPElementsAttr:
-    """DenseIntOrFPElementsAttr(TensorType(elem, shape), data). For a numeric element and
-    rank >= 1 with dimensions >= 0, xDSL's attribute verification cannot fail (it checks the
-    element count of rank-0 payloads only, and int dimensions), so the attributes are built
-    without it (most of a small weight's attribute cost); anything else takes the verified
-    constructors. The result is equal (and hashes equal) to the verified one."""
-    if not shape or not isinstance(elem, _DENSE_ELEMENTS) or not all(type(d) is int and d >= 0 for d in shape):
-        return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
-    dims = []
-    for d in shape:
-        ia = IntAttr.__new__(IntAttr)
-        object.__setattr__(ia, "data", d)
-        dims.append(ia)
-    shape_attr = ArrayAttr.__new__(ArrayAttr)
-    object.__setattr__(shape_attr, "data", tuple(dims))
-    t = TensorType.__new__(TensorType)
-    object.__setattr__(t, "shape", shape_attr)
-    object.__setattr__(t, "element_type", elem)
-    object.__setattr__(t, "encoding", _NO_ENCODING)
-    attr = DenseIntOrFPElementsAttr.__new__(DenseIntOrFPElementsAttr)
-    object.__setattr__(attr, "type", t)
-    object.__setattr__(attr, "data", data)
-    return attr
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Ops:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, get_args
+from typing import ClassVar, get_args
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -42,7 +42,6 @@ from xdsl.dialects.builtin import (
     FloatData,
     IntAttr,
     IntegerType,
-    NoneAttr,
     Signedness,
     TensorType,
     i64,
@@ -63,6 +62,9 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
+
+from tflquant.dialects._unchecked import built as _built
+from tflquant.dialects._unchecked import dense
 
 STORAGE_BITS = (2, 4, 8, 16, 32, 64)
 
@@ -94,31 +96,13 @@ def _dense(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
     return DenseIntOrFPElementsAttr(TensorType(element, [values.size]), BytesAttr(values.tobytes()))
 
 
-def _built(cls: type, **fields: object) -> Any:
-    """An attribute of class `cls` with these fields, without xDSL's checks of its parameters'
-    declared classes (callers pass parameters of those classes)."""
-    a = cls.__new__(cls)
-    for k, v in fields.items():
-        object.__setattr__(a, k, v)
-    return a
-
-
 _F32 = Float32Type()
 _ANY_FLOAT = get_args(AnyFloat)  # the classes the expressed type may have
-_NO_ENCODING = NoneAttr()
-
-
-def _int_attr(v: int) -> IntAttr:
-    return _built(IntAttr, data=v)
 
 
 def _dense_rank1(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
-    """_dense for a numeric element, built without xDSL's verification, which cannot fail for
-    a rank-1 payload of an int or float element (it checks rank-0 payloads' element counts
-    and int dimensions); equal (and hashing equal) to the verified attribute."""
-    shape = _built(ArrayAttr, data=(_int_attr(int(values.size)),))
-    t = _built(TensorType, shape=shape, element_type=element, encoding=_NO_ENCODING)
-    return _built(DenseIntOrFPElementsAttr, type=t, data=_built(BytesAttr, data=values.tobytes()))
+    """_dense for a numeric element, unchecked (equal to the checked attribute)."""
+    return dense(element, (int(values.size),), _built(BytesAttr, data=values.tobytes()))
 
 
 @irdl_attr_definition
@@ -175,11 +159,11 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             UniformQuantizedType,
             storage_type=storage,
             expressed_type=expressed if expressed is not None else _F32,
-            axis=_int_attr(axis),
+            axis=_built(IntAttr, data=axis),
             scales=_dense_rank1(s, _F32),
             zero_points=_dense_rank1(z, i64),
-            storage_min=_int_attr(lo),
-            storage_max=_int_attr(hi),
+            storage_min=_built(IntAttr, data=lo),
+            storage_max=_built(IntAttr, data=hi),
         )
         t.verify()
         return t

@@ -69,6 +69,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
+from tflquant.dialects._unchecked import DENSE_ELEMENTS, built, string_array
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
@@ -496,7 +497,7 @@ class _Importer:
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
                     # (_payload did) and with the payload type built once per type
                     value = _dense(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
-                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": _names([inf.name])})
+                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": string_array([inf.name])})
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]
@@ -573,7 +574,7 @@ class _Importer:
             # option attributes are immutable: one per distinct value
             props_ = {f: self._option_attr(cls, f, v) for f, v in options.items()}
             op: Operation = cls.create(
-                operands=operands, result_types=result_types, properties=props_, attributes={"names": _names(names)}
+                operands=operands, result_types=result_types, properties=props_, attributes={"names": string_array(names)}
             )
         else:
             props: dict[str, Attribute] = {
@@ -668,33 +669,14 @@ class _Importer:
         )
 
 
-_DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
-
-
 def _dense(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
     """DenseIntOrFPElementsAttr(t, data) for a payload whose size the reader checked
     (_payload: the shape's elements, one for rank 0): what its verifier checks holds for
     these element types, so it is not run again (xDSL's generic constraint check is most of
     a small model's import time). Other element types take the verified path."""
-    if not isinstance(t.element_type, _DENSE_ELEMENTS):
+    if not isinstance(t.element_type, DENSE_ELEMENTS):
         return DenseIntOrFPElementsAttr(t, data)
-    attr = DenseIntOrFPElementsAttr.__new__(DenseIntOrFPElementsAttr)
-    object.__setattr__(attr, "type", t)
-    object.__setattr__(attr, "data", data)
-    return attr
-
-
-def _names(names: list[str]) -> ArrayAttr:
-    """ArrayAttr([StringAttr(n) for n in names]) for tensor names the reader decoded (Python
-    str, always valid): built without xDSL's per-attribute verification."""
-    strs = []
-    for n in names:
-        sa = StringAttr.__new__(StringAttr)
-        object.__setattr__(sa, "data", n)
-        strs.append(sa)
-    arr = ArrayAttr.__new__(ArrayAttr)
-    object.__setattr__(arr, "data", tuple(strs))
-    return arr
+    return built(DenseIntOrFPElementsAttr, type=t, data=data)
 
 
 def _exact(v: object) -> object:
