@@ -33,10 +33,6 @@ target 25 measured pooled gave 28.1 / 20.6 dB on its evaluation crops; measured 
    measured together. The cheapest prefix that meets the target ends the search; else the
    one that gained the most is taken and another round starts (at most MAX_ROUNDS).
    Candidates come back in candidate order, so the path does not depend on the worker count.
-   The first round measures every unit; the later ones only the MEASURE_TOP units that
-   gained the most per cost when last measured (an approximation: a unit's gain is taken to
-   change little when others are promoted; it saves measuring ~150 units a round); a round
-   of those that gains nothing is redone over every unit.
 4. Pruning (reverse greedy): take back to int8 the promoted units the target does not need,
    the ones whose removal leaves the fewest promoted ops first, then single promoted ops the
    same way (at most PRUNE_TRIES tries each), keeping a removal only if the target still
@@ -75,7 +71,6 @@ SEARCH_SAMPLES = 32  # calibration samples the output SQNR is measured on (no va
 VALIDATION_SAMPLES = 512  # validation_dataset samples it is measured on (at most)
 MIN_HELD_OUT = 4  # fewer calibration samples to hold out than this: measure on the calibration samples
 MAX_ROUNDS = 6  # rounds of measuring every unit on top of the current mix
-MEASURE_TOP = 24  # after the first round, units measured per round: the best by their last gain per cost
 MAX_PREFIXES = 24  # groups (best units by gain per cost, 1, 2, 3, ...) tried together per round
 PRUNE_TRIES = 24  # promoted units (then ops) the pruning tries to take back
 LATENCY_FACTORS = {"int8": 1.0, "int16": 40.0, "float": 3.0, "convert": 1.0}
@@ -338,10 +333,6 @@ def _key(o: Operation) -> str | None:
     return names[0] if names else None
 
 
-def _ukey(u: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(u.items()))
-
-
 def _unit(name: str, producer: Mapping[str, Operation], readers: Mapping[str, list[Operation]], float_cheaper: bool) -> dict[str, str]:
     """The precisions that take tensor `name` out of int8: its producer and integer readers
     int16 (float without an int16 kernel), or all float."""
@@ -507,28 +498,19 @@ def search_quantize(
                 if u and u not in units:
                     units.append(u)
         accepted: list[dict[str, str]] = []
-        last_rate: dict[tuple[tuple[str, str], ...], float] = {}  # unit -> its gain per cost when last measured
-        rounds, measure_all = 0, True
-        while rounds < MAX_ROUNDS:
+        for _ in range(MAX_ROUNDS):
             if meets(cur, cur_score):
                 break
             # 1. every unit that changes the current mix, measured alone on top of it
             cands = [u for u in units if _merge(state, [u]) != state]
-            if not measure_all:  # after the first round: the units that gained most per cost when last measured
-                cands = sorted(cands, key=lambda u: -last_rate.get(_ukey(u), -np.inf))[:MEASURE_TOP]
-                cands = [u for u in units if u in cands]  # in unit order again
             if not cands:
                 break
             res1 = evaluate([_merge(state, [u]) for u in cands])
             v0 = value(cur, cur_score)
             gains = [value(o, sc) - v0 for o, sc in res1]
             good = sorted((i for i in range(len(cands)) if gains[i] > 0), key=lambda i: (-gains[i] / cost(res1[i][0], cur), i))
-            last_rate.update({_ukey(cands[i]): gains[i] / cost(res1[i][0], cur) for i in range(len(cands))})
             if not good:
-                if measure_all:
-                    break  # nothing gains any more
-                measure_all = True  # none of the best ones gains: measure every unit
-                continue
+                break  # nothing gains any more
             # 2. gains add up (noise powers of independent errors do): prefixes of the units
             # in order of gain per cost, up to three times the gap by that sum, measured together
             need = goal - v0
@@ -546,17 +528,13 @@ def search_quantize(
             else:  # the group that gained the most, then again from there (pruning takes back what is not needed)
                 k = max(range(len(prefixes)), key=lambda k: (value(*res_p[k]), -cost(res_p[k][0], cur), -k))
                 if value(*res_p[k]) <= v0:
-                    if measure_all:
-                        break
-                    measure_all = True
-                    continue
+                    break
             chosen = [cands[i] for i in prefixes[k]]
             new_state = _merge(state, chosen)
             accepted += chosen
             promoted = tuple(f"{n}={p}" for n, p in new_state.items() if state.get(n) != p)
             state, (cur, cur_score) = new_state, res_p[k]
             path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
-            rounds, measure_all = rounds + 1, False
 
         # 3. pruning: take back the promoted units the target does not need (those whose
         # removal saves the most first), then single promoted ops the same way

@@ -216,27 +216,3 @@ def test_search_with_integer_io(model, few_candidates) -> None:
     assert abs(r.report.search[0].sqnr_db - f) < 0.5 and f > 20.0
     assert interpreter(r.model).get_input_details()[0]["dtype"] == np.int8
     assert not r.report.float_ops
-
-
-def test_later_rounds_measure_only_the_units_that_gained_most(model, monkeypatch) -> None:
-    """One unit per round (MAX_PREFIXES 1): the first round measures every unit, the second
-    only the MEASURE_TOP that gained the most per cost in the first; here it finds the same
-    mix as measuring every unit again."""
-    from tflquant import mixed_precision
-
-    m, data, _ = model
-    monkeypatch.setattr(mixed_precision, "MAX_PREFIXES", 1)
-    monkeypatch.setattr(mixed_precision, "MAX_ROUNDS", 3)
-    batches: list[int] = []
-    run = mixed_precision._Pool.map
-    monkeypatch.setattr(mixed_precision._Pool, "map", lambda self, jobs, parallel=True: batches.append(len(jobs)) or run(self, jobs, parallel))
-    s0 = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1).report.search[0].sqnr_db
-    found = {}
-    for top in (2, 1000):
-        monkeypatch.setattr(mixed_precision, "MEASURE_TOP", top)
-        batches.clear()
-        r = tflquant.quantize(m, representative_dataset=data, target_sqnr=s0 + 25.0, workers=1)
-        assert batches[2] == batches[4] == 0  # each round: its units, then its prefixes (none past the first)
-        found[top] = (r.model, [st.promoted for st in r.report.search], (batches[1], batches[3]))
-    assert len(found[2][1]) >= 3 and found[2][1] == found[1000][1] and found[2][0] == found[1000][0]
-    assert found[2][2][1] == 2 < found[1000][2][1] < found[1000][2][0] == found[2][2][0]
