@@ -420,7 +420,8 @@ def quantize(
       int8 and int16 ops get requantizing QUANTIZE ops (the `op-precision` pass).
     target_sqnr: (int8) automatic mixed precision: starting from int8, promote the ops that
       cost the most output SQNR to int16 (or float) until the model output's SQNR against
-      the float model (on held-out samples) reaches this many dB, at the least
+      the float model (the mean of per-sample SQNRs of the worst output, on held-out
+      samples) reaches this many dB, at the least
       estimated LiteRT latency (tflquant.mixed_precision; the report's `search` lists each
       step). accuracy_fn / max_drop: the same search to a user metric: accuracy_fn(model
       bytes) -> score (higher is better), until it is at most max_drop below the float
