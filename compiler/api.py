@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
 from tflquant.calibration import DEFAULT_BATCH_SIZE
@@ -1104,10 +1104,9 @@ def _elem_kind(t: Any) -> str | None:
         return "q8" if e.bits == 8 else "q16" if e.bits == 16 else "q"
     if isinstance(e, BlockwiseQuantizedType):
         return "q"
-    return "i" if isinstance(e, _NOT_FLOAT) else "f"  # tfl.is_float_tensor
+    return "f" if tfl.is_float_tensor(t) else "i"
 
 
-_NOT_FLOAT = (IntegerType, UniformQuantizedType, *tfl.OPAQUE_ELEMENT_TYPES)
 _CONST_NAMES = frozenset(("tfl.const", "tfl.sparse_const", "tfl.pseudo_const"))
 
 

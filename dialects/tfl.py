@@ -1178,7 +1178,10 @@ def subgraph_index(op: Operation, option: str) -> int | None:
 
 def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
-    return isinstance(t, TensorType) and not isinstance(t.element_type, (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES))
+    return isinstance(t, TensorType) and not isinstance(t.element_type, _NOT_FLOAT_ELEMENTS)
+
+
+_NOT_FLOAT_ELEMENTS = (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES)
 
 
 TFL = Dialect(
