@@ -65,6 +65,7 @@ eval.npz), and with trimmed means no per-tensor change wins on the detector eith
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import deque
@@ -73,8 +74,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from xdsl.ir import BlockArgument
 
 from tflquant.calibration.stats import DEFAULT_PERCENTILE, METHODS, Range, Stats, method_range
+from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 
 ORDER = ("minmax", "percentile", "mse", "entropy", "moving-average")  # trial order = tie preference
@@ -109,6 +112,12 @@ def _sample_quantile(r: Range, q: float) -> tuple[float, float] | None:
     lo = max(float(np.percentile(lo_s, 100 - q, method="inverted_cdf")), r.mins[0])
     hi = min(float(np.percentile(hi_s, q, method="inverted_cdf")), r.maxs[0])
     return min(lo, 0.0), max(hi, 0.0)
+
+
+def _halves(n: int) -> list[slice]:
+    """The two halves of n samples that trials are measured and confirmed on (one for n < 2):
+    search() and _trial() must cut them alike."""
+    return [slice(0, n // 2), slice(n // 2, n)] if n >= 2 else [slice(0, n)]
 
 
 def method_of(label: str, percentile: float = DEFAULT_PERCENTILE) -> tuple[str, float]:
@@ -192,7 +201,7 @@ class AutoResult:
     def best(self) -> Trial:
         if self.picked is not None:
             return self.picked
-        kept = [t for t in self.trials if t.kept]
+        kept = self.kept
         return kept[-1] if kept else self.trials[0]
 
     def changed(self) -> dict[str, str]:
@@ -326,7 +335,7 @@ def search(
     if not scored:
         raise TflquantError("calibration method auto scores the model's float outputs, and this model has none: choose a fixed method")
     n = len(reference[scored[0]])
-    halves = [slice(0, n // 2), slice(n // 2, n)] if n >= 2 else [slice(0, n)]
+    halves = _halves(n)
     if cand is None:
         cand = candidates(stats, percentile, bits)
     trials: list[Trial] = []
@@ -574,12 +583,6 @@ class RunCache:
         return Cached(fn)
 
     def _digest(self, op: Any, vals: dict, digests: dict[Any, bytes]) -> bytes | None:
-        import hashlib
-
-        from xdsl.ir import BlockArgument
-
-        from tflquant.dialects import tfl
-
         if op.regions or isinstance(op, tfl.OpaqueOp) or op.name in ("tfl.call_once", "tfl.while", "tfl.if"):
             for r in op.results:
                 digests[r] = hashlib.blake2b(repr(("uncached", id(op), id(r))).encode(), digest_size=16).digest()
@@ -629,7 +632,7 @@ def _trial(module: Any, func_name: str, inputs: Sequence[np.ndarray], caches: Se
                 params[name] = str(q)
     key = tuple(sorted(params.items()))
     n = len(inputs[0]) if inputs else 0
-    halves = [slice(0, n // 2), slice(n // 2, n)] if n >= 2 else [slice(0, n)]
+    halves = _halves(n)
 
     def outs(j: int) -> list[np.ndarray]:
         return run_quantized(module, func_name, [x[halves[j]] for x in inputs], caches[j] if caches else None, key)

@@ -552,6 +552,8 @@ class _NamedObserver:
         self.local = threading.local()  # per thread: value -> (its last array, weakly; its reduce result)
         # MinMaxObserver.reduce's `now` (a subclass may define reduce without it)
         self.counts_now = getattr(type(obs), "reduce", None) is MinMaxObserver.reduce
+        # a plain observer (hessian.InputHessians): observe() in sample order, no reduce/merge
+        self.plain = not hasattr(obs, "reduce")
 
     def _name(self, value: SSAValue) -> str | None:
         try:
@@ -577,7 +579,7 @@ class _NamedObserver:
             return src
 
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
-        if not hasattr(self.obs, "reduce"):  # a plain observer (hessian.InputHessians), called in sample order
+        if self.plain:
             if (name := self._name(value)) is not None:
                 self.obs.observe(name, array)
             return

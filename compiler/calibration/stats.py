@@ -113,10 +113,10 @@ class Range:
             smin = np.concatenate([self.sample_min, other.sample_min])
             smax = np.concatenate([self.sample_max, other.sample_max])
         mean = mean_sq = None
-        if self.mean is not None and other.mean is not None and len(self.mean) == len(other.mean) and smin is not None and other.sample_min is not None:
+        if self.mean is not None and other.mean is not None and len(self.mean) == len(other.mean) and smin is not None:
             # weighted by samples (a tensor holds as many values in each sample; histogram
             # totals are estimates of value counts: see observers)
-            na, nb = len(smin) - len(other.sample_min), len(other.sample_min)
+            na, nb = len(self.sample_min), len(other.sample_min)  # type: ignore[arg-type]
             if na + nb > 0:
                 mean = tuple((a * na + b * nb) / (na + nb) for a, b in zip(self.mean, other.mean))
                 if self.mean_sq is not None and other.mean_sq is not None:
