@@ -45,7 +45,15 @@ def dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntO
     if not shape or not isinstance(elem, DENSE_ELEMENTS) or not all(type(d) is int and d >= 0 for d in shape):
         return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
     dims = built(ArrayAttr, data=tuple(built(IntAttr, data=d) for d in shape))
-    t = built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING)
+    return dense_of_type(built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING), data)
+
+
+def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
+    """DenseIntOrFPElementsAttr(t, data) for a payload whose size the caller checked (the
+    shape's elements, one for rank 0; the reader's _payload): unchecked for a numeric element,
+    whose verifier checks nothing else; other elements through the checked constructor."""
+    if not isinstance(t.element_type, DENSE_ELEMENTS):
+        return DenseIntOrFPElementsAttr(t, data)
     return built(DenseIntOrFPElementsAttr, type=t, data=data)
 
 

@@ -318,8 +318,7 @@ class Builder:
         if fb.nested:
             raise flatbuffers.builder.IsNestedError()
         n = len(offs)
-        self._prep(4, 4 * n)
-        self._prep(4, 4 * n)
+        self._prep(4, 4 * n)  # StartVector's two Preps, both (4, 4n): the second is a no-op
         buf, end, head = fb.Bytes, len(fb.Bytes), fb.head
         for o in reversed(offs):
             cur = end - head

@@ -53,7 +53,6 @@ from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ComplexType,
     DenseArrayBase,
-    DenseIntOrFPElementsAttr,
     DictionaryAttr,
     Float16Type,
     Float32Type,
@@ -69,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import DENSE_ELEMENTS, built, string_array
+from tflquant.dialects._unchecked import dense_of_type, string_array
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
@@ -496,7 +495,7 @@ class _Importer:
                 else:
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
                     # (_payload did) and with the payload type built once per type
-                    value = _dense(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
+                    value = dense_of_type(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
                     op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": string_array([inf.name])})
             prologue.append(op)
             define(t, op.results[0], prologue)
@@ -611,7 +610,7 @@ class _Importer:
                 operands=operands,
                 result_types=result_types,
                 properties=props,
-                attributes={"names": ArrayAttr([StringAttr(n) for n in names])},
+                attributes={"names": string_array(names)},
             )
         inter = opt.ints(OPF["intermediates"]) or []
         if inter:
@@ -667,16 +666,6 @@ class _Importer:
             result_types=[inf.ttype],
             attributes={"names": ArrayAttr([StringAttr(inf.name)])},
         )
-
-
-def _dense(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
-    """DenseIntOrFPElementsAttr(t, data) for a payload whose size the reader checked
-    (_payload: the shape's elements, one for rank 0): what its verifier checks holds for
-    these element types, so it is not run again (xDSL's generic constraint check is most of
-    a small model's import time). Other element types take the verified path."""
-    if not isinstance(t.element_type, DENSE_ELEMENTS):
-        return DenseIntOrFPElementsAttr(t, data)
-    return built(DenseIntOrFPElementsAttr, type=t, data=data)
 
 
 def _exact(v: object) -> object:

@@ -11,6 +11,8 @@ the 16-byte zero-padded ASCII string the exporter stores as metadata.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -90,17 +92,16 @@ def _rule(*names: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     return register
 
 
-_BY_TYPE: dict[type, Any] = {}  # op class -> its tfl.VersionByType trait or None
-_UNSEEN = object()
+@functools.cache
+def _by_type(cls: type) -> Any:
+    """An op class's tfl.VersionByType trait, or None."""
+    return cls.get_trait(tfl.VersionByType)
 
 
 def builtin_version(op: tfl.TflOp) -> int:
     """The OperatorCode.version this operator needs: its declaration's tfl.VersionByType,
     else its rule in RULES (tests/test_op_declarations.py: every op has one or the other)."""
-    cls = type(op)
-    by_type = _BY_TYPE.get(cls, _UNSEEN)
-    if by_type is _UNSEEN:
-        by_type = _BY_TYPE[cls] = cls.get_trait(tfl.VersionByType)
+    by_type = _by_type(type(op))
     if by_type is not None:
         k = _kind(_in(op, by_type.operand))
         return by_type.int16 if k == "q16" else by_type.int8 if _int8(k) else 1
