@@ -201,18 +201,9 @@ class _Outcome:
 
 def _sample_dbs(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per output, each sample's SQNR (dB; 99 where exact; within [-99, 99])."""
-    out = []
-    for r, g in zip(reference, got):
-        r = np.asarray(r, np.float64)
-        n = len(r) if r.ndim else 1
-        r = r.reshape(n, -1)
-        err = np.sum((r - np.asarray(g, np.float64).reshape(r.shape)) ** 2, axis=1)
-        sig = np.sum(r**2, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            db = 10 * np.log10(np.maximum(sig, 1e-30) / err)
-        db = np.where(err == 0, 99.0, np.where(np.isfinite(err), db, -99.0))
-        out.append(np.clip(db, -99.0, 99.0))
-    return out
+    from tflquant.calibration.auto import per_sample_sqnr
+
+    return [per_sample_sqnr(r, g) for r, g in zip(reference, got)]
 
 
 def _worst_mean(dbs: Sequence[np.ndarray], pick: slice = slice(None)) -> float:

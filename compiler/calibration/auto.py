@@ -141,12 +141,22 @@ def _sums(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sum(r**2, axis=1), np.where(np.isfinite(e), e, np.inf)
 
 
-def _sample_db(signal: np.ndarray, error: np.ndarray) -> float:
-    """The mean over samples of each sample's SQNR (dB, within [-99, 99])."""
+def _sample_dbs(signal: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Each sample's SQNR (dB, within [-99, 99]; 99 where exact)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10 * np.log10(np.maximum(signal, 1e-30) / error)
     db = np.where(error == 0, 99.0, np.where(np.isfinite(error), db, -99.0))
-    return float(np.mean(np.clip(db, -99.0, 99.0))) if len(db) else 99.0
+    return np.clip(db, -99.0, 99.0)
+
+
+def _sample_db(signal: np.ndarray, error: np.ndarray) -> float:
+    """The mean over samples of each sample's SQNR (dB, within [-99, 99])."""
+    return float(np.mean(_sample_dbs(signal, error))) if len(signal) else 99.0
+
+
+def per_sample_sqnr(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """One output's SQNR per sample (dB, within [-99, 99]): what auto's scores average."""
+    return _sample_dbs(*_sums(ref, got))
 
 
 def sqnr_db(signal: float, error: float) -> float:

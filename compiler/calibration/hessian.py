@@ -42,7 +42,7 @@ rounded (`factors`: query, key and value share it).
 
 Batched weights: a BATCH_MATMUL whose constant y holds several matrices [B.., in, out]
 (`weight_batch`) gets one matrix per weight matrix, from the rows of x each one multiplies
-under BATCH_MATMUL's broadcasting (`input_batches`; x's batch axes where y has 1 are rows
+under BATCH_MATMUL's broadcasting (`_layers`; x's batch axes where y has 1 are rows
 of every matrix), [M, n, n] in the store (M x n^2 x 4 bytes against the cap).
 """
 
@@ -281,14 +281,6 @@ def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
     return widths, readers
 
 
-def input_batches(module: ModuleOp) -> dict[str, tuple[int, ...]]:
-    """{statistics key: weight batch shape} of the inputs whose layers' weights hold several
-    matrices (`weight_batch`), each input's statistics then kept per matrix. An input also
-    read by a layer of another batch shape (or by an unbatched one) is left out: its
-    batched layers get no statistics."""
-    return _layers(module)[2]
-
-
 def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str, tuple[int, ...]]]:
     from tflquant.calibration.calibrate import shared_names
     from tflquant.calibration.stats import function_of, qualified_name
@@ -413,7 +405,7 @@ def round_layer_weight(
             if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
                 adj = xw[2]
                 if store.batches.get(k, ()) != weight_batch(u.operation):
-                    break  # its input's statistics are another layout's (input_batches)
+                    break  # its input's statistics are another layout's (_layers)
                 cache = store.factors.setdefault(k, {})
                 xtx, diag, _rows = store.take(k)
                 break
