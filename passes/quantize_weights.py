@@ -73,7 +73,7 @@ from tflquant.dialects import tfl
 from xdsl.dialects.builtin import IntegerType
 
 from tflquant.calibration.hessian import InputHessians, round_layer_weight
-from tflquant.calibration.weight_rounding import AUTO_NO_DATA_INT8, ROUNDINGS
+from tflquant.calibration.weight_rounding import ROUNDINGS, resolve_method
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import dense_from_numpy, describe, kept_float, release_payload, value_name
@@ -429,7 +429,7 @@ class QuantizeWeights(ModulePass):
     def _nearest(self, fmt: WeightFormat) -> bool:
         """`weight-rounding` leaves every weight of this format to round to nearest."""
         return self.weight_rounding == "nearest" or (
-            self.weight_rounding == "auto" and fmt.bits >= 8 and AUTO_NO_DATA_INT8 == "nearest" and getattr(self, "statistics", None) is None
+            getattr(self, "statistics", None) is None and resolve_method(self.weight_rounding, fmt.bits, False) is None
         )
 
     def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None,

@@ -518,7 +518,6 @@ def gptq(
         if factor_cache is not None:
             factor_cache[key] = u
     msq_p = msq[perm].astype(np.float32)
-    codes_t = np.zeros((inn, out), np.int8)  # (the uniform path below keeps float codes instead)
 
     sub = 32
     step = max(batch, sub)
@@ -542,6 +541,8 @@ def gptq(
         v = np.empty((sub, out), np.float32)
         if not dynamic:
             s_col = st[0]  # type: ignore[index]
+    else:
+        codes_t = np.zeros((inn, out), np.int8)
     for i1 in range(0, inn, step):
         i2 = min(i1 + step, inn)
         for j1 in range(i1, i2, sub):
