@@ -177,8 +177,8 @@ class TflOp(IRDLOperation):
     OPTIONS: ClassVar[str | None]
     OPERANDS: ClassVar[tuple[str, ...]]
     FIELDS: ClassVar[dict[str, tuple[str, Any]]]
-    # the input names when the op has no variadic input (it takes at most these), else None
-    _MAX_INPUTS: ClassVar[tuple[str, ...] | None] = None
+    # takes any number of inputs (a '*' operand; ops not declared in BUILTIN_OPS too)
+    VARIADIC: ClassVar[bool] = True
 
     inputs = var_operand_def()
     outputs = var_result_def()
@@ -238,9 +238,8 @@ class TflOp(IRDLOperation):
             if field not in self.FIELDS:
                 raise VerifyException(f"{self.name} has no option {field!r}")
             _enum_check(self.OPTIONS or "", field, attr)
-        fixed = type(self)._MAX_INPUTS
-        if fixed is not None and len(self._operands) > len(fixed):
-            raise VerifyException(f"{self.name} takes at most {len(fixed)} inputs ({', '.join(fixed)}), got {len(self._operands)}")
+        if not self.VARIADIC and len(self._operands) > len(self.OPERANDS):
+            raise VerifyException(f"{self.name} takes at most {len(self.OPERANDS)} inputs ({', '.join(self.OPERANDS)}), got {len(self._operands)}")
         if names := self.attributes.get("names"):
             if not isinstance(names, ArrayAttr) or len(names.data) != len(self.results):
                 raise VerifyException(f"{self.name}: 'names' must list one name per result")
@@ -916,9 +915,9 @@ def _builtin(builtin: str, table: str | None, operands: tuple[str, ...], traits:
         "OPTIONS": table,
         "OPERANDS": operands,
         "FIELDS": fields,
-        "_MAX_INPUTS": None if any(n.startswith("*") for n in operands) else tuple(operands),
+        "VARIADIC": any(n.startswith("*") for n in operands),
         "__module__": __name__,
-        "__annotations__": {k: ClassVar for k in ("BUILTIN", "CODE", "OPTIONS", "OPERANDS", "FIELDS", "_MAX_INPUTS")},
+        "__annotations__": {k: ClassVar for k in ("BUILTIN", "CODE", "OPTIONS", "OPERANDS", "FIELDS", "VARIADIC")},
         "__doc__": f"TFLite builtin {builtin} (inputs: {', '.join(operands)}; options: {table or 'none'}).",
         "traits": traits_def(*traits),
     }

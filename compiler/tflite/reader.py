@@ -549,11 +549,11 @@ class _Importer:
             and opts2_type == 0
             and custom is None
             and (opts_type == 0 or (cls.OPTIONS is not None and schema.OPTIONS_UNION.get(cls.OPTIONS) == opts_type))
-            and (_op_facts(cls)[0] or len(operands) <= len(cls.OPERANDS))
+            and (cls.VARIADIC or len(operands) <= len(cls.OPERANDS))
         )
         if typed:
             assert cls is not None
-            _variadic, need, anywhere = _op_facts(cls)
+            need, anywhere = _op_facts(cls)
             if len(operands) < need:
                 names_ = ", ".join(n for n in cls.OPERANDS[:need])
                 raise self.fail(
@@ -674,14 +674,14 @@ def _exact(v: object) -> object:
 
 
 @functools.cache
-def _op_facts(cls: type[tfl.TflOp]) -> tuple[bool, int, bool]:
-    """(variadic inputs?, the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
+def _op_facts(cls: type[tfl.TflOp]) -> tuple[int, bool]:
+    """(the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
     optional = cls.get_trait(tfl.OptionalInputs)  # the op's declaration
-    return any(n.startswith("*") for n in cls.OPERANDS), _min_inputs(cls), optional is not None and optional.anywhere
+    return _min_inputs(cls), optional is not None and optional.anywhere
 
 
 def _min_inputs(cls: type[tfl.TflOp]) -> int:
-    if any(n.startswith("*") for n in cls.OPERANDS):
+    if cls.VARIADIC:
         return 1
     opt = cls.get_trait(tfl.OptionalInputs)  # the inputs a model may leave out: the op's declaration
     return len(cls.OPERANDS) - (opt.trailing if opt is not None else 0)
