@@ -195,11 +195,8 @@ class TflOp(IRDLOperation):
         for field, value in (options or {}).items():
             if field not in self.FIELDS:
                 raise ValueError(f"{self.name} has no option {field!r}; options: {sorted(self.FIELDS)}")
-            ftype, default = self.FIELDS[field]
-            if isinstance(value, str) and enum_of(self.OPTIONS or "", field) is not None:
-                props[field] = StringAttr(value)
-            elif value is not None:
-                props[field] = option_to_attr(self.OPTIONS or "", field, ftype, value)
+            if value is not None:
+                props[field] = self.option_attr(field, value)
         attrs = {"names": ArrayAttr(StringAttr(n) for n in names)} if names is not None else {}
         super().__init__(operands=[list(inputs)], result_types=[list(result_types)], properties=props, attributes=attrs)
 
@@ -227,11 +224,14 @@ class TflOp(IRDLOperation):
         return attr_to_option(self.OPTIONS or "", field, ftype, attr)
 
     def set_option(self, field: str, value: Any) -> None:
-        ftype, _ = self.FIELDS[field]
-        if isinstance(value, str) and enum_of(self.OPTIONS or "", field) is not None:
-            self.properties[field] = StringAttr(value)
-        else:
-            self.properties[field] = option_to_attr(self.OPTIONS or "", field, ftype, value)
+        self.properties[field] = self.option_attr(field, value)
+
+    @classmethod
+    def option_attr(cls, field: str, value: Any) -> Attribute:
+        """The property an option value is stored as (an enum given by name: its name)."""
+        if isinstance(value, str) and enum_of(cls.OPTIONS or "", field) is not None:
+            return StringAttr(value)
+        return option_to_attr(cls.OPTIONS or "", field, cls.FIELDS[field][0], value)
 
     def verify_(self) -> None:
         for field, attr in self.properties.items():

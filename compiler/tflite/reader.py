@@ -176,11 +176,7 @@ class _Importer:
         key = (cls, field, tuple(map(_exact, value)) if isinstance(value, list) else _exact(value))
         a = self._options.get(key)
         if a is None:
-            if isinstance(value, str) and tfl.enum_of(cls.OPTIONS or "", field) is not None:
-                a = StringAttr(value)
-            else:
-                a = tfl.option_to_attr(cls.OPTIONS or "", field, cls.FIELDS[field][0], value)
-            self._options[key] = a
+            a = self._options[key] = cls.option_attr(field, value)
         return a
 
     def fail(self, msg: str) -> TflquantError:
