@@ -245,7 +245,7 @@ def _evaluate(job: _Job) -> _Outcome:
 
     try:
         r = quantize(job.model, representative_dataset=job.samples, op_precision=dict(job.precision), _calibration=job.calibration, **job.options)
-    except TflquantError:  # a mix the options do not allow (a float op with allow_float off, an int16 model output with int8 I/O)
+    except TflquantError:  # a mix the options do not allow (a float op with allow_float off)
         return _Outcome(b"", -np.inf, np.inf, 1 << 30)
     assert r.module is not None
     dbs = _sample_dbs(job.reference, _run_quantized(r.module, job.measured))

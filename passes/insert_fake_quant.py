@@ -10,8 +10,9 @@ marked by op-precision (`tflquant.precision`) computes at its own bits instead o
 float op's output its first integer reader's); a reader of the other precision reads it
 through a second pair, `qcast(dcast(qcast(%x)))`, a requantize once rewritten (a float
 producer's or, unless `requantize-inputs`, a model input's second pair quantizes %x itself;
-`requantize-inputs=true` is for integer model I/O). Every float constant
-input of an op that has an integer kernel for those activations is wrapped the same way
+`requantize-inputs=true` is for integer model I/O, and also requantizes to `activations` a
+value an entry function returns when its producer computes at the other precision, so that
+set-io-types can make the output the I/O type). Every float constant input of an op that has an integer kernel for those activations is wrapped the same way
 (one pair per use): weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3,
 FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in
 int8 symmetric [-127, 127], per channel unless `per-channel=false`; other constant inputs
@@ -43,7 +44,7 @@ from xdsl.passes import ModulePass
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, kept_float, value_name
+from tflquant.ir import dense_from_numpy, describe, entry_functions, kept_float, value_name
 from tflquant.passes._fake_quant import activation_params
 from tflquant.passes._quant_ops import ACTIVATION_TYPES, PRECISION, float_const, fp16_weight, has_kernel, is_f32, op_info, op_precision
 from tflquant.quant_math import choose_weight_params
@@ -104,8 +105,9 @@ class InsertFakeQuant(ModulePass):
         return ACTIVATION_TYPES[self.activations]
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        entries = entry_functions(op)
         for f in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
-            self._stats(f)
+            self._stats(f, f in entries)
             self._negations(f)
             self._constants(f)
 
@@ -114,7 +116,7 @@ class InsertFakeQuant(ModulePass):
         return op_precision(o, self.bits)
 
     # activations -------------------------------------------------------------------
-    def _stats(self, f: func.FuncOp) -> None:
+    def _stats(self, f: func.FuncOp, entry: bool = False) -> None:
         order = {o: i for i, o in enumerate(f.walk())}
         for s in [o for o in f.walk() if isinstance(o, quant.StatsOp)]:
             x = s.input
@@ -146,6 +148,15 @@ class InsertFakeQuant(ModulePass):
                 for i, v in enumerate(r.operands):
                     if v is d.result:
                         r.operands[i] = other[rb]
+            if self.requantize_inputs and entry and integer_producer and bits != self.bits:
+                # a model output computed at the other precision: integer I/O is at the
+                # pass's activations, through a requantize (int16 -> int8, int8 -> int16)
+                for r in readers:
+                    if isinstance(r, func.ReturnOp):
+                        out = fake_quant(d.result, self._range_params(st, self.bits), s)
+                        for i, v in enumerate(r.operands):
+                            if v is d.result:
+                                r.operands[i] = out
             s.detach()
             s.erase()
 

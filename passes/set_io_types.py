@@ -10,7 +10,10 @@ integer tensor its calibration gave it (rewrite-integer leaves that type as the 
 `tflquant.quant_type`), read by those ops through a DEQUANTIZE; an output such an op computes
 comes from a QUANTIZE to its calibrated type (legalize-float-fallback leaves it as the
 result's `tflquant.quant_type`), which takes the output's name. This is what the TF converter
-does with integer I/O and float fallback. Integer arguments/results (token ids, ...) are left
+does with integer I/O and float fallback. Mixed precision (op-precision): an output computed
+at the other precision than the I/O type comes from the requantizing QUANTIZE that
+insert-fake-quant{requantize-inputs} adds (int16 -> int8, int8 -> int16; its range from the
+calibration), which takes the output's name (the producer's gets the storage suffix). Integer arguments/results (token ids, ...) are left
 alone; only the model's entry functions change (not subgraphs control flow calls); a float
 input or output without a calibrated type, or whose type does not match (int16 I/O on int8
 activations, uint8 on int16) is an error naming the tensor.
@@ -31,7 +34,7 @@ from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import describe, entry_functions, erase_if_unused, io_attr, set_io_attr, set_name, value_name
-from tflquant.passes._fake_quant import IO_QUANT_TYPE
+from tflquant.passes._fake_quant import IO_QUANT_TYPE, storage_suffix
 from tflquant.passes._quant_ops import bits_of, is_f32
 
 IO_TYPES = ("int8", "uint8", "int16")
@@ -110,6 +113,7 @@ class SetIoTypes(ModulePass):
         ret = f.body.blocks[0].last_op
         if not isinstance(ret, func.ReturnOp):
             return
+        renamed: set[Operation] = set()
         for i, v in enumerate(list(ret.operands)):
             if not is_f32(v.type):
                 continue
@@ -137,6 +141,16 @@ class SetIoTypes(ModulePass):
             assert qt is not None and isinstance(y.type, TensorType)
             self._check(qt, f"model output {describe(v)}")
             name = value_name(v)
+            src = y.owner.inputs[0] if isinstance(y.owner, tfl.QuantizeOp) else None
+            if src is not None and y.owner not in renamed and isinstance(src.owner, Operation) and not isinstance(src.owner, tfl.ConstOp) \
+                    and (st := quant.quantized_element(src.type)) is not None and bits_of(st) != bits_of(qt) and value_name(src) is not None:
+                # requantized from the other precision (insert-fake-quant's requantize-inputs):
+                # the output takes its producer's tensor name, the producer the storage suffix
+                renamed.add(y.owner)
+                name = value_name(src)
+                set_name(src.owner, src.index, f"{name}_{storage_suffix(st)}")  # type: ignore[attr-defined]
+                if self.type == "uint8":
+                    set_name(y.owner, y.index, f"{name}_{storage_suffix(qt)}")
             if self.type == "uint8":
                 new = tfl.QuantizeOp([y], [with_element(y.type, to_uint8(qt))], names=[name or f"output_{i}"])
                 Rewriter.insert_op(new, InsertPoint.before(ret))

@@ -208,8 +208,8 @@ def test_search_result_does_not_depend_on_worker_count(model, few_candidates) ->
 def test_search_with_integer_io(model, few_candidates) -> None:
     """io_type int8: the search feeds the model its samples quantized and reads its outputs
     dequantized (the same SQNR as the float-I/O model's, give or take input rounding), and
-    candidates the options refuse (float ops without allow_float, an int16 model output) are
-    passed over, not raised."""
+    candidates the options refuse (float ops without allow_float) are passed over, not raised
+    (an int16 model output is requantized to int8: tests/test_mixed_precision_io.py)."""
     m, data, _ = model
     f = tflquant.quantize(m, representative_dataset=data, target_sqnr=1.0, workers=1).report.search[0].sqnr_db
     r = tflquant.quantize(m, representative_dataset=data, target_sqnr=f + 3.0, workers=1, io_type="int8")

@@ -2,6 +2,7 @@
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"}' | filecheck %s --check-prefix=MARK
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"},annotate-calibration{stats-file="%t.json"},insert-fake-quant,propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=int16"},annotate-calibration{stats-file="%t.json"},insert-fake-quant{requantize-inputs=true},propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s --check-prefix=INPUT
+// RUN: tflquant-opt %s -p 'op-precision{ops="SOFTMAX=int16"},annotate-calibration{stats-file="%t.json"},insert-fake-quant{requantize-inputs=true},propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64},set-io-types{type=int8}' | filecheck %s --check-prefix=OUTPUT
 // RUN: tflquant-opt %s -p 'op-precision{ops="fc out=int16","TANH=float"},annotate-calibration{stats-file="%t.json"},insert-fake-quant,propagate-scales,rewrite-integer,legalize-float-fallback,quantize-bias{bias-type=int64}' | filecheck %s --check-prefix=FLOAT
 
 // op-precision marks the ops named by output tensor or op type; the others take the mode's.
@@ -31,6 +32,15 @@
 // INPUT:      %[[X8:.*]] = "tfl.quantize"(%x) {names = ["x_int8"]} : (tensor<1x3xf32>) -> tensor<1x3x!quant.uniform<i8:f32, 0.007843138:-1>>
 // INPUT-NEXT: %[[X16:.*]] = "tfl.quantize"(%[[X8]]) {names = ["x_int8_requantized"]} : ({{.*}}) -> tensor<1x3x!quant.uniform<i16:f32, 3.967406e-05>>
 // INPUT:      "tfl.fully_connected"(%[[X16]],
+
+// With integer model I/O, a model output an int16 op computes leaves through a requantizing
+// QUANTIZE to the I/O type (its int8 range from the calibration), which takes the output's
+// name; the int16 tensor gets the storage suffix.
+// OUTPUT-LABEL: func.func @main
+// OUTPUT-SAME: -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
+// OUTPUT:      %[[P:.*]] = "tfl.softmax"(%{{.*}}) {{.*}}names = ["probs_int16"]{{.*}} -> tensor<1x4x!quant.uniform<i16:f32, 3.0517578e-05>>
+// OUTPUT-NEXT: %[[Q:.*]] = "tfl.quantize"(%[[P]]) {names = ["probs"]} : ({{.*}}) -> tensor<1x4x!quant.uniform<i8:f32, 0.003921569:-128>>
+// OUTPUT-NEXT: func.return %[[Q]]
 
 // A float region reads DEQUANTIZE and feeds QUANTIZE, as float fallback does (the int8
 // RELU still reads the int16 FC through a requantize).
