@@ -14,9 +14,10 @@ producer's or, unless `requantize-inputs`, a model input's second pair quantizes
 value an entry function returns when its producer computes at the other precision, so that
 set-io-types can make the output the I/O type). Every float constant input of an op that
 has an integer kernel for those activations is wrapped the same way (one pair per use):
-weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3, FULLY_CONNECTED dim 0, TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in
-int8 symmetric [-127, 127], per channel unless `per-channel=false`; other constant inputs
-(ADD/MUL operands, gather tables, PReLU alpha, ...) like activations. Biases stay float for
+weights (CONV_2D filter dim 0, DEPTHWISE_CONV_2D dim 3, FULLY_CONNECTED dim 0,
+TRANSPOSE_CONV dim 0, BATCH_MATMUL right-hand side per tensor) in int8 symmetric
+[-127, 127], per channel unless `per-channel=false`; other constant inputs (ADD/MUL
+operands, gather tables, PReLU alpha, ...) like activations. Biases stay float for
 quantize-bias. A weight stored as DEQUANTIZE(fp16 constant) is read as its float values.
 A fake-quantized NEG or SQUARE (no integer kernel in LiteRT) becomes MUL by a constant -1
 or MUL(x, x), and in 16x8 SQUARED_DIFFERENCE (no int16 kernel) becomes MUL(d, d) with
