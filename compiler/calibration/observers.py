@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tflquant.calibration.stats import Histogram, Range, Stats, _fit_exponent, bin_index
+from tflquant.calibration.stats import Histogram, Range, Stats, _fit_exponent, bin_index, count_bins
 
 
 _BLOCK_ROWS = 4096  # rows per block when accumulating per-channel sums
@@ -210,7 +210,13 @@ class MinMaxObserver:
         run = self.ranges.get(name)
         g = run.hist if run is not None else None
         if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
-            part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
+            if now:  # counted right away on the running grid (added in place in end_batch)
+                counts = count_bins(_f(sub), g.exp, g.start, len(g.counts))
+                if weight != 1:
+                    counts *= weight
+                part.hists = [Histogram(g.exp, g.start, counts)]
+            else:
+                part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
         elif now and (run is None or not (run.bins or run.hists)):
             part.hists = [_histogram(_f(sub), weight, lo, hi, g.exp if g is not None else None)]
         else:
@@ -379,7 +385,7 @@ def _histogram(vals: np.ndarray, weight: int, lo: float, hi: float, exp: int | N
     nb = math.floor(math.ldexp(hi, -e)) - start + 1
     if not vals.size:
         return Histogram(e, start, np.zeros(nb, np.int64))
-    counts = np.bincount(bin_index(_f(vals), e, start).reshape(-1), minlength=nb)
+    counts = count_bins(_f(vals), e, start, nb)
     if weight != 1:
         counts *= weight
     return Histogram(e, start, counts)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, NoneType, StringAttr, TensorType
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import tfl
@@ -272,34 +272,40 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
         arg_types.append(a.type)
 
     results: list[int] = []
+    types = _TypeFacts()
     for op in block.ops:
-        if isinstance(op, func.ReturnOp):
+        cls = type(op)  # (exact classes first: isinstance against xDSL's ABCs costs a cache walk)
+        if cls is func.ReturnOp or (cls not in _OP_CLASSES and isinstance(op, func.ReturnOp)):
             results = [slots[v] for v in op.operands]
             for s in results:
                 last_use[s] = len(steps) + 1  # never freed
             break
-        if isinstance(op, tfl.ConstOp):
+        if cls is tfl.ConstOp or (cls not in _OP_CLASSES and isinstance(op, tfl.ConstOp)):
             consts[new_slot(op.result)] = op.numpy()
             continue
-        if isinstance(op, tfl.NoValueOp):
-            consts[new_slot(op.result)] = None
-            continue
-        if isinstance(op, tfl.VariableOp):
-            consts[new_slot(op.result)] = op.initial_value()
-            continue
-        if isinstance(op, tfl.SparseConstOp):
-            try:
-                consts[new_slot(op.result)] = _sparse_to_dense(op)
-            except (KeyError, IndexError, ValueError, TypeError) as e:
-                raise TflquantError(f"{op_label(op)}: cannot densify sparse constant: {e}") from None
-            continue
+        if cls not in _OP_CLASSES:
+            if isinstance(op, tfl.NoValueOp):
+                consts[new_slot(op.result)] = None
+                continue
+            if isinstance(op, tfl.VariableOp):
+                consts[new_slot(op.result)] = op.initial_value()
+                continue
+            if isinstance(op, tfl.SparseConstOp):
+                try:
+                    consts[new_slot(op.result)] = _sparse_to_dense(op)
+                except (KeyError, IndexError, ValueError, TypeError) as e:
+                    raise TflquantError(f"{op_label(op)}: cannot densify sparse constant: {e}") from None
+                continue
 
         key = tfl.op_type(op)
         factory = fk.KERNELS.get(key)
-        if key in CONTROL_FLOW and isinstance(op, tfl.OpaqueOp) and op.custom_code is None and subgraph is not None:
+        opaque = cls is tfl.OpaqueOp or (cls not in _OP_CLASSES and isinstance(op, tfl.OpaqueOp))
+        if key in CONTROL_FLOW and opaque and op.custom_code is None and subgraph is not None:
             factory = lambda o, key=key: CONTROL_FLOW[key](o, subgraph)  # noqa: E731
-        if factory is None or (isinstance(op, tfl.OpaqueOp) and op.custom_code is not None):
-            what = "custom op" if isinstance(op, tfl.OpaqueOp) and op.custom_code is not None else "op"
+        if not opaque:
+            _OP_CLASSES.add(cls)
+        if factory is None or (opaque and op.custom_code is not None):
+            what = "custom op" if opaque and op.custom_code is not None else "op"
             raise TflquantError(
                 f"{what} {op_label(op)} has no reference kernel; the float reference interpreter "
                 f"cannot run this model (supported: {len(fk.KERNELS)} ops, see tflquant.reference.float_kernels)"
@@ -321,7 +327,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             s = slots[v]
             name = operand_names[i] if i < len(operand_names) else (operand_names[-1] if operand_names else "")
             is_param = name in params and not name.startswith("*")
-            q = None if quant_aware or isinstance(v.type, NoneType) else (quantized_element(v.type) or blockwise_element(v.type))
+            q = None if quant_aware else types.quantized(v.type)
             if q is not None and s in consts and s not in batched:
                 # dequantize a quantized constant once
                 if s not in deq_consts:
@@ -334,7 +340,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             modes.append(("param" if is_param else "data", q))
             if s in batched:
                 op_batched = True
-        out_q = [None if quant_aware else quantized_element(r.type) for r in op.results]
+        out_q = [None if quant_aware else types.quantized(r.type) for r in op.results]
         res_batched = op_batched and key not in fk.UNBATCHED_RESULTS
         out_slots = [new_slot(r) for r in op.results]
         if res_batched:
@@ -342,7 +348,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
         in_batched = [s in batched for s in in_slots]
         for s in in_slots:
             last_use[s] = len(steps)
-        run = _wrap(op, kern, modes, in_batched, op_batched, key in fk.UNBATCHED_RESULTS, out_q)
+        run = _wrap(op, kern, modes, in_batched, op_batched, key in fk.UNBATCHED_RESULTS, out_q, types)
         if all(s in folded for s in in_slots) and key not in CONTROL_FLOW:
             # only constants in (e.g. DEQUANTIZE of fp16 weights): compute on the first run, keep
             # (not a WHILE / IF: its subgraphs' values are observed on every run)
@@ -354,8 +360,10 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
         step.control = key in CONTROL_FLOW
         steps.append(step)
         if res_batched:
-            sample_elems += sum(_static_elems(r.type) for r in op.results)
-            largest_elems = max([largest_elems] + [_static_elems(r.type) for r in op.results])
+            for r in op.results:
+                e = types.elems(r.type)
+                sample_elems += e
+                largest_elems = max(largest_elems, e)
     else:
         raise TflquantError(f"function @{f.sym_name.data} has no func.return")
 
@@ -367,10 +375,49 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched, sample_elems, largest_elems)
 
 
+# op classes that are none of the special ones _build_plan tells apart (filled as it meets them)
+_OP_CLASSES: set[type] = set()
+
+
+class _TypeFacts:
+    """What planning asks of value types, once per type object (a function's values share
+    their type objects): quantized element, float dtype, static element count."""
+
+    def __init__(self) -> None:
+        self.facts: dict[int, tuple[Any, Any, int]] = {}
+        self.keep: list[Any] = []  # the types keyed by id (alive while planning)
+
+    def _of(self, t: Any) -> tuple[Any, Any, int]:
+        f = self.facts.get(id(t))
+        if f is None:
+            self.keep.append(t)
+            if isinstance(t, TensorType):
+                e = 1
+                for d in t.get_shape():
+                    e *= max(int(d), 1)
+                f = (quantized_element(t) or blockwise_element(t), fk.float_dtype(t), e)
+            else:
+                f = (None, None, 0)
+            self.facts[id(t)] = f
+        return f
+
+    def quantized(self, t: Any) -> Any:
+        return self._of(t)[0]
+
+    def float_dtype(self, t: Any) -> Any:
+        return self._of(t)[1]
+
+    def elems(self, t: Any) -> int:
+        return self._of(t)[2]
+
+
 def _static_elems(t: Any) -> int:
     if not isinstance(t, TensorType):
         return 0
-    return int(np.prod([max(int(d), 1) for d in t.get_shape()], dtype=np.int64))
+    e = 1
+    for d in t.get_shape():
+        e *= max(int(d), 1)
+    return e
 
 
 def _wrap(
@@ -381,9 +428,10 @@ def _wrap(
     op_batched: bool,
     unbatched_result: bool,
     out_q: list[Any],
+    types: _TypeFacts | None = None,
 ) -> Callable[[list[Any]], list[Any]]:
     """Adapt a kernel to the plan: lift/dequantize operands, quantize/unlift results."""
-    label = op_label(op)
+    label = _Label(op)  # (formatted only for an error message)
     n_out = len(op.results)
     convs: list[Callable[[Any], Any] | None] = []
     for (mode, q), b in zip(modes, in_batched):
@@ -403,7 +451,8 @@ def _wrap(
                 convs.append(lambda a: None if a is None else np.asarray(a)[None])
     any_conv = any(c is not None for c in convs)
     out_types = [r.type for r in op.results]
-    out_dt = [fk.float_dtype(t) if isinstance(t, TensorType) else None for t in out_types]
+    facts = types or _TypeFacts()
+    out_dt = [facts.float_dtype(t) for t in out_types]
     strip = not op_batched and not unbatched_result
 
     def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None, observer: Observer | None = None) -> list[Any]:
@@ -441,6 +490,22 @@ def _wrap(
     return run
 
 
+class _Label:
+    """An op's label for error messages (op_label), formatted when first shown."""
+
+    __slots__ = ("op", "text")
+
+    def __init__(self, op: Operation):
+        self.op, self.text = op, None
+
+    def __str__(self) -> str:
+        if self.text is None:
+            self.text = op_label(self.op)
+        return self.text
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
 class _ConstSlots(set):
     """Slots holding constants, plus results computed only from constants."""
 
@@ -463,7 +528,7 @@ def _once(run: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
     return cached
 
 
-def _param_from_batched(label: str, q: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _param_from_batched(label: object, q: Any) -> Callable[[np.ndarray], np.ndarray]:
     def conv(a: np.ndarray) -> np.ndarray:
         if a.shape[0] > 1 and not (a == a[:1]).all():
             raise TflquantError(f"{label}: a parameter operand (shape, axis, weights, ...) differs between samples")
