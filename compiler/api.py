@@ -205,16 +205,46 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.2f} MB"
 
 
-@dataclass
 class QuantizationResult:
     """The quantized model (`model`: flatbuffer bytes) and its `report`. A model in the
     large layout (past 2 GB) is held as its pieces (`pieces`: the flatbuffer and the
-    constants' own payloads): save() streams them to the file; `model` joins them on use."""
+    constants' own payloads): save() streams them to the file; `model` joins them on use.
 
-    pieces: list = field(repr=False)
-    report: QuantizationReport
-    module: ModuleOp | None = field(default=None, repr=False)  # the quantized IR
-    stats: Any = field(default=None, repr=False)  # the calibration statistics it used (auto: the ranges it picked)
+    The report is built when first read (quantize returns sooner: most callers only save
+    the model); reading `module` first settles it, so it always describes the module as
+    quantize returned it."""
+
+    def __init__(self, pieces: list, report: QuantizationReport | Callable[[], QuantizationReport],
+                 module: ModuleOp | None = None, stats: Any = None) -> None:
+        self.pieces = pieces
+        self._report = report  # or the function that builds it
+        self._module = module  # the quantized IR
+        self.stats = stats  # the calibration statistics it used (auto: the ranges it picked)
+
+    @property
+    def report(self) -> QuantizationReport:
+        r = self._report
+        if not isinstance(r, QuantizationReport):
+            r = self._report = r()
+        return r
+
+    @report.setter
+    def report(self, value: QuantizationReport) -> None:
+        self._report = value
+
+    @property
+    def module(self) -> ModuleOp | None:
+        """The quantized IR."""
+        self.report  # noqa: B018 - described before the caller can change it
+        return self._module
+
+    @module.setter
+    def module(self, value: ModuleOp | None) -> None:
+        self.report  # noqa: B018
+        self._module = value
+
+    def __repr__(self) -> str:
+        return f"QuantizationResult(report={self.report!r})"
 
     @property
     def model(self) -> bytes:
@@ -664,28 +694,33 @@ def quantize(
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 
-    report = QuantizationReport(
-        model=label,
-        mode=mode,
-        io_type=io_type,
-        pipeline=spec,
-        size_before=len(data),
-        size_after=sum(len(p) for p in out),
-        seconds=seconds,
-        ops=describe_ops(module, mode),
-        calibration_samples=calib.samples if calib else 0,
-        calibration_batches=calib.batches if calib else 0,
-        warnings=report_warnings,
-        calibration_methods=dict(sorted(auto_result.methods.items())) if auto_result else {},
-        calibration_auto=auto_result.lines() if auto_result else [],
-    )
-    for o in report.ops:
-        if o.kind == "float" and o.name in measured:
-            o.reason = measured[o.name]
-    report.inputs, report.outputs = _io_summary(module)
-    report.weights = weight_bytes(module)
-    if mode in ("dynamic", "weight-only"):
-        report.weight_formats = weight_formats(module, float_weights, weight_db)
+    size_after = sum(len(p) for p in out)
+
+    def report() -> QuantizationReport:  # built when first read (QuantizationResult.report)
+        r = QuantizationReport(
+            model=label,
+            mode=mode,
+            io_type=io_type,
+            pipeline=spec,
+            size_before=len(data),
+            size_after=size_after,
+            seconds=seconds,
+            ops=describe_ops(module, mode),
+            calibration_samples=calib.samples if calib else 0,
+            calibration_batches=calib.batches if calib else 0,
+            warnings=report_warnings,
+            calibration_methods=dict(sorted(auto_result.methods.items())) if auto_result else {},
+            calibration_auto=auto_result.lines() if auto_result else [],
+        )
+        for o in r.ops:
+            if o.kind == "float" and o.name in measured:
+                o.reason = measured[o.name]
+        r.inputs, r.outputs = _io_summary(module)
+        r.weights = weight_bytes(module)
+        if mode in ("dynamic", "weight-only"):
+            r.weight_formats = weight_formats(module, float_weights, weight_db)
+        return r
+
     return QuantizationResult(out, report, module, stats)
 
 

@@ -68,7 +68,7 @@ from xdsl.irdl import (
 from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tflquant.dialects.quant import UniformQuantizedType, blockwise_element, quantized_element
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.tflite import schema
 
 # Option fields whose integer value is an enum, printed by name.
@@ -1047,19 +1047,27 @@ class ConstOp(IRDLOperation):
         return dense_to_numpy(self.value)
 
     def verify_(self) -> None:
-        vt, rt = self.value.type, self.result.type
-        assert isinstance(rt, TensorType)
-        if isinstance(rt.element_type, OPAQUE_ELEMENT_TYPES):
-            if vt.element_type != IntegerType(8, Signedness.UNSIGNED) or len(vt.get_shape()) != 1:
-                raise VerifyException(f"tfl.const of {rt.element_type} holds the raw TFLite buffer as a 1-D ui8 payload")
-            return
-        if tuple(vt.get_shape()) != tuple(rt.get_shape()):
-            raise VerifyException(f"tfl.const payload shape {tuple(vt.get_shape())} differs from result shape {tuple(rt.get_shape())}")
+        _check_const_payload(self)
+
+
+def _check_const_payload(self: ConstOp) -> None:
+    vt, rt = self.value.type, self.result.type
+    assert isinstance(rt, TensorType)
+    elem = rt.element_type
+    vshape = vt.get_shape()
+    if isinstance(elem, OPAQUE_ELEMENT_TYPES):
+        if vt.element_type != IntegerType(8, Signedness.UNSIGNED) or len(vshape) != 1:
+            raise VerifyException(f"tfl.const of {elem} holds the raw TFLite buffer as a 1-D ui8 payload")
+        return
+    rshape = rt.get_shape()
+    if tuple(vshape) != tuple(rshape):
+        raise VerifyException(f"tfl.const payload shape {tuple(vshape)} differs from result shape {tuple(rshape)}")
+    got = vt.element_type
+    if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
         q = quantized_element(rt)
         blocks = blockwise_element(rt)
-        expected = q.storage_type if q is not None else (blocks.storage_type if blocks is not None else rt.element_type)
-        got = vt.element_type
-        if blocks is not None and (why := blocks.check_shape(tuple(rt.get_shape()))):
+        expected = q.storage_type if q is not None else (blocks.storage_type if blocks is not None else elem)
+        if blocks is not None and (why := blocks.check_shape(tuple(rshape))):
             raise VerifyException(f"tfl.const of {rt}: {why}")
         if (q is not None or blocks is not None) and isinstance(got, IntegerType) and isinstance(expected, IntegerType):
             # i4 storage is held one value per byte (i8 payload); the writer packs it
@@ -1067,12 +1075,52 @@ class ConstOp(IRDLOperation):
                 raise VerifyException(f"tfl.const payload {got} does not match quantized storage {expected}")
         elif got != expected:
             raise VerifyException(f"tfl.const payload element {got} does not match result element {expected}")
-        n = math.prod(vt.get_shape())
+    elif got != elem:  # (quantized_element / blockwise_element of any other element: None)
+        raise VerifyException(f"tfl.const payload element {got} does not match result element {elem}")
+    size = math.prod(vshape) * _itemsize(got)
+    if len(self.value.data.data) != size:
+        raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+
+
+_ITEMSIZES: dict[Attribute, int] = {}
+
+
+def _itemsize(elem: Attribute) -> int:
+    """numpy_dtype_of_element(elem).itemsize, once per element type."""
+    n = _ITEMSIZES.get(elem)
+    if n is None:
         from tflquant.ir import numpy_dtype_of_element
 
-        size = n * numpy_dtype_of_element(got).itemsize
-        if len(self.value.data.data) != size:
-            raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+        n = numpy_dtype_of_element(elem).itemsize
+        _ITEMSIZES[elem] = n
+    return n
+
+
+def _fast_const_verify(cls: type[ConstOp]) -> None:
+    """xDSL's generic verification of a constant checks what ConstOp declares: no operands,
+    one TensorType result, a DenseIntOrFPElementsAttr `value` and no other property, no
+    regions, successors or declared attributes, and traits that check nothing. A constant of
+    exactly that form cannot fail it: check its payload only; any other form takes the full
+    verification, which raises xDSL's usual error (the same constants fail, with the same
+    messages; most of a model's ops are constants)."""
+    op_def = cls.get_irdl_definition()
+    assert (
+        not op_def.operands and [n for n, _ in op_def.results] == ["result"] and list(op_def.properties) == ["value"]
+        and not op_def.regions and not op_def.successors and not op_def.attributes and not op_def.options
+        and all(type(t).verify is OpTrait.verify for t in op_def.traits)
+    ), "ConstOp's definition changed: update _fast_const_verify"
+
+    def verify_(self: ConstOp) -> None:
+        results = self.results
+        if (self._operands or len(results) != 1 or not isinstance(results[0].type, TensorType) or self.regions
+                or self._successors or len(self.properties) != 1 or not isinstance(self.properties.get("value"), DenseIntOrFPElementsAttr)):
+            op_def.verify(self)  # raises xDSL's error for it
+        _check_const_payload(self)
+
+    cls.verify_ = verify_  # type: ignore[method-assign]
+
+
+_fast_const_verify(ConstOp)
 
 
 @irdl_op_definition

@@ -65,6 +65,22 @@ def test_package_exports_quantize() -> None:
     assert tflquant.QuantizationResult is QuantizationResult
 
 
+def test_report_describes_the_module_as_quantize_returned_it() -> None:
+    """The report is built when first read; reading `module` first settles it, so changing
+    the module afterwards does not change the report."""
+    from xdsl.dialects.builtin import ArrayAttr, StringAttr
+
+    from tflquant.dialects import tfl
+
+    early = tflquant.quantize(str(DIGITS), mode="dynamic")
+    early_ops = [(o.op_type, o.name, o.kind) for o in early.report.ops]
+    late = tflquant.quantize(str(DIGITS), mode="dynamic")
+    fc = next(o for o in late.module.walk() if isinstance(o, tfl.FullyConnectedOp))
+    fc.attributes["names"] = ArrayAttr([StringAttr("renamed")])  # the caller edits the IR
+    assert [(o.op_type, o.name, o.kind) for o in late.report.ops] == early_ops
+    assert late.report is late.report and str(late.report).splitlines()[1:] and late.model == early.model
+
+
 @pytest.mark.parametrize("mode", ["dynamic", "float16"])
 def test_weight_only_modes_from_path_and_bytes_give_the_same_bytes(mode: str, tmp_path: Path) -> None:
     before = _sha(DIGITS)

@@ -135,3 +135,40 @@ def test_builtin_op_verify_equals_full_verification():
         assert fast == full, (op.name, fast, full)
         outcomes.append(fast)
     assert outcomes[0] == "ok" and sum(o != "ok" for o in outcomes) >= 5, outcomes
+
+
+def _full_const_verify(op):
+    """What xDSL's verification of a tfl.const runs: its definition, then the payload check."""
+    type(op).get_irdl_definition().verify(op)
+    tfl._check_const_payload(op)
+
+
+def _consts():
+    f = dense_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))
+    q = dense_from_numpy(np.arange(6, dtype=np.int8).reshape(2, 3))
+    qt = TensorType(UniformQuantizedType.make(IntegerType(8), [0.5, 0.25], axis=0), [2, 3])
+    src = xdsl_test.TestOp(result_types=[_F])
+    ok = tfl.ConstOp(f)
+    quantized = tfl.ConstOp(q, qt)
+    wrong_elem = tfl.ConstOp(f, qt)
+    wrong_shape = tfl.ConstOp(f, TensorType(Float32Type(), [3, 2]))
+    extra_prop = tfl.ConstOp(f)
+    extra_prop.properties["bogus"] = StringAttr("x")
+    bad_value = tfl.ConstOp.create(properties={"value": StringAttr("x")}, result_types=[f.type])
+    no_value = tfl.ConstOp.create(result_types=[f.type])
+    operand = tfl.ConstOp.create(operands=[src.results[0]], properties={"value": f}, result_types=[f.type])
+    two_results = tfl.ConstOp.create(properties={"value": f}, result_types=[f.type, f.type])
+    not_tensor = tfl.ConstOp.create(properties={"value": f}, result_types=[Float32Type()])
+    region = tfl.ConstOp.create(properties={"value": f}, result_types=[f.type], regions=[Region(Block())])
+    successor = tfl.ConstOp.create(properties={"value": f}, result_types=[f.type], successors=[Block()])
+    short = tfl.ConstOp.create(properties={"value": DenseIntOrFPElementsAttr(f.type, f.data.__class__(bytes(8)))}, result_types=[f.type])
+    return [ok, quantized, wrong_elem, wrong_shape, extra_prop, bad_value, no_value, operand, two_results, not_tensor, region, successor, short]
+
+
+def test_const_verify_equals_full_verification():
+    outcomes = []
+    for op in _consts():
+        fast, full = _verify_outcome(op.verify_), _verify_outcome(lambda op=op: _full_const_verify(op))
+        assert fast == full, (fast, full)
+        outcomes.append(fast)
+    assert outcomes[:2] == ["ok", "ok"] and all(o != "ok" for o in outcomes[2:]), outcomes
