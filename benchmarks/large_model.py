@@ -3,6 +3,7 @@
 
     python benchmarks/large_model.py [--dim 2048 --layers 12 --vocab 32000] [--workdir /tmp]
                                      [--aeq-python /tmp/aeq/bin/python] [--no-aeq] [--keep]
+                                     [--determinism] [--roundtrip]
 
 Steps, each in a child process of its own (wall time and peak RSS from getrusage, as
 benchmarks/run.py measures; peak RSS counts the model file's mapped pages):
@@ -16,7 +17,11 @@ benchmarks/run.py measures; peak RSS counts the model file's mapped pages):
    |ref - q|^2 over all sequences) and top-1 agreement.
 
 Prints one row per quantizer (time, peak GB, peak / float file size, output size, SQNR,
-top-1, runs in LiteRT) and tflquant / AEQ ratios. Files are deleted unless --keep.
+top-1, runs in LiteRT), each output's sha256, and tflquant / AEQ ratios. --determinism
+quantizes dynamic int8 a second time in a fresh process and compares the two outputs'
+bytes; --roundtrip reads the float model with tflquant's reader, writes it back with its
+writer (the large-model layout past 2 GB), compares the bytes with the input and reads the
+copy back. Files are deleted unless --keep.
 """
 
 from __future__ import annotations
@@ -42,7 +47,27 @@ size = write_decoder(out, dim, layers, vocab, seq)
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "size": size}))
 """
 
-_TFLQUANT = r"""
+# peak resident memory split into anonymous (the process's own) and file-backed (mapped
+# model pages) as /proc/self/status tells, sampled every 20 ms on Linux; {} elsewhere
+_RSS_SAMPLER = r"""
+import threading
+_rss_peak = {}
+def _rss_sample():
+    import time
+    while True:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(("RssAnon", "RssFile")):
+                        k, v = line.split(":")
+                        _rss_peak[k] = max(_rss_peak.get(k, 0), int(v.split()[0]))
+        except OSError:
+            return
+        time.sleep(0.02)
+threading.Thread(target=_rss_sample, daemon=True).start()
+"""
+
+_TFLQUANT = _RSS_SAMPLER + r"""
 import json, resource, sys, time
 import tflquant, tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer
 from tflquant.passes import get_all_passes
@@ -59,7 +84,9 @@ r = tflquant.quantize(src, mode=mode, **kw)
 r.save(out)
 sec = time.perf_counter() - t
 ru = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(0.05)
 print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base,
+                  "anon_kb": _rss_peak.get("RssAnon"), "file_kb": _rss_peak.get("RssFile"),
                   "phases": r.report.seconds, "size": r.report.size_after}))
 """
 
@@ -78,6 +105,40 @@ res.export_model(out, overwrite=True) if hasattr(res, "export_model") else open(
 sec = time.perf_counter() - t
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": sec, "cpu_seconds": ru.ru_utime + ru.ru_stime - cpu0, "peak_kb": ru.ru_maxrss, "base_kb": base}))
+"""
+
+_ROUNDTRIP = r"""
+import hashlib, json, resource, sys, time
+import numpy as np
+from tflquant.ir import dense_to_numpy
+from tflquant.tflite.reader import load_model
+from tflquant.tflite.writer import write_model
+from tflquant.dialects import tfl
+src, out = sys.argv[1:3]
+def digest(module):
+    h, n = hashlib.sha256(), 0
+    for op in module.walk():
+        if isinstance(op, tfl.ConstOp):
+            h.update(str(op.results[0].type).encode())
+            h.update(memoryview(dense_to_numpy(op.value)).cast("B"))
+            n += 1
+    return h.hexdigest(), n
+t = time.perf_counter()
+m = load_model(src)
+t_read = time.perf_counter() - t
+before, consts = digest(m)
+t = time.perf_counter()
+size = write_model(m, out)
+t_write = time.perf_counter() - t
+del m
+t = time.perf_counter()
+m = load_model(out)
+after, consts_after = digest(m)
+t_reread = time.perf_counter() - t
+write_model(m, out + ".again")  # written from what it read: the same bytes (a fixed point)
+print(json.dumps({"read": t_read, "write": t_write, "reread": t_reread, "size": size, "constants": consts,
+                  "constants_equal": before == after and consts == consts_after,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 _LITERT = r"""
@@ -113,6 +174,16 @@ def sqnr_db(ref, q) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref**2)) / noise)
 
 
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
@@ -132,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-weight-only", action="store_true", help="skip the weight-only int4 run")
     ap.add_argument("--weight-rounding", default="", help="weight_rounding for the tflquant runs (default: the API's)")
     ap.add_argument("--model", default=None, help="use this float model instead of generating one (kept)")
+    ap.add_argument("--determinism", action="store_true", help="quantize dynamic int8 twice (fresh processes), compare the bytes")
+    ap.add_argument("--roundtrip", action="store_true", help="read the float model, write it back with tflquant, compare, read it back")
     a = ap.parse_args(argv)
 
     import tflquant.api
@@ -163,11 +236,29 @@ def main(argv: list[str] | None = None) -> int:
         if a.weight_rounding:
             label += f" ({a.weight_rounding})"
         runs.append((label, out, child(py, _TFLQUANT, [fpath, out, mode, bits, gran, a.weight_rounding])))
+        if a.determinism and mode == "dynamic":
+            out2 = work / f"{mode}_{bits}.again.tflite"
+            made.append(out2)
+            runs.append((label + " again", out2, child(py, _TFLQUANT, [fpath, out2, mode, bits, gran, a.weight_rounding])))
     aeq_ok = not a.no_aeq and Path(a.aeq_python).exists()
     if aeq_ok:
         out = work / "aeq_dynamic_wi8_afp32.tflite"
         made.append(out)
         runs.append(("AEQ dynamic_wi8_afp32", out, child(a.aeq_python, _AEQ, [fpath, out])))
+
+    if a.roundtrip:
+        rt_path, rt_again = work / "roundtrip.tflite", work / "roundtrip.tflite.again"
+        made += [rt_path, rt_again]
+        rt = child(py, _ROUNDTRIP, [fpath, rt_path])
+        if "error" in rt:
+            print(f"round trip failed: {rt['error']}")
+        else:
+            digest = sha256_file(rt_path)
+            same = "byte-identical to" if digest == sha256_file(fpath) else "not byte-identical to"
+            fixed = "the same bytes" if digest == sha256_file(rt_again) else "DIFFERENT bytes"
+            print(f"round trip: read {rt['read']:.1f} s, write {rt['write']:.1f} s ({rt['size'] / GB:.2f} GB, {same} the input "
+                  f"(size {'equal' if rt['size'] == fsize else 'DIFFERENT'})), read back {rt['reread']:.1f} s: {rt['constants']} "
+                  f"constants {'equal' if rt['constants_equal'] else 'NOT EQUAL'}, written again: {fixed}; peak {rt['peak_kb'] * 1024 / GB:.2f} GB")
 
     tokens = token_batches(a.vocab, a.seq, a.sequences)
     tok_path = work / "tokens.npy"
@@ -208,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<30}{r['seconds']:>8.1f}{r.get('cpu_seconds', float('nan')):>7.1f}{peak / GB:>9.2f}{peak / fsize:>8.2f}{out.stat().st_size / GB:>8.2f}{db:>9.1f}{top1:>7.2f}  {runs_ok}")
         if "phases" in r:
             print(f"{'':<30}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items() if k != "total"))
+        if r.get("anon_kb") is not None:
+            print(f"{'':<30}peak resident split (sampled): anonymous {r['anon_kb'] * 1024 / GB:.2f} GB, mapped file pages {r['file_kb'] * 1024 / GB:.2f} GB")
+        r["sha256"] = sha256_file(out)
+        print(f"{'':<30}sha256 {r['sha256']}")
     ours, theirs = next((v for k, v in results.items() if k.startswith("tflquant dynamic int8")), None), results.get("AEQ dynamic_wi8_afp32")
+    again = next((v for k, v in results.items() if k.startswith("tflquant dynamic int8") and k.endswith(" again")), None)
+    if ours and again:
+        print(f"\ndynamic int8 twice: outputs {'byte-identical' if ours['sha256'] == again['sha256'] else 'DIFFER'}")
     if ours and theirs:
         print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, CPU time "
               f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")
