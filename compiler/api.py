@@ -989,12 +989,17 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
     """Name -> float32 values (views, no copy) of the constants quantize-weights may quantize."""
     from tflquant.ir import value_name
 
+    from xdsl.dialects.builtin import Float32Type
+
     out = {}
+    least = min(min_elements, 1024)
     for op in module.walk():
-        if isinstance(op, tfl.ConstOp) and _elem_kind(op.result.type) == "f" and (name := value_name(op.result)):
-            values = op.numpy()
-            if values.dtype.name == "float32" and values.size >= min(min_elements, 1024):
-                out[name] = values
+        # (a float32 constant's payload is float32: its element type says it before any numpy)
+        if isinstance(op, tfl.ConstOp) and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
+            if (name := value_name(op.result)):
+                values = op.numpy()
+                if values.size >= least:
+                    out[name] = values
     return out
 
 
@@ -1007,14 +1012,16 @@ def weight_sqnr_db(w: Any, q: Any, scale: Any, zero_point: Any) -> float:
     w = np.asarray(w, np.float32)
     q = np.asarray(q)
     sb = np.broadcast_to(np.asarray(scale, np.float32), w.shape)
-    zb = np.broadcast_to(np.asarray(zero_point, np.float32), w.shape)
+    z = np.asarray(zero_point, np.float32)
+    zb = np.broadcast_to(z, w.shape) if z.any() else None  # (q - 0 is q: no pass for symmetric weights)
     step = max(1, (1 << 16) // max(w.size // max(w.shape[0], 1), 1)) if w.ndim else 1
     chunks = [slice(i, i + step) for i in range(0, w.shape[0], step)] if w.ndim and w.shape[0] > 1 else [slice(None)]
     e = sig = 0.0
     for rows in chunks:
         wc = w[rows]
         err = q[rows].astype(np.float32)
-        err -= zb[rows]
+        if zb is not None:
+            err -= zb[rows]
         err *= sb[rows]
         np.subtract(wc, err, out=err)
         e += float(np.dot(err.ravel(), err.ravel()))
@@ -1054,9 +1061,10 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
             for v in weights:
                 qt = quantized_element(v.type)
                 w = originals[value_name(v) or ""]
-                if w.shape != v.owner.numpy().shape:
+                q = v.owner.numpy()
+                if w.shape != q.shape:
                     continue
-                db = sqnr(w, v.owner.numpy(), qt)
+                db = sqnr(w, q, qt)
                 if measured is not None and value_name(v):
                     measured[value_name(v) or ""] = round(db, 2)
                 release_payload(w)  # a mapped model's pages of it may go
