@@ -41,6 +41,7 @@ from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, Fun
 from xdsl.ir import Operation, SSAValue
 
 from tflquant.calibration.dataset import (
+    ArraySamples,
     InputSpec,
     batches,
     load_npz,
@@ -641,6 +642,12 @@ def _run_plan(
 
 
 def _take(it: Iterator[list[np.ndarray]], n: int) -> Iterator[list[np.ndarray]]:
+    if isinstance(it, ArraySamples):
+        return it.take(n)
+    return _take_items(it, n)
+
+
+def _take_items(it: Iterator[list[np.ndarray]], n: int) -> Iterator[list[np.ndarray]]:
     for i, s in enumerate(it):
         if i >= n:
             return

@@ -280,14 +280,46 @@ def samples_from_arrays(arrays: Mapping[str, Any], specs: Sequence[InputSpec], w
     if n == 0:
         raise TflquantError(f"{where}: no calibration samples")
     # check the first sample eagerly so shape/dtype errors surface before any work
-    for a, s in zip(cols, specs):
-        fit_sample(a[0], s, where)
+    shapes = [fit_sample(a[0], s, where).shape for a, s in zip(cols, specs)]
+    return n, ArraySamples(cols, specs, shapes, n, where)
 
-    def gen() -> Iterator[list[np.ndarray]]:
-        for i in range(n):
-            yield [fit_sample(a[i], s, f"{where}, sample {i}", check_finite=False) for a, s in zip(cols, specs)]
 
-    return n, gen()
+class ArraySamples(Iterator[list[np.ndarray]]):
+    """The samples of arrays that hold one input each (samples_from_arrays): an iterator of
+    samples like any source, which `batches` also slices a batch at a time (each column's
+    rows fitted at once: a view when the shape and dtype already fit, no per-sample stack).
+    Every sample of an array has the first one's shape, so a batch is what stacking its
+    fitted samples gives."""
+
+    def __init__(self, cols: list[np.ndarray], specs: Sequence[InputSpec], shapes: list[tuple[int, ...]], n: int, where: str):
+        self.cols, self.specs, self.shapes, self.n, self.where = cols, specs, shapes, n, where
+        self.pos = 0  # the next sample
+        self.end = n  # (take: fewer)
+
+    def __iter__(self) -> ArraySamples:
+        return self
+
+    def __next__(self) -> list[np.ndarray]:
+        i = self.pos
+        if i >= self.end:
+            raise StopIteration
+        self.pos = i + 1
+        return [fit_sample(a[i], s, f"{self.where}, sample {i}", check_finite=False) for a, s in zip(self.cols, self.specs)]
+
+    def take(self, k: int) -> ArraySamples:
+        """At most k more samples."""
+        self.end = min(self.end, self.pos + max(k, 0))
+        return self
+
+    def batches(self, batch_size: int) -> Iterator[list[np.ndarray]]:
+        while self.pos < self.end:
+            i, j = self.pos, min(self.pos + batch_size, self.end)
+            self.pos = j
+            where = f"{self.where}, samples {i}-{j - 1}"
+            yield [
+                np.ascontiguousarray(_fit_dtype(a[i:j].reshape((j - i,) + shape), s, where))
+                for a, s, shape in zip(self.cols, self.specs, self.shapes)
+            ]
 
 
 def stacked_inputs(arrays: Mapping[str, Any], specs: Sequence[InputSpec], where: str, max_samples: int | None = None) -> list[np.ndarray]:
@@ -352,6 +384,9 @@ def batches(samples: Iterable[list[np.ndarray]], batch_size: int) -> Iterator[li
     """
     if batch_size < 1:
         raise TflquantError(f"batch size must be at least 1, got {batch_size}")
+    if isinstance(samples, ArraySamples):
+        yield from samples.batches(batch_size)
+        return
     pending: list[list[np.ndarray]] = []
     key: tuple[tuple[int, ...], ...] | None = None
     for s in samples:

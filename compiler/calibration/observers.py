@@ -141,7 +141,7 @@ class MinMaxObserver:
         """What one array adds to `name`'s statistics (None: not a float tensor, or empty).
         `now`: the caller merges the result before it reduces anything else (observe): a
         first observation of the batch is counted into a histogram here (see _bin)."""
-        a = np.asarray(array)
+        a = array if type(array) is np.ndarray else np.asarray(array)
         if a.dtype.kind != "f":
             return None
         if a.size == 0:  # an empty tensor (a SLICE of size 0): no value, any scale fits; [0, 0]
@@ -196,7 +196,10 @@ class MinMaxObserver:
         if self.histogram_counts:
             self._bin(name, part, sub, lo, hi, weight, now)
         if part.pending is None:
-            part.pending = [(_f32(smin, n), _f32(smax, n))]
+            if smin.dtype == np.float32 and smin.shape[0] == n:  # (reduceat's result: nothing writes it)
+                part.pending = [(smin, smax)]
+            else:
+                part.pending = [(_f32(smin, n), _f32(smax, n))]
         return part
 
     def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int, now: bool) -> None:
@@ -257,12 +260,13 @@ class MinMaxObserver:
             r.min = part.min
         if part.max > r.max:
             r.max = part.max
+        # (lists are never changed in place: a part's list may be another tensor's too)
         if part.bins:
-            r.bins = (r.bins or []) + part.bins
+            r.bins = r.bins + part.bins if r.bins else part.bins
         if part.hists:
-            r.hists = (r.hists or []) + part.hists
+            r.hists = r.hists + part.hists if r.hists else part.hists
         if part.pending:
-            r.pending = (r.pending or []) + part.pending
+            r.pending = r.pending + part.pending if r.pending else part.pending
 
     def end_batch(self, n: int) -> None:
         """A batch of n samples has run: its observations become per-sample min/max."""
@@ -446,6 +450,8 @@ def _per_sample(obs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.nd
     """One batch's observations of a tensor (per-sample vectors in merge order: sample ranges
     in order, each range's observations in step order) as one min and max per sample. A
     tensor observed k times per sample (loop steps) comes as k vectors per sample range."""
+    if len(obs) == 1 and len(obs[0][0]) == n:  # nothing writes these arrays: no copy
+        return obs[0]
     total = sum(len(m) for m, _ in obs)
     if total == n:
         if len(obs) == 1:  # nothing writes these arrays: no copy
