@@ -548,36 +548,43 @@ class _NamedObserver:
     def __init__(self, obs: MinMaxObserver, shared: frozenset[str] = frozenset()):
         self.obs = obs
         self.shared = shared
-        self.names: dict[SSAValue, str | None] = {}
-        self.sources: dict[SSAValue, tuple[SSAValue, bool] | None] = {}
+        self.names: dict[int, str | None] = {}
+        self.sources: dict[int, Any] = {}
         self.local = threading.local()  # per thread: value -> (its last array, weakly; its reduce result)
         # MinMaxObserver.reduce's `now` (a subclass may define reduce without it)
         self.counts_now = getattr(type(obs), "reduce", None) is MinMaxObserver.reduce
         # a plain observer (hessian.InputHessians): observe() in sample order, no reduce/merge
         self.plain = not hasattr(obs, "reduce")
 
+    # (the dictionaries are keyed by id(value): an SSAValue hashes and compares by identity
+    # in Python code, id() does the same in C; the module's values live as long as the run)
+
     def _name(self, value: SSAValue) -> str | None:
         try:
-            return self.names[value]
+            return self.names[id(value)]
         except KeyError:
             name = value_name(value)
             if name is not None and name in self.shared and (fn := function_of(value)) is not None:
                 name = qualified_name(fn, name)
-            self.names[value] = name
+            self.names[id(value)] = name
             return name
 
-    def _source(self, value: SSAValue) -> tuple[SSAValue, bool] | None:
-        """(operand, same order?) when `value` holds its operand's values, else None."""
+    def _source(self, value: SSAValue) -> tuple[SSAValue | None, bool, bool]:
+        """(operand, same order?, does a RESHAPE / TRANSPOSE read `value`?) when `value` holds
+        its operand's values, else (None, False, does one read `value`?)."""
         try:
-            return self.sources[value]
+            return self.sources[id(value)]
         except KeyError:
-            op, src = value.owner, None
+            op, src, same = value.owner, None, False
             if isinstance(op, Operation) and op.operands and len(op.results) == 1:
                 kind = tfl.op_type(op)
                 if kind in _SAME_ORDER or kind in _PERMUTED:
-                    src = (op.operands[0], kind in _SAME_ORDER)
-            self.sources[value] = src
-            return src
+                    src = op.operands[0]
+                    same = kind in _SAME_ORDER
+            read = any(u.index == 0 and (tfl.op_type(u.operation) in _SAME_ORDER or tfl.op_type(u.operation) in _PERMUTED) for u in value.uses)
+            out = (src, same, read)
+            self.sources[id(value)] = out
+            return out
 
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
         if self.plain:
@@ -598,13 +605,13 @@ class _NamedObserver:
         if seen is None:
             seen = self.local.seen = {}
         part = None
-        src = self._source(value)
-        if src is not None and (hit := seen.get(src[0])) is not None:
-            part = self.obs.same_values(name, array, hit[0](), hit[1], src[1])
+        src, same, read = self._source(value)
+        if src is not None and (hit := seen.get(id(src))) is not None:
+            part = self.obs.same_values(name, array, hit[0](), hit[1], same)
         if part is None:
             part = self.obs.reduce(name, array, now=True) if now and self.counts_now else self.obs.reduce(name, array)
-        if part is not None and isinstance(array, np.ndarray):
-            seen[value] = (weakref.ref(array), part)
+        if read and part is not None and isinstance(array, np.ndarray):
+            seen[id(value)] = (weakref.ref(array), part)
         return (name, part)
 
     def merge(self, value: SSAValue, token: Any) -> None:

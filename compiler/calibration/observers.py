@@ -179,7 +179,7 @@ class MinMaxObserver:
             self._bin(name, part, sub, lo, hi, weight, now)
             return part
         smin, smax = _row_min_max(flat)
-        lo, hi = float(smin.min()), float(smax.max())
+        lo, hi = float(np.minimum.reduce(smin)), float(np.maximum.reduce(smax))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             finite = np.isfinite(flat)
             part.nonfinite = int(a.size - np.count_nonzero(finite))
@@ -301,14 +301,16 @@ class MinMaxObserver:
         for n, r in sorted(self.ranges.items()):
             if r.valid:
                 m = r.mean()
-                out[n] = Range((r.min,), (r.max,), -1, m, r.mean_square()) if m is not None else Range.of(r.min, r.max)
-                if self.histograms:
-                    if r.pending or r.bins or r.hists:  # observations after the last end_batch: one batch of their own
-                        self.end_batch(len(r.pending[0][0]) if r.pending else 1)
-                    smin = np.concatenate(r.sample_min) if r.sample_min else None
-                    smax = np.concatenate(r.sample_max) if r.sample_max else None
-                    h = None if r.hist is None else Histogram(r.hist.exp, r.hist.start, r.hist.counts.copy())
-                    out[n] = Range(out[n].mins, out[n].maxs, -1, out[n].mean, out[n].mean_sq, h, smin, smax)
+                msq = r.mean_square() if m is not None else None
+                if not self.histograms:
+                    out[n] = Range((float(r.min),), (float(r.max),), -1, m, msq)
+                    continue
+                if r.pending or r.bins or r.hists:  # observations after the last end_batch: one batch of their own
+                    self.end_batch(len(r.pending[0][0]) if r.pending else 1)
+                smin = np.concatenate(r.sample_min) if r.sample_min else None
+                smax = np.concatenate(r.sample_max) if r.sample_max else None
+                h = None if r.hist is None else Histogram(r.hist.exp, r.hist.start, r.hist.counts.copy())
+                out[n] = Range((float(r.min),), (float(r.max),), -1, m, msq, h, smin, smax)
         return out
 
     def warnings(self) -> list[str]:

@@ -193,9 +193,9 @@ def count_bins(values: np.ndarray, exp: int, start: int, n: int) -> np.ndarray:
         bufs = _scratch.bufs = (np.empty(max(k, 1 << 16), np.float32), np.empty(max(k, 1 << 16), np.int32))
     t, idx = bufs[0][:k], bufs[1][:k]
     tv = t.reshape(values.shape)
-    np.multiply(values, np.float32(math.ldexp(1.0, -exp)), out=tv)
+    np.multiply(values, math.ldexp(1.0, -exp), out=tv)  # (a power of two: exact as float32)
     np.floor(t, out=t)
-    np.subtract(t, np.float32(start), out=t)  # exact: integers below 2**24
+    np.subtract(t, float(start), out=t)  # exact: integers below 2**24
     np.copyto(idx, t, casting="unsafe")
     return np.bincount(idx, minlength=n)
 

@@ -242,7 +242,7 @@ class Interpreter:
 
 
 def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int], _Plan] | None = None) -> _Plan:
-    slots: dict[SSAValue, int] = {}
+    slots: dict[int, int] = {}  # id(value) -> slot (an SSAValue hashes by identity in Python; id() in C)
     consts: dict[int, Any] = {}
     batched: set[int] = set()
     deq_consts: dict[int, int] = {}
@@ -252,7 +252,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     def new_slot(v: SSAValue | None) -> int:
         i = len(slots) + len(extra)
         if v is not None:
-            slots[v] = i
+            slots[id(v)] = i
         else:
             extra.append(i)
         return i
@@ -276,7 +276,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     for op in block.ops:
         cls = type(op)  # (exact classes first: isinstance against xDSL's ABCs costs a cache walk)
         if cls is func.ReturnOp or (cls not in _OP_CLASSES and isinstance(op, func.ReturnOp)):
-            results = [slots[v] for v in op.operands]
+            results = [slots[id(v)] for v in op.operands]
             for s in results:
                 last_use[s] = len(steps) + 1  # never freed
             break
@@ -324,7 +324,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
         modes: list[tuple[str, Any]] = []  # per operand: ('data'|'param', dequantize type or None)
         op_batched = False
         for i, v in enumerate(op.operands):
-            s = slots[v]
+            s = slots[id(v)]
             name = operand_names[i] if i < len(operand_names) else (operand_names[-1] if operand_names else "")
             is_param = name in params and not name.startswith("*")
             q = None if quant_aware else types.quantized(v.type)
@@ -458,15 +458,17 @@ def _wrap(
     def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None, observer: Observer | None = None) -> list[Any]:
         if any_conv:
             vals = [v if c is None or v is None else c(v) for c, v in zip(convs, vals)]
-        kw: dict[str, Any] = {}
-        if side is not None:
-            kw["side"] = side
-        if carry is not None:
-            kw["carry"] = carry
-        if observer is not None:
-            kw["observer"] = observer
+        kw: dict[str, Any] | None = None
+        if side is not None or carry is not None or observer is not None:
+            kw = {}
+            if side is not None:
+                kw["side"] = side
+            if carry is not None:
+                kw["carry"] = carry
+            if observer is not None:
+                kw["observer"] = observer
         try:
-            r = kern(*vals, **kw)
+            r = kern(*vals, **kw) if kw else kern(*vals)
         except TflquantError as e:
             raise TflquantError(f"{label}: {e}") from None
         except MemoryError:
@@ -478,12 +480,13 @@ def _wrap(
         if len(outs) != n_out:
             raise TflquantError(f"{label} produced {len(outs)} results, the op declares {n_out}")
         for i, o in enumerate(outs):
-            o = np.asarray(o)
+            if type(o) is not np.ndarray:
+                o = np.asarray(o)
             q = out_q[i]
             if q is not None:
                 o = fk.quantize(o, q, 0 if unbatched_result else 1)
-            elif out_dt[i] is not None and o.dtype != out_dt[i]:
-                o = o.astype(out_dt[i])
+            elif (dt := out_dt[i]) is not None and o.dtype is not dt and o.dtype != dt:
+                o = o.astype(dt)
             outs[i] = o[0] if strip else o
         return outs
 
