@@ -250,11 +250,13 @@ def run_pipeline(ctx: Context, module: ModuleOp, spec: str, verify: bool = True,
     for the passes that round weights from data (quantize-weights: `with_weight_statistics`).
     """
 
+    from tflquant.dialects._unchecked import verify_module
+
     def check(prev: ModulePass, mod: ModuleOp, _next: ModulePass) -> None:
         if not verify:
             return
         try:
-            mod.verify()
+            verify_module(mod)
         except VerifyException as e:
             raise TflquantError(f"IR is invalid after pass '{prev.name}': {e}") from None
 

@@ -172,3 +172,82 @@ def test_const_verify_equals_full_verification():
         assert fast == full, (fast, full)
         outcomes.append(fast)
     assert outcomes[:2] == ["ok", "ok"] and all(o != "ok" for o in outcomes[2:]), outcomes
+
+
+_MODULE = """builtin.module {
+  func.func @main(%0: tensor<2xf32>) -> tensor<2xf32> {
+    %1 = "tfl.const"() <{value = dense<[1.0, 2.0]> : tensor<2xf32>}> : () -> tensor<2xf32>
+    %2 = "tfl.add"(%0, %1) <{fused_activation_function = "NONE"}> : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+    func.return %2 : tensor<2xf32>
+  }
+  func.func @other(%0: tensor<2xf32>) -> tensor<2xf32> {
+    %1 = "tfl.neg"(%0) : (tensor<2xf32>) -> tensor<2xf32>
+    func.return %1 : tensor<2xf32>
+  }
+}
+"""
+
+
+def _modules():
+    """A valid module, then one broken each way xDSL's module verification finds."""
+    from xdsl.dialects.builtin import FunctionType
+    from xdsl.dialects.func import FuncOp
+
+    from tflquant.ir import parse_module
+
+    def fresh():
+        m = parse_module(_MODULE)
+        main, other = list(m.ops)
+        return m, main, other, list(main.body.block.ops), list(other.body.block.ops)
+
+    out = [fresh()[0]]
+    m, main, other, mo, oo = fresh()
+    oo[0].operands = [mo[0].results[0]]  # uses a value of another function (IsolatedFromAbove)
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    mo[2].detach()  # no terminator
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    main.properties["function_type"] = FunctionType.from_lists([_F], [TensorType(Float32Type(), [3])])  # return types differ
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    main.properties["function_type"] = FunctionType.from_lists([TensorType(Float32Type(), [3])], [_F])  # entry block args differ
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    mo[0].properties["bogus"] = StringAttr("x")  # a constant with an undeclared property
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    mo[1].properties["fused_activation_function"] = StringAttr("NOPE")  # a bad option
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    other.properties["sym_name"] = StringAttr("main")  # two symbols @main
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    mo[1].add_region(Region(Block()))  # a region on an op that declares none
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    for op in reversed(oo):
+        op.detach()  # an empty body
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    mo[2].detach()
+    mo[1].detach()
+    other.body.block.insert_op_before(mo[1], oo[1])  # uses %0 of main from @other
+    main.body.block.add_op(mo[2])
+    out.append(m)
+    m, main, other, mo, oo = fresh()
+    m.body.block.add_op(FuncOp("external", ([_F], [_F])))  # a function whose block is empty
+    out.append(m)
+    return out
+
+
+def test_verify_module_equals_module_verify():
+    from tflquant.dialects._unchecked import _verified, verify_module
+
+    assert _verified(_modules()[0])  # the valid module takes the one-pass checks
+    outcomes = []
+    for m in _modules():
+        fast, full = _verify_outcome(lambda m=m: verify_module(m)), _verify_outcome(m.verify)
+        assert fast == full, (fast, full)
+        outcomes.append(fast)
+    assert outcomes[0] == "ok" and all(o != "ok" for o in outcomes[1:]), outcomes

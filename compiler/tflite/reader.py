@@ -68,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import dense_of_type, string_array
+from tflquant.dialects._unchecked import dense_of_type, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
@@ -138,7 +138,7 @@ def read_flatbuffer(data: bytes | mmap.mmap, name: str = "<model>") -> ModuleOp:
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AssertionError, MemoryError, UnicodeError) as e:
         raise TflquantError(f"{name}: corrupted TFLite model: {type(e).__name__}: {e}") from None
     try:
-        module.verify()
+        verify_module(module)
     except Exception as e:  # noqa: BLE001 - any verifier failure means the file holds bad values
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TflquantError(f"{name}: the model holds invalid values: {first}") from None
