@@ -287,8 +287,11 @@ def shared_names(module: ModuleOp) -> frozenset[str]:
     often repeat names: the TF converter calls every output 'StatefulPartitionedCall:0').
     Their statistics are recorded per function, as '@function/name'."""
     seen: dict[str, str] = {}
-    shared = set()
-    for f in _functions(module):
+    shared: set[str] = set()
+    funcs = _functions(module)
+    if len(funcs) < 2:  # one function: no name to share
+        return frozenset()
+    for f in funcs:
         fname = f.sym_name.data
         values = [*f.body.blocks[0].args] if f.body.blocks else []
         values += [r for op in f.body.walk() for r in op.results]
@@ -315,10 +318,11 @@ def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any
 # ---------------------------------------------------------------------------------------
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+_PLAIN_CLASSES = frozenset(tfl.BUILTIN_CLASSES.values())  # op classes that are no OpaqueOp (exact-class test first: isinstance against an ABC is slow)
 
 
 def _resource_op(op: Operation) -> str | None:
-    if isinstance(op, tfl.OpaqueOp) and op.custom_code is None and op.op_name in _RESOURCE_OPS:
+    if (type(op) is tfl.OpaqueOp or (type(op) not in _PLAIN_CLASSES and isinstance(op, tfl.OpaqueOp))) and op.custom_code is None and op.op_name in _RESOURCE_OPS:
         return op.op_name
     return None
 
