@@ -131,6 +131,7 @@ class MinMaxObserver:
     method_names: frozenset[str] | None = None
     sample_ranges: bool = True  # per-sample min/max (moving-average)
     histogram_counts: bool = True  # histograms (percentile, mse, entropy)
+    _binned: bool = field(default=False, repr=False)  # a merged part has values or bin indices to count (end_batch)
 
     def observe(self, name: str, array: np.ndarray) -> None:
         part = self.reduce(name, array, now=True)
@@ -263,8 +264,10 @@ class MinMaxObserver:
         # (lists are never changed in place: a part's list may be another tensor's too)
         if part.bins:
             r.bins = r.bins + part.bins if r.bins else part.bins
-        if part.hists:
-            r.hists = r.hists + part.hists if r.hists else part.hists
+            self._binned = True
+        if part.hists:  # counted already: added now (no reduce runs while merges do, see the interpreter)
+            for h in part.hists:  # (same_values may share h with another tensor: not r's own)
+                _add_histogram(r, h)
         if part.pending:
             r.pending = r.pending + part.pending if r.pending else part.pending
 
@@ -272,28 +275,29 @@ class MinMaxObserver:
         """A batch of n samples has run: its observations become per-sample min/max."""
         if not self.histograms:
             return
-        # a part several tensors share (same_values: a reshape's values) is counted once
-        parts = [r.bins for r in self.ranges.values() if r.bins]  # (and kept alive: ids below)
-        seen: set[int] = set()
-        shared: set[int] = set()
-        for bins in parts:
-            for p in bins:
-                (shared if id(p[0]) in seen else seen).add(id(p[0]))
-        memo: dict[tuple[Any, ...], Any] | None = {} if shared else None
+        if self._binned:  # parts whose values are counted now
+            self._binned = False
+            # a part several tensors share (same_values: a reshape's values) is counted once
+            parts = [r.bins for r in self.ranges.values() if r.bins]  # (and kept alive: ids below)
+            seen: set[int] = set()
+            shared: set[int] = set()
+            for bins in parts:
+                for p in bins:
+                    (shared if id(p[0]) in seen else seen).add(id(p[0]))
+            memo: dict[tuple[Any, ...], Any] | None = {} if shared else None
+            for r in self.ranges.values():
+                if r.bins:
+                    _count_bins(r, memo, shared)
         for r in self.ranges.values():
-            if r.bins:
-                _count_bins(r, memo, shared)
-            if r.hists:
-                hists, r.hists = r.hists, None
-                for h in hists:  # (same_values may share h with another tensor: not r's own)
-                    _add_histogram(r, h)
-            if r.pending:
-                smin, smax = _per_sample(r.pending, n)
+            pending = r.pending
+            if pending:
                 r.pending = None
+                smin, smax = pending[0] if len(pending) == 1 and len(pending[0][0]) == n else _per_sample(pending, n)
                 if r.sample_min is None or r.sample_max is None:
-                    r.sample_min, r.sample_max = [], []
-                r.sample_min.append(smin)
-                r.sample_max.append(smax)
+                    r.sample_min, r.sample_max = [smin], [smax]
+                else:
+                    r.sample_min.append(smin)
+                    r.sample_max.append(smax)
 
     def stats(self) -> Stats:
         """Tensor name -> Range, only for tensors that had at least one finite value."""
