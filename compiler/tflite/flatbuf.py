@@ -356,7 +356,7 @@ class Builder:
         vt = [0] * nslots
         object_end = len(fb.Bytes) - fb.head
         # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
-        for slot, kind, value, default in sorted(fields, key=_field_order):
+        for slot, kind, value, default in sorted(fields, key=_field_order) if len(fields) > 1 else fields:
             if value is None:
                 continue
             if kind == "off":
@@ -364,15 +364,16 @@ class Builder:
                     continue
                 size, pk = 4, None
             else:
-                flags = _FLAGS[kind]
-                enforce_number(value, flags)  # TypeError on a value out of range, as Prepend*Slot
+                size, pk, lo, hi = _SCALAR_FACTS[kind]
+                if lo is not None and not lo <= value <= hi:  # as Prepend*Slot (flatbuffers' enforce_number)
+                    enforce_number(value, _FLAGS[kind])
                 if default is not None:
-                    enforce_number(default, flags)
+                    if lo is not None and not lo <= default <= hi:
+                        enforce_number(default, _FLAGS[kind])
                     if value == default and not force:
                         continue
                 else:  # written whatever its value (table_generic forces defaults for it, then stops forcing)
                     force = fb.forceDefaults = False
-                size, pk = flags.bytewidth, flags.packer_type
             # Prep(size, 0), growing only when the room is short
             if size > fb.minalign:
                 fb.minalign = size
@@ -521,6 +522,9 @@ _FLAGS = {
     "f32": N.Float32Flags, "f64": N.Float64Flags,
 }  # fmt: skip
 _ZEROS = [b"\x00" * k for k in range(8)]
+# kind -> (bytes, packer, least and greatest value: None for floats and bool, which
+# flatbuffers' enforce_number does not bound)
+_SCALAR_FACTS = {k: (f.bytewidth, f.packer_type, f.min_val, f.max_val) for k, f in _FLAGS.items()}
 _INT_KINDS = frozenset(("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"))
 _UOFFSET = N.UOffsetTFlags.packer_type
 _SOFFSET = N.SOffsetTFlags.packer_type
