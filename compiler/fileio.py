@@ -52,6 +52,7 @@ def atomic_write_parts(path: str | os.PathLike[str], parts, check=None) -> int:
         with os.fdopen(fd, "w+b") as f:
             for p in parts:
                 f.write(p)
+                release_view(p)  # a piece read from a mapped model (a constant written as it was read) need not stay resident
             f.flush()
             size = f.tell()
             if check is not None:
@@ -80,6 +81,35 @@ def map_file(path: str | os.PathLike[str], what: str = "file"):
         if os.fstat(f.fileno()).st_size == 0:
             return b""
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def release_view(view: object) -> None:
+    """Let the OS drop the whole pages of a mapped file (map_file) under `view` (a memoryview
+    or numpy array over the mapping, e.g. one constant of a memory-mapped model), so having
+    read it once does not keep it resident; reading it again is still correct (the pages
+    come back from the file). A no-op for anything not backed by an mmap."""
+    import mmap
+
+    import numpy as np
+
+    base = view
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    m = base.obj
+    arr = view if isinstance(view, np.ndarray) else np.frombuffer(view, np.uint8)
+    if arr.nbytes == 0 or m.closed:
+        return
+    start = arr.__array_interface__["data"][0] - np.frombuffer(m, np.uint8, count=1).__array_interface__["data"][0]
+    page = mmap.PAGESIZE
+    first = -(-start // page) * page  # whole pages only: the neighbours' data shares the edge pages
+    last = (start + arr.nbytes) // page * page
+    if last > first:
+        try:
+            m.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass
 
 
 def release_pages(data: object) -> None:

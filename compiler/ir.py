@@ -145,28 +145,9 @@ def release_payload(payload: object) -> None:
     once does not keep the whole file resident. Reading the payload again is still correct
     (the pages come back from the file). `payload`: a dense attribute, or a numpy array or
     memoryview read from one; a no-op for anything not backed by a mapped file."""
-    import mmap
+    from tflquant.fileio import release_view
 
-    if isinstance(payload, DenseIntOrFPElementsAttr):
-        payload = payload.data.data
-    base = payload
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    m = base.obj
-    view = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, np.uint8)
-    if view.nbytes == 0 or m.closed:
-        return
-    start = view.__array_interface__["data"][0] - np.frombuffer(m, np.uint8, count=1).__array_interface__["data"][0]
-    page = mmap.PAGESIZE
-    first = -(-start // page) * page  # whole pages only: the neighbours' data shares the edge pages
-    last = (start + view.nbytes) // page * page
-    if last > first:
-        try:
-            m.madvise(mmap.MADV_DONTNEED, first, last - first)
-        except (OSError, ValueError):
-            pass
+    release_view(payload.data.data if isinstance(payload, DenseIntOrFPElementsAttr) else payload)
 
 
 def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> DenseIntOrFPElementsAttr:
