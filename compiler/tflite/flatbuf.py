@@ -70,22 +70,32 @@ _I32 = _SCALARS["i32"]
 
 
 class Table:
-    """A table at `pos` in `buf`, with its vtable checked."""
+    """A table at `pos` in `buf`, with its vtable checked. `vtables`: the vtables already
+    read from `buf` (vtable position -> its length, the object length and the field offsets),
+    shared by the tables read from one root: flatbuffers stores one vtable for every table
+    of the same layout, so most tables reuse a checked one."""
 
-    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen", "slots")
+    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen", "slots", "vtables")
 
-    def __init__(self, buf: bytes, pos: int):
+    def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, int, tuple[int, ...]]] | None = None):
         n = len(buf)
         if pos < 0 or pos + 4 > n:
             raise FlatbufferError(f"table offset {pos} is outside the {n}-byte buffer")
         vt = pos - _I32.unpack_from(buf, pos)[0]
-        if vt < 0 or vt + 4 > n:
-            raise FlatbufferError(f"vtable of the table at {pos} is outside the buffer")
-        vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
-        if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
+        if vtables is None:
+            vtables = {}
+        known = vtables.get(vt)
+        if known is None:
+            if vt < 0 or vt + 4 > n:
+                raise FlatbufferError(f"vtable of the table at {pos} is outside the buffer")
+            vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
+            if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
+                raise FlatbufferError(f"malformed vtable for the table at {pos}")
+            known = vtables[vt] = (vtlen, objlen, _u16s((vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
+        vtlen, objlen, slots = known
+        if pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
-        self.buf, self.pos, self.vt, self.vtlen, self.objlen = buf, pos, vt, vtlen, objlen
-        self.slots = _u16s((vtlen - 4) // 2).unpack_from(buf, vt + 4)  # the field offsets, read once
+        self.buf, self.pos, self.vt, self.vtlen, self.objlen, self.slots, self.vtables = buf, pos, vt, vtlen, objlen, slots, vtables
 
     def _field(self, slot: int) -> int:
         slots = self.slots
@@ -118,7 +128,7 @@ class Table:
 
     def table(self, slot: int) -> Table | None:
         p = self._indirect(slot)
-        return None if p is None else Table(self.buf, p)
+        return None if p is None else Table(self.buf, p, self.vtables)
 
     def _vector(self, slot: int, itemsize: int) -> tuple[int, int] | None:
         p = self._indirect(slot)
@@ -169,11 +179,11 @@ class Table:
         if v is None:
             return []
         start, count = v
-        buf = self.buf
+        buf, vtables = self.buf, self.vtables
         out = []
         for i in range(count):
             q = start + 4 * i
-            out.append(Table(buf, q + _U32.unpack_from(buf, q)[0]))
+            out.append(Table(buf, q + _U32.unpack_from(buf, q)[0], vtables))
         return out
 
     def strings(self, slot: int) -> list[str]:
