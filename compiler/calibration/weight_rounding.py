@@ -385,7 +385,11 @@ def choose_scales(
     """Scales of W [out, in] (shape per granularity, see the module docstring): absmax, or
     with `clip` the MSE-optimal clipping (weighted by `mean_square` = E[x_j^2] per input
     channel when given)."""
-    w = _matrix(w)
+    return _choose_scales(_matrix(w), bits, granularity, block_size, mean_square, clip, narrow, fp16_scales, block_axis, ratios)
+
+
+def _choose_scales(w, bits, granularity, block_size, mean_square, clip, narrow, fp16_scales, block_axis, ratios) -> np.ndarray:
+    """choose_scales of a float32 matrix _matrix has checked."""
     lay = _layout(w.shape, granularity, block_size, block_axis)
     qmin, qmax = qrange(bits, narrow)
     fp16 = granularity == "block" if fp16_scales is None else fp16_scales
@@ -400,7 +404,11 @@ def quantize_with_scales(
     w: np.ndarray, scales: np.ndarray, bits: int = 4, granularity: str = "channel", block_size: int = 32, narrow: bool = True, block_axis: str = "in"
 ) -> np.ndarray:
     """Round to nearest on the given scales: int8 codes [out, in]."""
-    w = _matrix(w)
+    return _quantize_with_scales(_matrix(w), scales, bits, granularity, block_size, narrow, block_axis)
+
+
+def _quantize_with_scales(w, scales, bits, granularity, block_size, narrow, block_axis) -> np.ndarray:
+    """quantize_with_scales of a float32 matrix _matrix has checked."""
     lay = _layout(w.shape, granularity, block_size, block_axis)
     qmin, qmax = qrange(bits, narrow)
     s = np.asarray(scales, np.float32)
@@ -722,8 +730,8 @@ def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narr
         if tensor_scale is not None and granularity == "tensor":
             scales = np.array([tensor_scale], np.float32)
         else:
-            scales = choose_scales(w, bits, granularity, block_size, msq, method == "mse", narrow, fp16_scales, block_axis, ratios)
-        codes = quantize_with_scales(w, scales, bits, granularity, block_size, narrow, block_axis)
+            scales = _choose_scales(w, bits, granularity, block_size, msq, method == "mse", narrow, fp16_scales, block_axis, ratios)
+        codes = _quantize_with_scales(w, scales, bits, granularity, block_size, narrow, block_axis)  # w checked once (_matrix)
     return RoundedWeight(codes, scales, bits, granularity, block_size, method, block_axis)
 
 
