@@ -105,7 +105,8 @@ class Table:
         return self._field(slot) != 0
 
     def scalar(self, slot: int, kind: str, default: object = 0) -> object:
-        off = self._field(slot)
+        slots = self.slots
+        off = slots[slot] if slot < len(slots) else 0  # (_field, inline: the readers' most frequent call)
         if off == 0:
             return default
         st = _SCALARS[kind]
@@ -115,7 +116,8 @@ class Table:
         return bool(v) if kind == "bool" else v
 
     def _indirect(self, slot: int) -> int | None:
-        off = self._field(slot)
+        slots = self.slots
+        off = slots[slot] if slot < len(slots) else 0
         if off == 0:
             return None
         p = self.pos + off
