@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -192,11 +192,12 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Outcome:
-    model: bytes
+    model: bytes  # the candidate's bytes (b"" once measured: the search keeps only its size)
     sqnr_db: float
     latency: float
     promoted_ops: int
     halves: tuple[float, float] = (-np.inf, -np.inf)  # output_sqnr on the even / the odd measured samples
+    size: int = 0  # bytes of the model (0: it did not quantize)
 
 
 def _sample_dbs(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -251,7 +252,7 @@ def _evaluate(job: _Job) -> _Outcome:
     dbs = _sample_dbs(job.reference, _run_quantized(r.module, job.measured))
     counts = precision_counts(r.module)
     return _Outcome(r.model, _worst_mean(dbs), estimated_latency(r.module), counts.get("int16", 0) + counts.get("float", 0),
-                    (_worst_mean(dbs, slice(0, None, 2)), _worst_mean(dbs, slice(1, None, 2))))
+                    (_worst_mean(dbs, slice(0, None, 2)), _worst_mean(dbs, slice(1, None, 2))), len(r.model))
 
 
 class _Pool:
@@ -433,8 +434,8 @@ def search_quantize(
             "calibration_method": calibration_method, "batch_size": batch_size, **options}
     fixed = parse_entries(op_precision_entries(op_precision))  # the user's own choices stay
 
-    def jobs(cands: list[dict[str, str]]) -> list[_Job]:
-        return [_Job(data, by_name, list(measured), reference, search_calib, opts, tuple(sorted({**c, **fixed}.items()))) for c in cands]
+    def precision(c: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({**c, **fixed}.items()))
 
     float_score = accuracy_fn(data) if accuracy_fn is not None else None
 
@@ -456,18 +457,25 @@ def search_quantize(
 
     with _Pool(workers) as pool:
         producer, readers = _graph(module)
-        state: dict[str, str] = {}
-        cur = pool.map(jobs([state]))[0]
-        if not cur.model:  # the int8 start does not quantize: its error, raised here
-            quantize(data, representative_dataset=by_name, op_precision=dict(fixed), _calibration=search_calib, **opts)
-        cur_score = measure(cur)
-        path = [Step(0, (), cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops, measured=measured_on)]
-        n_ops = max(_promotable_ops(module), 1)
-        op_latency = max(path[0].latency / n_ops, 1e-9)  # the int8 model's mean op: the cost unit
+        # every mix measured once: a mix the search comes back to (units that add the same
+        # ops to the current mix, a pruning trial equal to an earlier one) is looked up
+        seen: dict[tuple[tuple[str, str], ...], tuple[_Outcome, float | None]] = {}
 
         def evaluate(states: list[dict[str, str]]) -> list[tuple[_Outcome, float | None]]:
-            outs = pool.map(jobs(states))
-            return [(o, measure(o)) for o in outs]
+            keys = [precision(c) for c in states]
+            new = list(dict.fromkeys(k for k in keys if k not in seen))
+            outs = pool.map([_Job(data, by_name, list(measured), reference, search_calib, opts, k) for k in new])
+            for k, o in zip(new, outs):
+                seen[k] = (replace(o, model=b""), measure(o))  # the bytes are not kept (a model's worth per mix)
+            return [seen[k] for k in keys]
+
+        state: dict[str, str] = {}
+        cur, cur_score = evaluate([state])[0]
+        if not cur.size:  # the int8 start does not quantize: its error, raised here
+            quantize(data, representative_dataset=by_name, op_precision=dict(fixed), _calibration=search_calib, **opts)
+        path = [Step(0, (), cur.sqnr_db, cur.size, cur.latency, cur_score, cur.promoted_ops, measured=measured_on)]
+        n_ops = max(_promotable_ops(module), 1)
+        op_latency = max(path[0].latency / n_ops, 1e-9)  # the int8 model's mean op: the cost unit
 
         def value(o: _Outcome, score: float | None) -> float:
             """What promotions add up: minus the output's noise power relative to the
@@ -525,7 +533,7 @@ def search_quantize(
             accepted += chosen
             promoted = tuple(f"{n}={p}" for n, p in new_state.items() if state.get(n) != p)
             state, (cur, cur_score) = new_state, res_p[k]
-            path.append(Step(len(path), promoted, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+            path.append(Step(len(path), promoted, cur.sqnr_db, cur.size, cur.latency, cur_score, cur.promoted_ops))
 
         # 3. pruning: take back the promoted units the target does not need (those whose
         # removal saves the most first), then single promoted ops the same way
@@ -557,7 +565,7 @@ def search_quantize(
                     pieces = [u for i, u in enumerate(pieces) if i not in dropped]
             if state != before:
                 gone = tuple(f"{n}={state.get(n, 'int8')}" for n in before if state.get(n) != before[n])
-                path.append(Step(len(path), gone, cur.sqnr_db, len(cur.model), cur.latency, cur_score, cur.promoted_ops))
+                path.append(Step(len(path), gone, cur.sqnr_db, cur.size, cur.latency, cur_score, cur.promoted_ops))
     result = quantize(data, representative_dataset=by_name, op_precision={**state, **fixed}, _calibration=calib, **opts)
     result.report.search = path
     if not meets(cur, cur_score):
