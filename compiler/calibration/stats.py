@@ -239,8 +239,15 @@ class Histogram:
 
     def rebin(self, exp: int, start: int, n: int) -> np.ndarray:
         """These counts on the coarser grid `exp` (>= self.exp), bins start .. start + n - 1."""
-        k = np.arange(self.start, self.start + len(self.counts), dtype=np.int64) >> (exp - self.exp)
-        return np.bincount(k - start, weights=self.counts.astype(np.float64), minlength=n)[:n].round().astype(np.int64)
+        d = exp - self.exp
+        first, last = self.start >> d, (self.start + len(self.counts) - 1) >> d  # (>>: floor, negatives too)
+        # bin b of the coarse grid sums the fine bins b * 2**d .. (b + 1) * 2**d - 1: runs of the counts
+        bounds = np.maximum((np.arange(first, last + 1, dtype=np.int64) << d) - self.start, 0)
+        out = np.zeros(n, np.int64)
+        sums = np.add.reduceat(self.counts.astype(np.int64, copy=False), bounds)
+        lo = first - start
+        out[max(lo, 0) : lo + len(sums)] = sums[max(-lo, 0) : n - lo]
+        return out
 
     def merge(self, other: Histogram, lo: float, hi: float) -> Histogram:
         """Both histograms' counts on the grid of the merged range [lo, hi]."""
