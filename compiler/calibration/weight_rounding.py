@@ -291,28 +291,15 @@ def search_scales(
     28.32 / 27.31 / 26.46). (A lazier search, stepping down from 1.0 while the error falls,
     loses weight MSE: it stops at the first local minimum.)"""
     g = np.asarray(groups, np.float32)
-    amax = np.max(np.abs(g), axis=1) if g.shape[1] else np.zeros(g.shape[0], np.float32)
-    zero = ~(amax > 0)
-    amax = np.where(zero, np.float32(qmax), amax).astype(np.float32)  # zero rows -> scale 1.0
-    base = amax / np.float32(qmax)
-    best_s = _finish_scales(base, fp16, min_scale)
-    if ratios is None or g.size == 0:
-        return best_s
-    rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True)
-    if not rs:
-        return best_s
+    rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True) if ratios is not None else []
+    if not rs or g.size == 0:
+        return _absmax_scales(np.max(np.abs(g), axis=1) if g.shape[1] else np.zeros(g.shape[0], np.float32), qmax, fp16, min_scale)[2]
     p = None if weights is None else np.asarray(weights, np.float32)
     if p is not None and p.ndim < 2:
         p = p.reshape(1, -1)
     grid = np.array([1.0, *rs], np.float32)  # index 0 = absmax
-    # coarse to fine: every COARSE-th ratio (1.0, 0.90, ..., 0.50 for the default grid),
-    # then the COARSE - 1 on either side of each group's best (the whole grid when it is
-    # short): 6 + 8 error evaluations instead of 26. (A lazier search, stepping by 3 from
-    # the top while the error falls, measured 1.6x faster on int4 blocks of 32 but cost
-    # tiny_transformer's logits 0.45 dB in LiteRT: not kept.)
-    # Each stage evaluates its candidates at once on a chunk of groups (a few hundred KB:
-    # in cache, few numpy calls); the first strict minimum in candidate order wins, as a
-    # one-by-one search would pick.
+    # Each stage evaluates its candidates at once on a chunk of groups (SEARCH_CHUNK elements
+    # x candidates: in cache, few numpy calls per chunk).
     n = g.shape[1]
     tr = n < TRANSPOSE_BELOW
     coarse, steps = search_plan(len(grid))
@@ -321,35 +308,45 @@ def search_scales(
     # elementwise step and the sum over a group run along contiguous rows (with a block of
     # 32 on the inner axis each broadcast and the reduction is a short strided loop)
     sp = None if p is None else np.sqrt(np.maximum(p, np.float32(0)))
+    best_s = np.empty(len(g), np.float32)
     for c0 in range(0, len(g), rows):
         c1 = min(c0 + rows, len(g))
-        gc, bc = g[c0:c1], base[c0:c1]
+        gc = g[c0:c1]
         pc = None if sp is None else sp if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
             gc = np.ascontiguousarray(gc.T)
             pc = None if pc is None else np.ascontiguousarray(pc.T)
+        zc, bc, sc0 = _absmax_scales(np.max(np.abs(gc), axis=0 if tr else 1), qmax, fp16, min_scale)  # the max along rows of many groups when transposed
         m = c1 - c0
         cand = np.broadcast_to(np.array(coarse, np.intp)[:, None], (len(coarse), m))
-        e, sc = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)
-        best_i, best_e, bs = cand[0].copy(), e[0], sc[0]
+        e = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)[0]
+        best_i, best_e = cand[0].copy(), e[0]
         for k in range(1, len(cand)):  # the first candidate with the least error (as argmin)
-            _keep_better(best_i, best_e, bs, cand[k], e[k], sc[k])
+            _keep_better(best_i, best_e, cand[k], e[k])
         for h in steps:  # then the best so far +- h, replaced only by a strictly lower error
             cand = np.clip(np.stack([best_i + h, best_i - h]), 0, len(grid) - 1)
-            e, sc = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)
+            e = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)[0]
             for k in range(2):
-                _keep_better(best_i, best_e, bs, cand[k], e[k], sc[k])
-        zc = zero[c0:c1]
-        best_s[c0:c1] = np.where(zc, best_s[c0:c1], bs)
-    return best_s.astype(np.float32)
+                _keep_better(best_i, best_e, cand[k], e[k])
+        # the chosen candidates' scales, as _errors computed them
+        bs = _finish_scales(bc * grid[best_i], fp16, min_scale)
+        best_s[c0:c1] = np.where(zc, sc0, bs)
+    return best_s
 
 
-def _keep_better(best_i: np.ndarray, best_e: np.ndarray, best_s: np.ndarray, i: np.ndarray, e: np.ndarray, s: np.ndarray) -> None:
-    """Where e < best_e: the candidate (index i, error e, scale s) replaces the best, in place."""
-    better = e < best_e
-    np.copyto(best_i, i, where=better)
-    np.copyto(best_e, e, where=better)
-    np.copyto(best_s, s, where=better)
+def _absmax_scales(amax: np.ndarray, qmax: int, fp16: bool, min_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all-zero groups, base = amax / qmax, absmax scales) of groups with maxima |w| amax;
+    an all-zero group has base 1 and scale 1.0."""
+    zero = ~(amax > 0)
+    amax = np.where(zero, np.float32(qmax), amax).astype(np.float32)
+    base = amax / np.float32(qmax)
+    return zero, base, _finish_scales(base, fp16, min_scale)
+
+
+def _keep_better(best_i: np.ndarray, best_e: np.ndarray, i: np.ndarray, e: np.ndarray) -> None:
+    """Where e < best_e: the candidate (grid index i, error e) replaces the best, in place."""
+    np.copyto(best_i, i, where=e < best_e)
+    np.minimum(best_e, e, out=best_e)
 
 
 def _errors(g, base, grid, cand, sp, transposed, qmin, qmax, fp16, min_scale):
