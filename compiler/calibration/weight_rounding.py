@@ -282,8 +282,9 @@ def search_scales(
     decoder_tiny's int4 weights (no data; channel, block 32, block 128) against trying all
     26: weight SQNR 0.001-0.0015 dB lower on average, 0.005 dB at worst (the earlier search,
     every 5th ratio then the best's 8 neighbours, 14 evaluations: 0.0006-0.0008, 0.004);
-    tiny_transformer's: 0.009 / 0.015 dB (earlier: 0.004 / 0.012); in 0.75-0.8x the
-    earlier search's CPU time.
+    tiny_transformer's: 0.009 / 0.015 dB (earlier: 0.004 / 0.012); in 0.55-0.7x the
+    earlier search's CPU time (1024 x 4096 int4 blocks of 32: 80 -> 44 ms, channels 59 ->
+    36 ms, one core).
     int4 logits SQNR in LiteRT is a poor judge of such differences: it moves by 0.1-0.2 dB
     on decoder_tiny and 1-2 dB on tiny_transformer between searches of the same weight MSE
     (all 26 ratios, the 14-evaluation search, this one: decoder_tiny dynamic channel 9.38 /
