@@ -190,13 +190,16 @@ def count_bins(values: np.ndarray, exp: int, start: int, n: int) -> np.ndarray:
         return np.bincount(bin_index(values, exp, start).reshape(-1), minlength=n)
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None or len(bufs[0]) < k:
-        bufs = _scratch.bufs = (np.empty(max(k, 1 << 16), np.float32), np.empty(max(k, 1 << 16), np.int32))
-    t, idx = bufs[0][:k], bufs[1][:k]
-    tv = t.reshape(values.shape)
-    np.multiply(values, math.ldexp(1.0, -exp), out=tv)  # (a power of two: exact as float32)
+        size = max(k, 1 << 16)
+        bufs = _scratch.bufs = (np.empty(size, np.float32), np.empty(size, np.int32), np.empty(size, np.intp))
+    t, i32, idx = bufs[0][:k], bufs[1][:k], bufs[2][:k]
+    np.multiply(values, math.ldexp(1.0, -exp), out=t.reshape(values.shape))  # (a power of two: exact as float32)
     np.floor(t, out=t)
     np.subtract(t, float(start), out=t)  # exact: integers below 2**24
-    np.copyto(idx, t, casting="unsafe")
+    # float32 -> int32 -> intp: both casts SIMD (float32 -> intp directly is not), and
+    # bincount takes intp without a copy of its own
+    np.copyto(i32, t, casting="unsafe")
+    np.copyto(idx, i32)
     return np.bincount(idx, minlength=n)
 
 
