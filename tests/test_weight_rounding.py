@@ -260,3 +260,17 @@ def test_search_close_to_trying_every_ratio(layer):
         np.testing.assert_allclose(err(wr.search_scales(groups, qmin, qmax, ratios=short, fp16=fp16)), exact, rtol=1e-6)
     coarse, steps = wr.search_plan(len(wr.DEFAULT_RATIOS))
     assert 0 in coarse and len(coarse) + 2 * len(steps) < len(wr.DEFAULT_RATIOS)
+
+
+def test_skipped_candidates_change_nothing(layer, monkeypatch):
+    """A coarse candidate that the largest element's clipping error rules out in every group
+    of a chunk is skipped: the same scales as evaluating it (blocks of 32, where it is)."""
+    w, _x = layer
+    for narrow in (True, False):
+        lo, hi = wr.qrange(4, narrow)
+        for groups, fp16 in [(w.reshape(-1, 32), True), (w.reshape(-1, 32) * 1e-6, True), (w, False)]:
+            got = wr.search_scales(groups, lo, hi, fp16=fp16, min_scale=1e-8)
+            with monkeypatch.context() as m:
+                m.setattr(wr, "PRUNE_MARGIN", np.inf)  # never skip
+                want = wr.search_scales(groups, lo, hi, fp16=fp16, min_scale=1e-8)
+            np.testing.assert_array_equal(got, want)
