@@ -539,6 +539,7 @@ def calibrate(
 # friends in the same order (a view of the same buffer), TRANSPOSE permuted
 _SAME_ORDER = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 _PERMUTED = frozenset({"TRANSPOSE"})
+_READERS = frozenset(tfl.BUILTIN_CLASSES[k] for k in _SAME_ORDER | _PERMUTED)  # their op classes
 
 
 class _NamedObserver:
@@ -585,7 +586,7 @@ class _NamedObserver:
                 if kind in _SAME_ORDER or kind in _PERMUTED:
                     src = op.operands[0]
                     same = kind in _SAME_ORDER
-            read = any(u.index == 0 and (tfl.op_type(u.operation) in _SAME_ORDER or tfl.op_type(u.operation) in _PERMUTED) for u in value.uses)
+            read = any(u.index == 0 and type(u.operation) in _READERS for u in value.uses)
             out = (src, same, read)
             self.sources[id(value)] = out
             return out
