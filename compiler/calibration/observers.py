@@ -56,7 +56,7 @@ class TensorRange:
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
     bins: list[tuple[np.ndarray, Any, Any, int]] | None = None  # this batch's values to count: (values, min, max, weight), or (int32 bin indices, exp, start, weight) on the running grid
-    hists: list[Histogram] | None = None  # this batch's parts counted on grids of their own (their range's, or the running one when coarser)
+    hists: list[Histogram] | None = None  # a reduce result's counts (on the running grid, or its range's / the coarser running one): merge adds them
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
     sample_min: list[np.ndarray] | None = None  # finished batches' per-sample minima (float32)
     sample_max: list[np.ndarray] | None = None
@@ -204,17 +204,19 @@ class MinMaxObserver:
         return part
 
     def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int, now: bool) -> None:
-        """The part's values to count (finite, in [lo, hi]), counted in end_batch with the
-        batch's other parts in one bincount (see _count_bins): their bin indices when they
-        fit the running histogram's grid (reading it is all reduce reads of the observer),
-        else a copy of them (the activation is not kept). A first observation of the batch
-        merged right away (`now`: no parallel sample ranges) is counted here instead, on the
-        grid of its range or the coarser running one: no copy to keep (histograms of the
-        same data merge exactly however it was split, see stats.Histogram)."""
+        """The part's values to count (finite, in [lo, hi]). An observation merged right
+        away (`now`: no parallel sample ranges) is counted here: on the running histogram's
+        grid when it fits (merge adds the counts in place), else, as the batch's first part,
+        on the grid of its range or the coarser running one. Otherwise (parallel sample
+        ranges, or a later part of a batch off the grid) they are counted in end_batch with
+        the batch's other parts in one bincount (see _count_bins): their bin indices when
+        they fit the running grid (reading it is all reduce reads of the observer), else a
+        copy of them (the activation is not kept). All the same counts: histograms of the
+        same data merge exactly however it was split (see stats.Histogram)."""
         run = self.ranges.get(name)
         g = run.hist if run is not None else None
         if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
-            if now:  # counted right away on the running grid (added in place in end_batch)
+            if now:  # counted right away on the running grid (merge adds them in place)
                 counts = count_bins(_f(sub), g.exp, g.start, len(g.counts))
                 if weight != 1:
                     counts *= weight
