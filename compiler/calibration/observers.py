@@ -206,9 +206,9 @@ class MinMaxObserver:
     def _bin(self, name: str, part: TensorRange, sub: np.ndarray, lo: float, hi: float, weight: int, now: bool) -> None:
         """The part's values to count (finite, in [lo, hi]). An observation merged right
         away (`now`: no parallel sample ranges) is counted here: on the running histogram's
-        grid when it fits (merge adds the counts in place), else, as the batch's first part,
-        on the grid of its range or the coarser running one. Otherwise (parallel sample
-        ranges, or a later part of a batch off the grid) they are counted in end_batch with
+        grid when it fits (merge adds the counts in place), else on the grid of its range or
+        the coarser running one. Otherwise (parallel sample ranges: parts reduced before any
+        is merged) they are counted in end_batch with
         the batch's other parts in one bincount (see _count_bins): their bin indices when
         they fit the running grid (reading it is all reduce reads of the observer), else a
         copy of them (the activation is not kept). All the same counts: histograms of the
