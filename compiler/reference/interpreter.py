@@ -379,15 +379,18 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
 _OP_CLASSES: set[type] = set()
 
 
+_UNSET = object()
+
+
 class _TypeFacts:
     """What planning asks of value types, once per type object (a function's values share
     their type objects): quantized element, float dtype, static element count."""
 
     def __init__(self) -> None:
-        self.facts: dict[int, tuple[Any, Any, int]] = {}
+        self.facts: dict[int, list[Any]] = {}
         self.keep: list[Any] = []  # the types keyed by id (alive while planning)
 
-    def _of(self, t: Any) -> tuple[Any, Any, int]:
+    def _of(self, t: Any) -> list[Any]:
         f = self.facts.get(id(t))
         if f is None:
             self.keep.append(t)
@@ -395,9 +398,9 @@ class _TypeFacts:
                 e = 1
                 for d in t.get_shape():
                     e *= max(int(d), 1)
-                f = (quantized_element(t) or blockwise_element(t), fk.float_dtype(t), e)
+                f = [quantized_element(t) or blockwise_element(t), _UNSET, e]
             else:
-                f = (None, None, 0)
+                f = [None, None, 0]
             self.facts[id(t)] = f
         return f
 
@@ -405,7 +408,10 @@ class _TypeFacts:
         return self._of(t)[0]
 
     def float_dtype(self, t: Any) -> Any:
-        return self._of(t)[1]
+        f = self._of(t)
+        if f[1] is _UNSET:  # asked for only when planning needs it (a blockwise type has none)
+            f[1] = fk.float_dtype(t)
+        return f[1]
 
     def elems(self, t: Any) -> int:
         return self._of(t)[2]
