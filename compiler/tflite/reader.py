@@ -104,6 +104,7 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
     13: (tfl.ResourceType(), "u1"),
     14: (tfl.VariantType(), "u1"),
 }
+_PAYLOAD_DTYPES = {code: np.dtype(dtype) for code, (_e, dtype) in ELEMENT_OF_TYPE.items()}
 _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
@@ -308,8 +309,8 @@ class _Importer:
         if code not in ELEMENT_OF_TYPE:
             tname = _TYPE_NAMES.get(code, str(code))
             raise self.fail(f"tensor '{info.name}' has type {tname}, which tflquant does not support")
-        elem, dtype = ELEMENT_OF_TYPE[code]
-        info.payload_dtype = np.dtype(dtype)
+        elem, _ = ELEMENT_OF_TYPE[code]
+        info.payload_dtype = _PAYLOAD_DTYPES[code]
         shape = t.ints(T["shape"]) or []
         if any(d < 0 for d in shape):
             raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
@@ -669,6 +670,7 @@ def _exact(v: object) -> object:
     return (v, math.copysign(1.0, v)) if isinstance(v, float) else v
 
 
+@functools.cache
 @functools.cache
 def _op_facts(cls: type[tfl.TflOp]) -> tuple[int, bool]:
     """(the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
