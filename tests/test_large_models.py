@@ -162,6 +162,21 @@ def test_api_output_past_the_limit_is_streamed_by_save(decoder, tmp_path, monkey
     assert _sqnr(_run(str(src), tokens), _run(str(out), tokens)) > 5.0
 
 
+def test_api_output_under_the_limit_is_kept_as_pieces(decoder, tmp_path):
+    """Under 2 GB the result holds the builder's pieces with the constants' payloads among
+    them (nothing joined): save() streams and verifies them, .model joins them once."""
+    src = tmp_path / "float.tflite"
+    write_model(decoder, src)
+    r = tflquant.quantize(src, mode="dynamic")
+    assert len(r.pieces) > 1 and any(isinstance(p, memoryview) for p in r.pieces)
+    out = tmp_path / "q.tflite"
+    r.save(out)
+    assert out.stat().st_size == r.report.size_after == sum(len(p) for p in r.pieces)
+    assert out.read_bytes() == write_flatbuffer(r.module) == r.model
+    assert r.pieces == [r.model]  # joined once, on first use
+    assert not any(off for _, off, _ in _buffer_spans(r.model))
+
+
 _CHILD = r"""
 import json, resource, sys
 import tflquant, tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer

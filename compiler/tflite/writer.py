@@ -49,6 +49,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import pack_bits
 from tflquant.errors import TflquantError
+from tflquant.fileio import release_view
 from tflquant.tflite import schema, versions
 from tflquant.tflite.flatbuf import Builder
 
@@ -147,6 +148,8 @@ class _Plan:
             idx = len(self.buffers)
             self.buffers.append(data)
             self._buffer_index[key] = idx
+        if type(data) is memoryview:  # hashed: a mapped input's pages need not stay resident
+            release_view(data)
         return idx
 
     def opcode(self, code: int, custom: str | None, version: int) -> int:
@@ -177,19 +180,24 @@ def write_flatbuffer(
 
 
 def model_pieces(module: ModuleOp, *, max_flatbuffer_size: int | None = None) -> tuple[list[bytes | memoryview], bool]:
-    """(the file's pieces in order, large layout?). A model within one flatbuffer is one
-    piece, verified; in the large-model layout the pieces are the flatbuffer, padding and
-    the constants' own payloads (no copy), not yet verified: write them with
+    """(the file's pieces in order, large layout?): views of the builder's memory with the
+    constants' own payloads among them (in the large-model layout after the flatbuffer,
+    with padding), never joined here and not yet verified. Write them with
     `fileio.atomic_write_parts(path, pieces, check=verify_model)`, which verifies the
-    mapped file, so a model past 2 GB is never held twice in memory."""
+    mapped file, or verify `b"".join(pieces)` when the bytes are needed: the model is
+    never held twice in memory unless its caller asks for one bytes object. A model that
+    is one piece (no constant big enough to stay out of the builder) is returned as its
+    bytes, verified."""
     from tflquant.tflite.verify import verify_model
 
     head, tail = _layout(module, schema.FLATBUFFER_SIZE_MAX if max_flatbuffer_size is None else max_flatbuffer_size, None)
     if tail:
         return list(_large_parts(head, tail)), True
-    out = b"".join(head)
-    verify_model(out)
-    return [out], False
+    if len(head) == 1:
+        out = bytes(head[0])
+        verify_model(out)
+        return [out], False
+    return list(head), False
 
 
 def _pieces(module: ModuleOp, max_flatbuffer_size: int, large: bool | None):
