@@ -156,14 +156,19 @@ def split(y: np.ndarray, sb: tuple[int, int]) -> np.ndarray:
     return y.reshape(sb + y.shape[1:])
 
 
+def _abs_max(x: np.ndarray) -> int:
+    """Largest |value| of an integer array, as a Python int (no int64 copy, no int8 wrap)."""
+    return max(abs(int(x.min(initial=0))), abs(int(x.max(initial=0))))
+
+
 def exact_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer matrix product, exact: float64 BLAS when sums stay below 2^53, else int64."""
-    a64 = a.astype(np.int64)
-    b64 = b.astype(np.int64)
-    bound = float(np.abs(a64).max(initial=0)) * float(np.abs(b64).max(initial=0)) * a.shape[-1]
+    """Integer matrix product, exact: float64 BLAS when sums stay below 2^53, else int64.
+    The operands are converted once, straight to the type the product runs in (the im2col
+    matrices of convolutions are large: an int64 copy first cost as much as the product)."""
+    bound = float(_abs_max(a)) * float(_abs_max(b)) * a.shape[-1]
     if bound < 2.0**52:
-        return np.rint(a64.astype(np.float64) @ b64.astype(np.float64)).astype(np.int64)
-    return a64 @ b64
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64, copy=False) @ b.astype(np.int64, copy=False)
 
 
 # ---------------------------------------------------------------------------------------
