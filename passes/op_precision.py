@@ -10,8 +10,11 @@ int16x8 mode. Every value is stored at its producer's precision; an op of anothe
 reads it through a requantizing QUANTIZE (int8 <-> int16, which LiteRT's QUANTIZE kernel
 runs), so a same-scale op (RESHAPE, CONCATENATION, pools) and everything its scale is tied
 to share the one precision, and a fixed-range op (SOFTMAX, LOGISTIC, TANH) gets its
-precision's fixed output range. A name or type that matches no op, a constant's name or an
-unknown precision is an error.
+precision's fixed output range. With integer model I/O (the pipeline sets insert-fake-quant's
+`requantize-inputs`), a model input read by ops of the other precision is requantized for
+them, and a model output computed at the other precision leaves through a requantizing
+QUANTIZE to the I/O type (int16 -> int8 with int8 / uint8 I/O; int8 -> int16 with int16 I/O).
+A name or type that matches no op, a constant's name or an unknown precision is an error.
 """
 
 from __future__ import annotations
