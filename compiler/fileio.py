@@ -90,6 +90,8 @@ def release_view(view: object) -> None:
     come back from the file). A no-op for anything not backed by an mmap."""
     import mmap
 
+    if getattr(view, "nbytes", mmap.PAGESIZE) < mmap.PAGESIZE:  # holds no whole page
+        return
     import numpy as np
 
     base = view

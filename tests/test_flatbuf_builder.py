@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from tflquant.tflite.flatbuf import NUMPY_OF_KIND, Builder
+from tflquant.tflite.flatbuf import NUMPY_OF_KIND, Builder, table_layout
 
 KINDS = ("bool", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")
 RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767), "u32": (0, 2**32 - 1),
@@ -20,10 +20,12 @@ def _value(rng, kind):
     return [0, 1, lo, hi, -1 if lo < 0 else 2][int(rng.integers(5))]
 
 
-def _build(seed: int, fast: bool) -> bytes:
+def _build(seed: int, fast: bool, layouts: bool = False) -> bytes:
     rng = np.random.default_rng(seed)
     b = Builder(64)  # small: the buffer grows while building
     table = b.table if fast else b.table_generic
+    if layouts:  # every table through a layout of its own fields' slots and kinds
+        table = lambda fields: b.table(fields, table_layout([(f[0], f[1]) for f in fields]))  # noqa: E731
     offsets = b.offsets if fast else b.offsets_generic
     made: list[int] = []
     shared: dict = {}
@@ -65,6 +67,11 @@ def _build(seed: int, fast: bool) -> bytes:
 @pytest.mark.parametrize("seed", range(40))
 def test_fast_builder_writes_the_same_bytes(seed):
     assert _build(seed, fast=True) == _build(seed, fast=False)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_tables_with_a_layout_write_the_same_bytes(seed):
+    assert _build(seed, fast=True, layouts=True) == _build(seed, fast=False)
 
 
 def test_out_of_range_scalar_is_refused_like_flatbuffers():

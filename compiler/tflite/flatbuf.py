@@ -133,17 +133,30 @@ class Table:
         return None if p is None else Table(self.buf, p, self.vtables)
 
     def _vector(self, slot: int, itemsize: int) -> tuple[int, int] | None:
-        p = self._indirect(slot)
-        if p is None:
+        # _indirect, inline (every vector, string and table list read goes through here)
+        slots = self.slots
+        off = slots[slot] if slot < len(slots) else 0
+        if off == 0:
             return None
-        count = _U32.unpack_from(self.buf, p)[0]
-        if p + 4 + count * itemsize > len(self.buf):
+        if off + 4 > self.objlen:
+            raise FlatbufferError(f"field {slot} of the table at {self.pos} runs past the table")
+        buf = self.buf
+        p = self.pos + off
+        p += _U32.unpack_from(buf, p)[0]
+        n = len(buf)
+        if p + 4 > n:
+            raise FlatbufferError(f"field {slot} of the table at {self.pos} points outside the buffer")
+        count = _U32.unpack_from(buf, p)[0]
+        if p + 4 + count * itemsize > n:
             raise FlatbufferError(f"vector in field {slot} of the table at {self.pos} runs past the buffer ({count} elements)")
         return p + 4, count
 
     def string(self, slot: int) -> str | None:
-        raw = self.raw_bytes(slot)
-        return None if raw is None else raw.decode("utf-8", errors="surrogateescape")
+        v = self._vector(slot, 1)
+        if v is None:
+            return None
+        start, count = v
+        return str(self.buf[start : start + count], "utf-8", "surrogateescape")
 
     def raw_bytes(self, slot: int) -> bytes | None:
         v = self._vector(slot, 1)
@@ -154,7 +167,7 @@ class Table:
 
     def vector(self, slot: int, kind: str) -> np.ndarray | None:
         """A vector of scalars as a read-only numpy array (None when absent)."""
-        dtype = np.dtype(NUMPY_OF_KIND[kind])
+        dtype = _DTYPES[kind]
         v = self._vector(slot, dtype.itemsize)
         if v is None:
             return None
@@ -163,14 +176,16 @@ class Table:
 
     def ints(self, slot: int, kind: str = "i32") -> list[int] | None:
         """A vector of integers as a Python list (None when absent): vector(slot, kind).tolist()."""
-        fmt = _INT_FORMATS[kind]
         v = self._vector(slot, _INT_SIZES[kind])
         if v is None:
             return None
         start, count = v
         if count > 64:
-            return np.frombuffer(self.buf, dtype=np.dtype(NUMPY_OF_KIND[kind]), count=count, offset=start).tolist()
-        return list(struct.unpack_from(f"<{count}{fmt}", self.buf, start))
+            return np.frombuffer(self.buf, dtype=_DTYPES[kind], count=count, offset=start).tolist()
+        st = _INT_STRUCTS.get((kind, count))
+        if st is None:
+            st = _INT_STRUCTS[(kind, count)] = struct.Struct(f"<{count}{_INT_FORMATS[kind]}")
+        return list(st.unpack_from(self.buf, start))
 
     def vector_span(self, slot: int) -> tuple[int, int] | None:
         """(start, length) in bytes of a [ubyte] vector, without copying."""
@@ -182,11 +197,8 @@ class Table:
             return []
         start, count = v
         buf, vtables = self.buf, self.vtables
-        out = []
-        for i in range(count):
-            q = start + 4 * i
-            out.append(Table(buf, q + _U32.unpack_from(buf, q)[0], vtables))
-        return out
+        rel = np.frombuffer(buf, dtype="<u4", count=count, offset=start).tolist() if count > 64 else _u32s(count).unpack_from(buf, start)
+        return [Table(buf, start + 4 * i + o, vtables) for i, o in enumerate(rel)]
 
     def strings(self, slot: int) -> list[str]:
         v = self._vector(slot, 4)
@@ -205,6 +217,18 @@ class Table:
                 raise FlatbufferError("string runs past the buffer")
             out.append(bytes(self.buf[p + 4 : p + 4 + ln]).decode("utf-8", errors="surrogateescape"))
         return out
+
+
+_DTYPES = {k: np.dtype(v) for k, v in NUMPY_OF_KIND.items()}
+_INT_STRUCTS: dict[tuple[str, int], struct.Struct] = {}  # (kind, count) -> its vector's struct (up to 64 elements)
+_U32S: dict[int, struct.Struct] = {}
+
+
+def _u32s(n: int) -> struct.Struct:
+    st = _U32S.get(n)
+    if st is None:
+        st = _U32S[n] = struct.Struct(f"<{n}I")
+    return st
 
 
 def root_table(buf: bytes, identifier: bytes | None = None) -> Table:
@@ -352,23 +376,29 @@ class Builder:
             fb.PrependUOffsetTRelative(o)
         return fb.EndVector()
 
-    def table(self, fields: Sequence[Field]) -> int:
+    def table(self, fields: Sequence[Field], layout: Layout | None = None) -> int:
         """A table of the fields; the same bytes flatbuffers.Builder's StartObject /
         Prepend*Slot / EndObject write (table_generic), built here without its per-field
         method calls: Prep's alignment, growth and minalign, the vtable written or shared
-        as WriteVtable does (its dictionary of vtables)."""
+        as WriteVtable does (its dictionary of vtables). `layout`: table_layout() of fields
+        whose slots and kinds are always these (the order to write them, found once)."""
         fb = self.fb
         if fb.nested:
             raise flatbuffers.builder.IsNestedError()
-        nslots = 0
-        for f in fields:
-            if f[0] >= nslots:
-                nslots = f[0] + 1
+        if layout is not None:
+            order, nslots = layout
+            ordered: Sequence[Field] = [fields[i] for i in order]
+        else:
+            nslots = 0
+            for f in fields:
+                if f[0] >= nslots:
+                    nslots = f[0] + 1
+            # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
+            ordered = sorted(fields, key=_field_order) if len(fields) > 1 else fields
         force = fb.forceDefaults
         vt = [0] * nslots
         object_end = len(fb.Bytes) - fb.head
-        # Larger scalars first keeps the table compact; order is fixed, so output is deterministic.
-        for slot, kind, value, default in sorted(fields, key=_field_order) if len(fields) > 1 else fields:
+        for slot, kind, value, default in ordered:
             if value is None:
                 continue
             if kind == "off":
@@ -436,7 +466,16 @@ class Builder:
         """flatbuffers.Builder.EndObject (WriteVtable) for the object whose fields are at
         the offsets `vt` (0: absent), started at `object_end`."""
         fb = self.fb
-        self._prep(4, 0)  # PrependSOffsetTRelative(0)
+        # PrependSOffsetTRelative(0): Prep(4, 0), inline when no growth is needed
+        if fb.minalign < 4:
+            fb.minalign = 4
+        head = fb.head
+        align = (head - len(fb.Bytes)) & 3
+        if head < align + 4:
+            self._prep(4, 0)
+        elif align:
+            fb.Bytes[head - align : head] = _ZEROS[align]
+            fb.head = head - align
         fb.head -= 4
         n = len(fb.Bytes)
         object_offset = n - fb.head
@@ -522,6 +561,18 @@ class Builder:
             cur = pos + len(data)
         parts.append(mem[cur:end])
         return parts
+
+
+# (the order table() writes the fields in, the table's slot count)
+Layout = tuple[tuple[int, ...], int]
+
+
+def table_layout(slots_and_kinds: Sequence[tuple[int, str]]) -> Layout:
+    """The Layout of tables whose fields are always (slot, kind, ...) in this order: the
+    order Builder.table sorts them into, and their slot count (the same table bytes)."""
+    fields = [(slot, kind, None, None) for slot, kind in slots_and_kinds]
+    order = tuple(sorted(range(len(fields)), key=lambda i: _field_order(fields[i])))
+    return order, max((slot for slot, _k in slots_and_kinds), default=-1) + 1
 
 
 def _field_order(f: Field) -> tuple[int, int]:

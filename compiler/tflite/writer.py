@@ -51,7 +51,7 @@ from tflquant.tflite.int4 import pack_bits
 from tflquant.errors import TflquantError
 from tflquant.fileio import release_view
 from tflquant.tflite import schema, versions
-from tflquant.tflite.flatbuf import Builder
+from tflquant.tflite.flatbuf import Builder, table_layout
 
 _CUSTOM = schema.BUILTIN_CODES["CUSTOM"]
 _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
@@ -686,8 +686,17 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
             (T["is_variable"], "bool", t.is_variable, False),
             (T["sparsity"], "off", sparsity, 0),
             (T["shape_signature"], "off", sig, 0),
-        ]
+        ],
+        _TENSOR_LAYOUT,
     )
+
+
+_T = schema.TENSOR_FIELDS
+# the fields _emit_tensor gives every tensor table, in its order
+_TENSOR_LAYOUT = table_layout(
+    [(_T["shape"], "off"), (_T["type"], "i8"), (_T["buffer"], "u32"), (_T["name"], "off"), (_T["quantization"], "off"),
+     (_T["is_variable"], "bool"), (_T["sparsity"], "off"), (_T["shape_signature"], "off")]
+)  # fmt: skip
 
 
 def _ints_of(a: Attribute | None) -> list[int]:
@@ -778,13 +787,20 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
         fields.append((OP["intermediates"], "off", bld.numpy(o.intermediates, "i32"), 0))
     if isinstance(op, tfl.TflOp):
         if op.OPTIONS is not None:
+            # option values by (field, attribute): the reader shares one attribute per value
+            known: dict[tuple[str, str, int], tuple[Attribute, object]] = bld.memo.setdefault("option values", {})  # type: ignore[assignment]
             vals = {}
-            for fname, (ftype, _d) in op.FIELDS.items():
-                a = op.properties.get(fname)
-                if a is not None:
-                    vals[fname] = _option_value(op.OPTIONS, fname, ftype, a)
-            opts = _emit_options(bld, op.OPTIONS, vals, schema.OPTION_TABLES)
-            fields.append((OP["builtin_options_type"], "u8", schema.OPTIONS_UNION[op.OPTIONS], 0))
+            fields_of, table = op.FIELDS, op.OPTIONS
+            for fname, a in op.properties.items():
+                fd = fields_of.get(fname)
+                if fd is None:
+                    continue
+                hit = known.get((table, fname, id(a)))
+                if hit is None or hit[0] is not a:
+                    hit = known[(table, fname, id(a))] = (a, _option_value(table, fname, fd[0], a))
+                vals[fname] = hit[1]
+            opts = _emit_options(bld, table, vals, schema.OPTION_TABLES)
+            fields.append((OP["builtin_options_type"], "u8", schema.OPTIONS_UNION[table], 0))
             fields.append((OP["builtin_options"], "off", opts, 0))
     else:
         assert isinstance(op, tfl.OpaqueOp)
