@@ -510,15 +510,14 @@ class _Importer:
         return func.FuncOp(fname, (arg_types, [v.type for v in ret_vals]), Region(block), arg_attrs=arg_attrs)
 
     def _operator(self, sg_index, j, opt: Table, value_of, info_of, values, define, body) -> Operation:
-        where = f"subgraph {sg_index} operator {j}"
         oc_idx = opt.scalar(OPF["opcode_index"], "u32", 0)
         if oc_idx >= len(self.opcodes):
-            raise self.fail(f"{where} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
+            raise self.fail(f"subgraph {sg_index} operator {j} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
         code, custom_code, version = self.opcodes[oc_idx]
         in_idx = opt.ints(OPF["inputs"]) or []
         out_idx = opt.ints(OPF["outputs"]) or []
         op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
-        where = f"{where} ({op_name})"
+        where = _Where(sg_index, j, op_name)  # its name in a message, made when one needs it
         operands = [value_of(t, where) for t in in_idx]
         out_infos = []
         for t in out_idx:
@@ -665,6 +664,21 @@ class _Importer:
         )
 
 
+class _Where:
+    """An operator's name in a message (f-strings call __format__)."""
+
+    __slots__ = ("sg_index", "j", "op_name")
+
+    def __init__(self, sg_index: int, j: int, op_name: str):
+        self.sg_index, self.j, self.op_name = sg_index, j, op_name
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __str__(self) -> str:
+        return f"subgraph {self.sg_index} operator {self.j} ({self.op_name})"
+
+
 def _exact(v: object) -> object:
     """A cache key for an option value: -0.0 and 0.0 (equal in Python) stay apart."""
     return (v, math.copysign(1.0, v)) if isinstance(v, float) else v
@@ -713,8 +727,9 @@ def _decode_options(table: str, t: Table | None, tables: dict | None = None) -> 
     out: dict[str, object] = {}
     if t is None:
         return out
+    present = t.slots  # the vtable's field offsets (0: absent), as Table.has reads them
     for field, slot, ftype, default in (tables or schema.OPTION_TABLES)[table]:
-        if not t.has(slot):
+        if slot >= len(present) or not present[slot]:
             continue
         if ftype == "string":
             out[field] = t.string(slot) or ""

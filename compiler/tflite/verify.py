@@ -75,6 +75,21 @@ _SUBGRAPH_OPTIONS = {
 _I32 = struct.Struct("<i")
 
 
+class _Where:
+    """An operator's name in a message (f-strings call __format__), made when one needs it."""
+
+    __slots__ = ("oi", "opname", "sname")
+
+    def __init__(self, oi: int, opname: str, sname: str):
+        self.oi, self.opname, self.sname = oi, opname, sname
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __str__(self) -> str:
+        return f"operator #{self.oi} ({self.opname}) of subgraph '{self.sname}'"
+
+
 class _Label:
     """A tensor's label, made when a message needs it (f-strings call __format__)."""
 
@@ -277,15 +292,19 @@ def _check_subgraph(
         shapes.append(shape)
         if has_data:
             constant.add(i)
-        if bool(t.scalar(T["is_variable"], "bool", False)):
+        if t.scalar(T["is_variable"], "bool", False):
             variable.add(i)
             if has_data:
                 out.append(f"{label(i)} is a variable tensor with a buffer (LiteRT refuses to load it)")
-        if any(d == 0 for d in shape):
+        if 0 in shape:
             empty.add(i)
 
-    def in_range(idx: list[int] | None, what: str, allow_absent: bool = False) -> list[int]:
+    def in_range(idx: list[int] | None, what: str | Callable[[], str], allow_absent: bool = False) -> list[int]:
         vals = idx or []
+        if not vals or (min(vals) >= (-1 if allow_absent else 0) and max(vals) < n):
+            return vals  # all in range (the common case: `what` is not needed)
+        if callable(what):
+            what = what()
         ok = []
         for x in vals:
             if allow_absent and x == -1:
@@ -308,10 +327,10 @@ def _check_subgraph(
             opname = "?"
         else:
             opname = opcodes[code]
-        where = f"operator #{oi} ({opname}) of subgraph '{sname}'"
-        ins = in_range(op.ints(OP["inputs"]), f"an input of {where}", allow_absent=True)
-        outs = in_range(op.ints(OP["outputs"]), f"an output of {where}")
-        in_range(op.ints(OP["intermediates"]), f"an intermediate of {where}")
+        where = _Where(oi, opname, sname)  # the operator's name in a message, made when one needs it
+        ins = in_range(op.ints(OP["inputs"]), lambda: f"an input of {where}", allow_absent=True)
+        outs = in_range(op.ints(OP["outputs"]), lambda: f"an output of {where}")
+        in_range(op.ints(OP["intermediates"]), lambda: f"an intermediate of {where}")
         large_off = int(op.scalar(OP["large_custom_options_offset"], "u64", 0))  # type: ignore[call-overload]
         large_size = int(op.scalar(OP["large_custom_options_size"], "u64", 0))  # type: ignore[call-overload]
         if large_off > 1 and large_off + large_size > file_size:
@@ -370,7 +389,7 @@ def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _
         out.append(f"{labels(index)} has unknown type {code}")
         tname = f"TYPE_{code}"
     shape = t.ints(T["shape"]) or []
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         out.append(f"{labels(index)} has a negative dimension in its shape {shape}")
     sig = t.ints(T["shape_signature"])
     if sig:
@@ -418,7 +437,7 @@ def _check_quantization(t: Table, label: str, tname: str, shape: list[int], out:
         return
     if n_zp and n_zp != n_sc:
         out.append(f"{label} has {n_sc} scale(s) and {n_zp} zero point(s)")
-    if not np.all(np.isfinite(sc)) or not np.all(sc > 0):  # type: ignore[operator]
+    if not (0 < sc.min() and sc.max() < math.inf):  # type: ignore[union-attr] # (NaN fails both)
         bad = next(float(s) for s in sc if not (math.isfinite(s) and s > 0))  # type: ignore[union-attr]
         out.append(f"{label} has scale {bad}; scales must be finite and positive")
     qd = int(q.scalar(Q["quantized_dimension"], "i32", 0))  # type: ignore[call-overload]
