@@ -6,6 +6,7 @@ built is equal to, and hashes equal to, what the checked constructors build
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,9 +22,10 @@ from xdsl.dialects.builtin import (
     IntegerType,
     NoneAttr,
     StringAttr,
+    UNKNOWN_LOC,
     TensorType,
 )
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, OpResult, SSAValues, Use
 
 # element types whose dense payloads xDSL checks only by element count at rank 0
 DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
@@ -60,6 +62,45 @@ def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
 def string_array(strings: Iterable[str]) -> ArrayAttr:
     """ArrayAttr([StringAttr(s) for s in strings]) for Python strings, unchecked."""
     return built(ArrayAttr, data=tuple(built(StringAttr, data=s) for s in strings))
+
+
+def new_op(cls: type, operands: Iterable[Any], result_types: Iterable[Attribute], properties: dict[str, Attribute],
+           attributes: dict[str, Attribute]) -> Any:
+    """cls.create(operands=..., result_types=..., properties=..., attributes=...) for an op
+    without regions or successors, taking the two dictionaries as they are (the caller's own,
+    fresh): xDSL's Operation.__init__ without its generic argument handling. A class whose
+    IRDL definition fills in a default property or attribute takes cls.create itself
+    (tests/test_unverified_builders.py: the same op, uses and all)."""
+    if not _plain_class(cls):
+        return cls.create(operands=operands, result_types=result_types, properties=properties, attributes=attributes)
+    op = cls.__new__(cls)
+    vals = SSAValues(operands)
+    uses = tuple(Use(op, i) for i in range(len(vals)))
+    for v, u in zip(vals, uses):
+        v.add_use(u)
+    op._operands = vals
+    op._operand_uses = uses
+    op.results = SSAValues(OpResult(t, op, i) for i, t in enumerate(result_types))
+    op.properties = properties
+    op.attributes = attributes
+    op.location = UNKNOWN_LOC
+    op._successors = ()
+    op._successor_uses = ()
+    op.regions = ()
+    return op
+
+
+@functools.cache
+def _plain_class(cls: type) -> bool:
+    """An IRDL op class whose __post_init__ adds nothing (no default property or attribute
+    outside an optional definition), or False."""
+    from xdsl.irdl import IRDLOperation, OptionalDef
+
+    if not (isinstance(cls, type) and issubclass(cls, IRDLOperation)):
+        return False
+    d = cls.get_irdl_definition()
+    return not any(not isinstance(p, OptionalDef) and p.default_value is not None
+                   for p in (*d.properties.values(), *d.attributes.values()))
 
 
 # ----------------------------------------------------------------------------------------

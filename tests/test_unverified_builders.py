@@ -251,3 +251,41 @@ def test_verify_module_equals_module_verify():
         assert fast == full, (fast, full)
         outcomes.append(fast)
     assert outcomes[0] == "ok" and all(o != "ok" for o in outcomes[1:]), outcomes
+
+
+def _op_state(op):
+    """What an op holds, by identity where xDSL keeps objects (operands, uses) and by value
+    otherwise (types, properties, attributes)."""
+    return (
+        type(op), tuple(map(id, op.operands)), [(u.operation is op, u.index) for v in op.operands for u in v.uses if u.operation is op],
+        [(r.type, r.index, r.op is op, r.name_hint, r.first_use) for r in op.results],
+        op.properties, op.attributes, op.location, tuple(op.successors), op._successor_uses, tuple(op.regions),
+        op.parent, op.next_op, op.prev_op, sorted(vars(op)),
+    )
+
+
+def test_new_op_equals_create():
+    """The reader's op constructor (new_op) builds what Operation.create builds, for every
+    builtin op class and for constants; a class that fills in defaults takes create."""
+    from tflquant.dialects._unchecked import _plain_class, new_op
+
+    x = xdsl_test.TestOp(result_types=[TensorType(Float32Type(), [2, 3])]).results[0]
+    y = xdsl_test.TestOp(result_types=[TensorType(Float32Type(), [2, 3])]).results[0]
+    t = TensorType(Float32Type(), [2, 3])
+    for cls in sorted(set(tfl.BY_CODE.values()), key=lambda c: c.name):
+        assert _plain_class(cls), cls.name
+        for operands in ((), (x,), (x, y, x)):
+            props = {"fused_activation_function": StringAttr("RELU")} if "fused_activation_function" in cls.FIELDS else {}
+            attrs = {"names": string_array(["out"])}
+            a = new_op(cls, operands, [t, t], dict(props), dict(attrs))
+            b = cls.create(operands=operands, result_types=[t, t], properties=props, attributes=attrs)
+            sa, sb = _op_state(a), _op_state(b)
+            assert sa[0] is sb[0] and sa[2:] == sb[2:] and sa[1] == sb[1], cls.name
+            a.erase()
+            b.erase()
+    c = dense_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3), Float32Type())
+    a = new_op(tfl.ConstOp, (), (t,), {"value": c}, {"names": string_array(["w"])})
+    b = tfl.ConstOp.create(properties={"value": c}, result_types=[t], attributes={"names": string_array(["w"])})
+    assert _op_state(a)[2:] == _op_state(b)[2:]
+    a.verify()
+    assert not _plain_class(xdsl_test.TestOp) or new_op(xdsl_test.TestOp, (x,), (), {}, {}).operands[0] is x

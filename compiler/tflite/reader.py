@@ -68,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import dense_of_type, string_array, verify_module
+from tflquant.dialects._unchecked import dense_of_type, new_op, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import TflquantError
@@ -493,7 +493,7 @@ class _Importer:
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
                     # (_payload did) and with the payload type built once per type
                     value = dense_of_type(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
-                    op = tfl.ConstOp.create(properties={"value": value}, result_types=[inf.ttype], attributes={"names": string_array([inf.name])})
+                    op = new_op(tfl.ConstOp, (), (inf.ttype,), {"value": value}, {"names": string_array([inf.name])})
             prologue.append(op)
             define(t, op.results[0], prologue)
             return values[t]
@@ -568,9 +568,7 @@ class _Importer:
             # xDSL's generic argument building (one variadic operand and result list);
             # option attributes are immutable: one per distinct value
             props_ = {f: self._option_attr(cls, f, v) for f, v in options.items()}
-            op: Operation = cls.create(
-                operands=operands, result_types=result_types, properties=props_, attributes={"names": string_array(names)}
-            )
+            op: Operation = new_op(cls, operands, result_types, props_, {"names": string_array(names)})
         else:
             props: dict[str, Attribute] = {
                 "code": IntegerAttr(code, i32),
