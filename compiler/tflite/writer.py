@@ -60,9 +60,22 @@ _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
 _TYPE_CODES: dict[Attribute, int] = {}  # element type -> TensorType code, as _element_code finds it
 
 
+# element type class -> 1 (a UniformQuantizedType), 2 (a BlockwiseQuantizedType) or 0:
+# isinstance once per class (xDSL attribute classes are ABCs: each isinstance test is slow)
+_QUANT_KIND: dict[type, int] = {}
+
+
+def _quant_kind(elem: Attribute) -> int:
+    cls = type(elem)
+    k = _QUANT_KIND.get(cls)
+    if k is None:
+        k = _QUANT_KIND[cls] = 1 if issubclass(cls, UniformQuantizedType) else 2 if issubclass(cls, BlockwiseQuantizedType) else 0
+    return k
+
+
 def _type_code(elem: Attribute) -> int:
-    if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
-        elem = elem.storage_type
+    if _quant_kind(elem):
+        elem = elem.storage_type  # type: ignore[attr-defined]
     code = _TYPE_CODES.get(elem)
     if code is None:
         code = _TYPE_CODES[elem] = _element_code(elem)
@@ -267,12 +280,12 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         return v.type
 
     def lookup(v: SSAValue, op: Operation) -> int:
+        idx = index.get(v)  # (a value of type none is never in the index: -1 below)
+        if idx is not None:
+            return idx
         if isinstance(v.type, NoneType):
             return -1
-        idx = index.get(v)
-        if idx is None:
-            raise TflquantError(f"function @{fname}: {op.name} uses a value defined outside the function body")
-        return idx
+        raise TflquantError(f"function @{fname}: {op.name} uses a value defined outside the function body")
 
     if len(f.body.blocks) != 1:
         raise TflquantError(f"function @{fname} must have exactly one block to be written as a subgraph")
@@ -371,7 +384,7 @@ def _op_kind(op: Operation) -> str:
 
 
 def _text(a: Attribute | None) -> str | None:
-    if isinstance(a, StringAttr):
+    if type(a) is StringAttr or isinstance(a, StringAttr):  # (the exact class first: isinstance of an ABC is slow)
         return a.data
     if isinstance(a, BytesAttr):  # text IR reads names that are not valid UTF-8 as bytes
         return a.data.decode("utf-8", errors="surrogateescape")
@@ -386,7 +399,7 @@ def _arg_name(f: func.FuncOp, index: int) -> str | None:
 
 def _result_name(op: Operation, index: int) -> str | None:
     names = op.attributes.get("names")
-    if isinstance(names, ArrayAttr) and index < len(names.data):
+    if (type(names) is ArrayAttr or isinstance(names, ArrayAttr)) and index < len(names.data):
         return _text(names.data[index])
     return None
 
@@ -464,7 +477,7 @@ def _emit_parts(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int
     tables = sum(len(sg.tensors) + len(sg.operators) for sg in plan.subgraphs)
     data_size = 0 if offsets is not None else sum(len(b) + 16 for b in plan.buffers if b)
     # per-axis scales (f32) and zero points (i64): millions for a blockwise weight read through DEQUANTIZE
-    qparams = sum(12 * e.num_scales + 32 for sg in plan.subgraphs for t in sg.tensors if isinstance(e := t.ttype.element_type, UniformQuantizedType))
+    qparams = sum(12 * e.num_scales + 32 for sg in plan.subgraphs for t in sg.tensors if _quant_kind(e := t.ttype.element_type) == 1)
     bld = Builder(data_size + qparams + (1 << 20) + 1024 * tables + sum(len(v) + 16 for v in _metadata_values(module)))
     B = schema.BUFFER_FIELDS
 
@@ -645,7 +658,8 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
     shape, sig = vecs
     elem = t.ttype.element_type
     q = None
-    if isinstance(elem, UniformQuantizedType):
+    qk = _quant_kind(elem)
+    if qk == 1:  # a UniformQuantizedType
         scale = bld.numpy(elem.scale_array().astype(np.float32), "f32")
         zp = bld.numpy(elem.zero_point_array(), "i64")
         q = bld.table(
@@ -655,7 +669,7 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
                 (Q["quantized_dimension"], "i32", elem.axis.data if elem.per_axis else 0, 0),
             ]
         )
-    elif isinstance(elem, BlockwiseQuantizedType):
+    elif qk == 2:  # a BlockwiseQuantizedType
         details = bld.table(
             [
                 (schema.BLOCKWISE_QUANTIZATION_FIELDS["scales"], "i32", t.block_scales, 0),
