@@ -75,7 +75,7 @@ class Table:
     shared by the tables read from one root: flatbuffers stores one vtable for every table
     of the same layout, so most tables reuse a checked one."""
 
-    __slots__ = ("buf", "pos", "vt", "vtlen", "objlen", "slots", "vtables")
+    __slots__ = ("buf", "pos", "objlen", "slots", "vtables")
 
     def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, int, tuple[int, ...]]] | None = None):
         n = len(buf)
@@ -92,10 +92,10 @@ class Table:
             if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
                 raise FlatbufferError(f"malformed vtable for the table at {pos}")
             known = vtables[vt] = (vtlen, objlen, _u16s((vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
-        vtlen, objlen, slots = known
+        _vtlen, objlen, slots = known
         if pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
-        self.buf, self.pos, self.vt, self.vtlen, self.objlen, self.slots, self.vtables = buf, pos, vt, vtlen, objlen, slots, vtables
+        self.buf, self.pos, self.objlen, self.slots, self.vtables = buf, pos, objlen, slots, vtables
 
     def _field(self, slot: int) -> int:
         slots = self.slots
