@@ -375,12 +375,146 @@ def per_sample_parts(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.nda
     return run
 
 
+# erfc in float64, numpy only: W. J. Cody's rational Chebyshev approximations ("Rational
+# Chebyshev approximations for the error function", Math. Comp. 23 (1969) 631-638; the
+# coefficients of his CALERF routine), on three intervals of y = |z|:
+#   y <= 0.46875:        erfc(z) = 1 - z A(z^2) / B(z^2)
+#   0.46875 < y <= 4:    erfc(y) = exp(-y^2) C(y) / D(y)
+#   y > 4:               erfc(y) = exp(-y^2) / y (1/sqrt(pi) - s P(s) / Q(s)),  s = 1 / y^2
+# and erfc(-y) = 2 - erfc(y). exp(-y^2) is exp(-a^2) exp(-(y - a)(y + a)) with a = y truncated
+# to a multiple of 1/16 (a^2 exact), which keeps the relative error of y^2 out of the result.
+# Measured against math.erfc on a 2e6-point grid over [-30, 30]: at most 9.6e-16 relative
+# (4.3 ulp; scipy.special.erfc: 5.7e-14) where erfc(z) is a normal number (tests/test_erfc.py).
+# NaN stays NaN; erfc(+-inf) = 0 / 2; y >= 28 gives exactly 0 (erfc(28) < 1e-342) or 2.
+_ERFC_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
+           1.85777706184603153e-1)
+_ERFC_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_ERFC_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+           8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+           2.15311535474403846e-8)
+_ERFC_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+           3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+           6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+           2.33520497626869185e-3)
+_ERFC_SMALL = 0.46875
+_INV_SQRT_PI = 0.56418958354775628695
+
+
+def _cody_terms(t: np.ndarray, num_c: Sequence[float], den_c: Sequence[float], num: np.ndarray, den: np.ndarray) -> None:
+    """Cody's numerator and denominator at t, into num and den (k = len(den_c)):
+    num = ((c[k] t + c[0]) t + ... + c[k-2]) t + c[k-1],  den = ((t + d[0]) t + ... + d[k-2]) t + d[k-1]."""
+    k = len(den_c)
+    np.multiply(t, num_c[k], out=num)
+    np.copyto(den, t)
+    for c, d in zip(num_c[: k - 1], den_c[: k - 1]):
+        num += c
+        num *= t
+        den += d
+        den *= t
+    num += num_c[k - 1]
+    den += den_c[k - 1]
+
+
+def _erfc_chunk(z: np.ndarray, out: np.ndarray, buf: np.ndarray, mask: np.ndarray) -> None:
+    """out = erfc(z) for a 1-D float64 chunk; buf: (7, >= z.size) float64 scratch (rows 5 and
+    6 untouched), mask: bool scratch. Every value takes the first interval's formula (z clipped
+    to it); the values past it (about half of a GELU's inputs) are gathered, take the other
+    intervals' formulas (y clipped to 28: finite everywhere) and are scattered back."""
+    n = z.size
+    y, t, u, v, _ = (b[:n] for b in buf[:5])
+    np.clip(z, -_ERFC_SMALL, _ERFC_SMALL, out=t)
+    np.multiply(t, t, out=y)
+    _cody_terms(y, _ERFC_A, _ERFC_B, u, v)
+    u /= v
+    u *= t
+    np.subtract(1.0, u, out=out)  # NaN stays NaN here (and is not gathered below)
+    np.abs(z, out=y)
+    m = mask[:n]
+    np.greater(y, _ERFC_SMALL, out=m)
+    idx = np.flatnonzero(m)
+    k = idx.size
+    if not k:
+        return
+    y, t, u, v, w = (b[:k] for b in buf[:5])
+    np.take(z, idx, out=w)
+    np.abs(w, out=y)
+    np.minimum(y, 28.0, out=y)
+    np.minimum(y, 4.0, out=t)
+    _cody_terms(t, _ERFC_C, _ERFC_D, u, v)
+    u /= v  # C(y) / D(y), right up to y = 4
+    far = np.flatnonzero(y > 4.0)
+    if far.size:
+        yf = y[far]
+        s = 1.0 / (yf * yf)
+        num, den = np.empty_like(s), np.empty_like(s)
+        _cody_terms(s, _ERFC_P, _ERFC_Q, num, den)
+        num *= s
+        num /= den
+        u[far] = (_INV_SQRT_PI - num) / yf
+    np.multiply(y, 16.0, out=t)  # a = trunc(16 y) / 16
+    np.trunc(t, out=t)
+    t *= 0.0625
+    np.add(y, t, out=v)
+    y -= t
+    v *= y  # (y - a)(y + a)
+    np.negative(v, out=v)
+    np.exp(v, out=v)
+    t *= t
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    u *= t
+    u *= v  # erfc(|z|)
+    np.copysign(u, w, out=u)  # z < 0: 2 - erfc(|z|), as 2 + (-erfc(|z|)); z > 0: 0 + erfc(z)
+    np.less(w, 0.0, out=y)
+    y += y
+    u += y
+    out[idx] = u
+
+
+def _erfc_scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-thread scratch for _erfc_chunk on n values: (7, n) float64 (rows 5 and 6 free for
+    the caller) and an n-value bool mask."""
+    return scratch("erfc", 14 * n).view(np.float64).reshape(7, n), scratch("erfc-mask", n // 4 + 1).view(np.bool_)
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """The complementary error function of a float array, in float64 (see _erfc_chunk)."""
+    x = np.asarray(x, np.float64)
+    zf = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(x.shape, np.float64)
+    of = out.reshape(-1)
+    n = max(1, min(_ELEMWISE_CHUNK, zf.size))
+    buf, mask = _erfc_scratch(n)
+    with np.errstate(under="ignore"):
+        for i in range(0, zf.size, n):
+            _erfc_chunk(zf[i : i + n], of[i : i + n], buf, mask)
+    return out
+
+
 def _gelu_exact(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erfc  # optional; exact and fast
-    except ImportError:  # pragma: no cover
-        erfc = np.frompyfunc(math.erfc, 1, 1)
-    return (0.5 * x * erfc(-x.astype(np.float64) * math.sqrt(0.5))).astype(x.dtype)
+    """0.5 x erfc(-x / sqrt(2)), erfc in float64, rounded once to x's type (LiteRT's float
+    GELU; GELU(-inf) is NaN there too). float32 in cache-sized chunks."""
+    if x.dtype != F32:
+        return (0.5 * x * erfc(-x.astype(np.float64) * math.sqrt(0.5))).astype(x.dtype)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty(x.shape, F32)
+    yf = y.reshape(-1)
+    n = max(1, min(_ELEMWISE_CHUNK, xf.size))
+    buf, mask = _erfc_scratch(n)
+    z, e = buf[5], buf[6]
+    half = scratch("gelu-half", n)
+    with np.errstate(under="ignore"):
+        for i in range(0, xf.size, n):
+            xs = xf[i : i + n]
+            k = xs.size
+            np.multiply(xs, -math.sqrt(0.5), out=z[:k], dtype=np.float64)
+            _erfc_chunk(z[:k], e[:k], buf, mask)
+            np.multiply(xs, F32(0.5), out=half[:k])
+            np.multiply(half[:k], e[:k], out=e[:k])  # float64 product
+            yf[i : i + k] = e[:k]
+    return y
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
