@@ -142,6 +142,10 @@ def verify_module(module: Any) -> None:
         module.verify()
 
 
+_LIVE_VALUE: dict[type, bool] = {}  # SSA value class -> not an ErasedSSAValue
+_OWNER_KIND: dict[type, int] = {}  # value owner class -> 1 an Operation, 2 a Block, 0 other
+
+
 def _verified(module: Any) -> bool:
     from xdsl.dialects import func
     from xdsl.dialects.builtin import ModuleOp
@@ -175,10 +179,15 @@ def _verified(module: Any) -> bool:
                 return False
             for v in op._operands:
                 owner = v.owner
-                # defined in this block (func.func is isolated from above), and not erased
-                if isinstance(v, ErasedSSAValue) or (owner.parent is not block if isinstance(owner, Operation) else owner is not block):
-                    return False
-                if not isinstance(owner, (Operation, Block)):
+                # defined in this block (func.func is isolated from above), and not erased;
+                # the classes judged once each (xDSL's IR classes are ABCs: isinstance is slow)
+                vk = _LIVE_VALUE.get(type(v))
+                if vk is None:
+                    vk = _LIVE_VALUE[type(v)] = not issubclass(type(v), ErasedSSAValue)
+                ok = _OWNER_KIND.get(type(owner))
+                if ok is None:
+                    ok = _OWNER_KIND[type(owner)] = 1 if issubclass(type(owner), Operation) else 2 if issubclass(type(owner), Block) else 0
+                if not vk or not ok or (owner.parent is not block if ok == 1 else owner is not block):
                     return False
             op.verify_()
         func_def.verify(fn)

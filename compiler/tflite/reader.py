@@ -104,6 +104,8 @@ ELEMENT_OF_TYPE: dict[int, tuple[Attribute, str]] = {
     13: (tfl.ResourceType(), "u1"),
     14: (tfl.VariantType(), "u1"),
 }
+# the element classes of ELEMENT_OF_TYPE that are not quantized types (the exact classes)
+_PLAIN_ELEMENTS = frozenset(type(e) for e, _d in ELEMENT_OF_TYPE.values() if not isinstance(e, (UniformQuantizedType, BlockwiseQuantizedType)))
 _PAYLOAD_DTYPES = {code: np.dtype(dtype) for code, (_e, dtype) in ELEMENT_OF_TYPE.items()}
 _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
@@ -161,7 +163,7 @@ class _Importer:
 
     def _tensor_type(self, elem: Attribute, dims: list[int]) -> TensorType:
         """TensorType(elem, dims), one instance per distinct unquantized type."""
-        if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
+        if type(elem) not in _PLAIN_ELEMENTS and isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)):
             return TensorType(elem, dims)
         key = (elem, tuple(dims))
         t = self._types.get(key)
