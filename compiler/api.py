@@ -830,8 +830,11 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
     (`known`: SQNRs already measured, by weight name)."""
     import numpy as np
 
+    from xdsl.dialects.builtin import FloatAttr
+
     from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
-    from tflquant.ir import release_payload, value_name
+    from tflquant.ir import RELEASE_MIN_FILE, release_payload, value_name
+    from tflquant.passes.quantize_weights import SQNR_ATTR
 
     def source(v: Any) -> tuple[Any, str, int | None] | None:
         """(quantized const op, read, block) behind operand v."""
@@ -879,9 +882,12 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
                 if e.per_axis:
                     shape[e.axis.data] = -1
                 gran = "block" if block else ("channel" if e.per_axis else "tensor")
-                if w is not None and w.size == q.size:
+                measured = c.attributes.get(SQNR_ATTR)  # quantize-weights measured it while rounding
+                if w is not None and w.size == q.size and isinstance(measured, FloatAttr):
+                    db = measured.value.data
+                elif w is not None and w.size == q.size:
                     db = weight_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), q, s.reshape(shape), 0.0)
-                release_payload(w)  # a mapped model's pages of it may go
+                    release_payload(w, RELEASE_MIN_FILE)  # a big mapped model's pages of it may go
             how = c.attributes.get("tflquant.rounding")
             out.append(WeightInfo(tfl.op_type(op), value_name(op.results[0]) or "", wname, e.bits, gran, block, round(db, 2), read, how.data if how is not None else "nearest"))
     return out
@@ -1006,27 +1012,11 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
 def weight_sqnr_db(w: Any, q: Any, scale: Any, zero_point: Any) -> float:
     """SQNR (dB) of float weights `w` against integer values `q` dequantized as (q - zero_point)
     * scale (both broadcast against w), in float32 with BLAS dots, slice by slice along the
-    first axis so the temporaries stay in cache (99.0 when exact)."""
-    import numpy as np
+    first axis so the temporaries stay in cache (99.0 when exact): quantize-weights' sqnr_db,
+    the measure its weights carry (tflquant.sqnr) where rounding took it."""
+    from tflquant.passes.quantize_weights import sqnr_db
 
-    w = np.asarray(w, np.float32)
-    q = np.asarray(q)
-    sb = np.broadcast_to(np.asarray(scale, np.float32), w.shape)
-    z = np.asarray(zero_point, np.float32)
-    zb = np.broadcast_to(z, w.shape) if z.any() else None  # (q - 0 is q: no pass for symmetric weights)
-    step = max(1, (1 << 16) // max(w.size // max(w.shape[0], 1), 1)) if w.ndim else 1
-    chunks = [slice(i, i + step) for i in range(0, w.shape[0], step)] if w.ndim and w.shape[0] > 1 else [slice(None)]
-    e = sig = 0.0
-    for rows in chunks:
-        wc = w[rows]
-        err = q[rows].astype(np.float32)
-        if zb is not None:
-            err -= zb[rows]
-        err *= sb[rows]
-        np.subtract(wc, err, out=err)
-        e += float(np.dot(err.ravel(), err.ravel()))
-        sig += float(np.dot(wc.ravel(), wc.ravel()))
-    return 99.0 if e == 0 else float(10 * np.log10(max(sig, 1e-30) / e))
+    return sqnr_db(w, q, scale, zero_point)
 
 
 def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[str, float] | None = None) -> dict[str, str]:
@@ -1035,8 +1025,11 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
     measure: the weights are what quantizing changes). Each SQNR goes into `measured`."""
     import numpy as np
 
+    from xdsl.dialects.builtin import FloatAttr
+
     from tflquant.dialects.quant import quantized_element
-    from tflquant.ir import release_payload, value_name
+    from tflquant.ir import RELEASE_MIN_FILE, release_payload, value_name
+    from tflquant.passes.quantize_weights import SQNR_ATTR
 
     def sqnr(w: Any, q: Any, qt: Any) -> float:
         shape = [1] * q.ndim
@@ -1061,13 +1054,16 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
             for v in weights:
                 qt = quantized_element(v.type)
                 w = originals[value_name(v) or ""]
-                q = v.owner.numpy()
-                if w.shape != q.shape:
+                known = v.owner.attributes.get(SQNR_ATTR)  # measured while quantize-weights rounded it
+                if w.shape != tuple(v.type.get_shape()):
                     continue
-                db = sqnr(w, q, qt)
+                if isinstance(known, FloatAttr):
+                    db = known.value.data
+                else:
+                    db = sqnr(w, v.owner.numpy(), qt)
+                    release_payload(w, RELEASE_MIN_FILE)  # a big mapped model's pages of it may go
                 if measured is not None and value_name(v):
                     measured[value_name(v) or ""] = round(db, 2)
-                release_payload(w)  # a mapped model's pages of it may go
                 name = value_name(op.results[0])
                 if db < WEIGHT_FLOOR_DB and name:
                     out[name] = (

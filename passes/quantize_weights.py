@@ -64,7 +64,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, Float64Type, FloatAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -76,7 +76,7 @@ from tflquant.calibration.hessian import InputHessians, round_layer_weight
 from tflquant.calibration.weight_rounding import ROUNDINGS, resolve_method
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
-from tflquant.ir import dense_from_numpy, describe, kept_float, release_payload, value_name
+from tflquant.ir import RELEASE_MIN_FILE, dense_from_numpy, describe, kept_float, release_payload, value_name
 
 # What the ops declare (tfl.DynamicRangeWeights), by builtin name:
 _DECLS = {b: (cls, d) for b, cls in tfl.BUILTIN_CLASSES.items() if (d := cls.get_trait(tfl.DynamicRangeWeights)) is not None}
@@ -146,14 +146,17 @@ def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
     return out
 
 
-def _quantize_rows(w2: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False) -> tuple[np.ndarray, np.ndarray, float | None] | None:
     """choose_scales and _round of the rows of w2 [C, K] (per channel along axis 0) in one
     pass over the weight: a slice of rows at a time, its max|w|, scales and codes while it
     is in cache (the same values; the weight is read from memory once, not twice, and its
-    finiteness comes from the maxima: None when a value is NaN or infinite)."""
+    finiteness comes from the maxima: None when a value is NaN or infinite).
+    (codes, scales, SQNR): `measure` also takes the weight's SQNR against its codes while
+    each slice is in cache (sqnr_db's value; else None)."""
     n, k = w2.shape
     q = np.empty((n, k), np.int8)
     scales = np.empty(n, np.float32)
+    e = sig = 0.0
     for rows in _row_chunks(n, k):
         blk = w2[rows]
         t = np.abs(blk)
@@ -167,7 +170,46 @@ def _quantize_rows(w2: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] |
         np.rint(t, out=t)
         np.clip(t, -qmax, qmax, out=t)
         q[rows] = t
-    return q, scales
+        if measure:
+            e, sig = _error_terms(blk, t, s[:, None], e, sig)
+    return q, scales, (_db(e, sig) if measure else None)
+
+
+def _error_terms(w: np.ndarray, codes: np.ndarray, s: np.ndarray, e: float, sig: float) -> tuple[float, float]:
+    """(e + |w - codes * s|^2, sig + |w|^2) of one slice of rows; `codes` (float32, the
+    slice's codes) is overwritten. The terms and their order are sqnr_db's (a slice of
+    rows at a time, float32 dots), so a measure taken while rounding equals it exactly."""
+    codes *= s
+    np.subtract(w, codes, out=codes)
+    e += float(np.dot(codes.ravel(), codes.ravel()))
+    sig += float(np.dot(w.ravel(), w.ravel()))
+    return e, sig
+
+
+def _db(e: float, sig: float) -> float:
+    return 99.0 if e == 0 else float(10 * np.log10(max(sig, 1e-30) / e))
+
+
+def sqnr_db(w: np.ndarray, q: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | float = 0.0) -> float:
+    """SQNR (dB) of float weights `w` against integer values `q` dequantized as (q - zero_point)
+    * scale (both broadcast against w), in float32 with BLAS dots, slice by slice along the
+    first axis so the temporaries stay in cache (99.0 when exact). What the pass records
+    on each weight it measures (SQNR_ATTR) and what the driver's check and report compute
+    for the others."""
+    w = np.asarray(w, np.float32)
+    q = np.asarray(q)
+    sb = np.broadcast_to(np.asarray(scale, np.float32), w.shape)
+    z = np.asarray(zero_point, np.float32)
+    zb = np.broadcast_to(z, w.shape) if z.any() else None  # (q - 0 is q: no pass for symmetric weights)
+    chunks = list(_row_chunks(w.shape[0], w.size // max(w.shape[0], 1))) if w.ndim and w.shape[0] > 1 else [slice(None)]
+    e = sig = 0.0
+    for rows in chunks:
+        wc = w[rows]
+        err = q[rows].astype(np.float32)
+        if zb is not None:
+            err -= zb[rows]
+        e, sig = _error_terms(wc, err, sb[rows], e, sig)
+    return _db(e, sig)
 
 
 def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, UniformQuantizedType]:
@@ -251,6 +293,13 @@ def check_format(bits: int, granularity: str, block_size: int, what: str = "quan
 ROUNDING_ATTR = "tflquant.rounding"  # on a quantized weight constant: the data-aware method that rounded it (the report's `rounding`)
 
 
+# on a quantized weight constant rounded to nearest per channel (axis 0) or as a GATHER
+# table: its SQNR (dB, sqnr_db) against the float weight it replaced, measured while it was
+# rounded (the driver's dynamic-mode check and the report read it instead of reading the
+# float weight again)
+SQNR_ATTR = "tflquant.sqnr"
+
+
 def _label_rounding(c: tfl.ConstOp, chosen: list[str]) -> None:
     if chosen:
         c.attributes[ROUNDING_ATTR] = StringAttr(chosen[-1])
@@ -263,7 +312,7 @@ def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, nam
     axis 0), dequantized, then RESHAPEd to the weight's shape; inserted before `before`."""
     rows_rounded = None if rounded is None else (rounded[0].reshape(-1, fmt.block_size), rounded[1].reshape(-1))
     q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits, rows_rounded)
-    release_payload(w)  # read once: a mapped model's pages of it may go
+    release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
     rows = TensorType(Float32Type(), q.shape)
     block = before.parent
     assert block is not None
@@ -313,34 +362,72 @@ def _gather_as_lookup(gather: Operation, qv: SSAValue) -> None:
 
 
 def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8,
-                       rounded: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType]] | None = None) -> int | None:
+                       rounded: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType, float]] | None = None) -> int | None:
     """Per-channel axis for a GATHER table that is dequantized once before the gather: its
     rows (axis 0) or its last dimension (the embedding features), whichever gives the table
     the higher SQNR at `bits` (per-feature scales won on the tiny transformer's int8 table,
     per-row ones on the heavy-tailed decoder_tiny's: 14.3 against 7.2 dB at int4). None
     (one scale, integer gather) for tables over GATHER_DEQUANTIZE_ONCE_MAX elements and
-    rank-1 tables. `rounded[table]` gets (axis, bits, codes, type) of the winner, rounded to
-    nearest, for the rewrite to reuse (only when its error is finite, and so the table)."""
+    rank-1 tables. `rounded[table]` gets (axis, bits, codes, type, SQNR) of the winner,
+    rounded to nearest (quantize_weight's codes and scales), for the rewrite to reuse (only
+    when the table is finite). Both candidates are rounded and measured in one sweep over
+    the table's rows after one for the maxima (each slice of rows while it is in cache)."""
     t = table.type
     assert isinstance(gather, tfl.TflOp) and isinstance(t, TensorType)
     shape = t.get_shape()
     if len(shape) < 2 or int(np.prod(shape)) > GATHER_DEQUANTIZE_ONCE_MAX:
         return None
     w = float_weight(table)
+    last = len(shape) - 1
     if w is None:
-        return len(shape) - 1
-    best, best_err, best_q = len(shape) - 1, np.inf, None
-    for axis in (len(shape) - 1, 0):
-        q, qt = quantize_weight(w, axis, bits)
-        release_payload(w)  # read once: a mapped model's pages of it may go
-        s = qt.scale_array().astype(np.float32).reshape([-1 if d == axis else 1 for d in range(w.ndim)])
-        e = (w - q * s).ravel()  # float32
-        err = float(np.dot(e, e))  # the table's signal is the same for both axes: compare the errors
-        if best_q is None or err < best_err:
-            best, best_err, best_q = axis, err, (q, qt)
-    if rounded is not None and best_q is not None and np.isfinite(best_err):  # finite error: a finite table
-        rounded[table] = (best, bits, *best_q)
-    return best
+        return last
+    best = _table_candidates(w, (1 << (bits - 1)) - 1)
+    release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
+    if best is None:  # NaN or infinite values: the rewrite says so
+        return last
+    axis, q, s, db = best
+    if rounded is not None:
+        rounded[table] = (axis, bits, q, UniformQuantizedType.make(IntegerType(bits), s, 0, axis=axis, narrow=True), db)
+    return axis
+
+
+def _table_candidates(w: np.ndarray, qmax: int) -> tuple[int, np.ndarray, np.ndarray, float] | None:
+    """(axis, codes, scales, SQNR) of the better of per-feature (last axis; first on a tie)
+    and per-row (axis 0) scales for table w, rounded to nearest as quantize_weight rounds;
+    None when w holds NaN or infinite values. The errors are summed slice by slice of rows
+    (sqnr_db's order), the winner's SQNR is sqnr_db's value."""
+    w = np.ascontiguousarray(w, np.float32)
+    n, d = w.shape[0], w.shape[-1]
+    w2 = w.reshape(n, -1)
+    k = w2.shape[1]
+    row_max = np.empty(n, np.float32)
+    col_max = np.zeros(d, np.float32)
+    for rows in _row_chunks(n, k):
+        a = np.abs(w2[rows])
+        np.max(a, axis=1, out=row_max[rows])
+        np.maximum(col_max, np.max(a.reshape(-1, d), axis=0), out=col_max)
+    if not (np.isfinite(row_max).all() and np.isfinite(col_max).all()):
+        return None
+    scales = []
+    for amax in (col_max, row_max):
+        s = (amax / np.float32(qmax)).astype(np.float32)
+        s[~(s > 0)] = 1.0
+        scales.append(s)
+    cols = np.tile(scales[0], k // d)[None, :]  # the per-feature scales along a row of w2
+    codes = (np.empty((n, k), np.int8), np.empty((n, k), np.int8))
+    err = [0.0, 0.0]
+    sig = 0.0
+    for rows in _row_chunks(n, k):
+        blk = w2[rows]
+        for i, s in enumerate((cols, scales[1][rows, None])):
+            u = np.divide(blk, s)
+            np.rint(u, out=u)
+            np.clip(u, -qmax, qmax, out=u)
+            codes[i][rows] = u
+            err[i], part = _error_terms(blk, u, s, err[i], 0.0)
+        sig += part
+    i = 0 if err[0] <= err[1] else 1
+    return (w.ndim - 1, 0)[i], codes[i].reshape(w.shape), scales[i], _db(err[i], sig)
 
 
 def _float32_constant_inputs(op: Operation) -> None:
@@ -502,7 +589,7 @@ class QuantizeWeights(ModulePass):
         # readers with a hybrid kernel choose first (a table tied to an output projection
         # keeps the projection hybrid and is dequantized once for the GATHER).
         plans: dict[SSAValue, tuple[int | None, WeightFormat]] = {}
-        tables: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType]] = {}  # GATHER tables rounded to choose their axis
+        tables: dict[SSAValue, tuple[int, int, np.ndarray, UniformQuantizedType, float]] = {}  # GATHER tables rounded to choose their axis
         readers = [(o, k) for o in f.walk() if (k := _op_kind(o)) in WEIGHT_INPUTS and not kept_float(o)]
         readers.sort(key=lambda ok: ok[1] not in HYBRID_OPS)  # stable: program order kept
         for o, kind in readers:
@@ -558,9 +645,11 @@ class QuantizeWeights(ModulePass):
 
     # -------------------------------------------------------------------------------
     def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation],
-                 table: tuple[int, int, np.ndarray, UniformQuantizedType] | None = None) -> None:
-        """`table`: (axis, bits, codes, type) of a GATHER table rounded to nearest when its axis
-        was chosen (_gather_table_axis), used as they are where this rewrite rounds the same way."""
+                 table: tuple[int, int, np.ndarray, UniformQuantizedType, float] | None = None) -> None:
+        """`table`: (axis, bits, codes, type, SQNR) of a GATHER table rounded to nearest when its
+        axis was chosen (_gather_table_axis), used as they are where this rewrite rounds the
+        same way. Where rounding to nearest measured the weight's SQNR (per channel along
+        axis 0, GATHER tables) the constant carries it (SQNR_ATTR)."""
         w = float_weight(v)
         assert w is not None
 
@@ -596,18 +685,21 @@ class QuantizeWeights(ModulePass):
         elif fmt.granularity == "block":
             qconst = None  # blocks read through DEQUANTIZE only: built by _dequantized_blocks
         else:
-            if table is not None and table[:2] == (axis, fmt.bits) and fmt.granularity == "channel" and (rows_path or self.weight_rounding == "nearest"):
-                q, qtype = table[2], table[3]  # what quantize_weight(w, axis, bits) rounds to nearest
+            db = None  # the weight's SQNR, where rounding measured it
+            if table is not None and table[:2] == (axis, fmt.bits) and fmt.granularity == "channel" and self._nearest(fmt):
+                q, qtype, db = table[2], table[3], table[4]  # what quantize_weight(w, axis, bits) rounds to nearest
             elif rows_path:
-                done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1)
+                done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1, measure=True)
                 if done is None:
                     raise not_finite()
-                q, qtype = done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(fmt.bits), done[1], 0, axis=0, narrow=True)
+                q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
             else:
                 q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen))
-            release_payload(w)  # read once: a mapped model's pages of it may go
+            release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             _label_rounding(qconst, chosen)
+            if db is not None and np.isfinite(db):
+                qconst.attributes[SQNR_ATTR] = FloatAttr(db, Float64Type())
             block.insert_op_before(qconst, source)
             qv = qconst.result
 

@@ -314,6 +314,113 @@ def test_dynamic_api_report_and_errors(tmp_path: Path) -> None:
         _run(bad, "quantize-weights{min-elements=32}")
 
 
+def _float64_sqnr(w: np.ndarray, q: np.ndarray, s: np.ndarray) -> float:
+    w = w.astype(np.float64)
+    return float(10 * np.log10(np.sum(w * w) / np.sum((w - q.astype(np.float64) * s) ** 2)))
+
+
+def test_weights_carry_the_sqnr_measured_while_rounding() -> None:
+    # per-channel axis-0 weights and GATHER tables carry tflquant.sqnr: exactly sqnr_db's
+    # value (what the check and the report would compute), the SQNR to float64 precision
+    from tflquant.passes.quantize_weights import SQNR_ATTR, sqnr_db
+
+    zoo = hybrid_zoo()
+    floats = {str(c.attributes["names"].data[0].data): c.numpy().copy() for c in _consts(zoo) if "names" in c.attributes}
+    _run(zoo, "quantize-weights{min-elements=32}")
+    measured = {}
+    for c in _consts(zoo):
+        e = quantized_element(c.result.type)
+        if e is None:
+            continue
+        name = str(c.attributes["names"].data[0].data)
+        q, w = c.numpy(), floats[name]
+        shape = [1] * q.ndim
+        if e.per_axis:
+            shape[e.axis.data] = -1
+        s = e.scale_array().astype(np.float32).reshape(shape)
+        if SQNR_ATTR in c.attributes:
+            db = c.attributes[SQNR_ATTR].value.data
+            assert db == sqnr_db(w, q, s), name
+            assert db == 99.0 or abs(db - _float64_sqnr(w, q, s)) < 1e-3, name
+            measured[name] = db
+    # FC and conv per output channel, the GATHER table; not the per-tensor BATCH_MATMUL rhs
+    assert {"fc/w", "conv/w", "embedding/table"} <= set(measured) and "bmm/rhs" not in measured
+
+
+def test_dynamic_check_reads_the_measured_sqnr(tmp_path: Path) -> None:
+    # the measured fallback takes a weight's recorded SQNR as it is: a weight recorded
+    # below the floor keeps its op float, one without the record is measured again
+    from xdsl.dialects.builtin import Float64Type, FloatAttr
+
+    from tflquant import api
+    from tflquant.passes.quantize_weights import SQNR_ATTR
+
+    zoo = hybrid_zoo()
+    originals = api._float_weights(zoo, 32)
+    _run(zoo, "quantize-weights{min-elements=32}")
+    fc_w = next(c for c in _consts(zoo) if "fc/w" in str(c.attributes.get("names")))
+    conv_w = next(c for c in _consts(zoo) if "conv/w" in str(c.attributes.get("names")) and SQNR_ATTR in c.attributes)
+    honest = conv_w.attributes[SQNR_ATTR].value.data
+    fc_w.attributes[SQNR_ATTR] = FloatAttr(1.0, Float64Type())
+    del conv_w.attributes[SQNR_ATTR]
+    db: dict[str, float] = {}
+    poor = api._poor_weights(zoo, originals, db)
+    assert db["fc/w"] == 1.0 and db["conv/w"] == round(honest, 2)
+    assert len(poor) == 1 and "'fc/w' measured 1.0 dB" in next(iter(poor.values()))
+
+
+@FAST
+@given(
+    st.sampled_from([(40, 16), (9, 4, 8), (300, 2), (3, 700)]),
+    st.sampled_from([8, 4, 2]),
+    st.floats(0.0, 3.0),
+    st.data(),
+)
+def test_gather_table_candidates_equal_rounding_each_axis(shape: tuple[int, ...], bits: int, tail: float, data: st.DataObject) -> None:
+    # one sweep over the table gives quantize_weight's codes and scales along the axis whose
+    # error is lower (the features' on a tie; float64 errors decide where they differ clearly)
+    from tflquant.passes.quantize_weights import _table_candidates, quantize_weight, sqnr_db
+
+    r = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    w = (r.standard_normal(shape) * np.exp(tail * r.standard_normal(shape))).astype(np.float32)
+    if data.draw(st.booleans()):
+        w[0] = 0.0  # an all-zero row (scale 1.0)
+    if data.draw(st.booleans()):
+        w[..., -1] = 0.0  # an all-zero feature
+    axis, q, s, db = _table_candidates(w, (1 << (bits - 1)) - 1)
+    errs = {}
+    for a in (w.ndim - 1, 0):
+        qa, ta = quantize_weight(w, a, bits)
+        sa = ta.scale_array().astype(np.float32).reshape([-1 if d == a else 1 for d in range(w.ndim)])
+        errs[a] = float(np.sum((w.astype(np.float64) - qa * sa.astype(np.float64)) ** 2))
+        if a == axis:
+            np.testing.assert_array_equal(q, qa)
+            np.testing.assert_array_equal(s, ta.scale_array().astype(np.float32))
+            assert db == sqnr_db(w, qa, sa)
+    other = 0 if axis == w.ndim - 1 else w.ndim - 1
+    assert errs[axis] <= errs[other] * (1 + 1e-5)
+    w[(0,) * w.ndim] = np.nan
+    assert _table_candidates(w, 127) is None
+
+
+def test_release_payload_leaves_small_mapped_files_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tflquant.fileio as fileio
+    from tflquant.ir import release_payload
+
+    path = tmp_path / "blob"
+    path.write_bytes(np.arange(1 << 12, dtype=np.float32).tobytes())
+    m = fileio.map_file(path)
+    arr = np.frombuffer(memoryview(m), np.float32)[1024:]
+    dropped = []
+    monkeypatch.setattr(fileio, "release_view", lambda v: dropped.append(v))
+    release_payload(arr, min_file=len(m) + 1)  # a file below the size: kept resident
+    release_payload(np.ones(8, np.float32), min_file=1)  # not mapped: nothing to drop
+    assert dropped == []
+    release_payload(arr, min_file=len(m))
+    release_payload(arr)
+    assert len(dropped) == 2 and all(v is arr for v in dropped)
+
+
 # ---------------------------------------------------------------------------------------
 # cast-weights-f16
 # ---------------------------------------------------------------------------------------

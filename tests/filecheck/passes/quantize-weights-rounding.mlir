@@ -12,9 +12,9 @@
 // flat: clipping cannot help, absmax stays. `auto` without statistics is MSE clipping for
 // 4-bit weights and round to nearest for 8-bit ones; gptq needs the statistics. A data-aware
 // rounding labels the constant (tflquant.rounding, the report's `rounding`; not written to files).
-// NEAR: "tfl.const"() <{value = dense<{{\[\[}}7, 1, 1, 1, 1, 1, 1, 1], [7, 7, 7, 7, 7, 7, 7, 7]]> : tensor<2x8xi8>}> {names = ["w"]} : () -> tensor<2x8x!quant.uniform<i4<-7:7>:f32:0, {1.1428572, 0.071428575}>>
-// MSE:  "tfl.const"() <{value = dense<{{\[\[}}7, 1, 1, 1, 1, 1, 1, 1], [7, 7, 7, 7, 7, 7, 7, 7]]> : tensor<2x8xi8>}> {names = ["w"], tflquant.rounding = "mse"} : () -> tensor<2x8x!quant.uniform<i4<-7:7>:f32:0, {1.1200001, 0.071428575}>>
-// INT8: "tfl.const"() <{value = dense<{{\[\[}}127, 16, 16, 16, 16, 16, 16, 16], [127, 127, 127, 127, 127, 127, 127, 127]]> : tensor<2x8xi8>}> {names = ["w"]} : () -> tensor<2x8x!quant.uniform<i8<-127:127>:f32:0, {0.062992126, 0.003937008}>>
+// NEAR: "tfl.const"() <{value = dense<{{\[\[}}7, 1, 1, 1, 1, 1, 1, 1], [7, 7, 7, 7, 7, 7, 7, 7]]> : tensor<2x8xi8>}> {names = ["w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x8x!quant.uniform<i4<-7:7>:f32:0, {1.1428572, 0.071428575}>>
+// MSE:  "tfl.const"() <{value = dense<{{\[\[}}7, 1, 1, 1, 1, 1, 1, 1], [7, 7, 7, 7, 7, 7, 7, 7]]> : tensor<2x8xi8>}> {names = ["w"], tflquant.rounding = "mse"{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x8x!quant.uniform<i4<-7:7>:f32:0, {1.1200001, 0.071428575}>>
+// INT8: "tfl.const"() <{value = dense<{{\[\[}}127, 16, 16, 16, 16, 16, 16, 16], [127, 127, 127, 127, 127, 127, 127, 127]]> : tensor<2x8xi8>}> {names = ["w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x8x!quant.uniform<i8<-127:127>:f32:0, {0.062992126, 0.003937008}>>
 // GPTQ: quantize-weights: weight-rounding=gptq needs calibration data (the layers' input statistics): give representative data (--calibration DATA.npz), or use weight-rounding auto or mse
 // BAD:  quantize-weights: weight-rounding must be one of nearest, mse, gptq, auto, got 'best'
 func.func @fc(%x: tensor<1x8xf32>) -> tensor<1x2xf32> {

@@ -9,7 +9,7 @@
 
 // Conv: per channel along dim 0, read directly by the hybrid kernel; the bias stays float.
 // CHECK-LABEL: func.func @conv
-// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}127, -64]], {{\[\[}}32, 0]]], {{\[\[\[}}-127, 127]], {{\[\[}}0, 127]]]]> : tensor<2x2x1x2xi8>}> {names = ["conv/w"]} : () -> tensor<2x2x1x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.003937008}>>
+// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}127, -64]], {{\[\[}}32, 0]]], {{\[\[\[}}-127, 127]], {{\[\[}}0, 127]]]]> : tensor<2x2x1x2xi8>}> {names = ["conv/w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x1x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.003937008}>>
 // CHECK-NEXT: %[[B:.*]] = "tfl.const"() {{.*}} : () -> tensor<2xf32>
 // CHECK-NEXT: "tfl.conv_2d"(%x, %[[W]], %[[B]]) <{padding = "SAME", stride_w = 1 : i32, stride_h = 1 : i32}> {names = ["conv"]} : (tensor<1x3x3x2xf32>, tensor<2x2x1x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.003937008}>>, tensor<2xf32>) -> tensor<1x3x3x2xf32>
 // CHECK-NOT:  tfl.dequantize
@@ -28,7 +28,7 @@ func.func @conv(%x: tensor<1x3x3x2xf32> {tfl.name = "x"}) -> tensor<1x3x3x2xf32>
 // Depthwise: per channel along dim 3 (its hybrid kernel takes nothing else); with
 // per-channel=false the weight is per tensor and a DEQUANTIZE feeds the float kernel.
 // CHECK-LABEL: func.func @depthwise
-// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}127, 64], [-127, 127]]]]> : tensor<1x1x2x2xi8>}> {names = ["dw/w"]} : () -> tensor<1x1x2x2x!quant.uniform<i8<-127:127>:f32:3, {0.015748031, 0.007874016}>>
+// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[\[\[}}127, 64], [-127, 127]]]]> : tensor<1x1x2x2xi8>}> {names = ["dw/w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<1x1x2x2x!quant.uniform<i8<-127:127>:f32:3, {0.015748031, 0.007874016}>>
 // CHECK:      "tfl.depthwise_conv_2d"(%x, %[[W]], %{{.*}})
 // CHECK-NOT:  tfl.dequantize
 // TENSOR-LABEL: func.func @depthwise
@@ -46,7 +46,7 @@ func.func @depthwise(%x: tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32> {
 
 // Fully connected: per channel along dim 0, asymmetric input quantization switched on.
 // CHECK-LABEL: func.func @fully_connected
-// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[}}64, -127, 32, 16], [32, 64, -127, 95]]> : tensor<2x4xi8>}> {names = ["w"]} : () -> tensor<2x4x!quant.uniform<i8<-127:127>:f32:0, {0.015748031, 0.0031496063}>>
+// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[}}64, -127, 32, 16], [32, 64, -127, 95]]> : tensor<2x4xi8>}> {names = ["w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x4x!quant.uniform<i8<-127:127>:f32:0, {0.015748031, 0.0031496063}>>
 // CHECK:      "tfl.fully_connected"(%x, %[[W]], %{{.*}}) <{fused_activation_function = "RELU", asymmetric_quantize_inputs = true}> {names = ["y"]}
 // TENSOR-LABEL: func.func @fully_connected
 // TENSOR:     "tfl.fully_connected"({{.*}}) <{fused_activation_function = "RELU", asymmetric_quantize_inputs = true}> {{.*}} : (tensor<1x4xf32>, tensor<2x4x!quant.uniform<i8<-127:127>:f32, 0.015748031>>, tensor<2xf32>) -> tensor<1x2xf32>
@@ -75,8 +75,8 @@ func.func @small(%x: tensor<1x3xf32>) -> tensor<1x1xf32> {
 // Batch matmul: a constant right-hand side is int8 per tensor (hybrid, asymmetric inputs);
 // a constant left-hand side has no hybrid kernel (the converter keeps it float too).
 // CHECK-LABEL: func.func @batch_matmul
-// CHECK:      %[[L:.*]] = "tfl.const"() {{.*}} {names = ["lhs"]} : () -> tensor<2x2xf32>
-// CHECK:      %[[R:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, -127], [64, 0]]> : tensor<2x2xi8>}> {names = ["rhs"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32, 0.015748031>>
+// CHECK:      %[[L:.*]] = "tfl.const"() {{.*}} {names = ["lhs"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2xf32>
+// CHECK:      %[[R:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, -127], [64, 0]]> : tensor<2x2xi8>}> {names = ["rhs"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32, 0.015748031>>
 // CHECK:      "tfl.batch_matmul"(%x, %[[R]]) <{asymmetric_quantize_inputs = true}>
 // CHECK:      "tfl.batch_matmul"(%[[L]], %x)
 // CHECK-NOT:  asymmetric_quantize_inputs
@@ -97,12 +97,12 @@ func.func @batch_matmul(%x: tensor<2x2xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32
 // (per-channel=false, or tables over 2^20 elements) int8 rows are gathered, then
 // dequantized; the float result keeps the tensor's name. Embedding lookup is hybrid, per row.
 // CHECK-LABEL: func.func @lookups
-// CHECK:      %[[T:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 63], [-127, 127]]> : tensor<2x2xi8>}> {names = ["table"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:1, {0.031496063, 0.00015748032}>>
+// CHECK:      %[[T:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 63], [-127, 127]]> : tensor<2x2xi8>}> {names = ["table"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:1, {0.031496063, 0.00015748032}>>
 // CHECK-NEXT: %[[TD:.*]] = "tfl.dequantize"(%[[T]]) {names = ["table_dequantize"]} : (tensor<2x2x!quant.uniform<i8<-127:127>:f32:1, {0.031496063, 0.00015748032}>>) -> tensor<2x2xf32>
 // CHECK:      %[[G:.*]] = "tfl.gather"(%[[TD]], %ids) <{axis = 0 : i32}> {names = ["emb"]} : (tensor<2x2xf32>, tensor<3xi32>) -> tensor<3x2xf32>
-// CHECK:      %[[E:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 0], [-127, 64]]> : tensor<2x2xi8>}> {names = ["rows"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
+// CHECK:      %[[E:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 0], [-127, 64]]> : tensor<2x2xi8>}> {names = ["rows"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
 // CHECK:      %[[L:.*]] = "tfl.embedding_lookup"(%ids, %[[E]])
-// CHECK:      %[[C:.*]] = "tfl.const"() {{.*}} {names = ["cols"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
+// CHECK:      %[[C:.*]] = "tfl.const"() {{.*}} {names = ["cols"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
 // CHECK-NEXT: %[[CD:.*]] = "tfl.dequantize"(%[[C]])
 // CHECK:      %[[G2:.*]] = "tfl.gather"(%[[CD]], %ids2) <{axis = 1 : i32}> : (tensor<2x2xf32>, tensor<1x3xi32>) -> tensor<2x1x3xf32>
 // CHECK:      func.return %[[G]], %[[L]], %[[G2]]
@@ -138,7 +138,7 @@ func.func @transpose_conv(%x: tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32> {
 
 // A weight shared with an op that has no hybrid kernel: that reader gets one DEQUANTIZE.
 // CHECK-LABEL: func.func @shared
-// CHECK:      %[[W:.*]] = "tfl.const"() {{.*}} {names = ["w"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.023622047}>>
+// CHECK:      %[[W:.*]] = "tfl.const"() {{.*}} {names = ["w"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.023622047}>>
 // CHECK-NEXT: %[[D:.*]] = "tfl.dequantize"(%[[W]]) {names = ["w_dequantize"]}
 // CHECK:      "tfl.fully_connected"(%x, %[[W]], %{{.*}})
 // CHECK:      "tfl.add"(%x, %[[D]])
@@ -177,7 +177,7 @@ func.func @untouched(%x: tensor<2x2xf32>) -> (tensor<2x2xf32>, tensor<2x2xf32>, 
 // the fp16 constant and its DEQUANTIZE go away.
 // CHECK-LABEL: func.func @from_fp16
 // CHECK-NOT:  f16
-// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 32], [85, 127]]> : tensor<2x2xi8>}> {names = ["w16"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.023622047}>>
+// CHECK:      %[[W:.*]] = "tfl.const"() <{value = dense<{{\[\[}}127, 32], [85, 127]]> : tensor<2x2xi8>}> {names = ["w16"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.023622047}>>
 // CHECK:      "tfl.fully_connected"(%x, %[[W]], %{{.*}}) <{asymmetric_quantize_inputs = true}>
 // CHECK-NOT:  f16
 func.func @from_fp16(%x: tensor<2x2xf32>) -> tensor<2x2xf32> {
@@ -235,7 +235,7 @@ func.func @lstm_small(%x: tensor<1x1x1xf32>) -> tensor<1x1x2xf32> {
 // An embedding table tied to the output projection: the projection (hybrid kernel) decides
 // the layout, per channel along dim 0, and the GATHER reads the table through a DEQUANTIZE.
 // CHECK-LABEL: func.func @tied_embedding
-// CHECK:      %[[T:.*]] = "tfl.const"() {{.*}} {names = ["tied"]} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
+// CHECK:      %[[T:.*]] = "tfl.const"() {{.*}} {names = ["tied"]{{(, tflquant.sqnr = [^}]* : f64)?}}} : () -> tensor<2x2x!quant.uniform<i8<-127:127>:f32:0, {0.031496063, 0.015748031}>>
 // CHECK-NEXT: %[[TD:.*]] = "tfl.dequantize"(%[[T]])
 // CHECK:      "tfl.gather"(%[[TD]], %ids)
 // CHECK:      "tfl.fully_connected"(%{{.*}}, %[[T]], %{{.*}}) <{asymmetric_quantize_inputs = true}>
