@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xdsl.dialects.builtin import NoneType, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, NoneType, TensorType
 from xdsl.ir import SSAValue
 
 from tflquant.dialects import tfl
@@ -24,14 +24,19 @@ from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
 from tflquant.ir import element_kind
 
 
+_PLAIN = (Float32Type, IntegerType, Float16Type)
+
+
 def _kind(v: SSAValue | None) -> str:
     """A short name of a value's element type: f32 f16 q8 qu8 q16 q32 q64 i8 u8 i16 i32 i64 bool none."""
     if v is None:
         return "none"
     t = v.type
-    if isinstance(t, NoneType) or not isinstance(t, TensorType):
+    if type(t) is not TensorType and (isinstance(t, NoneType) or not isinstance(t, TensorType)):
         return "none"
     e = t.element_type
+    if type(e) in _PLAIN:  # the common float / integer elements: no quantized-type checks
+        return element_kind(e)
     if isinstance(e, BlockwiseQuantizedType):
         return f"q{e.bits}"
     if isinstance(e, UniformQuantizedType):
