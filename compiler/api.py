@@ -993,6 +993,8 @@ WEIGHT_FLOOR_DB = 20.0  # dynamic mode: int8 weights below this SQNR stay float
 
 def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
     """Name -> float32 values (views, no copy) of the constants quantize-weights may quantize."""
+    import math
+
     from tflquant.ir import value_name
 
     from xdsl.dialects.builtin import Float32Type
@@ -1002,6 +1004,9 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
     for op in module.walk():
         # (a float32 constant's payload is float32: its element type says it before any numpy)
         if isinstance(op, tfl.ConstOp) and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
+            shape = t.get_shape()
+            if all(d >= 0 for d in shape) and math.prod(shape) < least:
+                continue  # too small to be quantized: no payload read
             if (name := value_name(op.result)):
                 values = op.numpy()
                 if values.size >= least:

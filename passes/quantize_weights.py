@@ -106,6 +106,15 @@ FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scal
 _CHUNK = 1 << 16
 
 
+_STORAGE = {b: IntegerType(b) for b in WEIGHT_BITS}  # immutable attributes, built once (xDSL checks each construction)
+
+
+def _storage(bits: int) -> IntegerType:
+    """The signless storage type of `bits` bits."""
+    t = _STORAGE.get(bits)
+    return t if t is not None else IntegerType(bits)
+
+
 def _row_chunks(n_rows: int, row_size: int):
     step = max(1, _CHUNK // max(row_size, 1))
     return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
@@ -221,14 +230,14 @@ def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tup
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
         s = choose_scales(w.reshape(1, -1), qmax) if rounded is None else rounded[1].reshape(1)
-        qtype = UniformQuantizedType.make(IntegerType(bits), float(s[0]), 0, narrow=True)
+        qtype = UniformQuantizedType.make(_storage(bits), float(s[0]), 0, narrow=True)
         return (_round(w, s[0], qmax) if rounded is None else rounded[0]), qtype
     if axis == 0 and rounded is None and w.size and w.ndim >= 2 and w.flags.c_contiguous:
         done = _quantize_rows(w.reshape(w.shape[0], -1), qmax)
         if done is not None:
-            return done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(bits), done[1], 0, axis=axis, narrow=True)
+            return done[0].reshape(w.shape), UniformQuantizedType.make(_storage(bits), done[1], 0, axis=axis, narrow=True)
     s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax) if rounded is None else rounded[1]
-    qtype = UniformQuantizedType.make(IntegerType(bits), s, 0, axis=axis, narrow=True)
+    qtype = UniformQuantizedType.make(_storage(bits), s, 0, axis=axis, narrow=True)
     return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax) if rounded is None else rounded[0]), qtype
 
 
@@ -241,11 +250,11 @@ def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[
     groups = w.reshape(-1, block)
     if rounded is not None:
         q, s16 = rounded[0], np.maximum(rounded[1].reshape(-1), FP16_TINY).astype(np.float16)
-        return q, BlockwiseQuantizedType.make(IntegerType(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
+        return q, BlockwiseQuantizedType.make(_storage(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
     s16 = np.maximum(choose_scales(groups, qmax), FP16_TINY).astype(np.float16)
     s16 = np.maximum(s16, np.float16(FP16_TINY))
     q = _round(groups, s16.astype(np.float32)[:, None], qmax).reshape(w.shape)
-    return q, BlockwiseQuantizedType.make(IntegerType(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
+    return q, BlockwiseQuantizedType.make(_storage(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
 
 
 @dataclass(frozen=True)
@@ -387,7 +396,7 @@ def _gather_table_axis(gather: Operation, table: SSAValue, bits: int = 8,
         return last
     axis, q, s, db = best
     if rounded is not None:
-        rounded[table] = (axis, bits, q, UniformQuantizedType.make(IntegerType(bits), s, 0, axis=axis, narrow=True), db)
+        rounded[table] = (axis, bits, q, UniformQuantizedType.make(_storage(bits), s, 0, axis=axis, narrow=True), db)
     return axis
 
 
@@ -692,7 +701,7 @@ class QuantizeWeights(ModulePass):
                 done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1, measure=True)
                 if done is None:
                     raise not_finite()
-                q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(IntegerType(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
+                q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(_storage(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
             else:
                 q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen))
             release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go

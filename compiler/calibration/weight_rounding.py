@@ -56,7 +56,7 @@ faster), the column updates in float32 (as GPTQ does); results are deterministic
 randomness, stable sorts). Where the scale stays the same across a sub-batch of columns
 (tensor, channel, blocks along the input) the columns are rounded in code units (w / s).
 8-bit GPTQ takes absmax scales (the clipping search gains nothing at 8 bits, measured).
-Rounding runs under blas_threads(1). Measured (benchmarks/weight_rounding.py --timing, CPU
+GPTQ runs under blas_threads(1) (MSE clipping and round to nearest make no matrix products). Measured (benchmarks/weight_rounding.py --timing, CPU
 seconds on 2 shared cores at load 13): a 2048 x 2048 int4 layer with 512 calibration rows
 takes 0.47-0.57 s with GPTQ (channel, block 32 / 128; act-order about the same),
 0.08-0.12 s with MSE clipping, 0.02 s round to nearest.
@@ -715,8 +715,11 @@ def round_weight(
     "mse" weighs the error by it ("auto" is then "mse"). `factor_cache`: see gptq.
     `tensor_scale`: with granularity "tensor", the scale to use (no search; round_batch_matmul
     chooses one for all its matrices)."""
+    args = (w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square, factor_cache, tensor_scale)
+    if method in ("rtn", "mse") or (method == "auto" and hessian is None and (stats is None or stats.rows == 0)):
+        return _round_weight(*args)  # no matrix products: BLAS's threads do not matter (and setting them costs)
     with blas_threads(threads):
-        return _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square, factor_cache, tensor_scale)
+        return _round_weight(*args)
 
 
 def _round_weight(w, bits, granularity, block_size, method, stats, hessian, narrow, fp16_scales, act_order, damp, block_axis, ratios, mean_square=None, factor_cache=None,
