@@ -113,7 +113,7 @@ class SetIoTypes(ModulePass):
         ret = f.body.blocks[0].last_op
         if not isinstance(ret, func.ReturnOp):
             return
-        renamed: set[Operation] = set()
+        renamed: dict[Operation, str] = {}  # requantizing QUANTIZE -> the output name it took (an output returned twice keeps it)
         for i, v in enumerate(list(ret.operands)):
             if not is_f32(v.type):
                 continue
@@ -142,12 +142,14 @@ class SetIoTypes(ModulePass):
             self._check(qt, f"model output {describe(v)}")
             name = value_name(v)
             src = y.owner.inputs[0] if isinstance(y.owner, tfl.QuantizeOp) else None
-            if src is not None and y.owner not in renamed and isinstance(src.owner, Operation) and not isinstance(src.owner, tfl.ConstOp) \
+            if src is not None and y.owner in renamed:
+                name = renamed[y.owner]  # the same requantized output returned again
+            elif src is not None and isinstance(src.owner, Operation) and not isinstance(src.owner, tfl.ConstOp) \
                     and (st := quant.quantized_element(src.type)) is not None and bits_of(st) != bits_of(qt) and value_name(src) is not None:
                 # requantized from the other precision (insert-fake-quant's requantize-inputs):
                 # the output takes its producer's tensor name, the producer the storage suffix
-                renamed.add(y.owner)
                 name = value_name(src)
+                renamed[y.owner] = name
                 set_name(src.owner, src.index, f"{name}_{storage_suffix(st)}")  # type: ignore[attr-defined]
                 if self.type == "uint8":
                     set_name(y.owner, y.index, f"{name}_{storage_suffix(qt)}")

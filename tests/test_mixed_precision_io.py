@@ -86,3 +86,32 @@ def test_int8_model_output_with_int16_io(model) -> None:
     same_mix = litert_run(tflquant.quantize(m, mode="int16x8", representative_dataset=data, op_precision={"SOFTMAX": "int8"}).model, x)[0]
     assert sqnr_db(ref[0], got) > 20.0 and np.max(np.abs(got - same_mix)) <= 1.01 * it.get_output_details()[0]["quantization"][0]
 
+
+
+@pytest.mark.parametrize("io_type", ["int8", "uint8"])
+def test_output_returned_twice_keeps_its_name(io_type) -> None:
+    """A requantized output (SOFTMAX in int16, int8 / uint8 I/O) returned twice: both model
+    outputs keep the float model's name (the second one does not take the DEQUANTIZE's or
+    requantizing QUANTIZE's name) and give the same values."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import ArrayAttr, FunctionType
+
+    mod = cnn()
+    f = next(o for o in mod.walk() if isinstance(o, func.FuncOp))
+    ret = f.body.blocks[0].last_op
+    v = ret.operands[0]
+    ret.operands = (v, v)
+    f.function_type = FunctionType.from_lists(list(f.function_type.inputs.data), [v.type, v.type])
+    if f.res_attrs is not None:
+        f.res_attrs = ArrayAttr(list(f.res_attrs.data) * 2)
+    m = write_flatbuffer(mod)
+    data = sample_inputs(cnn(), n=8, seed=5)
+    names = [d["name"] for d in interpreter(m).get_output_details()]
+    assert len(names) == 2 and names[0] == names[1]
+    r = tflquant.quantize(m, representative_dataset=data, op_precision={"SOFTMAX": "int16"}, io_type=io_type)
+    assert _bits(_returned_requantize(r).inputs[0]) == 16
+    outs = interpreter(r.model).get_output_details()
+    assert [d["name"] for d in outs] == names
+    assert all(d["dtype"] == (np.int8 if io_type == "int8" else np.uint8) for d in outs)
+    got = litert_run(r.model, list(data.values()))
+    np.testing.assert_array_equal(got[0], got[1])
