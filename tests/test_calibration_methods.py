@@ -105,6 +105,32 @@ def test_histogram_counts_each_value_in_its_bin() -> None:
     assert np.array_equal(np.bincount(k2, minlength=len(c.counts)), c.counts)
 
 
+def test_rebin_keeps_the_counts_inside_the_window() -> None:
+    """Coarse bins start .. start + n - 1 hold the fine counts that fall in them: a
+    histogram wholly below or above the window (or partly in it) gives zeros outside, not
+    an error."""
+    h = Histogram(0, 20, np.arange(1, 11, dtype=np.int64))  # bins 20 .. 29
+    for exp in range(3):
+        coarse = np.arange(20, 30) >> exp
+        for start in range(-10, 60):
+            for n in (1, 3, 15, 40):
+                want = np.array([h.counts[coarse == b].sum() for b in range(start, start + n)], np.int64)
+                assert np.array_equal(h.rebin(exp, start, n), want), (exp, start, n)
+
+
+@pytest.mark.parametrize("hist", [{"exp": 0, "start": 20, "counts": [1, 2]}, {"exp": 0, "start": -3, "counts": [1, 2]}, {"exp": 0, "start": 4, "counts": [1, 2, 3]}])
+def test_stats_file_with_a_histogram_outside_its_range_is_rejected(tmp_path: Path, hist) -> None:
+    """A histogram whose bins lie outside its tensor's min/max (an edited file) is one clear
+    error naming the tensor and the file, not a failure when the statistics merge."""
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({"format": "tflquant-calibration-stats", "version": 2, "tensors": {"act": {"min": 0.0, "max": 5.5, "hist": hist}}}))
+    with pytest.raises(TflquantError, match=r"s\.json: tensor 'act': 'hist' covers .* outside its range"):
+        read_stats(p)
+    hist_ok = {"exp": 0, "start": 0, "counts": [1, 0, 0, 0, 0, 1]}
+    p.write_text(json.dumps({"format": "tflquant-calibration-stats", "version": 2, "tensors": {"act": {"min": 0.0, "max": 5.5, "hist": hist_ok}}}))
+    r = read_stats(p)["act"]
+    assert merge_stats({"act": r}, {"act": r})["act"].hist.total == 4
+
 def test_model_statistics_merge_exactly_threads_and_sequential() -> None:
     from tflquant.calibration.dataset import load_npz
     from tflquant.tflite.reader import load_model

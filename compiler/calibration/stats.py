@@ -248,8 +248,10 @@ class Histogram:
         bounds = np.maximum((np.arange(first, last + 1, dtype=np.int64) << d) - self.start, 0)
         out = np.zeros(n, np.int64)
         sums = np.add.reduceat(self.counts.astype(np.int64, copy=False), bounds)
-        lo = first - start
-        out[max(lo, 0) : lo + len(sums)] = sums[max(-lo, 0) : n - lo]
+        lo = first - start  # sums[j] is bin lo + j of out; only the overlap is kept
+        a, b = max(lo, 0), min(lo + len(sums), n)
+        if a < b:
+            out[a:b] = sums[a - lo : b - lo]
         return out
 
     def merge(self, other: Histogram, lo: float, hi: float) -> Histogram:
@@ -362,6 +364,16 @@ def _range(name: str, v: Any, where: str) -> Range:
             raise TflquantError(f"{where}: tensor '{name}' has a non-finite range [{lo}, {hi}]")
         if lo > hi:
             raise TflquantError(f"{where}: tensor '{name}' has min {lo} greater than max {hi}")
+    h = r.hist
+    if h is not None and not isinstance(v, Range):
+        # its bins lie within its range's (calibration builds it on the range's grid);
+        # merges and methods read it on that grid
+        first, last = math.floor(math.ldexp(r.mins[0], -h.exp)), math.floor(math.ldexp(r.maxs[0], -h.exp))
+        if h.start < first or h.start + len(h.counts) - 1 > last:
+            raise TflquantError(
+                f"{where}: tensor '{name}': 'hist' covers [{math.ldexp(h.start, h.exp)}, {math.ldexp(h.start + len(h.counts), h.exp)}), "
+                f"outside its range [{r.mins[0]}, {r.maxs[0]}]: the file was edited or is corrupt; recalibrate with --save-stats"
+            )
     return r
 
 
