@@ -1154,3 +1154,13 @@ def test_parallel_ranges_observe_in_order_and_report_the_first_error(monkeypatch
             Interpreter(m).run([x], observer=failing)
     finally:
         fk.set_threads(old)
+
+
+def test_plain_op_classes_are_none_of_the_special_ones() -> None:
+    """Planning (and calibrate's resource-variable scan) skips its isinstance checks for the
+    classes in PLAIN_OP_CLASSES: none of them may be a class those checks look for."""
+    from tflquant.reference.interpreter import PLAIN_OP_CLASSES
+
+    special = (tfl.OpaqueOp, tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp)
+    assert isinstance(PLAIN_OP_CLASSES, frozenset) and tfl.BUILTIN_CLASSES["SOFTMAX"] in PLAIN_OP_CLASSES
+    assert not [c.__name__ for c in PLAIN_OP_CLASSES if issubclass(c, special)]

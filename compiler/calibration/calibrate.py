@@ -55,6 +55,7 @@ from tflquant.calibration.stats import Stats, check_method, function_of, qualifi
 from tflquant.dialects import tfl
 from tflquant.errors import TflquantError
 from tflquant.ir import numpy_dtype_of_element, value_name
+from tflquant.reference.interpreter import PLAIN_OP_CLASSES
 
 
 
@@ -318,11 +319,10 @@ def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any
 # ---------------------------------------------------------------------------------------
 
 _RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
-_PLAIN_CLASSES = frozenset(tfl.BUILTIN_CLASSES.values())  # op classes that are no OpaqueOp (exact-class test first: isinstance against an ABC is slow)
 
 
 def _resource_op(op: Operation) -> str | None:
-    if (type(op) is tfl.OpaqueOp or (type(op) not in _PLAIN_CLASSES and isinstance(op, tfl.OpaqueOp))) and op.custom_code is None and op.op_name in _RESOURCE_OPS:
+    if (type(op) is tfl.OpaqueOp or (type(op) not in PLAIN_OP_CLASSES and isinstance(op, tfl.OpaqueOp))) and op.custom_code is None and op.op_name in _RESOURCE_OPS:
         return op.op_name
     return None
 

@@ -275,15 +275,15 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     types = _TypeFacts()
     for op in block.ops:
         cls = type(op)  # (exact classes first: isinstance against xDSL's ABCs costs a cache walk)
-        if cls is func.ReturnOp or (cls not in _OP_CLASSES and isinstance(op, func.ReturnOp)):
+        if cls is func.ReturnOp or (cls not in PLAIN_OP_CLASSES and isinstance(op, func.ReturnOp)):
             results = [slots[id(v)] for v in op.operands]
             for s in results:
                 last_use[s] = len(steps) + 1  # never freed
             break
-        if cls is tfl.ConstOp or (cls not in _OP_CLASSES and isinstance(op, tfl.ConstOp)):
+        if cls is tfl.ConstOp or (cls not in PLAIN_OP_CLASSES and isinstance(op, tfl.ConstOp)):
             consts[new_slot(op.result)] = op.numpy()
             continue
-        if cls not in _OP_CLASSES:
+        if cls not in PLAIN_OP_CLASSES:
             if isinstance(op, tfl.NoValueOp):
                 consts[new_slot(op.result)] = None
                 continue
@@ -299,11 +299,9 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
 
         key = tfl.op_type(op)
         factory = fk.KERNELS.get(key)
-        opaque = cls is tfl.OpaqueOp or (cls not in _OP_CLASSES and isinstance(op, tfl.OpaqueOp))
+        opaque = cls is tfl.OpaqueOp or (cls not in PLAIN_OP_CLASSES and isinstance(op, tfl.OpaqueOp))
         if key in CONTROL_FLOW and opaque and op.custom_code is None and subgraph is not None:
             factory = lambda o, key=key: CONTROL_FLOW[key](o, subgraph)  # noqa: E731
-        if not opaque:
-            _OP_CLASSES.add(cls)
         if factory is None or (opaque and op.custom_code is not None):
             what = "custom op" if opaque and op.custom_code is not None else "op"
             raise TflquantError(
@@ -340,7 +338,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             modes.append(("param" if is_param else "data", q))
             if s in batched:
                 op_batched = True
-        out_q = [None if quant_aware else types.quantized(r.type) for r in op.results]
+        out_q = [None if quant_aware else quantized_element(r.type) for r in op.results]  # (blockwise types are for weights, not results)
         res_batched = op_batched and key not in fk.UNBATCHED_RESULTS
         out_slots = [new_slot(r) for r in op.results]
         if res_batched:
@@ -375,8 +373,11 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched, sample_elems, largest_elems)
 
 
-# op classes that are none of the special ones _build_plan tells apart (filled as it meets them)
-_OP_CLASSES: set[type] = set()
+# The generated classes of the TFLite builtin ops: none is an OpaqueOp, ConstOp, NoValueOp,
+# VariableOp, SparseConstOp or func.ReturnOp (the special ones planning tells apart), so an
+# exact-class lookup here spares the isinstance checks (slow against xDSL's ABCs). Other op
+# classes (subclasses, quant ops) take the isinstance checks. calibrate reads it too.
+PLAIN_OP_CLASSES: frozenset[type] = frozenset(tfl.BUILTIN_CLASSES.values())
 
 
 _UNSET = object()
@@ -395,10 +396,7 @@ class _TypeFacts:
         if f is None:
             self.keep.append(t)
             if isinstance(t, TensorType):
-                e = 1
-                for d in t.get_shape():
-                    e *= max(int(d), 1)
-                f = [quantized_element(t) or blockwise_element(t), _UNSET, e]
+                f = [quantized_element(t) or blockwise_element(t), _UNSET, _static_elems(t)]
             else:
                 f = [None, None, 0]
             self.facts[id(t)] = f
