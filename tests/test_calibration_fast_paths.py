@@ -87,3 +87,23 @@ def test_array_batches_check_integer_ranges() -> None:
     _, samples = samples_from_arrays({"tok": np.array([[1, 2], [3, 4], [5, 300]])}, specs, "data.npz")
     with pytest.raises(TflquantError, match=r"data.npz, samples 0-2: input 'tok' is int8.*outside \[-128, 127\]"):
         list(batches(samples, 8))
+
+
+def test_array_batches_that_view_the_callers_arrays_are_read_only() -> None:
+    """A batch that is a view of the caller's array (shape and dtype already fit) is
+    read-only, so nothing downstream can write the user's data; the caller's array stays
+    writeable and unchanged; a converted batch (its own copy) is left as it is."""
+    specs = [InputSpec("img", (2, 3), np.dtype(np.float32)), InputSpec("tok", (2,), np.dtype(np.int32))]
+    img = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    tok = np.arange(8, dtype=np.int64).reshape(4, 2)
+    _, samples = samples_from_arrays({"img": img, "tok": tok}, specs, "x")
+    got = list(batches(samples, 2))
+    assert len(got) == 2
+    for k, (b_img, b_tok) in enumerate(got):
+        assert np.shares_memory(b_img, img) and not b_img.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            b_img[...] = 0
+        assert not np.shares_memory(b_tok, tok) and b_tok.flags.writeable
+        assert np.array_equal(b_img, img[2 * k : 2 * k + 2])
+    assert img.flags.writeable and tok.flags.writeable
+    img[0, 0, 0] = -1.0  # the caller's array stays writeable

@@ -316,10 +316,15 @@ class ArraySamples(Iterator[list[np.ndarray]]):
             i, j = self.pos, min(self.pos + batch_size, self.end)
             self.pos = j
             where = f"{self.where}, samples {i}-{j - 1}"
-            yield [
-                np.ascontiguousarray(_fit_dtype(a[i:j].reshape((j - i,) + shape), s, where))
-                for a, s, shape in zip(self.cols, self.specs, self.shapes)
-            ]
+            batch = []
+            for a, s, shape in zip(self.cols, self.specs, self.shapes):
+                b = np.ascontiguousarray(_fit_dtype(a[i:j].reshape((j - i,) + shape), s, where))
+                if np.may_share_memory(b, a):
+                    # a view of the caller's array: read-only, so a kernel that wrote its
+                    # input in place would fail loudly instead of changing the user's data
+                    b.flags.writeable = False
+                batch.append(b)
+            yield batch
 
 
 def stacked_inputs(arrays: Mapping[str, Any], specs: Sequence[InputSpec], where: str, max_samples: int | None = None) -> list[np.ndarray]:
