@@ -25,7 +25,8 @@ target 25 measured pooled gave 28.1 / 20.6 dB on its evaluation crops; measured 
    in int16 (an op LiteRT has no int16 kernel for goes float), or, the other variant, all
    float; a tensor's producer and readers together, so no requantizing island appears.
 3. A round: every unit that changes the current mix is measured on top of it (output_sqnr
-   with LiteRT's integer kernels, or accuracy_fn's score), in worker processes. The gain of
+   with LiteRT's integer kernels, or accuracy_fn's score: it must be deterministic, as each
+   mix is measured once and its score reused), in worker processes. The gain of
    a unit is the output noise power it removes (or the score it adds); gains of separate
    error sources add up, so the units are sorted by gain per cost (cost: the ops it adds
    plus the estimated latency it adds, in the int8 model's mean op) and the prefixes of that
@@ -362,7 +363,13 @@ def search_quantize(
 ) -> Any:
     """`tflquant.quantize(..., target_sqnr=...)` / `accuracy_fn=, max_drop=`: see the module
     docstring. Returns the QuantizationResult of the model found; `result.report.search`
-    holds the path (Step per step)."""
+    holds the path (Step per step).
+
+    accuracy_fn must be deterministic: the same model bytes, the same score. The search
+    measures each mix once and reuses that score whenever it comes back to the mix (a
+    pruning trial equal to an earlier candidate, units adding the same ops), so a score
+    that varies between calls (random evaluation subsets, a model with dropout) makes the
+    path depend on which call was kept: seed or fix the evaluation data."""
     from tflquant.api import _keeping_first, _main_samples, check_options, op_precision_entries, quantize
     from tflquant.calibration.calibrate import calibrate
     from tflquant.fileio import read_bytes
