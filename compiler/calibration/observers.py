@@ -140,8 +140,8 @@ class MinMaxObserver:
 
     def reduce(self, name: str, array: np.ndarray, now: bool = False) -> TensorRange | None:
         """What one array adds to `name`'s statistics (None: not a float tensor, or empty).
-        `now`: the caller merges the result before it reduces anything else (observe): a
-        first observation of the batch is counted into a histogram here (see _bin)."""
+        `now`: the caller merges the result before it reduces anything else (observe): its
+        values are counted here, on the running grid when they fit it (see _bin)."""
         a = array if type(array) is np.ndarray else np.asarray(array)
         if a.dtype.kind != "f":
             return None
@@ -223,7 +223,7 @@ class MinMaxObserver:
                 part.hists = [Histogram(g.exp, g.start, counts)]
             else:
                 part.bins = [(bin_index(_f(sub), g.exp, g.start), g.exp, g.start, weight)]
-        elif now and (run is None or not (run.bins or run.hists)):
+        elif now and (run is None or not run.bins):
             part.hists = [_histogram(_f(sub), weight, lo, hi, g.exp if g is not None else None)]
         else:
             part.bins = [(np.array(_f(sub), copy=True), lo, hi, weight)]
@@ -294,7 +294,7 @@ class MinMaxObserver:
             pending = r.pending
             if pending:
                 r.pending = None
-                smin, smax = pending[0] if len(pending) == 1 and len(pending[0][0]) == n else _per_sample(pending, n)
+                smin, smax = _per_sample(pending, n)
                 if r.sample_min is None or r.sample_max is None:
                     r.sample_min, r.sample_max = [smin], [smax]
                 else:
@@ -311,7 +311,7 @@ class MinMaxObserver:
                 if not self.histograms:
                     out[n] = Range((float(r.min),), (float(r.max),), -1, m, msq)
                     continue
-                if r.pending or r.bins or r.hists:  # observations after the last end_batch: one batch of their own
+                if r.pending or r.bins:  # observations after the last end_batch: one batch of their own
                     self.end_batch(len(r.pending[0][0]) if r.pending else 1)
                 smin = np.concatenate(r.sample_min) if r.sample_min else None
                 smax = np.concatenate(r.sample_max) if r.sample_max else None
@@ -462,8 +462,6 @@ def _per_sample(obs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.nd
         return obs[0]
     total = sum(len(m) for m, _ in obs)
     if total == n:
-        if len(obs) == 1:  # nothing writes these arrays: no copy
-            return obs[0]
         return np.concatenate([m for m, _ in obs]), np.concatenate([x for _, x in obs])
     if n > 0 and total % n == 0:
         k = total // n
