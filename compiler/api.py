@@ -206,9 +206,10 @@ def _kb(n: int) -> str:
 
 
 class QuantizationResult:
-    """The quantized model (`model`: flatbuffer bytes) and its `report`. A model in the
-    large layout (past 2 GB) is held as its pieces (`pieces`: the flatbuffer and the
-    constants' own payloads): save() streams them to the file; `model` joins them on use.
+    """The quantized model (`model`: flatbuffer bytes) and its `report`. The model is held
+    as its pieces (`pieces`: builder views and the constants' own payloads): save() streams
+    them and verifies the written file; `model` joins and verifies them once, on first use
+    (a model in the large layout, past 2 GB, is only ever streamed).
 
     The report is built when first read (quantize returns sooner: most callers only save
     the model); reading `module` first settles it, so it always describes the module as
@@ -447,7 +448,9 @@ def quantize(
     op_precision: (int8, int16x8) mixed precision by hand, by output tensor name or op type:
       {"SOFTMAX": "int16", "attn/out": "float"} or a list of "NAME=PRECISION" strings
       (int8, int16 or float); the mode gives the other ops' precision. Boundaries between
-      int8 and int16 ops get requantizing QUANTIZE ops (the `op-precision` pass).
+      int8 and int16 ops get requantizing QUANTIZE ops (the `op-precision` pass). With
+      integer I/O, a model input or output at the other precision is requantized to the
+      I/O type.
     target_sqnr: (int8) automatic mixed precision: starting from int8, promote the ops that
       cost the most output SQNR to int16 (or float) until the model output's SQNR against
       the float model (the mean of per-sample SQNRs of the worst output, on held-out
@@ -455,7 +458,8 @@ def quantize(
       estimated LiteRT latency (tflquant.mixed_precision; the report's `search` lists each
       step). accuracy_fn / max_drop: the same search to a user metric: accuracy_fn(model
       bytes) -> score (higher is better), until it is at most max_drop below the float
-      model's score. workers: candidate models evaluated in that many processes (default:
+      model's score; accuracy_fn must give the same score for the same model bytes (each
+      mix is scored once). workers: candidate models evaluated in that many processes (default:
       the CPU count, at most 4); the result does not depend on it. validation_dataset: held-out
       samples (same forms as representative_dataset) the search measures the output on
       (default: the first calibration samples, at most 32 and a quarter of them, held out of
