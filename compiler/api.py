@@ -209,7 +209,8 @@ class QuantizationResult:
     """The quantized model (`model`: flatbuffer bytes) and its `report`. The model is held
     as its pieces (`pieces`: builder views and the constants' own payloads): save() streams
     them and verifies the written file; `model` joins and verifies them once, on first use
-    (a model in the large layout, past 2 GB, is only ever streamed).
+    (for a model past 2 GB, in the large layout, save() it: `model` makes one bytes object
+    of the whole file).
 
     The report is built when first read (quantize returns sooner: most callers only save
     the model); reading `module` first settles it, so it always describes the module as
