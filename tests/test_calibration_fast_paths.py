@@ -33,6 +33,28 @@ def test_count_bins_is_bincount_of_bin_index(dtype: type) -> None:
     assert big.tolist() == [3 << 18, 0, 0, 0]
 
 
+def test_fit_exponent_is_the_smallest_exponent_that_fits() -> None:
+    """_fit_exponent starts its search near the answer (a fast path): it must still be the
+    smallest e >= the float32-resolution floor whose grid spans [lo, hi] in HIST_BINS bins."""
+    from tflquant.calibration.stats import _EXP_MIN, _PRECISION, HIST_BINS
+
+    def bins(lo: float, hi: float, e: int) -> int:
+        return math.floor(math.ldexp(hi, -e)) - math.floor(math.ldexp(lo, -e)) + 1
+
+    rng = np.random.default_rng(11)
+    ranges = [(0.0, 0.0), (-1.0, 1.0), (0.0, 2047.0), (0.0, 2048.0), (-1024.0, 1023.999), (float(np.float32(1e-42)), 1.0)]
+    for _ in range(3000):
+        a, b = (float(np.float32(v)) for v in rng.standard_normal(2) * 10.0 ** rng.uniform(-40, 37, 2))
+        c = float(np.float32(a + abs(a) * 10.0 ** rng.uniform(-7, 0)))  # a narrow range too
+        ranges += [(min(a, b), max(a, b)), (min(a, c), max(a, c))]
+    for lo, hi in ranges:
+        top = max(abs(lo), abs(hi))
+        floor_e = max(_EXP_MIN, math.frexp(top)[1] - 1 - _PRECISION) if top > 0 else _EXP_MIN
+        e = _fit_exponent(lo, hi)
+        assert e >= floor_e and bins(lo, hi, e) <= HIST_BINS, (lo, hi, e)
+        assert e == floor_e or bins(lo, hi, e - 1) > HIST_BINS, (lo, hi, e)  # none smaller fits
+
+
 def test_rebin_sums_runs_of_fine_bins() -> None:
     rng = np.random.default_rng(5)
     for _ in range(300):

@@ -161,7 +161,10 @@ def _fit_exponent(lo: float, hi: float) -> int:
     if top > 0:
         e = max(e, math.frexp(top)[1] - 1 - _PRECISION)
     if hi > lo:
-        e = max(e, math.frexp((hi - lo) / HIST_BINS)[1] - 2)
+        # (hi - lo) / 2**e > HIST_BINS bins below frexp's exponent f, so the answer is >= f;
+        # f - 1 allows for hi - lo rounded up across a power of two. Starting there the loop
+        # runs about once (from f - 2 it ran twice a call)
+        e = max(e, math.frexp((hi - lo) / HIST_BINS)[1] - 1)
     while math.floor(math.ldexp(hi, -e)) - math.floor(math.ldexp(lo, -e)) + 1 > HIST_BINS:
         e += 1
     return e
