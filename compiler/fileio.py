@@ -83,35 +83,40 @@ def map_file(path: str | os.PathLike[str], what: str = "file"):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def release_view(view: object) -> None:
+def release_view(view: object, min_file: int = 0) -> bool:
     """Let the OS drop the whole pages of a mapped file (map_file) under `view` (a memoryview
     or numpy array over the mapping, e.g. one constant of a memory-mapped model), so having
     read it once does not keep it resident; reading it again is still correct (the pages
-    come back from the file). A no-op for anything not backed by an mmap."""
+    come back from the file). A no-op for anything not backed by an mmap, and for a mapping
+    smaller than `min_file` bytes. True when pages were dropped."""
     import mmap
 
     if getattr(view, "nbytes", mmap.PAGESIZE) < mmap.PAGESIZE:  # holds no whole page
-        return
+        return False
     import numpy as np
 
     base = view
     while isinstance(base, np.ndarray):
         base = base.base
     if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
-        return
+        return False
     m = base.obj
+    if m.closed or len(m) < min_file:
+        return False
     arr = view if isinstance(view, np.ndarray) else np.frombuffer(view, np.uint8)
-    if arr.nbytes == 0 or m.closed:
-        return
+    if arr.nbytes == 0:
+        return False
     start = arr.__array_interface__["data"][0] - np.frombuffer(m, np.uint8, count=1).__array_interface__["data"][0]
     page = mmap.PAGESIZE
     first = -(-start // page) * page  # whole pages only: the neighbours' data shares the edge pages
     last = (start + arr.nbytes) // page * page
-    if last > first:
-        try:
-            m.madvise(mmap.MADV_DONTNEED, first, last - first)
-        except (OSError, ValueError):
-            pass
+    if last <= first:
+        return False
+    try:
+        m.madvise(mmap.MADV_DONTNEED, first, last - first)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def release_pages(data: object) -> None:

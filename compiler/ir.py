@@ -139,26 +139,18 @@ def dense_from_buffer(raw: bytes | memoryview, shape: tuple[int, ...] | list[int
     return _dense(element, shape, BytesAttr(raw))
 
 
-def release_payload(payload: object, min_file: int = 0) -> None:
+def release_payload(payload: object, min_file: int = 0) -> bool:
     """Done reading a constant for now: let the OS drop the pages of a memory-mapped model
     (see tflquant.tflite.reader.load_model) that hold it, so a pass that reads every weight
     once does not keep the whole file resident. Reading the payload again is still correct
     (the pages come back from the file). `payload`: a dense attribute, or a numpy array or
     memoryview read from one; a no-op for anything not backed by a mapped file, and for a
     mapped file smaller than `min_file` bytes (a small model's pages cost less resident than
-    dropping them weight by weight: the driver drops them all at the end)."""
+    dropping them weight by weight: the driver drops them all at the end). True when pages
+    were dropped."""
     from tflquant.fileio import release_view
 
-    view = payload.data.data if isinstance(payload, DenseIntOrFPElementsAttr) else payload
-    if min_file > 0:
-        import mmap
-
-        base = view
-        while isinstance(base, np.ndarray):
-            base = base.base
-        if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or base.obj.closed or len(base.obj) < min_file:
-            return
-    release_view(view)
+    return release_view(payload.data.data if isinstance(payload, DenseIntOrFPElementsAttr) else payload, min_file)
 
 
 # quantize-weights drops the pages of each float weight it has read only in a mapped model of
