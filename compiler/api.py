@@ -205,10 +205,14 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.2f} MB"
 
 
+SAVE_JOIN_MAX = 64 << 20  # save(): a model up to this size is joined and verified in memory
+
+
 class QuantizationResult:
     """The quantized model (`model`: flatbuffer bytes) and its `report`. The model is held
     as its pieces (`pieces`: builder views and the constants' own payloads): save() streams
-    them and verifies the written file; `model` joins and verifies them once, on first use
+    them and verifies the written file (a model up to SAVE_JOIN_MAX: joins them into `model`
+    and writes that); `model` joins and verifies them once, on first use
     (for a model past 2 GB, in the large layout, save() it: `model` makes one bytes object
     of the whole file).
 
@@ -258,11 +262,17 @@ class QuantizationResult:
         return self.pieces[0]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model atomically (a temporary file beside `path`, then a rename)."""
+        """Write the model atomically (a temporary file beside `path`, then a rename). A model
+        up to SAVE_JOIN_MAX bytes is joined and verified in memory (then held as `model`,
+        the bytes written), a bigger one verified as the written file, memory mapped (no
+        copy of it in memory): a model that fails the checks is never written."""
         from tflquant.fileio import atomic_write_parts
         from tflquant.tflite.verify import verify_model
 
-        atomic_write_parts(path, self.pieces, check=None if len(self.pieces) == 1 else verify_model)
+        pieces = self.pieces
+        if len(pieces) != 1 and sum(len(p) for p in pieces) <= SAVE_JOIN_MAX:
+            pieces = [self.model]  # (joins and verifies: one write of one buffer)
+        atomic_write_parts(path, pieces, check=None if len(pieces) == 1 else verify_model)
 
     def __bytes__(self) -> bytes:
         return self.model
@@ -1050,14 +1060,24 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
         return weight_sqnr_db(w, q, s, z)
 
     out: dict[str, str] = {}
+    # op class -> (a TflOp, a ConstOp): each class judged once (xDSL's op classes are ABCs,
+    # whose isinstance is slow), not every op and operand of the model
+    kinds: dict[type, tuple[bool, bool]] = {}
+
+    def kind(op: Any) -> tuple[bool, bool]:
+        k = kinds.get(type(op))
+        if k is None:
+            k = kinds[type(op)] = (isinstance(op, tfl.TflOp), isinstance(op, tfl.ConstOp))
+        return k
+
     for fn in module.ops:
         if not isinstance(fn, func.FuncOp):
             continue
         for op in fn.body.walk():
-            if not isinstance(op, tfl.TflOp) or not op.results:
+            if not kind(op)[0] or not op.results:
                 continue
             # the op's quantized constants with a float original, then (only for those ops) its kind
-            weights = [v for v in op.operands if isinstance(v.owner, tfl.ConstOp) and quantized_element(v.type) is not None
+            weights = [v for v in op.operands if kind(v.owner)[1] and quantized_element(v.type) is not None
                        and (value_name(v) or "") in originals]
             if not weights or _classify(op) != "hybrid":
                 continue

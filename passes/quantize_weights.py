@@ -115,6 +115,15 @@ def _storage(bits: int) -> IntegerType:
     return t if t is not None else IntegerType(bits)
 
 
+# Rounding with scales s = fl(max|w| / qmax) needs no clip when every scale is a normal
+# float32 (>= _F32_TINY; an all-zero row's 1.0 included): |w| <= max|w|, and
+# fl(max|w| / s) <= qmax (1 + u) / (1 - u) (u = 2**-24, both divisions correctly rounded,
+# no underflow), below qmax + 0.5 for the weight bits here, so rint(w / s) lies in
+# [-qmax, qmax]. A subnormal scale (max|w| below qmax * _F32_TINY) loses that precision:
+# those slices are clipped.
+_F32_TINY = np.float32(np.finfo(np.float32).tiny)
+
+
 def _row_chunks(n_rows: int, row_size: int):
     step = max(1, _CHUNK // max(row_size, 1))
     return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
@@ -177,7 +186,8 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False) -> tuple[np
         scales[rows] = s
         np.divide(blk, s[:, None], out=t)
         np.rint(t, out=t)
-        np.clip(t, -qmax, qmax, out=t)
+        if s.min() < _F32_TINY:  # else no code is past qmax (see _F32_TINY): no clip pass
+            np.clip(t, -qmax, qmax, out=t)
         q[rows] = t
         if measure:
             e, sig = _error_terms(blk, t, s[:, None], e, sig)
@@ -423,6 +433,7 @@ def _table_candidates(w: np.ndarray, qmax: int) -> tuple[int, np.ndarray, np.nda
         s[~(s > 0)] = 1.0
         scales.append(s)
     cols = np.tile(scales[0], k // d)[None, :]  # the per-feature scales along a row of w2
+    clip = [s.min() < _F32_TINY for s in scales]  # (see _F32_TINY)
     codes = (np.empty((n, k), np.int8), np.empty((n, k), np.int8))
     err = [0.0, 0.0]
     sig = 0.0
@@ -431,7 +442,8 @@ def _table_candidates(w: np.ndarray, qmax: int) -> tuple[int, np.ndarray, np.nda
         for i, s in enumerate((cols, scales[1][rows, None])):
             u = np.divide(blk, s)
             np.rint(u, out=u)
-            np.clip(u, -qmax, qmax, out=u)
+            if clip[i]:
+                np.clip(u, -qmax, qmax, out=u)
             codes[i][rows] = u
             err[i], part = _error_terms(blk, u, s, err[i], 0.0)
         sig += part

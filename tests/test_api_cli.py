@@ -195,6 +195,25 @@ def test_save_is_atomic_and_reports_unwritable_paths(tmp_path: Path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
 
 
+@pytest.mark.parametrize("join_max", [64 << 20, 0], ids=["joined in memory", "verified as the mapped file"])
+def test_save_verifies_the_pieces_and_never_writes_a_bad_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, join_max: int) -> None:
+    import tflquant.api as api
+
+    monkeypatch.setattr(api, "SAVE_JOIN_MAX", join_max)
+    good = tflquant.quantize(DIGITS, mode="dynamic").model
+    r = tflquant.quantize(DIGITS, mode="dynamic")
+    r.pieces = [good[:1000], memoryview(good)[1000:5000], good[5000:]]
+    r.save(tmp_path / "ok.tflite")
+    assert (tmp_path / "ok.tflite").read_bytes() == good
+    assert r.model == good
+    bad = bytearray(good)
+    bad[4:8] = b"XXXX"  # not the TFLite file identifier
+    r.pieces = [bytes(bad[:1000]), bytes(bad[1000:])]
+    with pytest.raises(TflquantError, match=r"^internal error: the written model fails LiteRT's model checks: not a TFLite flatbuffer"):
+        r.save(tmp_path / "bad.tflite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tflite"]
+
+
 # ---------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------

@@ -540,3 +540,39 @@ def test_shared_fp16_models_are_recognised(shared_model: Path, tmp_path: Path) -
         got = score.run(str(out), inputs)
         sq[label] = min(score.sqnr_db(r, g) for r, g in zip(ref, got))
     assert sq["fp16"] >= sq["float"] - 2.0, sq
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_rounding_skips_the_clip_only_where_no_code_can_pass_qmax(bits: int) -> None:
+    # the clip is left out for slices whose scales are all normal floats: there rint(max|w| / s)
+    # never passes qmax (millions of maxima over the whole float32 range, each a weight value
+    # itself); a slice with a subnormal scale is clipped, and its codes still stay in range
+    from tflquant.passes.quantize_weights import _F32_TINY, _quantize_rows, _table_candidates
+
+    qmax = (1 << (bits - 1)) - 1
+    r = np.random.default_rng(bits)
+    amax = r.integers(1, 0x7F7FFFFF, 1 << 20, dtype=np.uint32).view(np.float32)  # every positive finite float32 kind
+    amax = np.concatenate([amax, np.nextafter(np.float32(qmax) * _F32_TINY, [0, np.inf] * 50).astype(np.float32)])
+    s = (amax / np.float32(qmax)).astype(np.float32)
+    s[~(s > 0)] = 1.0
+    normal = s >= _F32_TINY
+    assert normal.any() and (~normal).any()
+    assert np.all(np.abs(np.rint(amax[normal] / s[normal])) <= qmax)
+    assert np.all(np.abs(np.rint(-amax[normal] / s[normal])) <= qmax)
+    # rows with subnormal scales (clipped) beside normal ones, through both rounding sweeps
+    k = 64
+    w = (r.standard_normal((96, k)) * np.float32(1e-38) * np.exp(8 * r.standard_normal((96, 1)))).astype(np.float32)
+    w[::7] *= np.float32(1e-7)  # maxima near qmax * tiny and below
+    w[5] = 0.0
+    w[:, 3] = -np.abs(w).max(axis=1)  # each row's max|w| on a negative value
+    s_ref = (np.abs(w).max(axis=1) / np.float32(qmax)).astype(np.float32)
+    s_ref[~(s_ref > 0)] = 1.0
+    assert (s_ref < _F32_TINY).any() and (s_ref >= _F32_TINY).any()
+    ref = np.clip(np.rint(w / s_ref[:, None]), -qmax, qmax).astype(np.int8)
+    q, scales, _ = _quantize_rows(w, qmax, measure=True)
+    np.testing.assert_array_equal(scales, s_ref)
+    np.testing.assert_array_equal(q, ref)
+    axis, qt, st_, _db = _table_candidates(w, qmax)
+    if axis == 0:
+        np.testing.assert_array_equal(qt, ref)
+    assert np.abs(qt.astype(np.int16)).max() <= qmax
