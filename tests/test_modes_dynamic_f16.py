@@ -576,3 +576,25 @@ def test_rounding_skips_the_clip_only_where_no_code_can_pass_qmax(bits: int) -> 
     if axis == 0:
         np.testing.assert_array_equal(qt, ref)
     assert np.abs(qt.astype(np.int16)).max() <= qmax
+
+
+def test_row_maxima_from_bit_patterns_equal_numpys() -> None:
+    # _row_max reads float32 magnitudes as uint32: the same maxima as np.max(axis=1), a NaN
+    # kept (above an infinity), zeros, subnormals and the largest floats included
+    from tflquant.passes.quantize_weights import _row_max
+
+    r = np.random.default_rng(7)
+    a = (r.standard_normal((400, 37)) * np.exp(np.clip(40 * r.standard_normal((400, 1)), -100, 80))).astype(np.float32)
+    a[1] = 0.0
+    a[2, 3] = -0.0
+    a[3, 5] = np.nan
+    a[4, 6] = np.inf
+    a[5, [7, 8]] = [np.inf, -np.nan]
+    a[6] = np.float32(1e-45) * np.arange(37, dtype=np.float32)  # subnormals
+    a[7, 9] = np.finfo(np.float32).max
+    a = np.abs(a)
+    got = _row_max(a)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.max(a, axis=1))  # (NaN equal to NaN)
+    assert np.isnan(got[3]) and np.isnan(got[5]) and got[4] == np.inf
+    np.testing.assert_array_equal(_row_max(a.astype(np.float64)), np.max(a.astype(np.float64), axis=1))
