@@ -153,7 +153,7 @@ def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     else:
         absmax = np.empty(n, np.result_type(groups.dtype, np.float32))
         for rows in _row_chunks(n, k):
-            np.max(np.abs(groups[rows]), axis=1, out=absmax[rows])
+            absmax[rows] = _row_max(np.abs(groups[rows]))
     scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
     scales[~(scales > 0)] = 1.0
     return scales
