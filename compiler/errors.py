@@ -27,3 +27,20 @@ def one_line(text: str) -> str:
         half = MAX_MESSAGE // 2
         text = f"{text[:half]} ... {text[-half:]}"
     return text
+
+
+class LazyText:
+    """A piece of an error message made only if a message is (f-strings call __format__):
+    `LazyText("operator {} ({})", i, name)` costs a hot loop one small object, not a
+    formatted string per iteration."""
+
+    __slots__ = ("fmt", "args")
+
+    def __init__(self, fmt: str, *args: object) -> None:
+        self.fmt, self.args = fmt, args
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __str__(self) -> str:
+        return self.fmt.format(*self.args)

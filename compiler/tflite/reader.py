@@ -71,7 +71,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects._unchecked import dense_of_type, new_op, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
-from tflquant.errors import TflquantError
+from tflquant.errors import LazyText, TflquantError
 from tflquant.ir import dense_from_numpy
 from tflquant.tflite import schema
 from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
@@ -519,7 +519,7 @@ class _Importer:
         in_idx = opt.ints(OPF["inputs"]) or []
         out_idx = opt.ints(OPF["outputs"]) or []
         op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
-        where = _Where(sg_index, j, op_name)  # its name in a message, made when one needs it
+        where = LazyText("subgraph {} operator {} ({})", sg_index, j, op_name)  # its name in a message, made when one needs it
         operands = [value_of(t, where) for t in in_idx]
         out_infos = []
         for t in out_idx:
@@ -662,21 +662,6 @@ class _Importer:
             result_types=[inf.ttype],
             attributes={"names": ArrayAttr([StringAttr(inf.name)])},
         )
-
-
-class _Where:
-    """An operator's name in a message (f-strings call __format__)."""
-
-    __slots__ = ("sg_index", "j", "op_name")
-
-    def __init__(self, sg_index: int, j: int, op_name: str):
-        self.sg_index, self.j, self.op_name = sg_index, j, op_name
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-    def __str__(self) -> str:
-        return f"subgraph {self.sg_index} operator {self.j} ({self.op_name})"
 
 
 def _exact(v: object) -> object:

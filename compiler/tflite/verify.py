@@ -47,7 +47,7 @@ import struct
 
 import numpy as np
 
-from tflquant.errors import TflquantError
+from tflquant.errors import LazyText, TflquantError
 from tflquant.tflite import schema
 from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
 
@@ -73,21 +73,6 @@ _SUBGRAPH_OPTIONS = {
     "CALL_ONCE": ("CallOnceOptions", ("init_subgraph_index",)),
 }
 _I32 = struct.Struct("<i")
-
-
-class _Where:
-    """An operator's name in a message (f-strings call __format__), made when one needs it."""
-
-    __slots__ = ("oi", "opname", "sname")
-
-    def __init__(self, oi: int, opname: str, sname: str):
-        self.oi, self.opname, self.sname = oi, opname, sname
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-    def __str__(self) -> str:
-        return f"operator #{self.oi} ({self.opname}) of subgraph '{self.sname}'"
 
 
 class _Label:
@@ -327,7 +312,7 @@ def _check_subgraph(
             opname = "?"
         else:
             opname = opcodes[code]
-        where = _Where(oi, opname, sname)  # the operator's name in a message, made when one needs it
+        where = LazyText("operator #{} ({}) of subgraph '{}'", oi, opname, sname)  # the operator's name in a message, made when one needs it
         ins = in_range(op.ints(OP["inputs"]), lambda: f"an input of {where}", allow_absent=True)
         outs = in_range(op.ints(OP["outputs"]), lambda: f"an output of {where}")
         in_range(op.ints(OP["intermediates"]), lambda: f"an intermediate of {where}")
