@@ -254,12 +254,14 @@ class QuantizationResult:
 
     @property
     def model(self) -> bytes:
-        if len(self.pieces) != 1 or not isinstance(self.pieces[0], bytes):
+        pieces = self.pieces
+        if len(pieces) != 1 or not isinstance(pieces[0], bytes):
             from tflquant.tflite.verify import verify_model
 
-            self.pieces = [b"".join(self.pieces)]
-            verify_model(self.pieces[0])
-        return self.pieces[0]
+            data = b"".join(pieces)
+            verify_model(data)  # (held as the one verified piece only once it passes)
+            self.pieces = pieces = [data]
+        return pieces[0]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model atomically (a temporary file beside `path`, then a rename). A model
@@ -706,6 +708,11 @@ def quantize(
 
     release_pages(data)  # the float weights have been read: their mapped pages need not stay resident
     out, _large = model_pieces(module)
+    if not _large:  # constants passed through are views of the mapped input: copied, so that
+        # overwriting or truncating the input file later cannot change (or crash) save / model
+        from tflquant.fileio import mapped_file
+
+        out = [bytes(p) if mapped_file(p) is not None else p for p in out]
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 

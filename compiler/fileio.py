@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 from tflquant.errors import TflquantError
@@ -83,6 +84,19 @@ def map_file(path: str | os.PathLike[str], what: str = "file"):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+def mapped_file(view: object) -> Any:
+    """The mapping (map_file) that `view` (a memoryview or numpy array, through any chain
+    of array views) reads, or None when it is not a view of a mapped file."""
+    import mmap
+
+    import numpy as np
+
+    base = view
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap) else None
+
+
 def release_view(view: object, min_file: int = 0) -> bool:
     """Let the OS drop the whole pages of a mapped file (map_file) under `view` (a memoryview
     or numpy array over the mapping, e.g. one constant of a memory-mapped model), so having
@@ -95,13 +109,8 @@ def release_view(view: object, min_file: int = 0) -> bool:
         return False
     import numpy as np
 
-    base = view
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if not isinstance(base, memoryview) or not isinstance(base.obj, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
-        return False
-    m = base.obj
-    if m.closed or len(m) < min_file:
+    m = mapped_file(view)
+    if m is None or not hasattr(mmap, "MADV_DONTNEED") or m.closed or len(m) < min_file:
         return False
     arr = view if isinstance(view, np.ndarray) else np.frombuffer(view, np.uint8)
     if arr.nbytes == 0:

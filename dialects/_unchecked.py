@@ -125,7 +125,10 @@ def _func_def_without_isolation() -> Any:
     return dataclasses.replace(op_def, traits=OpTraits(lambda: kept)), custom[0]
 
 
-_FUNC_CHECKS: list[Any] = []
+@functools.cache  # (two threads may both compute it the first time: each gets a whole pair)
+def _func_checks() -> tuple[Any, Any]:
+    func_def, custom = _func_def_without_isolation()
+    return func_def, custom
 
 
 def verify_module(module: Any) -> None:
@@ -151,9 +154,7 @@ def _verified(module: Any) -> bool:
     from xdsl.dialects.builtin import ModuleOp
     from xdsl.ir import Block, ErasedSSAValue, Operation
 
-    if not _FUNC_CHECKS:
-        _FUNC_CHECKS.extend(_func_def_without_isolation())
-    func_def, func_custom = _FUNC_CHECKS
+    func_def, func_custom = _func_checks()
     if type(module) is not ModuleOp or module._operands or module._successors or module.parent is not None:
         return False
     (region,) = module.regions

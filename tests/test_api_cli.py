@@ -214,6 +214,33 @@ def test_save_verifies_the_pieces_and_never_writes_a_bad_model(tmp_path: Path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tflite"]
 
 
+def test_model_keeps_no_unverified_bytes_after_a_failed_check() -> None:
+    good = tflquant.quantize(DIGITS, mode="dynamic").model
+    r = tflquant.quantize(DIGITS, mode="dynamic")
+    bad = bytearray(good)
+    bad[4:8] = b"XXXX"
+    r.pieces = [bytes(bad[:1000]), bytes(bad[1000:])]
+    for _ in range(2):  # the second read must fail as the first did (not return the joined bytes)
+        with pytest.raises(TflquantError, match="fails LiteRT's model checks"):
+            r.model
+
+
+def test_result_does_not_read_the_input_file_after_quantize(tmp_path: Path) -> None:
+    """Constants passed through (weights left float) are copied out of the mapped input:
+    overwriting the input with the result, or truncating it, cannot change or crash save."""
+    src = tmp_path / "m.tflite"
+    src.write_bytes(DIGITS.read_bytes())
+    kw = dict(mode="dynamic", min_weight_elements=1 << 30)  # every weight stays float: passed through
+    clean = tflquant.quantize(DIGITS, **kw).model
+    r = tflquant.quantize(src, **kw)
+    assert any(len(p) >= 4096 for p in r.pieces[1:]) or len(r.pieces) == 1
+    src.write_bytes(b"")  # truncated (as open(src, "wb") does before the result is written)
+    r.save(tmp_path / "out.tflite")
+    assert (tmp_path / "out.tflite").read_bytes() == clean
+    src.write_bytes(bytes(len(clean)))
+    assert r.model == clean
+
+
 # ---------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------
