@@ -214,7 +214,8 @@ class QuantizationResult:
     them and verifies the written file (a model up to SAVE_JOIN_MAX: joins them into `model`
     and writes that); `model` joins and verifies them once, on first use
     (for a model past 2 GB, in the large layout, save() it: `model` makes one bytes object
-    of the whole file).
+    of the whole file). Such a model reads the constants it passed through from the input
+    file until it is saved: save it before overwriting its input.
 
     The report is built when first read (quantize returns sooner: most callers only save
     the model); reading `module` first settles it, so it always describes the module as
