@@ -108,7 +108,8 @@ def _plain_class(cls: type) -> bool:
 # ----------------------------------------------------------------------------------------
 
 
-def _func_def_without_isolation() -> Any:
+@functools.cache  # (two threads may both build it the first time: each gets a whole pair)
+def _func_def_without_isolation() -> tuple[Any, Any]:
     """func.func's IRDL definition without its IsolatedFromAbove trait (checked by
     verify_module in one pass over the body), and func.func's own verifier."""
     import dataclasses
@@ -123,12 +124,6 @@ def _func_def_without_isolation() -> Any:
     assert len(custom) == 1 and any(isinstance(t, IsolatedFromAbove) for t in op_def.traits), "xDSL's func.func changed: update verify_module"
     kept = tuple(t for t in op_def.traits if not isinstance(t, IsolatedFromAbove))
     return dataclasses.replace(op_def, traits=OpTraits(lambda: kept)), custom[0]
-
-
-@functools.cache  # (two threads may both compute it the first time: each gets a whole pair)
-def _func_checks() -> tuple[Any, Any]:
-    func_def, custom = _func_def_without_isolation()
-    return func_def, custom
 
 
 def verify_module(module: Any) -> None:
@@ -154,7 +149,7 @@ def _verified(module: Any) -> bool:
     from xdsl.dialects.builtin import ModuleOp
     from xdsl.ir import Block, ErasedSSAValue, Operation
 
-    func_def, func_custom = _func_checks()
+    func_def, func_custom = _func_def_without_isolation()
     if type(module) is not ModuleOp or module._operands or module._successors or module.parent is not None:
         return False
     (region,) = module.regions

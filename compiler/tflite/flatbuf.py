@@ -12,6 +12,7 @@ numpy vectors, 16-byte aligned byte vectors, vectors of offsets, and tables give
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from collections.abc import Sequence
@@ -56,14 +57,12 @@ NUMPY_OF_KIND: dict[str, str] = {
 _U16 = _SCALARS["u16"]
 _INT_FORMATS = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i", "u64": "Q", "i64": "q"}
 _INT_SIZES = {k: struct.calcsize("<" + f) for k, f in _INT_FORMATS.items()}
-_U16S: dict[int, struct.Struct] = {}
 
 
-def _u16s(n: int) -> struct.Struct:
-    st = _U16S.get(n)
-    if st is None:
-        st = _U16S[n] = struct.Struct(f"<{n}H")
-    return st
+@functools.lru_cache(maxsize=1024)
+def _structs(code: str, n: int) -> struct.Struct:
+    """The struct of n little-endian values of one struct code (vtables, short vectors)."""
+    return struct.Struct(f"<{n}{code}")
 
 _U32 = _SCALARS["u32"]
 _I32 = _SCALARS["i32"]
@@ -91,7 +90,7 @@ class Table:
             vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
             if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
                 raise FlatbufferError(f"malformed vtable for the table at {pos}")
-            known = vtables[vt] = (vtlen, objlen, _u16s((vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
+            known = vtables[vt] = (vtlen, objlen, _structs("H", (vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
         _vtlen, objlen, slots = known
         if pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
@@ -182,10 +181,7 @@ class Table:
         start, count = v
         if count > 64:
             return np.frombuffer(self.buf, dtype=_DTYPES[kind], count=count, offset=start).tolist()
-        st = _INT_STRUCTS.get((kind, count))
-        if st is None:
-            st = _INT_STRUCTS[(kind, count)] = struct.Struct(f"<{count}{_INT_FORMATS[kind]}")
-        return list(st.unpack_from(self.buf, start))
+        return list(_structs(_INT_FORMATS[kind], count).unpack_from(self.buf, start))
 
     def vector_span(self, slot: int) -> tuple[int, int] | None:
         """(start, length) in bytes of a [ubyte] vector, without copying."""
@@ -197,7 +193,7 @@ class Table:
             return []
         start, count = v
         buf, vtables = self.buf, self.vtables
-        rel = np.frombuffer(buf, dtype="<u4", count=count, offset=start).tolist() if count > 64 else _u32s(count).unpack_from(buf, start)
+        rel = np.frombuffer(buf, dtype="<u4", count=count, offset=start).tolist() if count > 64 else _structs("I", count).unpack_from(buf, start)
         return [Table(buf, start + 4 * i + o, vtables) for i, o in enumerate(rel)]
 
     def strings(self, slot: int) -> list[str]:
@@ -220,15 +216,6 @@ class Table:
 
 
 _DTYPES = {k: np.dtype(v) for k, v in NUMPY_OF_KIND.items()}
-_INT_STRUCTS: dict[tuple[str, int], struct.Struct] = {}  # (kind, count) -> its vector's struct (up to 64 elements)
-_U32S: dict[int, struct.Struct] = {}
-
-
-def _u32s(n: int) -> struct.Struct:
-    st = _U32S.get(n)
-    if st is None:
-        st = _U32S[n] = struct.Struct(f"<{n}I")
-    return st
 
 
 def root_table(buf: bytes, identifier: bytes | None = None) -> Table:
