@@ -79,3 +79,83 @@ def test_out_of_range_scalar_is_refused_like_flatbuffers():
         b = Builder()
         with pytest.raises(TypeError):
             getattr(b, method)([(0, "u8", 300, 0)])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_one_layout_reused_at_every_alignment_writes_the_same_bytes(seed):
+    """A layout's byte plans are made once per set of written fields and head alignment,
+    then reused: tables of one layout, fields present or at their defaults, at shifting
+    alignments (strings of every length between them), in a buffer that grows."""
+    rng = np.random.default_rng(seed)
+    kinds = [str(k) for k in rng.choice(KINDS, 5)] + ["off", "off"]
+    slots = [int(s) for s in rng.permutation(9)[: len(kinds)]]
+    layout = table_layout(list(zip(slots, kinds)))
+    out = []
+    for fast in (True, False):
+        b = Builder(64)
+        rng = np.random.default_rng(seed + 1000)
+        made = [b.string("first")]
+        for _ in range(120):
+            made.append(b.string("x" * int(rng.integers(0, 9))))
+            fields = []
+            for slot, kind in zip(slots, kinds):
+                if kind == "off":
+                    fields.append((slot, kind, made[int(rng.integers(len(made)))] if rng.random() < 0.7 else None, 0))
+                else:
+                    v = _value(rng, kind)
+                    fields.append((slot, kind, v, v if rng.random() < 0.4 else (None if rng.random() < 0.2 else _value(rng, kind))))
+            made.append(b.table(fields, layout) if fast else b.table_generic(fields))
+        out.append(b.finish(made[-1], b"TFL3"))
+    assert out[0] == out[1]
+
+
+def test_offset_after_the_table_is_refused_like_flatbuffers():
+    import flatbuffers
+
+    layout = table_layout([(0, "off")])
+    for method in ("table", "table_generic"):
+        b = Builder()
+        b.string("abc")
+        with pytest.raises(flatbuffers.builder.OffsetArithmeticError):
+            (b.table if method == "table" else b.table_generic)(*([[(0, "off", 10_000, 0)], layout] if method == "table" else [[(0, "off", 10_000, 0)]]))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_table_of_values_writes_the_same_bytes(seed):
+    """Builder.table_of(layout, values): fields equal to the layout's defaults left out,
+    offsets of 0 absent, at shifting alignments in a growing buffer."""
+    rng = np.random.default_rng(seed)
+    kinds = [str(k) for k in rng.choice(KINDS, 6)] + ["off", "off"]
+    slots = [int(s) for s in rng.permutation(10)[: len(kinds)]]
+    defaults = [0 if k == "off" else _value(rng, k) for k in kinds]
+    layout = table_layout(list(zip(slots, kinds)), defaults)
+    out = []
+    for fast in (True, False):
+        b = Builder(64)
+        rng = np.random.default_rng(seed + 1000)
+        made = [b.string("first")]
+        for _ in range(120):
+            made.append(b.string("x" * int(rng.integers(0, 9))))
+            values = []
+            for kind, d in zip(kinds, defaults):
+                if kind == "off":
+                    values.append(made[int(rng.integers(len(made)))] if rng.random() < 0.7 else 0)
+                else:
+                    values.append(d if rng.random() < 0.4 else _value(rng, kind))
+            fields = [(s, k, v, d) for s, k, v, d in zip(slots, kinds, values, defaults)]
+            made.append(b.table_of(layout, values) if fast else b.table_generic(fields))
+        out.append(b.finish(made[-1], b"TFL3"))
+    assert out[0] == out[1]
+
+
+def test_table_of_refuses_what_flatbuffers_refuses():
+    import flatbuffers
+
+    layout = table_layout([(0, "u8"), (1, "off"), (2, "i32")])
+    b = Builder()
+    with pytest.raises(TypeError):
+        b.table_of(layout, [300, 0, 1])
+    with pytest.raises(flatbuffers.builder.OffsetArithmeticError):
+        b.table_of(layout, [1, 10_000, 1])
+    with pytest.raises(ValueError):
+        table_layout([(0, "off"), (0, "i32")])  # a slot twice

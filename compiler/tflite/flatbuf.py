@@ -13,7 +13,9 @@ numpy vectors, 16-byte aligned byte vectors, vectors of offsets, and tables give
 from __future__ import annotations
 
 import functools
+import itertools
 import mmap
+import operator
 import struct
 from collections.abc import Sequence
 
@@ -309,8 +311,21 @@ class Builder:
         # a list of integers (shapes, tensor indices): found by its values before any
         # numpy conversion (equal numbers give equal bytes in an integer kind)
         lkey = (kind, tuple(arr)) if isinstance(arr, list) and kind in _INT_KINDS else None
-        if lkey is not None and (off := self._lists.get(lkey)) is not None:
-            return off
+        if lkey is not None:
+            off = self._lists.get(lkey)
+            if off is not None:
+                return off
+            try:  # the little-endian bytes numpy makes of Python integers in range
+                payload = _structs(_INT_FORMATS[kind], len(arr)).pack(*arr)
+            except struct.error:  # (anything else: as numpy converts it)
+                payload = None
+            if payload is not None:
+                key = (kind, payload)
+                if (off := self._shared.get(key)) is None:
+                    size = _INT_SIZES[kind]
+                    off = self._shared[key] = self._scalar_vector(payload, size, len(arr), size)
+                self._lists[lkey] = off
+                return off
         a = np.ascontiguousarray(np.asarray(arr, dtype=np.dtype(NUMPY_OF_KIND[kind])).reshape(-1))
         key = (kind, a.tobytes())
         if (off := self._shared.get(key)) is None:
@@ -373,7 +388,11 @@ class Builder:
         if fb.nested:
             raise flatbuffers.builder.IsNestedError()
         if layout is not None:
-            order, nslots = layout
+            if not fb.forceDefaults and len(fields) == len(layout.kinds):
+                off = self._planned_table(fields, layout)
+                if off is not None:
+                    return off
+            order, nslots = layout.order, layout.nslots
             ordered: Sequence[Field] = [fields[i] for i in order]
         else:
             nslots = 0
@@ -428,6 +447,87 @@ class Builder:
             fb.head = head
             vt[slot] = n - head
         return self._end_object(vt, object_end)
+
+    def table_of(self, layout: Layout, values: Sequence[object]) -> int:
+        """table() of layout's fields holding `values` (in the layout's field order), each
+        left out when equal to the layout's default for it (an offset: 0, no value): the
+        same bytes, without building the fields."""
+        fb = self.fb
+        if fb.nested:
+            raise flatbuffers.builder.IsNestedError()
+        if fb.forceDefaults:
+            return self.table([(s, k, v, d) for s, k, v, d in zip(layout.slots, layout.kinds, values, layout.defaults)])
+        present = tuple(map(operator.ne, values, layout.defaults))
+        vals = list(itertools.compress(values, present))
+        try:
+            off = self._write_planned(layout, present, vals)
+        except struct.error:
+            for v, (_off, lo, hi, flags) in zip(vals, itertools.compress(layout.facts, present)):
+                if lo is not None:
+                    enforce_number(v, flags)  # flatbuffers' TypeError for a value out of range
+            raise
+        if off is None:  # an offset that does not precede the table: flatbuffers' error
+            return self.table([(s, k, v, d) for s, k, v, d in zip(layout.slots, layout.kinds, values, layout.defaults)])
+        return off
+
+    def _planned_table(self, fields: Sequence[Field], layout: Layout) -> int | None:
+        """table(fields, layout) through the layout's byte plans (None, with nothing
+        written, for an offset that does not precede the table)."""
+        present = []
+        vals = []
+        for (_slot, _kind, value, default), (is_off, lo, hi, flags) in zip(fields, layout.facts):
+            if value is None:
+                p = False
+            elif is_off:
+                p = value != 0
+            else:
+                if lo is not None and not lo <= value <= hi:  # as Prepend*Slot (flatbuffers' enforce_number)
+                    enforce_number(value, flags)
+                if default is not None and lo is not None and not lo <= default <= hi:
+                    enforce_number(default, flags)
+                p = default is None or value != default  # (default None: written whatever its value)
+            present.append(p)
+            if p:
+                vals.append(value)
+        return self._write_planned(layout, tuple(present), vals)
+
+    def _write_planned(self, layout: Layout, present: tuple[bool, ...], vals: list) -> int | None:
+        """Write the table whose fields `present` (in the layout's order) hold `vals` with
+        one struct write of the whole object: which fields are written and the head's
+        alignment fix every byte's place (a _TablePlan, made once per such case)."""
+        fb = self.fb
+        start = len(fb.Bytes) - fb.head  # the table's end, as a distance from the buffer's end
+        key = (present, start & 7)
+        plan = layout.plans.get(key)
+        if plan is None:
+            plan = layout.plans[key] = _TablePlan(layout, present, start & 7)
+        args = plan.arrange(vals)  # in address order
+        for k in plan.offset_args:
+            stored = start + plan.field_end[k] - args[k]  # from the field to its target
+            if stored < 4:
+                return None
+            args[k] = stored
+        while fb.head < plan.size:  # grow as the field loop's Preps would (the bytes from the end stay)
+            old = len(fb.Bytes)
+            fb.GrowByteBuffer()
+            fb.head += len(fb.Bytes) - old
+        object_offset = start + plan.size
+        found = fb.vtables.get(plan.vtable)
+        head = len(fb.Bytes) - object_offset
+        plan.struct.pack_into(fb.Bytes, head, 0 if found is None else found - object_offset, *args)
+        if plan.minalign > fb.minalign:
+            fb.minalign = plan.minalign
+        fb.head = head
+        if found is None:  # WriteVtable: its entries, the object size, its own size
+            for x in plan.vtable:
+                self._prepend_u16(x)
+            self._prepend_u16(2 * len(plan.vtable) + 2)
+            n = len(fb.Bytes)
+            _SOFFSET.pack_into(fb.Bytes, n - object_offset, (n - fb.head) - object_offset)
+            fb.vtables[plan.vtable] = n - fb.head
+        fb.current_vtable = None
+        fb.nested = False
+        return object_offset
 
     def _prep(self, size: int, additional: int) -> None:
         """flatbuffers.Builder.Prep: align for `size` after `additional` bytes, growing the
@@ -550,16 +650,85 @@ class Builder:
         return parts
 
 
-# (the order table() writes the fields in, the table's slot count)
-Layout = tuple[tuple[int, ...], int]
+class Layout:
+    """Tables whose fields are always (slot, kind, ...) in one order (table_layout): the
+    order Builder.table writes them in, their slot count, the defaults table_of leaves
+    out, and the byte plans of such tables (_TablePlan, one per set of written fields and
+    alignment, made when first met)."""
+
+    __slots__ = ("order", "nslots", "slots", "kinds", "defaults", "facts", "plans")
+
+    def __init__(self, slots_and_kinds: Sequence[tuple[int, str]], defaults: Sequence[object] | None = None):
+        fields = [(slot, kind, None, None) for slot, kind in slots_and_kinds]
+        self.order = tuple(sorted(range(len(fields)), key=lambda i: _field_order(fields[i])))
+        self.nslots = max((slot for slot, _k in slots_and_kinds), default=-1) + 1
+        self.slots = tuple(slot for slot, _k in slots_and_kinds)
+        self.kinds = tuple(kind for _s, kind in slots_and_kinds)
+        if len(set(self.slots)) != len(self.slots):
+            raise ValueError(f"a table layout names a slot twice: {list(slots_and_kinds)}")
+        # per field: (an offset?, the least and greatest value flatbuffers accepts (None:
+        # unbounded), its number flags)
+        self.facts = tuple((True, None, None, None) if k == "off" else (False, *_SCALAR_FACTS[k][2:], _FLAGS[k]) for k in self.kinds)
+        self.defaults = tuple(defaults) if defaults is not None else tuple(0 for _k in self.kinds)
+        for d, (is_off, lo, hi, flags) in zip(self.defaults, self.facts):
+            if is_off and d != 0:
+                raise ValueError("an offset field's default is 0 (no value)")
+            if lo is not None:
+                enforce_number(d, flags)
+        self.plans: dict[tuple[tuple[bool, ...], int], _TablePlan] = {}
 
 
-def table_layout(slots_and_kinds: Sequence[tuple[int, str]]) -> Layout:
+class _TablePlan:
+    """Where every byte of a table goes, for one layout, one set of written fields
+    (`present`, in the layout's order) and the head's alignment (`start`: the distance of
+    the table's end from the buffer's end, modulo 8): the Preps' padding, the fields, the
+    soffset to the vtable and the vtable itself, as table()'s loop and _end_object place them."""
+
+    __slots__ = ("struct", "size", "arrange", "field_end", "offset_args", "minalign", "vtable")
+
+    def __init__(self, layout: Layout, present: tuple[bool, ...], start: int):
+        d = start
+        placed = []  # (distance of the field from the buffer's end, its struct code, slot, an offset?, index among the values)
+        index = {i: k for k, i in enumerate(i for i in range(len(present)) if present[i])}
+        minalign = 4
+        for i in layout.order:  # writing order
+            if not present[i]:
+                continue
+            kind = layout.kinds[i]
+            size = 4 if kind == "off" else _SCALAR_FACTS[kind][0]
+            minalign = max(minalign, size)
+            d += (-d) & (size - 1)  # Prep(size, 0)
+            d += size
+            code = "I" if kind == "off" else _FLAGS[kind].packer_type.format.lstrip("<")
+            placed.append((d, code, layout.slots[i], kind == "off", index[i]))
+        d += (-d) & 3  # PrependSOffsetTRelative's Prep(4, 0)
+        obj = d + 4  # the object's offset
+        fmt, at = ["<i"], obj - 4  # at: the distance from the end of the next byte to fill
+        in_memory = placed[::-1]  # lowest address first
+        for fd, code, _slot, _off, _k in in_memory:
+            fmt.append("x" * (at - fd) + code)
+            at = fd - struct.calcsize("<" + code)
+        fmt.append("x" * (at - start))
+        self.struct = struct.Struct("".join(fmt))
+        self.size = obj - start
+        order = [k for _fd, _c, _s, _o, k in in_memory]
+        self.arrange = lambda vals, order=order: [vals[k] for k in order]  # the values in address order
+        # per struct argument after the soffset: the field's distance from the table's end
+        self.field_end = tuple(fd - start for fd, _c, _s, _o, _k in in_memory)
+        self.offset_args = tuple(k for k, (_fd, _c, _s, is_off, _i) in enumerate(in_memory) if is_off)
+        self.minalign = minalign
+        where = {slot: fd for fd, _c, slot, _o, _k in placed}
+        entries = [obj - where[s] if s in where else 0 for s in range(layout.nslots)]
+        while entries and entries[-1] == 0:
+            entries.pop()
+        self.vtable = (*reversed(entries), obj - start)  # as _end_object keys fb.vtables
+
+
+def table_layout(slots_and_kinds: Sequence[tuple[int, str]], defaults: Sequence[object] | None = None) -> Layout:
     """The Layout of tables whose fields are always (slot, kind, ...) in this order: the
-    order Builder.table sorts them into, and their slot count (the same table bytes)."""
-    fields = [(slot, kind, None, None) for slot, kind in slots_and_kinds]
-    order = tuple(sorted(range(len(fields)), key=lambda i: _field_order(fields[i])))
-    return order, max((slot for slot, _k in slots_and_kinds), default=-1) + 1
+    order Builder.table sorts them into, and their slot count (the same table bytes).
+    `defaults`: the value of each field that table_of leaves out (default: 0, False)."""
+    return Layout(slots_and_kinds, defaults)
 
 
 def _field_order(f: Field) -> tuple[int, int]:

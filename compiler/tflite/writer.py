@@ -51,7 +51,7 @@ from tflquant.tflite.int4 import pack_bits
 from tflquant.errors import TflquantError
 from tflquant.fileio import release_view
 from tflquant.tflite import schema, versions
-from tflquant.tflite.flatbuf import Builder, table_layout
+from tflquant.tflite.flatbuf import Builder, Layout, table_layout
 
 _CUSTOM = schema.BUILTIN_CODES["CUSTOM"]
 _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
@@ -497,7 +497,7 @@ def _emit_parts(module: ModuleOp, plan: _Plan, offsets: dict[int, tuple[int, int
             buffer_offs.append(bld.table([(B["offset"], "u64", off, None), (B["size"], "u64", size, None)]))
         else:
             d = bld.bytes_vector(b, 16, defer=True)
-            buffer_offs.append(bld.table([(B["data"], "off", d, 0)]))
+            buffer_offs.append(bld.table_of(_DATA_LAYOUT, (d,)))
     meta_entries = []
     for k, v in metadata:
         d = bld.bytes_vector(v, 16)
@@ -643,7 +643,6 @@ def _emit_subgraph(bld: Builder, sg: _Subgraph) -> int:
 
 
 def _emit_tensor(bld: Builder, t: _Tensor) -> int:
-    T = schema.TENSOR_FIELDS
     Q = schema.QUANTIZATION_FIELDS
     # id(tensor type) -> its shape vectors, for this build (the module's types outlive it)
     shapes: dict[int, tuple[int, int | None]] = bld.memo.setdefault("tensor shapes", {})
@@ -662,13 +661,7 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
     if qk == 1:  # a UniformQuantizedType
         scale = bld.numpy(elem.scale_array().astype(np.float32), "f32")
         zp = bld.numpy(elem.zero_point_array(), "i64")
-        q = bld.table(
-            [
-                (Q["scale"], "off", scale, 0),
-                (Q["zero_point"], "off", zp, 0),
-                (Q["quantized_dimension"], "i32", elem.axis.data if elem.per_axis else 0, 0),
-            ]
-        )
+        q = bld.table_of(_AFFINE_LAYOUT, (scale, zp, elem.axis.data if elem.per_axis else 0))
     elif qk == 2:  # a BlockwiseQuantizedType
         details = bld.table(
             [
@@ -690,23 +683,14 @@ def _emit_tensor(bld: Builder, t: _Tensor) -> int:
         )
     sparsity = _emit_sparsity(bld, t.sparsity) if t.sparsity is not None else None
     name = bld.string(t.name or "")
-    return bld.table(
-        [
-            (T["shape"], "off", shape, 0),
-            (T["type"], "i8", _type_code(elem), 0),
-            (T["buffer"], "u32", t.buffer, 0),
-            (T["name"], "off", name, 0),
-            (T["quantization"], "off", q, 0),
-            (T["is_variable"], "bool", t.is_variable, False),
-            (T["sparsity"], "off", sparsity, 0),
-            (T["shape_signature"], "off", sig, 0),
-        ],
-        _TENSOR_LAYOUT,
-    )
+    return bld.table_of(_TENSOR_LAYOUT, (shape, _type_code(elem), t.buffer, name, q or 0, t.is_variable, sparsity or 0, sig or 0))
 
 
+_DATA_LAYOUT = table_layout([(schema.BUFFER_FIELDS["data"], "off")])
+_Q = schema.QUANTIZATION_FIELDS
+_AFFINE_LAYOUT = table_layout([(_Q["scale"], "off"), (_Q["zero_point"], "off"), (_Q["quantized_dimension"], "i32")])
 _T = schema.TENSOR_FIELDS
-# the fields _emit_tensor gives every tensor table, in its order
+# the fields of a tensor table _emit_tensor writes, in its order (defaults: 0, False)
 _TENSOR_LAYOUT = table_layout(
     [(_T["shape"], "off"), (_T["type"], "i8"), (_T["buffer"], "u32"), (_T["name"], "off"), (_T["quantization"], "off"),
      (_T["is_variable"], "bool"), (_T["sparsity"], "off"), (_T["shape_signature"], "off")]
@@ -761,24 +745,43 @@ def _emit_sparsity(bld: Builder, sp: DictionaryAttr) -> int:
 
 
 def _emit_options(bld: Builder, table: str, values: dict[str, object], tables: dict) -> int:
-    fields = []
-    for fname, slot, ftype, default in tables[table]:
+    layout = _options_layout(table, tables)
+    row = list(layout.defaults)  # a field not given: its default, left out
+    for k, (fname, _slot, ftype, _default) in enumerate(tables[table]):
         if fname not in values:
             continue
         v = values[fname]
         if ftype == "string":
-            fields.append((slot, "off", bld.string(str(v)), 0))
+            row[k] = bld.string(str(v))
         elif ftype.startswith("["):
             elem = ftype[1:-1]
-            kind = "u8" if elem == "bool" else elem
-            fields.append((slot, "off", bld.numpy(list(v), kind), 0))  # type: ignore[arg-type]
+            row[k] = bld.numpy(list(v), "u8" if elem == "bool" else elem)  # type: ignore[arg-type]
         elif ftype == "bool":
-            fields.append((slot, "bool", bool(v), bool(default)))
+            row[k] = bool(v)
         elif ftype in ("f32", "f64"):
-            fields.append((slot, ftype, float(v), float(default)))  # type: ignore[arg-type]
+            row[k] = float(v)  # type: ignore[arg-type]
         else:
-            fields.append((slot, ftype, int(v), int(default)))  # type: ignore[arg-type, call-overload]
-    return bld.table(fields)
+            row[k] = int(v)  # type: ignore[call-overload]
+    return bld.table_of(layout, row)
+
+
+_OPTION_LAYOUTS: dict[tuple[str, int], Layout] = {}
+
+
+def _options_layout(table: str, tables: dict) -> Layout:
+    """The layout of an options table: every field of the schema's table, in its order,
+    with its default (strings and vectors: offsets, absent when 0)."""
+    key = (table, id(tables))
+    layout = _OPTION_LAYOUTS.get(key)
+    if layout is None:
+        fields = tables[table]
+        vectors = [ftype == "string" or ftype.startswith("[") for _f, _s, ftype, _d in fields]
+        layout = _OPTION_LAYOUTS[key] = table_layout(
+            [(slot, "off" if vec else ftype) for (_f, slot, ftype, _d), vec in zip(fields, vectors)],
+            [0 if vec else bool(d) if ftype == "bool" else float(d) if ftype in ("f32", "f64") else int(d)
+             for (_f, _s, ftype, d), vec in zip(fields, vectors)],
+        )
+    return layout
 
 
 def _option_value(table: str, field: str, ftype: str, a: Attribute) -> object:
@@ -789,18 +792,23 @@ def _option_value(table: str, field: str, ftype: str, a: Attribute) -> object:
         raise TflquantError(f"option {field} of {table} has an invalid value {a}: {e}") from None
 
 
+_OP = schema.OPERATOR_FIELDS
+# the fields _emit_operator gives a builtin op's table (absent ones None), in its order
+_OPERATOR_LAYOUT = table_layout(
+    [(_OP["opcode_index"], "u32"), (_OP["inputs"], "off"), (_OP["outputs"], "off"), (_OP["intermediates"], "off"),
+     (_OP["builtin_options_type"], "u8"), (_OP["builtin_options"], "off")]
+)  # fmt: skip
+
+
 def _emit_operator(bld: Builder, o: _Operator) -> int:
     OP = schema.OPERATOR_FIELDS
     op = o.op
-    fields: list = [
-        (OP["opcode_index"], "u32", o.opcode, 0),
-        (OP["inputs"], "off", bld.numpy(o.inputs, "i32"), 0),
-        (OP["outputs"], "off", bld.numpy(o.outputs, "i32"), 0),
-    ]
-    if o.intermediates:
-        fields.append((OP["intermediates"], "off", bld.numpy(o.intermediates, "i32"), 0))
+    ins, outs = bld.numpy(o.inputs, "i32"), bld.numpy(o.outputs, "i32")
+    inter = bld.numpy(o.intermediates, "i32") if o.intermediates else 0
     if isinstance(op, tfl.TflOp):
-        if op.OPTIONS is not None:
+        if op.OPTIONS is None:
+            return bld.table_of(_OPERATOR_LAYOUT, (o.opcode, ins, outs, inter, 0, 0))
+        else:
             # option values by (field, attribute): the reader shares one attribute per value
             known: dict[tuple[str, str, int], tuple[Attribute, object]] = bld.memo.setdefault("option values", {})  # type: ignore[assignment]
             vals = {}
@@ -814,10 +822,15 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
                     hit = known[(table, fname, id(a))] = (a, _option_value(table, fname, fd[0], a))
                 vals[fname] = hit[1]
             opts = _emit_options(bld, table, vals, schema.OPTION_TABLES)
-            fields.append((OP["builtin_options_type"], "u8", schema.OPTIONS_UNION[table], 0))
-            fields.append((OP["builtin_options"], "off", opts, 0))
+            return bld.table_of(_OPERATOR_LAYOUT, (o.opcode, ins, outs, inter, schema.OPTIONS_UNION[table], opts))
     else:
         assert isinstance(op, tfl.OpaqueOp)
+        fields: list = [
+            (OP["opcode_index"], "u32", o.opcode, 0),
+            (OP["inputs"], "off", ins, 0),
+            (OP["outputs"], "off", outs, 0),
+            (OP["intermediates"], "off", inter or None, 0),
+        ]
         is2 = op.options2 is not None and op.options2.value.data != 0
         otype = op.options_type.value.data if op.options_type is not None else 0
         if otype:
