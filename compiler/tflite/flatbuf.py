@@ -216,6 +216,135 @@ class Table:
             out.append(bytes(self.buf[p + 4 : p + 4 + ln]).decode("utf-8", errors="surrogateescape"))
         return out
 
+    # -- reading many fields at once: read(fields) decodes them with one struct per layout of
+    # the table (FieldPlan), offsets resolved to their targets; the *_at readers take such a
+    # target. Whatever does not check out there is read again field by field, which raises
+    # the error the one-field readers above raise for it.
+
+    def read(self, fields: Fields) -> list:
+        """The values of `fields` in their order: a scalar's value (its default when
+        absent), an offset's target position (None when absent)."""
+        key = (self.slots, self.objlen)
+        plan = fields.plans.get(key)
+        if plan is None:
+            plan = _read_plan(fields, self.slots, self.objlen)
+            if len(fields.plans) < 4096:  # (a corrupt file's many layouts are not kept)
+                fields.plans[key] = plan
+        if plan is False:
+            return self._read_each(fields)
+        pos = self.pos
+        out = plan.arrange(plan.struct.unpack_from(self.buf, pos + plan.start) + fields.defaults)
+        n = len(self.buf)
+        for k, at in plan.offsets:
+            target = pos + at + out[k]
+            if target + 4 > n:
+                return self._read_each(fields)
+            out[k] = target
+        return out
+
+    def _read_each(self, fields: Fields) -> list:
+        return [self._indirect(slot) if kind == "off" else self.scalar(slot, kind, d)
+                for slot, kind, d in zip(fields.slots, fields.kinds, fields.defaults)]
+
+    def _span_at(self, p: int, itemsize: int) -> int | None:
+        """The element count of the vector at `p` (a target read() resolved), None when it
+        runs past the buffer."""
+        count = _U32.unpack_from(self.buf, p)[0]
+        return count if p + 4 + count * itemsize <= len(self.buf) else None
+
+    def string_at(self, p: int | None, slot: int) -> str | None:
+        """string(slot), for the target `p` read() gave for it."""
+        if p is None:
+            return None
+        count = self._span_at(p, 1)
+        if count is None:
+            return self.string(slot)  # (raises)
+        return str(self.buf[p + 4 : p + 4 + count], "utf-8", "surrogateescape")
+
+    def ints_at(self, p: int | None, slot: int, kind: str = "i32") -> list[int] | None:
+        """ints(slot, kind), for the target `p` read() gave for it."""
+        if p is None:
+            return None
+        count = self._span_at(p, _INT_SIZES[kind])
+        if count is None:
+            return self.ints(slot, kind)  # (raises)
+        if count > 64:
+            return np.frombuffer(self.buf, dtype=_DTYPES[kind], count=count, offset=p + 4).tolist()
+        return list(_structs(_INT_FORMATS[kind], count).unpack_from(self.buf, p + 4))
+
+    def vector_at(self, p: int | None, slot: int, kind: str) -> np.ndarray | None:
+        """vector(slot, kind), for the target `p` read() gave for it."""
+        if p is None:
+            return None
+        dtype = _DTYPES[kind]
+        count = self._span_at(p, dtype.itemsize)
+        if count is None:
+            return self.vector(slot, kind)  # (raises)
+        return np.frombuffer(self.buf, dtype=dtype, count=count, offset=p + 4)
+
+    def table_at(self, p: int | None) -> Table | None:
+        """table(slot), for the target `p` read() gave for it."""
+        return None if p is None else Table(self.buf, p, self.vtables)
+
+
+class Fields:
+    """Fields to read from tables of one type with Table.read: (slot, kind) each, kind a
+    scalar kind or "off"; `defaults`: an absent scalar's value (default 0, False; an
+    absent offset: None)."""
+
+    __slots__ = ("slots", "kinds", "defaults", "plans")
+
+    def __init__(self, slots_and_kinds: Sequence[tuple[int, str]], defaults: Sequence[object] | None = None):
+        self.slots = tuple(s for s, _k in slots_and_kinds)
+        self.kinds = tuple(k for _s, k in slots_and_kinds)
+        given = tuple(defaults) if defaults is not None else tuple(False if k == "bool" else 0 for k in self.kinds)
+        self.defaults = tuple(None if k == "off" else d for k, d in zip(self.kinds, given))
+        # (vtable field offsets, object length) -> a FieldPlan, or False: read field by field
+        self.plans: dict[tuple[tuple[int, ...], int], FieldPlan | bool] = {}
+
+
+class FieldPlan:
+    """How Table.read decodes Fields from tables of one layout: one struct from the first
+    present field to the last, then each field's value (or default) picked out."""
+
+    __slots__ = ("struct", "start", "arrange", "offsets")
+
+    def __init__(self, st: struct.Struct, start: int, picks: list[int], offsets: tuple[tuple[int, int], ...]):
+        self.struct, self.start, self.offsets = st, start, offsets
+        if len(picks) == 1:
+            k = picks[0]
+            self.arrange = lambda vals: [vals[k]]
+        else:
+            get = operator.itemgetter(*picks)
+            self.arrange = lambda vals: list(get(vals))
+
+
+def _read_plan(fields: Fields, slots: tuple[int, ...], objlen: int) -> FieldPlan | bool:
+    """The FieldPlan of fields for a table whose vtable holds `slots`, or False when a
+    field runs past the table or two overlap (read field by field: the same values, or
+    the one-field readers' errors)."""
+    present = []  # (offset in the table, size, struct code, index among the fields)
+    for i, (slot, kind) in enumerate(zip(fields.slots, fields.kinds)):
+        off = slots[slot] if slot < len(slots) else 0
+        if off == 0:
+            continue
+        code = "I" if kind == "off" else "?" if kind == "bool" else _SCALARS[kind].format.lstrip("<")
+        size = struct.calcsize("<" + code)
+        if off + size > objlen:
+            return False
+        present.append((off, size, code, i))
+    present.sort()
+    fmt, at = ["<"], present[0][0] if present else 0
+    for off, size, code, _i in present:
+        if off < at:
+            return False  # overlapping fields
+        fmt.append("x" * (off - at) + code)
+        at = off + size
+    where = {i: k for k, (_o, _s, _c, i) in enumerate(present)}  # field -> its value's place
+    picks = [where[i] if i in where else len(present) + i for i in range(len(fields.slots))]
+    offsets = tuple((i, off) for off, _s, code, i in present if fields.kinds[i] == "off")
+    return FieldPlan(struct.Struct("".join(fmt)), present[0][0] if present else 0, picks, offsets)
+
 
 _DTYPES = {k: np.dtype(v) for k, v in NUMPY_OF_KIND.items()}
 

@@ -74,10 +74,16 @@ from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
 from tflquant.ir import dense_from_numpy
 from tflquant.tflite import schema
-from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
+from tflquant.tflite.flatbuf import Fields, FlatbufferError, Table, root_table
 
 T = schema.TENSOR_FIELDS
 OPF = schema.OPERATOR_FIELDS
+# what _tensor reads of a tensor table and of its quantization table (Table.read)
+_TENSOR_READ = Fields([(T["name"], "off"), (T["type"], "i8"), (T["shape"], "off"), (T["shape_signature"], "off"),
+                       (T["buffer"], "u32"), (T["is_variable"], "bool"), (T["sparsity"], "off"), (T["quantization"], "off")])
+_Q = schema.QUANTIZATION_FIELDS
+_QUANTIZATION_READ = Fields([(_Q["scale"], "off"), (_Q["details_type"], "u8"), (_Q["details"], "off"), (_Q["quantized_dimension"], "i32"),
+                             (_Q["zero_point"], "off"), (_Q["min"], "off"), (_Q["max"], "off")])
 DROPPED_METADATA = ("min_runtime_version", "buffer_location")
 
 # TensorType enum -> (element type, numpy dtype of the payload)
@@ -303,47 +309,46 @@ class _Importer:
     def _tensor(self, t: Table, index: int, sg_index: int) -> _Tensor:
         info = _Tensor()
         info.table = t
-        info.name = t.string(T["name"])
+        name_at, code, shape_at, sig_at, buffer, is_variable, sparsity_at, q_at = t.read(_TENSOR_READ)
+        info.name = t.string_at(name_at, T["name"])
         if info.name is None:
             info.name = f"tensor_{index}" if sg_index == 0 else f"subgraph_{sg_index}_tensor_{index}"
-        code = t.scalar(T["type"], "i8", 0)
         info.type_code = code
         if code not in ELEMENT_OF_TYPE:
             tname = _TYPE_NAMES.get(code, str(code))
             raise self.fail(f"tensor '{info.name}' has type {tname}, which tflquant does not support")
         elem, _ = ELEMENT_OF_TYPE[code]
         info.payload_dtype = _PAYLOAD_DTYPES[code]
-        shape = t.ints(T["shape"]) or []
-        if any(d < 0 for d in shape):
+        shape = t.ints_at(shape_at, T["shape"]) or []
+        if shape and min(shape) < 0:
             raise self.fail(f"tensor '{info.name}' has a negative dimension in shape {shape}")
         if math.prod(shape) * info.payload_dtype.itemsize >= 1 << 64:  # LiteRT: "invalidly specified in schema"
             raise self.fail(f"tensor '{info.name}' has shape {shape}, more bytes than a machine can address: the model is corrupt")
         info.shape = shape
         dims = list(shape)
-        sig = t.ints(T["shape_signature"])
+        sig = t.ints_at(sig_at, T["shape_signature"])
         if sig is not None and len(sig) == len(shape):
             for k, d in enumerate(sig):
                 if d == -1:
                     dims[k] = DYNAMIC_INDEX
-        info.buffer = t.scalar(T["buffer"], "u32", 0)
-        info.is_variable = t.scalar(T["is_variable"], "bool", False)
-        info.sparsity = t.table(T["sparsity"])
+        info.buffer = buffer
+        info.is_variable = is_variable
+        info.sparsity = t.table_at(sparsity_at)
         info.stats = None
-        q = t.table(T["quantization"])
+        q = t.table_at(q_at)
         if q is not None:
             Q = schema.QUANTIZATION_FIELDS
-            scale = q.vector(Q["scale"], "f32")
-            details = q.scalar(Q["details_type"], "u8", 0)
+            scale_at, details, details_at, qdim, zp_at, min_at, max_at = q.read(_QUANTIZATION_READ)
+            scale = q.vector_at(scale_at, Q["scale"], "f32")
             if details == schema.BLOCKWISE_QUANTIZATION and code in (9, 17):
-                elem = self._blockwise(info, q.table(Q["details"]), IntegerType(4 if code == 17 else 8), shape)
+                elem = self._blockwise(info, q.table_at(details_at), IntegerType(4 if code == 17 else 8), shape)
                 details, scale = 0, None
             if details != 0:
                 raise self.fail(f"tensor '{info.name}' uses custom quantization details (type {details}), which tflquant does not support")
-            qdim = q.scalar(Q["quantized_dimension"], "i32", 0)
             if scale is not None and len(scale) > 0 and not np.any(scale):
                 scale = None  # all-zero scales (old converters on int32 shape tensors): not quantized
             if scale is not None and len(scale) > 0 and code in _QUANT_STORAGE:
-                zp = q.vector(Q["zero_point"], "i64")
+                zp = q.vector_at(zp_at, Q["zero_point"], "i64")
                 zps = np.asarray(zp, np.int64) if zp is not None and len(zp) > 0 else np.zeros(1, np.int64)
                 if len(zps) == 1 and len(scale) > 1:
                     zps = np.repeat(zps, len(scale))
@@ -361,7 +366,7 @@ class _Importer:
                     storage = IntegerType(storage.width.data)
                 elem = UniformQuantizedType.make(storage, scales if per_axis else scales[0], zps if per_axis else zps[0], axis=qdim if per_axis else -1)
             else:
-                mn, mx = q.vector(Q["min"], "f32"), q.vector(Q["max"], "f32")
+                mn, mx = q.vector_at(min_at, Q["min"], "f32"), q.vector_at(max_at, Q["max"], "f32")
                 valid = (
                     mn is not None and mx is not None and len(mn) > 0 and len(mn) == len(mx)
                     and bool(np.all(np.isfinite(mn)) and np.all(np.isfinite(mx)) and np.all(mn <= mx))

@@ -49,7 +49,7 @@ import numpy as np
 
 from tflquant.errors import LazyText, TflquantError
 from tflquant.tflite import schema
-from tflquant.tflite.flatbuf import FlatbufferError, Table, root_table
+from tflquant.tflite.flatbuf import Fields, FlatbufferError, Table, root_table
 
 M, SG, T, Q = schema.MODEL_FIELDS, schema.SUBGRAPH_FIELDS, schema.TENSOR_FIELDS, schema.QUANTIZATION_FIELDS
 B, OC, OP = schema.BUFFER_FIELDS, schema.OPERATOR_CODE_FIELDS, schema.OPERATOR_FIELDS
@@ -73,6 +73,12 @@ _SUBGRAPH_OPTIONS = {
     "CALL_ONCE": ("CallOnceOptions", ("init_subgraph_index",)),
 }
 _I32 = struct.Struct("<i")
+# what the checks read of tensor, quantization and operator tables (Table.read)
+_TENSOR_CHECK = Fields([(T["name"], "off"), (T["type"], "i8"), (T["shape"], "off"), (T["shape_signature"], "off"), (T["quantization"], "off"),
+                        (T["buffer"], "u32"), (T["sparsity"], "off"), (T["is_variable"], "bool")])
+_QUANTIZATION_CHECK = Fields([(Q["scale"], "off"), (Q["zero_point"], "off"), (Q["quantized_dimension"], "i32")])
+_OPERATOR_CHECK = Fields([(OP["opcode_index"], "u32"), (OP["inputs"], "off"), (OP["outputs"], "off"), (OP["intermediates"], "off"),
+                          (OP["large_custom_options_offset"], "u64"), (OP["large_custom_options_size"], "u64")])
 
 
 class _Label:
@@ -272,12 +278,12 @@ def _check_subgraph(
     types: list[str] = []
     shapes: list[list[int]] = []
     for i, t in enumerate(tensors):
-        tname, shape, has_data = _check_tensor(t, i, label, buffers, shared, out)
+        tname, shape, has_data, is_variable = _check_tensor(t, i, label, buffers, shared, out)
         types.append(tname)
         shapes.append(shape)
         if has_data:
             constant.add(i)
-        if t.scalar(T["is_variable"], "bool", False):
+        if is_variable:
             variable.add(i)
             if has_data:
                 out.append(f"{label(i)} is a variable tensor with a buffer (LiteRT refuses to load it)")
@@ -306,18 +312,16 @@ def _check_subgraph(
     input_set = set(inputs)
     handles: dict[int, str] = {}  # VAR_HANDLE output tensor -> variable key
     for oi, op in enumerate(sg.tables(SG["operators"])):
-        code = int(op.scalar(OP["opcode_index"], "u32", 0))  # type: ignore[call-overload]
+        code, ins_at, outs_at, inter_at, large_off, large_size = op.read(_OPERATOR_CHECK)
         if not 0 <= code < len(opcodes):
             out.append(f"operator #{oi} of subgraph '{sname}' has opcode_index {code}, the model has {len(opcodes)} operator codes")
             opname = "?"
         else:
             opname = opcodes[code]
         where = LazyText("operator #{} ({}) of subgraph '{}'", oi, opname, sname)  # the operator's name in a message, made when one needs it
-        ins = in_range(op.ints(OP["inputs"]), lambda: f"an input of {where}", allow_absent=True)
-        outs = in_range(op.ints(OP["outputs"]), lambda: f"an output of {where}")
-        in_range(op.ints(OP["intermediates"]), lambda: f"an intermediate of {where}")
-        large_off = int(op.scalar(OP["large_custom_options_offset"], "u64", 0))  # type: ignore[call-overload]
-        large_size = int(op.scalar(OP["large_custom_options_size"], "u64", 0))  # type: ignore[call-overload]
+        ins = in_range(op.ints_at(ins_at, OP["inputs"]), lambda: f"an input of {where}", allow_absent=True)
+        outs = in_range(op.ints_at(outs_at, OP["outputs"]), lambda: f"an output of {where}")
+        in_range(op.ints_at(inter_at, OP["intermediates"]), lambda: f"an intermediate of {where}")
         if large_off > 1 and large_off + large_size > file_size:
             out.append(f"{where}: its custom options at bytes {large_off}..{large_off + large_size} lie outside the {file_size}-byte file")
         for x in ins:
@@ -364,39 +368,40 @@ def _tensor_signature(t: Table, tname: str, shape: list[int]) -> tuple:
     return (tname, tuple(shape), params)
 
 
-def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _Buffers, shared: _SharedBuffers, out: _Problems) -> tuple[str, list[int], bool]:
-    """(type name, shape, has buffer data) of tensor `index`, reporting what is wrong with
-    it (`labels(index)` names it: built only for a problem)."""
-    t.vector_span(T["name"])  # the name must lie inside the buffer (FlatbufferError), even unused
-    code = int(t.scalar(T["type"], "i8", 0))  # type: ignore[call-overload]
+def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _Buffers, shared: _SharedBuffers, out: _Problems) -> tuple[str, list[int], bool, bool]:
+    """(type name, shape, has buffer data, is_variable) of tensor `index`, reporting what is
+    wrong with it (`labels(index)` names it: built only for a problem)."""
+    name_at, code, shape_at, sig_at, q_at, bi, sparsity_at, is_variable = t.read(_TENSOR_CHECK)
+    if name_at is not None and t._span_at(name_at, 1) is None:
+        t.vector_span(T["name"])  # the name must lie inside the buffer (FlatbufferError), even unused
     tname = _TYPE_NAMES.get(code)
     if tname is None:
         out.append(f"{labels(index)} has unknown type {code}")
         tname = f"TYPE_{code}"
-    shape = t.ints(T["shape"]) or []
+    shape = t.ints_at(shape_at, T["shape"]) or []
     if shape and min(shape) < 0:
         out.append(f"{labels(index)} has a negative dimension in its shape {shape}")
-    sig = t.ints(T["shape_signature"])
+    sig = t.ints_at(sig_at, T["shape_signature"])
     if sig:
         if len(sig) != len(shape):
             out.append(f"{labels(index)}: shape_signature {list(sig)} has rank {len(sig)}, the shape {shape} has rank {len(shape)}")
         elif any(s != -1 and s != d for s, d in zip(sig, shape)):
             out.append(f"{labels(index)}: shape_signature {list(sig)} disagrees with the shape {shape}")
     label = _Label(labels, index)
-    _check_quantization(t, label, tname, shape, out)  # type: ignore[arg-type]
-    bi = int(t.scalar(T["buffer"], "u32", 0))  # type: ignore[call-overload]
+    if q_at is not None:
+        _check_quantization(t.table_at(q_at), label, tname, shape, out)  # type: ignore[arg-type]
     if not 0 <= bi < len(buffers):
         out.append(f"{label} names buffer {bi}, the model has {len(buffers)} buffers")
-        return tname, shape, False
+        return tname, shape, False, is_variable
     nbytes = buffers.sizes[bi]
     if bi == 0 or nbytes is None:
-        return tname, shape, False
+        return tname, shape, False, is_variable
     elems = math.prod(max(d, 0) for d in shape)
-    sparsity = t.table(T["sparsity"])
+    sparsity = t.table_at(sparsity_at)
     if sparsity is not None:
         elems = _sparse_elements(sparsity, shape, label, out)
         if elems is None:
-            return tname, shape, True
+            return tname, shape, True, is_variable
     if tname == "STRING":
         _check_strings(buffers.raw(bi), elems, label, out)
     elif tname in _BITS:
@@ -406,14 +411,12 @@ def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _
     else:
         out.append(f"{label}: a {tname} tensor cannot hold constant data (buffer {bi})")
     shared.use(bi, tname, nbytes, label)
-    return tname, shape, True
+    return tname, shape, True, is_variable
 
 
-def _check_quantization(t: Table, label: str, tname: str, shape: list[int], out: _Problems) -> None:
-    q = t.table(T["quantization"])
-    if q is None:
-        return
-    sc, zp = q.vector(Q["scale"], "f32"), q.vector(Q["zero_point"], "i64")
+def _check_quantization(q: Table, label: str, tname: str, shape: list[int], out: _Problems) -> None:
+    sc_at, zp_at, qd = q.read(_QUANTIZATION_CHECK)
+    sc, zp = q.vector_at(sc_at, Q["scale"], "f32"), q.vector_at(zp_at, Q["zero_point"], "i64")
     n_sc = 0 if sc is None else len(sc)
     n_zp = 0 if zp is None else len(zp)
     if n_sc == 0:
@@ -425,7 +428,6 @@ def _check_quantization(t: Table, label: str, tname: str, shape: list[int], out:
     if not (0 < sc.min() and sc.max() < math.inf):  # type: ignore[union-attr] # (NaN fails both)
         bad = next(float(s) for s in sc if not (math.isfinite(s) and s > 0))  # type: ignore[union-attr]
         out.append(f"{label} has scale {bad}; scales must be finite and positive")
-    qd = int(q.scalar(Q["quantized_dimension"], "i32", 0))  # type: ignore[call-overload]
     if n_sc > 1:
         if not 0 <= qd < len(shape):
             out.append(f"{label}: per-axis quantization along dimension {qd} of a rank-{len(shape)} tensor")
