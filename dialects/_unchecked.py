@@ -32,11 +32,21 @@ DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Ty
 _NO_ENCODING = NoneAttr()
 
 
+_set = object.__setattr__
+
+
 def built(cls: type, **fields: object) -> Any:
     """An attribute of class `cls` with these fields (of the classes it declares), unchecked."""
     a = cls.__new__(cls)
     for k, v in fields.items():
-        object.__setattr__(a, k, v)
+        _set(a, k, v)
+    return a
+
+
+def _data_attr(cls: type, data: object) -> Any:
+    """built(cls, data=data): the attributes of one `data` field (strings, ints, arrays)."""
+    a = cls.__new__(cls)
+    _set(a, "data", data)
     return a
 
 
@@ -46,7 +56,7 @@ def dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntO
     only, and int dimensions); anything else through the checked constructors."""
     if not shape or not isinstance(elem, DENSE_ELEMENTS) or not all(type(d) is int and d >= 0 for d in shape):
         return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
-    dims = built(ArrayAttr, data=tuple(built(IntAttr, data=d) for d in shape))
+    dims = _data_attr(ArrayAttr, tuple([_data_attr(IntAttr, d) for d in shape]))
     return dense_of_type(built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING), data)
 
 
@@ -61,7 +71,7 @@ def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
 
 def string_array(strings: Iterable[str]) -> ArrayAttr:
     """ArrayAttr([StringAttr(s) for s in strings]) for Python strings, unchecked."""
-    return built(ArrayAttr, data=tuple(built(StringAttr, data=s) for s in strings))
+    return _data_attr(ArrayAttr, tuple([_data_attr(StringAttr, s) for s in strings]))
 
 
 def new_op(cls: type, operands: Iterable[Any], result_types: Iterable[Attribute], properties: dict[str, Attribute],
@@ -75,12 +85,12 @@ def new_op(cls: type, operands: Iterable[Any], result_types: Iterable[Attribute]
         return cls.create(operands=operands, result_types=result_types, properties=properties, attributes=attributes)
     op = cls.__new__(cls)
     vals = SSAValues(operands)
-    uses = tuple(Use(op, i) for i in range(len(vals)))
+    uses = tuple([Use(op, i) for i in range(len(vals))])
     for v, u in zip(vals, uses):
         v.add_use(u)
     op._operands = vals
     op._operand_uses = uses
-    op.results = SSAValues(OpResult(t, op, i) for i, t in enumerate(result_types))
+    op.results = SSAValues([OpResult(t, op, i) for i, t in enumerate(result_types)])
     op.properties = properties
     op.attributes = attributes
     op.location = UNKNOWN_LOC

@@ -139,6 +139,25 @@ def test_identical_buffers_stored_once():
     assert np.array_equal(out[0], (1 + w)[None] * w)
 
 
+def test_buffers_alike_in_size_and_ends_are_shared_only_when_identical():
+    """The writer groups constants by type, size and first / last bytes before comparing
+    them: ones that differ only in the middle keep their own buffers, identical ones (three
+    of each here, so a group holds more than one payload) share one."""
+    g = GraphBuilder("main", {"x": ((1, 64), np.float32)})
+    base = np.zeros(64, np.float32)
+    mid = base.copy()
+    mid[32] = 1.0  # the same first and last 16 bytes as `base`
+    v = g.x
+    for k, w in enumerate([base, mid, base.copy(), mid.copy(), base.copy(), mid.copy()]):
+        v = g.op("ADD", [v, g.const(w, f"w{k}")], (1, 64))
+    data = g.tflite([v])
+    tensors = root_table(data).tables(M["subgraphs"])[0].tables(SG["tensors"])
+    buf = {t.string(T["name"]): t.scalar(T["buffer"], "u32") for t in tensors}
+    assert buf["w0"] == buf["w2"] == buf["w4"] != buf["w1"] == buf["w3"] == buf["w5"]
+    (got,) = run_tflite(data, {"x": np.ones((1, 1, 64), np.float32)})
+    assert np.array_equal(got[0], np.ones((1, 64), np.float32) + 3 * mid[None])
+
+
 def test_op_versions_follow_types():
     """Float ops are version 1 unless options need more; int8 variants are version 2+."""
     data = write_flatbuffer(MODELS["cnn"]())

@@ -81,6 +81,10 @@ OPF = schema.OPERATOR_FIELDS
 # what _tensor reads of a tensor table and of its quantization table (Table.read)
 _TENSOR_READ = Fields([(T["name"], "off"), (T["type"], "i8"), (T["shape"], "off"), (T["shape_signature"], "off"),
                        (T["buffer"], "u32"), (T["is_variable"], "bool"), (T["sparsity"], "off"), (T["quantization"], "off")])
+_OPERATOR_READ = Fields([(OPF["opcode_index"], "u32"), (OPF["inputs"], "off"), (OPF["outputs"], "off"), (OPF["builtin_options_type"], "u8"),
+                         (OPF["builtin_options"], "off"), (OPF["builtin_options_2_type"], "u8"), (OPF["builtin_options_2"], "off"),
+                         (OPF["custom_options"], "off"), (OPF["large_custom_options_offset"], "u64"),
+                         (OPF["large_custom_options_size"], "u64"), (OPF["intermediates"], "off")])
 _Q = schema.QUANTIZATION_FIELDS
 _QUANTIZATION_READ = Fields([(_Q["scale"], "off"), (_Q["details_type"], "u8"), (_Q["details"], "off"), (_Q["quantized_dimension"], "i32"),
                              (_Q["zero_point"], "off"), (_Q["min"], "off"), (_Q["max"], "off")])
@@ -517,12 +521,13 @@ class _Importer:
         return func.FuncOp(fname, (arg_types, [v.type for v in ret_vals]), Region(block), arg_attrs=arg_attrs)
 
     def _operator(self, sg_index, j, opt: Table, value_of, info_of, values, define, body) -> Operation:
-        oc_idx = opt.scalar(OPF["opcode_index"], "u32", 0)
+        (oc_idx, ins_at, outs_at, opts_type, opts_at, opts2_type, opts2_at, custom_at, large_off, large_size,
+         inter_at) = opt.read(_OPERATOR_READ)
         if oc_idx >= len(self.opcodes):
             raise self.fail(f"subgraph {sg_index} operator {j} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
         code, custom_code, version = self.opcodes[oc_idx]
-        in_idx = opt.ints(OPF["inputs"]) or []
-        out_idx = opt.ints(OPF["outputs"]) or []
+        in_idx = opt.ints_at(ins_at, OPF["inputs"]) or []
+        out_idx = opt.ints_at(outs_at, OPF["outputs"]) or []
         op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
         where = LazyText("subgraph {} operator {} ({})", sg_index, j, op_name)  # its name in a message, made when one needs it
         operands = [value_of(t, where) for t in in_idx]
@@ -535,14 +540,10 @@ class _Importer:
             out_infos.append(info_of(t, where))
         result_types = [i.ttype for i in out_infos]
         names = [i.name for i in out_infos]
-        opts_type = opt.scalar(OPF["builtin_options_type"], "u8", 0)
-        opts = opt.table(OPF["builtin_options"]) if opts_type else None
-        opts2_type = opt.scalar(OPF["builtin_options_2_type"], "u8", 0)
-        opts2 = opt.table(OPF["builtin_options_2"]) if opts2_type else None
-        custom = opt.raw_bytes(OPF["custom_options"])
-        large_off = opt.scalar(OPF["large_custom_options_offset"], "u64", 0)
+        opts = opt.table_at(opts_at) if opts_type else None
+        opts2 = opt.table_at(opts2_at) if opts2_type else None
+        custom = opt.raw_bytes(OPF["custom_options"]) if custom_at is not None else None
         if large_off > 1:
-            large_size = opt.scalar(OPF["large_custom_options_size"], "u64", 0)
             if large_off + large_size > len(self.data):
                 raise self.fail(f"{where}: custom options lie past the end of the file (truncated?)")
             custom = self.data[large_off : large_off + large_size]
@@ -613,7 +614,7 @@ class _Importer:
                 properties=props,
                 attributes={"names": string_array(names)},
             )
-        inter = opt.ints(OPF["intermediates"]) or []
+        inter = opt.ints_at(inter_at, OPF["intermediates"]) or []
         if inter:
             entries = []
             for t in inter:

@@ -60,13 +60,18 @@ def _per_axis(v: SSAValue | None) -> bool:
 
 
 def _in(op: tfl.TflOp, i: int) -> SSAValue | None:
-    ins = op.inputs
+    ins = op._operands  # (op.inputs: all its operands)
     if i >= len(ins):
         return None
     v = ins[i]
-    if isinstance(v.owner, tfl.NoValueOp):
-        return None
-    return v
+    cls = type(v.owner)
+    absent = _NO_VALUE.get(cls)
+    if absent is None:  # each owner class judged once (isinstance of xDSL's ABCs is slow)
+        absent = _NO_VALUE[cls] = issubclass(cls, tfl.NoValueOp)
+    return None if absent else v
+
+
+_NO_VALUE: dict[type, bool] = {}  # owner class -> a tfl.no_value
 
 
 def _int8(k: str) -> bool:

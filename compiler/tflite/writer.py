@@ -147,21 +147,35 @@ class _Plan:
 
     def __init__(self) -> None:
         self.buffers: list[bytes | None] = [None]  # buffers[0]: the empty sentinel; b"": an empty data vector
-        self._buffer_index: dict[tuple[int, bytes], int] = {}
+        self._buffer_index: dict[tuple[int, int, bytes, bytes], tuple | dict] = {}
         self.opcodes: list[list] = []  # [code, custom_code, version]
         self._opcode_index: dict[tuple[int, str | None], int] = {}
         self.subgraphs: list[_Subgraph] = []
 
     def buffer(self, data: bytes, ttype: TensorType) -> int:
         """The buffer holding `data` for a constant of type `ttype`: shared only by constants
-        of the same element type (the same bytes read as another type are another buffer)."""
-        key = (_type_code(ttype.element_type), data)
-        idx = self._buffer_index.get(key)
-        if idx is None:
+        of the same element type (the same bytes read as another type are another buffer).
+        Constants are told apart by type, size and first and last bytes; only those alike in
+        all these are compared or hashed (hashing every payload costs ~0.25 ms per MB)."""
+        n = len(data)
+        group = (_type_code(ttype.element_type), n, bytes(data[:16]), bytes(data[max(n - 16, 16) :]))
+        known = self._buffer_index.get(group)  # (payload, buffer) of the first such constant, then {payload: buffer}
+        if known is None:
             idx = len(self.buffers)
             self.buffers.append(data)
-            self._buffer_index[key] = idx
-        if type(data) is memoryview:  # hashed: a mapped input's pages need not stay resident
+            self._buffer_index[group] = (data, idx)
+        elif type(known) is tuple:
+            first, idx = known
+            if first != data:  # (compared up to the first difference)
+                idx = len(self.buffers)
+                self.buffers.append(data)
+                self._buffer_index[group] = {first: known[1], data: idx}
+        else:
+            idx = known.get(data)
+            if idx is None:
+                idx = known[data] = len(self.buffers)
+                self.buffers.append(data)
+        if type(data) is memoryview:  # a mapped input's pages need not stay resident
             release_view(data)
         return idx
 
