@@ -129,3 +129,33 @@ def test_array_batches_that_view_the_callers_arrays_are_read_only() -> None:
         assert np.array_equal(b_img, img[2 * k : 2 * k + 2])
     assert img.flags.writeable and tok.flags.writeable
     img[0, 0, 0] = -1.0  # the caller's array stays writeable
+
+
+def test_observe_equals_reduce_then_merge_and_stats_are_snapshots() -> None:
+    """observe() (written straight into the running statistics for float32 arrays) gives what
+    reduce + merge gives (counted at end_batch), batch after batch: a range that grows, one
+    that fits the running grid, NaN and float64 (the general path); and the histograms
+    stats() handed out earlier never change as counting goes on."""
+    from tflquant.calibration.observers import MinMaxObserver
+
+    rng = np.random.default_rng(5)
+    xs = [(rng.standard_normal((5, 3, 700)) * s).astype(np.float32) for s in (1.0, 0.5, 4.0, 0.25)]
+    nan = xs[0].copy()
+    nan[1, 0, 3] = np.nan
+    xs += [nan, rng.standard_normal((4, 3, 700)), (rng.standard_normal((3, 1, 40)) * 9).astype(np.float32)]
+    direct, split = MinMaxObserver(histograms=True), MinMaxObserver(histograms=True)
+    handed_out = []
+    for x in xs:
+        direct.observe("t", x)
+        split.merge("t", split.reduce("t", x))
+        direct.end_batch(len(x))
+        split.end_batch(len(x))
+        h = direct.stats()["t"].hist
+        handed_out.append((h, h.counts.copy()))
+    a, b = direct.stats()["t"], split.stats()["t"]
+    assert (a.mins, a.maxs) == (b.mins, b.maxs)
+    assert (a.hist.exp, a.hist.start) == (b.hist.exp, b.hist.start) and np.array_equal(a.hist.counts, b.hist.counts)
+    assert np.array_equal(a.sample_min, b.sample_min, equal_nan=True) and np.array_equal(a.sample_max, b.sample_max, equal_nan=True)
+    assert direct.warnings() == split.warnings() and direct.warnings()
+    for h, counts in handed_out:
+        assert np.array_equal(h.counts, counts)

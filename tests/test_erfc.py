@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from tflquant.reference.float_kernels import _ELEMWISE_CHUNK, _gelu_exact, erfc
+from tflquant.reference.float_kernels import _ERFC_CHUNK, _gelu_exact, erfc
 
 TINY = np.finfo(np.float64).tiny  # smallest normal float64
 
@@ -60,7 +60,7 @@ def _gelu_reference(x: np.ndarray) -> np.ndarray:
 
 def test_gelu_float32_equals_math_erfc_reference() -> None:
     rng = np.random.default_rng(7)
-    n = 4 * _ELEMWISE_CHUNK + 2560  # after the stride below: two full chunks and a partial one
+    n = 4 * _ERFC_CHUNK + 2560  # after the stride below: two full chunks and a partial one
     x = np.concatenate([
         rng.standard_normal(n // 2) * rng.choice([0.5, 2.0, 6.0], n // 2),
         rng.uniform(-40.0, 40.0, n - n // 2),

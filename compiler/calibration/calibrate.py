@@ -560,6 +560,9 @@ class _NamedObserver:
         self.counts_now = getattr(type(obs), "reduce", None) is MinMaxObserver.reduce
         # a plain observer (hessian.InputHessians): observe() in sample order, no reduce/merge
         self.plain = not hasattr(obs, "reduce")
+        # a MinMaxObserver (with histograms on, checked per call): a value whose statistics no
+        # other value shares is observed in one call (observe: no reduce result to build and merge)
+        self.direct = type(obs) is MinMaxObserver
 
     # (the dictionaries are keyed by id(value): an SSAValue hashes and compares by identity
     # in Python code, id() does the same in C; the module's values live as long as the run)
@@ -596,6 +599,20 @@ class _NamedObserver:
             if (name := self._name(value)) is not None:
                 self.obs.observe(name, array)
             return
+        if self.direct and self.obs.histograms:
+            try:
+                name = self.names[id(value)]
+            except KeyError:
+                name = self._name(value)
+            if name is None:
+                return
+            try:
+                src, _, read = self.sources[id(value)]
+            except KeyError:
+                src, _, read = self._source(value)
+            if src is None and not read:  # nothing shares its statistics: observe() (see reduce)
+                self.obs.observe(name, array)
+                return
         token = self.reduce(value, array, now=True)
         if token is not None and token[1] is not None:
             self.obs.merge(*token)

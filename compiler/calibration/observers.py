@@ -55,6 +55,7 @@ class TensorRange:
     sqsums: np.ndarray | None = None  # per-channel sums of squares
     counts: np.ndarray | None = None  # per-channel finite value counts
     hist: Histogram | None = None  # with histograms on (the observer's running one: its counts grow in place)
+    hist_shared: bool = False  # `hist` is another's too (a part's, or handed out by stats()): copy it before counting into it
     bins: list[tuple[np.ndarray, Any, Any, int]] | None = None  # this batch's values to count: (values, min, max, weight), or (int32 bin indices, exp, start, weight) on the running grid
     hists: list[Histogram] | None = None  # a reduce result's counts (on the running grid, or its range's / the coarser running one): merge adds them
     pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # this batch's per-sample (min, max) per observation
@@ -134,9 +135,57 @@ class MinMaxObserver:
     _binned: bool = field(default=False, repr=False)  # a merged part has values or bin indices to count (end_batch)
 
     def observe(self, name: str, array: np.ndarray) -> None:
+        if self.histograms and self._observe_direct(name, array):
+            return
         part = self.reduce(name, array, now=True)
         if part is not None:
             self.merge(name, part)
+
+    def _observe_direct(self, name: str, a: Any) -> bool:
+        """observe() with every statistic, written straight into the running statistics
+        (no reduce result to build and merge), for the common case: a float32 array with a
+        sample axis, finite values, no means. False (nothing changed): take reduce + merge.
+        The same statistics as reduce + merge (the same counts, in the same places)."""
+        if (
+            type(a) is not np.ndarray
+            or a.dtype != np.float32
+            or not a.ndim
+            or not a.size
+            or not a.strides[0]
+            or self.method_names is not None
+            or not (self.sample_ranges and self.histogram_counts)
+            or name in self.mean_names
+        ):
+            return False
+        r = self.ranges.get(name)
+        if r is not None and r.bins:
+            return False
+        rows = a.shape[0]
+        flat = a.reshape(rows, a.size // rows)
+        smin, smax = _row_min_max(flat)
+        lo, hi = float(np.minimum.reduce(smin)), float(np.maximum.reduce(smax))
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN / Inf: reduce skips them
+            return False
+        step = _stride_of(a.shape[1:])
+        sub = flat[:, ::step] if step > 1 else flat
+        if r is None:
+            r = self.ranges[name] = TensorRange()
+        r.seen += a.size
+        if lo < r.min:
+            r.min = lo
+        if hi > r.max:
+            r.max = hi
+        g = r.hist
+        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+            counts = _own_counts(r)
+            counts += count_bins(sub, g.exp, g.start, len(counts))  # on the running grid, in place
+        else:
+            _add_histogram(r, _histogram(sub, 1, lo, hi, g.exp if g is not None else None), own=True)
+        if r.pending:
+            r.pending = r.pending + [(smin, smax)]
+        else:
+            r.pending = [(smin, smax)]
+        return True
 
     def reduce(self, name: str, array: np.ndarray, now: bool = False) -> TensorRange | None:
         """What one array adds to `name`'s statistics (None: not a float tensor, or empty).
@@ -315,7 +364,8 @@ class MinMaxObserver:
                     self.end_batch(len(r.pending[0][0]) if r.pending else 1)
                 smin = np.concatenate(r.sample_min) if r.sample_min else None
                 smax = np.concatenate(r.sample_max) if r.sample_max else None
-                h = None if r.hist is None else Histogram(r.hist.exp, r.hist.start, r.hist.counts.copy())
+                h = r.hist  # (handed out: counting into it again copies it first)
+                r.hist_shared = h is not None
                 out[n] = Range((float(r.min),), (float(r.max),), -1, m, msq, h, smin, smax)
         return out
 
@@ -332,16 +382,27 @@ class MinMaxObserver:
 def _add_histogram(r: TensorRange, h: Histogram, own: bool = False) -> None:
     """Add a part's histogram to the running one of `r` (whose min/max already include the
     part's): in place when its bins lie on the running grid, else both on the merged grid.
-    `own`: h is r's alone (else a copy is kept: h may be another tensor's too, same_values)."""
+    `own`: h is r's alone (else r keeps it as shared, copied before anything is counted into
+    it: h may be another tensor's too, same_values)."""
     cur = r.hist
     if cur is None:
-        r.hist = h if own else Histogram(h.exp, h.start, h.counts.copy())
+        r.hist, r.hist_shared = h, not own  # (copied when counted into: _own_counts)
         return
     off = h.start - cur.start
     if h.exp == cur.exp and off >= 0 and off + len(h.counts) <= len(cur.counts):
-        cur.counts[off : off + len(h.counts)] += h.counts
+        _own_counts(r)[off : off + len(h.counts)] += h.counts
     else:
-        r.hist = cur.merge(h, r.min, r.max)
+        r.hist, r.hist_shared = cur.merge(h, r.min, r.max), False
+
+
+def _own_counts(r: TensorRange) -> np.ndarray:
+    """r's histogram counts to add to in place: a copy first when they are shared."""
+    h = r.hist
+    assert h is not None
+    if r.hist_shared:
+        h = r.hist = Histogram(h.exp, h.start, h.counts.copy())
+        r.hist_shared = False
+    return h.counts
 
 
 def _count_bins(r: TensorRange, memo: dict[tuple[Any, ...], Any] | None = None, shared: set[int] | frozenset[int] = frozenset()) -> None:
