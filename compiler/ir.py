@@ -28,7 +28,7 @@ from xdsl.dialects.builtin import (
     Signedness,
     StringAttr,
 )
-from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.ir import Attribute, BlockArgument, OpResult, Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
@@ -176,6 +176,11 @@ def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> Dense
 
 def value_name(v: SSAValue) -> str | None:
     """The TFLite tensor name of a value: its defining op's `names`, or the argument's `tfl.name`."""
+    if type(v) is OpResult:  # (the common case, without ABC instance checks)
+        names = v.owner.attributes.get("names")
+        if type(names) is ArrayAttr:
+            data = names.data
+            return data[v.index].data if v.index < len(data) else None  # type: ignore[attr-defined]
     if isinstance(v, BlockArgument):
         parent = v.block.parent_op()
         if isinstance(parent, func.FuncOp) and parent.arg_attrs is not None:

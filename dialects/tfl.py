@@ -31,11 +31,15 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    BFloat16Type,
     BoolAttr,
     BytesAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -1052,6 +1056,11 @@ class ConstOp(IRDLOperation):
 
 def _check_const_payload(self: ConstOp) -> None:
     vt, rt = self.value.type, self.result.type
+    if vt is rt and type(rt.element_type) in _PLAIN_NUMERIC:  # (the reader's float constants: one type object)
+        size = math.prod(vt.get_shape()) * _itemsize(vt.element_type)
+        if len(self.value.data.data) != size:
+            raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+        return
     assert isinstance(rt, TensorType)
     elem = rt.element_type
     vshape = vt.get_shape()
@@ -1082,6 +1091,8 @@ def _check_const_payload(self: ConstOp) -> None:
         raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
 
 
+# element classes whose payload is the result's element type itself (no quantized storage, no raw buffer)
+_PLAIN_NUMERIC = frozenset((Float32Type, Float16Type, Float64Type, BFloat16Type, IntegerType))
 _ITEMSIZES: dict[Attribute, int] = {}
 
 
@@ -1225,7 +1236,16 @@ def subgraph_index(op: Operation, option: str) -> int | None:
 
 def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
-    return isinstance(t, TensorType) and not isinstance(t.element_type, _NOT_FLOAT_ELEMENTS)
+    if type(t) is not TensorType and not isinstance(t, TensorType):
+        return False
+    cls = type(t.element_type)
+    known = _FLOAT_ELEMENT.get(cls)
+    if known is None:  # each element class judged once (isinstance of xDSL's ABCs is slow)
+        known = _FLOAT_ELEMENT[cls] = not issubclass(cls, _NOT_FLOAT_ELEMENTS)
+    return known
+
+
+_FLOAT_ELEMENT: dict[type, bool] = {}
 
 
 _NOT_FLOAT_ELEMENTS = (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES)

@@ -30,6 +30,7 @@ Unannotated IR folds the same way.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,13 @@ from tflquant.passes._quant_ops import float_const, is_f32
 def _layer(o: Operation) -> tfl.AffineOp | None:
     """The declaration of a layer whose bias is a per-channel add after its product
     (tfl.AffineOp calibrated_bias: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)."""
-    a = type(o).get_trait(tfl.AffineOp) if isinstance(o, tfl.TflOp) else None
+    return _layer_of_class(type(o))
+
+
+@functools.cache
+def _layer_of_class(cls: type) -> tfl.AffineOp | None:
+    """_layer, judged once per op class (its declaration)."""
+    a = cls.get_trait(tfl.AffineOp) if issubclass(cls, tfl.TflOp) else None
     return a if a is not None and a.calibrated_bias and a.bias is not None else None
 
 # activations the layers fuse like ADD does
