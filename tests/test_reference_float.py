@@ -1164,3 +1164,41 @@ def test_plain_op_classes_are_none_of_the_special_ones() -> None:
     special = (tfl.OpaqueOp, tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp, func.ReturnOp)
     assert isinstance(PLAIN_OP_CLASSES, frozenset) and tfl.BUILTIN_CLASSES["SOFTMAX"] in PLAIN_OP_CLASSES
     assert not [c.__name__ for c in PLAIN_OP_CLASSES if issubclass(c, special)]
+
+
+def test_plan_is_reused_until_the_function_changes() -> None:
+    """A function's plan is kept for the next interpreter of the same function (calibrate()
+    builds one per call); any change planning reads makes a new plan: an option, a constant's
+    payload, an operand, an op inserted, the order of the ops; stateful and plain plans are
+    apart."""
+    from tflquant.ir import dense_from_numpy
+
+    m = _small()
+    f = next(op for op in m.ops if isinstance(op, func.FuncOp))
+    ops = list(f.body.block.ops)
+    wop, fc = ops[0], ops[3]
+    x = rng.standard_normal((6, 1, 4)).astype(F32)
+    wts = np.array([[1.0, 0.0, -1.0, 0.5], [0.25, 0.25, 0.25, 0.25]], F32)
+
+    def run() -> np.ndarray:
+        return Interpreter(m).run([x])[0]
+
+    np.testing.assert_allclose(run(), np.maximum(x @ wts.T, 0), rtol=1e-5, atol=1e-6)
+    assert Interpreter(m)._plan(f) is Interpreter(m)._plan(f)
+    assert Interpreter(m, stateful=True)._plan(f) is not Interpreter(m)._plan(f)
+    fc.set_option("fused_activation_function", "NONE")
+    np.testing.assert_allclose(run(), x @ wts.T, rtol=1e-5, atol=1e-6)
+    wts = wts * 3
+    wop.properties["value"] = dense_from_numpy(wts)
+    np.testing.assert_allclose(run(), x @ wts.T, rtol=1e-5, atol=1e-6)
+    w2 = tfl.ConstOp(dense_from_numpy(-wts))
+    f.body.block.insert_op_before(w2, fc)
+    fc.operands = [fc.operands[0], w2.result, fc.operands[2]]
+    np.testing.assert_allclose(run(), -x @ wts.T, rtol=1e-5, atol=1e-6)
+    before = Interpreter(m)._plan(f)
+    assert Interpreter(m)._plan(f) is before  # unchanged since: kept again
+    nv = ops[1]
+    nv.detach()
+    f.body.block.insert_op_before(nv, fc)  # the ops in another (valid) order: a new plan
+    assert Interpreter(m)._plan(f) is not before
+    np.testing.assert_allclose(run(), -x @ wts.T, rtol=1e-5, atol=1e-6)

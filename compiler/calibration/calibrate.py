@@ -610,9 +610,17 @@ class _NamedObserver:
                 src, _, read = self.sources[id(value)]
             except KeyError:
                 src, _, read = self._source(value)
-            if src is None and not read:  # nothing shares its statistics: observe() (see reduce)
-                self.obs.observe(name, array)
-                return
+            if src is None:  # observed in one call (see reduce); kept for a RESHAPE / TRANSPOSE of it
+                if not read:
+                    self.obs.observe(name, array)
+                    return
+                part = self.obs._observe_direct(name, array, keep=True)
+                if part is not False:
+                    seen = getattr(self.local, "seen", None)
+                    if seen is None:
+                        seen = self.local.seen = {}
+                    seen[id(value)] = (weakref.ref(array), part)
+                    return
         token = self.reduce(value, array, now=True)
         if token is not None and token[1] is not None:
             self.obs.merge(*token)

@@ -141,11 +141,13 @@ class MinMaxObserver:
         if part is not None:
             self.merge(name, part)
 
-    def _observe_direct(self, name: str, a: Any) -> bool:
+    def _observe_direct(self, name: str, a: Any, keep: bool = False) -> TensorRange | bool:
         """observe() with every statistic, written straight into the running statistics
         (no reduce result to build and merge), for the common case: a float32 array with a
         sample axis, finite values, no means. False (nothing changed): take reduce + merge.
-        The same statistics as reduce + merge (the same counts, in the same places)."""
+        The same statistics as reduce + merge (the same counts, in the same places).
+        `keep`: return what reduce(name, a, now=True) would have (for same_values: another
+        tensor holds these values too) instead of True."""
         if (
             type(a) is not np.ndarray
             or a.dtype != np.float32
@@ -177,14 +179,17 @@ class MinMaxObserver:
             r.max = hi
         g = r.hist
         if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+            part = count_bins(sub, g.exp, g.start, len(g.counts))
             counts = _own_counts(r)
-            counts += count_bins(sub, g.exp, g.start, len(counts))  # on the running grid, in place
+            counts += part  # on the running grid, in place
+            h = Histogram(g.exp, g.start, part) if keep else None
         else:
-            _add_histogram(r, _histogram(sub, 1, lo, hi, g.exp if g is not None else None), own=True)
-        if r.pending:
-            r.pending = r.pending + [(smin, smax)]
-        else:
-            r.pending = [(smin, smax)]
+            h = _histogram(sub, 1, lo, hi, g.exp if g is not None else None)
+            _add_histogram(r, h, own=not keep)
+        pending = [(smin, smax)]
+        r.pending = r.pending + pending if r.pending else pending
+        if keep:
+            return TensorRange(min=lo, max=hi, seen=a.size, hists=[h], pending=pending)  # type: ignore[list-item]
         return True
 
     def reduce(self, name: str, array: np.ndarray, now: bool = False) -> TensorRange | None:

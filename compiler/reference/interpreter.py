@@ -178,7 +178,7 @@ class Interpreter:
         name = f.sym_name.data
         plan = self._plans.get(name)
         if plan is None:
-            plan = self._plans[name] = _build_plan(f, self.stateful, self._subgraph)
+            plan = self._plans[name] = _cached_plan(f, self.stateful, self._subgraph)
         return plan
 
     def _subgraph(self, index: int) -> _Plan:
@@ -239,6 +239,50 @@ class Interpreter:
 # ----------------------------------------------------------------------------------------
 # planning
 # ----------------------------------------------------------------------------------------
+
+# A function's plan is kept on the func.func object for the next interpreter of the same,
+# unchanged function (calibrate() builds an Interpreter per call; auto calibration and the
+# mixed-precision search run the float model several times): attribute _PLANS, keyed by
+# `stateful`, with the function's fingerprint (_fingerprint: every op, in order, with its
+# operands, result types, properties and attributes, and the block's arguments and their
+# types: all that planning reads of the IR). A change to any of them builds a new plan.
+# Plans with state of their own (the carried state of STATEFUL ops) or that run other
+# functions (WHILE / IF) are not kept, nor plans holding more than PLAN_CACHE_CONST_BYTES of
+# constants: a kept plan keeps its dequantized constants and the results of ops computed from
+# constants only (a float16 weight's DEQUANTIZE) alive as long as the module. Kernels come from
+# fk.KERNELS when the plan is built (a kernel registered later reaches new functions only).
+_PLANS = "_tflquant_plans"
+PLAN_CACHE_CONST_BYTES = 16 << 20
+
+
+def _fingerprint(f: func.FuncOp) -> tuple[Any, ...]:
+    """What planning reads of `f`, compared by identity (then equality: equal attributes or
+    types plan the same). Holding the objects, it keeps them alive: an id is never reused."""
+    block = f.body.block
+    parts: list[Any] = [tuple(block.args), tuple([a.type for a in block.args])]
+    for op in block.ops:
+        parts.append((op, tuple(op.operands), tuple([r.type for r in op.results]), tuple(op.properties.items()), tuple(op.attributes.items())))
+    return tuple(parts)
+
+
+def _cached_plan(f: func.FuncOp, stateful: bool, subgraph: Callable[[int], _Plan] | None) -> _Plan:
+    """_build_plan(f, ...), or the plan an earlier interpreter built for `f` as it is now."""
+    kept = f.__dict__.get(_PLANS)
+    fp = None
+    if kept is not None and (entry := kept.get(stateful)) is not None:
+        fp = _fingerprint(f)
+        if entry[0] == fp:
+            return entry[1]
+        del kept[stateful]
+    plan = _build_plan(f, stateful, subgraph)
+    if all(st.carry is None and not st.control for st in plan.steps) and _const_bytes(plan) <= PLAN_CACHE_CONST_BYTES:
+        f.__dict__.setdefault(_PLANS, {})[stateful] = (fp if fp is not None else _fingerprint(f), plan)
+    return plan
+
+
+def _const_bytes(plan: _Plan) -> int:
+    return sum(a.nbytes for a in plan.consts.values() if isinstance(a, np.ndarray))
+
 
 
 def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int], _Plan] | None = None) -> _Plan:
