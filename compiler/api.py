@@ -1024,9 +1024,13 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
 
     out = {}
     least = min(min_elements, 1024)
+    consts: dict[type, bool] = {}  # op class -> a tfl.const (judged once: isinstance of xDSL's ABCs is slow)
     for op in module.walk():
+        cls = type(op)
+        if (is_const := consts.get(cls)) is None:
+            is_const = consts[cls] = issubclass(cls, tfl.ConstOp)
         # (a float32 constant's payload is float32: its element type says it before any numpy)
-        if isinstance(op, tfl.ConstOp) and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
+        if is_const and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
             shape = t.get_shape()
             if all(d >= 0 for d in shape) and math.prod(shape) < least:
                 continue  # too small to be quantized: no payload read
@@ -1085,8 +1089,8 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
             if not kind(op)[0] or not op.results:
                 continue
             # the op's quantized constants with a float original, then (only for those ops) its kind
-            weights = [v for v in op.operands if kind(v.owner)[1] and quantized_element(v.type) is not None
-                       and (value_name(v) or "") in originals]
+            weights = [v for v in op.operands if kind(v.owner)[1] and (value_name(v) or "") in originals
+                       and quantized_element(v.type) is not None]
             if not weights or _classify(op) != "hybrid":
                 continue
             for v in weights:

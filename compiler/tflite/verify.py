@@ -290,12 +290,13 @@ def _check_subgraph(
         if 0 in shape:
             empty.add(i)
 
-    def in_range(idx: list[int] | None, what: str | Callable[[], str], allow_absent: bool = False) -> list[int]:
+    def in_range(idx: list[int] | None, what: str, where: object = None, allow_absent: bool = False) -> list[int]:
+        """The indices in range; one problem for each other (`what`, formatted with
+        `where`, names their list: made only then)."""
         vals = idx or []
         if not vals or (min(vals) >= (-1 if allow_absent else 0) and max(vals) < n):
             return vals  # all in range (the common case: `what` is not needed)
-        if callable(what):
-            what = what()
+        what = what.format(where)
         ok = []
         for x in vals:
             if allow_absent and x == -1:
@@ -306,10 +307,11 @@ def _check_subgraph(
                 ok.append(x)
         return ok
 
-    inputs = in_range(sg.ints(SG["inputs"]), f"an input of subgraph '{sname}'")
-    outputs = in_range(sg.ints(SG["outputs"]), f"an output of subgraph '{sname}'")
+    inputs = in_range(sg.ints(SG["inputs"]), "an input of subgraph '{}'", sname)
+    outputs = in_range(sg.ints(SG["outputs"]), "an output of subgraph '{}'", sname)
     produced: set[int] = set()
     input_set = set(inputs)
+    readable = constant | variable | input_set | empty  # what an operator may read besides earlier outputs
     handles: dict[int, str] = {}  # VAR_HANDLE output tensor -> variable key
     for oi, op in enumerate(sg.tables(SG["operators"])):
         code, ins_at, outs_at, inter_at, large_off, large_size = op.read(_OPERATOR_CHECK)
@@ -319,13 +321,14 @@ def _check_subgraph(
         else:
             opname = opcodes[code]
         where = LazyText("operator #{} ({}) of subgraph '{}'", oi, opname, sname)  # the operator's name in a message, made when one needs it
-        ins = in_range(op.ints_at(ins_at, OP["inputs"]), lambda: f"an input of {where}", allow_absent=True)
-        outs = in_range(op.ints_at(outs_at, OP["outputs"]), lambda: f"an output of {where}")
-        in_range(op.ints_at(inter_at, OP["intermediates"]), lambda: f"an intermediate of {where}")
+        ins = in_range(op.ints_at(ins_at, OP["inputs"]), "an input of {}", where, allow_absent=True)
+        outs = in_range(op.ints_at(outs_at, OP["outputs"]), "an output of {}", where)
+        if inter_at is not None:
+            in_range(op.ints_at(inter_at, OP["intermediates"]), "an intermediate of {}", where)
         if large_off > 1 and large_off + large_size > file_size:
             out.append(f"{where}: its custom options at bytes {large_off}..{large_off + large_size} lie outside the {file_size}-byte file")
         for x in ins:
-            if x == -1 or x in constant or x in variable or x in input_set or x in produced or x in empty:
+            if x in readable or x in produced or x == -1:
                 continue
             out.append(f"{where} reads {label(x)}, which is not a constant, a variable, a subgraph input or the output of an earlier operator")
         for x in outs:
