@@ -233,7 +233,7 @@ class Table:
         if plan is False:
             return self._read_each(fields)
         pos = self.pos
-        out = plan.arrange(plan.struct.unpack_from(self.buf, pos + plan.start) + fields.defaults)
+        out = list(plan.pick(plan.struct.unpack_from(self.buf, pos + plan.start) + fields.defaults))
         n = len(self.buf)
         for k, at in plan.offsets:
             target = pos + at + out[k]
@@ -307,16 +307,15 @@ class FieldPlan:
     """How Table.read decodes Fields from tables of one layout: one struct from the first
     present field to the last, then each field's value (or default) picked out."""
 
-    __slots__ = ("struct", "start", "arrange", "offsets")
+    __slots__ = ("struct", "start", "pick", "offsets")
 
     def __init__(self, st: struct.Struct, start: int, picks: list[int], offsets: tuple[tuple[int, int], ...]):
         self.struct, self.start, self.offsets = st, start, offsets
-        if len(picks) == 1:
-            k = picks[0]
-            self.arrange = lambda vals: [vals[k]]
-        else:
-            get = operator.itemgetter(*picks)
-            self.arrange = lambda vals: list(get(vals))
+        # the fields' values, in their order, out of the unpacked values + the defaults
+        if len(picks) > 1:
+            self.pick = operator.itemgetter(*picks)
+        else:  # (itemgetter of one index gives the value itself)
+            self.pick = lambda vals: tuple(vals[k] for k in picks)
 
 
 def _read_plan(fields: Fields, slots: tuple[int, ...], objlen: int) -> FieldPlan | bool:

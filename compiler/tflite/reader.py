@@ -413,7 +413,7 @@ class _Importer:
         return BlockwiseQuantizedType.make(storage, bs, scales)
 
     def _payload(self, info: _Tensor, raw: bytes) -> np.ndarray:
-        if isinstance(info.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES):
+        if _opaque(info.ttype.element_type):
             return np.frombuffer(raw, dtype=np.uint8)
         n = math.prod(info.shape)
         if info.type_code in (17, 19):  # int4 / int2: two / four per byte, lowest bits first
@@ -497,7 +497,7 @@ class _Importer:
                 op = self._sparse_const(inf, raw)
             else:
                 payload = self._payload(inf, raw)  # checks the size
-                shape = [len(raw)] if isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES) else inf.shape
+                shape = [len(raw)] if _opaque(inf.ttype.element_type) else inf.shape
                 if inf.type_code in (17, 19):  # unpacked: one value per int8
                     op = tfl.ConstOp(dense_from_numpy(payload, IntegerType(8)), inf.ttype, name=inf.name)
                 else:
@@ -692,11 +692,27 @@ def _min_inputs(cls: type[tfl.TflOp]) -> int:
 
 def _zero_elements(inf: _Tensor) -> bool:
     """A numeric tensor whose static shape holds no element (a 0 dimension)."""
-    return 0 in inf.shape and not isinstance(inf.ttype.element_type, tfl.OPAQUE_ELEMENT_TYPES)
+    return 0 in inf.shape and not _opaque(inf.ttype.element_type)
+
+
+def _opaque(e: Attribute) -> bool:
+    """isinstance(e, tfl.OPAQUE_ELEMENT_TYPES), judged once per element class."""
+    cls = type(e)
+    known = _OPAQUE.get(cls)
+    if known is None:
+        known = _OPAQUE[cls] = issubclass(cls, tfl.OPAQUE_ELEMENT_TYPES)
+    return known
+
+
+_OPAQUE: dict[type, bool] = {}
+# element classes that are their own payload's element (not quantized, not opaque)
+_OWN_STORAGE = frozenset(c for c in _PLAIN_ELEMENTS if not issubclass(c, tfl.OPAQUE_ELEMENT_TYPES))
 
 
 def _storage_elem(t: TensorType) -> Attribute:
     e = t.element_type
+    if type(e) in _OWN_STORAGE:  # (the common case)
+        return e
     if isinstance(e, (UniformQuantizedType, BlockwiseQuantizedType)):
         return e.storage_type if e.bits != 4 else IntegerType(8)  # int4: one value per byte in the IR
     if isinstance(e, tfl.OPAQUE_ELEMENT_TYPES):

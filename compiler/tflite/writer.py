@@ -288,10 +288,11 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         index[v] = idx
         return idx
 
-    def tensor_type(v: SSAValue, what: str) -> TensorType:
-        if not isinstance(v.type, TensorType):
-            raise TflquantError(f"function @{fname}: {what} has type {v.type}; TFLite tensors need a ranked tensor type")
-        return v.type
+    def tensor_type(v: SSAValue, what: str, *args: object) -> TensorType:
+        t = v.type
+        if type(t) is not TensorType and not isinstance(t, TensorType):
+            raise TflquantError(f"function @{fname}: {what.format(*args)} has type {t}; TFLite tensors need a ranked tensor type")
+        return t
 
     def lookup(v: SSAValue, op: Operation) -> int:
         idx = index.get(v)  # (a value of type none is never in the index: -1 below)
@@ -305,7 +306,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         raise TflquantError(f"function @{fname} must have exactly one block to be written as a subgraph")
     block = f.body.blocks[0]
     for arg in block.args:
-        sg.inputs.append(new_tensor(arg, _Tensor(_arg_name(f, arg.index), tensor_type(arg, f"argument #{arg.index}"))))
+        sg.inputs.append(new_tensor(arg, _Tensor(_arg_name(f, arg.index), tensor_type(arg, "argument #{}", arg.index))))
 
     for op in block.ops:
         kind = _KIND_OF_CLASS.get(type(op)) or _op_kind(op)
@@ -363,7 +364,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         outs = []
         for k, r in enumerate(op.results):
             nm = _result_name(op, k)
-            outs.append(new_tensor(r, _Tensor(nm, tensor_type(r, f"result #{k} of {op.name}"))))
+            outs.append(new_tensor(r, _Tensor(nm, tensor_type(r, "result #{} of {}", k, op.name))))
         inter: list[int] = []
         ia = op.attributes.get("tfl.intermediates")
         if ia is not None:
