@@ -38,7 +38,7 @@ from typing import Any, TextIO
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, FunctionType, ModuleOp, StringAttr, TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 
 from tflquant.calibration.dataset import (
     ArraySamples,
@@ -519,6 +519,9 @@ def calibrate(
     # an LSTM's state runs on from sample to sample, as in LiteRT
     interp = Interpreter(state.module if state is not None else module, stateful=True)
     observe = _NamedObserver(obs, shared_names(module))
+    for f in _functions(interp.module or module):
+        if f.body.blocks:
+            observe.readers_of(f.body.block)
     per_entry: dict[str, int] = {}
     try:
         with blas_threads(threads):
@@ -540,6 +543,7 @@ def calibrate(
 _SAME_ORDER = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 _PERMUTED = frozenset({"TRANSPOSE"})
 _READERS = frozenset(tfl.BUILTIN_CLASSES[k] for k in _SAME_ORDER | _PERMUTED)  # their op classes
+_SAME_ORDER_CLASSES = frozenset(tfl.BUILTIN_CLASSES[k] for k in _SAME_ORDER)
 
 
 class _NamedObserver:
@@ -555,6 +559,8 @@ class _NamedObserver:
         self.shared = shared
         self.names: dict[int, str | None] = {}
         self.sources: dict[int, Any] = {}
+        self.readers: dict[int, set[int]] = {}  # id(block) -> ids of its values a RESHAPE / TRANSPOSE reads (readers_of)
+        self.blocks: list[Block] = []
         self.local = threading.local()  # per thread: value -> (its last array, weakly; its reduce result)
         # MinMaxObserver.reduce's `now` (a subclass may define reduce without it)
         self.counts_now = getattr(type(obs), "reduce", None) is MinMaxObserver.reduce
@@ -584,15 +590,29 @@ class _NamedObserver:
             return self.sources[id(value)]
         except KeyError:
             op, src, same = value.owner, None, False
-            if isinstance(op, Operation) and op.operands and len(op.results) == 1:
-                kind = tfl.op_type(op)
-                if kind in _SAME_ORDER or kind in _PERMUTED:
-                    src = op.operands[0]
-                    same = kind in _SAME_ORDER
-            read = any(u.index == 0 and type(u.operation) in _READERS for u in value.uses)
+            cls = type(op)  # (exact classes first: isinstance against xDSL's ABCs is slow)
+            if cls in _READERS or (cls not in PLAIN_OP_CLASSES and isinstance(op, Operation)):
+                if op.operands and len(op.results) == 1:
+                    kind = tfl.op_type(op)
+                    if kind in _SAME_ORDER or kind in _PERMUTED:
+                        src = op.operands[0]
+                        same = kind in _SAME_ORDER
+            block = op.parent if cls in PLAIN_OP_CLASSES else op if isinstance(op, Block) else getattr(op, "parent", None)
+            readers = self.readers.get(id(block)) if block is not None else None
+            if readers is None:
+                read = any(u.index == 0 and type(u.operation) in _READERS for u in value.uses)
+            else:
+                read = id(value) in readers
             out = (src, same, read)
             self.sources[id(value)] = out
             return out
+
+    def readers_of(self, block: Block) -> None:
+        """Note once which values of `block` a RESHAPE / TRANSPOSE reads (as operand 0): the
+        values of a block are used in it only (a tfl function is one block)."""
+        if id(block) not in self.readers:
+            self.readers[id(block)] = {id(op.operands[0]) for op in block.ops if type(op) in _READERS and op.operands}
+            self.blocks.append(block)  # (alive while keyed by id)
 
     def __call__(self, value: SSAValue, array: np.ndarray) -> None:
         if self.plain:
