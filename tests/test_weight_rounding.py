@@ -242,35 +242,59 @@ def test_inverse_hessian_factor_float32_blocked(n):
 
 def test_search_close_to_trying_every_ratio(layer):
     """search_scales' coarse-to-fine search against the exhaustive search over the same
-    grid (ratios given one at a time): never below absmax's error, the total weight error
-    within 0.5 % of the exhaustive one, and a grid of at most 8 ratios is tried whole."""
-    w, _x = layer
+    grid (ratios given one at a time) on the seeded Student-t layer: never above absmax's
+    error; the total weight error within 0.1 % of the exhaustive one (0.004 dB; measured
+    0.01-0.04 %), at least 85 % of the groups at the exhaustive choice (measured 91-93 %);
+    E[x^2]-weighted (six inputs 400x the others: a rougher error curve) within 2.5 %
+    (measured 0.5 % channel, 2.0 % blocks of 32; the previous search 1.7 / 3.8 %); a grid
+    of at most 8 ratios is tried whole."""
+    w, x = layer
     qmin, qmax = wr.qrange(4)
-    for groups, fp16 in [(w.reshape(-1, 32), True), (w, False)]:
+    msq = np.mean(x.astype(np.float64) ** 2, axis=0).astype(np.float32)
+    for groups, fp16, p, tol in [(w.reshape(-1, 32), True, None, 1.001), (w.reshape(-1, 128), True, None, 1.001), (w, False, None, 1.001),
+                                 (w, False, msq[None, :], 1.025), (w.reshape(-1, 32), True, np.broadcast_to(msq, w.shape).reshape(-1, 32), 1.025)]:
         def err(s):
             q = np.clip(np.rint(groups / s[:, None]), qmin, qmax)
-            return np.sum((groups - q * s[:, None]).astype(np.float64) ** 2, axis=1)
-        every = np.stack([err(wr.search_scales(groups, qmin, qmax, ratios=(r,), fp16=fp16)) for r in wr.DEFAULT_RATIOS])
-        got = err(wr.search_scales(groups, qmin, qmax, fp16=fp16))
+            d = (groups - q * s[:, None]).astype(np.float64) ** 2
+            return np.sum(d if p is None else d * p, axis=1)
+        every = np.stack([err(wr.search_scales(groups, qmin, qmax, p, ratios=(r,), fp16=fp16)) for r in wr.DEFAULT_RATIOS])
+        got = err(wr.search_scales(groups, qmin, qmax, p, fp16=fp16))
         assert np.all(got <= every[-1] * (1 + 1e-6))  # ratio 1.0: absmax
-        assert got.sum() <= every.min(axis=0).sum() * 1.005
-        assert np.mean(got <= every.min(axis=0) * (1 + 1e-6)) > 0.8  # most groups: the exhaustive choice
+        assert got.sum() <= every.min(axis=0).sum() * tol
+        assert np.mean(got <= every.min(axis=0) * (1 + 1e-6)) >= 0.85  # most groups: the exhaustive choice
         short = (0.6, 0.7, 0.8, 0.9, 1.0)
-        exact = np.min([err(wr.search_scales(groups, qmin, qmax, ratios=(r,), fp16=fp16)) for r in short], axis=0)
-        np.testing.assert_allclose(err(wr.search_scales(groups, qmin, qmax, ratios=short, fp16=fp16)), exact, rtol=1e-6)
+        exact = np.min([err(wr.search_scales(groups, qmin, qmax, p, ratios=(r,), fp16=fp16)) for r in short], axis=0)
+        np.testing.assert_allclose(err(wr.search_scales(groups, qmin, qmax, p, ratios=short, fp16=fp16)), exact, rtol=1e-6)
     coarse, steps = wr.search_plan(len(wr.DEFAULT_RATIOS))
     assert 0 in coarse and len(coarse) + 2 * len(steps) < len(wr.DEFAULT_RATIOS)
 
 
 def test_skipped_candidates_change_nothing(layer, monkeypatch):
-    """A coarse candidate that the largest element's clipping error rules out in every group
-    of a chunk is skipped: the same scales as evaluating it (blocks of 32, where it is)."""
+    """A coarse candidate that the largest element's clipping error rules out for a group is
+    not evaluated there (nowhere in a slice where it is ruled out for every group, only
+    on the groups left where they are few): the same scales as evaluating every candidate
+    on every group, with fewer evaluations."""
     w, _x = layer
+    evaluated = []  # group-candidate pairs each search evaluates
+    errors = wr._errors
+
+    def counting(st, g, sp, base, idx):
+        e = errors(st, g, sp, base, idx)
+        evaluated.append(e.size)
+        return e
+
+    monkeypatch.setattr(wr, "_errors", counting)
+    totals = []
     for narrow in (True, False):
         lo, hi = wr.qrange(4, narrow)
         for groups, fp16 in [(w.reshape(-1, 32), True), (w.reshape(-1, 32) * 1e-6, True), (w, False)]:
+            m0 = len(evaluated)
             got = wr.search_scales(groups, lo, hi, fp16=fp16, min_scale=1e-8)
+            skipping = sum(evaluated[m0:])
             with monkeypatch.context() as m:
-                m.setattr(wr, "PRUNE_MARGIN", np.inf)  # never skip
+                m.setattr(wr, "SKIP_RULED_OUT", False)  # evaluate every ratio on every group
+                m1 = len(evaluated)
                 want = wr.search_scales(groups, lo, hi, fp16=fp16, min_scale=1e-8)
+                totals.append((skipping, sum(evaluated[m1:])))
             np.testing.assert_array_equal(got, want)
+    assert all(a <= b for a, b in totals) and sum(a for a, _ in totals) < 0.9 * sum(b for _, b in totals)  # it skips

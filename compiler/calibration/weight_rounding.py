@@ -91,6 +91,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+try:  # the clip ufunc itself (np.clip's Python wrapper costs microseconds a call)
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy 1.x
+    from numpy.core.umath import clip as _clip  # type: ignore[no-redef]
 
 from tflquant.calibration.blas import blas_threads
 from tflquant.errors import TflquantError
@@ -98,7 +102,9 @@ from tflquant.errors import TflquantError
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal, 2^-14
 DEFAULT_RATIOS = tuple(round(0.5 + 0.02 * i, 2) for i in range(26))  # 0.50 .. 1.00
 PRUNE_MARGIN = 1.001  # search_scales skips a candidate whose error's lower bound exceeds the best error by this factor (far above float32 rounding)
-SEARCH_CHUNK = 1 << 19  # weight elements x candidates search_scales evaluates at once (2 MB of float32; measured 2x faster than 256 KB, 0.9x the time of 1 MB)
+SEARCH_CHUNK = 1 << 17  # weight elements per slice of groups search_scales works on (its two buffers: 2 candidates x 512 KB of float32; measured faster than 2^15, 2^16 and 2^18)
+SKIP_RULED_OUT = True  # search_scales skips evaluating a coarse ratio where the largest |w| rules it out (False: evaluates it anyway, same result; for tests)
+COMPACT_MIN = 1 << 14  # search_scales: a slice of at least this many elements evaluates a later coarse ratio only on the groups it can win (gathered) when they are at most half
 TRANSPOSE_BELOW = 64  # search_scales: groups shorter than this are searched transposed
 GRANULARITIES = ("tensor", "channel", "block")
 METHODS = ("rtn", "mse", "gptq", "auto")
@@ -246,20 +252,21 @@ def _fp16_exact(s: np.ndarray) -> np.ndarray:
 
 def search_plan(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(coarse, steps) of search_scales over a grid of n ratios (index 0 = absmax): the
-    coarse indices are tried first, then for each step h the best so far +- h (steps halve
-    down to 1). The default grid of 26 (0.02 apart): (0, 10, 20), then (5, 2, 1), i.e.
-    1.0, 0.80, 0.60, then the best +- 0.10, +- 0.04, +- 0.02: 3 + 6 error evaluations. A
-    grid of at most 8 ratios is tried whole."""
+    coarse indices (every 2h-th, h = steps[0]) are tried first, the first two on every
+    group and the rest where they can still win; then for each step h' the best so far
+    +- h' (steps shrink by thirds down to 1), except that groups shorter than
+    TRANSPOSE_BELOW take the first step on one side only, toward the better of the best
+    coarse point's two coarse neighbours. The default grid of 26 (0.02 apart):
+    (0, 6, 12, 18, 24), then (3, 1), i.e. 1.0, 0.88, then 0.76 / 0.64 / 0.52 where the
+    group's largest |w| does not rule them out, then the best +- 0.06, then the best
+    +- 0.02. A grid of at most 8 ratios is tried whole."""
     if n <= 8:
         return tuple(range(n)), ()
-    h = max(1, round((n - 1) / 5))
+    h = max(1, round((n - 1) / 8))
     steps = [h]
     while steps[-1] > 1:
-        steps.append(steps[-1] // 2)
-    coarse = list(range(0, n, 2 * h))
-    if n - 1 - coarse[-1] > sum(steps):
-        coarse.append(n - 1)
-    return tuple(coarse), tuple(steps)
+        steps.append(max(1, steps[-1] // 3))
+    return tuple(range(0, n, 2 * h)), tuple(steps)
 
 
 def search_scales(
@@ -276,22 +283,28 @@ def search_scales(
     plain MSE). `ratios=None` is absmax only. An all-zero row gets 1.0. 1.0 is always tried,
     so the result is never worse than absmax's.
 
-    A long grid is searched coarse to fine by halving steps (search_plan): for the default
-    grid 1.0, 0.80, 0.60, then the best so far +- 0.10, +- 0.04, +- 0.02 (9 error
-    evaluations instead of 26; a candidate replaces the best only when its error is
-    strictly lower, so the first minimum in candidate order wins). Measured on
-    decoder_tiny's int4 weights (no data; channel, block 32, block 128) against trying all
-    26: weight SQNR 0.001-0.0015 dB lower on average, 0.005 dB at worst (the earlier search,
-    every 5th ratio then the best's 8 neighbours, 14 evaluations: 0.0006-0.0008, 0.004);
-    tiny_transformer's: 0.009 / 0.015 dB (earlier: 0.004 / 0.012); in 0.55-0.7x the
-    earlier search's CPU time (1024 x 4096 int4 blocks of 32: 80 -> 44 ms, channels 59 ->
-    36 ms, one core).
+    A long grid is searched coarse to fine (search_plan): for the default grid 1.0 and
+    0.88 on every group; 0.76, 0.64, 0.52 only on the groups where the largest |w| alone,
+    clipped, does not already err more than the best so far (without weights; an exact
+    test: there the ratio cannot win; the groups left are gathered when they are few);
+    then the best +- 0.06 (blocks shorter than TRANSPOSE_BELOW: on the side of its better
+    coarse neighbour only), then the best +- 0.02. A candidate replaces the best only when
+    its error is strictly lower, so the first minimum in candidate order wins. Each
+    evaluation is 5 passes over the groups' elements into two reused buffers (multiply by
+    1 / s, rint, clip, subtract, one einsum for the sum of squares), groups shorter than
+    TRANSPOSE_BELOW transposed so that every pass runs along contiguous rows of many
+    groups.
+    Measured on decoder_tiny's int4 weights without data (channel, block 32, block 128)
+    against trying all 26 ratios: weight SQNR 0.0015 / 0.0025 / 0.0018 dB lower on average
+    (at worst 0.003 / 0.004 / 0.003), with 8.1 / 6.0 / 8.0 evaluations per weight (the
+    previous search, 1.0 / 0.8 / 0.6 then +- 0.10, +- 0.04, +- 0.02 everywhere: 0.0010 /
+    0.0015 / 0.0012 dB with 8-9); tiny_transformer's: 0.007 dB (previous 0.009).
     int4 logits SQNR in LiteRT is a poor judge of such differences: it moves by 0.1-0.2 dB
     on decoder_tiny and 1-2 dB on tiny_transformer between searches of the same weight MSE
-    (all 26 ratios, the 14-evaluation search, this one: decoder_tiny dynamic channel 9.38 /
-    9.30 / 9.20 dB, block 32 12.38 / 12.43 / 12.41; tiny_transformer dynamic channel
-    28.32 / 27.31 / 26.46). (A lazier search, stepping down from 1.0 while the error falls,
-    loses weight MSE: it stops at the first local minimum.)"""
+    (all 26 ratios, a 14-evaluation search, a 9-evaluation one: decoder_tiny dynamic
+    channel 9.38 / 9.30 / 9.20 dB, block 32 12.38 / 12.43 / 12.41; tiny_transformer dynamic
+    channel 28.32 / 27.31 / 26.46). (A lazier search, stepping down from 1.0 while the
+    error falls, loses weight MSE: it stops at the first local minimum.)"""
     g = np.asarray(groups, np.float32)
     rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True) if ratios is not None else []
     if not rs or g.size == 0:
@@ -299,53 +312,100 @@ def search_scales(
     p = None if weights is None else np.asarray(weights, np.float32)
     if p is not None and p.ndim < 2:
         p = p.reshape(1, -1)
-    grid = np.array([1.0, *rs], np.float32)  # index 0 = absmax
-    # Each stage evaluates its candidates at once on a chunk of groups (SEARCH_CHUNK elements
-    # x candidates: in cache, few numpy calls per chunk).
-    n = g.shape[1]
-    tr = n < TRANSPOSE_BELOW
+    G, n = g.shape
+    grid = np.array([1.0, *rs], np.float32)
     coarse, steps = search_plan(len(grid))
-    rows = max(1, SEARCH_CHUNK // max(1, n * max(len(coarse), 2)))
-    # short groups (blocks) are worked on transposed ([n, groups]) so that every
-    # elementwise step and the sum over a group run along contiguous rows (with a block of
-    # 32 on the inner axis each broadcast and the reduction is a short strided loop)
+    first = coarse if not steps else coarse[:2]
+    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, SEARCH_CHUNK // n), G), max(2, len(first)))
+    last, tr = len(grid) - 1, st.transposed
+    first_idx = np.array(first, np.intp)[:, None]
     sp = None if p is None else np.sqrt(np.maximum(p, np.float32(0)))
-    best_s = np.empty(len(g), np.float32)
-    qm = float(max(qmax, -qmin))  # the largest code magnitude
-    for c0 in range(0, len(g), rows):
-        c1 = min(c0 + rows, len(g))
+    best_s = np.empty(G, np.float32)
+    qm = np.float32(max(qmax, -qmin))  # the largest code magnitude
+    margin = np.float32(PRUNE_MARGIN)
+    for c0 in range(0, G, st.rows):
+        c1 = min(c0 + st.rows, G)
+        m = c1 - c0
         gc = g[c0:c1]
         pc = None if sp is None else sp if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
             gc = np.ascontiguousarray(gc.T)
             pc = None if pc is None else np.ascontiguousarray(pc.T)
-        amax_c = np.max(np.abs(gc), axis=0 if tr else 1)  # the max along rows of many groups when transposed
-        zc, bc, sc0 = _absmax_scales(amax_c, qmax, fp16, min_scale)
-        amax_c = amax_c.astype(np.float64)
-        m = c1 - c0
-        first = 2 if sp is None and len(coarse) > 2 else len(coarse)
-        cand = np.broadcast_to(np.array(coarse[:first], np.intp)[:, None], (first, m))
-        e = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)[0]
-        best_i, best_e = cand[0].copy(), e[0]
-        for k in range(1, len(cand)):  # the first candidate with the least error (as argmin)
-            _keep_better(best_i, best_e, cand[k], e[k])
-        for c in coarse[first:]:
-            # the group's largest |w| alone, clipped to qm s, errs (amax - qm s)^2: where that
-            # exceeds the best error so far in every group of the chunk, c cannot win there
-            s_c = _finish_scales(bc * grid[c], fp16, min_scale).astype(np.float64)
-            if np.all(np.square(np.maximum(amax_c - qm * s_c, 0.0)) > best_e * PRUNE_MARGIN):
+            amax = np.max(np.abs(gc), axis=0)  # the max along rows of many groups
+        else:
+            amax = _abs_row_max(gc)
+        zero = ~(amax > 0)  # an all-zero group: base 1 (as _absmax_scales); every error 0, so it keeps ratio 1.0
+        if zero.any():
+            amax = np.where(zero, np.float32(qmax), amax)
+        bc = amax / np.float32(qmax)
+        st.chunk(bc)
+        e = _errors(st, gc, pc, bc, first_idx)
+        # short groups: the coarse points' errors (for the first step's side), a row of inf
+        # on either side; a point the largest |w| rules out for a group (below) is inf
+        # there, evaluated or not
+        known = None
+        if tr and steps:
+            known = np.full((len(coarse) + 2, m), np.inf, np.float32)
+            known[1 : len(first) + 1] = e
+        best_i = np.full(m, first[0], np.intp)
+        best_e = e[0].copy()
+        for k in range(1, len(first)):
+            _keep_better(best_i, best_e, first[k], e[k])
+        for j in range(len(first), len(coarse)):
+            c = coarse[j]
+            keep = sel = None
+            if sp is None:
+                # the group's largest |w| alone, clipped to qm s, errs (amax - qm s)^2: where
+                # that exceeds the best error so far by the margin, c cannot win there
+                # (s taken 2^-10 above base * ratio, above its fp16 rounding, unless a clamp
+                # can raise it: then exactly)
+                d = st.scales(bc, np.array([[c]], np.intp))[0] if st.clamp16 or st.clampmin else bc * np.float32(grid[c] * (1 + 2.0**-10))
+                d *= qm
+                np.subtract(amax, d, out=d)
+                np.maximum(d, 0, out=d)
+                d *= d
+                keep = d <= best_e * margin
+                nk = int(np.count_nonzero(keep))
+                if SKIP_RULED_OUT:
+                    if nk == 0:
+                        continue
+                    if nk <= m // 2 and m * n >= COMPACT_MIN:  # only those groups, gathered
+                        sel = np.flatnonzero(keep)
+            if sel is None:
+                e = _errors(st, gc, pc, bc, np.array([[c]], np.intp))[0]
+                if known is not None:
+                    known[j + 1] = e if keep is None else np.where(keep, e, np.float32(np.inf))
+                _keep_better(best_i, best_e, c, e)
                 continue
-            ci = np.full(m, c, np.intp)
-            _keep_better(best_i, best_e, ci, _errors(gc, bc, grid, ci[None], pc, tr, qmin, qmax, fp16, min_scale)[0][0])
-        for h in steps:  # then the best so far +- h, replaced only by a strictly lower error
-            cand = np.clip(np.stack([best_i + h, best_i - h]), 0, len(grid) - 1)
-            e = _errors(gc, bc, grid, cand, pc, tr, qmin, qmax, fp16, min_scale)[0]
-            for k in range(2):
-                _keep_better(best_i, best_e, cand[k], e[k])
-        # the chosen candidates' scales, as _errors computed them
-        bs = _finish_scales(bc * grid[best_i], fp16, min_scale)
-        best_s[c0:c1] = np.where(zc, sc0, bs)
+            es = _errors(st, np.take(gc, sel, axis=1) if tr else gc[sel], None, bc[sel], np.array([[c]], np.intp))[0]
+            if known is not None:
+                known[j + 1, sel] = es
+            w = es < best_e[sel]
+            best_i[sel[w]] = c
+            best_e[sel[w]] = es[w]
+        for t, h in enumerate(steps):
+            if t == 0 and known is not None:  # short groups, one side: toward the better coarse neighbour of the best (2h away)
+                pos = best_i // (2 * h)
+                ar = np.arange(m)
+                ci = np.where(known[pos, ar] < known[pos + 2, ar], best_i - h, best_i + h)
+                np.clip(ci, 0, last, out=ci)
+                ci = ci[None]
+            else:  # then the best so far +- h, replaced only by a strictly lower error
+                ci = np.stack([np.minimum(best_i + h, last), np.maximum(best_i - h, 0)])
+            e = _errors(st, gc, pc, bc, ci)
+            for k in range(len(ci)):
+                _keep_better(best_i, best_e, ci[k], e[k])
+        best_s[c0:c1] = st.scales(bc, best_i[None])[0]  # the chosen candidates' scales, as _errors computed them
     return best_s
+
+
+def _abs_row_max(a: np.ndarray) -> np.ndarray:
+    """max |a| along the rows of a float32 matrix; C-contiguous: the maxima of the bit
+    patterns with the sign bit cleared, as uint32 (they order as the magnitudes do; numpy
+    reduces unsigned rows faster, measured 0.63x np.max(np.abs(a)) on 4096 x 128)."""
+    if not a.flags.c_contiguous:
+        return np.max(np.abs(a), axis=1)
+    return (a.view(np.uint32) & np.uint32(0x7FFFFFFF)).max(axis=1).view(np.float32)
 
 
 def _absmax_scales(amax: np.ndarray, qmax: int, fp16: bool, min_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -357,28 +417,81 @@ def _absmax_scales(amax: np.ndarray, qmax: int, fp16: bool, min_scale: float) ->
     return zero, base, _finish_scales(base, fp16, min_scale)
 
 
-def _keep_better(best_i: np.ndarray, best_e: np.ndarray, i: np.ndarray, e: np.ndarray) -> None:
+def _keep_better(best_i: np.ndarray, best_e: np.ndarray, i: np.ndarray | int, e: np.ndarray) -> None:
     """Where e < best_e: the candidate (grid index i, error e) replaces the best, in place."""
     np.copyto(best_i, i, where=e < best_e)
     np.minimum(best_e, e, out=best_e)
 
 
-def _errors(g, base, grid, cand, sp, transposed, qmin, qmax, fp16, min_scale):
-    """(sum_j p_j (w_j - s q_j)^2, s) of each group at each candidate ratio: cand [k, c]
-    indexes `grid`; the groups are g [c, n] (`transposed`: [n, c]) and sp = sqrt(p) has
-    g's layout or broadcasts against it (None: p = 1); both results [k, c]. With
-    u = w * (1 / s) and q = clip(rint(u)) the error is s^2 sum_j p_j (u_j - q_j)^2 (the
-    reciprocal's product may differ from w / s in the last bit, which only matters for
+class _Search:
+    """One search_scales call's grid, rounding range, scale clamps and work buffers (two
+    float32 buffers of k candidates x one chunk of groups, reused by every evaluation: the
+    passes stay in cache and allocate nothing)."""
+
+    def __init__(self, grid: np.ndarray, n: int, qmin: int, qmax: int, fp16: bool, min_scale: float, rows: int, k: int):
+        self.grid, self.n, self.rows = grid, n, rows
+        self.transposed = n < TRANSPOSE_BELOW
+        self.lo, self.hi = np.float32(qmin), np.float32(qmax)
+        self.fp16, self.min_scale = fp16, np.float32(min_scale)
+        self.u = np.empty(k * rows * n, np.float32)  # k: the most candidates evaluated at once
+        self.q = np.empty_like(self.u)
+        self.clamp16 = self.clampmin = self.big = False
+
+    def chunk(self, base: np.ndarray) -> None:
+        """Which clamps of _finish_scales the chunk with these base scales can need."""
+        low = float(np.min(base)) * float(self.grid[-1]) if base.size else 1.0
+        self.clamp16 = self.fp16 and low < FP16_TINY
+        self.clampmin = low < float(self.min_scale)
+        self.big = self.fp16 and base.size > 0 and not float(np.max(base)) < 65504.0
+
+    def scales(self, base: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """_finish_scales(base * grid[idx]) with the clamps the chunk needs, in place."""
+        s = base * self.grid[idx]
+        if self.fp16:
+            if self.clamp16:
+                np.maximum(s, np.float32(FP16_TINY), out=s)
+            if self.big:
+                s = s.astype(np.float16).astype(np.float32)
+            else:  # _fp16_exact in place
+                b = s.view(np.uint32)
+                t = b >> np.uint32(13)
+                t &= np.uint32(1)
+                t += np.uint32(0x0FFF)
+                b += t
+                b &= np.uint32(0xFFFFE000)
+        if self.clampmin:
+            np.maximum(s, self.min_scale, out=s)
+        return s
+
+
+def _errors(st: _Search, g: np.ndarray, sp: np.ndarray | None, base: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """sum_j p_j (w_j - s q_j)^2 [k, c] of each group at each candidate ratio: idx [k, 1] or
+    [k, c] indexes st.grid; the groups are g [c, n] (st.transposed: [n, c]) with base
+    scales `base` [c], and sp = sqrt(p) has g's layout or broadcasts against it (None:
+    p = 1). With u = w * (1 / s) and q = clip(rint(u)) the error is s^2 sum_j p_j (u_j - q_j)^2
+    (the reciprocal's product may differ from w / s in the last bit, which only matters for
     the choice between candidates)."""
-    s = _finish_scales(base[None, :] * grid[cand], fp16, min_scale)
-    sc = s[:, None, :] if transposed else s[:, :, None]
-    u = np.multiply(g[None], np.float32(1) / sc)
-    q = np.rint(u)
-    np.clip(q, qmin, qmax, out=q)
+    s = st.scales(base, idx)
+    k, c = s.shape
+    size = k * st.n * c
+    inv = np.float32(1) / s
+    if st.transposed:
+        u = st.u[:size].reshape(k, st.n, c)
+        q = st.q[:size].reshape(k, st.n, c)
+        np.multiply(g, inv[:, None, :], out=u)
+    else:
+        u = st.u[:size].reshape(k, c, st.n)
+        q = st.q[:size].reshape(k, c, st.n)
+        np.multiply(g, inv[:, :, None], out=u)
+    np.rint(u, out=q)
+    _clip(q, st.lo, st.hi, out=q)
     np.subtract(u, q, out=u)
     if sp is not None:
-        np.multiply(u, sp[None], out=u)
-    return np.einsum("knc,knc->kc" if transposed else "kcn,kcn->kc", u, u) * np.square(s.astype(np.float64)), s
+        np.multiply(u, sp, out=u)
+    e = np.einsum("knc,knc->kc" if st.transposed else "kcn,kcn->kc", u, u)
+    s *= s
+    e *= s
+    return e
 
 
 def choose_scales(
