@@ -186,7 +186,9 @@ def test_op_bits_by_name_and_type(lm):
     r = tflquant.quantize(lm, mode="weight-only", op_bits=["FULLY_CONNECTED=4/block/64"], min_weight_elements=256)
     f = {w.name: w for w in r.report.weight_formats}
     assert (f["hidden"].bits, f["hidden"].granularity, f["hidden"].block_size) == (4, "block", 64)
-    assert f["emb"].bits == 8
+    assert (f["emb"].bits, f["emb"].granularity) == (16, "tensor")  # a global 8 bits: int16 table (EMBEDDING_BITS)
+    r = tflquant.quantize(lm, mode="weight-only", op_bits=["GATHER=8"], min_weight_elements=256)
+    assert {w.name: w.bits for w in r.report.weight_formats}["emb"] == 8  # asked for by op type
 
 
 @pytest.mark.parametrize(
@@ -229,13 +231,14 @@ def test_cli_weight_only_int4(tmp_path, lm):
 
 @pytest.mark.parametrize("bits,gran", [(8, "channel"), (4, "channel"), (4, "block")])
 def test_big_embedding_is_a_lookup_of_integer_rows(bits, gran):
-    """A GATHER table over 2^20 elements (an LM's embedding) becomes EMBEDDING_LOOKUP of
-    per-row / blockwise integer rows (no float copy of the table); LiteRT runs it."""
+    """A GATHER table over 2^20 elements (an LM's embedding) at 4 bits, or at 8 asked for by
+    op-bits, becomes EMBEDDING_LOOKUP of per-row / blockwise integer rows (no float copy of
+    the table); LiteRT runs it."""
     rng = np.random.default_rng(5)
     table = _heavy(rng, 8200, 128)
     g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
     e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
-    r = tflquant.quantize(g.tflite([e]), mode="dynamic", weight_bits=bits, granularity=gran)
+    r = tflquant.quantize(g.tflite([e]), mode="dynamic", weight_bits=bits, granularity=gran, op_bits={"GATHER": 8} if bits == 8 else None)
     ops = [o.name for o in r.module.walk()]
     assert "tfl.embedding_lookup" in ops and "tfl.gather" not in ops and "tfl.dequantize" not in ops
     f = {w.name: w for w in r.report.weight_formats}
@@ -245,6 +248,27 @@ def test_big_embedding_is_a_lookup_of_integer_rows(bits, gran):
         got = _litert(r.model, ids, resolver)[0]
         assert got.shape == (3, 1, 6, 128)
         assert _sqnr(table[ids[0]], got) > {8: 30, 4: 12}[bits]
+
+
+@pytest.mark.parametrize("rows,mode", [(64, "weight-only"), (64, "dynamic"), (8200, "weight-only"), (8200, "dynamic")])
+def test_8bit_embedding_table_is_int16(rows, mode):
+    """Under a global 8-bit setting a GATHER table is int16 with one scale (EMBEDDING_BITS):
+    read through DEQUANTIZE (weight-only), or gathered as int16 rows that a DEQUANTIZE
+    turns float (dynamic: no float copy of the table); LiteRT runs both and the rows come
+    back far closer than int8 per row brings them."""
+    rng = np.random.default_rng(7)
+    table = _heavy(rng, rows, 128)
+    g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
+    e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
+    r = tflquant.quantize(g.tflite([e]), mode=mode, min_weight_elements=256)
+    (c,) = [c for c in r.module.walk() if isinstance(c, tfl.ConstOp) and isinstance(c.result.type.element_type, UniformQuantizedType)]
+    q = c.result.type.element_type
+    assert q.bits == 16 and not q.per_axis
+    gather = next(o for o in r.module.walk() if isinstance(o, tfl.GatherOp))
+    assert (gather.operands[0] is c.result) == (mode == "dynamic")
+    ids = [rng.integers(0, rows, (3, 1, 6)).astype(np.int32)]
+    for resolver in ("builtin", "xnnpack"):
+        assert _sqnr(table[ids[0]], _litert(r.model, ids, resolver)[0]) > 60
 
 
 def _versions(model: bytes) -> dict[str, int]:
@@ -260,8 +284,10 @@ def _versions(model: bytes) -> dict[str, int]:
     "table_rows,mode,bits,gran,want",
     [
         (64, "weight-only", 4, "channel", {"DEQUANTIZE": 6}),  # int4 input
-        (64, "weight-only", 8, "channel", {"DEQUANTIZE": 5}),  # int8 per channel
-        (8200, "dynamic", 8, "channel", {"EMBEDDING_LOOKUP": 4}),  # per-channel (per-row) table
+        (64, "weight-only", "8", "channel", {"DEQUANTIZE": 5}),  # int8 per channel (op-bits GATHER=8)
+        (64, "weight-only", 8, "channel", {"DEQUANTIZE": 3}),  # int16 table (EMBEDDING_BITS)
+        (8200, "dynamic", "8", "channel", {"EMBEDDING_LOOKUP": 4}),  # per-channel (per-row) table (op-bits GATHER=8)
+        (8200, "dynamic", 8, "channel", {"GATHER": 4, "DEQUANTIZE": 3}),  # int16 table, an integer GATHER
         (8200, "dynamic", 4, "block", {"EMBEDDING_LOOKUP": 4}),  # int4 table
         (8200, "dynamic", 4, "tensor", {"GATHER": 7}),  # int4 table, one scale: an integer GATHER
     ],
@@ -273,7 +299,8 @@ def test_int4_op_versions_are_litert_s_and_load(table_rows, mode, bits, gran, wa
     table = _heavy(rng, table_rows, 128)
     g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
     e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
-    r = tflquant.quantize(g.tflite([e]), mode=mode, weight_bits=bits, granularity=gran, weight_rounding="nearest")
+    r = tflquant.quantize(g.tflite([e]), mode=mode, weight_bits=int(bits), granularity=gran, weight_rounding="nearest",
+                          op_bits={"GATHER": 8} if bits == "8" else None)  # "8": the table too
     got = _versions(r.model)
     assert {k: got.get(k) for k in want} == want, got
     ids = [rng.integers(0, table_rows, (2, 1, 6)).astype(np.int32)]

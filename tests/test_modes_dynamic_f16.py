@@ -251,8 +251,15 @@ def test_dynamic_big_gather_table_is_gathered_as_int8(monkeypatch: pytest.Monkey
     assert isinstance(use.operation, tfl.DequantizeOp)
     got = run_tflite(write_flatbuffer(m), ins)
     assert sqnr_db(ref[2], got[2]) > 30
-    # per channel (default): EMBEDDING_LOOKUP of per-row int8 rows (issue 12)
+    # the default (8 bits): int16 rows, one scale, gathered then dequantized (EMBEDDING_BITS)
     m = _run(hybrid_zoo(), "quantize-weights{min-elements=32}")
+    gather = next(o for o in m.walk() if isinstance(o, tfl.GatherOp))
+    q = quantized_element(gather.outputs[0].type)
+    assert q is not None and not q.per_axis and q.bits == 16
+    got = run_tflite(write_flatbuffer(m), ins)
+    assert sqnr_db(ref[2], got[2]) > 60
+    # per channel at 8 bits asked for: EMBEDDING_LOOKUP of per-row int8 rows (issue 12)
+    m = _run(hybrid_zoo(), 'quantize-weights{min-elements=32 op-bits="GATHER=8"}')
     lookup = next(o for o in m.walk() if isinstance(o, tfl.EmbeddingLookupOp))
     q = quantized_element(lookup.operands[1].type)
     assert q is not None and q.per_axis and q.axis.data == 0
@@ -343,8 +350,8 @@ def test_weights_carry_the_sqnr_measured_while_rounding() -> None:
             assert db == sqnr_db(w, q, s), name
             assert db == 99.0 or abs(db - _float64_sqnr(w, q, s)) < 1e-3, name
             measured[name] = db
-    # FC and conv per output channel, the GATHER table; not the per-tensor BATCH_MATMUL rhs
-    assert {"fc/w", "conv/w", "embedding/table"} <= set(measured) and "bmm/rhs" not in measured
+    # FC and conv per output channel; not the per-tensor BATCH_MATMUL rhs nor the int16 GATHER table
+    assert {"fc/w", "conv/w"} <= set(measured) and not {"bmm/rhs", "embedding/table"} & set(measured)
 
 
 def test_dynamic_check_reads_the_measured_sqnr(tmp_path: Path) -> None:
@@ -526,7 +533,9 @@ def test_shared_models_match_or_beat_tf(shared_model: Path, mode: str, tf_file: 
 def test_shared_fp16_models_are_recognised(shared_model: Path, tmp_path: Path) -> None:
     """TF's float16 files (weights already fp16 behind DEQUANTIZE): float16 mode leaves them
     as they are; dynamic mode quantizes their weights from the fp16 values and stays within
-    2 dB of quantizing the float model (the fp16 rounding comes first)."""
+    3 dB of quantizing the float model (the fp16 rounding of the biases, norms and small
+    weights it keeps comes first: tiny_transformer 47.6 against 50.1 dB with an int16
+    embedding table, 46.6 against 47.7 with an int8 one)."""
     score = _score_module()
     src = (shared_model / "tf_float16.tflite").read_bytes()
     assert tflquant.quantize(src, mode="float16").model == write_flatbuffer(read_flatbuffer(src))
@@ -539,7 +548,7 @@ def test_shared_fp16_models_are_recognised(shared_model: Path, tmp_path: Path) -
         tflquant.quantize(model, mode="dynamic").save(out)
         got = score.run(str(out), inputs)
         sq[label] = min(score.sqnr_db(r, g) for r, g in zip(ref, got))
-    assert sq["fp16"] >= sq["float"] - 2.0, sq
+    assert sq["fp16"] >= sq["float"] - 3.0, sq
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])
