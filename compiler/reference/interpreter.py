@@ -503,6 +503,14 @@ def _wrap(
     out_dt = [facts.float_dtype(t) for t in out_types]
     strip = not op_batched and not unbatched_result
 
+    def fail(e: BaseException, vals: list[Any]) -> TflquantError:
+        if isinstance(e, TflquantError):
+            return TflquantError(f"{label}: {e}")
+        if isinstance(e, MemoryError):
+            return TflquantError(f"{label}: its result does not fit in memory: check the shapes in the model (or lower the batch size)")
+        shapes = ", ".join("-" if v is None else str(getattr(v, "shape", "?")) for v in vals)
+        return TflquantError(f"{label} failed on operands of shapes ({shapes}): {e}")
+
     def run(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None, observer: Observer | None = None) -> list[Any]:
         if any_conv:
             vals = [v if c is None or v is None else c(v) for c, v in zip(convs, vals)]
@@ -517,13 +525,11 @@ def _wrap(
                 kw["observer"] = observer
         try:
             r = kern(*vals, **kw) if kw else kern(*vals)
-        except TflquantError as e:
-            raise TflquantError(f"{label}: {e}") from None
-        except MemoryError:
-            raise TflquantError(f"{label}: its result does not fit in memory: check the shapes in the model (or lower the batch size)") from None
-        except (ValueError, IndexError, TypeError, ArithmeticError) as e:
-            shapes = ", ".join("-" if v is None else str(getattr(v, "shape", "?")) for v in vals)
-            raise TflquantError(f"{label} failed on operands of shapes ({shapes}): {e}") from None
+        except (TflquantError, MemoryError, ValueError, IndexError, TypeError, ArithmeticError) as e:
+            raise fail(e, vals) from None
+        return finish(r)
+
+    def finish(r: Any) -> list[Any]:
         outs = list(r) if isinstance(r, (tuple, list)) else [r]
         if len(outs) != n_out:
             raise TflquantError(f"{label} produced {len(outs)} results, the op declares {n_out}")
@@ -538,7 +544,23 @@ def _wrap(
             outs[i] = o[0] if strip else o
         return outs
 
-    return run
+    if any_conv or n_out != 1 or out_q[0] is not None or strip:
+        return run
+    dt0 = out_dt[0]
+
+    def run_one(vals: list[Any], side: list[np.ndarray] | None = None, carry: list[Any] | None = None, observer: Observer | None = None) -> list[Any]:
+        """run() for the common op: one result, nothing to convert (same results)."""
+        if side is not None or carry is not None or observer is not None:
+            return run(vals, side, carry, observer)
+        try:
+            r = kern(*vals)
+        except (TflquantError, MemoryError, ValueError, IndexError, TypeError, ArithmeticError) as e:
+            raise fail(e, vals) from None
+        if type(r) is np.ndarray and (dt0 is None or r.dtype is dt0 or r.dtype == dt0):
+            return [r]
+        return finish(r)
+
+    return run_one
 
 
 class _Label:
