@@ -2,7 +2,11 @@
 """Decoder-only transformer language models of any size, built without TensorFlow.
 
     python benchmarks/decoder_models.py OUT.tflite [--dim 2048 --layers 12 --vocab 32000 --seq 16]
-                                        [--ffn 4*dim] [--heads dim/64] [--large auto|yes|no] [--seed 0]
+                                        [--ffn 4*dim] [--heads dim/64] [--large auto|yes|no] [--seed 0] [--data]
+
+`--data` also writes calib.npz / eval.npz beside OUT, token ids drawn as decoder_tiny's
+(independent ids, frequency ~ (id + 1)^-1.1; 64 calibration and 32 held-out evaluation
+sequences), so `benchmarks/llm.py --model-dir DIR` measures it as it measures decoder_tiny.
 
 The graph is what the TF converter writes for a small Keras decoder (as
 ../shared/models/decoder_tiny/float.tflite, whose op structure and tensor names it copies):
@@ -183,9 +187,36 @@ def write_decoder(path: str, dim: int, layers: int, vocab: int, seq: int = 16, f
     return write_model(module, path, large=large)
 
 
-def token_batches(vocab: int, seq: int, n: int, seed: int = 1) -> np.ndarray:
-    """n deterministic token sequences [n, 1, seq] (int32)."""
-    return np.random.default_rng(seed).integers(0, vocab, size=(n, 1, seq), dtype=np.int32)
+def token_batches(vocab: int, seq: int, n: int, seed: int = 1, zipf: float | None = None) -> np.ndarray:
+    """n deterministic token sequences [n, 1, seq] (int32): uniform ids, or with `zipf` = a
+    ids drawn independently with P(id = k) proportional to (k + 1)^-a (id 0 the most frequent)."""
+    rng = np.random.default_rng(seed)
+    if zipf is None:
+        return rng.integers(0, vocab, size=(n, 1, seq), dtype=np.int32)
+    p = np.arange(1, vocab + 1, dtype=np.float64) ** -float(zipf)
+    return rng.choice(vocab, size=(n, 1, seq), p=p / p.sum()).astype(np.int32)
+
+
+# Token data drawn as decoder_tiny's is: its calib.npz (64 x 32) and eval.npz (32 x 32) hold
+# ids drawn independently with frequency ~ (id + 1)^-1.1 (maximum likelihood over its 4096
+# ids: exponent 1.1; id 0 is 15% of its tokens, 619 / 375 distinct ids), no sequence in both.
+DATA_ZIPF = 1.1
+CALIB_ROWS, EVAL_ROWS = 64, 32
+CALIB_SEED, EVAL_SEED = 2, 1
+
+
+def write_token_data(out_dir: str, vocab: int, seq: int, zipf: float | None = DATA_ZIPF) -> None:
+    """calib.npz / eval.npz {"tokens": [rows, seq] int32} next to a generated model, as
+    decoder_tiny's: CALIB_ROWS calibration and EVAL_ROWS evaluation sequences from separate
+    seeds (the evaluation data is held out: none of its sequences is a calibration one)."""
+    import os
+
+    calib = token_batches(vocab, seq, CALIB_ROWS, CALIB_SEED, zipf).reshape(CALIB_ROWS, seq)
+    ev = token_batches(vocab, seq, EVAL_ROWS, EVAL_SEED, zipf).reshape(EVAL_ROWS, seq)
+    seen = {r.tobytes() for r in calib}
+    ev = np.stack([r for r in ev if r.tobytes() not in seen])
+    np.savez(os.path.join(out_dir, "calib.npz"), tokens=calib)
+    np.savez(os.path.join(out_dir, "eval.npz"), tokens=ev)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,11 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--large", choices=("auto", "yes", "no"), default="auto")
+    ap.add_argument("--data", action="store_true",
+                    help="also write calib.npz / eval.npz next to OUT (token ids drawn as decoder_tiny's: Zipf 1.1, 64 / 32 rows, held out)")
     a = ap.parse_args(argv)
     t = time.perf_counter()
     large = {"auto": None, "yes": True, "no": False}[a.large]
     size = write_decoder(a.out, a.dim, a.layers, a.vocab, a.seq, a.ffn, a.heads, a.seed, large)
     print(f"{a.out}: {size / 1e9:.2f} GB in {time.perf_counter() - t:.1f} s")
+    if a.data:
+        import os
+
+        write_token_data(os.path.dirname(os.path.abspath(a.out)), a.vocab, a.seq)
     return 0
 
 

@@ -120,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--no-calibration", action="store_true", help="skip the runs with calibration data (cal dB / cal s)")
     ap.add_argument("--repeat", type=int, default=1, help="quantize times: the best of this many runs, tflquant, tflquant with data and AEQ taking turns")
+    ap.add_argument("--configs", help="comma-separated weight labels to run (e.g. 'int4 channel,int4 block 32'); default all")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated modes (dynamic, weight-only)")
     args = ap.parse_args(argv)
+    configs = [c for c in CONFIGS if args.configs is None or c[0] in {x.strip() for x in args.configs.split(",")}]
+    if not configs:
+        ap.error(f"--configs names none of {', '.join(c[0] for c in CONFIGS)}")
+    modes = [m for m in MODES if m in {x.strip() for x in args.modes.split(",")}]
 
     import tflquant
     import tflquant.api
@@ -143,16 +149,23 @@ def main(argv: list[str] | None = None) -> int:
         calib = calib if os.path.exists(calib) and not args.no_calibration else None
         head = f"{'mode':<12}{'weights':<16}{'tflq dB':>8}{'AEQ dB':>8}{'diff':>7}{'cal dB':>7}{'cal s':>6}{'cal x':>6}{'tflq KB':>9}{'AEQ KB':>8}{'size x':>8}{'tflq s':>8}{'AEQ s':>7}{'time x':>8}{'tflq ms':>8}{'AEQ ms':>8}{'top1':>6}{'AEQ':>6}"
         print(head)
-        for mode in MODES:
-            for label, bits, gran, block in CONFIGS:
+        for mode in modes:
+            for label, bits, gran, block in configs:
                 ours_path = os.path.join(tmp, "ours.tflite")
                 cal_path = os.path.join(tmp, "ours_cal.tflite")
                 aeq_path = os.path.join(tmp, "aeq.tflite")
                 best: dict[str, float] = {}
                 aeq_error = None
+                not_applicable = None
                 for _rep in range(max(1, args.repeat)):  # the three take turns: a load spike hits each alike
                     t = time.perf_counter()  # to the written file, as AEQ's child counts
-                    tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block).save(ours_path)
+                    try:
+                        tflquant.quantize(float_path, mode=mode, weight_bits=bits, granularity=gran, block_size=block).save(ours_path)
+                    except tflquant.TflquantError as e:
+                        if gran != "block":
+                            raise
+                        not_applicable = str(e)  # the block size does not divide a weight's input dimension
+                        break
                     best["ours"] = min(best.get("ours", 1e9), time.perf_counter() - t)
                     if calib is not None:  # the same with calibration data (data-aware weight rounding)
                         t = time.perf_counter()
@@ -166,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                             best["aeq"] = min(best.get("aeq", 1e9), json.loads(p.stdout.strip().splitlines()[-1])["seconds"])
                         else:
                             aeq_error = (p.stderr.strip().splitlines() or ["?"])[-1][:120]
+                if not_applicable is not None:  # neither tool has this format for the model: a row, not a crash
+                    rows.append({"mode": mode, "weights": label, "not_applicable": not_applicable})
+                    print(f"{mode:<12}{label:<16}  not applicable to this model (both tools): {not_applicable[:150]}")
+                    sys.stdout.flush()
+                    continue
                 ours = measure(ours_path, ref, tokens)
                 ours["seconds"] = best["ours"]
                 cal: dict = {}
