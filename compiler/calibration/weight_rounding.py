@@ -329,9 +329,12 @@ def search_scales(
         gc = g[c0:c1]
         pc = None if sp is None else sp if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
-            gc = np.ascontiguousarray(gc.T)
+            gt = st.g[: m * n].reshape(n, m)
+            np.copyto(gt, gc.T)
+            gc = gt
             pc = None if pc is None else np.ascontiguousarray(pc.T)
-            amax = np.max(np.abs(gc), axis=0)  # the max along rows of many groups
+            a = st.u[: m * n].reshape(n, m)
+            amax = np.max(np.abs(gc, out=a), axis=0)  # the max along rows of many groups
         else:
             amax = _abs_row_max(gc)
         zero = ~(amax > 0)  # an all-zero group: base 1 (as _absmax_scales); every error 0, so it keeps ratio 1.0
@@ -435,6 +438,7 @@ class _Search:
         self.fp16, self.min_scale = fp16, np.float32(min_scale)
         self.u = np.empty(k * rows * n, np.float32)  # k: the most candidates evaluated at once
         self.q = np.empty_like(self.u)
+        self.g = np.empty(rows * n if self.transposed else 0, np.float32)  # a chunk transposed
         self.clamp16 = self.clampmin = self.big = False
 
     def chunk(self, base: np.ndarray) -> None:
