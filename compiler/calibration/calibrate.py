@@ -620,6 +620,8 @@ class _NamedObserver:
                 self.obs.observe(name, array)
             return
         if self.direct and self.obs.histograms:
+            if type(array) is np.ndarray and array.dtype.kind != "f":  # no statistics (reduce: None)
+                return
             try:
                 name = self.names[id(value)]
             except KeyError:
