@@ -32,7 +32,7 @@ from xdsl.ir import Attribute, BlockArgument, OpResult, Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
-from tflquant.dialects._unchecked import dense as _dense
+from tflquant.dialects._unchecked import bytes_attr, dense as _dense
 from tflquant.dialects.quant import Quant, UniformQuantizedType
 from tflquant.dialects.tfl import TFL, tensor_names
 from tflquant.errors import TflquantError
@@ -85,7 +85,17 @@ _DTYPE_TO_ELEMENT: dict[str, Attribute] = {
 _ELEMENT_TO_DTYPE: dict[Attribute, np.dtype] = {e: np.dtype(name).newbyteorder("<") for name, e in _DTYPE_TO_ELEMENT.items()}
 
 
+# the same maps by dtype object and by element class (no dtype name, no attribute hashing)
+_ELEMENT_OF_DTYPE: dict[np.dtype, Attribute] = {np.dtype(name): e for name, e in _DTYPE_TO_ELEMENT.items()}
+_DTYPE_OF_CLASS: dict[type, np.dtype] = {Float32Type: np.dtype("<f4"), Float16Type: np.dtype("<f2"), Float64Type: np.dtype("<f8"),
+                                         BFloat16Type: np.dtype("<u2")}
+_DTYPE_OF_INT: dict[tuple[int, Signedness], np.dtype] = {(e.width.data, e.signedness.data): d for e, d in _ELEMENT_TO_DTYPE.items()
+                                                         if type(e) is IntegerType}
+
+
 def element_type_of_dtype(dtype: np.dtype) -> Attribute:
+    if isinstance(dtype, np.dtype) and (e := _ELEMENT_OF_DTYPE.get(dtype)) is not None:
+        return e
     try:
         return _DTYPE_TO_ELEMENT[np.dtype(dtype).name]
     except KeyError:
@@ -94,6 +104,11 @@ def element_type_of_dtype(dtype: np.dtype) -> Attribute:
 
 def numpy_dtype_of_element(elem: Attribute) -> np.dtype:
     """The little-endian numpy dtype of an element type (storage type for quantized types)."""
+    cls = type(elem)
+    if (d := _DTYPE_OF_CLASS.get(cls)) is not None:
+        return d
+    if cls is IntegerType and (d := _DTYPE_OF_INT.get((elem.width.data, elem.signedness.data))) is not None:  # type: ignore[attr-defined]
+        return d
     if isinstance(elem, UniformQuantizedType):
         return elem.numpy_dtype().newbyteorder("<")
     if isinstance(elem, BFloat16Type):
@@ -166,7 +181,7 @@ def dense_from_numpy(arr: np.ndarray, element: Attribute | None = None) -> Dense
     if arr.dtype != le and arr.dtype.byteorder not in ("|", "="):
         arr = arr.astype(le)
     elem = element if element is not None else element_type_of_dtype(arr.dtype)
-    return _dense(elem, arr.shape, BytesAttr(arr.tobytes()))
+    return _dense(elem, arr.shape, bytes_attr(arr.tobytes()))
 
 
 # ---------------------------------------------------------------------------------------

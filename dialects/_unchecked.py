@@ -69,6 +69,11 @@ def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
     return built(DenseIntOrFPElementsAttr, type=t, data=data)
 
 
+def bytes_attr(data: bytes | memoryview) -> BytesAttr:
+    """BytesAttr(data) for bytes or a read-only byte view, unchecked."""
+    return _data_attr(BytesAttr, data)
+
+
 def string_array(strings: Iterable[str]) -> ArrayAttr:
     """ArrayAttr([StringAttr(s) for s in strings]) for Python strings, unchecked."""
     return _data_attr(ArrayAttr, tuple([_data_attr(StringAttr, s) for s in strings]))

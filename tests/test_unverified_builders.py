@@ -27,6 +27,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects.quant import UniformQuantizedType, _dense, storage_range
 from tflquant.ir import dense_from_numpy
 from tflquant.dialects._unchecked import string_array
+from tflquant.errors import TflquantError
 
 
 def _checked_type(storage, scales, zero_points=0, axis=-1, narrow=False, expressed=None):
@@ -86,6 +87,16 @@ def test_dense_from_numpy_equals_checked_attribute(arr):
     checked = DenseIntOrFPElementsAttr(TensorType(elem, a.shape), BytesAttr(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()))
     fast = dense_from_numpy(a)
     assert fast == checked and hash(fast) == hash(checked)
+
+
+def test_bytes_attr_equals_checked_attribute():
+    from xdsl.dialects.builtin import BytesAttr
+
+    from tflquant.dialects._unchecked import bytes_attr
+
+    for data in (b"", b"\x00\x01abc", memoryview(b"payload bytes").toreadonly()):
+        fast, checked = bytes_attr(data), BytesAttr(data)
+        assert fast == checked and hash(fast) == hash(checked) and fast.data is checked.data
 
 
 def test_string_array_equals_checked_array():
@@ -289,3 +300,21 @@ def test_new_op_equals_create():
     assert _op_state(a)[2:] == _op_state(b)[2:]
     a.verify()
     assert not _plain_class(xdsl_test.TestOp) or new_op(xdsl_test.TestOp, (x,), (), {}, {}).operands[0] is x
+
+
+def test_dtype_maps_by_object_and_class_agree_with_names():
+    """ir.element_type_of_dtype / numpy_dtype_of_element's lookups by dtype object and element
+    class give what the lookups by dtype name and by element (hash) give."""
+    from xdsl.dialects.builtin import BFloat16Type, Signedness
+
+    from tflquant import ir
+
+    for name, elem in ir._DTYPE_TO_ELEMENT.items():
+        for order in "<>":
+            d = np.dtype(name).newbyteorder(order)
+            assert ir.element_type_of_dtype(d) == elem
+        assert ir.numpy_dtype_of_element(elem) == np.dtype(name).newbyteorder("<")
+    assert ir.numpy_dtype_of_element(BFloat16Type()) == np.dtype("<u2")
+    for bad in (IntegerType(8, Signedness.SIGNED), IntegerType(4)):
+        with pytest.raises(TflquantError):
+            ir.numpy_dtype_of_element(bad)

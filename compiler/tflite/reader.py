@@ -68,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import dense_of_type, new_op, string_array, verify_module
+from tflquant.dialects._unchecked import bytes_attr, dense_of_type, new_op, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
@@ -503,7 +503,7 @@ class _Importer:
                 else:
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
                     # (_payload did) and with the payload type built once per type
-                    value = dense_of_type(self._tensor_type(_storage_elem(inf.ttype), shape), BytesAttr(raw))
+                    value = dense_of_type(self._tensor_type(_storage_elem(inf.ttype), shape), bytes_attr(raw))
                     op = new_op(tfl.ConstOp, (), (inf.ttype,), {"value": value}, {"names": string_array([inf.name])})
             prologue.append(op)
             define(t, op.results[0], prologue)
