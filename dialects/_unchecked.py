@@ -30,6 +30,16 @@ from xdsl.ir import Attribute, OpResult, SSAValues, Use
 # element types whose dense payloads xDSL checks only by element count at rank 0
 DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
 _NO_ENCODING = NoneAttr()
+_DENSE_CLASSES: dict[type, bool] = {}  # element class -> one of DENSE_ELEMENTS
+
+
+def _dense_element(elem: Attribute) -> bool:
+    """isinstance(elem, DENSE_ELEMENTS), judged once per class (xDSL's ABCs make isinstance slow)."""
+    cls = type(elem)
+    known = _DENSE_CLASSES.get(cls)
+    if known is None:
+        known = _DENSE_CLASSES[cls] = issubclass(cls, DENSE_ELEMENTS)
+    return known
 
 
 _set = object.__setattr__
@@ -54,7 +64,7 @@ def dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntO
     """DenseIntOrFPElementsAttr(TensorType(elem, shape), data): unchecked for a numeric element
     and rank >= 1 with dimensions >= 0 (xDSL checks the element count of rank-0 payloads
     only, and int dimensions); anything else through the checked constructors."""
-    if not shape or not isinstance(elem, DENSE_ELEMENTS) or not all(type(d) is int and d >= 0 for d in shape):
+    if not shape or not _dense_element(elem) or not all(type(d) is int and d >= 0 for d in shape):
         return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
     dims = _data_attr(ArrayAttr, tuple([_data_attr(IntAttr, d) for d in shape]))
     return dense_of_type(built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING), data)
@@ -64,7 +74,7 @@ def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
     """DenseIntOrFPElementsAttr(t, data) for a payload whose size the caller checked (the
     shape's elements, one for rank 0; the reader's _payload): unchecked for a numeric element,
     whose verifier checks nothing else; other elements through the checked constructor."""
-    if not isinstance(t.element_type, DENSE_ELEMENTS):
+    if not _dense_element(t.element_type):
         return DenseIntOrFPElementsAttr(t, data)
     return built(DenseIntOrFPElementsAttr, type=t, data=data)
 

@@ -421,10 +421,14 @@ class _Importer:
             if len(raw) != packed_size(n, bits):
                 raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but {n} int{bits} values need {packed_size(n, bits)}")
             return unpack_bits(raw, n, bits).reshape(info.shape)
-        need = n * info.payload_dtype.itemsize
+        self._check_size(info, raw)
+        return np.frombuffer(raw, dtype=info.payload_dtype).reshape(info.shape)
+
+    def _check_size(self, info: _Tensor, raw: bytes) -> None:
+        """_payload's size check of a numeric tensor of one value per element."""
+        need = math.prod(info.shape) * info.payload_dtype.itemsize
         if len(raw) != need:
             raise self.fail(f"tensor '{info.name}' has {len(raw)} bytes of data, but its shape {info.shape} needs {need}")
-        return np.frombuffer(raw, dtype=info.payload_dtype).reshape(info.shape)
 
     # ------------------------------------------------------------------ subgraphs
     def _subgraph(self, sg_index: int, sg: Table, fname: str) -> func.FuncOp:
@@ -496,13 +500,15 @@ class _Importer:
             elif inf.sparsity is not None:
                 op = self._sparse_const(inf, raw)
             else:
-                payload = self._payload(inf, raw)  # checks the size
-                shape = [len(raw)] if _opaque(inf.ttype.element_type) else inf.shape
+                opaque = _opaque(inf.ttype.element_type)
+                shape = [len(raw)] if opaque else inf.shape
                 if inf.type_code in (17, 19):  # unpacked: one value per int8
-                    op = tfl.ConstOp(dense_from_numpy(payload, IntegerType(8)), inf.ttype, name=inf.name)
+                    op = tfl.ConstOp(dense_from_numpy(self._payload(inf, raw), IntegerType(8)), inf.ttype, name=inf.name)
                 else:
+                    if not opaque:
+                        self._check_size(inf, raw)  # (_payload's check, without the array)
                     # dense_from_buffer(raw, shape, storage) without re-checking the size
-                    # (_payload did) and with the payload type built once per type
+                    # (checked above) and with the payload type built once per type
                     value = dense_of_type(self._tensor_type(_storage_elem(inf.ttype), shape), bytes_attr(raw))
                     op = new_op(tfl.ConstOp, (), (inf.ttype,), {"value": value}, {"names": string_array([inf.name])})
             prologue.append(op)

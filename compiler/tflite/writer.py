@@ -820,7 +820,7 @@ def _emit_operator(bld: Builder, o: _Operator) -> int:
     op = o.op
     ins, outs = bld.numpy(o.inputs, "i32"), bld.numpy(o.outputs, "i32")
     inter = bld.numpy(o.intermediates, "i32") if o.intermediates else 0
-    if isinstance(op, tfl.TflOp):
+    if _KIND_OF_CLASS.get(type(op)) == "builtin":  # (_plan_function judged its class: a tfl.TflOp)
         if op.OPTIONS is None:
             return bld.table_of(_OPERATOR_LAYOUT, (o.opcode, ins, outs, inter, 0, 0))
         else:
