@@ -199,6 +199,10 @@ def _verified(module: Any) -> bool:
             if op.parent is not block or op.regions or op._successors:
                 return False
             for v in op._operands:
+                if type(v) is OpResult:  # (most operands: an op's live result, its op in this block?)
+                    if v.op.parent is not block:
+                        return False
+                    continue
                 owner = v.owner
                 # defined in this block (func.func is isolated from above), and not erased;
                 # the classes judged once each (xDSL's IR classes are ABCs: isinstance is slow)
