@@ -1202,3 +1202,19 @@ def test_plan_is_reused_until_the_function_changes() -> None:
     f.body.block.insert_op_before(nv, fc)  # the ops in another (valid) order: a new plan
     assert Interpreter(m)._plan(f) is not before
     np.testing.assert_allclose(run(), -x @ wts.T, rtol=1e-5, atol=1e-6)
+
+
+def test_row_max_equals_numpy_max() -> None:
+    """SOFTMAX's row maximum (columns folded for many short rows) is x.max(axis=-1)."""
+    from tflquant.reference.float_kernels import row_max
+
+    r = np.random.default_rng(11)
+    for shape in [(64, 1, 2, 16, 16), (40, 16), (3, 4), (600, 2), (700, 17), (2, 1)]:
+        x = (r.standard_normal(shape) * 10).astype(F32)
+        x.reshape(-1)[:: 97] = -0.0
+        x.reshape(-1)[1:: 89] = np.inf
+        x.reshape(-1)[2:: 83] = -np.inf
+        x.reshape(-1)[3:: 211] = np.nan
+        got, want = row_max(x), x.max(axis=-1, keepdims=True)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)  # (NaN where numpy's has NaN)

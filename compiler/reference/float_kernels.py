@@ -1540,11 +1540,25 @@ def _softmax(op: Operation) -> Kernel:
     beta = F32(opt(op, "beta", 1.0))
 
     def run(x: np.ndarray) -> np.ndarray:
-        e = np.exp((x - x.max(axis=-1, keepdims=True)) * beta)
+        e = np.exp((x - row_max(x)) * beta)
         e /= e.sum(axis=-1, keepdims=True)
         return e
 
     return run
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """x.max(axis=-1, keepdims=True). Many short rows (attention scores: 16 a row) fold
+    their columns with elementwise maxima instead: numpy's reduction over a short last axis
+    runs its loop once per row (2048 rows of 16: 106 -> 51 us). The same values (a maximum
+    does not depend on the order; NaN propagates either way)."""
+    k = x.shape[-1] if x.ndim else 0
+    if not (2 <= k <= 16 and x.size >= 512 * k and x.dtype.kind == "f"):
+        return x.max(axis=-1, keepdims=True)
+    m = x[..., 0:1].copy()
+    for j in range(1, k):
+        np.maximum(m, x[..., j : j + 1], out=m)
+    return m
 
 
 @kernel("LOG_SOFTMAX")
