@@ -25,7 +25,7 @@ from xdsl.dialects.builtin import (
     UNKNOWN_LOC,
     TensorType,
 )
-from xdsl.ir import Attribute, OpResult, SSAValues, Use
+from xdsl.ir import Attribute, OpResult, SSAValue, SSAValues, Use
 
 # element types whose dense payloads xDSL checks only by element count at rank 0
 DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
@@ -99,6 +99,14 @@ def new_op(cls: type, operands: Iterable[Any], result_types: Iterable[Attribute]
     if not _plain_class(cls):
         return cls.create(operands=operands, result_types=result_types, properties=properties, attributes=attributes)
     op = cls.__new__(cls)
+    init_op(op, operands, result_types, properties, attributes)
+    return op
+
+
+def init_op(op: Any, operands: Iterable[Any], result_types: Iterable[Attribute], properties: dict[str, Attribute],
+            attributes: dict[str, Attribute]) -> None:
+    """What Operation.__init__ sets on `op` (of a _plain_class class, without regions or
+    successors; operands SSA values), taking the two dictionaries as they are."""
     vals = SSAValues(operands)
     uses = tuple([Use(op, i) for i in range(len(vals))])
     for v, u in zip(vals, uses):
@@ -112,7 +120,18 @@ def new_op(cls: type, operands: Iterable[Any], result_types: Iterable[Attribute]
     op._successors = ()
     op._successor_uses = ()
     op.regions = ()
-    return op
+
+
+def is_value(x: object) -> bool:
+    """An SSA value (an op's result or a block argument, not an Operation), by class."""
+    cls = type(x)
+    known = _VALUE_CLASSES.get(cls)
+    if known is None:
+        known = _VALUE_CLASSES[cls] = issubclass(cls, SSAValue)
+    return known
+
+
+_VALUE_CLASSES: dict[type, bool] = {}
 
 
 @functools.cache

@@ -72,6 +72,7 @@ from xdsl.irdl import (
 from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from tflquant.dialects._unchecked import _plain_class, init_op, is_value, string_array
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.tflite import schema
 
@@ -201,8 +202,12 @@ class TflOp(IRDLOperation):
                 raise ValueError(f"{self.name} has no option {field!r}; options: {sorted(self.FIELDS)}")
             if value is not None:
                 props[field] = self.option_attr(field, value)
-        attrs = {"names": ArrayAttr(StringAttr(n) for n in names)} if names is not None else {}
-        super().__init__(operands=[list(inputs)], result_types=[list(result_types)], properties=props, attributes=attrs)
+        attrs = {"names": string_array(names)} if names is not None else {}
+        inputs = list(inputs)
+        if _plain_class(type(self)) and all(map(is_value, inputs)):  # (xDSL's generic argument building, skipped)
+            init_op(self, inputs, list(result_types), props, attrs)
+        else:
+            super().__init__(operands=[inputs], result_types=[list(result_types)], properties=props, attributes=attrs)
 
     # typed accessors ---------------------------------------------------------------
     def operand(self, name: str) -> SSAValue | None:
@@ -1041,8 +1046,11 @@ class ConstOp(IRDLOperation):
     traits = traits_def(Pure(), ConstantLike())
 
     def __init__(self, value: DenseIntOrFPElementsAttr, result_type: Attribute | None = None, name: str | None = None):
-        attrs = {"names": ArrayAttr([StringAttr(name)])} if name is not None else {}
-        super().__init__(properties={"value": value}, result_types=[result_type or value.type], attributes=attrs)
+        attrs = {"names": string_array([name])} if name is not None else {}
+        if _plain_class(type(self)):  # (xDSL's generic argument building, skipped)
+            init_op(self, (), [result_type or value.type], {"value": value}, attrs)
+        else:
+            super().__init__(properties={"value": value}, result_types=[result_type or value.type], attributes=attrs)
 
     def numpy(self) -> np.ndarray:
         """The payload as a read-only numpy view (integer storage for quantized constants)."""

@@ -302,6 +302,33 @@ def test_new_op_equals_create():
     assert not _plain_class(xdsl_test.TestOp) or new_op(xdsl_test.TestOp, (x,), (), {}, {}).operands[0] is x
 
 
+def test_op_constructors_equal_create():
+    """TflOp(...) and ConstOp(...) (built like new_op when the inputs are values) hold what
+    Operation.create builds; an Operation given as an input takes xDSL's argument building."""
+    x = xdsl_test.TestOp(result_types=[TensorType(Float32Type(), [2, 3])]).results[0]
+    y = xdsl_test.TestOp(result_types=[TensorType(Float32Type(), [2, 3])]).results[0]
+    t = TensorType(Float32Type(), [2, 3])
+    for cls in sorted(set(tfl.BY_CODE.values()), key=lambda c: c.name):
+        for operands in ((), (x,), (x, y, x)):
+            opts = {"fused_activation_function": "RELU"} if "fused_activation_function" in cls.FIELDS else {}
+            a = cls(list(operands), [t, t], options=opts, names=["out", "o2"])
+            props = {"fused_activation_function": StringAttr("RELU")} if opts else {}
+            b = cls.create(operands=operands, result_types=[t, t], properties=props, attributes={"names": ArrayAttr([StringAttr("out"), StringAttr("o2")])})
+            sa, sb = _op_state(a), _op_state(b)
+            assert sa[0] is sb[0] and sa[2:] == sb[2:] and sa[1] == sb[1], cls.name
+            a.erase()
+            b.erase()
+    c = dense_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3), Float32Type())
+    for name in ("w", None):
+        a = tfl.ConstOp(c, t, name=name)
+        b = tfl.ConstOp.create(properties={"value": c}, result_types=[t], attributes={"names": ArrayAttr([StringAttr(name)])} if name else {})
+        assert _op_state(a)[2:] == _op_state(b)[2:]
+        a.verify()
+    src = xdsl_test.TestOp(result_types=[t])
+    d = tfl.DequantizeOp([src], [t])  # an Operation: its one result
+    assert d.inputs[0] is src.results[0] and list(src.results[0].uses)[0].operation is d
+
+
 def test_dtype_maps_by_object_and_class_agree_with_names():
     """ir.element_type_of_dtype / numpy_dtype_of_element's lookups by dtype object and element
     class give what the lookups by dtype name and by element (hash) give."""
