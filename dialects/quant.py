@@ -42,6 +42,7 @@ from xdsl.dialects.builtin import (
     FloatData,
     IntAttr,
     IntegerType,
+    NoneAttr,
     Signedness,
     TensorType,
     i64,
@@ -569,7 +570,12 @@ def quantized_element(t: Attribute) -> UniformQuantizedType | None:
 
 def with_element(t: TensorType, element: Attribute) -> TensorType:
     """The same tensor type (shape kept, dynamic dims included) with another element type."""
+    if type(t) is TensorType and isinstance(element, Attribute):  # its shape attribute reused, unchecked
+        return _built(TensorType, shape=t.shape, element_type=element, encoding=_NO_ENCODING)
     return TensorType(element, t.get_shape())
+
+
+_NO_ENCODING = NoneAttr()
 
 
 @irdl_op_definition

@@ -345,3 +345,15 @@ def test_dtype_maps_by_object_and_class_agree_with_names():
     for bad in (IntegerType(8, Signedness.SIGNED), IntegerType(4)):
         with pytest.raises(TflquantError):
             ir.numpy_dtype_of_element(bad)
+
+
+def test_with_element_equals_checked_tensor_type():
+    from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type
+
+    from tflquant.dialects.quant import with_element
+
+    for shape in ([2, 3], [], [DYNAMIC_INDEX, 4], [0]):
+        t = TensorType(Float32Type(), shape)
+        for e in (Float16Type(), IntegerType(8), UniformQuantizedType.make(IntegerType(8), 0.5, 0)):
+            fast, checked = with_element(t, e), TensorType(e, shape)
+            assert fast == checked and hash(fast) == hash(checked) and sorted(vars(fast)) == sorted(vars(checked))
