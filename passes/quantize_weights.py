@@ -75,7 +75,7 @@ from tflquant.dialects import tfl
 from xdsl.dialects.builtin import IntegerType
 
 from tflquant.calibration.hessian import InputHessians, round_layer_weight
-from tflquant.calibration.weight_rounding import ROUNDINGS, resolve_method
+from tflquant.calibration.weight_rounding import ROUNDINGS, qrange, resolve_method, round_tensor, search_scales_many, tensor_groups
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
 from tflquant.ir import RELEASE_MIN_FILE, dense_from_numpy, describe, kept_float, release_payload, value_name
@@ -300,6 +300,63 @@ class WeightFormat:
 
     def __str__(self) -> str:
         return f"int{self.bits} " + (f"block {self.block_size}" if self.granularity == "block" else self.granularity)
+
+
+# Data-free MSE clipping searches of small weights are batched (_Searches): a weight of at
+# most SEARCH_AHEAD_MAX elements joins a batch of at most SEARCH_BATCH_MAX elements (its
+# weights stay read from the search until each is rewritten: 16 MB of a mapped model at
+# most); a bigger weight searches alone.
+SEARCH_AHEAD_MAX = 1 << 20
+SEARCH_BATCH_MAX = 1 << 22
+
+
+class _Searches:
+    """The data-free MSE clipping searches of one function's small weights, batched: the
+    weights whose groups have one (bits, scale type, length) are searched together, a batch
+    of them in plan order when _rewrite asks for the first one's scales
+    (weight_rounding.search_scales_many: the same scales as a search per weight, with the
+    numpy calls of a few slices of groups instead of at least one slice per weight).
+    Built per function by QuantizeWeights._searches (no state on the pass)."""
+
+    def __init__(self) -> None:
+        self.batch: dict[tuple[SSAValue, bool | None], list] = {}  # (weight, fp16_scales) -> its batch [(weight, axis, format, fp16_scales)], until searched
+        self.found: dict[tuple[SSAValue, bool | None], np.ndarray] = {}  # scales in tensor_groups' order, until taken
+        self._filling: dict[tuple[int, bool, int], list] = {}  # (bits, fp16, group length) -> [the batch being filled, its elements]
+
+    def plan(self, v: SSAValue, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None, shape: tuple[int, ...]) -> None:
+        """v's search (round_tensor's with these arguments) joins a batch."""
+        size = int(np.prod(shape))
+        n = fmt.block_size if fmt.granularity == "block" else size if fmt.granularity == "tensor" else size // max(shape[axis or 0], 1)
+        kind = (fmt.bits, self._fp16(fmt, fp16_scales), n)
+        filling = self._filling.get(kind)
+        if filling is None or filling[1] + size > SEARCH_BATCH_MAX:
+            filling = self._filling[kind] = [[], 0]
+        filling[0].append((v, axis, fmt, fp16_scales))
+        filling[1] += size
+        self.batch[(v, fp16_scales)] = filling[0]
+
+    def take(self, v: SSAValue, w: np.ndarray, fp16_scales: bool | None) -> np.ndarray | None:
+        """v's scales (its float values `w`), searching its batch first if need be; None
+        where v's search was not planned so (or its values are not finite: its rewrite
+        says so)."""
+        members = self.batch.pop((v, fp16_scales), None)
+        if members is not None:
+            parts, keys = [], []
+            for u, axis, fmt, fp16 in members:
+                self.batch.pop((u, fp16), None)
+                wu = w if u is v else float_weight(u)
+                if wu is not None and np.isfinite(wu).all():
+                    parts.append(tensor_groups(wu, axis, fmt.granularity, fmt.block_size))
+                    keys.append((u, fp16))
+            _, _, fmt, fp16 = members[0]  # what every member shares
+            qmin, qmax = qrange(fmt.bits)
+            self.found.update(zip(keys, search_scales_many(parts, qmin, qmax, fp16=self._fp16(fmt, fp16))))
+        return self.found.pop((v, fp16_scales), None)
+
+    @staticmethod
+    def _fp16(fmt: WeightFormat, fp16_scales: bool | None) -> bool:
+        """The search's fp16 rounding of the scales, as round_tensor chooses it."""
+        return fmt.granularity == "block" if fp16_scales is None else bool(fp16_scales)
 
 
 def parse_op_bits(entries: tuple[str, ...] | list[str]) -> dict[str, tuple[int, str | None, int | None]]:
@@ -564,11 +621,17 @@ class QuantizeWeights(ModulePass):
         )
 
     def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None,
-                 chosen: list[str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                 chosen: list[str] | None = None, searches: _Searches | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest;
-        `chosen` gets the method that rounded it)."""
+        `chosen` gets the method that rounded it). `searches`: the function's batched
+        MSE clipping searches, which may hold v's scales."""
         if self.weight_rounding == "nearest":
             return None
+        found = None if searches is None else searches.take(v, w, fp16_scales)
+        if found is not None:
+            if chosen is not None:
+                chosen.append("mse")
+            return round_tensor(w, axis, fmt.bits, fmt.granularity, fmt.block_size, fp16_scales=fp16_scales, group_scales=found)
         return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales, chosen)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -664,8 +727,9 @@ class QuantizeWeights(ModulePass):
                 final = self._resolve(o, kind, v, axis, fmt, key)
                 plans[v] = (axis if final.granularity == "channel" else None, final)
         hybrid_ops: list[Operation] = []
+        searches = self._searches(plans)
         for v, (axis, fmt) in plans.items():
-            self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v))
+            self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v), searches)
         for o in hybrid_ops:
             if o.parent is not None:
                 _float32_constant_inputs(o)
@@ -693,11 +757,11 @@ class QuantizeWeights(ModulePass):
 
     # -------------------------------------------------------------------------------
     def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation],
-                 table: tuple[int, int, np.ndarray, UniformQuantizedType, float] | None = None) -> None:
+                 table: tuple[int, int, np.ndarray, UniformQuantizedType, float] | None = None, searches: _Searches | None = None) -> None:
         """`table`: (axis, bits, codes, type, SQNR) of a GATHER table rounded to nearest when its
         axis was chosen (_gather_table_axis), used as they are where this rewrite rounds the
         same way. Where rounding to nearest measured the weight's SQNR (per channel along
-        axis 0, GATHER tables) the constant carries it (SQNR_ATTR)."""
+        axis 0, GATHER tables) the constant carries it (SQNR_ATTR). `searches`: see _searches."""
         w = float_weight(v)
         assert w is not None
 
@@ -723,9 +787,8 @@ class QuantizeWeights(ModulePass):
         name = value_name(named)
         qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
         chosen: list[str] = []  # the data-aware method that rounded it (none: round to nearest)
-        lookup = any(_op_kind(u.operation) == "GATHER" and u.index == 0 and _as_lookup(u.operation, v) for u in v.uses)
-        if fmt.granularity == "block" and not self.weight_only and (lookup or any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses)):
-            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen))
+        if fmt.granularity == "block" and self._blocks_read_directly(v, fmt):
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen, searches=searches))
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
             _label_rounding(qconst, chosen)
             block.insert_op_before(qconst, source)
@@ -743,7 +806,7 @@ class QuantizeWeights(ModulePass):
                 q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(_storage(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
             else:
                 # an int16 table rounds to nearest (clipping finds nothing at 16 bits)
-                rounded = None if fmt.bits == EMBEDDING_BITS else self._rounded(v, w, axis, fmt, chosen=chosen)
+                rounded = None if fmt.bits == EMBEDDING_BITS else self._rounded(v, w, axis, fmt, chosen=chosen, searches=searches)
                 q, qtype = quantize_weight(w, axis, fmt.bits, rounded)
             release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
@@ -761,7 +824,7 @@ class QuantizeWeights(ModulePass):
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
                     mine: list[str] = []
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine), mine)
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine, searches=searches), mine)
                 else:
                     assert qv is not None and qconst is not None
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])
@@ -791,6 +854,32 @@ class QuantizeWeights(ModulePass):
         if qconst is not None and qv is not None and not qv.uses:
             Rewriter.erase_op(qconst)
         self._erase_if_dead(source)
+
+    def _blocks_read_directly(self, v: SSAValue, fmt: WeightFormat) -> bool:
+        """A blockwise weight v is stored as LiteRT's BlockwiseQuantization (fp16 scales): a
+        hybrid kernel or an EMBEDDING_LOOKUP reads it (else it is read through DEQUANTIZE)."""
+        return not self.weight_only and (
+            any(_op_kind(u.operation) == "GATHER" and u.index == 0 and _as_lookup(u.operation, v) for u in v.uses)
+            or any(self._hybrid_use(_op_kind(u.operation), u.index, None, fmt) == (True, True) for u in v.uses)
+        )
+
+    def _searches(self, plans: dict[SSAValue, tuple[int | None, WeightFormat]]) -> _Searches | None:
+        """The data-free MSE clipping searches _rewrite will make (no statistics; weights of at
+        most SEARCH_AHEAD_MAX elements), batched (None: none to batch)."""
+        if getattr(self, "statistics", None) is not None or self.weight_rounding == "nearest":
+            return None
+        searches = _Searches()
+        for v, (axis, fmt) in plans.items():
+            if fmt.bits == EMBEDDING_BITS or resolve_method(self.weight_rounding, fmt.bits, False) != "mse":
+                continue
+            shape = tuple(v.type.get_shape())  # type: ignore[attr-defined]
+            if int(np.prod(shape)) > SEARCH_AHEAD_MAX:
+                continue
+            if fmt.granularity == "block":  # the scales _rewrite's first search takes: fp16 where LiteRT reads the blocks
+                searches.plan(v, None, fmt, self._blocks_read_directly(v, fmt), shape)
+            else:
+                searches.plan(v, axis, fmt, None, shape)
+        return searches if searches.batch else None
 
     def _hybrid_use(self, kind: str | None, index: int, axis: int | None, fmt: WeightFormat) -> tuple[bool, bool]:
         """(weight layout fits the kernel, the op reads the integer weight directly)."""

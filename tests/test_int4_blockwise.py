@@ -362,3 +362,58 @@ def test_int2_weights_run_in_litert(lm, mode, gran):
 def test_int2_has_no_blocks(lm):
     with pytest.raises(TflquantError, match="block granularity takes 4-bit weights"):
         tflquant.quantize(lm, mode="dynamic", weight_bits=2, granularity="block")
+
+
+# ---------------------------------------------------------------------------------------
+# batched MSE clipping searches (quantize-weights' _Searches)
+# ---------------------------------------------------------------------------------------
+
+
+def _batch_sizes(monkeypatch) -> list[int]:
+    """The number of weights in each batched search quantize-weights makes from now on."""
+    import tflquant.passes.quantize_weights as qw
+
+    sizes: list[int] = []
+    many = qw.search_scales_many
+
+    def spy(parts, *a, **kw):
+        sizes.append(len(parts))
+        return many(parts, *a, **kw)
+
+    monkeypatch.setattr(qw, "search_scales_many", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("model", ["lm", "decoder_tiny"])
+def test_batched_searches_write_the_same_model(lm, model, monkeypatch):
+    """Without data, the small weights' MSE clipping searches are batched (several weights in
+    one search) and the model is byte-identical to searching each weight alone."""
+    import tflquant.passes.quantize_weights as qw
+    from tests.conftest import shared_model_dir
+
+    src = lm if model == "lm" else (shared_model_dir("decoder_tiny") / "float.tflite").read_bytes()
+    sizes = _batch_sizes(monkeypatch)
+    for mode in ("dynamic", "weight-only"):
+        for gran, block in (("block", 32), ("block", 128), ("channel", 32)):
+            kw = dict(mode=mode, weight_bits=4, granularity=gran, block_size=block)
+            del sizes[:]
+            batched = tflquant.quantize(src, **kw).model
+            assert max(sizes) >= 2 and sum(sizes) >= 2
+            with monkeypatch.context() as m:
+                m.setattr(qw, "SEARCH_AHEAD_MAX", 0)  # every weight searched alone (round_layer_weight)
+                alone = tflquant.quantize(src, **kw).model
+            assert batched == alone, (mode, gran, block)
+
+
+def test_batched_search_non_finite_weight_named(monkeypatch):
+    """A weight with a NaN in a batch: the others' search goes on, the rewrite names it."""
+    rng = np.random.default_rng(0)
+    g = GraphBuilder("main", {"x": ((2, 128), np.float32)})
+    bad = _heavy(rng, 96, 128)
+    bad[3, 5] = np.nan
+    h = g.op("FULLY_CONNECTED", [g.x, g.const(_heavy(rng, 128, 128), "w_hidden"), g.no_value()], (2, 128), name="hidden")
+    y = g.op("FULLY_CONNECTED", [h, g.const(bad, "w_head"), g.no_value()], (2, 96), name="head")
+    sizes = _batch_sizes(monkeypatch)
+    with pytest.raises(TflquantError, match="w_head.*NaN or infinite"):
+        tflquant.quantize(g.tflite([y]), mode="dynamic", weight_bits=4, granularity="block", block_size=32)
+    assert sizes == [1]  # the batch of both searched the finite weight

@@ -298,3 +298,45 @@ def test_skipped_candidates_change_nothing(layer, monkeypatch):
                 totals.append((skipping, sum(evaluated[m1:])))
             np.testing.assert_array_equal(got, want)
     assert all(a <= b for a, b in totals) and sum(a for a, _ in totals) < 0.9 * sum(b for _, b in totals)  # it skips
+
+
+def test_search_many_equals_one_search_per_array():
+    """search_scales_many gives each array of groups the scales search_scales gives it alone,
+    bit for bit, whatever shares its slices: arrays of several sizes (slices spanning
+    several of them, arrays spanning several slices), short groups (searched transposed)
+    and long ones, an all-zero group, groups so small that the fp16 clamp applies next to
+    groups that do not need it, values past fp16's range; either rounding range, with and
+    without fp16 scales and a minimum scale; any order of the arrays."""
+    rng = np.random.default_rng(7)
+    for n in (16, 32, 128):
+        rows = (3, 17, 700, max(1, (wr.SEARCH_CHUNK // n) * 2 + 5))
+        parts = [(rng.standard_t(3, size=(g, n)) * 0.02).astype(np.float32) for g in rows]
+        parts[0][1] = 0.0
+        parts[1] *= np.float32(1e-7)  # below fp16's smallest normal once clipped
+        parts[2][::5] *= np.float32(1e6)  # past fp16's range
+        for narrow in (True, False):
+            lo, hi = wr.qrange(4, narrow)
+            for fp16, min_scale in ((True, 0.0), (False, 0.0), (False, 1e-8)):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    alone = [wr.search_scales(p, lo, hi, fp16=fp16, min_scale=min_scale) for p in parts]
+                    many = wr.search_scales_many(parts, lo, hi, fp16=fp16, min_scale=min_scale)
+                    backwards = wr.search_scales_many(parts[::-1], lo, hi, fp16=fp16, min_scale=min_scale)[::-1]
+                for a, b, c in zip(alone, many, backwards):
+                    assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes() == c.tobytes()
+    assert wr.search_scales_many([], -7, 7) == []
+    with pytest.raises(TflquantError, match="one length"):
+        wr.search_scales_many([np.ones((2, 32), np.float32), np.ones((2, 64), np.float32)], -7, 7)
+
+
+@pytest.mark.parametrize("shape,axis,gran", [((96, 128), 0, "channel"), ((4, 8, 64), 2, "channel"), ((96, 128), None, "block"), ((3, 5, 64), None, "block"), ((96, 128), None, "tensor")])
+def test_round_tensor_with_found_scales_is_its_own_search(shape, axis, gran):
+    """round_tensor rounding with the scales search_scales_many found for tensor_groups(w)
+    returns what its own MSE search returns (codes and scales)."""
+    w = (np.random.default_rng(3).standard_t(3, size=shape) * 0.05).astype(np.float32)
+    for fp16 in (None, True, False):
+        want = wr.round_tensor(w, axis, 4, gran, 32, "mse", fp16_scales=fp16)
+        use16 = gran == "block" if fp16 is None else fp16
+        found = wr.search_scales_many([wr.tensor_groups(w, axis, gran, 32)], -7, 7, fp16=use16)[0]
+        got = wr.round_tensor(w, axis, 4, gran, 32, fp16_scales=fp16, group_scales=found)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)

@@ -310,13 +310,65 @@ def search_scales(
     channel 28.32 / 27.31 / 26.46). (A lazier search, stepping down from 1.0 while the
     error falls, loses weight MSE: it stops at the first local minimum.)"""
     g = np.asarray(groups, np.float32)
-    rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True) if ratios is not None else []
-    if not rs or g.size == 0:
-        return _absmax_scales(np.max(np.abs(g), axis=1) if g.shape[1] else np.zeros(g.shape[0], np.float32), qmax, fp16, min_scale)[2]
     p = None if weights is None else np.asarray(weights, np.float32)
     if p is not None and p.ndim < 2:
         p = p.reshape(1, -1)
-    G, n = g.shape
+    return _search([g], p, qmin, qmax, ratios, fp16, min_scale)
+
+
+def search_scales_many(
+    parts: list[np.ndarray],
+    qmin: int,
+    qmax: int,
+    ratios: tuple[float, ...] | None = DEFAULT_RATIOS,
+    fp16: bool = False,
+    min_scale: float = 0.0,
+) -> list[np.ndarray]:
+    """search_scales (without weights) of each array of groups [G_i, n] in `parts` (one
+    group length n), searched as one: the slices of about SEARCH_CHUNK elements run across
+    the arrays (a slice spanning several is copied together), so many small weights cost
+    the numpy calls of a few slices rather than one slice each (each slice makes ~100).
+    The same scales as search_scales of each array alone: a group's scale depends on that
+    group's values only (a slice's clamps are ones no other group of it needs, the
+    gathered evaluations are exact, the sums of squares run along each group)."""
+    gs = [np.asarray(g, np.float32) for g in parts]
+    if not gs:
+        return []
+    if len({g.shape[1] for g in gs}) > 1:
+        raise TflquantError(f"weight rounding: search_scales_many takes groups of one length, got {sorted({g.shape[1] for g in gs})}")
+    s = _search(gs, None, qmin, qmax, ratios, fp16, min_scale)
+    return np.split(s, np.cumsum([g.shape[0] for g in gs[:-1]]))
+
+
+def _slices(parts: list[np.ndarray], rows: int):
+    """(first group, [arrays of rows]) of each slice of `rows` groups of the concatenation of
+    `parts` (views: one array, or the pieces of several)."""
+    c0 = 0
+    pieces: list[np.ndarray] = []
+    left = rows
+    for g in parts:
+        i = 0
+        while i < g.shape[0]:
+            take = min(left, g.shape[0] - i)
+            pieces.append(g[i : i + take])
+            i += take
+            left -= take
+            if left == 0:
+                yield c0, pieces
+                c0 += rows
+                pieces, left = [], rows
+    if pieces:
+        yield c0, pieces
+
+
+def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int, ratios, fp16: bool, min_scale: float) -> np.ndarray:
+    """search_scales of the groups of the float32 arrays `parts` [G_i, n], in order (p: the
+    weights of a single array, [1 or G, n], or None)."""
+    rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True) if ratios is not None else []
+    G, n = sum(g.shape[0] for g in parts), parts[0].shape[1]
+    if not rs or G * n == 0:
+        amax = [np.max(np.abs(g), axis=1) if n else np.zeros(g.shape[0], np.float32) for g in parts]
+        return _absmax_scales(amax[0] if len(amax) == 1 else np.concatenate(amax), qmax, fp16, min_scale)[2]
     grid = np.array([1.0, *rs], np.float32)
     coarse, steps = search_plan(len(grid))
     first = coarse if not steps else coarse[:2]
@@ -327,14 +379,17 @@ def search_scales(
     best_s = np.empty(G, np.float32)
     qm = np.float32(max(qmax, -qmin))  # the largest code magnitude
     margin = np.float32(PRUNE_MARGIN)
-    for c0 in range(0, G, st.rows):
-        c1 = min(c0 + st.rows, G)
-        m = c1 - c0
-        gc = g[c0:c1]
+    for c0, pieces in _slices(parts, st.rows):
+        m = sum(x.shape[0] for x in pieces)
+        c1 = c0 + m
+        gc = pieces[0] if len(pieces) == 1 or tr else np.concatenate(pieces)
         pc = None if sp is None else sp if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
             gt = st.g[: m * n].reshape(n, m)
-            np.copyto(gt, gc.T)
+            j = 0
+            for x in pieces:  # each piece transposed into its columns
+                np.copyto(gt[:, j : j + x.shape[0]], x.T)
+                j += x.shape[0]
             gc = gt
             pc = None if pc is None else np.ascontiguousarray(pc.T)
             a = st.u[: m * n].reshape(n, m)
@@ -364,9 +419,8 @@ def search_scales(
             if sp is None:
                 # the group's largest |w| alone, clipped to qm s, errs (amax - qm s)^2: where
                 # that exceeds the best error so far by the margin, c cannot win there
-                # (s taken 2^-10 above base * ratio, above its fp16 rounding, unless a clamp
-                # can raise it: then exactly)
-                d = st.scales(bc, np.array([[c]], np.intp))[0] if st.clamp16 or st.clampmin else bc * np.float32(grid[c] * (1 + 2.0**-10))
+                # (s: at least the group's candidate scale, st.upper)
+                d = st.upper(bc, c)
                 d *= qm
                 np.subtract(amax, d, out=d)
                 np.maximum(d, 0, out=d)
@@ -392,13 +446,18 @@ def search_scales(
             best_e[sel[w]] = es[w]
         for t, h in enumerate(steps):
             if t == 0 and known is not None:  # short groups, one side: toward the better coarse neighbour of the best (2h away)
-                pos = best_i // (2 * h)
-                ar = np.arange(m)
-                ci = np.where(known[pos, ar] < known[pos + 2, ar], best_i - h, best_i + h)
-                np.clip(ci, 0, last, out=ci)
+                at = best_i // (2 * h)  # the best's row of `known`; its neighbours' flat indices:
+                at *= m
+                at += np.arange(m)
+                flat = known.reshape(-1)
+                ci = np.where(flat.take(at) < flat.take(at + 2 * m), best_i - h, best_i + h)
+                np.maximum(ci, 0, out=ci)
+                np.minimum(ci, last, out=ci)
                 ci = ci[None]
             else:  # then the best so far +- h, replaced only by a strictly lower error
-                ci = np.stack([np.minimum(best_i + h, last), np.maximum(best_i - h, 0)])
+                ci = np.empty((2, m), np.intp)
+                np.minimum(best_i + h, last, out=ci[0])
+                np.maximum(best_i - h, 0, out=ci[1])
             e = _errors(st, gc, pc, bc, ci)
             for k in range(len(ci)):
                 _keep_better(best_i, best_e, ci[k], e[k])
@@ -452,6 +511,18 @@ class _Search:
         self.clamp16 = self.fp16 and low < FP16_TINY
         self.clampmin = low < float(self.min_scale)
         self.big = self.fp16 and base.size > 0 and not float(np.max(base)) < 65504.0
+
+    def upper(self, base: np.ndarray, c: int) -> np.ndarray:
+        """A scale at least `scales` of candidate c for each group: base * ratio 2^-10 above
+        (above its fp16 rounding), raised by the clamps. A function of each group's base
+        alone (the clamps are no-ops on the groups that do not need them), so that no
+        group's search depends on the other groups of its chunk (search_scales_many)."""
+        s = base * np.float32(self.grid[c] * (1 + 2.0**-10))
+        if self.clamp16:
+            np.maximum(s, np.float32(FP16_TINY), out=s)
+        if self.clampmin:
+            np.maximum(s, self.min_scale, out=s)
+        return s
 
     def scales(self, base: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """_finish_scales(base * grid[idx]) with the clamps the chunk needs, in place."""
@@ -980,13 +1051,17 @@ def round_tensor(
     mean_square: np.ndarray | None = None,
     fp16_scales: bool | None = None,
     factor_cache: dict | None = None,
+    group_scales: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A weight of any rank in quantize-weights' layouts: (int8 codes of w's shape, float32
     scales). "channel": one scale per slice along `axis`, shape (w.shape[axis],); "tensor":
     shape (1,); "block": blocks of `block_size` along the last dimension, shape
     (*w.shape[:-1], last / block_size). `hessian` ([in, in], a positive multiple of X^T X)
     and `mean_square` ([in]) describe the input of a layer whose output is x @ w^T: only
-    for a 2-D w [out, in] with channel axis 0 or None (a FULLY_CONNECTED filter)."""
+    for a 2-D w [out, in] with channel axis 0 or None (a FULLY_CONNECTED filter).
+    `group_scales`: scales already chosen for the rows of tensor_groups(w, axis,
+    granularity, block_size), in their order (search_scales_many's, for many weights at
+    once): w is rounded with them (no statistics, no search; `method` is not consulted)."""
     w = np.asarray(w, np.float32)
     if w.ndim == 0:
         w = w.reshape(1)
@@ -995,12 +1070,15 @@ def round_tensor(
         if w.ndim != 2 or axis not in (0, None):
             raise TflquantError(f"weight rounding: input statistics apply to a [out, in] weight with channels on axis 0, got shape {shape}, axis {axis}")
         m = w
-    elif granularity == "channel":
-        m = np.moveaxis(w, axis if axis is not None else 0, 0).reshape(shape[axis if axis is not None else 0], -1)
     else:
-        m = w.reshape(-1, shape[-1])
-    r = round_weight(m, bits, granularity, block_size, method, hessian=hessian, mean_square=mean_square, fp16_scales=fp16_scales, factor_cache=factor_cache)
-    codes, scales = r.codes, r.scales
+        m = _tensor_matrix(w, axis, granularity)
+    if group_scales is not None:
+        m = _matrix(m)
+        scales = _layout(m.shape, granularity, block_size, "in").scales_of_groups(np.asarray(group_scales, np.float32))
+        codes = _quantize_with_scales(m, scales, bits, granularity, block_size, True, "in")
+    else:
+        r = round_weight(m, bits, granularity, block_size, method, hessian=hessian, mean_square=mean_square, fp16_scales=fp16_scales, factor_cache=factor_cache)
+        codes, scales = r.codes, r.scales
     if granularity == "channel" and m is not w:
         a = axis if axis is not None else 0
         codes = np.moveaxis(codes.reshape((shape[a],) + tuple(d for i, d in enumerate(shape) if i != a)), 0, a)
@@ -1008,6 +1086,22 @@ def round_tensor(
     if granularity == "block":
         scales = scales.reshape(*shape[:-1], shape[-1] // block_size)
     return np.ascontiguousarray(codes), scales.astype(np.float32)
+
+
+def tensor_groups(w: np.ndarray, axis: int | None, granularity: str, block_size: int = 32) -> np.ndarray:
+    """The groups [G, n] of a weight in round_tensor's layouts (without statistics): one row
+    per scale, in the order search_scales returns them (a view where the layout allows)."""
+    w = np.asarray(w, np.float32)
+    m = _tensor_matrix(w.reshape(1) if w.ndim == 0 else w, axis, granularity)
+    return _layout(m.shape, granularity, block_size, "in").groups(m)
+
+
+def _tensor_matrix(w: np.ndarray, axis: int | None, granularity: str) -> np.ndarray:
+    """round_tensor's matrix of w (rank >= 1): [channels, rest] for "channel", else [rest, last]."""
+    if granularity == "channel":
+        a = axis if axis is not None else 0
+        return np.moveaxis(w, a, 0).reshape(w.shape[a], -1)
+    return w.reshape(-1, w.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------
