@@ -1,6 +1,12 @@
 """Language-model weight formats against ai-edge-quantizer (AEQ), issue 12.
 
     python benchmarks/llm.py [--model-dir ../shared/models/decoder_tiny] [--aeq-python /tmp/aeq/bin/python]
+                             [--configs "int4 channel,int4 block 32"] [--modes dynamic]
+
+A generated decoder with decoder_tiny's kind of token data: `python benchmarks/decoder_models.py
+DIR/float.tflite --dim 256 --layers 2 --vocab 8192 --seq 32 --data`, then `--model-dir DIR`.
+A block size that does not divide a layer's input width (block 128 on a 64-wide model) is
+printed as not applicable for both tools.
 
 For int8 channel, int4 channel, int4 block 32 and int4 block 128, in dynamic and
 weight-only modes: tflquant and AEQ's same recipe (min/max round to nearest, symmetric,
