@@ -56,11 +56,14 @@ with `weight-rounding=nearest` (the default); `mse` / `gptq` / `auto` take codes
 from tflquant.calibration.weight_rounding: MSE-clipped scales, GPTQ for FULLY_CONNECTED
 filters whose input statistics (X^T X) the driver handed over (`with_weight_statistics`),
 `auto` = GPTQ where a 4-bit layer has them, MSE clipping where not (see
-weight_rounding.resolve_method); gptq without any statistics is an error.
+weight_rounding.resolve_method); gptq without any statistics is an error. Without
+statistics the MSE clipping searches of the weights of at most SEARCH_AHEAD_MAX elements
+are batched (_Searches: one search for many weights, the same scales).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -325,7 +328,7 @@ class _Searches:
 
     def plan(self, v: SSAValue, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None, shape: tuple[int, ...]) -> None:
         """v's search (round_tensor's with these arguments) joins a batch."""
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         n = fmt.block_size if fmt.granularity == "block" else size if fmt.granularity == "tensor" else size // max(shape[axis or 0], 1)
         kind = (fmt.bits, self._fp16(fmt, fp16_scales), n)
         filling = self._filling.get(kind)
@@ -873,7 +876,7 @@ class QuantizeWeights(ModulePass):
             if fmt.bits == EMBEDDING_BITS or resolve_method(self.weight_rounding, fmt.bits, False) != "mse":
                 continue
             shape = tuple(v.type.get_shape())  # type: ignore[attr-defined]
-            if int(np.prod(shape)) > SEARCH_AHEAD_MAX:
+            if math.prod(shape) > SEARCH_AHEAD_MAX:
                 continue
             if fmt.granularity == "block":  # the scales _rewrite's first search takes: fp16 where LiteRT reads the blocks
                 searches.plan(v, None, fmt, self._blocks_read_directly(v, fmt), shape)

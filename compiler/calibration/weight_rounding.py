@@ -83,7 +83,10 @@ layouts: channel scales along its axis, blocks along the last dimension, fp16-ex
 scales where LiteRT reads them as fp16, float32 where a DEQUANTIZE reads the blocks).
 Weights without statistics (GATHER / EMBEDDING_LOOKUP tables, convolution filters, no
 data) get MSE-clipped scales. A BATCH_MATMUL y holding one matrix goes through
-round_batch_matmul (per tensor, or blocks along y's last dimension).
+round_batch_matmul (per tensor, or blocks along y's last dimension). Without any
+statistics the pass searches the scales of many small weights at once
+(search_scales_many over their tensor_groups, then round_tensor(group_scales=)): the same
+scales as one search per weight.
 """
 
 from __future__ import annotations
