@@ -306,6 +306,9 @@ def search_scales(
     2 cores at load 6.7, best of 12 taking turns): block 32 25.6 -> 19.3 ms, block 128
     24.8 -> 18.7, channel 21.7 -> 17.8; about half of it is the evaluations, half the
     numpy calls around them (~100 per slice: a 128 x 128 weight costs ~0.2 ms).
+    quantize-weights searches them as 2 batches (search_scales_many; best of 40 taking
+    turns, load 1.7): block 32 17.1 -> 13.5 ms, block 128 17.0 -> 14.1, channel 16.0 -> 13.7;
+    what is left is mostly the ~11M-15M element evaluations (~0.7-0.9 ns each).
     int4 logits SQNR in LiteRT is a poor judge of such differences: it moves by 0.1-0.2 dB
     on decoder_tiny and 1-2 dB on tiny_transformer between searches of the same weight MSE
     (all 26 ratios, a 14-evaluation search, a 9-evaluation one: decoder_tiny dynamic
