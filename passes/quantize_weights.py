@@ -21,7 +21,9 @@ Activations stay float32. Mirrors what the TF converter writes (checked on its
   rows and dequantized after the GATHER (the converter's way). Neither keeps a float copy
   of the table in memory. Under a global 8-bit setting (no op-bits entry for it) a table is
   int16 with one scale instead (EMBEDDING_BITS), read through a DEQUANTIZE in weight-only
-  mode and gathered as int16 rows then dequantized in dynamic mode;
+  mode and gathered as int16 rows then dequantized in dynamic mode; under a global 4- or
+  2-bit setting it is int8 as above (LOW_BITS_EMBEDDING_BITS), int16 where it would be one
+  scale;
 - every other reader of a quantized weight gets a shared DEQUANTIZE (weight-only);
 - a weight with fewer than `min-elements` elements stays float; an LSTM is quantized
   all or nothing (its hybrid kernel wants every weight int8);
@@ -100,6 +102,16 @@ GATHER_DEQUANTIZE_ONCE_MAX = 1 << 20
 # table was one int8 scale in weight-only mode, 21.2 against 25.2), the int16 one is AEQ's
 # to +-0.02 dB at 0.65-0.70x its size. op-bits GATHER=8 keeps int8 (per row / lookup).
 EMBEDDING_BITS = 16
+# Under a global 4- or 2-bit setting a table is 8-bit instead: per row (or per feature)
+# where it is dequantized once or read by EMBEDDING_LOOKUP, else int16 with one scale (a big
+# table in weight-only mode). AEQ leaves the table float; an int4 table cost more logits
+# SQNR than the int4 layers' rounding gains over AEQ's (LiteRT, with calibration data, int4
+# block 32: decoder_tiny 17.3 -> 19.3 dB, a 64-wide generated decoder 8.3 -> 9.3 against
+# AEQ's 5.7; a 256-wide one's weight-only channel, one int4 scale for its 2M-element table,
+# 5.2 -> 9.5 against 2.8), at 0.40-0.78x AEQ's size. At 4 bits an int8 table per row is
+# within 0.06 dB of an int16 one (decoder_tiny: 0.72x the file); one int8 scale for a big
+# table was 0.07-0.4 dB below int16's (benchmarks/README.md, issue 12 embedding tables).
+LOW_BITS_EMBEDDING_BITS = 8
 # Hybrid kernels that only accept per-channel weights (LiteRT depthwise_conv.cc).
 PER_CHANNEL_ONLY = {b for b, (_cls, d) in _DECLS.items() if d.per_channel_only}
 # Ops whose options carry asymmetric_quantize_inputs.
@@ -715,14 +727,19 @@ class QuantizeWeights(ModulePass):
                 v = o.operands[idx]
                 if v in plans or not self._eligible(v):
                     continue
+                raised = kind == "GATHER" and key is None and fmt.bits < 8  # a table under a global 4 / 2-bit setting
                 if kind == "GATHER" and fmt.bits == 8 and key is None:
                     fmt = WeightFormat(EMBEDDING_BITS, "tensor", fmt.block_size)
+                elif raised:
+                    fmt = WeightFormat(LOW_BITS_EMBEDDING_BITS, "channel", fmt.block_size)
                 if kind == "GATHER" and fmt.bits == EMBEDDING_BITS:
                     axis = None
                 elif kind == "GATHER":
                     axis = _gather_table_axis(o, v, fmt.bits, tables)
                     if axis is None and fmt.granularity != "tensor" and not self.weight_only and _as_lookup(o, v) and _reads_directly("EMBEDDING_LOOKUP", fmt):
                         axis = 0  # per row, read by EMBEDDING_LOOKUP
+                    elif axis is None and raised:  # one scale only: int16, as under an 8-bit setting
+                        fmt = WeightFormat(EMBEDDING_BITS, "tensor", fmt.block_size)
                     elif axis is not None and fmt.granularity == "block" and key is None:
                         # dequantized once: per channel, no per-invoke RESHAPE of the whole
                         # table (decoder_tiny dynamic block32 in LiteRT: 0.98 -> 0.63 ms)
@@ -850,7 +867,7 @@ class QuantizeWeights(ModulePass):
             elif kind == "GATHER" and use.index == 0 and qv is not None and not self.weight_only and _as_lookup(user, v) and _reads_directly("EMBEDDING_LOOKUP", fmt) and (axis == 0 or isinstance(qv.type.element_type, BlockwiseQuantizedType)):  # type: ignore[union-attr]
                 _gather_as_lookup(user, qv)
             elif kind == "GATHER" and use.index == 0 and qv is not None and axis is None and fmt.granularity == "tensor" and not self.weight_only and _reads_directly("GATHER", fmt):
-                self._gather_int8(user, qv)
+                self._gather_integer(user, qv)
             else:
                 user.operands[use.index] = dequantized()
 
@@ -899,8 +916,9 @@ class QuantizeWeights(ModulePass):
         return want_axis == axis, hybrid
 
     @staticmethod
-    def _gather_int8(gather: Operation, qv: SSAValue) -> None:
-        """GATHER on the (per-tensor) int8 table, then DEQUANTIZE its output back to float."""
+    def _gather_integer(gather: Operation, qv: SSAValue) -> None:
+        """GATHER on the (per-tensor) integer table (int4 / int8 / int16), then DEQUANTIZE its output
+        back to float; the integer rows are named `<name>_int<bits>`."""
         assert isinstance(gather, tfl.TflOp) and gather.parent is not None
         out = gather.outputs[0]
         ftype = out.type
@@ -911,7 +929,7 @@ class QuantizeWeights(ModulePass):
         new_gather = type(gather)(
             [qv, *gather.operands[1:]],
             [with_element(ftype, qelem)],
-            names=None if name is None else [f"{name}_int8"],
+            names=None if name is None else [f"{name}_int{qelem.bits}"],
         )
         new_gather.properties.update(gather.properties)
         dq = tfl.DequantizeOp([new_gather.outputs[0]], [ftype], names=None if name is None else [name])

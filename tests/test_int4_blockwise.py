@@ -231,14 +231,14 @@ def test_cli_weight_only_int4(tmp_path, lm):
 
 @pytest.mark.parametrize("bits,gran", [(8, "channel"), (4, "channel"), (4, "block")])
 def test_big_embedding_is_a_lookup_of_integer_rows(bits, gran):
-    """A GATHER table over 2^20 elements (an LM's embedding) at 4 bits, or at 8 asked for by
-    op-bits, becomes EMBEDDING_LOOKUP of per-row / blockwise integer rows (no float copy of
+    """A GATHER table over 2^20 elements (an LM's embedding) at 4 or 8 bits asked for by
+    op-bits becomes EMBEDDING_LOOKUP of per-row / blockwise integer rows (no float copy of
     the table); LiteRT runs it."""
     rng = np.random.default_rng(5)
     table = _heavy(rng, 8200, 128)
     g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
     e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
-    r = tflquant.quantize(g.tflite([e]), mode="dynamic", weight_bits=bits, granularity=gran, op_bits={"GATHER": 8} if bits == 8 else None)
+    r = tflquant.quantize(g.tflite([e]), mode="dynamic", weight_bits=bits, granularity=gran, op_bits={"GATHER": f"{bits}/{gran}"})
     ops = [o.name for o in r.module.walk()]
     assert "tfl.embedding_lookup" in ops and "tfl.gather" not in ops and "tfl.dequantize" not in ops
     f = {w.name: w for w in r.report.weight_formats}
@@ -271,6 +271,38 @@ def test_8bit_embedding_table_is_int16(rows, mode):
         assert _sqnr(table[ids[0]], _litert(r.model, ids, resolver)[0]) > 60
 
 
+@pytest.mark.parametrize("bits,gran", [(4, "channel"), (4, "block"), (4, "tensor"), (2, "channel")])
+@pytest.mark.parametrize("rows,mode", [(64, "weight-only"), (64, "dynamic"), (8200, "weight-only"), (8200, "dynamic")])
+def test_low_bit_setting_keeps_the_embedding_table_8bit(rows, mode, bits, gran):
+    """Under a global 4- or 2-bit setting a GATHER table is int8 (LOW_BITS_EMBEDDING_BITS):
+    per channel where it is dequantized once (up to 2^20 elements), per-row rows of an
+    EMBEDDING_LOOKUP (big, dynamic), int16 with one scale where one scale is all it can have
+    (big, weight-only); op-bits GATHER=4 keeps it 4-bit. LiteRT runs each, and its rows come
+    back as an 8-bit (or better) table gives them, far above the 4-bit table's."""
+    rng = np.random.default_rng(11)
+    table = _heavy(rng, rows, 128)
+    g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
+    e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
+    model = g.tflite([e])
+    r = tflquant.quantize(model, mode=mode, weight_bits=bits, granularity=gran, min_weight_elements=256)
+    (c,) = [c for c in r.module.walk() if isinstance(c, tfl.ConstOp) and isinstance(c.result.type.element_type, UniformQuantizedType)]
+    q = c.result.type.element_type
+    big = rows * 128 > (1 << 20)
+    if big and mode == "weight-only":
+        assert q.bits == 16 and not q.per_axis
+    else:
+        assert q.bits == 8 and q.per_axis
+    ops = {o.name for o in r.module.walk()}
+    assert ("tfl.embedding_lookup" in ops) == (big and mode == "dynamic")
+    low = tflquant.quantize(model, mode=mode, weight_bits=bits, granularity=gran, min_weight_elements=256, op_bits={"GATHER": bits})
+    (c4,) = [c for c in low.module.walk() if isinstance(c, tfl.ConstOp) and isinstance(c.result.type.element_type, (UniformQuantizedType, BlockwiseQuantizedType))]
+    assert c4.result.type.element_type.bits == bits
+    ids = [rng.integers(0, rows, (3, 1, 6)).astype(np.int32)]
+    for resolver in ("builtin", "xnnpack"):
+        got = _sqnr(table[ids[0]], _litert(r.model, ids, resolver)[0])
+        assert got > 30 and got > _sqnr(table[ids[0]], _litert(low.model, ids, resolver)[0]) + 15
+
+
 def _versions(model: bytes) -> dict[str, int]:
     from tflquant.tflite import schema
     from tflquant.tflite.flatbuf import root_table
@@ -283,13 +315,14 @@ def _versions(model: bytes) -> dict[str, int]:
 @pytest.mark.parametrize(
     "table_rows,mode,bits,gran,want",
     [
-        (64, "weight-only", 4, "channel", {"DEQUANTIZE": 6}),  # int4 input
+        (64, "weight-only", "4", "channel", {"DEQUANTIZE": 6}),  # int4 input (op-bits GATHER=4)
+        (64, "weight-only", 4, "channel", {"DEQUANTIZE": 5}),  # int8 per channel (a 4-bit setting's table)
         (64, "weight-only", "8", "channel", {"DEQUANTIZE": 5}),  # int8 per channel (op-bits GATHER=8)
         (64, "weight-only", 8, "channel", {"DEQUANTIZE": 3}),  # int16 table (EMBEDDING_BITS)
         (8200, "dynamic", "8", "channel", {"EMBEDDING_LOOKUP": 4}),  # per-channel (per-row) table (op-bits GATHER=8)
         (8200, "dynamic", 8, "channel", {"GATHER": 4, "DEQUANTIZE": 3}),  # int16 table, an integer GATHER
-        (8200, "dynamic", 4, "block", {"EMBEDDING_LOOKUP": 4}),  # int4 table
-        (8200, "dynamic", 4, "tensor", {"GATHER": 7}),  # int4 table, one scale: an integer GATHER
+        (8200, "dynamic", "4", "block", {"EMBEDDING_LOOKUP": 4}),  # int4 table (op-bits GATHER=4)
+        (8200, "dynamic", "4", "tensor", {"GATHER": 7}),  # int4 table, one scale: an integer GATHER
     ],
 )
 def test_int4_op_versions_are_litert_s_and_load(table_rows, mode, bits, gran, want):
@@ -300,7 +333,7 @@ def test_int4_op_versions_are_litert_s_and_load(table_rows, mode, bits, gran, wa
     g = GraphBuilder("main", {"ids": ((1, 6), np.int32)})
     e = g.op("GATHER", [g.const(table, "table"), g.x], (1, 6, 128), name="emb", axis=0)
     r = tflquant.quantize(g.tflite([e]), mode=mode, weight_bits=int(bits), granularity=gran, weight_rounding="nearest",
-                          op_bits={"GATHER": 8} if bits == "8" else None)  # "8": the table too
+                          op_bits={"GATHER": f"{bits}/{gran}"} if isinstance(bits, str) else None)  # "8", "4": the table too
     got = _versions(r.model)
     assert {k: got.get(k) for k in want} == want, got
     ids = [rng.integers(0, table_rows, (2, 1, 6)).astype(np.int32)]
@@ -344,14 +377,15 @@ def test_int2_weights_run_in_litert(lm, mode, gran):
     interpreter; the file round-trips."""
     from tflquant.reference.integer_interpreter import IntegerInterpreter
 
-    r = tflquant.quantize(lm, mode=mode, weight_bits=2, granularity=gran, min_weight_elements=256, weight_rounding="nearest")
+    r = tflquant.quantize(lm, mode=mode, weight_bits=2, granularity=gran, min_weight_elements=256, weight_rounding="nearest", op_bits={"GATHER": 2})
     f = {w.name: w for w in r.report.weight_formats}
     assert (f["hidden"].bits, f["hidden"].read) == (2, "hybrid" if mode == "dynamic" else "dequantize")
-    assert f["emb"].read == "dequantize"
+    assert (f["emb"].bits, f["emb"].read) == (2, "dequantize")
     m = read_flatbuffer(r.model)
     assert write_flatbuffer(m) == write_flatbuffer(read_flatbuffer(write_flatbuffer(m)))
     assert any(isinstance(e := o.result.type.element_type, UniformQuantizedType) and e.bits == 2 for o in m.walk() if isinstance(o, tfl.ConstOp))
-    assert len(r.model) < 0.7 * len(tflquant.quantize(lm, mode=mode, weight_bits=4, granularity=gran, min_weight_elements=256, weight_rounding="nearest").model)
+    assert len(r.model) < 0.7 * len(tflquant.quantize(lm, mode=mode, weight_bits=4, granularity=gran, min_weight_elements=256, weight_rounding="nearest",
+                                                      op_bits={"GATHER": 4}).model)
     inputs = _inputs()
     ref = IntegerInterpreter(m).run(inputs)
     for resolver in ("builtin", "xnnpack"):
