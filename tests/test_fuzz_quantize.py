@@ -241,6 +241,8 @@ FIELD_MUTANTS: list[tuple[str, Callable[[], bytes]]] = [
     ("SOFTMAX beta NaN", _edit(_set(("operators", 1, "options"), ("SoftmaxOptions", {"beta": float("nan")})))),
     ("input quantized with scale 0", _edit(_set(("tensors", 0, "quant"), ([0.0], [0])))),
     ("input quantized with NaN scale", _edit(_set(("tensors", 0, "quant"), ([float("nan")], [0])))),
+    ("weights with zero point 2^40 (int8 storage)", _edit(_many(_set(("tensors", 1, "quant"), ([0.1], [1 << 40])), _set(("tensors", 1, "type"), "i8")))),
+    ("uint8 input with zero point -1", _edit(_many(_set(("tensors", 0, "quant"), ([0.1], [-1])), _set(("tensors", 0, "type"), "u8")))),
     ("weights with 3 scales, 2 zero points", _edit(_many(_set(("tensors", 1, "quant"), ([0.1, 0.2, 0.3], [0, 0])), _set(("tensors", 1, "type"), "i8")))),
     ("schema version 2", lambda: raw_tflite(**fc_spec(), version=2)),
     ("no operator codes", _edit(_set(("opcodes",), []))),
@@ -632,6 +634,7 @@ REFUSED = {  # mutants every mode that reads them must refuse, and the tensor or
     "FULLY_CONNECTED filter left out (-1)": "filter",
     "corrupt tensor name (newline, bad UTF-8)": "'w\\n\\udcff\\x00zzz",
     "SPACE_TO_DEPTH block size 0": "'s2d'",
+    "weights with zero point 2^40 (int8 storage)": "'w'",
 }
 
 

@@ -1218,3 +1218,49 @@ def test_row_max_equals_numpy_max() -> None:
         got, want = row_max(x), x.max(axis=-1, keepdims=True)
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)  # (NaN where numpy's has NaN)
+
+
+def test_kept_plan_counts_what_it_computes_once_from_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan is kept only while its constants plus the results it computes once from them (a
+    float16 weight's float32 DEQUANTIZE, twice the weight's bytes) fit PLAN_CACHE_CONST_BYTES;
+    a stale plan dropped by two threads at once is no error."""
+    import threading
+
+    from tflquant.reference import interpreter as interp_mod
+
+    text = """
+func.func @main(%x: tensor<1x64xf32>) -> tensor<1x32xf32> {
+  %w = "tfl.const"() <{value = dense<0.5> : tensor<32x64xf16>}> : () -> tensor<32x64xf16>
+  %d = "tfl.dequantize"(%w) : (tensor<32x64xf16>) -> tensor<32x64xf32>
+  %n = "tfl.no_value"() <{value}> : () -> none
+  %y = "tfl.fully_connected"(%x, %d, %n) : (tensor<1x64xf32>, tensor<32x64xf32>, none) -> tensor<1x32xf32>
+  func.return %y : tensor<1x32xf32>
+}"""
+    m = parse_module(text)
+    f = next(op for op in m.ops if isinstance(op, func.FuncOp))
+    x = np.ones((2, 1, 64), F32)
+    weight = 32 * 64 * 2  # the fp16 payload; its DEQUANTIZE result is twice that
+    monkeypatch.setattr(interp_mod, "PLAN_CACHE_CONST_BYTES", weight * 2)
+    np.testing.assert_allclose(Interpreter(m).run([x])[0], np.full((2, 1, 32), 32.0, F32))
+    assert interp_mod._PLANS not in f.__dict__  # 3x the weight: not kept
+    monkeypatch.setattr(interp_mod, "PLAN_CACHE_CONST_BYTES", weight * 3)
+    assert Interpreter(m)._plan(f) is Interpreter(m)._plan(f)
+    f.body.block.first_op.properties["value"] = f.body.block.first_op.properties["value"]  # same attribute: still kept
+    assert Interpreter(m)._plan(f) is Interpreter(m)._plan(f)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(20):
+                Interpreter(m).run([x])
+                fc = list(f.body.block.ops)[3]
+                fc.set_option("fused_activation_function", "NONE" if fc.option("fused_activation_function") == "RELU" else "RELU")
+        except BaseException as e:  # noqa: BLE001 (collected, asserted below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -79,6 +79,7 @@ class _Plan:
     batched: set[int] = field(default_factory=set)
     sample_elems: int = 0  # elements of the batched op results per sample (static shapes)
     largest_elems: int = 0  # elements per sample of the largest batched op result
+    folded_bytes: int = 0  # bytes of the results computed once from constants (kept by _once)
 
 
 def _sparse_to_dense(op: tfl.SparseConstOp) -> np.ndarray:
@@ -273,7 +274,7 @@ def _cached_plan(f: func.FuncOp, stateful: bool, subgraph: Callable[[int], _Plan
         fp = _fingerprint(f)
         if entry[0] == fp:
             return entry[1]
-        del kept[stateful]
+        kept.pop(stateful, None)  # (another thread may have dropped it already)
     plan = _build_plan(f, stateful, subgraph)
     if all(st.carry is None and not st.control for st in plan.steps) and _const_bytes(plan) <= PLAN_CACHE_CONST_BYTES:
         f.__dict__.setdefault(_PLANS, {})[stateful] = (fp if fp is not None else _fingerprint(f), plan)
@@ -281,7 +282,8 @@ def _cached_plan(f: func.FuncOp, stateful: bool, subgraph: Callable[[int], _Plan
 
 
 def _const_bytes(plan: _Plan) -> int:
-    return sum(a.nbytes for a in plan.consts.values() if isinstance(a, np.ndarray))
+    """What a kept plan holds: its constants and the results it computes from them once."""
+    return sum(a.nbytes for a in plan.consts.values() if isinstance(a, np.ndarray)) + plan.folded_bytes
 
 
 
@@ -304,6 +306,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     extra: list[int] = []
     sample_elems = 0
     largest_elems = 0
+    folded_bytes = 0
     folded = _ConstSlots(consts)  # slots whose value never changes between runs
     block = f.body.block
     arg_types = []
@@ -396,6 +399,7 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             # (not a WHILE / IF: its subgraphs' values are observed on every run)
             run = _once(run)
             folded.update(out_slots)
+            folded_bytes += sum(_result_bytes(r.type) for r in op.results)
         side = [op.operand(n) for n in fk.SIDE_VALUES.get(key, ()) if res_batched]  # type: ignore[attr-defined]
         carry = [] if stateful and key in fk.STATEFUL else None
         step = _Step(run, in_slots, out_slots, [], res_batched, list(op.results), [v for v in side if v is not None], carry)
@@ -414,7 +418,22 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
             steps[i].free.append(s)
     n = len(slots) + len(extra)
     res_b = [s in batched for s in results]
-    return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched, sample_elems, largest_elems)
+    return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched, sample_elems, largest_elems, folded_bytes)
+
+
+def _result_bytes(t: Any) -> int:
+    """Bytes of a value of type `t` (8 a element when its element type has no numpy dtype;
+    a dynamic dimension counts as PLAN_CACHE_CONST_BYTES, so such a plan is never kept)."""
+    if not isinstance(t, TensorType):
+        return 0
+    shape = t.get_shape()
+    if any(d < 0 for d in shape):
+        return PLAN_CACHE_CONST_BYTES + 1
+    try:
+        size = np.dtype(numpy_dtype_of_element(t.element_type)).itemsize
+    except TflquantError:
+        size = 8
+    return int(np.prod(shape, dtype=np.int64)) * size
 
 
 # The generated classes of the TFLite builtin ops: none is an OpaqueOp, ConstOp, NoValueOp,

@@ -368,6 +368,11 @@ class _Importer:
                 storage = elem if isinstance(elem, IntegerType) else IntegerType(8)
                 if storage.signedness.data == Signedness.SIGNED:
                     storage = IntegerType(storage.width.data)
+                w = storage.width.data
+                lo, hi = (0, (1 << w) - 1) if storage.signedness.data == Signedness.UNSIGNED else (-(1 << (w - 1)), (1 << (w - 1)) - 1)
+                out = (zps < lo) | (zps > hi)
+                if out.any():
+                    raise self.fail(f"tensor '{info.name}' has zero point {int(zps[out][0])} outside its {w}-bit storage range [{lo}, {hi}]")
                 elem = UniformQuantizedType.make(storage, scales if per_axis else scales[0], zps if per_axis else zps[0], axis=qdim if per_axis else -1)
             else:
                 mn, mx = q.vector_at(min_at, Q["min"], "f32"), q.vector_at(max_at, Q["max"], "f32")
