@@ -29,6 +29,7 @@ from xdsl.ir import Operation
 
 from tflquant.calibration import DEFAULT_BATCH_SIZE
 from tflquant.dialects import tfl
+from tflquant.dialects._unchecked import class_test
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
 from tflquant.errors import TflquantError
 from tflquant.pipeline import MODES
@@ -1024,11 +1025,9 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
 
     out = {}
     least = min(min_elements, 1024)
-    consts: dict[type, bool] = {}  # op class -> a tfl.const (judged once: isinstance of xDSL's ABCs is slow)
+    const_op = class_test(tfl.ConstOp)
     for op in module.walk():
-        cls = type(op)
-        if (is_const := consts.get(cls)) is None:
-            is_const = consts[cls] = issubclass(cls, tfl.ConstOp)
+        is_const = const_op(op)
         # (a float32 constant's payload is float32: its element type says it before any numpy)
         if is_const and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
             shape = t.get_shape()

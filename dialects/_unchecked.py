@@ -7,7 +7,7 @@ built is equal to, and hashes equal to, what the checked constructors build
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from xdsl.dialects.builtin import (
@@ -30,16 +30,23 @@ from xdsl.ir import Attribute, OpResult, SSAValue, SSAValues, Use
 # element types whose dense payloads xDSL checks only by element count at rank 0
 DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
 _NO_ENCODING = NoneAttr()
-_DENSE_CLASSES: dict[type, bool] = {}  # element class -> one of DENSE_ELEMENTS
 
 
-def _dense_element(elem: Attribute) -> bool:
-    """isinstance(elem, DENSE_ELEMENTS), judged once per class (xDSL's ABCs make isinstance slow)."""
-    cls = type(elem)
-    known = _DENSE_CLASSES.get(cls)
-    if known is None:
-        known = _DENSE_CLASSES[cls] = issubclass(cls, DENSE_ELEMENTS)
-    return known
+def class_test(bases: type | tuple[type, ...]) -> Callable[[object], bool]:
+    """isinstance(x, bases) judged once per class of x (xDSL's ABCs make isinstance slow)."""
+    known: dict[type, bool] = {}
+
+    def test(x: object) -> bool:
+        cls = type(x)
+        r = known.get(cls)
+        if r is None:
+            r = known[cls] = issubclass(cls, bases)
+        return r
+
+    return test
+
+
+_dense_element = class_test(DENSE_ELEMENTS)  # an element type with dense payloads
 
 
 _set = object.__setattr__
@@ -122,16 +129,7 @@ def init_op(op: Any, operands: Iterable[Any], result_types: Iterable[Attribute],
     op.regions = ()
 
 
-def is_value(x: object) -> bool:
-    """An SSA value (an op's result or a block argument, not an Operation), by class."""
-    cls = type(x)
-    known = _VALUE_CLASSES.get(cls)
-    if known is None:
-        known = _VALUE_CLASSES[cls] = issubclass(cls, SSAValue)
-    return known
-
-
-_VALUE_CLASSES: dict[type, bool] = {}
+is_value = class_test(SSAValue)  # an SSA value (an op's result or a block argument, not an Operation)
 
 
 @functools.cache

@@ -72,7 +72,7 @@ from xdsl.irdl import (
 from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tflquant.dialects._unchecked import _plain_class, init_op, is_value, string_array
+from tflquant.dialects._unchecked import _plain_class, class_test, init_op, is_value, string_array
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.tflite import schema
 
@@ -1246,17 +1246,11 @@ def is_float_tensor(t: Attribute) -> bool:
     """A tensor of a float element type (not integer, bool or quantized)."""
     if type(t) is not TensorType and not isinstance(t, TensorType):
         return False
-    cls = type(t.element_type)
-    known = _FLOAT_ELEMENT.get(cls)
-    if known is None:  # each element class judged once (isinstance of xDSL's ABCs is slow)
-        known = _FLOAT_ELEMENT[cls] = not issubclass(cls, _NOT_FLOAT_ELEMENTS)
-    return known
-
-
-_FLOAT_ELEMENT: dict[type, bool] = {}
+    return not _not_float_element(t.element_type)
 
 
 _NOT_FLOAT_ELEMENTS = (IntegerType, UniformQuantizedType, *OPAQUE_ELEMENT_TYPES)
+_not_float_element = class_test(_NOT_FLOAT_ELEMENTS)
 
 
 TFL = Dialect(
