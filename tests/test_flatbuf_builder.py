@@ -1,6 +1,8 @@
 """flatbuf.Builder.table / offsets / string / numpy write what flatbuffers.Builder's own methods write
 (the writer's fast paths must not change a byte of any model)."""
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -90,6 +92,24 @@ def test_one_layout_reused_at_every_alignment_writes_the_same_bytes(seed):
     kinds = [str(k) for k in rng.choice(KINDS, 5)] + ["off", "off"]
     slots = [int(s) for s in rng.permutation(9)[: len(kinds)]]
     layout = table_layout(list(zip(slots, kinds)))
+
+    def one(b: Builder, rng: np.random.Generator, made: list[int], fast: bool) -> int:
+        fields = []
+        for slot, kind in zip(slots, kinds):
+            if kind == "off":
+                fields.append((slot, kind, made[int(rng.integers(len(made)))] if rng.random() < 0.7 else None, 0))
+            else:
+                v = _value(rng, kind)
+                fields.append((slot, kind, v, v if rng.random() < 0.4 else (None if rng.random() < 0.2 else _value(rng, kind))))
+        return b.table(fields, layout) if fast else b.table_generic(fields)
+
+    fast, generic = _grow_both_ways(seed, one)
+    assert fast == generic
+
+
+def _grow_both_ways(seed: int, one: Callable[[Builder, np.random.Generator, list[int], bool], int]) -> list[bytes]:
+    """The buffers of 120 tables (`one`, fast then generic, from the same random draws), each
+    after a string of 0-8 bytes, in a buffer that starts small and grows."""
     out = []
     for fast in (True, False):
         b = Builder(64)
@@ -97,16 +117,9 @@ def test_one_layout_reused_at_every_alignment_writes_the_same_bytes(seed):
         made = [b.string("first")]
         for _ in range(120):
             made.append(b.string("x" * int(rng.integers(0, 9))))
-            fields = []
-            for slot, kind in zip(slots, kinds):
-                if kind == "off":
-                    fields.append((slot, kind, made[int(rng.integers(len(made)))] if rng.random() < 0.7 else None, 0))
-                else:
-                    v = _value(rng, kind)
-                    fields.append((slot, kind, v, v if rng.random() < 0.4 else (None if rng.random() < 0.2 else _value(rng, kind))))
-            made.append(b.table(fields, layout) if fast else b.table_generic(fields))
+            made.append(one(b, rng, made, fast))
         out.append(b.finish(made[-1], b"TFL3"))
-    assert out[0] == out[1]
+    return out
 
 
 def test_offset_after_the_table_is_refused_like_flatbuffers():
@@ -129,23 +142,19 @@ def test_table_of_values_writes_the_same_bytes(seed):
     slots = [int(s) for s in rng.permutation(10)[: len(kinds)]]
     defaults = [0 if k == "off" else _value(rng, k) for k in kinds]
     layout = table_layout(list(zip(slots, kinds)), defaults)
-    out = []
-    for fast in (True, False):
-        b = Builder(64)
-        rng = np.random.default_rng(seed + 1000)
-        made = [b.string("first")]
-        for _ in range(120):
-            made.append(b.string("x" * int(rng.integers(0, 9))))
-            values = []
-            for kind, d in zip(kinds, defaults):
-                if kind == "off":
-                    values.append(made[int(rng.integers(len(made)))] if rng.random() < 0.7 else 0)
-                else:
-                    values.append(d if rng.random() < 0.4 else _value(rng, kind))
-            fields = [(s, k, v, d) for s, k, v, d in zip(slots, kinds, values, defaults)]
-            made.append(b.table_of(layout, values) if fast else b.table_generic(fields))
-        out.append(b.finish(made[-1], b"TFL3"))
-    assert out[0] == out[1]
+
+    def one(b: Builder, rng: np.random.Generator, made: list[int], fast: bool) -> int:
+        values = []
+        for kind, d in zip(kinds, defaults):
+            if kind == "off":
+                values.append(made[int(rng.integers(len(made)))] if rng.random() < 0.7 else 0)
+            else:
+                values.append(d if rng.random() < 0.4 else _value(rng, kind))
+        fields = [(s, k, v, d) for s, k, v, d in zip(slots, kinds, values, defaults)]
+        return b.table_of(layout, values) if fast else b.table_generic(fields)
+
+    fast, generic = _grow_both_ways(seed, one)
+    assert fast == generic
 
 
 def test_table_of_refuses_what_flatbuffers_refuses():
