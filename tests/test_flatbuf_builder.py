@@ -76,6 +76,28 @@ def test_tables_with_a_layout_write_the_same_bytes(seed):
     assert _build(seed, fast=True, layouts=True) == _build(seed, fast=False)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_mapped_builder_writes_the_same_bytes(seed, monkeypatch):
+    """A builder of at least _MAPPED_BUILDER_MIN bytes is anonymous memory: the same file."""
+    from tflquant.fileio import mapped_file
+    from tflquant.tflite import flatbuf
+
+    def build(hint: int) -> bytes:
+        b = Builder(hint)
+        kinds = [("u8", i % 7) for i in range(seed + 3)]
+        offs = [b.bytes_vector(bytes(range(k * 600 % 251)) * 20, 16, defer=True) for _s, k in kinds]
+        offs.append(b.string("x" * seed))
+        return b.finish(b.table([(i, "off", o, 0) for i, o in enumerate(offs)] + [(len(offs), "i32", seed, 0)]), b"TFL3")
+
+    small = build(64)  # a bytearray, grown while building
+    monkeypatch.setattr(flatbuf, "_MAPPED_BUILDER_MIN", 4096)
+    mapped = Builder(4096)
+    assert type(mapped.fb.Bytes) is memoryview  # (a bytearray below the size)
+    pieces = mapped.finish_parts(mapped.table([(0, "off", mapped.bytes_vector(bytes(5000), 16, defer=True), 0)]), b"TFL3")
+    assert len(pieces) == 3 and not any(mapped_file(p) for p in pieces)  # no view of a mapped file: never copied nor dropped
+    assert build(1 << 16) == small
+
+
 def test_out_of_range_scalar_is_refused_like_flatbuffers():
     for method in ("table", "table_generic"):
         b = Builder()

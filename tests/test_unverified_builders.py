@@ -24,7 +24,7 @@ from xdsl.dialects import test as xdsl_test
 from xdsl.ir import Block, Region
 
 from tflquant.dialects import tfl
-from tflquant.dialects.quant import UniformQuantizedType, _dense, storage_range
+from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, _dense, storage_range
 from tflquant.ir import dense_from_numpy
 from tflquant.dialects._unchecked import string_array
 from tflquant.errors import TflquantError
@@ -70,6 +70,38 @@ TYPE_CASES = [
 def test_quant_type_make_equals_checked_constructor(case):
     fast, checked = _outcome(UniformQuantizedType.make, *case), _outcome(_checked_type, *case)
     assert fast == checked
+
+
+def _checked_blockwise(storage, block_size, scales):
+    """BlockwiseQuantizedType.make through xDSL's checked constructor."""
+    return BlockwiseQuantizedType(storage, Float32Type(), IntAttr(block_size), dense_from_numpy(np.asarray(scales, np.float16)))
+
+
+_U16 = np.arange(1 << 16, dtype=np.uint16)
+BLOCKWISE_CASES = [
+    (IntegerType(4), 32, np.array([[0.5, 0.25], [1e-3, 6e4]], np.float32)),
+    (IntegerType(8), 128, np.ones((3, 1, 2), np.float16)),
+    (IntegerType(4), 32, np.float16(0.5)),  # rank 0
+    (IntegerType(4), 32, np.ones((0, 2), np.float16)),  # no blocks
+    (IntegerType(4), 32, np.array([6e-8, 1.0], np.float32)),  # an fp16 subnormal: positive
+    (IntegerType(4), 32, _U16.view(np.float16)),  # every fp16 value: NaN, infinities, zeros, negatives (refused)
+    (IntegerType(4), 32, _U16[1:0x7C00].view(np.float16)),  # every positive finite fp16 value
+    (IntegerType(4), 32, np.array([1.0, -0.0], np.float16)),
+    (IntegerType(4), 32, np.array([0.0, 1.0], np.float32)),
+    (IntegerType(4), 32, np.array([1.0, np.inf], np.float32)),
+    (IntegerType(4), 32, np.array([np.nan, 1.0], np.float32)),
+    (IntegerType(2), 32, np.ones(2)),
+    (IntegerType(4, Signedness.UNSIGNED), 32, np.ones(2)),
+    (IntegerType(4), 0, np.ones(2)),
+    (IntegerType(4), np.int64(32), np.ones(2)),  # not a Python int: the checked path
+]
+
+
+@pytest.mark.parametrize("case", BLOCKWISE_CASES, ids=range(len(BLOCKWISE_CASES)))
+def test_blockwise_make_equals_checked_constructor(case):
+    fast, checked = _outcome(BlockwiseQuantizedType.make, *case), _outcome(_checked_blockwise, *case)
+    assert fast == checked
+    assert sum(_outcome(_checked_blockwise, *c)[0] != "ok" for c in BLOCKWISE_CASES) >= 7  # the error path is compared too
 
 
 def test_some_quant_types_are_refused():
