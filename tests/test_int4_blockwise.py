@@ -39,6 +39,24 @@ def test_int4_pack_round_trip(n):
     assert np.array_equal(unpack_int4(packed, n), v)
 
 
+def _lanes_int4(values: np.ndarray) -> bytes:
+    """Two values per byte, low nibble first, value by value."""
+    v = [int(x) & 0xF for x in np.asarray(values).reshape(-1)] + [0]
+    return bytes(v[i] | (v[i + 1] << 4) for i in range(0, len(v) - 1, 2))
+
+
+def test_int4_pack_of_every_byte_pair():
+    """The paired path (an even count of one-byte values) on all 65536 byte pairs, signed and
+    unsigned, a strided view and a 2-D shape, against the nibbles taken one by one."""
+    pairs = np.arange(1 << 16, dtype=np.uint16)
+    v = np.stack([pairs & 0xFF, pairs >> 8], axis=1).astype(np.uint8).reshape(-1)
+    want = _lanes_int4(v)
+    assert pack_int4(v) == want and pack_int4(v.view(np.int8)) == want
+    s = np.random.default_rng(1).integers(-8, 8, (6, 10)).astype(np.int8)
+    assert pack_int4(s[:, ::2]) == _lanes_int4(s[:, ::2]) and pack_int4(s.T) == _lanes_int4(s.T)
+    assert pack_int4(s.astype(np.int32)) == _lanes_int4(s)  # other dtypes: the lanes path
+
+
 # ---------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------
