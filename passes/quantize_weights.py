@@ -336,6 +336,7 @@ class _Searches:
     def __init__(self) -> None:
         self.batch: dict[tuple[SSAValue, bool | None], list] = {}  # (weight, fp16_scales) -> its batch [(weight, axis, format, fp16_scales)], until searched
         self.found: dict[tuple[SSAValue, bool | None], np.ndarray] = {}  # scales in tensor_groups' order, until taken
+        self.finite: set[SSAValue] = set()  # weights a batch found finite when it was searched (their rewrites need not check again)
         self._filling: dict[tuple[int, bool, int], list] = {}  # (bits, fp16, group length) -> [the batch being filled, its elements]
 
     def plan(self, v: SSAValue, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None, shape: tuple[int, ...]) -> None:
@@ -363,6 +364,7 @@ class _Searches:
                 if wu is not None and np.isfinite(wu).all():
                     parts.append(tensor_groups(wu, axis, fmt.granularity, fmt.block_size))
                     keys.append((u, fp16))
+                    self.finite.add(u)
             _, _, fmt, fp16 = members[0]  # what every member shares
             qmin, qmax = qrange(fmt.bits)
             self.found.update(zip(keys, search_scales_many(parts, qmin, qmax, fp16=self._fp16(fmt, fp16))))
@@ -646,7 +648,7 @@ class QuantizeWeights(ModulePass):
         if found is not None:
             if chosen is not None:
                 chosen.append("mse")
-            return round_tensor(w, axis, fmt.bits, fmt.granularity, fmt.block_size, fp16_scales=fp16_scales, group_scales=found)
+            return round_tensor(w, axis, fmt.bits, fmt.granularity, fmt.block_size, fp16_scales=fp16_scales, group_scales=found, finite=True)
         return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales, chosen)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -796,7 +798,8 @@ class QuantizeWeights(ModulePass):
         # maxima it computes anyway (quantize_weight's one pass over the weight); every
         # other path checks first
         rows_path = fmt.granularity == "channel" and axis == 0 and w.ndim >= 2 and w.size > 0 and w.flags.c_contiguous and self._nearest(fmt)
-        if not rows_path and not np.all(np.isfinite(w)):
+        checked = searches is not None and v in searches.finite  # (by its batch's search, searched for an earlier weight)
+        if not rows_path and not checked and not np.all(np.isfinite(w)):
             raise not_finite()
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None

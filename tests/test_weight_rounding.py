@@ -340,3 +340,9 @@ def test_round_tensor_with_found_scales_is_its_own_search(shape, axis, gran):
         got = wr.round_tensor(w, axis, 4, gran, 32, fp16_scales=fp16, group_scales=found)
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        told = wr.round_tensor(w, axis, 4, gran, 32, fp16_scales=fp16, group_scales=found, finite=True)  # (the caller checked w)
+        assert all(np.array_equal(a, b) for a, b in zip(told, want))
+    bad = w.copy()
+    bad.reshape(-1)[7] = np.nan
+    with pytest.raises(TflquantError, match="NaN"):  # unless told finite, found scales do not skip the check
+        wr.round_tensor(bad, axis, 4, gran, 32, group_scales=found)

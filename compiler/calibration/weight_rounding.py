@@ -1058,6 +1058,7 @@ def round_tensor(
     fp16_scales: bool | None = None,
     factor_cache: dict | None = None,
     group_scales: np.ndarray | None = None,
+    finite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A weight of any rank in quantize-weights' layouts: (int8 codes of w's shape, float32
     scales). "channel": one scale per slice along `axis`, shape (w.shape[axis],); "tensor":
@@ -1067,7 +1068,9 @@ def round_tensor(
     for a 2-D w [out, in] with channel axis 0 or None (a FULLY_CONNECTED filter).
     `group_scales`: scales already chosen for the rows of tensor_groups(w, axis,
     granularity, block_size), in their order (search_scales_many's, for many weights at
-    once): w is rounded with them (no statistics, no search; `method` is not consulted)."""
+    once): w is rounded with them (no statistics, no search; `method` is not consulted).
+    `finite`: with group_scales, the caller has found w finite (the search's caller checks
+    each weight it searches): not checked again."""
     w = np.asarray(w, np.float32)
     if w.ndim == 0:
         w = w.reshape(1)
@@ -1079,7 +1082,7 @@ def round_tensor(
     else:
         m = _tensor_matrix(w, axis, granularity)
     if group_scales is not None:
-        m = _matrix(m)
+        m = _matrix(m, check_finite=not finite)
         scales = _layout(m.shape, granularity, block_size, "in").scales_of_groups(np.asarray(group_scales, np.float32))
         codes = _quantize_with_scales(m, scales, bits, granularity, block_size, True, "in")
     else:
@@ -1115,13 +1118,13 @@ def _tensor_matrix(w: np.ndarray, axis: int | None, granularity: str) -> np.ndar
 # ---------------------------------------------------------------------------------------
 
 
-def _matrix(w: np.ndarray) -> np.ndarray:
+def _matrix(w: np.ndarray, check_finite: bool = True) -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 2:
         raise TflquantError(f"weight rounding: expected a [out, in] matrix, got shape {w.shape}")
     if not np.issubdtype(w.dtype, np.floating):
         raise TflquantError(f"weight rounding: expected a float weight, got {w.dtype}")
-    if not np.all(np.isfinite(w)):
+    if check_finite and not np.all(np.isfinite(w)):
         raise TflquantError("weight rounding: the weight holds NaN or Inf")
     return w.astype(np.float32, copy=False)
 
