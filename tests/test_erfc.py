@@ -1,6 +1,8 @@
 """The numpy-only erfc (W. J. Cody's rational approximations) behind the float GELU kernel:
 full float64 accuracy against math.erfc, the special values, and float32 GELU equal to a
-reference computed one value at a time with math.erfc."""
+reference computed one value at a time with math.erfc; the table the float32 GELU goes through
+(its error bound, and equality with the Cody path where a value lies near a float32 rounding
+boundary). All 2^32 float32 inputs were checked against the Cody path outside the suite."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import math
 import numpy as np
 import pytest
 
+from tflquant.reference import float_kernels as fk
 from tflquant.reference.float_kernels import _ERFC_CHUNK, _gelu_exact, erfc
+
+_cody = fk._gelu_cody
 
 TINY = np.finfo(np.float64).tiny  # smallest normal float64
 
@@ -92,3 +97,53 @@ def test_gelu_other_float_types(dtype: type) -> None:
         np.testing.assert_allclose(got, want, rtol=4e-15, atol=1e-300)
     else:
         np.testing.assert_array_equal(got, want)
+
+
+def _midpoint_distance(x: np.ndarray) -> np.ndarray:
+    """How far 0.5 x erfc(-x / sqrt(2)) (float64) lies from the nearest float32 rounding boundary,
+    in float32 ulps (0: on a midpoint)."""
+    r = 0.5 * x.astype(np.float64) * erfc(x.astype(np.float64) * -math.sqrt(0.5))
+    y = r.astype(np.float32)
+    frac = np.abs(r - y.astype(np.float64)) / np.spacing(np.abs(y)).astype(np.float64)
+    return np.abs(0.5 - frac)
+
+
+def test_gelu_table_equals_cody_path_near_rounding_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the float32 GELU goes through a cubic table and takes Cody's erfc only where the table's
+    # value is within its error bound of a float32 rounding boundary: the inputs whose product
+    # lies closest to a boundary, the table's ends and interval edges, the saturated ranges
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.standard_normal(100_000) * 2.0, rng.uniform(-8.0, 8.0, 100_000)]).astype(np.float32)
+    hard = x[np.argsort(_midpoint_distance(x))[:300]]
+    edges = np.array([-15.0, -8.0, 8.0, (0.5 - 4096) / 512, (4096 - 0.5) / 512, 0.5 / 512, -0.5 / 512, 3.0 + 0.5 / 512], np.float32)
+    edges = np.concatenate([np.nextafter(edges, -np.inf), edges, np.nextafter(edges, np.inf)])
+    wide = rng.uniform(-40.0, 40.0, 20_000).astype(np.float32)
+    tiny = np.array([1e-45, 3e-45, -3e-45, 1.2e-38, -1.1e-38, 1e-30, 6e-8, -6e-8], np.float32)
+    x = np.concatenate([hard, edges, wide, tiny, x])
+    want = fk._gelu_cody(x)
+    calls: list[int] = []
+    def counting(v: np.ndarray) -> np.ndarray:
+        calls.append(v.size)
+        return _cody(v)
+
+    monkeypatch.setattr(fk, "_gelu_cody", counting)
+    got = fk._gelu_exact(x)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert 300 <= sum(calls) < x.size // 50  # the hard cases (at least) went to Cody's path, most values did not
+    np.testing.assert_array_equal(got[:300].view(np.uint32), _gelu_reference(hard).view(np.uint32))
+
+
+def test_gelu_table_error_bound() -> None:
+    # the table's bound E, measured on other points than the ones that set it: the cubic's
+    # relative difference from Cody's erfc / 2 stays within E / 2 on 10^6 random float32 inputs
+    table, eps = fk._phi_table()
+    assert 1e-14 <= eps <= 1e-10
+    assert np.isnan(table[0]).all() and np.isnan(table[-1]).all()
+    x = np.random.default_rng(5).uniform(-8.0, 8.0, 1_000_000).astype(np.float32).astype(np.float64)
+    s = x * fk._PHI_SCALE
+    j = np.rint(s)
+    t = s - j
+    c = table[(j + fk._PHI_SCALE * fk._PHI_RANGE + 1).astype(np.intp)]
+    p = ((c[:, 3] * t + c[:, 2]) * t + c[:, 1]) * t + c[:, 0]
+    want = 0.5 * erfc(x * -math.sqrt(0.5))
+    assert (np.abs(p - want) / want).max() <= eps / 2

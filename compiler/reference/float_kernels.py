@@ -499,11 +499,9 @@ def erfc(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _gelu_exact(x: np.ndarray) -> np.ndarray:
-    """0.5 x erfc(-x / sqrt(2)), erfc in float64, rounded once to x's type (LiteRT's float
-    GELU; GELU(-inf) is NaN there too). float32 in cache-sized chunks."""
-    if x.dtype != F32:
-        return (0.5 * x * erfc(-x.astype(np.float64) * math.sqrt(0.5))).astype(x.dtype)
+def _gelu_cody(x: np.ndarray) -> np.ndarray:
+    """The float32 GELU through Cody's erfc (see _gelu_exact): half = 0.5 x in float32, times
+    erfc(-x / sqrt(2)) in float64, rounded once to float32. float32 in cache-sized chunks."""
     xf = np.ascontiguousarray(x).reshape(-1)
     y = np.empty(x.shape, F32)
     yf = y.reshape(-1)
@@ -520,6 +518,89 @@ def _gelu_exact(x: np.ndarray) -> np.ndarray:
             np.multiply(xs, F32(0.5), out=half[:k])
             np.multiply(half[:k], e[:k], out=e[:k])  # float64 product
             yf[i : i + k] = e[:k]
+    return y
+
+
+# The float32 GELU through a table, bit-identical to _gelu_cody on all 2^32 float32 inputs
+# (checked exhaustively) and 1.7x faster on decoder_tiny's GELU inputs (CPU 32 vs 55 ms).
+# P(x) = erfc(-x / sqrt(2)) / 2 on [-_PHI_RANGE, _PHI_RANGE] is a cubic in t = 512 x - j on
+# each interval |t| <= 1/2 around j / 512, interpolated at Chebyshev nodes of Cody's erfc. E
+# is 4x the largest relative difference of the cubics from 0.5 erfc on 17 points per interval
+# (7.6e-11, at the ends of the table; at least 1e-14). Where x P (1 - E) and x P (1 + E) round
+# to the same float32, so does _gelu_cody's product 0.5 x erfc (rounding is monotonic, and it is
+# within E of x P; for |x| < 2^-125, where _gelu_cody rounds 0.5 x first, x P is within E of
+# a boundary whenever that rounding matters). The other elements (a float32 rounding boundary
+# within E: 0.18% of decoder_tiny's GELU inputs) take _gelu_cody, and so do the inputs outside
+# the table (row index clipped to its NaN end rows: |x| > 8, inf, NaN), except x >= 8 (GELU is
+# x) and x <= -15 (-0.0; -inf: NaN). The row: s + 1.5 * 2^52 holds round(s) in its low bits.
+_PHI_SCALE = 512
+_PHI_RANGE = 8
+_PHI_TABLE: list[tuple[np.ndarray, float]] = []  # [((rows, 4) float64 c0..c3, E)], built on first use
+_ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2^52
+_ROUND_MAGIC_BITS = int(np.array(_ROUND_MAGIC).view(np.int64))
+
+
+def _phi_table() -> tuple[np.ndarray, float]:
+    if _PHI_TABLE:
+        return _PHI_TABLE[0]
+    centers = np.arange(-_PHI_SCALE * _PHI_RANGE, _PHI_SCALE * _PHI_RANGE + 1) / _PHI_SCALE
+    nodes = 0.5 * np.cos((2 * np.arange(4) + 1) * math.pi / 8)  # Chebyshev nodes in [-1/2, 1/2]
+    vals = 0.5 * erfc((centers[:, None] + nodes / _PHI_SCALE) * -math.sqrt(0.5))
+    coef = np.linalg.solve(nodes[:, None] ** np.arange(4), vals.T).T
+    t = np.linspace(-0.5, 0.5, 17)
+    approx = ((coef[:, 3:4] * t + coef[:, 2:3]) * t + coef[:, 1:2]) * t + coef[:, 0:1]
+    want = 0.5 * erfc((centers[:, None] + t / _PHI_SCALE) * -math.sqrt(0.5))
+    eps = max(4.0 * float((np.abs(approx - want) / want).max()), 1e-14)
+    nan_row = np.full((1, 4), np.nan)  # rows 0 and -1: where take(mode="clip") puts indices off the table
+    table = np.ascontiguousarray(np.concatenate([nan_row, coef, nan_row]))
+    table.flags.writeable = False
+    _PHI_TABLE[:] = [(table, eps)]
+    return table, eps
+
+
+def _gelu_exact(x: np.ndarray) -> np.ndarray:
+    """0.5 x erfc(-x / sqrt(2)), erfc in float64, rounded once to x's type (LiteRT's float
+    GELU; GELU(-inf) is NaN there too). float32: through the table, in cache-sized chunks."""
+    if x.dtype != F32:
+        return (0.5 * x * erfc(-x.astype(np.float64) * math.sqrt(0.5))).astype(x.dtype)
+    table, eps = _phi_table()
+    xf = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty(x.shape, F32)
+    yf = y.reshape(-1)
+    n = max(1, min(_ERFC_CHUNK, xf.size))
+    buf = scratch("gelu-table", 12 * n).view(np.float64)
+    s, v, cols = buf[:n], buf[n : 2 * n], buf[2 * n : 6 * n].reshape(n, 4)
+    j = scratch("gelu-index", 2 * n).view(np.int64)
+    hi = scratch("gelu-hi", n)
+    bad = scratch("gelu-bad", n // 4 + 1).view(np.bool_)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        for i in range(0, xf.size, n):
+            xs, ys = xf[i : i + n], yf[i : i + n]
+            k = xs.size
+            sk, vk, jk, ck = s[:k], v[:k], j[:k], cols[:k]
+            np.multiply(xs, float(_PHI_SCALE), out=sk, dtype=np.float64)  # exact
+            np.add(sk, _ROUND_MAGIC, out=vk)
+            np.subtract(vk.view(np.int64), _ROUND_MAGIC_BITS - _PHI_SCALE * _PHI_RANGE - 1, out=jk)  # row
+            vk -= _ROUND_MAGIC  # round(s)
+            sk -= vk  # t, exact
+            np.take(table, jk, axis=0, out=ck, mode="clip")
+            np.multiply(ck[:, 3], sk, out=vk)
+            vk += ck[:, 2]
+            vk *= sk
+            vk += ck[:, 1]
+            vk *= sk
+            vk += ck[:, 0]  # P(x)
+            np.multiply(vk, xs, out=vk)  # x P(x)
+            np.multiply(vk, 1.0 - eps, out=ys)  # float32 roundings of x P (1 -+ E)
+            np.multiply(vk, 1.0 + eps, out=hi[:k])
+            np.not_equal(ys, hi[:k], out=bad[:k])  # NaN (off the table) included
+            redo = np.flatnonzero(bad[:k])
+            if redo.size:
+                xr = xs[redo]
+                yr = np.where(xr >= 8.0, xr, xr * F32(0.0))
+                mid = np.flatnonzero((xr > -15.0) & (xr < 8.0))
+                yr[mid] = _gelu_cody(xr[mid])
+                ys[redo] = yr
     return y
 
 
