@@ -19,7 +19,7 @@ from tflquant import testing as tt
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType
 from tflquant.errors import TflquantError
-from tflquant.ir import make_context, parse_module
+from tflquant.ir import make_context, parse_module, value_name
 from tflquant.passes._quant_ops import fixed_params, has_kernel, is_f32, op_info, same_inputs
 from tflquant.pipeline import run_pipeline
 from tflquant.scoring import litert_run, sqnr_db
@@ -258,13 +258,38 @@ def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
         r = tflquant.quantize(fb, mode=mode, representative_dataset=data)
         q = read_flatbuffer(r.model)
         check_kernel_rules(q)
-        # an op falls back to float exactly when it has no integer kernel for the mode
+        # an op falls back to float exactly when it has no integer kernel for the mode, or
+        # when the measured fallback found that quantizing it destroys its output (the report
+        # names it with what it measured; e.g. MUL(ABS(x), negative) with RELU: an all-zero
+        # output whose degenerate int16 range saturates the integer product)
         bits = 8 if mode == "int8" else 16
+        measured = {f.name for f in r.report.fallbacks if "quantized it" in f.reason}
         for o in q.walk():
             if isinstance(o, tfl.TflOp) and not isinstance(o, tfl.QuantizeOp | tfl.DequantizeOp):
                 stayed_float = any(is_f32(v.type) for v in o.results)
-                assert stayed_float == (not has_kernel(o, bits)), f"{o.name}: float={stayed_float} in {mode}"
+                if stayed_float and has_kernel(o, bits):
+                    assert value_name(o.results[0]) in measured, f"{o.name}: float with an integer kernel in {mode}, not a measured fallback"
+                else:
+                    assert stayed_float == (not has_kernel(o, bits)), f"{o.name}: float={stayed_float} in {mode}"
 
+
+
+def test_an_all_zero_output_kept_float_by_measurement_in_16x8() -> None:
+    """MUL(ABS(x), a negative constant) with RELU is zero everywhere: its degenerate int16
+    output range saturates the integer product, so the measured fallback keeps the MUL float
+    (naming what it measured) and the model still gives its zeros in LiteRT (found by the
+    random-graph test above)."""
+    from models import GraphBuilder
+
+    g = GraphBuilder("main", {"input": ((1, 1, 1, 1), np.float32)})
+    a = g.op("ABS", [g.x], (1, 1, 1, 1), name="abs_1")
+    m = g.op("MUL", [a, g.const(np.full((1, 1, 1, 1), -0.716, np.float32), "c")], (1, 1, 1, 1), name="mul_2", fused_activation_function="RELU")
+    data = {"input": np.random.default_rng(0).standard_normal((20, 1, 1, 1, 1)).astype(np.float32) * 0.1}
+    r = tflquant.quantize(g.tflite([m]), mode="int16x8", representative_dataset=data)
+    (fb,) = [f for f in r.report.fallbacks if f.name == "mul_2"]
+    assert "quantized it measured" in fb.reason
+    (got,) = run_tflite(r.model, data)
+    assert got.shape[0] == 20 and not np.any(got)
 
 def test_quantizing_a_quantized_model_changes_nothing() -> None:
     """An int8 model run through the chain again keeps every op and type (idempotence)."""
