@@ -68,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import bytes_attr, dense_of_type, new_op, string_array, verify_module
+from tflquant.dialects._unchecked import bytes_attr, class_test, dense_of_type, new_op, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
@@ -706,16 +706,7 @@ def _zero_elements(inf: _Tensor) -> bool:
     return 0 in inf.shape and not _opaque(inf.ttype.element_type)
 
 
-def _opaque(e: Attribute) -> bool:
-    """isinstance(e, tfl.OPAQUE_ELEMENT_TYPES), judged once per element class."""
-    cls = type(e)
-    known = _OPAQUE.get(cls)
-    if known is None:
-        known = _OPAQUE[cls] = issubclass(cls, tfl.OPAQUE_ELEMENT_TYPES)
-    return known
-
-
-_OPAQUE: dict[type, bool] = {}
+_opaque = class_test(tfl.OPAQUE_ELEMENT_TYPES)  # an element type tflquant stores opaquely
 # element classes that are their own payload's element (not quantized, not opaque)
 _OWN_STORAGE = frozenset(c for c in _PLAIN_ELEMENTS if not issubclass(c, tfl.OPAQUE_ELEMENT_TYPES))
 

@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, NoneTyp
 from xdsl.ir import SSAValue
 
 from tflquant.dialects import tfl
+from tflquant.dialects._unchecked import class_test
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
 from tflquant.ir import element_kind
 
@@ -64,14 +65,10 @@ def _in(op: tfl.TflOp, i: int) -> SSAValue | None:
     if i >= len(ins):
         return None
     v = ins[i]
-    cls = type(v.owner)
-    absent = _NO_VALUE.get(cls)
-    if absent is None:  # each owner class judged once (isinstance of xDSL's ABCs is slow)
-        absent = _NO_VALUE[cls] = issubclass(cls, tfl.NoValueOp)
-    return None if absent else v
+    return None if _no_value(v.owner) else v
 
 
-_NO_VALUE: dict[type, bool] = {}  # owner class -> a tfl.no_value
+_no_value = class_test(tfl.NoValueOp)
 
 
 def _int8(k: str) -> bool:
