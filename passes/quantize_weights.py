@@ -828,9 +828,7 @@ class QuantizeWeights(ModulePass):
                     raise not_finite()
                 q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(_storage(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
             else:
-                # an int16 table rounds to nearest (clipping finds nothing at 16 bits)
-                rounded = None if fmt.bits == EMBEDDING_BITS else self._rounded(v, w, axis, fmt, chosen=chosen, searches=searches)
-                q, qtype = quantize_weight(w, axis, fmt.bits, rounded)
+                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen, searches=searches))
             release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             _label_rounding(qconst, chosen)
@@ -893,7 +891,7 @@ class QuantizeWeights(ModulePass):
             return None
         searches = _Searches()
         for v, (axis, fmt) in plans.items():
-            if fmt.bits == EMBEDDING_BITS or resolve_method(self.weight_rounding, fmt.bits, False) != "mse":
+            if resolve_method(self.weight_rounding, fmt.bits, False) != "mse":
                 continue
             shape = tuple(v.type.get_shape())  # type: ignore[attr-defined]
             if math.prod(shape) > SEARCH_AHEAD_MAX:

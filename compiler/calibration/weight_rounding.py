@@ -1041,7 +1041,7 @@ def resolve_method(rounding: str, bits: int, has_hessian: bool) -> str | None:
         raise TflquantError(f"weight rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if rounding == "auto":
         rounding = "gptq" if has_hessian else AUTO_NO_DATA_INT8 if bits >= 8 else "mse"
-    if rounding == "nearest":
+    if rounding == "nearest" or bits > 8:  # (16 bits: a table; clipping finds nothing there)
         return None
     return "gptq" if rounding == "gptq" and has_hessian else "mse"
 
