@@ -588,9 +588,9 @@ def test_rounding_skips_the_clip_only_where_no_code_can_pass_qmax(bits: int) -> 
 
 
 def test_row_maxima_from_bit_patterns_equal_numpys() -> None:
-    # _row_max reads float32 magnitudes as uint32: the same maxima as np.max(axis=1), a NaN
+    # abs_row_max reads float32 magnitudes as uint32: the same maxima as np.max(axis=1), a NaN
     # kept (above an infinity), zeros, subnormals and the largest floats included
-    from tflquant.passes.quantize_weights import _row_max
+    from tflquant.calibration.weight_rounding import abs_row_max as _row_max
 
     r = np.random.default_rng(7)
     a = (r.standard_normal((400, 37)) * np.exp(np.clip(40 * r.standard_normal((400, 1)), -100, 80))).astype(np.float32)
