@@ -25,7 +25,7 @@ from xdsl.dialects.builtin import (
     UNKNOWN_LOC,
     TensorType,
 )
-from xdsl.ir import Attribute, OpResult, SSAValue, SSAValues, Use
+from xdsl.ir import Attribute, Block, ErasedSSAValue, OpResult, Operation, SSAValue, SSAValues, Use
 
 # element types whose dense payloads xDSL checks only by element count at rank 0
 DENSE_ELEMENTS = (IntegerType, Float16Type, Float32Type, Float64Type, BFloat16Type)
@@ -182,15 +182,14 @@ def verify_module(module: Any) -> None:
         module.verify()
 
 
-_LIVE_VALUE: dict[type, bool] = {}  # SSA value class -> not an ErasedSSAValue
-_OWNER_KIND: dict[type, int] = {}  # value owner class -> 1 an Operation, 2 a Block, 0 other
+_erased = class_test(ErasedSSAValue)
+_is_op = class_test(Operation)
+_is_block = class_test(Block)
 
 
 def _verified(module: Any) -> bool:
     from xdsl.dialects import func
     from xdsl.dialects.builtin import ModuleOp
-    from xdsl.ir import Block, ErasedSSAValue, Operation
-
     func_def, func_custom = _func_def_without_isolation()
     if type(module) is not ModuleOp or module._operands or module._successors or module.parent is not None:
         return False
@@ -221,15 +220,13 @@ def _verified(module: Any) -> bool:
                         return False
                     continue
                 owner = v.owner
-                # defined in this block (func.func is isolated from above), and not erased;
-                # the classes judged once each (xDSL's IR classes are ABCs: isinstance is slow)
-                vk = _LIVE_VALUE.get(type(v))
-                if vk is None:
-                    vk = _LIVE_VALUE[type(v)] = not issubclass(type(v), ErasedSSAValue)
-                ok = _OWNER_KIND.get(type(owner))
-                if ok is None:
-                    ok = _OWNER_KIND[type(owner)] = 1 if issubclass(type(owner), Operation) else 2 if issubclass(type(owner), Block) else 0
-                if not vk or not ok or (owner.parent is not block if ok == 1 else owner is not block):
+                # defined in this block (func.func is isolated from above), and not erased
+                if _erased(v):
+                    return False
+                if _is_op(owner):
+                    if owner.parent is not block:
+                        return False
+                elif not _is_block(owner) or owner is not block:
                     return False
             op.verify_()
         func_def.verify(fn)

@@ -31,15 +31,11 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    BFloat16Type,
     BoolAttr,
     BytesAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     DictionaryAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -72,7 +68,7 @@ from xdsl.irdl import (
 from xdsl.traits import ConstantLike, OpTrait, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tflquant.dialects._unchecked import _plain_class, class_test, init_op, is_value, string_array
+from tflquant.dialects._unchecked import DENSE_ELEMENTS, _plain_class, class_test, init_op, is_value, string_array
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
 from tflquant.tflite import schema
 
@@ -1064,7 +1060,7 @@ class ConstOp(IRDLOperation):
 
 def _check_const_payload(self: ConstOp) -> None:
     vt, rt = self.value.type, self.result.type
-    if vt is rt and type(rt.element_type) in _PLAIN_NUMERIC:  # (the reader's float constants: one type object)
+    if vt is rt and type(rt.element_type) in DENSE_ELEMENTS:  # (the reader's float constants: one type object)
         size = math.prod(vt.get_shape()) * _itemsize(vt.element_type)
         if len(self.value.data.data) != size:
             raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
@@ -1100,7 +1096,6 @@ def _check_const_payload(self: ConstOp) -> None:
 
 
 # element classes whose payload is the result's element type itself (no quantized storage, no raw buffer)
-_PLAIN_NUMERIC = frozenset((Float32Type, Float16Type, Float64Type, BFloat16Type, IntegerType))
 _ITEMSIZES: dict[Attribute, int] = {}
 
 

@@ -69,7 +69,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects._unchecked import bytes_attr, class_test, dense_of_type, new_op, string_array, verify_module
-from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
+from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType, storage_range
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
 from tflquant.ir import dense_from_numpy
@@ -368,11 +368,10 @@ class _Importer:
                 storage = elem if isinstance(elem, IntegerType) else IntegerType(8)
                 if storage.signedness.data == Signedness.SIGNED:
                     storage = IntegerType(storage.width.data)
-                w = storage.width.data
-                lo, hi = (0, (1 << w) - 1) if storage.signedness.data == Signedness.UNSIGNED else (-(1 << (w - 1)), (1 << (w - 1)) - 1)
+                lo, hi = storage_range(storage)
                 out = (zps < lo) | (zps > hi)
                 if out.any():
-                    raise self.fail(f"tensor '{info.name}' has zero point {int(zps[out][0])} outside its {w}-bit storage range [{lo}, {hi}]")
+                    raise self.fail(f"tensor '{info.name}' has zero point {int(zps[out][0])} outside its {storage.width.data}-bit storage range [{lo}, {hi}]")
                 elem = UniformQuantizedType.make(storage, scales if per_axis else scales[0], zps if per_axis else zps[0], axis=qdim if per_axis else -1)
             else:
                 mn, mx = q.vector_at(min_at, Q["min"], "f32"), q.vector_at(max_at, Q["max"], "f32")
