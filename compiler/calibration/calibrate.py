@@ -543,7 +543,6 @@ def calibrate(
 _SAME_ORDER = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 _PERMUTED = frozenset({"TRANSPOSE"})
 _READERS = frozenset(tfl.BUILTIN_CLASSES[k] for k in _SAME_ORDER | _PERMUTED)  # their op classes
-_SAME_ORDER_CLASSES = frozenset(tfl.BUILTIN_CLASSES[k] for k in _SAME_ORDER)
 
 
 class _NamedObserver:

@@ -178,7 +178,7 @@ class MinMaxObserver:
         if hi > r.max:
             r.max = hi
         g = r.hist
-        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+        if g is not None and g.covers(lo, hi):
             part = count_bins(sub, g.exp, g.start, len(g.counts))
             counts = _own_counts(r)
             counts += part  # on the running grid, in place
@@ -269,7 +269,7 @@ class MinMaxObserver:
         same data merge exactly however it was split (see stats.Histogram)."""
         run = self.ranges.get(name)
         g = run.hist if run is not None else None
-        if g is not None and math.floor(math.ldexp(lo, -g.exp)) >= g.start and math.floor(math.ldexp(hi, -g.exp)) < g.start + len(g.counts):
+        if g is not None and g.covers(lo, hi):
             if now:  # counted right away on the running grid (merge adds them in place)
                 counts = count_bins(_f(sub), g.exp, g.start, len(g.counts))
                 if weight != 1:

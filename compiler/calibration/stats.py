@@ -243,6 +243,10 @@ class Histogram:
             counts = counts[:n].astype(np.int64)
         return Histogram(e, start, counts * weight if weight != 1 else counts)
 
+    def covers(self, lo: float, hi: float) -> bool:
+        """Values in [lo, hi] all fall in these bins (counted on this grid as they are)."""
+        return math.floor(math.ldexp(lo, -self.exp)) >= self.start and math.floor(math.ldexp(hi, -self.exp)) < self.start + len(self.counts)
+
     def rebin(self, exp: int, start: int, n: int) -> np.ndarray:
         """These counts on the coarser grid `exp` (>= self.exp), bins start .. start + n - 1."""
         d = exp - self.exp

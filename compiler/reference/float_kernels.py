@@ -25,6 +25,7 @@ from LiteRT's; results stay within 1e-6 relative (tests/test_reference_float.py:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -535,14 +536,13 @@ def _gelu_cody(x: np.ndarray) -> np.ndarray:
 # x) and x <= -15 (-0.0; -inf: NaN). The row: s + 1.5 * 2^52 holds round(s) in its low bits.
 _PHI_SCALE = 512
 _PHI_RANGE = 8
-_PHI_TABLE: list[tuple[np.ndarray, float]] = []  # [((rows, 4) float64 c0..c3, E)], built on first use
 _ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2^52
 _ROUND_MAGIC_BITS = int(np.array(_ROUND_MAGIC).view(np.int64))
 
 
+@functools.cache
 def _phi_table() -> tuple[np.ndarray, float]:
-    if _PHI_TABLE:
-        return _PHI_TABLE[0]
+    """((rows, 4) float64 c0..c3 of the cubics, E), built on first use."""
     centers = np.arange(-_PHI_SCALE * _PHI_RANGE, _PHI_SCALE * _PHI_RANGE + 1) / _PHI_SCALE
     nodes = 0.5 * np.cos((2 * np.arange(4) + 1) * math.pi / 8)  # Chebyshev nodes in [-1/2, 1/2]
     vals = 0.5 * erfc((centers[:, None] + nodes / _PHI_SCALE) * -math.sqrt(0.5))
@@ -554,7 +554,6 @@ def _phi_table() -> tuple[np.ndarray, float]:
     nan_row = np.full((1, 4), np.nan)  # rows 0 and -1: where take(mode="clip") puts indices off the table
     table = np.ascontiguousarray(np.concatenate([nan_row, coef, nan_row]))
     table.flags.writeable = False
-    _PHI_TABLE[:] = [(table, eps)]
     return table, eps
 
 
