@@ -1073,22 +1073,16 @@ def _poor_weights(module: ModuleOp, originals: dict[str, Any], measured: dict[st
     out: dict[str, str] = {}
     # op class -> (a TflOp, a ConstOp): each class judged once (xDSL's op classes are ABCs,
     # whose isinstance is slow), not every op and operand of the model
-    kinds: dict[type, tuple[bool, bool]] = {}
-
-    def kind(op: Any) -> tuple[bool, bool]:
-        k = kinds.get(type(op))
-        if k is None:
-            k = kinds[type(op)] = (isinstance(op, tfl.TflOp), isinstance(op, tfl.ConstOp))
-        return k
+    is_tfl, is_const = class_test(tfl.TflOp), class_test(tfl.ConstOp)
 
     for fn in module.ops:
         if not isinstance(fn, func.FuncOp):
             continue
         for op in fn.body.walk():
-            if not kind(op)[0] or not op.results:
+            if not is_tfl(op) or not op.results:
                 continue
             # the op's quantized constants with a float original, then (only for those ops) its kind
-            weights = [v for v in op.operands if kind(v.owner)[1] and (value_name(v) or "") in originals
+            weights = [v for v in op.operands if is_const(v.owner) and (value_name(v) or "") in originals
                        and quantized_element(v.type) is not None]
             if not weights or _classify(op) != "hybrid":
                 continue

@@ -113,8 +113,6 @@ def release_view(view: object, min_file: int = 0) -> bool:
     if m is None or not hasattr(mmap, "MADV_DONTNEED") or m.closed or len(m) < min_file:
         return False
     arr = view if isinstance(view, np.ndarray) else np.frombuffer(view, np.uint8)
-    if arr.nbytes == 0:
-        return False
     start = arr.__array_interface__["data"][0] - np.frombuffer(m, np.uint8, count=1).__array_interface__["data"][0]
     page = mmap.PAGESIZE
     first = -(-start // page) * page  # whole pages only: the neighbours' data shares the edge pages

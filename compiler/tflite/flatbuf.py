@@ -78,7 +78,7 @@ class Table:
 
     __slots__ = ("buf", "pos", "objlen", "slots", "vtables")
 
-    def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, int, tuple[int, ...]]] | None = None):
+    def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, tuple[int, ...]]] | None = None):
         n = len(buf)
         if pos < 0 or pos + 4 > n:
             raise FlatbufferError(f"table offset {pos} is outside the {n}-byte buffer")
@@ -92,8 +92,8 @@ class Table:
             vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
             if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
                 raise FlatbufferError(f"malformed vtable for the table at {pos}")
-            known = vtables[vt] = (vtlen, objlen, _structs("H", (vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
-        _vtlen, objlen, slots = known
+            known = vtables[vt] = (objlen, _structs("H", (vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
+        objlen, slots = known
         if pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
         self.buf, self.pos, self.objlen, self.slots, self.vtables = buf, pos, objlen, slots, vtables
