@@ -250,20 +250,13 @@ def element_kind(e: Attribute) -> str:
     """A short name of a plain element type: f32 f16 i8 u8 i16 i32 i64 bool complex, ...
     (a quantized type's storage is named by the caller)."""
     c = type(e)  # the common types by their exact class first (no ABC instance checks)
-    if c is Float32Type:
+    if c is Float32Type or isinstance(e, Float32Type):
         return "f32"
-    if c is IntegerType:
+    if c is IntegerType or isinstance(e, IntegerType):
         w = e.width.data
         return "bool" if w == 1 else ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
-    if isinstance(e, Float32Type):
-        return "f32"
     if isinstance(e, Float16Type):
         return "f16"
-    if isinstance(e, IntegerType):
-        w = e.width.data
-        if w == 1:
-            return "bool"
-        return ("u" if e.signedness.data == Signedness.UNSIGNED else "i") + str(w)
     if isinstance(e, ComplexType):
         return "complex"
     return str(e)

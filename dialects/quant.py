@@ -43,7 +43,6 @@ from xdsl.dialects.builtin import (
     FloatData,
     IntAttr,
     IntegerType,
-    NoneAttr,
     Signedness,
     TensorType,
     i64,
@@ -65,6 +64,7 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
+from tflquant.dialects._unchecked import _NO_ENCODING
 from tflquant.dialects._unchecked import built as _built
 from tflquant.dialects._unchecked import dense
 
@@ -590,7 +590,6 @@ def with_element(t: TensorType, element: Attribute) -> TensorType:
     return TensorType(element, t.get_shape())
 
 
-_NO_ENCODING = NoneAttr()
 
 
 @irdl_op_definition

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, NoneType, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorType
 from xdsl.ir import SSAValue
 
 from tflquant.dialects import tfl
@@ -33,7 +33,7 @@ def _kind(v: SSAValue | None) -> str:
     if v is None:
         return "none"
     t = v.type
-    if type(t) is not TensorType and (isinstance(t, NoneType) or not isinstance(t, TensorType)):
+    if type(t) is not TensorType and not isinstance(t, TensorType):
         return "none"
     e = t.element_type
     if type(e) in _PLAIN:  # the common float / integer elements: no quantized-type checks
