@@ -94,6 +94,18 @@ def test_dynamic_batch_runs_with_other_batch_sizes():
     assert out.shape == (2, 3, 3)
 
 
+def test_read_tensor_types_equal_the_checked_constructor():
+    """The reader builds plain tensor types without xDSL's parameter checks: each equals,
+    and hashes as, TensorType(element, shape), dynamic dimensions included."""
+    for name in ("dynamic_batch", "cnn", "shapes"):
+        module = read_flatbuffer(write_flatbuffer(MODELS[name]()))
+        types = {v.type for op in module.walk() for v in op.results if isinstance(v.type, TensorType)}
+        assert types
+        for t in types:
+            same = TensorType(t.element_type, t.get_shape())
+            assert t == same and hash(t) == hash(same) and str(t) == str(same)
+
+
 # ---------------------------------------------------------------------------------------
 # File-level invariants
 # ---------------------------------------------------------------------------------------

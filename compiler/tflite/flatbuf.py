@@ -68,6 +68,8 @@ def _structs(code: str, n: int) -> struct.Struct:
 
 _U32 = _SCALARS["u32"]
 _I32 = _SCALARS["i32"]
+# kind -> the structs of 0..64 integers of that kind (ints_at's short vectors)
+_INT_STRUCTS = {k: [_structs(f, n) for n in range(65)] for k, f in _INT_FORMATS.items()}
 
 
 class Table:
@@ -76,9 +78,9 @@ class Table:
     shared by the tables read from one root: flatbuffers stores one vtable for every table
     of the same layout, so most tables reuse a checked one."""
 
-    __slots__ = ("buf", "pos", "objlen", "slots", "vtables")
+    __slots__ = ("buf", "pos", "objlen", "slots", "vtables", "plans")
 
-    def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, tuple[int, ...]]] | None = None):
+    def __init__(self, buf: bytes, pos: int, vtables: dict[int, tuple[int, tuple[int, ...], dict]] | None = None):
         n = len(buf)
         if pos < 0 or pos + 4 > n:
             raise FlatbufferError(f"table offset {pos} is outside the {n}-byte buffer")
@@ -92,11 +94,12 @@ class Table:
             vtlen, objlen = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
             if vtlen < 4 or vtlen % 2 or vt + vtlen > n or objlen < 4 or pos + objlen > n:
                 raise FlatbufferError(f"malformed vtable for the table at {pos}")
-            known = vtables[vt] = (objlen, _structs("H", (vtlen - 4) // 2).unpack_from(buf, vt + 4))  # the field offsets, read once
-        objlen, slots = known
+            # the field offsets, read once, and the FieldPlans of this layout (Fields -> plan)
+            known = vtables[vt] = (objlen, _structs("H", (vtlen - 4) // 2).unpack_from(buf, vt + 4), {})
+        objlen, slots, plans = known
         if pos + objlen > n:
             raise FlatbufferError(f"malformed vtable for the table at {pos}")
-        self.buf, self.pos, self.objlen, self.slots, self.vtables = buf, pos, objlen, slots, vtables
+        self.buf, self.pos, self.objlen, self.slots, self.vtables, self.plans = buf, pos, objlen, slots, vtables, plans
 
     def _field(self, slot: int) -> int:
         slots = self.slots
@@ -130,34 +133,14 @@ class Table:
         return target
 
     def table(self, slot: int) -> Table | None:
-        p = self._indirect(slot)
-        return None if p is None else Table(self.buf, p, self.vtables)
+        return self.table_at(self._indirect(slot))
 
     def _vector(self, slot: int, itemsize: int) -> tuple[int, int] | None:
-        # _indirect, inline (every vector, string and table list read goes through here)
-        slots = self.slots
-        off = slots[slot] if slot < len(slots) else 0
-        if off == 0:
-            return None
-        if off + 4 > self.objlen:
-            raise FlatbufferError(f"field {slot} of the table at {self.pos} runs past the table")
-        buf = self.buf
-        p = self.pos + off
-        p += _U32.unpack_from(buf, p)[0]
-        n = len(buf)
-        if p + 4 > n:
-            raise FlatbufferError(f"field {slot} of the table at {self.pos} points outside the buffer")
-        count = _U32.unpack_from(buf, p)[0]
-        if p + 4 + count * itemsize > n:
-            raise FlatbufferError(f"vector in field {slot} of the table at {self.pos} runs past the buffer ({count} elements)")
-        return p + 4, count
+        p = self._indirect(slot)
+        return None if p is None else self.span_at(p, slot, itemsize)
 
     def string(self, slot: int) -> str | None:
-        v = self._vector(slot, 1)
-        if v is None:
-            return None
-        start, count = v
-        return str(self.buf[start : start + count], "utf-8", "surrogateescape")
+        return self.string_at(self._indirect(slot), slot)
 
     def raw_bytes(self, slot: int) -> bytes | None:
         v = self._vector(slot, 1)
@@ -168,22 +151,11 @@ class Table:
 
     def vector(self, slot: int, kind: str) -> np.ndarray | None:
         """A vector of scalars as a read-only numpy array (None when absent)."""
-        dtype = _DTYPES[kind]
-        v = self._vector(slot, dtype.itemsize)
-        if v is None:
-            return None
-        start, count = v
-        return np.frombuffer(self.buf, dtype=dtype, count=count, offset=start)
+        return self.vector_at(self._indirect(slot), slot, kind)
 
     def ints(self, slot: int, kind: str = "i32") -> list[int] | None:
         """A vector of integers as a Python list (None when absent): vector(slot, kind).tolist()."""
-        v = self._vector(slot, _INT_SIZES[kind])
-        if v is None:
-            return None
-        start, count = v
-        if count > 64:
-            return np.frombuffer(self.buf, dtype=_DTYPES[kind], count=count, offset=start).tolist()
-        return list(_structs(_INT_FORMATS[kind], count).unpack_from(self.buf, start))
+        return self.ints_at(self._indirect(slot), slot, kind)
 
     def vector_span(self, slot: int) -> tuple[int, int] | None:
         """(start, length) in bytes of a [ubyte] vector, without copying."""
@@ -221,69 +193,80 @@ class Table:
     # target. Whatever does not check out there is read again field by field, which raises
     # the error the one-field readers above raise for it.
 
-    def read(self, fields: Fields) -> list:
+    def read(self, fields: Fields) -> Sequence:
         """The values of `fields` in their order: a scalar's value (its default when
         absent), an offset's target position (None when absent)."""
+        plan = self.plans.get(fields)  # (this vtable's plan for them)
+        if plan is None:
+            plan = self._plan(fields)
+        if plan is False:
+            return self._read_each(fields)
+        pos = self.pos
+        out = plan.pick(plan.struct.unpack_from(self.buf, pos + plan.start) + fields.defaults)
+        if plan.offsets:
+            out = list(out)
+            n = len(self.buf) - 4
+            for k, at in plan.offsets:
+                target = pos + at + out[k]
+                if target > n:
+                    return self._read_each(fields)
+                out[k] = target
+        return out
+
+    def _plan(self, fields: Fields) -> FieldPlan | bool:
+        """The FieldPlan of `fields` for this table's layout (made once per layout)."""
         key = (self.slots, self.objlen)
         plan = fields.plans.get(key)
         if plan is None:
             plan = _read_plan(fields, self.slots, self.objlen)
             if len(fields.plans) < 4096:  # (a corrupt file's many layouts are not kept)
                 fields.plans[key] = plan
-        if plan is False:
-            return self._read_each(fields)
-        pos = self.pos
-        out = list(plan.pick(plan.struct.unpack_from(self.buf, pos + plan.start) + fields.defaults))
-        n = len(self.buf)
-        for k, at in plan.offsets:
-            target = pos + at + out[k]
-            if target + 4 > n:
-                return self._read_each(fields)
-            out[k] = target
-        return out
+        self.plans[fields] = plan
+        return plan
 
     def _read_each(self, fields: Fields) -> list:
         return [self._indirect(slot) if kind == "off" else self.scalar(slot, kind, d)
                 for slot, kind, d in zip(fields.slots, fields.kinds, fields.defaults)]
 
-    def _span_at(self, p: int, itemsize: int) -> int | None:
-        """The element count of the vector at `p` (a target read() resolved), None when it
-        runs past the buffer."""
+    # The *_at readers read the vector or table at `p`, the target of field `slot` (from
+    # _indirect or read(), which checked that its 4-byte length lies in the buffer); the
+    # one-field readers above are these on _indirect(slot).
+
+    def span_at(self, p: int, slot: int, itemsize: int) -> tuple[int, int]:
+        """(start, element count) of the vector at `p`, checked to lie in the buffer."""
         count = _U32.unpack_from(self.buf, p)[0]
-        return count if p + 4 + count * itemsize <= len(self.buf) else None
+        if p + 4 + count * itemsize > len(self.buf):
+            raise FlatbufferError(f"vector in field {slot} of the table at {self.pos} runs past the buffer ({count} elements)")
+        return p + 4, count
 
     def string_at(self, p: int | None, slot: int) -> str | None:
-        """string(slot), for the target `p` read() gave for it."""
         if p is None:
             return None
-        count = self._span_at(p, 1)
-        if count is None:
-            return self.string(slot)  # (raises)
-        return str(self.buf[p + 4 : p + 4 + count], "utf-8", "surrogateescape")
+        buf = self.buf
+        end = p + 4 + _U32.unpack_from(buf, p)[0]
+        if end > len(buf):
+            self.span_at(p, slot, 1)  # (raises)
+        return str(buf[p + 4 : end], "utf-8", "surrogateescape")
 
     def ints_at(self, p: int | None, slot: int, kind: str = "i32") -> list[int] | None:
-        """ints(slot, kind), for the target `p` read() gave for it."""
         if p is None:
             return None
-        count = self._span_at(p, _INT_SIZES[kind])
-        if count is None:
-            return self.ints(slot, kind)  # (raises)
+        buf = self.buf
+        count = _U32.unpack_from(buf, p)[0]
+        if p + 4 + count * _INT_SIZES[kind] > len(buf):
+            self.span_at(p, slot, _INT_SIZES[kind])  # (raises)
         if count > 64:
-            return np.frombuffer(self.buf, dtype=_DTYPES[kind], count=count, offset=p + 4).tolist()
-        return list(_structs(_INT_FORMATS[kind], count).unpack_from(self.buf, p + 4))
+            return np.frombuffer(buf, dtype=_DTYPES[kind], count=count, offset=p + 4).tolist()
+        return list(_INT_STRUCTS[kind][count].unpack_from(buf, p + 4))
 
     def vector_at(self, p: int | None, slot: int, kind: str) -> np.ndarray | None:
-        """vector(slot, kind), for the target `p` read() gave for it."""
         if p is None:
             return None
         dtype = _DTYPES[kind]
-        count = self._span_at(p, dtype.itemsize)
-        if count is None:
-            return self.vector(slot, kind)  # (raises)
-        return np.frombuffer(self.buf, dtype=dtype, count=count, offset=p + 4)
+        start, count = self.span_at(p, slot, dtype.itemsize)
+        return np.frombuffer(self.buf, dtype=dtype, count=count, offset=start)
 
     def table_at(self, p: int | None) -> Table | None:
-        """table(slot), for the target `p` read() gave for it."""
         return None if p is None else Table(self.buf, p, self.vtables)
 
 

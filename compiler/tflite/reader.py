@@ -57,9 +57,11 @@ from xdsl.dialects.builtin import (
     Float16Type,
     Float32Type,
     Float64Type,
+    IntAttr,
     IntegerAttr,
     IntegerType,
     ModuleOp,
+    NoneAttr,
     Signedness,
     StringAttr,
     TensorType,
@@ -68,7 +70,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import bytes_attr, class_test, dense_of_type, new_op, string_array, verify_module
+from tflquant.dialects._unchecked import built, bytes_attr, class_test, dense_of_type, new_op, string_array, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType, storage_range
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
@@ -121,6 +123,7 @@ _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
 _QUANT_STORAGE = {3, 9, 7, 2, 4, 17, 19}  # UINT8, INT8, INT16, INT32, INT64, INT4, INT2
+_NO_ENCODING = NoneAttr()
 # Constant payloads at least this big are views of the model's bytes, smaller ones copies.
 PAYLOAD_VIEW_MIN = 64
 
@@ -178,7 +181,14 @@ class _Importer:
         key = (elem, tuple(dims))
         t = self._types.get(key)
         if t is None:
-            t = self._types[key] = TensorType(elem, dims)
+            if type(elem) in _PLAIN_ELEMENTS and all(type(d) is int for d in dims):
+                # without xDSL's generic parameter checks, which cannot fail for these (a
+                # TensorType takes any element and int dimensions): most of its cost
+                shape = built(ArrayAttr, data=tuple([built(IntAttr, data=d) for d in dims]))
+                t = built(TensorType, shape=shape, element_type=elem, encoding=_NO_ENCODING)
+            else:
+                t = TensorType(elem, dims)
+            self._types[key] = t
         return t
 
     def _option_attr(self, cls: type[tfl.TflOp], field: str, value: object) -> Attribute:
@@ -340,7 +350,7 @@ class _Importer:
         info.sparsity = t.table_at(sparsity_at)
         info.stats = None
         q = t.table_at(q_at)
-        if q is not None:
+        if q is not None and any(q.slots):  # (a table without fields, as converters write for a float tensor: nothing to read)
             Q = schema.QUANTIZATION_FIELDS
             scale_at, details, details_at, qdim, zp_at, min_at, max_at = q.read(_QUANTIZATION_READ)
             scale = q.vector_at(scale_at, Q["scale"], "f32")

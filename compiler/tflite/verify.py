@@ -375,8 +375,8 @@ def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _
     """(type name, shape, has buffer data, is_variable) of tensor `index`, reporting what is
     wrong with it (`labels(index)` names it: built only for a problem)."""
     name_at, code, shape_at, sig_at, q_at, bi, sparsity_at, is_variable = t.read(_TENSOR_CHECK)
-    if name_at is not None and t._span_at(name_at, 1) is None:
-        t.vector_span(T["name"])  # the name must lie inside the buffer (FlatbufferError), even unused
+    if name_at is not None:
+        t.span_at(name_at, T["name"], 1)  # the name must lie inside the buffer (FlatbufferError), even unused
     tname = _TYPE_NAMES.get(code)
     if tname is None:
         out.append(f"{labels(index)} has unknown type {code}")
