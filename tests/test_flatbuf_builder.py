@@ -190,3 +190,25 @@ def test_table_of_refuses_what_flatbuffers_refuses():
         b.table_of(layout, [1, 10_000, 1])
     with pytest.raises(ValueError):
         table_layout([(0, "off"), (0, "i32")])  # a slot twice
+
+
+def test_builders_taking_turns_with_one_layout_write_the_same_bytes():
+    """A layout's plans remember where the last builder wrote their vtable: two builders
+    using one layout by turns (and a third after them) each write what flatbuffers writes."""
+    layout = table_layout([(0, "i32"), (1, "u8"), (2, "off")])
+    rows = [(k % 3, k % 2, 0) for k in range(12)]
+
+    def build(fast: bool, order: list[int]) -> list[bytes]:
+        bs = [Builder(64) for _ in range(3)]
+        last: list[list[int]] = [[], [], []]
+        for i in order:
+            for values in rows[: 4 + i]:
+                if fast:
+                    last[i].append(bs[i].table_of(layout, values))
+                else:
+                    fields = [(s, k, v, 0) for (s, k), v in zip([(0, "i32"), (1, "u8"), (2, "off")], values)]
+                    last[i].append(bs[i].table_generic(fields))
+        return [b.finish(b.offsets(made) if fast else b.offsets_generic(made), b"TFL3") for b, made in zip(bs, last)]
+
+    order = [0, 1, 0, 1, 1, 0, 2]
+    assert build(True, order) == build(False, order)

@@ -370,6 +370,7 @@ Field = tuple[int, str, object, object]
 _MAPPED_BUILDER_MIN = 1 << 20
 # [ubyte] vectors at least this big may be deferred (see Builder.bytes_vector).
 _DEFER_MIN = 4096
+_BUILDERS = itertools.count()
 
 
 class Builder:
@@ -391,6 +392,7 @@ class Builder:
         self._lists: dict[tuple[str, tuple], int] = {}
         self.memo: dict[str, object] = {}  # the caller's caches for this build
         self._deferred: list[tuple[int, bytes | memoryview]] = []
+        self.serial = next(_BUILDERS)  # (tells this builder from earlier ones in the table plans)
 
     def string(self, s: str) -> int:
         """flatbuffers.Builder.CreateString's bytes (a 0 after the text, the length before)."""
@@ -618,8 +620,8 @@ class Builder:
         if plan is None:
             plan = layout.plans[key] = _TablePlan(layout, present, start & 7)
         args = plan.arrange(vals)  # in address order
-        for k in plan.offset_args:
-            stored = start + plan.field_end[k] - args[k]  # from the field to its target
+        for k, end in plan.offset_ends:
+            stored = start + end - args[k]  # from the field to its target
             if stored < 4:
                 return None
             args[k] = stored
@@ -628,7 +630,9 @@ class Builder:
             fb.GrowByteBuffer()
             fb.head += len(fb.Bytes) - old
         object_offset = start + plan.size
-        found = fb.vtables.get(plan.vtable)
+        # the vtable's place in this builder, once written (it never moves: a distance from the end)
+        serial, known = self.serial, plan.found
+        found = known[1] if known[0] == serial else fb.vtables.get(plan.vtable)
         head = len(fb.Bytes) - object_offset
         plan.struct.pack_into(fb.Bytes, head, 0 if found is None else found - object_offset, *args)
         if plan.minalign > fb.minalign:
@@ -641,6 +645,8 @@ class Builder:
             n = len(fb.Bytes)
             _SOFFSET.pack_into(fb.Bytes, n - object_offset, (n - fb.head) - object_offset)
             fb.vtables[plan.vtable] = n - fb.head
+        elif known[0] != serial:
+            plan.found = (serial, found)  # (one store: builders in other threads read it too)
         fb.current_vtable = None
         fb.nested = False
         return object_offset
@@ -800,7 +806,7 @@ class _TablePlan:
     the table's end from the buffer's end, modulo 8): the Preps' padding, the fields, the
     soffset to the vtable and the vtable itself, as table()'s loop and _end_object place them."""
 
-    __slots__ = ("struct", "size", "arrange", "field_end", "offset_args", "minalign", "vtable")
+    __slots__ = ("struct", "size", "arrange", "field_end", "offset_args", "offset_ends", "minalign", "vtable", "found")
 
     def __init__(self, layout: Layout, present: tuple[bool, ...], start: int):
         d = start
@@ -828,10 +834,18 @@ class _TablePlan:
         self.struct = struct.Struct("".join(fmt))
         self.size = obj - start
         order = [k for _fd, _c, _s, _o, k in in_memory]
-        self.arrange = lambda vals, order=order: [vals[k] for k in order]  # the values in address order
+        # the values in address order, as a list (the offsets are replaced in it)
+        if len(order) > 1:
+            pick = operator.itemgetter(*order)
+            self.arrange = lambda vals: list(pick(vals))
+        else:
+            self.arrange = lambda vals: [vals[k] for k in order]
         # per struct argument after the soffset: the field's distance from the table's end
         self.field_end = tuple(fd - start for fd, _c, _s, _o, _k in in_memory)
         self.offset_args = tuple(k for k, (_fd, _c, _s, is_off, _i) in enumerate(in_memory) if is_off)
+        self.offset_ends = tuple((k, self.field_end[k]) for k in self.offset_args)
+        # (serial of the Builder this table's vtable was last found in, its place there): _write_planned
+        self.found = (-1, 0)
         self.minalign = minalign
         where = {slot: fd for fd, _c, slot, _o, _k in placed}
         entries = [obj - where[s] if s in where else 0 for s in range(layout.nslots)]

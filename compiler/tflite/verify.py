@@ -390,16 +390,16 @@ def _check_tensor(t: Table, index: int, labels: Callable[[int], str], buffers: _
             out.append(f"{labels(index)}: shape_signature {list(sig)} has rank {len(sig)}, the shape {shape} has rank {len(shape)}")
         elif any(s != -1 and s != d for s, d in zip(sig, shape)):
             out.append(f"{labels(index)}: shape_signature {list(sig)} disagrees with the shape {shape}")
-    label = _Label(labels, index)
     if q_at is not None:
-        _check_quantization(t.table_at(q_at), label, tname, shape, out)  # type: ignore[arg-type]
+        _check_quantization(t.table_at(q_at), _Label(labels, index), tname, shape, out)  # type: ignore[arg-type]
     if not 0 <= bi < len(buffers):
-        out.append(f"{label} names buffer {bi}, the model has {len(buffers)} buffers")
+        out.append(f"{labels(index)} names buffer {bi}, the model has {len(buffers)} buffers")
         return tname, shape, False, is_variable
     nbytes = buffers.sizes[bi]
     if bi == 0 or nbytes is None:
         return tname, shape, False, is_variable
-    elems = math.prod(max(d, 0) for d in shape)
+    label = _Label(labels, index)  # (kept by shared.use for a later message)
+    elems = math.prod(shape) if not shape or min(shape) >= 0 else math.prod(max(d, 0) for d in shape)
     sparsity = t.table_at(sparsity_at)
     if sparsity is not None:
         elems = _sparse_elements(sparsity, shape, label, out)

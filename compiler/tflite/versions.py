@@ -64,11 +64,12 @@ def _in(op: tfl.TflOp, i: int) -> SSAValue | None:
     ins = op._operands  # (op.inputs: all its operands)
     if i >= len(ins):
         return None
-    v = ins[i]
+    v = _item(ins, i)
     return None if _no_value(v.owner) else v
 
 
 _no_value = class_test(tfl.NoValueOp)
+_item = tuple.__getitem__  # (an SSAValues' own __getitem__ is Python code testing for a slice)
 
 
 def _int8(k: str) -> bool:
@@ -115,7 +116,7 @@ def builtin_version(op: tfl.TflOp) -> int:
     rule = RULES.get(op.BUILTIN)
     if rule is None:
         return 1
-    out0 = _kind(op.results[0]) if op.results else "none"
+    out0 = _kind(_item(op.results, 0)) if op.results else "none"
     return rule(op, op.BUILTIN, _kind(_in(op, 0)), _kind(_in(op, 1)), out0, op.option)
 
 

@@ -58,6 +58,8 @@ _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
 
 
 _TYPE_CODES: dict[Attribute, int] = {}  # element type -> TensorType code, as _element_code finds it
+# the element classes without parameters -> their TensorType code
+_CODE_OF_CLASS = {c: schema.TENSOR_TYPES[n] for c, n in ((Float32Type, "FLOAT32"), (Float16Type, "FLOAT16"), (Float64Type, "FLOAT64"), (BFloat16Type, "BFLOAT16"))}
 
 
 # element type class -> 1 (a UniformQuantizedType), 2 (a BlockwiseQuantizedType) or 0:
@@ -74,6 +76,9 @@ def _quant_kind(elem: Attribute) -> int:
 
 
 def _type_code(elem: Attribute) -> int:
+    code = _CODE_OF_CLASS.get(type(elem))  # (a float element: no attribute hash)
+    if code is not None:
+        return code
     if _quant_kind(elem):
         elem = elem.storage_type  # type: ignore[attr-defined]
     code = _TYPE_CODES.get(elem)
