@@ -16,6 +16,8 @@ from xdsl.dialects.builtin import (
     BytesAttr,
     DenseIntOrFPElementsAttr,
     Float16Type,
+    FloatAttr,
+    FloatData,
     Float32Type,
     Float64Type,
     IntAttr,
@@ -89,6 +91,15 @@ def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:
 def bytes_attr(data: bytes | memoryview) -> BytesAttr:
     """BytesAttr(data) for bytes or a read-only byte view, unchecked."""
     return _data_attr(BytesAttr, data)
+
+
+_F64 = Float64Type()
+
+
+def float64_attr(value: float) -> FloatAttr:
+    """FloatAttr(value, Float64Type()) for a Python float, unchecked (a double is its own
+    float64 value: nothing to round)."""
+    return built(FloatAttr, value=_data_attr(FloatData, float(value)), type=_F64)
 
 
 def string_array(strings: Iterable[str]) -> ArrayAttr:

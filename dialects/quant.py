@@ -99,6 +99,7 @@ def _dense(values: np.ndarray, element: Attribute) -> DenseIntOrFPElementsAttr:
 
 
 _F32 = Float32Type()
+_LE_F32 = np.dtype("<f4")
 _ANY_FLOAT = get_args(AnyFloat)  # the classes the expressed type may have
 
 
@@ -138,10 +139,16 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         expressed: AnyFloat | None = None,
     ) -> UniformQuantizedType:
         """Build a type; scales are rounded to float32 as TFLite stores them."""
-        s = np.asarray(scales, np.float64).astype("<f4").reshape(-1)
-        z = np.asarray(zero_points).astype("<i8").reshape(-1)
-        if z.size == 1 and s.size != 1:
-            z = np.repeat(z, s.size)
+        if type(scales) is np.ndarray and scales.dtype == _LE_F32:  # already float32 (the passes' scales): as they are
+            s = scales.reshape(-1)
+        else:  # (through float64: one rounding to float32 of any number)
+            s = np.asarray(scales, np.float64).astype("<f4").reshape(-1)
+        if type(zero_points) is int and zero_points == 0:  # symmetric (weights): no array to convert
+            z = np.zeros(s.size, "<i8")
+        else:
+            z = np.asarray(zero_points).astype("<i8").reshape(-1)
+            if z.size == 1 and s.size != 1:
+                z = np.repeat(z, s.size)
         lo, hi = storage_range(storage)
         if narrow:
             lo += 1
@@ -237,11 +244,14 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         lo, hi = storage_range(self.storage_type)
         if not lo <= self.storage_min.data <= self.storage_max.data <= hi:
             raise VerifyException(f"storage range [{self.storage_min.data}, {self.storage_max.data}] does not fit {self.storage_type}")
-        if not (s.min() > 0 and s.max() < np.inf):  # (two reductions; NaN fails both) the first bad one named:
+        # positive finite float32 values are the bit patterns 0x00000001..0x7F7FFFFF: minus one
+        # (0 wraps around), all below 0x7F7FFFFF (one subtraction and one integer reduction;
+        # negative values, infinities and NaNs all fail); the first bad one named
+        if (np.frombuffer(self.scales.data.data, "<u4") - np.uint32(1)).max() >= 0x7F7FFFFF:
             s = self.scale_array()
             bad = ~(np.isfinite(s) & (s > 0))
             raise VerifyException(f"quant scale must be positive and finite, got {s[bad][0]}")
-        if z.min() < lo or z.max() > hi:
+        if z.any() and (z.min() < lo or z.max() > hi):  # (zero is in every storage range)
             z = self.zero_point_array()
             out = (z < lo) | (z > hi)
             raise VerifyException(f"zero point {z[out][0]} out of storage range [{lo}, {hi}]")

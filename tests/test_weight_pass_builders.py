@@ -1,0 +1,58 @@
+"""The quantized types and attributes quantize-weights builds without xDSL's checks equal the
+checked ones: UniformQuantizedType.make (float32 scales taken as they are, other numbers
+rounded once through float64) against the checked constructor, its verify's one-pass scale
+test against the named errors, float64_attr against FloatAttr."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import BytesAttr, DenseIntOrFPElementsAttr, Float32Type, Float64Type, FloatAttr, IntAttr, IntegerType, TensorType, i64
+from xdsl.utils.exceptions import VerifyException
+
+from tflquant.dialects._unchecked import float64_attr
+from tflquant.dialects.quant import UniformQuantizedType
+
+
+def _checked(storage, scales, zero_points, axis, lo, hi):
+    s = np.asarray(scales, np.float64).astype("<f4").reshape(-1)
+    z = np.asarray(zero_points).astype("<i8").reshape(-1)
+    if z.size == 1 and s.size != 1:
+        z = np.repeat(z, s.size)
+    dense = lambda v, e: DenseIntOrFPElementsAttr(TensorType(e, [v.size]), BytesAttr(v.tobytes()))
+    return UniformQuantizedType(storage, Float32Type(), IntAttr(axis), dense(s, Float32Type()), dense(z, i64), IntAttr(lo), IntAttr(hi))
+
+
+@pytest.mark.parametrize("scales, zero_points, axis", [
+    (np.array([0.5, 1e-3, 3.25e-7], np.float32), 0, 0),
+    (np.array([0.1, 0.2], np.float64), 0, 1),  # float64: rounded once to float32
+    (0.1, 0, -1),
+    (0.1, -3, -1),
+    ([0.5, 0.25], [0, -3], 0),
+    (np.array([[0.5], [0.25]], np.float32), np.array([1, 2]), 0),
+    (np.array([1e-45, 3.4e38], np.float32), 0, 0),  # a subnormal and the largest float32: positive and finite
+])
+def test_uniform_type_make_equals_the_checked_constructor(scales, zero_points, axis):
+    t = UniformQuantizedType.make(IntegerType(8), scales, zero_points, axis=axis, narrow=True)
+    want = _checked(IntegerType(8), scales, zero_points, axis, -127, 127)
+    assert t == want and hash(t) == hash(want)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.0, -1.5, np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_uniform_type_bad_scale_named(bad, per_axis):
+    scales = np.array([0.5, bad, 0.25] if per_axis else [bad], np.float32)
+    with pytest.raises(VerifyException, match=f"quant scale must be positive and finite, got {np.float64(np.float32(bad))}"):
+        UniformQuantizedType.make(IntegerType(8), scales, 0, axis=0 if per_axis else -1)
+
+
+def test_uniform_type_zero_point_out_of_range_named():
+    with pytest.raises(VerifyException, match=r"zero point -129 out of storage range \[-128, 127\]"):
+        UniformQuantizedType.make(IntegerType(8), [0.5, 0.25], [0, -129], axis=0)
+
+
+@pytest.mark.parametrize("v", [0.0, -0.0, 14.837261, 99.0, 1e-300, -7.5e307])
+def test_float64_attr_equals_float_attr(v):
+    a, b = float64_attr(v), FloatAttr(v, Float64Type())
+    assert a == b and hash(a) == hash(b)
+    a.verify()
