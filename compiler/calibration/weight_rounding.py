@@ -98,6 +98,10 @@ try:  # the clip ufunc itself (np.clip's Python wrapper costs microseconds a cal
     from numpy._core.umath import clip as _clip
 except ImportError:  # numpy 1.x
     from numpy.core.umath import clip as _clip  # type: ignore[no-redef]
+try:  # np.einsum without its Python wrapper (the same computation, a microsecond less a call)
+    from numpy._core.multiarray import c_einsum as _c_einsum
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
 
 from tflquant.calibration.blas import blas_threads
 from tflquant.errors import TflquantError
@@ -109,6 +113,7 @@ SEARCH_CHUNK = 1 << 17  # weight elements per slice of groups search_scales work
 SKIP_RULED_OUT = True  # search_scales skips evaluating a coarse ratio where the largest |w| rules it out (False: evaluates it anyway, same result; for tests)
 COMPACT_MIN = 1 << 14  # search_scales: a slice of at least this many elements evaluates a later coarse ratio only on the groups it can win (gathered) when they are at most half
 TRANSPOSE_BELOW = 64  # search_scales: groups shorter than this are searched transposed
+TRANSPOSE_ROWS = 256  # search_scales: groups transposed this many at a time (measured 0.75x the time of one copy for 4096 x 32)
 GRANULARITIES = ("tensor", "channel", "block")
 METHODS = ("rtn", "mse", "gptq", "auto")
 
@@ -377,11 +382,17 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
         return _absmax_scales(amax[0] if len(amax) == 1 else np.concatenate(amax), qmax, fp16, min_scale)[2]
     grid = np.array([1.0, *rs], np.float32)
     coarse, steps = search_plan(len(grid))
-    first = coarse if not steps else coarse[:2]
-    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, SEARCH_CHUNK // n), G), max(2, len(first)))
+    # without weights the later coarse points are evaluated where the largest |w| does not rule
+    # them out; with weights nothing is ruled out: every coarse point at once (one evaluation)
+    first = coarse if not steps or p is not None else coarse[:2]
+    k = max(2, len(first))
+    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (k * n)), G), k)
     last, tr = len(grid) - 1, st.transposed
     first_idx = np.array(first, np.intp)[:, None]
-    sp = None if p is None else np.sqrt(np.maximum(p, np.float32(0)))
+    sp = None
+    if p is not None:  # rows that are one row broadcast (stride 0): that row; C order (the evaluations read it again and again)
+        sp = np.ascontiguousarray(np.sqrt(np.maximum(p[:1] if p.shape[0] > 1 and p.strides[0] == 0 else p, np.float32(0))))
+    sp_row = None if sp is None or sp.shape[0] != 1 else np.ascontiguousarray(sp.T) if tr else sp  # one row for every group
     best_s = np.empty(G, np.float32)
     qm = np.float32(max(qmax, -qmin))  # the largest code magnitude
     margin = np.float32(PRUNE_MARGIN)
@@ -389,22 +400,27 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
         m = sum(x.shape[0] for x in pieces)
         c1 = c0 + m
         gc = pieces[0] if len(pieces) == 1 or tr else np.concatenate(pieces)
-        pc = None if sp is None else sp if sp.shape[0] == 1 else sp[c0:c1]
+        if not tr and not gc.flags.c_contiguous:  # (a transposed weight's groups: the evaluations read it row by row)
+            gc = np.ascontiguousarray(gc)
+        pc = None if sp is None else sp_row if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
             gt = st.g[: m * n].reshape(n, m)
             j = 0
-            for x in pieces:  # each piece transposed into its columns
-                np.copyto(gt[:, j : j + x.shape[0]], x.T)
-                j += x.shape[0]
+            for x in pieces:  # each piece transposed into its columns (by TRANSPOSE_ROWS rows: the source stays in cache)
+                r = x.shape[0]
+                step = r if x.flags.f_contiguous else TRANSPOSE_ROWS
+                for i in range(0, r, step):
+                    np.copyto(gt[:, j + i : j + min(i + step, r)], x[i : i + step].T)
+                j += r
             gc = gt
-            pc = None if pc is None else np.ascontiguousarray(pc.T)
+            if pc is not None and pc is not sp_row:
+                pc = np.ascontiguousarray(pc.T)
             a = st.u[: m * n].reshape(n, m)
-            amax = np.max(np.abs(gc, out=a), axis=0)  # the max along rows of many groups
+            amax = np.abs(gc, out=a).max(axis=0)  # the max along rows of many groups
         else:
             amax = abs_row_max(gc)
-        zero = ~(amax > 0)  # an all-zero group: base 1 (as _absmax_scales); every error 0, so it keeps ratio 1.0
-        if zero.any():
-            amax = np.where(zero, np.float32(qmax), amax)
+        if not amax.min() > 0:  # an all-zero group (or NaN): base 1 (as _absmax_scales); every error 0, so it keeps ratio 1.0
+            amax = np.where(amax > 0, amax, np.float32(qmax))
         bc = amax / np.float32(qmax)
         st.chunk(bc)
         e = _errors(st, gc, pc, bc, first_idx)
@@ -515,10 +531,10 @@ class _Search:
 
     def chunk(self, base: np.ndarray) -> None:
         """Which clamps of _finish_scales the chunk with these base scales can need."""
-        low = float(np.min(base)) * float(self.grid[-1]) if base.size else 1.0
+        low = float(base.min()) * float(self.grid[-1]) if base.size else 1.0
         self.clamp16 = self.fp16 and low < FP16_TINY
         self.clampmin = low < float(self.min_scale)
-        self.big = self.fp16 and base.size > 0 and not float(np.max(base)) < 65504.0
+        self.big = self.fp16 and base.size > 0 and not float(base.max()) < 65504.0
 
     def upper(self, base: np.ndarray, c: int) -> np.ndarray:
         """A scale at least `scales` of candidate c for each group: base * ratio 2^-10 above
@@ -538,7 +554,7 @@ class _Search:
         if self.fp16:
             if self.clamp16:
                 np.maximum(s, np.float32(FP16_TINY), out=s)
-            if self.big:
+            if self.big or s.size <= 512:  # (numpy's conversion: the same values, fewer calls on a few scales)
                 s = s.astype(np.float16).astype(np.float32)
             else:  # _fp16_exact in place
                 b = s.view(np.uint32)
@@ -576,7 +592,7 @@ def _errors(st: _Search, g: np.ndarray, sp: np.ndarray | None, base: np.ndarray,
     np.subtract(u, q, out=u)
     if sp is not None:
         np.multiply(u, sp, out=u)
-    e = np.einsum("knc,knc->kc" if st.transposed else "kcn,kcn->kc", u, u)
+    e = _c_einsum("knc,knc->kc" if st.transposed else "kcn,kcn->kc", u, u)
     s *= s
     e *= s
     return e
@@ -644,26 +660,32 @@ def dequantize(codes: np.ndarray, scales: np.ndarray, granularity: str = "channe
 # ---------------------------------------------------------------------------------------
 
 
-def _invert_lower_in_place(l: np.ndarray) -> None:
+def _invert_lower_in_place(l: np.ndarray, inverses: dict | None = None, at: int = 0) -> None:
     """Replace the lower triangular `l` by its inverse, by halves (matrix products do the
-    work, temporaries a quarter of `l`): [[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]."""
+    work, temporaries a quarter of `l`): [[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]].
+    `inverses`: {offset: np.linalg.inv of the diagonal block of l at that offset} where the
+    caller has them (_cholesky_lower_in_place's: the same blocks, the same inverses; `at`: l's
+    offset in the matrix they index)."""
     n = l.shape[0]
     if n <= 128:
-        l[...] = np.tril(np.linalg.inv(l))
+        inv = inverses.get(at) if inverses else None
+        l[...] = np.tril(np.linalg.inv(l) if inv is None or inv.shape[0] != n else inv)
         return
     k = n // 2
-    _invert_lower_in_place(l[:k, :k])
-    _invert_lower_in_place(l[k:, k:])
+    _invert_lower_in_place(l[:k, :k], inverses, at)
+    _invert_lower_in_place(l[k:, k:], inverses, at + k)
     l[k:, :k] = -(l[k:, k:] @ (l[k:, :k] @ l[:k, :k]))
 
 
-def _cholesky_lower_in_place(a: np.ndarray, block: int = 128) -> None:
+def _cholesky_lower_in_place(a: np.ndarray, block: int = 128, inverses: dict | None = None) -> None:
     """a (float32, only its lower triangle read) -> its lower Cholesky factor L, in place,
     the upper triangle zeroed. Right-looking by blocks of `block`: numpy's Cholesky of each
     diagonal block, the panel below it by one product with the block's inverse, the
     trailing lower triangle updated block column by block column (matrix products do the
     work: 2048 x 2048 in 0.06 s against numpy's whole-matrix Cholesky 0.19 s, one core).
-    Raises numpy.linalg.LinAlgError where a is not positive definite."""
+    Raises numpy.linalg.LinAlgError where a is not positive definite. `inverses`: a dict
+    that receives {offset: np.linalg.inv of the diagonal block of L there} for the blocks
+    whose inverse it computes (_invert_lower_in_place's blocks, when they are the same)."""
     n = a.shape[0]
     for k0 in range(0, n, block):
         k1 = min(k0 + block, n)
@@ -671,7 +693,10 @@ def _cholesky_lower_in_place(a: np.ndarray, block: int = 128) -> None:
         a[k0:k1, k0:k1] = l
         a[k0:k1, k1:] = 0.0
         if k1 < n:
-            panel = a[k1:, k0:k1] @ np.linalg.inv(l).T
+            inv = np.linalg.inv(l)
+            if inverses is not None:
+                inverses[k0] = inv
+            panel = a[k1:, k0:k1] @ inv.T
             a[k1:, k0:k1] = panel
             for j0 in range(k1, n, block):
                 j1 = min(j0 + block, n)
@@ -695,14 +720,15 @@ def _inverse_hessian_factor(h: np.ndarray, damp: float, dead: np.ndarray | None 
     for attempt in range(6):
         a = np.array(h[::-1, ::-1], np.float32)
         a[np.diag_indices(n)] = (d[::-1] + lam + extra).astype(np.float32)
+        inverses: dict = {}
         try:
-            _cholesky_lower_in_place(a)
+            _cholesky_lower_in_place(a, inverses=inverses)
             break
         except np.linalg.LinAlgError:
             extra += lam * (10.0**attempt)
     else:
         raise TflquantError("weight rounding: the input statistics' Hessian is not positive definite even after dampening")
-    _invert_lower_in_place(a)
+    _invert_lower_in_place(a, inverses)  # (a leaf block at the offset and of the size of a Cholesky block is that block)
     return np.ascontiguousarray(a[::-1, ::-1])
 
 
@@ -815,14 +841,13 @@ def gptq(
                     c = j1 + i
                     vc, qc, e = vs[i], qf[c], ev[i]
                     np.rint(vc, out=qc)
-                    np.maximum(qc, lo, out=qc)
-                    np.minimum(qc, hi, out=qc)
+                    _clip(qc, lo, hi, out=qc)  # (max then min: the same values)
                     np.subtract(vc, qc, out=e)
                     np.divide(e, ucc[c], out=e)
                     if i + 1 < m:
-                        k = m - i - 1
-                        np.multiply(u[c, c + 1 : j2, None], e[None, :], out=outer[:k])
-                        np.subtract(vs[i + 1 :], outer[:k], out=vs[i + 1 :])
+                        o, rest = outer[: m - i - 1], vs[i + 1 :]
+                        np.multiply(u[c, c + 1 : j2, None], e, out=o)
+                        np.subtract(rest, o, out=rest)
                 np.multiply(ev[:m], s_col, out=err[j1 - i1 : j2 - i1])  # back to weight units
                 if j2 < i2:
                     wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
@@ -841,17 +866,16 @@ def gptq(
                 # q = clip(rint(row / s)); e = (row - q s) / U_cc, in place (no temporaries)
                 np.divide(row, s_col, out=q)
                 np.rint(q, out=q)
-                np.maximum(q, lo, out=q)
-                np.minimum(q, hi, out=q)
+                _clip(q, lo, hi, out=q)
                 codes_t[c] = q
                 np.multiply(q, s_col, out=q)
                 e = err[c - i1]
                 np.subtract(row, q, out=e)
                 np.divide(e, ucc[c], out=e)
                 if c + 1 < j2:
-                    k = j2 - c - 1
-                    np.multiply(u[c, c + 1 : j2, None], e[None, :], out=outer[:k])
-                    np.subtract(rows[i + 1 :], outer[:k], out=rows[i + 1 :])
+                    o, rest = outer[: j2 - c - 1], rows[i + 1 :]
+                    np.multiply(u[c, c + 1 : j2, None], e, out=o)
+                    np.subtract(rest, o, out=rest)
             if j2 < i2:
                 wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
         if i2 < inn:
