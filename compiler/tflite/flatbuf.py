@@ -415,7 +415,8 @@ class Builder:
         if fb.nested:
             raise flatbuffers.builder.IsNestedError()
         self._prep(4, itemsize * count)
-        self._prep(alignment, itemsize * count)
+        if alignment > 4:  # (after Prep(4, n), a Prep of 4 bytes or fewer for n is a no-op)
+            self._prep(alignment, itemsize * count)
         head = fb.head - len(payload)
         fb.Bytes[head : fb.head] = payload
         head -= 4
@@ -434,7 +435,8 @@ class Builder:
             if off is not None:
                 return off
             try:  # the little-endian bytes numpy makes of Python integers in range
-                payload = _structs(_INT_FORMATS[kind], len(arr)).pack(*arr)
+                n = len(arr)
+                payload = (_INT_STRUCTS[kind][n] if n <= 64 else _structs(_INT_FORMATS[kind], n)).pack(*arr)
             except struct.error:  # (anything else: as numpy converts it)
                 payload = None
             if payload is not None:
