@@ -856,31 +856,33 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
 
     from xdsl.dialects.builtin import FloatAttr
 
-    from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType
     from tflquant.ir import RELEASE_MIN_FILE, release_payload, value_name
-    from tflquant.passes.quantize_weights import SQNR_ATTR
+    from tflquant.passes.quantize_weights import SQNR_ATTR, blockwise_sqnr_db, nested_ops
+
+    # (each class judged once: xDSL's op classes are ABCs, whose isinstance is slow)
+    is_tfl, is_const, is_dequantize, is_reshape = class_test(tfl.TflOp), class_test(tfl.ConstOp), class_test(tfl.DequantizeOp), class_test(tfl.ReshapeOp)
+    is_quantized = class_test((UniformQuantizedType, BlockwiseQuantizedType))
 
     def source(v: Any) -> tuple[Any, str, int | None] | None:
         """(quantized const op, read, block) behind operand v."""
-        o = getattr(v, "owner", None)
+        o = v.owner
         block = None
-        if isinstance(o, tfl.ReshapeOp) and isinstance(o.inputs[0].owner, tfl.DequantizeOp):
+        if is_reshape(o) and is_dequantize(o.inputs[0].owner):
             dq = o.inputs[0].owner
             c = dq.inputs[0].owner
-            if isinstance(c, tfl.ConstOp) and isinstance(t := c.result.type, TensorType) and len(t.get_shape()) == 2:
+            if is_const(c) and isinstance(t := c.result.type, TensorType) and len(t.get_shape()) == 2:
                 block = t.get_shape()[1]
             o = dq
         read = "hybrid"
-        if isinstance(o, tfl.DequantizeOp):
+        if is_dequantize(o):
             o, read = o.inputs[0].owner, "dequantize"
-        if isinstance(o, tfl.ConstOp) and isinstance(t := o.result.type, TensorType):
-            if isinstance(t.element_type, (UniformQuantizedType, BlockwiseQuantizedType)):
-                return o, read, block
+        if is_const(o) and isinstance(t := o.result.type, TensorType) and is_quantized(t.element_type):
+            return o, read, block
         return None
 
     out = []
-    for op in module.walk():
-        if not isinstance(op, tfl.TflOp) or isinstance(op, (tfl.DequantizeOp, tfl.ReshapeOp)) or not op.results:
+    for op in nested_ops(module):
+        if not is_tfl(op) or is_dequantize(op) or is_reshape(op) or not op.results:
             continue
         for v in op.operands:
             src = source(v)
@@ -899,7 +901,7 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
             elif isinstance(e, BlockwiseQuantizedType):
                 gran, block = "block", e.block_size.data
                 if w is not None and w.size == q.size:
-                    db = weight_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), e.dequantize(q.astype(np.float32)), 1.0, 0.0)
+                    db = blockwise_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), q, e.scale_array(), block)
             else:
                 s = e.scale_array().astype(np.float32)
                 shape = [1] * q.ndim
@@ -1171,14 +1173,19 @@ _SKIP = ("tfl.const", "tfl.no_value", "tfl.variable", "tfl.sparse_const", "tfl.p
 
 
 
+# (each class judged once: xDSL's attribute and op classes are ABCs, whose isinstance is slow)
+_is_tensor, _is_op = class_test(TensorType), class_test(Operation)
+_is_uniform, _is_blockwise = class_test(UniformQuantizedType), class_test(BlockwiseQuantizedType)
+
+
 def _elem_kind(t: Any) -> str | None:
     """'q8' / 'q16' / 'q' (other quantized), 'f' (float), 'i' (integer/bool), None (not a tensor)."""
-    if not isinstance(t, TensorType):
+    if not _is_tensor(t):
         return None
     e = t.element_type
-    if isinstance(e, UniformQuantizedType):
+    if _is_uniform(e):
         return "q8" if e.bits == 8 else "q16" if e.bits == 16 else "q"
-    if isinstance(e, BlockwiseQuantizedType):
+    if _is_blockwise(e):
         return "q"
     return "f" if tfl.is_float_tensor(t) else "i"
 
@@ -1188,7 +1195,7 @@ _CONST_NAMES = frozenset(("tfl.const", "tfl.sparse_const", "tfl.pseudo_const"))
 
 def _is_const(v: Any) -> bool:
     owner = getattr(v, "owner", None)
-    return isinstance(owner, Operation) and owner.name in _CONST_NAMES
+    return _is_op(owner) and owner.name in _CONST_NAMES
 
 
 def _classify(op: Operation) -> str:
@@ -1204,7 +1211,7 @@ def _classify(op: Operation) -> str:
         weight_kinds: set[str | None] = set()
         for v in op.operands:
             owner = v.owner
-            owner_name = owner.name if isinstance(owner, Operation) else None
+            owner_name = owner.name if _is_op(owner) else None
             if owner_name in _CONST_NAMES:
                 weight_kinds.add(_elem_kind(v.type))
             elif owner_name != "tfl.variable":
