@@ -1,7 +1,8 @@
 """The quantized types and attributes quantize-weights builds without xDSL's checks equal the
 checked ones: UniformQuantizedType.make (float32 scales taken as they are, other numbers
 rounded once through float64) against the checked constructor, its verify's one-pass scale
-test against the named errors, float64_attr against FloatAttr."""
+test against the named errors, float64_attr against FloatAttr. The report's blockwise SQNR
+(no dequantized copy) against sqnr_db of the dequantized weight."""
 
 from __future__ import annotations
 
@@ -56,3 +57,15 @@ def test_float64_attr_equals_float_attr(v):
     a, b = float64_attr(v), FloatAttr(v, Float64Type())
     assert a == b and hash(a) == hash(b)
     a.verify()
+
+
+@pytest.mark.parametrize("shape, block", [((96, 256), 32), ((3000, 64), 64), ((7, 3, 64), 32), ((2, 3, 4, 128), 128), ((1, 256), 32), ((64,), 32)])
+def test_blockwise_sqnr_equals_sqnr_of_the_dequantized_weight(shape, block):
+    """The report's blockwise SQNR (slice by slice, no dequantized copy) is sqnr_db of the
+    dequantized weight, to the bit (several slices of rows, rank 1 to 4)."""
+    from tflquant.passes.quantize_weights import blockwise_sqnr_db, quantize_blockwise, sqnr_db
+
+    w = np.random.default_rng(3).standard_t(3, shape).astype(np.float32)
+    q, t = quantize_blockwise(w, block, 4)
+    want = sqnr_db(w.reshape(q.shape), t.dequantize(q.astype(np.float32)), 1.0, 0.0)
+    assert blockwise_sqnr_db(w.reshape(q.shape), q, t.scale_array(), block) == want
