@@ -151,6 +151,9 @@ RAW_QUANT = [
     ("nan scale", [float("nan")], [0], r"has scale nan"),
     ("zero point range", [0.1], [300], r"tensor 'relu' .*: zero point 300 is outside the int8 range \(-128, 127\)"),
     ("scales vs zero points", [0.1, 0.2, 0.3], [0, 0], r"has 3 scale\(s\) and 2 zero point\(s\)"),
+    ("inf scale per axis", [0.1, float("inf"), 0.3], [0, 0, 0], r"tensor 'relu' .* has scale inf; scales must be finite and positive"),
+    ("nan scale per axis", [0.1, 0.2, float("nan")], [0, 0, 0], r"has scale nan"),
+    ("zero point range per axis", [0.1, 0.2, 0.3], [0, -200, 5], r"tensor 'relu' .*: zero point -200 is outside the int8 range \(-128, 127\)"),
 ]
 
 

@@ -428,7 +428,8 @@ def _check_quantization(q: Table, label: str, tname: str, shape: list[int], out:
         return
     if n_zp and n_zp != n_sc:
         out.append(f"{label} has {n_sc} scale(s) and {n_zp} zero point(s)")
-    if not (0 < sc.min() and sc.max() < math.inf):  # type: ignore[union-attr] # (NaN fails both)
+    lo, hi = (sc[0], sc[0]) if n_sc == 1 else (sc.min(), sc.max())  # type: ignore[index, union-attr] # (numpy's reductions cost more than one value needs)
+    if not (0 < lo and hi < math.inf):  # (NaN fails both)
         bad = next(float(s) for s in sc if not (math.isfinite(s) and s > 0))  # type: ignore[union-attr]
         out.append(f"{label} has scale {bad}; scales must be finite and positive")
     if n_sc > 1:
@@ -437,8 +438,10 @@ def _check_quantization(q: Table, label: str, tname: str, shape: list[int], out:
         elif shape[qd] != n_sc:
             out.append(f"{label}: {n_sc} scales along dimension {qd}, which has size {shape[qd]}")
     rng = _INT_RANGE.get(tname)
-    if rng is not None and zp is not None and n_zp and (int(zp.min()) < rng[0] or int(zp.max()) > rng[1]):
-        out.append(f"{label}: zero point {int(zp.min()) if int(zp.min()) < rng[0] else int(zp.max())} is outside the {tname.lower()} range {rng}")
+    if rng is not None and zp is not None and n_zp:
+        zlo, zhi = (int(zp[0]),) * 2 if n_zp == 1 else (int(zp.min()), int(zp.max()))
+        if zlo < rng[0] or zhi > rng[1]:
+            out.append(f"{label}: zero point {zlo if zlo < rng[0] else zhi} is outside the {tname.lower()} range {rng}")
 
 
 def _check_strings(raw: bytes, elems: int, label: str, out: _Problems) -> None:

@@ -58,6 +58,7 @@ _NAMES_OF_CODE = {v: k for k, v in schema.BUILTIN_CODES.items()}
 
 
 _TYPE_CODES: dict[Attribute, int] = {}  # element type -> TensorType code, as _element_code finds it
+_INT_CODES: dict[tuple[int, int], int] = {}  # an IntegerType's (width, signedness) -> its code
 # the element classes without parameters -> their TensorType code
 _CODE_OF_CLASS = {c: schema.TENSOR_TYPES[n] for c, n in ((Float32Type, "FLOAT32"), (Float16Type, "FLOAT16"), (Float64Type, "FLOAT64"), (BFloat16Type, "BFLOAT16"))}
 
@@ -81,6 +82,12 @@ def _type_code(elem: Attribute) -> int:
         return code
     if _quant_kind(elem):
         elem = elem.storage_type  # type: ignore[attr-defined]
+    if type(elem) is IntegerType:  # by (width, signedness): no attribute hash
+        key = (elem.width.data, elem.signedness.data.value)  # type: ignore[attr-defined]
+        code = _INT_CODES.get(key)
+        if code is None:
+            code = _INT_CODES[key] = _element_code(elem)
+        return code
     code = _TYPE_CODES.get(elem)
     if code is None:
         code = _TYPE_CODES[elem] = _element_code(elem)
