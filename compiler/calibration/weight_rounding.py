@@ -285,6 +285,7 @@ def search_scales(
     ratios: tuple[float, ...] | None = DEFAULT_RATIOS,
     fp16: bool = False,
     min_scale: float = 0.0,
+    work: dict | None = None,
 ) -> np.ndarray:
     """One scale per row of `groups` [G, n]: absmax / qmax times the ratio in `ratios` that
     minimises sum_j weights_j (w_j - s q_j)^2 (weights broadcast against `groups`; None =
@@ -324,7 +325,7 @@ def search_scales(
     p = None if weights is None else np.asarray(weights, np.float32)
     if p is not None and p.ndim < 2:
         p = p.reshape(1, -1)
-    return _search([g], p, qmin, qmax, ratios, fp16, min_scale)
+    return _search([g], p, qmin, qmax, ratios, fp16, min_scale, work)
 
 
 def search_scales_many(
@@ -372,9 +373,12 @@ def _slices(parts: list[np.ndarray], rows: int):
         yield c0, pieces
 
 
-def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int, ratios, fp16: bool, min_scale: float) -> np.ndarray:
+def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int, ratios, fp16: bool, min_scale: float, work: dict | None = None) -> np.ndarray:
     """search_scales of the groups of the float32 arrays `parts` [G_i, n], in order (p: the
-    weights of a single array, [1 or G, n], or None)."""
+    weights of a single array, [1 or G, n], or None). `work`: a dict whose work buffers the
+    search reuses (and leaves its own in), for a caller that searches again and again (GPTQ:
+    fresh buffers cost their page faults on every search, measured 0.5x the time of a
+    512 x 32 one)."""
     rs = sorted({float(r) for r in ratios if 0 < float(r) < 1.0}, reverse=True) if ratios is not None else []
     G, n = sum(g.shape[0] for g in parts), parts[0].shape[1]
     if not rs or G * n == 0:
@@ -386,7 +390,7 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     # them out; with weights nothing is ruled out: every coarse point at once (one evaluation)
     first = coarse if not steps or p is not None else coarse[:2]
     k = max(2, len(first))
-    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (k * n)), G), k)
+    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (k * n)), G), k, work)
     last, tr = len(grid) - 1, st.transposed
     first_idx = np.array(first, np.intp)[:, None]
     sp = None
@@ -399,9 +403,9 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     for c0, pieces in _slices(parts, st.rows):
         m = sum(x.shape[0] for x in pieces)
         c1 = c0 + m
-        gc = pieces[0] if len(pieces) == 1 or tr else np.concatenate(pieces)
-        if not tr and not gc.flags.c_contiguous:  # (a transposed weight's groups: the evaluations read it row by row)
-            gc = np.ascontiguousarray(gc)
+        gc = pieces[0]
+        if not tr and (len(pieces) > 1 or not gc.flags.c_contiguous):  # together, in C order (the evaluations read it row by row)
+            gc = np.concatenate(pieces, out=st.g[: m * n].reshape(m, n))
         pc = None if sp is None else sp_row if sp.shape[0] == 1 else sp[c0:c1]
         if tr:
             gt = st.g[: m * n].reshape(n, m)
@@ -417,8 +421,8 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
                 pc = np.ascontiguousarray(pc.T)
             a = st.u[: m * n].reshape(n, m)
             amax = np.abs(gc, out=a).max(axis=0)  # the max along rows of many groups
-        else:
-            amax = abs_row_max(gc)
+        else:  # abs_row_max, its bit patterns in a work buffer
+            amax = np.bitwise_and(gc.view(np.uint32), np.uint32(0x7FFFFFFF), out=st.q[: m * n].view(np.uint32).reshape(m, n)).max(axis=1).view(np.float32)
         if not amax.min() > 0:  # an all-zero group (or NaN): base 1 (as _absmax_scales); every error 0, so it keeps ratio 1.0
             amax = np.where(amax > 0, amax, np.float32(qmax))
         bc = amax / np.float32(qmax)
@@ -507,6 +511,15 @@ def _absmax_scales(amax: np.ndarray, qmax: int, fp16: bool, min_scale: float) ->
     return zero, base, _finish_scales(base, fp16, min_scale)
 
 
+def _buffer(work: dict, name: str, size: int) -> np.ndarray:
+    """A float32 work buffer of at least `size` elements: work[name] where it is big enough
+    (else a new one, kept there)."""
+    b = work.get(name)
+    if b is None or b.size < size:
+        b = work[name] = np.empty(size, np.float32)
+    return b
+
+
 def _keep_better(best_i: np.ndarray, best_e: np.ndarray, i: np.ndarray | int, e: np.ndarray) -> None:
     """Where e < best_e: the candidate (grid index i, error e) replaces the best, in place
     (putmask: half the time of copyto(where=) on 4096 groups)."""
@@ -519,14 +532,15 @@ class _Search:
     float32 buffers of k candidates x one chunk of groups, reused by every evaluation: the
     passes stay in cache and allocate nothing)."""
 
-    def __init__(self, grid: np.ndarray, n: int, qmin: int, qmax: int, fp16: bool, min_scale: float, rows: int, k: int):
+    def __init__(self, grid: np.ndarray, n: int, qmin: int, qmax: int, fp16: bool, min_scale: float, rows: int, k: int, work: dict | None = None):
         self.grid, self.n, self.rows = grid, n, rows
         self.transposed = n < TRANSPOSE_BELOW
         self.lo, self.hi = np.float32(qmin), np.float32(qmax)
         self.fp16, self.min_scale = fp16, np.float32(min_scale)
-        self.u = np.empty(k * rows * n, np.float32)  # k: the most candidates evaluated at once
-        self.q = np.empty_like(self.u)
-        self.g = np.empty(rows * n if self.transposed else 0, np.float32)  # a chunk transposed
+        work = {} if work is None else work
+        self.u = _buffer(work, "u", k * rows * n)  # k: the most candidates evaluated at once
+        self.q = _buffer(work, "q", k * rows * n)
+        self.g = _buffer(work, "g", rows * n)  # a chunk transposed, or several pieces of one
         self.clamp16 = self.clampmin = self.big = False
 
     def chunk(self, base: np.ndarray) -> None:
@@ -773,6 +787,7 @@ def gptq(
     use_ratios = ratios if clip and bits < 8 else None
 
     w = w.astype(np.float32, copy=True)
+    work: dict = {}  # the scale searches' work buffers, reused by each search of this weight
     diag = np.diag(h).astype(np.float64)
     dead = ~(diag > 0)
     w[:, dead] = 0.0  # inputs that are always zero: their weights never matter
@@ -788,7 +803,7 @@ def gptq(
             scales = np.array([tensor_scale], np.float32)
         else:
             p = lay.groups(np.broadcast_to(msq.astype(np.float32), w.shape)) if np.any(msq > 0) else None
-            scales = lay.scales_of_groups(search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16))
+            scales = lay.scales_of_groups(search_scales(lay.groups(w), qmin, qmax, p, use_ratios, fp16, work=work))
         st = np.ascontiguousarray(lay.expand(scales).T[perm], np.float32)
     wt = np.ascontiguousarray(w.T[perm])  # [in, out], row c = column perm[c] of W
     del w
@@ -832,7 +847,7 @@ def gptq(
             if uniform:
                 if dynamic:
                     pw = msq_p[None, j1:j2] if np.any(msq_p[j1:j2] > 0) else None
-                    s_col = search_scales(rows.T, qmin, qmax, pw, use_ratios, fp16)
+                    s_col = search_scales(rows.T, qmin, qmax, pw, use_ratios, fp16, work=work)
                     scales[:, j1 // block_size] = s_col
                 m = j2 - j1
                 vs = v[:m]
@@ -858,7 +873,7 @@ def gptq(
                     if c % block_size == 0:
                         blk = wt[c : c + block_size].T
                         pw = msq_p[None, c : c + block_size] if np.any(msq_p[c : c + block_size] > 0) else None
-                        s_col = search_scales(blk, qmin, qmax, pw, use_ratios, fp16)
+                        s_col = search_scales(blk, qmin, qmax, pw, use_ratios, fp16, work=work)
                         scales[:, c // block_size] = s_col
                 else:
                     s_col = st[c]  # type: ignore[index]
