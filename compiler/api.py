@@ -1025,13 +1025,14 @@ def _float_weights(module: ModuleOp, min_elements: int) -> dict[str, Any]:
 
     from xdsl.dialects.builtin import Float32Type
 
+    from tflquant.passes.quantize_weights import nested_ops
+
     out = {}
     least = min(min_elements, 1024)
-    const_op = class_test(tfl.ConstOp)
-    for op in module.walk():
-        is_const = const_op(op)
+    const_op, f32 = class_test(tfl.ConstOp), class_test(Float32Type)
+    for op in nested_ops(module):
         # (a float32 constant's payload is float32: its element type says it before any numpy)
-        if is_const and isinstance(t := op.result.type, TensorType) and isinstance(t.element_type, Float32Type):
+        if const_op(op) and _is_tensor(t := op.result.type) and f32(t.element_type):
             shape = t.get_shape()
             if all(d >= 0 for d in shape) and math.prod(shape) < least:
                 continue  # too small to be quantized: no payload read

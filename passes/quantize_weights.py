@@ -191,6 +191,18 @@ def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
     return out
 
 
+def _round_on(w: np.ndarray, axis: int | None, bits: int, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """round_tensor(w, axis, bits, "channel" (axis) or "tensor" (None), group_scales=scales)
+    of a finite weight: (codes, float32 scales, shape (channels,) or (1,)), the codes rint(w /
+    s) in the narrow range by _round, a slice of rows at a time while it is in cache (the
+    same divisions: the same codes)."""
+    s = np.asarray(scales, np.float32).reshape(-1)
+    qmax = (1 << (bits - 1)) - 1
+    if axis is None:
+        return _round(w, s[0], qmax), s
+    return _round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax), s
+
+
 def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False) -> tuple[np.ndarray, np.ndarray, float | None] | None:
     """choose_scales and _round of the rows of w2 [C, K] (per channel along axis 0) in one
     pass over the weight: a slice of rows at a time, its max|w|, scales and codes while it
@@ -693,6 +705,8 @@ class QuantizeWeights(ModulePass):
         if found is not None:
             if chosen is not None:
                 chosen.append("mse")
+            if fmt.granularity != "block":
+                return _round_on(w, axis if fmt.granularity == "channel" else None, fmt.bits, found)
             return round_tensor(w, axis, fmt.bits, fmt.granularity, fmt.block_size, fp16_scales=fp16_scales, group_scales=found, finite=True)
         return round_layer_weight(getattr(self, "statistics", None), v, w, axis, fmt.bits, fmt.granularity, fmt.block_size, self.weight_rounding, fp16_scales, chosen)
 

@@ -2,7 +2,8 @@
 checked ones: UniformQuantizedType.make (float32 scales taken as they are, other numbers
 rounded once through float64) against the checked constructor, its verify's one-pass scale
 test against the named errors, float64_attr against FloatAttr. The report's blockwise SQNR
-(no dequantized copy) against sqnr_db of the dequantized weight."""
+(no dequantized copy) against sqnr_db of the dequantized weight; the pass's own rounding on a
+batched search's scales against round_tensor."""
 
 from __future__ import annotations
 
@@ -69,3 +70,20 @@ def test_blockwise_sqnr_equals_sqnr_of_the_dequantized_weight(shape, block):
     q, t = quantize_blockwise(w, block, 4)
     want = sqnr_db(w.reshape(q.shape), t.dequantize(q.astype(np.float32)), 1.0, 0.0)
     assert blockwise_sqnr_db(w.reshape(q.shape), q, t.scale_array(), block) == want
+
+
+@pytest.mark.parametrize("shape, axis", [((40, 24), 0), ((3, 5, 7, 16), 3), ((6, 70000 // 6), 0), ((300,), 0), ((9, 33), None)])
+def test_rounding_on_found_scales_equals_round_tensor(shape, axis):
+    """quantize-weights rounds a weight on its batched search's scales itself, slice by slice
+    (channel on any axis, or one scale): round_tensor's codes and scales."""
+    from tflquant.calibration.weight_rounding import qrange, round_tensor, search_scales_many, tensor_groups
+    from tflquant.passes.quantize_weights import _round_on
+
+    w = np.random.default_rng(5).standard_t(3, shape).astype(np.float32)
+    gran = "tensor" if axis is None else "channel"
+    qmin, qmax = qrange(4)
+    found = search_scales_many([tensor_groups(w, axis, gran)], qmin, qmax)[0]
+    want = round_tensor(w, axis, 4, gran, group_scales=found, finite=True)
+    got = _round_on(w, axis, 4, found)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
