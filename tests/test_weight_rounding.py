@@ -346,3 +346,127 @@ def test_round_tensor_with_found_scales_is_its_own_search(shape, axis, gran):
     bad.reshape(-1)[7] = np.nan
     with pytest.raises(TflquantError, match="NaN"):  # unless told finite, found scales do not skip the check
         wr.round_tensor(bad, axis, 4, gran, 32, group_scales=found)
+
+
+def _plan_reference(groups: np.ndarray, qmin: int, qmax: int, p: np.ndarray | None, fp16: bool, min_scale: float = 0.0) -> np.ndarray:
+    """search_scales written out plainly (a brute-force reference): every grid ratio's
+    float32 error on every group (the arithmetic _errors uses: u = w * (1 / s), q =
+    clip(rint(u)), (u - q) * sqrt(p), the squares summed as the search sums them (one
+    after the other along a short group, numpy's row sum along a long one), times s^2),
+    then search_plan's decisions group by group: the first coarse points (all of them with
+    weights), the later ones where the largest |w| does not rule them out (a ruled-out
+    point counts as inf for a short group's first-step side, and may not win), the steps."""
+    g = np.asarray(groups, np.float32)
+    G, n = g.shape
+    lo, hi = np.float32(qmin), np.float32(qmax)
+    grid = np.array([1.0, *sorted((r for r in wr.DEFAULT_RATIOS if r < 1), reverse=True)], np.float32)
+    coarse, steps = wr.search_plan(len(grid))
+    amax = np.max(np.abs(g), axis=1)
+    amax = np.where(amax > 0, amax, np.float32(qmax))
+    base = amax / np.float32(qmax)
+    sp = None if p is None else np.sqrt(np.maximum(np.broadcast_to(np.asarray(p, np.float32), g.shape), np.float32(0)))
+    scales, errors = [], []
+    for r in grid:
+        s = base * r
+        if fp16:
+            s = np.maximum(s, np.float32(wr.FP16_TINY)).astype(np.float16).astype(np.float32)
+        s = np.maximum(s, np.float32(min_scale))
+        u = g * (np.float32(1) / s)[:, None]
+        d = u - np.clip(np.rint(u), lo, hi)
+        if sp is not None:
+            d = d * sp
+        if n < wr.TRANSPOSE_BELOW:  # a running sum along the group
+            e = np.zeros(G, np.float32)
+            for j in range(n):
+                e = e + d[:, j] * d[:, j]
+        else:
+            e = np.einsum("cn,cn->c", d, d)
+        scales.append(s)
+        errors.append(e * (s * s))
+    S, E = np.array(scales), np.array(errors)
+    out = np.empty(G, np.float32)
+    qm = np.float32(max(qmax, -qmin))
+    for i in range(G):
+        first = coarse if not steps or p is not None else coarse[:2]
+        best = first[0]
+        known = [np.inf] * (len(coarse) + 2)
+        for j, c in enumerate(first):
+            known[j + 1] = E[c, i]
+            if E[c, i] < E[best, i]:
+                best = c
+        for j in range(len(first), len(coarse)):
+            c = coarse[j]
+            upper = base[i] * np.float32(grid[c] * (1 + 2.0**-10))
+            if fp16:
+                upper = max(upper, np.float32(wr.FP16_TINY))
+            upper = max(upper, np.float32(min_scale))
+            clipped = np.float32(max(amax[i] - upper * qm, np.float32(0)))
+            if clipped * clipped <= E[best, i] * np.float32(wr.PRUNE_MARGIN):
+                known[j + 1] = E[c, i]
+            if E[c, i] < E[best, i]:  # (a ruled-out point cannot win: checked, not assumed)
+                best = c
+        for t, h in enumerate(steps):
+            if t == 0 and n < wr.TRANSPOSE_BELOW:
+                at = best // (2 * h)
+                cands = [best - h if known[at] < known[at + 2] else best + h]
+            else:
+                cands = [best + h, best - h]
+            for c in cands:
+                c = min(max(c, 0), len(grid) - 1)
+                if E[c, i] < E[best, i]:
+                    best = c
+        out[i] = S[best, i]
+    return out
+
+
+def test_search_equals_plain_reference(monkeypatch):
+    """search_scales (slices, transposed short groups, ruled-out coarse points skipped or
+    evaluated on the groups left gathered, all coarse points at once with weights, work
+    buffers reused from search to search, Fortran-order groups, a broadcast weight row)
+    picks the scales _plan_reference picks bit for bit: unweighted and weighted, short and
+    long groups, an all-zero group, groups small enough for the fp16 clamp, either
+    rounding range. Small slices (SEARCH_CHUNK, COMPACT_MIN patched) so that a few
+    hundred groups span many of them."""
+    monkeypatch.setattr(wr, "SEARCH_CHUNK", 1 << 11)
+    monkeypatch.setattr(wr, "COMPACT_MIN", 1 << 8)
+    rng = np.random.default_rng(11)
+    work: dict = {}
+    for n, G, fp16 in ((32, 300, True), (128, 90, False), (16, 200, False), (96, 40, True)):
+        g = (rng.standard_t(3, size=(G, n)) * 0.02).astype(np.float32)
+        g[3] = 0.0
+        g[5] *= np.float32(1e-7)
+        msq = (rng.random(n) ** 4 * 50).astype(np.float32)
+        msq[: n // 8] = 0.0
+        for narrow in (True, False):
+            lo, hi = wr.qrange(4, narrow)
+            for p in (None, msq):
+                want = _plan_reference(g, lo, hi, p, fp16)
+                wide = None if p is None else np.broadcast_to(msq, g.shape)  # rows of one row: read as that row
+                for groups, weights, w in ((g, p, None), (np.asfortranarray(g), wide, work), (g, wide, work)):
+                    got = wr.search_scales(groups, lo, hi, weights, fp16=fp16, work=w)
+                    assert got.dtype == np.float32 and got.tobytes() == want.tobytes(), (n, narrow, p is None)
+    assert {"u", "q", "g"} <= set(work)  # the work buffers were kept for the next search
+
+
+@pytest.mark.parametrize("n", [128, 256, 384, 512])
+def test_inverse_factor_reuses_the_cholesky_block_inverses(n, monkeypatch):
+    """_inverse_hessian_factor inverts the diagonal blocks of L that the blocked Cholesky
+    already inverted only once (a leaf of the inversion at a block's offset and size is
+    that block): the same factor bit for bit as inverting every leaf again, with fewer
+    np.linalg.inv calls where the leaves are the Cholesky's blocks (n = 128 * 2^j)."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n // 2, n)).astype(np.float32)
+    x[:, :2] *= 100.0
+    h = x.T @ x
+    calls = []
+    inv = np.linalg.inv
+    monkeypatch.setattr(np.linalg, "inv", lambda a: calls.append(a.shape[0]) or inv(a))
+    got = wr._inverse_hessian_factor(h, 0.01)
+    reused = len(calls)
+    calls.clear()
+    invert = wr._invert_lower_in_place
+    monkeypatch.setattr(wr, "_invert_lower_in_place", lambda l, inverses=None, at=0: invert(l))  # every leaf inverted again
+    want = wr._inverse_hessian_factor(h, 0.01)
+    assert got.tobytes() == want.tobytes()
+    blocks = -(-n // 128)
+    assert reused == (blocks if n in (128, 256, 512) else len(calls)) and reused <= len(calls)
