@@ -136,6 +136,20 @@ def test_hessian_same_bits_however_the_rows_arrive():
     pieces.stats()
     assert pieces.rows["x"] == len(x)
     assert np.array_equal(pieces.xtx["x"], whole.xtx["x"])  # bit for bit
+    # whole chunks are folded from the observed array itself: at any alignment, from a
+    # column-major array (copied), and with rows holding NaN / Inf left out
+    flat = np.empty(x.size + 1, np.float32)
+    odd = flat[1:].reshape(x.shape)  # 4 bytes off the allocation's alignment
+    odd[...] = x
+    bad = np.insert(x, [7, 2000], np.float32(np.nan), axis=0)
+    bad[2001, 3] = np.inf
+    for rows in (odd, np.asfortranarray(x), bad, x.astype(np.float64)):
+        other = hessian.InputHessians({"x": 40})
+        other.observe("x", rows[:1100])
+        other.observe("x", rows[1100:])
+        other.stats()
+        assert other.rows["x"] == len(x) and np.array_equal(other.xtx["x"], whole.xtx["x"])
+        assert other.skipped["x"] == (2 if rows is bad else 0)
     ref = x.astype(np.float64).T @ x.astype(np.float64)
     assert np.allclose(whole.xtx["x"], ref, rtol=1e-5, atol=1e-3 * np.abs(ref).max() * 1e-3)
 
@@ -211,33 +225,106 @@ def test_gptq_rescues_a_layer_round_to_nearest_loses():
     assert db > 20.0, db  # the measured fallback's floor (measured 33.5 dB; 20.4 with 16 samples)
 
 
-def test_statistics_run_cuts_what_no_layer_input_needs():
-    """collect runs the model without the ops after the last matmul input (a decoder's LM
-    head, softmax): the same matrices as the whole model's run, the model itself unchanged."""
-    from tflquant.calibration.calibrate import calibrate
+def _dead_branch_model(rng: np.random.Generator) -> bytes:
+    """x [4, 32] read by FC 'a', by ADD 'xs' (read by FC 'b') and by a dead TANH (a model
+    output no layer input needs); FC 'a' -> RELU 'r' -> FC 'head' -> SOFTMAX (logits)."""
+    g = GraphBuilder("main", {"x": ((4, 32), np.float32)})
+    w = lambda o, i, name: g.const(rng.standard_normal((o, i)).astype(np.float32), name)  # noqa: E731
+    h = g.op("FULLY_CONNECTED", [g.x, w(16, 32, "w_a"), g.no_value()], (4, 16), name="a")
+    dead = g.op("TANH", [g.x], (4, 32), name="dead")
+    xs = g.op("ADD", [g.x, g.const(np.linspace(-1, 1, 32, dtype=np.float32), "shift")], (4, 32), name="xs")
+    b = g.op("FULLY_CONNECTED", [xs, w(8, 32, "w_b"), g.no_value()], (4, 8), name="b")
+    r = g.op("RELU", [h], (4, 16), name="r")
+    y = g.op("FULLY_CONNECTED", [r, w(64, 16, "w_head"), g.no_value()], (4, 64), name="head")
+    s = g.op("SOFTMAX", [y], (4, 64), name="probs", beta=1.0)
+    return g.tflite([s, dead, b])
+
+
+def _whole_run_statistics(m, x: np.ndarray) -> hessian.InputHessians:
+    """The matrices from the whole model's run (every op, every value offered to the store)."""
+    from tflquant.ir import value_name
+    from tflquant.reference.interpreter import Interpreter
+
+    full = hessian.InputHessians(*hessian.layer_inputs(m))
+    outs = Interpreter(m, stateful=True).run([x], observer=lambda v, a: full.observe(value_name(v), a))
+    assert len(outs) == 3
+    return full.stats()
+
+
+def test_statistics_run_runs_only_what_the_layer_inputs_need(monkeypatch):
+    """collect runs the plan cut to the ops the matmul inputs need (a shared input read by a
+    layer, an ADD and a dead TANH; after the last input, the head's FC and SOFTMAX): the
+    same matrices, bit for bit, as the whole model's run, serial and in parallel ranges; the
+    model unchanged."""
+    from tflquant.calibration.calibrate import _NamedObserver, _PlainCall
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+    from tflquant.ir import value_name
 
     rng = np.random.default_rng(3)
-    g = GraphBuilder("main", {"x": ((4, 32), np.float32)})
-    h = g.op("FULLY_CONNECTED", [g.x, g.const(rng.standard_normal((16, 32)).astype(np.float32), "w_a"), g.no_value()], (4, 16), name="a")
-    r = g.op("RELU", [h], (4, 16), name="r")
-    y = g.op("FULLY_CONNECTED", [r, g.const(rng.standard_normal((64, 16)).astype(np.float32), "w_head"), g.no_value()], (4, 64), name="head")
-    s = g.op("SOFTMAX", [y], (4, 64), name="probs", beta=1.0)
-    m = read_flatbuffer(g.tflite([s]))
+    m = read_flatbuffer(_dead_branch_model(rng))
     before = str(m)
-    cut = hessian.statistics_module(m)
-    kinds = [op.name for op in cut.walk() if op.name.startswith("tfl.") and op.name not in ("tfl.const", "tfl.no_value")]
-    assert kinds == ["tfl.fully_connected", "tfl.relu"]  # the head's FC and SOFTMAX are cut
+    data = {"x": rng.standard_normal((40, 4, 32)).astype(np.float32)}
+    full = _whole_run_statistics(m, data["x"])
+    assert set(full.xtx) == {"x", "xs", "r"}
+
+    store = hessian.InputHessians(*hessian.layer_inputs(m))
+    call = _PlainCall(_NamedObserver(store), store.observed_names, m)
+    it = interp_mod.Interpreter(m, stateful=True)
+    cut = interp_mod._pruned(it._plan(it.funcs[0]), call.observed)
+    ran = [value_name(v) for st in cut.steps for v in st.values]
+    assert ran == ["a", "xs", "r"]  # TANH, FC 'b', the head and SOFTMAX cut
+    assert cut.results == [] and it.run([data["x"]], observer=call, results=False) == []
+
+    for threads, min_elems in [(1, interp_mod.PARALLEL_MIN_ELEMS), (2, 0)]:  # serial; parallel ranges
+        monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", min_elems)
+        old = fk.set_threads(threads)
+        try:
+            st, _ = hessian.collect(m, data, batch_size=40)
+        finally:
+            fk.set_threads(old)
+        assert set(st.xtx) == set(full.xtx)
+        for k in st.xtx:
+            assert np.array_equal(st.xtx[k], full.xtx[k]) and st.rows[k] == full.rows[k] == 160, k
     assert str(m) == before
-    data = {"x": rng.standard_normal((10, 4, 32)).astype(np.float32)}
-    st, _ = hessian.collect(m, data)
-    full = hessian.InputHessians(*hessian.layer_inputs(m))
-    calibrate(m, data, observer=full, channel_means=False)
-    full.stats()
-    assert set(st.xtx) == {"x", "r"}
-    for k in st.xtx:
-        assert np.array_equal(st.xtx[k], full.xtx[k]) and st.rows[k] == full.rows[k] == 40
     relu = np.maximum(data["x"].reshape(-1, 32) @ _weight(m, "w_a").T, 0)
     np.testing.assert_allclose(st.xtx["r"], relu.T @ relu, rtol=1e-4, atol=1e-3)
+
+
+def test_observer_naming_its_values_is_called_for_those_only(monkeypatch):
+    """An observer with `observed` (value ids) is called for those values only; with
+    `range_samples` the parallel ranges have that many samples (each value: one call per
+    range, in range order)."""
+    from tflquant.reference import float_kernels as fk
+    from tflquant.reference import interpreter as interp_mod
+    from tflquant.ir import value_name
+
+    rng = np.random.default_rng(5)
+    m = read_flatbuffer(_dead_branch_model(rng))
+    values = {value_name(r): r for op in m.walk() for r in op.results}
+    x = rng.standard_normal((64, 4, 32)).astype(np.float32)
+
+    class Obs:
+        observed = frozenset({id(values["r"]), id(values["dead"])})
+        range_samples = 32
+
+        def __init__(self):
+            self.calls: list[tuple[str, int, float]] = []
+
+        def __call__(self, v, a):
+            self.calls.append((value_name(v), a.shape[0], float(a[0].reshape(-1)[0])))
+
+    monkeypatch.setattr(interp_mod, "PARALLEL_MIN_ELEMS", 0)
+    old = fk.set_threads(2)
+    try:
+        obs = Obs()
+        outs = interp_mod.Interpreter(m).run([x], observer=obs)
+    finally:
+        fk.set_threads(old)
+    dead = outs[1]
+    assert sorted({c[0] for c in obs.calls}) == ["dead", "r"]
+    got = [(n, k, f) for n, k, f in obs.calls if n == "dead"]
+    assert got == [("dead", 32, float(dead[0].reshape(-1)[0])), ("dead", 32, float(dead[32].reshape(-1)[0]))]
 
 
 def _weight(m, name: str) -> np.ndarray:

@@ -308,8 +308,8 @@ def shared_names(module: ModuleOp) -> frozenset[str]:
 
 def _run_batch(interp: Any, entry: Entry, arrays: list[np.ndarray], observe: Any, state: _State | None = None) -> None:
     name = entry.fn.sym_name.data
-    if state is None:
-        interp.run(arrays, observer=observe, func_name=name)
+    if state is None:  # (no outputs wanted: an observer naming its values runs only what they need)
+        interp.run(arrays, observer=observe, func_name=name, results=False)
     else:
         state.run(interp, name, arrays, observe)
 
@@ -523,10 +523,12 @@ def calibrate(
         if f.body.blocks:
             observe.readers_of(f.body.block)
     per_entry: dict[str, int] = {}
+    # an observer without reduce/merge (hessian.InputHessians) is called in sample order, for
+    # the values of its `observed_names` only (when it has them)
+    call = observe if hasattr(obs, "reduce") else _PlainCall(observe, getattr(obs, "observed_names", None), interp.module or module)
     try:
         with blas_threads(threads):
-            # an observer without reduce/merge (hessian.InputHessians) is called in sample order
-            _run_plan(plan, interp, observe if hasattr(obs, "reduce") else observe.__call__, batch_size, max_samples, where, bar, per_entry, state)
+            _run_plan(plan, interp, call, batch_size, max_samples, where, bar, per_entry, state)
     finally:
         bar.close()
     n_samples = sum(per_entry.values())
@@ -668,6 +670,30 @@ class _NamedObserver:
     def merge(self, value: SSAValue, token: Any) -> None:
         if token is not None and token[1] is not None:
             self.obs.merge(*token)
+
+
+class _PlainCall:
+    """The interpreter's observer in front of a plain observer (no reduce/merge): every value
+    goes to it through `named`; with `names` (statistics keys), the ids of the values of the
+    module's functions that carry those keys are `observed` (the interpreter calls it for
+    those only, see tflquant.reference.interpreter); the observer's `range_samples`, if any,
+    goes to the interpreter too."""
+
+    def __init__(self, named: _NamedObserver, names: Collection[str] | None, module: ModuleOp):
+        self.named = named
+        if names is not None:
+            wanted = set(names)
+            values: list[SSAValue] = []
+            for f in _functions(module):
+                if f.body.blocks:
+                    values += f.body.blocks[0].args
+                values += [r for op in f.body.walk() for r in op.results]
+            self.observed = frozenset(id(v) for v in values if named._name(v) in wanted)
+        if (per := getattr(named.obs, "range_samples", None)) is not None:
+            self.range_samples = per
+
+    def __call__(self, value: SSAValue, array: np.ndarray) -> None:
+        self.named(value, array)
 
 
 def _run_plan(

@@ -14,17 +14,23 @@ DEQUANTIZE of an fp16 constant) of rank 2 [out, in], and BATCH_MATMUL whose y is
 constant holding one matrix ([1, .., in, out], or [.., out, in] with adj_y); the input's
 last dimension is `in`, every other axis of it (samples, sequence positions) is rows.
 
-Numerics and determinism: rows are buffered per input and folded into the float32
-accumulator `CHUNK_ROWS` rows at a time, cut at fixed positions of the global row order
-(the observer is a plain one, so the interpreter calls it in sample order, whatever the
-batch size or the parallel sample ranges): the result is the same bits however the rows
-arrive (any batching, any split into observe calls). Each fold is a BLAS product
+Numerics and determinism: rows are folded into the float32 accumulator `CHUNK_ROWS` rows
+at a time, cut at fixed positions of the global row order (the observer is a plain one, so
+the interpreter calls it in sample order, whatever the batch size or the parallel sample
+ranges): the result is the same bits however the rows arrive (any batching, any split into
+observe calls). A whole chunk inside one observed array is folded from that array; rows of
+a chunk that spans calls are copied into the input's chunk buffer (BLAS reads both the same
+way: same bits, measured at any alignment). Each fold is a BLAS product
 over at most COLUMN_BLOCK columns at a time (temporaries in x COLUMN_BLOCK x 4 bytes), on
 and above the diagonal only: the blocks above it general products of x's column slices
 (no transposed copy), the diagonal blocks numpy's symmetric product x^T x (SYRK: half the
 work, the same bits as the general product in OpenBLAS, measured); `stats()` mirrors the
-rest. The statistics run (`collect`) skips the ops that feed no matmul input
-(`statistics_module`: a decoder's LM head and logits).
+rest. The statistics run (`collect`) computes only what the matmul inputs need: the store
+names its keys (`observed_names`), calibrate asks the interpreter for no results, and the
+interpreter runs the plan cut to the steps those values need (interpreter._pruned: a
+decoder's LM head and logits are skipped, 40% of decoder_tiny's float multiply-adds),
+calling the observer for those values only, in parallel sample ranges of about CHUNK_ROWS
+rows (`range_samples`: each range folds its own chunk, and the ranges take turns on few values).
 Rows holding NaN or Inf are skipped (and counted in `warnings`).
 
 Peak memory while collecting: per distinct input of width n, the float32 matrix n^2 x 4
@@ -51,8 +57,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func
-from xdsl.dialects.builtin import Float16Type, Float32Type, FunctionType, ModuleOp, TensorType
+from xdsl.dialects.builtin import Float16Type, Float32Type, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from tflquant.dialects import tfl
@@ -143,9 +148,10 @@ class InputHessians:
         self.rows: dict[str, int] = {}
         self.skipped: dict[str, int] = {}  # rows with NaN / Inf
         self.factors: dict[str, dict] = {}  # GPTQ's inverse-Hessian factors, per input (weight_rounding.gptq)
-        self._buf: dict[str, list[np.ndarray]] = {}
-        self._buffered: dict[str, int] = {}
+        self._buf: dict[str, np.ndarray] = {}  # per input: a chunk buffer [M, CHUNK_ROWS, n]
+        self._buffered: dict[str, int] = {}  # its rows in use
         self.retain = False  # keep matrices after `take` (a second pipeline run will read them)
+        self.range_samples: int | None = None  # samples per parallel range calibrate asks for (collect)
         budget = max_bytes
         for k, n in sorted(self.widths.items(), key=lambda kn: kn[1]):  # narrow inputs first: most layers per byte
             m = int(np.prod(self.batches[k])) if k in self.batches else 1
@@ -159,6 +165,11 @@ class InputHessians:
             self.skipped[k] = 0
 
     # observer -----------------------------------------------------------------------
+    @property
+    def observed_names(self) -> frozenset[str]:
+        """The statistics keys it records (calibrate calls it for those values only)."""
+        return frozenset(self.widths)
+
     def observe(self, name: str, array: np.ndarray) -> None:
         n = self.widths.get(name)
         if n is None:
@@ -171,42 +182,53 @@ class InputHessians:
             if x is None:
                 return
             x = np.asarray(x, np.float32)
-            bad = ~np.isfinite(x).all(axis=(0, 2))
-            if bad.any():
+            if not np.isfinite(x.sum()):  # (a finite sum: every value finite)
+                bad = ~np.isfinite(x).all(axis=(0, 2))
                 self.skipped[name] += int(bad.sum())
                 x = x[:, ~bad]
-            rows = x.shape[1]
-            part = np.array(x, np.float32)
         else:
             x = x.reshape(-1, n)
             if x.dtype != np.float32:
                 x = x.astype(np.float32)
-            bad = ~np.isfinite(x).all(axis=1)
-            if bad.any():
+            if not np.isfinite(x.sum()):
+                bad = ~np.isfinite(x).all(axis=1)
                 self.skipped[name] += int(bad.sum())
                 x = x[~bad]
-            rows = len(x)
-            part = np.array(x, np.float32)[None]  # a copy: the interpreter may reuse its arrays
-        if not rows:
-            return
-        self._buf.setdefault(name, []).append(part)
-        self._buffered[name] = self._buffered.get(name, 0) + rows
-        if self._buffered[name] >= CHUNK_ROWS:
-            self._fold(name, final=False)
+            x = x[None]
+        if x.shape[1]:
+            self._push(name, x)
 
-    def _fold(self, name: str, final: bool) -> None:
-        parts = self._buf.pop(name, [])
-        if not parts:
-            return
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)  # [M, rows, n]
-        count = rows.shape[1]
-        full = count if final else count // CHUNK_ROWS * CHUNK_ROWS
-        for i in range(0, full, CHUNK_ROWS):
-            self._add(name, rows[:, i : i + CHUNK_ROWS])
-        rest = rows[:, full:]
-        self._buffered[name] = rest.shape[1]
-        if rest.shape[1]:
-            self._buf[name] = [rest]
+    def _push(self, name: str, x: np.ndarray) -> None:
+        """Rows x [M, rows, n] in global row order: whole chunks of CHUNK_ROWS rows are folded
+        straight from x (the interpreter's array, read before it may reuse it), the others
+        copied into the input's chunk buffer, folded when it is full."""
+        count = x.shape[1]
+        have = self._buffered.get(name, 0)
+        buf = self._buf.get(name)
+        i = 0
+        if have:  # fill the buffered chunk first
+            i = min(CHUNK_ROWS - have, count)
+            buf[:, have : have + i] = x[:, :i]  # type: ignore[index]
+            have += i
+            if have == CHUNK_ROWS:
+                self._add(name, buf)  # type: ignore[arg-type]
+                have = 0
+        rows_ok = x.strides[-1] == 4 and x.strides[-2] == 4 * x.shape[-1]  # each matrix's rows laid out as in a buffer
+        while count - i >= CHUNK_ROWS:
+            chunk = x[:, i : i + CHUNK_ROWS]
+            if not rows_ok:
+                if buf is None:
+                    buf = self._buf[name] = np.empty((x.shape[0], CHUNK_ROWS, x.shape[2]), np.float32)
+                buf[...] = chunk
+                chunk = buf
+            self._add(name, chunk)
+            i += CHUNK_ROWS
+        if i < count:
+            if buf is None:  # (untouched pages of a large buffer take no memory)
+                buf = self._buf[name] = np.empty((x.shape[0], CHUNK_ROWS, x.shape[2]), np.float32)
+            buf[:, : count - i] = x[:, i:]
+            have = count - i
+        self._buffered[name] = have
 
     def _add(self, name: str, xs: np.ndarray) -> None:
         """Fold rows xs [M, rows, n] (M = 1 unless the input's weight is batched)."""
@@ -230,8 +252,11 @@ class InputHessians:
             acc[j:j2, j:j2] += xj.T @ xj  # numpy's symmetric product (SYRK): half the work, the same bits as the general one
 
     def stats(self) -> InputHessians:
-        for name in list(self._buf):
-            self._fold(name, final=True)
+        for name, buf in self._buf.items():  # the last rows: a partial chunk
+            if (have := self._buffered.get(name, 0)):
+                self._add(name, buf[:, :have])
+        self._buf.clear()
+        self._buffered.clear()
         for accs in self.xtx.values():  # the blocks below the diagonal from those above
             for acc in accs.reshape(-1, *accs.shape[-2:]):
                 n = acc.shape[0]
@@ -277,11 +302,13 @@ class InputHessians:
 def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
     """({statistics key: input width}, {key: number of layers reading it}) of every matmul
     layer (see `matmul_layer`), in program order."""
-    widths, readers, _batches = _layers(module)
+    widths, readers, _batches, _rows = _layers(module)
     return widths, readers
 
 
-def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str, tuple[int, ...]]]:
+def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str, tuple[int, ...]], int]:
+    """(widths, readers, batches: see InputHessians; the fewest rows per sample of an input,
+    dynamic dimensions counted as 1)."""
     from tflquant.calibration.calibrate import shared_names
     from tflquant.calibration.stats import function_of, qualified_name
 
@@ -290,6 +317,7 @@ def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str,
     readers: dict[str, int] = {}
     kinds: dict[str, set[tuple[int, ...]]] = {}
     layers: list[tuple[str, tuple[int, ...]]] = []
+    fewest = 0
     for op in module.walk():
         if (xw := matmul_layer(op)) is None:
             continue
@@ -300,6 +328,10 @@ def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str,
         if name in shared and (fn := function_of(x)) is not None:
             name = qualified_name(fn, name)
         b = weight_batch(op)
+        rows = 1
+        for d in x.type.get_shape()[:-1]:  # type: ignore[attr-defined]
+            rows *= max(int(d), 1)
+        fewest = rows if not fewest else min(fewest, rows)
         widths[name] = n
         kinds.setdefault(name, set()).add(b)
         layers.append((name, b))
@@ -307,7 +339,7 @@ def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str,
     for name, b in layers:
         if not b or batches.get(name) == b:  # (a batched layer whose input others read differently takes nothing)
             readers[name] = readers.get(name, 0) + 1
-    return widths, readers, batches
+    return widths, readers, batches, max(fewest, 1)
 
 
 def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **calibrate_kw: Any) -> tuple[InputHessians, Any]:
@@ -317,55 +349,17 @@ def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **cali
     BUDGET_MIN; see the module docstring)."""
     from tflquant.calibration.calibrate import calibrate
 
-    widths, readers, batches = _layers(module)
+    widths, readers, batches, rows = _layers(module)
     if max_bytes is None:
         max_bytes = max(BUDGET_MIN, _constant_bytes(module) // 2)
     store = InputHessians(widths, readers, max_bytes, batches)
+    # parallel sample ranges of about a chunk of rows: each folds its rows without a copy
+    # (when every sample has that many rows), and the ranges take turns on few values
+    store.range_samples = max(1, CHUNK_ROWS // rows)
     if not widths:
         return store, None
-    result = calibrate(statistics_module(module), data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
+    result = calibrate(module, data, observer=store, channel_means=False, **calibrate_kw)  # type: ignore[arg-type]
     return store, result
-
-
-def statistics_module(module: ModuleOp) -> ModuleOp:
-    """The model cut to what the statistics need: a copy without the ops that feed no matmul
-    layer's input (a decoder's LM head, its logits' softmax: on decoder_tiny the LM head is
-    40% of the float run's multiply-adds), returning nothing; the module itself when nothing
-    is cut or where cutting is not plain (several functions: control flow, signatures;
-    resource variables)."""
-    from tflquant.calibration.calibrate import _resource_op
-
-    funcs = [op for op in module.body.block.ops if isinstance(op, func.FuncOp)]
-    if len(funcs) != 1 or funcs[0].body.block.last_op is None or any(_resource_op(op) for op in module.walk()):
-        return module
-    ops = list(funcs[0].body.block.ops)
-    if not isinstance(ops[-1], func.ReturnOp):
-        return module
-    needed: set[SSAValue] = set()
-    for op in ops:
-        if (xw := matmul_layer(op)) is not None:
-            needed.add(xw[0])
-    cut: list[int] = []
-    for i in range(len(ops) - 2, -1, -1):  # back to front: an op is kept when a kept op reads it
-        op = ops[i]
-        if any(r in needed for r in op.results):
-            needed.update(op.operands)
-        elif not any(isinstance(o, func.FuncOp) for o in op.walk()):
-            cut.append(i)
-    if not cut:
-        return module
-    copy = module.clone()
-    f = next(op for op in copy.body.block.ops if isinstance(op, func.FuncOp))
-    mine = list(f.body.block.ops)
-    ret = mine[-1]
-    f.body.block.insert_op_before(func.ReturnOp(), ret)
-    ret.detach()
-    ret.erase()
-    f.function_type = FunctionType.from_lists(list(f.function_type.inputs.data), [])
-    for i in cut:  # users first (back to front)
-        mine[i].detach()
-        mine[i].erase()
-    return copy
 
 
 def _constant_bytes(module: ModuleOp) -> int:

@@ -26,7 +26,7 @@ merge what it sees (min/max, sums) rather than assume one call per value and run
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,13 @@ Observer = Callable[[SSAValue, np.ndarray], None]
 # shared state written) and `merge(value, token)`. When batches run as parallel sample
 # ranges, `reduce` runs in each range's own thread and only `merge` waits its turn (range
 # order); the plain call `observer(value, array)` must equal merge(value, reduce(...)).
+# An observer that reads a few values only may name them: `observed`, a collection of the
+# ids of those SSAValues (of any function); it is then called for those only. With parallel
+# sample ranges a plain observer's ranges take turns on each value it is called for, so the
+# fewer the better (hessian.InputHessians reads a few matmul inputs of hundreds of values).
+# It may also ask for `range_samples`, the samples per parallel range (instead of
+# PARALLEL_RANGE_SAMPLES; PARALLEL_RANGE_BYTES still caps it): fewer, longer ranges mean
+# fewer turns and fewer dispatches of every step.
 
 _CONSTANT_OPS = (tfl.ConstOp, tfl.NoValueOp, tfl.VariableOp, tfl.SparseConstOp)
 
@@ -80,6 +87,7 @@ class _Plan:
     sample_elems: int = 0  # elements of the batched op results per sample (static shapes)
     largest_elems: int = 0  # elements per sample of the largest batched op result
     folded_bytes: int = 0  # bytes of the results computed once from constants (kept by _once)
+    pruned: tuple[Any, _Plan] | None = None  # (observed ids, _pruned's plan for them): the last one built
 
 
 def _sparse_to_dense(op: tfl.SparseConstOp) -> np.ndarray:
@@ -217,13 +225,23 @@ class Interpreter:
         observer: Observer | None = None,
         func_name: str | None = None,
         signature: str | None = None,
+        results: bool = True,
     ) -> list[np.ndarray]:
         """Run N samples at once: inputs[i] has shape (N, *shape of argument i).
 
         With `signature`, inputs and outputs follow the signature's order instead.
+        `results=False`: return nothing; with an observer that names its `observed` values,
+        only the ops those values need run (see `_pruned`).
         """
         f = self.function(func_name, signature)
         plan = self._plan(f)
+        if not results:
+            only = getattr(observer, "observed", None)
+            if only is not None:
+                plan = _pruned(plan, only)
+            else:
+                _execute(plan, inputs, observer)
+                return []
         if signature is None:
             return _execute(plan, inputs, observer)
         sig = self._signature(signature)
@@ -234,7 +252,7 @@ class Interpreter:
         for pos, i in enumerate(in_idx):
             ordered[i] = inputs[pos]
         outs = _execute(plan, ordered, observer)
-        return [outs[int(i)] for i in sig.get("output_indices", range(len(outs)))]
+        return [outs[int(i)] for i in sig.get("output_indices", range(len(outs)))] if results else []
 
 
 # ----------------------------------------------------------------------------------------
@@ -419,6 +437,38 @@ def _build_plan(f: func.FuncOp, stateful: bool = False, subgraph: Callable[[int]
     n = len(slots) + len(extra)
     res_b = [s in batched for s in results]
     return _Plan(f, n, args, arg_types, consts, steps, results, res_b, batched, sample_elems, largest_elems, folded_bytes)
+
+
+def _pruned(plan: _Plan, only: Any) -> _Plan:
+    """The plan cut to the steps whose results (or reported operands) have ids in `only`, and
+    the steps they read from, transitively; no results. WHILE / IF steps (their subgraphs'
+    values may be observed) and steps with state carried between runs are kept. The same
+    step functions: results, observer calls and state as in the whole plan's run."""
+    kept = plan.pruned
+    if kept is not None and kept[0] == only:
+        return kept[1]
+    need: set[int] = set()
+    steps: list[_Step] = []
+    for st in reversed(plan.steps):  # back to front: a step is kept when a kept step reads it
+        if st.control or st.carry is not None or any(s in need for s in st.outs) or any(id(v) in only for v in st.values) or any(id(v) in only for v in st.side):
+            steps.append(st)
+            need.update(st.ins)
+    steps.reverse()
+    last: dict[int, int] = {}
+    for i, st in enumerate(steps):
+        for s in st.outs:
+            last[s] = i  # a result no kept step reads: freed once observed
+        for s in st.ins:
+            last[s] = i
+    frees: list[list[int]] = [[] for _ in steps]
+    for s, i in last.items():
+        if s not in plan.consts and s not in plan.args:
+            frees[i].append(s)
+    out = [replace(st, free=f) for st, f in zip(steps, frees)]
+    elems = [_static_elems(v.type) for st in out if st.batched for v in st.values]
+    cut = replace(plan, steps=out, results=[], result_batched=[], sample_elems=sum(elems), largest_elems=max(elems, default=0), pruned=None)
+    plan.pruned = (only, cut)
+    return cut
 
 
 def _result_bytes(t: Any) -> int:
@@ -666,6 +716,7 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
         vals[s] = a
     n = None
     block_args = f.body.block.args
+    only = getattr(observer, "observed", None)
     for i, (s, x, t) in enumerate(zip(plan.args, inputs, plan.arg_types)):
         a = _check_input(i, x, t, f)
         if n is None:
@@ -673,16 +724,16 @@ def _execute(plan: _Plan, inputs: Sequence[np.ndarray], observer: Observer | Non
         elif a.shape[0] != n:
             raise TflquantError(f"all inputs must have the same number of samples: input 0 has {n}, input {i} has {a.shape[0]}")
         vals[s] = a
-        if observer is not None:
+        if observer is not None and (only is None or id(block_args[i]) in only):
             observer(block_args[i], a)
     n = n or 1
     # samples in order: stateful ops carry state from one to the next; control flow observes
     # a subgraph's values once per iteration, which ranges could not take turns on
     sequential = any(st.carry is not None or st.control for st in plan.steps)
     if not sequential and n >= PARALLEL_MIN_SAMPLES and n * plan.sample_elems >= PARALLEL_MIN_ELEMS and fk.get_threads() > 1:
-        return _execute_parts(plan, vals, n, observer)
+        return _execute_parts(plan, vals, n, observer, only)
     with np.errstate(all="ignore"):  # inf/nan propagate silently, as in LiteRT
-        _run_steps(plan, vals, n, observer)
+        _run_steps(plan, vals, n, observer, only)
     res = []
     for s, b in zip(plan.results, plan.result_batched):
         o = vals[s]
@@ -705,12 +756,13 @@ PARALLEL_RANGE_SAMPLES = 8  # samples per range (with 64-sample batches: small_u
 PARALLEL_RANGE_BYTES = 28 << 20
 
 
-def range_samples(plan: _Plan) -> int:
-    """Samples per parallel range for this plan (see PARALLEL_RANGE_BYTES)."""
-    return max(1, min(PARALLEL_RANGE_SAMPLES, PARALLEL_RANGE_BYTES // max(1, 4 * plan.largest_elems)))
+def range_samples(plan: _Plan, wanted: int | None = None) -> int:
+    """Samples per parallel range for this plan (`wanted`, default PARALLEL_RANGE_SAMPLES,
+    capped by PARALLEL_RANGE_BYTES)."""
+    return max(1, min(wanted or PARALLEL_RANGE_SAMPLES, PARALLEL_RANGE_BYTES // max(1, 4 * plan.largest_elems)))
 
 
-def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> list[np.ndarray]:
+def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | None, only: Any = None) -> list[np.ndarray]:
     """Run the steps on sample ranges in parallel (float_kernels' threads; kernels inside do
     not split again). The observer sees each value range by range, in range order (so an
     observer that sums in floating point stays deterministic), never concurrently: a split
@@ -719,7 +771,7 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
     called in range order as each range reaches the value."""
     import threading
 
-    ranges = min(n, max(fk.get_threads(), n // range_samples(plan)))
+    ranges = min(n, max(fk.get_threads(), n // range_samples(plan, getattr(observer, "range_samples", None))))
     bounds = [n * i // ranges for i in range(ranges + 1)]
     start_of = {b: i for i, b in enumerate(bounds[:-1])}
     outs: dict[int, list[Any]] = {}
@@ -757,7 +809,7 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
             mine[s] = vals[s][s0:s1]
         try:
             with np.errstate(all="ignore"):
-                _run_steps(plan, mine, s1 - s0, obs)
+                _run_steps(plan, mine, s1 - s0, obs, only)
         except BaseException as e:
             with cond:
                 if not failed:
@@ -786,7 +838,9 @@ def _execute_parts(plan: _Plan, vals: list[Any], n: int, observer: Observer | No
     return res
 
 
-def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) -> None:
+def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None, only: Any = None) -> None:
+    """Run the plan's steps; `observer` sees their results (those whose ids are in `only`
+    when it is given; a WHILE / IF passes the observer on to its subgraphs)."""
     for step in plan.steps:
         side: list[np.ndarray] | None = [] if observer is not None and step.side else None
         outs = step.run([vals[s] for s in step.ins], side, step.carry, observer if step.control else None)
@@ -794,9 +848,11 @@ def _run_steps(plan: _Plan, vals: list[Any], n: int, observer: Observer | None) 
             vals[s] = o
         if observer is not None:
             for v, o in zip(step.values, outs):
-                observer(v, o if step.batched else np.broadcast_to(o, (n,) + o.shape))
+                if only is None or id(v) in only:
+                    observer(v, o if step.batched else np.broadcast_to(o, (n,) + o.shape))
             for v, o in zip(step.side, side or ()):
-                observer(v, o)
+                if only is None or id(v) in only:
+                    observer(v, o)
         for s in step.free:
             vals[s] = None
 
