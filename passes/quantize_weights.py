@@ -653,7 +653,7 @@ def float_weight(v: SSAValue) -> np.ndarray | None:
 
 def _quantizable_source(v: SSAValue) -> bool:
     """A weight we may rewrite: every reader is a modelled tfl op (no opaque op, no return)."""
-    return all(isinstance(u.operation, tfl.TflOp) for u in v.uses)
+    return all(_is_tfl(u.operation) for u in v.uses)
 
 
 @dataclass(frozen=True)
