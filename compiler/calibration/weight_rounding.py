@@ -320,7 +320,10 @@ def search_scales(
     (all 26 ratios, a 14-evaluation search, a 9-evaluation one: decoder_tiny dynamic
     channel 9.38 / 9.30 / 9.20 dB, block 32 12.38 / 12.43 / 12.41; tiny_transformer dynamic
     channel 28.32 / 27.31 / 26.46). (A lazier search, stepping down from 1.0 while the
-    error falls, loses weight MSE: it stops at the first local minimum.)"""
+    error falls, loses weight MSE: it stops at the first local minimum.)
+    `work`: a dict of work buffers the search takes (if big enough) and leaves its own in,
+    for a caller that searches again and again (the same scales; fresh buffers cost their
+    page faults every time: GPTQ passes one to its searches of a weight)."""
     g = np.asarray(groups, np.float32)
     p = None if weights is None else np.asarray(weights, np.float32)
     if p is not None and p.ndim < 2:
@@ -335,6 +338,7 @@ def search_scales_many(
     ratios: tuple[float, ...] | None = DEFAULT_RATIOS,
     fp16: bool = False,
     min_scale: float = 0.0,
+    work: dict | None = None,
 ) -> list[np.ndarray]:
     """search_scales (without weights) of each array of groups [G_i, n] in `parts` (one
     group length n), searched as one: the slices of about SEARCH_CHUNK elements run across
@@ -342,13 +346,14 @@ def search_scales_many(
     the numpy calls of a few slices rather than one slice each (each slice makes ~100).
     The same scales as search_scales of each array alone: a group's scale depends on that
     group's values only (a slice's clamps are ones no other group of it needs, the
-    gathered evaluations are exact, the sums of squares run along each group)."""
+    gathered evaluations are exact, the sums of squares run along each group). `work`: as
+    search_scales'."""
     gs = [np.asarray(g, np.float32) for g in parts]
     if not gs:
         return []
     if len({g.shape[1] for g in gs}) > 1:
         raise TflquantError(f"weight rounding: search_scales_many takes groups of one length, got {sorted({g.shape[1] for g in gs})}")
-    s = _search(gs, None, qmin, qmax, ratios, fp16, min_scale)
+    s = _search(gs, None, qmin, qmax, ratios, fp16, min_scale, work)
     return np.split(s, np.cumsum([g.shape[0] for g in gs[:-1]]))
 
 
@@ -464,7 +469,10 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
                     known[j + 1] = e if keep is None else np.where(keep, e, np.float32(np.inf))
                 _keep_better(best_i, best_e, c, e)
                 continue
-            es = _errors(st, np.take(gc, sel, axis=1) if tr else gc[sel], None, bc[sel], np.array([[c]], np.intp))[0]
+            ns = sel.size * n  # those groups gathered into a work buffer
+            gs = st.h[:ns].reshape((n, sel.size) if tr else (sel.size, n))
+            np.take(gc, sel, axis=1 if tr else 0, out=gs, mode="clip")  # ("clip": valid indices, and no copy through a temporary as "raise" makes)
+            es = _errors(st, gs, None, bc[sel], np.array([[c]], np.intp))[0]
             if known is not None:
                 known[j + 1, sel] = es
             w = es < best_e[sel]
@@ -541,6 +549,7 @@ class _Search:
         self.u = _buffer(work, "u", k * rows * n)  # k: the most candidates evaluated at once
         self.q = _buffer(work, "q", k * rows * n)
         self.g = _buffer(work, "g", rows * n)  # a chunk transposed, or several pieces of one
+        self.h = _buffer(work, "h", (rows // 2 + 1) * n)  # the groups a later coarse point is evaluated on, gathered (at most half)
         self.clamp16 = self.clampmin = self.big = False
 
     def chunk(self, base: np.ndarray) -> None:
