@@ -49,7 +49,14 @@ def op_bits(o: Operation) -> int | None:
 
 
 def activation_params(lo: float, hi: float, bits: int) -> UniformQuantizedType:
-    """int8 asymmetric / int16 symmetric parameters for the range [lo, hi]."""
+    """int8 asymmetric / int16 symmetric parameters for the range [lo, hi].
+
+    A degenerate range (all zero, or narrower than 1e-6 once it holds 0) is widened to
+    +-5e-7, as TF's converter does (MLIR quantization_utils' ExpandVerySmallRange,
+    kNearZeroTolerance 1e-6): scale 3.9e-9 (int8), 1.5e-11 (int16). Any scale holds zeros,
+    but an op computing such a value rescales its integer result by s_r / s_out, far above
+    1 there, and LiteRT's int32 rescale wraps around: propagate-scales raises the output
+    scale to the op's floor (propagate_scales.unit_scale)."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if hi - lo < 1e-6:  # degenerate (all-zero) range: a tiny non-zero one
         lo, hi = min(lo, -5e-7), max(hi, 5e-7)

@@ -52,8 +52,16 @@ from tflquant.quant_math import choose_weight_params
 
 
 def weight_params(w: np.ndarray, axis: int | None) -> UniformQuantizedType:
-    """int8 symmetric [-127, 127]; an all-zero channel borrows a neighbour-sized scale."""
+    """int8 symmetric [-127, 127]; an all-zero channel borrows a neighbour-sized scale; an
+    all-zero weight gets 1/127 (max |w| = 1) in every channel: any scale holds its zeros, and
+    the layer's output is its bias, quantized in steps of s_in * s_w (1.0 left it coarse, and
+    made the requantization unit s_in * s_w, which propagate-scales keeps the output scale
+    above, as coarse)."""
     t = choose_weight_params(w, axis=axis)
+    if w.size and not np.any(w):
+        if t.per_axis:
+            return UniformQuantizedType.make(t.storage_type, [1 / 127] * len(t.scale_array()), 0, axis=t.axis.data, narrow=True)
+        return UniformQuantizedType.make(t.storage_type, 1 / 127, 0, narrow=True)
     if axis is None or w.size == 0:
         return t
     absmax = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)

@@ -19,9 +19,20 @@ Afterwards, for every op with an integer kernel whose inputs and outputs are fak
   fixed-range input impose its range on the others: that input is requantized instead
   (`qcast(dcast(x))`, a QUANTIZE int->int after rewrite-integer), as is any input whose
   group's fixed parameters conflict;
-- ADD/SUB outputs have a scale of at least 1.01 * 2 * max(input scales) / 2^shift (shift 20
-  for int8, 15 for int16), so the kernel's output multiplier stays below 1 (TFLite Micro
-  aborts otherwise; it happens when a calibrated difference is constant).
+- every op whose kernel rescales an integer result to its output (multiplier
+  M = s_r / s_out, s_r the real value of one unit of that result) has an output scale
+  large enough that the rescale cannot wrap around (`unit_scale`): LiteRT shifts the int32
+  result left by log2(M) + 1 before its fixed-point multiply when M >= 1, which wraps once
+  the result reaches 2^31 / 2M, before the fused activation clamps it (an int16 MUL's
+  product reaches 2^30: M must stay below 1); XNNPACK refuses conv / FC with M >= 256,
+  LiteRT HARD_SWISH with s_in / 128 > s_out, TFLite Micro ADD/SUB with M >= 1. It happens
+  when the calibrated output range is degenerate: zero everywhere (MUL(ABS(x), negative)
+  with RELU, RELU of negative values), or narrower than 1e-6, which TF's converter and
+  activation_params widen to +-5e-7 only (scale 3.9e-9 in int8, 1.5e-11 in int16: MLIR's
+  kNearZeroTolerance), far below what the inputs resolve. The raised scale is 1.01 times
+  the floor, from the same lowest value (int16: zero point 0), for the output's whole
+  same-scale group; no output scale finer than s_r resolves more of the integer
+  result, so the floor costs no accuracy where it applies.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import quant, tfl
 from tflquant.dialects.quant import UniformQuantizedType, with_element
 from tflquant.passes._fake_quant import activation_params, dcast_source, input_qtype, op_bits, qcast_users
-from tflquant.passes._quant_ops import bits_of, fixed_params, has_kernel, op_info, same_inputs
+from tflquant.passes._quant_ops import bits_of, fixed_params, has_kernel, op_info, op_kind, same_inputs
 
 
 def retype_qcast(q: quant.QuantizeCastOp, qtype: UniformQuantizedType) -> None:
@@ -149,9 +160,11 @@ class _Propagator:
         for o in list(f.walk()):
             self._visit(o, self.groups)
         self._assign(self.groups)
-        for o in list(f.walk()):
-            if o.name in ("tfl.add", "tfl.sub"):
-                self._add_output_scale(o)
+        # raising an output raises its readers' units: repeat until nothing moves (a raise
+        # can reach an op already visited only through a same-scale group; few rounds)
+        for _ in range(4):
+            if not [o for o in list(f.walk()) if self._output_scale_floor(o)]:
+                break
 
     def _visit(self, o: Operation, groups: _Groups) -> None:
         info = op_info(o)
@@ -232,27 +245,100 @@ class _Propagator:
             for q in members:
                 retype_qcast(q, target)
 
-    def _add_output_scale(self, o: Operation) -> None:
-        """ADD/SUB rescale both inputs to 2*max(s1, s2) / 2^shift (shift 20 for int8, 15 for
-        int16) and need the output multiplier below 1 (TFLite Micro aborts otherwise): an
-        output scale too small for its inputs (a near-constant difference) is widened."""
-        ins = [input_qtype(v) for v in o.operands]
+    def _output_scale_floor(self, o: Operation) -> bool:
+        """Raise o's output scale to 1.01 * unit_scale(o) when it is below (see the module
+        docstring), with its whole same-scale group; True when it did."""
         outs = [q for q in qcast_users(o.results[0])] if o.results else []
-        if len(outs) != 1 or any(t is None or t.per_axis for t in ins):
-            return
+        if len(outs) != 1 or not has_kernel(o, op_bits(o) or 0):
+            return False
         out = quant.quantized_element(outs[0].result.type)
-        if out is None:
-            return
-        shift = 20 if bits_of(out) == 8 else 15
-        need = 2 * max(t.scale for t in ins) / (1 << shift) * 1.01  # type: ignore[union-attr]
-        if out.scale >= need:
-            return
+        unit = unit_scale(o, out) if out is not None and not out.per_axis else None
+        if unit is None or self.groups.fixed_of(outs[0]) is not None:
+            return False
+        need = unit * 1.01
+        if not np.float32(out.scale) < need:
+            return False
         if out.zero_point == 0 and bits_of(out) > 8:
             target = UniformQuantizedType.make(out.storage_type, need, 0)
-        else:
+        else:  # the same lowest value, the range stretched upwards
             lo, _ = qrange(out)
             zp = int(np.clip(np.round(out.qmin - lo / need), out.qmin, out.qmax))
             target = UniformQuantizedType.make(out.storage_type, need, zp)
-        members = self.groups.members().get(self.groups.find(outs[0]), [outs[0]])
-        for q in members:
+        for q in self.groups.members().get(self.groups.find(outs[0]), [outs[0]]):
             retype_qcast(q, target)
+        return True
+
+
+_RELUS = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU")
+
+
+def unit_scale(o: Operation, out: UniformQuantizedType) -> float | None:
+    """The output scale below which o's integer kernel (LiteRT's) can wrap its int32
+    rescale around, or refuses the model (None: no such kernel, or inputs not known). The
+    rescale multiplies an integer result r by M = s_r / s_out, shifting r left by
+    log2(M) + 1 first when M >= 1: it wraps once |r| 2M reaches 2^31. So with |r| < 2^k,
+    s_out must stay above s_r 2^(k - 30):
+    - MUL: r = (q1 - z1)(q2 - z2), s_r = s1 s2; k = 16 (int8), 30 (int16: M < 1);
+    - conv / FC / depthwise / transpose conv / BATCH_MATMUL: r the accumulator, s_r =
+      s_in * max s_w, up to 2^31 itself: M < 1 (XNNPACK also refuses M >= 256);
+    - ADD/SUB: the inputs shifted left by 20 (int8) / 15 (int16), s_r = 2 max(s1, s2) /
+      2^shift: M < 1 (TFLite Micro aborts otherwise); int8 SQUARED_DIFFERENCE: the
+      difference (shift 7) squared, s_r = (2 max(s1, s2))^2 / 2^14, up to 2^30: M < 1;
+    - RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1, LEAKY_RELU: r = q - z, s_r = s_in,
+      k = 8 / 16 (a finer floor would move the legitimate M > 1 of a RELU_0_TO_1 whose
+      input range is wider than [0, 1]);
+    - MEAN / SUM of n values: r their sum, k = bits + log2(n), s_r = s_in / n (MEAN: the
+      floor is s_in / 2^(30 - bits) whatever n), s_in (SUM: n from static shapes, else
+      skipped);
+    - HARD_SWISH: s_out >= s_in / 128 (LiteRT refuses the model otherwise).
+    A finer output scale than s_r resolves nothing the integer result holds."""
+    kind = op_kind(o)
+    info = op_info(o)
+    if kind is None or info is None:
+        return None
+    ins = [input_qtype(v) for v in o.operands]
+    bits = bits_of(out)
+
+    def scale(i: int) -> float | None:
+        t = ins[i] if i < len(ins) else None
+        return None if t is None else float(np.max(t.scale_array()))
+
+    affine = type(o).get_trait(tfl.AffineOp)
+    if affine is not None:
+        si, sw = scale(affine.input), scale(affine.weight)
+        return si * sw if si is not None and sw is not None else None
+    if kind in ("MUL", "ADD", "SUB", "SQUARED_DIFFERENCE"):
+        if len(ins) != 2 or any(t is None or t.per_axis for t in ins):
+            return None
+        s1, s2 = ins[0].scale, ins[1].scale  # type: ignore[union-attr]
+        if kind == "MUL":
+            return s1 * s2 / (1 << 14) if bits == 8 else s1 * s2
+        if kind == "SQUARED_DIFFERENCE":
+            return (2 * max(s1, s2)) ** 2 / (1 << 14)
+        return 2 * max(s1, s2) / (1 << (20 if bits == 8 else 15))
+    s = scale(0) if ins and ins[0] is not None and not ins[0].per_axis else None
+    if s is None:
+        return None
+    if kind in _RELUS:
+        return s / (1 << (30 - bits))
+    if kind == "HARD_SWISH":
+        return s / 128
+    if kind == "MEAN":
+        return s / (1 << (30 - bits))
+    if kind == "SUM":
+        n = _reduced_count(o)
+        return None if n is None else s * n / (1 << (30 - bits))
+    return None
+
+
+def _reduced_count(o: Operation) -> int | None:
+    """How many values MEAN / SUM add into each output (None: shapes not static)."""
+    x = o.operands[0]
+    c = o.operands[1].owner if len(o.operands) > 1 else None
+    if not isinstance(x.type, TensorType) or not isinstance(c, tfl.ConstOp):
+        return None
+    shape = x.type.get_shape()
+    if not shape:
+        return 1
+    dims = [shape[a] for a in {int(a) % len(shape) for a in np.ravel(c.numpy())}]
+    return int(np.prod(dims)) if all(d > 0 for d in dims) else None

@@ -260,8 +260,8 @@ def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
         check_kernel_rules(q)
         # an op falls back to float exactly when it has no integer kernel for the mode, or
         # when the measured fallback found that quantizing it destroys its output (the report
-        # names it with what it measured; e.g. MUL(ABS(x), negative) with RELU: an all-zero
-        # output whose degenerate int16 range saturates the integer product)
+        # names it with what it measured: EXP, ...). (MUL(ABS(x), negative) with RELU, whose
+        # all-zero output once wrapped the int16 product around, stays integer now: tests below.)
         bits = 8 if mode == "int8" else 16
         measured = {f.name for f in r.report.fallbacks if "quantized it" in f.reason}
         for o in q.walk():
@@ -274,22 +274,112 @@ def test_random_graphs_keep_the_kernel_rules(graph) -> None:  # noqa: ANN001
 
 
 
-def test_an_all_zero_output_kept_float_by_measurement_in_16x8() -> None:
-    """MUL(ABS(x), a negative constant) with RELU is zero everywhere: its degenerate int16
-    output range saturates the integer product, so the measured fallback keeps the MUL float
-    (naming what it measured) and the model still gives its zeros in LiteRT (found by the
-    random-graph test above)."""
+@pytest.mark.parametrize("mode", ["int8", "int16x8"])
+def test_an_all_zero_mul_output_stays_integer(mode: str) -> None:
+    """MUL(ABS(x), a negative constant) with RELU is zero everywhere (found by the random-graph
+    test above). Its calibrated range is degenerate (+-5e-7 after widening, as TF's converter
+    does): at that output scale the requantization multiplier s1 s2 / s_out is about 13 in
+    16x8, and LiteRT's int32 rescale of the product wrapped around before the RELU clamp
+    (5e-7 instead of 0), so the measured fallback kept the MUL float. propagate-scales raises
+    the output scale so the rescale cannot wrap: the MUL is integer, nothing falls back, and
+    LiteRT gives exact zeros, on the calibration data and on 30x larger inputs."""
     from models import GraphBuilder
 
     g = GraphBuilder("main", {"input": ((1, 1, 1, 1), np.float32)})
     a = g.op("ABS", [g.x], (1, 1, 1, 1), name="abs_1")
     m = g.op("MUL", [a, g.const(np.full((1, 1, 1, 1), -0.716, np.float32), "c")], (1, 1, 1, 1), name="mul_2", fused_activation_function="RELU")
     data = {"input": np.random.default_rng(0).standard_normal((20, 1, 1, 1, 1)).astype(np.float32) * 0.1}
-    r = tflquant.quantize(g.tflite([m]), mode="int16x8", representative_dataset=data)
-    (fb,) = [f for f in r.report.fallbacks if f.name == "mul_2"]
-    assert "quantized it measured" in fb.reason
-    (got,) = run_tflite(r.model, data)
-    assert got.shape[0] == 20 and not np.any(got)
+    r = tflquant.quantize(g.tflite([m]), mode=mode, representative_dataset=data)
+    assert not r.report.fallbacks
+    mul = next(o for o in read_flatbuffer(r.model).walk() if isinstance(o, tfl.MulOp))
+    (s1, s2), so = (qt(v).scale for v in mul.operands), qt(mul.results[0]).scale  # type: ignore[union-attr]
+    # |(q1 - z1)(q2 - z2)| < 2^16 (int8), <= 2^30 (int16): shifted left by log2(M) + 1, it
+    # stays below 2^31
+    assert s1 * s2 / so < (2**14 if mode == "int8" else 1)
+    for x in (data["input"], data["input"] * 30):
+        (got,) = run_tflite(r.model, {"input": x})
+        assert got.shape[0] == 20 and not np.any(got)
+
+
+def _degenerate_case(case: str) -> tuple[bytes, dict[str, np.ndarray], str]:
+    """(float model, calibration data, the op's output name) of a one- or two-op graph whose
+    op's output has a degenerate calibrated range: zero everywhere (a fused or standalone
+    RELU of negative values, a zero weight), one non-zero constant, or below 1e-6."""
+    from models import GraphBuilder
+
+    rng = np.random.default_rng(1)
+    shape = (1, 2, 2, 3) if case == "conv_relu" else (1, 4)
+    g = GraphBuilder("main", {"x": (shape, np.float32)})
+    x = g.x
+    if case == "hard_swish":  # x <= -3: hard_swish(x) = 0
+        out = g.op("HARD_SWISH", [x], shape, name="out")
+        return g.tflite([out]), {"x": (-3.0 - np.abs(rng.standard_normal((16, *shape)))).astype(np.float32)}, "out"
+    a = g.op("ABS", [x], shape, name="abs")
+
+    def c(v: object) -> object:
+        return g.const(np.asarray(v, np.float32))
+
+    w = -np.abs(rng.standard_normal((4, 4))).astype(np.float32)
+    if case == "mul_relu":
+        out = g.op("MUL", [a, c(np.full(shape, -0.7))], shape, name="out", fused_activation_function="RELU")
+    elif case == "add_relu":
+        out = g.op("ADD", [a, c(np.full(shape, -9.0))], shape, name="out", fused_activation_function="RELU")
+    elif case == "sub_relu":
+        out = g.op("SUB", [a, c(np.full(shape, 9.0))], shape, name="out", fused_activation_function="RELU")
+    elif case == "relu":  # a standalone RELU of negative values
+        neg = g.op("MUL", [a, c(np.full(shape, -1.0))], shape, name="neg")
+        out = g.op("RELU", [neg], shape, name="out")
+    elif case == "fc_relu":
+        out = g.op("FULLY_CONNECTED", [a, c(w), c(np.zeros(4))], (1, 4), name="out", fused_activation_function="RELU")
+    elif case == "fc_zero_weight":
+        out = g.op("FULLY_CONNECTED", [x, c(np.zeros((4, 4))), c(np.zeros(4))], (1, 4), name="out")
+    elif case == "fc_constant":  # zero weight, non-zero bias: one constant value
+        out = g.op("FULLY_CONNECTED", [x, c(np.zeros((4, 4))), c(np.full(4, 0.37))], (1, 4), name="out")
+    elif case == "conv_relu":
+        wc = -np.abs(rng.standard_normal((2, 1, 1, 3))).astype(np.float32)
+        out = g.op("CONV_2D", [a, c(wc), c(np.zeros(2))], (1, 2, 2, 2), name="out", padding="SAME",
+                   stride_h=1, stride_w=1, fused_activation_function="RELU")
+    elif case == "concat":  # one all-zero input, one not
+        z = g.op("MUL", [a, c(np.full(shape, -0.7))], shape, name="zero", fused_activation_function="RELU")
+        out = g.op("CONCATENATION", [z, x], (1, 8), name="out", axis=1)
+    elif case == "tiny":  # |values| < 1e-6
+        out = g.op("MUL", [x, c(np.full(shape, 1e-7))], shape, name="out")
+    else:
+        raise AssertionError(case)
+    return g.tflite([out]), {"x": rng.standard_normal((16, *shape)).astype(np.float32)}, "out"
+
+
+DEGENERATE = ["mul_relu", "add_relu", "sub_relu", "relu", "fc_relu", "fc_zero_weight", "fc_constant", "conv_relu",
+              "concat", "tiny", "hard_swish"]
+
+
+@pytest.mark.parametrize("mode", ["int8", "int16x8"])
+@pytest.mark.parametrize("case", DEGENERATE)
+def test_degenerate_ranges_stay_integer_and_match_float(case: str, mode: str) -> None:
+    """An op whose calibrated output is all zero, one constant or tiny gets a valid output
+    type: the op stays integer (no measured fallback), its requantization cannot wrap, and
+    LiteRT's output matches the float model's (zeros exactly); where the float output stays
+    zero on inputs 30x larger than the calibration data, so does LiteRT's (a multiplier
+    above 1 wraps sooner there)."""
+    fb, data, name = _degenerate_case(case)
+    r = tflquant.quantize(fb, mode=mode, representative_dataset=data)
+    q = read_flatbuffer(r.model)
+    check_kernel_rules(q)
+    op = next(o for o in q.walk() if isinstance(o, tfl.TflOp) and o.results and value_name(o.results[0]) == name)
+    bits = 8 if mode == "int8" else 16
+    assert not r.report.fallbacks or not has_kernel(op, bits), [f.reason for f in r.report.fallbacks]
+    assert (qt(op.results[0]) is not None) == has_kernel(op, bits)
+    for k in (1, 30):
+        x = {"x": data["x"] * k} if case != "hard_swish" else data
+        (want,) = run_tflite(fb, x)
+        (got,) = run_tflite(r.model, x)
+        if not np.any(want):
+            assert not np.any(got), f"{case} {mode}: {got.ravel()[:8]}"
+        elif k == 1:  # (larger inputs saturate where the float output leaves the range)
+            # zeros stay zeros; the rest within 2% of the largest value (int8 steps)
+            assert not np.any(got[want == 0]) or case == "tiny"
+            assert np.max(np.abs(got - want)) <= 0.02 * np.max(np.abs(want)) + 1e-6, f"{case} {mode}"
+
 
 def test_quantizing_a_quantized_model_changes_nothing() -> None:
     """An int8 model run through the chain again keeps every op and type (idempotence)."""
