@@ -326,6 +326,22 @@ def test_observer_naming_its_values_is_called_for_those_only(monkeypatch):
     got = [(n, k, f) for n, k, f in obs.calls if n == "dead"]
     assert got == [("dead", 32, float(dead[0].reshape(-1)[0])), ("dead", 32, float(dead[32].reshape(-1)[0]))]
 
+    # results=False: nothing returned; the steps run are those the observed values need, cut
+    # anew when another set of values is observed (the interpreter keeps its plans)
+    it = interp_mod.Interpreter(m)
+    seen: dict[str, list[np.ndarray]] = {}
+    for names in (["r"], ["xs"]):
+        class Some:
+            observed = {id(values[n]) for n in names}
+
+            def __call__(self, v, a):  # (range by range, in order)
+                seen.setdefault(value_name(v), []).append(np.array(a))
+
+        assert it.run([x], observer=Some(), results=False) == []
+    assert sorted(seen) == ["r", "xs"]
+    np.testing.assert_array_equal(np.concatenate(seen["xs"]), x + np.linspace(-1, 1, 32, dtype=np.float32))
+    assert it.run([x], results=False) == []
+
 
 def _weight(m, name: str) -> np.ndarray:
     from tflquant.dialects import tfl

@@ -235,15 +235,11 @@ class Interpreter:
         """
         f = self.function(func_name, signature)
         plan = self._plan(f)
-        if not results:
-            only = getattr(observer, "observed", None)
-            if only is not None:
-                plan = _pruned(plan, only)
-            else:
-                _execute(plan, inputs, observer)
-                return []
+        if not results and (only := getattr(observer, "observed", None)) is not None:
+            plan = _pruned(plan, only)
         if signature is None:
-            return _execute(plan, inputs, observer)
+            outs = _execute(plan, inputs, observer)
+            return outs if results else []
         sig = self._signature(signature)
         in_idx = [int(i) for i in sig.get("input_indices", range(len(inputs)))]
         if len(inputs) != len(in_idx):
@@ -467,7 +463,7 @@ def _pruned(plan: _Plan, only: Any) -> _Plan:
     out = [replace(st, free=f) for st, f in zip(steps, frees)]
     elems = [_static_elems(v.type) for st in out if st.batched for v in st.values]
     cut = replace(plan, steps=out, results=[], result_batched=[], sample_elems=sum(elems), largest_elems=max(elems, default=0), pruned=None)
-    plan.pruned = (only, cut)
+    plan.pruned = (frozenset(only), cut)  # (a copy: the caller's collection may change)
     return cut
 
 
