@@ -76,6 +76,7 @@ _I32 = struct.Struct("<i")
 # what the checks read of tensor, quantization and operator tables (Table.read)
 _TENSOR_CHECK = Fields([(T["name"], "off"), (T["type"], "i8"), (T["shape"], "off"), (T["shape_signature"], "off"), (T["quantization"], "off"),
                         (T["buffer"], "u32"), (T["sparsity"], "off"), (T["is_variable"], "bool")])
+_BUFFER_CHECK = Fields([(B["data"], "off"), (B["offset"], "u64"), (B["size"], "u64")])
 _QUANTIZATION_CHECK = Fields([(Q["scale"], "off"), (Q["zero_point"], "off"), (Q["quantized_dimension"], "i32")])
 _OPERATOR_CHECK = Fields([(OP["opcode_index"], "u32"), (OP["inputs"], "off"), (OP["outputs"], "off"), (OP["intermediates"], "off"),
                           (OP["large_custom_options_offset"], "u64"), (OP["large_custom_options_size"], "u64")])
@@ -135,9 +136,13 @@ class _Buffers:
         self.spans: list[tuple[int, int] | None] = []
         self.data = data
         for i, b in enumerate(tables):
-            span = b.vector_span(B["data"])
-            off = int(b.scalar(B["offset"], "u64", 0))  # type: ignore[arg-type]
-            size = int(b.scalar(B["size"], "u64", 0))  # type: ignore[arg-type]
+            try:  # (one struct for the three fields)
+                data_at, off, size = b.read(_BUFFER_CHECK)
+                span = None if data_at is None else b.span_at(data_at, B["data"], 1)
+            except FlatbufferError:  # field by field, for the error that reading raises first
+                span = b.vector_span(B["data"])
+                off = int(b.scalar(B["offset"], "u64", 0))  # type: ignore[arg-type]
+                size = int(b.scalar(B["size"], "u64", 0))  # type: ignore[arg-type]
             if span is not None and off > 1:
                 out.append(f"buffer {i} has both inline data and an offset")
             if off > 1:
