@@ -392,8 +392,9 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     grid = np.array([1.0, *rs], np.float32)
     coarse, steps = search_plan(len(grid))
     # without weights the later coarse points are evaluated where the largest |w| does not rule
-    # them out; with weights nothing is ruled out: every coarse point at once (one evaluation)
-    first = coarse if not steps or p is not None else coarse[:2]
+    # them out; with weights nothing is ruled out: every coarse point at once (one evaluation;
+    # one at a time where even one group of them would take more than two chunks' buffers)
+    first = coarse if not steps or (p is not None and len(coarse) * n <= 2 * SEARCH_CHUNK) else coarse[:2]
     k = max(2, len(first))
     st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (k * n)), G), k, work)
     last, tr = len(grid) - 1, st.transposed
