@@ -295,7 +295,9 @@ def search_scales(
     A long grid is searched coarse to fine (search_plan): for the default grid 1.0 and
     0.88 on every group; 0.76, 0.64, 0.52 only on the groups where the largest |w| alone,
     clipped, does not already err more than the best so far (without weights; an exact
-    test: there the ratio cannot win; the groups left are gathered when they are few);
+    test: there the ratio cannot win; the groups left are gathered when they are few; with
+    weights all five coarse points on every group, evaluated together, as a candidate's
+    error does not depend on which others share its evaluation);
     then the best +- 0.06 (blocks shorter than TRANSPOSE_BELOW: on the side of its better
     coarse neighbour only), then the best +- 0.02. A candidate replaces the best only when
     its error is strictly lower, so the first minimum in candidate order wins. Each
