@@ -372,7 +372,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
         else:
             hint = " (lower quant.qcast/quant.dcast to tfl.quantize/tfl.dequantize first)" if op.name.startswith("quant.") else ""
             raise TflquantError(f"function @{fname}: {op.name} cannot be written to a TFLite model{hint}")
-        ins = [lookup(v, op) for v in op.operands]
+        ins = [lookup(v, op) for v in op._operands]  # (the tuple op.operands wraps: no Python-level iteration)
         outs = []
         for k, r in enumerate(op.results):
             nm = _result_name(op, k)
