@@ -22,6 +22,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import make_context, parse_module, value_name
 from tflquant.passes._quant_ops import fixed_params, has_kernel, is_f32, op_info, same_inputs
 from tflquant.pipeline import run_pipeline
+from tflquant.reference.integer_interpreter import IntegerInterpreter
 from tflquant.scoring import litert_run, sqnr_db
 from tflquant.tflite.reader import read_flatbuffer
 from tflquant.tflite.writer import write_flatbuffer
@@ -373,6 +374,10 @@ def test_degenerate_ranges_stay_integer_and_match_float(case: str, mode: str) ->
         x = {"x": data["x"] * k} if case != "hard_swish" else data
         (want,) = run_tflite(fb, x)
         (got,) = run_tflite(r.model, x)
+        # the integer kernels (what the measured fallback runs) give LiteRT's values (the
+        # last float32 bit of a DEQUANTIZE aside)
+        (ref,) = IntegerInterpreter(q).run([x["x"]])
+        np.testing.assert_allclose(ref.reshape(got.shape), got, rtol=1e-6, atol=0)
         if not np.any(want):
             assert not np.any(got), f"{case} {mode}: {got.ravel()[:8]}"
         elif k == 1:  # (larger inputs saturate where the float output leaves the range)
