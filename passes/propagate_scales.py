@@ -37,6 +37,7 @@ Afterwards, for every op with an integer kernel whose inputs and outputs are fak
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,7 +249,9 @@ class _Propagator:
     def _output_scale_floor(self, o: Operation) -> bool:
         """Raise o's output scale to 1.01 * unit_scale(o) when it is below (see the module
         docstring), with its whole same-scale group; True when it did."""
-        outs = [q for q in qcast_users(o.results[0])] if o.results else []
+        if not _rescales(type(o)) or not o.results:
+            return False
+        outs = qcast_users(o.results[0])
         if len(outs) != 1 or not has_kernel(o, op_bits(o) or 0):
             return False
         out = quant.quantized_element(outs[0].result.type)
@@ -270,6 +273,13 @@ class _Propagator:
 
 
 _RELUS = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU")
+_RESCALING = frozenset(("MUL", "ADD", "SUB", "SQUARED_DIFFERENCE", "HARD_SWISH", "MEAN", "SUM", *_RELUS))
+
+
+@functools.cache
+def _rescales(cls: type) -> bool:
+    """unit_scale may have a floor for ops of this class."""
+    return issubclass(cls, tfl.TflOp) and (cls.get_trait(tfl.AffineOp) is not None or getattr(cls, "BUILTIN", None) in _RESCALING)
 
 
 def unit_scale(o: Operation, out: UniformQuantizedType) -> float | None:
