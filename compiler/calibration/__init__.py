@@ -13,10 +13,20 @@
 # quantize -8% and 95 MB peak instead of 121 MB; mobilenet +4%, the others level.
 DEFAULT_BATCH_SIZE = 64
 
-from tflquant.calibration.observers import MinMaxObserver  # noqa: E402
-from tflquant.calibration.stats import Range, Stats, read_stats, write_stats
-
 __all__ = ["MinMaxObserver", "Range", "Stats", "calibrate", "read_stats", "write_stats"]
+
+# The names below come from their modules on first use: `tflquant.quantize` without data (and
+# the command line, which reads DEFAULT_BATCH_SIZE) never imports the observers.
+_LAZY = {"MinMaxObserver": "observers", "Range": "stats", "Stats": "stats", "read_stats": "stats", "write_stats": "stats"}
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def calibrate(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -21,7 +21,6 @@ not expect a library to change them, so this is opt-in: the `tflquant` command c
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 import threading
 
@@ -37,7 +36,15 @@ def _libc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        lib = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
+        if hasattr(lib, "mallopt"):
+            return lib
+    except OSError:
+        pass
+    from ctypes.util import find_library  # runs ldconfig: a subprocess, ~3 ms
+
+    try:
+        return ctypes.CDLL(find_library("c") or "libc.so.6")
     except OSError:
         return None
 

@@ -1,0 +1,99 @@
+"""Start-up: what a fresh process imports and sets up for a quantization without data.
+
+A `tflquant quantize --mode dynamic` process spends most of its time starting, so the modules
+only other modes need (calibration's observers and driver, the reference interpreters, the
+compare / mixed-precision / debug-report drivers) stay unimported, xDSL comes in without
+asyncio (tflquant.dialects._startup), and the command freezes its start-up objects out of
+the garbage collector's sight (cli._own_process). Each check runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "examples" / "digits_cnn.tflite"
+
+# modules a quantization without data must not import
+OTHER_MODES = (
+    "tflquant.calibration.calibrate",
+    "tflquant.calibration.dataset",
+    "tflquant.calibration.observers",
+    "tflquant.calibration.auto",
+    "tflquant.reference.interpreter",
+    "tflquant.reference.integer_interpreter",
+    "tflquant.compare",
+    "tflquant.mixed_precision",
+    "tflquant.debug_report",
+    "asyncio",
+)
+
+
+def _run(code: str) -> dict:
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_import_tflquant_alone_is_light() -> None:
+    out = _run("import sys, json, tflquant; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('xdsl', 'numpy', 'asyncio'))))")
+    assert out == []
+
+
+def test_quantize_without_data_imports_only_what_it_needs(tmp_path: Path) -> None:
+    out = _run(
+        "import sys, json, tflquant\n"
+        f"r = tflquant.quantize({str(MODEL)!r}, mode='dynamic', weight_bits=4, granularity='channel')\n"
+        f"r.save({str(tmp_path / 'q.tflite')!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    assert "tflquant.api" in out and "xdsl.dialects.func" in out  # it did run
+    assert [m for m in OTHER_MODES if m in out] == []
+    assert (tmp_path / "q.tflite").stat().st_size > 0
+
+
+def test_command_imports_only_what_it_needs_and_unfreezes(tmp_path: Path) -> None:
+    out = _run(
+        "import gc, sys, json\n"
+        "from tflquant.cli import main\n"
+        f"rc = main(['quantize', {str(MODEL)!r}, '-o', {str(tmp_path / 'q.tflite')!r}, '--mode', 'dynamic', '-q'])\n"
+        "print(json.dumps([rc, gc.get_freeze_count(), sorted(sys.modules)]))\n"
+    )
+    rc, frozen, modules = out
+    assert rc == 0 and frozen == 0  # main(argv) from another program leaves nothing frozen
+    assert [m for m in OTHER_MODES if m in modules] == []
+
+
+def test_command_as_the_program_freezes_its_start_up_objects(tmp_path: Path) -> None:
+    out = _run(
+        "import gc, sys, json\n"
+        f"sys.argv = ['tflquant', 'quantize', {str(MODEL)!r}, '-o', {str(tmp_path / 'q.tflite')!r}, '--mode', 'dynamic', '-q']\n"
+        "from tflquant.cli import main\n"
+        "rc = main()\n"
+        "print(json.dumps([rc, gc.get_freeze_count() > 1000]))\n"
+    )
+    assert out == [0, True]
+
+
+def test_asyncio_loads_for_real_afterwards() -> None:
+    out = _run(
+        "import json, tflquant.ir, asyncio\n"
+        "async def f():\n    await asyncio.sleep(0)\n    return 3\n"
+        "print(json.dumps([asyncio.run(f()), asyncio.iscoroutinefunction(f), asyncio.__file__ is not None]))\n"
+    )
+    assert out == [3, True, True]
+
+
+def test_with_another_thread_running_xdsl_is_imported_plainly() -> None:
+    # another thread could import asyncio while the placeholder is in sys.modules: no placeholder then
+    out = _run(
+        "import json, sys, threading\n"
+        "go = threading.Event(); t = threading.Thread(target=go.wait); t.start()\n"
+        "import tflquant.ir\n"
+        "go.set(); t.join()\n"
+        "print(json.dumps(['asyncio' in sys.modules, hasattr(sys.modules['asyncio'], 'get_event_loop')]))\n"
+    )
+    assert out == [True, True]
