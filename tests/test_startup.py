@@ -29,6 +29,7 @@ OTHER_MODES = (
     "tflquant.mixed_precision",
     "tflquant.debug_report",
     "asyncio",
+    "importlib.metadata",  # no installed distribution declares a tflquant pass here
 )
 
 
@@ -45,10 +46,12 @@ def test_import_tflquant_alone_is_light() -> None:
 
 def test_quantize_without_data_imports_only_what_it_needs(tmp_path: Path) -> None:
     out = _run(
-        "import sys, json, tflquant\n"
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import tflquant\n"
         f"r = tflquant.quantize({str(MODEL)!r}, mode='dynamic', weight_bits=4, granularity='channel')\n"
         f"r.save({str(tmp_path / 'q.tflite')!r})\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
     assert "tflquant.api" in out and "xdsl.dialects.func" in out  # it did run
     assert [m for m in OTHER_MODES if m in out] == []
@@ -58,9 +61,10 @@ def test_quantize_without_data_imports_only_what_it_needs(tmp_path: Path) -> Non
 def test_command_imports_only_what_it_needs_and_unfreezes(tmp_path: Path) -> None:
     out = _run(
         "import gc, sys, json\n"
+        "before = set(sys.modules)\n"
         "from tflquant.cli import main\n"
         f"rc = main(['quantize', {str(MODEL)!r}, '-o', {str(tmp_path / 'q.tflite')!r}, '--mode', 'dynamic', '-q'])\n"
-        "print(json.dumps([rc, gc.get_freeze_count(), sorted(sys.modules)]))\n"
+        "print(json.dumps([rc, gc.get_freeze_count(), sorted(set(sys.modules) - before)]))\n"
     )
     rc, frozen, modules = out
     assert rc == 0 and frozen == 0  # main(argv) from another program leaves nothing frozen
@@ -97,3 +101,24 @@ def test_with_another_thread_running_xdsl_is_imported_plainly() -> None:
         "print(json.dumps(['asyncio' in sys.modules, hasattr(sys.modules['asyncio'], 'get_event_loop')]))\n"
     )
     assert out == [True, True]
+
+
+def test_entry_point_precheck_finds_every_declaring_distribution(tmp_path: Path, monkeypatch) -> None:
+    """passes._may_declare_entry_points: False only when importlib.metadata would find nothing."""
+    from tflquant.passes import _may_declare_entry_points
+
+    site = tmp_path / "site"
+    (site / "other-1.0.dist-info").mkdir(parents=True)
+    (site / "other-1.0.dist-info" / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n")
+    (site / "plain-2.0.dist-info").mkdir()  # no entry_points.txt
+    monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "missing")])
+    assert not _may_declare_entry_points()
+    (site / "Plug-1.0.EGG-INFO").mkdir()
+    (site / "Plug-1.0.EGG-INFO" / "entry_points.txt").write_text("[tflquant.passes]\nmy-pass = plug:MyPass\n")
+    assert _may_declare_entry_points()
+    zipped = tmp_path / "lib.zip"
+    zipped.write_bytes(b"PK")  # a file on sys.path: importlib.metadata looks inside, so must the scan
+    monkeypatch.setattr(sys, "path", [str(zipped)])
+    assert _may_declare_entry_points()
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "x.egg")])
+    assert _may_declare_entry_points()
