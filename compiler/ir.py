@@ -9,6 +9,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from tflquant.dialects._startup import import_xdsl
+
+import_xdsl()  # xDSL's core before the imports below, without asyncio (dialects/_startup.py)
+
 from xdsl.context import Context
 from xdsl.dialects import builtin, func
 from xdsl.dialects.builtin import (

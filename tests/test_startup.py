@@ -122,3 +122,53 @@ def test_entry_point_precheck_finds_every_declaring_distribution(tmp_path: Path,
     assert _may_declare_entry_points()
     monkeypatch.setattr(sys, "path", [str(tmp_path / "x.egg")])
     assert _may_declare_entry_points()
+
+
+def test_dataclass_methods_from_the_compile_cache_are_the_same() -> None:
+    """_startup's exec for dataclasses: one compile per distinct text, each class's own globals."""
+    import dataclasses
+
+    from tflquant.dialects import _startup
+
+    cached = _startup._exec_with_cache()
+    assert _startup._dataclasses_exec(cached) is dataclasses
+    assert _startup._dataclasses_exec(_startup._exec_with_cache()) is None  # never over another exec
+
+    @dataclasses.dataclass(frozen=True)
+    class A:
+        x: int
+        y: str = "a"
+
+    @dataclasses.dataclass(frozen=True)
+    class B:
+        x: int
+        y: str = "a"
+
+    _startup._restore({}, dataclasses, cached)
+    assert "exec" not in vars(dataclasses)
+
+    @dataclasses.dataclass(frozen=True)
+    class C:
+        x: int
+        y: str = "a"
+
+    assert A.__init__.__code__ is B.__init__.__code__  # compiled once
+    assert A.__init__.__code__.co_code == C.__init__.__code__.co_code  # as exec compiles it
+    assert A.__init__.__globals__ is C.__init__.__globals__
+    assert (A(1), repr(A(2, "b")), A(1) == A(1), A(1) == A(2), hash(A(1)) == hash(A(1))) == (A(1), "test_dataclass_methods_from_the_compile_cache_are_the_same.<locals>.A(x=2, y='b')", True, False, True)
+    try:
+        A(1).x = 2
+        raise AssertionError("frozen")
+    except dataclasses.FrozenInstanceError:
+        pass
+    namespace: dict = {}
+    cached("v = 1 / 2", namespace)  # true division whatever the caller's __future__ flags
+    assert namespace["v"] == 0.5
+
+
+def test_nothing_of_the_import_is_left_behind() -> None:
+    out = _run(
+        "import json, sys, dataclasses, tflquant.ir\n"
+        "print(json.dumps(['exec' in vars(dataclasses), 'asyncio' in sys.modules, 'asyncio.coroutines' in sys.modules]))\n"
+    )
+    assert out == [False, False, False]
