@@ -14,10 +14,16 @@ deprecated-marked modules: irdl, parser, pattern_rewriter) with placeholder `asy
 removes them right after, so a later `import asyncio` loads the real package as usual.
 
 While it imports, the dataclasses module compiles each generated method (`__init__`,
-`__eq__`, `__repr__`...: ~1300 of them, ~80 ms CPU of the import) from a source text that
-repeats for two classes in five; a compile cache for those texts gives the same functions
-(the same code run with the same globals) for ~15 ms less. It is installed as the
-dataclasses module's own `exec` for the import only, and dropped with its cache afterwards.
+`__eq__`, `__repr__`...: ~1100 of them, ~580 distinct texts, most of the import's ~100 ms
+CPU) from source text. A compile cache for those texts gives the same functions (the same
+code run with the same globals): it is installed as the dataclasses module's own `exec` for
+the import only, and starts from the code objects the last import compiled, kept next to
+this module's bytecode as Python keeps .pyc files (`__pycache__/_startup.<tag>.dataclasses`,
+marshal; written like a .pyc: not under PYTHONDONTWRITEBYTECODE, atomically, silently
+skipped where the folder is read-only). The file maps each full source text to its code, so
+a text never compiled before (another xDSL) is compiled as usual and the file rewritten
+with the texts this import used; a file from another Python's bytecode (its magic number
+differs) or an unreadable one is ignored.
 
 Only done when it cannot be observed: the process runs one Python thread (nobody else can
 import asyncio while the placeholders are in place) and asyncio is not loaded yet;
@@ -29,6 +35,9 @@ dialects too), before they import xDSL.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import marshal
+import os
 import sys
 from collections.abc import Callable
 from types import CodeType, ModuleType
@@ -58,15 +67,21 @@ def import_xdsl() -> None:
     package.coroutines = coroutines  # type: ignore[attr-defined]
     placeholders = {"asyncio": package, "asyncio.coroutines": coroutines}
     sys.modules.update(placeholders)
-    cached_exec = _exec_with_cache()
+    path = _cache_path()
+    stored = _load_codes(path)
+    used: dict[str, CodeType] = {}
+    cached_exec = _exec_with_cache(stored, used)
     dataclasses = _dataclasses_exec(cached_exec)
     try:
         _plain()
     except Exception:
         _restore(placeholders, dataclasses, cached_exec)
         _plain()  # whatever failed fails again without the placeholders, with its own error
+        return
     finally:
         _restore(placeholders, dataclasses, cached_exec)
+    if dataclasses is not None and path is not None and used.keys() != stored.keys():
+        _store_codes(path, used)
 
 
 def _plain() -> None:
@@ -74,23 +89,62 @@ def _plain() -> None:
         importlib.import_module(name)
 
 
-def _exec_with_cache() -> Callable[..., None]:
+def _exec_with_cache(stored: dict[str, CodeType] | None = None, used: dict[str, CodeType] | None = None) -> Callable[..., None]:
     """exec() that compiles each distinct source text once (as exec does: no __future__ flags
-    of the caller, dataclasses.py has none)."""
-    codes: dict[str, CodeType] = {}
+    of the caller, dataclasses.py has none), taking the code from `stored` when it has the
+    text; every text it runs goes to `used` with its code."""
+    stored = {} if stored is None else stored
+    used = {} if used is None else used
 
     def cached_exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
         if globals is None:  # exec's defaults are its caller's namespaces
             caller = sys._getframe(1)
             globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
         if isinstance(source, str):
-            code = codes.get(source)
+            code = used.get(source) or stored.get(source)
             if code is None:
-                code = codes[source] = compile(source, "<string>", "exec", dont_inherit=True)
+                code = compile(source, "<string>", "exec", dont_inherit=True)
+            used[source] = code
             source = code
         exec(source, globals, locals)
 
     return cached_exec
+
+
+def _cache_path() -> str | None:
+    try:
+        return importlib.util.cache_from_source(__file__)[: -len(".pyc")] + ".dataclasses"
+    except (NotImplementedError, ValueError, TypeError):  # no cache tag, odd file names
+        return None
+
+
+def _load_codes(path: str | None) -> dict[str, CodeType]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            magic, codes = marshal.loads(f.read())
+    except Exception:  # absent, unreadable or not ours: compile as usual
+        return {}
+    if magic != importlib.util.MAGIC_NUMBER or not isinstance(codes, dict):
+        return {}
+    return {k: v for k, v in codes.items() if isinstance(k, str) and isinstance(v, CodeType)}
+
+
+def _store_codes(path: str, codes: dict[str, CodeType]) -> None:
+    if sys.dont_write_bytecode:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(marshal.dumps((importlib.util.MAGIC_NUMBER, codes)))
+        os.replace(tmp, path)
+    except OSError:  # a read-only installation: no cache, as for .pyc files
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
 
 
 def _dataclasses_exec(cached_exec: Callable[..., None]) -> ModuleType | None:

@@ -172,3 +172,34 @@ def test_nothing_of_the_import_is_left_behind() -> None:
         "print(json.dumps(['exec' in vars(dataclasses), 'asyncio' in sys.modules, 'asyncio.coroutines' in sys.modules]))\n"
     )
     assert out == [False, False, False]
+
+
+def test_compiled_dataclass_methods_are_kept_like_bytecode(tmp_path: Path) -> None:
+    """The code objects go to a file under the pycache folder, are read back by the next start,
+    rewritten only when the texts change, never written under PYTHONDONTWRITEBYTECODE, and a
+    damaged file is ignored (and replaced)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")
+    code = "import json; from tflquant.dialects import _startup; import tflquant.ir; print(json.dumps(_startup._cache_path()))"
+
+    def start(extra: dict | None = None) -> str:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env={**env, **(extra or {})})
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    path = Path(start({"PYTHONDONTWRITEBYTECODE": "1"}))
+    assert str(path).startswith(str(tmp_path)) and not path.exists()
+    start()
+    from tflquant.dialects import _startup
+
+    codes = _startup._load_codes(str(path))
+    assert len(codes) > 300
+    assert all(compile(text, "<string>", "exec", dont_inherit=True).co_code == c.co_code for text, c in codes.items())
+    mtime = path.stat().st_mtime_ns
+    start()
+    assert path.stat().st_mtime_ns == mtime  # read, not rewritten
+    path.write_bytes(b"not marshal")
+    start()
+    assert _startup._load_codes(str(path)).keys() == codes.keys()
