@@ -79,7 +79,7 @@ from xdsl.rewriter import Rewriter
 from tflquant.dialects import tfl
 from tflquant.dialects._unchecked import class_test, float64_attr
 
-from tflquant.calibration.hessian import InputHessians, round_layer_weight
+from tflquant.calibration.hessian import InputHessians, layer_key, round_layer_weight, round_layer_weights
 from tflquant.calibration.weight_rounding import ROUNDINGS, abs_row_max, qrange, resolve_method, round_tensor, search_scales_many, tensor_groups
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant.errors import TflquantError
@@ -404,6 +404,48 @@ class _Searches:
         return fmt.granularity == "block" if fp16_scales is None else bool(fp16_scales)
 
 
+class _Stacks:
+    """GPTQ rounding of the weights that layers of one input read (the query, key and value
+    projections of an attention block; statistics.round_layer_weights): the weights with one
+    statistics key, format, axis, scale type and input width are rounded with their rows
+    stacked when _rewrite asks for the first one, the others' codes and scales kept until
+    their rewrites ask (each then takes the statistics, as its own rounding would: the
+    store frees them after the last). The same codes and scales as one rounding per weight.
+    Built per function by QuantizeWeights._stacks (no state on the pass)."""
+
+    def __init__(self, store: InputHessians) -> None:
+        self.store = store
+        self.group: dict[tuple[SSAValue, int | None, WeightFormat, bool | None], list[SSAValue]] = {}  # request -> its group, until rounded
+        self.found: dict[tuple[SSAValue, int | None, WeightFormat, bool | None], tuple[str, tuple[np.ndarray, np.ndarray]]] = {}  # (key, result), until taken
+
+    def take(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None,
+             method: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """v's (codes, scales) for round_layer_weight's arguments, rounding its group first
+        if need be; None where v was not planned in a group of these arguments (or the
+        group could not be stacked, or v's values are not finite)."""
+        req = (v, axis, fmt, fp16_scales)
+        members = self.group.pop(req, None)
+        if members is not None:
+            weights = []
+            for u in members:
+                self.group.pop((u, axis, fmt, fp16_scales), None)
+                wu = w if u is v else float_weight(u)
+                if wu is not None and np.isfinite(wu).all():
+                    weights.append((u, wu))
+            if v in (u for u, _w in weights):  # (the caller checked v's values)
+                k = layer_key(self.store, v)[0]
+                got = round_layer_weights(self.store, weights, axis, fmt.bits, fmt.granularity, fmt.block_size, method, fp16_scales)
+                if got is not None:
+                    for (u, _w), r in zip(weights, got):
+                        self.found[(u, axis, fmt, fp16_scales)] = (k, r)  # type: ignore[assignment]
+                    return self.found.pop(req)[1]  # (its statistics taken by round_layer_weights)
+        kr = self.found.pop(req, None)
+        if kr is None:
+            return None
+        self.store.take(kr[0])  # as its own rounding would
+        return kr[1]
+
+
 def parse_op_bits(entries: tuple[str, ...] | list[str]) -> dict[str, tuple[int, str | None, int | None]]:
     """"NAME=BITS[/GRANULARITY[/BLOCK]]" entries -> {NAME: (bits, granularity or None, block or None)}."""
     out: dict[str, tuple[int, str | None, int | None]] = {}
@@ -695,12 +737,17 @@ class QuantizeWeights(ModulePass):
         )
 
     def _rounded(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None = None,
-                 chosen: list[str] | None = None, searches: _Searches | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                 chosen: list[str] | None = None, searches: _Searches | None = None, stacks: _Stacks | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Data-aware (codes, scales) of weight v by `weight-rounding` (None: round to nearest;
         `chosen` gets the method that rounded it). `searches`: the function's batched
-        MSE clipping searches, which may hold v's scales."""
+        MSE clipping searches, which may hold v's scales; `stacks`: its GPTQ roundings of
+        weights sharing an input, which may hold v's codes and scales."""
         if self.weight_rounding == "nearest":
             return None
+        if stacks is not None and (got := stacks.take(v, w, axis, fmt, fp16_scales, self.weight_rounding)) is not None:
+            if chosen is not None:
+                chosen.append("gptq")
+            return got
         found = None if searches is None else searches.take(v, w, fp16_scales)
         if found is not None:
             if chosen is not None:
@@ -794,8 +841,9 @@ class QuantizeWeights(ModulePass):
                 plans[v] = (axis if final.granularity == "channel" else None, final)
         hybrid_ops: list[Operation] = []
         searches = self._searches(plans)
+        stacks = self._stacks(plans)
         for v, (axis, fmt) in plans.items():
-            self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v), searches)
+            self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v), searches, stacks)
         for o in hybrid_ops:
             if o.parent is not None:
                 _float32_constant_inputs(o)
@@ -844,11 +892,13 @@ class QuantizeWeights(ModulePass):
 
     # -------------------------------------------------------------------------------
     def _rewrite(self, v: SSAValue, axis: int | None, fmt: WeightFormat, hybrid_ops: list[Operation],
-                 table: tuple[int, int, np.ndarray, UniformQuantizedType, float] | None = None, searches: _Searches | None = None) -> None:
+                 table: tuple[int, int, np.ndarray, UniformQuantizedType, float] | None = None, searches: _Searches | None = None,
+                 stacks: _Stacks | None = None) -> None:
         """`table`: (axis, bits, codes, type, SQNR) of a GATHER table rounded to nearest when its
         axis was chosen (_gather_table_axis), used as they are where this rewrite rounds the
         same way. Where rounding to nearest measured the weight's SQNR (per channel along
-        axis 0, GATHER tables) the constant carries it (SQNR_ATTR). `searches`: see _searches."""
+        axis 0, GATHER tables) the constant carries it (SQNR_ATTR). `searches`: see _searches;
+        `stacks`: see _stacks."""
         w = float_weight(v)
         assert w is not None
 
@@ -876,7 +926,7 @@ class QuantizeWeights(ModulePass):
         qv: SSAValue | None = None  # the weight hybrid kernels read (None: blocks read through DEQUANTIZE only)
         chosen: list[str] = []  # the data-aware method that rounded it (none: round to nearest)
         if fmt.granularity == "block" and self._blocks_read_directly(v, fmt):
-            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen, searches=searches))
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen, searches=searches, stacks=stacks))
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, btype), name=name)
             _label_rounding(qconst, chosen)
             block.insert_op_before(qconst, source)
@@ -893,7 +943,7 @@ class QuantizeWeights(ModulePass):
                     raise not_finite()
                 q, qtype, db = done[0].reshape(w.shape), UniformQuantizedType.make(_storage(fmt.bits), done[1], 0, axis=0, narrow=True), done[2]
             else:
-                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen, searches=searches))
+                q, qtype = quantize_weight(w, axis, fmt.bits, self._rounded(v, w, axis, fmt, chosen=chosen, searches=searches, stacks=stacks))
             release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
             qconst = tfl.ConstOp(dense_from_numpy(q), with_element(ftype, qtype), name=name)
             _label_rounding(qconst, chosen)
@@ -910,7 +960,7 @@ class QuantizeWeights(ModulePass):
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
                     mine: list[str] = []
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine, searches=searches), mine)
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine, searches=searches, stacks=stacks), mine)
                 else:
                     assert qv is not None and qconst is not None
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])
@@ -982,6 +1032,35 @@ class QuantizeWeights(ModulePass):
             else:
                 searches.plan(v, axis, fmt, None, shape)
         return searches if searches.batch else None
+
+    def _stacks(self, plans: dict[SSAValue, tuple[int | None, WeightFormat]]) -> _Stacks | None:
+        """The GPTQ roundings _rewrite will make of 2-D weights that layers of one input read,
+        grouped to be stacked (_Stacks; None: no group of two)."""
+        store = getattr(self, "statistics", None)
+        if store is None or self.weight_rounding not in ("gptq", "auto"):
+            return None
+        groups: dict[tuple, list[tuple[SSAValue, int | None, WeightFormat, bool | None]]] = {}
+        for v, (axis, fmt) in plans.items():
+            if fmt.granularity not in ("channel", "block") or resolve_method(self.weight_rounding, fmt.bits, True) != "gptq":
+                continue
+            shape = tuple(v.type.get_shape()) if isinstance(v.type, TensorType) else ()
+            if len(shape) != 2 or (fmt.granularity == "channel" and axis != 0):
+                continue
+            key, adj, fit = layer_key(store, v)
+            if key is None or adj is not None or not fit or key not in store.xtx:
+                continue
+            # the arguments _rewrite's _rounded call will take: blocks without an axis, fp16
+            # scales where LiteRT reads the blocks (through DEQUANTIZE: float32)
+            a = None if fmt.granularity == "block" else axis
+            fp16 = self._blocks_read_directly(v, fmt) if fmt.granularity == "block" else None
+            groups.setdefault((key, a, fmt, fp16, shape[1]), []).append((v, a, fmt, fp16))
+        stacks = _Stacks(store)
+        for members in groups.values():
+            if len(members) > 1:
+                vs = [m[0] for m in members]
+                for v, a, fmt, fp16 in members:
+                    stacks.group[(v, a, fmt, fp16)] = vs
+        return stacks if stacks.group else None
 
     def _hybrid_use(self, kind: str | None, index: int, axis: int | None, fmt: WeightFormat) -> tuple[bool, bool]:
         """(weight layout fits the kernel, the op reads the integer weight directly)."""

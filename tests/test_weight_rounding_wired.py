@@ -384,3 +384,59 @@ def test_batched_batch_matmul_weight_per_matrix_statistics(mode, gran):
         assert kinds == {"nearest": "float", "auto": "hybrid"} and db["auto"] > 25.0, (kinds, db)  # measured 31.5 dB
     else:  # measured nearest -> auto: int4 block 16.9 -> 29.2 dB, int4 tensor (one scale for the three) 0.2 -> 13.5
         assert db["auto"] >= db["nearest"] + 3.0, db
+
+
+@pytest.fixture(scope="module")
+def qkv_model() -> tuple[bytes, np.ndarray]:
+    """x [8, 64] read by three FULLY_CONNECTED ('q' [32, 64], 'k' [48, 64], 'v' [32, 64]: one
+    input, one X^T X) and 'o' [32, 32] reading q's output (another input)."""
+    rng = np.random.default_rng(11)
+    g = GraphBuilder("main", {"x": ((ROWS, 64), np.float32)})
+    outs = {}
+    for name, rows in (("q", 32), ("k", 48), ("v", 32)):
+        w = (rng.standard_t(3, size=(rows, 64)) * 0.05).astype(np.float32)
+        outs[name] = g.op("FULLY_CONNECTED", [g.x, g.const(w, f"w_{name}"), g.const(np.zeros(rows, np.float32), f"b_{name}")], (ROWS, rows), name=name)
+    w_o = (rng.standard_t(3, size=(32, 32)) * 0.05).astype(np.float32)
+    o = g.op("FULLY_CONNECTED", [outs["q"], g.const(w_o, "w_o"), g.no_value()], (ROWS, 32), name="o")
+    x = rng.standard_normal((24, ROWS, 64)).astype(np.float32)
+    x[..., [5, 40]] *= 15  # a few large channels, correlated with others
+    x[..., 6] += 0.5 * x[..., 5]
+    return g.tflite([o, outs["k"], outs["v"]]), x
+
+
+@pytest.mark.parametrize("kw", [
+    dict(mode="dynamic", weight_bits=4, granularity="block", block_size=32),
+    dict(mode="weight-only", weight_bits=4, granularity="block", block_size=32),
+    dict(mode="weight-only", weight_bits=4, granularity="channel"),
+    dict(mode="dynamic", weight_bits=8, granularity="channel"),
+    dict(mode="dynamic", weight_bits=4, granularity="channel", keep_float=["k"]),
+    dict(mode="weight-only", weight_bits=4, granularity="channel", op_bits={"v": 8}),
+])
+def test_weights_of_one_input_rounded_stacked_give_the_same_bits(qkv_model, monkeypatch, kw):
+    """q, k and v (one input, one X^T X) are rounded as one stacked weight: the same model,
+    byte for byte, as rounding each alone (STACK_MAX_ELEMENTS 0: no stacking); a member kept
+    float or given other bits by op-bits is left out of the stack and rounded alone."""
+    model, calib = qkv_model
+    stacked: list[list[str]] = []
+    real = hessian.round_layer_weights
+
+    def spy(store, weights, *a, **k):
+        got = real(store, weights, *a, **k)
+        if got is not None:
+            stacked.append(sorted(w.shape[0] for _v, w in weights))
+        return got
+
+    monkeypatch.setattr(hessian, "round_layer_weights", spy)
+    import tflquant.passes.quantize_weights as qw
+
+    monkeypatch.setattr(qw, "round_layer_weights", spy)
+    run = lambda: tflquant.quantize(model, representative_dataset={"x": calib}, min_weight_elements=1, **kw)  # noqa: E731
+    together = run()
+    expect = [32, 32] if "keep_float" in kw else [32, 48] if "op_bits" in kw else [32, 32, 48]  # (v int8: q and k stacked)
+    assert stacked == [expect]
+    assert {w.name: w.rounding for w in together.report.weight_formats} == {n: "gptq" for n in ("q", "k", "v", "o") if n not in kw.get("keep_float", ())}
+    monkeypatch.setattr(hessian, "STACK_MAX_ELEMENTS", 0)
+    stacked.clear()
+    alone = run()
+    assert stacked == []
+    assert together.model == alone.model

@@ -370,6 +370,71 @@ def _constant_bytes(module: ModuleOp) -> int:
     return total
 
 
+STACK_MAX_ELEMENTS = 1 << 21  # round_layer_weights stacks weights of at most this many elements in all (2^21: 8 MB of float32)
+
+
+def layer_key(store: InputHessians, v: SSAValue) -> tuple[str | None, bool | None, bool]:
+    """(statistics key, adj_y, statistics fit) of weight v: those of the input of the first
+    FULLY_CONNECTED / BATCH_MATMUL not kept float reading v as its weight (`matmul_layer`)
+    whose input `store` recorded; (None, None, True) where there is none. `fit` is False
+    where that input's statistics have another layout (a batched weight's, `weight_batch`):
+    the layer then takes none."""
+    from tflquant.ir import kept_float
+
+    for u in v.uses:
+        if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
+            return k, xw[2], store.batches.get(k, ()) == weight_batch(u.operation)
+    return None, None, True
+
+
+def round_layer_weights(
+    store: InputHessians,
+    weights: list[tuple[SSAValue, np.ndarray]],
+    axis: int | None,
+    bits: int,
+    granularity: str,
+    block_size: int,
+    method: str,
+    fp16_scales: bool | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """GPTQ (codes, scales) of several FULLY_CONNECTED filters [out_i, in] (v, float values)
+    read by layers of one input (the query, key and value projections), rounded as one
+    weight with their rows stacked: one column loop and one scale search per block instead
+    of one per weight. The same codes and scales as round_layer_weight of each (GPTQ's
+    column operations are elementwise along the rows, its matrix products' columns and the
+    scale searches' groups are computed independently of the others: measured bit for bit,
+    tests/test_weight_rounding_wired.py). Channel (axis 0) or block granularity only. Takes
+    the statistics for the first weight only (`store.take`): the caller takes them for each
+    other weight when it uses its result, as round_layer_weight would. None (nothing taken)
+    where it does not apply: not GPTQ, weights of other widths or keys, more than
+    STACK_MAX_ELEMENTS in all (big weights gain nothing: their numpy calls are long)."""
+    from tflquant.calibration.weight_rounding import resolve_method, round_tensor
+
+    if len(weights) < 2 or granularity not in ("channel", "block") or axis not in (0, None):
+        return None
+    ws = [np.asarray(w) for _v, w in weights]
+    if any(w.ndim != 2 or w.shape[1] != ws[0].shape[1] for w in ws) or sum(w.size for w in ws) > STACK_MAX_ELEMENTS:
+        return None
+    keys = {layer_key(store, v) for v, _w in weights}
+    if len(keys) != 1:
+        return None
+    key, adj, fit = keys.pop()
+    if key is None or adj is not None or not fit or store.xtx.get(key) is None or store.batches.get(key):
+        return None
+    if resolve_method(method, bits, True) != "gptq":
+        return None
+    cache = store.factors.setdefault(key, {})
+    xtx, _diag, _rows = store.take(key)
+    codes, scales = round_tensor(np.concatenate(ws).astype(np.float32, copy=False), axis, bits, granularity, block_size, "gptq", hessian=xtx,
+                                 fp16_scales=fp16_scales, factor_cache=cache)
+    out, i = [], 0
+    for w in ws:
+        j = i + w.shape[0]
+        out.append((codes[i:j], scales[i:j]))
+        i = j
+    return out
+
+
 def round_layer_weight(
     store: InputHessians | None,
     v: SSAValue,
@@ -386,23 +451,18 @@ def round_layer_weight(
     the layouts of weight_rounding.round_tensor; None where round to nearest is the method
     (`nearest`, or `auto` where weight_rounding.resolve_method says so). The statistics are
     those of the input of the first FULLY_CONNECTED / BATCH_MATMUL reading v as its weight
-    (see `matmul_layer`; taken from `store`, which frees them after their last layer).
-    `chosen_out`: the method used ("gptq" or "mse") is appended to it."""
+    (see `matmul_layer`, `layer_key`; taken from `store`, which frees them after their last
+    layer). `chosen_out`: the method used ("gptq" or "mse") is appended to it."""
     from tflquant.calibration.weight_rounding import resolve_method, round_batch_matmul, round_tensor
-    from tflquant.ir import kept_float
 
     xtx = diag = None
     adj: bool | None = None
     cache: dict = {}
     if store is not None and axis in (0, None):
-        for u in v.uses:
-            if u.index == 1 and not kept_float(u.operation) and (xw := matmul_layer(u.operation)) is not None and (k := store.key(xw[0])) is not None:
-                adj = xw[2]
-                if store.batches.get(k, ()) != weight_batch(u.operation):
-                    break  # its input's statistics are another layout's (_layers)
-                cache = store.factors.setdefault(k, {})
-                xtx, diag, _rows = store.take(k)
-                break
+        k, adj, fit = layer_key(store, v)
+        if k is not None and fit:
+            cache = store.factors.setdefault(k, {})
+            xtx, diag, _rows = store.take(k)
     chosen = resolve_method(method, bits, xtx is not None)
     if chosen is None:
         return None
