@@ -843,6 +843,8 @@ def gptq(
     # q = clip(rint(v)), errors (v - q) / U_cc), 6 numpy calls per column instead of 11
     uniform = granularity in ("tensor", "channel") or (dynamic and sub == block_size)
     ucc = np.diag(u).tolist()
+    ucol = u[:, :, None]  # u[c, c'] as column vectors (the rank-1 updates' factors)
+    _rint, _subtract, _divide, _multiply = np.rint, np.subtract, np.divide, np.multiply
     if uniform:
         qf = np.empty((inn, out), np.float32)  # the codes as floats (rint writes them in place)
         ev = np.empty((sub, out), np.float32)  # the sub-batch's errors in code units
@@ -864,17 +866,19 @@ def gptq(
                 m = j2 - j1
                 vs = v[:m]
                 np.divide(rows, s_col, out=vs)
-                for i in range(m):
-                    c = j1 + i
-                    vc, qc, e = vs[i], qf[c], ev[i]
-                    np.rint(vc, out=qc)
-                    _clip(qc, lo, hi, out=qc)  # (max then min: the same values)
-                    np.subtract(vc, qc, out=e)
-                    np.divide(e, ucc[c], out=e)
-                    if i + 1 < m:
-                        o, rest = outer[: m - i - 1], vs[i + 1 :]
-                        np.multiply(u[c, c + 1 : j2, None], e, out=o)
-                        np.subtract(rest, o, out=rest)
+                # the sub-batch's row views taken at once (iterating an array makes them
+                # in C), the ufuncs' outputs passed by position: the same operations as
+                # one indexing and keyword call each, a fifth less time per column
+                us = ucol[j1:j2, j1:j2]
+                for i, vc, qc, e, uc, d in zip(range(1, m + 1), vs, qf[j1:j2], ev, us, ucc[j1:j2]):
+                    _rint(vc, qc)
+                    _clip(qc, lo, hi, qc)  # (max then min: the same values)
+                    _subtract(vc, qc, e)
+                    _divide(e, d, e)
+                    if i < m:
+                        o, rest = outer[: m - i], vs[i:]
+                        _multiply(uc[i:], e, o)  # u[c, c+1:j2] as a column
+                        _subtract(rest, o, rest)
                 np.multiply(ev[:m], s_col, out=err[j1 - i1 : j2 - i1])  # back to weight units
                 if j2 < i2:
                     wt[j2:i2] -= u[j1:j2, j2:i2].T @ err[j1 - i1 : j2 - i1]
