@@ -60,7 +60,9 @@ filters whose input statistics (X^T X) the driver handed over (`with_weight_stat
 `auto` = GPTQ where a 4-bit layer has them, MSE clipping where not (see
 weight_rounding.resolve_method); gptq without any statistics is an error. Without
 statistics the MSE clipping searches of the weights of at most SEARCH_AHEAD_MAX elements
-are batched (_Searches: one search for many weights, the same scales).
+are batched (_Searches: one search for many weights, the same scales); with them the
+filters that layers of one input read (query, key, value) are rounded by one GPTQ run with
+their rows stacked (_Stacks: the same codes and scales as one run per filter).
 """
 
 from __future__ import annotations

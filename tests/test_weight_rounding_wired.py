@@ -440,3 +440,19 @@ def test_weights_of_one_input_rounded_stacked_give_the_same_bits(qkv_model, monk
     alone = run()
     assert stacked == []
     assert together.model == alone.model
+
+
+def test_stacked_group_with_a_nan_member_names_that_weight():
+    """A weight of the group holding NaN is left out of the stack: its own rewrite reports it
+    (the others are rounded stacked)."""
+    rng = np.random.default_rng(12)
+    g = GraphBuilder("main", {"x": ((ROWS, 64), np.float32)})
+    outs = []
+    for name in ("q", "k", "v"):
+        w = (rng.standard_normal((32, 64)) * 0.05).astype(np.float32)
+        if name == "k":
+            w[3, 7] = np.nan
+        outs.append(g.op("FULLY_CONNECTED", [g.x, g.const(w, f"w_{name}"), g.no_value()], (ROWS, 32), name=name))
+    x = rng.standard_normal((8, ROWS, 64)).astype(np.float32)
+    with pytest.raises(TflquantError, match="w_k.*NaN"):
+        tflquant.quantize(g.tflite(outs), mode="dynamic", weight_bits=4, representative_dataset={"x": x}, min_weight_elements=1)

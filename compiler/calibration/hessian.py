@@ -44,7 +44,8 @@ and the inputs past the cap keep only their diagonal (E[x^2], n x 8 bytes), with
 weight rounding does E[x^2]-weighted MSE clipping instead of GPTQ. While quantize-weights
 rounds, GPTQ builds the float32 inverse factor (n^2 x 4 bytes, from one reversed copy of
 the matrix; weight_rounding.round_weight) and keeps it until the input's last layer is
-rounded (`factors`: query, key and value share it).
+rounded (`factors`: query, key and value share it; quantize-weights rounds those three
+as one weight with their rows stacked, `round_layer_weights`, the same codes and scales).
 
 Batched weights: a BATCH_MATMUL whose constant y holds several matrices [B.., in, out]
 (`weight_batch`) gets one matrix per weight matrix, from the rows of x each one multiplies
