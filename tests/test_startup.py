@@ -33,8 +33,11 @@ OTHER_MODES = (
 )
 
 
-def _run(code: str) -> dict:
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+def _run(code: str, **env: str) -> dict:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env={**environ, **env})
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -64,22 +67,25 @@ def test_command_imports_only_what_it_needs_and_unfreezes(tmp_path: Path) -> Non
         "before = set(sys.modules)\n"
         "from tflquant.cli import main\n"
         f"rc = main(['quantize', {str(MODEL)!r}, '-o', {str(tmp_path / 'q.tflite')!r}, '--mode', 'dynamic', '-q'])\n"
-        "print(json.dumps([rc, gc.get_freeze_count(), sorted(set(sys.modules) - before)]))\n"
+        "import os\n"
+        "print(json.dumps([rc, gc.get_freeze_count(), sorted(set(sys.modules) - before), os.environ.get('OPENBLAS_THREAD_TIMEOUT')]))\n"
     )
-    rc, frozen, modules = out
-    assert rc == 0 and frozen == 0  # main(argv) from another program leaves nothing frozen
+    rc, frozen, modules, timeout = out
+    assert rc == 0 and frozen == 0 and timeout is None  # main(argv) from another program: nothing frozen, its environment as it was
     assert [m for m in OTHER_MODES if m in modules] == []
 
 
-def test_command_as_the_program_freezes_its_start_up_objects(tmp_path: Path) -> None:
-    out = _run(
-        "import gc, sys, json\n"
+def test_command_as_the_program_tunes_its_process(tmp_path: Path) -> None:
+    """Start-up objects frozen; OpenBLAS's spin time shortened unless the user set one."""
+    code = (
+        "import gc, os, sys, json\n"
         f"sys.argv = ['tflquant', 'quantize', {str(MODEL)!r}, '-o', {str(tmp_path / 'q.tflite')!r}, '--mode', 'dynamic', '-q']\n"
         "from tflquant.cli import main\n"
         "rc = main()\n"
-        "print(json.dumps([rc, gc.get_freeze_count() > 1000]))\n"
+        "print(json.dumps([rc, gc.get_freeze_count() > 1000, os.environ.get('OPENBLAS_THREAD_TIMEOUT')]))\n"
     )
-    assert out == [0, True]
+    assert _run(code) == [0, True, "24"]
+    assert _run(code, OPENBLAS_THREAD_TIMEOUT="28") == [0, True, "28"]
 
 
 def test_asyncio_loads_for_real_afterwards() -> None:
