@@ -25,6 +25,9 @@ a text never compiled before (another xDSL) is compiled as usual and the file re
 with the texts this import used; a file from another Python's bytecode (its magic number
 differs) or an unreadable one is ignored.
 
+The garbage collector is paused for the import (it would walk the new objects over and over
+to find next to no garbage: ~10 ms).
+
 Only done when it cannot be observed: the process runs one Python thread (nobody else can
 import asyncio while the placeholders are in place) and asyncio is not loaded yet;
 otherwise it is a plain import. Called by `tflquant.quantize` / `tflquant.compare_models`'s
@@ -34,6 +37,7 @@ dialects too), before they import xDSL.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import marshal
@@ -72,6 +76,8 @@ def import_xdsl() -> None:
     used: dict[str, CodeType] = {}
     cached_exec = _exec_with_cache(stored, used)
     dataclasses = _dataclasses_exec(cached_exec)
+    collecting = gc.isenabled()
+    gc.disable()  # the import makes ~40k objects and almost no garbage: no collections meanwhile
     try:
         _plain()
     except Exception:
@@ -80,6 +86,8 @@ def import_xdsl() -> None:
         return
     finally:
         _restore(placeholders, dataclasses, cached_exec)
+        if collecting:
+            gc.enable()
     if dataclasses is not None and path is not None and used.keys() != stored.keys():
         _store_codes(path, used)
 

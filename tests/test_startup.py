@@ -174,10 +174,11 @@ def test_dataclass_methods_from_the_compile_cache_are_the_same() -> None:
 
 def test_nothing_of_the_import_is_left_behind() -> None:
     out = _run(
-        "import json, sys, dataclasses, tflquant.ir\n"
-        "print(json.dumps(['exec' in vars(dataclasses), 'asyncio' in sys.modules, 'asyncio.coroutines' in sys.modules]))\n"
+        "import gc, json, sys, dataclasses, tflquant.ir\n"
+        "print(json.dumps(['exec' in vars(dataclasses), 'asyncio' in sys.modules, 'asyncio.coroutines' in sys.modules, gc.isenabled()]))\n"
     )
-    assert out == [False, False, False]
+    assert out == [False, False, False, True]
+    assert _run("import gc, json; gc.disable(); import tflquant.ir; print(json.dumps(gc.isenabled()))") is False
 
 
 def test_compiled_dataclass_methods_are_kept_like_bytecode(tmp_path: Path) -> None:
