@@ -14,16 +14,16 @@ __all__ = ["Comparison", "QuantizationReport", "QuantizationResult", "TflquantEr
 def __getattr__(name: str) -> Any:
     # The API pulls in xDSL and the passes: import it on first use, not with the package.
     if name in ("quantize", "QuantizationResult", "QuantizationReport"):
-        from tflquant.dialects._startup import import_xdsl
+        from tflquant.dialects._startup import import_quietly
 
-        import_xdsl()
+        import_quietly("tflquant.api")
         from tflquant import api
 
         return getattr(api, name)
     if name in ("compare_models", "Comparison"):  # per-tensor errors, CSV and HTML debug reports
-        from tflquant.dialects._startup import import_xdsl
+        from tflquant.dialects._startup import import_quietly
 
-        import_xdsl()
+        import_quietly("tflquant.compare")
         from tflquant import compare
 
         return getattr(compare, name)

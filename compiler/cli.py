@@ -20,10 +20,13 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
     print(inspect_model(a.model), end="")
 
 
-def _xdsl() -> None:
-    from tflquant.dialects._startup import import_xdsl
+def _xdsl(driver: str | None = None) -> None:
+    """xDSL's core (then the driver module) imported the quick way (tflquant.dialects._startup)."""
+    from tflquant.dialects._startup import import_quietly, import_xdsl
 
     import_xdsl()
+    if driver is not None:
+        import_quietly(driver)
 
 
 def _cmd_import(a: argparse.Namespace) -> None:
@@ -101,7 +104,7 @@ def _weight_options(a: argparse.Namespace) -> dict:
 def _cmd_quantize(a: argparse.Namespace) -> None:
     import warnings
 
-    _xdsl()
+    _xdsl("tflquant.api")
     from tflquant.api import default_allow_float, quantize
     from tflquant.pipeline import pipeline_spec
 
@@ -172,7 +175,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
 
 
 def _cmd_compare(a: argparse.Namespace) -> None:
-    _xdsl()
+    _xdsl("tflquant.compare")
     from tflquant.compare import compare_models
 
     if a.max_samples < 1 or (a.worst is not None and a.worst < 1):

@@ -18,8 +18,8 @@ While it imports, the dataclasses module compiles each generated method (`__init
 CPU) from source text. A compile cache for those texts gives the same functions (the same
 code run with the same globals): it is installed as the dataclasses module's own `exec` for
 the import only, and starts from the code objects the last import compiled, kept next to
-this module's bytecode as Python keeps .pyc files (`__pycache__/_startup.<tag>.dataclasses`,
-marshal; written like a .pyc: not under PYTHONDONTWRITEBYTECODE, atomically, silently
+this module's bytecode as Python keeps .pyc files (`__pycache__/_startup.<tag>.<first module
+imported>.dataclasses`, marshal; written like a .pyc: not under PYTHONDONTWRITEBYTECODE, atomically, silently
 skipped where the folder is read-only). The file maps each full source text to its code, so
 a text never compiled before (another xDSL) is compiled as usual and the file rewritten
 with the texts this import used; a file from another Python's bytecode (its magic number
@@ -29,10 +29,12 @@ The garbage collector is paused for the import (it would walk the new objects ov
 to find next to no garbage: ~10 ms).
 
 Only done when it cannot be observed: the process runs one Python thread (nobody else can
-import asyncio while the placeholders are in place) and asyncio is not loaded yet;
-otherwise it is a plain import. Called by `tflquant.quantize` / `tflquant.compare_models`'s
-first use, the command's subcommands and `tflquant.dialects` (so `tflquant.ir` and the
-dialects too), before they import xDSL.
+import asyncio while the placeholders are in place, define a dataclass or miss a collection);
+otherwise it is a plain import (the placeholders also only while asyncio is not loaded).
+`import_xdsl()` is called by `tflquant.dialects` (so `tflquant.ir` and the dialects too) and
+the command's subcommands before they import xDSL; `import_quietly("tflquant.api")` (or
+"tflquant.compare") then imports the driver the same way, on `tflquant.quantize` /
+`tflquant.compare_models`'s first use and in the command (~10 ms more).
 """
 
 from __future__ import annotations
@@ -57,11 +59,50 @@ def _single_threaded() -> bool:
 
 def import_xdsl() -> None:
     """Import xDSL's builtin and func dialects (once; later calls return at once)."""
-    if all(name in sys.modules for name in _CORE):
+    import_quietly(*_CORE)
+
+
+_depth = [0]  # windows open (in the one thread there is while one is)
+
+
+def import_quietly(*names: str) -> None:
+    """Import `names` in order: when the process runs one Python thread, with the asyncio
+    placeholders (if asyncio is not loaded), the dataclass code cache (its file named after
+    the first module) and the collector paused; otherwise (or inside another such import)
+    plainly."""
+    if all(name in sys.modules for name in names):
         return
-    if "asyncio" in sys.modules or not _single_threaded():
-        _plain()
+    if _depth[0] or not _single_threaded():
+        _plain(names)
         return
+    placeholders = _asyncio_placeholders() if "asyncio" not in sys.modules else {}
+    sys.modules.update(placeholders)
+    path = _cache_path(names[0])
+    stored = _load_codes(path)
+    used: dict[str, CodeType] = {}
+    cached_exec = _exec_with_cache(stored, used)
+    dataclasses = _dataclasses_exec(cached_exec)
+    collecting = gc.isenabled()
+    gc.disable()  # an import makes many objects and next to no garbage: no collections meanwhile
+    _depth[0] += 1
+    try:
+        try:
+            _plain(names)
+            failed = False
+        except Exception:
+            failed = True
+    finally:
+        _depth[0] -= 1
+        _restore(placeholders, dataclasses, cached_exec)
+        if collecting:
+            gc.enable()
+    if failed:
+        _plain(names)  # whatever failed fails again without the window, with its own error
+    elif dataclasses is not None and path is not None and used.keys() != stored.keys():
+        _store_codes(path, used)
+
+
+def _asyncio_placeholders() -> dict[str, ModuleType]:
     import inspect
 
     package = ModuleType("asyncio")
@@ -69,31 +110,11 @@ def import_xdsl() -> None:
     coroutines.iscoroutinefunction = inspect.iscoroutinefunction  # type: ignore[attr-defined]
     coroutines._is_coroutine = object()  # type: ignore[attr-defined]  # never read: xDSL marks no coroutine function
     package.coroutines = coroutines  # type: ignore[attr-defined]
-    placeholders = {"asyncio": package, "asyncio.coroutines": coroutines}
-    sys.modules.update(placeholders)
-    path = _cache_path()
-    stored = _load_codes(path)
-    used: dict[str, CodeType] = {}
-    cached_exec = _exec_with_cache(stored, used)
-    dataclasses = _dataclasses_exec(cached_exec)
-    collecting = gc.isenabled()
-    gc.disable()  # the import makes ~40k objects and almost no garbage: no collections meanwhile
-    try:
-        _plain()
-    except Exception:
-        _restore(placeholders, dataclasses, cached_exec)
-        _plain()  # whatever failed fails again without the placeholders, with its own error
-        return
-    finally:
-        _restore(placeholders, dataclasses, cached_exec)
-        if collecting:
-            gc.enable()
-    if dataclasses is not None and path is not None and used.keys() != stored.keys():
-        _store_codes(path, used)
+    return {"asyncio": package, "asyncio.coroutines": coroutines}
 
 
-def _plain() -> None:
-    for name in _CORE:
+def _plain(names: tuple[str, ...]) -> None:
+    for name in names:
         importlib.import_module(name)
 
 
@@ -119,9 +140,9 @@ def _exec_with_cache(stored: dict[str, CodeType] | None = None, used: dict[str, 
     return cached_exec
 
 
-def _cache_path() -> str | None:
+def _cache_path(first_module: str) -> str | None:
     try:
-        return importlib.util.cache_from_source(__file__)[: -len(".pyc")] + ".dataclasses"
+        return importlib.util.cache_from_source(__file__)[: -len(".pyc")] + f".{first_module}.dataclasses"
     except (NotImplementedError, ValueError, TypeError):  # no cache tag, odd file names
         return None
 
@@ -165,7 +186,7 @@ def _dataclasses_exec(cached_exec: Callable[..., None]) -> ModuleType | None:
     return dataclasses
 
 
-def _restore(placeholders: dict[str, object], dataclasses: ModuleType | None, cached_exec: Callable[..., None]) -> None:
+def _restore(placeholders: dict[str, ModuleType], dataclasses: ModuleType | None, cached_exec: Callable[..., None]) -> None:
     for name, module in placeholders.items():
         if sys.modules.get(name) is module:
             del sys.modules[name]

@@ -189,7 +189,7 @@ def test_compiled_dataclass_methods_are_kept_like_bytecode(tmp_path: Path) -> No
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")
-    code = "import json; from tflquant.dialects import _startup; import tflquant.ir; print(json.dumps(_startup._cache_path()))"
+    code = "import json; from tflquant.dialects import _startup; import tflquant.ir; print(json.dumps(_startup._cache_path('xdsl.dialects.builtin')))"
 
     def start(extra: dict | None = None) -> str:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env={**env, **(extra or {})})
