@@ -1,42 +1,40 @@
-"""Start-up cost: import xDSL's core without pulling in asyncio.
+"""Start-up cost: import xDSL's core, and the driver on top, the quick way.
 
-xDSL marks a few functions `@typing_extensions.deprecated` (builtin's `ContainerOf`, some
-irdl constraints, parser and rewriter methods). On Python < 3.13, typing_extensions' decorator
-runs `import asyncio.coroutines` for every decorated function, only to ask whether the
-function is a coroutine function; importing the asyncio package drags in ssl, socket,
-subprocess, selectors, concurrent.futures and logging: ~24 ms CPU of a ~0.45 s
-`tflquant quantize` process, for nothing tflquant uses.
+A `tflquant quantize --mode dynamic` process spends most of its time starting; three costs
+of importing xDSL are avoided when nobody can notice (`import_quietly`):
 
-`import_xdsl()` imports `xdsl.dialects.builtin` and `xdsl.dialects.func` (which bring the
-deprecated-marked modules: irdl, parser, pattern_rewriter) with placeholder `asyncio` and
-`asyncio.coroutines` modules in `sys.modules` that answer that one question
-(`iscoroutinefunction`, from `inspect`, as asyncio's own does for plain functions), and
-removes them right after, so a later `import asyncio` loads the real package as usual.
+- asyncio. xDSL marks a few functions `@typing_extensions.deprecated` (builtin's
+  `ContainerOf`, some irdl constraints, parser and rewriter methods). On Python < 3.13 that
+  decorator runs `import asyncio.coroutines` for each, only to ask whether the function is a
+  coroutine function, and the asyncio package drags in ssl, socket, subprocess, selectors,
+  concurrent.futures and logging (~24 ms CPU, nothing tflquant uses). Placeholder `asyncio`
+  and `asyncio.coroutines` modules answer that one question (`iscoroutinefunction`, from
+  `inspect`, as asyncio's own does for plain functions) during the import and are removed
+  after it, so a later `import asyncio` loads the real package as usual.
+- Compiling dataclass methods. The dataclasses module compiles each generated `__init__`,
+  `__eq__`, `__repr__`... from source text (xDSL's core: ~1100 methods, ~580 distinct
+  texts, most of its import time). During the import the dataclasses module's own `exec` is
+  a cache from text to code object (the same code run with the same globals: the same
+  functions), started from the code objects the last such import compiled. Those are kept
+  next to this module's bytecode as Python keeps .pyc files
+  (`__pycache__/_startup.<tag>.<first module>.dataclasses`, marshal of text -> code with
+  importlib's MAGIC_NUMBER; written atomically, not under PYTHONDONTWRITEBYTECODE, silently
+  not where the folder is read-only; rewritten only when the texts change, e.g. another
+  xDSL; a damaged or foreign file is ignored).
+- Collections. The import makes tens of thousands of objects and next to no garbage; the
+  collector is paused meanwhile (re-enabled after, unless it was off).
 
-While it imports, the dataclasses module compiles each generated method (`__init__`,
-`__eq__`, `__repr__`...: ~1100 of them, ~580 distinct texts, most of the import's ~100 ms
-CPU) from source text. A compile cache for those texts gives the same functions (the same
-code run with the same globals): it is installed as the dataclasses module's own `exec` for
-the import only, and starts from the code objects the last import compiled, kept next to
-this module's bytecode as Python keeps .pyc files (`__pycache__/_startup.<tag>.<first module
-imported>.dataclasses`, marshal; written like a .pyc: not under PYTHONDONTWRITEBYTECODE, atomically, silently
-skipped where the folder is read-only). The file maps each full source text to its code, so
-a text never compiled before (another xDSL) is compiled as usual and the file rewritten
-with the texts this import used; a file from another Python's bytecode (its magic number
-differs) or an unreadable one is ignored.
+Measured on decoder_tiny (CPU, OpenBLAS held to one thread for steadiness): importing
+`tflquant.quantize` 240 -> 140 ms, of which asyncio ~24 ms, the dataclass code ~50 ms from
+the second start, collections ~10 ms (the rest elsewhere: no entry-point scan, no observers).
 
-The garbage collector is paused for the import (it would walk the new objects over and over
-to find next to no garbage: ~10 ms).
-
-Only done when it cannot be observed: the process runs one Python thread (nobody else can
-import asyncio while the placeholders are in place, define a dataclass or miss a collection);
-otherwise it is a plain import (the placeholders also only while asyncio is not loaded).
-`import_xdsl()` is called by `tflquant.dialects` (so `tflquant.ir` and the dialects too) and
-the command's subcommands before they import xDSL; `import_quietly("tflquant.api")` (or
-"tflquant.compare") then imports the driver the same way, on `tflquant.quantize` /
-`tflquant.compare_models`'s first use and in the command (~10 ms more).
+Only when the process runs one Python thread (no other thread can import asyncio while the
+placeholders are in place, define a dataclass or miss a collection), and not inside another
+such import; otherwise a plain import. The placeholders only while asyncio is not loaded.
+`import_xdsl()` runs from `tflquant.dialects` (so before `tflquant.ir` and the dialects) and
+in the command's subcommands; `import_quietly("tflquant.api")` / ("tflquant.compare") on
+`tflquant.quantize` / `tflquant.compare_models`'s first use and in the command.
 """
-
 from __future__ import annotations
 
 import gc
