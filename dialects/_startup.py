@@ -35,6 +35,7 @@ such import; otherwise a plain import. The placeholders only while asyncio is no
 in the command's subcommands; `import_quietly("tflquant.api")` / ("tflquant.compare") on
 `tflquant.quantize` / `tflquant.compare_models`'s first use and in the command.
 """
+
 from __future__ import annotations
 
 import gc
