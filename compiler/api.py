@@ -23,6 +23,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tflquant.dialects._startup import import_xdsl
+
+import_xdsl()  # xDSL's core before the imports below, without asyncio (dialects/_startup.py)
+
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation

@@ -31,6 +31,7 @@ the second start, collections ~10 ms (the rest elsewhere: no entry-point scan, n
 Only when the process runs one Python thread (no other thread can import asyncio while the
 placeholders are in place, define a dataclass or miss a collection), and not inside another
 such import; otherwise a plain import. The placeholders only while asyncio is not loaded.
+A host program that wants none of it sets TFLQUANT_PLAIN_IMPORT=1 before the first import.
 `import_xdsl()` runs from `tflquant.dialects` (so before `tflquant.ir` and the dialects) and
 in the command's subcommands; `import_quietly("tflquant.api")` / ("tflquant.compare") on
 `tflquant.quantize` / `tflquant.compare_models`'s first use and in the command.
@@ -71,7 +72,7 @@ def import_quietly(*names: str) -> None:
     plainly."""
     if all(name in sys.modules for name in names):
         return
-    if _depth[0] or not _single_threaded():
+    if _depth[0] or not _single_threaded() or os.environ.get("TFLQUANT_PLAIN_IMPORT"):
         _plain(names)
         return
     placeholders = _asyncio_placeholders() if "asyncio" not in sys.modules else {}

@@ -109,6 +109,17 @@ def test_with_another_thread_running_xdsl_is_imported_plainly() -> None:
     assert out == [True, True]
 
 
+def test_plain_import_on_request() -> None:
+    # TFLQUANT_PLAIN_IMPORT=1: no placeholder, no swapped exec, the collector untouched
+    out = _run(
+        "import json, sys, gc, dataclasses\n"
+        "import tflquant.ir\n"
+        "print(json.dumps(['asyncio' in sys.modules, 'exec' in vars(dataclasses), gc.isenabled()]))\n",
+        TFLQUANT_PLAIN_IMPORT="1",
+    )
+    assert out == [True, False, True]
+
+
 def test_entry_point_precheck_finds_every_declaring_distribution(tmp_path: Path, monkeypatch) -> None:
     """passes._may_declare_entry_points: False only when importlib.metadata would find nothing."""
     from tflquant.passes import _may_declare_entry_points
