@@ -1,5 +1,5 @@
 """Quantize time against ai-edge-quantizer (AEQ), issue 12 ("quantize time at most half of
-AEQ's"), without calibration data, measured two ways.
+AEQ's"), measured two ways.
 
     python benchmarks/quantize_time.py [--model ../shared/models/decoder_tiny/float.tflite] [--rounds 5]
 
@@ -68,10 +68,13 @@ def main() -> None:
     ap.add_argument("--model", default=os.path.join(here, "..", "..", "shared", "models", "decoder_tiny", "float.tflite"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--process", action="store_true", help="also time whole processes: the tflquant command against a fresh AEQ script")
+    ap.add_argument("--with-data", action="store_true", help="4-bit rows also with the model's calib.npz (data-aware rounding), warm")
     ap.add_argument("--aeq-python", default=os.environ.get("TFLQUANT_AEQ_PYTHON", "/tmp/aeq/bin/python"))
     args = ap.parse_args()
     aeq = args.aeq_python if os.path.exists(args.aeq_python) else None
     tmp = tempfile.mkdtemp()
+    calib = os.path.join(os.path.dirname(os.path.abspath(args.model)), "calib.npz")
+    calib = calib if os.path.exists(calib) else None
     print(f"{os.path.basename(os.path.dirname(os.path.abspath(args.model)))}: CPU ms (wall ms), best of {args.rounds} rounds; "
           f"AEQ {'from ' + aeq if aeq else 'not installed'}")
     print("per call, warm (both after an untimed call in their process)")
@@ -79,13 +82,17 @@ def main() -> None:
         for label, bits, gran, block in llm.CONFIGS[:4]:
             kw = dict(mode=mode, weight_bits=bits, granularity=gran, block_size=block)
             _ours(args.model, f"{tmp}/o.tflite", **kw)  # warm
-            ours = near = theirs = (1e9, 1e9)
+            ours = near = theirs = cal = (1e9, 1e9)
+            if bits == 4 and calib and args.with_data:
+                _ours(args.model, f"{tmp}/d.tflite", representative_dataset=calib, **kw)  # warm
             has_recipe = aeq is not None and not (mode == "weight-only" and gran == "block")
             for _ in range(args.rounds):
                 for _ in range(3):
                     ours = min(ours, _ours(args.model, f"{tmp}/o.tflite", **kw))
                     if bits == 4:
                         near = min(near, _ours(args.model, f"{tmp}/n.tflite", weight_rounding="nearest", **kw))
+                if bits == 4 and calib and args.with_data:  # one a round: it takes ~10x longer
+                    cal = min(cal, _ours(args.model, f"{tmp}/d.tflite", representative_dataset=calib, **kw))
                 if has_recipe:
                     _cpu, _wall, out = _child([aeq, "-c", llm._AEQ_CHILD, args.model, f"{tmp}/a.tflite", str(bits), llm._aeq_granularity(gran, block), mode, "4"])
                     d = json.loads(out.strip().splitlines()[-1])
@@ -94,21 +101,28 @@ def main() -> None:
             row += f" | AEQ {theirs[0] * 1e3:6.1f} ({theirs[1] * 1e3:6.1f}) | x {ours[0] / theirs[0]:4.2f}" if has_recipe else " | AEQ -" + " " * 25
             if bits == 4:
                 row += f" | nearest {near[0] * 1e3:6.1f}" + (f" x {near[0] / theirs[0]:4.2f}" if has_recipe else "")
+            if cal[0] < 1e9:
+                row += f" | with data {cal[0] * 1e3:6.1f}" + (f" x {cal[0] / theirs[0]:4.2f}" if has_recipe else "")
             print(row, flush=True)
     if args.process:
         print("per process, cold (the tflquant command; a Python process importing AEQ and quantizing once)")
         for mode in llm.MODES:
             for label, bits, gran, block in llm.CONFIGS[:4]:
                 has_recipe = aeq is not None and not (mode == "weight-only" and gran == "block")
-                ours = theirs = (1e9, 1e9)
+                ours = theirs = cal = (1e9, 1e9)
                 for _ in range(args.rounds):
                     cpu, wall, _out = _child(_cli(args.model, f"{tmp}/c.tflite", mode, bits, gran, block))
                     ours = min(ours, (cpu, wall))
+                    if calib and bits == 4:
+                        cpu, wall, _out = _child(_cli(args.model, f"{tmp}/d.tflite", mode, bits, gran, block) + ["--calibration", calib])
+                        cal = min(cal, (cpu, wall))
                     if has_recipe:
                         cpu, wall, _out = _child([aeq, "-c", llm._AEQ_CHILD, args.model, f"{tmp}/a.tflite", str(bits), llm._aeq_granularity(gran, block), mode])
                         theirs = min(theirs, (cpu, wall))
                 row = f"{mode:<12}{label:<16} tflquant {ours[0] * 1e3:6.0f} ({ours[1] * 1e3:6.0f})"
-                row += f" | AEQ {theirs[0] * 1e3:6.0f} ({theirs[1] * 1e3:6.0f}) | x {ours[0] / theirs[0]:4.2f}" if has_recipe else " | AEQ -"
+                row += f" | AEQ {theirs[0] * 1e3:6.0f} ({theirs[1] * 1e3:6.0f}) | x {ours[0] / theirs[0]:4.2f}" if has_recipe else " | AEQ -" + " " * 25
+                if cal[0] < 1e9:
+                    row += f" | with data {cal[0] * 1e3:6.0f} ({cal[1] * 1e3:6.0f})" + (f" x {cal[0] / theirs[0]:4.2f}" if has_recipe else "")
                 print(row, flush=True)
     print(f"load average {os.getloadavg()[0]:.2f}")
 

@@ -315,8 +315,16 @@ def unit_scale(o: Operation, out: UniformQuantizedType) -> float | None:
 
     affine = type(o).get_trait(tfl.AffineOp)
     if affine is not None:
-        si, sw = scale(affine.input), scale(affine.weight)
-        return si * sw if si is not None and sw is not None else None
+        si = scale(affine.input)
+        wt = ins[affine.weight] if affine.weight < len(ins) else None
+        if si is None or wt is None:
+            return None
+        sw = wt.scale_array()
+        # channel c's results are multiples of s_in * s_w[c]: an output scale above the
+        # finest channel's unit loses that channel's resolution (a per-channel weight with
+        # one large channel), so the floor is the finest unit, kept within XNNPACK's M < 256
+        # for the coarsest channel (M <= 128 there: the rescale wraps only past |acc| 2^23)
+        return si * max(float(np.min(sw)), float(np.max(sw)) / 128)
     if kind in ("MUL", "ADD", "SUB", "SQUARED_DIFFERENCE"):
         if len(ins) != 2 or any(t is None or t.per_axis for t in ins):
             return None

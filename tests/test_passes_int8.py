@@ -417,3 +417,23 @@ def test_transpose_conv_and_depthwise_biases_run(mode: str, bias: str | None) ->
     ev = sample_inputs(module, 4, seed=2)
     assert sqnr_db(run_tflite(fb, ev)[0], run_tflite(res.model, ev)[0]) > (35 if mode == "int8" else 45)
     assert not [o for o in res.report.ops if o.kind == "float"]
+
+
+def test_per_channel_output_floor_keeps_the_fine_channels_resolution() -> None:
+    # Channel 0's large weight meets an input that is zero over the calibration data, so its
+    # results are multiples of a coarse unit; channel 1's small results must still get an output
+    # scale of its own resolution (the no-wrap floor is the finest channel's unit, not the coarsest).
+    from models import GraphBuilder
+
+    g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
+    w = np.array([[0, 0, 0, 100.0], [0.01, 0.02, 0, 0]], np.float32)
+    out = g.op("FULLY_CONNECTED", [g.x, g.const(w), g.const(np.zeros(2, np.float32))], (1, 2), name="out")
+    x = np.random.default_rng(0).standard_normal((64, 1, 4)).astype(np.float32)
+    x[..., 3] = 0
+    want = x @ w.T
+    r = tflquant.quantize(g.tflite([out]), mode="int8", representative_dataset={"x": x})
+    fc = next(o for o in read_flatbuffer(r.model).walk() if isinstance(o, tfl.FullyConnectedOp))
+    assert fc.results[0].type.element_type.scale < 1e-3  # the range of channel 1 (0.044) over 255 steps, not 100 x s_in / 127
+    (got,) = litert_run(r.model, [x])
+    ch1 = np.abs(got.reshape(want.shape) - want)[..., 1].max()
+    assert ch1 < 0.02 * np.abs(want[..., 1]).max()
