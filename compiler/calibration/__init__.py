@@ -29,6 +29,10 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def calibrate(*args, **kwargs):  # type: ignore[no-untyped-def]
     """See tflquant.calibration.calibrate.calibrate (imported lazily: it needs the interpreter)."""
     from tflquant.calibration.calibrate import calibrate as run
