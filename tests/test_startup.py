@@ -2,8 +2,9 @@
 
 A `tflquant quantize --mode dynamic` process spends most of its time starting, so the modules
 only other modes need (calibration's observers and driver, the reference interpreters, the
-compare / mixed-precision / debug-report drivers) stay unimported, xDSL comes in without
-asyncio (tflquant.dialects._startup), and the command freezes its start-up objects out of
+compare / mixed-precision / debug-report drivers) stay unimported, xDSL's core is imported
+with the collector paused and each dataclass method text compiled once
+(tflquant.dialects._startup), and the command freezes its start-up objects out of
 the garbage collector's sight (cli._own_process). Each check runs in a fresh interpreter.
 """
 
@@ -28,7 +29,6 @@ OTHER_MODES = (
     "tflquant.compare",
     "tflquant.mixed_precision",
     "tflquant.debug_report",
-    "asyncio",
     "importlib.metadata",  # no installed distribution declares a tflquant pass here
 )
 
@@ -42,8 +42,22 @@ def _run(code: str, **env: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+# records, when xDSL's irdl is first imported (inside xDSL's core import), whether the collector
+# runs and whether the dataclasses module's exec is swapped: [False, True] the quick way,
+# [True, False] plainly
+_SPY = (
+    "import gc, json, sys, dataclasses, importlib.abc\n"
+    "seen = []\n"
+    "class Spy(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name == 'xdsl.irdl' and not seen:\n"
+    "            seen.append([gc.isenabled(), 'exec' in vars(dataclasses)])\n"
+    "sys.meta_path.insert(0, Spy())\n"
+)
+
+
 def test_import_tflquant_alone_is_light() -> None:
-    out = _run("import sys, json, tflquant; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('xdsl', 'numpy', 'asyncio'))))")
+    out = _run("import sys, json, tflquant; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('xdsl', 'numpy'))))")
     assert out == []
 
 
@@ -88,36 +102,27 @@ def test_command_as_the_program_tunes_its_process(tmp_path: Path) -> None:
     assert _run(code, OPENBLAS_THREAD_TIMEOUT="28") == [0, True, "28"]
 
 
-def test_asyncio_loads_for_real_afterwards() -> None:
-    out = _run(
-        "import json, tflquant.ir, asyncio\n"
-        "async def f():\n    await asyncio.sleep(0)\n    return 3\n"
-        "print(json.dumps([asyncio.run(f()), asyncio.iscoroutinefunction(f), asyncio.__file__ is not None]))\n"
-    )
-    assert out == [3, True, True]
+def test_xdsl_is_imported_the_quick_way_alone() -> None:
+    assert _run(_SPY + "import tflquant.ir\nprint(json.dumps(seen[0] + [gc.isenabled()]))\n") == [False, True, True]
 
 
 def test_with_another_thread_running_xdsl_is_imported_plainly() -> None:
-    # another thread could import asyncio while the placeholder is in sys.modules: no placeholder then
+    # another thread could define a dataclass or need a collection meanwhile: plainly then
     out = _run(
-        "import json, sys, threading\n"
+        _SPY + "import threading\n"
         "go = threading.Event(); t = threading.Thread(target=go.wait); t.start()\n"
         "import tflquant.ir\n"
         "go.set(); t.join()\n"
-        "print(json.dumps(['asyncio' in sys.modules, hasattr(sys.modules['asyncio'], 'get_event_loop')]))\n"
+        "print(json.dumps(seen[0]))\n"
     )
-    assert out == [True, True]
+    assert out == [True, False]
 
 
 def test_plain_import_on_request() -> None:
-    # TFLQUANT_PLAIN_IMPORT=1: no placeholder, no swapped exec, the collector untouched
-    out = _run(
-        "import json, sys, gc, dataclasses\n"
-        "import tflquant.ir\n"
-        "print(json.dumps(['asyncio' in sys.modules, 'exec' in vars(dataclasses), gc.isenabled()]))\n",
-        TFLQUANT_PLAIN_IMPORT="1",
-    )
-    assert out == [True, False, True]
+    # TFLQUANT_PLAIN_IMPORT=1 (not 0): no swapped exec, the collector untouched
+    code = _SPY + "import tflquant.ir\nprint(json.dumps(seen[0] + ['exec' in vars(dataclasses), gc.isenabled()]))\n"
+    assert _run(code, TFLQUANT_PLAIN_IMPORT="1") == [True, False, False, True]
+    assert _run(code, TFLQUANT_PLAIN_IMPORT="0") == [False, True, False, True]
 
 
 def test_entry_point_precheck_finds_every_declaring_distribution(tmp_path: Path, monkeypatch) -> None:
@@ -161,7 +166,7 @@ def test_dataclass_methods_from_the_compile_cache_are_the_same() -> None:
         x: int
         y: str = "a"
 
-    _startup._restore({}, cached)
+    _startup._restore(cached)
     assert "exec" not in vars(dataclasses)
 
     @dataclasses.dataclass(frozen=True)
@@ -186,19 +191,19 @@ def test_dataclass_methods_from_the_compile_cache_are_the_same() -> None:
 def test_nothing_of_the_import_is_left_behind() -> None:
     out = _run(
         "import gc, json, sys, dataclasses, tflquant.ir\n"
-        "print(json.dumps(['exec' in vars(dataclasses), 'asyncio' in sys.modules, 'asyncio.coroutines' in sys.modules, gc.isenabled()]))\n"
+        "print(json.dumps(['exec' in vars(dataclasses), gc.isenabled()]))\n"
     )
-    assert out == [False, False, False, True]
+    assert out == [False, True]
     assert _run("import gc, json; gc.disable(); import tflquant.ir; print(json.dumps(gc.isenabled()))") is False
 
 
 def test_an_interrupt_at_any_point_leaves_nothing_behind() -> None:
-    """KeyboardInterrupt with the placeholders in place (while the exec is swapped in) or during
-    the import proper (tflquant.api: xDSL's core came with tflquant.dialects)."""
+    """KeyboardInterrupt while the exec is swapped in or during the import proper (tflquant.api:
+    xDSL's core came with tflquant.dialects)."""
     out = _run(
         "import gc, json, sys, dataclasses\n"
         "from tflquant.dialects import _startup\n"
-        "def interrupted(cached_exec):\n    assert 'asyncio' in sys.modules\n    raise KeyboardInterrupt\n"
+        "def interrupted(cached_exec):\n    swap(cached_exec)\n    raise KeyboardInterrupt\n"
         "swap, _startup._dataclasses_exec = _startup._dataclasses_exec, interrupted\n"
         "try:\n    _startup.import_quietly('tflquant.api')\nexcept KeyboardInterrupt:\n    pass\n"
         "_startup._dataclasses_exec = swap\n"
@@ -206,6 +211,6 @@ def test_an_interrupt_at_any_point_leaves_nothing_behind() -> None:
         "plain, _startup._plain = _startup._plain, stop\n"
         "try:\n    _startup.import_quietly('tflquant.api')\nexcept KeyboardInterrupt:\n    pass\n"
         "_startup._plain = plain\n"
-        "print(json.dumps(['asyncio' in sys.modules, 'exec' in vars(dataclasses), gc.isenabled(), _startup._depth[0]]))\n"
+        "print(json.dumps(['exec' in vars(dataclasses), gc.isenabled(), _startup._depth[0], 'tflquant.api' in sys.modules]))\n"
     )
-    assert out == [False, False, True, 0]
+    assert out == [False, True, 0, False]
