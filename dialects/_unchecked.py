@@ -75,8 +75,14 @@ def dense(elem: Attribute, shape: tuple[int, ...], data: BytesAttr) -> DenseIntO
     only, and int dimensions); anything else through the checked constructors."""
     if not shape or not _dense_element(elem) or not all(type(d) is int and d >= 0 for d in shape):
         return DenseIntOrFPElementsAttr(TensorType(elem, shape), data)
+    return dense_of_type(tensor_type(elem, shape), data)
+
+
+def tensor_type(elem: Attribute, shape: Iterable[int]) -> TensorType:
+    """TensorType(elem, shape) for an element type and Python int dimensions (dynamic ones
+    included), unchecked: xDSL's checks of those cannot fail."""
     dims = _data_attr(ArrayAttr, tuple([_data_attr(IntAttr, d) for d in shape]))
-    return dense_of_type(built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING), data)
+    return built(TensorType, shape=dims, element_type=elem, encoding=_NO_ENCODING)
 
 
 def dense_of_type(t: TensorType, data: BytesAttr) -> DenseIntOrFPElementsAttr:

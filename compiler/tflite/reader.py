@@ -57,11 +57,9 @@ from xdsl.dialects.builtin import (
     Float16Type,
     Float32Type,
     Float64Type,
-    IntAttr,
     IntegerAttr,
     IntegerType,
     ModuleOp,
-    NoneAttr,
     Signedness,
     StringAttr,
     TensorType,
@@ -70,7 +68,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import built, bytes_attr, class_test, dense_of_type, new_op, string_array, verify_module
+from tflquant.dialects._unchecked import bytes_attr, class_test, dense_of_type, new_op, string_array, tensor_type, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType, storage_range
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
@@ -123,7 +121,6 @@ _TYPE_NAMES = {v: k for k, v in schema.TENSOR_TYPES.items()}
 _OPTIONS_BY_INDEX = {v: k for k, v in schema.OPTIONS_UNION.items()}
 _OPTIONS2_BY_INDEX = {v: k for k, v in schema.OPTIONS2_UNION.items()}
 _QUANT_STORAGE = {3, 9, 7, 2, 4, 17, 19}  # UINT8, INT8, INT16, INT32, INT64, INT4, INT2
-_NO_ENCODING = NoneAttr()
 # Constant payloads at least this big are views of the model's bytes, smaller ones copies.
 PAYLOAD_VIEW_MIN = 64
 
@@ -184,8 +181,7 @@ class _Importer:
             if type(elem) in _PLAIN_ELEMENTS and all(type(d) is int for d in dims):
                 # without xDSL's generic parameter checks, which cannot fail for these (a
                 # TensorType takes any element and int dimensions): most of its cost
-                shape = built(ArrayAttr, data=tuple([built(IntAttr, data=d) for d in dims]))
-                t = built(TensorType, shape=shape, element_type=elem, encoding=_NO_ENCODING)
+                t = tensor_type(elem, dims)
             else:
                 t = TensorType(elem, dims)
             self._types[key] = t
