@@ -281,22 +281,14 @@ def sqnr_db(w: np.ndarray, q: np.ndarray, scale: np.ndarray | float, zero_point:
 
 def blockwise_sqnr_db(w: np.ndarray, q: np.ndarray, scales: np.ndarray, block: int) -> float:
     """sqnr_db(w, q dequantized, 1.0, 0.0) of blockwise codes q (blocks of `block` along the
-    last dimension, float32 scales of shape (*q.shape[:-1], blocks)): each slice of rows
-    dequantized as BlockwiseQuantizedType.dequantize does (the same products) while it is in
-    cache, without a dequantized copy of the whole weight; the same terms in the same order,
-    the same value."""
+    last dimension, float32 scales of shape (*q.shape[:-1], blocks)): sqnr_db of the weight
+    and codes viewed as [.., blocks, block] against the scales broadcast along each block,
+    so each slice of rows is dequantized as BlockwiseQuantizedType.dequantize does (the same
+    products) while it is in cache, without a dequantized copy of the whole weight; the same
+    terms in the same order, the same value."""
     w = np.asarray(w, np.float32)
-    s = np.asarray(scales, np.float32)[..., None]
-    chunks = list(_row_chunks(w.shape[0], w.size // max(w.shape[0], 1))) if w.ndim and w.shape[0] > 1 else [slice(None)]
-    e = sig = 0.0
-    for rows in chunks:
-        wc, qc = w[rows], q[rows]
-        err = (qc.astype(np.float32).reshape(*qc.shape[:-1], -1, block) * s[rows]).reshape(qc.shape)
-        np.subtract(wc, err, out=err)
-        flat = err.ravel()
-        e = e + float(np.dot(flat, flat))
-        sig = _signal_terms(wc, sig)
-    return _db(e, sig)
+    blocks = (*w.shape[:-1], -1, block)
+    return sqnr_db(w.reshape(blocks), np.asarray(q).reshape(blocks), np.asarray(scales, np.float32)[..., None])
 
 
 def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, UniformQuantizedType]:
