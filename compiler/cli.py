@@ -20,17 +20,15 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
     print(inspect_model(a.model), end="")
 
 
-def _xdsl(driver: str | None = None) -> None:
-    """xDSL's core (then the driver module) imported the quick way (tflquant.dialects._startup)."""
-    from tflquant.dialects._startup import import_quietly, import_xdsl
+def _driver(module: str) -> None:
+    """The driver module imported the quick way (tflquant.dialects._startup; importing that
+    package first imports xDSL's core so)."""
+    from tflquant.dialects._startup import import_quietly
 
-    import_xdsl()
-    if driver is not None:
-        import_quietly(driver)
+    import_quietly(module)
 
 
 def _cmd_import(a: argparse.Namespace) -> None:
-    _xdsl()
     from tflquant.fileio import atomic_write
     from tflquant.ir import print_module
     from tflquant.tflite.reader import load_model
@@ -43,7 +41,6 @@ def _cmd_import(a: argparse.Namespace) -> None:
 
 
 def _cmd_export(a: argparse.Namespace) -> None:
-    _xdsl()
     from tflquant.fileio import read_bytes
     from tflquant.ir import parse_module
     from tflquant.tflite.writer import write_model
@@ -104,7 +101,7 @@ def _weight_options(a: argparse.Namespace) -> dict:
 def _cmd_quantize(a: argparse.Namespace) -> None:
     import warnings
 
-    _xdsl("tflquant.api")
+    _driver("tflquant.api")
     from tflquant.api import default_allow_float, quantize
     from tflquant.pipeline import pipeline_spec
 
@@ -175,7 +172,7 @@ def _cmd_quantize(a: argparse.Namespace) -> None:
 
 
 def _cmd_compare(a: argparse.Namespace) -> None:
-    _xdsl("tflquant.compare")
+    _driver("tflquant.compare")
     from tflquant.compare import compare_models
 
     if a.max_samples < 1 or (a.worst is not None and a.worst < 1):

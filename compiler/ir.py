@@ -12,7 +12,7 @@ import numpy as np
 
 from tflquant.dialects._startup import import_xdsl
 
-import_xdsl()  # xDSL's core before the imports below, without asyncio (dialects/_startup.py)
+import_xdsl()  # xDSL's core before the imports below, the quick way (dialects/_startup.py)
 
 from xdsl.context import Context
 from xdsl.dialects import builtin, func

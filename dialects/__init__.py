@@ -2,4 +2,4 @@
 
 from tflquant.dialects._startup import import_xdsl
 
-import_xdsl()  # xDSL's core without asyncio when nobody else can notice (see _startup)
+import_xdsl()  # xDSL's core the quick way when nobody else can notice (see _startup)

@@ -15,9 +15,9 @@ Both are undone when the import ends, whatever ends it (KeyboardInterrupt too). 
 process runs one Python thread (no other thread can define a dataclass or miss a collection
 meanwhile), and not inside another such import; otherwise a plain import. A host program that
 wants none of it sets TFLQUANT_PLAIN_IMPORT=1 (any value but 0) before the first import.
-`import_xdsl()` runs from `tflquant.dialects` (so before `tflquant.ir` and the dialects) and
-in the command's subcommands; `import_quietly("tflquant.api")` / ("tflquant.compare") on
-`tflquant.quantize` / `tflquant.compare_models`'s first use and in the command.
+`import_xdsl()` runs from `tflquant.dialects` (so before `tflquant.ir` and the dialects);
+`import_quietly("tflquant.api")` / ("tflquant.compare") on `tflquant.quantize` /
+`tflquant.compare_models`'s first use and in the command.
 
 (typing_extensions before 4.16 imported asyncio, ~24 ms, for each `@deprecated` function xDSL
 marks; 4.16, what a fresh install gets, no longer does, so tflquant leaves that alone.)
