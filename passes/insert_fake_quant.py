@@ -58,15 +58,15 @@ def weight_params(w: np.ndarray, axis: int | None) -> UniformQuantizedType:
     made the requantization unit s_in * s_w, which propagate-scales keeps the output scale
     above, as coarse)."""
     t = choose_weight_params(w, axis=axis)
-    if w.size and not np.any(w):
-        if t.per_axis:
-            return UniformQuantizedType.make(t.storage_type, [1 / 127] * len(t.scale_array()), 0, axis=t.axis.data, narrow=True)
-        return UniformQuantizedType.make(t.storage_type, 1 / 127, 0, narrow=True)
-    if axis is None or w.size == 0:
+    if w.size == 0:
         return t
+    if axis is None:
+        return t if np.any(w) else UniformQuantizedType.make(t.storage_type, 1 / 127, 0, narrow=True)
     absmax = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
-    if np.all(absmax > 0) or not np.any(absmax > 0):
+    if np.all(absmax > 0):
         return t
+    if not np.any(absmax > 0):  # an all-zero weight
+        return UniformQuantizedType.make(t.storage_type, [1 / 127] * len(absmax), 0, axis=t.axis.data, narrow=True)
     # A zero channel keeps any scale; use the median of the others so that its bias keeps
     # a sane scale (a scale of 1.0 would round the bias coarsely).
     scales = t.scale_array()
