@@ -303,8 +303,7 @@ def unit_scale(o: Operation, out: UniformQuantizedType) -> float | None:
     - HARD_SWISH: s_out >= s_in / 128 (LiteRT refuses the model otherwise).
     A finer output scale than s_r resolves nothing the integer result holds."""
     kind = op_kind(o)
-    info = op_info(o)
-    if kind is None or info is None:
+    if kind is None:
         return None
     ins = [input_qtype(v) for v in o.operands]
     bits = bits_of(out)
@@ -337,12 +336,10 @@ def unit_scale(o: Operation, out: UniformQuantizedType) -> float | None:
     s = scale(0) if ins and ins[0] is not None and not ins[0].per_axis else None
     if s is None:
         return None
-    if kind in _RELUS:
+    if kind in _RELUS or kind == "MEAN":
         return s / (1 << (30 - bits))
     if kind == "HARD_SWISH":
         return s / 128
-    if kind == "MEAN":
-        return s / (1 << (30 - bits))
     if kind == "SUM":
         n = _reduced_count(o)
         return None if n is None else s * n / (1 << (30 - bits))
