@@ -600,8 +600,6 @@ def with_element(t: TensorType, element: Attribute) -> TensorType:
     return TensorType(element, t.get_shape())
 
 
-
-
 @irdl_op_definition
 class StatsOp(IRDLOperation):
     """Identity on a float tensor that records its calibrated range (MLIR's quantfork.stats)."""
