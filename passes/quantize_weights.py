@@ -409,7 +409,7 @@ class _Stacks:
 
     def __init__(self, store: InputHessians) -> None:
         self.store = store
-        self.group: dict[tuple[SSAValue, int | None, WeightFormat, bool | None], list[SSAValue]] = {}  # request -> its group, until rounded
+        self.group: dict[tuple[SSAValue, int | None, WeightFormat, bool | None], tuple[str, list[SSAValue]]] = {}  # request -> (statistics key, its group), until rounded
         self.found: dict[tuple[SSAValue, int | None, WeightFormat, bool | None], tuple[str, tuple[np.ndarray, np.ndarray]]] = {}  # (key, result), until taken
 
     def take(self, v: SSAValue, w: np.ndarray, axis: int | None, fmt: WeightFormat, fp16_scales: bool | None,
@@ -418,8 +418,9 @@ class _Stacks:
         if need be; None where v was not planned in a group of these arguments (or the
         group could not be stacked, or v's values are not finite)."""
         req = (v, axis, fmt, fp16_scales)
-        members = self.group.pop(req, None)
-        if members is not None:
+        planned = self.group.pop(req, None)
+        if planned is not None:
+            k, members = planned
             weights = []
             for u in members:
                 self.group.pop((u, axis, fmt, fp16_scales), None)
@@ -427,11 +428,10 @@ class _Stacks:
                 if wu is not None and np.isfinite(wu).all():
                     weights.append((u, wu))
             if v in (u for u, _w in weights):  # (the caller checked v's values)
-                k = layer_key(self.store, v)[0]
                 got = round_layer_weights(self.store, weights, axis, fmt.bits, fmt.granularity, fmt.block_size, method, fp16_scales)
                 if got is not None:
                     for (u, _w), r in zip(weights, got):
-                        self.found[(u, axis, fmt, fp16_scales)] = (k, r)  # type: ignore[assignment]
+                        self.found[(u, axis, fmt, fp16_scales)] = (k, r)
                     return self.found.pop(req)[1]  # (its statistics taken by round_layer_weights)
         kr = self.found.pop(req, None)
         if kr is None:
@@ -1033,7 +1033,7 @@ class QuantizeWeights(ModulePass):
         store = getattr(self, "statistics", None)
         if store is None or self.weight_rounding not in ("gptq", "auto"):
             return None
-        groups: dict[tuple, list[tuple[SSAValue, int | None, WeightFormat, bool | None]]] = {}
+        groups: dict[tuple[str, int | None, WeightFormat, bool | None, int], list[SSAValue]] = {}
         for v, (axis, fmt) in plans.items():
             if fmt.granularity not in ("channel", "block") or resolve_method(self.weight_rounding, fmt.bits, True) != "gptq":
                 continue
@@ -1047,13 +1047,12 @@ class QuantizeWeights(ModulePass):
             # scales where LiteRT reads the blocks (through DEQUANTIZE: float32)
             a = None if fmt.granularity == "block" else axis
             fp16 = self._blocks_read_directly(v, fmt) if fmt.granularity == "block" else None
-            groups.setdefault((key, a, fmt, fp16, shape[1]), []).append((v, a, fmt, fp16))
+            groups.setdefault((key, a, fmt, fp16, shape[1]), []).append(v)
         stacks = _Stacks(store)
-        for members in groups.values():
-            if len(members) > 1:
-                vs = [m[0] for m in members]
-                for v, a, fmt, fp16 in members:
-                    stacks.group[(v, a, fmt, fp16)] = vs
+        for (key, a, fmt, fp16, _n), vs in groups.items():
+            if len(vs) > 1:
+                for v in vs:
+                    stacks.group[(v, a, fmt, fp16)] = (key, vs)
         return stacks if stacks.group else None
 
     def _hybrid_use(self, kind: str | None, index: int, axis: int | None, fmt: WeightFormat) -> tuple[bool, bool]:
