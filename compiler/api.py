@@ -25,7 +25,7 @@ from typing import Any
 
 from tflquant.dialects._startup import import_xdsl
 
-import_xdsl()  # xDSL's core before the imports below, without asyncio (dialects/_startup.py)
+import_xdsl()  # xDSL's core before the imports below, the quick way (dialects/_startup.py)
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
