@@ -3,7 +3,7 @@
 
     python benchmarks/large_model.py [--dim 2048 --layers 12 --vocab 32000] [--workdir /tmp]
                                      [--aeq-python /tmp/aeq/bin/python] [--no-aeq] [--keep]
-                                     [--determinism] [--roundtrip]
+                                     [--determinism] [--roundtrip] [--int4]
 
 Steps, each in a child process of its own (wall time and peak RSS from getrusage, as
 benchmarks/run.py measures; peak RSS counts the model file's mapped pages):
@@ -11,7 +11,9 @@ benchmarks/run.py measures; peak RSS counts the model file's mapped pages):
 1. benchmarks/decoder_models.py writes the float decoder (large-model layout past 2 GB);
 2. tflquant quantizes it: dynamic int8 and, when the API has it, weight-only int4
    (blockwise 32), each written to a file as `tflquant quantize -o` does;
-3. AEQ's dynamic_wi8_afp32 recipe, when its venv is there (--aeq-python);
+3. AEQ's dynamic_wi8_afp32 recipe, when its venv is there (--aeq-python); with --int4
+   also tflquant dynamic int4 blockwise 32 without data (MSE-clipped scales, the default)
+   against AEQ's same recipe (min/max, BLOCKWISE_32);
 4. LiteRT loads the float model and every output, runs a few token sequences (one invoke
    each) and the logits are compared with the float model's: SQNR (10 log10 |ref|^2 /
    |ref - q|^2 over all sequences) and top-1 agreement.
@@ -98,10 +100,17 @@ import contextlib, io, json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 from ai_edge_quantizer import quantizer, recipe
 src, out = sys.argv[1:3]
+gran = sys.argv[3] if len(sys.argv) > 3 else ""  # "": the dynamic_wi8_afp32 recipe; else int4 dynamic with this granularity
 ru = resource.getrusage(resource.RUSAGE_SELF)
 base, cpu0 = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 t = time.perf_counter()
-q = quantizer.Quantizer(src, recipe.dynamic_wi8_afp32())
+if gran:
+    cfg = {"num_bits": 4, "symmetric": True, "granularity": gran, "dtype": "INT"}
+    rec = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+            "op_config": {"weight_tensor_config": cfg, "compute_precision": "INTEGER", "explicit_dequantize": False}}]
+else:
+    rec = recipe.dynamic_wi8_afp32()
+q = quantizer.Quantizer(src, rec)
 with contextlib.redirect_stdout(io.StringIO()):
     res = q.quantize()
 res.export_model(out, overwrite=True) if hasattr(res, "export_model") else open(out, "wb").write(bytes(res.quantized_model))
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-aeq", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the model files")
     ap.add_argument("--no-weight-only", action="store_true", help="skip the weight-only int4 run")
+    ap.add_argument("--int4", action="store_true", help="also dynamic int4 block 32, tflquant (no data) and AEQ")
     ap.add_argument("--weight-rounding", default="", help="weight_rounding for the tflquant runs (default: the API's)")
     ap.add_argument("--model", default=None, help="use this float model instead of generating one (kept)")
     ap.add_argument("--determinism", action="store_true", help="quantize dynamic int8 twice (fresh processes), compare the bytes")
@@ -235,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = [("tflquant dynamic int8", "dynamic", "8", "channel")]
     if "weight-only" in getattr(tflquant.api, "MODES", ()) and not a.no_weight_only:
         configs.append(("tflquant weight-only int4 b32", "weight-only", "4", "block"))
+    if a.int4:
+        configs.append(("tflquant dynamic int4 b32", "dynamic", "4", "block"))
     for label, mode, bits, gran in configs:
         out = work / f"{mode}_{bits}.tflite"
         made.append(out)
@@ -250,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         out = work / "aeq_dynamic_wi8_afp32.tflite"
         made.append(out)
         runs.append(("AEQ dynamic_wi8_afp32", out, child(a.aeq_python, _AEQ, [fpath, out])))
+        if a.int4:
+            out = work / "aeq_dynamic_int4_b32.tflite"
+            made.append(out)
+            runs.append(("AEQ dynamic int4 b32", out, child(a.aeq_python, _AEQ, [fpath, out, "BLOCKWISE_32"])))
 
     if a.roundtrip:
         rt_path, rt_again = work / "roundtrip.tflite", work / "roundtrip.tflite.again"
@@ -312,9 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     again = next((v for k, v in results.items() if k.startswith("tflquant dynamic int8") and k.endswith(" again")), None)
     if ours and again:
         print(f"\ndynamic int8 twice: outputs {'byte-identical' if ours['sha256'] == again['sha256'] else 'DIFFER'}")
-    if ours and theirs:
-        print(f"\ntflquant / AEQ (dynamic int8): time {ours['seconds'] / theirs['seconds']:.2f}x, CPU time "
-              f"{ours['cpu_seconds'] / theirs['cpu_seconds']:.2f}x, peak memory {ours['peak_kb'] / theirs['peak_kb']:.2f}x")
+    pairs = [("dynamic int8", ours, theirs),
+             ("dynamic int4 b32", next((v for k, v in results.items() if k.startswith("tflquant dynamic int4 b32")), None), results.get("AEQ dynamic int4 b32"))]
+    for what, mine, other in pairs:
+        if mine and other:
+            print(f"\ntflquant / AEQ ({what}): time {mine['seconds'] / other['seconds']:.2f}x, CPU time "
+                  f"{mine['cpu_seconds'] / other['cpu_seconds']:.2f}x, peak memory {mine['peak_kb'] / other['peak_kb']:.2f}x")
     if not a.keep:
         for p in made:
             if p.exists():
