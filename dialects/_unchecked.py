@@ -146,6 +146,25 @@ def init_op(op: Any, operands: Iterable[Any], result_types: Iterable[Attribute],
     op.regions = ()
 
 
+def append_ops(block: Block, ops: Iterable[Operation]) -> None:
+    """block.add_op(op) for each op, in order. An op in no block and without regions (a
+    fresh op of the reader) is linked in directly: xDSL's checks of it (in no block, not
+    containing the block) cannot fail; any other takes add_op."""
+    last = block.last_op
+    for op in ops:
+        if op.parent is not None or op.regions:
+            block.add_op(op)
+        else:
+            op.parent = block
+            op._prev_op = last
+            if last is None:
+                block._first_op = op
+            else:
+                last._next_op = op
+            block._last_op = op
+        last = op
+
+
 is_value = class_test(SSAValue)  # an SSA value (an op's result or a block argument, not an Operation)
 
 

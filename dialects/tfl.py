@@ -1059,11 +1059,12 @@ class ConstOp(IRDLOperation):
 
 
 def _check_const_payload(self: ConstOp) -> None:
-    vt, rt = self.value.type, self.result.type
+    value = self.properties["value"]  # (self.value and self.result, without xDSL's accessors)
+    vt, rt = value.type, self.results[0].type
     if vt is rt and type(rt.element_type) in DENSE_ELEMENTS:  # (the reader's float constants: one type object)
         size = math.prod(vt.get_shape()) * _itemsize(vt.element_type)
-        if len(self.value.data.data) != size:
-            raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+        if len(value.data.data) != size:
+            raise VerifyException(f"tfl.const payload has {len(value.data.data)} bytes, expected {size}")
         return
     assert isinstance(rt, TensorType)
     elem = rt.element_type
@@ -1091,8 +1092,8 @@ def _check_const_payload(self: ConstOp) -> None:
     elif got != elem:  # (quantized_element / blockwise_element of any other element: None)
         raise VerifyException(f"tfl.const payload element {got} does not match result element {elem}")
     size = math.prod(vshape) * _itemsize(got)
-    if len(self.value.data.data) != size:
-        raise VerifyException(f"tfl.const payload has {len(self.value.data.data)} bytes, expected {size}")
+    if len(value.data.data) != size:
+        raise VerifyException(f"tfl.const payload has {len(value.data.data)} bytes, expected {size}")
 
 
 # element classes whose payload is the result's element type itself (no quantized storage, no raw buffer)

@@ -101,6 +101,19 @@ def per_channel_row(c: np.ndarray, out_shape: list[int], channels: int) -> np.nd
 
 def _fold(layer: Operation) -> bool:
     y = layer.results[0]
+    # walk y -> (stats) -> RESHAPE -> (stats) -> ... -> ADD/SUB (first: most layers have none)
+    chain: list[tuple[SSAValue, quant.StatsOp | None]] = []
+    v = y
+    while True:
+        reader, stats = _only_reader(v)
+        chain.append((v, stats))
+        if isinstance(reader, tfl.ReshapeOp) and reader.inputs[0] is (stats.result if stats else v) and is_f32(reader.results[0].type):
+            v = reader.results[0]
+            continue
+        break
+    add = reader
+    if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"] | tfl.BUILTIN_CLASSES["SUB"]) or len(add.inputs) != 2 or kept_float(add):
+        return False
     if not is_f32(y.type) or str(layer.option("fused_activation_function")) != "NONE":
         return False
     assert isinstance(y.type, TensorType)
@@ -113,19 +126,6 @@ def _fold(layer: Operation) -> bool:
     old_bias = layer.inputs[bias_at] if len(layer.inputs) > bias_at else None
     bias = layer.operand("bias")
     if channels < 1 or (bias is not None and float_const(bias) is None) or float_const(layer.inputs[affine.weight]) is None:
-        return False
-    # walk y -> (stats) -> RESHAPE -> (stats) -> ... -> ADD/SUB
-    chain: list[tuple[SSAValue, quant.StatsOp | None]] = []
-    v = y
-    while True:
-        reader, stats = _only_reader(v)
-        chain.append((v, stats))
-        if isinstance(reader, tfl.ReshapeOp) and reader.inputs[0] is (stats.result if stats else v) and is_f32(reader.results[0].type):
-            v = reader.results[0]
-            continue
-        break
-    add = reader
-    if not isinstance(add, tfl.BUILTIN_CLASSES["ADD"] | tfl.BUILTIN_CLASSES["SUB"]) or len(add.inputs) != 2 or kept_float(add):
         return False
     last = chain[-1][1].result if chain[-1][1] else v
     lhs, rhs = add.inputs

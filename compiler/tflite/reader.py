@@ -38,7 +38,6 @@ Module attributes:
 
 from __future__ import annotations
 
-import functools
 import math
 import mmap
 import os
@@ -68,7 +67,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tflquant.dialects import tfl
-from tflquant.dialects._unchecked import bytes_attr, class_test, dense_of_type, new_op, string_array, tensor_type, verify_module
+from tflquant.dialects._unchecked import append_ops, bytes_attr, class_test, dense_of_type, new_op, string_array, tensor_type, verify_module
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType, storage_range
 from tflquant.tflite.int4 import packed_size, unpack_bits
 from tflquant.errors import LazyText, TflquantError
@@ -219,7 +218,7 @@ class _Importer:
             C = schema.OPERATOR_CODE_FIELDS
             dep = oc.scalar(C["deprecated_builtin_code"], "i8", 0)
             code = max(oc.scalar(C["builtin_code"], "i32", 0), dep)
-            self.opcodes.append((code, oc.string(C["custom_code"]), oc.scalar(C["version"], "i32", 1)))
+            self.opcodes.append(_opcode(code, oc.string(C["custom_code"]), oc.scalar(C["version"], "i32", 1)))
         subgraphs = root.tables(M["subgraphs"])
         if not subgraphs:
             raise self.fail("the model has no subgraphs")
@@ -530,9 +529,7 @@ class _Importer:
 
         ret_vals = [value_of(t, f"subgraph {sg_index} output") for t in outputs]
         ret = func.ReturnOp(*ret_vals)
-        for op in prologue + body:
-            block.add_op(op)
-        block.add_op(ret)
+        append_ops(block, prologue + body + [ret])
         arg_attrs = ArrayAttr([DictionaryAttr({"tfl.name": StringAttr(info_of(t, "input").name)}) for t in inputs])
         return func.FuncOp(fname, (arg_types, [v.type for v in ret_vals]), Region(block), arg_attrs=arg_attrs)
 
@@ -541,10 +538,9 @@ class _Importer:
          inter_at) = opt.read(_OPERATOR_READ)
         if oc_idx >= len(self.opcodes):
             raise self.fail(f"subgraph {sg_index} operator {j} uses operator code {oc_idx}, but the model has {len(self.opcodes)}")
-        code, custom_code, version = self.opcodes[oc_idx]
+        code, custom_code, version, op_name, cls, options_type, need, anywhere = self.opcodes[oc_idx]
         in_idx = opt.ints_at(ins_at, OPF["inputs"]) or []
         out_idx = opt.ints_at(outs_at, OPF["outputs"]) or []
-        op_name = custom_code if code == schema.BUILTIN_CODES["CUSTOM"] and custom_code else _builtin_name(code)
         where = LazyText("subgraph {} operator {} ({})", sg_index, j, op_name)  # its name in a message, made when one needs it
         operands = [value_of(t, where) for t in in_idx]
         out_infos = []
@@ -563,17 +559,15 @@ class _Importer:
             if large_off + large_size > len(self.data):
                 raise self.fail(f"{where}: custom options lie past the end of the file (truncated?)")
             custom = self.data[large_off : large_off + large_size]
-        cls = tfl.BY_CODE.get(code) if code != schema.BUILTIN_CODES["CUSTOM"] else None
         typed = (
             cls is not None
             and opts2_type == 0
             and custom is None
-            and (opts_type == 0 or (cls.OPTIONS is not None and schema.OPTIONS_UNION.get(cls.OPTIONS) == opts_type))
+            and (opts_type == 0 or opts_type == options_type)
             and (cls.VARIADIC or len(operands) <= len(cls.OPERANDS))
         )
         if typed:
             assert cls is not None
-            need, anywhere = _op_facts(cls)
             if len(operands) < need:
                 names_ = ", ".join(n for n in cls.OPERANDS[:need])
                 raise self.fail(
@@ -691,12 +685,18 @@ def _exact(v: object) -> object:
     return (v, math.copysign(1.0, v)) if isinstance(v, float) else v
 
 
-@functools.cache
-@functools.cache
-def _op_facts(cls: type[tfl.TflOp]) -> tuple[int, bool]:
-    """(the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
+def _opcode(code: int, custom_code: str | None, version: int) -> tuple:
+    """What _operator reads of an operator code, found once per model: (code, custom_code,
+    version, its name in messages, the typed op class (None: tfl.opaque), the options union
+    type of that class, the inputs LiteRT's kernel needs, may any input be left out (-1)?)"""
+    custom = code == schema.BUILTIN_CODES["CUSTOM"]
+    name = custom_code if custom and custom_code else _builtin_name(code)
+    cls = None if custom else tfl.BY_CODE.get(code)
+    if cls is None:
+        return code, custom_code, version, name, None, None, 0, True
     optional = cls.get_trait(tfl.OptionalInputs)  # the op's declaration
-    return _min_inputs(cls), optional is not None and optional.anywhere
+    options_type = schema.OPTIONS_UNION.get(cls.OPTIONS) if cls.OPTIONS is not None else None
+    return code, custom_code, version, name, cls, options_type, _min_inputs(cls), optional is not None and optional.anywhere
 
 
 def _min_inputs(cls: type[tfl.TflOp]) -> int:
