@@ -132,11 +132,17 @@ def init_op(op: Any, operands: Iterable[Any], result_types: Iterable[Attribute],
     """What Operation.__init__ sets on `op` (of a _plain_class class, without regions or
     successors; operands SSA values), taking the two dictionaries as they are."""
     vals = SSAValues(operands)
-    uses = tuple([Use(op, i) for i in range(len(vals))])
-    for v, u in zip(vals, uses):
-        v.add_use(u)
+    uses = []
+    for i, v in enumerate(vals):
+        u = Use(op, i)
+        first = v.first_use  # (v.add_use(u), inline: the use heads the value's list)
+        u._next_use = first
+        if first is not None:
+            first._prev_use = u
+        v.first_use = u
+        uses.append(u)
     op._operands = vals
-    op._operand_uses = uses
+    op._operand_uses = tuple(uses)
     op.results = SSAValues([OpResult(t, op, i) for i, t in enumerate(result_types)])
     op.properties = properties
     op.attributes = attributes
