@@ -57,6 +57,44 @@ def test_int4_pack_of_every_byte_pair():
     assert pack_int4(s.astype(np.int32)) == _lanes_int4(s)  # other dtypes: the lanes path
 
 
+@pytest.mark.parametrize("n", [0, 1, 5, 6, 7, 12, 13, 65])
+def test_int4_packed_slice_by_slice_equals_the_nibbles(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """packed() in slices of 3 pairs (boundaries inside and at the end, an odd last value),
+    from a Slab or not, against the nibbles taken one by one; read-only."""
+    import tflquant.tflite.int4 as int4
+
+    monkeypatch.setattr(int4, "_PACK_CHUNK", 3)
+    v = np.random.default_rng(n).integers(-8, 8, n).astype(np.int8)
+    for slab in (None, int4.Slab()):
+        for values in (v, v.view(np.uint8), v.reshape(1, -1)):
+            got = int4.packed(values, 4, slab)
+            assert got.dtype == np.uint8 and not got.flags.writeable
+            assert got.tobytes() == _lanes_int4(v)
+    two = np.random.default_rng(n).integers(-2, 2, n).astype(np.int8)  # int2: four a byte, the lanes path
+    assert int4.packed(two, 2, int4.Slab()).tobytes() == int4.pack_bits(two, 2)
+    assert np.array_equal(int4.unpack_bits(int4.packed(two, 2), n, 2), two)
+
+
+def test_slab_arrays_do_not_overlap():
+    from tflquant.tflite.int4 import Slab
+
+    slab = Slab()
+    slab.BLOCK = 4096
+    arrays = [slab.take((n,), np.int8) for n in (1, 100, 63, 1000, 2048, 3000, 5)]  # 3000 > half a block: its own
+    arrays.append(slab.take((7, 9), np.int16))
+    for i, a in enumerate(arrays):
+        a[...] = i + 1
+    for i, a in enumerate(arrays):
+        assert (a == i + 1).all() and a.flags.c_contiguous
+        root = a
+        while root.base is not None:
+            root = root.base
+        if root is not a:  # each starts a multiple of 64 bytes into its block
+            assert root.nbytes == 4096 and (a.__array_interface__["data"][0] - root.__array_interface__["data"][0]) % 64 == 0
+    assert arrays[-1].shape == (7, 9) and arrays[-1].dtype == np.int16
+    assert arrays[5].base is None  # the big one is an array of its own
+
+
 # ---------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, CalibrationStatsAttr, StatsOp, UniformQuantizedType
-from tflquant.tflite.int4 import pack_bits
+from tflquant.tflite.int4 import Slab, packed
 from tflquant.errors import TflquantError
 from tflquant.fileio import release_view
 from tflquant.tflite import schema, versions
@@ -163,6 +163,7 @@ class _Plan:
         self.opcodes: list[list] = []  # [code, custom_code, version]
         self._opcode_index: dict[tuple[int, str | None], int] = {}
         self.subgraphs: list[_Subgraph] = []
+        self.packed = Slab()  # the int4 / int2 constants' packed bytes
 
     def buffer(self, data: bytes, ttype: TensorType) -> int:
         """The buffer holding `data` for a constant of type `ttype`: shared only by constants
@@ -342,7 +343,7 @@ def _plan_function(plan: _Plan, f: func.FuncOp) -> _Subgraph:
             empty = not data and any(int(d) == 0 for d in tt.get_shape())  # a zero-element constant is still a constant
             elem = tt.element_type
             if isinstance(elem, (UniformQuantizedType, BlockwiseQuantizedType)) and elem.bits in (2, 4):
-                data = pack_bits(op.numpy(), elem.bits)  # two / four values per byte, lowest bits first
+                data = memoryview(packed(op.numpy(), elem.bits, plan.packed))  # two / four values per byte, lowest bits first
             t = _Tensor(_result_name(op, 0), tt, buffer=plan.buffer(data, tt) if data or empty else 0)
             if isinstance(elem, BlockwiseQuantizedType):  # scales: an fp16 tensor the details name
                 stt = elem.scales.type
