@@ -253,7 +253,8 @@ def _verified(module: Any) -> bool:
         last = block.last_op
         if type(last) is not func.ReturnOp:  # (also: an empty block)
             return False
-        for op in block.ops:
+        op = block.first_op
+        while op is not None:  # (block.ops, without its iterator's call per op)
             if op.parent is not block or op.regions or op._successors:
                 return False
             for v in op._operands:
@@ -271,6 +272,7 @@ def _verified(module: Any) -> bool:
                 elif not _is_block(owner) or owner is not block:
                     return False
             op.verify_()
+            op = op._next_op
         func_def.verify(fn)
         func_custom(fn)
     module.verify_()
