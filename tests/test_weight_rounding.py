@@ -470,3 +470,26 @@ def test_inverse_factor_reuses_the_cholesky_block_inverses(n, monkeypatch):
     assert got.tobytes() == want.tobytes()
     blocks = -(-n // 128)
     assert reused == (blocks if n in (128, 256, 512) else len(calls)) and reused <= len(calls)
+
+
+@pytest.mark.parametrize("n,fp16", [(128, False), (32, True), (16, False), (512, True)])
+def test_search_nan_and_zero_groups_get_scale_one(n, fp16):
+    """search_scales without weights: a group holding a NaN, or only zeros, gets scale 1.0
+    (base 1, ratio 1.0: absmax's fallback), and every other group gets the scale it gets
+    when those groups are finite (a group's search reads its own values only): long groups
+    and short (transposed) ones, fp16 scales or not, one search or search_scales_many."""
+    rng = np.random.default_rng(n)
+    g = (rng.standard_t(3, size=(40, n)) * 0.02).astype(np.float32)
+    want = wr.search_scales(g, -7, 7, fp16=fp16)
+    bad = g.copy()
+    bad[3, 1] = np.nan
+    bad[7] = 0.0
+    bad[11] = np.nan
+    with np.errstate(invalid="ignore"):
+        got = wr.search_scales(bad, -7, 7, fp16=fp16)
+        many = wr.search_scales_many([bad[:20], bad[20:]], -7, 7, fp16=fp16)
+    assert got.dtype == np.float32 and np.concatenate(many).tobytes() == got.tobytes()
+    assert got[3] == got[7] == got[11] == 1.0
+    others = np.setdiff1d(np.arange(40), [3, 7, 11])
+    assert got[others].tobytes() == want[others].tobytes()
+    assert np.all(want < 1.0)  # (the finite groups' own scales are not the fallback)
