@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from conftest import MODEL_NAMES, shared_model_dir
 from models import MODELS, GraphBuilder, ttype
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -78,6 +79,16 @@ def test_read_model_blocks_and_text_are_the_generic_ones(name):
         assert links[-1][0].name == "func.return"
     module.verify()
     assert print_module(module) == print_module(read_flatbuffer(write_flatbuffer(module)))
+
+
+@pytest.mark.parametrize("name", [*MODEL_NAMES, "decoder_tiny"])
+def test_shared_models_read_into_linked_verified_blocks(name):
+    """Converter-written models (subgraphs, signatures, quantized tensors): the same holds."""
+    module = read_flatbuffer((shared_model_dir(name) / "float.tflite").read_bytes())
+    for fn in module.ops:
+        links = _links(fn.body.block)
+        assert all(parent is fn.body.block for *_, parent in links)
+    module.verify()
 
 
 def _opaque_fc(inputs_of):
