@@ -68,6 +68,7 @@ their rows stacked (_Stacks: the same codes and scales as one run per filter).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -176,21 +177,31 @@ def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     return scales
 
 
-def _round(w: np.ndarray, s: np.ndarray, qmax: int) -> np.ndarray:
+def _round(w: np.ndarray, s: np.ndarray, qmax: int, absmax: bool = False) -> np.ndarray:
     """rint(w / s) clipped to [-qmax, qmax], as int8 (int16 for qmax > 127; float32
-    arithmetic), slice by slice."""
+    arithmetic), slice by slice in one reused work buffer. `absmax`: s are choose_scales'
+    max|w| / qmax, so the clip is left out where every scale is normal (see _F32_TINY)."""
     w = np.asarray(w, dtype=np.float32)
     s = np.asarray(s, dtype=np.float32)
     dtype = np.int8 if qmax < 128 else np.int16  # int16: GATHER tables (EMBEDDING_BITS)
+    clip = not absmax or bool((s < _F32_TINY).any())
     if w.ndim == 0 or w.shape[0] < 2 or w.size <= _CHUNK:
-        return np.clip(np.rint(w / s), -qmax, qmax).astype(dtype)
+        t = np.rint(w / s)
+        return (np.clip(t, -qmax, qmax, out=t) if clip else t).astype(dtype)
     out = np.empty(w.shape, dtype)
-    sb = np.broadcast_to(s, w.shape)  # a view: each slice of rows takes its scales
-    for rows in _row_chunks(w.shape[0], w.size // w.shape[0]):
-        t = np.divide(w[rows], sb[rows])
+    n = w.shape[0]
+    step = max(1, _CHUNK // max(w.size // n, 1))  # (_row_chunks' slices)
+    work = np.empty(min(step, n) * (w.size // n), np.float32)
+    one = s.reshape(()) if s.size == 1 else None  # one scale: a scalar divisor (numpy's fast loop)
+    sb = None if one is not None else np.broadcast_to(s, w.shape)  # a view: each slice of rows takes its scales
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        t = work[: (j - i) * (w.size // n)].reshape((j - i, *w.shape[1:]))
+        np.divide(w[i:j], one if one is not None else sb[i:j], out=t)
         np.rint(t, out=t)
-        np.clip(t, -qmax, qmax, out=t)
-        out[rows] = t
+        if clip:
+            np.clip(t, -qmax, qmax, out=t)
+        out[i:j] = t
     return out
 
 
@@ -204,6 +215,18 @@ def _round_on(w: np.ndarray, axis: int | None, bits: int, scales: np.ndarray) ->
     if axis is None:
         return _round(w, s[0], qmax), s
     return _round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax), s
+
+
+def _row_maxima(t: np.ndarray) -> np.ndarray:
+    """The maxima of the rows of t (float32 |w|, C-contiguous 2-D) as floats, from their
+    bit patterns (abs_row_max's way: NaN propagates, above an infinity). Short rows (blocks)
+    as reduceat segments of the flat array: numpy reduces a row of 32 at a time 1.7x
+    slower (its per-row loop)."""
+    n, k = t.shape
+    u = t.view(np.uint32)
+    if k > 64 or n < 2:
+        return u.max(axis=1).view(np.float32)
+    return np.maximum.reduceat(u.reshape(-1), np.arange(0, n * k, k)).view(np.float32)
 
 
 def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab | None = None) -> tuple[np.ndarray, np.ndarray, float | None] | None:
@@ -233,7 +256,7 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
         np.abs(blk, out=t)
         # max |w| per row: the maxima of t's bit patterns (abs_row_max's way, the sign bits
         # already cleared); NaN propagates, an infinity stays
-        amax = t.view(np.uint32).max(axis=1).view(np.float32)
+        amax = _row_maxima(t)
         if not np.isfinite(amax).all():
             return None
         s = amax / fq  # (float32)
@@ -326,17 +349,55 @@ def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tup
     if axis is None:
         s = choose_scales(w.reshape(1, -1), qmax) if rounded is None else rounded[1].reshape(1)
         qtype = UniformQuantizedType.make(_storage(bits), float(s[0]), 0, narrow=True)
-        return (_round(w, s[0], qmax) if rounded is None else rounded[0]), qtype
+        return (_round(w, s[0], qmax, absmax=True) if rounded is None else rounded[0]), qtype
     if axis == 0 and rounded is None and w.size and w.ndim >= 2 and w.flags.c_contiguous:
         done = _quantize_rows(w.reshape(w.shape[0], -1), qmax)
         if done is not None:
             return done[0].reshape(w.shape), UniformQuantizedType.make(_storage(bits), done[1], 0, axis=axis, narrow=True)
     s = choose_scales(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1), qmax) if rounded is None else rounded[1]
     qtype = UniformQuantizedType.make(_storage(bits), s, 0, axis=axis, narrow=True)
-    return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax) if rounded is None else rounded[0]), qtype
+    return (_round(w, s.reshape([-1 if d == axis else 1 for d in range(w.ndim)]), qmax, absmax=rounded is None) if rounded is None else rounded[0]), qtype
 
 
-def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, BlockwiseQuantizedType]:
+def _quantize_blocks(w: np.ndarray, block: int, qmax: int, slab: Slab | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """quantize_blockwise's rounding to nearest of a finite weight in one pass, a slice of
+    blocks at a time in two reused work buffers (as _quantize_rows): (codes shaped as w,
+    fp16 scales, one a block), or None when w holds a NaN or infinity (from the blocks'
+    maxima). The scales are choose_scales' (max|w| / qmax, all-zero blocks 1.0) at least
+    the smallest fp16 normal in fp16, the codes rint(w / scale) clipped, the same values as
+    the whole-tensor steps."""
+    w = np.asarray(w, dtype=np.float32)
+    g = w.reshape(-1, block)
+    n = g.shape[0]
+    q = np.empty(w.shape, np.int8) if slab is None else slab.take(w.shape, np.int8)
+    q2 = q.reshape(-1, block)
+    s16 = np.empty(n, np.float16)
+    step = max(1, _CHUNK // block)
+    size = min(step, n) * block
+    work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
+    fq, tiny16 = np.float32(qmax), np.float16(FP16_TINY)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        blk = g[i:j]
+        t, ss = work[: (j - i) * block].reshape(j - i, block), spread[: (j - i) * block].reshape(j - i, block)
+        np.abs(blk, out=t)
+        amax = _row_maxima(t)
+        if not np.isfinite(amax).all():
+            return None
+        sc = amax / fq
+        sc[~(sc > 0)] = 1.0
+        h = np.maximum(np.maximum(sc, FP16_TINY).astype(np.float16), tiny16)
+        s16[i:j] = h
+        np.copyto(ss, h.astype(np.float32)[:, None])
+        np.divide(blk, ss, out=t)
+        np.rint(t, out=t)
+        np.clip(t, -qmax, qmax, out=t)  # (an fp16 scale may round below max|w| / qmax)
+        q2[i:j] = t
+    return q, s16
+
+
+def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[np.ndarray, np.ndarray] | None = None,
+                       slab: Slab | None = None) -> tuple[np.ndarray, BlockwiseQuantizedType]:
     """Blocks of `block` values along the last dimension, one fp16 scale each (at least the
     smallest fp16 normal); values rounded with the fp16 scale LiteRT reads. `rounded`:
     (codes, fp16-exact scales) from data-aware weight rounding."""
@@ -346,9 +407,13 @@ def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[
     if rounded is not None:
         q, s16 = rounded[0], np.maximum(rounded[1].reshape(-1), FP16_TINY).astype(np.float16)
         return q, BlockwiseQuantizedType.make(_storage(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
-    s16 = np.maximum(choose_scales(groups, qmax), FP16_TINY).astype(np.float16)
-    s16 = np.maximum(s16, np.float16(FP16_TINY))
-    q = _round(groups, s16.astype(np.float32)[:, None], qmax).reshape(w.shape)
+    done = _quantize_blocks(w, block, qmax, slab) if w.size else None
+    if done is not None:
+        q, s16 = done
+    else:  # (empty, or not finite: the caller checks finiteness where it matters)
+        s16 = np.maximum(choose_scales(groups, qmax), FP16_TINY).astype(np.float16)
+        s16 = np.maximum(s16, np.float16(FP16_TINY))
+        q = _round(groups, s16.astype(np.float32)[:, None], qmax).reshape(w.shape)
     return q, BlockwiseQuantizedType.make(_storage(bits), block, s16.reshape(*w.shape[:-1], w.shape[-1] // block))
 
 
@@ -511,12 +576,21 @@ def _label_rounding(c: tfl.ConstOp, chosen: list[str]) -> None:
 
 
 def _dequantized_blocks(w: np.ndarray, fmt: WeightFormat, ftype: TensorType, name: str | None, before: Operation, rounded: tuple[np.ndarray, np.ndarray] | None = None,
-                        chosen: list[str] | None = None) -> SSAValue:
+                        chosen: list[str] | None = None, slab: Slab | None = None, not_finite: Callable[[], Exception] | None = None) -> SSAValue:
     """A blockwise weight read through DEQUANTIZE (which ignores blockwise details): the
     values as (elements / block, block) with one float32 scale per row (per channel on
-    axis 0), dequantized, then RESHAPEd to the weight's shape; inserted before `before`."""
-    rows_rounded = None if rounded is None else (rounded[0].reshape(-1, fmt.block_size), rounded[1].reshape(-1))
-    q, qtype = quantize_weight(np.asarray(w, np.float32).reshape(-1, fmt.block_size), 0, fmt.bits, rows_rounded)
+    axis 0), dequantized, then RESHAPEd to the weight's shape; inserted before `before`.
+    Rounded to nearest (`rounded` None) by _quantize_rows (quantize_weight's codes), whose
+    maxima find a NaN or infinity: `not_finite()` is raised then."""
+    w2 = np.asarray(w, np.float32).reshape(-1, fmt.block_size)
+    done = _quantize_rows(w2, (1 << (fmt.bits - 1)) - 1, slab=slab) if rounded is None and w2.size else None
+    if done is not None:
+        q, qtype = done[0], UniformQuantizedType.make(_storage(fmt.bits), done[1], 0, axis=0, narrow=True)
+    elif rounded is None and w2.size and not_finite is not None:
+        raise not_finite()
+    else:
+        rows_rounded = None if rounded is None else (rounded[0].reshape(-1, fmt.block_size), rounded[1].reshape(-1))
+        q, qtype = quantize_weight(w2, 0, fmt.bits, rows_rounded)
     release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
     rows = TensorType(Float32Type(), q.shape)
     block = before.parent
@@ -939,8 +1013,11 @@ class QuantizeWeights(ModulePass):
         # maxima it computes anyway (quantize_weight's one pass over the weight); every
         # other path checks first
         rows_path = fmt.granularity == "channel" and axis == 0 and w.ndim >= 2 and w.size > 0 and w.flags.c_contiguous and self._nearest(fmt)
+        # blocks rounded to nearest likewise (_quantize_blocks, or _quantize_rows of the blocks
+        # read through DEQUANTIZE)
+        blocks_path = fmt.granularity == "block" and w.size > 0 and self._nearest(fmt)
         checked = searches is not None and v in searches.finite  # (by its batch's search, searched for an earlier weight)
-        if not rows_path and not checked and not np.all(np.isfinite(w)):
+        if not rows_path and not blocks_path and not checked and not np.all(np.isfinite(w)):
             raise not_finite()
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
@@ -953,7 +1030,10 @@ class QuantizeWeights(ModulePass):
         chosen: list[str] = []  # the data-aware method that rounded it (none: round to nearest)
         if fmt.granularity == "block" and self._blocks_read_directly(v, fmt):
             got = self._rounded(v, w, None, fmt, fp16_scales=True, chosen=chosen, searches=searches, stacks=stacks)
-            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, got)
+            if blocks_path and (done := _quantize_blocks(w, fmt.block_size, (1 << (fmt.bits - 1)) - 1, slab)) is None:
+                raise not_finite()
+            q, btype = quantize_blockwise(w, fmt.block_size, fmt.bits, got) if not blocks_path else (
+                done[0], BlockwiseQuantizedType.make(_storage(fmt.bits), fmt.block_size, done[1].reshape(*w.shape[:-1], w.shape[-1] // fmt.block_size)))
             qconst = tfl.ConstOp(_codes_attr(q, own=got is None), with_element(ftype, btype), name=name)
             _label_rounding(qconst, chosen)
             block.insert_op_before(qconst, source)
@@ -990,7 +1070,8 @@ class QuantizeWeights(ModulePass):
                 dname = None if name is None else f"{name}_dequantize"
                 if fmt.granularity == "block":
                     mine: list[str] = []
-                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine, searches=searches, stacks=stacks), mine)
+                    dequant = _dequantized_blocks(w, fmt, ftype, name, source, self._rounded(v, w, None, fmt, fp16_scales=False, chosen=mine, searches=searches, stacks=stacks), mine,
+                                                  slab, not_finite if blocks_path else None)
                 else:
                     assert qv is not None and qconst is not None
                     dq = tfl.DequantizeOp([qv], [ftype], names=None if dname is None else [dname])

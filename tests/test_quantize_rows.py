@@ -72,3 +72,47 @@ def test_codes_go_to_the_ir_without_a_copy() -> None:
     assert isinstance(copied.data.data, bytes) and other.flags.writeable
     strided = np.arange(64, dtype=np.int8).reshape(8, 8)[::2]
     assert bytes(qw._codes_attr(strided).data.data) == strided.tobytes()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("mode", ["dynamic", "weight-only"])
+@pytest.mark.parametrize("gran,bits", [("block", 4), ("channel", 4), ("channel", 8)])
+def test_a_non_finite_weight_rounded_to_nearest_is_named(bad: float, mode: str, gran: str, bits: int) -> None:
+    """Rounding to nearest finds a NaN or infinity from the maxima it takes anyway (no
+    separate pass over the weight): blocks read directly, blocks read through DEQUANTIZE
+    (weight-only) and channels all name the weight."""
+    import tflquant
+    from tflquant.errors import TflquantError
+    from tests.models import GraphBuilder
+
+    r = np.random.default_rng(1)
+    g = GraphBuilder("main", {"x": ((2, 128), np.float32)})
+    w = r.standard_normal((96, 128)).astype(np.float32)
+    w[70, 100] = bad  # past the first slice of blocks / rows when slices are small
+    y = g.op("FULLY_CONNECTED", [g.x, g.const(w, "w_bad"), g.no_value()], (2, 96), name="fc")
+    with pytest.raises(TflquantError, match="w_bad.*NaN or infinite"):
+        tflquant.quantize(g.tflite([y]), mode=mode, weight_bits=bits, granularity=gran, block_size=32, weight_rounding="nearest")
+
+
+@pytest.mark.parametrize("shape,block", [((3, 32), 32), ((70, 128), 32), ((70, 128), 128), ((5, 7, 256), 32), ((5, 7, 256), 128), ((1, 4096), 128)])
+def test_blocks_in_slices_give_the_whole_tensor_steps(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], block: int) -> None:
+    """_quantize_blocks (slices of blocks, maxima by segments) equals the whole-tensor steps:
+    choose_scales' scales at least the smallest fp16 normal, in fp16, codes rounded with them
+    and clipped; an all-zero block, tiny and huge blocks included."""
+    monkeypatch.setattr(qw, "_CHUNK", 256)
+    r = np.random.default_rng(block + shape[0])
+    w = (r.standard_normal(shape) * np.exp(3 * r.standard_normal(shape[:-1] + (1,)))).astype(np.float32)
+    flat = w.reshape(-1, block)
+    flat[0] = 0.0
+    if flat.shape[0] > 2:
+        flat[1] *= np.float32(1e-9)  # max|w| / 7 below the smallest fp16 normal: clamped, codes clipped
+        flat[2] *= np.float32(1e4)
+    s16 = np.maximum(np.maximum(qw.choose_scales(flat, 7), qw.FP16_TINY).astype(np.float16), np.float16(qw.FP16_TINY))
+    want = np.clip(np.rint(flat / s16.astype(np.float32)[:, None]), -7, 7).astype(np.int8).reshape(shape)
+    for slab in (None, Slab()):
+        q, s = qw._quantize_blocks(w, block, 7, slab)
+        np.testing.assert_array_equal(s, s16)
+        np.testing.assert_array_equal(q, want)
+    q2, t2 = qw.quantize_blockwise(w, block, 4)
+    np.testing.assert_array_equal(q2, want)
+    np.testing.assert_array_equal(t2.scale_array().reshape(-1), s16.astype(np.float32))
