@@ -158,6 +158,31 @@ def _row_chunks(n_rows: int, row_size: int):
     return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
 
 
+def _tensor_absmax(flat: np.ndarray) -> np.float32:
+    """max |w| of a 1-D array, a slice at a time in one reused work buffer: the maximum of
+    the float32 magnitudes' bit patterns (abs_row_max's way: NaN, above an infinity,
+    propagates)."""
+    m = np.uint32(0)
+    work = np.empty(min(flat.size, _CHUNK), np.float32)
+    for i in range(0, flat.size, _CHUNK):
+        t = work[: min(_CHUNK, flat.size - i)]
+        np.abs(flat[i : i + _CHUNK], out=t)
+        m = max(m, t.view(np.uint32).max())
+    return np.uint32(m).view(np.float32)
+
+
+def _quantize_tensor(w: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """quantize_weight(w, None, bits)'s codes and (1,) scale, or None when w holds a NaN or
+    infinity (found from its maximum, no separate pass)."""
+    w = np.asarray(w, np.float32)
+    amax = _tensor_absmax(w.reshape(-1))
+    if not np.isfinite(amax):
+        return None
+    s = (np.array([amax], np.float32) / np.float32(qmax)).astype(np.float32)  # (choose_scales')
+    s[~(s > 0)] = 1.0
+    return _round(w, s[0], qmax, absmax=True), s
+
+
 def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     """One scale per row of `groups` (rows = the tensor, its channels or its blocks):
     max|w| / qmax in float32; an all-zero row gets 1.0. The one place a scale is chosen
@@ -166,8 +191,7 @@ def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     if k == 0:
         absmax = np.zeros(n, np.float32)
     elif n == 1:  # one row (per tensor): the max of the maxima of its slices
-        flat = groups.reshape(-1)
-        absmax = np.array([max(float(np.max(np.abs(flat[i : i + _CHUNK]))) for i in range(0, k, _CHUNK))], np.float32)
+        absmax = np.array([_tensor_absmax(groups.reshape(-1))], np.float32)
     else:
         absmax = np.empty(n, np.result_type(groups.dtype, np.float32))
         for rows in _row_chunks(n, k):
@@ -1016,8 +1040,9 @@ class QuantizeWeights(ModulePass):
         # blocks rounded to nearest likewise (_quantize_blocks, or _quantize_rows of the blocks
         # read through DEQUANTIZE)
         blocks_path = fmt.granularity == "block" and w.size > 0 and self._nearest(fmt)
+        tensor_path = axis is None and fmt.granularity == "tensor" and w.size > 0 and self._nearest(fmt)  # (_quantize_tensor)
         checked = searches is not None and v in searches.finite  # (by its batch's search, searched for an earlier weight)
-        if not rows_path and not blocks_path and not checked and not np.all(np.isfinite(w)):
+        if not rows_path and not blocks_path and not tensor_path and not checked and not np.all(np.isfinite(w)):
             raise not_finite()
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None
@@ -1045,6 +1070,11 @@ class QuantizeWeights(ModulePass):
             own: list[bool] = []  # [True]: codes of this module's rounding (data-aware rounding's are copied)
             if table is not None and table[:2] == (axis, fmt.bits) and fmt.granularity == "channel" and self._nearest(fmt):
                 q, qtype, db = table[2], table[3], table[4]  # what quantize_weight(w, axis, bits) rounds to nearest
+            elif tensor_path:
+                one = _quantize_tensor(w, (1 << (fmt.bits - 1)) - 1)
+                if one is None:
+                    raise not_finite()
+                q, qtype = one[0], UniformQuantizedType.make(_storage(fmt.bits), float(one[1][0]), 0, narrow=True)
             elif rows_path:
                 done = _quantize_rows(w.reshape(w.shape[0], -1), (1 << (fmt.bits - 1)) - 1, measure=True, slab=slab)
                 if done is None:

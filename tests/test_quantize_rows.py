@@ -76,11 +76,11 @@ def test_codes_go_to_the_ir_without_a_copy() -> None:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("mode", ["dynamic", "weight-only"])
-@pytest.mark.parametrize("gran,bits", [("block", 4), ("channel", 4), ("channel", 8)])
+@pytest.mark.parametrize("gran,bits", [("block", 4), ("channel", 4), ("channel", 8), ("tensor", 8)])
 def test_a_non_finite_weight_rounded_to_nearest_is_named(bad: float, mode: str, gran: str, bits: int) -> None:
     """Rounding to nearest finds a NaN or infinity from the maxima it takes anyway (no
     separate pass over the weight): blocks read directly, blocks read through DEQUANTIZE
-    (weight-only) and channels all name the weight."""
+    (weight-only), channels and one scale all name the weight."""
     import tflquant
     from tflquant.errors import TflquantError
     from tests.models import GraphBuilder
@@ -116,3 +116,25 @@ def test_blocks_in_slices_give_the_whole_tensor_steps(monkeypatch: pytest.Monkey
     q2, t2 = qw.quantize_blockwise(w, block, 4)
     np.testing.assert_array_equal(q2, want)
     np.testing.assert_array_equal(t2.scale_array().reshape(-1), s16.astype(np.float32))
+
+
+@pytest.mark.parametrize("size", [1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("bits", [8, 4, 16])
+def test_one_scale_in_slices_equals_the_formula(monkeypatch: pytest.MonkeyPatch, size: int, bits: int) -> None:
+    """_quantize_tensor (max|w| slice by slice, then the rounding slice by slice, no clip after
+    an absmax scale) equals max|w| / qmax and clip(rint(w / s)); an all-zero weight gets 1.0;
+    a NaN or infinity in any slice gives None."""
+    monkeypatch.setattr(qw, "_CHUNK", 64)
+    qmax = (1 << (bits - 1)) - 1
+    w = (np.random.default_rng(size).standard_normal((size, 3)) * 7).astype(np.float32)
+    s = np.float32(np.abs(w).max() / np.float32(qmax))
+    want = np.clip(np.rint(w / s), -qmax, qmax).astype(np.int8 if bits < 16 else np.int16)
+    q, got = qw._quantize_tensor(w, qmax)
+    assert got.dtype == np.float32 and got[0] == s and q.dtype == want.dtype
+    np.testing.assert_array_equal(q, want)
+    q0, s0 = qw._quantize_tensor(np.zeros_like(w), qmax)
+    assert s0[0] == 1.0 and not q0.any()
+    for bad in (np.nan, np.inf, -np.inf):
+        w2 = w.copy()
+        w2.reshape(-1)[-1] = bad
+        assert qw._quantize_tensor(w2, qmax) is None
