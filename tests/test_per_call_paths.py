@@ -42,21 +42,18 @@ def _links(block: Block) -> list[tuple]:
 
 
 def test_append_ops_links_like_add_op():
-    def ops():
-        return [tfl.NoValueOp(), tfl.ConstOp.create(properties={}, result_types=[ttype((2,))]), tfl.NoValueOp()]
-
-    for first in ([], [tfl.NoValueOp()]):  # into an empty block, and after an op already there
-        expected, got = Block(), Block()
-        a, b = ops(), ops()
-        for blk, pre in ((expected, first), (got, [tfl.NoValueOp() for _ in first])):
-            for o in pre:
-                blk.add_op(o)
-        for o in a:
-            expected.add_op(o)
-        append_ops(got, b)
-        shape = [(list(b).index(o) if o in b else "pre", p is None, n is None, par is got) for o, p, n, par in _links(got)]
-        assert shape == [(list(a).index(o) if o in a else "pre", p is None, n is None, par is expected)
-                         for o, p, n, par in _links(expected)]
+    for before in (0, 1):  # into an empty block, and after an op already there
+        block = Block()
+        old = [tfl.NoValueOp() for _ in range(before)]
+        for o in old:
+            block.add_op(o)
+        new = [tfl.NoValueOp(), tfl.ConstOp.create(properties={}, result_types=[ttype((2,))]), tfl.NoValueOp()]
+        append_ops(block, new)
+        ops = old + new
+        assert list(block.ops) == ops and block.first_op is ops[0] and block.last_op is ops[-1]
+        prev, nxt = [None, *ops[:-1]], [*ops[1:], None]
+        assert all(o.prev_op is p and o.next_op is n and o.parent is block for o, p, n in zip(ops, prev, nxt))
+        _links(block)
 
 
 def test_append_ops_refuses_an_attached_op_as_add_op_does():
