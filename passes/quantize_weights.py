@@ -965,7 +965,7 @@ class QuantizeWeights(ModulePass):
         hybrid_ops: list[Operation] = []
         searches = self._searches(plans)
         stacks = self._stacks(plans)
-        slab = Slab()  # the codes rounding to nearest makes
+        slab = Slab(sum(math.prod(v.type.get_shape()) + 64 for v in plans))  # the codes rounding to nearest makes (int8: a byte a weight)
         for v, (axis, fmt) in plans.items():
             self._rewrite(v, axis, fmt, hybrid_ops, tables.get(v), searches, stacks, slab)
         for o in hybrid_ops:

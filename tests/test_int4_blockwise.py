@@ -79,7 +79,7 @@ def test_slab_arrays_do_not_overlap():
     from tflquant.tflite.int4 import Slab
 
     slab = Slab()
-    slab.BLOCK = 4096
+    slab.BLOCK = slab.first = 4096
     arrays = [slab.take((n,), np.int8) for n in (1, 100, 63, 1000, 2048, 3000, 5)]  # 3000 > half a block: its own
     arrays.append(slab.take((7, 9), np.int16))
     for i, a in enumerate(arrays):
@@ -93,6 +93,14 @@ def test_slab_arrays_do_not_overlap():
             assert root.nbytes == 4096 and (a.__array_interface__["data"][0] - root.__array_interface__["data"][0]) % 64 == 0
     assert arrays[-1].shape == (7, 9) and arrays[-1].dtype == np.int16
     assert arrays[5].base is None  # the big one is an array of its own
+    small = Slab(expect=1000)  # the bytes expected: a first block no bigger than needed (at least 64 KB)
+    a, b = small.take((600,), np.int8), small.take((300,), np.int16)
+    roots = []
+    for x in (a, b):
+        while x.base is not None:
+            x = x.base
+        roots.append(x)
+    assert roots[0] is roots[1] and roots[0].nbytes == 1 << 16
 
 
 # ---------------------------------------------------------------------------------------

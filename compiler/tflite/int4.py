@@ -25,9 +25,12 @@ class Slab:
 
     BLOCK = 16 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, expect: int | None = None) -> None:
+        """`expect`: the bytes its arrays will take, when known: the first block is no
+        bigger (a small model's codes stay in memory the allocator reuses)."""
         self.block: np.ndarray | None = None
         self.pos = 0
+        self.first = self.BLOCK if expect is None else min(self.BLOCK, max(expect, 1 << 16))
 
     def take(self, shape: tuple[int, ...] | int, dtype: type | np.dtype = np.uint8) -> np.ndarray:
         dt = np.dtype(dtype)
@@ -37,7 +40,8 @@ class Slab:
             return np.empty(shape, dt)
         start = -(-self.pos // 64) * 64  # (cache-line aligned)
         if self.block is None or start + n > self.block.size:
-            self.block, start = np.empty(self.BLOCK, np.uint8), 0
+            size = self.BLOCK if self.block is not None else self.first
+            self.block, start = np.empty(max(size, n), np.uint8), 0
         self.pos = start + n
         return self.block[start : start + n].view(dt).reshape(shape)
 
