@@ -58,9 +58,9 @@ def atomic_write_parts(path: str | os.PathLike[str], parts, check=None) -> int:
                     check(m)
             elif check is not None:
                 check(b"")
-            os.fchmod(fd, 0o644)
         finally:
             os.close(fd)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         return size
     except OSError as e:
@@ -123,7 +123,13 @@ def _write_parts(fd: int, parts) -> int:
 
 def _writev_all(fd: int, views: list, total: int) -> None:
     """os.writev until all `total` bytes of the byte views are written (a write may stop
-    early: a signal, or Linux's cap of a little under 2 GB per call)."""
+    early: a signal, or Linux's cap of a little under 2 GB per call); os.write piece by
+    piece where there is no writev (Windows)."""
+    if not hasattr(os, "writev"):
+        for v in views:
+            while len(v):
+                v = v[os.write(fd, v):]
+        return
     done = os.writev(fd, views)
     while done < total:
         if done <= 0:

@@ -123,3 +123,17 @@ def test_save_writes_the_pieces_as_they_are(tmp_path):
     assert (tmp_path / "q.tflite").read_bytes() == r.model == tflquant.quantize(example_model, mode="dynamic", weight_bits=4).model
     consts = [op for op in r.module.walk() if isinstance(op, tfl.ConstOp) and op.numpy().dtype == np.int8 and op.numpy().size >= 1024]
     assert consts and all(isinstance(c.value.data.data, memoryview) and c.value.data.data.readonly for c in consts)
+
+
+def test_atomic_write_parts_without_writev(tmp_path, monkeypatch):
+    """Where os has no writev (Windows) the pieces are written one by one, the same file."""
+    import os
+
+    import tflquant.fileio as fileio
+
+    monkeypatch.delattr(os, "writev")
+    monkeypatch.setattr(fileio, "_ALONE", 100)
+    parts = [b"a" * 10, memoryview(b"b" * 300), np.arange(50, dtype=np.int16), b""]
+    out = tmp_path / "o.bin"
+    assert atomic_write_parts(out, parts) == 10 + 300 + 100
+    assert out.read_bytes() == b"a" * 10 + b"b" * 300 + np.arange(50, dtype=np.int16).tobytes()
