@@ -22,6 +22,7 @@ from tflquant.errors import TflquantError
 from tflquant.ir import print_module
 from tflquant.passes import _EXTERNAL, register_pass
 from tflquant.pipeline import parse_pipeline
+from tflquant.tflite import writer
 from tflquant.tflite.reader import read_flatbuffer
 from tflquant.tflite.writer import write_flatbuffer
 
@@ -108,11 +109,23 @@ def test_operator_codes_type_ops_and_refuse_missing_inputs():
 
 
 def test_custom_code_names_the_op_in_messages():
+    """Each operator code keeps its own custom code and version (two custom ops, TANH twice
+    in two versions), and a message names the op by its own code's custom code."""
     g = GraphBuilder("main", {"x": ((1, 4), np.float32)})
-    (y,) = g.opaque(32, [g.x], [ttype((1, 4))], custom_code="MyOp", name="c")
-    module = read_flatbuffer(g.tflite([y]))
-    (op,) = [o for o in module.walk() if isinstance(o, tfl.OpaqueOp)]
-    assert op.properties["custom_code"].data == "MyOp"
+    tanh = tfl.BUILTIN_CLASSES["TANH"].CODE
+    (a,) = g.opaque(32, [g.x], [ttype((1, 4))], custom_code="MyOp", version=3, name="a")
+    (b,) = g.opaque(tanh, [a], [ttype((1, 4))], version=1, name="b")
+    (c,) = g.opaque(32, [b], [ttype((1, 4))], custom_code="Other", name="c")
+    (d,) = g.opaque(tanh, [c], [ttype((1, 4))], version=2, name="d")
+    module = g.module([d])
+    ops = list(read_flatbuffer(write_flatbuffer(module)).body.block.first_op.body.block.ops)
+    assert [(o.properties["custom_code"].data, o.properties["version"].value.data) for o in ops if isinstance(o, tfl.OpaqueOp)] == [("MyOp", 3), ("Other", 1)]
+    assert [type(o) for o in ops].count(tfl.BUILTIN_CLASSES["TANH"]) == 2
+    for j, name in ((0, "MyOp"), (2, "Other"), (3, "TANH")):
+        plan = writer._plan(module)
+        plan.subgraphs[0].operators[j].inputs[0] = 42
+        with pytest.raises(TflquantError, match=rf"subgraph 0 operator {j} \({name}\) refers to tensor 42"):
+            read_flatbuffer(writer._emit(module, plan, None))
 
 
 # -------------------------------------------------------------------------- pipelines
