@@ -44,7 +44,7 @@ def _calibration_times(model: Path, calib: Path, reps: int, cpu: bool = False) -
     """Best-of-reps calibrate() time with histograms off and on, interleaved; `cpu`: process
     CPU time (calibration runs on one BLAS thread; steadier than wall time on a loaded machine)."""
     from tflquant.api import _load
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
 
     clock = time.process_time if cpu else time.perf_counter
     module, _, _ = _load(str(model))
@@ -133,7 +133,7 @@ def _fixed_only(a: argparse.Namespace) -> int:
     mixed-precision search does): the same models as quantize(calibration_method=...)."""
     import tflquant
     from tflquant.api import _load
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
     from tflquant.scoring import load_eval
 
     print(f"int8 output SQNR (dB, LiteRT, eval.npz) per fixed calibration method; percentile={a.percentile}")

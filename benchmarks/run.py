@@ -62,7 +62,7 @@ _TFLQUANT_CHILD = r"""
 import json, resource, sys, time
 import tflquant
 # import everything quantize() would import lazily, so the timing is the work (as for AEQ)
-import tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer, tflquant.calibration.calibrate
+import tflquant.api, tflquant.tflite.reader, tflquant.tflite.writer, tflquant.calibration.driver
 import tflquant.reference.interpreter
 from tflquant.passes import get_all_passes
 for load in get_all_passes().values():

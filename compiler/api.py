@@ -577,7 +577,7 @@ def quantize(
         check_samples = _main_samples(module, source if kept_items is None else kept_items, CHECK_SAMPLES)
     elif mode in STATIC_MODES:
         from tflquant.calibration.auto import calibrate_keeping
-        from tflquant.calibration.calibrate import calibrate
+        from tflquant.calibration.driver import calibrate
 
         t = time.perf_counter()
         smooth_ranges, representative_dataset = _outlier_transforms(
@@ -1004,7 +1004,7 @@ def _keeping_first(data: Any, n: int) -> tuple[Any, list[Any] | None]:
 def _main_samples(module: ModuleOp, data: Any, n: int) -> list[Any] | None:
     """The first n samples of the model's first function (one array per input, samples
     first), or None (no data for it, or data it cannot read: calibration said what it used)."""
-    from tflquant.calibration.calibrate import _plan
+    from tflquant.calibration.driver import _plan
     from tflquant.calibration.dataset import batches
 
     fns = [o for o in module.ops if isinstance(o, func.FuncOp)]

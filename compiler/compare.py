@@ -160,7 +160,7 @@ def _inputs(f: func.FuncOp, data: Any, max_samples: int) -> list[np.ndarray]:
     """One array per input of f, samples first: from a .npz path (arrays in input order or
     keyed by input name; `labels` ignored), a mapping by input name, or a list; checked like
     calibration data (shapes, dtypes, finite values), so bad data is one clear error."""
-    from tflquant.calibration.calibrate import _arg_specs
+    from tflquant.calibration.driver import _arg_specs
     from tflquant.calibration.dataset import load_npz, stacked_inputs
 
     where = "the data"
@@ -176,7 +176,7 @@ def _entry_inputs(fm: ModuleOp, data: Any, max_samples: int) -> list[tuple[Any, 
     """(calibration Entry, its input arrays) for every entry point of the float model the
     data feeds: the model's one function, or each signature named by '<signature>/<input>'
     keys (or its inputs' tensor names), as calibration routes data."""
-    from tflquant.calibration.calibrate import _plan_arrays, entries
+    from tflquant.calibration.driver import _plan_arrays, entries
     from tflquant.calibration.dataset import load_npz
 
     ents = entries(fm)
@@ -413,7 +413,7 @@ def _run_entries(m: ModuleOp, make: Any, runs: list, fnames: list[str], into: di
     func_name)), observed into `into`. Models with resource variables (a KV cache) run as
     calibration runs them: variables lifted to inputs and outputs, carried from entry to
     entry in the data's order, CALL_ONCE initializers first."""
-    from tflquant.calibration.calibrate import _resource_op, _State
+    from tflquant.calibration.driver import _resource_op, _State
 
     if any(_resource_op(op) for op in m.walk()):
         state = _State(m, fnames)
@@ -427,7 +427,7 @@ def _run_entries(m: ModuleOp, make: Any, runs: list, fnames: list[str], into: di
 
 
 def _model_rows(ref: dict[_Key, list], runs: list, qmodel: Any, label: str, several: bool) -> list[LayerError]:
-    from tflquant.calibration.calibrate import entries
+    from tflquant.calibration.driver import entries
     from tflquant.reference.integer_interpreter import _dequant
 
     qm, qbytes = _load(qmodel, f"quantized model {label}")

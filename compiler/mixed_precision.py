@@ -371,7 +371,7 @@ def search_quantize(
     that varies between calls (random evaluation subsets, a model with dropout) makes the
     path depend on which call was kept: seed or fix the evaluation data."""
     from tflquant.api import _keeping_first, _main_samples, check_options, op_precision_entries, quantize
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
     from tflquant.fileio import read_bytes
     from tflquant.passes.op_precision import parse_entries
     from tflquant.reference.interpreter import Interpreter

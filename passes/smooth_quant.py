@@ -329,7 +329,7 @@ def attach_ranges(module: ModuleOp, ranges: Mapping[str, Range]) -> int:
 def channel_ranges(module: ModuleOp, data: object, **calibrate_options: object) -> dict[str, Range]:
     """Per-channel ranges of the tensors smooth-quant can smooth, over the calibration data
     (one float run of the model; the tensors' names as calibration keys them)."""
-    from tflquant.calibration.calibrate import calibrate, shared_names
+    from tflquant.calibration.driver import calibrate, shared_names
     from tflquant.calibration.stats import qualified_name
 
     names = {n for site in sites(module) if (n := value_name(site.y)) is not None}

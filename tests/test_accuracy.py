@@ -84,7 +84,7 @@ def test_bias_correction_is_deterministic() -> None:
 
 
 def test_calibration_records_layer_input_means() -> None:
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
     from tflquant.tflite.reader import read_flatbuffer
 
     module = read_flatbuffer(_offset_mlp())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflquant.calibration.calibrate import CalibrationWarning, Progress, calibrate, entries
+from tflquant.calibration.driver import CalibrationWarning, Progress, calibrate, entries
 from tflquant.calibration.dataset import InputSpec, batches, load_npz, samples_from_arrays, samples_from_iterable
 from tflquant.calibration.observers import MinMaxObserver
 from tflquant.calibration.stats import Range, read_stats, stats_to_json, write_stats

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflquant.calibration.calibrate import calibrate
+from tflquant.calibration.driver import calibrate
 from tflquant.calibration.observers import MinMaxObserver
 from tflquant.calibration.stats import (
     Histogram,
@@ -424,7 +424,7 @@ def test_reshape_and_transpose_results_reuse_their_operand_statistics(monkeypatc
     """With histograms, a RESHAPE / SQUEEZE / EXPAND_DIMS / TRANSPOSE result takes what its
     operand's reduce found (binned once) only when that is exactly what its own reduce finds."""
     from tests import models
-    from tflquant.calibration import calibrate as cal_mod
+    from tflquant.calibration import driver as cal_mod
 
     module = models.shapes()
     data = models.sample_inputs(module, n=12)

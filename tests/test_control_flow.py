@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, Module
 from xdsl.ir import SSAValue
 
 import tflquant
-from tflquant.calibration.calibrate import calibrate
+from tflquant.calibration.driver import calibrate
 from tflquant.dialects import tfl
 from tflquant.reference.interpreter import Interpreter
 from tflquant.scoring import litert_run, sqnr_db, tflm_run

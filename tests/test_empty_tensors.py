@@ -396,7 +396,7 @@ def test_every_mode_quantizes_and_litert_runs_it(name: str, mode: str, io_type: 
 
 
 def test_empty_activation_is_calibrated_without_warnings_or_nan() -> None:
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
 
     m = read_flatbuffer(empty_slice())
     with warnings.catch_warnings():

@@ -342,7 +342,7 @@ def test_signature_without_data_stays_float_when_names_repeat() -> None:
 def test_calibration_carries_the_resource_variable_between_signatures() -> None:
     """decode reads the cache prefill assigned: its range is the prefill K range, not the
     initial zeros; decode alone starts from CALL_ONCE's zeros."""
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
     from tflquant.tflite.reader import read_flatbuffer
 
     module = read_flatbuffer(_float("stateful"))
@@ -433,7 +433,7 @@ def test_reading_a_variable_nothing_assigned_is_a_clear_error() -> None:
     (LiteRT fails that invoke too): calibration says which and what to do."""
     from xdsl.dialects import func
 
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
 
     module = stateful_decoder()
     for f in [op for op in module.ops if isinstance(op, func.FuncOp)]:

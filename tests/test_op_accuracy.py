@@ -367,7 +367,7 @@ def test_only_suspicious_ops_are_measured() -> None:
     """The analytic worst case picks what the check measures: RSQRT of values down to 0.001
     (0.06 input steps from zero) and DIV by a divisor spanning [0.01, 2] (LiteRT's shifts
     beyond 31 bits) are measured; RSQRT on [0.5, 4] is not."""
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
     from tflquant.compare import analytic_error_steps, suspicious_ops
     from tflquant.ir import make_context
     from tflquant.pipeline import pipeline_spec, run_pipeline

@@ -11,7 +11,7 @@ from models import MODELS, GraphBuilder, sample_inputs, ttype
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 
 import tflquant
-from tflquant.calibration.calibrate import calibrate
+from tflquant.calibration.driver import calibrate
 from tflquant.dialects import tfl
 from tflquant.passes.quantize_lstm import cell_scale_exponent
 from tflquant.scoring import litert_run, sqnr_db, tflm_run

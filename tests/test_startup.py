@@ -20,7 +20,7 @@ MODEL = ROOT / "examples" / "digits_cnn.tflite"
 
 # modules a quantization without data must not import
 OTHER_MODES = (
-    "tflquant.calibration.calibrate",
+    "tflquant.calibration.driver",
     "tflquant.calibration.dataset",
     "tflquant.calibration.observers",
     "tflquant.calibration.auto",

@@ -256,7 +256,7 @@ def test_statistics_run_runs_only_what_the_layer_inputs_need(monkeypatch):
     layer, an ADD and a dead TANH; after the last input, the head's FC and SOFTMAX): the
     same matrices, bit for bit, as the whole model's run, serial and in parallel ranges; the
     model unchanged."""
-    from tflquant.calibration.calibrate import _NamedObserver, _PlainCall
+    from tflquant.calibration.driver import _NamedObserver, _PlainCall
     from tflquant.reference import float_kernels as fk
     from tflquant.reference import interpreter as interp_mod
     from tflquant.ir import value_name

@@ -3,7 +3,7 @@
 - `dataset`: load `.npz` files and TF-style iterables, check them against the model inputs,
   batch them;
 - `observers`: what is recorded per tensor (running min/max, NaN/Inf skipped);
-- `calibrate`: runs the data through the reference interpreter and returns the statistics;
+- `driver`: `calibrate` runs the data through the reference interpreter and returns the statistics;
 - `stats`: the statistics (Range) and their file format (JSON keyed by tensor name);
   `annotate-calibration` attaches them to the IR.
 """
@@ -34,7 +34,7 @@ def __dir__() -> list[str]:
 
 
 def calibrate(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See tflquant.calibration.calibrate.calibrate (imported lazily: it needs the interpreter)."""
-    from tflquant.calibration.calibrate import calibrate as run
+    """See tflquant.calibration.driver.calibrate (imported lazily: it needs the interpreter)."""
+    from tflquant.calibration.driver import calibrate as run
 
     return run(*args, **kwargs)

@@ -490,7 +490,7 @@ class AutoCalibration:
 def calibrate_keeping(module: Any, data: Any, *, where: str = "calibration data", max_samples: int | None = None, **kwargs: Any) -> AutoCalibration:
     """calibrate() with histograms, keeping MEASURE_SAMPLES of the samples (evenly spread,
     in order) for the search to measure its candidates on."""
-    from tflquant.calibration.calibrate import _plan, _resource_op, calibrate
+    from tflquant.calibration.driver import _plan, _resource_op, calibrate
 
     if any(_resource_op(op) for op in module.walk()):
         raise TflquantError("calibration method auto does not support models with resource variables (state between runs): choose a fixed method")

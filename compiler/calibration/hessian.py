@@ -310,7 +310,7 @@ def layer_inputs(module: ModuleOp) -> tuple[dict[str, int], dict[str, int]]:
 def _layers(module: ModuleOp) -> tuple[dict[str, int], dict[str, int], dict[str, tuple[int, ...]], int]:
     """(widths, readers, batches: see InputHessians; the fewest rows per sample of an input,
     dynamic dimensions counted as 1)."""
-    from tflquant.calibration.calibrate import shared_names
+    from tflquant.calibration.driver import shared_names
     from tflquant.calibration.stats import function_of, qualified_name
 
     shared = shared_names(module)
@@ -348,7 +348,7 @@ def collect(module: ModuleOp, data: Any, *, max_bytes: int | None = None, **cali
     input statistics. Returns (the store, the CalibrationResult: samples, batches, warnings).
     `max_bytes`: cap on all matrices (None: half the model's constant bytes, at least
     BUDGET_MIN; see the module docstring)."""
-    from tflquant.calibration.calibrate import calibrate
+    from tflquant.calibration.driver import calibrate
 
     widths, readers, batches, rows = _layers(module)
     if max_bytes is None:
