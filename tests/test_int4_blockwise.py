@@ -101,6 +101,14 @@ def test_slab_arrays_do_not_overlap():
             x = x.base
         roots.append(x)
     assert roots[0] is roots[1] and roots[0].nbytes == 1 << 16
+    grown = Slab()  # nothing expected: blocks of 1 MB, then 2 MB, ...
+    sizes = []
+    for _ in range(3):
+        x = grown.take((700_000,), np.uint8)
+        while x.base is not None:
+            x = x.base
+        sizes.append(x.nbytes)
+    assert sizes == [1 << 20, 2 << 20, 2 << 20]
 
 
 # ---------------------------------------------------------------------------------------

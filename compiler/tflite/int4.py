@@ -23,7 +23,8 @@ class Slab:
     writer's packed int4). On a machine whose 4 KB page faults cost ~2.6 us (the 2-core VM
     of the benchmarks), m512's 21 MB of int8 codes in 250 allocations faulted in 5400 pages
     (14 ms of a 70 ms quantize) whenever the allocator had given the last call's memory back
-    to the system. A request over half a block gets an array of its own."""
+    to the system. Blocks grow from the first (`expect`, else 1 MB) by doubling to BLOCK; a
+    request over half of BLOCK gets an array of its own."""
 
     BLOCK = 16 << 20
 
@@ -32,7 +33,7 @@ class Slab:
         bigger (a small model's codes stay in memory the allocator reuses)."""
         self.block: np.ndarray | None = None
         self.pos = 0
-        self.first = self.BLOCK if expect is None else min(self.BLOCK, max(expect, 1 << 16))
+        self.first = min(self.BLOCK, 1 << 20 if expect is None else max(expect, 1 << 16))
 
     def take(self, shape: tuple[int, ...] | int, dtype: type | np.dtype = np.uint8) -> np.ndarray:
         dt = np.dtype(dtype)
@@ -43,7 +44,8 @@ class Slab:
         start = (self.pos + 63) & ~63  # (cache-line aligned)
         block = self.block
         if block is None or start + n > block.size:
-            block = self.block = np.empty(max(self.BLOCK if block is not None else self.first, n), np.uint8)
+            size = self.first if block is None else min(self.BLOCK, 2 * block.size)
+            block = self.block = np.empty(max(size, n), np.uint8)
             start = 0
         self.pos = start + n
         return block[start : start + n].view(dt).reshape(shape)
