@@ -910,6 +910,7 @@ def weight_formats(module: ModuleOp, originals: Mapping[str, Any], known: Mappin
                 gran, block = "block", e.block_size.data
                 if w is not None and w.size == q.size:
                     db = blockwise_sqnr_db(np.asarray(w, np.float32).reshape(q.shape), q, e.scale_array(), block)
+                    release_payload(w, RELEASE_MIN_FILE)  # a big mapped model's pages of it may go
             else:
                 s = e.scale_array().astype(np.float32)
                 shape = [1] * q.ndim

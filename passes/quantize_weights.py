@@ -1132,6 +1132,8 @@ class QuantizeWeights(ModulePass):
 
         if qconst is not None and qv is not None and not qv.uses:
             Rewriter.erase_op(qconst)
+        if fmt.granularity == "block":  # (its uses may have read it again for a DEQUANTIZE's blocks)
+            release_payload(w, RELEASE_MIN_FILE)  # read once: a big mapped model's pages of it may go
         self._erase_if_dead(source)
 
     def _table_read(self, kind: str | None, index: int, gather: Operation, v: SSAValue, qv: SSAValue | None, axis: int | None, fmt: WeightFormat) -> str | None:
