@@ -85,6 +85,7 @@ from tflquant.dialects._unchecked import class_test, float64_attr
 from tflquant.calibration.hessian import InputHessians, layer_key, round_layer_weight, round_layer_weights
 from tflquant.calibration.weight_rounding import ROUNDINGS, abs_row_max, qrange, resolve_method, round_tensor, search_scales_many, tensor_groups
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
+from tflquant import parallel as _parallel
 from tflquant.errors import TflquantError
 from tflquant.tflite.int4 import Slab
 from tflquant.ir import RELEASE_MIN_FILE, dense_from_buffer, dense_from_numpy, describe, element_type_of_dtype, kept_float, release_payload, value_name
@@ -133,6 +134,10 @@ FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scal
 # Big weights are processed this many elements at a time, so the temporaries of each
 # elementwise step stay in cache (the 3 GB decoder: 2x faster than whole-tensor steps).
 _CHUNK = 1 << 16
+# a weight of at least this many elements is rounded a range of its slices at a time on the
+# process's kernel threads (tflquant.parallel; the same values: each slice's own outputs and
+# work buffers, per-slice SQNR sums added in slice order)
+PARALLEL_MIN = 1 << 18
 
 
 _STORAGE = {b: IntegerType(b) for b in WEIGHT_BITS}  # immutable attributes, built once (xDSL checks each construction)
@@ -162,13 +167,19 @@ def _tensor_absmax(flat: np.ndarray) -> np.float32:
     """max |w| of a 1-D array, a slice at a time in one reused work buffer: the maximum of
     the float32 magnitudes' bit patterns (abs_row_max's way: NaN, above an infinity,
     propagates)."""
-    m = np.uint32(0)
-    work = np.empty(min(flat.size, _CHUNK), np.float32)
-    for i in range(0, flat.size, _CHUNK):
-        t = work[: min(_CHUNK, flat.size - i)]
-        np.abs(flat[i : i + _CHUNK], out=t)
-        m = max(m, t.view(np.uint32).max())
-    return np.uint32(m).view(np.float32)
+    count = -(-flat.size // _CHUNK)
+    maxima = np.zeros(max(count, 1), np.uint32)
+
+    def run(c0: int, c1: int) -> None:
+        work = np.empty(min(flat.size, _CHUNK), np.float32)
+        for c in range(c0, c1):
+            i = c * _CHUNK
+            t = work[: min(_CHUNK, flat.size - i)]
+            np.abs(flat[i : i + _CHUNK], out=t)
+            maxima[c] = t.view(np.uint32).max()
+
+    _parallel.over_slices(count, run, flat.size >= PARALLEL_MIN)
+    return np.uint32(maxima.max()).view(np.float32)
 
 
 def _quantize_tensor(w: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -215,17 +226,21 @@ def _round(w: np.ndarray, s: np.ndarray, qmax: int, absmax: bool = False) -> np.
     out = np.empty(w.shape, dtype)
     n = w.shape[0]
     step = max(1, _CHUNK // max(w.size // n, 1))  # (_row_chunks' slices)
-    work = np.empty(min(step, n) * (w.size // n), np.float32)
     one = s.reshape(()) if s.size == 1 else None  # one scale: a scalar divisor (numpy's fast loop)
     sb = None if one is not None else np.broadcast_to(s, w.shape)  # a view: each slice of rows takes its scales
-    for i in range(0, n, step):
-        j = min(i + step, n)
-        t = work[: (j - i) * (w.size // n)].reshape((j - i, *w.shape[1:]))
-        np.divide(w[i:j], one if one is not None else sb[i:j], out=t)
-        np.rint(t, out=t)
-        if clip:
-            np.clip(t, -qmax, qmax, out=t)
-        out[i:j] = t
+
+    def run(c0: int, c1: int) -> None:
+        work = np.empty(min(step, n) * (w.size // n), np.float32)
+        for i in range(c0 * step, min(c1 * step, n), step):
+            j = min(i + step, n)
+            t = work[: (j - i) * (w.size // n)].reshape((j - i, *w.shape[1:]))
+            np.divide(w[i:j], one if one is not None else sb[i:j], out=t)
+            np.rint(t, out=t)
+            if clip:
+                np.clip(t, -qmax, qmax, out=t)
+            out[i:j] = t
+
+    _parallel.over_slices(-(-n // step), run, w.size >= PARALLEL_MIN)
     return out
 
 
@@ -269,31 +284,47 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
     scales = np.empty(n, np.float32)
     step = max(1, _CHUNK // max(k, 1))
     size = min(step, n) * k
-    work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
+    count = -(-n // step)
     fq = np.float32(qmax)
+    errs, sigs = [0.0] * count, [0.0] * count  # each slice's SQNR terms (summed below in slice order: sqnr_db's sums)
+    bad: list[int] = []
+
+    def run(c0: int, c1: int) -> None:
+        work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
+        for c in range(c0, c1):
+            if bad:
+                return
+            i = c * step
+            j = min(i + step, n)
+            blk = w2[i:j]
+            m = (j - i) * k
+            t, ss = work[:m].reshape(j - i, k), spread[:m].reshape(j - i, k)
+            np.abs(blk, out=t)
+            # max |w| per row: the maxima of t's bit patterns (abs_row_max's way, the sign bits
+            # already cleared); NaN propagates, an infinity stays
+            amax = _row_maxima(t)
+            if not np.isfinite(amax).all():
+                bad.append(c)
+                return
+            s = amax / fq  # (float32)
+            s[~(s > 0)] = 1.0
+            scales[i:j] = s
+            np.copyto(ss, s[:, None])
+            np.divide(blk, ss, out=t)
+            np.rint(t, out=t)
+            if s.min() < _F32_TINY:  # else no code is past qmax (see _F32_TINY): no clip pass
+                np.clip(t, -qmax, qmax, out=t)
+            q[i:j] = t
+            if measure:
+                errs[c], sigs[c] = _error_terms(blk, t, ss, 0.0), _signal_terms(blk, 0.0)
+
+    _parallel.over_slices(count, run, n * k >= PARALLEL_MIN)
+    if bad:
+        return None
     e = sig = 0.0
-    for i in range(0, n, step):
-        j = min(i + step, n)
-        blk = w2[i:j]
-        m = (j - i) * k
-        t, ss = work[:m].reshape(j - i, k), spread[:m].reshape(j - i, k)
-        np.abs(blk, out=t)
-        # max |w| per row: the maxima of t's bit patterns (abs_row_max's way, the sign bits
-        # already cleared); NaN propagates, an infinity stays
-        amax = _row_maxima(t)
-        if not np.isfinite(amax).all():
-            return None
-        s = amax / fq  # (float32)
-        s[~(s > 0)] = 1.0
-        scales[i:j] = s
-        np.copyto(ss, s[:, None])
-        np.divide(blk, ss, out=t)
-        np.rint(t, out=t)
-        if s.min() < _F32_TINY:  # else no code is past qmax (see _F32_TINY): no clip pass
-            np.clip(t, -qmax, qmax, out=t)
-        q[i:j] = t
-        if measure:
-            e, sig = _error_terms(blk, t, ss, e), _signal_terms(blk, sig)
+    for c in range(count if measure else 0):
+        e += errs[c]
+        sig += sigs[c]
     return q, scales, (_db(e, sig) if measure else None)
 
 
@@ -398,26 +429,34 @@ def _quantize_blocks(w: np.ndarray, block: int, qmax: int, slab: Slab | None = N
     s16 = np.empty(n, np.float16)
     step = max(1, _CHUNK // block)
     size = min(step, n) * block
-    work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
     fq, tiny16 = np.float32(qmax), np.float16(FP16_TINY)
-    for i in range(0, n, step):
-        j = min(i + step, n)
-        blk = g[i:j]
-        t, ss = work[: (j - i) * block].reshape(j - i, block), spread[: (j - i) * block].reshape(j - i, block)
-        np.abs(blk, out=t)
-        amax = _row_maxima(t)
-        if not np.isfinite(amax).all():
-            return None
-        sc = amax / fq
-        sc[~(sc > 0)] = 1.0
-        h = np.maximum(np.maximum(sc, FP16_TINY).astype(np.float16), tiny16)
-        s16[i:j] = h
-        np.copyto(ss, h.astype(np.float32)[:, None])
-        np.divide(blk, ss, out=t)
-        np.rint(t, out=t)
-        np.clip(t, -qmax, qmax, out=t)  # (an fp16 scale may round below max|w| / qmax)
-        q2[i:j] = t
-    return q, s16
+    bad: list[int] = []
+
+    def run(c0: int, c1: int) -> None:
+        work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
+        for i in range(c0 * step, min(c1 * step, n), step):
+            if bad:
+                return
+            j = min(i + step, n)
+            blk = g[i:j]
+            t, ss = work[: (j - i) * block].reshape(j - i, block), spread[: (j - i) * block].reshape(j - i, block)
+            np.abs(blk, out=t)
+            amax = _row_maxima(t)
+            if not np.isfinite(amax).all():
+                bad.append(i)
+                return
+            sc = amax / fq
+            sc[~(sc > 0)] = 1.0
+            h = np.maximum(np.maximum(sc, FP16_TINY).astype(np.float16), tiny16)
+            s16[i:j] = h
+            np.copyto(ss, h.astype(np.float32)[:, None])
+            np.divide(blk, ss, out=t)
+            np.rint(t, out=t)
+            np.clip(t, -qmax, qmax, out=t)  # (an fp16 scale may round below max|w| / qmax)
+            q2[i:j] = t
+
+    _parallel.over_slices(-(-n // step), run, w.size >= PARALLEL_MIN)
+    return None if bad else (q, s16)
 
 
 def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[np.ndarray, np.ndarray] | None = None,

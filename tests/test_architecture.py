@@ -2,7 +2,7 @@
 
 Parts, from the bottom up (a part may import its own modules and the parts below it):
 
-  ir           tflquant.errors, fileio, ir, quant_math, tflite.schema, tflquant.dialects
+  ir           tflquant.errors, fileio, ir, parallel, quant_math, tflite.schema, tflquant.dialects
   tflite       tflquant.tflite (reader, writer, versions, verify, ...)
   reference    tflquant.reference (numpy kernels and interpreters)
   calibration  tflquant.calibration
@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"compiler": "tflquant", "passes": "tflquant.passes", "dialects": "tflquant.dialects"}
 ORDER = ("ir", "tflite", "reference", "calibration", "passes", "driver")
-IR_MODULES = {"tflquant.errors", "tflquant.fileio", "tflquant.ir", "tflquant.quant_math", "tflquant.tflite.schema"}
+IR_MODULES = {"tflquant.errors", "tflquant.fileio", "tflquant.ir", "tflquant.parallel", "tflquant.quant_math", "tflquant.tflite.schema"}
 
 
 def _modules() -> dict[str, Path]:

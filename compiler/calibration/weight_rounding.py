@@ -91,6 +91,7 @@ scales as one search per weight.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +104,7 @@ try:  # np.einsum without its Python wrapper (the same computation, a microsecon
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
 
+from tflquant import parallel as _parallel
 from tflquant.calibration.blas import blas_threads
 from tflquant.errors import TflquantError
 
@@ -112,6 +114,8 @@ PRUNE_MARGIN = 1.001  # search_scales skips a candidate whose error's lower boun
 SEARCH_CHUNK = 1 << 17  # weight elements per slice of groups search_scales works on (its two buffers: 2 candidates x 512 KB of float32; measured: 2^16 the same, 2^15 and 2^18 slower)
 SKIP_RULED_OUT = True  # search_scales skips evaluating a coarse ratio where the largest |w| rules it out (False: evaluates it anyway, same result; for tests)
 COMPACT_MIN = 1 << 14  # search_scales: a slice of at least this many elements evaluates a later coarse ratio only on the groups it can win (gathered) when they are at most half
+PARALLEL_SEARCH_MIN = 1 << 18  # search_scales: groups of at least this many elements (and two slices) are searched a slice at a time on the kernel threads (tflquant.parallel)
+ROUND_CHUNK = 1 << 16  # quantize_with_scales: weight elements per slice of rows rounded in one work buffer
 TRANSPOSE_BELOW = 64  # search_scales: groups shorter than this are searched transposed
 TRANSPOSE_ROWS = 256  # search_scales: groups transposed this many at a time (measured 0.75x the time of one copy for 4096 x 32)
 GRANULARITIES = ("tensor", "channel", "block")
@@ -397,8 +401,8 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     # them out; with weights nothing is ruled out: every coarse point at once (one evaluation;
     # one at a time where even one group of them would take more than two chunks' buffers)
     first = coarse if not steps or (p is not None and len(coarse) * n <= 2 * SEARCH_CHUNK) else coarse[:2]
-    k = max(2, len(first))
-    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (k * n)), G), k, work)
+    kc = max(2, len(first))  # the most candidates evaluated at once
+    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (kc * n)), G), kc, work)
     last, tr = len(grid) - 1, st.transposed
     first_idx = np.array(first, np.intp)[:, None]
     sp = None
@@ -408,7 +412,9 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     best_s = np.empty(G, np.float32)
     qm = np.float32(max(qmax, -qmin))  # the largest code magnitude
     margin = np.float32(PRUNE_MARGIN)
-    for c0, pieces in _slices(parts, st.rows):
+
+    def one(st: _Search, c0: int, pieces: list[np.ndarray]) -> None:
+        """Search the groups of one slice (from group c0) with st's buffers into best_s."""
         m = sum(x.shape[0] for x in pieces)
         c1 = c0 + m
         gc = pieces[0]
@@ -499,6 +505,26 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
             for k in range(len(ci)):
                 _keep_better(best_i, best_e, ci[k], e[k])
         best_s[c0:c1] = st.scales(bc, best_i[None])[0]  # the chosen candidates' scales, as _errors computed them
+
+    slices = list(_slices(parts, st.rows))
+    if len(slices) < 2 or G * n < PARALLEL_SEARCH_MIN or _parallel.get_threads() < 2 or _parallel.nested():
+        for c0, pieces in slices:
+            one(st, c0, pieces)
+        return best_s
+    # the slices on the kernel threads (each group's scale depends on its own values only; each
+    # thread its own work buffers, the caller's thread the caller's `work`; disjoint ranges of best_s)
+    mine = threading.get_ident()
+    searches: dict[int, _Search] = {}
+
+    def part(i0: int, i1: int) -> None:
+        t = threading.get_ident()
+        own = st if t == mine else searches.get(t)
+        if own is None:
+            own = searches[t] = _Search(grid, n, qmin, qmax, fp16, min_scale, st.rows, kc, None)
+        for c0, pieces in slices[i0:i1]:
+            one(own, c0, pieces)
+
+    _parallel.over_slices(len(slices), part)
     return best_s
 
 
@@ -666,13 +692,41 @@ def _quantize_with_scales(w, scales, bits, granularity, block_size, narrow, bloc
     lay = _layout(w.shape, granularity, block_size, block_axis)
     qmin, qmax = qrange(bits, narrow)
     s = np.asarray(scales, np.float32)
-    if granularity == "block" and block_axis == "in":  # blocks along rows: broadcast, not repeated (w is [out, in])
-        out, inn = w.shape
-        q = (w.reshape(out, inn // block_size, block_size) / s.reshape(out, -1, 1)).reshape(out, inn)
+    out, inn = w.shape
+    if out < 2 or w.size < 2 * ROUND_CHUNK:
+        if granularity == "block" and block_axis == "in":  # blocks along rows: broadcast, not repeated (w is [out, in])
+            q = (w.reshape(out, inn // block_size, block_size) / s.reshape(out, -1, 1)).reshape(out, inn)
+        else:
+            q = w / lay.expand(s)
+        np.rint(q, out=q)
+        return np.clip(q, qmin, qmax, out=q).astype(np.int8)
+    # a slice of rows at a time in a work buffer (the same divisions: the same codes), ranges of
+    # slices on the kernel threads for a big weight (tflquant.parallel)
+    codes = np.empty((out, inn), np.int8)
+    if granularity == "block" and block_axis == "in":
+        sr, shape3 = s.reshape(out, -1, 1), (inn // block_size, block_size)
+    elif granularity == "channel":
+        sr, shape3 = s.reshape(out, 1), (inn,)
+    elif granularity == "tensor":
+        sr, shape3 = None, (inn,)
     else:
-        q = w / lay.expand(s)
-    np.rint(q, out=q)
-    return np.clip(q, qmin, qmax, out=q).astype(np.int8)
+        sr, shape3 = lay.expand(s), (inn,)
+    one = s.reshape(-1)[0] if sr is None else None
+    step = max(1, ROUND_CHUNK // inn)
+    count = -(-out // step)
+
+    def run(c0: int, c1: int) -> None:
+        work = np.empty(min(step, out) * inn, np.float32)
+        for i in range(c0 * step, min(c1 * step, out), step):
+            j = min(i + step, out)
+            t = work[: (j - i) * inn].reshape(j - i, *shape3)
+            np.divide(w[i:j].reshape(j - i, *shape3), one if sr is None else sr[i:j], out=t)
+            np.rint(t, out=t)
+            np.clip(t, qmin, qmax, out=t)
+            codes[i:j] = t.reshape(j - i, inn)
+
+    _parallel.over_slices(count, run, w.size >= PARALLEL_SEARCH_MIN)
+    return codes
 
 
 def dequantize(codes: np.ndarray, scales: np.ndarray, granularity: str = "channel", block_size: int = 32, block_axis: str = "in") -> np.ndarray:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from xdsl.ir import Operation
 
 from tflquant.dialects import tfl
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, blockwise_element, quantized_element
+from tflquant import parallel as _parallel
 from tflquant.errors import TflquantError
 
 Kernel = Callable[..., Any]
@@ -360,7 +360,7 @@ def per_sample_parts(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.nda
     """An elementwise fn that, on a large batch, runs on sample ranges in parallel."""
 
     def run(x: np.ndarray) -> np.ndarray:
-        if _THREADS == 1 or x.ndim == 0 or x.shape[0] < 2 or x.size < (1 << 20):
+        if _parallel.get_threads() == 1 or x.ndim == 0 or x.shape[0] < 2 or x.size < (1 << 20):
             return fn(x)
         probe = np.asarray(fn(x[:1]))
         if probe.shape != x[:1].shape:
@@ -700,7 +700,7 @@ def _swish_logistic(op: Operation) -> Callable[[np.ndarray], np.ndarray]:
         def part(s0: int, s1: int) -> None:
             _sigmoid_into(x[s0:s1], y[s0:s1], prod[s0:s1])
 
-        if _THREADS == 1 or x.shape[0] < 2 or x.size < (1 << 20):
+        if _parallel.get_threads() == 1 or x.shape[0] < 2 or x.size < (1 << 20):
             part(0, x.shape[0])
         else:
             split_samples(x.shape[0], x.size * 4, part)
@@ -834,22 +834,18 @@ def scratch(key: str, n: int) -> np.ndarray:
 # Worker threads for the heavy kernels (CONV_2D, DEPTHWISE_CONV_2D): the samples of a batch
 # are split between threads (numpy releases the GIL in matrix products, copies and ufuncs;
 # each thread has its own scratch). Measured on 2 shared cores: 1.6x on calibration.
-_THREADS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
-_POOL: list[Any] = []  # [ThreadPoolExecutor], created on first use (one per process, under _POOL_LOCK)
-_POOL_LOCK = threading.Lock()
+# The threads and their pool are tflquant.parallel's (shared with quantize-weights).
 _PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which a batch is not split
 
 
 def set_threads(n: int) -> int:
     """Use at most n threads in the heavy kernels (1: never split); returns the old value.
     Process-wide (the quantize path only reads it): set it before quantizing, not during."""
-    global _THREADS
-    old, _THREADS = _THREADS, max(1, int(n))
-    return old
+    return _parallel.set_threads(n)
 
 
 def get_threads() -> int:
-    return _THREADS
+    return _parallel.get_threads()
 
 
 def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_parts: bool = False, ranges: int = 0) -> None:
@@ -857,49 +853,8 @@ def split_samples(n: int, work: int, fn: Callable[[int, int], None], serial_part
     multiply-adds) is worth it. The calling thread and the pool's workers take the ranges
     (`ranges` of them, default one per thread) in order from a shared counter, so a thread
     slowed by other processes takes fewer. With serial_parts, kernels called inside fn do
-    not split again (whole-plan parallelism)."""
-    threads = min(_THREADS, n) if work >= _PARALLEL_MIN_WORK else 1
-    if threads <= 1 or getattr(_SCRATCH, "serial", False) or threading.current_thread().name.startswith("tflquant-kernel"):
-        fn(0, n)
-        return
-    count = min(n, max(ranges, threads))
-    bounds = [n * i // count for i in range(count + 1)]
-    lock = threading.Lock()
-    state = {"next": 0}
-    errors: list[BaseException] = []
-
-    def drain() -> None:
-        if serial_parts:
-            _SCRATCH.serial = True
-        try:
-            while True:
-                with lock:
-                    i = state["next"]
-                    if i >= count or errors:
-                        return
-                    state["next"] = i + 1
-                try:
-                    fn(bounds[i], bounds[i + 1])
-                except BaseException as e:  # noqa: BLE001 - re-raised by the caller
-                    with lock:
-                        errors.append(e)
-                    return
-        finally:
-            if serial_parts:
-                _SCRATCH.serial = False
-
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _POOL_LOCK:  # concurrent quantizations share one pool (each caller also drains its own ranges)
-            if not _POOL:
-                _POOL.append(ThreadPoolExecutor(max_workers=max(1, _THREADS - 1), thread_name_prefix="tflquant-kernel"))
-    futures = [_POOL[0].submit(drain) for _ in range(threads - 1)]
-    drain()
-    for f in futures:
-        f.result()
-    if errors:
-        raise errors[0]
+    not split again (whole-plan parallelism). (tflquant.parallel.run_ranges.)"""
+    _parallel.run_ranges(n, fn, None if work >= _PARALLEL_MIN_WORK else 1, serial_parts, ranges)
 
 
 def _padded_sample_buffer(h: int, w: int, c: int, pads: Sequence[tuple[int, int]], value: float = 0.0) -> np.ndarray:
