@@ -365,14 +365,20 @@ def split_signature(item: Any) -> tuple[str | None, Any]:
     return None, item
 
 
-def samples_from_iterable(source: Iterable[Any] | Callable[[], Iterable[Any]], specs: Sequence[InputSpec], where: str) -> Iterator[list[np.ndarray]]:
-    """Samples from a representative_dataset-style iterable (or a function returning one)."""
+def numbered_items(source: Iterable[Any] | Callable[[], Iterable[Any]], where: str) -> Iterator[tuple[int, Any]]:
+    """(index, item) of a representative_dataset-style iterable (or a function returning one);
+    anything else is one clear error."""
     it = source() if callable(source) else source
     try:
         iterator = iter(it)
     except TypeError:
         raise TflquantError(f"{where}: expected an iterable of samples (or a function returning one), got {type(it).__name__}") from None
-    for i, item in enumerate(iterator):
+    return enumerate(iterator)
+
+
+def samples_from_iterable(source: Iterable[Any] | Callable[[], Iterable[Any]], specs: Sequence[InputSpec], where: str) -> Iterator[list[np.ndarray]]:
+    """Samples from a representative_dataset-style iterable (or a function returning one)."""
+    for i, item in numbered_items(source, where):
         _, data = split_signature(item)
         yield _item_to_sample(data, specs, f"{where}, sample {i}")
 

@@ -226,14 +226,9 @@ def _plan_multi_iterable(ents: list[Entry], data: Source, where: str, in_order: 
     by_key = {e.key: e for e in ents}
     routed: dict[str | None, list[list[np.ndarray]]] = {}
     runs: list[tuple[str, list[list[np.ndarray]]]] = []
-    from tflquant.calibration.dataset import _item_to_sample
+    from tflquant.calibration.dataset import _item_to_sample, numbered_items
 
-    it = data() if callable(data) else data
-    try:
-        iterator = iter(it)
-    except TypeError:
-        raise TflquantError(f"{where}: expected an iterable of samples, got {type(it).__name__}") from None
-    for i, item in enumerate(iterator):
+    for i, item in numbered_items(data, where):
         key, payload = split_signature(item)
         if key is None:
             raise TflquantError(
