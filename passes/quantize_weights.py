@@ -83,7 +83,7 @@ from tflquant.dialects import tfl
 from tflquant.dialects._unchecked import class_test, float64_attr
 
 from tflquant.calibration.hessian import InputHessians, layer_key, round_layer_weight, round_layer_weights
-from tflquant.calibration.weight_rounding import ROUNDINGS, abs_row_max, qrange, resolve_method, round_tensor, search_scales_many, tensor_groups
+from tflquant.calibration.weight_rounding import ROUNDINGS, abs_row_max, all_finite, qrange, resolve_method, round_tensor, search_scales_many, tensor_groups
 from tflquant.dialects.quant import BlockwiseQuantizedType, UniformQuantizedType, with_element
 from tflquant import parallel as _parallel
 from tflquant.errors import TflquantError
@@ -545,7 +545,7 @@ class _Searches:
             for u, axis, fmt, fp16 in members:
                 self.batch.pop((u, fp16), None)
                 wu = w if u is v else float_weight(u)
-                if wu is not None and np.isfinite(wu).all():
+                if wu is not None and all_finite(wu):
                     parts.append(tensor_groups(wu, axis, fmt.granularity, fmt.block_size))
                     keys.append((u, fp16))
                     self.finite.add(u)
@@ -587,7 +587,7 @@ class _Stacks:
             for u in members:
                 self.group.pop((u, axis, fmt, fp16_scales), None)
                 wu = w if u is v else float_weight(u)
-                if wu is not None and np.isfinite(wu).all():
+                if wu is not None and all_finite(wu):
                     weights.append((u, wu))
             if v in (u for u, _w in weights):  # (the caller checked v's values)
                 got = round_layer_weights(self.store, weights, axis, fmt.bits, fmt.granularity, fmt.block_size, method, fp16_scales)
@@ -1090,7 +1090,7 @@ class QuantizeWeights(ModulePass):
         blocks_path = fmt.granularity == "block" and w.size > 0 and self._nearest(fmt)
         tensor_path = axis is None and fmt.granularity == "tensor" and w.size > 0 and self._nearest(fmt)  # (_quantize_tensor)
         checked = searches is not None and v in searches.finite  # (by its batch's search, searched for an earlier weight)
-        if not rows_path and not blocks_path and not tensor_path and not checked and not np.all(np.isfinite(w)):
+        if not rows_path and not blocks_path and not tensor_path and not checked and not all_finite(w):
             raise not_finite()
         source = v.owner
         assert isinstance(source, Operation) and source.parent is not None

@@ -149,3 +149,19 @@ def test_ranges_run_in_the_callers_numpy_error_state_and_reraise() -> None:
             parallel.run_ranges(8, fail, ranges=8)
     finally:
         parallel.set_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_all_finite_finds_any_nan_or_infinity(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    monkeypatch.setattr(wr, "ROUND_CHUNK", 64)
+    monkeypatch.setattr(wr, "PARALLEL_SEARCH_MIN", 256)
+    w = np.random.default_rng(4).standard_normal((40, 50)).astype(np.float32)
+    old = parallel.set_threads(threads)
+    try:
+        assert wr.all_finite(w) and wr.all_finite(w.astype(np.float16)) and wr.all_finite(w[:, ::2])
+        for at, bad in [(0, np.nan), (1333, np.inf), (1999, -np.inf)]:
+            v = w.copy()
+            v.reshape(-1)[at] = bad
+            assert not wr.all_finite(v) and not wr.all_finite(v.astype(np.float64))
+    finally:
+        parallel.set_threads(old)

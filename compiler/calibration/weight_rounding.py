@@ -1235,9 +1235,35 @@ def _matrix(w: np.ndarray, check_finite: bool = True) -> np.ndarray:
         raise TflquantError(f"weight rounding: expected a [out, in] matrix, got shape {w.shape}")
     if not np.issubdtype(w.dtype, np.floating):
         raise TflquantError(f"weight rounding: expected a float weight, got {w.dtype}")
-    if check_finite and not np.all(np.isfinite(w)):
+    if check_finite and not all_finite(w):
         raise TflquantError("weight rounding: the weight holds NaN or Inf")
     return w.astype(np.float32, copy=False)
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """np.all(np.isfinite(a)) without a temporary of a's size: a slice at a time, ranges of
+    slices on the kernel threads for a big C-contiguous array (tflquant.parallel)."""
+    a = np.asarray(a)
+    if a.size < 2 * ROUND_CHUNK or not a.flags.c_contiguous or not np.issubdtype(a.dtype, np.floating):
+        return bool(np.all(np.isfinite(a)))
+    flat = a.reshape(-1)
+    count = -(-flat.size // ROUND_CHUNK)
+    bad: list[int] = []
+
+    def run(c0: int, c1: int) -> None:
+        buf = np.empty(ROUND_CHUNK, np.bool_)
+        for c in range(c0, c1):
+            if bad:
+                return
+            part = flat[c * ROUND_CHUNK : (c + 1) * ROUND_CHUNK]
+            t = buf[: part.size]
+            np.isfinite(part, out=t)
+            if not t.all():
+                bad.append(c)
+                return
+
+    _parallel.over_slices(count, run, flat.size >= PARALLEL_SEARCH_MIN)
+    return not bad
 
 
 def _mean_square(msq: np.ndarray, n: int) -> np.ndarray:
