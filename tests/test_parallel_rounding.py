@@ -59,6 +59,7 @@ def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(qw, "_CHUNK", 512)
     monkeypatch.setattr(wr, "PARALLEL_SEARCH_MIN", 256)
     monkeypatch.setattr(wr, "SEARCH_CHUNK", 512)
+    monkeypatch.setattr(wr, "THREADED_SEARCH_CHUNK", 1024)  # (other slices than the serial search's: the same scales)
     monkeypatch.setattr(wr, "ROUND_CHUNK", 256)
     ran: list[str] = []
     real = parallel.run_ranges

@@ -114,6 +114,7 @@ PRUNE_MARGIN = 1.001  # search_scales skips a candidate whose error's lower boun
 SEARCH_CHUNK = 1 << 17  # weight elements per slice of groups search_scales works on (its two buffers: 2 candidates x 512 KB of float32; measured: 2^16 the same, 2^15 and 2^18 slower)
 SKIP_RULED_OUT = True  # search_scales skips evaluating a coarse ratio where the largest |w| rules it out (False: evaluates it anyway, same result; for tests)
 COMPACT_MIN = 1 << 14  # search_scales: a slice of at least this many elements evaluates a later coarse ratio only on the groups it can win (gathered) when they are at most half
+THREADED_SEARCH_CHUNK = 1 << 18  # SEARCH_CHUNK of a search on the kernel threads (fewer numpy calls for two threads to share the GIL between; measured on 2 cores at load 1: 8192 x 512 channel 29.5 -> 22.4 ms, 262144 x 32 56.4 -> 45.0 ms)
 PARALLEL_SEARCH_MIN = 1 << 21  # search_scales: groups of at least this many elements (and two slices) are searched a slice at a time on the kernel threads (tflquant.parallel)
 ROUND_CHUNK = 1 << 16  # quantize_with_scales: weight elements per slice of rows rounded in one work buffer
 TRANSPOSE_BELOW = 64  # search_scales: groups shorter than this are searched transposed
@@ -402,7 +403,11 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
     # one at a time where even one group of them would take more than two chunks' buffers)
     first = coarse if not steps or (p is not None and len(coarse) * n <= 2 * SEARCH_CHUNK) else coarse[:2]
     kc = max(2, len(first))  # the most candidates evaluated at once
-    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * SEARCH_CHUNK // (kc * n)), G), kc, work)
+    # big groups: slices on the kernel threads below, of THREADED_SEARCH_CHUNK elements (a
+    # group's scale does not depend on the slice it is searched in)
+    threaded = G * n >= PARALLEL_SEARCH_MIN and _parallel.get_threads() > 1 and not _parallel.nested()
+    chunk = THREADED_SEARCH_CHUNK if threaded else SEARCH_CHUNK
+    st = _Search(grid, n, qmin, qmax, fp16, min_scale, min(max(1, 2 * chunk // (kc * n)), G), kc, work)
     last, tr = len(grid) - 1, st.transposed
     first_idx = np.array(first, np.intp)[:, None]
     sp = None
@@ -507,7 +512,7 @@ def _search(parts: list[np.ndarray], p: np.ndarray | None, qmin: int, qmax: int,
         best_s[c0:c1] = st.scales(bc, best_i[None])[0]  # the chosen candidates' scales, as _errors computed them
 
     slices = list(_slices(parts, st.rows))
-    if len(slices) < 2 or G * n < PARALLEL_SEARCH_MIN or _parallel.get_threads() < 2 or _parallel.nested():
+    if len(slices) < 2 or not threaded:
         for c0, pieces in slices:
             one(st, c0, pieces)
         return best_s
