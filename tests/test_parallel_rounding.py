@@ -57,6 +57,7 @@ def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     the threads that ran a range (filled as they run)."""
     monkeypatch.setattr(qw, "PARALLEL_MIN", 256)
     monkeypatch.setattr(qw, "_CHUNK", 512)
+    monkeypatch.setattr(qw, "_PASS", 1536)  # passes of several slices (the SQNR summed slice by slice)
     monkeypatch.setattr(wr, "PARALLEL_SEARCH_MIN", 256)
     monkeypatch.setattr(wr, "SEARCH_CHUNK", 512)
     monkeypatch.setattr(wr, "THREADED_SEARCH_CHUNK", 1024)  # (other slices than the serial search's: the same scales)
@@ -115,6 +116,7 @@ def test_two_quantizations_at_once_share_the_threads(model: bytes, small_thresho
 def test_threaded_rows_find_a_non_finite_value_in_any_slice(monkeypatch: pytest.MonkeyPatch, bad_row: int) -> None:
     monkeypatch.setattr(qw, "PARALLEL_MIN", 256)
     monkeypatch.setattr(qw, "_CHUNK", 96 * 8)
+    monkeypatch.setattr(qw, "_PASS", 96 * 24)
     w = np.random.default_rng(3).standard_normal((160, 96)).astype(np.float32)
     old = parallel.set_threads(2)
     try:
