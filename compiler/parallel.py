@@ -87,7 +87,8 @@ def run_ranges(n: int, fn: Callable[[int, int], None], threads: int | None = Non
     futures = [_pool().submit(contextvars.copy_context().run, drain) for _ in range(threads - 1)]
     drain()
     for f in futures:
-        f.result()
+        if not f.cancel():  # (one not started yet, behind another caller's work: withdrawn, the ranges are done)
+            f.result()
     if errors:
         raise errors[0]
 

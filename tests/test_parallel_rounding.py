@@ -168,3 +168,35 @@ def test_all_finite_finds_any_nan_or_infinity(monkeypatch: pytest.MonkeyPatch, t
             assert not wr.all_finite(v) and not wr.all_finite(v.astype(np.float64))
     finally:
         parallel.set_threads(old)
+
+
+def test_a_caller_does_not_wait_for_a_pool_busy_with_other_work() -> None:
+    """A caller that has taken every range itself returns without waiting for its share of
+    the pool to start (the pool's threads busy with another caller's work: its queued part
+    is withdrawn)."""
+    old = parallel.set_threads(2)
+    release = threading.Event()
+    try:
+        pool = parallel._pool()
+        started = [threading.Event() for _ in range(pool._max_workers)]
+        blockers = [pool.submit(lambda e=e: (e.set(), release.wait(30))) for e in started]
+        assert all(e.wait(10) for e in started)  # every pool thread busy
+        done: list = []
+
+        def call() -> None:
+            parallel.run_ranges(4, lambda i0, i1: done.append((i0, i1)), ranges=4)
+            done.append("returned")
+
+        t = threading.Thread(target=call)
+        t.start()
+        t.join(10)
+        returned = not t.is_alive()
+        release.set()
+        t.join()
+        for b in blockers:
+            b.result()
+        assert returned, "run_ranges waited for the busy pool"
+        assert done[-1] == "returned" and sorted(done[:-1]) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    finally:
+        release.set()
+        parallel.set_threads(old)
