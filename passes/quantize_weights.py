@@ -194,15 +194,22 @@ def _quantize_tensor(w: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] 
     amax = _tensor_absmax(w.reshape(-1))
     if not np.isfinite(amax):
         return None
-    s = (np.array([amax], np.float32) / np.float32(qmax)).astype(np.float32)  # (choose_scales')
-    s[~(s > 0)] = 1.0
+    s = _scales_of_maxima(np.array([amax], np.float32), qmax)
     return _round(w, s[0], qmax, absmax=True), s
+
+
+def _scales_of_maxima(amax: np.ndarray, qmax: int) -> np.ndarray:
+    """Round to nearest's scales from the rows' max|w|: max|w| / qmax in float32, an
+    all-zero row 1.0. The one rule (choose_scales, and the one-pass roundings that find
+    the maxima themselves: _quantize_tensor, _quantize_rows, _quantize_blocks)."""
+    s = np.asarray(amax, np.float32) / np.float32(qmax)
+    s[~(s > 0)] = 1.0
+    return s
 
 
 def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
     """One scale per row of `groups` (rows = the tensor, its channels or its blocks):
-    max|w| / qmax in float32; an all-zero row gets 1.0. The one place a scale is chosen
-    (round to nearest follows): swap it for a data-aware choice."""
+    _scales_of_maxima of the rows' max|w|."""
     n, k = groups.shape
     if k == 0:
         absmax = np.zeros(n, np.float32)
@@ -212,9 +219,7 @@ def choose_scales(groups: np.ndarray, qmax: int) -> np.ndarray:
         absmax = np.empty(n, np.result_type(groups.dtype, np.float32))
         for rows in _row_chunks(n, k):
             absmax[rows] = abs_row_max(groups[rows])
-    scales = (absmax.astype(np.float32) / np.float32(qmax)).astype(np.float32)
-    scales[~(scales > 0)] = 1.0
-    return scales
+    return _scales_of_maxima(absmax, qmax)
 
 
 def _round(w: np.ndarray, s: np.ndarray, qmax: int, absmax: bool = False) -> np.ndarray:
@@ -291,7 +296,6 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
     big = step * max(1, _PASS // (step * max(k, 1)))  # rows of a pass (whole slices)
     size = min(big, n) * k
     count = -(-n // step)
-    fq = np.float32(qmax)
     errs, sigs = [0.0] * count, [0.0] * count  # each slice's SQNR terms (summed below in slice order: sqnr_db's sums)
     bad: list[int] = []
 
@@ -312,8 +316,7 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
             if not np.isfinite(amax).all():
                 bad.append(p)
                 return
-            s = amax / fq  # (float32)
-            s[~(s > 0)] = 1.0
+            s = _scales_of_maxima(amax, qmax)
             scales[i:j] = s
             np.copyto(ss, s[:, None])
             np.divide(blk, ss, out=t)
@@ -459,7 +462,7 @@ def _quantize_blocks(w: np.ndarray, block: int, qmax: int, slab: Slab | None = N
     s16 = np.empty(n, np.float16)
     step = max(1, _PASS // block)  # (blocks of a pass: any slices give these codes and scales)
     size = min(step, n) * block
-    fq, tiny16 = np.float32(qmax), np.float16(FP16_TINY)
+    tiny16 = np.float16(FP16_TINY)
     bad: list[int] = []
 
     def run(c0: int, c1: int) -> None:
@@ -475,8 +478,7 @@ def _quantize_blocks(w: np.ndarray, block: int, qmax: int, slab: Slab | None = N
             if not np.isfinite(amax).all():
                 bad.append(i)
                 return
-            sc = amax / fq
-            sc[~(sc > 0)] = 1.0
+            sc = _scales_of_maxima(amax, qmax)
             h = np.maximum(np.maximum(sc, FP16_TINY).astype(np.float16), tiny16)
             s16[i:j] = h
             np.copyto(ss, h.astype(np.float32)[:, None])
@@ -783,11 +785,7 @@ def _table_candidates(w: np.ndarray, qmax: int) -> tuple[int, np.ndarray, np.nda
     col_f, row_f = col_max.view(np.float32), row_max.view(np.float32)
     if not (np.isfinite(row_f).all() and np.isfinite(col_f).all()):
         return None
-    scales = []
-    for amax in (col_f, row_f):
-        s = (amax / np.float32(qmax)).astype(np.float32)
-        s[~(s > 0)] = 1.0
-        scales.append(s)
+    scales = [_scales_of_maxima(amax, qmax) for amax in (col_f, row_f)]
     cols = np.tile(scales[0], k // d)[None, :]  # the per-feature scales along a row of w2
     clip = [s.min() < _F32_TINY for s in scales]  # (see _F32_TINY)
     codes = (np.empty((n, k), np.int8), np.empty((n, k), np.int8))
