@@ -129,6 +129,7 @@ GRANULARITIES = ("channel", "tensor", "block")
 BLOCK_SIZES = (32, 64, 128, 256)
 WEIGHT_BITS = (8, 4, 2)
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest fp16 normal: block scales never underflow
+TINY16 = np.float16(FP16_TINY)
 
 
 # Big weights are processed this many elements at a time, so the temporaries of each
@@ -278,7 +279,8 @@ def _row_maxima(t: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(u.reshape(-1), np.arange(0, n * k, k)).view(np.float32)
 
 
-def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab | None = None) -> tuple[np.ndarray, np.ndarray, float | None] | None:
+def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab | None = None,
+                   fp16: bool = False) -> tuple[np.ndarray, np.ndarray, float | None] | None:
     """choose_scales and _round of the rows of w2 [C, K] (per channel along axis 0) in one
     pass over the weight: a slice of rows at a time, its max|w|, scales and codes while it
     is in cache (the same values; the weight is read from memory once, not twice, and its
@@ -287,11 +289,14 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
     each slice is in cache (sqnr_db's value; else None).
     Two work buffers of one slice serve every slice: |w| then w / s, its codes and their
     error; and the slice's scales spread along its rows (numpy divides and multiplies by
-    a whole array about 1.7x as fast as by a column broadcast along the rows)."""
+    a whole array about 1.7x as fast as by a column broadcast along the rows).
+    `fp16`: the scales as LiteRT reads a block's (float16, at least the smallest fp16
+    normal), the codes rounded with them and clipped (an fp16 scale may round below
+    max|w| / qmax); scales returned as float16."""
     w2 = np.asarray(w2, np.float32)
     n, k = w2.shape
     q = np.empty((n, k), np.int8) if slab is None else slab.take((n, k), np.int8)
-    scales = np.empty(n, np.float32)
+    scales = np.empty(n, np.float16 if fp16 else np.float32)
     step = max(1, _CHUNK // max(k, 1))  # rows of a slice (the SQNR's sums: sqnr_db's, slice by slice)
     big = step * max(1, _PASS // (step * max(k, 1)))  # rows of a pass (whole slices)
     size = min(big, n) * k
@@ -317,11 +322,16 @@ def _quantize_rows(w2: np.ndarray, qmax: int, measure: bool = False, slab: Slab 
                 bad.append(p)
                 return
             s = _scales_of_maxima(amax, qmax)
-            scales[i:j] = s
+            if fp16:
+                h = np.maximum(np.maximum(s, FP16_TINY).astype(np.float16), TINY16)
+                scales[i:j] = h
+                s = h.astype(np.float32)
+            else:
+                scales[i:j] = s
             np.copyto(ss, s[:, None])
             np.divide(blk, ss, out=t)
             np.rint(t, out=t)
-            if s.min() < _F32_TINY:  # else no code is past qmax (see _F32_TINY): no clip pass
+            if fp16 or s.min() < _F32_TINY:  # else no code is past qmax (see _F32_TINY): no clip pass
                 np.clip(t, -qmax, qmax, out=t)
             q[i:j] = t
             if measure:  # _error_terms and _signal_terms of each slice, the products for the pass at once
@@ -448,47 +458,14 @@ def quantize_weight(w: np.ndarray, axis: int | None, bits: int = 8, rounded: tup
 
 
 def _quantize_blocks(w: np.ndarray, block: int, qmax: int, slab: Slab | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """quantize_blockwise's rounding to nearest of a finite weight in one pass, a slice of
-    blocks at a time in two reused work buffers (as _quantize_rows): (codes shaped as w,
-    fp16 scales, one a block), or None when w holds a NaN or infinity (from the blocks'
-    maxima). The scales are choose_scales' (max|w| / qmax, all-zero blocks 1.0) at least
-    the smallest fp16 normal in fp16, the codes rint(w / scale) clipped, the same values as
-    the whole-tensor steps."""
+    """quantize_blockwise's rounding to nearest of a finite weight in one pass: the blocks
+    as the rows of _quantize_rows with fp16 scales (codes shaped as w, float16 scales, one
+    a block), or None when w holds a NaN or infinity (from the blocks' maxima). The scales
+    are choose_scales' at least the smallest fp16 normal in fp16, the codes rint(w / scale)
+    clipped: the same values as the whole-tensor steps."""
     w = np.asarray(w, dtype=np.float32)
-    g = w.reshape(-1, block)
-    n = g.shape[0]
-    q = np.empty(w.shape, np.int8) if slab is None else slab.take(w.shape, np.int8)
-    q2 = q.reshape(-1, block)
-    s16 = np.empty(n, np.float16)
-    step = max(1, _PASS // block)  # (blocks of a pass: any slices give these codes and scales)
-    size = min(step, n) * block
-    tiny16 = np.float16(FP16_TINY)
-    bad: list[int] = []
-
-    def run(c0: int, c1: int) -> None:
-        work, spread = np.empty(size, np.float32), np.empty(size, np.float32)
-        for i in range(c0 * step, min(c1 * step, n), step):
-            if bad:
-                return
-            j = min(i + step, n)
-            blk = g[i:j]
-            t, ss = work[: (j - i) * block].reshape(j - i, block), spread[: (j - i) * block].reshape(j - i, block)
-            np.abs(blk, out=t)
-            amax = _row_maxima(t)
-            if not np.isfinite(amax).all():
-                bad.append(i)
-                return
-            sc = _scales_of_maxima(amax, qmax)
-            h = np.maximum(np.maximum(sc, FP16_TINY).astype(np.float16), tiny16)
-            s16[i:j] = h
-            np.copyto(ss, h.astype(np.float32)[:, None])
-            np.divide(blk, ss, out=t)
-            np.rint(t, out=t)
-            np.clip(t, -qmax, qmax, out=t)  # (an fp16 scale may round below max|w| / qmax)
-            q2[i:j] = t
-
-    _parallel.over_slices(-(-n // step), run, w.size >= PARALLEL_MIN)
-    return None if bad else (q, s16)
+    done = _quantize_rows(w.reshape(-1, block), qmax, slab=slab, fp16=True)
+    return None if done is None else (done[0].reshape(w.shape), done[1])
 
 
 def quantize_blockwise(w: np.ndarray, block: int, bits: int = 4, rounded: tuple[np.ndarray, np.ndarray] | None = None,
